@@ -1,0 +1,104 @@
+//! The `SessionStore` trait: conversation history that survives restarts.
+
+use async_trait::async_trait;
+use picoclaw_types::{ChatMessage, SessionKey};
+use std::sync::Arc;
+
+/// Errors from a state backend.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StateError {
+    /// The database could not be opened or migrated; the message says where and what to do.
+    #[error("{message}")]
+    Open {
+        message: String,
+        #[source]
+        source: Option<Box<dyn std::error::Error + Send + Sync>>,
+    },
+    /// A query failed.
+    #[error("state database error: {0}")]
+    Database(#[source] Box<dyn std::error::Error + Send + Sync>),
+    /// A stored row could not be decoded.
+    #[error("corrupt stored data in session '{session}': {message}")]
+    Corrupt { session: String, message: String },
+}
+
+/// A conversation: its messages in order (oldest first) and the summary of older, compacted turns.
+#[derive(Clone, Debug, Default, PartialEq)]
+#[non_exhaustive]
+pub struct Session {
+    pub key: Option<SessionKey>,
+    pub messages: Vec<ChatMessage>,
+    pub summary: Option<String>,
+}
+
+impl Session {
+    pub fn new(key: SessionKey, messages: Vec<ChatMessage>, summary: Option<String>) -> Self {
+        Self {
+            key: Some(key),
+            messages,
+            summary,
+        }
+    }
+}
+
+/// One line of a session listing.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct SessionInfo {
+    pub key: SessionKey,
+    pub message_count: u64,
+    /// RFC 3339 timestamps.
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+impl SessionInfo {
+    pub fn new(key: SessionKey, message_count: u64, created_at: String, updated_at: String) -> Self {
+        Self {
+            key,
+            message_count,
+            created_at,
+            updated_at,
+        }
+    }
+}
+
+/// Where conversations are kept.
+#[async_trait]
+pub trait SessionStore: Send + Sync {
+    /// The session's messages, oldest first; with `limit`, only the newest `limit` of them. A key
+    /// never seen before loads as an empty session.
+    async fn load(&self, key: &SessionKey, limit: Option<usize>) -> Result<Session, StateError>;
+
+    /// Appends one turn's messages atomically: all of them are stored, or none.
+    async fn append(&self, key: &SessionKey, msgs: &[ChatMessage]) -> Result<(), StateError>;
+
+    /// Sets (or clears) the summary of compacted history.
+    async fn set_summary(&self, key: &SessionKey, summary: Option<&str>) -> Result<(), StateError>;
+
+    /// All sessions, most recently updated first.
+    async fn list(&self) -> Result<Vec<SessionInfo>, StateError>;
+
+    /// Deletes a session; returns whether it existed.
+    async fn delete(&self, key: &SessionKey) -> Result<bool, StateError>;
+}
+
+#[async_trait]
+impl<T: SessionStore + ?Sized> SessionStore for Arc<T> {
+    async fn load(&self, key: &SessionKey, limit: Option<usize>) -> Result<Session, StateError> {
+        (**self).load(key, limit).await
+    }
+    async fn append(&self, key: &SessionKey, msgs: &[ChatMessage]) -> Result<(), StateError> {
+        (**self).append(key, msgs).await
+    }
+    async fn set_summary(&self, key: &SessionKey, summary: Option<&str>) -> Result<(), StateError> {
+        (**self).set_summary(key, summary).await
+    }
+    async fn list(&self) -> Result<Vec<SessionInfo>, StateError> {
+        (**self).list().await
+    }
+    async fn delete(&self, key: &SessionKey) -> Result<bool, StateError> {
+        (**self).delete(key).await
+    }
+}

@@ -1,0 +1,153 @@
+//! The `Tool` trait, what a call gets (`ToolContext`) and returns (`ToolOutput`), and the registry.
+
+use async_trait::async_trait;
+use picoclaw_types::{SessionKey, ToolSpec};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+/// Who is calling: the conversation a tool call belongs to.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct ToolContext {
+    pub session_key: SessionKey,
+    /// The channel the conversation happens on (`cli`, `telegram`...), when known.
+    pub channel: Option<String>,
+    /// The chat within that channel, when known.
+    pub chat_id: Option<String>,
+}
+
+impl ToolContext {
+    pub fn new(session_key: SessionKey) -> Self {
+        Self {
+            session_key,
+            channel: None,
+            chat_id: None,
+        }
+    }
+
+    pub fn with_chat(mut self, channel: impl Into<String>, chat_id: impl Into<String>) -> Self {
+        self.channel = Some(channel.into());
+        self.chat_id = Some(chat_id.into());
+        self
+    }
+}
+
+/// A tool's result. Failures are data for the model (`is_error`), never a reason to abort a turn.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ToolOutput {
+    pub content: String,
+    pub is_error: bool,
+}
+
+impl ToolOutput {
+    pub fn ok(content: impl Into<String>) -> Self {
+        Self {
+            content: content.into(),
+            is_error: false,
+        }
+    }
+
+    pub fn error(content: impl Into<String>) -> Self {
+        Self {
+            content: content.into(),
+            is_error: true,
+        }
+    }
+}
+
+/// Something the model can call.
+#[async_trait]
+pub trait Tool: Send + Sync {
+    /// Name, description and JSON schema of the parameters, as sent to the model.
+    fn spec(&self) -> ToolSpec;
+
+    /// Runs the tool. `args` is the parsed JSON object the model sent.
+    async fn call(&self, ctx: &ToolContext, args: serde_json::Value) -> ToolOutput;
+}
+
+#[async_trait]
+impl<T: Tool + ?Sized> Tool for Arc<T> {
+    fn spec(&self) -> ToolSpec {
+        (**self).spec()
+    }
+    async fn call(&self, ctx: &ToolContext, args: serde_json::Value) -> ToolOutput {
+        (**self).call(ctx, args).await
+    }
+}
+
+#[async_trait]
+impl<T: Tool + ?Sized> Tool for Box<T> {
+    fn spec(&self) -> ToolSpec {
+        (**self).spec()
+    }
+    async fn call(&self, ctx: &ToolContext, args: serde_json::Value) -> ToolOutput {
+        (**self).call(ctx, args).await
+    }
+}
+
+/// The tools an agent may call, by name. Names are unique; specs come out sorted by name so the
+/// request prefix stays byte-identical between turns (good for provider prompt caches).
+#[derive(Clone, Default)]
+pub struct ToolRegistry {
+    tools: BTreeMap<String, Arc<dyn Tool>>,
+}
+
+impl std::fmt::Debug for ToolRegistry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ToolRegistry")
+            .field("tools", &self.tools.keys().collect::<Vec<_>>())
+            .finish()
+    }
+}
+
+impl ToolRegistry {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds a tool, replacing (and returning) any tool of the same name.
+    pub fn register(&mut self, tool: Arc<dyn Tool>) -> Option<Arc<dyn Tool>> {
+        let name = tool.spec().name;
+        self.tools.insert(name, tool)
+    }
+
+    pub fn with(mut self, tool: impl Tool + 'static) -> Self {
+        self.register(Arc::new(tool));
+        self
+    }
+
+    pub fn get(&self, name: &str) -> Option<&Arc<dyn Tool>> {
+        self.tools.get(name)
+    }
+
+    pub fn remove(&mut self, name: &str) -> Option<Arc<dyn Tool>> {
+        self.tools.remove(name)
+    }
+
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.tools.keys().map(String::as_str)
+    }
+
+    pub fn len(&self) -> usize {
+        self.tools.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.tools.is_empty()
+    }
+
+    pub fn specs(&self) -> Vec<ToolSpec> {
+        self.tools.values().map(|t| t.spec()).collect()
+    }
+
+    /// Calls a tool by name. An unknown name is an error result listing the available tools.
+    pub async fn call(&self, ctx: &ToolContext, name: &str, args: serde_json::Value) -> ToolOutput {
+        match self.tools.get(name) {
+            Some(tool) => tool.call(ctx, args).await,
+            None => ToolOutput::error(format!(
+                "Error: there is no tool named '{name}'. Available tools: {}",
+                self.tools.keys().cloned().collect::<Vec<_>>().join(", ")
+            )),
+        }
+    }
+}
