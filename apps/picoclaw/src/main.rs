@@ -1,1 +1,75 @@
-fn main() {}
+//! `picoclaw`: the command-line agent. Parses arguments, wires config → provider → tools →
+//! session store → agent, and prints. Logs go to stderr (or a file), answers alone to stdout.
+
+mod agent_cmd;
+mod logging;
+mod onboard_cmd;
+mod status_cmd;
+mod wiring;
+
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "picoclaw",
+    version = VERSION,
+    about = "An ultra-lightweight personal AI agent",
+    propagate_version = true
+)]
+struct Cli {
+    /// Config file to use (default: $PICOCLAW_CONFIG or ~/.picoclaw/config.json).
+    #[arg(long, global = true, value_name = "PATH")]
+    config: Option<PathBuf>,
+
+    /// More logging on stderr (-v info, -vv debug, -vvv trace). RUST_LOG overrides.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    verbose: u8,
+
+    /// Write logs to this file instead of stderr.
+    #[arg(long, global = true, value_name = "PATH")]
+    log_file: Option<PathBuf>,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Create the config file and the workspace with starter files.
+    Onboard(onboard_cmd::OnboardArgs),
+    /// Talk to the agent: one message with -m, or an interactive session.
+    Agent(agent_cmd::AgentArgs),
+    /// Show the config, workspace, model and provider in use (keys masked).
+    Status,
+    /// Print the version.
+    Version,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    if let Command::Version = cli.command {
+        println!("picoclaw {VERSION}");
+        return ExitCode::SUCCESS;
+    }
+    if let Err(err) = logging::init(cli.verbose, cli.log_file.as_deref()) {
+        eprintln!("error: {err:#}");
+        return ExitCode::FAILURE;
+    }
+    let result = match cli.command {
+        Command::Onboard(args) => onboard_cmd::run(cli.config, args),
+        Command::Agent(args) => agent_cmd::run(cli.config, args),
+        Command::Status => status_cmd::run(cli.config),
+        Command::Version => Ok(ExitCode::SUCCESS),
+    };
+    match result {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

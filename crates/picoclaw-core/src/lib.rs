@@ -1,1 +1,28 @@
-//! placeholder until implemented
+//! The picoclaw agent core: [`Agent`] and [`AgentBuilder`], the [`ContextBuilder`] that assembles
+//! the system prompt from the workspace, and the tool loop.
+//!
+//! It re-exports the traits and types an embedder needs, so depending on `picoclaw-core` alone is
+//! enough to build an agent with any [`LlmProvider`], any [`Tool`]s and any [`SessionStore`].
+//! It knows nothing about channels or HTTP servers.
+
+#![warn(clippy::unwrap_used, clippy::expect_used)]
+
+mod agent;
+pub mod context;
+mod events;
+mod tool_loop;
+
+pub use agent::{Agent, AgentBuilder, AgentConfig, AgentError, TurnEnd, TurnOptions, TurnOutcome};
+pub use context::ContextBuilder;
+pub use events::{AgentEvent, EventLog, EventSink};
+
+pub use picoclaw_providers::{
+    Capabilities, ChatRequest, ChatResponse, ChatStream, LlmProvider, ProviderError, StreamEvent,
+};
+pub use picoclaw_state::{Session, SessionInfo, SessionStore, StateError};
+pub use picoclaw_tools::{Tool, ToolContext, ToolOutput, ToolRegistry};
+pub use picoclaw_types::{
+    ChannelId, ChatMessage, ContentPart, FinishReason, Role, Secret, SessionKey, ToolCall,
+    ToolSpec, Usage,
+};
+pub use tokio_util::sync::CancellationToken;

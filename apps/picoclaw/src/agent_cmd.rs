@@ -1,0 +1,200 @@
+//! `picoclaw agent`: one-shot (`-m`) or interactive conversation with the agent.
+
+use anyhow::Context;
+use picoclaw_core::{
+    Agent, AgentError, AgentEvent, CancellationToken, ChatMessage, SessionKey, TurnOptions,
+};
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Debug, clap::Args)]
+pub struct AgentArgs {
+    /// Send one message, print the answer and exit.
+    #[arg(short, long, value_name = "TEXT")]
+    message: Option<String>,
+
+    /// Conversation to continue (default `cli:default`).
+    #[arg(short, long, value_name = "KEY", default_value = "cli:default")]
+    session: String,
+
+    /// Wait for the whole answer instead of streaming it.
+    #[arg(long)]
+    no_stream: bool,
+
+    /// Model to use for this run (overrides agents.defaults.model).
+    #[arg(long, value_name = "MODEL")]
+    model: Option<String>,
+}
+
+pub fn run(config: Option<PathBuf>, args: AgentArgs) -> anyhow::Result<ExitCode> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(async move {
+        let setup = match crate::wiring::build(config, args.model.as_deref(), !args.no_stream).await
+        {
+            Ok(setup) => setup,
+            Err(crate::wiring::SetupError::Config(msg)) => {
+                eprintln!("error: {msg}");
+                return Ok(ExitCode::from(2));
+            }
+            Err(crate::wiring::SetupError::Other(err)) => return Err(err),
+        };
+        let session = SessionKey::new(args.session);
+        match args.message {
+            Some(message) => one_shot(&setup.agent, &session, message).await,
+            None => interactive(setup, session).await,
+        }
+    })
+}
+
+/// Prints answer text to stdout as it arrives and tool progress to stderr.
+struct Printer;
+
+impl picoclaw_core::EventSink for Printer {
+    fn event(&self, event: AgentEvent) {
+        match event {
+            AgentEvent::TextDelta(text) => {
+                let mut out = std::io::stdout().lock();
+                let _ = out.write_all(text.as_bytes());
+                let _ = out.flush();
+            }
+            AgentEvent::ToolStarted {
+                name, arguments, ..
+            } => {
+                eprintln!("[tool] {name} {}", shorten(&arguments, 160));
+            }
+            AgentEvent::ToolFinished {
+                name,
+                is_error: true,
+                preview,
+                ..
+            } => {
+                eprintln!("[tool] {name} failed: {preview}");
+            }
+            _ => {}
+        }
+    }
+}
+
+fn shorten(text: &str, max: usize) -> String {
+    let flat = text.replace('\n', " ");
+    if flat.chars().count() <= max {
+        flat
+    } else {
+        let mut s: String = flat.chars().take(max).collect();
+        s.push('…');
+        s
+    }
+}
+
+async fn run_turn(agent: &Agent, session: &SessionKey, text: String) -> Result<(), AgentError> {
+    let cancel = CancellationToken::new();
+    let watcher = {
+        let cancel = cancel.clone();
+        tokio::spawn(async move {
+            if tokio::signal::ctrl_c().await.is_ok() {
+                cancel.cancel();
+            }
+        })
+    };
+    let result = agent
+        .turn(
+            session,
+            ChatMessage::user(text),
+            TurnOptions::new()
+                .cancel_with(cancel)
+                .chat("cli", session.as_str()),
+            &Printer,
+        )
+        .await;
+    watcher.abort();
+    if result.is_ok() {
+        println!();
+    }
+    result.map(|_| ())
+}
+
+async fn one_shot(agent: &Agent, session: &SessionKey, message: String) -> anyhow::Result<ExitCode> {
+    match run_turn(agent, session, message).await {
+        Ok(()) => Ok(ExitCode::SUCCESS),
+        Err(AgentError::Cancelled) => {
+            eprintln!("\ncancelled; the conversation so far is saved");
+            Ok(ExitCode::from(130))
+        }
+        Err(err) => {
+            eprintln!("\nerror: {err}");
+            Ok(ExitCode::FAILURE)
+        }
+    }
+}
+
+const HELP: &str = "Commands: /new (start a fresh session), /session (show the session key), \
+/help, /exit (or Ctrl-D). Ctrl-C cancels a running answer.";
+
+async fn interactive(
+    setup: crate::wiring::Setup,
+    mut session: SessionKey,
+) -> anyhow::Result<ExitCode> {
+    use rustyline::error::ReadlineError;
+    let mut editor = rustyline::DefaultEditor::new().context("cannot open the line editor")?;
+    let history = setup.paths.home().join("cli_history");
+    let _ = editor.load_history(&history);
+    eprintln!(
+        "picoclaw {} · model {} · session {} · /help for commands",
+        env!("CARGO_PKG_VERSION"),
+        setup.model_label,
+        session
+    );
+    loop {
+        match editor.readline("you> ") {
+            Ok(line) => {
+                let line = line.trim().to_owned();
+                if line.is_empty() {
+                    continue;
+                }
+                let _ = editor.add_history_entry(line.as_str());
+                match line.as_str() {
+                    "/exit" | "/quit" => break,
+                    "/help" => eprintln!("{HELP}"),
+                    "/session" => eprintln!("session: {session}"),
+                    "/new" => {
+                        session = SessionKey::new(format!(
+                            "cli:{}",
+                            chrono_like_stamp()
+                        ));
+                        eprintln!(
+                            "started a fresh session: {session} (the previous one is kept; \
+                             continue it with -s)"
+                        );
+                    }
+                    _ => match run_turn(&setup.agent, &session, line).await {
+                        Ok(()) => {}
+                        Err(AgentError::Cancelled) => {
+                            eprintln!("\n(cancelled; what was said so far is saved)");
+                        }
+                        Err(err) => eprintln!("\nerror: {err}"),
+                    },
+                }
+            }
+            Err(ReadlineError::Interrupted) => continue,
+            Err(ReadlineError::Eof) => break,
+            Err(err) => return Err(err).context("cannot read input"),
+        }
+    }
+    if let Some(dir) = history.parent() {
+        let _ = std::fs::create_dir_all(dir);
+    }
+    let _ = editor.save_history(&history);
+    Ok(ExitCode::SUCCESS)
+}
+
+fn chrono_like_stamp() -> String {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or_default();
+    secs.to_string()
+}

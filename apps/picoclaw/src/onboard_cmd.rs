@@ -1,0 +1,129 @@
+//! `picoclaw onboard`: writes the config file and the workspace starter files. Never overwrites a
+//! user's file without asking; keeps every config key it does not understand.
+
+use crate::wiring::{self, SetupError};
+use anyhow::Context;
+use picoclaw_config::onboard::WriteOutcome;
+use std::io::{BufRead, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Debug, clap::Args)]
+pub struct OnboardArgs {
+    /// Do not ask anything: keep existing files, fill in what is missing.
+    #[arg(long)]
+    non_interactive: bool,
+
+    /// Overwrite the workspace starter files (asks first unless --non-interactive).
+    #[arg(long)]
+    force: bool,
+
+    /// Model to put in the config (`provider/model`, e.g. openai/gpt-4o-mini, ollama/qwen3).
+    #[arg(long, value_name = "MODEL")]
+    model: Option<String>,
+}
+
+fn ask(question: &str, default: &str) -> anyhow::Result<String> {
+    eprint!("{question} [{default}]: ");
+    std::io::stderr().flush().ok();
+    let mut line = String::new();
+    std::io::stdin().lock().read_line(&mut line).context("cannot read the answer")?;
+    let line = line.trim();
+    Ok(if line.is_empty() { default.to_owned() } else { line.to_owned() })
+}
+
+pub fn run(config: Option<PathBuf>, args: OnboardArgs) -> anyhow::Result<ExitCode> {
+    let paths = match wiring::paths(config) {
+        Ok(p) => p,
+        Err(SetupError::Config(msg)) => {
+            eprintln!("error: {msg}");
+            return Ok(ExitCode::from(2));
+        }
+        Err(SetupError::Other(e)) => return Err(e),
+    };
+    let interactive = !args.non_interactive;
+    let config_file = paths.config_file().to_path_buf();
+
+    // The config: defaults merged under whatever the user already has.
+    let existing: Option<serde_json::Value> = if config_file.exists() {
+        let text = std::fs::read_to_string(&config_file)
+            .with_context(|| format!("cannot read {}", config_file.display()))?;
+        match serde_json::from_str(&text) {
+            Ok(v) => Some(v),
+            Err(err) => {
+                eprintln!(
+                    "error: {}:{}:{}: {err} — fix or move the file, then run onboard again \
+                     (it was left untouched)",
+                    config_file.display(),
+                    err.line(),
+                    err.column()
+                );
+                return Ok(ExitCode::from(2));
+            }
+        }
+    } else {
+        None
+    };
+    let mut ours = picoclaw_config::default_config_json();
+    let model = match (&args.model, interactive && existing.is_none()) {
+        (Some(m), _) => Some(m.clone()),
+        (None, true) => Some(ask(
+            "Model (provider/model, e.g. openai/gpt-4o-mini, deepseek/deepseek-chat, ollama/qwen3)",
+            "openai/gpt-4o-mini",
+        )?),
+        (None, false) => None,
+    };
+    if let Some(model) = &model {
+        ours["agents"]["defaults"]["model"] = serde_json::Value::String(model.clone());
+    }
+    let merged = match existing {
+        Some(user) => {
+            let mut merged = picoclaw_config::merge_preserving(user, ours);
+            if let Some(model) = &args.model {
+                merged["agents"]["defaults"]["model"] = serde_json::Value::String(model.clone());
+            }
+            merged
+        }
+        None => ours,
+    };
+    picoclaw_config::write_config_atomically(&config_file, &merged)
+        .with_context(|| format!("cannot write {}", config_file.display()))?;
+    eprintln!("config:    {}", config_file.display());
+
+    // The workspace.
+    let loaded = match wiring::load(&paths) {
+        Ok(l) => l,
+        Err(SetupError::Config(msg)) => {
+            eprintln!("error: {msg}");
+            return Ok(ExitCode::from(2));
+        }
+        Err(SetupError::Other(e)) => return Err(e),
+    };
+    let workspace = loaded.config.workspace_path(&paths);
+    let mut overwrite = args.force;
+    if overwrite && interactive {
+        let answer = ask(
+            &format!("Overwrite the starter files in {} with fresh ones?", workspace.display()),
+            "no",
+        )?;
+        overwrite = matches!(answer.to_lowercase().as_str(), "y" | "yes");
+    }
+    let outcomes = picoclaw_config::onboard::write_workspace_templates(&workspace, overwrite)
+        .with_context(|| format!("cannot write the workspace {}", workspace.display()))?;
+    eprintln!("workspace: {}", workspace.display());
+    for (path, outcome) in outcomes {
+        let what = match outcome {
+            WriteOutcome::Created => "created",
+            WriteOutcome::Kept => "kept (already there)",
+            WriteOutcome::Overwritten => "overwritten",
+            _ => "handled",
+        };
+        eprintln!("  {what}: {}", path.display());
+    }
+    eprintln!(
+        "\nNext: put your API key in {} (providers.<name>.api_key) or export it \
+         (e.g. OPENAI_API_KEY), then run: picoclaw agent -m \"Hello\"",
+        config_file.display()
+    );
+    Ok(ExitCode::SUCCESS)
+}

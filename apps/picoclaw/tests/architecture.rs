@@ -1,0 +1,122 @@
+//! Architecture invariants (docs/ARCHITECTURE.md): reads `cargo metadata` and fails when a crate
+//! depends on one it may not (an upward edge in the layer table of DESIGN.md).
+
+use serde_json::Value;
+use std::collections::BTreeMap;
+use std::process::Command;
+
+/// Layer of every internal package. A new crate must be added here (and to ARCHITECTURE.md).
+fn layer(name: &str) -> Option<u8> {
+    Some(match name {
+        "picoclaw-types" => 0,
+        "picoclaw-bus" | "picoclaw-auth" | "picoclaw-state" => 1,
+        "picoclaw-providers" | "picoclaw-tools" | "picoclaw-skills" | "picoclaw-channels" => 2,
+        "picoclaw-core" => 3,
+        "picoclaw-config" | "picoclaw-gateway" => 4,
+        "picoclaw-testkit" => 4,
+        "picoclaw" | "picoclaw-benches" => 5,
+        n if n.starts_with("example-") => 5,
+        n if n == "picoclaw-gateway-bin" => 5,
+        _ => return None,
+    })
+}
+
+/// Edges the layer rule alone would allow but DESIGN.md forbids.
+fn forbidden(from: &str, to: &str) -> Option<&'static str> {
+    match (from, to) {
+        ("picoclaw-tools", "picoclaw-providers") => Some("tools must not depend on providers"),
+        ("picoclaw-core", "picoclaw-channels") => Some("the agent core knows nothing of channels"),
+        ("picoclaw-channels", "picoclaw-providers" | "picoclaw-tools" | "picoclaw-state") => {
+            Some("channels never call providers, tools or state")
+        }
+        (from, "picoclaw-testkit") if !(from.starts_with("example-") || from == "picoclaw-benches") => {
+            Some("the testkit is a dev-dependency only (examples and benches excepted)")
+        }
+        _ => None,
+    }
+}
+
+fn metadata() -> Value {
+    let out = Command::new(env!("CARGO"))
+        .args(["metadata", "--format-version", "1", "--no-deps", "--offline"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .expect("run cargo metadata");
+    assert!(
+        out.status.success(),
+        "cargo metadata failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("cargo metadata JSON")
+}
+
+#[test]
+fn dependencies_point_down_the_layers() {
+    let meta = metadata();
+    let packages = meta["packages"].as_array().expect("packages");
+    let internal: BTreeMap<&str, &Value> = packages
+        .iter()
+        .map(|p| (p["name"].as_str().expect("name"), p))
+        .collect();
+    let mut violations = Vec::new();
+    for (name, pkg) in &internal {
+        let Some(from_layer) = layer(name) else {
+            violations.push(format!(
+                "{name} has no layer: add it to the table in apps/picoclaw/tests/architecture.rs \
+                 and docs/ARCHITECTURE.md"
+            ));
+            continue;
+        };
+        for dep in pkg["dependencies"].as_array().expect("dependencies") {
+            let dep_name = dep["name"].as_str().expect("dep name");
+            if !internal.contains_key(dep_name) {
+                continue;
+            }
+            let is_dev = dep["kind"].as_str() == Some("dev");
+            if is_dev {
+                continue;
+            }
+            let to_layer = layer(dep_name).unwrap_or(u8::MAX);
+            if to_layer >= from_layer {
+                violations.push(format!(
+                    "{name} (layer {from_layer}) depends on {dep_name} (layer {to_layer}): \
+                     dependencies must point down"
+                ));
+            }
+            if let Some(why) = forbidden(name, dep_name) {
+                violations.push(format!("{name} depends on {dep_name}: {why}"));
+            }
+        }
+    }
+    assert!(violations.is_empty(), "architecture violations:\n{}", violations.join("\n"));
+}
+
+#[test]
+fn types_has_no_dependency_of_note_beyond_serde() {
+    let meta = metadata();
+    let types = meta["packages"]
+        .as_array()
+        .expect("packages")
+        .iter()
+        .find(|p| p["name"] == "picoclaw-types")
+        .expect("picoclaw-types package");
+    for dep in types["dependencies"].as_array().expect("deps") {
+        if dep["kind"].as_str() == Some("dev") {
+            continue;
+        }
+        let name = dep["name"].as_str().expect("name");
+        assert!(
+            matches!(name, "serde" | "serde_json"),
+            "picoclaw-types must stay IO-free and light, but depends on {name}"
+        );
+    }
+}
+
+#[test]
+fn the_layer_rule_itself_catches_an_upward_edge() {
+    // Guard against the check above silently passing: the table must rank these as upward.
+    assert!(layer("picoclaw-core") > layer("picoclaw-providers"));
+    assert!(layer("picoclaw-types") < layer("picoclaw-state"));
+    assert!(forbidden("picoclaw-tools", "picoclaw-providers").is_some());
+    assert!(layer("picoclaw-unknown").is_none());
+}

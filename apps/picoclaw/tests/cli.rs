@@ -1,0 +1,334 @@
+//! End to end: the real `picoclaw` binary against a scripted OpenAI-compatible endpoint on
+//! 127.0.0.1, in a temporary home and workspace.
+
+use assert_cmd::Command;
+use picoclaw_testkit::{Reply, ScriptedEndpoint};
+use serde_json::{Value, json};
+use std::path::{Path, PathBuf};
+
+const KEY: &str = "sk-test-0123456789abcdef";
+
+/// A temporary PICOCLAW_HOME with a config pointing at the endpoint.
+struct Home {
+    dir: tempfile::TempDir,
+}
+
+impl Home {
+    fn new() -> Self {
+        Self {
+            dir: tempfile::tempdir().unwrap(),
+        }
+    }
+
+    fn with_config(endpoint: &ScriptedEndpoint, extra_defaults: Value) -> Self {
+        let home = Self::new();
+        let mut defaults = json!({
+            "model": "openai/test-model",
+            "workspace": home.workspace().display().to_string(),
+        });
+        for (k, v) in extra_defaults.as_object().unwrap() {
+            defaults[k] = v.clone();
+        }
+        home.write_config(&json!({
+            "agents": {"defaults": defaults},
+            "providers": {"openai": {"api_key": KEY, "api_base": endpoint.base_url()}},
+        }));
+        home
+    }
+
+    fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    fn workspace(&self) -> PathBuf {
+        self.dir.path().join("workspace")
+    }
+
+    fn write_config(&self, value: &Value) {
+        std::fs::write(
+            self.path().join("config.json"),
+            serde_json::to_string_pretty(value).unwrap(),
+        )
+        .unwrap();
+    }
+
+    fn cmd(&self) -> Command {
+        let mut cmd = Command::cargo_bin("picoclaw").unwrap();
+        cmd.env("PICOCLAW_HOME", self.path())
+            .env_remove("PICOCLAW_CONFIG")
+            .env_remove("RUST_LOG")
+            .timeout(std::time::Duration::from_secs(60));
+        for (name, _) in std::env::vars() {
+            let provider_var = name.ends_with("_API_KEY") || name.ends_with("_BASE_URL");
+            if provider_var || name.starts_with("PICOCLAW_") && name != "PICOCLAW_HOME" {
+                cmd.env_remove(name);
+            }
+        }
+        cmd
+    }
+}
+
+struct Run {
+    code: i32,
+    stdout: String,
+    stderr: String,
+}
+
+/// Runs the binary off the async runtime so the endpoint keeps serving.
+async fn run(mut cmd: Command, args: &[&str]) -> Run {
+    let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+    tokio::task::spawn_blocking(move || {
+        let out = cmd.args(&args).output().unwrap();
+        Run {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    })
+    .await
+    .unwrap()
+}
+
+fn tool_messages(body: &Value) -> Vec<String> {
+    body["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|m| m["role"] == "tool")
+        .map(|m| m["content"].as_str().unwrap_or_default().to_owned())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn write_then_read_file_streams_an_answer_quoting_the_tool_result() {
+    let endpoint = ScriptedEndpoint::start_with([
+        Reply::tool_call(
+            "write_file",
+            json!({"path": "notes/hello.txt", "content": "picoclaw was here"}),
+        ),
+        Reply::tool_call("read_file", json!({"path": "notes/hello.txt"})),
+        Reply::text("The file says: picoclaw was here"),
+    ])
+    .await;
+    endpoint.require_api_key(KEY);
+    let home = Home::with_config(&endpoint, json!({}));
+    let out = run(home.cmd(), &["agent", "-m", "write a note then read it"]).await;
+    assert_eq!(out.code, 0, "stderr: {}", out.stderr);
+    assert_eq!(out.stdout.trim(), "The file says: picoclaw was here");
+    assert!(out.stderr.contains("[tool] write_file"), "progress on stderr: {}", out.stderr);
+    assert_eq!(
+        std::fs::read_to_string(home.workspace().join("notes/hello.txt")).unwrap(),
+        "picoclaw was here"
+    );
+    let reqs = endpoint.requests();
+    assert_eq!(reqs.len(), 3);
+    assert_eq!(reqs[0].body["stream"], true);
+    assert_eq!(reqs[0].body["model"], "test-model");
+    assert_eq!(reqs[0].header("authorization"), Some(format!("Bearer {KEY}").as_str()));
+    let tools = tool_messages(&reqs[2].body);
+    assert!(tools[1].contains("picoclaw was here"), "read_file result reached the model: {tools:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_second_invocation_sends_the_earlier_turns_as_history() {
+    let endpoint = ScriptedEndpoint::start_with([
+        Reply::text("Nice to meet you, Ada."),
+        Reply::text("You are Ada."),
+        Reply::text("I don't know you yet."),
+    ])
+    .await;
+    let home = Home::with_config(&endpoint, json!({}));
+    let first = run(home.cmd(), &["agent", "--no-stream", "-s", "cli:ada", "-m", "I am Ada"]).await;
+    assert_eq!(first.code, 0, "{}", first.stderr);
+    assert_eq!(first.stdout.trim(), "Nice to meet you, Ada.");
+    let second = run(home.cmd(), &["agent", "--no-stream", "-s", "cli:ada", "-m", "Who am I?"]).await;
+    assert_eq!(second.stdout.trim(), "You are Ada.");
+    let other = run(home.cmd(), &["agent", "-s", "cli:bob", "-m", "Who am I?"]).await;
+    assert_eq!(other.stdout.trim(), "I don't know you yet.");
+
+    let reqs = endpoint.requests();
+    assert_eq!(reqs[0].body["stream"], Value::Null, "--no-stream sends a plain request");
+    let history: Vec<(String, String)> = reqs[1].body["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .skip(1)
+        .map(|m| (m["role"].as_str().unwrap().to_owned(), m["content"].as_str().unwrap().to_owned()))
+        .collect();
+    assert_eq!(
+        history,
+        [
+            ("user".into(), "I am Ada".into()),
+            ("assistant".into(), "Nice to meet you, Ada.".into()),
+            ("user".into(), "Who am I?".into()),
+        ]
+    );
+    assert_eq!(reqs[2].body["messages"].as_array().unwrap().len(), 2, "other session is fresh");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn no_provider_configured_says_so_in_one_line() {
+    let home = Home::new();
+    let out = run(home.cmd(), &["agent", "-m", "hello"]).await;
+    assert_eq!(out.code, 2);
+    let lines: Vec<&str> = out.stderr.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert_eq!(lines.len(), 1, "one clear line: {}", out.stderr);
+    assert!(lines[0].contains("OPENAI_API_KEY") && lines[0].contains("onboard"), "{}", lines[0]);
+    assert!(out.stdout.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn wrong_api_key_names_the_key_to_fix_without_showing_it() {
+    let endpoint = ScriptedEndpoint::start_with([Reply::text("unreachable")]).await;
+    endpoint.require_api_key("sk-the-right-key-000000");
+    let home = Home::with_config(&endpoint, json!({}));
+    let out = run(home.cmd(), &["agent", "-m", "hello"]).await;
+    assert_ne!(out.code, 0);
+    assert!(out.stderr.contains("providers.openai.api_key"), "{}", out.stderr);
+    assert!(!out.stderr.contains(KEY), "the key must never be printed: {}", out.stderr);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn malformed_config_reports_line_and_column() {
+    let home = Home::new();
+    std::fs::write(home.path().join("config.json"), "{\n  \"agents\": {\n    \"defaults\": {,}\n}\n")
+        .unwrap();
+    let out = run(home.cmd(), &["agent", "-m", "hi"]).await;
+    assert_eq!(out.code, 2);
+    assert!(out.stderr.contains("config.json:3:"), "{}", out.stderr);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn unknown_model_prefix_lists_the_known_providers() {
+    let endpoint = ScriptedEndpoint::start().await;
+    let home = Home::with_config(&endpoint, json!({"model": "nosuchvendor/some-model"}));
+    let out = run(home.cmd(), &["agent", "-m", "hi"]).await;
+    assert_eq!(out.code, 2);
+    assert!(out.stderr.contains("nosuchvendor"), "{}", out.stderr);
+    assert!(out.stderr.contains("openrouter") && out.stderr.contains("ollama"), "{}", out.stderr);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn garbage_and_truncated_answers_fail_cleanly_and_keep_the_session() {
+    let endpoint = ScriptedEndpoint::start_with([
+        Reply::garbage("<html>proxy error</html>"),
+        Reply::truncated("The answer is"),
+        Reply::text("third time lucky"),
+    ])
+    .await;
+    let home = Home::with_config(&endpoint, json!({}));
+    let first = run(home.cmd(), &["agent", "--no-stream", "-m", "first words"]).await;
+    assert_eq!(first.code, 1);
+    assert!(first.stderr.contains("error:"), "{}", first.stderr);
+    assert!(!first.stderr.contains("panicked"));
+    let second = run(home.cmd(), &["agent", "-m", "second words"]).await;
+    assert_eq!(second.code, 1);
+    assert!(second.stderr.to_lowercase().contains("truncated") || second.stderr.contains("ended"),
+        "{}", second.stderr);
+    let third = run(home.cmd(), &["agent", "-m", "third words"]).await;
+    assert_eq!(third.code, 0, "{}", third.stderr);
+    let texts: Vec<String> = endpoint.requests()[2].body["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|m| m["role"] == "user")
+        .map(|m| m["content"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(texts, ["first words", "second words", "third words"], "nothing the user said is lost");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn hostile_paths_and_commands_are_refused_and_reported_to_the_model() {
+    let endpoint = ScriptedEndpoint::start().await;
+    let home = Home::with_config(&endpoint, json!({}));
+    std::fs::create_dir_all(home.workspace()).unwrap();
+    let outside = home.path().join("secret.txt");
+    std::fs::write(&outside, "TOP-SECRET").unwrap();
+    std::os::unix::fs::symlink(&outside, home.workspace().join("link.txt")).unwrap();
+    endpoint.push(Reply::tool_calls(vec![
+        ("read_file", json!({"path": "../secret.txt"})),
+        ("read_file", json!({"path": outside.display().to_string()})),
+        ("read_file", json!({"path": "link.txt"})),
+        ("write_file", json!({"path": "../escape.txt", "content": "x"})),
+        ("exec", json!({"command": "rm -rf /"})),
+        ("no_such_tool", json!({})),
+    ]));
+    endpoint.push(Reply::tool_call_raw("read_file", "{\"path\": "));
+    endpoint.push(Reply::text("I could not do any of that."));
+    let out = run(home.cmd(), &["agent", "-m", "be evil"]).await;
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(out.stdout.trim(), "I could not do any of that.");
+    let reqs = endpoint.requests();
+    let results = tool_messages(&reqs[1].body);
+    assert_eq!(results.len(), 6);
+    for r in &results[..4] {
+        assert!(r.contains("outside the workspace"), "refused: {r}");
+        assert!(!r.contains("TOP-SECRET"));
+    }
+    assert!(results[4].to_lowercase().contains("refused"), "{}", results[4]);
+    assert!(results[5].contains("no tool named"), "{}", results[5]);
+    assert!(!home.path().join("escape.txt").exists());
+    let last = tool_messages(&reqs[2].body);
+    assert!(last.last().unwrap().contains("not valid JSON"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn runaway_tool_loop_ends_at_max_tool_iterations() {
+    let endpoint = ScriptedEndpoint::start_with([
+        Reply::tool_call("list_dir", json!({"path": "."})),
+        Reply::tool_call("list_dir", json!({"path": "."})),
+        Reply::tool_call("list_dir", json!({"path": "."})),
+    ])
+    .await;
+    let home = Home::with_config(&endpoint, json!({"max_tool_iterations": 2}));
+    let out = run(home.cmd(), &["agent", "-m", "loop"]).await;
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(out.stdout.contains("max_tool_iterations = 2"), "{}", out.stdout);
+    assert_eq!(endpoint.requests().len(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn status_masks_the_key_and_version_prints() {
+    let endpoint = ScriptedEndpoint::start().await;
+    let home = Home::with_config(&endpoint, json!({}));
+    let out = run(home.cmd(), &["status"]).await;
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(out.stdout.contains("test-model"), "{}", out.stdout);
+    assert!(out.stdout.contains(&endpoint.base_url()));
+    assert!(!out.stdout.contains(KEY), "key must be masked: {}", out.stdout);
+    assert!(out.stdout.contains("sk-t"), "{}", out.stdout);
+    let v = run(home.cmd(), &["version"]).await;
+    assert_eq!(v.stdout.trim(), format!("picoclaw {}", env!("CARGO_PKG_VERSION")));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn onboard_creates_files_and_never_clobbers_a_users_edits() {
+    let home = Home::new();
+    let out = run(home.cmd(), &["onboard", "--non-interactive", "--model", "ollama/qwen3"]).await;
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let config: Value =
+        serde_json::from_str(&std::fs::read_to_string(home.path().join("config.json")).unwrap())
+            .unwrap();
+    assert_eq!(config["agents"]["defaults"]["model"], "ollama/qwen3");
+    let ws = home.path().join("workspace");
+    for f in ["AGENT.md", "SOUL.md", "USER.md", "IDENTITY.md", "TOOLS.md", "HEARTBEAT.md"] {
+        assert!(ws.join(f).exists(), "{f} created");
+    }
+    assert!(ws.join("memory/MEMORY.md").exists());
+
+    // The user edits a template and adds a key picoclaw does not know.
+    std::fs::write(ws.join("USER.md"), "My name is Ada.").unwrap();
+    let mut edited = config.clone();
+    edited["my_plugin"] = json!({"keep": true});
+    edited["agents"]["defaults"]["temperature"] = json!(0.2);
+    home.write_config(&edited);
+    let again = run(home.cmd(), &["onboard", "--non-interactive"]).await;
+    assert_eq!(again.code, 0, "{}", again.stderr);
+    assert_eq!(std::fs::read_to_string(ws.join("USER.md")).unwrap(), "My name is Ada.");
+    let after: Value =
+        serde_json::from_str(&std::fs::read_to_string(home.path().join("config.json")).unwrap())
+            .unwrap();
+    assert_eq!(after["my_plugin"]["keep"], true);
+    assert_eq!(after["agents"]["defaults"]["temperature"], json!(0.2));
+    assert_eq!(after["agents"]["defaults"]["model"], "ollama/qwen3");
+}

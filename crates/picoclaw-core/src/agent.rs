@@ -1,0 +1,491 @@
+//! `Agent` and `AgentBuilder`: one conversation turn is load history → build context → call the
+//! model → run the tools it asks for → repeat until a final answer → persist the turn.
+
+use crate::context::ContextBuilder;
+use crate::events::{AgentEvent, EventSink};
+use crate::tool_loop::{self, ToolLoopConfig};
+use futures::StreamExt;
+use picoclaw_providers::{ChatRequest, ChatResponse, LlmProvider, ProviderError, StreamEvent};
+use picoclaw_state::{MemorySessionStore, SessionStore, StateError};
+use picoclaw_tools::{Tool, ToolContext, ToolRegistry};
+use picoclaw_types::{ChatMessage, FinishReason, SessionKey, Usage};
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
+
+/// What can end a turn early. Everything the turn produced up to that point is still saved.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum AgentError {
+    #[error(transparent)]
+    Provider(#[from] ProviderError),
+    #[error("could not save or load the conversation: {0}")]
+    State(#[from] StateError),
+    #[error("the turn was cancelled")]
+    Cancelled,
+    #[error("invalid agent setup: {0}")]
+    Setup(String),
+}
+
+/// Tunables of the agent loop. Defaults match the original PicoClaw's.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct AgentConfig {
+    /// The vendor's model id, sent with every request.
+    pub model: String,
+    pub max_tokens: Option<u32>,
+    pub temperature: Option<f32>,
+    /// Model calls that may ask for tools in one turn before the loop is stopped.
+    pub max_tool_iterations: usize,
+    /// The model's context window in tokens (its own setting, never derived from max_tokens).
+    pub context_window: usize,
+    /// At most this many stored messages are loaded per turn.
+    pub history_limit: usize,
+    /// Stream the model's answer (text deltas reach the event sink as they arrive).
+    pub stream: bool,
+    /// Wall-clock limit of one tool call.
+    pub tool_timeout: Duration,
+    /// Tool results longer than this are cut before they go back to the model.
+    pub max_tool_result_bytes: usize,
+}
+
+impl Default for AgentConfig {
+    fn default() -> Self {
+        Self {
+            model: String::new(),
+            max_tokens: Some(8192),
+            temperature: Some(0.7),
+            max_tool_iterations: 20,
+            context_window: 128_000,
+            history_limit: 400,
+            stream: true,
+            tool_timeout: Duration::from_secs(300),
+            max_tool_result_bytes: 64 * 1024,
+        }
+    }
+}
+
+/// How a turn ended.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum TurnEnd {
+    /// The model gave its final answer.
+    Answered,
+    /// The model kept asking for tools past `max_tool_iterations`.
+    MaxIterations,
+    /// The answer was cut at `max_tokens`.
+    Truncated,
+}
+
+/// The result of a turn.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct TurnOutcome {
+    /// The final answer text shown to the user.
+    pub text: String,
+    pub end: TurnEnd,
+    /// Model calls made.
+    pub model_calls: usize,
+    /// Tool calls executed.
+    pub tool_calls: usize,
+    pub usage: Usage,
+}
+
+/// Per-turn options beyond the message itself.
+#[derive(Clone, Debug, Default)]
+#[non_exhaustive]
+pub struct TurnOptions {
+    /// Cancelling it stops the turn at the next step; what was done is saved.
+    pub cancel: Option<CancellationToken>,
+    /// Where the conversation happens (handed to tools such as `message`).
+    pub channel: Option<String>,
+    pub chat_id: Option<String>,
+}
+
+impl TurnOptions {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn cancel_with(mut self, token: CancellationToken) -> Self {
+        self.cancel = Some(token);
+        self
+    }
+
+    pub fn chat(mut self, channel: impl Into<String>, chat_id: impl Into<String>) -> Self {
+        self.channel = Some(channel.into());
+        self.chat_id = Some(chat_id.into());
+        self
+    }
+}
+
+/// Builds an [`Agent`].
+///
+/// ```no_run
+/// # use picoclaw_core::*;
+/// # async fn demo(provider: std::sync::Arc<dyn LlmProvider>) -> Result<(), AgentError> {
+/// let agent = Agent::builder(provider).model("gpt-4o-mini").build()?;
+/// let outcome = agent.chat(&SessionKey::new("demo"), "Hello!").await?;
+/// println!("{}", outcome.text);
+/// # Ok(()) }
+/// ```
+pub struct AgentBuilder {
+    provider: Arc<dyn LlmProvider>,
+    tools: ToolRegistry,
+    store: Option<Arc<dyn SessionStore>>,
+    workspace: Option<PathBuf>,
+    instructions: Option<String>,
+    config: AgentConfig,
+}
+
+impl std::fmt::Debug for AgentBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AgentBuilder")
+            .field("provider", &self.provider.name())
+            .field("tools", &self.tools)
+            .field("workspace", &self.workspace)
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+impl AgentBuilder {
+    pub fn model(mut self, model: impl Into<String>) -> Self {
+        self.config.model = model.into();
+        self
+    }
+
+    /// Replaces the whole configuration (the model included).
+    pub fn config(mut self, config: AgentConfig) -> Self {
+        self.config = config;
+        self
+    }
+
+    pub fn tools(mut self, tools: ToolRegistry) -> Self {
+        self.tools = tools;
+        self
+    }
+
+    pub fn tool(mut self, tool: impl Tool + 'static) -> Self {
+        self.tools.register(Arc::new(tool));
+        self
+    }
+
+    /// Where sessions are kept; by default in memory (lost at exit).
+    pub fn session_store(mut self, store: Arc<dyn SessionStore>) -> Self {
+        self.store = Some(store);
+        self
+    }
+
+    /// The workspace whose AGENT.md, SOUL.md, USER.md ... shape the system prompt.
+    pub fn workspace(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.workspace = Some(dir.into());
+        self
+    }
+
+    /// Extra instructions appended to the system prompt.
+    pub fn instructions(mut self, text: impl Into<String>) -> Self {
+        self.instructions = Some(text.into());
+        self
+    }
+
+    pub fn max_tool_iterations(mut self, n: usize) -> Self {
+        self.config.max_tool_iterations = n;
+        self
+    }
+
+    pub fn streaming(mut self, on: bool) -> Self {
+        self.config.stream = on;
+        self
+    }
+
+    pub fn build(self) -> Result<Agent, AgentError> {
+        if self.config.model.trim().is_empty() {
+            return Err(AgentError::Setup(
+                "no model set: call AgentBuilder::model(\"...\")".into(),
+            ));
+        }
+        if self.config.max_tool_iterations == 0 {
+            return Err(AgentError::Setup("max_tool_iterations must be at least 1".into()));
+        }
+        let mut context = ContextBuilder::new(self.workspace);
+        if let Some(text) = self.instructions {
+            context = context.with_instructions(text);
+        }
+        Ok(Agent {
+            inner: Arc::new(Inner {
+                provider: self.provider,
+                tools: self.tools,
+                store: self
+                    .store
+                    .unwrap_or_else(|| Arc::new(MemorySessionStore::new())),
+                context,
+                config: self.config,
+                session_locks: Mutex::new(HashMap::new()),
+            }),
+        })
+    }
+}
+
+struct Inner {
+    provider: Arc<dyn LlmProvider>,
+    tools: ToolRegistry,
+    store: Arc<dyn SessionStore>,
+    context: ContextBuilder,
+    config: AgentConfig,
+    session_locks: Mutex<HashMap<SessionKey, Arc<tokio::sync::Mutex<()>>>>,
+}
+
+/// A configured agent. Cheap to clone; turns of one session run one at a time, different
+/// sessions run in parallel.
+#[derive(Clone)]
+pub struct Agent {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Agent {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Agent")
+            .field("provider", &self.inner.provider.name())
+            .field("model", &self.inner.config.model)
+            .field("tools", &self.inner.tools)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Agent {
+    pub fn builder(provider: Arc<dyn LlmProvider>) -> AgentBuilder {
+        AgentBuilder {
+            provider,
+            tools: ToolRegistry::new(),
+            store: None,
+            workspace: None,
+            instructions: None,
+            config: AgentConfig::default(),
+        }
+    }
+
+    pub fn config(&self) -> &AgentConfig {
+        &self.inner.config
+    }
+
+    pub fn tools(&self) -> &ToolRegistry {
+        &self.inner.tools
+    }
+
+    pub fn session_store(&self) -> &Arc<dyn SessionStore> {
+        &self.inner.store
+    }
+
+    pub fn context_builder(&self) -> &ContextBuilder {
+        &self.inner.context
+    }
+
+    /// One text message in, the final answer out (no events, no cancellation).
+    pub async fn chat(&self, session: &SessionKey, text: &str) -> Result<TurnOutcome, AgentError> {
+        self.turn(session, ChatMessage::user(text), TurnOptions::default(), &())
+            .await
+    }
+
+    /// Runs one turn for `message` in `session`, reporting progress to `events`.
+    pub async fn turn(
+        &self,
+        session: &SessionKey,
+        message: ChatMessage,
+        options: TurnOptions,
+        events: &dyn EventSink,
+    ) -> Result<TurnOutcome, AgentError> {
+        let span = tracing::info_span!("turn", session = %session);
+        async {
+            let lock = self.session_lock(session);
+            let _guard = lock.lock().await;
+            let result = self.run_turn(session, message, &options, events).await;
+            drop(_guard);
+            self.release_session_lock(session, lock);
+            result
+        }
+        .instrument(span)
+        .await
+    }
+
+    fn session_lock(&self, key: &SessionKey) -> Arc<tokio::sync::Mutex<()>> {
+        let mut locks = match self.inner.session_locks.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        };
+        locks.entry(key.clone()).or_default().clone()
+    }
+
+    fn release_session_lock(&self, key: &SessionKey, lock: Arc<tokio::sync::Mutex<()>>) {
+        let mut locks = match self.inner.session_locks.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        };
+        drop(lock);
+        // Only the map holds it now: nobody is waiting, so the entry can go (idle sessions cost
+        // no memory).
+        if locks.get(key).is_some_and(|l| Arc::strong_count(l) == 1) {
+            locks.remove(key);
+        }
+    }
+
+    async fn run_turn(
+        &self,
+        session: &SessionKey,
+        message: ChatMessage,
+        options: &TurnOptions,
+        events: &dyn EventSink,
+    ) -> Result<TurnOutcome, AgentError> {
+        let inner = &*self.inner;
+        let cfg = &inner.config;
+        let stored = inner
+            .store
+            .load(session, Some(cfg.history_limit))
+            .await?;
+        let system_prompt = inner
+            .context
+            .system_prompt(chrono::Local::now(), stored.summary.as_deref());
+        let budget = cfg
+            .context_window
+            .saturating_sub(cfg.max_tokens.unwrap_or(0) as usize);
+
+        // Messages produced by this turn, persisted together at the end whatever happens.
+        let mut turn: Vec<ChatMessage> = vec![message];
+        let mut usage = Usage::default();
+        let mut model_calls = 0usize;
+        let mut tool_calls = 0usize;
+        let specs = inner.tools.specs();
+        let mut tool_ctx = ToolContext::new(session.clone());
+        if let (Some(ch), Some(chat)) = (&options.channel, &options.chat_id) {
+            tool_ctx = tool_ctx.with_chat(ch.clone(), chat.clone());
+        }
+        let loop_cfg = ToolLoopConfig {
+            timeout: cfg.tool_timeout,
+            max_result_bytes: cfg.max_tool_result_bytes,
+        };
+
+        let result: Result<(String, TurnEnd), AgentError> = async {
+            let mut iteration = 0usize;
+            loop {
+                let messages = inner.context.build_messages(
+                    system_prompt.clone(),
+                    &stored.messages,
+                    &turn,
+                    budget,
+                );
+                let request = ChatRequest::new(cfg.model.clone(), messages)
+                    .with_tools(specs.clone())
+                    .with_max_tokens(cfg.max_tokens)
+                    .with_temperature(cfg.temperature);
+                model_calls += 1;
+                events.event(AgentEvent::ModelCall { iteration: model_calls });
+                let response = cancellable(options, self.call_model(request, events)).await??;
+                if let Some(u) = &response.usage {
+                    usage.add(u);
+                }
+                let assistant = response.message;
+                if assistant.tool_calls.is_empty() {
+                    let text = assistant.text();
+                    let end = if response.finish_reason == FinishReason::Length {
+                        TurnEnd::Truncated
+                    } else {
+                        TurnEnd::Answered
+                    };
+                    turn.push(assistant);
+                    return Ok((text, end));
+                }
+                iteration += 1;
+                let calls = assistant.tool_calls.clone();
+                turn.push(assistant);
+                tool_calls += calls.len();
+                let results = tokio::select! {
+                    results = tool_loop::run_tool_calls(&inner.tools, &tool_ctx, &calls, &loop_cfg, events) => results,
+                    _ = cancelled(options) => {
+                        // Keep the history valid: every call gets an answer.
+                        turn.extend(calls.iter().map(|c| ChatMessage::tool_result(
+                            c.id.clone(), c.name.clone(), "Cancelled by the user before it finished.")));
+                        return Err(AgentError::Cancelled);
+                    }
+                };
+                turn.extend(results);
+                if iteration >= cfg.max_tool_iterations {
+                    let text = format!(
+                        "I stopped after {} rounds of tool calls without reaching a final answer \
+                         (the limit is agents.defaults.max_tool_iterations = {}). Tell me how to \
+                         continue, or raise the limit.",
+                        iteration, cfg.max_tool_iterations
+                    );
+                    events.event(AgentEvent::TextDelta(text.clone()));
+                    turn.push(ChatMessage::assistant(text.clone()));
+                    return Ok((text, TurnEnd::MaxIterations));
+                }
+            }
+        }
+        .await;
+
+        let saved = inner.store.append(session, &turn).await;
+        if let (Err(save_err), Err(turn_err)) = (&saved, &result) {
+            tracing::error!(%save_err, %turn_err, "turn failed and could not be saved");
+        }
+        let (text, end) = result?;
+        saved?;
+        tracing::info!(model_calls, tool_calls, prompt_tokens = usage.prompt_tokens,
+            completion_tokens = usage.completion_tokens, "turn finished");
+        Ok(TurnOutcome {
+            text,
+            end,
+            model_calls,
+            tool_calls,
+            usage,
+        })
+    }
+
+    async fn call_model(
+        &self,
+        request: ChatRequest,
+        events: &dyn EventSink,
+    ) -> Result<ChatResponse, AgentError> {
+        let provider = &self.inner.provider;
+        if !self.inner.config.stream {
+            let response = provider.chat(request).await?;
+            let text = response.message.text();
+            if !text.is_empty() {
+                events.event(AgentEvent::TextDelta(text));
+            }
+            return Ok(response);
+        }
+        let mut stream = provider.stream(request).await?;
+        while let Some(item) = stream.next().await {
+            match item? {
+                StreamEvent::TextDelta(delta) => events.event(AgentEvent::TextDelta(delta)),
+                StreamEvent::Completed(response) => return Ok(response),
+                _ => {}
+            }
+        }
+        Err(ProviderError::response(
+            provider.name(),
+            "the answer stream ended before the answer was complete",
+        )
+        .into())
+    }
+}
+
+async fn cancelled(options: &TurnOptions) {
+    match &options.cancel {
+        Some(token) => token.cancelled().await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn cancellable<T>(
+    options: &TurnOptions,
+    fut: impl std::future::Future<Output = T>,
+) -> Result<T, AgentError> {
+    tokio::select! {
+        out = fut => Ok(out),
+        _ = cancelled(options) => Err(AgentError::Cancelled),
+    }
+}

