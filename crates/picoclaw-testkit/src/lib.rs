@@ -1,1 +1,17 @@
-//! placeholder until implemented
+//! Test helpers for picoclaw: scripted model answers ([`Reply`]), an in-process
+//! [`ScriptedProvider`], a real OpenAI-compatible HTTP server on 127.0.0.1 ([`ScriptedEndpoint`])
+//! that tests script turn by turn and that records what it received, and [`TempWorkspace`].
+//!
+//! Nothing here reaches the internet; everything is deterministic.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod endpoint;
+mod provider;
+mod reply;
+mod workspace;
+
+pub use endpoint::{RecordedRequest, ScriptedEndpoint};
+pub use provider::ScriptedProvider;
+pub use reply::Reply;
+pub use workspace::TempWorkspace;

@@ -1,0 +1,5 @@
+//! Message bus throughput (filled in once picoclaw-bus lands).
+
+fn main() {
+    divan::main();
+}

@@ -1,0 +1,158 @@
+//! `Reply`: one scripted model answer, renderable as a provider response, as OpenAI JSON, or as an
+//! OpenAI SSE stream.
+
+use picoclaw_types::Usage;
+use serde_json::{Value, json};
+use std::time::Duration;
+
+/// One scripted model answer.
+#[derive(Clone, Debug)]
+pub struct Reply {
+    pub(crate) kind: ReplyKind,
+    pub(crate) usage: Option<Usage>,
+    pub(crate) delay: Option<Duration>,
+    pub(crate) headers: Vec<(String, String)>,
+}
+
+#[derive(Clone, Debug)]
+pub(crate) enum ReplyKind {
+    /// A final answer (finish reason "stop").
+    Text(String),
+    /// Tool calls: (name, raw JSON arguments). Finish reason "tool_calls".
+    ToolCalls(Vec<(String, String)>),
+    /// A vendor error in OpenAI's error shape.
+    Error { status: u16, message: String },
+    /// 200 with a body that is not the API shape.
+    Garbage(String),
+    /// Some text, then the connection ends: no finish reason, no `[DONE]`.
+    Truncated(String),
+}
+
+impl Reply {
+    fn of(kind: ReplyKind) -> Self {
+        Self {
+            kind,
+            usage: None,
+            delay: None,
+            headers: Vec::new(),
+        }
+    }
+
+    /// A final text answer (finish reason "stop").
+    pub fn text(text: impl Into<String>) -> Self {
+        Self::of(ReplyKind::Text(text.into()))
+    }
+
+    /// One tool call (finish reason "tool_calls").
+    pub fn tool_call(name: &str, args: Value) -> Self {
+        Self::tool_calls(vec![(name, args)])
+    }
+
+    /// Several tool calls in one answer.
+    pub fn tool_calls(calls: Vec<(&str, Value)>) -> Self {
+        Self::of(ReplyKind::ToolCalls(
+            calls
+                .into_iter()
+                .map(|(name, args)| (name.to_owned(), args.to_string()))
+                .collect(),
+        ))
+    }
+
+    /// A tool call whose arguments are sent verbatim (for invalid JSON tests).
+    pub fn tool_call_raw(name: &str, raw_arguments: &str) -> Self {
+        Self::of(ReplyKind::ToolCalls(vec![(
+            name.to_owned(),
+            raw_arguments.to_owned(),
+        )]))
+    }
+
+    /// A vendor error: the HTTP status with OpenAI's `{"error": {...}}` body.
+    pub fn error(status: u16, message: &str) -> Self {
+        Self::of(ReplyKind::Error {
+            status,
+            message: message.to_owned(),
+        })
+    }
+
+    /// A 429 with a `Retry-After` header (seconds).
+    pub fn rate_limited(retry_after_secs: u64) -> Self {
+        Self::error(429, "Rate limit reached for requests")
+            .with_header("retry-after", &retry_after_secs.to_string())
+    }
+
+    /// A 200 whose body is not the API's shape (a proxy's HTML page, a different API...).
+    pub fn garbage(body: &str) -> Self {
+        Self::of(ReplyKind::Garbage(body.to_owned()))
+    }
+
+    /// An answer cut off mid-way: a streamed reply sends some deltas and then closes the
+    /// connection without a finish reason or `[DONE]`; a plain reply sends half a JSON body.
+    pub fn truncated(text: &str) -> Self {
+        Self::of(ReplyKind::Truncated(text.to_owned()))
+    }
+
+    /// Reports token usage with this answer.
+    pub fn with_usage(mut self, prompt: u64, completion: u64) -> Self {
+        self.usage = Some(Usage {
+            prompt_tokens: prompt,
+            completion_tokens: completion,
+            total_tokens: prompt + completion,
+            ..Usage::default()
+        });
+        self
+    }
+
+    /// Waits this long before answering (timeouts, cancellation).
+    pub fn delayed(mut self, delay: Duration) -> Self {
+        self.delay = Some(delay);
+        self
+    }
+
+    /// Adds a response header (HTTP endpoint only).
+    pub fn with_header(mut self, name: &str, value: &str) -> Self {
+        self.headers.push((name.to_owned(), value.to_owned()));
+        self
+    }
+}
+
+/// Splits `s` into up to `n` pieces on char boundaries (streams send text in several deltas).
+pub(crate) fn split_pieces(s: &str, n: usize) -> Vec<String> {
+    let chars: Vec<char> = s.chars().collect();
+    if chars.is_empty() {
+        return Vec::new();
+    }
+    let size = chars.len().div_ceil(n.max(1));
+    chars.chunks(size).map(|c| c.iter().collect()).collect()
+}
+
+pub(crate) fn usage_json(usage: &Usage) -> Value {
+    json!({
+        "prompt_tokens": usage.prompt_tokens,
+        "completion_tokens": usage.completion_tokens,
+        "total_tokens": usage.total_tokens,
+    })
+}
+
+pub(crate) fn error_json(status: u16, message: &str) -> Value {
+    let (kind, code) = match status {
+        401 | 403 => ("invalid_request_error", "invalid_api_key"),
+        429 => ("requests", "rate_limit_exceeded"),
+        500..=599 => ("server_error", "server_error"),
+        _ => ("invalid_request_error", "invalid_request"),
+    };
+    json!({"error": {"message": message, "type": kind, "param": null, "code": code}})
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn split_pieces_keeps_every_char() {
+        let pieces = split_pieces("héllo wörld", 3);
+        assert_eq!(pieces.len(), 3);
+        assert_eq!(pieces.concat(), "héllo wörld");
+        assert!(split_pieces("", 3).is_empty());
+        assert_eq!(split_pieces("ab", 5), vec!["a", "b"]);
+    }
+}
