@@ -54,7 +54,12 @@ pub struct SessionInfo {
 }
 
 impl SessionInfo {
-    pub fn new(key: SessionKey, message_count: u64, created_at: String, updated_at: String) -> Self {
+    pub fn new(
+        key: SessionKey,
+        message_count: u64,
+        created_at: String,
+        updated_at: String,
+    ) -> Self {
         Self {
             key,
             message_count,

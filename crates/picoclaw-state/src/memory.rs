@@ -1,0 +1,123 @@
+//! `MemorySessionStore`: sessions in a map, gone at exit. For tests and embedders that keep
+//! their own persistence.
+
+use crate::session::{Session, SessionInfo, SessionStore, StateError};
+use async_trait::async_trait;
+use picoclaw_types::{ChatMessage, SessionKey};
+use std::collections::HashMap;
+use std::sync::{Mutex, MutexGuard};
+
+#[derive(Debug)]
+struct Entry {
+    messages: Vec<ChatMessage>,
+    summary: Option<String>,
+    created_at: String,
+    updated_at: String,
+    revision: u64,
+}
+
+#[derive(Debug, Default)]
+struct Sessions {
+    map: HashMap<SessionKey, Entry>,
+    revision: u64,
+}
+
+impl Sessions {
+    fn touch(&mut self, key: &SessionKey) -> &mut Entry {
+        self.revision += 1;
+        let revision = self.revision;
+        let now = crate::now_rfc3339();
+        let entry = self.map.entry(key.clone()).or_insert_with(|| Entry {
+            messages: Vec::new(),
+            summary: None,
+            created_at: now.clone(),
+            updated_at: now.clone(),
+            revision,
+        });
+        entry.updated_at = now;
+        entry.revision = revision;
+        entry
+    }
+}
+
+/// An in-memory [`SessionStore`].
+#[derive(Debug, Default)]
+pub struct MemorySessionStore {
+    sessions: Mutex<Sessions>,
+}
+
+impl MemorySessionStore {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Sessions> {
+        // A panic while holding the lock cannot leave a half-written entry behind (every change
+        // is a single push/assignment), so a poisoned map is still consistent.
+        match self.sessions.lock() {
+            Ok(guard) => guard,
+            Err(poisoned) => poisoned.into_inner(),
+        }
+    }
+}
+
+#[async_trait]
+impl SessionStore for MemorySessionStore {
+    async fn load(&self, key: &SessionKey, limit: Option<usize>) -> Result<Session, StateError> {
+        let sessions = self.lock();
+        Ok(match sessions.map.get(key) {
+            Some(entry) => {
+                let skip = limit.map_or(0, |l| entry.messages.len().saturating_sub(l));
+                Session::new(
+                    key.clone(),
+                    entry.messages[skip..].to_vec(),
+                    entry.summary.clone(),
+                )
+            }
+            None => Session::new(key.clone(), Vec::new(), None),
+        })
+    }
+
+    async fn append(&self, key: &SessionKey, msgs: &[ChatMessage]) -> Result<(), StateError> {
+        let mut sessions = self.lock();
+        sessions.touch(key).messages.extend_from_slice(msgs);
+        Ok(())
+    }
+
+    async fn set_summary(&self, key: &SessionKey, summary: Option<&str>) -> Result<(), StateError> {
+        let mut sessions = self.lock();
+        sessions.touch(key).summary = summary.map(str::to_owned);
+        Ok(())
+    }
+
+    async fn list(&self) -> Result<Vec<SessionInfo>, StateError> {
+        let sessions = self.lock();
+        let mut entries: Vec<(&SessionKey, &Entry)> = sessions.map.iter().collect();
+        entries.sort_by_key(|e| std::cmp::Reverse(e.1.revision));
+        Ok(entries
+            .into_iter()
+            .map(|(key, e)| {
+                SessionInfo::new(
+                    key.clone(),
+                    e.messages.len() as u64,
+                    e.created_at.clone(),
+                    e.updated_at.clone(),
+                )
+            })
+            .collect())
+    }
+
+    async fn delete(&self, key: &SessionKey) -> Result<bool, StateError> {
+        Ok(self.lock().map.remove(key).is_some())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn conformance() {
+        crate::conformance::session_store_suite(MemorySessionStore::new).await;
+    }
+}

@@ -1,0 +1,139 @@
+//! SQLite-specific behaviour: durability across reopen, concurrent writers, schema versioning,
+//! corrupt rows.
+
+use picoclaw_state::{SessionStore, SqliteSessionStore, StateError};
+use picoclaw_types::{ChatMessage, SessionKey};
+use std::sync::Arc;
+
+#[tokio::test]
+async fn survives_close_and_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("nested/dir/state.db");
+    let key = SessionKey::new("cli:default");
+    {
+        let store = SqliteSessionStore::open(&path).await.unwrap();
+        store
+            .append(
+                &key,
+                &[
+                    ChatMessage::user("remember me"),
+                    ChatMessage::assistant("ok"),
+                ],
+            )
+            .await
+            .unwrap();
+        store.set_summary(&key, Some("earlier")).await.unwrap();
+        store.close().await;
+    }
+    let store = SqliteSessionStore::open(&path).await.unwrap();
+    let s = store.load(&key, None).await.unwrap();
+    assert_eq!(s.messages.len(), 2);
+    assert_eq!(s.messages[0].text(), "remember me");
+    assert_eq!(s.summary.as_deref(), Some("earlier"));
+    let mode: String = sqlx::query_scalar("PRAGMA journal_mode")
+        .fetch_one(store.pool())
+        .await
+        .unwrap();
+    assert_eq!(mode, "wal");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_appends_lose_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(
+        SqliteSessionStore::open(&dir.path().join("state.db"))
+            .await
+            .unwrap(),
+    );
+    let mut tasks = Vec::new();
+    for t in 0..16 {
+        let store = Arc::clone(&store);
+        tasks.push(tokio::spawn(async move {
+            for i in 0..10 {
+                let own = SessionKey::new(format!("s{t}"));
+                store
+                    .append(
+                        &own,
+                        &[
+                            ChatMessage::user(format!("{t}-{i}")),
+                            ChatMessage::assistant("a"),
+                        ],
+                    )
+                    .await
+                    .unwrap();
+                store
+                    .append(
+                        &SessionKey::new("shared"),
+                        &[ChatMessage::user(format!("{t}-{i}"))],
+                    )
+                    .await
+                    .unwrap();
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    for t in 0..16 {
+        let s = store
+            .load(&SessionKey::new(format!("s{t}")), None)
+            .await
+            .unwrap();
+        assert_eq!(s.messages.len(), 20);
+        // A turn's messages stay together and in order.
+        for pair in s.messages.chunks(2) {
+            assert_eq!(pair[1].text(), "a");
+        }
+    }
+    let shared = store.load(&SessionKey::new("shared"), None).await.unwrap();
+    assert_eq!(shared.messages.len(), 160);
+    assert_eq!(store.list().await.unwrap().len(), 17);
+}
+
+#[tokio::test]
+async fn refuses_a_database_from_a_newer_picoclaw() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("state.db");
+    let store = SqliteSessionStore::open(&path).await.unwrap();
+    sqlx::query(
+        "INSERT INTO _sqlx_migrations (version, description, success, checksum, execution_time) \
+         VALUES (999999, 'from the future', 1, x'00', 0)",
+    )
+    .execute(store.pool())
+    .await
+    .unwrap();
+    store.close().await;
+    let err = SqliteSessionStore::open(&path).await.unwrap_err();
+    assert!(matches!(err, StateError::Open { .. }));
+    let msg = err.to_string();
+    assert!(msg.contains("newer picoclaw"), "{msg}");
+    assert!(msg.contains("999999"), "{msg}");
+    assert!(msg.contains(&path.display().to_string()), "{msg}");
+}
+
+#[tokio::test]
+async fn a_corrupt_row_is_reported_with_its_session() {
+    let store = SqliteSessionStore::open_in_memory().await.unwrap();
+    let key = SessionKey::new("cli:broken");
+    store
+        .append(&key, &[ChatMessage::user("fine")])
+        .await
+        .unwrap();
+    sqlx::query("UPDATE messages SET body = '{not json' WHERE session_key = 'cli:broken'")
+        .execute(store.pool())
+        .await
+        .unwrap();
+    let err = store.load(&key, None).await.unwrap_err();
+    assert!(matches!(err, StateError::Corrupt { .. }));
+    assert!(err.to_string().contains("cli:broken"), "{err}");
+}
+
+#[tokio::test]
+async fn an_unopenable_path_names_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    // A folder where the database file should be.
+    let path = dir.path().join("state.db");
+    std::fs::create_dir_all(&path).unwrap();
+    let err = SqliteSessionStore::open(&path).await.unwrap_err();
+    assert!(err.to_string().contains("state.db"), "{err}");
+}
