@@ -1,8 +1,35 @@
 //! Tools an agent can call: the [`Tool`] trait, the [`ToolRegistry`] that holds them, and the
-//! built-in tools. File access is confined by the workspace sandbox.
+//! built-in tools with the original PicoClaw's names and parameters (`read_file`, `write_file`,
+//! `edit_file`, `append_file`, `list_dir`, `exec`). Every path a tool touches is checked in one
+//! place, the [`Sandbox`].
 
 #![warn(clippy::unwrap_used, clippy::expect_used)]
 
+mod args;
+mod exec;
+mod fs;
+mod sandbox;
 mod tool;
 
+pub use exec::{ExecConfig, ExecTool};
+pub use fs::{
+    AppendFileTool, EditFileTool, ListDirTool, MAX_READ_BYTES, ReadFileTool, WriteFileTool,
+};
+pub use sandbox::{Access, Sandbox, SandboxError};
 pub use tool::{Tool, ToolContext, ToolOutput, ToolRegistry};
+
+use std::sync::Arc;
+
+/// The built-in tools over one workspace: the five file tools, and `exec` when enabled.
+pub fn builtin_tools(sandbox: Arc<Sandbox>, exec: ExecConfig) -> ToolRegistry {
+    let mut tools = ToolRegistry::new();
+    tools.register(Arc::new(ReadFileTool::new(Arc::clone(&sandbox))));
+    tools.register(Arc::new(WriteFileTool::new(Arc::clone(&sandbox))));
+    tools.register(Arc::new(EditFileTool::new(Arc::clone(&sandbox))));
+    tools.register(Arc::new(AppendFileTool::new(Arc::clone(&sandbox))));
+    tools.register(Arc::new(ListDirTool::new(Arc::clone(&sandbox))));
+    if exec.enabled {
+        tools.register(Arc::new(ExecTool::new(sandbox, exec)));
+    }
+    tools
+}

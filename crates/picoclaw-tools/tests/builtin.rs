@@ -1,0 +1,412 @@
+//! The built-in tools end to end on a real temporary workspace.
+
+use picoclaw_tools::{
+    ExecConfig, ExecTool, Sandbox, ToolContext, ToolOutput, ToolRegistry, builtin_tools,
+};
+use picoclaw_types::SessionKey;
+use serde_json::{Value, json};
+use std::sync::Arc;
+use std::time::Duration;
+
+struct Ws {
+    dir: tempfile::TempDir,
+    tools: ToolRegistry,
+}
+
+impl Ws {
+    fn new() -> Self {
+        Self::with_exec(ExecConfig::default())
+    }
+
+    fn with_exec(exec: ExecConfig) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let sandbox = Arc::new(Sandbox::new(dir.path(), true).unwrap());
+        Self {
+            tools: builtin_tools(sandbox, exec),
+            dir,
+        }
+    }
+
+    async fn call(&self, name: &str, args: Value) -> ToolOutput {
+        let ctx = ToolContext::new(SessionKey::new("test"));
+        self.tools.call(&ctx, name, args).await
+    }
+
+    fn path(&self, rel: &str) -> std::path::PathBuf {
+        self.dir.path().join(rel)
+    }
+}
+
+#[tokio::test]
+async fn write_read_append_edit_list() {
+    let ws = Ws::new();
+    let out = ws
+        .call(
+            "write_file",
+            json!({"path": "notes/a.txt", "content": "hello\nworld\n"}),
+        )
+        .await;
+    assert!(!out.is_error, "{}", out.content);
+    assert!(out.content.contains("12 bytes"), "{}", out.content);
+    assert_eq!(
+        ws.call("read_file", json!({"path": "notes/a.txt"}))
+            .await
+            .content,
+        "hello\nworld\n"
+    );
+
+    let out = ws
+        .call(
+            "append_file",
+            json!({"path": "notes/a.txt", "content": "again\n"}),
+        )
+        .await;
+    assert!(!out.is_error, "{}", out.content);
+    let out = ws
+        .call(
+            "edit_file",
+            json!({"path": "notes/a.txt", "old_text": "world", "new_text": "crab"}),
+        )
+        .await;
+    assert!(!out.is_error, "{}", out.content);
+    assert_eq!(
+        std::fs::read_to_string(ws.path("notes/a.txt")).unwrap(),
+        "hello\ncrab\nagain\n"
+    );
+
+    let out = ws
+        .call(
+            "append_file",
+            json!({"path": "new/dir/log.md", "content": "x"}),
+        )
+        .await;
+    assert!(!out.is_error, "{}", out.content);
+
+    let out = ws.call("list_dir", json!({})).await;
+    assert_eq!(out.content, "DIR:  new\nDIR:  notes\n");
+    let out = ws.call("list_dir", json!({"path": "notes"})).await;
+    assert_eq!(out.content, "FILE: a.txt\n");
+    // No temp files left behind by atomic writes.
+    assert_eq!(std::fs::read_dir(ws.path("notes")).unwrap().count(), 1);
+}
+
+#[tokio::test]
+async fn edit_file_is_exact_and_unambiguous() {
+    let ws = Ws::new();
+    std::fs::write(ws.path("f.txt"), "a = 1\nb = 1\n").unwrap();
+    let out = ws
+        .call(
+            "edit_file",
+            json!({"path": "f.txt", "old_text": "= 1", "new_text": "= 2"}),
+        )
+        .await;
+    assert!(out.is_error);
+    assert!(out.content.contains("appears 2 times"), "{}", out.content);
+    let out = ws
+        .call(
+            "edit_file",
+            json!({"path": "f.txt", "old_text": "c = 1", "new_text": "x"}),
+        )
+        .await;
+    assert!(out.is_error);
+    assert!(
+        out.content.contains("not found") && out.content.contains("read_file"),
+        "{}",
+        out.content
+    );
+    assert_eq!(
+        std::fs::read_to_string(ws.path("f.txt")).unwrap(),
+        "a = 1\nb = 1\n",
+        "unchanged"
+    );
+    let out = ws
+        .call(
+            "edit_file",
+            json!({"path": "missing.txt", "old_text": "a", "new_text": "b"}),
+        )
+        .await;
+    assert!(
+        out.is_error && out.content.contains("no such file"),
+        "{}",
+        out.content
+    );
+}
+
+#[tokio::test]
+async fn read_file_pages_large_files_and_refuses_binary() {
+    let ws = Ws::new();
+    let big = "0123456789".repeat(10_000); // 100 000 bytes
+    std::fs::write(ws.path("big.txt"), &big).unwrap();
+    let out = ws.call("read_file", json!({"path": "big.txt"})).await;
+    assert!(!out.is_error);
+    assert!(
+        out.content.contains("showing bytes 0-65535"),
+        "{}",
+        &out.content[..100]
+    );
+    assert!(out.content.contains("offset=65536 to continue"));
+    let out = ws
+        .call(
+            "read_file",
+            json!({"path": "big.txt", "offset": 99_990, "length": 100}),
+        )
+        .await;
+    assert!(out.content.ends_with("0123456789"), "{}", out.content);
+    assert!(!out.content.contains("to continue"));
+    let out = ws
+        .call("read_file", json!({"path": "big.txt", "offset": 200_000}))
+        .await;
+    assert!(out.is_error && out.content.contains("past the end"));
+
+    // A multi-byte character cut by length is not split.
+    std::fs::write(ws.path("u.txt"), "héllo").unwrap();
+    let out = ws
+        .call("read_file", json!({"path": "u.txt", "length": 2}))
+        .await;
+    assert!(
+        out.content.contains('h') && !out.content.contains('\u{FFFD}'),
+        "{}",
+        out.content
+    );
+
+    std::fs::write(ws.path("bin.dat"), [0u8, 159, 146, 150]).unwrap();
+    let out = ws.call("read_file", json!({"path": "bin.dat"})).await;
+    assert!(
+        out.is_error && out.content.contains("binary"),
+        "{}",
+        out.content
+    );
+    let out = ws.call("read_file", json!({"path": "."})).await;
+    assert!(out.is_error && out.content.contains("list_dir"));
+}
+
+#[tokio::test]
+async fn bad_arguments_name_the_problem() {
+    let ws = Ws::new();
+    let out = ws.call("write_file", json!({"path": "x.txt"})).await;
+    assert!(out.is_error);
+    assert!(
+        out.content.contains("write_file") && out.content.contains("content"),
+        "{}",
+        out.content
+    );
+    let out = ws.call("read_file", json!({"path": 42})).await;
+    assert!(
+        out.is_error && out.content.contains("read_file"),
+        "{}",
+        out.content
+    );
+    let out = ws.call("exec", json!({})).await;
+    assert!(
+        out.is_error && out.content.contains("command"),
+        "{}",
+        out.content
+    );
+}
+
+#[tokio::test]
+async fn hostile_paths_are_refused_by_every_file_tool() {
+    let ws = Ws::new();
+    let outside = tempfile::tempdir().unwrap();
+    std::fs::write(outside.path().join("secret.txt"), "s3cret").unwrap();
+    std::os::unix::fs::symlink(outside.path(), ws.path("escape")).unwrap();
+    let target = outside.path().join("secret.txt").display().to_string();
+    for path in [
+        "../secret.txt",
+        target.as_str(),
+        "escape/secret.txt",
+        "/etc/passwd",
+    ] {
+        for (tool, args) in [
+            ("read_file", json!({"path": path})),
+            ("write_file", json!({"path": path, "content": "pwned"})),
+            ("append_file", json!({"path": path, "content": "pwned"})),
+            (
+                "edit_file",
+                json!({"path": path, "old_text": "s3cret", "new_text": "pwned"}),
+            ),
+            ("list_dir", json!({"path": path})),
+        ] {
+            let out = ws.call(tool, args).await;
+            assert!(out.is_error, "{tool} {path}: {}", out.content);
+            assert!(
+                out.content.contains("outside the workspace"),
+                "{tool} {path}: {}",
+                out.content
+            );
+        }
+    }
+    assert_eq!(
+        std::fs::read_to_string(outside.path().join("secret.txt")).unwrap(),
+        "s3cret"
+    );
+}
+
+#[tokio::test]
+async fn exec_runs_in_the_workspace() {
+    let ws = Ws::new();
+    std::fs::create_dir(ws.path("sub")).unwrap();
+    let out = ws
+        .call("exec", json!({"command": "pwd; echo err >&2"}))
+        .await;
+    assert!(!out.is_error, "{}", out.content);
+    assert!(
+        out.content.starts_with(
+            &std::fs::canonicalize(ws.dir.path())
+                .unwrap()
+                .display()
+                .to_string()
+        )
+    );
+    assert!(out.content.contains("[stderr]\nerr"), "{}", out.content);
+    let out = ws
+        .call("exec", json!({"command": "pwd", "working_dir": "sub"}))
+        .await;
+    assert!(out.content.trim_end().ends_with("/sub"), "{}", out.content);
+    let out = ws.call("exec", json!({"command": "exit 3"})).await;
+    assert!(
+        out.is_error && out.content.contains("exit code 3"),
+        "{}",
+        out.content
+    );
+    let out = ws
+        .call("exec", json!({"command": "pwd", "working_dir": "../"}))
+        .await;
+    assert!(
+        out.is_error && out.content.contains("outside the workspace"),
+        "{}",
+        out.content
+    );
+}
+
+#[tokio::test]
+async fn exec_refuses_denied_commands_without_running_them() {
+    let ws = Ws::new();
+    let out = ws
+        .call("exec", json!({"command": "touch ran.txt; rm -rf /"}))
+        .await;
+    assert!(out.is_error);
+    assert!(
+        out.content.contains("refused") && out.content.contains("recursive delete"),
+        "{}",
+        out.content
+    );
+    assert!(
+        !ws.path("ran.txt").exists(),
+        "nothing of a refused command runs"
+    );
+}
+
+#[tokio::test]
+async fn exec_caps_output() {
+    let ws = Ws::with_exec({
+        let mut c = ExecConfig::default();
+        c.max_output_bytes = 1000;
+        c
+    });
+    let out = ws
+        .call(
+            "exec",
+            json!({"command": "head -c 50000 /dev/zero | tr '\\0' a"}),
+        )
+        .await;
+    assert!(!out.is_error);
+    assert!(
+        out.content.contains("49000 more bytes cut"),
+        "{}",
+        &out.content[out.content.len() - 60..]
+    );
+    assert!(out.content.len() < 1100);
+}
+
+fn alive(pid: i32) -> bool {
+    // A zombie is dead for our purposes.
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => stat.split(' ').nth(2).is_none_or(|s| s != "Z"),
+        Err(_) => false,
+    }
+}
+
+#[tokio::test]
+async fn exec_timeout_kills_the_whole_process_group() {
+    let ws = Ws::new();
+    let started = std::time::Instant::now();
+    let out = ws
+        .call(
+            "exec",
+            json!({"command": "sleep 30 & echo $! > child.pid; sleep 30", "timeout": 1}),
+        )
+        .await;
+    assert!(started.elapsed() < Duration::from_secs(10));
+    assert!(
+        out.is_error && out.content.contains("timed out after 1s"),
+        "{}",
+        out.content
+    );
+    let pid: i32 = std::fs::read_to_string(ws.path("child.pid"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    for _ in 0..50 {
+        if !alive(pid) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("background child {pid} survived the timeout");
+}
+
+#[tokio::test]
+async fn a_cancelled_exec_kills_its_processes() {
+    let dir = tempfile::tempdir().unwrap();
+    let sandbox = Arc::new(Sandbox::new(dir.path(), true).unwrap());
+    let tool = ExecTool::new(sandbox, ExecConfig::default());
+    let ctx = ToolContext::new(SessionKey::new("t"));
+    let fut = picoclaw_tools::Tool::call(
+        &tool,
+        &ctx,
+        json!({"command": "echo $$ > sh.pid; sleep 30"}),
+    );
+    // Drop the call mid-way, as a cancelled turn does.
+    let _ = tokio::time::timeout(Duration::from_millis(500), fut).await;
+    let pid: i32 = std::fs::read_to_string(dir.path().join("sh.pid"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    for _ in 0..50 {
+        if !alive(pid) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("shell {pid} survived cancellation");
+}
+
+#[test]
+fn default_tool_specs_are_small() {
+    let dir = tempfile::tempdir().unwrap();
+    let tools = builtin_tools(
+        Arc::new(Sandbox::new(dir.path(), true).unwrap()),
+        ExecConfig::default(),
+    );
+    let names: Vec<&str> = tools.names().collect();
+    assert_eq!(
+        names,
+        [
+            "append_file",
+            "edit_file",
+            "exec",
+            "list_dir",
+            "read_file",
+            "write_file"
+        ]
+    );
+    let size = serde_json::to_string(&tools.specs()).unwrap().len();
+    assert!(size < 3 * 1024, "tool specs are {size} bytes");
+    let mut off = ExecConfig::default();
+    off.enabled = false;
+    let tools = builtin_tools(Arc::new(Sandbox::new(dir.path(), true).unwrap()), off);
+    assert!(tools.get("exec").is_none());
+}
