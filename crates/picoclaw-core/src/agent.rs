@@ -209,7 +209,9 @@ impl AgentBuilder {
             ));
         }
         if self.config.max_tool_iterations == 0 {
-            return Err(AgentError::Setup("max_tool_iterations must be at least 1".into()));
+            return Err(AgentError::Setup(
+                "max_tool_iterations must be at least 1".into(),
+            ));
         }
         let mut context = ContextBuilder::new(self.workspace);
         if let Some(text) = self.instructions {
@@ -286,8 +288,13 @@ impl Agent {
 
     /// One text message in, the final answer out (no events, no cancellation).
     pub async fn chat(&self, session: &SessionKey, text: &str) -> Result<TurnOutcome, AgentError> {
-        self.turn(session, ChatMessage::user(text), TurnOptions::default(), &())
-            .await
+        self.turn(
+            session,
+            ChatMessage::user(text),
+            TurnOptions::default(),
+            &(),
+        )
+        .await
     }
 
     /// Runs one turn for `message` in `session`, reporting progress to `events`.
@@ -341,10 +348,7 @@ impl Agent {
     ) -> Result<TurnOutcome, AgentError> {
         let inner = &*self.inner;
         let cfg = &inner.config;
-        let stored = inner
-            .store
-            .load(session, Some(cfg.history_limit))
-            .await?;
+        let stored = inner.store.load(session, Some(cfg.history_limit)).await?;
         let system_prompt = inner
             .context
             .system_prompt(chrono::Local::now(), stored.summary.as_deref());
@@ -432,8 +436,13 @@ impl Agent {
         }
         let (text, end) = result?;
         saved?;
-        tracing::info!(model_calls, tool_calls, prompt_tokens = usage.prompt_tokens,
-            completion_tokens = usage.completion_tokens, "turn finished");
+        tracing::info!(
+            model_calls,
+            tool_calls,
+            prompt_tokens = usage.prompt_tokens,
+            completion_tokens = usage.completion_tokens,
+            "turn finished"
+        );
         Ok(TurnOutcome {
             text,
             end,

@@ -68,7 +68,11 @@ impl ContextBuilder {
     }
 
     /// The system prompt for a turn happening at `now`.
-    pub fn system_prompt(&self, now: chrono::DateTime<chrono::Local>, summary: Option<&str>) -> String {
+    pub fn system_prompt(
+        &self,
+        now: chrono::DateTime<chrono::Local>,
+        summary: Option<&str>,
+    ) -> String {
         let mut prompt = String::with_capacity(2048);
         prompt.push_str(BASE_PROMPT);
         if let Some(extra) = &self.extra_instructions {
@@ -119,8 +123,8 @@ impl ContextBuilder {
         pending: &[ChatMessage],
         budget_tokens: usize,
     ) -> Vec<ChatMessage> {
-        let fixed = estimate_tokens(&system_prompt)
-            + pending.iter().map(message_tokens).sum::<usize>();
+        let fixed =
+            estimate_tokens(&system_prompt) + pending.iter().map(message_tokens).sum::<usize>();
         let mut remaining = budget_tokens.saturating_sub(fixed);
         let mut start = history.len();
         while start > 0 {
@@ -154,7 +158,8 @@ impl ContextBuilder {
             Err(poisoned) => poisoned.into_inner(),
         };
         if let Some(hit) = cache.get(path) {
-            if hit.modified == modified && hit.len == len && (meta.is_some() == hit.text.is_some()) {
+            if hit.modified == modified && hit.len == len && (meta.is_some() == hit.text.is_some())
+            {
                 return hit.text.clone();
             }
         }

@@ -49,7 +49,11 @@ async fn run_one(
         return ToolOutput::error(format!(
             "Error: there is no tool named '{}'. Available tools: {}.",
             call.name,
-            if available.is_empty() { "none".to_owned() } else { available.join(", ") }
+            if available.is_empty() {
+                "none".to_owned()
+            } else {
+                available.join(", ")
+            }
         ));
     }
     let raw = call.arguments.trim();
@@ -151,7 +155,9 @@ mod tests {
 
     #[tokio::test]
     async fn calls_run_concurrently_and_results_keep_call_order() {
-        let tools = ToolRegistry::new().with(Sleepy(200, "slow")).with(Sleepy(10, "fast"));
+        let tools = ToolRegistry::new()
+            .with(Sleepy(200, "slow"))
+            .with(Sleepy(10, "fast"));
         let ctx = ToolContext::new(SessionKey::new("t"));
         let calls = vec![
             ToolCall::new("1", "slow", "{}"),
@@ -161,15 +167,24 @@ mod tests {
         let started = std::time::Instant::now();
         let out = run_tool_calls(&tools, &ctx, &calls, &cfg(5000), &()).await;
         // Sequential would take 410 ms; concurrent takes about 200.
-        assert!(started.elapsed() < Duration::from_millis(380), "{:?}", started.elapsed());
-        let ids: Vec<_> = out.iter().map(|m| m.tool_call_id.clone().unwrap()).collect();
+        assert!(
+            started.elapsed() < Duration::from_millis(380),
+            "{:?}",
+            started.elapsed()
+        );
+        let ids: Vec<_> = out
+            .iter()
+            .map(|m| m.tool_call_id.clone().unwrap())
+            .collect();
         assert_eq!(ids, ["1", "2", "3"]);
         assert!(out[1].text().starts_with("fast done"));
     }
 
     #[tokio::test]
     async fn bad_calls_become_error_text() {
-        let tools = ToolRegistry::new().with(Sleepy(0, "t")).with(Sleepy(1000, "stuck"));
+        let tools = ToolRegistry::new()
+            .with(Sleepy(0, "t"))
+            .with(Sleepy(1000, "stuck"));
         let ctx = ToolContext::new(SessionKey::new("t"));
         let calls = vec![
             ToolCall::new("1", "nope", "{}"),
@@ -182,7 +197,11 @@ mod tests {
         assert!(out[0].text().contains("no tool named 'nope'"));
         assert!(out[0].text().contains("stuck, t"));
         assert!(out[1].text().contains("not valid JSON"));
-        assert!(out[2].text().contains("must be a JSON object, got an array"));
+        assert!(
+            out[2]
+                .text()
+                .contains("must be a JSON object, got an array")
+        );
         assert!(out[3].text().contains("did not finish"));
         assert!(out[4].text().starts_with("t done {}"));
     }

@@ -70,11 +70,24 @@ async fn tool_round_then_answer_is_persisted_in_order() {
 
     let session = store.load(&key, None).await.unwrap();
     let roles: Vec<Role> = session.messages.iter().map(|m| m.role).collect();
-    assert_eq!(roles, [Role::User, Role::Assistant, Role::Tool, Role::Assistant]);
+    assert_eq!(
+        roles,
+        [Role::User, Role::Assistant, Role::Tool, Role::Assistant]
+    );
 
     let events = log.take();
-    assert!(events.iter().any(|e| matches!(e, AgentEvent::ToolStarted { name, .. } if name == "echo")));
-    assert!(events.iter().any(|e| matches!(e, AgentEvent::ToolFinished { is_error: false, .. })));
+    assert!(
+        events
+            .iter()
+            .any(|e| matches!(e, AgentEvent::ToolStarted { name, .. } if name == "echo"))
+    );
+    assert!(events.iter().any(|e| matches!(
+        e,
+        AgentEvent::ToolFinished {
+            is_error: false,
+            ..
+        }
+    )));
 }
 
 #[tokio::test]
@@ -150,7 +163,10 @@ async fn runaway_tool_loop_stops_at_the_limit_with_a_clear_message() {
 
 #[tokio::test]
 async fn provider_failure_keeps_the_users_message() {
-    let provider = Arc::new(ScriptedProvider::new([Reply::error(500, "upstream exploded")]));
+    let provider = Arc::new(ScriptedProvider::new([Reply::error(
+        500,
+        "upstream exploded",
+    )]));
     let store = Arc::new(MemorySessionStore::new());
     let agent = agent(provider, store.clone());
     let key = SessionKey::new("s5");
@@ -168,7 +184,10 @@ async fn truncated_stream_is_an_error_not_a_panic() {
     let agent = agent(provider, store.clone());
     let key = SessionKey::new("s6");
     let err = agent.chat(&key, "hello").await.unwrap_err();
-    assert!(matches!(err, AgentError::Provider(ProviderError::Response { .. })), "{err:?}");
+    assert!(
+        matches!(err, AgentError::Provider(ProviderError::Response { .. })),
+        "{err:?}"
+    );
     assert_eq!(store.load(&key, None).await.unwrap().messages.len(), 1);
 }
 
@@ -213,7 +232,12 @@ async fn cancelling_a_turn_saves_a_valid_history() {
     });
     let err = tokio::time::timeout(
         Duration::from_secs(5),
-        agent.turn(&key, ChatMessage::user("block"), TurnOptions::new().cancel_with(token), &()),
+        agent.turn(
+            &key,
+            ChatMessage::user("block"),
+            TurnOptions::new().cancel_with(token),
+            &(),
+        ),
     )
     .await
     .expect("cancel must stop the turn promptly")
@@ -232,7 +256,11 @@ async fn cancelling_a_turn_saves_a_valid_history() {
 #[tokio::test]
 async fn workspace_files_shape_the_system_prompt() {
     let ws = tempfile::tempdir().unwrap();
-    std::fs::write(ws.path().join("IDENTITY.md"), "You are Pico the helpful crab.").unwrap();
+    std::fs::write(
+        ws.path().join("IDENTITY.md"),
+        "You are Pico the helpful crab.",
+    )
+    .unwrap();
     let provider = Arc::new(ScriptedProvider::new([Reply::text("ok")]));
     let agent = Agent::builder(provider.clone())
         .model("m")
@@ -247,11 +275,18 @@ async fn workspace_files_shape_the_system_prompt() {
 
 #[tokio::test]
 async fn streaming_emits_deltas_that_add_up_to_the_answer() {
-    let provider = Arc::new(ScriptedProvider::new([Reply::text("Hello there, streaming world")]));
+    let provider = Arc::new(ScriptedProvider::new([Reply::text(
+        "Hello there, streaming world",
+    )]));
     let agent = agent(provider, Arc::new(MemorySessionStore::new()));
     let log = EventLog::new();
     let out = agent
-        .turn(&SessionKey::new("s9"), ChatMessage::user("hi"), TurnOptions::new(), &log)
+        .turn(
+            &SessionKey::new("s9"),
+            ChatMessage::user("hi"),
+            TurnOptions::new(),
+            &log,
+        )
         .await
         .unwrap();
     let streamed: String = log
