@@ -157,11 +157,12 @@ impl ContextBuilder {
             Ok(guard) => guard,
             Err(poisoned) => poisoned.into_inner(),
         };
-        if let Some(hit) = cache.get(path) {
-            if hit.modified == modified && hit.len == len && (meta.is_some() == hit.text.is_some())
-            {
-                return hit.text.clone();
-            }
+        if let Some(hit) = cache.get(path)
+            && hit.modified == modified
+            && hit.len == len
+            && meta.is_some() == hit.text.is_some()
+        {
+            return hit.text.clone();
         }
         let text = if meta.as_ref().is_some_and(|m| m.is_file()) {
             match std::fs::read(path) {
