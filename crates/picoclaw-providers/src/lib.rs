@@ -1,12 +1,15 @@
 //! LLM providers: the [`LlmProvider`] trait every model backend implements, its request and
-//! response types, the typed [`ProviderError`], and the OpenAI-compatible Chat Completions family.
+//! response types, the typed [`ProviderError`], and the OpenAI-compatible Chat Completions family
+//! with its vendor [`presets`].
 
 #![warn(clippy::unwrap_used, clippy::expect_used)]
 
 mod error;
+mod openai;
+pub mod presets;
 mod provider;
+mod wire;
 
 pub use error::ProviderError;
-pub use provider::{
-    Capabilities, ChatRequest, ChatResponse, ChatStream, LlmProvider, StreamEvent,
-};
+pub use openai::{OpenAiCompatConfig, OpenAiCompatible, ensure_crypto_provider};
+pub use provider::{Capabilities, ChatRequest, ChatResponse, ChatStream, LlmProvider, StreamEvent};

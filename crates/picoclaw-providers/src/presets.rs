@@ -112,7 +112,10 @@ mod tests {
         ] {
             let p = preset(name).unwrap();
             assert_eq!(p.name, name);
-            assert!(!p.api_base.ends_with('/'), "{name}: base must not end with /");
+            assert!(
+                !p.api_base.ends_with('/'),
+                "{name}: base must not end with /"
+            );
         }
         assert_eq!(preset("OpenAI").map(|p| p.name), Some("openai"));
         assert!(preset("nope").is_none());

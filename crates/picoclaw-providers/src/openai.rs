@@ -1,0 +1,452 @@
+//! `OpenAiCompatible`: the Chat Completions API as spoken by OpenAI, OpenRouter, DeepSeek, Groq,
+//! Zhipu, Moonshot, Gemini's OpenAI endpoint, vLLM, Ollama and any other compatible server.
+
+use crate::wire::{StreamAssembler, parse_completion, preview, request_body};
+use crate::{
+    Capabilities, ChatRequest, ChatResponse, ChatStream, LlmProvider, ProviderError, StreamEvent,
+};
+use async_trait::async_trait;
+use eventsource_stream::Eventsource;
+use futures::StreamExt;
+use picoclaw_types::Secret;
+use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
+use std::time::Duration;
+
+/// Installs rustls' `ring` crypto provider as the process default, once. Every HTTPS client in
+/// picoclaw is built after this; calling it again is harmless.
+pub fn ensure_crypto_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
+/// How to reach one OpenAI-compatible server.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct OpenAiCompatConfig {
+    /// The provider's name in messages and logs (`openai`, `deepseek`, ...).
+    pub name: String,
+    /// The base URL, before `/chat/completions` (`https://api.openai.com/v1`).
+    pub api_base: String,
+    pub api_key: Option<Secret<String>>,
+    /// Where the user sets the key, named in authentication errors.
+    pub key_hint: String,
+    /// An HTTP(S) proxy URL for this provider.
+    pub proxy: Option<String>,
+    /// The longest a plain request may take, and the longest a stream may stay silent.
+    pub request_timeout: Duration,
+    pub connect_timeout: Duration,
+    pub extra_headers: Vec<(String, String)>,
+}
+
+impl OpenAiCompatConfig {
+    pub fn new(name: impl Into<String>, api_base: impl Into<String>) -> Self {
+        let name = name.into();
+        Self {
+            key_hint: format!("providers.{name}.api_key"),
+            name,
+            api_base: api_base.into(),
+            api_key: None,
+            proxy: None,
+            request_timeout: Duration::from_secs(120),
+            connect_timeout: Duration::from_secs(10),
+            extra_headers: Vec::new(),
+        }
+    }
+
+    /// Sets the API key; an empty string means no key.
+    pub fn with_api_key(mut self, key: impl Into<String>) -> Self {
+        let key = key.into();
+        self.api_key = if key.trim().is_empty() {
+            None
+        } else {
+            Some(Secret::new(key.trim().to_owned()))
+        };
+        self
+    }
+
+    pub fn with_key_hint(mut self, hint: impl Into<String>) -> Self {
+        self.key_hint = hint.into();
+        self
+    }
+
+    pub fn with_proxy(mut self, proxy: Option<String>) -> Self {
+        self.proxy = proxy.filter(|p| !p.trim().is_empty());
+        self
+    }
+
+    pub fn with_request_timeout(mut self, timeout: Duration) -> Self {
+        self.request_timeout = timeout;
+        self
+    }
+
+    pub fn with_connect_timeout(mut self, timeout: Duration) -> Self {
+        self.connect_timeout = timeout;
+        self
+    }
+
+    pub fn with_header(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
+        self.extra_headers.push((name.into(), value.into()));
+        self
+    }
+}
+
+/// An OpenAI-compatible Chat Completions provider.
+pub struct OpenAiCompatible {
+    name: String,
+    url: String,
+    api_key: Option<Secret<String>>,
+    key_hint: String,
+    timeout: Duration,
+    client: reqwest::Client,
+}
+
+impl std::fmt::Debug for OpenAiCompatible {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OpenAiCompatible")
+            .field("name", &self.name)
+            .field("url", &self.url)
+            .field("api_key", &self.api_key)
+            .finish_non_exhaustive()
+    }
+}
+
+impl OpenAiCompatible {
+    /// Builds the HTTP client. Fails on a malformed base URL, proxy or header.
+    pub fn new(cfg: OpenAiCompatConfig) -> Result<Self, ProviderError> {
+        ensure_crypto_provider();
+        let base = cfg.api_base.trim().trim_end_matches('/');
+        let parsed = reqwest::Url::parse(base).map_err(|e| {
+            ProviderError::NotConfigured(format!(
+                "{}: api_base '{base}' is not a URL ({e}); it should look like \
+                 https://api.openai.com/v1",
+                cfg.name
+            ))
+        })?;
+        if !matches!(parsed.scheme(), "http" | "https") {
+            return Err(ProviderError::NotConfigured(format!(
+                "{}: api_base '{base}' must start with http:// or https://",
+                cfg.name
+            )));
+        }
+        let mut headers = HeaderMap::new();
+        for (k, v) in &cfg.extra_headers {
+            let name = HeaderName::from_bytes(k.as_bytes()).map_err(|e| {
+                ProviderError::NotConfigured(format!("{}: bad header name '{k}': {e}", cfg.name))
+            })?;
+            let value = HeaderValue::from_str(v).map_err(|e| {
+                ProviderError::NotConfigured(format!(
+                    "{}: bad value for header '{k}': {e}",
+                    cfg.name
+                ))
+            })?;
+            headers.insert(name, value);
+        }
+        let mut builder = reqwest::Client::builder()
+            .user_agent(concat!("picoclaw/", env!("CARGO_PKG_VERSION")))
+            .default_headers(headers)
+            .connect_timeout(cfg.connect_timeout)
+            .read_timeout(cfg.request_timeout);
+        if let Some(proxy) = &cfg.proxy {
+            let proxy = reqwest::Proxy::all(proxy).map_err(|e| {
+                ProviderError::NotConfigured(format!(
+                    "{}: proxy '{proxy}' is not usable: {e}",
+                    cfg.name
+                ))
+            })?;
+            builder = builder.proxy(proxy);
+        }
+        let client = builder.build().map_err(|e| {
+            ProviderError::NotConfigured(format!("{}: cannot build the HTTP client: {e}", cfg.name))
+        })?;
+        Ok(Self {
+            url: format!("{base}/chat/completions"),
+            name: cfg.name,
+            api_key: cfg.api_key,
+            key_hint: cfg.key_hint,
+            timeout: cfg.request_timeout,
+            client,
+        })
+    }
+
+    /// The full Chat Completions URL.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    fn transport(&self, err: reqwest::Error) -> ProviderError {
+        if err.is_timeout() {
+            ProviderError::Timeout {
+                provider: self.name.clone(),
+                after: self.timeout,
+            }
+        } else {
+            ProviderError::Transport {
+                provider: self.name.clone(),
+                url: self.url.clone(),
+                source: Box::new(err.without_url()),
+            }
+        }
+    }
+
+    async fn send(
+        &self,
+        req: &ChatRequest,
+        stream: bool,
+    ) -> Result<reqwest::Response, ProviderError> {
+        let body = request_body(req, stream);
+        let mut request = self.client.post(&self.url).json(&body);
+        if let Some(key) = &self.api_key {
+            request = request.bearer_auth(key.expose());
+        }
+        let send = request.send();
+        // The whole exchange is bounded for plain calls; for streams only the wait for headers
+        // (the body is bounded by the read timeout between chunks).
+        let response = match tokio::time::timeout(self.timeout, send).await {
+            Ok(r) => r.map_err(|e| self.transport(e))?,
+            Err(_) => {
+                return Err(ProviderError::Timeout {
+                    provider: self.name.clone(),
+                    after: self.timeout,
+                });
+            }
+        };
+        let status = response.status();
+        if status.is_success() {
+            return Ok(response);
+        }
+        let retry_after = retry_after(response.headers());
+        let text = response.text().await.unwrap_or_default();
+        Err(self.status_error(status.as_u16(), retry_after, &text))
+    }
+
+    fn status_error(
+        &self,
+        status: u16,
+        retry_after: Option<Duration>,
+        body: &str,
+    ) -> ProviderError {
+        let (message, code) = vendor_message(body);
+        let message = self.redact(&message);
+        let provider = self.name.clone();
+        match status {
+            401 | 403 => ProviderError::Auth {
+                provider,
+                status,
+                message,
+                key_hint: self.key_hint.clone(),
+            },
+            429 => ProviderError::RateLimited {
+                provider,
+                retry_after,
+                message,
+            },
+            400 | 413 if is_context_length(&code, &message) => {
+                ProviderError::ContextLength { provider, message }
+            }
+            400..=499 => ProviderError::InvalidRequest {
+                provider,
+                status,
+                message,
+            },
+            _ => ProviderError::Server {
+                provider,
+                status,
+                message,
+            },
+        }
+    }
+
+    /// Removes the key from anything a vendor echoes back.
+    fn redact(&self, text: &str) -> String {
+        match &self.api_key {
+            Some(key) if !key.expose().is_empty() => {
+                text.replace(key.expose().as_str(), "[redacted]")
+            }
+            _ => text.to_owned(),
+        }
+    }
+}
+
+fn retry_after(headers: &HeaderMap) -> Option<Duration> {
+    if let Some(ms) = headers
+        .get("retry-after-ms")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<f64>().ok())
+    {
+        return Some(Duration::from_secs_f64(ms.max(0.0) / 1000.0));
+    }
+    headers
+        .get(reqwest::header::RETRY_AFTER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<f64>().ok())
+        .map(|s| Duration::from_secs_f64(s.max(0.0)))
+}
+
+/// The vendor's error message and code from an error body (`{"error": {"message", "code"}}`,
+/// `{"error": "..."}`, `{"message": "..."}`), or a preview of the body.
+fn vendor_message(body: &str) -> (String, String) {
+    if let Ok(v) = serde_json::from_str::<serde_json::Value>(body) {
+        let err = v.get("error").unwrap_or(&v);
+        let message = err
+            .get("message")
+            .and_then(|m| m.as_str())
+            .or_else(|| err.as_str())
+            .map(str::to_owned);
+        let code = err
+            .get("code")
+            .map(|c| c.as_str().map_or_else(|| c.to_string(), str::to_owned))
+            .unwrap_or_default();
+        if let Some(message) = message {
+            return (message, code);
+        }
+    }
+    let body = preview(body, 200);
+    (
+        if body.is_empty() {
+            "(empty body)".to_owned()
+        } else {
+            body
+        },
+        String::new(),
+    )
+}
+
+fn is_context_length(code: &str, message: &str) -> bool {
+    let m = message.to_ascii_lowercase();
+    code == "context_length_exceeded"
+        || m.contains("context length")
+        || m.contains("context_length")
+        || m.contains("maximum context")
+        || m.contains("context window")
+        || m.contains("too many tokens")
+}
+
+#[async_trait]
+impl LlmProvider for OpenAiCompatible {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        Capabilities::new(true, true, true)
+    }
+
+    async fn chat(&self, req: ChatRequest) -> Result<ChatResponse, ProviderError> {
+        let response = self.send(&req, false).await?;
+        let body = tokio::time::timeout(self.timeout, response.text())
+            .await
+            .map_err(|_| ProviderError::Timeout {
+                provider: self.name.clone(),
+                after: self.timeout,
+            })?
+            .map_err(|e| self.transport(e))?;
+        parse_completion(&self.name, &body)
+    }
+
+    async fn stream(&self, req: ChatRequest) -> Result<ChatStream, ProviderError> {
+        let response = self.send(&req, true).await?;
+        let name = self.name.clone();
+        let is_sse = response
+            .headers()
+            .get(reqwest::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|ct| ct.contains("text/event-stream"));
+        if !is_sse {
+            // The server ignored `stream: true` and answered in one piece.
+            let body = response.text().await.map_err(|e| self.transport(e))?;
+            let resp = parse_completion(&name, &body)?;
+            let text = resp.message.text();
+            let mut events = Vec::with_capacity(2);
+            if !text.is_empty() {
+                events.push(Ok(StreamEvent::TextDelta(text)));
+            }
+            events.push(Ok(StreamEvent::Completed(resp)));
+            return Ok(Box::pin(futures::stream::iter(events)));
+        }
+        let events = response.bytes_stream().eventsource();
+        let state = StreamState {
+            events: Box::pin(events),
+            assembler: Some(StreamAssembler::default()),
+            name,
+            timeout: self.timeout,
+        };
+        Ok(Box::pin(futures::stream::unfold(state, next_event)))
+    }
+}
+
+type SseStream = std::pin::Pin<
+    Box<
+        dyn futures::Stream<
+                Item = Result<
+                    eventsource_stream::Event,
+                    eventsource_stream::EventStreamError<reqwest::Error>,
+                >,
+            > + Send,
+    >,
+>;
+
+struct StreamState {
+    events: SseStream,
+    /// `None` once the stream has ended (completed or failed).
+    assembler: Option<StreamAssembler>,
+    name: String,
+    timeout: Duration,
+}
+
+async fn next_event(
+    mut st: StreamState,
+) -> Option<(Result<StreamEvent, ProviderError>, StreamState)> {
+    loop {
+        let assembler = st.assembler.as_mut()?;
+        let next = st.events.next().await;
+        match next {
+            Some(Ok(event)) => {
+                let data = event.data.trim();
+                if data.is_empty() {
+                    continue;
+                }
+                if data == "[DONE]" {
+                    let done = st.assembler.take()?;
+                    return Some((Ok(StreamEvent::Completed(done.into_response())), st));
+                }
+                match assembler.push(&st.name, data) {
+                    Ok(Some(delta)) => return Some((Ok(StreamEvent::TextDelta(delta)), st)),
+                    Ok(None) => continue,
+                    Err(e) => {
+                        st.assembler = None;
+                        return Some((Err(e), st));
+                    }
+                }
+            }
+            Some(Err(e)) => {
+                st.assembler = None;
+                let err = match e {
+                    eventsource_stream::EventStreamError::Transport(e) if e.is_timeout() => {
+                        ProviderError::Timeout {
+                            provider: st.name.clone(),
+                            after: st.timeout,
+                        }
+                    }
+                    other => ProviderError::response(
+                        &st.name,
+                        format!("the answer stream broke off: {other}"),
+                    ),
+                };
+                return Some((Err(err), st));
+            }
+            None => {
+                let done = st.assembler.take()?;
+                // Some servers close without `[DONE]` after the final chunk: complete if the
+                // model said why it stopped, otherwise the answer was cut off.
+                if done.finished() {
+                    return Some((Ok(StreamEvent::Completed(done.into_response())), st));
+                }
+                let err = ProviderError::response(
+                    &st.name,
+                    "the answer stream ended before the answer was complete (truncated: no \
+                     finish_reason and no [DONE])",
+                );
+                return Some((Err(err), st));
+            }
+        }
+    }
+}
