@@ -1,1 +1,25 @@
-//! placeholder until implemented
+//! The picoclaw config file: `~/.picoclaw/config.json` in the original PicoClaw's snake_case
+//! layout (existing files load unchanged), `PICOCLAW_<SECTION>_<KEY>` environment overrides,
+//! validation that names the key and the fix, model resolution, and the files `onboard` writes.
+
+#![warn(clippy::unwrap_used, clippy::expect_used)]
+
+mod error;
+mod factory;
+mod load;
+mod model;
+pub mod onboard;
+mod paths;
+mod resolve;
+mod write;
+
+pub use error::ConfigError;
+pub use factory::build_provider;
+pub use load::{Loaded, load, load_with_env, validate};
+pub use model::{
+    AgentDefaults, AgentsConfig, Config, DEFAULT_WORKSPACE, ExecSection, GatewayConfig,
+    HeartbeatConfig, ModelEntry, ProviderConfig, ToolsConfig,
+};
+pub use paths::Paths;
+pub use resolve::{FALLBACK_OPENAI_MODEL, ResolvedModel};
+pub use write::{default_config_json, merge_preserving, write_config_atomically};

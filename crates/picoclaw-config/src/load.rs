@@ -1,0 +1,321 @@
+//! Loading: read the file (line:column on malformed JSON), apply `PICOCLAW_<SECTION>_<KEY>`
+//! environment overrides, decode (the key path on a wrong type), warn about unknown keys (with a
+//! "did you mean"), validate.
+
+use crate::ConfigError;
+use crate::model::Config;
+use crate::paths::Paths;
+use serde_json::{Map, Value};
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+
+/// A loaded configuration and what was noticed on the way.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct Loaded {
+    pub config: Config,
+    /// Unknown keys and questionable values; printed, never fatal.
+    pub warnings: Vec<String>,
+    /// Whether the config file existed (defaults and environment only, otherwise).
+    pub file_found: bool,
+}
+
+/// Loads the config at `paths.config_file()` with the process environment.
+pub fn load(paths: &Paths) -> Result<Loaded, ConfigError> {
+    let env: HashMap<String, String> = std::env::vars().collect();
+    load_with_env(paths, &env)
+}
+
+/// [`load`] with the environment given (tests never touch the process environment).
+pub fn load_with_env(paths: &Paths, env: &HashMap<String, String>) -> Result<Loaded, ConfigError> {
+    let path = paths.config_file();
+    let (mut value, file_found) = match std::fs::read_to_string(path) {
+        Ok(text) => (parse_json(path, &text)?, true),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => (Value::Object(Map::new()), false),
+        Err(source) => {
+            return Err(ConfigError::Read {
+                path: path.to_path_buf(),
+                source,
+            });
+        }
+    };
+    if !value.is_object() {
+        return Err(ConfigError::Type {
+            path: path.to_path_buf(),
+            key: "(top level)".into(),
+            message: "the config must be a JSON object ({ ... })".into(),
+        });
+    }
+    apply_env(&mut value, env)?;
+    let (mut config, mut warnings) = decode(path, value)?;
+    config.source = Some(path.to_path_buf());
+    let (problems, notes) = validate(&config);
+    warnings.extend(notes);
+    if !problems.is_empty() {
+        return Err(ConfigError::Invalid {
+            path: path.to_path_buf(),
+            problems,
+        });
+    }
+    Ok(Loaded {
+        config,
+        warnings,
+        file_found,
+    })
+}
+
+fn parse_json(path: &Path, text: &str) -> Result<Value, ConfigError> {
+    // A UTF-8 byte order mark (some Windows editors add one) is not an error.
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+    serde_json::from_str(text).map_err(|e| ConfigError::Parse {
+        path: path.to_path_buf(),
+        line: e.line(),
+        column: e.column(),
+        message: strip_position(&e.to_string()),
+    })
+}
+
+fn strip_position(msg: &str) -> String {
+    match msg.rfind(" at line ") {
+        Some(i) => msg[..i].to_owned(),
+        None => msg.to_owned(),
+    }
+}
+
+/// Decodes the config, collecting unknown keys as warnings.
+fn decode(path: &Path, value: Value) -> Result<(Config, Vec<String>), ConfigError> {
+    let mut unknown: Vec<String> = Vec::new();
+    let mut record = |p: serde_ignored::Path<'_>| unknown.push(p.to_string());
+    let ignored = serde_ignored::Deserializer::new(&value, &mut record);
+    let config: Config = serde_path_to_error::deserialize(ignored).map_err(|e| {
+        let key = e.path().to_string();
+        ConfigError::Type {
+            path: path.to_path_buf(),
+            key,
+            message: e.into_inner().to_string(),
+        }
+    })?;
+    let known = serde_json::to_value(Config::default()).unwrap_or(Value::Null);
+    let warnings = unknown
+        .into_iter()
+        .map(|key| {
+            let mut msg = format!("{}: unknown key '{key}' is ignored", path.display());
+            if let Some(s) = suggestion(&known, &key) {
+                msg.push_str(&format!(" (did you mean '{s}'?)"));
+            }
+            msg
+        })
+        .collect();
+    Ok((config, warnings))
+}
+
+/// The known key closest to an unknown one, among its siblings.
+fn suggestion(known: &Value, key: &str) -> Option<String> {
+    let (parent, last) = match key.rsplit_once('.') {
+        Some((p, l)) => (Some(p), l),
+        None => (None, key),
+    };
+    let mut node = known;
+    if let Some(parent) = parent {
+        for seg in parent.split('.') {
+            node = node.get(seg)?;
+        }
+    }
+    let mut candidates: Vec<&str> = node.as_object()?.keys().map(String::as_str).collect();
+    if parent.is_none() {
+        candidates.extend(["model_list", "devices", "rate_limits", "llm", "stt"]);
+    }
+    if parent == Some("agents.defaults") {
+        candidates.extend(["data_dir"]);
+    }
+    candidates
+        .into_iter()
+        .map(|c| (edit_distance(c, last), c))
+        .filter(|(d, c)| *d <= 2.max(c.len() / 4) && *d > 0)
+        .min()
+        .map(|(_, c)| match parent {
+            Some(p) => format!("{p}.{c}"),
+            None => c.to_owned(),
+        })
+}
+
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut cur = vec![i + 1];
+        for (j, cb) in b.iter().enumerate() {
+            let cost = usize::from(ca != *cb);
+            cur.push((prev[j] + cost).min(prev[j + 1] + 1).min(cur[j] + 1));
+        }
+        prev = cur;
+    }
+    prev[b.len()]
+}
+
+/// Every leaf key path of `v` (objects only; arrays are leaves).
+fn leaves(v: &Value, prefix: &mut Vec<String>, out: &mut BTreeMap<String, (Vec<String>, Value)>) {
+    match v {
+        Value::Object(map) if !map.is_empty() => {
+            for (k, child) in map {
+                prefix.push(k.clone());
+                leaves(child, prefix, out);
+                prefix.pop();
+            }
+        }
+        Value::Object(_) if prefix.is_empty() => {}
+        other => {
+            let var = format!(
+                "PICOCLAW_{}",
+                prefix.join("_").to_uppercase().replace('-', "_")
+            );
+            out.entry(var)
+                .or_insert_with(|| (prefix.clone(), other.clone()));
+        }
+    }
+}
+
+/// Applies `PICOCLAW_<PATH>` variables: each leaf key of the schema (and of the file) can be set
+/// by its path upper-cased and joined by `_`, parsed as the key's type.
+fn apply_env(value: &mut Value, env: &HashMap<String, String>) -> Result<(), ConfigError> {
+    if !env.keys().any(|k| k.starts_with("PICOCLAW_")) {
+        return Ok(());
+    }
+    let mut targets = BTreeMap::new();
+    let mut schema = serde_json::to_value(Config::default()).unwrap_or(Value::Null);
+    // Provider entries that are not in the file yet can still be set from the environment.
+    if let Some(providers) = schema.get_mut("providers").and_then(Value::as_object_mut) {
+        let names = picoclaw_providers::presets::presets()
+            .iter()
+            .map(|p| p.name)
+            .chain(["anthropic", "azure"]);
+        for name in names {
+            providers.insert(
+                name.to_owned(),
+                serde_json::json!({"api_key": "", "api_base": "", "proxy": ""}),
+            );
+        }
+    }
+    for (k, v) in [("model_name", ""), ("data_dir", "")] {
+        schema["agents"]["defaults"][k] = Value::String(v.into());
+    }
+    schema["tools"]["exec"]["timeout_seconds"] = Value::from(0);
+    leaves(&schema, &mut Vec::new(), &mut targets);
+    leaves(value, &mut Vec::new(), &mut targets);
+    for (var, raw) in env {
+        let Some((path, example)) = targets.get(var) else {
+            continue;
+        };
+        let parsed = match example {
+            Value::Bool(_) => match raw.trim().to_ascii_lowercase().as_str() {
+                "1" | "true" | "yes" | "on" => Value::Bool(true),
+                "0" | "false" | "no" | "off" => Value::Bool(false),
+                _ => {
+                    return Err(ConfigError::Env {
+                        var: var.clone(),
+                        message: format!("'{raw}' is not a boolean; use true or false"),
+                    });
+                }
+            },
+            Value::Number(_) => {
+                let n: Option<Value> = raw
+                    .trim()
+                    .parse::<i64>()
+                    .map(Value::from)
+                    .ok()
+                    .or_else(|| raw.trim().parse::<f64>().ok().map(Value::from));
+                n.ok_or_else(|| ConfigError::Env {
+                    var: var.clone(),
+                    message: format!("'{raw}' is not a number"),
+                })?
+            }
+            Value::Array(_) => serde_json::from_str(raw).unwrap_or_else(|_| {
+                Value::Array(
+                    raw.split(',')
+                        .map(|s| Value::String(s.trim().to_owned()))
+                        .filter(|v| v.as_str().is_some_and(|s| !s.is_empty()))
+                        .collect(),
+                )
+            }),
+            _ => Value::String(raw.clone()),
+        };
+        set_path(value, path, parsed);
+    }
+    Ok(())
+}
+
+fn set_path(root: &mut Value, path: &[String], new: Value) {
+    let mut node = root;
+    for seg in &path[..path.len().saturating_sub(1)] {
+        if !node.get(seg).is_some_and(Value::is_object) {
+            node[seg.as_str()] = Value::Object(Map::new());
+        }
+        node = &mut node[seg.as_str()];
+    }
+    if let Some(last) = path.last() {
+        node[last.as_str()] = new;
+    }
+}
+
+/// Checks values that cannot work (errors) or look wrong (warnings).
+pub fn validate(config: &Config) -> (Vec<String>, Vec<String>) {
+    let mut errors = Vec::new();
+    let mut warnings = Vec::new();
+    let d = &config.agents.defaults;
+    if !(0.0..=2.0).contains(&d.temperature) {
+        errors.push(format!(
+            "agents.defaults.temperature is {}; use a value from 0 to 2 (0.7 is a good default)",
+            d.temperature
+        ));
+    }
+    if d.max_tokens == 0 {
+        errors.push(
+            "agents.defaults.max_tokens is 0; set the longest answer in tokens, e.g. 8192".into(),
+        );
+    }
+    if d.context_window <= d.max_tokens {
+        errors.push(format!(
+            "agents.defaults.context_window ({}) must be larger than max_tokens ({}); set it to \
+             your model's context window, e.g. 128000",
+            d.context_window, d.max_tokens
+        ));
+    }
+    if d.max_tool_iterations == 0 {
+        errors.push("agents.defaults.max_tool_iterations is 0; use at least 1 (default 20)".into());
+    }
+    if config.gateway.port == 0 {
+        errors.push("gateway.port is 0; choose a port such as 18790".into());
+    }
+    for (i, entry) in config.model_list.iter().enumerate() {
+        if entry.model_name.trim().is_empty() {
+            errors.push(format!(
+                "model_list[{i}].model_name is empty; give the entry an alias"
+            ));
+        }
+        if entry.model.trim().is_empty() {
+            errors.push(format!(
+                "model_list[{i}].model is empty; set it to \"protocol/model-id\", e.g. \
+                 \"openai/gpt-4o-mini\""
+            ));
+        }
+    }
+    if config.heartbeat.enabled && config.heartbeat.interval < 5 {
+        warnings.push(format!(
+            "heartbeat.interval is {} minutes; the minimum is 5, which will be used",
+            config.heartbeat.interval
+        ));
+    }
+    (errors, warnings)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn edit_distance_works() {
+        assert_eq!(edit_distance("modle", "model"), 2);
+        assert_eq!(edit_distance("max_token", "max_tokens"), 1);
+        assert_eq!(edit_distance("", "abc"), 3);
+    }
+}

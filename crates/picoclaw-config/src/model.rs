@@ -1,0 +1,232 @@
+//! The config file's schema, in the original PicoClaw's snake_case layout. Every field has a
+//! default, so a partial file (or none) works. Sections modelled by later features are kept as
+//! raw JSON so they load quietly and round-trip unchanged.
+
+use crate::paths::Paths;
+use picoclaw_types::Secret;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+/// The workspace value written by default; it follows `PICOCLAW_HOME` when that is set.
+pub const DEFAULT_WORKSPACE: &str = "~/.picoclaw/workspace";
+
+/// The whole config file.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(default)]
+#[non_exhaustive]
+pub struct Config {
+    pub agents: AgentsConfig,
+    pub providers: BTreeMap<String, ProviderConfig>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub model_list: Vec<ModelEntry>,
+    /// Channel settings (telegram, discord, slack...), modelled by the channels issue.
+    pub channels: Map<String, Value>,
+    pub tools: ToolsConfig,
+    pub heartbeat: HeartbeatConfig,
+    pub gateway: GatewayConfig,
+    // Sections of the original PicoClaw that this build does not use yet, kept verbatim.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub devices: Option<Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rate_limits: Option<Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub llm: Option<Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stt: Option<Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub session: Option<Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub memory: Option<Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub logging: Option<Value>,
+    /// The file this config was loaded from (set by `load`, never serialized).
+    #[serde(skip)]
+    pub source: Option<PathBuf>,
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(default)]
+#[non_exhaustive]
+pub struct AgentsConfig {
+    pub defaults: AgentDefaults,
+    /// Named agents (the original's multi-agent list), kept for later.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub list: Option<Value>,
+}
+
+/// `agents.defaults`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default)]
+#[non_exhaustive]
+pub struct AgentDefaults {
+    pub workspace: String,
+    pub restrict_to_workspace: bool,
+    /// An explicit provider name; empty means "from the model name".
+    pub provider: String,
+    /// `provider/model` (`openai/gpt-4o-mini`) or a bare model name.
+    pub model: String,
+    /// A `model_list` alias.
+    pub model_name: String,
+    pub max_tokens: u32,
+    /// The model's context window in tokens: its own setting, never derived from max_tokens.
+    pub context_window: u32,
+    pub temperature: f32,
+    pub max_tool_iterations: u32,
+    /// The original's data folder setting; unused here (state lives in `state.db`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub data_dir: Option<String>,
+}
+
+impl Default for AgentDefaults {
+    fn default() -> Self {
+        Self {
+            workspace: DEFAULT_WORKSPACE.to_owned(),
+            restrict_to_workspace: true,
+            provider: String::new(),
+            model: String::new(),
+            model_name: String::new(),
+            max_tokens: 8192,
+            context_window: 128_000,
+            temperature: 0.7,
+            max_tool_iterations: 20,
+            data_dir: None,
+        }
+    }
+}
+
+/// `providers.<name>`.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(default)]
+#[non_exhaustive]
+pub struct ProviderConfig {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub api_key: Option<Secret<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub api_base: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub proxy: Option<String>,
+    /// Other keys the original's providers have (auth_method, ...), kept verbatim.
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+
+/// One `model_list` entry: an alias for a model on a protocol.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(default)]
+#[non_exhaustive]
+pub struct ModelEntry {
+    pub model_name: String,
+    /// `protocol/model-id` (`openai/gpt-4o`, `deepseek/deepseek-chat`).
+    pub model: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub api_base: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub api_key: Option<Secret<String>>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub api_keys: Vec<Secret<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub proxy: Option<String>,
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+
+/// `tools`.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(default)]
+#[non_exhaustive]
+pub struct ToolsConfig {
+    pub exec: ExecSection,
+    /// The other tools' settings (web, mcp, i2c, spi...), modelled by their own issues.
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+
+/// `tools.exec`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default)]
+#[non_exhaustive]
+pub struct ExecSection {
+    pub enabled: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub timeout_seconds: Option<u64>,
+    /// Extra deny patterns (regular expressions) on top of the built-in list.
+    #[serde(alias = "custom_deny_patterns", skip_serializing_if = "Vec::is_empty")]
+    pub deny_patterns: Vec<String>,
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+
+impl Default for ExecSection {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            timeout_seconds: None,
+            deny_patterns: Vec::new(),
+            extra: Map::new(),
+        }
+    }
+}
+
+/// `heartbeat`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default)]
+#[non_exhaustive]
+pub struct HeartbeatConfig {
+    pub enabled: bool,
+    /// Minutes between heartbeats.
+    pub interval: u32,
+}
+
+impl Default for HeartbeatConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            interval: 30,
+        }
+    }
+}
+
+/// `gateway`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default)]
+#[non_exhaustive]
+pub struct GatewayConfig {
+    pub host: String,
+    pub port: u16,
+}
+
+impl Default for GatewayConfig {
+    fn default() -> Self {
+        Self {
+            host: "127.0.0.1".to_owned(),
+            port: 18790,
+        }
+    }
+}
+
+impl Config {
+    /// The workspace folder: the default follows `PICOCLAW_HOME`; `~` is the user's home; a
+    /// relative path is relative to picoclaw's home.
+    pub fn workspace_path(&self, paths: &Paths) -> PathBuf {
+        let ws = self.agents.defaults.workspace.trim();
+        if ws.is_empty() || ws == DEFAULT_WORKSPACE {
+            return paths.default_workspace();
+        }
+        if ws == "~" {
+            return dirs::home_dir().unwrap_or_else(|| paths.home().to_path_buf());
+        }
+        if let Some(rest) = ws.strip_prefix("~/")
+            && let Some(home) = dirs::home_dir()
+        {
+            return home.join(rest);
+        }
+        let p = PathBuf::from(ws);
+        if p.is_absolute() {
+            p
+        } else {
+            paths.home().join(p)
+        }
+    }
+}

@@ -1,0 +1,338 @@
+//! Model resolution: which provider, model id, endpoint and key a config means.
+//!
+//! Order: an explicit `agents.defaults.provider`; else a `provider/model` prefix; else a
+//! `model_list` alias; else the original PicoClaw's known-name matching (`gpt-*` → openai,
+//! `deepseek*` → deepseek, ...); else an error naming what was tried.
+
+use crate::ConfigError;
+use crate::model::{Config, ModelEntry, ProviderConfig};
+use picoclaw_providers::presets::{self, Preset};
+use picoclaw_types::Secret;
+use std::collections::HashMap;
+use std::path::PathBuf;
+
+/// The model used when only `OPENAI_API_KEY` / `OPENAI_BASE_URL` is set.
+pub const FALLBACK_OPENAI_MODEL: &str = "gpt-4o-mini";
+
+/// Providers of the original PicoClaw that later issues add.
+const NOT_YET: &[&str] = &[
+    "anthropic",
+    "claude",
+    "azure",
+    "azure_openai",
+    "codex",
+    "bedrock",
+];
+
+/// Everything needed to build a provider.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct ResolvedModel {
+    /// The preset name (`openai`, `deepseek`, ...).
+    pub provider: String,
+    /// The model id the vendor knows (`gpt-4o-mini`).
+    pub model: String,
+    pub api_base: String,
+    pub api_key: Option<Secret<String>>,
+    /// Where to set the key, for error messages.
+    pub key_hint: String,
+    pub proxy: Option<String>,
+    /// How the model was found (`agents.defaults.model prefix`, `model_list alias 'fast'`...).
+    pub via: String,
+}
+
+fn non_empty(s: &Option<String>) -> Option<String> {
+    s.as_ref()
+        .map(|v| v.trim().to_owned())
+        .filter(|v| !v.is_empty())
+}
+
+fn non_empty_secret(s: &Option<Secret<String>>) -> Option<Secret<String>> {
+    s.as_ref()
+        .filter(|k| !k.expose().trim().is_empty())
+        .map(|k| Secret::new(k.expose().trim().to_owned()))
+}
+
+impl Config {
+    fn config_path(&self) -> PathBuf {
+        self.source
+            .clone()
+            .unwrap_or_else(|| PathBuf::from("~/.picoclaw/config.json"))
+    }
+
+    fn provider_entry(&self, name: &str) -> Option<&ProviderConfig> {
+        self.providers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v)
+    }
+
+    /// Resolves the configured model; `env` supplies the vendors' standard key variables.
+    pub fn resolve_model(
+        &self,
+        env: &HashMap<String, String>,
+    ) -> Result<ResolvedModel, ConfigError> {
+        let d = &self.agents.defaults;
+        let model = d.model.trim();
+        let alias = d.model_name.trim();
+
+        // 1. An explicit provider.
+        if !d.provider.trim().is_empty() {
+            let provider = d.provider.trim().to_ascii_lowercase();
+            let id = model
+                .strip_prefix(&format!("{provider}/"))
+                .unwrap_or(model)
+                .to_owned();
+            let id = if id.is_empty() && provider == "openai" {
+                FALLBACK_OPENAI_MODEL.to_owned()
+            } else {
+                id
+            };
+            if id.is_empty() {
+                return Err(ConfigError::Model(format!(
+                    "agents.defaults.provider is '{provider}' but agents.defaults.model is empty; \
+                     set the model id in {}",
+                    self.config_path().display()
+                )));
+            }
+            return self.build(&provider, &id, None, env, "agents.defaults.provider".into());
+        }
+
+        // 2. A `provider/model` prefix.
+        if let Some((prefix, rest)) = model.split_once('/') {
+            let prefix_lc = prefix.to_ascii_lowercase();
+            if presets::preset(&prefix_lc).is_some() || NOT_YET.contains(&prefix_lc.as_str()) {
+                return self.build(
+                    &prefix_lc,
+                    rest,
+                    None,
+                    env,
+                    "the provider/ prefix of agents.defaults.model".into(),
+                );
+            }
+        }
+
+        // 3. A `model_list` alias.
+        for wanted in [alias, model].into_iter().filter(|s| !s.is_empty()) {
+            if let Some(entry) = self
+                .model_list
+                .iter()
+                .find(|e| e.model_name.trim() == wanted)
+            {
+                let (protocol, id) = entry.model.split_once('/').ok_or_else(|| {
+                    ConfigError::Model(format!(
+                        "model_list entry '{wanted}' has model '{}'; write it as \
+                         \"protocol/model-id\", e.g. \"openai/gpt-4o-mini\"",
+                        entry.model
+                    ))
+                })?;
+                return self.build(
+                    &protocol.to_ascii_lowercase(),
+                    id,
+                    Some(entry),
+                    env,
+                    format!("model_list alias '{wanted}'"),
+                );
+            }
+        }
+        if let Some((prefix, _)) = model.split_once('/') {
+            return Err(unknown_provider(prefix, model));
+        }
+
+        // 4. Known names (the original's matching).
+        if !model.is_empty() {
+            if let Some(provider) = known_name(model) {
+                return self.build(
+                    provider,
+                    model,
+                    None,
+                    env,
+                    format!("the model name '{model}'"),
+                );
+            }
+            if let Some(only) = self.only_configured_provider() {
+                return self.build(
+                    &only,
+                    model,
+                    None,
+                    env,
+                    format!("the only configured provider ({only})"),
+                );
+            }
+            let mut tried = vec![
+                "no agents.defaults.provider".to_owned(),
+                "no provider/ prefix".to_owned(),
+            ];
+            tried.push(if self.model_list.is_empty() {
+                "no model_list".to_owned()
+            } else {
+                format!("no model_list alias '{model}'")
+            });
+            tried.push("no known model family".to_owned());
+            return Err(ConfigError::Model(format!(
+                "cannot tell which provider serves model '{model}' ({}); write it as \
+                 provider/model (e.g. openai/{model}, ollama/{model}) in agents.defaults.model in {}",
+                tried.join(", "),
+                self.config_path().display()
+            )));
+        }
+        if !alias.is_empty() {
+            return Err(ConfigError::Model(format!(
+                "agents.defaults.model_name is '{alias}' but no model_list entry has that \
+                 model_name in {}",
+                self.config_path().display()
+            )));
+        }
+
+        // 5. Nothing configured: the standard OpenAI variables, else a one-line error.
+        let set = |k: &str| env.get(k).is_some_and(|v| !v.trim().is_empty());
+        if set("OPENAI_API_KEY") || set("OPENAI_BASE_URL") {
+            return self.build(
+                "openai",
+                FALLBACK_OPENAI_MODEL,
+                None,
+                env,
+                "OPENAI_API_KEY / OPENAI_BASE_URL (no model configured)".into(),
+            );
+        }
+        Err(ConfigError::NoProvider {
+            config: self.config_path(),
+        })
+    }
+
+    /// The one provider entry with a key or base URL, when there is exactly one.
+    fn only_configured_provider(&self) -> Option<String> {
+        let mut configured = self.providers.iter().filter(|(name, p)| {
+            presets::preset(name).is_some()
+                && (non_empty_secret(&p.api_key).is_some() || non_empty(&p.api_base).is_some())
+        });
+        let first = configured.next()?;
+        configured
+            .next()
+            .is_none()
+            .then(|| first.0.to_ascii_lowercase())
+    }
+
+    fn build(
+        &self,
+        provider: &str,
+        model: &str,
+        entry: Option<&ModelEntry>,
+        env: &HashMap<String, String>,
+        via: String,
+    ) -> Result<ResolvedModel, ConfigError> {
+        let Some(preset) = presets::preset(provider) else {
+            let full = if model.is_empty() {
+                provider.to_owned()
+            } else {
+                format!("{provider}/{model}")
+            };
+            return Err(unknown_provider(provider, &full));
+        };
+        if model.trim().is_empty() {
+            return Err(ConfigError::Model(format!(
+                "model '{provider}/' has no model id; write it as {provider}/<model-id>"
+            )));
+        }
+        let section = self.provider_entry(provider);
+        let env_get = |k: Option<&str>| {
+            k.and_then(|k| env.get(k))
+                .map(|v| v.trim().to_owned())
+                .filter(|v| !v.is_empty())
+        };
+        let api_key = entry
+            .and_then(|e| {
+                e.api_keys
+                    .iter()
+                    .find(|k| !k.expose().trim().is_empty())
+                    .cloned()
+            })
+            .or_else(|| entry.and_then(|e| non_empty_secret(&e.api_key)))
+            .or_else(|| section.and_then(|s| non_empty_secret(&s.api_key)))
+            .or_else(|| env_get(preset.key_env).map(Secret::new));
+        let api_base = entry
+            .and_then(|e| non_empty(&e.api_base))
+            .or_else(|| section.and_then(|s| non_empty(&s.api_base)))
+            .or_else(|| env_get(preset.base_env))
+            .unwrap_or_else(|| preset.api_base.to_owned());
+        let proxy = entry
+            .and_then(|e| non_empty(&e.proxy))
+            .or_else(|| section.and_then(|s| non_empty(&s.proxy)));
+        let key_hint = key_hint(preset, entry, &self.config_path());
+        let custom_base = api_base.trim_end_matches('/') != preset.api_base;
+        if preset.needs_key && api_key.is_none() && !custom_base {
+            return Err(ConfigError::MissingKey {
+                provider: preset.name.to_owned(),
+                hint: key_hint,
+            });
+        }
+        Ok(ResolvedModel {
+            provider: preset.name.to_owned(),
+            model: model.trim().to_owned(),
+            api_base,
+            api_key,
+            key_hint,
+            proxy,
+            via,
+        })
+    }
+}
+
+fn key_hint(preset: &Preset, entry: Option<&ModelEntry>, config: &std::path::Path) -> String {
+    let place = match entry {
+        Some(e) => format!("model_list '{}' api_key", e.model_name),
+        None => format!("providers.{}.api_key", preset.name),
+    };
+    match preset.key_env {
+        Some(var) => format!("{place} in {} or {var}", config.display()),
+        None => format!("{place} in {}", config.display()),
+    }
+}
+
+fn unknown_provider(name: &str, model: &str) -> ConfigError {
+    let lc = name.to_ascii_lowercase();
+    let note = if NOT_YET.contains(&lc.as_str()) {
+        " (not supported yet in this build)".to_owned()
+    } else {
+        String::new()
+    };
+    ConfigError::UnknownProvider {
+        name: name.to_owned(),
+        model: model.to_owned(),
+        known: presets::presets()
+            .iter()
+            .map(|p| p.name)
+            .collect::<Vec<_>>()
+            .join(", "),
+        note,
+    }
+}
+
+/// The original PicoClaw's model-family matching for bare model names.
+fn known_name(model: &str) -> Option<&'static str> {
+    let m = model.to_ascii_lowercase();
+    let starts = |p: &[&str]| p.iter().any(|p| m.starts_with(p));
+    if starts(&[
+        "gpt-",
+        "gpt4",
+        "o1",
+        "o3",
+        "o4",
+        "chatgpt",
+        "text-embedding",
+    ]) {
+        Some("openai")
+    } else if m.contains("deepseek") {
+        Some("deepseek")
+    } else if starts(&["glm", "chatglm", "zhipu"]) {
+        Some("zhipu")
+    } else if m.contains("moonshot") || m.contains("kimi") {
+        Some("moonshot")
+    } else if starts(&["gemini", "gemma"]) {
+        Some("gemini")
+    } else if m.contains("claude") {
+        Some("anthropic")
+    } else {
+        None
+    }
+}

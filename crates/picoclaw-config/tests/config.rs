@@ -1,0 +1,389 @@
+//! Loading, overrides, validation, model resolution and writing, on real files.
+
+use picoclaw_config::{
+    ConfigError, Paths, load_with_env, merge_preserving, write_config_atomically,
+};
+use serde_json::{Value, json};
+use std::collections::HashMap;
+
+struct Home {
+    dir: tempfile::TempDir,
+}
+
+impl Home {
+    fn new() -> Self {
+        Self {
+            dir: tempfile::tempdir().unwrap(),
+        }
+    }
+    fn paths(&self) -> Paths {
+        Paths::new(self.dir.path(), self.dir.path().join("config.json"))
+    }
+    fn write(&self, text: &str) {
+        std::fs::write(self.dir.path().join("config.json"), text).unwrap();
+    }
+    fn write_json(&self, v: &Value) {
+        self.write(&serde_json::to_string_pretty(v).unwrap());
+    }
+}
+
+fn env(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+    pairs
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect()
+}
+
+#[test]
+fn the_original_layout_loads_quietly_and_resolves() {
+    let home = Home::new();
+    home.write(include_str!("fixtures/original.json"));
+    let loaded = load_with_env(&home.paths(), &env(&[])).unwrap();
+    assert!(loaded.file_found);
+    assert!(loaded.warnings.is_empty(), "{:?}", loaded.warnings);
+    let c = &loaded.config;
+    assert!(!c.tools.exec.enabled);
+    assert_eq!(c.gateway.port, 18790);
+    assert!(c.channels.contains_key("telegram"));
+    let r = c.resolve_model(&env(&[])).unwrap();
+    assert_eq!(
+        (r.provider.as_str(), r.model.as_str()),
+        ("deepseek", "deepseek-chat")
+    );
+    assert_eq!(r.api_base, "https://api.deepseek.com/v1");
+    assert_eq!(r.api_key.unwrap().expose(), "sk-deepseek-fixture-0001");
+    // Round trip keeps the sections this build does not model.
+    let back = serde_json::to_value(c).unwrap();
+    assert_eq!(back["tools"]["mcp"]["example-stdio"]["command"], "npx");
+    assert_eq!(back["rate_limits"]["max_requests_per_minute"], 30);
+    assert_eq!(back["providers"]["openai"]["auth_method"], "oauth");
+}
+
+#[test]
+fn a_missing_file_means_defaults() {
+    let home = Home::new();
+    let loaded = load_with_env(&home.paths(), &env(&[])).unwrap();
+    assert!(!loaded.file_found);
+    let d = &loaded.config.agents.defaults;
+    assert_eq!(
+        (d.max_tokens, d.context_window, d.max_tool_iterations),
+        (8192, 128_000, 20)
+    );
+    assert!(d.restrict_to_workspace);
+    assert_eq!(
+        loaded.config.workspace_path(&home.paths()),
+        home.dir.path().join("workspace")
+    );
+}
+
+#[test]
+fn malformed_json_reports_line_and_column() {
+    let home = Home::new();
+    home.write("{\n  \"agents\": {\n    \"defaults\": {\"model\": \"x\",}\n  }\n}\n");
+    let err = load_with_env(&home.paths(), &env(&[])).unwrap_err();
+    let msg = err.to_string();
+    assert!(matches!(err, ConfigError::Parse { line: 3, .. }), "{msg}");
+    assert!(msg.contains("config.json:3:"), "{msg}");
+    assert!(msg.contains("fix the JSON"), "{msg}");
+}
+
+#[test]
+fn a_wrong_type_names_the_key() {
+    let home = Home::new();
+    home.write_json(&json!({"agents": {"defaults": {"max_tokens": "lots"}}}));
+    let msg = load_with_env(&home.paths(), &env(&[]))
+        .unwrap_err()
+        .to_string();
+    assert!(msg.contains("agents.defaults.max_tokens"), "{msg}");
+    assert!(msg.contains("invalid type"), "{msg}");
+}
+
+#[test]
+fn unknown_keys_warn_with_a_suggestion() {
+    let home = Home::new();
+    home.write_json(&json!({"agents": {"defaults": {"modle": "openai/gpt-4o"}}, "gatway": {}}));
+    let loaded = load_with_env(&home.paths(), &env(&[])).unwrap();
+    let all = loaded.warnings.join("\n");
+    assert!(
+        all.contains("agents.defaults.modle")
+            && all.contains("did you mean 'agents.defaults.model'"),
+        "{all}"
+    );
+    assert!(
+        all.contains("'gatway'") && all.contains("did you mean 'gateway'"),
+        "{all}"
+    );
+}
+
+#[test]
+fn validation_names_the_key_and_the_fix() {
+    let home = Home::new();
+    home.write_json(&json!({"agents": {"defaults": {"temperature": 3.5, "context_window": 4096}}}));
+    let msg = load_with_env(&home.paths(), &env(&[]))
+        .unwrap_err()
+        .to_string();
+    assert!(msg.contains("agents.defaults.temperature is 3.5"), "{msg}");
+    assert!(
+        msg.contains("agents.defaults.context_window (4096) must be larger than max_tokens (8192)"),
+        "{msg}"
+    );
+}
+
+#[test]
+fn environment_overrides_every_key() {
+    let home = Home::new();
+    home.write_json(&json!({"agents": {"defaults": {"model": "openai/gpt-4o"}}}));
+    let e = env(&[
+        ("PICOCLAW_AGENTS_DEFAULTS_MODEL", "ollama/qwen3"),
+        ("PICOCLAW_AGENTS_DEFAULTS_MAX_TOKENS", "1024"),
+        ("PICOCLAW_AGENTS_DEFAULTS_RESTRICT_TO_WORKSPACE", "false"),
+        ("PICOCLAW_GATEWAY_PORT", "19000"),
+        ("PICOCLAW_HEARTBEAT_ENABLED", "0"),
+        ("PICOCLAW_PROVIDERS_DEEPSEEK_API_KEY", "sk-from-env"),
+        ("PICOCLAW_HOME", "/ignored/here"),
+    ]);
+    let c = load_with_env(&home.paths(), &e).unwrap().config;
+    assert_eq!(c.agents.defaults.model, "ollama/qwen3");
+    assert_eq!(c.agents.defaults.max_tokens, 1024);
+    assert!(!c.agents.defaults.restrict_to_workspace);
+    assert_eq!(c.gateway.port, 19000);
+    assert!(!c.heartbeat.enabled);
+    assert_eq!(
+        c.providers["deepseek"].api_key.as_ref().unwrap().expose(),
+        "sk-from-env"
+    );
+
+    let err = load_with_env(&home.paths(), &env(&[("PICOCLAW_GATEWAY_PORT", "many")])).unwrap_err();
+    assert!(err.to_string().contains("PICOCLAW_GATEWAY_PORT"), "{err}");
+    let err = load_with_env(
+        &home.paths(),
+        &env(&[("PICOCLAW_HEARTBEAT_ENABLED", "maybe")]),
+    )
+    .unwrap_err();
+    assert!(
+        err.to_string().contains("PICOCLAW_HEARTBEAT_ENABLED"),
+        "{err}"
+    );
+}
+
+#[test]
+fn paths_follow_the_environment() {
+    let p = Paths::from_env_map(&env(&[("PICOCLAW_HOME", "/srv/pc")]), None).unwrap();
+    assert_eq!(p.config_file(), std::path::Path::new("/srv/pc/config.json"));
+    assert_eq!(p.state_db(), std::path::PathBuf::from("/srv/pc/state.db"));
+    let p = Paths::from_env_map(
+        &env(&[("PICOCLAW_CONFIG", "/etc/pc.json")]),
+        Some("/home/ada".into()),
+    )
+    .unwrap();
+    assert_eq!(p.home(), std::path::Path::new("/home/ada/.picoclaw"));
+    assert_eq!(p.config_file(), std::path::Path::new("/etc/pc.json"));
+    assert!(Paths::from_env_map(&env(&[]), None).is_err());
+}
+
+fn resolve(
+    config: Value,
+    e: &[(&str, &str)],
+) -> Result<picoclaw_config::ResolvedModel, ConfigError> {
+    let home = Home::new();
+    home.write_json(&config);
+    load_with_env(&home.paths(), &env(&[]))
+        .unwrap()
+        .config
+        .resolve_model(&env(e))
+}
+
+#[test]
+fn resolution_order() {
+    // Explicit provider.
+    let r = resolve(
+        json!({"agents": {"defaults": {"provider": "groq", "model": "llama-3.3-70b"}},
+        "providers": {"groq": {"api_key": "gsk_1"}}}),
+        &[],
+    )
+    .unwrap();
+    assert_eq!(
+        (r.provider.as_str(), r.model.as_str()),
+        ("groq", "llama-3.3-70b")
+    );
+    // Prefix; everything after the first '/' is the model id.
+    let r = resolve(
+        json!({"agents": {"defaults": {"model": "openrouter/anthropic/claude-3.5-sonnet"}}}),
+        &[("OPENROUTER_API_KEY", "sk-or")],
+    )
+    .unwrap();
+    assert_eq!(
+        (r.provider.as_str(), r.model.as_str()),
+        ("openrouter", "anthropic/claude-3.5-sonnet")
+    );
+    assert_eq!(r.api_key.unwrap().expose(), "sk-or");
+    // Local servers need no key.
+    let r = resolve(
+        json!({"agents": {"defaults": {"model": "ollama/qwen3"}}}),
+        &[],
+    )
+    .unwrap();
+    assert_eq!(r.api_base, "http://localhost:11434/v1");
+    assert!(r.api_key.is_none());
+    // model_list alias with api_keys; its settings win over providers.<name>.
+    let r = resolve(json!({
+        "agents": {"defaults": {"model_name": "fast"}},
+        "providers": {"openai": {"api_key": "sk-provider", "api_base": "https://wrong.example/v1"}},
+        "model_list": [{"model_name": "fast", "model": "openai/gpt-4o-mini",
+                        "api_base": "https://gw.example/v1", "api_keys": ["sk-list-1", "sk-list-2"]}]}), &[]).unwrap();
+    assert_eq!(
+        (r.provider.as_str(), r.model.as_str()),
+        ("openai", "gpt-4o-mini")
+    );
+    assert_eq!(r.api_base, "https://gw.example/v1");
+    assert_eq!(r.api_key.unwrap().expose(), "sk-list-1");
+    assert!(r.via.contains("model_list"));
+    // Known names.
+    let r = resolve(
+        json!({"agents": {"defaults": {"model": "gpt-4o"}}}),
+        &[("OPENAI_API_KEY", "sk-env")],
+    )
+    .unwrap();
+    assert_eq!(r.provider, "openai");
+    let r = resolve(
+        json!({"agents": {"defaults": {"model": "glm-4.7"}},
+        "providers": {"zhipu": {"api_key": "z"}}}),
+        &[],
+    )
+    .unwrap();
+    assert_eq!(r.provider, "zhipu");
+}
+
+#[test]
+fn the_standard_openai_variables_are_honoured() {
+    let r = resolve(json!({}), &[("OPENAI_BASE_URL", "http://127.0.0.1:9/v1")]).unwrap();
+    assert_eq!(
+        (r.provider.as_str(), r.model.as_str()),
+        ("openai", "gpt-4o-mini")
+    );
+    assert_eq!(r.api_base, "http://127.0.0.1:9/v1");
+    assert!(r.api_key.is_none(), "a custom base needs no key");
+    let r = resolve(
+        json!({"agents": {"defaults": {"model": "openai/gpt-4o"}}}),
+        &[("OPENAI_API_KEY", "sk-e")],
+    )
+    .unwrap();
+    assert_eq!(r.api_base, "https://api.openai.com/v1");
+    assert_eq!(r.api_key.unwrap().expose(), "sk-e");
+}
+
+#[test]
+fn resolution_errors_say_what_to_do() {
+    let err = resolve(json!({}), &[]).unwrap_err();
+    assert!(matches!(err, ConfigError::NoProvider { .. }));
+    let msg = err.to_string();
+    assert!(
+        !msg.contains('\n') && msg.contains("picoclaw onboard") && msg.contains("OPENAI_API_KEY"),
+        "{msg}"
+    );
+
+    let msg = resolve(
+        json!({"agents": {"defaults": {"model": "mistralai/mixtral"}}}),
+        &[],
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        msg.contains("unknown provider 'mistralai'") && msg.contains("openrouter"),
+        "{msg}"
+    );
+    let msg = resolve(
+        json!({"agents": {"defaults": {"model": "anthropic/claude-sonnet-4"}}}),
+        &[],
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(msg.contains("not supported yet"), "{msg}");
+
+    let err = resolve(
+        json!({"agents": {"defaults": {"model": "deepseek/deepseek-chat"}}}),
+        &[],
+    )
+    .unwrap_err();
+    let msg = err.to_string();
+    assert!(matches!(err, ConfigError::MissingKey { .. }), "{msg}");
+    assert!(
+        msg.contains("providers.deepseek.api_key") && msg.contains("DEEPSEEK_API_KEY"),
+        "{msg}"
+    );
+
+    let msg = resolve(
+        json!({"agents": {"defaults": {"model": "my-special-model"}}}),
+        &[],
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        msg.contains("my-special-model") && msg.contains("provider/model"),
+        "{msg}"
+    );
+}
+
+#[test]
+fn atomic_write_keeps_unknown_keys() {
+    let home = Home::new();
+    let path = home.dir.path().join("sub/config.json");
+    let user = json!({"agents": {"defaults": {"model": "ollama/qwen3", "my_note": "keep me"}},
+                      "custom_section": {"a": 1}});
+    let merged = merge_preserving(user, picoclaw_config::default_config_json());
+    write_config_atomically(&path, &merged).unwrap();
+    let back: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    assert_eq!(
+        back["agents"]["defaults"]["model"], "ollama/qwen3",
+        "the user's value wins"
+    );
+    assert_eq!(back["agents"]["defaults"]["my_note"], "keep me");
+    assert_eq!(back["custom_section"]["a"], 1);
+    assert_eq!(back["gateway"]["port"], 18790, "missing defaults filled in");
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(
+        std::fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    assert_eq!(
+        std::fs::read_dir(path.parent().unwrap()).unwrap().count(),
+        1,
+        "no temp file left"
+    );
+}
+
+#[test]
+fn templates_never_overwrite_without_asking() {
+    use picoclaw_config::onboard::{WriteOutcome, workspace_templates, write_workspace_templates};
+    let total: usize = workspace_templates().iter().map(|(_, c)| c.len()).sum();
+    assert!(
+        total < 2048,
+        "templates are {total} bytes; they go into every prompt"
+    );
+    let ws = tempfile::tempdir().unwrap();
+    let first = write_workspace_templates(ws.path(), false).unwrap();
+    assert!(first.iter().all(|(_, o)| *o == WriteOutcome::Created));
+    assert!(ws.path().join("skills").is_dir() && ws.path().join("memory/MEMORY.md").exists());
+    std::fs::write(ws.path().join("USER.md"), "Ada").unwrap();
+    let again = write_workspace_templates(ws.path(), false).unwrap();
+    assert!(again.iter().all(|(_, o)| *o == WriteOutcome::Kept));
+    assert_eq!(
+        std::fs::read_to_string(ws.path().join("USER.md")).unwrap(),
+        "Ada"
+    );
+    let forced = write_workspace_templates(ws.path(), true).unwrap();
+    assert!(forced.iter().all(|(_, o)| *o == WriteOutcome::Overwritten));
+}
+
+#[test]
+fn the_factory_builds_a_provider_and_keeps_the_key_out_of_debug() {
+    let r = resolve(
+        json!({"agents": {"defaults": {"model": "openai/gpt-4o"}},
+        "providers": {"openai": {"api_key": "sk-factory-secret-1"}}}),
+        &[],
+    )
+    .unwrap();
+    assert!(!format!("{r:?}").contains("sk-factory-secret-1"));
+    let p = picoclaw_config::build_provider(&r).unwrap();
+    assert_eq!(p.name(), "openai");
+}
