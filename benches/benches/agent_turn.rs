@@ -51,7 +51,12 @@ fn agent_with(
 fn plain_turn_memory_store(bencher: divan::Bencher<'_, '_>) {
     let rt = runtime();
     let ws = TempWorkspace::new();
-    let agent = agent_with(Arc::new(ScriptedProvider::repeating(Reply::text("Hello!"))), &ws, false, &rt);
+    let agent = agent_with(
+        Arc::new(ScriptedProvider::repeating(Reply::text("Hello!")).without_recording()),
+        &ws,
+        false,
+        &rt,
+    );
     let mut n = 0u64;
     bencher.bench_local(|| {
         n += 1;
@@ -66,7 +71,12 @@ fn plain_turn_memory_store(bencher: divan::Bencher<'_, '_>) {
 fn plain_turn_sqlite_store(bencher: divan::Bencher<'_, '_>) {
     let rt = runtime();
     let ws = TempWorkspace::new();
-    let agent = agent_with(Arc::new(ScriptedProvider::repeating(Reply::text("Hello!"))), &ws, true, &rt);
+    let agent = agent_with(
+        Arc::new(ScriptedProvider::repeating(Reply::text("Hello!")).without_recording()),
+        &ws,
+        true,
+        &rt,
+    );
     let mut n = 0u64;
     bencher.bench_local(|| {
         n += 1;
@@ -80,7 +90,7 @@ fn plain_turn_sqlite_store(bencher: divan::Bencher<'_, '_>) {
 fn tool_turn_sqlite_store(bencher: divan::Bencher<'_, '_>) {
     let rt = runtime();
     let ws = TempWorkspace::new();
-    let provider = Arc::new(ScriptedProvider::new([]));
+    let provider = Arc::new(ScriptedProvider::new([]).without_recording());
     let agent = agent_with(provider.clone(), &ws, true, &rt);
     let mut n = 0u64;
     bencher.bench_local(|| {
@@ -88,6 +98,7 @@ fn tool_turn_sqlite_store(bencher: divan::Bencher<'_, '_>) {
         provider.push(Reply::tool_call("list_dir", json!({"path": "."})));
         provider.push(Reply::text("There are two files."));
         let key = SessionKey::new(format!("bench:{n}"));
-        rt.block_on(agent.chat(&key, "what is here?")).expect("turn")
+        rt.block_on(agent.chat(&key, "what is here?"))
+            .expect("turn")
     });
 }

@@ -117,7 +117,11 @@ async fn run_turn(agent: &Agent, session: &SessionKey, text: String) -> Result<(
     result.map(|_| ())
 }
 
-async fn one_shot(agent: &Agent, session: &SessionKey, message: String) -> anyhow::Result<ExitCode> {
+async fn one_shot(
+    agent: &Agent,
+    session: &SessionKey,
+    message: String,
+) -> anyhow::Result<ExitCode> {
     match run_turn(agent, session, message).await {
         Ok(()) => Ok(ExitCode::SUCCESS),
         Err(AgentError::Cancelled) => {
@@ -161,10 +165,7 @@ async fn interactive(
                     "/help" => eprintln!("{HELP}"),
                     "/session" => eprintln!("session: {session}"),
                     "/new" => {
-                        session = SessionKey::new(format!(
-                            "cli:{}",
-                            chrono_like_stamp()
-                        ));
+                        session = SessionKey::new(format!("cli:{}", chrono_like_stamp()));
                         eprintln!(
                             "started a fresh session: {session} (the previous one is kept; \
                              continue it with -s)"

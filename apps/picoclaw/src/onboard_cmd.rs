@@ -27,9 +27,16 @@ fn ask(question: &str, default: &str) -> anyhow::Result<String> {
     eprint!("{question} [{default}]: ");
     std::io::stderr().flush().ok();
     let mut line = String::new();
-    std::io::stdin().lock().read_line(&mut line).context("cannot read the answer")?;
+    std::io::stdin()
+        .lock()
+        .read_line(&mut line)
+        .context("cannot read the answer")?;
     let line = line.trim();
-    Ok(if line.is_empty() { default.to_owned() } else { line.to_owned() })
+    Ok(if line.is_empty() {
+        default.to_owned()
+    } else {
+        line.to_owned()
+    })
 }
 
 pub fn run(config: Option<PathBuf>, args: OnboardArgs) -> anyhow::Result<ExitCode> {
@@ -103,7 +110,10 @@ pub fn run(config: Option<PathBuf>, args: OnboardArgs) -> anyhow::Result<ExitCod
     let mut overwrite = args.force;
     if overwrite && interactive {
         let answer = ask(
-            &format!("Overwrite the starter files in {} with fresh ones?", workspace.display()),
+            &format!(
+                "Overwrite the starter files in {} with fresh ones?",
+                workspace.display()
+            ),
             "no",
         )?;
         overwrite = matches!(answer.to_lowercase().as_str(), "y" | "yes");

@@ -16,7 +16,11 @@ pub fn run(config: Option<PathBuf>) -> anyhow::Result<ExitCode> {
     };
     let exists = |p: &std::path::Path| if p.exists() { "" } else { " (missing)" };
     println!("picoclaw {}", env!("CARGO_PKG_VERSION"));
-    println!("config:     {}{}", paths.config_file().display(), exists(paths.config_file()));
+    println!(
+        "config:     {}{}",
+        paths.config_file().display(),
+        exists(paths.config_file())
+    );
     let loaded = match wiring::load(&paths) {
         Ok(l) => l,
         Err(SetupError::Config(msg)) => {
@@ -36,7 +40,11 @@ pub fn run(config: Option<PathBuf>) -> anyhow::Result<ExitCode> {
             "OFF (restrict_to_workspace = false)"
         }
     );
-    println!("state:      {}{}", paths.state_db().display(), exists(&paths.state_db()));
+    println!(
+        "state:      {}{}",
+        paths.state_db().display(),
+        exists(&paths.state_db())
+    );
     let env: HashMap<String, String> = std::env::vars().collect();
     match config.resolve_model(&env) {
         Ok(resolved) => {

@@ -63,8 +63,8 @@ pub async fn build(
     let resolved = config
         .resolve_model(&env)
         .map_err(|e| SetupError::Config(e.to_string()))?;
-    let provider =
-        picoclaw_config::build_provider(&resolved).map_err(|e| SetupError::Config(e.to_string()))?;
+    let provider = picoclaw_config::build_provider(&resolved)
+        .map_err(|e| SetupError::Config(e.to_string()))?;
 
     let defaults = &config.agents.defaults;
     let workspace = config.workspace_path(&paths);
@@ -76,7 +76,9 @@ pub async fn build(
     if let Some(secs) = exec.timeout_seconds {
         exec_cfg.default_timeout = Duration::from_secs(secs);
     }
-    exec_cfg.deny_patterns.extend(exec.deny_patterns.iter().cloned());
+    exec_cfg
+        .deny_patterns
+        .extend(exec.deny_patterns.iter().cloned());
     let tools = picoclaw_tools::builtin_tools(Arc::new(sandbox), exec_cfg);
 
     let store = SqliteSessionStore::open(&paths.state_db())

@@ -16,7 +16,7 @@ fn layer(name: &str) -> Option<u8> {
         "picoclaw-testkit" => 4,
         "picoclaw" | "picoclaw-benches" => 5,
         n if n.starts_with("example-") => 5,
-        n if n == "picoclaw-gateway-bin" => 5,
+        "picoclaw-gateway-bin" => 5,
         _ => return None,
     })
 }
@@ -29,7 +29,9 @@ fn forbidden(from: &str, to: &str) -> Option<&'static str> {
         ("picoclaw-channels", "picoclaw-providers" | "picoclaw-tools" | "picoclaw-state") => {
             Some("channels never call providers, tools or state")
         }
-        (from, "picoclaw-testkit") if !(from.starts_with("example-") || from == "picoclaw-benches") => {
+        (from, "picoclaw-testkit")
+            if !(from.starts_with("example-") || from == "picoclaw-benches") =>
+        {
             Some("the testkit is a dev-dependency only (examples and benches excepted)")
         }
         _ => None,
@@ -38,7 +40,13 @@ fn forbidden(from: &str, to: &str) -> Option<&'static str> {
 
 fn metadata() -> Value {
     let out = Command::new(env!("CARGO"))
-        .args(["metadata", "--format-version", "1", "--no-deps", "--offline"])
+        .args([
+            "metadata",
+            "--format-version",
+            "1",
+            "--no-deps",
+            "--offline",
+        ])
         .current_dir(env!("CARGO_MANIFEST_DIR"))
         .output()
         .expect("run cargo metadata");
@@ -88,7 +96,11 @@ fn dependencies_point_down_the_layers() {
             }
         }
     }
-    assert!(violations.is_empty(), "architecture violations:\n{}", violations.join("\n"));
+    assert!(
+        violations.is_empty(),
+        "architecture violations:\n{}",
+        violations.join("\n")
+    );
 }
 
 #[test]

@@ -115,7 +115,11 @@ async fn write_then_read_file_streams_an_answer_quoting_the_tool_result() {
     let out = run(home.cmd(), &["agent", "-m", "write a note then read it"]).await;
     assert_eq!(out.code, 0, "stderr: {}", out.stderr);
     assert_eq!(out.stdout.trim(), "The file says: picoclaw was here");
-    assert!(out.stderr.contains("[tool] write_file"), "progress on stderr: {}", out.stderr);
+    assert!(
+        out.stderr.contains("[tool] write_file"),
+        "progress on stderr: {}",
+        out.stderr
+    );
     assert_eq!(
         std::fs::read_to_string(home.workspace().join("notes/hello.txt")).unwrap(),
         "picoclaw was here"
@@ -124,9 +128,15 @@ async fn write_then_read_file_streams_an_answer_quoting_the_tool_result() {
     assert_eq!(reqs.len(), 3);
     assert_eq!(reqs[0].body["stream"], true);
     assert_eq!(reqs[0].body["model"], "test-model");
-    assert_eq!(reqs[0].header("authorization"), Some(format!("Bearer {KEY}").as_str()));
+    assert_eq!(
+        reqs[0].header("authorization"),
+        Some(format!("Bearer {KEY}").as_str())
+    );
     let tools = tool_messages(&reqs[2].body);
-    assert!(tools[1].contains("picoclaw was here"), "read_file result reached the model: {tools:?}");
+    assert!(
+        tools[1].contains("picoclaw was here"),
+        "read_file result reached the model: {tools:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -138,22 +148,39 @@ async fn a_second_invocation_sends_the_earlier_turns_as_history() {
     ])
     .await;
     let home = Home::with_config(&endpoint, json!({}));
-    let first = run(home.cmd(), &["agent", "--no-stream", "-s", "cli:ada", "-m", "I am Ada"]).await;
+    let first = run(
+        home.cmd(),
+        &["agent", "--no-stream", "-s", "cli:ada", "-m", "I am Ada"],
+    )
+    .await;
     assert_eq!(first.code, 0, "{}", first.stderr);
     assert_eq!(first.stdout.trim(), "Nice to meet you, Ada.");
-    let second = run(home.cmd(), &["agent", "--no-stream", "-s", "cli:ada", "-m", "Who am I?"]).await;
+    let second = run(
+        home.cmd(),
+        &["agent", "--no-stream", "-s", "cli:ada", "-m", "Who am I?"],
+    )
+    .await;
     assert_eq!(second.stdout.trim(), "You are Ada.");
     let other = run(home.cmd(), &["agent", "-s", "cli:bob", "-m", "Who am I?"]).await;
     assert_eq!(other.stdout.trim(), "I don't know you yet.");
 
     let reqs = endpoint.requests();
-    assert_eq!(reqs[0].body["stream"], Value::Null, "--no-stream sends a plain request");
+    assert_eq!(
+        reqs[0].body["stream"],
+        Value::Null,
+        "--no-stream sends a plain request"
+    );
     let history: Vec<(String, String)> = reqs[1].body["messages"]
         .as_array()
         .unwrap()
         .iter()
         .skip(1)
-        .map(|m| (m["role"].as_str().unwrap().to_owned(), m["content"].as_str().unwrap().to_owned()))
+        .map(|m| {
+            (
+                m["role"].as_str().unwrap().to_owned(),
+                m["content"].as_str().unwrap().to_owned(),
+            )
+        })
         .collect();
     assert_eq!(
         history,
@@ -163,7 +190,11 @@ async fn a_second_invocation_sends_the_earlier_turns_as_history() {
             ("user".into(), "Who am I?".into()),
         ]
     );
-    assert_eq!(reqs[2].body["messages"].as_array().unwrap().len(), 2, "other session is fresh");
+    assert_eq!(
+        reqs[2].body["messages"].as_array().unwrap().len(),
+        2,
+        "other session is fresh"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -171,9 +202,17 @@ async fn no_provider_configured_says_so_in_one_line() {
     let home = Home::new();
     let out = run(home.cmd(), &["agent", "-m", "hello"]).await;
     assert_eq!(out.code, 2);
-    let lines: Vec<&str> = out.stderr.lines().filter(|l| !l.trim().is_empty()).collect();
+    let lines: Vec<&str> = out
+        .stderr
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .collect();
     assert_eq!(lines.len(), 1, "one clear line: {}", out.stderr);
-    assert!(lines[0].contains("OPENAI_API_KEY") && lines[0].contains("onboard"), "{}", lines[0]);
+    assert!(
+        lines[0].contains("OPENAI_API_KEY") && lines[0].contains("onboard"),
+        "{}",
+        lines[0]
+    );
     assert!(out.stdout.is_empty());
 }
 
@@ -184,15 +223,26 @@ async fn wrong_api_key_names_the_key_to_fix_without_showing_it() {
     let home = Home::with_config(&endpoint, json!({}));
     let out = run(home.cmd(), &["agent", "-m", "hello"]).await;
     assert_ne!(out.code, 0);
-    assert!(out.stderr.contains("providers.openai.api_key"), "{}", out.stderr);
-    assert!(!out.stderr.contains(KEY), "the key must never be printed: {}", out.stderr);
+    assert!(
+        out.stderr.contains("providers.openai.api_key"),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        !out.stderr.contains(KEY),
+        "the key must never be printed: {}",
+        out.stderr
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn malformed_config_reports_line_and_column() {
     let home = Home::new();
-    std::fs::write(home.path().join("config.json"), "{\n  \"agents\": {\n    \"defaults\": {,}\n}\n")
-        .unwrap();
+    std::fs::write(
+        home.path().join("config.json"),
+        "{\n  \"agents\": {\n    \"defaults\": {,}\n}\n",
+    )
+    .unwrap();
     let out = run(home.cmd(), &["agent", "-m", "hi"]).await;
     assert_eq!(out.code, 2);
     assert!(out.stderr.contains("config.json:3:"), "{}", out.stderr);
@@ -205,7 +255,11 @@ async fn unknown_model_prefix_lists_the_known_providers() {
     let out = run(home.cmd(), &["agent", "-m", "hi"]).await;
     assert_eq!(out.code, 2);
     assert!(out.stderr.contains("nosuchvendor"), "{}", out.stderr);
-    assert!(out.stderr.contains("openrouter") && out.stderr.contains("ollama"), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("openrouter") && out.stderr.contains("ollama"),
+        "{}",
+        out.stderr
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -223,8 +277,11 @@ async fn garbage_and_truncated_answers_fail_cleanly_and_keep_the_session() {
     assert!(!first.stderr.contains("panicked"));
     let second = run(home.cmd(), &["agent", "-m", "second words"]).await;
     assert_eq!(second.code, 1);
-    assert!(second.stderr.to_lowercase().contains("truncated") || second.stderr.contains("ended"),
-        "{}", second.stderr);
+    assert!(
+        second.stderr.to_lowercase().contains("truncated") || second.stderr.contains("ended"),
+        "{}",
+        second.stderr
+    );
     let third = run(home.cmd(), &["agent", "-m", "third words"]).await;
     assert_eq!(third.code, 0, "{}", third.stderr);
     let texts: Vec<String> = endpoint.requests()[2].body["messages"]
@@ -234,7 +291,11 @@ async fn garbage_and_truncated_answers_fail_cleanly_and_keep_the_session() {
         .filter(|m| m["role"] == "user")
         .map(|m| m["content"].as_str().unwrap().to_owned())
         .collect();
-    assert_eq!(texts, ["first words", "second words", "third words"], "nothing the user said is lost");
+    assert_eq!(
+        texts,
+        ["first words", "second words", "third words"],
+        "nothing the user said is lost"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -249,7 +310,10 @@ async fn hostile_paths_and_commands_are_refused_and_reported_to_the_model() {
         ("read_file", json!({"path": "../secret.txt"})),
         ("read_file", json!({"path": outside.display().to_string()})),
         ("read_file", json!({"path": "link.txt"})),
-        ("write_file", json!({"path": "../escape.txt", "content": "x"})),
+        (
+            "write_file",
+            json!({"path": "../escape.txt", "content": "x"}),
+        ),
         ("exec", json!({"command": "rm -rf /"})),
         ("no_such_tool", json!({})),
     ]));
@@ -265,7 +329,11 @@ async fn hostile_paths_and_commands_are_refused_and_reported_to_the_model() {
         assert!(r.contains("outside the workspace"), "refused: {r}");
         assert!(!r.contains("TOP-SECRET"));
     }
-    assert!(results[4].to_lowercase().contains("refused"), "{}", results[4]);
+    assert!(
+        results[4].to_lowercase().contains("refused"),
+        "{}",
+        results[4]
+    );
     assert!(results[5].contains("no tool named"), "{}", results[5]);
     assert!(!home.path().join("escape.txt").exists());
     let last = tool_messages(&reqs[2].body);
@@ -283,7 +351,11 @@ async fn runaway_tool_loop_ends_at_max_tool_iterations() {
     let home = Home::with_config(&endpoint, json!({"max_tool_iterations": 2}));
     let out = run(home.cmd(), &["agent", "-m", "loop"]).await;
     assert_eq!(out.code, 0, "{}", out.stderr);
-    assert!(out.stdout.contains("max_tool_iterations = 2"), "{}", out.stdout);
+    assert!(
+        out.stdout.contains("max_tool_iterations = 2"),
+        "{}",
+        out.stdout
+    );
     assert_eq!(endpoint.requests().len(), 2);
 }
 
@@ -295,23 +367,41 @@ async fn status_masks_the_key_and_version_prints() {
     assert_eq!(out.code, 0, "{}", out.stderr);
     assert!(out.stdout.contains("test-model"), "{}", out.stdout);
     assert!(out.stdout.contains(&endpoint.base_url()));
-    assert!(!out.stdout.contains(KEY), "key must be masked: {}", out.stdout);
+    assert!(
+        !out.stdout.contains(KEY),
+        "key must be masked: {}",
+        out.stdout
+    );
     assert!(out.stdout.contains("sk-t"), "{}", out.stdout);
     let v = run(home.cmd(), &["version"]).await;
-    assert_eq!(v.stdout.trim(), format!("picoclaw {}", env!("CARGO_PKG_VERSION")));
+    assert_eq!(
+        v.stdout.trim(),
+        format!("picoclaw {}", env!("CARGO_PKG_VERSION"))
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn onboard_creates_files_and_never_clobbers_a_users_edits() {
     let home = Home::new();
-    let out = run(home.cmd(), &["onboard", "--non-interactive", "--model", "ollama/qwen3"]).await;
+    let out = run(
+        home.cmd(),
+        &["onboard", "--non-interactive", "--model", "ollama/qwen3"],
+    )
+    .await;
     assert_eq!(out.code, 0, "{}", out.stderr);
     let config: Value =
         serde_json::from_str(&std::fs::read_to_string(home.path().join("config.json")).unwrap())
             .unwrap();
     assert_eq!(config["agents"]["defaults"]["model"], "ollama/qwen3");
     let ws = home.path().join("workspace");
-    for f in ["AGENT.md", "SOUL.md", "USER.md", "IDENTITY.md", "TOOLS.md", "HEARTBEAT.md"] {
+    for f in [
+        "AGENT.md",
+        "SOUL.md",
+        "USER.md",
+        "IDENTITY.md",
+        "TOOLS.md",
+        "HEARTBEAT.md",
+    ] {
         assert!(ws.join(f).exists(), "{f} created");
     }
     assert!(ws.join("memory/MEMORY.md").exists());
@@ -324,7 +414,10 @@ async fn onboard_creates_files_and_never_clobbers_a_users_edits() {
     home.write_config(&edited);
     let again = run(home.cmd(), &["onboard", "--non-interactive"]).await;
     assert_eq!(again.code, 0, "{}", again.stderr);
-    assert_eq!(std::fs::read_to_string(ws.join("USER.md")).unwrap(), "My name is Ada.");
+    assert_eq!(
+        std::fs::read_to_string(ws.join("USER.md")).unwrap(),
+        "My name is Ada."
+    );
     let after: Value =
         serde_json::from_str(&std::fs::read_to_string(home.path().join("config.json")).unwrap())
             .unwrap();

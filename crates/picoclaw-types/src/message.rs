@@ -64,7 +64,11 @@ pub struct ToolCall {
 }
 
 impl ToolCall {
-    pub fn new(id: impl Into<String>, name: impl Into<String>, arguments: impl Into<String>) -> Self {
+    pub fn new(
+        id: impl Into<String>,
+        name: impl Into<String>,
+        arguments: impl Into<String>,
+    ) -> Self {
         Self {
             id: id.into(),
             name: name.into(),
@@ -306,7 +310,10 @@ mod tests {
 
     #[test]
     fn finish_reason_mapping() {
-        assert_eq!(FinishReason::from_openai("tool_calls"), FinishReason::ToolCalls);
+        assert_eq!(
+            FinishReason::from_openai("tool_calls"),
+            FinishReason::ToolCalls
+        );
         assert_eq!(FinishReason::from_openai("length"), FinishReason::Length);
         assert_eq!(
             FinishReason::from_openai("weird"),

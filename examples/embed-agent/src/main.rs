@@ -43,7 +43,11 @@ async fn main() -> anyhow::Result<()> {
             let base = std::env::var("OPENAI_BASE_URL")
                 .unwrap_or_else(|_| "https://api.openai.com/v1".to_owned());
             let model = std::env::var("OPENAI_MODEL").unwrap_or_else(|_| "gpt-4o-mini".into());
-            (None, OpenAiCompatConfig::new("openai", base).with_api_key(key), model)
+            (
+                None,
+                OpenAiCompatConfig::new("openai", base).with_api_key(key),
+                model,
+            )
         }
         Err(_) => {
             eprintln!("(no OPENAI_API_KEY: using a scripted model on 127.0.0.1)");
@@ -67,6 +71,9 @@ async fn main() -> anyhow::Result<()> {
     let session = SessionKey::new("example:embed");
     let outcome = agent.chat(&session, "What is 2 + 40?").await?;
     println!("{}", outcome.text);
-    eprintln!("({} model calls, {} tool calls)", outcome.model_calls, outcome.tool_calls);
+    eprintln!(
+        "({} model calls, {} tool calls)",
+        outcome.model_calls, outcome.tool_calls
+    );
     Ok(())
 }
