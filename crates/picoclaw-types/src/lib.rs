@@ -91,6 +91,12 @@ impl From<&str> for ChannelId {
     }
 }
 
+impl From<String> for ChannelId {
+    fn from(value: String) -> Self {
+        Self::new(value)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
