@@ -425,3 +425,94 @@ async fn onboard_creates_files_and_never_clobbers_a_users_edits() {
     assert_eq!(after["agents"]["defaults"]["temperature"], json!(0.2));
     assert_eq!(after["agents"]["defaults"]["model"], "ollama/qwen3");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn interactive_session_supports_new_and_exit() {
+    let endpoint =
+        ScriptedEndpoint::start_with([Reply::text("Hi Ada."), Reply::text("Fresh start.")]).await;
+    let home = Home::with_config(&endpoint, json!({}));
+    let mut cmd = home.cmd();
+    cmd.write_stdin("I am Ada\n/session\n/new\nwho am I?\n/exit\n");
+    let out = run(cmd, &["agent"]).await;
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(
+        out.stdout.contains("Hi Ada.") && out.stdout.contains("Fresh start."),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        out.stderr.contains("session: cli:default"),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        out.stderr.contains("started a fresh session"),
+        "{}",
+        out.stderr
+    );
+    let reqs = endpoint.requests();
+    assert_eq!(reqs.len(), 2);
+    let second = reqs[1].message_texts().join("\n");
+    assert!(
+        !second.contains("I am Ada"),
+        "/new must not carry the old history: {second}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn ctrl_c_cancels_the_running_turn_and_keeps_the_program() {
+    use std::io::Write;
+    let endpoint = ScriptedEndpoint::start_with([
+        Reply::text("too late").delayed(std::time::Duration::from_secs(20)),
+        Reply::text("Still here."),
+    ])
+    .await;
+    let home = Home::with_config(&endpoint, json!({}));
+    let mut cmd = std::process::Command::new(assert_cmd::cargo::cargo_bin("picoclaw"));
+    cmd.env("PICOCLAW_HOME", home.path())
+        .env_remove("PICOCLAW_CONFIG")
+        .env_remove("OPENAI_API_KEY")
+        .env_remove("OPENAI_BASE_URL")
+        .arg("agent")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let mut child = cmd.spawn().unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    writeln!(stdin, "take your time").unwrap();
+    stdin.flush().unwrap();
+    for _ in 0..200 {
+        if !endpoint.requests().is_empty() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+    assert_eq!(
+        endpoint.requests().len(),
+        1,
+        "the first turn reached the model"
+    );
+    let status = std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    writeln!(stdin, "are you there?").unwrap();
+    writeln!(stdin, "/exit").unwrap();
+    drop(stdin);
+    let out = tokio::task::spawn_blocking(move || child.wait_with_output().unwrap())
+        .await
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "stdout: {stdout}\nstderr: {stderr}");
+    assert!(stderr.contains("cancelled"), "{stderr}");
+    assert!(
+        stdout.contains("Still here.") && !stdout.contains("too late"),
+        "{stdout}"
+    );
+    // The cancelled message was kept: the next request carries it as history.
+    let texts = endpoint.requests()[1].message_texts().join("\n");
+    assert!(texts.contains("take your time"), "{texts}");
+}
