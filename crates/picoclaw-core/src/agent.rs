@@ -28,6 +28,13 @@ pub enum AgentError {
     Cancelled,
     #[error("invalid agent setup: {0}")]
     Setup(String),
+    /// The message alone does not fit in the context window; nothing was sent or saved.
+    #[error(
+        "the message is about {tokens} tokens, more than fits in the model's context window \
+         ({budget} tokens left after the system prompt and the answer's max_tokens); shorten it, \
+         or raise agents.defaults.context_window if the model has a larger window"
+    )]
+    TooLarge { tokens: usize, budget: usize },
 }
 
 /// Tunables of the agent loop. Defaults match the original PicoClaw's.
@@ -355,6 +362,15 @@ impl Agent {
         let budget = cfg
             .context_window
             .saturating_sub(cfg.max_tokens.unwrap_or(0) as usize);
+
+        let message_cost = crate::context::message_tokens(&message);
+        let room = budget.saturating_sub(crate::context::estimate_tokens(&system_prompt));
+        if message_cost > room {
+            return Err(AgentError::TooLarge {
+                tokens: message_cost,
+                budget: room,
+            });
+        }
 
         // Messages produced by this turn, persisted together at the end whatever happens.
         let mut turn: Vec<ChatMessage> = vec![message];

@@ -306,3 +306,29 @@ fn builder_rejects_missing_model() {
     let err = Agent::builder(provider).build().unwrap_err();
     assert!(err.to_string().contains("no model set"));
 }
+
+#[tokio::test]
+async fn an_oversized_message_is_refused_before_anything_is_sent() {
+    let provider = Arc::new(ScriptedProvider::new([Reply::text("fine")]));
+    let store = Arc::new(MemorySessionStore::new());
+    let mut config = AgentConfig::default();
+    config.model = "test-model".into();
+    config.context_window = 2_000;
+    config.max_tokens = Some(500);
+    let agent = Agent::builder(provider.clone())
+        .config(config)
+        .session_store(store.clone())
+        .build()
+        .unwrap();
+    let key = SessionKey::new("big");
+    let err = agent.chat(&key, &"word ".repeat(10_000)).await.unwrap_err();
+    assert!(matches!(err, AgentError::TooLarge { .. }), "{err}");
+    assert!(
+        err.to_string().contains("agents.defaults.context_window"),
+        "{err}"
+    );
+    assert!(provider.requests().is_empty(), "nothing was sent");
+    assert!(store.load(&key, None).await.unwrap().messages.is_empty());
+    // A normal message still works afterwards.
+    assert_eq!(agent.chat(&key, "hi").await.unwrap().text, "fine");
+}
