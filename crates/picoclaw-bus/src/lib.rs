@@ -1,7 +1,7 @@
 //! The message bus between channels and the agent: [`InboundMessage`]s from users flow to the
 //! agent loop, [`OutboundMessage`]s flow back to the channels. Both queues are bounded tokio
 //! channels: when the agent falls behind, producers wait (`publish_*`) or are told the queue is
-//! full (`try_publish_*`) and get their message back. No IO beyond the channels.
+//! full (`try_publish_*`); a message that cannot be published is always handed back. No IO beyond the channels.
 
 #![warn(clippy::unwrap_used, clippy::expect_used)]
 
@@ -27,17 +27,11 @@ impl std::fmt::Display for Queue {
     }
 }
 
-/// Publishing failed because the receiving side is gone (the agent loop or dispatcher stopped).
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum BusError {
-    #[error("the {0} queue is closed: its consumer has stopped")]
-    Closed(Queue),
-}
-
-/// A `try_publish_*` that did not go through; the message is handed back, never lost.
+/// A message that could not be published (the queue was full, for `try_publish_*`, or its
+/// consumer has stopped). The message is handed back, never lost.
 #[derive(Debug, thiserror::Error, PartialEq)]
-pub enum TryPublishError<T> {
+#[non_exhaustive]
+pub enum PublishError<T> {
     #[error("the {queue} queue is full ({capacity} messages waiting); try again later")]
     Full {
         queue: Queue,
@@ -48,18 +42,16 @@ pub enum TryPublishError<T> {
     Closed { queue: Queue, message: Box<T> },
 }
 
-impl<T> TryPublishError<T> {
+impl<T> PublishError<T> {
     /// The message that was not published.
     pub fn into_message(self) -> T {
         match self {
-            TryPublishError::Full { message, .. } | TryPublishError::Closed { message, .. } => {
-                *message
-            }
+            PublishError::Full { message, .. } | PublishError::Closed { message, .. } => *message,
         }
     }
 
     pub fn is_full(&self) -> bool {
-        matches!(self, TryPublishError::Full { .. })
+        matches!(self, PublishError::Full { .. })
     }
 }
 
@@ -103,34 +95,46 @@ impl MessageBus {
     }
 
     /// Queues a user's message, waiting while the queue is full (backpressure).
-    pub async fn publish_inbound(&self, msg: InboundMessage) -> Result<(), BusError> {
+    pub async fn publish_inbound(
+        &self,
+        msg: InboundMessage,
+    ) -> Result<(), PublishError<InboundMessage>> {
         self.inbound
             .send(msg)
             .await
-            .map_err(|_| BusError::Closed(Queue::Inbound))
+            .map_err(|e| PublishError::Closed {
+                queue: Queue::Inbound,
+                message: Box::new(e.0),
+            })
     }
 
     /// Queues a user's message if there is room right now.
     pub fn try_publish_inbound(
         &self,
         msg: InboundMessage,
-    ) -> Result<(), TryPublishError<InboundMessage>> {
+    ) -> Result<(), PublishError<InboundMessage>> {
         try_send(&self.inbound, msg, Queue::Inbound, self.capacity)
     }
 
     /// Queues a reply, waiting while the queue is full.
-    pub async fn publish_outbound(&self, msg: OutboundMessage) -> Result<(), BusError> {
+    pub async fn publish_outbound(
+        &self,
+        msg: OutboundMessage,
+    ) -> Result<(), PublishError<OutboundMessage>> {
         self.outbound
             .send(msg)
             .await
-            .map_err(|_| BusError::Closed(Queue::Outbound))
+            .map_err(|e| PublishError::Closed {
+                queue: Queue::Outbound,
+                message: Box::new(e.0),
+            })
     }
 
     /// Queues a reply if there is room right now.
     pub fn try_publish_outbound(
         &self,
         msg: OutboundMessage,
-    ) -> Result<(), TryPublishError<OutboundMessage>> {
+    ) -> Result<(), PublishError<OutboundMessage>> {
         try_send(&self.outbound, msg, Queue::Outbound, self.capacity)
     }
 
@@ -150,14 +154,14 @@ fn try_send<T>(
     msg: T,
     queue: Queue,
     capacity: usize,
-) -> Result<(), TryPublishError<T>> {
+) -> Result<(), PublishError<T>> {
     tx.try_send(msg).map_err(|e| match e {
-        mpsc::error::TrySendError::Full(message) => TryPublishError::Full {
+        mpsc::error::TrySendError::Full(message) => PublishError::Full {
             queue,
             capacity,
             message: Box::new(message),
         },
-        mpsc::error::TrySendError::Closed(message) => TryPublishError::Closed {
+        mpsc::error::TrySendError::Closed(message) => PublishError::Closed {
             queue,
             message: Box::new(message),
         },

@@ -1,7 +1,7 @@
 //! The bus under load and at its limits.
 
 use picoclaw_bus::{
-    BusError, InboundMessage, MediaKind, MediaRef, MessageBus, OutboundMessage, Queue,
+    InboundMessage, MediaKind, MediaRef, MessageBus, OutboundMessage, PublishError, Queue,
 };
 use std::time::Duration;
 
@@ -81,9 +81,18 @@ async fn a_full_queue_pushes_back_and_loses_nothing() {
 async fn a_closed_bus_says_so() {
     let (bus, rx) = MessageBus::new(4);
     drop(rx);
+    let err = bus.publish_inbound(msg(7)).await.unwrap_err();
+    assert!(matches!(
+        err,
+        PublishError::Closed {
+            queue: Queue::Inbound,
+            ..
+        }
+    ));
     assert_eq!(
-        bus.publish_inbound(msg(0)).await,
-        Err(BusError::Closed(Queue::Inbound))
+        err.into_message().content,
+        "message 7",
+        "the message comes back"
     );
     let err = bus
         .try_publish_outbound(OutboundMessage::new("cli", "x", "hi"))
