@@ -269,3 +269,36 @@ fn bad_configuration_is_reported_up_front() {
     .unwrap();
     assert!(!format!("{p:?}").contains(KEY));
 }
+
+/// Against a real vendor: `OPENAI_API_KEY=... cargo test -p picoclaw-providers -- --ignored live`
+/// (`OPENAI_BASE_URL` and `OPENAI_MODEL` honoured). Never run in CI.
+#[tokio::test]
+#[ignore = "needs a real API key and the internet"]
+async fn live_openai_compatible() {
+    let key = std::env::var("OPENAI_API_KEY")
+        .expect("set OPENAI_API_KEY (and optionally OPENAI_BASE_URL, OPENAI_MODEL) to run this");
+    let base =
+        std::env::var("OPENAI_BASE_URL").unwrap_or_else(|_| "https://api.openai.com/v1".into());
+    let model = std::env::var("OPENAI_MODEL").unwrap_or_else(|_| "gpt-4o-mini".into());
+    let p =
+        OpenAiCompatible::new(OpenAiCompatConfig::new("openai", base).with_api_key(key)).unwrap();
+    let req = ChatRequest::new(
+        model,
+        vec![ChatMessage::user("Reply with the single word: pong")],
+    );
+    let r = p.chat(req.clone()).await.unwrap();
+    assert!(
+        r.message.text().to_lowercase().contains("pong"),
+        "{}",
+        r.message.text()
+    );
+    let mut stream = p.stream(req).await.unwrap();
+    let mut done = false;
+    while let Some(ev) = stream.next().await {
+        if let StreamEvent::Completed(r) = ev.unwrap() {
+            assert!(r.message.text().to_lowercase().contains("pong"));
+            done = true;
+        }
+    }
+    assert!(done);
+}

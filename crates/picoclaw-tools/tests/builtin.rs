@@ -410,3 +410,35 @@ fn default_tool_specs_are_small() {
     let tools = builtin_tools(Arc::new(Sandbox::new(dir.path(), true).unwrap()), off);
     assert!(tools.get("exec").is_none());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_writes_to_one_file_never_corrupt_it() {
+    let ws = Arc::new(Ws::new());
+    let mut tasks = Vec::new();
+    for i in 0..16 {
+        let ws = Arc::clone(&ws);
+        tasks.push(tokio::spawn(async move {
+            let content = format!("writer {i}\n").repeat(1000);
+            ws.call(
+                "write_file",
+                json!({"path": "same.txt", "content": content}),
+            )
+            .await
+        }));
+    }
+    for t in tasks {
+        let out = t.await.unwrap();
+        assert!(!out.is_error, "{}", out.content);
+    }
+    let text = std::fs::read_to_string(ws.path("same.txt")).unwrap();
+    let first = text.lines().next().unwrap().to_owned();
+    assert!(
+        text.lines().all(|l| l == first),
+        "one writer's whole content, not a mix"
+    );
+    assert_eq!(
+        std::fs::read_dir(ws.dir.path()).unwrap().count(),
+        1,
+        "no temp files left"
+    );
+}
