@@ -111,8 +111,11 @@ async fn run_turn(agent: &Agent, session: &SessionKey, text: String) -> Result<(
         )
         .await;
     watcher.abort();
-    if result.is_ok() {
+    if let Ok(outcome) = &result {
         println!();
+        if let Some(model) = &outcome.served_by {
+            eprintln!("(answered by the fallback model {model}: the configured model failed)");
+        }
     }
     result.map(|_| ())
 }

@@ -60,11 +60,10 @@ pub async fn build(
         config.agents.defaults.provider = String::new();
     }
     let env: HashMap<String, String> = std::env::vars().collect();
-    let resolved = config
-        .resolve_model(&env)
+    let built = picoclaw_config::build_agent_provider(&config, &env)
         .map_err(|e| SetupError::Config(e.to_string()))?;
-    let provider = picoclaw_config::build_provider(&resolved)
-        .map_err(|e| SetupError::Config(e.to_string()))?;
+    let provider = built.provider;
+    let resolved = built.primary;
 
     let defaults = &config.agents.defaults;
     let workspace = config.workspace_path(&paths);

@@ -516,3 +516,63 @@ async fn ctrl_c_cancels_the_running_turn_and_keeps_the_program() {
     let texts = endpoint.requests()[1].message_texts().join("\n");
     assert!(texts.contains("take your time"), "{texts}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn rate_limits_and_server_errors_are_retried() {
+    let endpoint = ScriptedEndpoint::start_with([
+        Reply::rate_limited(1),
+        Reply::text("after the rate limit"),
+        Reply::error(500, "boom"),
+        Reply::error(503, "busy"),
+        Reply::text("after two server errors"),
+    ])
+    .await;
+    let home = Home::with_config(&endpoint, json!({}));
+    let out = run(home.cmd(), &["agent", "-m", "one"]).await;
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(
+        out.stdout.contains("after the rate limit"),
+        "{}",
+        out.stdout
+    );
+    let out = run(home.cmd(), &["agent", "-m", "two"]).await;
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(
+        out.stdout.contains("after two server errors"),
+        "{}",
+        out.stdout
+    );
+    assert_eq!(endpoint.requests().len(), 5);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_failing_model_falls_back_and_the_user_is_told() {
+    let primary = ScriptedEndpoint::start().await;
+    for _ in 0..4 {
+        primary.push(Reply::error(503, "overloaded"));
+    }
+    let backup = ScriptedEndpoint::start_with([Reply::text("the backup answered")]).await;
+    let home = Home::with_config(
+        &primary,
+        json!({"model_fallbacks": ["vllm/backup-model"], "max_retries": 1}),
+    );
+    let mut config: Value =
+        serde_json::from_str(&std::fs::read_to_string(home.path().join("config.json")).unwrap())
+            .unwrap();
+    config["providers"]["vllm"] = json!({"api_base": backup.base_url()});
+    home.write_config(&config);
+    let out = run(home.cmd(), &["agent", "-m", "hello"]).await;
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(out.stdout.contains("the backup answered"), "{}", out.stdout);
+    assert!(
+        out.stderr.contains("fallback model vllm/backup-model"),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(
+        primary.requests().len(),
+        2,
+        "one attempt and one retry on the primary"
+    );
+    assert_eq!(backup.requests()[0].body["model"], "backup-model");
+}

@@ -1,15 +1,29 @@
-//! Building the provider a [`ResolvedModel`] describes.
+//! Building the provider a config describes: each model an OpenAI-compatible client with the
+//! configured timeout, wrapped in retries, and the fallback models behind it in a chain.
 
 use crate::ConfigError;
+use crate::model::Config;
 use crate::resolve::ResolvedModel;
-use picoclaw_providers::{LlmProvider, OpenAiCompatConfig, OpenAiCompatible};
+use picoclaw_providers::{
+    FallbackChain, LlmProvider, OpenAiCompatConfig, OpenAiCompatible, RetryPolicy, Retrying, Route,
+};
+use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::Duration;
 
-/// The provider for a resolved model (every preset is OpenAI-compatible in this build).
+/// The provider for one resolved model (every preset is OpenAI-compatible in this build).
 pub fn build_provider(resolved: &ResolvedModel) -> Result<Arc<dyn LlmProvider>, ConfigError> {
+    build_one(resolved, Duration::from_secs(120))
+}
+
+fn build_one(
+    resolved: &ResolvedModel,
+    timeout: Duration,
+) -> Result<Arc<dyn LlmProvider>, ConfigError> {
     let mut cfg = OpenAiCompatConfig::new(resolved.provider.clone(), resolved.api_base.clone())
         .with_key_hint(resolved.key_hint.clone())
-        .with_proxy(resolved.proxy.clone());
+        .with_proxy(resolved.proxy.clone())
+        .with_request_timeout(timeout);
     if let Some(key) = &resolved.api_key {
         cfg = cfg.with_api_key(key.expose().clone());
     }
@@ -19,4 +33,61 @@ pub fn build_provider(resolved: &ResolvedModel) -> Result<Arc<dyn LlmProvider>, 
             .with_header("X-Title", "picoclaw");
     }
     Ok(Arc::new(OpenAiCompatible::new(cfg)?))
+}
+
+/// What [`build_agent_provider`] made.
+#[derive(Clone)]
+#[non_exhaustive]
+pub struct BuiltProvider {
+    pub provider: Arc<dyn LlmProvider>,
+    /// The configured model.
+    pub primary: ResolvedModel,
+    /// The fallbacks, in order.
+    pub fallbacks: Vec<ResolvedModel>,
+}
+
+impl std::fmt::Debug for BuiltProvider {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BuiltProvider")
+            .field("provider", &self.provider.name())
+            .field("primary", &self.primary)
+            .field("fallbacks", &self.fallbacks)
+            .finish()
+    }
+}
+
+/// The agent's provider: the configured model with retries (`agents.defaults.max_retries`,
+/// `request_timeout`), followed by `agents.defaults.model_fallbacks` when there are any.
+pub fn build_agent_provider(
+    config: &Config,
+    env: &HashMap<String, String>,
+) -> Result<BuiltProvider, ConfigError> {
+    let d = &config.agents.defaults;
+    let primary = config.resolve_model(env)?;
+    let fallbacks = config.resolve_fallbacks(env)?;
+    let timeout = Duration::from_secs(d.request_timeout.max(1));
+    let policy = RetryPolicy::new(d.max_retries as usize);
+    let wrap = |r: &ResolvedModel| -> Result<Route, ConfigError> {
+        let retrying: Arc<dyn LlmProvider> =
+            Arc::new(Retrying::new(build_one(r, timeout)?, policy.clone()));
+        Ok(Route::new(
+            retrying,
+            r.model.clone(),
+            format!("{}/{}", r.provider, r.model),
+        ))
+    };
+    let mut routes = vec![wrap(&primary)?];
+    for f in &fallbacks {
+        routes.push(wrap(f)?);
+    }
+    let provider: Arc<dyn LlmProvider> = if routes.len() == 1 {
+        routes.remove(0).provider
+    } else {
+        Arc::new(FallbackChain::new(routes)?)
+    };
+    Ok(BuiltProvider {
+        provider,
+        primary,
+        fallbacks,
+    })
 }

@@ -14,7 +14,7 @@ mod resolve;
 mod write;
 
 pub use error::ConfigError;
-pub use factory::build_provider;
+pub use factory::{BuiltProvider, build_agent_provider, build_provider};
 pub use load::{Loaded, load, load_with_env, validate};
 pub use model::{
     AgentDefaults, AgentsConfig, Config, DEFAULT_WORKSPACE, ExecSection, GatewayConfig,

@@ -283,6 +283,12 @@ pub fn validate(config: &Config) -> (Vec<String>, Vec<String>) {
     if d.max_tool_iterations == 0 {
         errors.push("agents.defaults.max_tool_iterations is 0; use at least 1 (default 20)".into());
     }
+    if d.request_timeout == 0 {
+        errors.push(
+            "agents.defaults.request_timeout is 0; use the seconds a model call may take, e.g. 120"
+                .into(),
+        );
+    }
     if config.gateway.port == 0 {
         errors.push("gateway.port is 0; choose a port such as 18790".into());
     }

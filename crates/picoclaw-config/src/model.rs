@@ -74,6 +74,15 @@ pub struct AgentDefaults {
     pub context_window: u32,
     pub temperature: f32,
     pub max_tool_iterations: u32,
+    /// Models that answer, in order, when the configured one keeps failing (`provider/model` or
+    /// `model_list` aliases).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub model_fallbacks: Vec<String>,
+    /// Retries of a failed model call (rate limits, 5xx, timeouts) before giving up or falling
+    /// back; 0 turns retrying off.
+    pub max_retries: u32,
+    /// Seconds a model call may take (for a stream: the longest silence between chunks).
+    pub request_timeout: u64,
     /// The original's data folder setting; unused here (state lives in `state.db`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub data_dir: Option<String>,
@@ -91,6 +100,9 @@ impl Default for AgentDefaults {
             context_window: 128_000,
             temperature: 0.7,
             max_tool_iterations: 20,
+            model_fallbacks: Vec::new(),
+            max_retries: 3,
+            request_timeout: 120,
             data_dir: None,
         }
     }

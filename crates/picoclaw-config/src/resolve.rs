@@ -98,83 +98,8 @@ impl Config {
             return self.build(&provider, &id, None, env, "agents.defaults.provider".into());
         }
 
-        // 2. A `provider/model` prefix.
-        if let Some((prefix, rest)) = model.split_once('/') {
-            let prefix_lc = prefix.to_ascii_lowercase();
-            if presets::preset(&prefix_lc).is_some() || NOT_YET.contains(&prefix_lc.as_str()) {
-                return self.build(
-                    &prefix_lc,
-                    rest,
-                    None,
-                    env,
-                    "the provider/ prefix of agents.defaults.model".into(),
-                );
-            }
-        }
-
-        // 3. A `model_list` alias.
-        for wanted in [alias, model].into_iter().filter(|s| !s.is_empty()) {
-            if let Some(entry) = self
-                .model_list
-                .iter()
-                .find(|e| e.model_name.trim() == wanted)
-            {
-                let (protocol, id) = entry.model.split_once('/').ok_or_else(|| {
-                    ConfigError::Model(format!(
-                        "model_list entry '{wanted}' has model '{}'; write it as \
-                         \"protocol/model-id\", e.g. \"openai/gpt-4o-mini\"",
-                        entry.model
-                    ))
-                })?;
-                return self.build(
-                    &protocol.to_ascii_lowercase(),
-                    id,
-                    Some(entry),
-                    env,
-                    format!("model_list alias '{wanted}'"),
-                );
-            }
-        }
-        if let Some((prefix, _)) = model.split_once('/') {
-            return Err(unknown_provider(prefix, model));
-        }
-
-        // 4. Known names (the original's matching).
-        if !model.is_empty() {
-            if let Some(provider) = known_name(model) {
-                return self.build(
-                    provider,
-                    model,
-                    None,
-                    env,
-                    format!("the model name '{model}'"),
-                );
-            }
-            if let Some(only) = self.only_configured_provider() {
-                return self.build(
-                    &only,
-                    model,
-                    None,
-                    env,
-                    format!("the only configured provider ({only})"),
-                );
-            }
-            let mut tried = vec![
-                "no agents.defaults.provider".to_owned(),
-                "no provider/ prefix".to_owned(),
-            ];
-            tried.push(if self.model_list.is_empty() {
-                "no model_list".to_owned()
-            } else {
-                format!("no model_list alias '{model}'")
-            });
-            tried.push("no known model family".to_owned());
-            return Err(ConfigError::Model(format!(
-                "cannot tell which provider serves model '{model}' ({}); write it as \
-                 provider/model (e.g. openai/{model}, ollama/{model}) in agents.defaults.model in {}",
-                tried.join(", "),
-                self.config_path().display()
-            )));
+        if let Some(resolved) = self.resolve_name(model, alias, "agents.defaults.model", env)? {
+            return Ok(resolved);
         }
         if !alias.is_empty() {
             return Err(ConfigError::Model(format!(
@@ -198,6 +123,124 @@ impl Config {
         Err(ConfigError::NoProvider {
             config: self.config_path(),
         })
+    }
+
+    /// Resolves a model name or alias (steps 2–4: prefix, `model_list`, known names); `None`
+    /// when both are empty. `key` names the setting in errors.
+    fn resolve_name(
+        &self,
+        model: &str,
+        alias: &str,
+        key: &str,
+        env: &HashMap<String, String>,
+    ) -> Result<Option<ResolvedModel>, ConfigError> {
+        // 2. A `provider/model` prefix.
+        if let Some((prefix, rest)) = model.split_once('/') {
+            let prefix_lc = prefix.to_ascii_lowercase();
+            if presets::preset(&prefix_lc).is_some() || NOT_YET.contains(&prefix_lc.as_str()) {
+                return self
+                    .build(
+                        &prefix_lc,
+                        rest,
+                        None,
+                        env,
+                        format!("the provider/ prefix of {key}"),
+                    )
+                    .map(Some);
+            }
+        }
+
+        // 3. A `model_list` alias.
+        for wanted in [alias, model].into_iter().filter(|s| !s.is_empty()) {
+            if let Some(entry) = self
+                .model_list
+                .iter()
+                .find(|e| e.model_name.trim() == wanted)
+            {
+                let (protocol, id) = entry.model.split_once('/').ok_or_else(|| {
+                    ConfigError::Model(format!(
+                        "model_list entry '{wanted}' has model '{}'; write it as \
+                         \"protocol/model-id\", e.g. \"openai/gpt-4o-mini\"",
+                        entry.model
+                    ))
+                })?;
+                return self
+                    .build(
+                        &protocol.to_ascii_lowercase(),
+                        id,
+                        Some(entry),
+                        env,
+                        format!("model_list alias '{wanted}'"),
+                    )
+                    .map(Some);
+            }
+        }
+        if let Some((prefix, _)) = model.split_once('/') {
+            return Err(unknown_provider(prefix, model));
+        }
+
+        // 4. Known names (the original's matching).
+        if !model.is_empty() {
+            if let Some(provider) = known_name(model) {
+                return self
+                    .build(
+                        provider,
+                        model,
+                        None,
+                        env,
+                        format!("the model name '{model}'"),
+                    )
+                    .map(Some);
+            }
+            if let Some(only) = self.only_configured_provider() {
+                return self
+                    .build(
+                        &only,
+                        model,
+                        None,
+                        env,
+                        format!("the only configured provider ({only})"),
+                    )
+                    .map(Some);
+            }
+            let mut tried = vec![
+                "no agents.defaults.provider".to_owned(),
+                "no provider/ prefix".to_owned(),
+            ];
+            tried.push(if self.model_list.is_empty() {
+                "no model_list".to_owned()
+            } else {
+                format!("no model_list alias '{model}'")
+            });
+            tried.push("no known model family".to_owned());
+            return Err(ConfigError::Model(format!(
+                "cannot tell which provider serves model '{model}' ({}); write it as \
+                 provider/model (e.g. openai/{model}, ollama/{model}) in {key} in {}",
+                tried.join(", "),
+                self.config_path().display()
+            )));
+        }
+        Ok(None)
+    }
+
+    /// The fallback models of `agents.defaults.model_fallbacks`, resolved in order.
+    pub fn resolve_fallbacks(
+        &self,
+        env: &HashMap<String, String>,
+    ) -> Result<Vec<ResolvedModel>, ConfigError> {
+        let mut out = Vec::new();
+        for (i, name) in self.agents.defaults.model_fallbacks.iter().enumerate() {
+            let key = format!("agents.defaults.model_fallbacks[{i}]");
+            match self.resolve_name(name.trim(), "", &key, env)? {
+                Some(r) => out.push(r),
+                None => {
+                    return Err(ConfigError::Model(format!(
+                        "{key} is empty; remove it or name a model such as deepseek/deepseek-chat"
+                    )));
+                }
+            }
+        }
+        Ok(out)
     }
 
     /// The one provider entry with a key or base URL, when there is exactly one.

@@ -387,3 +387,31 @@ fn the_factory_builds_a_provider_and_keeps_the_key_out_of_debug() {
     let p = picoclaw_config::build_provider(&r).unwrap();
     assert_eq!(p.name(), "openai");
 }
+
+#[test]
+fn fallbacks_resolve_like_the_primary_and_errors_name_the_entry() {
+    let home = Home::new();
+    home.write_json(&json!({
+        "agents": {"defaults": {"model": "openai/gpt-4o", "model_fallbacks": ["cheap", "ollama/qwen3"]}},
+        "providers": {"openai": {"api_key": "sk-1"}},
+        "model_list": [{"model_name": "cheap", "model": "deepseek/deepseek-chat", "api_key": "sk-ds"}]}));
+    let c = load_with_env(&home.paths(), &env(&[])).unwrap().config;
+    let f = c.resolve_fallbacks(&env(&[])).unwrap();
+    let names: Vec<String> = f
+        .iter()
+        .map(|r| format!("{}/{}", r.provider, r.model))
+        .collect();
+    assert_eq!(names, ["deepseek/deepseek-chat", "ollama/qwen3"]);
+    let built = picoclaw_config::build_agent_provider(&c, &env(&[])).unwrap();
+    assert_eq!(built.fallbacks.len(), 2);
+    assert_eq!(built.primary.model, "gpt-4o");
+
+    home.write_json(&json!({
+        "agents": {"defaults": {"model": "openai/gpt-4o", "model_fallbacks": ["nowhere/x"]}},
+        "providers": {"openai": {"api_key": "sk-1"}}}));
+    let c = load_with_env(&home.paths(), &env(&[])).unwrap().config;
+    let msg = picoclaw_config::build_agent_provider(&c, &env(&[]))
+        .unwrap_err()
+        .to_string();
+    assert!(msg.contains("unknown provider 'nowhere'"), "{msg}");
+}

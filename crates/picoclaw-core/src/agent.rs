@@ -99,6 +99,8 @@ pub struct TurnOutcome {
     /// Tool calls executed.
     pub tool_calls: usize,
     pub usage: Usage,
+    /// Set when a fallback model answered instead of the configured one.
+    pub served_by: Option<String>,
 }
 
 /// Per-turn options beyond the message itself.
@@ -377,6 +379,7 @@ impl Agent {
         let mut usage = Usage::default();
         let mut model_calls = 0usize;
         let mut tool_calls = 0usize;
+        let mut served_by: Option<String> = None;
         let specs = inner.tools.specs();
         let mut tool_ctx = ToolContext::new(session.clone());
         if let (Some(ch), Some(chat)) = (&options.channel, &options.chat_id) {
@@ -405,6 +408,9 @@ impl Agent {
                 let response = cancellable(options, self.call_model(request, events)).await??;
                 if let Some(u) = &response.usage {
                     usage.add(u);
+                }
+                if response.served_by.is_some() {
+                    served_by.clone_from(&response.served_by);
                 }
                 let assistant = response.message;
                 if assistant.tool_calls.is_empty() {
@@ -465,6 +471,7 @@ impl Agent {
             model_calls,
             tool_calls,
             usage,
+            served_by,
         })
     }
 

@@ -8,8 +8,10 @@ mod error;
 mod openai;
 pub mod presets;
 mod provider;
+mod resilience;
 mod wire;
 
 pub use error::ProviderError;
 pub use openai::{OpenAiCompatConfig, OpenAiCompatible, ensure_crypto_provider};
 pub use provider::{Capabilities, ChatRequest, ChatResponse, ChatStream, LlmProvider, StreamEvent};
+pub use resilience::{FallbackChain, RetryPolicy, Retrying, Route};

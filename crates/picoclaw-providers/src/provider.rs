@@ -54,6 +54,8 @@ pub struct ChatResponse {
     pub usage: Option<Usage>,
     /// The model that answered, when the vendor says.
     pub model: Option<String>,
+    /// Set when a fallback model answered instead of the configured one (`provider/model`).
+    pub served_by: Option<String>,
 }
 
 impl ChatResponse {
@@ -63,6 +65,7 @@ impl ChatResponse {
             finish_reason,
             usage: None,
             model: None,
+            served_by: None,
         }
     }
 
