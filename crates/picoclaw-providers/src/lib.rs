@@ -9,6 +9,7 @@ mod openai;
 pub mod presets;
 mod provider;
 mod resilience;
+mod text_tools;
 mod wire;
 
 pub use error::ProviderError;

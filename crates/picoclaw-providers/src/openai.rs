@@ -339,7 +339,9 @@ impl LlmProvider for OpenAiCompatible {
                 after: self.timeout,
             })?
             .map_err(|e| self.transport(e))?;
-        parse_completion(&self.name, &body)
+        let mut resp = parse_completion(&self.name, &body)?;
+        convert_text_tool_calls(&mut resp, &offered_tools(&req));
+        Ok(resp)
     }
 
     async fn stream(&self, req: ChatRequest) -> Result<ChatStream, ProviderError> {
@@ -353,7 +355,8 @@ impl LlmProvider for OpenAiCompatible {
         if !is_sse {
             // The server ignored `stream: true` and answered in one piece.
             let body = response.text().await.map_err(|e| self.transport(e))?;
-            let resp = parse_completion(&name, &body)?;
+            let mut resp = parse_completion(&name, &body)?;
+            convert_text_tool_calls(&mut resp, &offered_tools(&req));
             let text = resp.message.text();
             let mut events = Vec::with_capacity(2);
             if !text.is_empty() {
@@ -363,11 +366,16 @@ impl LlmProvider for OpenAiCompatible {
             return Ok(Box::pin(futures::stream::iter(events)));
         }
         let events = response.bytes_stream().eventsource();
+        let offered = offered_tools(&req);
         let state = StreamState {
             events: Box::pin(events),
             assembler: Some(StreamAssembler::default()),
             name,
             timeout: self.timeout,
+            holding: !offered.is_empty(),
+            offered,
+            held: String::new(),
+            queued: std::collections::VecDeque::new(),
         };
         Ok(Box::pin(futures::stream::unfold(state, next_event)))
     }
@@ -390,12 +398,67 @@ struct StreamState {
     assembler: Option<StreamAssembler>,
     name: String,
     timeout: Duration,
+    /// The tools offered in the request (for tool calls written as text).
+    offered: Vec<String>,
+    /// Text held back while it may still be a tool call written as text.
+    held: String,
+    holding: bool,
+    /// Events ready to hand out before reading more.
+    queued: std::collections::VecDeque<Result<StreamEvent, ProviderError>>,
+}
+
+fn offered_tools(req: &ChatRequest) -> Vec<String> {
+    req.tools.iter().map(|t| t.name.clone()).collect()
+}
+
+/// Turns a tool call the model wrote as text into a real one (see `text_tools`).
+fn convert_text_tool_calls(resp: &mut ChatResponse, offered: &[String]) {
+    if offered.is_empty() || !resp.message.tool_calls.is_empty() {
+        return;
+    }
+    if let Some((rest, calls)) = crate::text_tools::extract(&resp.message.text(), offered) {
+        tracing::debug!(
+            calls = calls.len(),
+            "tool calls parsed from the answer text"
+        );
+        resp.message = picoclaw_types::ChatMessage::assistant_with_tools(rest, calls);
+        resp.finish_reason = picoclaw_types::FinishReason::ToolCalls;
+    }
+}
+
+impl StreamState {
+    /// Queues the end of the stream: any held text that was not a tool call, then the answer.
+    fn complete(&mut self, done: StreamAssembler) {
+        let mut resp = done.into_response();
+        convert_text_tool_calls(&mut resp, &self.offered);
+        let held = std::mem::take(&mut self.held);
+        if resp.message.tool_calls.is_empty() && !held.is_empty() {
+            self.queued.push_back(Ok(StreamEvent::TextDelta(held)));
+        }
+        self.queued.push_back(Ok(StreamEvent::Completed(resp)));
+    }
+
+    /// What to hand out for a text delta, holding it back while it may be a tool call.
+    fn text(&mut self, delta: String) -> Option<StreamEvent> {
+        if !self.holding {
+            return Some(StreamEvent::TextDelta(delta));
+        }
+        self.held.push_str(&delta);
+        if crate::text_tools::may_be_tool_call(&self.held) {
+            return None;
+        }
+        self.holding = false;
+        Some(StreamEvent::TextDelta(std::mem::take(&mut self.held)))
+    }
 }
 
 async fn next_event(
     mut st: StreamState,
 ) -> Option<(Result<StreamEvent, ProviderError>, StreamState)> {
     loop {
+        if let Some(ev) = st.queued.pop_front() {
+            return Some((ev, st));
+        }
         let assembler = st.assembler.as_mut()?;
         let next = st.events.next().await;
         match next {
@@ -406,10 +469,15 @@ async fn next_event(
                 }
                 if data == "[DONE]" {
                     let done = st.assembler.take()?;
-                    return Some((Ok(StreamEvent::Completed(done.into_response())), st));
+                    st.complete(done);
+                    continue;
                 }
                 match assembler.push(&st.name, data) {
-                    Ok(Some(delta)) => return Some((Ok(StreamEvent::TextDelta(delta)), st)),
+                    Ok(Some(delta)) => {
+                        if let Some(ev) = st.text(delta) {
+                            return Some((Ok(ev), st));
+                        }
+                    }
                     Ok(None) => continue,
                     Err(e) => {
                         st.assembler = None;
@@ -438,7 +506,8 @@ async fn next_event(
                 // Some servers close without `[DONE]` after the final chunk: complete if the
                 // model said why it stopped, otherwise the answer was cut off.
                 if done.finished() {
-                    return Some((Ok(StreamEvent::Completed(done.into_response())), st));
+                    st.complete(done);
+                    continue;
                 }
                 let err = ProviderError::response(
                     &st.name,

@@ -302,3 +302,39 @@ async fn live_openai_compatible() {
     }
     assert!(done);
 }
+
+#[tokio::test]
+async fn tool_calls_written_as_text_by_local_models_become_real_calls() {
+    let hermes = r#"<tool_call>
+{"name": "read_file", "arguments": {"path": "notes.txt"}}
+</tool_call>"#;
+    let ep = ScriptedEndpoint::start_with([
+        Reply::text(hermes),
+        Reply::text(hermes),
+        Reply::text("[TOOL_CALLS] [{\"name\": \"read_file\", \"arguments\": {\"path\": \"b\"}}]"),
+        Reply::text("{\"name\": \"Ada\", \"likes\": \"tea\"}"),
+    ])
+    .await;
+    let p = provider(&ep);
+    let r = p.chat(request()).await.unwrap();
+    assert_eq!(r.finish_reason, FinishReason::ToolCalls);
+    assert_eq!(r.message.tool_calls[0].name, "read_file");
+    assert_eq!(r.message.tool_calls[0].arguments, r#"{"path":"notes.txt"}"#);
+    assert_eq!(r.message.text(), "");
+
+    // Streaming: the markup is never shown to the user as text.
+    let (text, r) = collect(&p).await;
+    assert_eq!(text, "", "held back, not streamed");
+    assert_eq!(r.unwrap().message.tool_calls[0].name, "read_file");
+    let (_, r) = collect(&p).await;
+    assert_eq!(
+        r.unwrap().message.tool_calls[0].arguments,
+        r#"{"path":"b"}"#
+    );
+
+    // JSON that names no offered tool is an answer, streamed as usual.
+    let (text, r) = collect(&p).await;
+    let r = r.unwrap();
+    assert!(r.message.tool_calls.is_empty());
+    assert_eq!(text, "{\"name\": \"Ada\", \"likes\": \"tea\"}");
+}
