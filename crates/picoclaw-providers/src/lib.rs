@@ -4,6 +4,7 @@
 
 #![warn(clippy::unwrap_used, clippy::expect_used)]
 
+mod anthropic;
 mod error;
 mod openai;
 pub mod presets;
@@ -12,6 +13,7 @@ mod resilience;
 mod text_tools;
 mod wire;
 
+pub use anthropic::{ANTHROPIC_VERSION, Anthropic, AnthropicConfig};
 pub use error::ProviderError;
 pub use openai::{OpenAiCompatConfig, OpenAiCompatible, ensure_crypto_provider};
 pub use provider::{Capabilities, ChatRequest, ChatResponse, ChatStream, LlmProvider, StreamEvent};

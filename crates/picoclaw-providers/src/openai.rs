@@ -266,7 +266,7 @@ impl OpenAiCompatible {
     }
 }
 
-fn retry_after(headers: &HeaderMap) -> Option<Duration> {
+pub(crate) fn retry_after(headers: &HeaderMap) -> Option<Duration> {
     if let Some(ms) = headers
         .get("retry-after-ms")
         .and_then(|v| v.to_str().ok())
@@ -283,7 +283,7 @@ fn retry_after(headers: &HeaderMap) -> Option<Duration> {
 
 /// The vendor's error message and code from an error body (`{"error": {"message", "code"}}`,
 /// `{"error": "..."}`, `{"message": "..."}`), or a preview of the body.
-fn vendor_message(body: &str) -> (String, String) {
+pub(crate) fn vendor_message(body: &str) -> (String, String) {
     if let Ok(v) = serde_json::from_str::<serde_json::Value>(body) {
         let err = v.get("error").unwrap_or(&v);
         let message = err
@@ -310,7 +310,7 @@ fn vendor_message(body: &str) -> (String, String) {
     )
 }
 
-fn is_context_length(code: &str, message: &str) -> bool {
+pub(crate) fn is_context_length(code: &str, message: &str) -> bool {
     let m = message.to_ascii_lowercase();
     code == "context_length_exceeded"
         || m.contains("context length")
@@ -318,6 +318,7 @@ fn is_context_length(code: &str, message: &str) -> bool {
         || m.contains("maximum context")
         || m.contains("context window")
         || m.contains("too many tokens")
+        || m.contains("prompt is too long")
 }
 
 #[async_trait]

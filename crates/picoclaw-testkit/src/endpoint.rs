@@ -200,10 +200,20 @@ async fn handle(
         requests.len()
     };
 
+    let path = uri.path();
+    // Anthropic's Messages API lives at `/v1/messages`; everything else speaks OpenAI.
+    let anthropic = path.ends_with("/messages");
     let required = inner.api_key.lock().unwrap().clone();
     if let Some(key) = required {
-        let expected = format!("Bearer {key}");
-        if recorded.header("authorization") != Some(expected.as_str()) {
+        let ok = if anthropic {
+            recorded.header("x-api-key") == Some(key.as_str())
+        } else {
+            recorded.header("authorization") == Some(format!("Bearer {key}").as_str())
+        };
+        if !ok {
+            if anthropic {
+                return crate::anthropic::error_response(401, "invalid x-api-key");
+            }
             return error_response(
                 401,
                 "Incorrect API key provided. You can find your API key in your account settings.",
@@ -211,14 +221,13 @@ async fn handle(
         }
     }
 
-    let path = uri.path();
     if method == Method::GET && path.ends_with("/models") {
         return json_response(
             StatusCode::OK,
             &json!({"object": "list", "data": [{"id": "scripted-model", "object": "model", "owned_by": "picoclaw-testkit"}]}),
         );
     }
-    if method != Method::POST || !path.ends_with("/chat/completions") {
+    if method != Method::POST || !(path.ends_with("/chat/completions") || anthropic) {
         return error_response(404, &format!("Invalid URL ({method} {path})"));
     }
     if !body_json.is_object() {
@@ -241,10 +250,11 @@ async fn handle(
         .unwrap_or("scripted-model")
         .to_owned();
     let id = format!("chatcmpl-{n}");
-    let mut response = if stream {
-        stream_response(&inner, &reply, &id, &model)
-    } else {
-        plain_response(&inner, &reply, &id, &model)
+    let mut response = match (anthropic, stream) {
+        (true, true) => crate::anthropic::stream_response(&inner.next_id, &reply, &model),
+        (true, false) => crate::anthropic::plain_response(&inner.next_id, &reply, &model),
+        (false, true) => stream_response(&inner, &reply, &id, &model),
+        (false, false) => plain_response(&inner, &reply, &id, &model),
     };
     for (k, v) in &reply.headers {
         if let (Ok(name), Ok(value)) = (
@@ -257,7 +267,7 @@ async fn handle(
     response
 }
 
-fn json_response(status: StatusCode, value: &Value) -> Response {
+pub(crate) fn json_response(status: StatusCode, value: &Value) -> Response {
     (
         status,
         [(header::CONTENT_TYPE, "application/json")],
