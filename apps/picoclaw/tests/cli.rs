@@ -576,3 +576,36 @@ async fn a_failing_model_falls_back_and_the_user_is_told() {
     );
     assert_eq!(backup.requests()[0].body["model"], "backup-model");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn claude_end_to_end_through_the_messages_api() {
+    let endpoint = ScriptedEndpoint::start_with([
+        Reply::tool_call(
+            "write_file",
+            json!({"path": "claude.txt", "content": "from claude"}),
+        ),
+        Reply::text("I wrote claude.txt."),
+    ])
+    .await;
+    endpoint.require_api_key("sk-ant-e2e");
+    let home = Home::new();
+    home.write_config(&json!({
+        "agents": {"defaults": {"model": "anthropic/claude-sonnet-4-5",
+                                "workspace": home.workspace().display().to_string()}},
+        "providers": {"anthropic": {"api_key": "sk-ant-e2e", "api_base": endpoint.base_url()}},
+    }));
+    let out = run(home.cmd(), &["agent", "-m", "write a file"]).await;
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(out.stdout.contains("I wrote claude.txt."), "{}", out.stdout);
+    assert_eq!(
+        std::fs::read_to_string(home.workspace().join("claude.txt")).unwrap(),
+        "from claude"
+    );
+    let reqs = endpoint.requests();
+    assert!(reqs.iter().all(|r| r.path == "/v1/messages"));
+    let second = &reqs[1].body;
+    assert_eq!(second["model"], "claude-sonnet-4-5");
+    let last = second["messages"].as_array().unwrap().last().unwrap();
+    assert_eq!(last["role"], "user");
+    assert_eq!(last["content"][0]["type"], "tool_result");
+}

@@ -1,17 +1,19 @@
-//! Building the provider a config describes: each model an OpenAI-compatible client with the
+//! Building the provider a config describes: each model a client for its wire format with the
 //! configured timeout, wrapped in retries, and the fallback models behind it in a chain.
 
 use crate::ConfigError;
 use crate::model::Config;
 use crate::resolve::ResolvedModel;
+use picoclaw_providers::presets::Wire;
 use picoclaw_providers::{
-    FallbackChain, LlmProvider, OpenAiCompatConfig, OpenAiCompatible, RetryPolicy, Retrying, Route,
+    Anthropic, AnthropicConfig, FallbackChain, LlmProvider, OpenAiCompatConfig, OpenAiCompatible,
+    RetryPolicy, Retrying, Route,
 };
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-/// The provider for one resolved model (every preset is OpenAI-compatible in this build).
+/// The provider for one resolved model.
 pub fn build_provider(resolved: &ResolvedModel) -> Result<Arc<dyn LlmProvider>, ConfigError> {
     build_one(resolved, Duration::from_secs(120))
 }
@@ -20,6 +22,16 @@ fn build_one(
     resolved: &ResolvedModel,
     timeout: Duration,
 ) -> Result<Arc<dyn LlmProvider>, ConfigError> {
+    if resolved.wire == Wire::Anthropic {
+        let mut cfg = AnthropicConfig::new(resolved.api_base.clone())
+            .with_key_hint(resolved.key_hint.clone())
+            .with_proxy(resolved.proxy.clone())
+            .with_request_timeout(timeout);
+        if let Some(key) = &resolved.api_key {
+            cfg = cfg.with_api_key(key.expose().clone());
+        }
+        return Ok(Arc::new(Anthropic::new(cfg)?));
+    }
     let mut cfg = OpenAiCompatConfig::new(resolved.provider.clone(), resolved.api_base.clone())
         .with_key_hint(resolved.key_hint.clone())
         .with_proxy(resolved.proxy.clone())

@@ -28,8 +28,10 @@ const NOT_YET: &[&str] = &[
 #[derive(Clone, Debug)]
 #[non_exhaustive]
 pub struct ResolvedModel {
-    /// The preset name (`openai`, `deepseek`, ...).
+    /// The preset name (`openai`, `deepseek`, `anthropic`, ...).
     pub provider: String,
+    /// The wire format the preset speaks.
+    pub wire: picoclaw_providers::presets::Wire,
     /// The model id the vendor knows (`gpt-4o-mini`).
     pub model: String,
     pub api_base: String,
@@ -311,6 +313,7 @@ impl Config {
         }
         Ok(ResolvedModel {
             provider: preset.name.to_owned(),
+            wire: preset.wire,
             model: model.trim().to_owned(),
             api_base,
             api_key,

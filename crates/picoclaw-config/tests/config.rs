@@ -252,6 +252,15 @@ fn resolution_order() {
     )
     .unwrap();
     assert_eq!(r.provider, "zhipu");
+    // Claude: by name, with the native wire format.
+    let r = resolve(
+        json!({"agents": {"defaults": {"model": "claude-sonnet-4-5"}}}),
+        &[("ANTHROPIC_API_KEY", "sk-ant")],
+    )
+    .unwrap();
+    assert_eq!(r.provider, "anthropic");
+    assert_eq!(r.api_base, "https://api.anthropic.com");
+    assert_eq!(r.wire, picoclaw_providers::presets::Wire::Anthropic);
 }
 
 #[test]
@@ -293,12 +302,19 @@ fn resolution_errors_say_what_to_do() {
         "{msg}"
     );
     let msg = resolve(
-        json!({"agents": {"defaults": {"model": "anthropic/claude-sonnet-4"}}}),
+        json!({"agents": {"defaults": {"model": "azure/gpt-4o"}}}),
         &[],
     )
     .unwrap_err()
     .to_string();
     assert!(msg.contains("not supported yet"), "{msg}");
+    let msg = resolve(
+        json!({"agents": {"defaults": {"model": "anthropic/claude-sonnet-4-5"}}}),
+        &[],
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(msg.contains("ANTHROPIC_API_KEY"), "{msg}");
 
     let err = resolve(
         json!({"agents": {"defaults": {"model": "deepseek/deepseek-chat"}}}),

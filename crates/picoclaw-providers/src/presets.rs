@@ -1,7 +1,18 @@
-//! Presets for the OpenAI-compatible vendors: where each one lives and which environment variable
-//! holds its key. A model named `deepseek/deepseek-chat` in config picks the `deepseek` preset.
+//! Presets for the vendors: where each one lives, which wire format it speaks and which
+//! environment variable holds its key. A model named `deepseek/deepseek-chat` in config picks the
+//! `deepseek` preset.
 
-/// One OpenAI-compatible vendor.
+/// The wire format a preset speaks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Wire {
+    /// OpenAI Chat Completions (`/chat/completions`).
+    OpenAi,
+    /// Anthropic Messages (`/v1/messages`).
+    Anthropic,
+}
+
+/// One vendor.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Preset {
@@ -15,15 +26,25 @@ pub struct Preset {
     pub needs_key: bool,
     /// An environment variable that overrides the base URL (`OPENAI_BASE_URL`).
     pub base_env: Option<&'static str>,
+    pub wire: Wire,
 }
 
 const PRESETS: &[Preset] = &[
+    Preset {
+        name: "anthropic",
+        api_base: "https://api.anthropic.com",
+        key_env: Some("ANTHROPIC_API_KEY"),
+        needs_key: true,
+        base_env: Some("ANTHROPIC_BASE_URL"),
+        wire: Wire::Anthropic,
+    },
     Preset {
         name: "openai",
         api_base: "https://api.openai.com/v1",
         key_env: Some("OPENAI_API_KEY"),
         needs_key: true,
         base_env: Some("OPENAI_BASE_URL"),
+        wire: Wire::OpenAi,
     },
     Preset {
         name: "openrouter",
@@ -31,6 +52,7 @@ const PRESETS: &[Preset] = &[
         key_env: Some("OPENROUTER_API_KEY"),
         needs_key: true,
         base_env: None,
+        wire: Wire::OpenAi,
     },
     Preset {
         name: "deepseek",
@@ -38,6 +60,7 @@ const PRESETS: &[Preset] = &[
         key_env: Some("DEEPSEEK_API_KEY"),
         needs_key: true,
         base_env: None,
+        wire: Wire::OpenAi,
     },
     Preset {
         name: "groq",
@@ -45,6 +68,7 @@ const PRESETS: &[Preset] = &[
         key_env: Some("GROQ_API_KEY"),
         needs_key: true,
         base_env: None,
+        wire: Wire::OpenAi,
     },
     Preset {
         name: "zhipu",
@@ -52,6 +76,7 @@ const PRESETS: &[Preset] = &[
         key_env: Some("ZHIPU_API_KEY"),
         needs_key: true,
         base_env: None,
+        wire: Wire::OpenAi,
     },
     Preset {
         name: "moonshot",
@@ -59,6 +84,7 @@ const PRESETS: &[Preset] = &[
         key_env: Some("MOONSHOT_API_KEY"),
         needs_key: true,
         base_env: None,
+        wire: Wire::OpenAi,
     },
     Preset {
         name: "gemini",
@@ -66,6 +92,7 @@ const PRESETS: &[Preset] = &[
         key_env: Some("GEMINI_API_KEY"),
         needs_key: true,
         base_env: None,
+        wire: Wire::OpenAi,
     },
     Preset {
         name: "vllm",
@@ -73,6 +100,7 @@ const PRESETS: &[Preset] = &[
         key_env: Some("VLLM_API_KEY"),
         needs_key: false,
         base_env: None,
+        wire: Wire::OpenAi,
     },
     Preset {
         name: "ollama",
@@ -80,11 +108,17 @@ const PRESETS: &[Preset] = &[
         key_env: None,
         needs_key: false,
         base_env: None,
+        wire: Wire::OpenAi,
     },
 ];
 
-/// The preset called `name` (case-insensitive), if there is one.
+/// The preset called `name` (case-insensitive; `claude` is `anthropic`), if there is one.
 pub fn preset(name: &str) -> Option<&'static Preset> {
+    let name = if name.eq_ignore_ascii_case("claude") {
+        "anthropic"
+    } else {
+        name
+    };
     PRESETS.iter().find(|p| p.name.eq_ignore_ascii_case(name))
 }
 
@@ -100,6 +134,7 @@ mod tests {
     #[test]
     fn lookup_is_case_insensitive_and_complete() {
         for name in [
+            "anthropic",
             "openai",
             "openrouter",
             "deepseek",
