@@ -7,6 +7,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod anthropic;
+pub mod conformance;
 mod endpoint;
 mod provider;
 mod reply;
