@@ -6,8 +6,8 @@ use crate::model::Config;
 use crate::resolve::ResolvedModel;
 use picoclaw_providers::presets::Wire;
 use picoclaw_providers::{
-    Anthropic, AnthropicConfig, FallbackChain, LlmProvider, OpenAiCompatConfig, OpenAiCompatible,
-    RetryPolicy, Retrying, Route,
+    Anthropic, AnthropicConfig, FallbackChain, LlmProvider, LoadBalancer, OpenAiCompatConfig,
+    OpenAiCompatible, RequestLimit, RetryPolicy, Retrying, Route,
 };
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -76,21 +76,48 @@ pub fn build_agent_provider(
 ) -> Result<BuiltProvider, ConfigError> {
     let d = &config.agents.defaults;
     let primary = config.resolve_model(env)?;
-    let fallbacks = config.resolve_fallbacks(env)?;
+    // The primary entry's own fallbacks come first, then agents.defaults.model_fallbacks.
+    let mut fallbacks = Vec::new();
+    for (i, name) in primary.fallbacks.iter().enumerate() {
+        let key = format!("model_list '{}' fallbacks[{i}]", primary.model);
+        fallbacks.push(config.resolve_named(name, &key, env)?);
+    }
+    fallbacks.extend(config.resolve_fallbacks(env)?);
     let timeout = Duration::from_secs(d.request_timeout.max(1));
     let policy = RetryPolicy::new(d.max_retries as usize);
-    let wrap = |r: &ResolvedModel| -> Result<Route, ConfigError> {
-        let retrying: Arc<dyn LlmProvider> =
-            Arc::new(Retrying::new(build_one(r, timeout)?, policy.clone()));
+    let route = |r: &ResolvedModel| -> Result<Route, ConfigError> {
+        let mut p = build_one(r, timeout)?;
+        if let Some(rpm) = r.rpm {
+            p = Arc::new(RequestLimit::new(p, rpm));
+        }
+        let retrying: Arc<dyn LlmProvider> = Arc::new(Retrying::new(p, policy.clone()));
         Ok(Route::new(
             retrying,
             r.model.clone(),
             format!("{}/{}", r.provider, r.model),
         ))
     };
-    let mut routes = vec![wrap(&primary)?];
+    // A model and the alternates sharing its model_list alias, balanced.
+    let group = |r: &ResolvedModel| -> Result<Route, ConfigError> {
+        let first = route(r)?;
+        if r.alternates.is_empty() {
+            return Ok(first);
+        }
+        let mut routes = vec![first];
+        for alt in &r.alternates {
+            routes.push(route(alt)?);
+        }
+        let label = routes[0].label.clone();
+        let model = routes[0].model.clone();
+        Ok(Route::new(
+            Arc::new(LoadBalancer::new(routes)?),
+            model,
+            label,
+        ))
+    };
+    let mut routes = vec![group(&primary)?];
     for f in &fallbacks {
-        routes.push(wrap(f)?);
+        routes.push(group(f)?);
     }
     let provider: Arc<dyn LlmProvider> = if routes.len() == 1 {
         routes.remove(0).provider

@@ -140,6 +140,12 @@ pub struct ModelEntry {
     pub api_keys: Vec<Secret<String>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub proxy: Option<String>,
+    /// Requests per minute this entry may receive; further requests wait.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rpm: Option<u32>,
+    /// Models to fall back to when this one keeps failing.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub fallbacks: Vec<String>,
     #[serde(flatten)]
     pub extra: Map<String, Value>,
 }

@@ -41,6 +41,12 @@ pub struct ResolvedModel {
     pub proxy: Option<String>,
     /// How the model was found (`agents.defaults.model prefix`, `model_list alias 'fast'`...).
     pub via: String,
+    /// Requests per minute allowed to this model (`model_list[].rpm`).
+    pub rpm: Option<u32>,
+    /// Other `model_list` entries with the same alias: requests are spread across all of them.
+    pub alternates: Vec<ResolvedModel>,
+    /// `model_list[].fallbacks` of this entry (model names or aliases).
+    pub fallbacks: Vec<String>,
 }
 
 fn non_empty(s: &Option<String>) -> Option<String> {
@@ -152,13 +158,18 @@ impl Config {
             }
         }
 
-        // 3. A `model_list` alias.
+        // 3. A `model_list` alias; entries sharing it are load-balanced.
         for wanted in [alias, model].into_iter().filter(|s| !s.is_empty()) {
-            if let Some(entry) = self
+            let entries: Vec<&ModelEntry> = self
                 .model_list
                 .iter()
-                .find(|e| e.model_name.trim() == wanted)
-            {
+                .filter(|e| e.model_name.trim() == wanted)
+                .collect();
+            if entries.is_empty() {
+                continue;
+            }
+            let mut built = Vec::with_capacity(entries.len());
+            for entry in entries {
                 let (protocol, id) = entry.model.split_once('/').ok_or_else(|| {
                     ConfigError::Model(format!(
                         "model_list entry '{wanted}' has model '{}'; write it as \
@@ -166,16 +177,20 @@ impl Config {
                         entry.model
                     ))
                 })?;
-                return self
-                    .build(
-                        &protocol.to_ascii_lowercase(),
-                        id,
-                        Some(entry),
-                        env,
-                        format!("model_list alias '{wanted}'"),
-                    )
-                    .map(Some);
+                let mut r = self.build(
+                    &protocol.to_ascii_lowercase(),
+                    id,
+                    Some(entry),
+                    env,
+                    format!("model_list alias '{wanted}'"),
+                )?;
+                r.rpm = entry.rpm.filter(|n| *n > 0);
+                r.fallbacks.clone_from(&entry.fallbacks);
+                built.push(r);
             }
+            let mut first = built.remove(0);
+            first.alternates = built;
+            return Ok(Some(first));
         }
         if let Some((prefix, _)) = model.split_once('/') {
             return Err(unknown_provider(prefix, model));
@@ -223,6 +238,21 @@ impl Config {
             )));
         }
         Ok(None)
+    }
+
+    /// Resolves one model name or `model_list` alias; `key` names the setting in errors.
+    pub fn resolve_named(
+        &self,
+        name: &str,
+        key: &str,
+        env: &HashMap<String, String>,
+    ) -> Result<ResolvedModel, ConfigError> {
+        self.resolve_name(name.trim(), "", key, env)?
+            .ok_or_else(|| {
+                ConfigError::Model(format!(
+                    "{key} is empty; remove it or name a model such as deepseek/deepseek-chat"
+                ))
+            })
     }
 
     /// The fallback models of `agents.defaults.model_fallbacks`, resolved in order.
@@ -320,6 +350,9 @@ impl Config {
             key_hint,
             proxy,
             via,
+            rpm: None,
+            alternates: Vec::new(),
+            fallbacks: Vec::new(),
         })
     }
 }

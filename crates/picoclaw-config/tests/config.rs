@@ -431,3 +431,41 @@ fn fallbacks_resolve_like_the_primary_and_errors_name_the_entry() {
         .to_string();
     assert!(msg.contains("unknown provider 'nowhere'"), "{msg}");
 }
+
+#[tokio::test]
+async fn model_list_entries_sharing_an_alias_are_balanced_with_their_fallbacks() {
+    use picoclaw_providers::ChatRequest;
+    use picoclaw_testkit::{Reply, ScriptedEndpoint};
+    use picoclaw_types::ChatMessage;
+    let a =
+        ScriptedEndpoint::start_with([Reply::text("from a"), Reply::text("from a again")]).await;
+    let b = ScriptedEndpoint::start_with([Reply::text("from b")]).await;
+    let c = ScriptedEndpoint::start_with([Reply::text("from the fallback")]).await;
+    let home = Home::new();
+    home.write_json(&json!({
+        "agents": {"defaults": {"model_name": "smart", "max_retries": 0}},
+        "model_list": [
+            {"model_name": "smart", "model": "openai/model-a", "api_base": a.base_url(), "api_key": "k", "rpm": 100,
+             "fallbacks": ["backup"]},
+            {"model_name": "smart", "model": "vllm/model-b", "api_base": b.base_url()},
+            {"model_name": "backup", "model": "ollama/model-c", "api_base": c.base_url()}
+        ]}));
+    let config = load_with_env(&home.paths(), &env(&[])).unwrap().config;
+    let built = picoclaw_config::build_agent_provider(&config, &env(&[])).unwrap();
+    assert_eq!(built.primary.rpm, Some(100));
+    assert_eq!(built.primary.alternates.len(), 1);
+    let p = built.provider;
+    let ask = || ChatRequest::new("ignored", vec![ChatMessage::user("hi")]);
+    let texts = [
+        p.chat(ask()).await.unwrap().message.text(),
+        p.chat(ask()).await.unwrap().message.text(),
+        p.chat(ask()).await.unwrap().message.text(),
+    ];
+    assert_eq!(texts, ["from a", "from b", "from a again"]);
+    assert_eq!(a.requests()[0].body["model"], "model-a");
+    assert_eq!(b.requests()[0].body["model"], "model-b");
+    // Both balanced entries are now out of script (500s): the fallback answers.
+    let r = p.chat(ask()).await.unwrap();
+    assert_eq!(r.message.text(), "from the fallback");
+    assert_eq!(r.served_by.as_deref(), Some("ollama/model-c"));
+}

@@ -17,4 +17,4 @@ pub use anthropic::{ANTHROPIC_VERSION, Anthropic, AnthropicConfig};
 pub use error::ProviderError;
 pub use openai::{OpenAiCompatConfig, OpenAiCompatible, ensure_crypto_provider};
 pub use provider::{Capabilities, ChatRequest, ChatResponse, ChatStream, LlmProvider, StreamEvent};
-pub use resilience::{FallbackChain, RetryPolicy, Retrying, Route};
+pub use resilience::{FallbackChain, LoadBalancer, RequestLimit, RetryPolicy, Retrying, Route};

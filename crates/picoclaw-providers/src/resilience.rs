@@ -263,3 +263,154 @@ impl LlmProvider for FallbackChain {
         })))
     }
 }
+
+/// Holds a provider to `rpm` requests per minute: a request over the limit waits (in arrival
+/// order) until the oldest one in the last minute ages out.
+pub struct RequestLimit {
+    inner: Arc<dyn LlmProvider>,
+    rpm: usize,
+    sent: tokio::sync::Mutex<std::collections::VecDeque<tokio::time::Instant>>,
+}
+
+impl std::fmt::Debug for RequestLimit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RequestLimit")
+            .field("inner", &self.inner.name())
+            .field("rpm", &self.rpm)
+            .finish()
+    }
+}
+
+const MINUTE: Duration = Duration::from_secs(60);
+
+impl RequestLimit {
+    /// `rpm` of 0 is treated as 1.
+    pub fn new(inner: Arc<dyn LlmProvider>, rpm: u32) -> Self {
+        Self {
+            inner,
+            rpm: (rpm as usize).max(1),
+            sent: tokio::sync::Mutex::new(std::collections::VecDeque::new()),
+        }
+    }
+
+    async fn acquire(&self) {
+        // The lock is held while waiting, so waiting requests go out in arrival order.
+        let mut sent = self.sent.lock().await;
+        loop {
+            let now = tokio::time::Instant::now();
+            while sent
+                .front()
+                .is_some_and(|t| now.duration_since(*t) >= MINUTE)
+            {
+                sent.pop_front();
+            }
+            if sent.len() < self.rpm {
+                sent.push_back(now);
+                return;
+            }
+            let Some(oldest) = sent.front().copied() else {
+                continue;
+            };
+            let wait = MINUTE.saturating_sub(now.duration_since(oldest));
+            tracing::debug!(
+                provider = self.inner.name(),
+                wait_ms = wait.as_millis() as u64,
+                "rpm limit reached; waiting"
+            );
+            tokio::time::sleep(wait).await;
+        }
+    }
+}
+
+#[async_trait]
+impl LlmProvider for RequestLimit {
+    fn name(&self) -> &str {
+        self.inner.name()
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        self.inner.capabilities()
+    }
+
+    async fn chat(&self, req: ChatRequest) -> Result<ChatResponse, ProviderError> {
+        self.acquire().await;
+        self.inner.chat(req).await
+    }
+
+    async fn stream(&self, req: ChatRequest) -> Result<ChatStream, ProviderError> {
+        self.acquire().await;
+        self.inner.stream(req).await
+    }
+}
+
+/// Spreads requests round-robin over routes serving the same model alias; a route that fails
+/// with a retryable error passes the request to the next one.
+#[derive(Debug)]
+pub struct LoadBalancer {
+    routes: Vec<Route>,
+    next: std::sync::atomic::AtomicUsize,
+}
+
+impl LoadBalancer {
+    pub fn new(routes: Vec<Route>) -> Result<Self, ProviderError> {
+        if routes.is_empty() {
+            return Err(ProviderError::NotConfigured(
+                "a load balancer needs at least one model".into(),
+            ));
+        }
+        Ok(Self {
+            routes,
+            next: std::sync::atomic::AtomicUsize::new(0),
+        })
+    }
+
+    async fn attempt<T, F, Fut>(&self, req: &ChatRequest, call: F) -> Result<T, ProviderError>
+    where
+        F: Fn(Arc<dyn LlmProvider>, ChatRequest) -> Fut,
+        Fut: std::future::Future<Output = Result<T, ProviderError>>,
+    {
+        let n = self.routes.len();
+        let start = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % n;
+        let mut last = None;
+        for k in 0..n {
+            let route = &self.routes[(start + k) % n];
+            let mut r = req.clone();
+            r.model = route.model.clone();
+            match call(Arc::clone(&route.provider), r).await {
+                Ok(v) => return Ok(v),
+                Err(e) if FallbackChain::worth_falling_back(&e) && k + 1 < n => {
+                    tracing::warn!(model = %route.label, error = %e, "balanced model failed; trying the next");
+                    last = Some(e);
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Err(last.unwrap_or_else(|| ProviderError::NotConfigured("no model to balance over".into())))
+    }
+}
+
+#[async_trait]
+impl LlmProvider for LoadBalancer {
+    fn name(&self) -> &str {
+        self.routes
+            .first()
+            .map_or("balanced", |r| r.provider.name())
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        self.routes
+            .first()
+            .map(|r| r.provider.capabilities())
+            .unwrap_or_default()
+    }
+
+    async fn chat(&self, req: ChatRequest) -> Result<ChatResponse, ProviderError> {
+        self.attempt(&req, |p, r| async move { p.chat(r).await })
+            .await
+    }
+
+    async fn stream(&self, req: ChatRequest) -> Result<ChatStream, ProviderError> {
+        self.attempt(&req, |p, r| async move { p.stream(r).await })
+            .await
+    }
+}

@@ -179,3 +179,52 @@ async fn the_primary_answering_leaves_no_mark_and_auth_errors_do_not_fall_back()
     );
     assert!(FallbackChain::new(vec![]).is_err());
 }
+
+#[tokio::test(start_paused = true)]
+async fn rpm_makes_the_extra_request_wait_for_the_window() {
+    use picoclaw_providers::RequestLimit;
+    let inner = Arc::new(ScriptedProvider::repeating(Reply::text("ok")));
+    let p = Arc::new(RequestLimit::new(inner.clone(), 2));
+    let start = tokio::time::Instant::now();
+    p.chat(req()).await.unwrap();
+    p.chat(req()).await.unwrap();
+    assert!(
+        start.elapsed() < Duration::from_secs(1),
+        "within the limit: no wait"
+    );
+    p.chat(req()).await.unwrap();
+    assert!(
+        start.elapsed() >= Duration::from_secs(60),
+        "waited {:?}",
+        start.elapsed()
+    );
+    assert_eq!(inner.requests().len(), 3);
+}
+
+#[tokio::test]
+async fn balanced_entries_share_the_load_and_cover_for_each_other() {
+    use picoclaw_providers::LoadBalancer;
+    let a = Arc::new(ScriptedProvider::repeating(Reply::text("a")));
+    let b = Arc::new(ScriptedProvider::new([
+        Reply::text("b"),
+        Reply::error(503, "down"),
+    ]));
+    let lb = LoadBalancer::new(vec![
+        Route::new(a.clone(), "model-a", "x/model-a"),
+        Route::new(b.clone(), "model-b", "y/model-b"),
+    ])
+    .unwrap();
+    let answers: Vec<String> = [
+        lb.chat(req()).await.unwrap(),
+        lb.chat(req()).await.unwrap(),
+        lb.chat(req()).await.unwrap(),
+        lb.chat(req()).await.unwrap(),
+    ]
+    .iter()
+    .map(|r| r.message.text())
+    .collect();
+    // a, b, a, then b fails with 503 and a covers.
+    assert_eq!(answers, ["a", "b", "a", "a"]);
+    assert_eq!(b.requests()[0].model, "model-b");
+    assert_eq!(a.requests().len(), 3);
+}
