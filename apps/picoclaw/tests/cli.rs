@@ -609,3 +609,27 @@ async fn claude_end_to_end_through_the_messages_api() {
     assert_eq!(last["role"], "user");
     assert_eq!(last["content"][0]["type"], "tool_result");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_stream_cut_inside_a_tool_call_runs_nothing() {
+    let endpoint = ScriptedEndpoint::start_with([
+        Reply::truncated_tool_call("write_file", r#"{"path": "half.txt", "cont"#),
+        Reply::text("recovered"),
+    ])
+    .await;
+    let home = Home::with_config(&endpoint, json!({}));
+    let out = run(home.cmd(), &["agent", "-m", "write something"]).await;
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    assert!(out.stderr.contains("truncated"), "{}", out.stderr);
+    assert!(
+        !home.workspace().join("half.txt").exists(),
+        "no half-executed tool"
+    );
+    let out = run(home.cmd(), &["agent", "-m", "again"]).await;
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let texts = endpoint.requests()[1].message_texts().join("\n");
+    assert!(
+        texts.contains("write something"),
+        "the cut turn's message is kept: {texts}"
+    );
+}

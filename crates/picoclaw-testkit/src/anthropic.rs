@@ -60,7 +60,11 @@ pub(crate) fn plain_response(ids: &AtomicU64, reply: &Reply, model: &str) -> Res
             return (StatusCode::OK, [(header::CONTENT_TYPE, "application/json")], body.clone())
                 .into_response();
         }
-        ReplyKind::Truncated(text) => {
+        ReplyKind::Truncated(_) | ReplyKind::TruncatedToolCall { .. } => {
+            let text = match &reply.kind {
+                ReplyKind::Truncated(t) => t.clone(),
+                _ => String::new(),
+            };
             let full = json!({"id": "msg_x", "type": "message", "content": [{"type": "text", "text": text}]})
                 .to_string();
             let half: String = full.chars().take(full.chars().count() / 2).collect();
@@ -131,6 +135,17 @@ pub(crate) fn stream_response(ids: &AtomicU64, reply: &Reply, model: &str) -> Re
                 ));
             }
             finish = Some("tool_use");
+        }
+        ReplyKind::TruncatedToolCall { name, partial } => {
+            let id = format!("toolu_{:02}", ids.fetch_add(1, Ordering::Relaxed) + 1);
+            events.push(event("content_block_start", json!({"type": "content_block_start",
+                "index": 0, "content_block": {"type": "tool_use", "id": id, "name": name, "input": {}}})));
+            events.push(event(
+                "content_block_delta",
+                json!({"type": "content_block_delta",
+                "index": 0, "delta": {"type": "input_json_delta", "partial_json": partial}}),
+            ));
+            finish = None;
         }
         ReplyKind::Error { status, message } => return error_response(*status, message),
         ReplyKind::Garbage(body) => {

@@ -152,6 +152,7 @@ pub async fn provider_suite(make: impl Fn(&ScriptedEndpoint) -> Arc<dyn LlmProvi
         Reply::error(400, "bad request"),
         Reply::garbage("<html>not an API</html>"),
         Reply::truncated("half an ans"),
+        Reply::truncated_tool_call("read_file", "{\"pa"),
     ])
     .await;
     let p = make(&ep);

@@ -313,7 +313,11 @@ fn plain_response(inner: &Inner, reply: &Reply, id: &str, model: &str) -> Respon
             )
                 .into_response();
         }
-        ReplyKind::Truncated(text) => {
+        ReplyKind::Truncated(_) | ReplyKind::TruncatedToolCall { .. } => {
+            let text = match &reply.kind {
+                ReplyKind::Truncated(t) => t.clone(),
+                _ => String::new(),
+            };
             let full = json!({"id": id, "object": "chat.completion", "model": model,
                 "choices": [{"index": 0, "message": {"role": "assistant", "content": text}}]})
             .to_string();
@@ -396,6 +400,29 @@ fn stream_response(inner: &Inner, reply: &Reply, id: &str, model: &str) -> Respo
         ReplyKind::Error { status, message } => return error_response(*status, message),
         ReplyKind::Garbage(body) => {
             events.push(format!("data: {body}\n\n"));
+            done = false;
+        }
+        ReplyKind::TruncatedToolCall { name, partial } => {
+            events.push(chunk(
+                id,
+                model,
+                json!({"role": "assistant", "content": null}),
+                None,
+            ));
+            let call_id = call_ids(inner, 1).remove(0);
+            events.push(chunk(
+                id,
+                model,
+                json!({"tool_calls": [{"index": 0, "id": call_id, "type": "function",
+                    "function": {"name": name, "arguments": ""}}]}),
+                None,
+            ));
+            events.push(chunk(
+                id,
+                model,
+                json!({"tool_calls": [{"index": 0, "function": {"arguments": partial}}]}),
+                None,
+            ));
             done = false;
         }
         ReplyKind::Truncated(text) => {

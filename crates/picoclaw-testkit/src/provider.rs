@@ -113,7 +113,7 @@ impl ScriptedProvider {
                     format!("not a chat completion: {}", preview(body)),
                 ));
             }
-            ReplyKind::Truncated(_) => {
+            ReplyKind::Truncated(_) | ReplyKind::TruncatedToolCall { .. } => {
                 return Err(ProviderError::response(
                     NAME,
                     "the response was truncated before it completed",
@@ -182,6 +182,12 @@ impl LlmProvider for ScriptedProvider {
         let reply = self.next(req).await?;
         let mut events: Vec<Result<StreamEvent, ProviderError>> = Vec::new();
         match &reply.kind {
+            ReplyKind::TruncatedToolCall { .. } => {
+                events.push(Err(ProviderError::response(
+                    NAME,
+                    "the stream ended inside a tool call (truncated)",
+                )));
+            }
             ReplyKind::Truncated(text) => {
                 for piece in split_pieces(text, 3) {
                     events.push(Ok(StreamEvent::TextDelta(piece)));

@@ -26,6 +26,8 @@ pub(crate) enum ReplyKind {
     Garbage(String),
     /// Some text, then the connection ends: no finish reason, no `[DONE]`.
     Truncated(String),
+    /// A tool call whose arguments stop half-way, then the connection ends.
+    TruncatedToolCall { name: String, partial: String },
 }
 
 impl Reply {
@@ -89,6 +91,15 @@ impl Reply {
     /// connection without a finish reason or `[DONE]`; a plain reply sends half a JSON body.
     pub fn truncated(text: &str) -> Self {
         Self::of(ReplyKind::Truncated(text.to_owned()))
+    }
+
+    /// A streamed tool call cut off inside its arguments (no finish reason, no `[DONE]`); a
+    /// plain reply sends half a JSON body.
+    pub fn truncated_tool_call(name: &str, partial_arguments: &str) -> Self {
+        Self::of(ReplyKind::TruncatedToolCall {
+            name: name.to_owned(),
+            partial: partial_arguments.to_owned(),
+        })
     }
 
     /// Reports token usage with this answer.
