@@ -633,3 +633,40 @@ async fn a_stream_cut_inside_a_tool_call_runs_nothing() {
         "the cut turn's message is kept: {texts}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn gemini_native_end_to_end() {
+    let endpoint = ScriptedEndpoint::start_with([
+        Reply::tool_call("list_dir", json!({"path": "."})),
+        Reply::text("The workspace is empty."),
+    ])
+    .await;
+    let home = Home::new();
+    home.write_config(&json!({
+        "agents": {"defaults": {"model": "google/gemini-2.5-flash",
+                                "workspace": home.workspace().display().to_string()}},
+        "providers": {"google": {"api_key": "AIza-e2e",
+                                 "api_base": endpoint.base_url().replace("/v1", "/v1beta")}},
+    }));
+    let out = run(home.cmd(), &["agent", "-m", "what is here?"]).await;
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(
+        out.stdout.contains("The workspace is empty."),
+        "{}",
+        out.stdout
+    );
+    let reqs = endpoint.requests();
+    assert!(
+        reqs[0]
+            .path
+            .ends_with("/models/gemini-2.5-flash:streamGenerateContent"),
+        "{}",
+        reqs[0].path
+    );
+    let contents = reqs[1].body["contents"].as_array().unwrap();
+    assert!(
+        contents.last().unwrap()["parts"][0]
+            .get("functionResponse")
+            .is_some()
+    );
+}

@@ -6,8 +6,8 @@ use crate::model::Config;
 use crate::resolve::ResolvedModel;
 use picoclaw_providers::presets::Wire;
 use picoclaw_providers::{
-    Anthropic, AnthropicConfig, FallbackChain, LlmProvider, LoadBalancer, OpenAiCompatConfig,
-    OpenAiCompatible, RequestLimit, RetryPolicy, Retrying, Route,
+    Anthropic, AnthropicConfig, FallbackChain, Gemini, GeminiConfig, LlmProvider, LoadBalancer,
+    OpenAiCompatConfig, OpenAiCompatible, RequestLimit, RetryPolicy, Retrying, Route,
 };
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -31,6 +31,16 @@ fn build_one(
             cfg = cfg.with_api_key(key.expose().clone());
         }
         return Ok(Arc::new(Anthropic::new(cfg)?));
+    }
+    if resolved.wire == Wire::Gemini {
+        let mut cfg = GeminiConfig::new(resolved.api_base.clone())
+            .with_key_hint(resolved.key_hint.clone())
+            .with_proxy(resolved.proxy.clone())
+            .with_request_timeout(timeout);
+        if let Some(key) = &resolved.api_key {
+            cfg = cfg.with_api_key(key.expose().clone());
+        }
+        return Ok(Arc::new(Gemini::new(cfg)?));
     }
     let mut cfg = OpenAiCompatConfig::new(resolved.provider.clone(), resolved.api_base.clone())
         .with_key_hint(resolved.key_hint.clone())

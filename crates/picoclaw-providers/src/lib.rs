@@ -6,6 +6,7 @@
 
 mod anthropic;
 mod error;
+mod gemini;
 mod openai;
 pub mod presets;
 mod provider;
@@ -15,6 +16,7 @@ mod wire;
 
 pub use anthropic::{ANTHROPIC_VERSION, Anthropic, AnthropicConfig};
 pub use error::ProviderError;
+pub use gemini::{Gemini, GeminiConfig};
 pub use openai::{OpenAiCompatConfig, OpenAiCompatible, ensure_crypto_provider};
 pub use provider::{Capabilities, ChatRequest, ChatResponse, ChatStream, LlmProvider, StreamEvent};
 pub use resilience::{FallbackChain, LoadBalancer, RequestLimit, RetryPolicy, Retrying, Route};

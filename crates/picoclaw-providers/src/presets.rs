@@ -10,6 +10,8 @@ pub enum Wire {
     OpenAi,
     /// Anthropic Messages (`/v1/messages`).
     Anthropic,
+    /// Google Gemini `generateContent`.
+    Gemini,
 }
 
 /// One vendor.
@@ -95,6 +97,14 @@ const PRESETS: &[Preset] = &[
         wire: Wire::OpenAi,
     },
     Preset {
+        name: "google",
+        api_base: "https://generativelanguage.googleapis.com/v1beta",
+        key_env: Some("GEMINI_API_KEY"),
+        needs_key: true,
+        base_env: None,
+        wire: Wire::Gemini,
+    },
+    Preset {
         name: "vllm",
         api_base: "http://localhost:8000/v1",
         key_env: Some("VLLM_API_KEY"),
@@ -142,6 +152,7 @@ mod tests {
             "zhipu",
             "moonshot",
             "gemini",
+            "google",
             "vllm",
             "ollama",
         ] {

@@ -203,16 +203,26 @@ async fn handle(
     let path = uri.path();
     // Anthropic's Messages API lives at `/v1/messages`; everything else speaks OpenAI.
     let anthropic = path.ends_with("/messages");
+    // Gemini's native API: `/v1beta/models/{model}:generateContent` (or `:streamGenerateContent`).
+    let gemini = path.contains(":generateContent") || path.contains(":streamGenerateContent");
     let required = inner.api_key.lock().unwrap().clone();
     if let Some(key) = required {
         let ok = if anthropic {
             recorded.header("x-api-key") == Some(key.as_str())
+        } else if gemini {
+            recorded.header("x-goog-api-key") == Some(key.as_str())
         } else {
             recorded.header("authorization") == Some(format!("Bearer {key}").as_str())
         };
         if !ok {
             if anthropic {
                 return crate::anthropic::error_response(401, "invalid x-api-key");
+            }
+            if gemini {
+                return crate::gemini::error_response(
+                    400,
+                    "API key not valid. Please pass a valid API key.",
+                );
             }
             return error_response(
                 401,
@@ -227,7 +237,7 @@ async fn handle(
             &json!({"object": "list", "data": [{"id": "scripted-model", "object": "model", "owned_by": "picoclaw-testkit"}]}),
         );
     }
-    if method != Method::POST || !(path.ends_with("/chat/completions") || anthropic) {
+    if method != Method::POST || !(path.ends_with("/chat/completions") || anthropic || gemini) {
         return error_response(404, &format!("Invalid URL ({method} {path})"));
     }
     if !body_json.is_object() {
@@ -250,6 +260,22 @@ async fn handle(
         .unwrap_or("scripted-model")
         .to_owned();
     let id = format!("chatcmpl-{n}");
+    if gemini {
+        let mut response = if path.contains(":streamGenerateContent") {
+            crate::gemini::stream_response(&reply)
+        } else {
+            crate::gemini::plain_response(&reply)
+        };
+        for (k, v) in &reply.headers {
+            if let (Ok(name), Ok(value)) = (
+                header::HeaderName::from_bytes(k.as_bytes()),
+                HeaderValue::from_str(v),
+            ) {
+                response.headers_mut().insert(name, value);
+            }
+        }
+        return response;
+    }
     let mut response = match (anthropic, stream) {
         (true, true) => crate::anthropic::stream_response(&inner.next_id, &reply, &model),
         (true, false) => crate::anthropic::plain_response(&inner.next_id, &reply, &model),

@@ -9,6 +9,7 @@
 mod anthropic;
 pub mod conformance;
 mod endpoint;
+mod gemini;
 mod provider;
 mod reply;
 mod workspace;
