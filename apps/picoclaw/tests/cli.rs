@@ -670,3 +670,30 @@ async fn gemini_native_end_to_end() {
             .is_some()
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn codex_through_the_responses_api_end_to_end() {
+    let endpoint = ScriptedEndpoint::start_with([
+        Reply::tool_call("exec", json!({"command": "echo from-codex > out.txt"})),
+        Reply::text("Done."),
+    ])
+    .await;
+    endpoint.require_api_key(KEY);
+    let home = Home::new();
+    home.write_config(&json!({
+        "agents": {"defaults": {"model": "codex/gpt-5-codex",
+                                "workspace": home.workspace().display().to_string()}},
+        "providers": {"codex": {"api_key": KEY, "api_base": endpoint.base_url()}},
+    }));
+    let out = run(home.cmd(), &["agent", "-m", "run it", "--no-stream"]).await;
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(out.stdout.contains("Done."), "{}", out.stdout);
+    assert_eq!(
+        std::fs::read_to_string(home.workspace().join("out.txt")).unwrap(),
+        "from-codex\n"
+    );
+    let reqs = endpoint.requests();
+    assert!(reqs.iter().all(|r| r.path == "/v1/responses"));
+    let items = reqs[1].body["input"].as_array().unwrap();
+    assert_eq!(items.last().unwrap()["type"], "function_call_output");
+}

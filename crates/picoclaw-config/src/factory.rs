@@ -7,7 +7,8 @@ use crate::resolve::ResolvedModel;
 use picoclaw_providers::presets::Wire;
 use picoclaw_providers::{
     Anthropic, AnthropicConfig, FallbackChain, Gemini, GeminiConfig, LlmProvider, LoadBalancer,
-    OpenAiCompatConfig, OpenAiCompatible, RequestLimit, RetryPolicy, Retrying, Route,
+    OpenAiCompatConfig, OpenAiCompatible, OpenAiResponses, RequestLimit, RetryPolicy, Retrying,
+    Route,
 };
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -48,6 +49,9 @@ fn build_one(
         .with_request_timeout(timeout);
     if let Some(key) = &resolved.api_key {
         cfg = cfg.with_api_key(key.expose().clone());
+    }
+    if resolved.wire == Wire::Responses {
+        return Ok(Arc::new(OpenAiResponses::new(cfg)?));
     }
     if resolved.provider == "openrouter" {
         cfg = cfg

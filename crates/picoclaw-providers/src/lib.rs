@@ -11,6 +11,7 @@ mod openai;
 pub mod presets;
 mod provider;
 mod resilience;
+mod responses;
 mod text_tools;
 mod wire;
 
@@ -20,3 +21,4 @@ pub use gemini::{Gemini, GeminiConfig};
 pub use openai::{OpenAiCompatConfig, OpenAiCompatible, ensure_crypto_provider};
 pub use provider::{Capabilities, ChatRequest, ChatResponse, ChatStream, LlmProvider, StreamEvent};
 pub use resilience::{FallbackChain, LoadBalancer, RequestLimit, RetryPolicy, Retrying, Route};
+pub use responses::OpenAiResponses;

@@ -112,6 +112,11 @@ impl std::fmt::Debug for OpenAiCompatible {
 impl OpenAiCompatible {
     /// Builds the HTTP client. Fails on a malformed base URL, proxy or header.
     pub fn new(cfg: OpenAiCompatConfig) -> Result<Self, ProviderError> {
+        Self::with_path(cfg, "/chat/completions")
+    }
+
+    /// The same client posting to `{api_base}{path}` (the Responses API uses `/responses`).
+    pub(crate) fn with_path(cfg: OpenAiCompatConfig, path: &str) -> Result<Self, ProviderError> {
         ensure_crypto_provider();
         let base = cfg.api_base.trim().trim_end_matches('/');
         let parsed = reqwest::Url::parse(base).map_err(|e| {
@@ -158,7 +163,7 @@ impl OpenAiCompatible {
             ProviderError::NotConfigured(format!("{}: cannot build the HTTP client: {e}", cfg.name))
         })?;
         Ok(Self {
-            url: format!("{base}/chat/completions"),
+            url: format!("{base}{path}"),
             name: cfg.name,
             api_key: cfg.api_key,
             key_hint: cfg.key_hint,
@@ -192,8 +197,15 @@ impl OpenAiCompatible {
         req: &ChatRequest,
         stream: bool,
     ) -> Result<reqwest::Response, ProviderError> {
-        let body = request_body(req, stream);
-        let mut request = self.client.post(&self.url).json(&body);
+        self.post_json(&request_body(req, stream)).await
+    }
+
+    /// Posts `body`; a non-2xx answer becomes the matching [`ProviderError`].
+    pub(crate) async fn post_json(
+        &self,
+        body: &serde_json::Value,
+    ) -> Result<reqwest::Response, ProviderError> {
+        let mut request = self.client.post(&self.url).json(body);
         if let Some(key) = &self.api_key {
             request = request.bearer_auth(key.expose());
         }
@@ -253,6 +265,20 @@ impl OpenAiCompatible {
                 message,
             },
         }
+    }
+
+    /// Reads a whole answer body within the request timeout.
+    pub(crate) async fn read_body(
+        &self,
+        response: reqwest::Response,
+    ) -> Result<String, ProviderError> {
+        tokio::time::timeout(self.timeout, response.text())
+            .await
+            .map_err(|_elapsed| ProviderError::Timeout {
+                provider: self.name.clone(),
+                after: self.timeout,
+            })?
+            .map_err(|e| self.transport(e))
     }
 
     /// Removes the key from anything a vendor echoes back.
@@ -333,13 +359,7 @@ impl LlmProvider for OpenAiCompatible {
 
     async fn chat(&self, req: ChatRequest) -> Result<ChatResponse, ProviderError> {
         let response = self.send(&req, false).await?;
-        let body = tokio::time::timeout(self.timeout, response.text())
-            .await
-            .map_err(|_| ProviderError::Timeout {
-                provider: self.name.clone(),
-                after: self.timeout,
-            })?
-            .map_err(|e| self.transport(e))?;
+        let body = self.read_body(response).await?;
         let mut resp = parse_completion(&self.name, &body)?;
         convert_text_tool_calls(&mut resp, &offered_tools(&req));
         Ok(resp)

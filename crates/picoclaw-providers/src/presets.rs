@@ -12,6 +12,8 @@ pub enum Wire {
     Anthropic,
     /// Google Gemini `generateContent`.
     Gemini,
+    /// OpenAI Responses (`/responses`): Codex models.
+    Responses,
 }
 
 /// One vendor.
@@ -47,6 +49,14 @@ const PRESETS: &[Preset] = &[
         needs_key: true,
         base_env: Some("OPENAI_BASE_URL"),
         wire: Wire::OpenAi,
+    },
+    Preset {
+        name: "codex",
+        api_base: "https://api.openai.com/v1",
+        key_env: Some("OPENAI_API_KEY"),
+        needs_key: true,
+        base_env: Some("OPENAI_BASE_URL"),
+        wire: Wire::Responses,
     },
     Preset {
         name: "openrouter",
@@ -146,6 +156,7 @@ mod tests {
         for name in [
             "anthropic",
             "openai",
+            "codex",
             "openrouter",
             "deepseek",
             "groq",

@@ -205,6 +205,7 @@ async fn handle(
     let anthropic = path.ends_with("/messages");
     // Gemini's native API: `/v1beta/models/{model}:generateContent` (or `:streamGenerateContent`).
     let gemini = path.contains(":generateContent") || path.contains(":streamGenerateContent");
+    let responses = path.ends_with("/responses");
     let required = inner.api_key.lock().unwrap().clone();
     if let Some(key) = required {
         let ok = if anthropic {
@@ -237,7 +238,9 @@ async fn handle(
             &json!({"object": "list", "data": [{"id": "scripted-model", "object": "model", "owned_by": "picoclaw-testkit"}]}),
         );
     }
-    if method != Method::POST || !(path.ends_with("/chat/completions") || anthropic || gemini) {
+    if method != Method::POST
+        || !(path.ends_with("/chat/completions") || anthropic || gemini || responses)
+    {
         return error_response(404, &format!("Invalid URL ({method} {path})"));
     }
     if !body_json.is_object() {
@@ -261,20 +264,20 @@ async fn handle(
         .to_owned();
     let id = format!("chatcmpl-{n}");
     if gemini {
-        let mut response = if path.contains(":streamGenerateContent") {
+        let response = if path.contains(":streamGenerateContent") {
             crate::gemini::stream_response(&reply)
         } else {
             crate::gemini::plain_response(&reply)
         };
-        for (k, v) in &reply.headers {
-            if let (Ok(name), Ok(value)) = (
-                header::HeaderName::from_bytes(k.as_bytes()),
-                HeaderValue::from_str(v),
-            ) {
-                response.headers_mut().insert(name, value);
-            }
-        }
-        return response;
+        return with_headers(response, &reply);
+    }
+    if responses {
+        let response = if stream {
+            crate::responses::stream_response(&inner.next_id, &reply, &model)
+        } else {
+            crate::responses::plain_response(&inner.next_id, &reply, &model)
+        };
+        return with_headers(response, &reply);
     }
     let mut response = match (anthropic, stream) {
         (true, true) => crate::anthropic::stream_response(&inner.next_id, &reply, &model),
@@ -282,6 +285,19 @@ async fn handle(
         (false, true) => stream_response(&inner, &reply, &id, &model),
         (false, false) => plain_response(&inner, &reply, &id, &model),
     };
+    for (k, v) in &reply.headers {
+        if let (Ok(name), Ok(value)) = (
+            header::HeaderName::from_bytes(k.as_bytes()),
+            HeaderValue::from_str(v),
+        ) {
+            response.headers_mut().insert(name, value);
+        }
+    }
+    response
+}
+
+/// Adds the reply's scripted headers (`Retry-After`...) to a response.
+fn with_headers(mut response: Response, reply: &Reply) -> Response {
     for (k, v) in &reply.headers {
         if let (Ok(name), Ok(value)) = (
             header::HeaderName::from_bytes(k.as_bytes()),

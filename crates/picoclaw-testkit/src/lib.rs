@@ -12,6 +12,7 @@ mod endpoint;
 mod gemini;
 mod provider;
 mod reply;
+mod responses;
 mod workspace;
 
 pub use endpoint::{RecordedRequest, ScriptedEndpoint};
