@@ -391,7 +391,9 @@ fn unknown_provider(name: &str, model: &str) -> ConfigError {
 fn known_name(model: &str) -> Option<&'static str> {
     let m = model.to_ascii_lowercase();
     let starts = |p: &[&str]| p.iter().any(|p| m.starts_with(p));
-    if starts(&[
+    if m.contains("codex") {
+        Some("codex")
+    } else if starts(&[
         "gpt-",
         "gpt4",
         "o1",
