@@ -186,7 +186,21 @@ impl Config {
                 )?;
                 r.rpm = entry.rpm.filter(|n| *n > 0);
                 r.fallbacks.clone_from(&entry.fallbacks);
+                // Several `api_keys` on one entry take turns like entries sharing the alias.
+                let extra_keys: Vec<_> = entry
+                    .api_keys
+                    .iter()
+                    .filter(|k| !k.expose().trim().is_empty())
+                    .skip(1)
+                    .cloned()
+                    .collect();
+                let first_of_entry = r.clone();
                 built.push(r);
+                for key in extra_keys {
+                    let mut alt = first_of_entry.clone();
+                    alt.api_key = Some(key);
+                    built.push(alt);
+                }
             }
             let mut first = built.remove(0);
             first.alternates = built;

@@ -236,8 +236,14 @@ fn resolution_order() {
         ("openai", "gpt-4o-mini")
     );
     assert_eq!(r.api_base, "https://gw.example/v1");
-    assert_eq!(r.api_key.unwrap().expose(), "sk-list-1");
+    assert_eq!(r.api_key.as_ref().unwrap().expose(), "sk-list-1");
     assert!(r.via.contains("model_list"));
+    // The second key takes turns with the first.
+    assert_eq!(r.alternates.len(), 1);
+    assert_eq!(
+        r.alternates[0].api_key.as_ref().unwrap().expose(),
+        "sk-list-2"
+    );
     // Known names.
     let r = resolve(
         json!({"agents": {"defaults": {"model": "gpt-4o"}}}),
