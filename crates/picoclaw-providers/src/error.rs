@@ -33,6 +33,10 @@ pub enum ProviderError {
     #[error("{provider}: the conversation is too long for the model's context window: {message}")]
     ContextLength { provider: String, message: String },
 
+    /// The vendor's content filter refused the prompt or the answer.
+    #[error("{provider} refused the request by its content filter: {message}")]
+    ContentFiltered { provider: String, message: String },
+
     /// The vendor refused the request as malformed (400/404/422): model name, parameters...
     #[error("{provider} rejected the request ({status}): {message}")]
     InvalidRequest {

@@ -8,8 +8,10 @@ use crate::{
 use async_trait::async_trait;
 use eventsource_stream::Eventsource;
 use futures::StreamExt;
+use picoclaw_auth::TokenSource;
 use picoclaw_types::Secret;
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
+use std::sync::Arc;
 use std::time::Duration;
 
 /// Installs rustls' `ring` crypto provider as the process default, once. Every HTTPS client in
@@ -97,6 +99,12 @@ pub struct OpenAiCompatible {
     key_hint: String,
     timeout: Duration,
     client: reqwest::Client,
+    /// How the key travels: `Authorization: Bearer` (OpenAI) or an `api-key` header (Azure).
+    key_header: Option<&'static str>,
+    /// Bearer tokens from a token source (Azure Entra ID) instead of a key.
+    tokens: Option<Arc<dyn TokenSource>>,
+    /// `max_tokens`, or `max_completion_tokens` for Azure.
+    max_tokens_field: &'static str,
 }
 
 impl std::fmt::Debug for OpenAiCompatible {
@@ -169,7 +177,55 @@ impl OpenAiCompatible {
             key_hint: cfg.key_hint,
             timeout: cfg.request_timeout,
             client,
+            key_header: None,
+            tokens: None,
+            max_tokens_field: "max_tokens",
         })
+    }
+
+    /// Azure OpenAI: `POST {endpoint}/openai/deployments/{deployment}/chat/completions?api-version=…`
+    /// with `max_completion_tokens`, authenticated by an `api-key` header when a key is set,
+    /// otherwise by bearer tokens from `tokens` (Entra ID).
+    pub fn azure(
+        cfg: OpenAiCompatConfig,
+        deployment: &str,
+        api_version: &str,
+        tokens: Option<Arc<dyn TokenSource>>,
+    ) -> Result<Self, ProviderError> {
+        let deployment = deployment.trim();
+        if deployment.is_empty() {
+            return Err(ProviderError::NotConfigured(
+                "azure: no deployment set; set providers.azure.deployment or \
+                 AZURE_OPENAI_DEPLOYMENT"
+                    .into(),
+            ));
+        }
+        if cfg.api_key.is_none() && tokens.is_none() {
+            return Err(ProviderError::NotConfigured(
+                "azure: neither an API key nor an Entra ID token source is configured".into(),
+            ));
+        }
+        let base = cfg
+            .api_base
+            .trim()
+            .trim_end_matches('/')
+            .trim_end_matches("/openai")
+            .to_owned();
+        let path = format!(
+            "/openai/deployments/{deployment}/chat/completions?api-version={}",
+            api_version.trim()
+        );
+        let mut p = Self::with_path(
+            OpenAiCompatConfig {
+                api_base: base,
+                ..cfg
+            },
+            &path,
+        )?;
+        p.key_header = Some("api-key");
+        p.tokens = tokens;
+        p.max_tokens_field = "max_completion_tokens";
+        Ok(p)
     }
 
     /// The full Chat Completions URL.
@@ -205,9 +261,33 @@ impl OpenAiCompatible {
         &self,
         body: &serde_json::Value,
     ) -> Result<reqwest::Response, ProviderError> {
+        let renamed;
+        let body = match (self.max_tokens_field, body.get("max_tokens")) {
+            ("max_tokens", _) | (_, None) => body,
+            (field, Some(v)) => {
+                let mut b = body.clone();
+                if let Some(obj) = b.as_object_mut() {
+                    obj.remove("max_tokens");
+                    obj.insert(field.to_owned(), v.clone());
+                }
+                renamed = b;
+                &renamed
+            }
+        };
         let mut request = self.client.post(&self.url).json(body);
-        if let Some(key) = &self.api_key {
-            request = request.bearer_auth(key.expose());
+        match (&self.api_key, self.key_header, &self.tokens) {
+            (Some(key), Some(header), _) => request = request.header(header, key.expose()),
+            (Some(key), None, _) => request = request.bearer_auth(key.expose()),
+            (None, _, Some(tokens)) => {
+                let token = tokens.token().await.map_err(|e| ProviderError::Auth {
+                    provider: self.name.clone(),
+                    status: 401,
+                    message: e.to_string(),
+                    key_hint: self.key_hint.clone(),
+                })?;
+                request = request.bearer_auth(token.token.expose());
+            }
+            (None, _, None) => {}
         }
         let send = request.send();
         // The whole exchange is bounded for plain calls; for streams only the wait for headers
@@ -253,6 +333,9 @@ impl OpenAiCompatible {
             },
             400 | 413 if is_context_length(&code, &message) => {
                 ProviderError::ContextLength { provider, message }
+            }
+            400 if code == "content_filter" || code == "ResponsibleAIPolicyViolation" => {
+                ProviderError::ContentFiltered { provider, message }
             }
             400..=499 => ProviderError::InvalidRequest {
                 provider,

@@ -56,6 +56,9 @@ pub(crate) fn plain_response(ids: &AtomicU64, reply: &Reply, model: &str) -> Res
             "tool_use",
         ),
         ReplyKind::Error { status, message } => return error_response(*status, message),
+        ReplyKind::Raw { status, body } => {
+            return crate::endpoint::raw_response(*status, body);
+        }
         ReplyKind::Garbage(body) => {
             return (StatusCode::OK, [(header::CONTENT_TYPE, "application/json")], body.clone())
                 .into_response();
@@ -148,6 +151,9 @@ pub(crate) fn stream_response(ids: &AtomicU64, reply: &Reply, model: &str) -> Re
             finish = None;
         }
         ReplyKind::Error { status, message } => return error_response(*status, message),
+        ReplyKind::Raw { status, body } => {
+            return crate::endpoint::raw_response(*status, body);
+        }
         ReplyKind::Garbage(body) => {
             events = vec![format!("event: message_start\ndata: {body}\n\n")];
             finish = None;

@@ -21,6 +21,8 @@ use std::sync::{Arc, Mutex};
 pub struct RecordedRequest {
     pub method: String,
     pub path: String,
+    /// The query string, if any (`api-version=...`).
+    pub query: Option<String>,
     /// Header names in lower case.
     pub headers: Vec<(String, String)>,
     /// The JSON body (`Value::Null` when empty, a string when it was not JSON).
@@ -183,6 +185,7 @@ async fn handle(
     let recorded = RecordedRequest {
         method: method.to_string(),
         path: uri.path().to_owned(),
+        query: uri.query().map(str::to_owned),
         headers: headers
             .iter()
             .map(|(k, v)| {
@@ -212,6 +215,10 @@ async fn handle(
             recorded.header("x-api-key") == Some(key.as_str())
         } else if gemini {
             recorded.header("x-goog-api-key") == Some(key.as_str())
+        } else if path.contains("/openai/deployments/") {
+            // Azure OpenAI: an `api-key` header, or an Entra ID bearer token.
+            recorded.header("api-key") == Some(key.as_str())
+                || recorded.header("authorization") == Some(format!("Bearer {key}").as_str())
         } else {
             recorded.header("authorization") == Some(format!("Bearer {key}").as_str())
         };
@@ -309,6 +316,13 @@ fn with_headers(mut response: Response, reply: &Reply) -> Response {
     response
 }
 
+pub(crate) fn raw_response(status: u16, body: &Value) -> Response {
+    json_response(
+        StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+        body,
+    )
+}
+
 pub(crate) fn json_response(status: StatusCode, value: &Value) -> Response {
     (
         status,
@@ -347,6 +361,9 @@ fn plain_response(inner: &Inner, reply: &Reply, id: &str, model: &str) -> Respon
             )
         }
         ReplyKind::Error { status, message } => return error_response(*status, message),
+        ReplyKind::Raw { status, body } => {
+            return crate::endpoint::raw_response(*status, body);
+        }
         ReplyKind::Garbage(body) => {
             return (
                 StatusCode::OK,
@@ -440,6 +457,9 @@ fn stream_response(inner: &Inner, reply: &Reply, id: &str, model: &str) -> Respo
             events.push(chunk(id, model, json!({}), Some("tool_calls")));
         }
         ReplyKind::Error { status, message } => return error_response(*status, message),
+        ReplyKind::Raw { status, body } => {
+            return crate::endpoint::raw_response(*status, body);
+        }
         ReplyKind::Garbage(body) => {
             events.push(format!("data: {body}\n\n"));
             done = false;

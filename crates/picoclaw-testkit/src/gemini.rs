@@ -61,6 +61,9 @@ pub(crate) fn plain_response(reply: &Reply) -> Response {
             &response(call_parts(calls), Some("STOP"), reply),
         ),
         ReplyKind::Error { status, message } => error_response(*status, message),
+        ReplyKind::Raw { status, body } => {
+            return crate::endpoint::raw_response(*status, body);
+        }
         ReplyKind::Garbage(body) => (
             StatusCode::OK,
             [(header::CONTENT_TYPE, "application/json")],
@@ -105,6 +108,9 @@ pub(crate) fn stream_response(reply: &Reply) -> Response {
             events.push(data(response(vec![json!({"text": ""})], None, reply)));
         }
         ReplyKind::Error { status, message } => return error_response(*status, message),
+        ReplyKind::Raw { status, body } => {
+            return crate::endpoint::raw_response(*status, body);
+        }
         ReplyKind::Garbage(body) => events.push(format!("data: {body}\r\n\r\n")),
     }
     let stream = futures::stream::iter(

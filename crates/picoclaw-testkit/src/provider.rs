@@ -107,6 +107,9 @@ impl ScriptedProvider {
             ReplyKind::Error { status, message } => {
                 return Err(status_error(*status, message, reply));
             }
+            ReplyKind::Raw { status, body } => {
+                return Err(status_error(*status, &body.to_string(), reply));
+            }
             ReplyKind::Garbage(body) => {
                 return Err(ProviderError::response(
                     NAME,

@@ -28,6 +28,8 @@ pub(crate) enum ReplyKind {
     Truncated(String),
     /// A tool call whose arguments stop half-way, then the connection ends.
     TruncatedToolCall { name: String, partial: String },
+    /// A status with a JSON body exactly as given (vendor-specific error shapes).
+    Raw { status: u16, body: Value },
 }
 
 impl Reply {
@@ -80,6 +82,11 @@ impl Reply {
     pub fn rate_limited(retry_after_secs: u64) -> Self {
         Self::error(429, "Rate limit reached for requests")
             .with_header("retry-after", &retry_after_secs.to_string())
+    }
+
+    /// `status` with exactly this JSON body, for vendor-specific shapes (Azure's content filter…).
+    pub fn raw_json(status: u16, body: Value) -> Self {
+        Self::of(ReplyKind::Raw { status, body })
     }
 
     /// A 200 whose body is not the API's shape (a proxy's HTML page, a different API...).

@@ -47,6 +47,9 @@ pub(crate) fn plain_response(ids: &AtomicU64, reply: &Reply, model: &str) -> Res
             StatusCode::from_u16(*status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
             &error_json(*status, message),
         ),
+        ReplyKind::Raw { status, body } => {
+            return crate::endpoint::raw_response(*status, body);
+        }
         ReplyKind::Garbage(body) => (
             StatusCode::OK,
             [(header::CONTENT_TYPE, "application/json")],
@@ -140,6 +143,9 @@ pub(crate) fn stream_response(ids: &AtomicU64, reply: &Reply, model: &str) -> Re
                 StatusCode::from_u16(*status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
                 &error_json(*status, message),
             );
+        }
+        ReplyKind::Raw { status, body } => {
+            return crate::endpoint::raw_response(*status, body);
         }
         ReplyKind::Garbage(body) => {
             events = vec![format!("event: response.created\ndata: {body}\n\n")];
