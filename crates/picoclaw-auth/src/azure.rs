@@ -106,9 +106,10 @@ impl AzureTokenSource {
             o
         };
         let managed = |id: Option<String>| {
-            let mut o = ManagedIdentityCredentialOptions::default();
-            o.user_assigned_id = id.map(UserAssignedId::ClientId);
-            o.client_options = client_options();
+            let o = ManagedIdentityCredentialOptions {
+                user_assigned_id: id.map(UserAssignedId::ClientId),
+                client_options: client_options(),
+            };
             erased(ManagedIdentityCredential::new(Some(o)))
         };
         let mut chain: Vec<(String, Credential)> = Vec::new();
@@ -123,8 +124,9 @@ impl AzureTokenSource {
                 env("AZURE_CLIENT_ID"),
                 env("AZURE_CLIENT_SECRET"),
             ) {
-                let mut o = ClientSecretCredentialOptions::default();
-                o.client_options = client_options();
+                let o = ClientSecretCredentialOptions {
+                    client_options: client_options(),
+                };
                 chain.push((
                     "service principal (AZURE_CLIENT_SECRET)".into(),
                     erased(ClientSecretCredential::new(
@@ -136,10 +138,12 @@ impl AzureTokenSource {
                 ));
             }
             if env("AZURE_FEDERATED_TOKEN_FILE").is_some() {
-                let mut o = WorkloadIdentityCredentialOptions::default();
-                let mut inner = ClientAssertionCredentialOptions::default();
-                inner.client_options = client_options();
-                o.credential_options = inner;
+                let o = WorkloadIdentityCredentialOptions {
+                    credential_options: ClientAssertionCredentialOptions {
+                        client_options: client_options(),
+                    },
+                    ..Default::default()
+                };
                 chain.push((
                     "workload identity (AZURE_FEDERATED_TOKEN_FILE)".into(),
                     erased(WorkloadIdentityCredential::new(Some(o))),

@@ -61,9 +61,7 @@ pub(crate) fn plain_response(reply: &Reply) -> Response {
             &response(call_parts(calls), Some("STOP"), reply),
         ),
         ReplyKind::Error { status, message } => error_response(*status, message),
-        ReplyKind::Raw { status, body } => {
-            return crate::endpoint::raw_response(*status, body);
-        }
+        ReplyKind::Raw { status, body } => crate::endpoint::raw_response(*status, body),
         ReplyKind::Garbage(body) => (
             StatusCode::OK,
             [(header::CONTENT_TYPE, "application/json")],

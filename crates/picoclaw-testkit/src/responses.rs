@@ -47,9 +47,7 @@ pub(crate) fn plain_response(ids: &AtomicU64, reply: &Reply, model: &str) -> Res
             StatusCode::from_u16(*status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
             &error_json(*status, message),
         ),
-        ReplyKind::Raw { status, body } => {
-            return crate::endpoint::raw_response(*status, body);
-        }
+        ReplyKind::Raw { status, body } => crate::endpoint::raw_response(*status, body),
         ReplyKind::Garbage(body) => (
             StatusCode::OK,
             [(header::CONTENT_TYPE, "application/json")],
