@@ -697,3 +697,135 @@ async fn codex_through_the_responses_api_end_to_end() {
     let items = reqs[1].body["input"].as_array().unwrap();
     assert_eq!(items.last().unwrap()["type"], "function_call_output");
 }
+
+fn azure_home(endpoint: &ScriptedEndpoint, provider: Value) -> Home {
+    let home = Home::new();
+    let mut azure = json!({"api_base": endpoint.base_url().trim_end_matches("/v1")});
+    for (k, v) in provider.as_object().unwrap() {
+        azure[k] = v.clone();
+    }
+    home.write_config(&json!({
+        "agents": {"defaults": {"model": "azure/gpt-5.2-chat", "max_retries": 0,
+                                "workspace": home.workspace().display().to_string()}},
+        "providers": {"azure": azure},
+    }));
+    home
+}
+
+fn clear_azure_env(cmd: &mut Command) {
+    for var in [
+        "AZURE_TENANT_ID",
+        "AZURE_CLIENT_ID",
+        "AZURE_CLIENT_SECRET",
+        "AZURE_FEDERATED_TOKEN_FILE",
+        "IDENTITY_ENDPOINT",
+        "IDENTITY_HEADER",
+        "MSI_ENDPOINT",
+        "MSI_SECRET",
+        "AZURE_OPENAI_ENDPOINT",
+        "AZURE_OPENAI_DEPLOYMENT",
+    ] {
+        cmd.env_remove(var);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn azure_with_an_api_key() {
+    let endpoint = ScriptedEndpoint::start_with([Reply::text("Hello from Azure.")]).await;
+    endpoint.require_api_key("azure-key-e2e");
+    let home = azure_home(
+        &endpoint,
+        json!({"api_key": "azure-key-e2e", "api_version": "2024-10-21"}),
+    );
+    let mut cmd = home.cmd();
+    clear_azure_env(&mut cmd);
+    let out = run(cmd, &["agent", "-m", "hi"]).await;
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(out.stdout.contains("Hello from Azure."), "{}", out.stdout);
+    let r = &endpoint.requests()[0];
+    assert_eq!(r.path, "/openai/deployments/gpt-5.2-chat/chat/completions");
+    assert_eq!(r.query.as_deref(), Some("api-version=2024-10-21"));
+    assert_eq!(r.header("api-key"), Some("azure-key-e2e"));
+    assert!(r.body.get("max_completion_tokens").is_some() && r.body.get("max_tokens").is_none());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn azure_with_a_managed_identity_from_the_app_service_endpoint() {
+    let identity =
+        picoclaw_testkit::IdentityEndpoint::spawn("eyJ-managed-identity-token", "hdr-secret");
+    let endpoint = ScriptedEndpoint::start_with([Reply::text("one"), Reply::text("two")]).await;
+    endpoint.require_api_key("eyJ-managed-identity-token");
+    let home = azure_home(&endpoint, json!({}));
+    for message in ["first", "second"] {
+        let mut cmd = home.cmd();
+        clear_azure_env(&mut cmd);
+        cmd.env("IDENTITY_ENDPOINT", identity.url())
+            .env("IDENTITY_HEADER", "hdr-secret");
+        let out = run(cmd, &["agent", "-m", message]).await;
+        assert_eq!(out.code, 0, "{}", out.stderr);
+    }
+    let r = &endpoint.requests()[0];
+    assert_eq!(
+        r.header("authorization"),
+        Some("Bearer eyJ-managed-identity-token")
+    );
+    assert!(r.header("api-key").is_none());
+    assert!(r.body.get("max_completion_tokens").is_some());
+    let asked = identity.requests();
+    assert!(
+        asked[0].contains("resource=https%3A%2F%2Fcognitiveservices.azure.com"),
+        "{asked:?}"
+    );
+    assert!(asked[0].contains("api-version=2019-08-01"), "{asked:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn azure_falls_through_to_the_azure_cli_and_explains_failures() {
+    // A dead identity endpoint (nothing listens), then `az` from PATH.
+    let dead = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let bin = tempfile::tempdir().unwrap();
+    let az = bin.path().join("az");
+    std::fs::write(
+        &az,
+        "#!/bin/sh\necho '{\"accessToken\": \"eyJ-from-az-cli\", \"expiresOn\": \"2099-01-01 00:00:00.000000\", \"expires_on\": 4070908800, \"subscription\": \"s\", \"tenant\": \"t\", \"tokenType\": \"Bearer\"}'\n",
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&az, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let path = format!(
+        "{}:{}",
+        bin.path().display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+
+    let endpoint = ScriptedEndpoint::start_with([Reply::text("via az")]).await;
+    endpoint.require_api_key("eyJ-from-az-cli");
+    let home = azure_home(&endpoint, json!({}));
+    let mut cmd = home.cmd();
+    clear_azure_env(&mut cmd);
+    cmd.env("IDENTITY_ENDPOINT", format!("http://{dead}/msi/token"))
+        .env("IDENTITY_HEADER", "x")
+        .env("PATH", &path);
+    let out = run(cmd, &["agent", "-m", "hi"]).await;
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(out.stdout.contains("via az"), "{}", out.stdout);
+
+    // With no working credential at all, the error names every one that was tried.
+    let empty_bin = tempfile::tempdir().unwrap();
+    let mut cmd = home.cmd();
+    clear_azure_env(&mut cmd);
+    cmd.env("IDENTITY_ENDPOINT", format!("http://{dead}/msi/token"))
+        .env("IDENTITY_HEADER", "x")
+        .env("PATH", empty_bin.path());
+    let out = run(cmd, &["agent", "-m", "hi"]).await;
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    assert!(
+        out.stderr.contains("managed identity (IDENTITY_ENDPOINT)"),
+        "{}",
+        out.stderr
+    );
+    assert!(out.stderr.contains("Azure CLI"), "{}", out.stderr);
+}

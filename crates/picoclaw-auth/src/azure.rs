@@ -98,17 +98,31 @@ impl AzureTokenSource {
     /// (`AZURE_TENANT_ID`/`AZURE_CLIENT_ID`/`AZURE_CLIENT_SECRET`, `AZURE_FEDERATED_TOKEN_FILE`,
     /// `IDENTITY_ENDPOINT`/`IDENTITY_HEADER`, `AZURE_AUTHORITY_HOST`).
     pub fn new(cfg: AzureIdentityConfig) -> Self {
+        // TLS is rustls with ring for the whole process; install it before any client exists.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        // One HTTP client for every credential (ours, so TLS and timeouts are picoclaw's).
+        let http = cfg.http_client.clone().unwrap_or_else(|| {
+            reqwest::Client::builder()
+                .connect_timeout(Duration::from_secs(5))
+                .timeout(cfg.attempt_timeout)
+                .build()
+                .unwrap_or_default()
+        });
         let client_options = || {
             let mut o = ClientOptions::default();
-            if let Some(c) = &cfg.http_client {
-                o.transport = Some(Transport::new(Arc::new(c.clone())));
-            }
+            o.transport = Some(Transport::new(Arc::new(http.clone())));
             o
         };
-        let managed = |id: Option<String>| {
+        let managed = |id: Option<String>, probe: bool| {
+            let mut client_options = client_options();
+            if probe {
+                // In a chain, managed identity is a probe: on a machine outside Azure its
+                // endpoint never answers, and retrying it would delay the next credential.
+                client_options.retry = azure_core::http::RetryOptions::none();
+            }
             let o = ManagedIdentityCredentialOptions {
                 user_assigned_id: id.map(UserAssignedId::ClientId),
-                client_options: client_options(),
+                client_options,
             };
             erased(ManagedIdentityCredential::new(Some(o)))
         };
@@ -116,7 +130,7 @@ impl AzureTokenSource {
         if let Some(id) = &cfg.managed_identity_client_id {
             chain.push((
                 format!("managed identity (client id {id})"),
-                managed(Some(id.clone())),
+                managed(Some(id.clone()), false),
             ));
         } else {
             if let (Some(tenant), Some(client), Some(secret)) = (
@@ -154,7 +168,7 @@ impl AzureTokenSource {
             } else {
                 "managed identity (IMDS)"
             };
-            chain.push((source.into(), managed(None)));
+            chain.push((source.into(), managed(None, true)));
             chain.push((
                 "Azure CLI (az login)".into(),
                 erased(AzureCliCredential::new(None)),

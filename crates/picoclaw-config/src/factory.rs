@@ -4,6 +4,7 @@
 use crate::ConfigError;
 use crate::model::Config;
 use crate::resolve::ResolvedModel;
+use picoclaw_auth::{AzureIdentityConfig, AzureTokenSource, CachedToken, TokenSource};
 use picoclaw_providers::presets::Wire;
 use picoclaw_providers::{
     Anthropic, AnthropicConfig, FallbackChain, Gemini, GeminiConfig, LlmProvider, LoadBalancer,
@@ -49,6 +50,27 @@ fn build_one(
         .with_request_timeout(timeout);
     if let Some(key) = &resolved.api_key {
         cfg = cfg.with_api_key(key.expose().clone());
+    }
+    if let Some(az) = resolved
+        .azure
+        .as_ref()
+        .filter(|_| resolved.wire == Wire::Azure)
+    {
+        let tokens: Option<Arc<dyn TokenSource>> = if resolved.api_key.is_some() {
+            None
+        } else {
+            let identity = AzureIdentityConfig::default()
+                .with_scope(az.scope.clone())
+                .with_managed_identity_client_id(az.managed_identity_client_id.clone());
+            let source: Arc<dyn TokenSource> = Arc::new(AzureTokenSource::new(identity));
+            Some(Arc::new(CachedToken::new(source)))
+        };
+        return Ok(Arc::new(OpenAiCompatible::azure(
+            cfg,
+            &az.deployment,
+            &az.api_version,
+            tokens,
+        )?));
     }
     if resolved.wire == Wire::Responses {
         return Ok(Arc::new(OpenAiResponses::new(cfg)?));

@@ -21,5 +21,5 @@ pub use model::{
     HeartbeatConfig, ModelEntry, ProviderConfig, ToolsConfig,
 };
 pub use paths::Paths;
-pub use resolve::{FALLBACK_OPENAI_MODEL, ResolvedModel};
+pub use resolve::{AzureSettings, DEFAULT_AZURE_API_VERSION, FALLBACK_OPENAI_MODEL, ResolvedModel};
 pub use write::{default_config_json, merge_preserving, write_config_atomically};

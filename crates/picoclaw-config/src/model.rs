@@ -119,6 +119,18 @@ pub struct ProviderConfig {
     pub api_base: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub proxy: Option<String>,
+    /// Azure OpenAI: the deployment name (else the model part of `azure/<name>`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub deployment: Option<String>,
+    /// Azure OpenAI: the `api-version` query parameter.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub api_version: Option<String>,
+    /// Azure OpenAI: the Entra ID scope tokens are requested for.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub scope: Option<String>,
+    /// Azure OpenAI: a user-assigned managed identity's client id.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub managed_identity_client_id: Option<String>,
     /// Other keys the original's providers have (auth_method, ...), kept verbatim.
     #[serde(flatten)]
     pub extra: Map<String, Value>,

@@ -15,14 +15,22 @@ use std::path::PathBuf;
 pub const FALLBACK_OPENAI_MODEL: &str = "gpt-4o-mini";
 
 /// Providers of the original PicoClaw that later issues add.
-const NOT_YET: &[&str] = &[
-    "anthropic",
-    "claude",
-    "azure",
-    "azure_openai",
-    "codex",
-    "bedrock",
-];
+const NOT_YET: &[&str] = &["bedrock", "github_copilot"];
+
+/// The Azure OpenAI API version used when none is configured.
+pub const DEFAULT_AZURE_API_VERSION: &str = "2024-10-21";
+
+/// Azure OpenAI specifics of a resolved model.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct AzureSettings {
+    pub deployment: String,
+    pub api_version: String,
+    /// The Entra ID scope (`AZURE_OPENAI_SCOPE`).
+    pub scope: String,
+    /// A user-assigned managed identity (`AZURE_OPENAI_MANAGED_IDENTITY_CLIENT_ID`).
+    pub managed_identity_client_id: Option<String>,
+}
 
 /// Everything needed to build a provider.
 #[derive(Clone, Debug)]
@@ -47,6 +55,8 @@ pub struct ResolvedModel {
     pub alternates: Vec<ResolvedModel>,
     /// `model_list[].fallbacks` of this entry (model names or aliases).
     pub fallbacks: Vec<String>,
+    /// Set for Azure OpenAI.
+    pub azure: Option<AzureSettings>,
 }
 
 fn non_empty(s: &Option<String>) -> Option<String> {
@@ -119,6 +129,19 @@ impl Config {
 
         // 5. Nothing configured: the standard OpenAI variables, else a one-line error.
         let set = |k: &str| env.get(k).is_some_and(|v| !v.trim().is_empty());
+        if set("AZURE_OPENAI_ENDPOINT") && set("AZURE_OPENAI_DEPLOYMENT") {
+            let deployment = env
+                .get("AZURE_OPENAI_DEPLOYMENT")
+                .cloned()
+                .unwrap_or_default();
+            return self.build(
+                "azure",
+                deployment.trim(),
+                None,
+                env,
+                "AZURE_OPENAI_ENDPOINT / AZURE_OPENAI_DEPLOYMENT (no model configured)".into(),
+            );
+        }
         if set("OPENAI_API_KEY") || set("OPENAI_BASE_URL") {
             return self.build(
                 "openai",
@@ -347,7 +370,53 @@ impl Config {
         let proxy = entry
             .and_then(|e| non_empty(&e.proxy))
             .or_else(|| section.and_then(|s| non_empty(&s.proxy)));
-        let key_hint = key_hint(preset, entry, &self.config_path());
+        let mut key_hint = key_hint(preset, entry, &self.config_path());
+        let azure = if preset.wire == picoclaw_providers::presets::Wire::Azure {
+            if api_base.trim().is_empty() {
+                return Err(ConfigError::Model(format!(
+                    "azure: no endpoint; set providers.azure.api_base in {} or \
+                     AZURE_OPENAI_ENDPOINT (https://<resource>.openai.azure.com)",
+                    self.config_path().display()
+                )));
+            }
+            let pick = |cfg: Option<&String>, var: &str, default: &str| {
+                cfg.map(|s| s.trim().to_owned())
+                    .filter(|s| !s.is_empty())
+                    .or_else(|| env_get(Some(var)))
+                    .unwrap_or_else(|| default.to_owned())
+            };
+            let deployment = pick(
+                section.and_then(|s| s.deployment.as_ref()),
+                "AZURE_OPENAI_DEPLOYMENT",
+                model.trim(),
+            );
+            let mi = section
+                .and_then(|s| s.managed_identity_client_id.clone())
+                .filter(|s| !s.trim().is_empty())
+                .or_else(|| env_get(Some("AZURE_OPENAI_MANAGED_IDENTITY_CLIENT_ID")));
+            if api_key.is_none() {
+                key_hint = format!(
+                    "the Azure identity (managed identity, service principal or az login), or \
+                     set {key_hint}"
+                );
+            }
+            Some(AzureSettings {
+                deployment,
+                api_version: pick(
+                    section.and_then(|s| s.api_version.as_ref()),
+                    "AZURE_OPENAI_API_VERSION",
+                    DEFAULT_AZURE_API_VERSION,
+                ),
+                scope: pick(
+                    section.and_then(|s| s.scope.as_ref()),
+                    "AZURE_OPENAI_SCOPE",
+                    picoclaw_auth::DEFAULT_AZURE_SCOPE,
+                ),
+                managed_identity_client_id: mi,
+            })
+        } else {
+            None
+        };
         let custom_base = api_base.trim_end_matches('/') != preset.api_base;
         if preset.needs_key && api_key.is_none() && !custom_base {
             return Err(ConfigError::MissingKey {
@@ -367,6 +436,7 @@ impl Config {
             rpm: None,
             alternates: Vec::new(),
             fallbacks: Vec::new(),
+            azure,
         })
     }
 }

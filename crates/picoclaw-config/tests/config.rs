@@ -308,7 +308,7 @@ fn resolution_errors_say_what_to_do() {
         "{msg}"
     );
     let msg = resolve(
-        json!({"agents": {"defaults": {"model": "azure/gpt-4o"}}}),
+        json!({"agents": {"defaults": {"model": "bedrock/claude"}}}),
         &[],
     )
     .unwrap_err()
@@ -474,4 +474,47 @@ async fn model_list_entries_sharing_an_alias_are_balanced_with_their_fallbacks()
     let r = p.chat(ask()).await.unwrap();
     assert_eq!(r.message.text(), "from the fallback");
     assert_eq!(r.served_by.as_deref(), Some("ollama/model-c"));
+}
+
+#[test]
+fn azure_resolution_from_config_and_environment() {
+    let r = resolve(
+        json!({"agents": {"defaults": {"model": "azure/gpt-5.2-chat"}},
+               "providers": {"azure": {"api_base": "https://res.openai.azure.com/",
+                                       "managed_identity_client_id": "mi-123"}}}),
+        &[],
+    )
+    .unwrap();
+    assert_eq!(r.provider, "azure");
+    assert!(r.api_key.is_none(), "managed identity needs no key");
+    let az = r.azure.unwrap();
+    assert_eq!(az.deployment, "gpt-5.2-chat");
+    assert_eq!(az.api_version, picoclaw_config::DEFAULT_AZURE_API_VERSION);
+    assert_eq!(az.scope, "https://cognitiveservices.azure.com/.default");
+    assert_eq!(az.managed_identity_client_id.as_deref(), Some("mi-123"));
+    assert!(r.key_hint.contains("Azure identity"), "{}", r.key_hint);
+
+    // Environment only, as on App Service.
+    let r = resolve(
+        json!({}),
+        &[
+            ("AZURE_OPENAI_ENDPOINT", "https://env.openai.azure.com"),
+            ("AZURE_OPENAI_DEPLOYMENT", "prod-gpt"),
+            ("AZURE_OPENAI_API_VERSION", "2025-01-01-preview"),
+            ("AZURE_OPENAI_API_KEY", "az-key"),
+        ],
+    )
+    .unwrap();
+    assert_eq!(r.api_base, "https://env.openai.azure.com");
+    assert_eq!(r.api_key.unwrap().expose(), "az-key");
+    let az = r.azure.unwrap();
+    assert_eq!(
+        (az.deployment.as_str(), az.api_version.as_str()),
+        ("prod-gpt", "2025-01-01-preview")
+    );
+
+    let msg = resolve(json!({"agents": {"defaults": {"model": "azure/x"}}}), &[])
+        .unwrap_err()
+        .to_string();
+    assert!(msg.contains("AZURE_OPENAI_ENDPOINT"), "{msg}");
 }

@@ -14,6 +14,8 @@ pub enum Wire {
     Gemini,
     /// OpenAI Responses (`/responses`): Codex models.
     Responses,
+    /// Azure OpenAI (deployment URLs, `api-key` or Entra ID tokens).
+    Azure,
 }
 
 /// One vendor.
@@ -49,6 +51,15 @@ const PRESETS: &[Preset] = &[
         needs_key: true,
         base_env: Some("OPENAI_BASE_URL"),
         wire: Wire::OpenAi,
+    },
+    Preset {
+        name: "azure",
+        // No public default: every Azure OpenAI resource has its own endpoint.
+        api_base: "",
+        key_env: Some("AZURE_OPENAI_API_KEY"),
+        needs_key: false,
+        base_env: Some("AZURE_OPENAI_ENDPOINT"),
+        wire: Wire::Azure,
     },
     Preset {
         name: "codex",
@@ -154,6 +165,7 @@ mod tests {
     #[test]
     fn lookup_is_case_insensitive_and_complete() {
         for name in [
+            "azure",
             "anthropic",
             "openai",
             "codex",

@@ -10,12 +10,14 @@ mod anthropic;
 pub mod conformance;
 mod endpoint;
 mod gemini;
+mod identity;
 mod provider;
 mod reply;
 mod responses;
 mod workspace;
 
 pub use endpoint::{RecordedRequest, ScriptedEndpoint};
+pub use identity::IdentityEndpoint;
 pub use provider::ScriptedProvider;
 pub use reply::Reply;
 pub use workspace::TempWorkspace;
