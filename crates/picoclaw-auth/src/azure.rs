@@ -108,10 +108,9 @@ impl AzureTokenSource {
                 .build()
                 .unwrap_or_default()
         });
-        let client_options = || {
-            let mut o = ClientOptions::default();
-            o.transport = Some(Transport::new(Arc::new(http.clone())));
-            o
+        let client_options = || ClientOptions {
+            transport: Some(Transport::new(Arc::new(http.clone()))),
+            ..Default::default()
         };
         let managed = |id: Option<String>, probe: bool| {
             let mut client_options = client_options();
