@@ -829,3 +829,43 @@ async fn azure_falls_through_to_the_azure_cli_and_explains_failures() {
     );
     assert!(out.stderr.contains("Azure CLI"), "{}", out.stderr);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn azure_with_a_service_principal_from_the_environment() {
+    let entra = picoclaw_testkit::EntraTokenEndpoint::spawn("eyJ-service-principal-token");
+    let certs = tempfile::tempdir().unwrap();
+    let ca = certs.path().join("ca.pem");
+    std::fs::write(&ca, entra.ca_pem()).unwrap();
+    let endpoint = ScriptedEndpoint::start_with([Reply::text("as the service principal")]).await;
+    endpoint.require_api_key("eyJ-service-principal-token");
+    let home = azure_home(&endpoint, json!({}));
+    let mut cmd = home.cmd();
+    clear_azure_env(&mut cmd);
+    cmd.env("AZURE_TENANT_ID", "72f988bf-86f1-41af-91ab-2d7cd011db47")
+        .env("AZURE_CLIENT_ID", "11111111-2222-3333-4444-555555555555")
+        .env("AZURE_CLIENT_SECRET", "sp-secret-value")
+        .env("AZURE_AUTHORITY_HOST", entra.authority_host())
+        .env("SSL_CERT_FILE", &ca)
+        .env("PATH", certs.path());
+    let out = run(cmd, &["agent", "-m", "hi"]).await;
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(
+        out.stdout.contains("as the service principal"),
+        "{}",
+        out.stdout
+    );
+    let (line, form) = &entra.requests()[0];
+    assert!(
+        line.starts_with("POST /72f988bf-86f1-41af-91ab-2d7cd011db47/oauth2/v2.0/token"),
+        "{line}"
+    );
+    assert!(
+        form.contains("client_id=11111111-2222-3333-4444-555555555555"),
+        "{form}"
+    );
+    assert!(
+        form.contains("scope=https%3A%2F%2Fcognitiveservices.azure.com%2F.default"),
+        "{form}"
+    );
+    assert!(!out.stderr.contains("sp-secret-value"));
+}

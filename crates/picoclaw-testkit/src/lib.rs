@@ -9,6 +9,7 @@
 mod anthropic;
 pub mod conformance;
 mod endpoint;
+mod entra;
 mod gemini;
 mod identity;
 mod provider;
@@ -17,6 +18,7 @@ mod responses;
 mod workspace;
 
 pub use endpoint::{RecordedRequest, ScriptedEndpoint};
+pub use entra::EntraTokenEndpoint;
 pub use identity::IdentityEndpoint;
 pub use provider::ScriptedProvider;
 pub use reply::Reply;
