@@ -101,3 +101,19 @@ async fn content_filter_and_configuration_errors() {
     .unwrap_err();
     assert!(e.to_string().contains("neither an API key"), "{e}");
 }
+
+#[tokio::test]
+async fn passes_the_provider_conformance_suite() {
+    picoclaw_testkit::conformance::provider_suite(|ep| {
+        Arc::new(
+            OpenAiCompatible::azure(
+                OpenAiCompatConfig::new("azure", endpoint_base(ep)).with_api_key("azure-k"),
+                "dep",
+                "2024-10-21",
+                None,
+            )
+            .unwrap(),
+        )
+    })
+    .await;
+}
