@@ -4,6 +4,7 @@
 mod agent_cmd;
 mod logging;
 mod onboard_cmd;
+mod sessions_cmd;
 mod status_cmd;
 mod wiring;
 
@@ -43,6 +44,8 @@ enum Command {
     Onboard(onboard_cmd::OnboardArgs),
     /// Talk to the agent: one message with -m, or an interactive session.
     Agent(agent_cmd::AgentArgs),
+    /// List, show, export or clear stored conversations.
+    Sessions(sessions_cmd::SessionsArgs),
     /// Show the config, workspace, model and provider in use (keys masked).
     Status,
     /// Print the version.
@@ -62,6 +65,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Onboard(args) => onboard_cmd::run(cli.config, args),
         Command::Agent(args) => agent_cmd::run(cli.config, args),
+        Command::Sessions(args) => sessions_cmd::run(cli.config, args),
         Command::Status => status_cmd::run(cli.config),
         Command::Version => Ok(ExitCode::SUCCESS),
     };

@@ -869,3 +869,74 @@ async fn azure_with_a_service_principal_from_the_environment() {
     );
     assert!(!out.stderr.contains("sp-secret-value"));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sessions_can_be_listed_shown_exported_and_cleared() {
+    let endpoint = ScriptedEndpoint::start_with([
+        Reply::tool_call("list_dir", json!({"path": "."})),
+        Reply::text("The workspace is empty."),
+        Reply::text("Hello again."),
+    ])
+    .await;
+    let home = Home::with_config(&endpoint, json!({}));
+    assert_eq!(
+        run(home.cmd(), &["agent", "-s", "work", "-m", "what is here?"])
+            .await
+            .code,
+        0
+    );
+    assert_eq!(
+        run(home.cmd(), &["agent", "-s", "chat", "-m", "hi"])
+            .await
+            .code,
+        0
+    );
+
+    let out = run(home.cmd(), &["sessions", "list"]).await;
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let lines: Vec<&str> = out.stdout.lines().collect();
+    assert!(
+        lines[0].starts_with("chat") && lines[1].starts_with("work"),
+        "{}",
+        out.stdout
+    );
+    assert!(lines[1].contains("4 messages"), "{}", out.stdout);
+
+    let out = run(home.cmd(), &["sessions", "show", "work"]).await;
+    assert!(
+        out.stdout.contains("**User**\n\nwhat is here?"),
+        "{}",
+        out.stdout
+    );
+    assert!(out.stdout.contains("`list_dir`"), "{}", out.stdout);
+    assert!(
+        out.stdout.contains("The workspace is empty."),
+        "{}",
+        out.stdout
+    );
+
+    let file = home.path().join("work.json");
+    let out = run(
+        home.cmd(),
+        &["sessions", "export", "work", "-o", file.to_str().unwrap()],
+    )
+    .await;
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let exported: Value = serde_json::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
+    assert_eq!(exported["key"], "work");
+    assert_eq!(exported["messages"].as_array().unwrap().len(), 4);
+    let out = run(
+        home.cmd(),
+        &["sessions", "export", "chat", "--format", "markdown"],
+    )
+    .await;
+    assert!(out.stdout.starts_with("# Session `chat`"), "{}", out.stdout);
+
+    let out = run(home.cmd(), &["sessions", "clear", "chat", "--yes"]).await;
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let out = run(home.cmd(), &["sessions", "list"]).await;
+    assert!(!out.stdout.contains("chat"), "{}", out.stdout);
+    let out = run(home.cmd(), &["sessions", "show", "nope"]).await;
+    assert_eq!(out.code, 1);
+    assert!(out.stderr.contains("no session 'nope'"), "{}", out.stderr);
+}

@@ -11,6 +11,7 @@ mod agent;
 pub mod context;
 mod events;
 mod tool_loop;
+pub mod transcript;
 
 pub use agent::{Agent, AgentBuilder, AgentConfig, AgentError, TurnEnd, TurnOptions, TurnOutcome};
 pub use context::ContextBuilder;
