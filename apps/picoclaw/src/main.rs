@@ -6,6 +6,7 @@ mod logging;
 mod onboard_cmd;
 mod sessions_cmd;
 mod status_cmd;
+mod usage_cmd;
 mod wiring;
 
 use clap::{Parser, Subcommand};
@@ -48,6 +49,8 @@ enum Command {
     Sessions(sessions_cmd::SessionsArgs),
     /// Show the config, workspace, model and provider in use (keys masked).
     Status,
+    /// Tokens used per model, session or day, with costs where prices are configured.
+    Usage(usage_cmd::UsageArgs),
     /// Print the version.
     Version,
 }
@@ -67,6 +70,7 @@ fn main() -> ExitCode {
         Command::Agent(args) => agent_cmd::run(cli.config, args),
         Command::Sessions(args) => sessions_cmd::run(cli.config, args),
         Command::Status => status_cmd::run(cli.config),
+        Command::Usage(args) => usage_cmd::run(cli.config, args),
         Command::Version => Ok(ExitCode::SUCCESS),
     };
     match result {

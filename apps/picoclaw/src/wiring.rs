@@ -80,9 +80,11 @@ pub async fn build(
         .extend(exec.deny_patterns.iter().cloned());
     let tools = picoclaw_tools::builtin_tools(Arc::new(sandbox), exec_cfg);
 
-    let store = SqliteSessionStore::open(&paths.state_db())
-        .await
-        .with_context(|| "cannot open the session store")?;
+    let store = Arc::new(
+        SqliteSessionStore::open(&paths.state_db())
+            .await
+            .with_context(|| "cannot open the session store")?,
+    );
 
     let mut agent_cfg = AgentConfig::default();
     agent_cfg.model = resolved.model.clone();
@@ -95,7 +97,8 @@ pub async fn build(
     let agent = Agent::builder(provider)
         .config(agent_cfg)
         .tools(tools)
-        .session_store(Arc::new(store))
+        .session_store(store.clone())
+        .usage_ledger(store, format!("{}/{}", resolved.provider, resolved.model))
         .workspace(workspace)
         .build()
         .map_err(|e| SetupError::Config(e.to_string()))?;

@@ -940,3 +940,70 @@ async fn sessions_can_be_listed_shown_exported_and_cleared() {
     assert_eq!(out.code, 1);
     assert!(out.stderr.contains("no session 'nope'"), "{}", out.stderr);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn usage_is_recorded_per_call_and_priced_from_the_model_list() {
+    let endpoint = ScriptedEndpoint::start_with([
+        Reply::tool_call("list_dir", json!({"path": "."})).with_usage(1_000, 20),
+        Reply::text("empty").with_usage(1_200, 30),
+        Reply::text("hi").with_usage(500, 10),
+    ])
+    .await;
+    let home = Home::with_config(&endpoint, json!({}));
+    let mut config: Value =
+        serde_json::from_str(&std::fs::read_to_string(home.path().join("config.json")).unwrap())
+            .unwrap();
+    config["model_list"] = json!([{"model_name": "priced", "model": "openai/test-model",
+                                   "price": {"input": 2.5, "output": 10.0}}]);
+    home.write_config(&config);
+    assert_eq!(
+        run(home.cmd(), &["agent", "-s", "a", "-m", "list"])
+            .await
+            .code,
+        0
+    );
+    assert_eq!(
+        run(home.cmd(), &["agent", "-s", "b", "-m", "hi"])
+            .await
+            .code,
+        0
+    );
+
+    let out = run(home.cmd(), &["usage"]).await;
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let model_line = out
+        .stdout
+        .lines()
+        .find(|l| l.starts_with("openai/test-model"))
+        .unwrap();
+    // 3 calls, 2 700 prompt tokens, 60 completion tokens: 2700 × 2.5/1M + 60 × 10/1M = 0.00735, shown as 0.0073.
+    assert!(
+        model_line.contains(" 3 ") && model_line.contains("2,700") && model_line.contains("0.0073"),
+        "{}",
+        out.stdout
+    );
+
+    let out = run(home.cmd(), &["usage", "--by", "session"]).await;
+    let lines: Vec<&str> = out.stdout.lines().collect();
+    assert!(
+        lines[1].starts_with("a ") && lines[1].contains("2,200"),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        lines[2].starts_with("b ") && lines[2].contains("500"),
+        "{}",
+        out.stdout
+    );
+    assert!(lines[3].starts_with("TOTAL"), "{}", out.stdout);
+
+    let out = run(home.cmd(), &["usage", "--since", "2999-01-01"]).await;
+    assert!(
+        out.stderr.contains("no usage recorded since 2999-01-01"),
+        "{}",
+        out.stderr
+    );
+    let out = run(home.cmd(), &["usage", "--since", "yesterday"]).await;
+    assert_eq!(out.code, 2);
+    assert!(out.stderr.contains("YYYY-MM-DD"), "{}", out.stderr);
+}

@@ -158,8 +158,45 @@ pub struct ModelEntry {
     /// Models to fall back to when this one keeps failing.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub fallbacks: Vec<String>,
+    /// Prices for `picoclaw usage` cost estimates.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub price: Option<Price>,
     #[serde(flatten)]
     pub extra: Map<String, Value>,
+}
+
+/// A model's price in currency units per million tokens.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+#[non_exhaustive]
+pub struct Price {
+    pub input: f64,
+    pub output: f64,
+    /// Cached prompt tokens; the input price when absent.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cached_input: Option<f64>,
+}
+
+impl Price {
+    /// The cost of these token counts (cached tokens are part of `prompt`).
+    pub fn cost(&self, prompt: u64, completion: u64, cached: u64) -> f64 {
+        let m = 1_000_000.0;
+        let cached = cached.min(prompt);
+        let fresh = (prompt - cached) as f64;
+        fresh * self.input / m
+            + cached as f64 * self.cached_input.unwrap_or(self.input) / m
+            + completion as f64 * self.output / m
+    }
+}
+
+impl Config {
+    /// The configured price of `provider/model`, from `model_list`.
+    pub fn price_of(&self, model: &str) -> Option<Price> {
+        self.model_list
+            .iter()
+            .find(|e| e.model.trim() == model && e.price.is_some())
+            .and_then(|e| e.price)
+    }
 }
 
 /// `tools`.

@@ -6,7 +6,7 @@ use crate::events::{AgentEvent, EventSink};
 use crate::tool_loop::{self, ToolLoopConfig};
 use futures::StreamExt;
 use picoclaw_providers::{ChatRequest, ChatResponse, LlmProvider, ProviderError, StreamEvent};
-use picoclaw_state::{MemorySessionStore, SessionStore, StateError};
+use picoclaw_state::{MemorySessionStore, SessionStore, StateError, UsageRecord, UsageStore};
 use picoclaw_tools::{Tool, ToolContext, ToolRegistry};
 use picoclaw_types::{ChatMessage, FinishReason, SessionKey, Usage};
 use std::collections::HashMap;
@@ -145,6 +145,7 @@ pub struct AgentBuilder {
     provider: Arc<dyn LlmProvider>,
     tools: ToolRegistry,
     store: Option<Arc<dyn SessionStore>>,
+    usage: Option<(Arc<dyn UsageStore>, String)>,
     workspace: Option<PathBuf>,
     instructions: Option<String>,
     config: AgentConfig,
@@ -186,6 +187,17 @@ impl AgentBuilder {
     /// Where sessions are kept; by default in memory (lost at exit).
     pub fn session_store(mut self, store: Arc<dyn SessionStore>) -> Self {
         self.store = Some(store);
+        self
+    }
+
+    /// Records every model call's tokens in `store` under `model_label` (`provider/model`), for
+    /// `picoclaw usage`.
+    pub fn usage_ledger(
+        mut self,
+        store: Arc<dyn UsageStore>,
+        model_label: impl Into<String>,
+    ) -> Self {
+        self.usage = Some((store, model_label.into()));
         self
     }
 
@@ -235,6 +247,7 @@ impl AgentBuilder {
                     .unwrap_or_else(|| Arc::new(MemorySessionStore::new())),
                 context,
                 config: self.config,
+                usage: self.usage,
                 session_locks: Mutex::new(HashMap::new()),
             }),
         })
@@ -247,6 +260,7 @@ struct Inner {
     store: Arc<dyn SessionStore>,
     context: ContextBuilder,
     config: AgentConfig,
+    usage: Option<(Arc<dyn UsageStore>, String)>,
     session_locks: Mutex<HashMap<SessionKey, Arc<tokio::sync::Mutex<()>>>>,
 }
 
@@ -273,6 +287,7 @@ impl Agent {
             provider,
             tools: ToolRegistry::new(),
             store: None,
+            usage: None,
             workspace: None,
             instructions: None,
             config: AgentConfig::default(),
@@ -408,6 +423,13 @@ impl Agent {
                 let response = cancellable(options, self.call_model(request, events)).await??;
                 if let Some(u) = &response.usage {
                     usage.add(u);
+                    if let Some((ledger, label)) = &inner.usage {
+                        let model = response.served_by.clone().unwrap_or_else(|| label.clone());
+                        let record = UsageRecord::now(session.clone(), model, *u);
+                        if let Err(e) = ledger.record(&record).await {
+                            tracing::warn!(error = %e, "could not record token usage");
+                        }
+                    }
                 }
                 if response.served_by.is_some() {
                     served_by.clone_from(&response.served_by);

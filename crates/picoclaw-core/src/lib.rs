@@ -20,7 +20,9 @@ pub use events::{AgentEvent, EventLog, EventSink};
 pub use picoclaw_providers::{
     Capabilities, ChatRequest, ChatResponse, ChatStream, LlmProvider, ProviderError, StreamEvent,
 };
-pub use picoclaw_state::{Session, SessionInfo, SessionStore, StateError};
+pub use picoclaw_state::{
+    GroupBy, Session, SessionInfo, SessionStore, StateError, UsageRecord, UsageRow, UsageStore,
+};
 pub use picoclaw_tools::{Tool, ToolContext, ToolOutput, ToolRegistry};
 pub use picoclaw_types::{
     ChannelId, ChatMessage, ContentPart, FinishReason, Role, Secret, SessionKey, ToolCall,

@@ -11,10 +11,12 @@ pub mod conformance;
 mod memory;
 mod session;
 mod sqlite;
+mod usage;
 
 pub use memory::MemorySessionStore;
 pub use session::{Session, SessionInfo, SessionStore, StateError};
 pub use sqlite::SqliteSessionStore;
+pub use usage::{GroupBy, UsageRecord, UsageRow, UsageStore};
 
 /// Now, as the RFC 3339 text both backends store (UTC, milliseconds).
 pub(crate) fn now_rfc3339() -> String {

@@ -44,6 +44,7 @@ impl Sessions {
 #[derive(Debug, Default)]
 pub struct MemorySessionStore {
     sessions: Mutex<Sessions>,
+    usage: Mutex<Vec<crate::usage::UsageRecord>>,
 }
 
 impl MemorySessionStore {
@@ -112,6 +113,30 @@ impl SessionStore for MemorySessionStore {
     }
 }
 
+#[async_trait]
+impl crate::usage::UsageStore for MemorySessionStore {
+    async fn record(&self, record: &crate::usage::UsageRecord) -> Result<(), StateError> {
+        let mut usage = match self.usage.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        };
+        usage.push(record.clone());
+        Ok(())
+    }
+
+    async fn summary(
+        &self,
+        since: Option<&str>,
+        by: crate::usage::GroupBy,
+    ) -> Result<Vec<crate::usage::UsageRow>, StateError> {
+        let usage = match self.usage.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        };
+        Ok(crate::usage::summarize(usage.iter(), since, by))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -119,5 +144,6 @@ mod tests {
     #[tokio::test]
     async fn conformance() {
         crate::conformance::session_store_suite(MemorySessionStore::new).await;
+        crate::conformance::usage_store_suite(&MemorySessionStore::new()).await;
     }
 }

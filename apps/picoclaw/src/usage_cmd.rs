@@ -1,0 +1,166 @@
+//! `picoclaw usage`: tokens used per session, model or day, with an estimated cost where
+//! `model_list[].price` is configured.
+
+use crate::wiring::{self, SetupError};
+use anyhow::Context;
+use picoclaw_core::{GroupBy, UsageStore};
+use picoclaw_state::SqliteSessionStore;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum By {
+    Session,
+    Model,
+    Day,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct UsageArgs {
+    /// Only usage on or after this day (YYYY-MM-DD, UTC).
+    #[arg(long, value_name = "DATE")]
+    since: Option<String>,
+    /// How to group the totals.
+    #[arg(long, value_enum, default_value = "model")]
+    by: By,
+}
+
+fn thousands(n: u64) -> String {
+    let s = n.to_string();
+    let mut out = String::new();
+    for (i, c) in s.chars().enumerate() {
+        if i > 0 && (s.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+pub fn run(config: Option<PathBuf>, args: UsageArgs) -> anyhow::Result<ExitCode> {
+    if let Some(since) = &args.since
+        && chrono::NaiveDate::parse_from_str(since, "%Y-%m-%d").is_err()
+    {
+        eprintln!("error: --since '{since}' is not a date; write it as YYYY-MM-DD");
+        return Ok(ExitCode::from(2));
+    }
+    let paths = match wiring::paths(config) {
+        Ok(p) => p,
+        Err(SetupError::Config(msg)) => {
+            eprintln!("error: {msg}");
+            return Ok(ExitCode::from(2));
+        }
+        Err(SetupError::Other(e)) => return Err(e),
+    };
+    let loaded = match wiring::load(&paths) {
+        Ok(l) => l,
+        Err(SetupError::Config(msg)) => {
+            eprintln!("error: {msg}");
+            return Ok(ExitCode::from(2));
+        }
+        Err(SetupError::Other(e)) => return Err(e),
+    };
+    let db = paths.state_db();
+    if !db.exists() {
+        eprintln!("no usage recorded yet ({} does not exist)", db.display());
+        return Ok(ExitCode::SUCCESS);
+    }
+    let by = match args.by {
+        By::Session => GroupBy::Session,
+        By::Model => GroupBy::Model,
+        By::Day => GroupBy::Day,
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    let rows = runtime.block_on(async {
+        let store = SqliteSessionStore::open(&db).await?;
+        let rows = store.summary(args.since.as_deref(), by).await;
+        store.close().await;
+        rows
+    })?;
+    if rows.is_empty() {
+        eprintln!(
+            "no usage recorded{}",
+            args.since
+                .as_ref()
+                .map(|s| format!(" since {s}"))
+                .unwrap_or_default()
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    let config = &loaded.config;
+    // A row's cost is known when every model in it has a price.
+    let cost = |models: &[(String, u64, u64, u64)]| -> Option<f64> {
+        models.iter().try_fold(0.0, |acc, (m, p, c, k)| {
+            config.price_of(m).map(|price| acc + price.cost(*p, *c, *k))
+        })
+    };
+    let any_price = rows.iter().any(|r| cost(&r.models).is_some());
+    let head = match by {
+        GroupBy::Session => "SESSION",
+        GroupBy::Model => "MODEL",
+        GroupBy::Day => "DAY",
+    };
+    let width = rows
+        .iter()
+        .map(|r| r.group.len())
+        .max()
+        .unwrap_or(0)
+        .max(head.len())
+        .max(5);
+    let mut header = format!(
+        "{head:<width$}  {:>6}  {:>12}  {:>12}  {:>12}",
+        "CALLS", "PROMPT", "CACHED", "COMPLETION"
+    );
+    if any_price {
+        header.push_str(&format!("  {:>10}", "COST"));
+    }
+    println!("{header}");
+    let (mut calls, mut p, mut k, mut c, mut total_cost, mut all_priced) = (0, 0, 0, 0, 0.0, true);
+    for r in &rows {
+        let mut line = format!(
+            "{:<width$}  {:>6}  {:>12}  {:>12}  {:>12}",
+            r.group,
+            r.calls,
+            thousands(r.prompt_tokens),
+            thousands(r.cached_tokens),
+            thousands(r.completion_tokens)
+        );
+        if any_price {
+            match cost(&r.models) {
+                Some(v) => {
+                    line.push_str(&format!("  {v:>10.4}"));
+                    total_cost += v;
+                }
+                None => {
+                    line.push_str(&format!("  {:>10}", "-"));
+                    all_priced = false;
+                }
+            }
+        }
+        println!("{line}");
+        calls += r.calls;
+        p += r.prompt_tokens;
+        k += r.cached_tokens;
+        c += r.completion_tokens;
+    }
+    let mut total = format!(
+        "{:<width$}  {:>6}  {:>12}  {:>12}  {:>12}",
+        "TOTAL",
+        calls,
+        thousands(p),
+        thousands(k),
+        thousands(c)
+    );
+    if any_price {
+        let mark = if all_priced { "" } else { "+" };
+        total.push_str(&format!("  {total_cost:>9.4}{mark}"));
+    }
+    println!("{total}");
+    if any_price && !all_priced {
+        eprintln!("(+ some models have no model_list price; their cost is not included)");
+    }
+    Ok(ExitCode::SUCCESS)
+}
