@@ -259,33 +259,6 @@ impl SessionStore for SqliteSessionStore {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[tokio::test]
-    async fn conformance_in_memory() {
-        crate::conformance::session_store_suite_async(|| async {
-            SqliteSessionStore::open_in_memory().await.unwrap()
-        })
-        .await;
-        crate::conformance::usage_store_suite(&SqliteSessionStore::open_in_memory().await.unwrap())
-            .await;
-    }
-
-    #[tokio::test]
-    async fn conformance_on_disk() {
-        let dir = tempfile::tempdir().unwrap();
-        let n = std::sync::atomic::AtomicUsize::new(0);
-        crate::conformance::session_store_suite_async(|| {
-            let i = n.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            let path = dir.path().join(format!("s{i}/state.db"));
-            async move { SqliteSessionStore::open(&path).await.unwrap() }
-        })
-        .await;
-    }
-}
-
 const USAGE_BY_SESSION: &str = "SELECT session_key, model, COUNT(*), SUM(prompt_tokens), \
     SUM(completion_tokens), SUM(cached_tokens) FROM usage WHERE day >= ?1 GROUP BY 1, 2";
 const USAGE_BY_MODEL: &str = "SELECT model, model, COUNT(*), SUM(prompt_tokens), \
@@ -341,5 +314,32 @@ impl crate::usage::UsageStore for SqliteSessionStore {
             parts.push((group, model, u(calls), u(p), u(c), u(k)));
         }
         Ok(crate::usage::assemble(parts, by))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn conformance_in_memory() {
+        crate::conformance::session_store_suite_async(|| async {
+            SqliteSessionStore::open_in_memory().await.unwrap()
+        })
+        .await;
+        crate::conformance::usage_store_suite(&SqliteSessionStore::open_in_memory().await.unwrap())
+            .await;
+    }
+
+    #[tokio::test]
+    async fn conformance_on_disk() {
+        let dir = tempfile::tempdir().unwrap();
+        let n = std::sync::atomic::AtomicUsize::new(0);
+        crate::conformance::session_store_suite_async(|| {
+            let i = n.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let path = dir.path().join(format!("s{i}/state.db"));
+            async move { SqliteSessionStore::open(&path).await.unwrap() }
+        })
+        .await;
     }
 }
