@@ -28,6 +28,31 @@ where
     delete(&make().await).await;
     round_trips_rich_messages(&make().await).await;
     keys_are_independent(&make().await).await;
+    compaction_hides_the_summarised_messages(&make().await).await;
+}
+
+async fn compaction_hides_the_summarised_messages(store: &impl SessionStore) {
+    let k = key("cli:long");
+    let msgs: Vec<ChatMessage> = (0..10)
+        .map(|i| ChatMessage::user(format!("m{i}")))
+        .collect();
+    store.append(&k, &msgs).await.unwrap();
+    store.compact(&k, "m0..m6 were about tea", 3).await.unwrap();
+    let s = store.load(&k, None).await.unwrap();
+    assert_eq!(s.summary.as_deref(), Some("m0..m6 were about tea"));
+    let texts: Vec<String> = s.messages.iter().map(ChatMessage::text).collect();
+    assert_eq!(texts, ["m7", "m8", "m9"]);
+    // New turns come after; a limit counts only visible messages.
+    store.append(&k, &[ChatMessage::user("m10")]).await.unwrap();
+    assert_eq!(store.load(&k, Some(2)).await.unwrap().messages.len(), 2);
+    assert_eq!(store.load(&k, None).await.unwrap().messages.len(), 4);
+    // Compacting again with more to keep never un-hides anything.
+    store.compact(&k, "still tea", 100).await.unwrap();
+    assert_eq!(store.load(&k, None).await.unwrap().messages.len(), 4);
+    store.compact(&k, "all of it", 0).await.unwrap();
+    let s = store.load(&k, None).await.unwrap();
+    assert!(s.messages.is_empty());
+    assert_eq!(s.summary.as_deref(), Some("all of it"));
 }
 
 fn key(s: &str) -> SessionKey {

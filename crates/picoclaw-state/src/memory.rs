@@ -10,6 +10,8 @@ use std::sync::{Mutex, MutexGuard};
 #[derive(Debug)]
 struct Entry {
     messages: Vec<ChatMessage>,
+    /// The oldest messages the summary stands for (skipped by loads).
+    hidden: usize,
     summary: Option<String>,
     created_at: String,
     updated_at: String,
@@ -29,6 +31,7 @@ impl Sessions {
         let now = crate::now_rfc3339();
         let entry = self.map.entry(key.clone()).or_insert_with(|| Entry {
             messages: Vec::new(),
+            hidden: 0,
             summary: None,
             created_at: now.clone(),
             updated_at: now.clone(),
@@ -68,12 +71,9 @@ impl SessionStore for MemorySessionStore {
         let sessions = self.lock();
         Ok(match sessions.map.get(key) {
             Some(entry) => {
-                let skip = limit.map_or(0, |l| entry.messages.len().saturating_sub(l));
-                Session::new(
-                    key.clone(),
-                    entry.messages[skip..].to_vec(),
-                    entry.summary.clone(),
-                )
+                let visible = &entry.messages[entry.hidden.min(entry.messages.len())..];
+                let skip = limit.map_or(0, |l| visible.len().saturating_sub(l));
+                Session::new(key.clone(), visible[skip..].to_vec(), entry.summary.clone())
             }
             None => Session::new(key.clone(), Vec::new(), None),
         })
@@ -110,6 +110,23 @@ impl SessionStore for MemorySessionStore {
 
     async fn delete(&self, key: &SessionKey) -> Result<bool, StateError> {
         Ok(self.lock().map.remove(key).is_some())
+    }
+
+    async fn compact(
+        &self,
+        key: &SessionKey,
+        summary: &str,
+        keep_last: usize,
+    ) -> Result<(), StateError> {
+        let mut sessions = self.lock();
+        let entry = sessions.touch(key);
+        entry.hidden = entry
+            .messages
+            .len()
+            .saturating_sub(keep_last)
+            .max(entry.hidden);
+        entry.summary = Some(summary.to_owned());
+        Ok(())
     }
 }
 

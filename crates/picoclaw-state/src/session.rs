@@ -18,6 +18,9 @@ pub enum StateError {
     /// A query failed.
     #[error("state database error: {0}")]
     Database(#[source] Box<dyn std::error::Error + Send + Sync>),
+    /// The backend cannot do this (an older or minimal store).
+    #[error("the session store does not support {0}")]
+    Unsupported(&'static str),
     /// A stored row could not be decoded.
     #[error("corrupt stored data in session '{session}': {message}")]
     Corrupt { session: String, message: String },
@@ -87,6 +90,19 @@ pub trait SessionStore: Send + Sync {
 
     /// Deletes a session; returns whether it existed.
     async fn delete(&self, key: &SessionKey) -> Result<bool, StateError>;
+
+    /// Compaction: `summary` now stands for every message of the session except the newest
+    /// `keep_last`; later loads return the summary and those messages only. The compacted
+    /// messages stay stored.
+    async fn compact(
+        &self,
+        key: &SessionKey,
+        summary: &str,
+        keep_last: usize,
+    ) -> Result<(), StateError> {
+        let _ = (key, summary, keep_last);
+        Err(StateError::Unsupported("compaction"))
+    }
 }
 
 #[async_trait]
@@ -105,5 +121,13 @@ impl<T: SessionStore + ?Sized> SessionStore for Arc<T> {
     }
     async fn delete(&self, key: &SessionKey) -> Result<bool, StateError> {
         (**self).delete(key).await
+    }
+    async fn compact(
+        &self,
+        key: &SessionKey,
+        summary: &str,
+        keep_last: usize,
+    ) -> Result<(), StateError> {
+        (**self).compact(key, summary, keep_last).await
     }
 }

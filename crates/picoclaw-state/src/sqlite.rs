@@ -161,21 +161,24 @@ const TOUCH_SUMMARY: &str = "INSERT INTO sessions (key, revision, summary) \
 #[async_trait]
 impl SessionStore for SqliteSessionStore {
     async fn load(&self, key: &SessionKey, limit: Option<usize>) -> Result<Session, StateError> {
-        let summary: Option<Option<String>> =
-            sqlx::query_scalar("SELECT summary FROM sessions WHERE key = ?1")
-                .bind(key.as_str())
-                .fetch_optional(&self.pool)
-                .await
-                .map_err(db_err)?;
-        let Some(summary) = summary else {
+        let head = sqlx::query("SELECT summary, compacted_through FROM sessions WHERE key = ?1")
+            .bind(key.as_str())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db_err)?;
+        let Some(head) = head else {
             return Ok(Session::new(key.clone(), Vec::new(), None));
         };
+        let summary: Option<String> = head.try_get(0).map_err(db_err)?;
+        let through: i64 = head.try_get(1).map_err(db_err)?;
         let limit = limit.map_or(-1, |l| i64::try_from(l).unwrap_or(i64::MAX));
         let rows = sqlx::query(
-            "SELECT id, body FROM messages WHERE session_key = ?1 ORDER BY id DESC LIMIT ?2",
+            "SELECT id, body FROM messages WHERE session_key = ?1 AND id > ?3 \
+             ORDER BY id DESC LIMIT ?2",
         )
         .bind(key.as_str())
         .bind(limit)
+        .bind(through)
         .fetch_all(&self.pool)
         .await
         .map_err(db_err)?;
@@ -256,6 +259,34 @@ impl SessionStore for SqliteSessionStore {
             .await
             .map_err(db_err)?;
         Ok(done.rows_affected() > 0)
+    }
+
+    async fn compact(
+        &self,
+        key: &SessionKey,
+        summary: &str,
+        keep_last: usize,
+    ) -> Result<(), StateError> {
+        let keep = i64::try_from(keep_last).unwrap_or(i64::MAX);
+        let mut tx = self.pool.begin().await.map_err(db_err)?;
+        sqlx::query(TOUCH_SUMMARY)
+            .bind(key.as_str())
+            .bind(summary)
+            .execute(&mut *tx)
+            .await
+            .map_err(db_err)?;
+        // The newest message that the summary now covers: everything from it back is hidden.
+        sqlx::query(
+            "UPDATE sessions SET compacted_through = MAX(compacted_through, COALESCE(( \
+             SELECT id FROM messages WHERE session_key = ?1 ORDER BY id DESC LIMIT 1 OFFSET ?2), \
+             0)) WHERE key = ?1",
+        )
+        .bind(key.as_str())
+        .bind(keep)
+        .execute(&mut *tx)
+        .await
+        .map_err(db_err)?;
+        tx.commit().await.map_err(db_err)
     }
 }
 
