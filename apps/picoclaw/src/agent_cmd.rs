@@ -74,6 +74,11 @@ impl picoclaw_core::EventSink for Printer {
             } => {
                 eprintln!("[tool] {name} failed: {preview}");
             }
+            AgentEvent::Compacted { summarized, kept } => {
+                eprintln!(
+                    "[history compacted: {summarized} older messages summarised, {kept} kept]"
+                );
+            }
             _ => {}
         }
     }

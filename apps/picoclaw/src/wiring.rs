@@ -93,6 +93,8 @@ pub async fn build(
     agent_cfg.context_window = defaults.context_window as usize;
     agent_cfg.max_tool_iterations = defaults.max_tool_iterations as usize;
     agent_cfg.stream = stream;
+    agent_cfg.compaction = defaults.compaction;
+    agent_cfg.compaction_threshold = defaults.compaction_threshold as usize;
 
     let agent = Agent::builder(provider)
         .config(agent_cfg)

@@ -1007,3 +1007,45 @@ async fn usage_is_recorded_per_call_and_priced_from_the_model_list() {
     assert_eq!(out.code, 2);
     assert!(out.stderr.contains("YYYY-MM-DD"), "{}", out.stderr);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn long_sessions_are_compacted_and_the_summary_is_sent() {
+    let endpoint = ScriptedEndpoint::start_with([
+        Reply::text("ok1"),
+        Reply::text("ok2"),
+        Reply::text("ok3"),
+        Reply::text("SUMMARY-E2E: the user sent three long notes about birds."),
+        Reply::text("ok4"),
+    ])
+    .await;
+    let home = Home::with_config(
+        &endpoint,
+        json!({"context_window": 1200, "max_tokens": 200}),
+    );
+    let mut outs = Vec::new();
+    for i in 1..=4 {
+        let note = format!("note {i} about birds: {}", "tweet ".repeat(200));
+        let out = run(home.cmd(), &["agent", "--no-stream", "-m", &note]).await;
+        assert_eq!(out.code, 0, "{}", out.stderr);
+        outs.push(out);
+    }
+    assert!(
+        outs[3].stderr.contains("history compacted"),
+        "{}",
+        outs[3].stderr
+    );
+    let reqs = endpoint.requests();
+    assert_eq!(reqs.len(), 5);
+    assert!(reqs[3].message_texts()[0].starts_with("You compress conversations"));
+    let last = reqs[4].message_texts();
+    assert!(
+        last[0].contains("SUMMARY-E2E"),
+        "the summary goes into the system prompt"
+    );
+    assert!(
+        !last.iter().any(|t| t.starts_with("note 1 about birds")),
+        "{last:?}"
+    );
+    assert!(last.last().unwrap().starts_with("note 4 about birds"));
+    assert!(outs[3].stdout.contains("ok4"));
+}

@@ -83,6 +83,11 @@ pub struct AgentDefaults {
     pub max_retries: u32,
     /// Seconds a model call may take (for a stream: the longest silence between chunks).
     pub request_timeout: u64,
+    /// Summarise older history when it outgrows the context (and after a context-length error).
+    pub compaction: bool,
+    /// History tokens that trigger compaction; 0 = three quarters of the context window minus
+    /// max_tokens.
+    pub compaction_threshold: u32,
     /// The original's data folder setting; unused here (state lives in `state.db`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub data_dir: Option<String>,
@@ -103,6 +108,8 @@ impl Default for AgentDefaults {
             model_fallbacks: Vec::new(),
             max_retries: 3,
             request_timeout: 120,
+            compaction: true,
+            compaction_threshold: 0,
             data_dir: None,
         }
     }

@@ -57,6 +57,11 @@ pub struct AgentConfig {
     pub tool_timeout: Duration,
     /// Tool results longer than this are cut before they go back to the model.
     pub max_tool_result_bytes: usize,
+    /// Summarise older history when it grows past the threshold.
+    pub compaction: bool,
+    /// History tokens that trigger compaction; 0 means three quarters of what the prompt may use
+    /// (context window minus max_tokens).
+    pub compaction_threshold: usize,
 }
 
 impl Default for AgentConfig {
@@ -71,6 +76,8 @@ impl Default for AgentConfig {
             stream: true,
             tool_timeout: Duration::from_secs(300),
             max_tool_result_bytes: 64 * 1024,
+            compaction: true,
+            compaction_threshold: 0,
         }
     }
 }
@@ -372,13 +379,30 @@ impl Agent {
     ) -> Result<TurnOutcome, AgentError> {
         let inner = &*self.inner;
         let cfg = &inner.config;
-        let stored = inner.store.load(session, Some(cfg.history_limit)).await?;
-        let system_prompt = inner
-            .context
-            .system_prompt(chrono::Local::now(), stored.summary.as_deref());
+        let mut stored = inner.store.load(session, Some(cfg.history_limit)).await?;
         let budget = cfg
             .context_window
             .saturating_sub(cfg.max_tokens.unwrap_or(0) as usize);
+        if cfg.compaction {
+            let threshold = if cfg.compaction_threshold == 0 {
+                budget / 4 * 3
+            } else {
+                cfg.compaction_threshold
+            };
+            let history: usize = stored
+                .messages
+                .iter()
+                .map(crate::context::message_tokens)
+                .sum();
+            if history > threshold {
+                stored = self
+                    .compact(session, stored, budget / 4, budget, events)
+                    .await;
+            }
+        }
+        let mut system_prompt = inner
+            .context
+            .system_prompt(chrono::Local::now(), stored.summary.as_deref());
 
         let message_cost = crate::context::message_tokens(&message);
         let room = budget.saturating_sub(crate::context::estimate_tokens(&system_prompt));
@@ -405,6 +429,7 @@ impl Agent {
             max_result_bytes: cfg.max_tool_result_bytes,
         };
 
+        let mut retried_after_compaction = false;
         let result: Result<(String, TurnEnd), AgentError> = async {
             let mut iteration = 0usize;
             loop {
@@ -420,7 +445,22 @@ impl Agent {
                     .with_temperature(cfg.temperature);
                 model_calls += 1;
                 events.event(AgentEvent::ModelCall { iteration: model_calls });
-                let response = cancellable(options, self.call_model(request, events)).await??;
+                let response = match cancellable(options, self.call_model(request, events)).await? {
+                    Err(AgentError::Provider(ProviderError::ContextLength { .. }))
+                        if cfg.compaction && !retried_after_compaction && !stored.messages.is_empty() =>
+                    {
+                        // The vendor says it does not fit (our estimate was off): summarise the
+                        // whole stored history and try once more.
+                        retried_after_compaction = true;
+                        let current = std::mem::take(&mut stored);
+                        stored = self.compact(session, current, 0, budget, events).await;
+                        system_prompt = inner
+                            .context
+                            .system_prompt(chrono::Local::now(), stored.summary.as_deref());
+                        continue;
+                    }
+                    other => other?,
+                };
                 if let Some(u) = &response.usage {
                     usage.add(u);
                     if let Some((ledger, label)) = &inner.usage {
@@ -495,6 +535,61 @@ impl Agent {
             usage,
             served_by,
         })
+    }
+
+    /// Summarises all but the newest `keep_tokens` worth of `stored` into the session's summary
+    /// and returns the session as it now loads. On failure the history is left as it was.
+    async fn compact(
+        &self,
+        session: &SessionKey,
+        stored: picoclaw_state::Session,
+        keep_tokens: usize,
+        budget: usize,
+        events: &dyn EventSink,
+    ) -> picoclaw_state::Session {
+        let inner = &*self.inner;
+        let keep = crate::compaction::keep_count(&stored.messages, keep_tokens);
+        let older = &stored.messages[..stored.messages.len() - keep];
+        if older.is_empty() {
+            return stored;
+        }
+        let request = crate::compaction::summary_request(
+            &inner.config.model,
+            stored.summary.as_deref(),
+            older,
+            budget / 2,
+        );
+        let summary = match inner.provider.chat(request).await {
+            Ok(r) if !r.message.text().trim().is_empty() => r.message.text(),
+            Ok(_) => {
+                tracing::warn!("compaction: the model returned an empty summary; history kept");
+                return stored;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "compaction failed; history kept");
+                return stored;
+            }
+        };
+        if let Err(e) = inner.store.compact(session, summary.trim(), keep).await {
+            tracing::warn!(error = %e, "could not store the compacted history");
+            return stored;
+        }
+        tracing::info!(summarized = older.len(), kept = keep, "history compacted");
+        events.event(AgentEvent::Compacted {
+            summarized: older.len(),
+            kept: keep,
+        });
+        match inner
+            .store
+            .load(session, Some(inner.config.history_limit))
+            .await
+        {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!(error = %e, "could not reload the compacted session");
+                stored
+            }
+        }
     }
 
     async fn call_model(

@@ -23,6 +23,9 @@ pub enum AgentEvent {
         is_error: bool,
         preview: String,
     },
+    /// Older history was summarised: `summarized` messages now live in the session's summary,
+    /// `kept` stay verbatim.
+    Compacted { summarized: usize, kept: usize },
 }
 
 /// Receives a turn's events. Implemented for `()` (ignore everything), for closures, and for

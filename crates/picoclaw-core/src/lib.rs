@@ -8,6 +8,7 @@
 #![warn(clippy::unwrap_used, clippy::expect_used)]
 
 mod agent;
+mod compaction;
 pub mod context;
 mod events;
 mod tool_loop;

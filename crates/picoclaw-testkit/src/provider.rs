@@ -158,6 +158,9 @@ fn status_error(status: u16, message: &str, reply: &Reply) -> ProviderError {
             status,
             message,
         },
+        400 | 413 if message.contains("context length") || message.contains("too long") => {
+            ProviderError::ContextLength { provider, message }
+        }
         _ => ProviderError::InvalidRequest {
             provider,
             status,
