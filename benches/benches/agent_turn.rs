@@ -4,7 +4,7 @@
 //! Run with: cargo bench -p picoclaw-benches --bench agent_turn
 
 use picoclaw_core::{Agent, SessionKey};
-use picoclaw_state::{MemorySessionStore, SqliteSessionStore};
+use picoclaw_state::{InMemoryStore, SqliteStore};
 use picoclaw_testkit::{Reply, ScriptedProvider, TempWorkspace};
 use picoclaw_tools::{ExecConfig, Sandbox, builtin_tools};
 use serde_json::json;
@@ -37,11 +37,11 @@ fn agent_with(
         .streaming(false);
     if sqlite {
         let store = rt
-            .block_on(SqliteSessionStore::open(&ws.path().join("state.db")))
+            .block_on(SqliteStore::open(&ws.path().join("state.db")))
             .expect("sqlite");
         builder = builder.session_store(Arc::new(store));
     } else {
-        builder = builder.session_store(Arc::new(MemorySessionStore::new()));
+        builder = builder.session_store(Arc::new(InMemoryStore::new()));
     }
     builder.build().expect("agent")
 }

@@ -4,7 +4,7 @@
 //!
 //! Run with: cargo bench -p picoclaw-benches --bench state
 
-use picoclaw_state::{SessionStore, SqliteSessionStore};
+use picoclaw_state::{SessionStore, SqliteStore};
 use picoclaw_testkit::TempWorkspace;
 use picoclaw_types::{ChatMessage, SessionKey};
 
@@ -33,9 +33,9 @@ fn turn(i: usize) -> [ChatMessage; 2] {
 }
 
 /// A store holding `turns` turns in one session (built once per size).
-fn filled(rt: &tokio::runtime::Runtime, ws: &TempWorkspace, turns: usize) -> SqliteSessionStore {
+fn filled(rt: &tokio::runtime::Runtime, ws: &TempWorkspace, turns: usize) -> SqliteStore {
     rt.block_on(async {
-        let store = SqliteSessionStore::open(&ws.path().join("state.db"))
+        let store = SqliteStore::open(&ws.path().join("state.db"))
             .await
             .expect("open");
         let key = SessionKey::new("bench");

@@ -3,7 +3,7 @@
 use crate::wiring::{self, SetupError};
 use anyhow::Context;
 use picoclaw_core::{SessionKey, SessionStore, transcript};
-use picoclaw_state::SqliteSessionStore;
+use picoclaw_state::SqliteStore;
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -71,7 +71,7 @@ pub fn run(config: Option<PathBuf>, args: SessionsArgs) -> anyhow::Result<ExitCo
         .build()
         .context("cannot start the async runtime")?;
     runtime.block_on(async move {
-        let store = SqliteSessionStore::open(&db).await?;
+        let store = SqliteStore::open(&db).await?;
         let code = match args.command {
             SessionsCommand::List => {
                 let list = store.list().await?;

@@ -4,7 +4,7 @@
 use crate::wiring::{self, SetupError};
 use anyhow::Context;
 use picoclaw_core::{GroupBy, UsageStore};
-use picoclaw_state::SqliteSessionStore;
+use picoclaw_state::SqliteStore;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -75,7 +75,7 @@ pub fn run(config: Option<PathBuf>, args: UsageArgs) -> anyhow::Result<ExitCode>
         .build()
         .context("cannot start the async runtime")?;
     let rows = runtime.block_on(async {
-        let store = SqliteSessionStore::open(&db).await?;
+        let store = SqliteStore::open(&db).await?;
         let rows = store.summary(args.since.as_deref(), by).await;
         store.close().await;
         rows

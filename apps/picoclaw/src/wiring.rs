@@ -4,7 +4,7 @@
 use anyhow::Context;
 use picoclaw_config::{Loaded, Paths};
 use picoclaw_core::{Agent, AgentConfig};
-use picoclaw_state::SqliteSessionStore;
+use picoclaw_state::SqliteStore;
 use picoclaw_tools::{ExecConfig, Sandbox};
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -81,7 +81,7 @@ pub async fn build(
     let tools = picoclaw_tools::builtin_tools(Arc::new(sandbox), exec_cfg);
 
     let store = Arc::new(
-        SqliteSessionStore::open(&paths.state_db())
+        SqliteStore::open(&paths.state_db())
             .await
             .with_context(|| "cannot open the session store")?,
     );

@@ -6,7 +6,7 @@ use crate::events::{AgentEvent, EventSink};
 use crate::tool_loop::{self, ToolLoopConfig};
 use futures::StreamExt;
 use picoclaw_providers::{ChatRequest, ChatResponse, LlmProvider, ProviderError, StreamEvent};
-use picoclaw_state::{MemorySessionStore, SessionStore, StateError, UsageRecord, UsageStore};
+use picoclaw_state::{InMemoryStore, SessionStore, StateError, UsageRecord, UsageStore};
 use picoclaw_tools::{Tool, ToolContext, ToolRegistry};
 use picoclaw_types::{ChatMessage, FinishReason, SessionKey, Usage};
 use std::collections::HashMap;
@@ -251,7 +251,7 @@ impl AgentBuilder {
                 tools: self.tools,
                 store: self
                     .store
-                    .unwrap_or_else(|| Arc::new(MemorySessionStore::new())),
+                    .unwrap_or_else(|| Arc::new(InMemoryStore::new())),
                 context,
                 config: self.config,
                 usage: self.usage,

@@ -3,7 +3,7 @@
 
 use async_trait::async_trait;
 use picoclaw_core::*;
-use picoclaw_state::MemorySessionStore;
+use picoclaw_state::InMemoryStore;
 use picoclaw_testkit::{Reply, ScriptedProvider};
 use serde_json::json;
 use std::sync::Arc;
@@ -31,7 +31,7 @@ impl Tool for Echo {
     }
 }
 
-fn agent(provider: Arc<ScriptedProvider>, store: Arc<MemorySessionStore>) -> Agent {
+fn agent(provider: Arc<ScriptedProvider>, store: Arc<InMemoryStore>) -> Agent {
     Agent::builder(provider)
         .model("test-model")
         .tool(Echo)
@@ -46,7 +46,7 @@ async fn tool_round_then_answer_is_persisted_in_order() {
         Reply::tool_call("echo", json!({"text": "hi"})),
         Reply::text("The tool said echo: hi").with_usage(10, 5),
     ]));
-    let store = Arc::new(MemorySessionStore::new());
+    let store = Arc::new(InMemoryStore::new());
     let agent = agent(provider.clone(), store.clone());
     let key = SessionKey::new("s1");
     let log = EventLog::new();
@@ -96,7 +96,7 @@ async fn second_turn_sends_history() {
         Reply::text("Nice to meet you, Ada."),
         Reply::text("Your name is Ada."),
     ]));
-    let store = Arc::new(MemorySessionStore::new());
+    let store = Arc::new(InMemoryStore::new());
     let agent = agent(provider.clone(), store);
     let key = SessionKey::new("s2");
     agent.chat(&key, "I am Ada").await.unwrap();
@@ -118,7 +118,7 @@ async fn tool_errors_and_bad_calls_go_back_to_the_model() {
         Reply::tool_call_raw("echo", "{\"text\": "),
         Reply::text("recovered"),
     ]));
-    let agent = agent(provider.clone(), Arc::new(MemorySessionStore::new()));
+    let agent = agent(provider.clone(), Arc::new(InMemoryStore::new()));
     let out = agent.chat(&SessionKey::new("s3"), "go").await.unwrap();
     assert_eq!(out.text, "recovered");
     let reqs = provider.requests();
@@ -142,7 +142,7 @@ async fn runaway_tool_loop_stops_at_the_limit_with_a_clear_message() {
         "echo",
         json!({"text": "again"}),
     )));
-    let store = Arc::new(MemorySessionStore::new());
+    let store = Arc::new(InMemoryStore::new());
     let agent = Agent::builder(provider.clone())
         .model("m")
         .tool(Echo)
@@ -167,7 +167,7 @@ async fn provider_failure_keeps_the_users_message() {
         500,
         "upstream exploded",
     )]));
-    let store = Arc::new(MemorySessionStore::new());
+    let store = Arc::new(InMemoryStore::new());
     let agent = agent(provider, store.clone());
     let key = SessionKey::new("s5");
     let err = agent.chat(&key, "remember this").await.unwrap_err();
@@ -180,7 +180,7 @@ async fn provider_failure_keeps_the_users_message() {
 #[tokio::test]
 async fn truncated_stream_is_an_error_not_a_panic() {
     let provider = Arc::new(ScriptedProvider::new([Reply::truncated("partial ans")]));
-    let store = Arc::new(MemorySessionStore::new());
+    let store = Arc::new(InMemoryStore::new());
     let agent = agent(provider, store.clone());
     let key = SessionKey::new("s6");
     let err = agent.chat(&key, "hello").await.unwrap_err();
@@ -213,7 +213,7 @@ async fn cancelling_a_turn_saves_a_valid_history() {
         Reply::tool_call("block", json!({})),
         Reply::text("after cancel"),
     ]));
-    let store = Arc::new(MemorySessionStore::new());
+    let store = Arc::new(InMemoryStore::new());
     let agent = Agent::builder(provider)
         .model("m")
         .tool(Block(started.clone()))
@@ -278,7 +278,7 @@ async fn streaming_emits_deltas_that_add_up_to_the_answer() {
     let provider = Arc::new(ScriptedProvider::new([Reply::text(
         "Hello there, streaming world",
     )]));
-    let agent = agent(provider, Arc::new(MemorySessionStore::new()));
+    let agent = agent(provider, Arc::new(InMemoryStore::new()));
     let log = EventLog::new();
     let out = agent
         .turn(
@@ -310,7 +310,7 @@ fn builder_rejects_missing_model() {
 #[tokio::test]
 async fn an_oversized_message_is_refused_before_anything_is_sent() {
     let provider = Arc::new(ScriptedProvider::new([Reply::text("fine")]));
-    let store = Arc::new(MemorySessionStore::new());
+    let store = Arc::new(InMemoryStore::new());
     let mut config = AgentConfig::default();
     config.model = "test-model".into();
     config.context_window = 2_000;

@@ -3,7 +3,7 @@
 
 use async_trait::async_trait;
 use picoclaw_core::*;
-use picoclaw_state::MemorySessionStore;
+use picoclaw_state::InMemoryStore;
 use picoclaw_testkit::{Reply, ScriptedProvider};
 use std::sync::{Arc, Mutex};
 
@@ -61,7 +61,7 @@ async fn a_long_conversation_stays_within_the_window() {
     config.stream = false;
     let agent = Agent::builder(provider.clone())
         .config(config)
-        .session_store(Arc::new(MemorySessionStore::new()))
+        .session_store(Arc::new(InMemoryStore::new()))
         .build()
         .unwrap();
     let key = SessionKey::new("long");
@@ -117,7 +117,7 @@ async fn a_context_length_error_compacts_and_retries_once() {
     config.stream = false;
     let agent = Agent::builder(provider.clone())
         .config(config)
-        .session_store(Arc::new(MemorySessionStore::new()))
+        .session_store(Arc::new(InMemoryStore::new()))
         .build()
         .unwrap();
     let key = SessionKey::new("ctx");

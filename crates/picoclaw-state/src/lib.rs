@@ -1,5 +1,9 @@
-//! Durable state: the [`SessionStore`] trait, a SQLite implementation (sqlx, WAL, embedded
-//! migrations) and an in-memory one for tests and embedders.
+//! Durable state: the [`SessionStore`], [`UsageStore`] and [`MemoryStore`] traits, a SQLite
+//! implementation of all of them ([`SqliteStore`]: sqlx, WAL, embedded migrations, FTS5 for
+//! memory search) and an in-memory one ([`InMemoryStore`]) for tests and embedders.
+//!
+//! [`WorkspaceMemory`] keeps long-term memory the way the original PicoClaw lays it out in the
+//! workspace (`memory/MEMORY.md`, `memory/YYYYMM/YYYYMMDD.md`) and indexes it for search.
 //!
 //! With the `test-support` feature, [`conformance`] holds the behaviour every backend must show;
 //! both backends here run it in their tests, and future ones (PostgreSQL) run it too.
@@ -8,14 +12,22 @@
 
 #[cfg(any(test, feature = "test-support"))]
 pub mod conformance;
+mod in_memory;
 mod memory;
 mod session;
 mod sqlite;
+mod sqlite_memory;
 mod usage;
+mod workspace_memory;
 
-pub use memory::MemorySessionStore;
+pub use in_memory::InMemoryStore;
+pub use memory::{IndexedSource, MemoryHit, MemoryNote, MemoryStore, query_terms};
 pub use session::{Session, SessionInfo, SessionStore, StateError};
-pub use sqlite::SqliteSessionStore;
+pub use sqlite::SqliteStore;
+pub use workspace_memory::{
+    LONG_TERM_FILE, MAX_ENTRY_CHARS, MEMORY_DIR, Remembered, SyncReport, WorkspaceMemory,
+    daily_source, split_notes,
+};
 pub use usage::{GroupBy, UsageRecord, UsageRow, UsageStore};
 
 /// Now, as the RFC 3339 text both backends store (UTC, milliseconds).

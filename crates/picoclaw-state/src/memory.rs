@@ -1,166 +1,166 @@
-//! `MemorySessionStore`: sessions in a map, gone at exit. For tests and embedders that keep
-//! their own persistence.
+//! The `MemoryStore` trait: a full-text index over long-term memory notes.
+//!
+//! The notes themselves live in the workspace as Markdown (see [`crate::WorkspaceMemory`]);
+//! the store only indexes them, by source file, so it can always be rebuilt from the files.
 
-use crate::session::{Session, SessionInfo, SessionStore, StateError};
+use crate::session::StateError;
 use async_trait::async_trait;
-use picoclaw_types::{ChatMessage, SessionKey};
-use std::collections::HashMap;
-use std::sync::{Mutex, MutexGuard};
+use std::sync::Arc;
 
-#[derive(Debug)]
-struct Entry {
-    messages: Vec<ChatMessage>,
-    /// The oldest messages the summary stands for (skipped by loads).
-    hidden: usize,
-    summary: Option<String>,
-    created_at: String,
-    updated_at: String,
-    revision: u64,
+/// One indexed note: a list item or paragraph of a memory file.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct MemoryNote {
+    /// The file it came from, relative to the workspace (`memory/MEMORY.md`).
+    pub source: String,
+    /// 1-based line where the note starts.
+    pub line: u32,
+    pub text: String,
 }
 
-#[derive(Debug, Default)]
-struct Sessions {
-    map: HashMap<SessionKey, Entry>,
-    revision: u64,
-}
-
-impl Sessions {
-    fn touch(&mut self, key: &SessionKey) -> &mut Entry {
-        self.revision += 1;
-        let revision = self.revision;
-        let now = crate::now_rfc3339();
-        let entry = self.map.entry(key.clone()).or_insert_with(|| Entry {
-            messages: Vec::new(),
-            hidden: 0,
-            summary: None,
-            created_at: now.clone(),
-            updated_at: now.clone(),
-            revision,
-        });
-        entry.updated_at = now;
-        entry.revision = revision;
-        entry
-    }
-}
-
-/// An in-memory [`SessionStore`].
-#[derive(Debug, Default)]
-pub struct MemorySessionStore {
-    sessions: Mutex<Sessions>,
-    usage: Mutex<Vec<crate::usage::UsageRecord>>,
-}
-
-impl MemorySessionStore {
-    pub fn new() -> Self {
-        Self::default()
-    }
-
-    fn lock(&self) -> MutexGuard<'_, Sessions> {
-        // A panic while holding the lock cannot leave a half-written entry behind (every change
-        // is a single push/assignment), so a poisoned map is still consistent.
-        match self.sessions.lock() {
-            Ok(guard) => guard,
-            Err(poisoned) => poisoned.into_inner(),
+impl MemoryNote {
+    pub fn new(source: impl Into<String>, line: u32, text: impl Into<String>) -> Self {
+        Self {
+            source: source.into(),
+            line,
+            text: text.into(),
         }
     }
 }
 
+/// A search result; a higher score is a better match.
+#[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
+pub struct MemoryHit {
+    pub note: MemoryNote,
+    pub score: f64,
+}
+
+/// An indexed source file and the fingerprint it was indexed at.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct IndexedSource {
+    pub source: String,
+    pub fingerprint: String,
+    pub notes: u64,
+}
+
+/// Where memory notes are indexed for search.
 #[async_trait]
-impl SessionStore for MemorySessionStore {
-    async fn load(&self, key: &SessionKey, limit: Option<usize>) -> Result<Session, StateError> {
-        let sessions = self.lock();
-        Ok(match sessions.map.get(key) {
-            Some(entry) => {
-                let visible = &entry.messages[entry.hidden.min(entry.messages.len())..];
-                let skip = limit.map_or(0, |l| visible.len().saturating_sub(l));
-                Session::new(key.clone(), visible[skip..].to_vec(), entry.summary.clone())
-            }
-            None => Session::new(key.clone(), Vec::new(), None),
-        })
-    }
-
-    async fn append(&self, key: &SessionKey, msgs: &[ChatMessage]) -> Result<(), StateError> {
-        let mut sessions = self.lock();
-        sessions.touch(key).messages.extend_from_slice(msgs);
-        Ok(())
-    }
-
-    async fn set_summary(&self, key: &SessionKey, summary: Option<&str>) -> Result<(), StateError> {
-        let mut sessions = self.lock();
-        sessions.touch(key).summary = summary.map(str::to_owned);
-        Ok(())
-    }
-
-    async fn list(&self) -> Result<Vec<SessionInfo>, StateError> {
-        let sessions = self.lock();
-        let mut entries: Vec<(&SessionKey, &Entry)> = sessions.map.iter().collect();
-        entries.sort_by_key(|e| std::cmp::Reverse(e.1.revision));
-        Ok(entries
-            .into_iter()
-            .map(|(key, e)| {
-                SessionInfo::new(
-                    key.clone(),
-                    e.messages.len() as u64,
-                    e.created_at.clone(),
-                    e.updated_at.clone(),
-                )
-            })
-            .collect())
-    }
-
-    async fn delete(&self, key: &SessionKey) -> Result<bool, StateError> {
-        Ok(self.lock().map.remove(key).is_some())
-    }
-
-    async fn compact(
+pub trait MemoryStore: Send + Sync {
+    /// Replaces everything indexed for `source` with `notes`, atomically, remembering the
+    /// source's `fingerprint` (so unchanged files are not indexed again).
+    async fn index_source(
         &self,
-        key: &SessionKey,
-        summary: &str,
-        keep_last: usize,
-    ) -> Result<(), StateError> {
-        let mut sessions = self.lock();
-        let entry = sessions.touch(key);
-        entry.hidden = entry
-            .messages
-            .len()
-            .saturating_sub(keep_last)
-            .max(entry.hidden);
-        entry.summary = Some(summary.to_owned());
-        Ok(())
-    }
+        source: &str,
+        fingerprint: &str,
+        notes: &[MemoryNote],
+    ) -> Result<(), StateError>;
+
+    /// Forgets a source and its notes; returns whether it was indexed.
+    async fn remove_source(&self, source: &str) -> Result<bool, StateError>;
+
+    /// Every indexed source, sorted by name.
+    async fn sources(&self) -> Result<Vec<IndexedSource>, StateError>;
+
+    /// The best `limit` notes for `query`, best first. The query is plain words (any
+    /// punctuation or search syntax in it is taken literally, never as operators); a note
+    /// matches when it has any of the words, and notes with more of them rank higher. An empty
+    /// query finds nothing.
+    async fn search(&self, query: &str, limit: usize) -> Result<Vec<MemoryHit>, StateError>;
 }
 
 #[async_trait]
-impl crate::usage::UsageStore for MemorySessionStore {
-    async fn record(&self, record: &crate::usage::UsageRecord) -> Result<(), StateError> {
-        let mut usage = match self.usage.lock() {
-            Ok(g) => g,
-            Err(p) => p.into_inner(),
-        };
-        usage.push(record.clone());
-        Ok(())
-    }
-
-    async fn summary(
+impl<T: MemoryStore + ?Sized> MemoryStore for Arc<T> {
+    async fn index_source(
         &self,
-        since: Option<&str>,
-        by: crate::usage::GroupBy,
-    ) -> Result<Vec<crate::usage::UsageRow>, StateError> {
-        let usage = match self.usage.lock() {
-            Ok(g) => g,
-            Err(p) => p.into_inner(),
-        };
-        Ok(crate::usage::summarize(usage.iter(), since, by))
+        source: &str,
+        fingerprint: &str,
+        notes: &[MemoryNote],
+    ) -> Result<(), StateError> {
+        (**self).index_source(source, fingerprint, notes).await
     }
+    async fn remove_source(&self, source: &str) -> Result<bool, StateError> {
+        (**self).remove_source(source).await
+    }
+    async fn sources(&self) -> Result<Vec<IndexedSource>, StateError> {
+        (**self).sources().await
+    }
+    async fn search(&self, query: &str, limit: usize) -> Result<Vec<MemoryHit>, StateError> {
+        (**self).search(query, limit).await
+    }
+}
+
+/// At most this many words of a query are searched for.
+pub(crate) const MAX_QUERY_TERMS: usize = 24;
+
+/// The words of a query: lower-cased runs of letters and digits, without duplicates, in order.
+pub fn query_terms(query: &str) -> Vec<String> {
+    let mut terms: Vec<String> = Vec::new();
+    for word in query.split(|c: char| !c.is_alphanumeric()) {
+        if word.is_empty() {
+            continue;
+        }
+        let word = word.to_lowercase();
+        if !terms.contains(&word) {
+            terms.push(word);
+            if terms.len() == MAX_QUERY_TERMS {
+                break;
+            }
+        }
+    }
+    terms
+}
+
+/// Scores a note against query terms the simple way (the in-memory backend): distinct terms
+/// that occur as words, plus a little for repeats, scaled down for long notes.
+pub(crate) fn simple_score(terms: &[String], text: &str) -> f64 {
+    let words: Vec<String> = text
+        .split(|c: char| !c.is_alphanumeric())
+        .filter(|w| !w.is_empty())
+        .map(str::to_lowercase)
+        .collect();
+    if words.is_empty() {
+        return 0.0;
+    }
+    let mut distinct = 0.0;
+    let mut repeats = 0.0;
+    for term in terms {
+        let n = words.iter().filter(|w| *w == term).count();
+        if n > 0 {
+            distinct += 1.0;
+            repeats += (n - 1) as f64;
+        }
+    }
+    if distinct == 0.0 {
+        return 0.0;
+    }
+    let length_penalty = 1.0 + (words.len() as f64 / 50.0);
+    distinct + (0.1 * repeats) / length_penalty - 0.01 * length_penalty
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    #[tokio::test]
-    async fn conformance() {
-        crate::conformance::session_store_suite(MemorySessionStore::new).await;
-        crate::conformance::usage_store_suite(&MemorySessionStore::new()).await;
+    #[test]
+    fn query_terms_are_words_only() {
+        assert_eq!(
+            query_terms("What's my \"wife's\" BIRTHDAY? -- AND/OR *"),
+            ["what", "s", "my", "wife", "birthday", "and", "or"]
+        );
+        assert!(query_terms("  ?!* ").is_empty());
+        assert_eq!(query_terms("tea tea TEA"), ["tea"]);
+        assert_eq!(query_terms("生日 café"), ["生日", "café"]);
+    }
+
+    #[test]
+    fn simple_score_prefers_more_terms() {
+        let terms = query_terms("green tea");
+        let both = simple_score(&terms, "The user likes green tea");
+        let one = simple_score(&terms, "The user likes tea");
+        let none = simple_score(&terms, "The user likes coffee");
+        assert!(both > one && one > none, "{both} {one} {none}");
+        assert_eq!(none, 0.0);
     }
 }

@@ -21,6 +21,16 @@ pub enum StateError {
     /// The backend cannot do this (an older or minimal store).
     #[error("the session store does not support {0}")]
     Unsupported(&'static str),
+    /// A file of the workspace (memory notes) could not be read or written.
+    #[error("{}: {source}", path.display())]
+    Io {
+        path: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// The caller asked for something that cannot be stored (an empty note, say).
+    #[error("{0}")]
+    Invalid(String),
     /// A stored row could not be decoded.
     #[error("corrupt stored data in session '{session}': {message}")]
     Corrupt { session: String, message: String },

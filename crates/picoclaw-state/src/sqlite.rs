@@ -1,4 +1,4 @@
-//! `SqliteSessionStore`: sessions in one SQLite file (WAL), schema managed by versioned
+//! `SqliteStore`: sessions in one SQLite file (WAL), schema managed by versioned
 //! migrations embedded in the binary. One transaction per appended turn.
 
 use crate::session::{Session, SessionInfo, SessionStore, StateError};
@@ -15,18 +15,18 @@ use std::time::Duration;
 
 static MIGRATOR: Migrator = sqlx::migrate!("./migrations");
 
-fn db_err(err: sqlx::Error) -> StateError {
+pub(crate) fn db_err(err: sqlx::Error) -> StateError {
     StateError::Database(Box::new(err))
 }
 
 /// A [`SessionStore`] in a SQLite database file.
 #[derive(Debug, Clone)]
-pub struct SqliteSessionStore {
-    pool: SqlitePool,
+pub struct SqliteStore {
+    pub(crate) pool: SqlitePool,
     path: Option<PathBuf>,
 }
 
-impl SqliteSessionStore {
+impl SqliteStore {
     /// Opens (creating if needed) the database at `path` and brings its schema up to date.
     ///
     /// A database written by a newer picoclaw (a schema version this build does not know) is
@@ -159,7 +159,7 @@ const TOUCH_SUMMARY: &str = "INSERT INTO sessions (key, revision, summary) \
      revision = excluded.revision, summary = excluded.summary";
 
 #[async_trait]
-impl SessionStore for SqliteSessionStore {
+impl SessionStore for SqliteStore {
     async fn load(&self, key: &SessionKey, limit: Option<usize>) -> Result<Session, StateError> {
         let head = sqlx::query("SELECT summary, compacted_through FROM sessions WHERE key = ?1")
             .bind(key.as_str())
@@ -298,7 +298,7 @@ const USAGE_BY_DAY: &str = "SELECT day, model, COUNT(*), SUM(prompt_tokens), \
     SUM(completion_tokens), SUM(cached_tokens) FROM usage WHERE day >= ?1 GROUP BY 1, 2";
 
 #[async_trait]
-impl crate::usage::UsageStore for SqliteSessionStore {
+impl crate::usage::UsageStore for SqliteStore {
     async fn record(&self, r: &crate::usage::UsageRecord) -> Result<(), StateError> {
         let n = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
         sqlx::query(
@@ -355,10 +355,10 @@ mod tests {
     #[tokio::test]
     async fn conformance_in_memory() {
         crate::conformance::session_store_suite_async(|| async {
-            SqliteSessionStore::open_in_memory().await.unwrap()
+            SqliteStore::open_in_memory().await.unwrap()
         })
         .await;
-        crate::conformance::usage_store_suite(&SqliteSessionStore::open_in_memory().await.unwrap())
+        crate::conformance::usage_store_suite(&SqliteStore::open_in_memory().await.unwrap())
             .await;
     }
 
@@ -369,7 +369,7 @@ mod tests {
         crate::conformance::session_store_suite_async(|| {
             let i = n.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             let path = dir.path().join(format!("s{i}/state.db"));
-            async move { SqliteSessionStore::open(&path).await.unwrap() }
+            async move { SqliteStore::open(&path).await.unwrap() }
         })
         .await;
     }

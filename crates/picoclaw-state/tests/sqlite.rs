@@ -1,7 +1,7 @@
 //! SQLite-specific behaviour: durability across reopen, concurrent writers, schema versioning,
 //! corrupt rows.
 
-use picoclaw_state::{SessionStore, SqliteSessionStore, StateError};
+use picoclaw_state::{SessionStore, SqliteStore, StateError};
 use picoclaw_types::{ChatMessage, SessionKey};
 use std::sync::Arc;
 
@@ -11,7 +11,7 @@ async fn survives_close_and_reopen() {
     let path = dir.path().join("nested/dir/state.db");
     let key = SessionKey::new("cli:default");
     {
-        let store = SqliteSessionStore::open(&path).await.unwrap();
+        let store = SqliteStore::open(&path).await.unwrap();
         store
             .append(
                 &key,
@@ -25,7 +25,7 @@ async fn survives_close_and_reopen() {
         store.set_summary(&key, Some("earlier")).await.unwrap();
         store.close().await;
     }
-    let store = SqliteSessionStore::open(&path).await.unwrap();
+    let store = SqliteStore::open(&path).await.unwrap();
     let s = store.load(&key, None).await.unwrap();
     assert_eq!(s.messages.len(), 2);
     assert_eq!(s.messages[0].text(), "remember me");
@@ -41,7 +41,7 @@ async fn survives_close_and_reopen() {
 async fn concurrent_appends_lose_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let store = Arc::new(
-        SqliteSessionStore::open(&dir.path().join("state.db"))
+        SqliteStore::open(&dir.path().join("state.db"))
             .await
             .unwrap(),
     );
@@ -94,7 +94,7 @@ async fn concurrent_appends_lose_nothing() {
 async fn refuses_a_database_from_a_newer_picoclaw() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("state.db");
-    let store = SqliteSessionStore::open(&path).await.unwrap();
+    let store = SqliteStore::open(&path).await.unwrap();
     sqlx::query(
         "INSERT INTO _sqlx_migrations (version, description, success, checksum, execution_time) \
          VALUES (999999, 'from the future', 1, x'00', 0)",
@@ -103,7 +103,7 @@ async fn refuses_a_database_from_a_newer_picoclaw() {
     .await
     .unwrap();
     store.close().await;
-    let err = SqliteSessionStore::open(&path).await.unwrap_err();
+    let err = SqliteStore::open(&path).await.unwrap_err();
     assert!(matches!(err, StateError::Open { .. }));
     let msg = err.to_string();
     assert!(msg.contains("newer picoclaw"), "{msg}");
@@ -113,7 +113,7 @@ async fn refuses_a_database_from_a_newer_picoclaw() {
 
 #[tokio::test]
 async fn a_corrupt_row_is_reported_with_its_session() {
-    let store = SqliteSessionStore::open_in_memory().await.unwrap();
+    let store = SqliteStore::open_in_memory().await.unwrap();
     let key = SessionKey::new("cli:broken");
     store
         .append(&key, &[ChatMessage::user("fine")])
@@ -134,6 +134,6 @@ async fn an_unopenable_path_names_the_file() {
     // A folder where the database file should be.
     let path = dir.path().join("state.db");
     std::fs::create_dir_all(&path).unwrap();
-    let err = SqliteSessionStore::open(&path).await.unwrap_err();
+    let err = SqliteStore::open(&path).await.unwrap_err();
     assert!(err.to_string().contains("state.db"), "{err}");
 }
