@@ -3,6 +3,7 @@
 
 mod agent_cmd;
 mod logging;
+mod memory_cmd;
 mod onboard_cmd;
 mod sessions_cmd;
 mod status_cmd;
@@ -47,6 +48,8 @@ enum Command {
     Agent(agent_cmd::AgentArgs),
     /// List, show, export or clear stored conversations.
     Sessions(sessions_cmd::SessionsArgs),
+    /// Search long-term memory, add a fact to it, or rebuild its index.
+    Memory(memory_cmd::MemoryArgs),
     /// Show the config, workspace, model and provider in use (keys masked).
     Status,
     /// Tokens used per model, session or day, with costs where prices are configured.
@@ -69,6 +72,7 @@ fn main() -> ExitCode {
         Command::Onboard(args) => onboard_cmd::run(cli.config, args),
         Command::Agent(args) => agent_cmd::run(cli.config, args),
         Command::Sessions(args) => sessions_cmd::run(cli.config, args),
+        Command::Memory(args) => memory_cmd::run(cli.config, args),
         Command::Status => status_cmd::run(cli.config),
         Command::Usage(args) => usage_cmd::run(cli.config, args),
         Command::Version => Ok(ExitCode::SUCCESS),

@@ -1,10 +1,10 @@
 //! Builds a ready agent from the config file: provider, tools in the workspace sandbox, the
-//! SQLite session store.
+//! SQLite store (sessions, usage, the memory index) and long-term memory.
 
 use anyhow::Context;
 use picoclaw_config::{Loaded, Paths};
 use picoclaw_core::{Agent, AgentConfig};
-use picoclaw_state::SqliteStore;
+use picoclaw_state::{SqliteStore, WorkspaceMemory};
 use picoclaw_tools::{ExecConfig, Sandbox};
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -95,12 +95,17 @@ pub async fn build(
     agent_cfg.stream = stream;
     agent_cfg.compaction = defaults.compaction;
     agent_cfg.compaction_threshold = defaults.compaction_threshold as usize;
+    agent_cfg.memory_budget_tokens = defaults.memory_budget_tokens as usize;
 
     let agent = Agent::builder(provider)
         .config(agent_cfg)
         .tools(tools)
         .session_store(store.clone())
-        .usage_ledger(store, format!("{}/{}", resolved.provider, resolved.model))
+        .usage_ledger(
+            store.clone(),
+            format!("{}/{}", resolved.provider, resolved.model),
+        )
+        .memory(Arc::new(WorkspaceMemory::new(&workspace, store)))
         .workspace(workspace)
         .build()
         .map_err(|e| SetupError::Config(e.to_string()))?;

@@ -1049,3 +1049,91 @@ async fn long_sessions_are_compacted_and_the_summary_is_sent() {
     assert!(last.last().unwrap().starts_with("note 4 about birds"));
     assert!(outs[3].stdout.contains("ok4"));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn memory_written_by_the_agent_is_searchable_and_reaches_later_sessions() {
+    let endpoint = ScriptedEndpoint::start_with([
+        Reply::tool_call(
+            "memory_write",
+            json!({"content": "The user's dentist is Dr. Okafor on Elm Street"}),
+        ),
+        Reply::text("I'll remember your dentist."),
+        Reply::text("Dr. Okafor."),
+    ])
+    .await;
+    let home = Home::with_config(&endpoint, json!({}));
+    let out = run(
+        home.cmd(),
+        &[
+            "agent",
+            "-s",
+            "cli:one",
+            "-m",
+            "My dentist is Dr. Okafor on Elm Street",
+        ],
+    )
+    .await;
+    assert_eq!(out.code, 0, "stderr: {}", out.stderr);
+    let memory_md = std::fs::read_to_string(home.workspace().join("memory/MEMORY.md")).unwrap();
+    assert!(
+        memory_md.contains("- The user's dentist is Dr. Okafor on Elm Street\n"),
+        "{memory_md}"
+    );
+
+    // The CLI finds it; a query with no match exits 1 and says so.
+    let out = run(home.cmd(), &["memory", "search", "dentist"]).await;
+    assert_eq!(out.code, 0, "stderr: {}", out.stderr);
+    assert!(
+        out.stdout
+            .contains("memory/MEMORY.md:3: The user's dentist is Dr. Okafor on Elm Street"),
+        "{}",
+        out.stdout
+    );
+    let out = run(home.cmd(), &["memory", "search", "zebra"]).await;
+    assert_eq!(out.code, 1);
+    assert!(out.stderr.contains("no notes match"), "{}", out.stderr);
+    let out = run(home.cmd(), &["memory", "search", "?!"]).await;
+    assert_eq!(out.code, 2, "{}", out.stderr);
+
+    // Facts added by hand are deduplicated like the agent's.
+    let out = run(
+        home.cmd(),
+        &["memory", "add", "the user's dentist is dr okafor"],
+    )
+    .await;
+    assert_eq!(out.code, 0);
+    assert!(out.stderr.contains("already known"), "{}", out.stderr);
+    let out = run(
+        home.cmd(),
+        &["memory", "add", "Prefers", "morning", "appointments"],
+    )
+    .await;
+    assert!(
+        out.stderr.contains("added to memory/MEMORY.md line 4"),
+        "{}",
+        out.stderr
+    );
+
+    // Another session, another process: the fact is in the system prompt.
+    let out = run(
+        home.cmd(),
+        &["agent", "-s", "cli:two", "-m", "Who is my dentist?"],
+    )
+    .await;
+    assert_eq!(out.code, 0, "stderr: {}", out.stderr);
+    let reqs = endpoint.requests();
+    let system = reqs[2].message_texts()[0].clone();
+    assert!(
+        system.contains("- The user's dentist is Dr. Okafor on Elm Street"),
+        "{system}"
+    );
+    assert!(
+        system.contains("- Prefers morning appointments"),
+        "{system}"
+    );
+
+    let out = run(home.cmd(), &["memory", "reindex", "--full"]).await;
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(out.stderr.contains("1 file(s) indexed"), "{}", out.stderr);
+    assert!(out.stderr.contains("2 notes searchable"), "{}", out.stderr);
+}

@@ -88,6 +88,9 @@ pub struct AgentDefaults {
     /// History tokens that trigger compaction; 0 = three quarters of the context window minus
     /// max_tokens.
     pub compaction_threshold: u32,
+    /// Tokens of long-term memory (memory/MEMORY.md and recent daily notes) each request may
+    /// carry; past that only the notes most related to the message go in. 0 = none.
+    pub memory_budget_tokens: u32,
     /// The original's data folder setting; unused here (state lives in `state.db`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub data_dir: Option<String>,
@@ -110,6 +113,7 @@ impl Default for AgentDefaults {
             request_timeout: 120,
             compaction: true,
             compaction_threshold: 0,
+            memory_budget_tokens: 2000,
             data_dir: None,
         }
     }

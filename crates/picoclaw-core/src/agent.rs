@@ -6,8 +6,10 @@ use crate::events::{AgentEvent, EventSink};
 use crate::tool_loop::{self, ToolLoopConfig};
 use futures::StreamExt;
 use picoclaw_providers::{ChatRequest, ChatResponse, LlmProvider, ProviderError, StreamEvent};
-use picoclaw_state::{InMemoryStore, SessionStore, StateError, UsageRecord, UsageStore};
-use picoclaw_tools::{Tool, ToolContext, ToolRegistry};
+use picoclaw_state::{
+    InMemoryStore, SessionStore, StateError, UsageRecord, UsageStore, WorkspaceMemory,
+};
+use picoclaw_tools::{MemorySearchTool, MemoryWriteTool, Tool, ToolContext, ToolRegistry};
 use picoclaw_types::{ChatMessage, FinishReason, SessionKey, Usage};
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -62,6 +64,9 @@ pub struct AgentConfig {
     /// History tokens that trigger compaction; 0 means three quarters of what the prompt may use
     /// (context window minus max_tokens).
     pub compaction_threshold: usize,
+    /// Tokens of long-term memory the system prompt may carry when the agent has a memory
+    /// index ([`AgentBuilder::memory`]); 0 leaves memory out of the prompt (the tools stay).
+    pub memory_budget_tokens: usize,
 }
 
 impl Default for AgentConfig {
@@ -78,6 +83,7 @@ impl Default for AgentConfig {
             max_tool_result_bytes: 64 * 1024,
             compaction: true,
             compaction_threshold: 0,
+            memory_budget_tokens: 2000,
         }
     }
 }
@@ -153,6 +159,7 @@ pub struct AgentBuilder {
     tools: ToolRegistry,
     store: Option<Arc<dyn SessionStore>>,
     usage: Option<(Arc<dyn UsageStore>, String)>,
+    memory: Option<Arc<WorkspaceMemory>>,
     workspace: Option<PathBuf>,
     instructions: Option<String>,
     config: AgentConfig,
@@ -208,6 +215,15 @@ impl AgentBuilder {
         self
     }
 
+    /// Long-term memory with a search index: each turn's system prompt carries the memory most
+    /// related to the message (within `AgentConfig::memory_budget_tokens`) instead of the whole
+    /// MEMORY.md, and the `memory_search` and `memory_write` tools are added unless the tool
+    /// set already has tools of those names.
+    pub fn memory(mut self, memory: Arc<WorkspaceMemory>) -> Self {
+        self.memory = Some(memory);
+        self
+    }
+
     /// The workspace whose AGENT.md, SOUL.md, USER.md ... shape the system prompt.
     pub fn workspace(mut self, dir: impl Into<PathBuf>) -> Self {
         self.workspace = Some(dir.into());
@@ -241,17 +257,28 @@ impl AgentBuilder {
                 "max_tool_iterations must be at least 1".into(),
             ));
         }
-        let mut context = ContextBuilder::new(self.workspace);
+        let workspace = self
+            .workspace
+            .or_else(|| self.memory.as_ref().map(|m| m.workspace().to_path_buf()));
+        let mut context = ContextBuilder::new(workspace);
         if let Some(text) = self.instructions {
             context = context.with_instructions(text);
+        }
+        let mut tools = self.tools;
+        if let Some(memory) = &self.memory {
+            if tools.get("memory_search").is_none() {
+                tools.register(Arc::new(MemorySearchTool::new(Arc::clone(memory))));
+            }
+            if tools.get("memory_write").is_none() {
+                tools.register(Arc::new(MemoryWriteTool::new(Arc::clone(memory))));
+            }
         }
         Ok(Agent {
             inner: Arc::new(Inner {
                 provider: self.provider,
-                tools: self.tools,
-                store: self
-                    .store
-                    .unwrap_or_else(|| Arc::new(InMemoryStore::new())),
+                tools,
+                memory: self.memory,
+                store: self.store.unwrap_or_else(|| Arc::new(InMemoryStore::new())),
                 context,
                 config: self.config,
                 usage: self.usage,
@@ -264,6 +291,7 @@ impl AgentBuilder {
 struct Inner {
     provider: Arc<dyn LlmProvider>,
     tools: ToolRegistry,
+    memory: Option<Arc<WorkspaceMemory>>,
     store: Arc<dyn SessionStore>,
     context: ContextBuilder,
     config: AgentConfig,
@@ -295,6 +323,7 @@ impl Agent {
             tools: ToolRegistry::new(),
             store: None,
             usage: None,
+            memory: None,
             workspace: None,
             instructions: None,
             config: AgentConfig::default(),
@@ -400,9 +429,8 @@ impl Agent {
                     .await;
             }
         }
-        let mut system_prompt = inner
-            .context
-            .system_prompt(chrono::Local::now(), stored.summary.as_deref());
+        let memory = self.memory_section(&message).await;
+        let mut system_prompt = self.system_prompt(stored.summary.as_deref(), memory.as_deref());
 
         let message_cost = crate::context::message_tokens(&message);
         let room = budget.saturating_sub(crate::context::estimate_tokens(&system_prompt));
@@ -454,9 +482,8 @@ impl Agent {
                         retried_after_compaction = true;
                         let current = std::mem::take(&mut stored);
                         stored = self.compact(session, current, 0, budget, events).await;
-                        system_prompt = inner
-                            .context
-                            .system_prompt(chrono::Local::now(), stored.summary.as_deref());
+                        system_prompt =
+                            self.system_prompt(stored.summary.as_deref(), memory.as_deref());
                         continue;
                     }
                     other => other?,
@@ -589,6 +616,34 @@ impl Agent {
                 tracing::warn!(error = %e, "could not reload the compacted session");
                 stored
             }
+        }
+    }
+
+    /// The memory most related to `message`, when the agent has a memory index.
+    async fn memory_section(&self, message: &ChatMessage) -> Option<String> {
+        let memory = self.inner.memory.as_ref()?;
+        let budget = self.inner.config.memory_budget_tokens;
+        if budget == 0 {
+            return None;
+        }
+        let today = chrono::Local::now().date_naive();
+        match memory.context(&message.text(), budget, today).await {
+            Ok(section) => section,
+            Err(e) => {
+                tracing::warn!(error = %e, "long-term memory left out of this turn");
+                None
+            }
+        }
+    }
+
+    fn system_prompt(&self, summary: Option<&str>, memory: Option<&str>) -> String {
+        let now = chrono::Local::now();
+        if self.inner.memory.is_some() {
+            self.inner
+                .context
+                .system_prompt_with_memory(now, summary, memory)
+        } else {
+            self.inner.context.system_prompt(now, summary)
         }
     }
 

@@ -67,11 +67,33 @@ impl ContextBuilder {
         self.workspace.as_deref()
     }
 
-    /// The system prompt for a turn happening at `now`.
+    /// The system prompt for a turn happening at `now`, with `memory/MEMORY.md` read whole (cut
+    /// at 16 KiB), as for an agent without a memory index.
     pub fn system_prompt(
         &self,
         now: chrono::DateTime<chrono::Local>,
         summary: Option<&str>,
+    ) -> String {
+        self.render(now, summary, None, true)
+    }
+
+    /// The system prompt with a memory section chosen for this turn (see
+    /// `picoclaw_state::WorkspaceMemory::context`) in place of the whole MEMORY.md.
+    pub fn system_prompt_with_memory(
+        &self,
+        now: chrono::DateTime<chrono::Local>,
+        summary: Option<&str>,
+        memory: Option<&str>,
+    ) -> String {
+        self.render(now, summary, memory, false)
+    }
+
+    fn render(
+        &self,
+        now: chrono::DateTime<chrono::Local>,
+        summary: Option<&str>,
+        memory: Option<&str>,
+        read_memory_file: bool,
     ) -> String {
         let mut prompt = String::with_capacity(2048);
         prompt.push_str(BASE_PROMPT);
@@ -85,9 +107,16 @@ impl ContextBuilder {
                     push_section(&mut prompt, name, &text);
                 }
             }
-            if let Some(text) = self.read_cached(&ws.join(MEMORY_FILE)) {
+            if read_memory_file && let Some(text) = self.read_cached(&ws.join(MEMORY_FILE)) {
                 push_section(&mut prompt, "Long-term memory (memory/MEMORY.md)", &text);
             }
+        }
+        if let Some(memory) = memory.filter(|m| !m.trim().is_empty()) {
+            push_section(
+                &mut prompt,
+                "Memory (use memory_write to remember something new)",
+                memory,
+            );
         }
         if let Some(summary) = summary.filter(|s| !s.trim().is_empty()) {
             push_section(&mut prompt, "Summary of the earlier conversation", summary);

@@ -22,7 +22,8 @@ pub use picoclaw_providers::{
     Capabilities, ChatRequest, ChatResponse, ChatStream, LlmProvider, ProviderError, StreamEvent,
 };
 pub use picoclaw_state::{
-    GroupBy, Session, SessionInfo, SessionStore, StateError, UsageRecord, UsageRow, UsageStore,
+    GroupBy, InMemoryStore, MemoryHit, MemoryNote, MemoryStore, Remembered, Session, SessionInfo,
+    SessionStore, StateError, UsageRecord, UsageRow, UsageStore, WorkspaceMemory,
 };
 pub use picoclaw_tools::{Tool, ToolContext, ToolOutput, ToolRegistry};
 pub use picoclaw_types::{

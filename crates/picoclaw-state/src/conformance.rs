@@ -299,7 +299,11 @@ pub async fn memory_store_suite(store: &impl crate::MemoryStore) {
         .index_source(
             day,
             "50:2",
-            &[MemoryNote::new(day, 3, "Bought coffee beans for Ana's visit")],
+            &[MemoryNote::new(
+                day,
+                3,
+                "Bought coffee beans for Ana's visit",
+            )],
         )
         .await
         .unwrap();
@@ -319,10 +323,7 @@ pub async fn memory_store_suite(store: &impl crate::MemoryStore) {
     assert_eq!(lines[0], 3, "the note with both words first: {hits:?}");
     assert!(hits[0].score > hits[1].score);
     assert_eq!(hits[0].note.source, long);
-    assert_eq!(
-        hits[0].note.text,
-        "The user drinks green tea every morning"
-    );
+    assert_eq!(hits[0].note.text, "The user drinks green tea every morning");
     // Across sources.
     let hits = store.search("ana", 10).await.unwrap();
     let mut found: Vec<&str> = hits.iter().map(|h| h.note.source.as_str()).collect();
@@ -351,7 +352,13 @@ pub async fn memory_store_suite(store: &impl crate::MemoryStore) {
         assert!(hits.is_ok(), "query {hostile:?} failed: {hits:?}");
     }
     assert!(store.search("", 10).await.unwrap().is_empty());
-    assert!(store.search("nothing-here-zzz", 10).await.unwrap().is_empty());
+    assert!(
+        store
+            .search("nothing-here-zzz", 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
 
     // Re-indexing a source replaces its notes completely.
     store
@@ -369,7 +376,10 @@ pub async fn memory_store_suite(store: &impl crate::MemoryStore) {
     assert_eq!((entry.fingerprint.as_str(), entry.notes), ("120:7", 1));
 
     // A source indexed with no notes is still known (an empty file is not re-read).
-    store.index_source("memory/empty.md", "0:0", &[]).await.unwrap();
+    store
+        .index_source("memory/empty.md", "0:0", &[])
+        .await
+        .unwrap();
     assert_eq!(store.sources().await.unwrap().len(), 3);
 
     // Removing a source removes its notes from search.
@@ -387,9 +397,18 @@ pub async fn memory_store_suite(store: &impl crate::MemoryStore) {
 
     // Many notes: all searchable.
     let many: Vec<MemoryNote> = (0..500)
-        .map(|i| MemoryNote::new("memory/bulk.md", i + 1, format!("note number n{i} about topic{}", i % 7)))
+        .map(|i| {
+            MemoryNote::new(
+                "memory/bulk.md",
+                i + 1,
+                format!("note number n{i} about topic{}", i % 7),
+            )
+        })
         .collect();
-    store.index_source("memory/bulk.md", "x", &many).await.unwrap();
+    store
+        .index_source("memory/bulk.md", "x", &many)
+        .await
+        .unwrap();
     let hits = store.search("n123", 10).await.unwrap();
     assert_eq!(hits.len(), 1);
     assert_eq!(hits[0].note.line, 124);

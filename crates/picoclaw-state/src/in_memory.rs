@@ -182,11 +182,13 @@ impl crate::memory::MemoryStore for InMemoryStore {
     async fn sources(&self) -> Result<Vec<crate::memory::IndexedSource>, StateError> {
         Ok(relock(&self.notes)
             .iter()
-            .map(|(source, (fingerprint, notes))| crate::memory::IndexedSource {
-                source: source.clone(),
-                fingerprint: fingerprint.clone(),
-                notes: notes.len() as u64,
-            })
+            .map(
+                |(source, (fingerprint, notes))| crate::memory::IndexedSource {
+                    source: source.clone(),
+                    fingerprint: fingerprint.clone(),
+                    notes: notes.len() as u64,
+                },
+            )
             .collect())
     }
 

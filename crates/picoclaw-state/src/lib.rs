@@ -20,15 +20,16 @@ mod sqlite_memory;
 mod usage;
 mod workspace_memory;
 
+pub use chrono::NaiveDate;
 pub use in_memory::InMemoryStore;
 pub use memory::{IndexedSource, MemoryHit, MemoryNote, MemoryStore, query_terms};
 pub use session::{Session, SessionInfo, SessionStore, StateError};
 pub use sqlite::SqliteStore;
+pub use usage::{GroupBy, UsageRecord, UsageRow, UsageStore};
 pub use workspace_memory::{
     LONG_TERM_FILE, MAX_ENTRY_CHARS, MEMORY_DIR, Remembered, SyncReport, WorkspaceMemory,
     daily_source, split_notes,
 };
-pub use usage::{GroupBy, UsageRecord, UsageRow, UsageStore};
 
 /// Now, as the RFC 3339 text both backends store (UTC, milliseconds).
 pub(crate) fn now_rfc3339() -> String {

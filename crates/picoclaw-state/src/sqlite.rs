@@ -358,8 +358,7 @@ mod tests {
             SqliteStore::open_in_memory().await.unwrap()
         })
         .await;
-        crate::conformance::usage_store_suite(&SqliteStore::open_in_memory().await.unwrap())
-            .await;
+        crate::conformance::usage_store_suite(&SqliteStore::open_in_memory().await.unwrap()).await;
     }
 
     #[tokio::test]

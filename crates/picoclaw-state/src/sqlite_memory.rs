@@ -147,10 +147,11 @@ mod tests {
 
     #[tokio::test]
     async fn conformance() {
-        crate::conformance::memory_store_suite(&SqliteStore::open_in_memory().await.unwrap())
-            .await;
+        crate::conformance::memory_store_suite(&SqliteStore::open_in_memory().await.unwrap()).await;
         let dir = tempfile::tempdir().unwrap();
-        let store = SqliteStore::open(&dir.path().join("state.db")).await.unwrap();
+        let store = SqliteStore::open(&dir.path().join("state.db"))
+            .await
+            .unwrap();
         crate::conformance::memory_store_suite(&store).await;
     }
 
@@ -183,7 +184,15 @@ mod tests {
         {
             let store = SqliteStore::open(&path).await.unwrap();
             store
-                .index_source("memory/MEMORY.md", "f1", &[MemoryNote::new("memory/MEMORY.md", 3, "allergic to peanuts")])
+                .index_source(
+                    "memory/MEMORY.md",
+                    "f1",
+                    &[MemoryNote::new(
+                        "memory/MEMORY.md",
+                        3,
+                        "allergic to peanuts",
+                    )],
+                )
                 .await
                 .unwrap();
             store.close().await;

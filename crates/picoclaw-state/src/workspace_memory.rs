@@ -56,6 +56,17 @@ pub struct WorkspaceMemory {
     store: Arc<dyn MemoryStore>,
     /// Syncs and writes one at a time (two turns remembering at once must not interleave).
     lock: tokio::sync::Mutex<()>,
+    /// What the index holds (source → fingerprint, notes), read from the store once and then
+    /// kept in step, so an unchanged workspace costs no query. Another process changing the
+    /// index at most makes this one index a file again.
+    known: std::sync::Mutex<Option<HashMap<String, (String, u64)>>>,
+}
+
+fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    match m.lock() {
+        Ok(g) => g,
+        Err(p) => p.into_inner(),
+    }
 }
 
 impl std::fmt::Debug for WorkspaceMemory {
@@ -79,6 +90,7 @@ impl WorkspaceMemory {
             workspace: workspace.into(),
             store,
             lock: tokio::sync::Mutex::new(()),
+            known: std::sync::Mutex::new(None),
         }
     }
 
@@ -109,27 +121,40 @@ impl WorkspaceMemory {
 
     async fn sync_locked(&self) -> Result<SyncReport, StateError> {
         let files = find_memory_files(&self.workspace);
-        let indexed: HashMap<String, String> = self
-            .store
-            .sources()
-            .await?
-            .into_iter()
-            .map(|s| (s.source, s.fingerprint))
-            .collect();
-        let mut report = SyncReport::default();
-        for (source, fingerprint) in &files {
-            if indexed.get(source) == Some(fingerprint) {
-                report.unchanged += 1;
-                continue;
-            }
-            self.index_file(source, fingerprint).await?;
-            report.indexed += 1;
+        if lock(&self.known).is_none() {
+            let indexed: HashMap<String, (String, u64)> = self
+                .store
+                .sources()
+                .await?
+                .into_iter()
+                .map(|s| (s.source, (s.fingerprint, s.notes)))
+                .collect();
+            *lock(&self.known) = Some(indexed);
         }
-        for source in indexed.keys() {
-            if !files.contains_key(source) {
-                self.store.remove_source(source).await?;
-                report.removed += 1;
-            }
+        let (changed, gone) = {
+            let known = lock(&self.known);
+            let known = known.as_ref().map_or_else(HashMap::new, Clone::clone);
+            let changed: Vec<(&String, &String)> = files
+                .iter()
+                .filter(|(source, fp)| known.get(*source).map(|k| &k.0) != Some(*fp))
+                .collect();
+            let gone: Vec<String> = known
+                .keys()
+                .filter(|s| !files.contains_key(*s))
+                .cloned()
+                .collect();
+            (changed, gone)
+        };
+        let report = SyncReport {
+            indexed: changed.len(),
+            unchanged: files.len() - changed.len(),
+            removed: gone.len(),
+        };
+        for (source, fingerprint) in changed {
+            self.index_file(source, fingerprint).await?;
+        }
+        for source in &gone {
+            self.forget(source).await?;
         }
         if report.indexed + report.removed > 0 {
             tracing::debug!(?report, "memory index updated");
@@ -137,19 +162,39 @@ impl WorkspaceMemory {
         Ok(report)
     }
 
+    async fn forget(&self, source: &str) -> Result<(), StateError> {
+        self.store.remove_source(source).await?;
+        if let Some(known) = lock(&self.known).as_mut() {
+            known.remove(source);
+        }
+        Ok(())
+    }
+
     async fn index_file(&self, source: &str, fingerprint: &str) -> Result<(), StateError> {
         let path = self.workspace.join(source);
         let text = match read_capped(&path) {
             Ok(text) => text,
             // Gone between the listing and now: forget it.
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                self.store.remove_source(source).await?;
-                return Ok(());
-            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return self.forget(source).await,
             Err(e) => return Err(io_err(&path)(e)),
         };
         let notes = split_notes(source, &text);
-        self.store.index_source(source, fingerprint, &notes).await
+        self.store.index_source(source, fingerprint, &notes).await?;
+        if let Some(known) = lock(&self.known).as_mut() {
+            known.insert(
+                source.to_owned(),
+                (fingerprint.to_owned(), notes.len() as u64),
+            );
+        }
+        Ok(())
+    }
+
+    /// Notes indexed from `source` (as of the last sync).
+    fn note_count(&self, source: &str) -> u64 {
+        lock(&self.known)
+            .as_ref()
+            .and_then(|k| k.get(source).map(|e| e.1))
+            .unwrap_or(0)
     }
 
     /// Re-indexes one file right after we wrote it.
@@ -196,8 +241,7 @@ impl WorkspaceMemory {
         // The heading of a new file takes two lines; a missing final newline ends a line that
         // `lines()` already counted.
         let header_lines = if existing.is_empty() { 2 } else { 0 };
-        let line =
-            u32::try_from(existing.lines().count() + header_lines + 1).unwrap_or(u32::MAX);
+        let line = u32::try_from(existing.lines().count() + header_lines + 1).unwrap_or(u32::MAX);
         add.push_str("- ");
         add.push_str(&fact);
         add.push('\n');
@@ -261,6 +305,7 @@ impl WorkspaceMemory {
         if budget_tokens == 0 {
             return Ok(None);
         }
+        let query = query.trim();
         let report = self.sync().await;
         if let Err(e) = &report {
             tracing::warn!(error = %e, "memory index could not be updated; using it as it is");
@@ -269,44 +314,50 @@ impl WorkspaceMemory {
         let mut left = budget_tokens;
         let mut included: Vec<String> = Vec::new();
 
+        let share = budget_tokens * 6 / 10;
+        // One search serves both the long-term notes and the older daily notes.
+        let mut hits: Option<Vec<MemoryHit>> = None;
         let long_path = self.long_term_path();
-        let long = read_capped(&long_path).unwrap_or_default();
+        let long_len = std::fs::metadata(&long_path).map_or(0, |m| m.len());
+        // A file clearly too big is not even read: its notes come from the index.
+        let long = if long_len > 0 && (long_len as usize).div_ceil(4) <= share * 2 {
+            read_capped(&long_path).unwrap_or_default()
+        } else {
+            String::new()
+        };
         let long = long.trim();
-        if !long.is_empty() {
-            let share = budget_tokens * 6 / 10;
-            if tokens(long) <= share {
-                out.push_str("### Long-term memory (memory/MEMORY.md)\n");
-                out.push_str(long);
-                out.push('\n');
-                left = left.saturating_sub(tokens(long) + 12);
-                included.push(LONG_TERM_FILE.to_owned());
-            } else {
-                let total = split_notes(LONG_TERM_FILE, long).len();
-                let hits = self.store.search(query, 64).await.unwrap_or_default();
-                let mut picked = Vec::new();
-                let mut used = 0;
-                for hit in hits.iter().filter(|h| h.note.source == LONG_TERM_FILE) {
-                    let cost = tokens(&hit.note.text) + 2;
-                    if used + cost > share {
-                        break;
-                    }
-                    used += cost;
-                    picked.push(&hit.note);
+        if !long.is_empty() && tokens(long) <= share {
+            out.push_str("### Long-term memory (memory/MEMORY.md)\n");
+            out.push_str(long);
+            out.push('\n');
+            left = left.saturating_sub(tokens(long) + 12);
+            included.push(LONG_TERM_FILE.to_owned());
+        } else if long_len > 0 {
+            let total = self.note_count(LONG_TERM_FILE);
+            let found = hits.get_or_insert(self.store.search(query, 64).await.unwrap_or_default());
+            let mut picked = Vec::new();
+            let mut used = 0;
+            for hit in found.iter().filter(|h| h.note.source == LONG_TERM_FILE) {
+                let cost = tokens(&hit.note.text) + 2;
+                if used + cost > share {
+                    break;
                 }
-                out.push_str(&format!(
-                    "### Long-term memory (memory/MEMORY.md has {total} notes, too many to \
-                     include; {} most related to this message follow; use memory_search to \
-                     find others)\n",
-                    picked.len()
-                ));
-                for note in picked {
-                    out.push_str("- ");
-                    out.push_str(&note.text);
-                    out.push('\n');
-                }
-                left = left.saturating_sub(used + 40);
-                included.push(LONG_TERM_FILE.to_owned());
+                used += cost;
+                picked.push(&hit.note);
             }
+            out.push_str(&format!(
+                "### Long-term memory (memory/MEMORY.md has {total} notes, too many to \
+                 include; {} most related to this message follow; use memory_search to \
+                 find others)\n",
+                picked.len()
+            ));
+            for note in picked {
+                out.push_str("- ");
+                out.push_str(&note.text);
+                out.push('\n');
+            }
+            left = left.saturating_sub(used + 40);
+            included.push(LONG_TERM_FILE.to_owned());
         }
 
         for back in 0..RECENT_DAYS {
@@ -341,10 +392,13 @@ impl WorkspaceMemory {
         }
 
         if left >= 32 && !query.trim().is_empty() {
-            let hits = self.store.search(query, 16).await.unwrap_or_default();
+            let found = match hits {
+                Some(found) => found,
+                None => self.store.search(query, 16).await.unwrap_or_default(),
+            };
             let mut section = String::new();
             let mut used = 0;
-            for hit in hits.iter().filter(|h| !included.contains(&h.note.source)) {
+            for hit in found.iter().filter(|h| !included.contains(&h.note.source)) {
                 let line = format!("- {} ({})\n", hit.note.text, hit.note.source);
                 let cost = tokens(&line);
                 if used + cost + 12 > left {
@@ -364,7 +418,11 @@ impl WorkspaceMemory {
 
 /// `memory/YYYYMM/YYYYMMDD.md`.
 pub fn daily_source(date: NaiveDate) -> String {
-    format!("{MEMORY_DIR}/{}/{}.md", date.format("%Y%m"), date.format("%Y%m%d"))
+    format!(
+        "{MEMORY_DIR}/{}/{}.md",
+        date.format("%Y%m"),
+        date.format("%Y%m%d")
+    )
 }
 
 fn tokens(text: &str) -> usize {
@@ -607,7 +665,10 @@ mod tests {
     fn normalizing_ignores_case_marks_and_punctuation() {
         assert_eq!(normalize("- The user likes TEA."), "the user likes tea");
         assert_eq!(normalize("the  user likes tea"), "the user likes tea");
-        assert_eq!(daily_source(date("2026-01-05")), "memory/202601/20260105.md");
+        assert_eq!(
+            daily_source(date("2026-01-05")),
+            "memory/202601/20260105.md"
+        );
     }
 
     #[test]
@@ -644,7 +705,9 @@ mod tests {
             Remembered::AlreadyKnown { line: 3, .. }
         ));
         assert_eq!(
-            mem.remember("- Sister is Ana\nlives in Porto").await.unwrap(),
+            mem.remember("- Sister is Ana\nlives in Porto")
+                .await
+                .unwrap(),
             Remembered::Added { line: 4 }
         );
         let text = std::fs::read_to_string(dir.path().join("memory/MEMORY.md")).unwrap();
@@ -656,7 +719,10 @@ mod tests {
         let hits = mem.search("Porto", 5).await.unwrap();
         assert_eq!(hits.len(), 1);
         assert_eq!(hits[0].note.line, 4);
-        assert!(matches!(mem.remember("  \n ").await, Err(StateError::Invalid(_))));
+        assert!(matches!(
+            mem.remember("  \n ").await,
+            Err(StateError::Invalid(_))
+        ));
         assert!(matches!(
             mem.remember(&"x".repeat(MAX_ENTRY_CHARS + 1)).await,
             Err(StateError::Invalid(_))
@@ -685,10 +751,16 @@ mod tests {
         mem.add_daily_note("Fixed the bike", day).await.unwrap();
         mem.add_daily_note("Fixed the bike", day).await.unwrap();
         let text = std::fs::read_to_string(dir.path().join(&source)).unwrap();
-        assert_eq!(text, "# 2026-11-29\n\nMet Ana for lunch\n\nFixed the bike\n");
+        assert_eq!(
+            text,
+            "# 2026-11-29\n\nMet Ana for lunch\n\nFixed the bike\n"
+        );
         let hits = mem.search("bike", 5).await.unwrap();
         assert_eq!(hits[0].note.source, source);
-        assert!(matches!(mem.add_daily_note(" ", day).await, Err(StateError::Invalid(_))));
+        assert!(matches!(
+            mem.add_daily_note(" ", day).await,
+            Err(StateError::Invalid(_))
+        ));
     }
 
     #[tokio::test]
@@ -700,12 +772,19 @@ mod tests {
         std::fs::write(memdir.join("20261101.md"), "# 2026-11-01\n\nplayed chess\n").unwrap();
         std::fs::write(memdir.join("notes.txt"), "not markdown: chess").unwrap();
         let report = mem.sync().await.unwrap();
-        assert_eq!((report.indexed, report.unchanged, report.removed), (2, 0, 0));
+        assert_eq!(
+            (report.indexed, report.unchanged, report.removed),
+            (2, 0, 0)
+        );
         assert_eq!(mem.search("chess", 10).await.unwrap().len(), 2);
         assert_eq!(mem.sync().await.unwrap().unchanged, 2);
 
         // Edited by hand (different size): re-indexed.
-        std::fs::write(dir.path().join("memory/MEMORY.md"), "- likes go, not chess any more\n- owns a cat\n").unwrap();
+        std::fs::write(
+            dir.path().join("memory/MEMORY.md"),
+            "- likes go, not chess any more\n- owns a cat\n",
+        )
+        .unwrap();
         let report = mem.sync().await.unwrap();
         assert_eq!((report.indexed, report.unchanged), (1, 1));
         assert_eq!(mem.search("cat", 10).await.unwrap().len(), 1);
@@ -724,7 +803,11 @@ mod tests {
         let outside = tempfile::tempdir().unwrap();
         std::fs::write(outside.path().join("secret.md"), "- password hunter2\n").unwrap();
         std::fs::create_dir_all(dir.path().join("memory")).unwrap();
-        std::os::unix::fs::symlink(outside.path().join("secret.md"), dir.path().join("memory/link.md")).unwrap();
+        std::os::unix::fs::symlink(
+            outside.path().join("secret.md"),
+            dir.path().join("memory/link.md"),
+        )
+        .unwrap();
         std::os::unix::fs::symlink(outside.path(), dir.path().join("memory/linkdir")).unwrap();
         mem.sync().await.unwrap();
         assert!(mem.search("hunter2 password", 10).await.unwrap().is_empty());
@@ -735,18 +818,33 @@ mod tests {
         let (dir, mem) = setup().await;
         let today = date("2026-11-29");
         mem.remember("The user likes green tea").await.unwrap();
-        mem.add_daily_note("Ana visits on Friday", today).await.unwrap();
-        mem.add_daily_note("Yesterday: fixed the bike", date("2026-11-28")).await.unwrap();
-        mem.add_daily_note("Old: the bike got a flat tyre", date("2026-10-01")).await.unwrap();
-        mem.add_daily_note("Old: unrelated gardening", date("2026-10-02")).await.unwrap();
-        let ctx = mem.context("what about the bike?", 2000, today).await.unwrap().unwrap();
+        mem.add_daily_note("Ana visits on Friday", today)
+            .await
+            .unwrap();
+        mem.add_daily_note("Yesterday: fixed the bike", date("2026-11-28"))
+            .await
+            .unwrap();
+        mem.add_daily_note("Old: the bike got a flat tyre", date("2026-10-01"))
+            .await
+            .unwrap();
+        mem.add_daily_note("Old: unrelated gardening", date("2026-10-02"))
+            .await
+            .unwrap();
+        let ctx = mem
+            .context("what about the bike?", 2000, today)
+            .await
+            .unwrap()
+            .unwrap();
         assert!(ctx.contains("### Long-term memory (memory/MEMORY.md)\n# Long-term Memory\n\n- The user likes green tea"), "{ctx}");
         let today_at = ctx.find("Ana visits on Friday").unwrap();
         let yesterday_at = ctx.find("fixed the bike").unwrap();
         assert!(today_at < yesterday_at, "newest day first: {ctx}");
         assert!(ctx.contains("### Older notes related to this message\n- Old: the bike got a flat tyre (memory/202610/20261001.md)"), "{ctx}");
         assert!(!ctx.contains("gardening"), "{ctx}");
-        assert!(!ctx.contains("# 2026-11-29"), "the date heading is not repeated: {ctx}");
+        assert!(
+            !ctx.contains("# 2026-11-29"),
+            "the date heading is not repeated: {ctx}"
+        );
         drop(dir);
     }
 
@@ -762,8 +860,15 @@ mod tests {
         std::fs::write(dir.path().join("memory/MEMORY.md"), &text).unwrap();
         let today = date("2026-11-29");
         let budget = 500;
-        let ctx = mem.context("when does my passport expire?", budget, today).await.unwrap().unwrap();
-        assert!(ctx.contains("- The user's passport expires in March 2027"), "{ctx}");
+        let ctx = mem
+            .context("when does my passport expire?", budget, today)
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(
+            ctx.contains("- The user's passport expires in March 2027"),
+            "{ctx}"
+        );
         assert!(ctx.contains("has 5001 notes"), "{ctx}");
         assert!(tokens(&ctx) <= budget, "{} tokens: {ctx}", tokens(&ctx));
         // Nothing matching: still bounded, and says how to look things up.
@@ -772,7 +877,9 @@ mod tests {
         assert!(tokens(&ctx) <= budget);
         // A very long day keeps its latest entries.
         for i in 0..400 {
-            mem.add_daily_note(&format!("entry {i} of a busy day"), today).await.unwrap();
+            mem.add_daily_note(&format!("entry {i} of a busy day"), today)
+                .await
+                .unwrap();
         }
         let ctx = mem.context("zzz", budget, today).await.unwrap().unwrap();
         assert!(ctx.contains("entry 399 of a busy day"), "{ctx}");
@@ -784,7 +891,15 @@ mod tests {
     #[tokio::test]
     async fn no_memory_no_section() {
         let (_dir, mem) = setup().await;
-        assert_eq!(mem.context("hello", 1000, date("2026-11-29")).await.unwrap(), None);
-        assert_eq!(mem.context("hello", 0, date("2026-11-29")).await.unwrap(), None);
+        assert_eq!(
+            mem.context("hello", 1000, date("2026-11-29"))
+                .await
+                .unwrap(),
+            None
+        );
+        assert_eq!(
+            mem.context("hello", 0, date("2026-11-29")).await.unwrap(),
+            None
+        );
     }
 }

@@ -1,6 +1,7 @@
 //! Tools an agent can call: the [`Tool`] trait, the [`ToolRegistry`] that holds them, and the
 //! built-in tools with the original PicoClaw's names and parameters (`read_file`, `write_file`,
-//! `edit_file`, `append_file`, `list_dir`, `exec`). Every path a tool touches is checked in one
+//! `edit_file`, `append_file`, `list_dir`, `exec`) and long-term memory (`memory_search`,
+//! `memory_write`). Every path a tool touches is checked in one
 //! place, the [`Sandbox`].
 
 #![warn(clippy::unwrap_used, clippy::expect_used)]
@@ -8,6 +9,7 @@
 mod args;
 mod exec;
 mod fs;
+mod memory;
 mod sandbox;
 mod tool;
 
@@ -15,6 +17,7 @@ pub use exec::{ExecConfig, ExecTool};
 pub use fs::{
     AppendFileTool, EditFileTool, ListDirTool, MAX_READ_BYTES, ReadFileTool, WriteFileTool,
 };
+pub use memory::{MemorySearchTool, MemoryWriteTool};
 pub use sandbox::{Access, Sandbox, SandboxError};
 pub use tool::{Tool, ToolContext, ToolOutput, ToolRegistry};
 
