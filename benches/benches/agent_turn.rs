@@ -4,7 +4,7 @@
 //! Run with: cargo bench -p picoclaw-benches --bench agent_turn
 
 use picoclaw_core::{Agent, SessionKey};
-use picoclaw_state::{InMemoryStore, SqliteStore};
+use picoclaw_state::{InMemoryStore, SqliteStore, WorkspaceMemory};
 use picoclaw_testkit::{Reply, ScriptedProvider, TempWorkspace};
 use picoclaw_tools::{ExecConfig, Sandbox, builtin_tools};
 use serde_json::json;
@@ -12,6 +12,10 @@ use std::sync::Arc;
 
 fn main() {
     divan::main();
+}
+
+fn chrono_today() -> chrono::NaiveDate {
+    chrono::Local::now().date_naive()
 }
 
 fn runtime() -> tokio::runtime::Runtime {
@@ -36,10 +40,20 @@ fn agent_with(
         .tools(builtin_tools(sandbox, ExecConfig::default()))
         .streaming(false);
     if sqlite {
-        let store = rt
-            .block_on(SqliteStore::open(&ws.path().join("state.db")))
-            .expect("sqlite");
-        builder = builder.session_store(Arc::new(store));
+        // As the CLI wires it: SQLite for sessions and the memory index, with a small
+        // MEMORY.md and today's daily note.
+        ws.write(
+            "memory/MEMORY.md",
+            "# Long-term Memory\n\n- Ada likes green tea\n- Ada's sister is Ana\n",
+        );
+        let store = Arc::new(
+            rt.block_on(SqliteStore::open(&ws.path().join("state.db")))
+                .expect("sqlite"),
+        );
+        let memory = WorkspaceMemory::new(ws.path(), store.clone());
+        rt.block_on(memory.add_daily_note("Ada asked about the weather", chrono_today()))
+            .expect("daily note");
+        builder = builder.session_store(store).memory(Arc::new(memory));
     } else {
         builder = builder.session_store(Arc::new(InMemoryStore::new()));
     }
@@ -66,7 +80,7 @@ fn plain_turn_memory_store(bencher: divan::Bencher<'_, '_>) {
     });
 }
 
-/// A plain turn persisted to SQLite (WAL): the real CLI's path.
+/// A plain turn persisted to SQLite (WAL), with long-term memory: the real CLI's path.
 #[divan::bench]
 fn plain_turn_sqlite_store(bencher: divan::Bencher<'_, '_>) {
     let rt = runtime();

@@ -391,7 +391,11 @@ impl WorkspaceMemory {
             included.push(source);
         }
 
-        if left >= 32 && !query.trim().is_empty() {
+        // Older notes are searched only when some indexed file is not already in the section.
+        let others = lock(&self.known)
+            .as_ref()
+            .is_some_and(|k| k.keys().any(|s| !included.contains(s)));
+        if left >= 32 && !query.is_empty() && others {
             let found = match hits {
                 Some(found) => found,
                 None => self.store.search(query, 16).await.unwrap_or_default(),
