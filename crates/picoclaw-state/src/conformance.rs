@@ -414,3 +414,393 @@ pub async fn memory_store_suite(store: &impl crate::MemoryStore) {
     assert_eq!(hits[0].note.line, 124);
     assert_eq!(store.search("topic3", 1000).await.unwrap().len(), 71);
 }
+
+/// The behaviour of the runtime stores (cron, key/value, journal, outbox, leases); `store` must
+/// start empty.
+pub async fn runtime_suite<S>(store: &S)
+where
+    S: crate::CronStore
+        + crate::KvStore
+        + crate::InboundJournal
+        + crate::Outbox
+        + crate::LeaseStore,
+{
+    cron_jobs(store).await;
+    key_values(store).await;
+    journal(store).await;
+    outbox(store).await;
+    leases(store).await;
+}
+
+async fn cron_jobs(store: &impl crate::CronStore) {
+    use crate::{CronJob, CronPayload, Schedule};
+    let t0 = 1_800_000_000_000i64;
+    assert!(store.list_jobs().await.unwrap().is_empty());
+    let every = CronJob::new(
+        "water plants",
+        Schedule::Every { every_ms: 60_000 },
+        CronPayload::new("Remind me to water the plants").to("telegram", "42"),
+        t0,
+    )
+    .unwrap();
+    let once = CronJob::new(
+        "call mum",
+        Schedule::At { at_ms: t0 + 30_000 },
+        CronPayload::new("Call mum").delivered(),
+        t0 + 1,
+    )
+    .unwrap();
+    let daily = CronJob::new(
+        "standup",
+        Schedule::Cron {
+            expr: "0 9 * * 1-5".into(),
+            tz: Some("Europe/Lisbon".into()),
+        },
+        CronPayload::new("standup notes"),
+        t0 + 2,
+    )
+    .unwrap();
+    for job in [&every, &once, &daily] {
+        store.put_job(job).await.unwrap();
+    }
+    // Round trip, listing oldest first.
+    assert_eq!(store.get_job(&once.id).await.unwrap().as_ref(), Some(&once));
+    assert_eq!(store.get_job("nope").await.unwrap(), None);
+    let names: Vec<String> = store
+        .list_jobs()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|j| j.name)
+        .collect();
+    assert_eq!(names, ["water plants", "call mum", "standup"]);
+
+    // Due: only what has come, earliest first.
+    assert!(store.due_jobs(t0, 10).await.unwrap().is_empty());
+    let due = store.due_jobs(t0 + 60_000, 10).await.unwrap();
+    let due_names: Vec<&str> = due.iter().map(|j| j.name.as_str()).collect();
+    assert_eq!(due_names, ["call mum", "water plants"]);
+    assert_eq!(store.due_jobs(t0 + 60_000, 1).await.unwrap().len(), 1);
+
+    // A claim moves the job on once; a second claim of the same run fails.
+    let scheduled = every.state.next_run_at_ms.unwrap();
+    let next = every.schedule.following(scheduled, t0 + 60_000);
+    assert!(store.claim_run(&every.id, scheduled, next).await.unwrap());
+    assert!(!store.claim_run(&every.id, scheduled, next).await.unwrap());
+    store
+        .record_result(&every.id, t0 + 60_001, Err("telegram is down".into()))
+        .await
+        .unwrap();
+    let after = store.get_job(&every.id).await.unwrap().unwrap();
+    assert_eq!(after.state.next_run_at_ms, Some(t0 + 120_000));
+    assert_eq!(after.state.last_run_at_ms, Some(t0 + 60_001));
+    assert_eq!(after.state.last_status.as_deref(), Some("error"));
+    assert_eq!(after.state.last_error.as_deref(), Some("telegram is down"));
+    assert!(after.enabled);
+    store
+        .record_result(&every.id, t0 + 120_001, Ok(()))
+        .await
+        .unwrap();
+    let after = store.get_job(&every.id).await.unwrap().unwrap();
+    assert_eq!(after.state.last_status.as_deref(), Some("ok"));
+    assert_eq!(after.state.last_error, None);
+
+    // A one-shot job finishes and goes away.
+    let at = once.state.next_run_at_ms.unwrap();
+    assert!(store.claim_run(&once.id, at, None).await.unwrap());
+    assert!(
+        store
+            .due_jobs(t0 + 60_000, 10)
+            .await
+            .unwrap()
+            .iter()
+            .all(|j| j.id != once.id)
+    );
+    store.record_result(&once.id, at, Ok(())).await.unwrap();
+    assert_eq!(store.get_job(&once.id).await.unwrap(), None);
+
+    // Disabled jobs are never due, nor claimable; enabling computes the next run.
+    let disabled = store
+        .set_enabled(&daily.id, false, t0)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(!disabled.enabled && disabled.state.next_run_at_ms.is_none());
+    let far = t0 + 10 * 86_400_000;
+    assert!(
+        store
+            .due_jobs(far, 10)
+            .await
+            .unwrap()
+            .iter()
+            .all(|j| j.id != daily.id)
+    );
+    let enabled = store
+        .set_enabled(&daily.id, true, t0)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(enabled.state.next_run_at_ms.unwrap() > t0);
+    assert_eq!(store.set_enabled("nope", true, t0).await.unwrap(), None);
+
+    // Replacing and removing.
+    let mut renamed = enabled.clone();
+    renamed.name = "daily standup".into();
+    store.put_job(&renamed).await.unwrap();
+    assert_eq!(
+        store.get_job(&daily.id).await.unwrap().unwrap().name,
+        "daily standup"
+    );
+    assert!(store.remove_job(&daily.id).await.unwrap());
+    assert!(!store.remove_job(&daily.id).await.unwrap());
+    assert_eq!(store.list_jobs().await.unwrap().len(), 1);
+    store.remove_job(&every.id).await.unwrap();
+}
+
+async fn key_values(store: &impl crate::KvStore) {
+    assert_eq!(store.kv_get("telegram", "offset").await.unwrap(), None);
+    store.kv_put("telegram", "offset", "100").await.unwrap();
+    store.kv_put("telegram", "offset", "101").await.unwrap();
+    store.kv_put("telegram", "bot", "pico").await.unwrap();
+    store.kv_put("slack", "offset", "x").await.unwrap();
+    assert_eq!(
+        store.kv_get("telegram", "offset").await.unwrap().as_deref(),
+        Some("101")
+    );
+    assert_eq!(
+        store.kv_list("telegram").await.unwrap(),
+        [
+            ("bot".to_owned(), "pico".to_owned()),
+            ("offset".to_owned(), "101".to_owned())
+        ]
+    );
+    assert!(store.kv_delete("telegram", "bot").await.unwrap());
+    assert!(!store.kv_delete("telegram", "bot").await.unwrap());
+    assert_eq!(store.kv_list("telegram").await.unwrap().len(), 1);
+    assert_eq!(
+        store.kv_get("slack", "offset").await.unwrap().as_deref(),
+        Some("x")
+    );
+}
+
+async fn journal(store: &impl crate::InboundJournal) {
+    let a = store
+        .journal_inbound(
+            "telegram",
+            "update-1",
+            "telegram:42",
+            "{\"text\":\"hi\"}",
+            1000,
+        )
+        .await
+        .unwrap()
+        .expect("first delivery is journaled");
+    // A redelivery of the same update is recognised; another channel's same id is not.
+    assert_eq!(
+        store
+            .journal_inbound("telegram", "update-1", "telegram:42", "{}", 1001)
+            .await
+            .unwrap(),
+        None
+    );
+    let b = store
+        .journal_inbound("slack", "update-1", "slack:C1", "{}", 1002)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_ne!(a, b);
+    let pending = store.unprocessed(10).await.unwrap();
+    assert_eq!(pending.iter().map(|r| r.id).collect::<Vec<_>>(), [a, b]);
+    assert_eq!(pending[0].payload, "{\"text\":\"hi\"}");
+    assert_eq!(pending[0].session_key, "telegram:42");
+    assert_eq!(pending[0].received_at_ms, 1000);
+    store.mark_processed(a).await.unwrap();
+    let pending = store.unprocessed(10).await.unwrap();
+    assert_eq!(pending.len(), 1);
+    assert_eq!(pending[0].id, b);
+    // Pruning forgets processed messages only.
+    assert_eq!(store.prune_inbound(5000).await.unwrap(), 1);
+    assert_eq!(store.unprocessed(10).await.unwrap().len(), 1);
+    store.mark_processed(b).await.unwrap();
+}
+
+async fn outbox(store: &impl crate::Outbox) {
+    let t = 2_000_000i64;
+    let first = store
+        .enqueue_outbound("telegram", "42", "{\"text\":\"one\"}", t)
+        .await
+        .unwrap();
+    let second = store
+        .enqueue_outbound("telegram", "42", "{\"text\":\"two\"}", t)
+        .await
+        .unwrap();
+    // One claimer gets them, in order; while leased nobody else does.
+    let got = store.claim_outbound("gw-a", t, 30_000, 10).await.unwrap();
+    assert_eq!(
+        got.iter().map(|r| r.id).collect::<Vec<_>>(),
+        [first, second]
+    );
+    assert_eq!(got[0].attempts, 1);
+    assert_eq!(got[0].payload, "{\"text\":\"one\"}");
+    assert!(
+        store
+            .claim_outbound("gw-b", t + 1, 30_000, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    // Delivered: gone. Acknowledging what one no longer holds says so.
+    assert!(store.ack_outbound(first, "gw-a").await.unwrap());
+    assert!(!store.ack_outbound(first, "gw-a").await.unwrap());
+    // A lease that runs out is handed to someone else, and the late owner cannot ack it.
+    let retaken = store
+        .claim_outbound("gw-b", t + 30_000, 30_000, 10)
+        .await
+        .unwrap();
+    assert_eq!(retaken.len(), 1);
+    assert_eq!(retaken[0].id, second);
+    assert_eq!(retaken[0].attempts, 2);
+    assert!(!store.ack_outbound(second, "gw-a").await.unwrap());
+    // Failure with a retry time: due again then, with the error kept.
+    store
+        .fail_outbound(second, "gw-b", "429 Too Many Requests", Some(t + 90_000))
+        .await
+        .unwrap();
+    assert!(
+        store
+            .claim_outbound("gw-a", t + 60_000, 30_000, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let again = store
+        .claim_outbound("gw-a", t + 90_000, 30_000, 10)
+        .await
+        .unwrap();
+    assert_eq!(
+        again[0].last_error.as_deref(),
+        Some("429 Too Many Requests")
+    );
+    // Giving up: dead, never handed out again, listed for inspection.
+    store
+        .fail_outbound(second, "gw-a", "chat not found", None)
+        .await
+        .unwrap();
+    assert!(
+        store
+            .claim_outbound("gw-a", t + 10_000_000, 30_000, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let dead = store.dead_outbound(10).await.unwrap();
+    assert_eq!(dead.len(), 1);
+    assert_eq!(dead[0].last_error.as_deref(), Some("chat not found"));
+    // The limit holds.
+    for i in 0..5 {
+        store
+            .enqueue_outbound("cli", "x", &i.to_string(), t)
+            .await
+            .unwrap();
+    }
+    assert_eq!(
+        store
+            .claim_outbound("gw-a", t, 1000, 3)
+            .await
+            .unwrap()
+            .len(),
+        3
+    );
+    assert_eq!(
+        store
+            .claim_outbound("gw-b", t, 1000, 3)
+            .await
+            .unwrap()
+            .len(),
+        2
+    );
+}
+
+async fn leases(store: &impl crate::LeaseStore) {
+    let s = "session:telegram:42";
+    assert!(store.try_lease(s, "gw-a", 1000, 10_000).await.unwrap());
+    // Held: others are refused, the owner renews.
+    assert!(!store.try_lease(s, "gw-b", 2000, 10_000).await.unwrap());
+    assert!(store.try_lease(s, "gw-a", 5000, 10_000).await.unwrap());
+    assert!(!store.try_lease(s, "gw-b", 14_999, 10_000).await.unwrap());
+    // Expired (the owner died): taken over.
+    assert!(store.try_lease(s, "gw-b", 15_000, 10_000).await.unwrap());
+    assert!(!store.try_lease(s, "gw-a", 16_000, 10_000).await.unwrap());
+    // Only the owner's release counts.
+    store.release_lease(s, "gw-a").await.unwrap();
+    assert!(!store.try_lease(s, "gw-a", 17_000, 10_000).await.unwrap());
+    store.release_lease(s, "gw-b").await.unwrap();
+    assert!(store.try_lease(s, "gw-a", 17_000, 10_000).await.unwrap());
+    // Names are independent.
+    assert!(
+        store
+            .try_lease("session:other", "gw-b", 17_000, 10_000)
+            .await
+            .unwrap()
+    );
+}
+
+/// Two handles on one store (two pools standing for two processes, or one store twice) race
+/// for the same cron run, the same outbound messages and the same lease: each is won once.
+pub async fn claims_are_exclusive<A, B>(a: &A, b: &B)
+where
+    A: crate::CronStore + crate::Outbox + crate::LeaseStore,
+    B: crate::CronStore + crate::Outbox + crate::LeaseStore,
+{
+    use crate::{CronJob, CronPayload, Schedule};
+    let t0 = 1_900_000_000_000i64;
+    let mut jobs = Vec::new();
+    for i in 0..20 {
+        let job = CronJob::new(
+            format!("job{i}"),
+            Schedule::Every { every_ms: 60_000 },
+            CronPayload::new("tick"),
+            t0,
+        )
+        .unwrap();
+        a.put_job(&job).await.unwrap();
+        jobs.push(job);
+    }
+    let now = t0 + 60_000;
+    let mut wins = 0;
+    for job in &jobs {
+        let at = job.state.next_run_at_ms.unwrap();
+        let next = job.schedule.following(at, now);
+        let (x, y) = tokio::join!(
+            a.claim_run(&job.id, at, next),
+            b.claim_run(&job.id, at, next)
+        );
+        let (x, y) = (x.unwrap(), y.unwrap());
+        assert!(x ^ y, "exactly one claim of {} wins ({x}, {y})", job.name);
+        wins += 1;
+    }
+    assert_eq!(wins, 20);
+
+    for i in 0..40 {
+        a.enqueue_outbound("telegram", "1", &i.to_string(), t0)
+            .await
+            .unwrap();
+    }
+    let mut seen = std::collections::HashSet::new();
+    for _ in 0..10 {
+        let (x, y) = tokio::join!(
+            a.claim_outbound("gw-a", t0, 60_000, 3),
+            b.claim_outbound("gw-b", t0, 60_000, 3)
+        );
+        for r in x.unwrap().into_iter().chain(y.unwrap()) {
+            assert!(seen.insert(r.id), "message {} handed out twice", r.id);
+        }
+    }
+    assert_eq!(seen.len(), 40);
+
+    let (x, y) = tokio::join!(
+        a.try_lease("session:race", "gw-a", t0, 5000),
+        b.try_lease("session:race", "gw-b", t0, 5000)
+    );
+    assert!(x.unwrap() ^ y.unwrap(), "one lease holder");
+}

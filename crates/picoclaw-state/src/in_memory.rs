@@ -50,6 +50,8 @@ pub struct InMemoryStore {
     usage: Mutex<Vec<crate::usage::UsageRecord>>,
     /// Memory index: source → (fingerprint, notes).
     notes: Mutex<std::collections::BTreeMap<String, (String, Vec<crate::memory::MemoryNote>)>>,
+    /// Cron jobs, key/values, journal, outbox, leases.
+    pub(crate) runtime: Mutex<crate::in_memory_runtime::RuntimeState>,
 }
 
 impl InMemoryStore {
@@ -156,7 +158,7 @@ impl crate::usage::UsageStore for InMemoryStore {
     }
 }
 
-fn relock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+pub(crate) fn relock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     match m.lock() {
         Ok(g) => g,
         Err(p) => p.into_inner(),

@@ -12,17 +12,25 @@
 
 #[cfg(any(test, feature = "test-support"))]
 pub mod conformance;
+mod cron;
 mod in_memory;
+mod in_memory_runtime;
 mod memory;
+mod runtime;
 mod session;
 mod sqlite;
 mod sqlite_memory;
+mod sqlite_runtime;
 mod usage;
 mod workspace_memory;
 
 pub use chrono::NaiveDate;
+pub use cron::{
+    CronJob, CronJobState, CronPayload, CronStore, MIN_EVERY_MS, Schedule, new_job_id, now_ms,
+};
 pub use in_memory::InMemoryStore;
 pub use memory::{IndexedSource, MemoryHit, MemoryNote, MemoryStore, query_terms};
+pub use runtime::{InboundJournal, InboundRecord, KvStore, LeaseStore, OutboundRecord, Outbox};
 pub use session::{Session, SessionInfo, SessionStore, StateError};
 pub use sqlite::SqliteStore;
 pub use usage::{GroupBy, UsageRecord, UsageRow, UsageStore};

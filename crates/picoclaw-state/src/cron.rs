@@ -1,0 +1,504 @@
+//! Scheduled jobs: the `CronStore` trait, the job model (the original PicoClaw's `jobs.json`
+//! shape: `schedule.kind` `at` / `every` / `cron`, `payload.message`, `deliver`, `channel`, `to`)
+//! and the schedule arithmetic (cron expressions through `croner`, time zones through
+//! `chrono-tz`).
+//!
+//! Times are milliseconds since the Unix epoch, as in the original.
+//!
+//! Running a job exactly once, however many gateway instances share the store: every instance
+//! asks for [`CronStore::due_jobs`] and calls [`CronStore::claim_run`] with the run time it saw;
+//! the claim moves the job to its next run only if nobody moved it first, so exactly one
+//! instance gets `true` and runs it.
+
+use crate::session::StateError;
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+use std::str::FromStr;
+
+/// When a job runs.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "lowercase")]
+pub enum Schedule {
+    /// Once, at this time.
+    At {
+        #[serde(rename = "atMs")]
+        at_ms: i64,
+    },
+    /// Every this many milliseconds.
+    Every {
+        #[serde(rename = "everyMs")]
+        every_ms: i64,
+    },
+    /// A cron expression (5 fields, or 6 with seconds first), in a time zone (IANA name; UTC when
+    /// absent).
+    Cron {
+        expr: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        tz: Option<String>,
+    },
+}
+
+/// The shortest repeat interval accepted.
+pub const MIN_EVERY_MS: i64 = 1_000;
+
+impl Schedule {
+    /// Checks the expression, the time zone and the interval; the message says what is wrong.
+    pub fn validate(&self) -> Result<(), String> {
+        match self {
+            Schedule::At { .. } => Ok(()),
+            Schedule::Every { every_ms } if *every_ms < MIN_EVERY_MS => Err(format!(
+                "the interval must be at least {} second(s), not {every_ms} ms",
+                MIN_EVERY_MS / 1000
+            )),
+            Schedule::Every { .. } => Ok(()),
+            Schedule::Cron { expr, tz } => {
+                parse_cron(expr)?;
+                if let Some(tz) = tz {
+                    parse_tz(tz)?;
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// The first run strictly after `after_ms`; `None` when there is none (a past `at`, an
+    /// invalid schedule).
+    pub fn next_after(&self, after_ms: i64) -> Option<i64> {
+        match self {
+            Schedule::At { at_ms } => (*at_ms > after_ms).then_some(*at_ms),
+            Schedule::Every { every_ms } => {
+                (*every_ms >= MIN_EVERY_MS).then(|| after_ms.saturating_add(*every_ms))
+            }
+            Schedule::Cron { expr, tz } => {
+                let cron = parse_cron(expr).ok()?;
+                let tz = match tz {
+                    Some(tz) => parse_tz(tz).ok()?,
+                    None => chrono_tz::UTC,
+                };
+                let after = chrono::DateTime::from_timestamp_millis(after_ms)?.with_timezone(&tz);
+                cron.find_next_occurrence(&after, false)
+                    .ok()
+                    .map(|t| t.timestamp_millis())
+            }
+        }
+    }
+
+    /// The run after the one scheduled at `scheduled_ms`, seen at `now_ms`: intervals keep their
+    /// rhythm (and skip runs missed while nothing was running rather than firing them all);
+    /// cron expressions take their next time after now; `at` has none.
+    pub fn following(&self, scheduled_ms: i64, now_ms: i64) -> Option<i64> {
+        match self {
+            Schedule::At { .. } => None,
+            Schedule::Every { every_ms } if *every_ms >= MIN_EVERY_MS => {
+                let behind = now_ms.saturating_sub(scheduled_ms).max(0);
+                let steps = behind / every_ms + 1;
+                Some(scheduled_ms.saturating_add(steps.saturating_mul(*every_ms)))
+            }
+            Schedule::Every { .. } => None,
+            Schedule::Cron { .. } => self.next_after(now_ms.max(scheduled_ms)),
+        }
+    }
+
+    /// A short human description (`every 5m`, `at 2026-11-29 08:00 UTC`, `cron "0 9 * * 1-5"
+    /// (Europe/Lisbon)`).
+    pub fn describe(&self) -> String {
+        match self {
+            Schedule::At { at_ms } => match chrono::DateTime::from_timestamp_millis(*at_ms) {
+                Some(t) => format!("at {}", t.format("%Y-%m-%d %H:%M:%S UTC")),
+                None => format!("at {at_ms} ms"),
+            },
+            Schedule::Every { every_ms } => format!("every {}", human_duration(*every_ms)),
+            Schedule::Cron { expr, tz } => match tz {
+                Some(tz) => format!("cron \"{expr}\" ({tz})"),
+                None => format!("cron \"{expr}\" (UTC)"),
+            },
+        }
+    }
+}
+
+fn human_duration(ms: i64) -> String {
+    let s = ms / 1000;
+    if s % 86_400 == 0 {
+        format!("{}d", s / 86_400)
+    } else if s % 3600 == 0 {
+        format!("{}h", s / 3600)
+    } else if s % 60 == 0 {
+        format!("{}m", s / 60)
+    } else {
+        format!("{s}s")
+    }
+}
+
+fn parse_cron(expr: &str) -> Result<croner::Cron, String> {
+    let fields = expr.split_whitespace().count();
+    if !(fields == 5 || fields == 6 || expr.trim_start().starts_with('@')) {
+        return Err(format!(
+            "\"{expr}\" is not a cron expression: it needs 5 fields (minute hour day month \
+             weekday) or 6 with seconds first"
+        ));
+    }
+    croner::Cron::from_str(expr.trim())
+        .map_err(|e| format!("\"{expr}\" is not a valid cron expression: {e}"))
+}
+
+fn parse_tz(tz: &str) -> Result<chrono_tz::Tz, String> {
+    tz.parse::<chrono_tz::Tz>().map_err(|_| {
+        format!("unknown time zone \"{tz}\"; use an IANA name such as Europe/Lisbon or UTC")
+    })
+}
+
+/// What a job does when it runs.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct CronPayload {
+    /// `agent_turn` (the original's only kind).
+    #[serde(default = "agent_turn")]
+    pub kind: String,
+    /// The message: for the agent to act on, or (with `deliver`) the reminder text itself.
+    pub message: String,
+    /// Send `message` as it is instead of asking the agent.
+    #[serde(default)]
+    pub deliver: bool,
+    /// Where the result goes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub channel: Option<String>,
+    /// The chat id within the channel.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub to: Option<String>,
+}
+
+fn agent_turn() -> String {
+    "agent_turn".to_owned()
+}
+
+impl CronPayload {
+    pub fn new(message: impl Into<String>) -> Self {
+        Self {
+            kind: agent_turn(),
+            message: message.into(),
+            deliver: false,
+            channel: None,
+            to: None,
+        }
+    }
+
+    /// A reminder delivered as it is.
+    pub fn delivered(mut self) -> Self {
+        self.deliver = true;
+        self
+    }
+
+    pub fn to(mut self, channel: impl Into<String>, chat_id: impl Into<String>) -> Self {
+        self.channel = Some(channel.into());
+        self.to = Some(chat_id.into());
+        self
+    }
+}
+
+/// Where a job stands.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+#[non_exhaustive]
+pub struct CronJobState {
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        rename = "nextRunAtMs"
+    )]
+    pub next_run_at_ms: Option<i64>,
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        rename = "lastRunAtMs"
+    )]
+    pub last_run_at_ms: Option<i64>,
+    /// `ok` or `error`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_status: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
+}
+
+/// A scheduled job.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+#[non_exhaustive]
+pub struct CronJob {
+    pub id: String,
+    pub name: String,
+    pub enabled: bool,
+    pub schedule: Schedule,
+    pub payload: CronPayload,
+    #[serde(default)]
+    pub state: CronJobState,
+    #[serde(rename = "createdAtMs")]
+    pub created_at_ms: i64,
+    #[serde(rename = "updatedAtMs")]
+    pub updated_at_ms: i64,
+    /// One-shot jobs are removed once they ran.
+    #[serde(default)]
+    pub delete_after_run: bool,
+}
+
+impl CronJob {
+    /// A new enabled job with a fresh id and its first run computed from `now_ms`. Refuses an
+    /// invalid schedule, and an `at` time already past.
+    pub fn new(
+        name: impl Into<String>,
+        schedule: Schedule,
+        payload: CronPayload,
+        now_ms: i64,
+    ) -> Result<Self, StateError> {
+        schedule.validate().map_err(StateError::Invalid)?;
+        if payload.message.trim().is_empty() {
+            return Err(StateError::Invalid("the job has no message".into()));
+        }
+        let next = schedule.next_after(now_ms);
+        if next.is_none() {
+            return Err(StateError::Invalid(match &schedule {
+                Schedule::At { .. } => "that time is already past".to_owned(),
+                other => format!("{} never runs", other.describe()),
+            }));
+        }
+        let delete_after_run = matches!(schedule, Schedule::At { .. });
+        Ok(Self {
+            id: new_job_id(),
+            name: name.into(),
+            enabled: true,
+            schedule,
+            payload,
+            state: CronJobState {
+                next_run_at_ms: next,
+                ..CronJobState::default()
+            },
+            created_at_ms: now_ms,
+            updated_at_ms: now_ms,
+            delete_after_run,
+        })
+    }
+}
+
+/// 16 hex digits from the OS random source (the original's id shape).
+pub fn new_job_id() -> String {
+    let mut bytes = [0u8; 8];
+    if getrandom::fill(&mut bytes).is_err() {
+        // No OS randomness: fall back to the clock, still unique in practice.
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
+        bytes = (nanos as u64).to_be_bytes();
+    }
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Milliseconds since the epoch, now.
+pub fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+/// Where jobs are kept.
+#[async_trait]
+pub trait CronStore: Send + Sync {
+    /// Stores a job, replacing one with the same id.
+    async fn put_job(&self, job: &CronJob) -> Result<(), StateError>;
+
+    async fn get_job(&self, id: &str) -> Result<Option<CronJob>, StateError>;
+
+    /// Every job, oldest first.
+    async fn list_jobs(&self) -> Result<Vec<CronJob>, StateError>;
+
+    /// Removes a job; returns whether it existed.
+    async fn remove_job(&self, id: &str) -> Result<bool, StateError>;
+
+    /// Enabled jobs whose next run is at or before `now_ms`, earliest first.
+    async fn due_jobs(&self, now_ms: i64, limit: usize) -> Result<Vec<CronJob>, StateError>;
+
+    /// Claims the run of job `id` scheduled at `scheduled_ms`: its next run becomes `next_ms`
+    /// (with `None`, the job is finished and disabled), but only if it still is enabled and
+    /// still scheduled at `scheduled_ms`. Exactly one of several concurrent callers gets `true`.
+    async fn claim_run(
+        &self,
+        id: &str,
+        scheduled_ms: i64,
+        next_ms: Option<i64>,
+    ) -> Result<bool, StateError>;
+
+    /// Records how a run ended (`Err` holds the error text). A finished one-shot job marked
+    /// `delete_after_run` is removed.
+    async fn record_result(
+        &self,
+        id: &str,
+        ran_at_ms: i64,
+        result: Result<(), String>,
+    ) -> Result<(), StateError>;
+
+    /// Enables (computing the next run from `now_ms`) or disables a job; the updated job, or
+    /// `None` when there is no such job.
+    async fn set_enabled(
+        &self,
+        id: &str,
+        enabled: bool,
+        now_ms: i64,
+    ) -> Result<Option<CronJob>, StateError> {
+        let Some(mut job) = self.get_job(id).await? else {
+            return Ok(None);
+        };
+        job.enabled = enabled;
+        job.state.next_run_at_ms = if enabled {
+            job.schedule.next_after(now_ms)
+        } else {
+            None
+        };
+        if enabled && job.state.next_run_at_ms.is_none() {
+            return Err(StateError::Invalid(format!(
+                "job {id} cannot be enabled: {} has no run left",
+                job.schedule.describe()
+            )));
+        }
+        job.updated_at_ms = now_ms;
+        self.put_job(&job).await?;
+        Ok(Some(job))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ms(s: &str) -> i64 {
+        chrono::DateTime::parse_from_rfc3339(s)
+            .unwrap()
+            .timestamp_millis()
+    }
+
+    #[test]
+    fn the_original_json_shape_round_trips() {
+        let text = r#"{"id":"a1b2c3d4e5f60718","name":"standup","enabled":true,
+            "schedule":{"kind":"cron","expr":"0 9 * * 1-5","tz":"Europe/Lisbon"},
+            "payload":{"kind":"agent_turn","message":"Remind me of standup","deliver":true,
+                       "channel":"telegram","to":"12345"},
+            "state":{"nextRunAtMs":1764579600000,"lastStatus":"ok"},
+            "createdAtMs":1764000000000,"updatedAtMs":1764000000000,"deleteAfterRun":false}"#;
+        let job: CronJob = serde_json::from_str(text).unwrap();
+        assert_eq!(
+            job.schedule,
+            Schedule::Cron {
+                expr: "0 9 * * 1-5".into(),
+                tz: Some("Europe/Lisbon".into())
+            }
+        );
+        assert_eq!(job.payload.to.as_deref(), Some("12345"));
+        assert_eq!(job.state.next_run_at_ms, Some(1_764_579_600_000));
+        let again: CronJob = serde_json::from_value(serde_json::to_value(&job).unwrap()).unwrap();
+        assert_eq!(again, job);
+        let at: Schedule = serde_json::from_str(r#"{"kind":"at","atMs":5}"#).unwrap();
+        assert_eq!(at, Schedule::At { at_ms: 5 });
+        let every: Schedule = serde_json::from_str(r#"{"kind":"every","everyMs":60000}"#).unwrap();
+        assert_eq!(every.describe(), "every 1m");
+    }
+
+    #[test]
+    fn cron_expressions_honour_the_time_zone() {
+        let s = Schedule::Cron {
+            expr: "0 9 * * *".into(),
+            tz: Some("America/New_York".into()),
+        };
+        // 2026-11-29 12:00 UTC is 07:00 in New York (EST, UTC-5): next is 09:00 EST = 14:00 UTC.
+        let next = s.next_after(ms("2026-11-29T12:00:00Z")).unwrap();
+        assert_eq!(next, ms("2026-11-29T14:00:00Z"));
+        // Summer (EDT, UTC-4).
+        let next = s.next_after(ms("2026-07-01T12:00:00Z")).unwrap();
+        assert_eq!(next, ms("2026-07-01T13:00:00Z"));
+        // UTC by default; strictly after.
+        let utc = Schedule::Cron {
+            expr: "*/15 * * * *".into(),
+            tz: None,
+        };
+        assert_eq!(
+            utc.next_after(ms("2026-11-29T12:15:00Z")),
+            Some(ms("2026-11-29T12:30:00Z"))
+        );
+        // Six fields: seconds first.
+        let secs = Schedule::Cron {
+            expr: "30 * * * * *".into(),
+            tz: None,
+        };
+        assert_eq!(
+            secs.next_after(ms("2026-11-29T12:00:00Z")),
+            Some(ms("2026-11-29T12:00:30Z"))
+        );
+    }
+
+    #[test]
+    fn bad_schedules_are_explained() {
+        let bad = |s: Schedule| s.validate().unwrap_err();
+        assert!(
+            bad(Schedule::Cron {
+                expr: "0 9 * *".into(),
+                tz: None
+            })
+            .contains("5 fields")
+        );
+        assert!(
+            bad(Schedule::Cron {
+                expr: "61 * * * *".into(),
+                tz: None
+            })
+            .contains("not a valid")
+        );
+        assert!(
+            bad(Schedule::Cron {
+                expr: "0 9 * * *".into(),
+                tz: Some("Mars/Olympus".into())
+            })
+            .contains("unknown time zone")
+        );
+        assert!(bad(Schedule::Every { every_ms: 10 }).contains("at least 1 second"));
+        let past = CronJob::new(
+            "x",
+            Schedule::At { at_ms: 1000 },
+            CronPayload::new("hi"),
+            5000,
+        );
+        assert!(matches!(past, Err(StateError::Invalid(m)) if m.contains("past")));
+        let empty = CronJob::new(
+            "x",
+            Schedule::At { at_ms: 9000 },
+            CronPayload::new(" "),
+            5000,
+        );
+        assert!(matches!(empty, Err(StateError::Invalid(m)) if m.contains("no message")));
+    }
+
+    #[test]
+    fn intervals_keep_their_rhythm_and_skip_missed_runs() {
+        let s = Schedule::Every { every_ms: 60_000 };
+        assert_eq!(s.following(1_000_000, 1_000_500), Some(1_060_000));
+        // Ten minutes down: the next run is the next slot after now, not ten runs at once.
+        assert_eq!(s.following(1_000_000, 1_600_000), Some(1_660_000));
+        assert_eq!(Schedule::At { at_ms: 5 }.following(5, 6), None);
+    }
+
+    #[test]
+    fn new_jobs_get_distinct_ids_and_a_first_run() {
+        let now = ms("2026-11-29T12:00:00Z");
+        let a = CronJob::new(
+            "a",
+            Schedule::Every { every_ms: 300_000 },
+            CronPayload::new("x"),
+            now,
+        )
+        .unwrap();
+        let b = CronJob::new(
+            "b",
+            Schedule::At { at_ms: now + 10 },
+            CronPayload::new("y"),
+            now,
+        )
+        .unwrap();
+        assert_ne!(a.id, b.id);
+        assert_eq!(a.id.len(), 16);
+        assert_eq!(a.state.next_run_at_ms, Some(now + 300_000));
+        assert!(!a.delete_after_run && b.delete_after_run);
+    }
+}

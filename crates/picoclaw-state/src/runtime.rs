@@ -1,0 +1,132 @@
+//! Runtime state for the gateway: small key/value state ([`KvStore`]), the inbound journal
+//! ([`InboundJournal`]: every received message is written down before it is processed, so a
+//! crash loses nothing and a platform's redelivery is recognised), the outbound outbox
+//! ([`Outbox`]: replies wait there until a channel confirms delivery; a claim is a lease, so
+//! one instance sends each message), and named leases ([`LeaseStore`]: one instance at a time
+//! processes a session, and a dead instance's lease expires).
+//!
+//! Times are milliseconds since the Unix epoch.
+
+use crate::session::StateError;
+use async_trait::async_trait;
+
+/// Small named values, grouped in namespaces (`telegram` → `offset`, say).
+#[async_trait]
+pub trait KvStore: Send + Sync {
+    async fn kv_get(&self, namespace: &str, key: &str) -> Result<Option<String>, StateError>;
+    async fn kv_put(&self, namespace: &str, key: &str, value: &str) -> Result<(), StateError>;
+    /// Returns whether the key existed.
+    async fn kv_delete(&self, namespace: &str, key: &str) -> Result<bool, StateError>;
+    /// Every key and value of a namespace, sorted by key.
+    async fn kv_list(&self, namespace: &str) -> Result<Vec<(String, String)>, StateError>;
+}
+
+/// A received message, as journaled.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct InboundRecord {
+    pub id: i64,
+    pub channel: String,
+    /// The platform's id of the message (update id, event id): how redeliveries are known.
+    pub external_id: String,
+    pub session_key: String,
+    /// The message as JSON.
+    pub payload: String,
+    pub received_at_ms: i64,
+}
+
+/// Received messages, written down before processing.
+#[async_trait]
+pub trait InboundJournal: Send + Sync {
+    /// Journals a message; `None` when `(channel, external_id)` was journaled before (a
+    /// redelivery: do not process it again).
+    async fn journal_inbound(
+        &self,
+        channel: &str,
+        external_id: &str,
+        session_key: &str,
+        payload: &str,
+        now_ms: i64,
+    ) -> Result<Option<i64>, StateError>;
+
+    /// The message has been processed (its turn is stored).
+    async fn mark_processed(&self, id: i64) -> Result<(), StateError>;
+
+    /// Journaled messages not yet processed, oldest first (after a crash: what to redo).
+    async fn unprocessed(&self, limit: usize) -> Result<Vec<InboundRecord>, StateError>;
+
+    /// Forgets processed messages received before `before_ms` (redeliveries older than that
+    /// are no longer recognised). Returns how many went.
+    async fn prune_inbound(&self, before_ms: i64) -> Result<u64, StateError>;
+}
+
+/// A reply waiting to be delivered.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct OutboundRecord {
+    pub id: i64,
+    pub channel: String,
+    pub chat_id: String,
+    /// The message as JSON.
+    pub payload: String,
+    /// Delivery attempts so far, this one included once claimed.
+    pub attempts: u32,
+    pub last_error: Option<String>,
+}
+
+/// Replies waiting for delivery.
+#[async_trait]
+pub trait Outbox: Send + Sync {
+    async fn enqueue_outbound(
+        &self,
+        channel: &str,
+        chat_id: &str,
+        payload: &str,
+        now_ms: i64,
+    ) -> Result<i64, StateError>;
+
+    /// Hands up to `limit` messages that are due to `owner` for `lease_ms`, oldest first. A
+    /// message is held by one claimer at a time; one not acknowledged before its lease ends is
+    /// handed out again.
+    async fn claim_outbound(
+        &self,
+        owner: &str,
+        now_ms: i64,
+        lease_ms: i64,
+        limit: usize,
+    ) -> Result<Vec<OutboundRecord>, StateError>;
+
+    /// Delivered: the message leaves the outbox. Returns false when `owner` no longer held it
+    /// (its lease ran out and another instance took it).
+    async fn ack_outbound(&self, id: i64, owner: &str) -> Result<bool, StateError>;
+
+    /// Delivery failed: retry at `retry_at_ms`, or with `None` give up (the message stays,
+    /// marked dead, for inspection).
+    async fn fail_outbound(
+        &self,
+        id: i64,
+        owner: &str,
+        error: &str,
+        retry_at_ms: Option<i64>,
+    ) -> Result<(), StateError>;
+
+    /// Messages given up on, oldest first.
+    async fn dead_outbound(&self, limit: usize) -> Result<Vec<OutboundRecord>, StateError>;
+}
+
+/// Named, expiring leases.
+#[async_trait]
+pub trait LeaseStore: Send + Sync {
+    /// Takes (or renews) the lease `name` for `owner` until `now_ms + ttl_ms`. `false` when
+    /// another owner holds it and it has not expired.
+    async fn try_lease(
+        &self,
+        name: &str,
+        owner: &str,
+        now_ms: i64,
+        ttl_ms: i64,
+    ) -> Result<bool, StateError>;
+
+    /// Gives the lease up, if `owner` holds it.
+    async fn release_lease(&self, name: &str, owner: &str) -> Result<(), StateError>;
+}
