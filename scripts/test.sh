@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs every check CI runs: formatting, clippy, dependency policy, all tests (nextest) and doctests.
-# Installs what it needs on a fresh machine (cargo-nextest, cargo-deny). Usage: bash scripts/test.sh
+# Installs what it needs on a fresh machine (cargo-nextest, cargo-deny, and PostgreSQL through
+# scripts/postgres.sh unless PICOCLAW_TEST_POSTGRES_URL names a server already). Usage: bash scripts/test.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/picoclaw-target}"
@@ -19,17 +20,26 @@ if [ -z "$deny_bin" ]; then
   deny_bin="$(python3 -c 'import sysconfig; print(sysconfig.get_path("scripts"))')/cargo-deny"
 fi
 
+# One feature set for every build below (clippy, tests, doctests), so nothing compiles twice:
+# the default features plus PostgreSQL, whose tests run against a real server on loopback.
+FEATURES="picoclaw/postgres"
+if [ -z "${PICOCLAW_TEST_POSTGRES_URL:-}" ]; then
+  step "PostgreSQL for the state tests (scripts/postgres.sh)"
+  PICOCLAW_TEST_POSTGRES_URL="$(bash scripts/postgres.sh)"
+fi
+export PICOCLAW_TEST_POSTGRES_URL
+
 step "cargo fmt --check"
 cargo fmt --all -- --check
 
 step "cargo clippy (all targets, warnings are errors)"
-cargo clippy --workspace --all-targets --locked -- -D warnings
+cargo clippy --workspace --all-targets --locked --features "$FEATURES" -- -D warnings
 
 step "cargo deny check licenses bans sources"
 "$deny_bin" --log-level error check licenses bans sources
 
 step "cargo nextest run (all tests)"
-cargo nextest run --workspace --all-targets --locked --no-fail-fast
+cargo nextest run --workspace --all-targets --locked --features "$FEATURES" --no-fail-fast
 
 step "doctests"
-cargo test --workspace --doc --locked
+cargo test --workspace --doc --locked --features "$FEATURES"

@@ -43,10 +43,14 @@ pub fn run(config: Option<PathBuf>, args: AgentArgs) -> anyhow::Result<ExitCode>
             Err(crate::wiring::SetupError::Other(err)) => return Err(err),
         };
         let session = SessionKey::new(args.session);
-        match args.message {
+        let store = setup.store.clone();
+        let result = match args.message {
             Some(message) => one_shot(&setup.agent, &session, message).await,
             None => interactive(setup, session).await,
-        }
+        };
+        // Every turn is already committed; this lets the database finish cleanly.
+        store.close().await;
+        result
     })
 }
 

@@ -4,10 +4,9 @@
 use crate::wiring::{self, SetupError};
 use anyhow::Context;
 use picoclaw_core::MemoryStore;
-use picoclaw_state::{Remembered, SqliteStore, WorkspaceMemory};
+use picoclaw_state::{Remembered, WorkspaceMemory};
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::Arc;
 
 #[derive(Debug, clap::Args)]
 pub struct MemoryArgs {
@@ -62,11 +61,15 @@ pub fn run(config: Option<PathBuf>, args: MemoryArgs) -> anyhow::Result<ExitCode
         .build()
         .context("cannot start the async runtime")?;
     runtime.block_on(async {
-        let store = Arc::new(
-            SqliteStore::open(&paths.state_db())
-                .await
-                .context("cannot open the state database")?,
-        );
+        let store = match wiring::open_state(&loaded.config, &paths, true).await {
+            Ok(Some(store)) => store,
+            Ok(None) => anyhow::bail!("the state database was not created"),
+            Err(SetupError::Config(msg)) => {
+                eprintln!("error: {msg}");
+                return Ok(ExitCode::from(2));
+            }
+            Err(SetupError::Other(e)) => return Err(e),
+        };
         let memory = WorkspaceMemory::new(&workspace, store.clone());
         let code = match args.command {
             MemoryCommand::Search { query, limit } => {

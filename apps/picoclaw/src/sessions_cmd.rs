@@ -3,7 +3,6 @@
 use crate::wiring::{self, SetupError};
 use anyhow::Context;
 use picoclaw_core::{SessionKey, SessionStore, transcript};
-use picoclaw_state::SqliteStore;
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -58,20 +57,37 @@ pub fn run(config: Option<PathBuf>, args: SessionsArgs) -> anyhow::Result<ExitCo
         }
         Err(SetupError::Other(e)) => return Err(e),
     };
-    let db = paths.state_db();
-    if !db.exists() {
-        eprintln!("no sessions yet ({} does not exist)", db.display());
-        return Ok(match args.command {
-            SessionsCommand::List => ExitCode::SUCCESS,
-            _ => ExitCode::from(1),
-        });
-    }
+    let loaded = match wiring::load(&paths) {
+        Ok(l) => l,
+        Err(SetupError::Config(msg)) => {
+            eprintln!("error: {msg}");
+            return Ok(ExitCode::from(2));
+        }
+        Err(SetupError::Other(e)) => return Err(e),
+    };
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
     runtime.block_on(async move {
-        let store = SqliteStore::open(&db).await?;
+        let store = match wiring::open_state(&loaded.config, &paths, false).await {
+            Ok(Some(store)) => store,
+            Ok(None) => {
+                eprintln!(
+                    "no sessions yet ({} does not exist)",
+                    paths.state_db().display()
+                );
+                return Ok(match args.command {
+                    SessionsCommand::List => ExitCode::SUCCESS,
+                    _ => ExitCode::from(1),
+                });
+            }
+            Err(SetupError::Config(msg)) => {
+                eprintln!("error: {msg}");
+                return Ok(ExitCode::from(2));
+            }
+            Err(SetupError::Other(e)) => return Err(e),
+        };
         let code = match args.command {
             SessionsCommand::List => {
                 let list = store.list().await?;

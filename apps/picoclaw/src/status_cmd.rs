@@ -40,11 +40,18 @@ pub fn run(config: Option<PathBuf>) -> anyhow::Result<ExitCode> {
             "OFF (restrict_to_workspace = false)"
         }
     );
-    println!(
-        "state:      {}{}",
-        paths.state_db().display(),
-        exists(&paths.state_db())
-    );
+    if config.state.url.trim().is_empty() {
+        println!(
+            "state:      {}{}",
+            paths.state_db().display(),
+            exists(&paths.state_db())
+        );
+    } else {
+        println!(
+            "state:      {}",
+            crate::wiring::state_location(&config, &paths)
+        );
+    }
     let env: HashMap<String, String> = std::env::vars().collect();
     match config.resolve_model(&env) {
         Ok(resolved) => {

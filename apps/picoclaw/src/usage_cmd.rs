@@ -4,7 +4,6 @@
 use crate::wiring::{self, SetupError};
 use anyhow::Context;
 use picoclaw_core::{GroupBy, UsageStore};
-use picoclaw_state::SqliteStore;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -60,11 +59,6 @@ pub fn run(config: Option<PathBuf>, args: UsageArgs) -> anyhow::Result<ExitCode>
         }
         Err(SetupError::Other(e)) => return Err(e),
     };
-    let db = paths.state_db();
-    if !db.exists() {
-        eprintln!("no usage recorded yet ({} does not exist)", db.display());
-        return Ok(ExitCode::SUCCESS);
-    }
     let by = match args.by {
         By::Session => GroupBy::Session,
         By::Model => GroupBy::Model,
@@ -75,11 +69,30 @@ pub fn run(config: Option<PathBuf>, args: UsageArgs) -> anyhow::Result<ExitCode>
         .build()
         .context("cannot start the async runtime")?;
     let rows = runtime.block_on(async {
-        let store = SqliteStore::open(&db).await?;
+        let store = match wiring::open_state(&loaded.config, &paths, false).await {
+            Ok(Some(store)) => store,
+            Ok(None) => return Ok(None),
+            Err(e) => return Err(e),
+        };
         let rows = store.summary(args.since.as_deref(), by).await;
         store.close().await;
-        rows
-    })?;
+        rows.map(Some).map_err(|e| SetupError::Other(e.into()))
+    });
+    let rows = match rows {
+        Ok(Some(rows)) => rows,
+        Ok(None) => {
+            eprintln!(
+                "no usage recorded yet ({} does not exist)",
+                paths.state_db().display()
+            );
+            return Ok(ExitCode::SUCCESS);
+        }
+        Err(SetupError::Config(msg)) => {
+            eprintln!("error: {msg}");
+            return Ok(ExitCode::from(2));
+        }
+        Err(SetupError::Other(e)) => return Err(e),
+    };
     if rows.is_empty() {
         eprintln!(
             "no usage recorded{}",

@@ -4,7 +4,7 @@
 use anyhow::Context;
 use picoclaw_config::{Loaded, Paths};
 use picoclaw_core::{Agent, AgentConfig};
-use picoclaw_state::{SqliteStore, WorkspaceMemory};
+use picoclaw_state::{StateBackend, WorkspaceMemory};
 use picoclaw_tools::{ExecConfig, Sandbox};
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -13,6 +13,8 @@ use std::time::Duration;
 
 pub struct Setup {
     pub agent: Agent,
+    /// The state database the agent uses (closed by the caller at exit).
+    pub store: Arc<dyn StateBackend>,
     pub paths: Paths,
     /// `provider/model` for display.
     pub model_label: String,
@@ -48,6 +50,43 @@ pub fn load(paths: &Paths) -> Result<Loaded, SetupError> {
     Ok(loaded)
 }
 
+/// Where state is kept, for display: the file, or the URL without its password.
+pub fn state_location(config: &picoclaw_config::Config, paths: &Paths) -> String {
+    let url = config.state.url.trim();
+    if url.is_empty() {
+        return paths.state_db().display().to_string();
+    }
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if url[scheme + 3..at].contains(':') => {
+            let user_end = scheme + 3 + url[scheme + 3..at].find(':').unwrap_or(0);
+            format!("{}:***{}", &url[..user_end], &url[at..])
+        }
+        _ => url.to_owned(),
+    }
+}
+
+/// Opens the state database the config names (`state.url`; by default `state.db` in the home).
+/// With `create` false, a default database that does not exist yet is not created: `None`.
+/// A bad URL or an unreachable server is a configuration error (exit code 2).
+pub async fn open_state(
+    config: &picoclaw_config::Config,
+    paths: &Paths,
+    create: bool,
+) -> Result<Option<Arc<dyn StateBackend>>, SetupError> {
+    let url = config.state.url.trim();
+    if url.is_empty() && !create && !paths.state_db().exists() {
+        return Ok(None);
+    }
+    let url = (!url.is_empty()).then_some(url);
+    match picoclaw_state::open_state(url, &paths.state_db()).await {
+        Ok(store) => Ok(Some(store)),
+        Err(e @ picoclaw_state::StateError::Open { .. }) => Err(SetupError::Config(e.to_string())),
+        Err(e) => Err(SetupError::Other(
+            anyhow::Error::new(e).context("cannot open the state database"),
+        )),
+    }
+}
+
 pub async fn build(
     config: Option<PathBuf>,
     model_override: Option<&str>,
@@ -80,11 +119,9 @@ pub async fn build(
         .extend(exec.deny_patterns.iter().cloned());
     let tools = picoclaw_tools::builtin_tools(Arc::new(sandbox), exec_cfg);
 
-    let store = Arc::new(
-        SqliteStore::open(&paths.state_db())
-            .await
-            .with_context(|| "cannot open the session store")?,
-    );
+    let store = open_state(&config, &paths, true)
+        .await?
+        .ok_or_else(|| anyhow::anyhow!("the state database was not created"))?;
 
     let mut agent_cfg = AgentConfig::default();
     agent_cfg.model = resolved.model.clone();
@@ -105,12 +142,13 @@ pub async fn build(
             store.clone(),
             format!("{}/{}", resolved.provider, resolved.model),
         )
-        .memory(Arc::new(WorkspaceMemory::new(&workspace, store)))
+        .memory(Arc::new(WorkspaceMemory::new(&workspace, store.clone())))
         .workspace(workspace)
         .build()
         .map_err(|e| SetupError::Config(e.to_string()))?;
     Ok(Setup {
         agent,
+        store,
         paths,
         model_label: format!("{}/{}", resolved.provider, resolved.model),
     })

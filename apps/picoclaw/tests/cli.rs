@@ -1137,3 +1137,87 @@ async fn memory_written_by_the_agent_is_searchable_and_reaches_later_sessions() 
     assert!(out.stderr.contains("1 file(s) indexed"), "{}", out.stderr);
     assert!(out.stderr.contains("2 notes searchable"), "{}", out.stderr);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_bad_state_url_is_a_configuration_error() {
+    let endpoint = ScriptedEndpoint::start_with([]).await;
+    let home = Home::with_config(&endpoint, json!({}));
+    let mut cmd = home.cmd();
+    cmd.env("PICOCLAW_STATE_URL", "mysql://root@localhost/pico");
+    let out = run(cmd, &["agent", "-m", "hi"]).await;
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    assert!(out.stderr.contains("is not supported"), "{}", out.stderr);
+    assert!(endpoint.requests().is_empty(), "nothing was sent");
+}
+
+#[cfg(feature = "postgres")]
+#[tokio::test(flavor = "multi_thread")]
+async fn sessions_memory_and_usage_live_in_postgresql_when_state_url_says_so() {
+    let (schema, url) = picoclaw_state::conformance::fresh_schema().await;
+    let endpoint = ScriptedEndpoint::start_with([
+        Reply::tool_call(
+            "memory_write",
+            json!({"content": "The user's cat is called Miso"}),
+        ),
+        Reply::text("Noted, Miso.").with_usage(20, 5),
+        Reply::text("Miso.").with_usage(30, 2),
+    ])
+    .await;
+    let home = Home::with_config(&endpoint, json!({}));
+    let mut config: Value =
+        serde_json::from_str(&std::fs::read_to_string(home.path().join("config.json")).unwrap())
+            .unwrap();
+    config["state"] = json!({"url": url});
+    home.write_config(&config);
+
+    let out = run(
+        home.cmd(),
+        &["agent", "-s", "cli:pg", "-m", "My cat is Miso"],
+    )
+    .await;
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let out = run(
+        home.cmd(),
+        &["agent", "-s", "cli:pg", "-m", "What is my cat called?"],
+    )
+    .await;
+    assert_eq!(out.stdout.trim(), "Miso.", "{}", out.stderr);
+    // The second turn carried the first as history and the fact from memory.
+    let reqs = endpoint.requests();
+    let texts = reqs[2].message_texts();
+    assert!(texts.iter().any(|t| t == "My cat is Miso"), "{texts:?}");
+    assert!(
+        texts[0].contains("The user's cat is called Miso"),
+        "{}",
+        texts[0]
+    );
+    // No SQLite file was made: everything went to PostgreSQL.
+    assert!(!home.path().join("state.db").exists());
+
+    let out = run(home.cmd(), &["sessions", "list"]).await;
+    assert!(out.stdout.contains("cli:pg"), "{}", out.stdout);
+    assert!(out.stdout.contains("6 messages"), "{}", out.stdout);
+    let out = run(home.cmd(), &["memory", "search", "cat"]).await;
+    assert!(out.stdout.contains("Miso"), "{} {}", out.stdout, out.stderr);
+    let out = run(home.cmd(), &["usage", "--by", "session"]).await;
+    assert!(out.stdout.contains("cli:pg"), "{}", out.stdout);
+    let out = run(home.cmd(), &["status"]).await;
+    assert!(
+        out.stdout.contains("picoclaw:***@"),
+        "password hidden: {}",
+        out.stdout
+    );
+
+    // A server that is not there: a clear configuration error.
+    config["state"] = json!({"url": "postgres://picoclaw:pw@127.0.0.1:1/nothing"});
+    home.write_config(&config);
+    let out = run(home.cmd(), &["agent", "-m", "hi"]).await;
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    assert!(
+        out.stderr.contains("cannot connect to PostgreSQL"),
+        "{}",
+        out.stderr
+    );
+    assert!(!out.stderr.contains(":pw@"), "{}", out.stderr);
+    picoclaw_state::conformance::drop_schema(&schema).await;
+}

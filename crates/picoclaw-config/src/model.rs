@@ -26,6 +26,8 @@ pub struct Config {
     pub tools: ToolsConfig,
     pub heartbeat: HeartbeatConfig,
     pub gateway: GatewayConfig,
+    /// Where state is kept (sessions, memory index, cron jobs, usage, outbox).
+    pub state: StateConfig,
     // Sections of the original PicoClaw that this build does not use yet, kept verbatim.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub devices: Option<Value>,
@@ -267,6 +269,17 @@ impl Default for HeartbeatConfig {
 }
 
 /// `gateway`.
+/// `state`: the database.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(default)]
+#[non_exhaustive]
+pub struct StateConfig {
+    /// Empty: SQLite at `~/.picoclaw/state.db`. `sqlite:PATH` for another file;
+    /// `postgres://user:password@host/database` for PostgreSQL (several gateway instances; the
+    /// build needs the `postgres` feature). `PICOCLAW_STATE_URL` overrides it.
+    pub url: String,
+}
+
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(default)]
 #[non_exhaustive]

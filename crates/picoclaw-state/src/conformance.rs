@@ -804,3 +804,219 @@ where
     );
     assert!(x.unwrap() ^ y.unwrap(), "one lease holder");
 }
+
+/// Two scheduler instances (`a` and `b`, as two processes would) step through the same minutes
+/// of simulated time, each taking due jobs and claiming them: every scheduled run happens
+/// exactly once.
+pub async fn scheduler_fires_once<A: crate::CronStore, B: crate::CronStore>(a: &A, b: &B) {
+    use crate::{CronJob, CronPayload, Schedule};
+    use std::collections::HashMap;
+    use std::sync::Mutex;
+    let t0 = 2_000_000_000_000i64;
+    let every = CronJob::new(
+        "tick",
+        Schedule::Every { every_ms: 10_000 },
+        CronPayload::new("t"),
+        t0,
+    )
+    .unwrap();
+    let minutely = CronJob::new(
+        "minutely",
+        Schedule::Cron {
+            expr: "* * * * *".into(),
+            tz: None,
+        },
+        CronPayload::new("m"),
+        t0,
+    )
+    .unwrap();
+    a.put_job(&every).await.unwrap();
+    a.put_job(&minutely).await.unwrap();
+    let runs: Mutex<HashMap<(String, i64), u32>> = Mutex::new(HashMap::new());
+    async fn instance(
+        store: &dyn crate::CronStore,
+        t0: i64,
+        runs: &Mutex<HashMap<(String, i64), u32>>,
+    ) {
+        // Five minutes in steps of one second.
+        for step in 0..=300 {
+            let now = t0 + step * 1000;
+            for job in store.due_jobs(now, 10).await.unwrap() {
+                let at = job.state.next_run_at_ms.unwrap();
+                let next = job.schedule.following(at, now);
+                if store.claim_run(&job.id, at, next).await.unwrap() {
+                    *runs
+                        .lock()
+                        .unwrap()
+                        .entry((job.name.clone(), at))
+                        .or_default() += 1;
+                    store.record_result(&job.id, now, Ok(())).await.unwrap();
+                }
+            }
+            if step % 7 == 0 {
+                tokio::task::yield_now().await;
+            }
+        }
+    }
+    tokio::join!(instance(a, t0, &runs), instance(b, t0, &runs));
+    let runs = runs.into_inner().unwrap();
+    assert!(
+        runs.values().all(|n| *n == 1),
+        "a run happened twice: {runs:?}"
+    );
+    let ticks = runs.keys().filter(|(name, _)| name == "tick").count();
+    let minutes = runs.keys().filter(|(name, _)| name == "minutely").count();
+    // Every 10 s for 300 s: at t0+10s .. t0+300s. Whole minutes within five minutes: 5 (or 4
+    // when t0 sits exactly on a minute boundary past the last step).
+    assert_eq!(ticks, 30, "{runs:?}");
+    assert!((4..=5).contains(&minutes), "{runs:?}");
+}
+
+/// Two gateway instances take messages of one session from the journal, each processing only
+/// while it holds the session's lease: the session never runs in both at once, every message is
+/// processed once, and the turns are stored in order.
+pub async fn session_leases_serialize<A, B>(a: &A, b: &B)
+where
+    A: crate::SessionStore + crate::InboundJournal + crate::LeaseStore,
+    B: crate::SessionStore + crate::InboundJournal + crate::LeaseStore,
+{
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    let key = SessionKey::new("telegram:777");
+    for i in 0..30 {
+        a.journal_inbound(
+            "telegram",
+            &format!("u{i}"),
+            key.as_str(),
+            &format!("msg {i}"),
+            i,
+        )
+        .await
+        .unwrap();
+    }
+    let busy = AtomicBool::new(false);
+    let overlaps = AtomicUsize::new(0);
+    async fn worker<S: crate::SessionStore + crate::InboundJournal + crate::LeaseStore>(
+        store: &S,
+        me: &str,
+        key: &SessionKey,
+        busy: &AtomicBool,
+        overlaps: &AtomicUsize,
+    ) -> usize {
+        let lease = format!("session:{key}");
+        let mut done = 0;
+        for _ in 0..400 {
+            let now = chrono::Utc::now().timestamp_millis();
+            if !store.try_lease(&lease, me, now, 30_000).await.unwrap() {
+                tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+                continue;
+            }
+            if busy.swap(true, Ordering::SeqCst) {
+                overlaps.fetch_add(1, Ordering::SeqCst);
+            }
+            // Process at most two messages per lease, then let the other instance have a go.
+            let pending = store.unprocessed(2).await.unwrap();
+            for record in &pending {
+                store
+                    .append(
+                        key,
+                        &[
+                            ChatMessage::user(record.payload.clone()),
+                            ChatMessage::assistant("ok"),
+                        ],
+                    )
+                    .await
+                    .unwrap();
+                store.mark_processed(record.id).await.unwrap();
+                done += 1;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+            busy.store(false, Ordering::SeqCst);
+            store.release_lease(&lease, me).await.unwrap();
+            if pending.is_empty() {
+                break;
+            }
+            tokio::task::yield_now().await;
+        }
+        done
+    }
+    let (x, y) = tokio::join!(
+        worker(a, "gw-a", &key, &busy, &overlaps),
+        worker(b, "gw-b", &key, &busy, &overlaps)
+    );
+    assert_eq!(
+        overlaps.load(Ordering::SeqCst),
+        0,
+        "the session ran in both instances at once"
+    );
+    assert_eq!(x + y, 30, "every message processed once ({x} + {y})");
+    let session = a.load(&key, None).await.unwrap();
+    let users: Vec<String> = session
+        .messages
+        .iter()
+        .filter(|m| m.role == picoclaw_types::Role::User)
+        .map(ChatMessage::text)
+        .collect();
+    let expected: Vec<String> = (0..30).map(|i| format!("msg {i}")).collect();
+    assert_eq!(users, expected, "turns stored once each, in order");
+}
+
+/// PostgreSQL test servers: the URL comes from `PICOCLAW_TEST_POSTGRES_URL` (default: what
+/// `scripts/postgres.sh` sets up); every test works in a schema of its own.
+#[cfg(feature = "postgres")]
+mod pg {
+    use sqlx::postgres::{PgPool, PgPoolOptions};
+    use std::time::Duration;
+
+    pub const DEFAULT_URL: &str = "postgres://picoclaw:picoclaw@127.0.0.1:5432/picoclaw_test";
+
+    pub fn server_url() -> String {
+        std::env::var("PICOCLAW_TEST_POSTGRES_URL").unwrap_or_else(|_| DEFAULT_URL.to_owned())
+    }
+
+    /// A connection to the test server, or a failure that says how to start one.
+    async fn admin() -> PgPool {
+        let url = server_url();
+        match PgPoolOptions::new()
+            .max_connections(2)
+            .acquire_timeout(Duration::from_secs(5))
+            .connect(&url)
+            .await
+        {
+            Ok(pool) => pool,
+            Err(e) => panic!(
+                "PostgreSQL is not reachable at {} ({e}). Start it with `bash scripts/postgres.sh` \
+                 (installs Debian's postgresql if needed and starts it on 127.0.0.1:5432 as the \
+                 postgres user), or point PICOCLAW_TEST_POSTGRES_URL at a database where the \
+                 role may create schemas.",
+                crate::postgres::redact(&url)
+            ),
+        }
+    }
+
+    /// A fresh, empty schema on the test server and the URL that uses it.
+    pub async fn fresh_schema() -> (String, String) {
+        let schema = format!("picoclaw_t_{}", crate::new_job_id());
+        let pool = admin().await;
+        sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE SCHEMA {schema}")))
+            .execute(&pool)
+            .await
+            .unwrap();
+        pool.close().await;
+        let url = server_url();
+        let sep = if url.contains('?') { '&' } else { '?' };
+        (
+            schema.clone(),
+            format!("{url}{sep}options=-c%20search_path%3D{schema}"),
+        )
+    }
+
+    pub async fn drop_schema(schema: &str) {
+        let pool = admin().await;
+        let _ = sqlx::raw_sql(sqlx::AssertSqlSafe(format!("DROP SCHEMA {schema} CASCADE")))
+            .execute(&pool)
+            .await;
+        pool.close().await;
+    }
+}
+#[cfg(feature = "postgres")]
+pub use pg::{DEFAULT_URL as POSTGRES_DEFAULT_URL, drop_schema, fresh_schema, server_url};

@@ -346,5 +346,7 @@ mod tests {
         crate::conformance::runtime_suite(&InMemoryStore::new()).await;
         let store = InMemoryStore::new();
         crate::conformance::claims_are_exclusive(&store, &store).await;
+        crate::conformance::scheduler_fires_once(&store, &store).await;
+        crate::conformance::session_leases_serialize(&store, &store).await;
     }
 }

@@ -5,17 +5,25 @@
 //! [`WorkspaceMemory`] keeps long-term memory the way the original PicoClaw lays it out in the
 //! workspace (`memory/MEMORY.md`, `memory/YYYYMM/YYYYMMDD.md`) and indexes it for search.
 //!
+//! The runtime stores the gateway needs — [`CronStore`], [`KvStore`], [`InboundJournal`],
+//! [`Outbox`], [`LeaseStore`] — are implemented by the same backends, and with the `postgres`
+//! feature by [`PgStore`] too, for several instances sharing one database. [`open_state`] picks
+//! the backend from `state.url`.
+//!
 //! With the `test-support` feature, [`conformance`] holds the behaviour every backend must show;
-//! both backends here run it in their tests, and future ones (PostgreSQL) run it too.
+//! every backend here runs it in its tests (PostgreSQL against a real server).
 
 #![warn(clippy::unwrap_used, clippy::expect_used)]
 
+mod backend;
 #[cfg(any(test, feature = "test-support"))]
 pub mod conformance;
 mod cron;
 mod in_memory;
 mod in_memory_runtime;
 mod memory;
+#[cfg(feature = "postgres")]
+mod postgres;
 mod runtime;
 mod session;
 mod sqlite;
@@ -24,12 +32,15 @@ mod sqlite_runtime;
 mod usage;
 mod workspace_memory;
 
+pub use backend::{StateBackend, open_state};
 pub use chrono::NaiveDate;
 pub use cron::{
     CronJob, CronJobState, CronPayload, CronStore, MIN_EVERY_MS, Schedule, new_job_id, now_ms,
 };
 pub use in_memory::InMemoryStore;
 pub use memory::{IndexedSource, MemoryHit, MemoryNote, MemoryStore, query_terms};
+#[cfg(feature = "postgres")]
+pub use postgres::PgStore;
 pub use runtime::{InboundJournal, InboundRecord, KvStore, LeaseStore, OutboundRecord, Outbox};
 pub use session::{Session, SessionInfo, SessionStore, StateError};
 pub use sqlite::SqliteStore;

@@ -464,5 +464,7 @@ mod tests {
         let a = SqliteStore::open(&path).await.unwrap();
         let b = SqliteStore::open(&path).await.unwrap();
         crate::conformance::claims_are_exclusive(&a, &b).await;
+        crate::conformance::scheduler_fires_once(&a, &b).await;
+        crate::conformance::session_leases_serialize(&a, &b).await;
     }
 }
