@@ -49,7 +49,7 @@ pub fn run(config: Option<PathBuf>) -> anyhow::Result<ExitCode> {
     } else {
         println!(
             "state:      {}",
-            crate::wiring::state_location(&config, &paths)
+            crate::wiring::state_location(config, &paths)
         );
     }
     let env: HashMap<String, String> = std::env::vars().collect();

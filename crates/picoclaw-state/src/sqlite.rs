@@ -98,6 +98,26 @@ impl SqliteStore {
         &self.pool
     }
 
+    /// SQLite's own consistency checks (`PRAGMA integrity_check`, `PRAGMA foreign_key_check`):
+    /// the problems found, none when the file is sound.
+    pub async fn integrity_check(&self) -> Result<Vec<String>, StateError> {
+        let rows: Vec<String> = sqlx::query_scalar("PRAGMA integrity_check")
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db_err)?;
+        let mut problems: Vec<String> = rows.into_iter().filter(|r| r != "ok").collect();
+        let dangling = sqlx::query("PRAGMA foreign_key_check")
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db_err)?;
+        for row in &dangling {
+            let table: String = row.try_get(0).map_err(db_err)?;
+            let parent: String = row.try_get(2).map_err(db_err)?;
+            problems.push(format!("a row of {table} points at a missing {parent} row"));
+        }
+        Ok(problems)
+    }
+
     /// Closes the pool, waiting for connections to finish (checkpointing the WAL).
     pub async fn close(&self) {
         self.pool.close().await;

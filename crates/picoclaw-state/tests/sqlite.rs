@@ -137,3 +137,16 @@ async fn an_unopenable_path_names_the_file() {
     let err = SqliteStore::open(&path).await.unwrap_err();
     assert!(err.to_string().contains("state.db"), "{err}");
 }
+
+#[tokio::test]
+async fn a_sound_file_passes_the_integrity_check() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(&dir.path().join("state.db"))
+        .await
+        .unwrap();
+    store
+        .append(&SessionKey::new("k"), &[ChatMessage::user("hi")])
+        .await
+        .unwrap();
+    assert_eq!(store.integrity_check().await.unwrap(), Vec::<String>::new());
+}

@@ -508,11 +508,13 @@ fn stream_response(inner: &Inner, reply: &Reply, id: &str, model: &str) -> Respo
         }
         events.push("data: [DONE]\n\n".to_owned());
     }
-    let stream = futures::stream::iter(
-        events
-            .into_iter()
-            .map(|e| Ok::<_, std::io::Error>(Bytes::from(e))),
-    );
+    let pace = reply.pace;
+    let stream = futures::StreamExt::then(futures::stream::iter(events), move |e| async move {
+        if let Some(pause) = pace {
+            tokio::time::sleep(pause).await;
+        }
+        Ok::<_, std::io::Error>(Bytes::from(e))
+    });
     Response::builder()
         .status(StatusCode::OK)
         .header(header::CONTENT_TYPE, "text/event-stream")

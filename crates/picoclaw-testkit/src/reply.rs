@@ -11,6 +11,8 @@ pub struct Reply {
     pub(crate) kind: ReplyKind,
     pub(crate) usage: Option<Usage>,
     pub(crate) delay: Option<Duration>,
+    /// Pause between stream events (OpenAI-compatible SSE): a slow, streaming model.
+    pub(crate) pace: Option<Duration>,
     pub(crate) headers: Vec<(String, String)>,
 }
 
@@ -38,6 +40,7 @@ impl Reply {
             kind,
             usage: None,
             delay: None,
+            pace: None,
             headers: Vec::new(),
         }
     }
@@ -123,6 +126,12 @@ impl Reply {
     /// Waits this long before answering (timeouts, cancellation).
     pub fn delayed(mut self, delay: Duration) -> Self {
         self.delay = Some(delay);
+        self
+    }
+
+    /// Streams slowly: waits this long before each SSE event (OpenAI-compatible endpoint).
+    pub fn paced(mut self, pause: Duration) -> Self {
+        self.pace = Some(pause);
         self
     }
 
