@@ -4,6 +4,7 @@
 mod agent_cmd;
 mod logging;
 mod memory_cmd;
+mod migrate_cmd;
 mod onboard_cmd;
 mod sessions_cmd;
 mod status_cmd;
@@ -50,6 +51,8 @@ enum Command {
     Sessions(sessions_cmd::SessionsArgs),
     /// Search long-term memory, add a fact to it, or rebuild its index.
     Memory(memory_cmd::MemoryArgs),
+    /// Import an original PicoClaw home: sessions, scheduled jobs, workspace files.
+    Migrate(migrate_cmd::MigrateArgs),
     /// Show the config, workspace, model and provider in use (keys masked).
     Status,
     /// Tokens used per model, session or day, with costs where prices are configured.
@@ -73,6 +76,7 @@ fn main() -> ExitCode {
         Command::Agent(args) => agent_cmd::run(cli.config, args),
         Command::Sessions(args) => sessions_cmd::run(cli.config, args),
         Command::Memory(args) => memory_cmd::run(cli.config, args),
+        Command::Migrate(args) => migrate_cmd::run(cli.config, args),
         Command::Status => status_cmd::run(cli.config),
         Command::Usage(args) => usage_cmd::run(cli.config, args),
         Command::Version => Ok(ExitCode::SUCCESS),

@@ -21,6 +21,7 @@ pub mod conformance;
 mod cron;
 mod in_memory;
 mod in_memory_runtime;
+pub mod legacy;
 mod memory;
 #[cfg(feature = "postgres")]
 mod postgres;
