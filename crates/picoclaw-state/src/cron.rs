@@ -1,7 +1,7 @@
 //! Scheduled jobs: the `CronStore` trait, the job model (the original PicoClaw's `jobs.json`
 //! shape: `schedule.kind` `at` / `every` / `cron`, `payload.message`, `deliver`, `channel`, `to`)
-//! and the schedule arithmetic (cron expressions through `croner`, time zones through
-//! `chrono-tz`).
+//! and the schedule arithmetic (cron expressions through `croner`; time zones from the system's
+//! tz database through `jiff`, so the binary carries no zone tables).
 //!
 //! Times are milliseconds since the Unix epoch, as in the original.
 //!
@@ -73,7 +73,7 @@ impl Schedule {
                 let cron = parse_cron(expr).ok()?;
                 let tz = match tz {
                     Some(tz) => parse_tz(tz).ok()?,
-                    None => chrono_tz::UTC,
+                    None => Zone(jiff::tz::TimeZone::UTC),
                 };
                 let after = chrono::DateTime::from_timestamp_millis(after_ms)?.with_timezone(&tz);
                 cron.find_next_occurrence(&after, false)
@@ -141,10 +141,108 @@ fn parse_cron(expr: &str) -> Result<croner::Cron, String> {
         .map_err(|e| format!("\"{expr}\" is not a valid cron expression: {e}"))
 }
 
-fn parse_tz(tz: &str) -> Result<chrono_tz::Tz, String> {
-    tz.parse::<chrono_tz::Tz>().map_err(|_| {
-        format!("unknown time zone \"{tz}\"; use an IANA name such as Europe/Lisbon or UTC")
+fn parse_tz(tz: &str) -> Result<Zone, String> {
+    jiff::tz::TimeZone::get(tz.trim()).map(Zone).map_err(|e| {
+        format!(
+            "unknown time zone \"{tz}\"; use an IANA name such as Europe/Lisbon or UTC ({e}; \
+             time zones come from the system's tz database, package tzdata)"
+        )
     })
+}
+
+/// A time zone of the system's tz database, as a `chrono::TimeZone` (what `croner` computes
+/// in). Daylight-saving gaps and folds come through as chrono's `LocalResult::None` and
+/// `Ambiguous`, which croner resolves (a skipped time fires after the change, a repeated one
+/// once).
+#[derive(Clone, Debug)]
+struct Zone(jiff::tz::TimeZone);
+
+/// An offset that remembers its zone (chrono rebuilds the zone from it).
+#[derive(Clone, Debug)]
+struct ZoneOffset {
+    fixed: chrono::FixedOffset,
+    zone: jiff::tz::TimeZone,
+}
+
+impl chrono::Offset for ZoneOffset {
+    fn fix(&self) -> chrono::FixedOffset {
+        self.fixed
+    }
+}
+
+impl std::fmt::Display for ZoneOffset {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Display::fmt(&self.fixed, f)
+    }
+}
+
+impl Zone {
+    fn offset(&self, offset: jiff::tz::Offset) -> ZoneOffset {
+        ZoneOffset {
+            // jiff offsets are within ±25:59:59, which chrono accepts; UTC if that ever changed.
+            fixed: chrono::FixedOffset::east_opt(offset.seconds())
+                .unwrap_or_else(|| chrono::Offset::fix(&chrono::Utc)),
+            zone: self.0.clone(),
+        }
+    }
+}
+
+impl chrono::TimeZone for Zone {
+    type Offset = ZoneOffset;
+
+    fn from_offset(offset: &ZoneOffset) -> Self {
+        Zone(offset.zone.clone())
+    }
+
+    fn offset_from_local_date(&self, local: &chrono::NaiveDate) -> chrono::LocalResult<ZoneOffset> {
+        match local.and_hms_opt(0, 0, 0) {
+            Some(midnight) => self.offset_from_local_datetime(&midnight),
+            None => chrono::LocalResult::None,
+        }
+    }
+
+    fn offset_from_local_datetime(
+        &self,
+        local: &chrono::NaiveDateTime,
+    ) -> chrono::LocalResult<ZoneOffset> {
+        use chrono::{Datelike, Timelike};
+        use jiff::tz::AmbiguousOffset;
+        let Ok(civil) = jiff::civil::DateTime::new(
+            i16::try_from(local.year()).unwrap_or(i16::MAX),
+            local.month() as i8,
+            local.day() as i8,
+            local.hour() as i8,
+            local.minute() as i8,
+            local.second() as i8,
+            i32::try_from(local.nanosecond().min(999_999_999)).unwrap_or(0),
+        ) else {
+            return chrono::LocalResult::None;
+        };
+        match self.0.to_ambiguous_timestamp(civil).offset() {
+            AmbiguousOffset::Unambiguous { offset } => {
+                chrono::LocalResult::Single(self.offset(offset))
+            }
+            AmbiguousOffset::Gap { .. } => chrono::LocalResult::None,
+            AmbiguousOffset::Fold { before, after } => {
+                chrono::LocalResult::Ambiguous(self.offset(before), self.offset(after))
+            }
+        }
+    }
+
+    fn offset_from_utc_date(&self, utc: &chrono::NaiveDate) -> ZoneOffset {
+        match utc.and_hms_opt(0, 0, 0) {
+            Some(midnight) => self.offset_from_utc_datetime(&midnight),
+            None => self.offset(jiff::tz::Offset::UTC),
+        }
+    }
+
+    fn offset_from_utc_datetime(&self, utc: &chrono::NaiveDateTime) -> ZoneOffset {
+        let seconds = utc.and_utc().timestamp();
+        match jiff::Timestamp::from_second(seconds) {
+            Ok(ts) => self.offset(self.0.to_offset(ts)),
+            Err(_) => self.offset(jiff::tz::Offset::UTC),
+        }
+    }
 }
 
 /// What a job does when it runs.
@@ -426,6 +524,37 @@ mod tests {
         assert_eq!(
             secs.next_after(ms("2026-11-29T12:00:00Z")),
             Some(ms("2026-11-29T12:00:30Z"))
+        );
+    }
+
+    #[test]
+    fn daylight_saving_changes_neither_skip_nor_double_a_run() {
+        // Europe/Lisbon springs forward on 2026-03-29 at 01:00 (to 02:00) and falls back on
+        // 2026-10-25 at 02:00 (to 01:00).
+        let at_0130 = Schedule::Cron {
+            expr: "30 1 * * *".into(),
+            tz: Some("Europe/Lisbon".into()),
+        };
+        // 01:30 does not exist on the 29th of March: the run happens once, just after the change.
+        let next = at_0130.next_after(ms("2026-03-28T12:00:00Z")).unwrap();
+        assert!(
+            next >= ms("2026-03-29T00:59:00Z") && next <= ms("2026-03-29T02:30:00Z"),
+            "{next}"
+        );
+        let after = at_0130.next_after(next).unwrap();
+        assert_eq!(
+            after,
+            ms("2026-03-30T00:30:00Z"),
+            "then daily at 01:30 WEST"
+        );
+        // 01:30 happens twice on the 25th of October: one run, at the first.
+        let first = at_0130.next_after(ms("2026-10-24T12:00:00Z")).unwrap();
+        assert_eq!(first, ms("2026-10-25T00:30:00Z"));
+        let second = at_0130.next_after(first).unwrap();
+        assert_eq!(
+            second,
+            ms("2026-10-26T01:30:00Z"),
+            "no second run in the repeated hour"
         );
     }
 
