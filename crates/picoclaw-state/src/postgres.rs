@@ -884,6 +884,7 @@ mod tests {
     use super::*;
 
     use crate::conformance::{drop_schema, fresh_schema, server_url};
+    use picoclaw_types::ChatMessage;
 
     async fn fresh() -> (PgStore, String) {
         let (schema, url) = fresh_schema().await;
@@ -925,6 +926,191 @@ mod tests {
         a.close().await;
         b.close().await;
         drop_schema(&schema).await;
+    }
+
+    /// Two OS processes (this test binary, run twice as `pg_worker_process`) share one
+    /// database: both process the same session's messages from the journal under its lease, and
+    /// both run the same scheduler over the same simulated two minutes.
+    #[tokio::test]
+    async fn two_processes_share_a_session_and_a_schedule() {
+        use crate::{CronJob, CronPayload, CronStore, InboundJournal, Schedule, SessionStore};
+        let (schema, url) = fresh_schema().await;
+        let store = PgStore::open(&url).await.unwrap();
+        for i in 0..40 {
+            store
+                .journal_inbound(
+                    "telegram",
+                    &format!("u{i}"),
+                    "telegram:1",
+                    &format!("msg {i}"),
+                    i,
+                )
+                .await
+                .unwrap();
+        }
+        let t0 = 2_100_000_000_000i64;
+        let job = CronJob::new(
+            "tick",
+            Schedule::Every { every_ms: 10_000 },
+            CronPayload::new("t"),
+            t0,
+        )
+        .unwrap();
+        store.put_job(&job).await.unwrap();
+        store.close().await;
+
+        let exe = std::env::current_exe().unwrap();
+        let spawn = |name: &str| {
+            std::process::Command::new(&exe)
+                .args([
+                    "--exact",
+                    "postgres::tests::pg_worker_process",
+                    "--ignored",
+                    "--nocapture",
+                ])
+                .env("PICOCLAW_PG_WORKER", name)
+                .env("PICOCLAW_PG_WORKER_URL", &url)
+                .env("PICOCLAW_PG_WORKER_T0", t0.to_string())
+                .spawn()
+                .unwrap()
+        };
+        let (mut a, mut b) = (spawn("gw-a"), spawn("gw-b"));
+        assert!(a.wait().unwrap().success(), "worker gw-a failed");
+        assert!(b.wait().unwrap().success(), "worker gw-b failed");
+
+        let store = PgStore::open(&url).await.unwrap();
+        let session = store
+            .load(&SessionKey::new("telegram:1"), None)
+            .await
+            .unwrap();
+        let texts: Vec<String> = session.messages.iter().map(ChatMessage::text).collect();
+        // Lease periods never overlap: every "begin X" is followed by X's work and "end X".
+        let head = &texts[..texts.len().min(40)];
+        let mut holder: Option<&str> = None;
+        let mut processed = Vec::new();
+        let mut by = std::collections::HashSet::new();
+        for t in &texts {
+            if let Some(who) = t.strip_prefix("begin ") {
+                assert_eq!(
+                    holder, None,
+                    "{who} began while {holder:?} held the session: {texts:?}"
+                );
+                holder = Some(who);
+                by.insert(who.to_owned());
+            } else if let Some(who) = t.strip_prefix("end ") {
+                assert_eq!(holder, Some(who), "{head:?}");
+                holder = None;
+            } else if t.starts_with("msg ") {
+                processed.push(t.clone());
+            } else {
+                let who = t.strip_prefix("done by ").unwrap();
+                assert_eq!(holder, Some(who), "work outside the lease: {head:?}");
+            }
+        }
+        let expected: Vec<String> = (0..40).map(|i| format!("msg {i}")).collect();
+        assert_eq!(processed, expected, "each message once, in order");
+        let left = store.unprocessed(100).await.unwrap();
+        assert!(left.iter().all(|r| r.channel != "telegram"), "{left:?}");
+        // The schedule: every 10 s for two minutes, each run once (the journal's unique key
+        // would have refused a second record of the same run, failing that worker).
+        let runs = sqlx::query_scalar::<_, i64>(
+            "SELECT COUNT(*) FROM inbound_journal WHERE channel = 'cron-run'",
+        )
+        .fetch_one(store.pool())
+        .await
+        .unwrap();
+        assert_eq!(runs, 12);
+        eprintln!("lease holders seen: {by:?}");
+        store.close().await;
+        drop_schema(&schema).await;
+    }
+
+    /// One gateway-like process for `two_processes_share_a_session_and_a_schedule`.
+    #[tokio::test]
+    #[ignore = "a child process of two_processes_share_a_session_and_a_schedule"]
+    async fn pg_worker_process() {
+        use crate::{CronStore, InboundJournal, LeaseStore, SessionStore};
+        let me = std::env::var("PICOCLAW_PG_WORKER")
+            .expect("run only as a child of two_processes_share_a_session_and_a_schedule");
+        let url = std::env::var("PICOCLAW_PG_WORKER_URL").unwrap();
+        let t0: i64 = std::env::var("PICOCLAW_PG_WORKER_T0")
+            .unwrap()
+            .parse()
+            .unwrap();
+        let store = PgStore::open_with(&url, 2).await.unwrap();
+        let key = SessionKey::new("telegram:1");
+        let mut step = 0i64;
+        let mut idle = 0;
+        while idle < 50 {
+            // Scheduler: the same simulated second for both processes, each at its own pace.
+            if step <= 120 {
+                let now = t0 + step * 1000;
+                for job in store.due_jobs(now, 10).await.unwrap() {
+                    let at = job.state.next_run_at_ms.unwrap();
+                    if store
+                        .claim_run(&job.id, at, job.schedule.following(at, now))
+                        .await
+                        .unwrap()
+                    {
+                        let first = store
+                            .journal_inbound("cron-run", &format!("{}@{at}", job.id), &me, "", now)
+                            .await
+                            .unwrap();
+                        assert!(first.is_some(), "the run at {at} happened twice");
+                        store.record_result(&job.id, now, Ok(())).await.unwrap();
+                    }
+                }
+                step += 1;
+            }
+            // The session: only under its lease.
+            let now = chrono::Utc::now().timestamp_millis();
+            if store
+                .try_lease("session:telegram:1", &me, now, 30_000)
+                .await
+                .unwrap()
+            {
+                store
+                    .append(&key, &[ChatMessage::user(format!("begin {me}"))])
+                    .await
+                    .unwrap();
+                let pending: Vec<_> = store
+                    .unprocessed(50)
+                    .await
+                    .unwrap()
+                    .into_iter()
+                    .filter(|r| r.channel == "telegram")
+                    .take(3)
+                    .collect();
+                for r in &pending {
+                    store
+                        .append(
+                            &key,
+                            &[
+                                ChatMessage::user(r.payload.clone()),
+                                ChatMessage::assistant(format!("done by {me}")),
+                            ],
+                        )
+                        .await
+                        .unwrap();
+                    store.mark_processed(r.id).await.unwrap();
+                }
+                store
+                    .append(&key, &[ChatMessage::assistant(format!("end {me}"))])
+                    .await
+                    .unwrap();
+                store
+                    .release_lease("session:telegram:1", &me)
+                    .await
+                    .unwrap();
+                idle = if pending.is_empty() && step > 120 {
+                    idle + 1
+                } else {
+                    0
+                };
+            }
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        store.close().await;
     }
 
     #[tokio::test]
