@@ -2,6 +2,7 @@
 //! session store → agent, and prints. Logs go to stderr (or a file), answers alone to stdout.
 
 mod agent_cmd;
+mod gateway_cmd;
 mod logging;
 mod memory_cmd;
 mod migrate_cmd;
@@ -47,6 +48,8 @@ enum Command {
     Onboard(onboard_cmd::OnboardArgs),
     /// Talk to the agent: one message with -m, or an interactive session.
     Agent(agent_cmd::AgentArgs),
+    /// Run the always-on gateway (HTTP API, OpenAI-compatible) in the foreground.
+    Gateway,
     /// List, show, export or clear stored conversations.
     Sessions(sessions_cmd::SessionsArgs),
     /// Search long-term memory, add a fact to it, or rebuild its index.
@@ -74,6 +77,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Onboard(args) => onboard_cmd::run(cli.config, args),
         Command::Agent(args) => agent_cmd::run(cli.config, args),
+        Command::Gateway => gateway_cmd::run(cli.config),
         Command::Sessions(args) => sessions_cmd::run(cli.config, args),
         Command::Memory(args) => memory_cmd::run(cli.config, args),
         Command::Migrate(args) => migrate_cmd::run(cli.config, args),

@@ -1,15 +1,11 @@
 //! Builds a ready agent from the config file: provider, tools in the workspace sandbox, the
 //! SQLite store (sessions, usage, the memory index) and long-term memory.
 
-use anyhow::Context;
 use picoclaw_config::{Loaded, Paths};
-use picoclaw_core::{Agent, AgentConfig};
-use picoclaw_state::{StateBackend, WorkspaceMemory};
-use picoclaw_tools::{ExecConfig, Sandbox};
-use std::collections::HashMap;
+use picoclaw_core::Agent;
+use picoclaw_state::StateBackend;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
 
 pub struct Setup {
     pub agent: Agent,
@@ -32,6 +28,15 @@ impl<E: Into<anyhow::Error>> From<E> for SetupError {
     }
 }
 
+impl SetupError {
+    fn from_gateway(err: picoclaw_gateway::SetupError) -> Self {
+        match err {
+            picoclaw_gateway::SetupError::Config(msg) => SetupError::Config(msg),
+            picoclaw_gateway::SetupError::Other(e) => SetupError::Other(e),
+        }
+    }
+}
+
 /// Resolves the file locations, honouring `--config`.
 pub fn paths(config: Option<PathBuf>) -> Result<Paths, SetupError> {
     let paths = Paths::from_env().map_err(|e| SetupError::Config(e.to_string()))?;
@@ -50,41 +55,17 @@ pub fn load(paths: &Paths) -> Result<Loaded, SetupError> {
     Ok(loaded)
 }
 
-/// Where state is kept, for display: the file, or the URL without its password.
-pub fn state_location(config: &picoclaw_config::Config, paths: &Paths) -> String {
-    let url = config.state.url.trim();
-    if url.is_empty() {
-        return paths.state_db().display().to_string();
-    }
-    match (url.find("://"), url.rfind('@')) {
-        (Some(scheme), Some(at)) if url[scheme + 3..at].contains(':') => {
-            let user_end = scheme + 3 + url[scheme + 3..at].find(':').unwrap_or(0);
-            format!("{}:***{}", &url[..user_end], &url[at..])
-        }
-        _ => url.to_owned(),
-    }
-}
+pub use picoclaw_gateway::state_location;
 
-/// Opens the state database the config names (`state.url`; by default `state.db` in the home).
-/// With `create` false, a default database that does not exist yet is not created: `None`.
-/// A bad URL or an unreachable server is a configuration error (exit code 2).
+/// Opens the state database the config names; see [`picoclaw_gateway::open_state`].
 pub async fn open_state(
     config: &picoclaw_config::Config,
     paths: &Paths,
     create: bool,
 ) -> Result<Option<Arc<dyn StateBackend>>, SetupError> {
-    let url = config.state.url.trim();
-    if url.is_empty() && !create && !paths.state_db().exists() {
-        return Ok(None);
-    }
-    let url = (!url.is_empty()).then_some(url);
-    match picoclaw_state::open_state(url, &paths.state_db()).await {
-        Ok(store) => Ok(Some(store)),
-        Err(e @ picoclaw_state::StateError::Open { .. }) => Err(SetupError::Config(e.to_string())),
-        Err(e) => Err(SetupError::Other(
-            anyhow::Error::new(e).context("cannot open the state database"),
-        )),
-    }
+    picoclaw_gateway::open_state(config, paths, create)
+        .await
+        .map_err(SetupError::from_gateway)
 }
 
 pub async fn build(
@@ -98,58 +79,17 @@ pub async fn build(
         config.agents.defaults.model = model.to_owned();
         config.agents.defaults.provider = String::new();
     }
-    let env: HashMap<String, String> = std::env::vars().collect();
-    let built = picoclaw_config::build_agent_provider(&config, &env)
-        .map_err(|e| SetupError::Config(e.to_string()))?;
-    let provider = built.provider;
-    let resolved = built.primary;
-
-    let defaults = &config.agents.defaults;
-    let workspace = config.workspace_path(&paths);
-    let sandbox = Sandbox::new(&workspace, defaults.restrict_to_workspace)
-        .with_context(|| format!("cannot use the workspace {}", workspace.display()))?;
-    let exec = &config.tools.exec;
-    let mut exec_cfg = ExecConfig::default();
-    exec_cfg.enabled = exec.enabled;
-    if let Some(secs) = exec.timeout_seconds {
-        exec_cfg.default_timeout = Duration::from_secs(secs);
-    }
-    exec_cfg
-        .deny_patterns
-        .extend(exec.deny_patterns.iter().cloned());
-    let tools = picoclaw_tools::builtin_tools(Arc::new(sandbox), exec_cfg);
-
-    let store = open_state(&config, &paths, true)
-        .await?
-        .ok_or_else(|| anyhow::anyhow!("the state database was not created"))?;
-
-    let mut agent_cfg = AgentConfig::default();
-    agent_cfg.model = resolved.model.clone();
-    agent_cfg.max_tokens = Some(defaults.max_tokens);
-    agent_cfg.temperature = Some(defaults.temperature);
-    agent_cfg.context_window = defaults.context_window as usize;
-    agent_cfg.max_tool_iterations = defaults.max_tool_iterations as usize;
-    agent_cfg.stream = stream;
-    agent_cfg.compaction = defaults.compaction;
-    agent_cfg.compaction_threshold = defaults.compaction_threshold as usize;
-    agent_cfg.memory_budget_tokens = defaults.memory_budget_tokens as usize;
-
-    let agent = Agent::builder(provider)
-        .config(agent_cfg)
-        .tools(tools)
-        .session_store(store.clone())
-        .usage_ledger(
-            store.clone(),
-            format!("{}/{}", resolved.provider, resolved.model),
-        )
-        .memory(Arc::new(WorkspaceMemory::new(&workspace, store.clone())))
-        .workspace(workspace)
-        .build()
-        .map_err(|e| SetupError::Config(e.to_string()))?;
+    let assembled = picoclaw_gateway::assemble(
+        &config,
+        &paths,
+        picoclaw_gateway::AssembleOptions::streaming(stream),
+    )
+    .await
+    .map_err(SetupError::from_gateway)?;
     Ok(Setup {
-        agent,
-        store,
+        agent: assembled.agent,
+        store: assembled.store,
         paths,
-        model_label: format!("{}/{}", resolved.provider, resolved.model),
+        model_label: assembled.model_label,
     })
 }

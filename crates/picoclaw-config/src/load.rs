@@ -200,6 +200,7 @@ fn apply_env(value: &mut Value, env: &HashMap<String, String>) -> Result<(), Con
         schema["agents"]["defaults"][k] = Value::String(v.into());
     }
     schema["tools"]["exec"]["timeout_seconds"] = Value::from(0);
+    schema["gateway"]["api_key"] = Value::String(String::new());
     leaves(&schema, &mut Vec::new(), &mut targets);
     leaves(value, &mut Vec::new(), &mut targets);
     for (var, raw) in env {
@@ -289,9 +290,7 @@ pub fn validate(config: &Config) -> (Vec<String>, Vec<String>) {
                 .into(),
         );
     }
-    if config.gateway.port == 0 {
-        errors.push("gateway.port is 0; choose a port such as 18790".into());
-    }
+    // gateway.port 0 asks the system for any free port (the gateway prints the one it got).
     for (i, entry) in config.model_list.iter().enumerate() {
         if entry.model_name.trim().is_empty() {
             errors.push(format!(

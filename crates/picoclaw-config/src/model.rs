@@ -286,6 +286,10 @@ pub struct StateConfig {
 pub struct GatewayConfig {
     pub host: String,
     pub port: u16,
+    /// Bearer token the HTTP API requires (`Authorization: Bearer <key>`); required whenever
+    /// `host` is not a loopback address. `PICOCLAW_GATEWAY_API_KEY` overrides it.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub api_key: String,
 }
 
 impl Default for GatewayConfig {
@@ -293,6 +297,7 @@ impl Default for GatewayConfig {
         Self {
             host: "127.0.0.1".to_owned(),
             port: 18790,
+            api_key: String::new(),
         }
     }
 }

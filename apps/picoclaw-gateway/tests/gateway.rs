@@ -1,0 +1,324 @@
+//! End to end: the real `picoclaw-gateway` binary, a scripted OpenAI-compatible model on
+//! 127.0.0.1, and an HTTP client speaking the OpenAI API to the gateway.
+
+use picoclaw_testkit::{Reply, ScriptedEndpoint};
+use serde_json::{Value, json};
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+const KEY: &str = "gw-test-key-0123456789";
+
+struct Gateway {
+    child: Child,
+    base: String,
+}
+
+impl Gateway {
+    /// Starts the gateway on a free port and waits until it listens.
+    fn start(home: &Path) -> Gateway {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_picoclaw-gateway"))
+            .env("PICOCLAW_HOME", home)
+            .env_remove("PICOCLAW_CONFIG")
+            .env_remove("OPENAI_API_KEY")
+            .env_remove("OPENAI_BASE_URL")
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stderr = child.stderr.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if let Some(addr) = line.split("listening on http://").nth(1) {
+                    let _ = tx.send(
+                        addr.split_whitespace()
+                            .next()
+                            .unwrap_or_default()
+                            .to_owned(),
+                    );
+                }
+            }
+        });
+        let addr = rx
+            .recv_timeout(Duration::from_secs(30))
+            .expect("the gateway did not start listening");
+        Gateway {
+            child,
+            base: format!("http://{addr}"),
+        }
+    }
+
+    fn terminate(mut self) -> std::process::ExitStatus {
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status();
+        for _ in 0..200 {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            std::thread::sleep(Duration::from_millis(25));
+        }
+        let _ = self.child.kill();
+        panic!("the gateway did not stop within 5 s of SIGTERM");
+    }
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn home_with(endpoint: &ScriptedEndpoint, gateway: Value) -> tempfile::TempDir {
+    let home = tempfile::tempdir().unwrap();
+    let config = json!({
+        "agents": {"defaults": {"model": "openai/test-model",
+            "workspace": home.path().join("workspace").display().to_string()}},
+        "providers": {"openai": {"api_key": "sk-test", "api_base": endpoint.base_url()}},
+        "gateway": gateway,
+    });
+    std::fs::write(home.path().join("config.json"), config.to_string()).unwrap();
+    home
+}
+
+fn client() -> reqwest::Client {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .build()
+        .unwrap()
+}
+
+async fn complete(
+    c: &reqwest::Client,
+    gw: &Gateway,
+    session: Option<&str>,
+    body: Value,
+) -> (u16, Value) {
+    let mut req = c
+        .post(format!("{}/v1/chat/completions", gw.base))
+        .bearer_auth(KEY)
+        .json(&body);
+    if let Some(s) = session {
+        req = req.header("X-Session-Key", s);
+    }
+    let resp = req.send().await.unwrap();
+    let status = resp.status().as_u16();
+    (status, resp.json().await.unwrap_or(Value::Null))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_openai_api_talks_to_the_agent() {
+    let endpoint = ScriptedEndpoint::start_with([
+        Reply::text("Hello Ada."),
+        Reply::tool_call(
+            "write_file",
+            json!({"path": "note.txt", "content": "from the API"}),
+        ),
+        Reply::text("Written."),
+        Reply::text("Streaming works fine"),
+        Reply::text("Stateless answer"),
+        Reply::text("You are Ada, I remember."),
+    ])
+    .await;
+    let home = home_with(
+        &endpoint,
+        json!({"host": "127.0.0.1", "port": 0, "api_key": KEY}),
+    );
+    let gw = Gateway::start(home.path());
+    let c = client();
+
+    // Health needs no key; the API does.
+    let health = c.get(format!("{}/health", gw.base)).send().await.unwrap();
+    assert_eq!(health.status(), 200);
+    let ready: Value = c
+        .get(format!("{}/ready", gw.base))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(ready["status"], "ready", "{ready}");
+    let denied = c
+        .get(format!("{}/v1/models", gw.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(denied.status(), 401);
+    let wrong = c
+        .get(format!("{}/v1/models", gw.base))
+        .bearer_auth("nope")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(wrong.status(), 401);
+    let body: Value = wrong.json().await.unwrap();
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("API key"),
+        "{body}"
+    );
+    let models: Value = c
+        .get(format!("{}/v1/models", gw.base))
+        .bearer_auth(KEY)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(models["data"][0]["id"], "openai/test-model");
+
+    // A plain completion in a server-side session.
+    let (status, r) = complete(
+        &c,
+        &gw,
+        Some("api:ada"),
+        json!({
+        "model": "picoclaw", "messages": [{"role": "user", "content": "Hi, I am Ada"}]}),
+    )
+    .await;
+    assert_eq!(status, 200, "{r}");
+    assert_eq!(r["object"], "chat.completion");
+    assert_eq!(r["choices"][0]["message"]["content"], "Hello Ada.");
+    assert_eq!(r["choices"][0]["finish_reason"], "stop");
+
+    // Tools run inside: the file lands in the workspace.
+    let (status, r) = complete(
+        &c,
+        &gw,
+        Some("api:ada"),
+        json!({
+        "messages": [{"role": "user", "content": "write a note"}]}),
+    )
+    .await;
+    assert_eq!(status, 200, "{r}");
+    assert_eq!(r["choices"][0]["message"]["content"], "Written.");
+    assert_eq!(
+        std::fs::read_to_string(home.path().join("workspace/note.txt")).unwrap(),
+        "from the API"
+    );
+
+    // Streaming: OpenAI chunks that add up to the answer, then [DONE].
+    let resp = c
+        .post(format!("{}/v1/chat/completions", gw.base))
+        .bearer_auth(KEY)
+        .header("X-Session-Key", "api:ada")
+        .json(&json!({"stream": true, "messages": [{"role": "user", "content": "stream please"}]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.headers()["content-type"], "text/event-stream");
+    let text = resp.text().await.unwrap();
+    let mut content = String::new();
+    let mut finish = None;
+    for line in text.lines().filter_map(|l| l.strip_prefix("data: ")) {
+        if line == "[DONE]" {
+            break;
+        }
+        let chunk: Value = serde_json::from_str(line).unwrap();
+        assert_eq!(chunk["object"], "chat.completion.chunk", "{chunk}");
+        if let Some(t) = chunk["choices"][0]["delta"]["content"].as_str() {
+            content.push_str(t);
+        }
+        if let Some(f) = chunk["choices"][0]["finish_reason"].as_str() {
+            finish = Some(f.to_owned());
+        }
+    }
+    assert_eq!(content, "Streaming works fine");
+    assert_eq!(finish.as_deref(), Some("stop"));
+    assert!(text.trim_end().ends_with("data: [DONE]"), "{text}");
+
+    // Stateless: the request's messages are the whole history, and nothing is kept.
+    let (status, r) = complete(
+        &c,
+        &gw,
+        None,
+        json!({"messages": [
+        {"role": "system", "content": "ignored"},
+        {"role": "user", "content": "earlier question"},
+        {"role": "assistant", "content": "earlier answer"},
+        {"role": "user", "content": "new question"}]}),
+    )
+    .await;
+    assert_eq!(status, 200, "{r}");
+    assert_eq!(r["choices"][0]["message"]["content"], "Stateless answer");
+    let sent = endpoint.requests().last().unwrap().message_texts();
+    assert_eq!(
+        &sent[1..],
+        ["earlier question", "earlier answer", "new question"]
+    );
+
+    // Bad requests get OpenAI-shaped errors.
+    let (status, r) = complete(&c, &gw, None, json!({"messages": []})).await;
+    assert_eq!(status, 400);
+    assert!(
+        r["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("last message"),
+        "{r}"
+    );
+    let (status, _) = complete(&c, &gw, None, json!({"nothing": true})).await;
+    assert_eq!(status, 400);
+    let big = "x".repeat(3 * 1024 * 1024);
+    let resp = c
+        .post(format!("{}/v1/chat/completions", gw.base))
+        .bearer_auth(KEY)
+        .json(&json!({"messages": [{"role": "user", "content": big}]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 413);
+
+    // A restart keeps the session: the next turn carries everything said before.
+    let status = gw.terminate();
+    assert!(status.success(), "SIGTERM is a clean stop: {status}");
+    let gw = Gateway::start(home.path());
+    let (status, r) = complete(
+        &c,
+        &gw,
+        Some("api:ada"),
+        json!({
+        "messages": [{"role": "user", "content": "Who am I?"}]}),
+    )
+    .await;
+    assert_eq!(status, 200, "{r}");
+    assert_eq!(
+        r["choices"][0]["message"]["content"],
+        "You are Ada, I remember."
+    );
+    let sent = endpoint.requests().last().unwrap().message_texts();
+    assert!(sent.contains(&"Hi, I am Ada".to_owned()), "{sent:?}");
+    assert!(
+        sent.contains(&"Streaming works fine".to_owned()),
+        "{sent:?}"
+    );
+    assert!(
+        !sent.contains(&"earlier question".to_owned()),
+        "stateless turns are not kept"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_open_bind_without_a_key_is_refused() {
+    let endpoint = ScriptedEndpoint::start_with([]).await;
+    let home = home_with(&endpoint, json!({"host": "0.0.0.0", "port": 0}));
+    let out = Command::new(env!("CARGO_BIN_EXE_picoclaw-gateway"))
+        .env("PICOCLAW_HOME", home.path())
+        .env_remove("PICOCLAW_CONFIG")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("gateway.api_key"), "{stderr}");
+}

@@ -1,0 +1,170 @@
+//! Builds a ready agent from the config: provider (with retries and fallbacks), tools in the
+//! workspace sandbox, the state database (sessions, usage, memory index) and long-term memory.
+//! The CLI's `agent` command and the gateway share it.
+
+use anyhow::Context;
+use picoclaw_config::{Config, Paths};
+use picoclaw_core::{Agent, AgentConfig, LlmProvider, ToolRegistry};
+use picoclaw_state::{InMemoryStore, StateBackend, WorkspaceMemory};
+use picoclaw_tools::{ExecConfig, Sandbox};
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Why the agent could not be assembled.
+#[derive(Debug)]
+pub enum SetupError {
+    /// A configuration problem: one line for the user (the CLI exits with code 2).
+    Config(String),
+    Other(anyhow::Error),
+}
+
+impl<E: Into<anyhow::Error>> From<E> for SetupError {
+    fn from(err: E) -> Self {
+        SetupError::Other(err.into())
+    }
+}
+
+impl std::fmt::Display for SetupError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SetupError::Config(msg) => f.write_str(msg),
+            SetupError::Other(e) => write!(f, "{e:#}"),
+        }
+    }
+}
+
+/// An assembled agent and what it runs on.
+#[derive(Debug)]
+pub struct Assembled {
+    pub agent: Agent,
+    /// An agent like `agent` whose sessions live in memory only (stateless API requests).
+    pub ephemeral: Agent,
+    pub store: Arc<dyn StateBackend>,
+    /// `provider/model`, for display.
+    pub model_label: String,
+    pub workspace: PathBuf,
+}
+
+/// Where state is kept, for display: the file, or the URL without its password.
+pub fn state_location(config: &Config, paths: &Paths) -> String {
+    let url = config.state.url.trim();
+    if url.is_empty() {
+        return paths.state_db().display().to_string();
+    }
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if url[scheme + 3..at].contains(':') => {
+            let user_end = scheme + 3 + url[scheme + 3..at].find(':').unwrap_or(0);
+            format!("{}:***{}", &url[..user_end], &url[at..])
+        }
+        _ => url.to_owned(),
+    }
+}
+
+/// Opens the state database the config names (`state.url`; by default `state.db` in the home).
+/// With `create` false, a default database that does not exist yet is not created: `None`.
+/// A bad URL or an unreachable server is a configuration error.
+pub async fn open_state(
+    config: &Config,
+    paths: &Paths,
+    create: bool,
+) -> Result<Option<Arc<dyn StateBackend>>, SetupError> {
+    let url = config.state.url.trim();
+    if url.is_empty() && !create && !paths.state_db().exists() {
+        return Ok(None);
+    }
+    let url = (!url.is_empty()).then_some(url);
+    match picoclaw_state::open_state(url, &paths.state_db()).await {
+        Ok(store) => Ok(Some(store)),
+        Err(e @ picoclaw_state::StateError::Open { .. }) => Err(SetupError::Config(e.to_string())),
+        Err(e) => Err(SetupError::Other(
+            anyhow::Error::new(e).context("cannot open the state database"),
+        )),
+    }
+}
+
+/// Options of [`assemble`].
+#[derive(Clone, Debug, Default)]
+#[non_exhaustive]
+pub struct AssembleOptions {
+    /// Stream answers (text deltas reach the event sink as they arrive).
+    pub stream: bool,
+}
+
+impl AssembleOptions {
+    pub fn streaming(stream: bool) -> Self {
+        Self { stream }
+    }
+}
+
+/// Builds the agent the config describes.
+pub async fn assemble(
+    config: &Config,
+    paths: &Paths,
+    options: AssembleOptions,
+) -> Result<Assembled, SetupError> {
+    let env: HashMap<String, String> = std::env::vars().collect();
+    let built = picoclaw_config::build_agent_provider(config, &env)
+        .map_err(|e| SetupError::Config(e.to_string()))?;
+    let provider: Arc<dyn LlmProvider> = built.provider;
+    let resolved = built.primary;
+    let model_label = format!("{}/{}", resolved.provider, resolved.model);
+
+    let defaults = &config.agents.defaults;
+    let workspace = config.workspace_path(paths);
+    let sandbox = Sandbox::new(&workspace, defaults.restrict_to_workspace)
+        .with_context(|| format!("cannot use the workspace {}", workspace.display()))?;
+    let exec = &config.tools.exec;
+    let mut exec_cfg = ExecConfig::default();
+    exec_cfg.enabled = exec.enabled;
+    if let Some(secs) = exec.timeout_seconds {
+        exec_cfg.default_timeout = Duration::from_secs(secs);
+    }
+    exec_cfg
+        .deny_patterns
+        .extend(exec.deny_patterns.iter().cloned());
+    let tools: ToolRegistry = picoclaw_tools::builtin_tools(Arc::new(sandbox), exec_cfg);
+
+    let store = open_state(config, paths, true)
+        .await?
+        .ok_or_else(|| anyhow::anyhow!("the state database was not created"))?;
+
+    let mut agent_cfg = AgentConfig::default();
+    agent_cfg.model = resolved.model.clone();
+    agent_cfg.max_tokens = Some(defaults.max_tokens);
+    agent_cfg.temperature = Some(defaults.temperature);
+    agent_cfg.context_window = defaults.context_window as usize;
+    agent_cfg.max_tool_iterations = defaults.max_tool_iterations as usize;
+    agent_cfg.stream = options.stream;
+    agent_cfg.compaction = defaults.compaction;
+    agent_cfg.compaction_threshold = defaults.compaction_threshold as usize;
+    agent_cfg.memory_budget_tokens = defaults.memory_budget_tokens as usize;
+
+    let memory = Arc::new(WorkspaceMemory::new(&workspace, store.clone()));
+    let agent = Agent::builder(provider.clone())
+        .config(agent_cfg.clone())
+        .tools(tools.clone())
+        .session_store(store.clone())
+        .usage_ledger(store.clone(), model_label.clone())
+        .memory(memory.clone())
+        .workspace(&workspace)
+        .build()
+        .map_err(|e| SetupError::Config(e.to_string()))?;
+    let ephemeral = Agent::builder(provider)
+        .config(agent_cfg)
+        .tools(tools)
+        .session_store(Arc::new(InMemoryStore::new()))
+        .usage_ledger(store.clone(), model_label.clone())
+        .memory(memory)
+        .workspace(&workspace)
+        .build()
+        .map_err(|e| SetupError::Config(e.to_string()))?;
+    Ok(Assembled {
+        agent,
+        ephemeral,
+        store,
+        model_label,
+        workspace,
+    })
+}

@@ -1,0 +1,116 @@
+//! The picoclaw gateway: the always-on process. It assembles the agent from the config (shared
+//! with the CLI's `agent` command, see [`assemble`]), and serves the HTTP API on
+//! `gateway.host:gateway.port`: `GET /health`, `GET /ready`, and an OpenAI-compatible
+//! `/v1/chat/completions` and `/v1/models` (see [`http`]).
+//!
+//! `picoclaw gateway` and the `picoclaw-gateway` binary both call [`run`].
+
+#![warn(clippy::unwrap_used, clippy::expect_used)]
+
+pub mod assemble;
+pub mod http;
+
+pub use assemble::{AssembleOptions, Assembled, SetupError, assemble, open_state, state_location};
+
+use picoclaw_config::{Config, Paths};
+use std::future::Future;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Longest one API turn may take (tool loops included) before the request fails.
+pub const DEFAULT_TURN_TIMEOUT: Duration = Duration::from_secs(600);
+
+/// Whether `host` only accepts connections from this machine.
+pub fn is_loopback(host: &str) -> bool {
+    let host = host.trim().trim_start_matches('[').trim_end_matches(']');
+    host.eq_ignore_ascii_case("localhost")
+        || host.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
+}
+
+/// Checks the settings that must hold before anything listens.
+pub fn check(config: &Config) -> Result<(), SetupError> {
+    let gw = &config.gateway;
+    if !is_loopback(&gw.host) && gw.api_key.trim().is_empty() {
+        return Err(SetupError::Config(format!(
+            "gateway.host is {}, which other machines can reach, and gateway.api_key is empty: \
+             set gateway.api_key (or PICOCLAW_GATEWAY_API_KEY) to a long random token, or bind \
+             127.0.0.1",
+            gw.host
+        )));
+    }
+    Ok(())
+}
+
+/// Runs the gateway until `shutdown` completes (see [`shutdown_signal`]). `on_listening` gets the
+/// bound address (the port may be 0 in the config: any free one).
+pub async fn run(
+    config: Config,
+    paths: Paths,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    on_listening: impl FnOnce(SocketAddr),
+) -> Result<(), SetupError> {
+    check(&config)?;
+    let assembled = assemble(&config, &paths, AssembleOptions::streaming(true)).await?;
+    let addr = format!("{}:{}", config.gateway.host.trim(), config.gateway.port);
+    let listener = tokio::net::TcpListener::bind(&addr)
+        .await
+        .map_err(|e| SetupError::Config(format!("cannot listen on {addr}: {e}")))?;
+    let local = listener.local_addr()?;
+    let state = Arc::new(http::ApiState::new(
+        &assembled,
+        Some(config.gateway.api_key.clone()),
+        DEFAULT_TURN_TIMEOUT,
+    ));
+    tracing::info!(%local, model = %assembled.model_label, "gateway listening");
+    on_listening(local);
+    axum::serve(listener, http::router(state))
+        .with_graceful_shutdown(shutdown)
+        .await?;
+    tracing::info!("gateway stopped");
+    assembled.store.close().await;
+    Ok(())
+}
+
+/// Completes on SIGINT (Ctrl-C) or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_loopback_binds_go_without_a_key() {
+        for host in ["127.0.0.1", "::1", "[::1]", "localhost", "127.0.0.2"] {
+            assert!(is_loopback(host), "{host}");
+        }
+        for host in ["0.0.0.0", "::", "192.168.1.5", "example.com"] {
+            assert!(!is_loopback(host), "{host}");
+        }
+        let mut config = Config::default();
+        config.gateway.host = "0.0.0.0".into();
+        let err = check(&config).unwrap_err().to_string();
+        assert!(err.contains("gateway.api_key"), "{err}");
+        config.gateway.api_key = "k".repeat(32);
+        assert!(check(&config).is_ok());
+    }
+}
