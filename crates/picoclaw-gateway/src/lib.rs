@@ -8,9 +8,11 @@
 #![warn(clippy::unwrap_used, clippy::expect_used)]
 
 pub mod assemble;
+pub mod dispatcher;
 pub mod http;
 
 pub use assemble::{AssembleOptions, Assembled, SetupError, assemble, open_state, state_location};
+pub use dispatcher::{Accepted, Deliverer, Dispatcher, DispatcherConfig, OutboundSink};
 
 use picoclaw_config::{Config, Paths};
 use std::future::Future;

@@ -430,6 +430,43 @@ where
     journal(store).await;
     outbox(store).await;
     leases(store).await;
+    finishing(store).await;
+}
+
+async fn finishing<S: crate::InboundJournal + crate::Outbox>(store: &S) {
+    let t = 9_000_000i64;
+    // Drain what earlier checks left so the outbox holds only this check's answer.
+    while !store
+        .claim_outbound("drain", t, 1, 100)
+        .await
+        .unwrap()
+        .is_empty()
+    {}
+    let id = store
+        .journal_inbound("telegram", "fin-1", "telegram:5", "{\"text\":\"ping\"}", t)
+        .await
+        .unwrap()
+        .unwrap();
+    let out = store
+        .finish_inbound(id, "telegram", "5", "{\"text\":\"pong\"}", t)
+        .await
+        .unwrap();
+    assert!(
+        store
+            .unprocessed(100)
+            .await
+            .unwrap()
+            .iter()
+            .all(|r| r.id != id)
+    );
+    let claimed = store.claim_outbound("gw", t, 1000, 10).await.unwrap();
+    assert_eq!(claimed.len(), 1, "{claimed:?}");
+    assert_eq!(claimed[0].id, out);
+    assert_eq!(
+        (claimed[0].channel.as_str(), claimed[0].chat_id.as_str()),
+        ("telegram", "5")
+    );
+    assert_eq!(claimed[0].payload, "{\"text\":\"pong\"}");
 }
 
 async fn cron_jobs(store: &impl crate::CronStore) {
@@ -631,7 +668,7 @@ async fn outbox(store: &impl crate::Outbox) {
         .await
         .unwrap();
     let second = store
-        .enqueue_outbound("telegram", "42", "{\"text\":\"two\"}", t)
+        .enqueue_outbound("telegram", "43", "{\"text\":\"two\"}", t)
         .await
         .unwrap();
     // One claimer gets them, in order; while leased nobody else does.
@@ -699,26 +736,63 @@ async fn outbox(store: &impl crate::Outbox) {
     // The limit holds.
     for i in 0..5 {
         store
-            .enqueue_outbound("cli", "x", &i.to_string(), t)
+            .enqueue_outbound("cli", &format!("x{i}"), &i.to_string(), t)
             .await
             .unwrap();
     }
-    assert_eq!(
+    let first_three = store.claim_outbound("gw-a", t, 1000, 3).await.unwrap();
+    let last_two = store.claim_outbound("gw-b", t, 1000, 3).await.unwrap();
+    assert_eq!((first_three.len(), last_two.len()), (3, 2));
+    for r in &first_three {
+        assert!(store.ack_outbound(r.id, "gw-a").await.unwrap());
+    }
+    for r in &last_two {
+        assert!(store.ack_outbound(r.id, "gw-b").await.unwrap());
+    }
+
+    // One chat's messages go out in order: a message waits while an older one to the same chat
+    // is undelivered (leased or waiting for a retry), whoever claims.
+    let t = t + 100_000_000;
+    let a = store.enqueue_outbound("slack", "C9", "a", t).await.unwrap();
+    let b = store.enqueue_outbound("slack", "C9", "b", t).await.unwrap();
+    let other = store
+        .enqueue_outbound("slack", "C10", "c", t)
+        .await
+        .unwrap();
+    let ids = |v: Vec<crate::OutboundRecord>| v.iter().map(|r| r.id).collect::<Vec<_>>();
+    let got = ids(store.claim_outbound("gw-a", t, 1000, 10).await.unwrap());
+    assert_eq!(got, [a, other], "b waits behind a");
+    assert!(store.ack_outbound(other, "gw-a").await.unwrap());
+    store
+        .fail_outbound(a, "gw-a", "503", Some(t + 5_000))
+        .await
+        .unwrap();
+    assert!(
         store
-            .claim_outbound("gw-a", t, 1000, 3)
+            .claim_outbound("gw-b", t + 10, 1000, 10)
             .await
             .unwrap()
-            .len(),
-        3
+            .is_empty()
     );
-    assert_eq!(
-        store
-            .claim_outbound("gw-b", t, 1000, 3)
-            .await
-            .unwrap()
-            .len(),
-        2
-    );
+    let got = ids(store
+        .claim_outbound("gw-b", t + 5_000, 1000, 10)
+        .await
+        .unwrap());
+    assert_eq!(got, [a]);
+    assert!(store.ack_outbound(a, "gw-b").await.unwrap());
+    let got = ids(store
+        .claim_outbound("gw-b", t + 5_001, 1000, 10)
+        .await
+        .unwrap());
+    assert_eq!(got, [b]);
+    // A dead message no longer holds its chat up.
+    store.fail_outbound(b, "gw-b", "gone", None).await.unwrap();
+    let next = store.enqueue_outbound("slack", "C9", "d", t).await.unwrap();
+    let got = ids(store
+        .claim_outbound("gw-b", t + 6_000, 1000, 10)
+        .await
+        .unwrap());
+    assert_eq!(got, [next]);
 }
 
 async fn leases(store: &impl crate::LeaseStore) {
@@ -782,7 +856,7 @@ where
     assert_eq!(wins, 20);
 
     for i in 0..40 {
-        a.enqueue_outbound("telegram", "1", &i.to_string(), t0)
+        a.enqueue_outbound("telegram", &i.to_string(), &i.to_string(), t0)
             .await
             .unwrap();
     }

@@ -193,6 +193,35 @@ impl InboundJournal for InMemoryStore {
         Ok(())
     }
 
+    async fn finish_inbound(
+        &self,
+        id: i64,
+        channel: &str,
+        chat_id: &str,
+        payload: &str,
+        now_ms: i64,
+    ) -> Result<i64, StateError> {
+        let mut state = relock(&self.runtime);
+        if let Some(entry) = state.inbound.iter_mut().find(|(r, _)| r.id == id) {
+            entry.1 = Some(now_ms);
+        }
+        let out = state.id();
+        state.outbox.push(Outgoing {
+            record: OutboundRecord {
+                id: out,
+                channel: channel.to_owned(),
+                chat_id: chat_id.to_owned(),
+                payload: payload.to_owned(),
+                attempts: 0,
+                last_error: None,
+            },
+            due_at: now_ms,
+            lease: None,
+            dead: false,
+        });
+        Ok(out)
+    }
+
     async fn unprocessed(&self, limit: usize) -> Result<Vec<InboundRecord>, StateError> {
         Ok(relock(&self.runtime)
             .inbound
@@ -249,12 +278,17 @@ impl Outbox for InMemoryStore {
     ) -> Result<Vec<OutboundRecord>, StateError> {
         let mut state = relock(&self.runtime);
         let mut out = Vec::new();
+        // Only the oldest undelivered message of each chat may go (per-chat order).
+        let mut seen = std::collections::HashSet::new();
         for o in state.outbox.iter_mut() {
             if out.len() == limit {
                 break;
             }
+            if o.dead || !seen.insert((o.record.channel.clone(), o.record.chat_id.clone())) {
+                continue;
+            }
             let free = o.lease.as_ref().is_none_or(|(_, until)| *until <= now_ms);
-            if !o.dead && o.due_at <= now_ms && free {
+            if o.due_at <= now_ms && free {
                 o.lease = Some((owner.to_owned(), now_ms + lease_ms));
                 o.record.attempts += 1;
                 out.push(o.record.clone());

@@ -52,6 +52,18 @@ pub trait InboundJournal: Send + Sync {
     /// The message has been processed (its turn is stored).
     async fn mark_processed(&self, id: i64) -> Result<(), StateError>;
 
+    /// The message has been processed and this is its answer: marks it processed and puts the
+    /// answer in the outbox in one transaction, so a crash can neither lose the answer nor
+    /// produce it twice. Returns the outbox id.
+    async fn finish_inbound(
+        &self,
+        id: i64,
+        channel: &str,
+        chat_id: &str,
+        payload: &str,
+        now_ms: i64,
+    ) -> Result<i64, StateError>;
+
     /// Journaled messages not yet processed, oldest first (after a crash: what to redo).
     async fn unprocessed(&self, limit: usize) -> Result<Vec<InboundRecord>, StateError>;
 

@@ -264,6 +264,36 @@ impl InboundJournal for SqliteStore {
         Ok(())
     }
 
+    async fn finish_inbound(
+        &self,
+        id: i64,
+        channel: &str,
+        chat_id: &str,
+        payload: &str,
+        now_ms: i64,
+    ) -> Result<i64, StateError> {
+        let mut tx = self.pool.begin().await.map_err(db_err)?;
+        sqlx::query("UPDATE inbound_journal SET processed_at = ?2 WHERE id = ?1")
+            .bind(id)
+            .bind(now_ms)
+            .execute(&mut *tx)
+            .await
+            .map_err(db_err)?;
+        let out: i64 = sqlx::query_scalar(
+            "INSERT INTO outbox (channel, chat_id, payload, created_at, due_at) \
+             VALUES (?1, ?2, ?3, ?4, ?4) RETURNING id",
+        )
+        .bind(channel)
+        .bind(chat_id)
+        .bind(payload)
+        .bind(now_ms)
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(db_err)?;
+        tx.commit().await.map_err(db_err)?;
+        Ok(out)
+    }
+
     async fn unprocessed(&self, n: usize) -> Result<Vec<InboundRecord>, StateError> {
         let rows = sqlx::query(
             "SELECT id, channel, external_id, session_key, payload, received_at \
@@ -342,8 +372,11 @@ impl Outbox for SqliteStore {
     ) -> Result<Vec<OutboundRecord>, StateError> {
         let rows = sqlx::query(
             "UPDATE outbox SET lease_owner = ?1, lease_until = ?2 + ?3, attempts = attempts + 1 \
-             WHERE id IN (SELECT id FROM outbox WHERE dead = 0 AND due_at <= ?2 \
-             AND (lease_until IS NULL OR lease_until <= ?2) ORDER BY id LIMIT ?4) \
+             WHERE id IN (SELECT id FROM outbox o WHERE dead = 0 AND due_at <= ?2 \
+             AND (lease_until IS NULL OR lease_until <= ?2) \
+             AND NOT EXISTS (SELECT 1 FROM outbox p WHERE p.channel = o.channel \
+             AND p.chat_id = o.chat_id AND p.id < o.id AND p.dead = 0) \
+             ORDER BY id LIMIT ?4) \
              RETURNING id, channel, chat_id, payload, attempts, last_error",
         )
         .bind(owner)

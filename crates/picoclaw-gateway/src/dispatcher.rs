@@ -1,0 +1,412 @@
+//! The dispatcher: channel messages in, agent turns, answers out — in order per session,
+//! sessions in parallel, and crash-safe.
+//!
+//! - [`Dispatcher::accept`] writes the message to the inbound journal before it returns (the
+//!   channel may acknowledge it to the platform then); a redelivered message is recognised and
+//!   dropped.
+//! - Each session has its own bounded queue and worker; messages of one session are processed one
+//!   at a time in arrival order, different sessions in parallel up to `max_concurrent_turns`. A
+//!   full session queue makes `accept` wait (backpressure), other sessions are unaffected.
+//! - When a turn ends, its answer goes into the outbox and the message is marked processed in one
+//!   transaction; the [`Deliverer`] hands outbox messages to the channels and retries failures.
+//!   After a crash, [`Dispatcher::recover`] queues again what was journaled but not processed.
+//! - `/new` (start over), `/stop` (cancel the running turn) and `/help` work from any channel.
+
+use picoclaw_bus::{InboundMessage, OutboundMessage};
+use picoclaw_core::{Agent, ChatMessage, SessionKey, TurnOptions};
+use picoclaw_state::{StateBackend, StateError};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::{Notify, Semaphore, mpsc};
+use tokio_util::sync::CancellationToken;
+
+/// Tunables of the dispatcher.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct DispatcherConfig {
+    /// Turns running at once, across sessions.
+    pub max_concurrent_turns: usize,
+    /// Messages waiting per session before `accept` waits.
+    pub session_queue: usize,
+    /// A session's worker stops after this long without messages (idle sessions cost nothing).
+    pub idle_timeout: Duration,
+}
+
+impl Default for DispatcherConfig {
+    fn default() -> Self {
+        Self {
+            max_concurrent_turns: 8,
+            session_queue: 64,
+            idle_timeout: Duration::from_secs(60),
+        }
+    }
+}
+
+impl DispatcherConfig {
+    pub fn max_concurrent_turns(mut self, n: usize) -> Self {
+        self.max_concurrent_turns = n;
+        self
+    }
+
+    pub fn session_queue(mut self, n: usize) -> Self {
+        self.session_queue = n;
+        self
+    }
+
+    pub fn idle_timeout(mut self, d: Duration) -> Self {
+        self.idle_timeout = d;
+        self
+    }
+}
+
+/// What [`Dispatcher::accept`] did with a message.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Accepted {
+    /// Journaled (with this id) and queued.
+    Queued(i64),
+    /// A redelivery of a message already journaled: dropped.
+    Duplicate,
+    /// A command handled at once (`/stop`).
+    Handled,
+}
+
+const HELP: &str = "Commands: /new starts a new conversation (the old one is cleared), /stop \
+cancels the answer in progress, /help shows this. Anything else goes to the agent.";
+
+type Job = (i64, InboundMessage);
+
+/// Routes inbound messages to per-session workers.
+pub struct Dispatcher {
+    agent: Agent,
+    store: Arc<dyn StateBackend>,
+    config: DispatcherConfig,
+    queues: Mutex<HashMap<SessionKey, mpsc::Sender<Job>>>,
+    running: Mutex<HashMap<SessionKey, CancellationToken>>,
+    permits: Arc<Semaphore>,
+    /// Woken when the outbox has something new.
+    pub(crate) outbox_ready: Arc<Notify>,
+}
+
+impl std::fmt::Debug for Dispatcher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Dispatcher")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    match m.lock() {
+        Ok(g) => g,
+        Err(p) => p.into_inner(),
+    }
+}
+
+/// The platform's id of a message, for recognising redeliveries: the channel's `message_id`
+/// metadata, else the message's own content and time.
+fn external_id(msg: &InboundMessage) -> String {
+    match msg.metadata.get("message_id") {
+        Some(id) => format!("{}:{id}", msg.chat_id),
+        None => format!(
+            "{}:{}:{}",
+            msg.chat_id,
+            msg.timestamp.timestamp_nanos_opt().unwrap_or_default(),
+            msg.content.len()
+        ),
+    }
+}
+
+impl Dispatcher {
+    pub fn new(agent: Agent, store: Arc<dyn StateBackend>, config: DispatcherConfig) -> Arc<Self> {
+        Arc::new(Self {
+            agent,
+            store,
+            permits: Arc::new(Semaphore::new(config.max_concurrent_turns.max(1))),
+            config,
+            queues: Mutex::new(HashMap::new()),
+            running: Mutex::new(HashMap::new()),
+            outbox_ready: Arc::new(Notify::new()),
+        })
+    }
+
+    /// Sessions with a live worker (for metrics and tests).
+    pub fn active_sessions(&self) -> usize {
+        lock(&self.queues).len()
+    }
+
+    /// Journals `msg` and queues it behind its session (waiting while the session's queue is
+    /// full). Returns once the message is durable.
+    pub async fn accept(self: &Arc<Self>, msg: InboundMessage) -> Result<Accepted, StateError> {
+        let payload =
+            serde_json::to_string(&msg).map_err(|e| StateError::Invalid(e.to_string()))?;
+        let now = picoclaw_state::now_ms();
+        let Some(id) = self
+            .store
+            .journal_inbound(
+                msg.channel.as_str(),
+                &external_id(&msg),
+                msg.session_key.as_str(),
+                &payload,
+                now,
+            )
+            .await?
+        else {
+            return Ok(Accepted::Duplicate);
+        };
+        if msg.content.trim() == "/stop" {
+            let stopped = lock(&self.running)
+                .get(&msg.session_key)
+                .map(|t| t.cancel())
+                .is_some();
+            let text = if stopped {
+                "Stopped."
+            } else {
+                "Nothing is running."
+            };
+            self.finish(id, &msg, text).await?;
+            return Ok(Accepted::Handled);
+        }
+        self.enqueue(id, msg).await;
+        Ok(Accepted::Queued(id))
+    }
+
+    /// Queues what the journal holds unprocessed (after a crash or restart). Returns how many.
+    pub async fn recover(self: &Arc<Self>) -> Result<usize, StateError> {
+        let pending = self.store.unprocessed(100_000).await?;
+        let mut n = 0;
+        for record in pending {
+            match serde_json::from_str::<InboundMessage>(&record.payload) {
+                Ok(msg) => {
+                    self.enqueue(record.id, msg).await;
+                    n += 1;
+                }
+                Err(e) => {
+                    // Not one of ours (another journal user): leave it.
+                    tracing::debug!(id = record.id, error = %e, "journal entry is not a message");
+                }
+            }
+        }
+        if n > 0 {
+            tracing::info!(
+                messages = n,
+                "re-queued messages received before the restart"
+            );
+        }
+        Ok(n)
+    }
+
+    async fn enqueue(self: &Arc<Self>, id: i64, msg: InboundMessage) {
+        let mut job = (id, msg);
+        loop {
+            let sender = {
+                let mut queues = lock(&self.queues);
+                let key = job.1.session_key.clone();
+                match queues.get(&key) {
+                    Some(s) if !s.is_closed() => s.clone(),
+                    _ => {
+                        let (tx, rx) = mpsc::channel(self.config.session_queue.max(1));
+                        queues.insert(key.clone(), tx.clone());
+                        tokio::spawn(Arc::clone(self).worker(key, rx));
+                        tx
+                    }
+                }
+            };
+            match sender.send(job).await {
+                Ok(()) => return,
+                // The worker went idle and stopped between our lookup and the send: start a
+                // new one.
+                Err(mpsc::error::SendError(back)) => job = back,
+            }
+        }
+    }
+
+    async fn worker(self: Arc<Self>, key: SessionKey, mut rx: mpsc::Receiver<Job>) {
+        loop {
+            let job = match tokio::time::timeout(self.config.idle_timeout, rx.recv()).await {
+                Ok(Some(job)) => job,
+                Ok(None) => break,
+                Err(_) => {
+                    // Idle. Leave only when nothing is queued and nobody holds a sender but the
+                    // map (enqueue keeps its clone until its send is done), so no message can
+                    // arrive after we go and none is left behind.
+                    let mut queues = lock(&self.queues);
+                    let idle =
+                        rx.is_empty() && queues.get(&key).is_some_and(|s| s.strong_count() == 1);
+                    if idle {
+                        queues.remove(&key);
+                        break;
+                    }
+                    continue;
+                }
+            };
+            self.process(job).await;
+        }
+    }
+
+    async fn process(&self, (id, msg): Job) {
+        let _permit = match Arc::clone(&self.permits).acquire_owned().await {
+            Ok(p) => p,
+            Err(_) => return,
+        };
+        let text = match msg.content.trim() {
+            "/help" => HELP.to_owned(),
+            "/new" => match self.agent.session_store().delete(&msg.session_key).await {
+                Ok(_) => "Started a new conversation.".to_owned(),
+                Err(e) => format!("Could not clear the conversation: {e}"),
+            },
+            _ => {
+                let cancel = CancellationToken::new();
+                lock(&self.running).insert(msg.session_key.clone(), cancel.clone());
+                let options = TurnOptions::new()
+                    .cancel_with(cancel)
+                    .chat(msg.channel.as_str(), msg.chat_id.clone());
+                let result = self
+                    .agent
+                    .turn(
+                        &msg.session_key,
+                        ChatMessage::user(msg.content.clone()),
+                        options,
+                        &(),
+                    )
+                    .await;
+                lock(&self.running).remove(&msg.session_key);
+                match result {
+                    Ok(outcome) => outcome.text,
+                    Err(picoclaw_core::AgentError::Cancelled) => String::new(),
+                    Err(e) => {
+                        tracing::warn!(session = %msg.session_key, error = %e, "turn failed");
+                        format!("Sorry, that failed: {e}")
+                    }
+                }
+            }
+        };
+        if let Err(e) = self.finish(id, &msg, &text).await {
+            tracing::error!(id, error = %e, "could not store the answer; the message will be redone after a restart");
+        }
+    }
+
+    /// Marks the message processed and puts its answer (if any) in the outbox, atomically.
+    async fn finish(&self, id: i64, msg: &InboundMessage, text: &str) -> Result<(), StateError> {
+        let now = picoclaw_state::now_ms();
+        if text.trim().is_empty() {
+            return self.store.mark_processed(id).await;
+        }
+        let reply = OutboundMessage::reply(msg, text);
+        let payload =
+            serde_json::to_string(&reply).map_err(|e| StateError::Invalid(e.to_string()))?;
+        self.store
+            .finish_inbound(id, msg.channel.as_str(), &msg.chat_id, &payload, now)
+            .await?;
+        self.outbox_ready.notify_one();
+        Ok(())
+    }
+}
+
+/// Where delivered messages go: the channels (through the channel manager), or a test double.
+#[async_trait::async_trait]
+pub trait OutboundSink: Send + Sync {
+    /// Sends one message; an error is retried later.
+    async fn send(&self, msg: &OutboundMessage) -> Result<(), String>;
+}
+
+/// Delivers the outbox: claims messages under a lease, sends them, acknowledges or schedules a
+/// retry (1 s, 2 s, 4 s ... up to `max_attempts`, then the message is kept as dead).
+pub struct Deliverer {
+    store: Arc<dyn StateBackend>,
+    sink: Arc<dyn OutboundSink>,
+    owner: String,
+    ready: Arc<Notify>,
+    /// Attempts before a message is given up.
+    pub max_attempts: u32,
+}
+
+impl std::fmt::Debug for Deliverer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Deliverer")
+            .field("owner", &self.owner)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Deliverer {
+    pub fn new(
+        dispatcher: &Dispatcher,
+        sink: Arc<dyn OutboundSink>,
+        owner: impl Into<String>,
+    ) -> Self {
+        Self {
+            store: dispatcher.store.clone(),
+            sink,
+            owner: owner.into(),
+            ready: dispatcher.outbox_ready.clone(),
+            max_attempts: 6,
+        }
+    }
+
+    /// Delivers until `stop` is cancelled, then once more (flushing what is ready).
+    pub async fn run(self, stop: CancellationToken) {
+        loop {
+            let delivered = self.deliver_due().await;
+            if stop.is_cancelled() {
+                break;
+            }
+            if delivered == 0 {
+                tokio::select! {
+                    () = self.ready.notified() => {}
+                    () = tokio::time::sleep(Duration::from_secs(1)) => {}
+                    () = stop.cancelled() => {}
+                }
+            }
+        }
+        self.deliver_due().await;
+    }
+
+    /// One pass: what is due now. Returns how many were handed out.
+    pub async fn deliver_due(&self) -> usize {
+        let now = picoclaw_state::now_ms();
+        let batch = match self
+            .store
+            .claim_outbound(&self.owner, now, 30_000, 64)
+            .await
+        {
+            Ok(b) => b,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read the outbox");
+                return 0;
+            }
+        };
+        let n = batch.len();
+        for record in batch {
+            let msg: OutboundMessage = match serde_json::from_str(&record.payload) {
+                Ok(m) => m,
+                Err(e) => {
+                    let _ = self
+                        .store
+                        .fail_outbound(record.id, &self.owner, &format!("undecodable: {e}"), None)
+                        .await;
+                    continue;
+                }
+            };
+            match self.sink.send(&msg).await {
+                Ok(()) => {
+                    if let Err(e) = self.store.ack_outbound(record.id, &self.owner).await {
+                        tracing::warn!(id = record.id, error = %e, "delivered but not acknowledged");
+                    }
+                }
+                Err(error) => {
+                    let retry = (record.attempts < self.max_attempts).then(|| {
+                        let backoff = 1_000i64 << record.attempts.saturating_sub(1).min(10);
+                        picoclaw_state::now_ms() + backoff
+                    });
+                    tracing::warn!(id = record.id, attempts = record.attempts, %error, "delivery failed");
+                    let _ = self
+                        .store
+                        .fail_outbound(record.id, &self.owner, &error, retry)
+                        .await;
+                }
+            }
+        }
+        n
+    }
+}
