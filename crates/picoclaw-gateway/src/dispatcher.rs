@@ -410,3 +410,29 @@ impl Deliverer {
         n
     }
 }
+
+/// The dispatcher as the channels' inbox: a message is journaled before `deliver` returns.
+#[derive(Debug)]
+pub struct DispatcherInbox(pub Arc<Dispatcher>);
+
+#[async_trait::async_trait]
+impl picoclaw_channels::Inbox for DispatcherInbox {
+    async fn deliver(&self, msg: InboundMessage) -> Result<(), String> {
+        self.0
+            .accept(msg)
+            .await
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    }
+}
+
+/// The channel manager as the deliverer's sink.
+#[derive(Debug)]
+pub struct ChannelSink(pub Arc<picoclaw_channels::ChannelManager>);
+
+#[async_trait::async_trait]
+impl OutboundSink for ChannelSink {
+    async fn send(&self, msg: &OutboundMessage) -> Result<(), String> {
+        self.0.send(msg).await.map_err(|e| e.to_string())
+    }
+}

@@ -12,7 +12,9 @@ pub mod dispatcher;
 pub mod http;
 
 pub use assemble::{AssembleOptions, Assembled, SetupError, assemble, open_state, state_location};
-pub use dispatcher::{Accepted, Deliverer, Dispatcher, DispatcherConfig, OutboundSink};
+pub use dispatcher::{
+    Accepted, ChannelSink, Deliverer, Dispatcher, DispatcherConfig, DispatcherInbox, OutboundSink,
+};
 
 use picoclaw_config::{Config, Paths};
 use std::future::Future;
@@ -59,6 +61,31 @@ pub async fn run(
         .await
         .map_err(|e| SetupError::Config(format!("cannot listen on {addr}: {e}")))?;
     let local = listener.local_addr()?;
+
+    // Channel messages: journal → per-session queues → turns → outbox → channels.
+    let dispatcher = Dispatcher::new(
+        assembled.agent.clone(),
+        assembled.store.clone(),
+        DispatcherConfig::default(),
+    );
+    let channels = Arc::new(channels_from_config(&config));
+    let stop = tokio_util::sync::CancellationToken::new();
+    let owner = format!("gw-{}-{}", std::process::id(), picoclaw_state::now_ms());
+    let deliverer = tokio::spawn(
+        Deliverer::new(&dispatcher, Arc::new(ChannelSink(channels.clone())), owner)
+            .run(stop.clone()),
+    );
+    match dispatcher.recover().await {
+        Ok(0) => {}
+        Ok(n) => tracing::info!(
+            messages = n,
+            "answering messages received before the restart"
+        ),
+        Err(e) => tracing::warn!(error = %e, "could not read the inbound journal"),
+    }
+    let mut channel_tasks =
+        channels.start(Arc::new(DispatcherInbox(dispatcher.clone())), stop.clone());
+
     let state = Arc::new(http::ApiState::new(
         &assembled,
         Some(config.gateway.api_key.clone()),
@@ -69,9 +96,40 @@ pub async fn run(
     axum::serve(listener, http::router(state))
         .with_graceful_shutdown(shutdown)
         .await?;
+
+    // Stop intake, let running work finish within the grace period, flush the outbox.
+    stop.cancel();
+    let drain = async {
+        while channel_tasks.join_next().await.is_some() {}
+        let _ = deliverer.await;
+    };
+    if tokio::time::timeout(SHUTDOWN_GRACE, drain).await.is_err() {
+        tracing::warn!(
+            "shutdown grace period over; unfinished messages are answered after the next start"
+        );
+    }
     tracing::info!("gateway stopped");
     assembled.store.close().await;
     Ok(())
+}
+
+/// How long shutdown waits for channels and deliveries.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+
+/// The channels the config enables that this build has. None are built in yet; an enabled one
+/// gets a warning naming it, so nobody waits for messages that cannot arrive.
+pub fn channels_from_config(config: &Config) -> picoclaw_channels::ChannelManager {
+    let manager = picoclaw_channels::ChannelManager::new();
+    for (name, settings) in &config.channels {
+        if settings.get("enabled").and_then(serde_json::Value::as_bool) == Some(true) {
+            tracing::warn!(
+                channel = %name,
+                "channels.{name} is enabled, but this build has no {name} channel yet; its \
+                 messages are not received"
+            );
+        }
+    }
+    manager
 }
 
 /// Completes on SIGINT (Ctrl-C) or SIGTERM.

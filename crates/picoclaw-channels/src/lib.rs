@@ -1,0 +1,282 @@
+//! Chat channels: the [`Channel`] trait every platform implements, the [`Inbox`] a channel hands
+//! received messages to, and the [`ChannelManager`] that runs the channels, restarts a failed one
+//! with backoff, reports their state, and routes replies to the right one.
+//!
+//! A channel acknowledges a platform's message only after [`Inbox::deliver`] returned: the
+//! gateway's inbox writes the message to its journal first, so a crash loses nothing.
+//! Channels never call providers, tools or state (DESIGN.md).
+
+#![warn(clippy::unwrap_used, clippy::expect_used)]
+
+use async_trait::async_trait;
+use picoclaw_bus::{InboundMessage, OutboundMessage};
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+
+/// A channel's failure.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ChannelError {
+    /// The platform refused or failed; the text says why (shown in logs and `/ready`).
+    #[error("{0}")]
+    Platform(String),
+    /// No channel of that name runs here.
+    #[error("no channel named '{0}' is running")]
+    Unknown(String),
+    /// The message cannot be sent as it is (too long, unsupported media...): retrying will not
+    /// help.
+    #[error("{0}")]
+    Rejected(String),
+}
+
+/// Where a channel puts what it receives.
+#[async_trait]
+pub trait Inbox: Send + Sync {
+    /// Takes a message; when it returns `Ok`, the message is durable and the channel may
+    /// acknowledge it to the platform.
+    async fn deliver(&self, msg: InboundMessage) -> Result<(), String>;
+}
+
+/// A chat platform.
+#[async_trait]
+pub trait Channel: Send + Sync {
+    /// The channel's name as in the config and in session keys (`telegram`, `slack`...).
+    fn name(&self) -> &str;
+
+    /// Receives messages until `stop` is cancelled, handing each to `inbox`. Returning early
+    /// with an error means the channel failed; the manager starts it again after a backoff.
+    async fn run(&self, inbox: Arc<dyn Inbox>, stop: CancellationToken)
+    -> Result<(), ChannelError>;
+
+    /// Sends one message to the platform.
+    async fn send(&self, msg: &OutboundMessage) -> Result<(), ChannelError>;
+}
+
+/// What a channel is doing.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ChannelState {
+    Starting,
+    Running,
+    /// Failed; starting again after a pause.
+    Restarting {
+        attempt: u32,
+        last_error: String,
+    },
+    Stopped,
+}
+
+/// Backoff before restart number `attempt` (1-based): 1 s, 2 s, 4 s ... at most 60 s.
+pub fn restart_backoff(attempt: u32) -> Duration {
+    Duration::from_secs(1u64 << attempt.saturating_sub(1).min(6)).min(Duration::from_secs(60))
+}
+
+/// Runs channels and routes replies to them.
+#[derive(Default)]
+pub struct ChannelManager {
+    channels: BTreeMap<String, Arc<dyn Channel>>,
+    states: Arc<Mutex<BTreeMap<String, ChannelState>>>,
+    /// Pause before a restart; `restart_backoff` unless a test shortens it.
+    backoff: Option<fn(u32) -> Duration>,
+}
+
+impl std::fmt::Debug for ChannelManager {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ChannelManager")
+            .field("channels", &self.channels.keys().collect::<Vec<_>>())
+            .finish()
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    match m.lock() {
+        Ok(g) => g,
+        Err(p) => p.into_inner(),
+    }
+}
+
+impl ChannelManager {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds a channel (replacing one of the same name).
+    pub fn add(&mut self, channel: Arc<dyn Channel>) {
+        let name = channel.name().to_owned();
+        lock(&self.states).insert(name.clone(), ChannelState::Stopped);
+        self.channels.insert(name, channel);
+    }
+
+    /// Uses another restart backoff (tests).
+    pub fn with_backoff(mut self, backoff: fn(u32) -> Duration) -> Self {
+        self.backoff = Some(backoff);
+        self
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.channels.is_empty()
+    }
+
+    /// Each channel and its state.
+    pub fn states(&self) -> Vec<(String, ChannelState)> {
+        lock(&self.states)
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect()
+    }
+
+    /// Starts every channel under a supervisor that restarts it with backoff until `stop`.
+    pub fn start(
+        &self,
+        inbox: Arc<dyn Inbox>,
+        stop: CancellationToken,
+    ) -> tokio::task::JoinSet<()> {
+        let mut set = tokio::task::JoinSet::new();
+        let backoff = self.backoff.unwrap_or(restart_backoff);
+        for (name, channel) in &self.channels {
+            let (name, channel) = (name.clone(), Arc::clone(channel));
+            let (inbox, stop, states) = (inbox.clone(), stop.clone(), self.states.clone());
+            set.spawn(async move {
+                let mut attempt = 0u32;
+                loop {
+                    lock(&states).insert(name.clone(), ChannelState::Running);
+                    let result = channel.run(inbox.clone(), stop.clone()).await;
+                    if stop.is_cancelled() {
+                        break;
+                    }
+                    attempt += 1;
+                    let last_error = match result {
+                        Ok(()) => "the channel stopped on its own".to_owned(),
+                        Err(e) => e.to_string(),
+                    };
+                    let pause = backoff(attempt);
+                    tracing::warn!(channel = %name, attempt, error = %last_error, ?pause, "channel failed; restarting");
+                    lock(&states).insert(
+                        name.clone(),
+                        ChannelState::Restarting {
+                            attempt,
+                            last_error,
+                        },
+                    );
+                    tokio::select! {
+                        () = tokio::time::sleep(pause) => {}
+                        () = stop.cancelled() => break,
+                    }
+                }
+                lock(&states).insert(name, ChannelState::Stopped);
+            });
+        }
+        set
+    }
+
+    /// Sends `msg` through the channel it names.
+    pub async fn send(&self, msg: &OutboundMessage) -> Result<(), ChannelError> {
+        match self.channels.get(msg.channel.as_str()) {
+            Some(channel) => channel.send(msg).await,
+            None => Err(ChannelError::Unknown(msg.channel.as_str().to_owned())),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    struct Flaky {
+        runs: AtomicU32,
+        sent: Mutex<Vec<String>>,
+    }
+
+    #[async_trait]
+    impl Channel for Flaky {
+        fn name(&self) -> &str {
+            "flaky"
+        }
+        async fn run(
+            &self,
+            inbox: Arc<dyn Inbox>,
+            stop: CancellationToken,
+        ) -> Result<(), ChannelError> {
+            let n = self.runs.fetch_add(1, Ordering::SeqCst);
+            if n < 2 {
+                return Err(ChannelError::Platform(format!("connection reset #{n}")));
+            }
+            inbox
+                .deliver(InboundMessage::new("flaky", "c", "u", "hello"))
+                .await
+                .map_err(ChannelError::Platform)?;
+            stop.cancelled().await;
+            Ok(())
+        }
+        async fn send(&self, msg: &OutboundMessage) -> Result<(), ChannelError> {
+            lock(&self.sent).push(msg.content.clone());
+            Ok(())
+        }
+    }
+
+    struct Collect(Mutex<Vec<String>>);
+
+    #[async_trait]
+    impl Inbox for Collect {
+        async fn deliver(&self, msg: InboundMessage) -> Result<(), String> {
+            lock(&self.0).push(msg.content);
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn backoff_grows_and_is_capped() {
+        assert_eq!(restart_backoff(1), Duration::from_secs(1));
+        assert_eq!(restart_backoff(2), Duration::from_secs(2));
+        assert_eq!(restart_backoff(4), Duration::from_secs(8));
+        assert_eq!(restart_backoff(30), Duration::from_secs(60));
+    }
+
+    #[tokio::test]
+    async fn a_failing_channel_is_restarted_and_replies_are_routed() {
+        let flaky = Arc::new(Flaky {
+            runs: AtomicU32::new(0),
+            sent: Mutex::new(Vec::new()),
+        });
+        let mut manager = ChannelManager::new().with_backoff(|_| Duration::from_millis(5));
+        manager.add(flaky.clone());
+        let inbox = Arc::new(Collect(Mutex::new(Vec::new())));
+        let stop = CancellationToken::new();
+        let mut tasks = manager.start(inbox.clone(), stop.clone());
+        for _ in 0..400 {
+            if !lock(&inbox.0).is_empty() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        assert_eq!(*lock(&inbox.0), ["hello"]);
+        assert_eq!(
+            flaky.runs.load(Ordering::SeqCst),
+            3,
+            "two failures, then it ran"
+        );
+        assert_eq!(
+            manager.states(),
+            [("flaky".to_owned(), ChannelState::Running)]
+        );
+        manager
+            .send(&OutboundMessage::new("flaky", "c", "hi back"))
+            .await
+            .unwrap();
+        assert_eq!(*lock(&flaky.sent), ["hi back"]);
+        let err = manager
+            .send(&OutboundMessage::new("nowhere", "c", "x"))
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("nowhere"));
+        stop.cancel();
+        while tasks.join_next().await.is_some() {}
+        assert_eq!(
+            manager.states(),
+            [("flaky".to_owned(), ChannelState::Stopped)]
+        );
+    }
+}
