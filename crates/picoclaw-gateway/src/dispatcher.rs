@@ -85,7 +85,7 @@ pub struct Dispatcher {
     running: Mutex<HashMap<SessionKey, CancellationToken>>,
     permits: Arc<Semaphore>,
     /// Woken when the outbox has something new.
-    pub(crate) outbox_ready: Arc<Notify>,
+    pub outbox_ready: Arc<Notify>,
 }
 
 impl std::fmt::Debug for Dispatcher {
@@ -154,6 +154,19 @@ impl Dispatcher {
         else {
             return Ok(Accepted::Duplicate);
         };
+        // Where the user last wrote from: the heartbeat reports there.
+        let last = format!("{}\n{}", msg.channel.as_str(), msg.chat_id);
+        if let Err(e) = self
+            .store
+            .kv_put(
+                crate::scheduler::LAST_CHAT.0,
+                crate::scheduler::LAST_CHAT.1,
+                &last,
+            )
+            .await
+        {
+            tracing::debug!(error = %e, "could not note the last chat");
+        }
         if msg.content.trim() == "/stop" {
             let stopped = lock(&self.running)
                 .get(&msg.session_key)

@@ -10,6 +10,7 @@
 pub mod assemble;
 pub mod dispatcher;
 pub mod http;
+pub mod scheduler;
 
 pub use assemble::{AssembleOptions, Assembled, SetupError, assemble, open_state, state_location};
 pub use dispatcher::{
@@ -85,6 +86,25 @@ pub async fn run(
     }
     let mut channel_tasks =
         channels.start(Arc::new(DispatcherInbox(dispatcher.clone())), stop.clone());
+    let clock: Arc<dyn scheduler::Clock> = Arc::new(scheduler::SystemClock);
+    let cron = scheduler::CronRunner::new(
+        assembled.store.clone(),
+        assembled.agent.clone(),
+        clock.clone(),
+        dispatcher.outbox_ready.clone(),
+    );
+    channel_tasks.spawn(cron.run(stop.clone()));
+    if config.heartbeat.enabled && config.heartbeat.interval > 0 {
+        let heartbeat = scheduler::Heartbeat::new(
+            assembled.agent.clone(),
+            assembled.store.clone(),
+            assembled.workspace.clone(),
+            clock,
+            dispatcher.outbox_ready.clone(),
+        );
+        let every = Duration::from_secs(u64::from(config.heartbeat.interval) * 60);
+        channel_tasks.spawn(heartbeat.run(every, stop.clone()));
+    }
 
     let state = Arc::new(http::ApiState::new(
         &assembled,

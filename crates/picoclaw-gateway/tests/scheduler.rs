@@ -1,0 +1,311 @@
+//! Cron and heartbeat with a clock the test moves: no sleeping.
+
+use picoclaw_core::{Agent, SessionKey};
+use picoclaw_gateway::scheduler::{Beat, CronRunner, Heartbeat, LAST_CHAT, ManualClock};
+use picoclaw_state::{CronJob, CronPayload, Schedule, SqliteStore, StateBackend};
+use picoclaw_testkit::{Reply, ScriptedProvider};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::Notify;
+
+const T0: i64 = 1_800_000_000_000; // 2027-01-15T08:00:00Z
+
+fn agent(provider: Arc<ScriptedProvider>, store: Arc<dyn StateBackend>) -> Agent {
+    Agent::builder(provider)
+        .model("m")
+        .streaming(false)
+        .session_store(store)
+        .build()
+        .unwrap()
+}
+
+async fn store() -> (tempfile::TempDir, Arc<dyn StateBackend>) {
+    let dir = tempfile::tempdir().unwrap();
+    let s = SqliteStore::open(&dir.path().join("s.db")).await.unwrap();
+    (dir, Arc::new(s))
+}
+
+/// Texts waiting in the outbox for a chat (claimed and acknowledged, as a channel would).
+async fn delivered(store: &dyn StateBackend, now: i64) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    loop {
+        let batch = store.claim_outbound("test", now, 1000, 50).await.unwrap();
+        if batch.is_empty() {
+            break;
+        }
+        for r in batch {
+            let msg: serde_json::Value = serde_json::from_str(&r.payload).unwrap();
+            out.push((
+                format!("{}:{}", r.channel, r.chat_id),
+                msg["content"].as_str().unwrap().to_owned(),
+            ));
+            store.ack_outbound(r.id, "test").await.unwrap();
+        }
+    }
+    out
+}
+
+#[tokio::test]
+async fn reminders_run_on_time_and_missed_runs_once() {
+    let (_dir, store) = store().await;
+    let provider = Arc::new(ScriptedProvider::new([]));
+    let clock = Arc::new(ManualClock::at(T0));
+    let runner = CronRunner::new(
+        store.clone(),
+        agent(provider.clone(), store.clone()),
+        clock.clone(),
+        Arc::new(Notify::new()),
+    );
+    let hourly = CronJob::new(
+        "stretch",
+        Schedule::Every {
+            every_ms: 3_600_000,
+        },
+        CronPayload::new("Time to stretch!")
+            .delivered()
+            .to("telegram", "42"),
+        T0,
+    )
+    .unwrap();
+    store.put_job(&hourly).await.unwrap();
+
+    assert!(runner.tick().await.unwrap().is_empty(), "nothing due yet");
+    clock.advance(Duration::from_secs(3600));
+    assert_eq!(runner.tick().await.unwrap(), std::slice::from_ref(&hourly.id));
+    assert!(
+        runner.tick().await.unwrap().is_empty(),
+        "a run happens once"
+    );
+    assert_eq!(
+        delivered(&*store, clock.now()).await,
+        [("telegram:42".to_owned(), "Time to stretch!".to_owned())]
+    );
+    // Ten hours down: one run when back, then the rhythm continues.
+    clock.advance(Duration::from_secs(10 * 3600 + 60));
+    assert_eq!(runner.tick().await.unwrap().len(), 1);
+    assert!(runner.tick().await.unwrap().is_empty());
+    assert_eq!(delivered(&*store, clock.now()).await.len(), 1);
+    let job = store.get_job(&hourly.id).await.unwrap().unwrap();
+    assert_eq!(job.state.next_run_at_ms, Some(T0 + 12 * 3_600_000));
+    assert_eq!(job.state.last_status.as_deref(), Some("ok"));
+    assert!(
+        provider.requests().is_empty(),
+        "a delivered reminder needs no model"
+    );
+}
+
+#[tokio::test]
+async fn an_agent_job_answers_in_its_chat_and_a_missed_one_shot_is_sent_late() {
+    let (_dir, store) = store().await;
+    let provider = Arc::new(ScriptedProvider::new([Reply::text(
+        "Your morning summary: 3 meetings.",
+    )]));
+    let clock = Arc::new(ManualClock::at(T0));
+    let runner = CronRunner::new(
+        store.clone(),
+        agent(provider.clone(), store.clone()),
+        clock.clone(),
+        Arc::new(Notify::new()),
+    );
+    let summary = CronJob::new(
+        "morning summary",
+        Schedule::Cron {
+            expr: "0 9 * * *".into(),
+            tz: Some("Europe/Lisbon".into()),
+        },
+        CronPayload::new("Summarise my day").to("slack", "C1"),
+        T0,
+    )
+    .unwrap();
+    let once = CronJob::new(
+        "dentist",
+        Schedule::At {
+            at_ms: T0 + 30 * 60_000,
+        },
+        CronPayload::new("Dentist at 10!")
+            .delivered()
+            .to("slack", "C1"),
+        T0,
+    )
+    .unwrap();
+    store.put_job(&summary).await.unwrap();
+    store.put_job(&once).await.unwrap();
+    // 09:00 Lisbon (UTC+0 in January) is an hour after T0; the one-shot was due at 08:30.
+    clock.advance(Duration::from_secs(3600));
+    let ran = runner.tick().await.unwrap();
+    assert_eq!(
+        ran.len(),
+        2,
+        "the missed one-shot is sent late, the summary on time"
+    );
+    let sent = delivered(&*store, clock.now()).await;
+    assert!(
+        sent.contains(&("slack:C1".to_owned(), "Dentist at 10!".to_owned())),
+        "{sent:?}"
+    );
+    assert!(
+        sent.contains(&(
+            "slack:C1".to_owned(),
+            "Your morning summary: 3 meetings.".to_owned()
+        )),
+        "{sent:?}"
+    );
+    // The one-shot is gone; the prompt went to the chat's session.
+    assert_eq!(store.get_job(&once.id).await.unwrap(), None);
+    let session = store
+        .load(&SessionKey::new("slack:C1"), None)
+        .await
+        .unwrap();
+    assert!(session.messages[0].text().contains("Summarise my day"));
+    assert!(
+        session.messages[0]
+            .text()
+            .contains("Scheduled task \"morning summary\"")
+    );
+}
+
+#[tokio::test]
+async fn a_failing_job_records_its_error_and_stays_scheduled() {
+    let (_dir, store) = store().await;
+    let provider = Arc::new(ScriptedProvider::new([Reply::error(500, "model down")]));
+    let clock = Arc::new(ManualClock::at(T0));
+    let runner = CronRunner::new(
+        store.clone(),
+        agent(provider, store.clone()),
+        clock.clone(),
+        Arc::new(Notify::new()),
+    );
+    let job = CronJob::new(
+        "check",
+        Schedule::Every { every_ms: 60_000 },
+        CronPayload::new("check"),
+        T0,
+    )
+    .unwrap();
+    store.put_job(&job).await.unwrap();
+    clock.advance(Duration::from_secs(60));
+    runner.tick().await.unwrap();
+    let after = store.get_job(&job.id).await.unwrap().unwrap();
+    assert_eq!(after.state.last_status.as_deref(), Some("error"));
+    assert!(after.state.last_error.unwrap().contains("model down"));
+    assert_eq!(after.state.next_run_at_ms, Some(T0 + 120_000));
+}
+
+#[tokio::test]
+async fn two_gateways_on_one_store_run_a_job_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("s.db");
+    let a: Arc<dyn StateBackend> = Arc::new(SqliteStore::open(&path).await.unwrap());
+    let b: Arc<dyn StateBackend> = Arc::new(SqliteStore::open(&path).await.unwrap());
+    let provider = Arc::new(ScriptedProvider::new([]));
+    let clock = Arc::new(ManualClock::at(T0));
+    let ra = CronRunner::new(
+        a.clone(),
+        agent(provider.clone(), a.clone()),
+        clock.clone(),
+        Arc::new(Notify::new()),
+    );
+    let rb = CronRunner::new(
+        b.clone(),
+        agent(provider.clone(), b.clone()),
+        clock.clone(),
+        Arc::new(Notify::new()),
+    );
+    for i in 0..10 {
+        let job = CronJob::new(
+            format!("j{i}"),
+            Schedule::Every { every_ms: 60_000 },
+            CronPayload::new(format!("ping {i}"))
+                .delivered()
+                .to("cli", "x"),
+            T0,
+        )
+        .unwrap();
+        a.put_job(&job).await.unwrap();
+    }
+    let mut runs = 0;
+    for _ in 0..5 {
+        clock.advance(Duration::from_secs(60));
+        let (x, y) = tokio::join!(ra.tick(), rb.tick());
+        runs += x.unwrap().len() + y.unwrap().len();
+    }
+    assert_eq!(runs, 50, "10 jobs × 5 minutes, each once");
+}
+
+#[tokio::test]
+async fn heartbeat_costs_nothing_without_tasks_and_never_sends_the_ok_marker() {
+    let (dir, store) = store().await;
+    let ws = dir.path().join("ws");
+    std::fs::create_dir_all(&ws).unwrap();
+    let provider = Arc::new(ScriptedProvider::new([
+        Reply::text("HEARTBEAT_OK"),
+        Reply::text("Rain from 15:00 — take an umbrella."),
+    ]));
+    let clock = Arc::new(ManualClock::at(T0));
+    let hb = Heartbeat::new(
+        agent(provider.clone(), store.clone()),
+        store.clone(),
+        ws.clone(),
+        clock.clone(),
+        Arc::new(Notify::new()),
+    );
+
+    // No file, then the onboarding template: no model call.
+    assert_eq!(hb.beat().await.unwrap(), Beat::NoTasks);
+    std::fs::write(
+        ws.join("HEARTBEAT.md"),
+        "# Heartbeat\n\n<!-- Tasks to check periodically, one per line. -->\n",
+    )
+    .unwrap();
+    assert_eq!(hb.beat().await.unwrap(), Beat::NoTasks);
+    assert!(provider.requests().is_empty());
+
+    // A task, nothing to report: nothing sent.
+    std::fs::write(
+        ws.join("HEARTBEAT.md"),
+        "# Heartbeat\n\n- Check the weather for Lisbon\n",
+    )
+    .unwrap();
+    assert_eq!(hb.beat().await.unwrap(), Beat::NothingToReport);
+    assert!(delivered(&*store, clock.now()).await.is_empty());
+
+    // Something to report: to the chat the user last wrote from.
+    store
+        .kv_put(LAST_CHAT.0, LAST_CHAT.1, "telegram\n42")
+        .await
+        .unwrap();
+    assert_eq!(
+        hb.beat().await.unwrap(),
+        Beat::Sent {
+            channel: "telegram".into(),
+            chat_id: "42".into()
+        }
+    );
+    assert_eq!(
+        delivered(&*store, clock.now()).await,
+        [(
+            "telegram:42".to_owned(),
+            "Rain from 15:00 — take an umbrella.".to_owned()
+        )]
+    );
+    // Heartbeat turns live in their own session, not the user's.
+    let hb_session = store
+        .load(&SessionKey::new("heartbeat"), None)
+        .await
+        .unwrap();
+    assert_eq!(hb_session.messages.len(), 4);
+    assert!(
+        store
+            .load(&SessionKey::new("telegram:42"), None)
+            .await
+            .unwrap()
+            .messages
+            .is_empty()
+    );
+    assert!(
+        provider.requests()[0]
+            .messages
+            .iter()
+            .any(|m| m.text().contains("Check the weather for Lisbon"))
+    );
+}
