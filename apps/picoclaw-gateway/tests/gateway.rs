@@ -280,6 +280,27 @@ async fn the_openai_api_talks_to_the_agent() {
         .unwrap();
     assert_eq!(resp.status(), 413);
 
+    // Metrics count what happened (behind the key like the API).
+    let denied = c.get(format!("{}/metrics", gw.base)).send().await.unwrap();
+    assert_eq!(denied.status(), 401);
+    let metrics = c
+        .get(format!("{}/metrics", gw.base))
+        .bearer_auth(KEY)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("picoclaw_turns_total{source=\"api\",outcome=\"ok\"} 4\n"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("picoclaw_tool_calls_total 1\n"),
+        "{metrics}"
+    );
+
     // A restart keeps the session: the next turn carries everything said before.
     let status = gw.terminate();
     assert!(status.success(), "SIGTERM is a clean stop: {status}");

@@ -274,6 +274,7 @@ impl Dispatcher {
                 let options = TurnOptions::new()
                     .cancel_with(cancel)
                     .chat(msg.channel.as_str(), msg.chat_id.clone());
+                let started = std::time::Instant::now();
                 let result = self
                     .agent
                     .turn(
@@ -283,6 +284,25 @@ impl Dispatcher {
                         &(),
                     )
                     .await;
+                let m = crate::metrics::metrics();
+                match &result {
+                    Ok(o) => m.turn(
+                        crate::metrics::Source::Channel,
+                        true,
+                        started.elapsed(),
+                        o.tool_calls,
+                        o.usage.prompt_tokens,
+                        o.usage.completion_tokens,
+                    ),
+                    Err(_) => m.turn(
+                        crate::metrics::Source::Channel,
+                        false,
+                        started.elapsed(),
+                        0,
+                        0,
+                        0,
+                    ),
+                }
                 lock(&self.running).remove(&msg.session_key);
                 match result {
                     Ok(outcome) => outcome.text,
@@ -401,7 +421,9 @@ impl Deliverer {
                     continue;
                 }
             };
-            match self.sink.send(&msg).await {
+            let sent = self.sink.send(&msg).await;
+            crate::metrics::metrics().delivery(sent.is_ok());
+            match sent {
                 Ok(()) => {
                     if let Err(e) = self.store.ack_outbound(record.id, &self.owner).await {
                         tracing::warn!(id = record.id, error = %e, "delivered but not acknowledged");

@@ -1,4 +1,5 @@
-//! The HTTP server: `GET /health`, `GET /ready`, and the OpenAI-compatible API
+//! The HTTP server: `GET /health`, `GET /ready`, `GET /metrics` (Prometheus), and the
+//! OpenAI-compatible API
 //! (`GET /v1/models`, `POST /v1/chat/completions`, plain and streaming), so any OpenAI client or
 //! SDK can talk to the agent with its tools and memory.
 //!
@@ -36,6 +37,8 @@ pub struct ApiState {
     pub api_key: Option<String>,
     /// Longest a turn may take before the request fails with 504.
     pub turn_timeout: Duration,
+    /// The channel dispatcher, for `/metrics` (queue depth).
+    pub dispatcher: Option<Arc<crate::Dispatcher>>,
     pub(crate) next_id: AtomicU64,
 }
 
@@ -52,6 +55,7 @@ impl ApiState {
             model_label: assembled.model_label.clone(),
             api_key: api_key.filter(|k| !k.trim().is_empty()),
             turn_timeout,
+            dispatcher: None,
             next_id: AtomicU64::new(1),
         }
     }
@@ -59,9 +63,11 @@ impl ApiState {
 
 /// The router with every route.
 pub fn router(state: Arc<ApiState>) -> Router {
-    let api = Router::new()
-        .route("/models", get(models))
-        .route("/chat/completions", post(chat_completions))
+    // Everything but the liveness and readiness probes needs the key when one is set.
+    let protected = Router::new()
+        .route("/metrics", get(metrics_text))
+        .route("/v1/models", get(models))
+        .route("/v1/chat/completions", post(chat_completions))
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             require_key,
@@ -69,7 +75,7 @@ pub fn router(state: Arc<ApiState>) -> Router {
     Router::new()
         .route("/health", get(|| async { Json(json!({"status": "ok"})) }))
         .route("/ready", get(ready))
-        .nest("/v1", api)
+        .merge(protected)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(state)
 }
@@ -132,6 +138,15 @@ async fn ready(State(state): State<Arc<ApiState>>) -> Response {
         StatusCode::SERVICE_UNAVAILABLE
     };
     (status, Json(body)).into_response()
+}
+
+async fn metrics_text(State(state): State<Arc<ApiState>>) -> Response {
+    let active = state.dispatcher.as_ref().map_or(0, |d| d.active_sessions());
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        crate::metrics::metrics().render(active),
+    )
+        .into_response()
 }
 
 async fn models(State(state): State<Arc<ApiState>>) -> Json<Value> {
@@ -246,6 +261,7 @@ async fn chat_completions(
     if request.stream {
         stream_turn(state, agent, key, ephemeral, last, id, model, created)
     } else {
+        let started = std::time::Instant::now();
         let result = tokio::time::timeout(
             state.turn_timeout,
             agent.turn(
@@ -256,6 +272,7 @@ async fn chat_completions(
             ),
         )
         .await;
+        count_turn(started, &result);
         if ephemeral {
             let _ = agent.session_store().delete(&key).await;
         }
@@ -283,6 +300,34 @@ async fn chat_completions(
                 .into_response()
             }
         }
+    }
+}
+
+fn count_turn(
+    started: std::time::Instant,
+    result: &Result<
+        Result<picoclaw_core::TurnOutcome, picoclaw_core::AgentError>,
+        tokio::time::error::Elapsed,
+    >,
+) {
+    let m = crate::metrics::metrics();
+    match result {
+        Ok(Ok(o)) => m.turn(
+            crate::metrics::Source::Api,
+            true,
+            started.elapsed(),
+            o.tool_calls,
+            o.usage.prompt_tokens,
+            o.usage.completion_tokens,
+        ),
+        _ => m.turn(
+            crate::metrics::Source::Api,
+            false,
+            started.elapsed(),
+            0,
+            0,
+            0,
+        ),
     }
 }
 
@@ -334,8 +379,10 @@ fn stream_turn(
         let options = TurnOptions::new()
             .cancel_with(cancel)
             .chat("api", key.as_str());
+        let started = std::time::Instant::now();
         let result =
             tokio::time::timeout(timeout, agent.turn(&key, message, options, &Deltas(tx))).await;
+        count_turn(started, &result);
         if ephemeral {
             let _ = agent.session_store().delete(&key).await;
         }

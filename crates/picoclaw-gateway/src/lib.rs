@@ -10,6 +10,7 @@
 pub mod assemble;
 pub mod dispatcher;
 pub mod http;
+pub mod metrics;
 pub mod scheduler;
 
 pub use assemble::{AssembleOptions, Assembled, SetupError, assemble, open_state, state_location};
@@ -106,11 +107,13 @@ pub async fn run(
         channel_tasks.spawn(heartbeat.run(every, stop.clone()));
     }
 
-    let state = Arc::new(http::ApiState::new(
+    let mut api = http::ApiState::new(
         &assembled,
         Some(config.gateway.api_key.clone()),
         DEFAULT_TURN_TIMEOUT,
-    ));
+    );
+    api.dispatcher = Some(dispatcher.clone());
+    let state = Arc::new(api);
     tracing::info!(%local, model = %assembled.model_label, "gateway listening");
     on_listening(local);
     axum::serve(listener, http::router(state))

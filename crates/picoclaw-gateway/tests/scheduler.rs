@@ -71,7 +71,10 @@ async fn reminders_run_on_time_and_missed_runs_once() {
 
     assert!(runner.tick().await.unwrap().is_empty(), "nothing due yet");
     clock.advance(Duration::from_secs(3600));
-    assert_eq!(runner.tick().await.unwrap(), std::slice::from_ref(&hourly.id));
+    assert_eq!(
+        runner.tick().await.unwrap(),
+        std::slice::from_ref(&hourly.id)
+    );
     assert!(
         runner.tick().await.unwrap().is_empty(),
         "a run happens once"
