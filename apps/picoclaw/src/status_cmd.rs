@@ -69,5 +69,47 @@ pub fn run(config: Option<PathBuf>) -> anyhow::Result<ExitCode> {
         }
         Err(err) => println!("model:      not usable: {err}"),
     }
+    println!("gateway:    {}", gateway_status(&config.gateway));
     Ok(ExitCode::SUCCESS)
+}
+
+/// Whether a gateway answers on the configured address, and how ready it says it is.
+fn gateway_status(gw: &picoclaw_config::GatewayConfig) -> String {
+    use std::io::{Read, Write};
+    let host = match gw.host.trim() {
+        "0.0.0.0" | "" => "127.0.0.1",
+        "::" => "::1",
+        h => h,
+    };
+    let addr = if host.contains(':') {
+        format!("[{host}]:{}", gw.port)
+    } else {
+        format!("{host}:{}", gw.port)
+    };
+    let probe = || -> std::io::Result<String> {
+        use std::net::ToSocketAddrs;
+        let target = addr
+            .to_socket_addrs()?
+            .next()
+            .ok_or_else(|| std::io::Error::other("no address"))?;
+        let timeout = std::time::Duration::from_millis(500);
+        let mut stream = std::net::TcpStream::connect_timeout(&target, timeout)?;
+        stream.set_read_timeout(Some(timeout))?;
+        stream.write_all(
+            format!("GET /ready HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").as_bytes(),
+        )?;
+        let mut response = String::new();
+        stream.take(64 * 1024).read_to_string(&mut response)?;
+        Ok(response)
+    };
+    match probe() {
+        Ok(r) if r.starts_with("HTTP/1.1 200") => format!("running at http://{addr} (ready)"),
+        Ok(r) => format!(
+            "running at http://{addr}, not ready: {}",
+            r.lines().next().unwrap_or_default()
+        ),
+        Err(_) => {
+            format!("not running (nothing answers on {addr}; start it with `picoclaw gateway`)")
+        }
+    }
 }

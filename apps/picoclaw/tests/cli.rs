@@ -1221,3 +1221,48 @@ async fn sessions_memory_and_usage_live_in_postgresql_when_state_url_says_so() {
     assert!(!out.stderr.contains(":pw@"), "{}", out.stderr);
     picoclaw_state::conformance::drop_schema(&schema).await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn status_tells_whether_the_gateway_runs() {
+    let endpoint = ScriptedEndpoint::start().await;
+    let home = Home::new();
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    home.write_config(&json!({
+        "agents": {"defaults": {"model": "openai/test-model",
+            "workspace": home.workspace().display().to_string()}},
+        "providers": {"openai": {"api_key": KEY, "api_base": endpoint.base_url()}},
+        "gateway": {"host": "127.0.0.1", "port": port},
+    }));
+    let out = run(home.cmd(), &["status"]).await;
+    assert!(
+        out.stdout.contains("gateway:    not running"),
+        "{}",
+        out.stdout
+    );
+
+    // `picoclaw gateway` in the background.
+    let mut gateway = std::process::Command::new(assert_cmd::cargo::cargo_bin("picoclaw"))
+        .env("PICOCLAW_HOME", home.path())
+        .env_remove("PICOCLAW_CONFIG")
+        .arg("gateway")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut running = false;
+    for _ in 0..200 {
+        let out = run(home.cmd(), &["status"]).await;
+        if out.stdout.contains("gateway:    running at") {
+            assert!(out.stdout.contains("(ready)"), "{}", out.stdout);
+            running = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let _ = gateway.kill();
+    let _ = gateway.wait();
+    assert!(running, "status never saw the gateway");
+}
