@@ -343,3 +343,45 @@ async fn an_open_bind_without_a_key_is_refused() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("gateway.api_key"), "{stderr}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sigterm_during_a_slow_turn_exits_within_the_grace_period() {
+    let endpoint =
+        ScriptedEndpoint::start_with([Reply::text("too late").delayed(Duration::from_secs(30))])
+            .await;
+    let home = home_with(
+        &endpoint,
+        json!({"host": "127.0.0.1", "port": 0, "api_key": KEY, "shutdown_grace_seconds": 1}),
+    );
+    let gw = Gateway::start(home.path());
+    let c = client();
+    let base = gw.base.clone();
+    let request = tokio::spawn(async move {
+        c.post(format!("{base}/v1/chat/completions"))
+            .bearer_auth(KEY)
+            .json(&json!({"messages": [{"role": "user", "content": "slow one"}]}))
+            .send()
+            .await
+    });
+    // Let the turn start, then stop the gateway.
+    for _ in 0..100 {
+        if !endpoint.requests().is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(endpoint.requests().len(), 1, "the turn reached the model");
+    let started = std::time::Instant::now();
+    let status = tokio::task::spawn_blocking(move || gw.terminate())
+        .await
+        .unwrap();
+    let took = started.elapsed();
+    assert!(status.success(), "{status}");
+    assert!(
+        took < Duration::from_secs(4),
+        "exited after {took:?}, grace is 1 s"
+    );
+    // The client was cut off, not answered.
+    let outcome = request.await.unwrap();
+    assert!(outcome.is_err() || !outcome.unwrap().status().is_success());
+}

@@ -290,6 +290,8 @@ pub struct GatewayConfig {
     /// `host` is not a loopback address. `PICOCLAW_GATEWAY_API_KEY` overrides it.
     #[serde(skip_serializing_if = "String::is_empty")]
     pub api_key: String,
+    /// On SIGINT/SIGTERM, how long requests and deliveries in flight may still take.
+    pub shutdown_grace_seconds: u32,
 }
 
 impl Default for GatewayConfig {
@@ -298,6 +300,7 @@ impl Default for GatewayConfig {
             host: "127.0.0.1".to_owned(),
             port: 18790,
             api_key: String::new(),
+            shutdown_grace_seconds: 10,
         }
     }
 }

@@ -57,6 +57,7 @@ pub async fn run(
     on_listening: impl FnOnce(SocketAddr),
 ) -> Result<(), SetupError> {
     check(&config)?;
+    let grace = Duration::from_secs(u64::from(config.gateway.shutdown_grace_seconds));
     let assembled = assemble(&config, &paths, AssembleOptions::streaming(true)).await?;
     let addr = format!("{}:{}", config.gateway.host.trim(), config.gateway.port);
     let listener = tokio::net::TcpListener::bind(&addr)
@@ -116,9 +117,24 @@ pub async fn run(
     let state = Arc::new(api);
     tracing::info!(%local, model = %assembled.model_label, "gateway listening");
     on_listening(local);
-    axum::serve(listener, http::router(state))
-        .with_graceful_shutdown(shutdown)
-        .await?;
+    // On the signal: stop taking requests and let the ones in flight finish, but only for the
+    // grace period; a turn still running then is cut (its client gets the connection closed).
+    let signalled = tokio_util::sync::CancellationToken::new();
+    let server = axum::serve(listener, http::router(state))
+        .with_graceful_shutdown(signalled.clone().cancelled_owned());
+    let mut server = std::pin::pin!(server.into_future());
+    tokio::select! {
+        result = &mut server => result?,
+        () = shutdown => {
+            tracing::info!("stopping: no new requests; finishing the ones in flight");
+            signalled.cancel();
+            stop.cancel();
+            match tokio::time::timeout(grace, &mut server).await {
+                Ok(result) => result?,
+                Err(_) => tracing::warn!("requests still running after the grace period were cut"),
+            }
+        }
+    }
 
     // Stop intake, let running work finish within the grace period, flush the outbox.
     stop.cancel();
@@ -126,7 +142,7 @@ pub async fn run(
         while channel_tasks.join_next().await.is_some() {}
         let _ = deliverer.await;
     };
-    if tokio::time::timeout(SHUTDOWN_GRACE, drain).await.is_err() {
+    if tokio::time::timeout(grace, drain).await.is_err() {
         tracing::warn!(
             "shutdown grace period over; unfinished messages are answered after the next start"
         );
@@ -135,9 +151,6 @@ pub async fn run(
     assembled.store.close().await;
     Ok(())
 }
-
-/// How long shutdown waits for channels and deliveries.
-pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
 /// The channels the config enables that this build has. None are built in yet; an enabled one
 /// gets a warning naming it, so nobody waits for messages that cannot arrive.
