@@ -15,25 +15,25 @@ struct Args {
     /// Config file to use (default: $PICOCLAW_CONFIG or ~/.picoclaw/config.json).
     #[arg(long, value_name = "PATH")]
     config: Option<PathBuf>,
-    /// More logging (-v info, -vv debug). RUST_LOG overrides.
+    /// More logging (-v debug, -vv trace). RUST_LOG overrides; else logging.level, else info.
     #[arg(short, long, action = clap::ArgAction::Count)]
     verbose: u8,
+    /// Log lines as text or JSON.
+    #[arg(long, value_enum, default_value = "text")]
+    log_format: LogFormat,
+    /// Log to stderr only, not to the daily files in ~/.picoclaw/logs.
+    #[arg(long)]
+    no_log_file: bool,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
 }
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    let level = match args.verbose {
-        0 => "info",
-        1 => "debug",
-        _ => "trace",
-    };
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_target(false)
-        .with_writer(std::io::stderr)
-        .init();
     let paths = match picoclaw_config::Paths::from_env() {
         Ok(p) => match args.config {
             Some(file) => p.with_config_file(file),
@@ -51,8 +51,26 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    let level = match args.verbose {
+        0 => picoclaw_gateway::logging::level_from_config(&loaded.config)
+            .unwrap_or_else(|| "info".to_owned()),
+        1 => "debug".to_owned(),
+        _ => "trace".to_owned(),
+    };
+    let log = picoclaw_gateway::logging::LogOptions::new(
+        level,
+        matches!(args.log_format, LogFormat::Json),
+        (!args.no_log_file).then(|| paths.logs_dir()),
+    );
+    let _log_guard = match picoclaw_gateway::logging::init(&log) {
+        Ok(guard) => guard,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            return ExitCode::FAILURE;
+        }
+    };
     for warning in &loaded.warnings {
-        eprintln!("warning: {warning}");
+        tracing::warn!("{warning}");
     }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()

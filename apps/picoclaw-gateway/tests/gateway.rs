@@ -18,12 +18,17 @@ struct Gateway {
 impl Gateway {
     /// Starts the gateway on a free port and waits until it listens.
     fn start(home: &Path) -> Gateway {
+        Self::start_with(home, &[], "warn")
+    }
+
+    fn start_with(home: &Path, args: &[&str], log: &str) -> Gateway {
         let mut child = Command::new(env!("CARGO_BIN_EXE_picoclaw-gateway"))
+            .args(args)
             .env("PICOCLAW_HOME", home)
             .env_remove("PICOCLAW_CONFIG")
             .env_remove("OPENAI_API_KEY")
             .env_remove("OPENAI_BASE_URL")
-            .env("RUST_LOG", "warn")
+            .env("RUST_LOG", log)
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
@@ -384,4 +389,38 @@ async fn sigterm_during_a_slow_turn_exits_within_the_grace_period() {
     // The client was cut off, not answered.
     let outcome = request.await.unwrap();
     assert!(outcome.is_err() || !outcome.unwrap().status().is_success());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn logs_go_to_daily_files_as_json_lines() {
+    let endpoint = ScriptedEndpoint::start_with([]).await;
+    let home = home_with(&endpoint, json!({"host": "127.0.0.1", "port": 0}));
+    let gw = Gateway::start_with(home.path(), &["--log-format", "json"], "info");
+    let status = gw.terminate();
+    assert!(status.success());
+    let logs: Vec<_> = std::fs::read_dir(home.path().join("logs"))
+        .expect("the logs folder")
+        .flatten()
+        .map(|e| e.path())
+        .collect();
+    assert_eq!(logs.len(), 1, "{logs:?}");
+    let name = logs[0].file_name().unwrap().to_string_lossy().into_owned();
+    assert!(name.starts_with("gateway.log."), "{name}");
+    let text = std::fs::read_to_string(&logs[0]).unwrap();
+    let lines: Vec<Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("a JSON line"))
+        .collect();
+    assert!(
+        lines
+            .iter()
+            .any(|l| l["fields"]["message"] == "gateway listening"),
+        "{text}"
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|l| l["fields"]["message"] == "gateway stopped"),
+        "{text}"
+    );
 }

@@ -6,7 +6,23 @@ use anyhow::Context;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-pub fn run(config: Option<PathBuf>) -> anyhow::Result<ExitCode> {
+#[derive(Debug, clap::Args)]
+pub struct GatewayArgs {
+    /// Log lines as text or JSON.
+    #[arg(long, value_enum, default_value = "text")]
+    log_format: LogFormat,
+    /// Log to stderr only, not to the daily files in ~/.picoclaw/logs.
+    #[arg(long)]
+    no_log_file: bool,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+pub fn run(config: Option<PathBuf>, verbose: u8, args: GatewayArgs) -> anyhow::Result<ExitCode> {
     let paths = match wiring::paths(config) {
         Ok(p) => p,
         Err(SetupError::Config(msg)) => {
@@ -23,6 +39,18 @@ pub fn run(config: Option<PathBuf>) -> anyhow::Result<ExitCode> {
         }
         Err(SetupError::Other(e)) => return Err(e),
     };
+    let level = match verbose {
+        0 => picoclaw_gateway::logging::level_from_config(&loaded.config)
+            .unwrap_or_else(|| "info".to_owned()),
+        1 => "debug".to_owned(),
+        _ => "trace".to_owned(),
+    };
+    let log = picoclaw_gateway::logging::LogOptions::new(
+        level,
+        matches!(args.log_format, LogFormat::Json),
+        (!args.no_log_file).then(|| paths.logs_dir()),
+    );
+    let _log_guard = picoclaw_gateway::logging::init(&log)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

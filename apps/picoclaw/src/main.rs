@@ -49,7 +49,7 @@ enum Command {
     /// Talk to the agent: one message with -m, or an interactive session.
     Agent(agent_cmd::AgentArgs),
     /// Run the always-on gateway (HTTP API, OpenAI-compatible) in the foreground.
-    Gateway,
+    Gateway(gateway_cmd::GatewayArgs),
     /// List, show, export or clear stored conversations.
     Sessions(sessions_cmd::SessionsArgs),
     /// Search long-term memory, add a fact to it, or rebuild its index.
@@ -70,14 +70,16 @@ fn main() -> ExitCode {
         println!("picoclaw {VERSION}");
         return ExitCode::SUCCESS;
     }
-    if let Err(err) = logging::init(cli.verbose, cli.log_file.as_deref()) {
+    // The gateway sets up its own logs (daily files, JSON).
+    let own_logs = matches!(cli.command, Command::Gateway(_));
+    if !own_logs && let Err(err) = logging::init(cli.verbose, cli.log_file.as_deref()) {
         eprintln!("error: {err:#}");
         return ExitCode::FAILURE;
     }
     let result = match cli.command {
         Command::Onboard(args) => onboard_cmd::run(cli.config, args),
         Command::Agent(args) => agent_cmd::run(cli.config, args),
-        Command::Gateway => gateway_cmd::run(cli.config),
+        Command::Gateway(args) => gateway_cmd::run(cli.config, cli.verbose, args),
         Command::Sessions(args) => sessions_cmd::run(cli.config, args),
         Command::Memory(args) => memory_cmd::run(cli.config, args),
         Command::Migrate(args) => migrate_cmd::run(cli.config, args),

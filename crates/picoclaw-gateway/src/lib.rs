@@ -10,6 +10,7 @@
 pub mod assemble;
 pub mod dispatcher;
 pub mod http;
+pub mod logging;
 pub mod metrics;
 pub mod scheduler;
 

@@ -1,0 +1,92 @@
+//! The gateway's logs: to stderr and to daily files in `~/.picoclaw/logs` (`gateway.log.YYYY-MM-DD`),
+//! as text or JSON lines, at the level `RUST_LOG` gives, else `logging.level` from the config,
+//! else `info`.
+
+use std::path::PathBuf;
+use tracing_subscriber::EnvFilter;
+use tracing_subscriber::Layer as _;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+
+/// How to log.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct LogOptions {
+    /// `error`, `warn`, `info`, `debug`, `trace`, or a full filter (`picoclaw_gateway=debug`).
+    pub level: String,
+    /// JSON lines instead of text.
+    pub json: bool,
+    /// The folder for daily log files; `None` logs to stderr only.
+    pub dir: Option<PathBuf>,
+}
+
+impl LogOptions {
+    pub fn new(level: impl Into<String>, json: bool, dir: Option<PathBuf>) -> Self {
+        Self {
+            level: level.into(),
+            json,
+            dir,
+        }
+    }
+}
+
+/// The `logging.level` of the original PicoClaw's config section, when set.
+pub fn level_from_config(config: &picoclaw_config::Config) -> Option<String> {
+    config
+        .logging
+        .as_ref()
+        .and_then(|l| l.get("level"))
+        .and_then(serde_json::Value::as_str)
+        .map(str::to_owned)
+}
+
+/// Installs the subscriber. Keep the returned guard alive: it flushes the file writer on drop.
+pub fn init(
+    opts: &LogOptions,
+) -> anyhow::Result<Option<tracing_appender::non_blocking::WorkerGuard>> {
+    let filter = || {
+        EnvFilter::try_from_default_env()
+            .or_else(|_| EnvFilter::try_new(&opts.level))
+            .unwrap_or_else(|_| EnvFilter::new("info"))
+    };
+    let (file_writer, guard) = match &opts.dir {
+        Some(dir) => {
+            std::fs::create_dir_all(dir).map_err(|e| {
+                anyhow::anyhow!("cannot create the log folder {}: {e}", dir.display())
+            })?;
+            let appender = tracing_appender::rolling::daily(dir, "gateway.log");
+            let (writer, guard) = tracing_appender::non_blocking(appender);
+            (Some(writer), Some(guard))
+        }
+        None => (None, None),
+    };
+    let registry = tracing_subscriber::registry();
+    let result = if opts.json {
+        let stderr = tracing_subscriber::fmt::layer()
+            .json()
+            .with_writer(std::io::stderr)
+            .with_filter(filter());
+        let file = file_writer.map(|w| {
+            tracing_subscriber::fmt::layer()
+                .json()
+                .with_writer(w)
+                .with_filter(filter())
+        });
+        registry.with(stderr).with(file).try_init()
+    } else {
+        let stderr = tracing_subscriber::fmt::layer()
+            .with_target(false)
+            .with_writer(std::io::stderr)
+            .with_filter(filter());
+        let file = file_writer.map(|w| {
+            tracing_subscriber::fmt::layer()
+                .with_target(false)
+                .with_ansi(false)
+                .with_writer(w)
+                .with_filter(filter())
+        });
+        registry.with(stderr).with(file).try_init()
+    };
+    result.map_err(|e| anyhow::anyhow!("cannot install the logger: {e}"))?;
+    Ok(guard)
+}
