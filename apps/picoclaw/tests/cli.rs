@@ -1266,3 +1266,91 @@ async fn status_tells_whether_the_gateway_runs() {
     let _ = gateway.wait();
     assert!(running, "status never saw the gateway");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn cron_jobs_are_managed_from_the_cli_and_by_the_agent() {
+    let endpoint = ScriptedEndpoint::start_with([
+        Reply::tool_call(
+            "cron",
+            json!({"action": "add", "message": "Stand up and stretch", "every_seconds": 3600}),
+        ),
+        Reply::text("Every hour, I'll remind you."),
+    ])
+    .await;
+    let home = Home::with_config(&endpoint, json!({}));
+    let out = run(home.cmd(), &["cron", "list"]).await;
+    assert_eq!(out.code, 0);
+    assert!(out.stderr.contains("no scheduled jobs"), "{}", out.stderr);
+
+    let out = run(
+        home.cmd(),
+        &[
+            "cron",
+            "add",
+            "-m",
+            "Standup notes",
+            "--cron",
+            "0 9 * * 1-5",
+            "--tz",
+            "Europe/Lisbon",
+            "--to",
+            "telegram:42",
+        ],
+    )
+    .await;
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let id = out.stdout.trim().to_owned();
+    assert_eq!(id.len(), 16, "the new job's id on stdout: {}", out.stdout);
+
+    // The agent schedules through its tool.
+    let out = run(
+        home.cmd(),
+        &["agent", "-m", "remind me to stretch every hour"],
+    )
+    .await;
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let tool_result = tool_messages(&endpoint.requests()[1].body)[0].clone();
+    assert!(
+        tool_result.starts_with("Scheduled: Stand up and stretch"),
+        "{tool_result}"
+    );
+
+    let out = run(home.cmd(), &["cron", "list"]).await;
+    assert_eq!(out.stdout.lines().count(), 2, "{}", out.stdout);
+    assert!(
+        out.stdout.contains("cron \"0 9 * * 1-5\" (Europe/Lisbon)"),
+        "{}",
+        out.stdout
+    );
+    assert!(out.stdout.contains("→ telegram:42"), "{}", out.stdout);
+    assert!(out.stdout.contains("every 1h"), "{}", out.stdout);
+
+    let out = run(home.cmd(), &["cron", "disable", &id]).await;
+    assert_eq!(out.code, 0);
+    assert!(out.stderr.contains("disabled"), "{}", out.stderr);
+    let out = run(home.cmd(), &["cron", "enable", &id]).await;
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let out = run(home.cmd(), &["cron", "remove", &id]).await;
+    assert_eq!(out.code, 0);
+    let out = run(home.cmd(), &["cron", "remove", &id]).await;
+    assert_eq!(out.code, 1);
+
+    // Bad input: a clear message and exit code 2, nothing stored.
+    for args in [
+        &["cron", "add", "-m", "x", "--in", "soon"][..],
+        &["cron", "add", "-m", "x", "--cron", "61 * * * *"][..],
+        &["cron", "add", "-m", "x", "--at", "tomorrow"][..],
+        &["cron", "add", "-m", "x", "--in", "10m", "--to", "telegram"][..],
+        &["cron", "add", "-m", "x", "--at", "2001-01-01 09:00"][..],
+    ] {
+        let out = run(home.cmd(), args).await;
+        assert_eq!(out.code, 2, "{args:?}: {}", out.stderr);
+        assert!(
+            out.stderr.starts_with("error: "),
+            "{args:?}: {}",
+            out.stderr
+        );
+    }
+    let out = run(home.cmd(), &["cron", "list"]).await;
+    assert_eq!(out.stdout.lines().count(), 1, "{}", out.stdout);
+}

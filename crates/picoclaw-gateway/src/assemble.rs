@@ -124,11 +124,13 @@ pub async fn assemble(
     exec_cfg
         .deny_patterns
         .extend(exec.deny_patterns.iter().cloned());
-    let tools: ToolRegistry = picoclaw_tools::builtin_tools(Arc::new(sandbox), exec_cfg);
+    let mut tools: ToolRegistry = picoclaw_tools::builtin_tools(Arc::new(sandbox), exec_cfg);
 
     let store = open_state(config, paths, true)
         .await?
         .ok_or_else(|| anyhow::anyhow!("the state database was not created"))?;
+    // Scheduling: jobs go to the store; the gateway runs them.
+    tools.register(Arc::new(picoclaw_tools::CronTool::new(store.clone())));
 
     let mut agent_cfg = AgentConfig::default();
     agent_cfg.model = resolved.model.clone();

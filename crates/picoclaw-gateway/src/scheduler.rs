@@ -2,8 +2,8 @@
 //! time instead of sleeping.
 //!
 //! **Cron** runs the `CronStore`'s jobs when they are due: a job with `deliver` sends its
-//! message as it is (a reminder); otherwise the message is an agent turn (in the chat's session
-//! when the job names a channel and chat, else in `cron:<id>`) whose answer is sent. Answers go
+//! message as it is (a reminder); otherwise the message is an agent turn (in the job's own
+//! session `cron-<id>`, as the original PicoClaw does) whose answer is sent to the job's chat. Answers go
 //! through the outbox like every reply. Missed runs (the gateway was down): a job runs **once**
 //! when the gateway is back, then keeps its rhythm — ten missed hourly runs are one run, not ten;
 //! a one-shot reminder that was missed is sent late rather than never. Every run is claimed in
@@ -151,10 +151,8 @@ impl CronRunner {
         let text = if job.payload.deliver {
             job.payload.message.clone()
         } else {
-            let session = match &target {
-                Some((c, t)) => SessionKey::new(format!("{c}:{t}")),
-                None => SessionKey::new(format!("cron:{}", job.id)),
-            };
+            // Its own session, as the original PicoClaw does: the user's history stays clean.
+            let session = SessionKey::new(format!("cron-{}", job.id));
             let prompt = format!(
                 "[Scheduled task \"{}\", {}] {}",
                 job.name,

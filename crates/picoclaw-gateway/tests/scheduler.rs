@@ -153,10 +153,15 @@ async fn an_agent_job_answers_in_its_chat_and_a_missed_one_shot_is_sent_late() {
         )),
         "{sent:?}"
     );
-    // The one-shot is gone; the prompt went to the chat's session.
+    // The one-shot is gone; the prompt went to the job's own session, not the chat's.
     assert_eq!(store.get_job(&once.id).await.unwrap(), None);
-    let session = store
+    let chat = store
         .load(&SessionKey::new("slack:C1"), None)
+        .await
+        .unwrap();
+    assert!(chat.messages.is_empty());
+    let session = store
+        .load(&SessionKey::new(format!("cron-{}", summary.id)), None)
         .await
         .unwrap();
     assert!(session.messages[0].text().contains("Summarise my day"));

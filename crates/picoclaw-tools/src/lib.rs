@@ -7,12 +7,14 @@
 #![warn(clippy::unwrap_used, clippy::expect_used)]
 
 mod args;
+mod cron;
 mod exec;
 mod fs;
 mod memory;
 mod sandbox;
 mod tool;
 
+pub use cron::{CronTool, describe_job};
 pub use exec::{ExecConfig, ExecTool};
 pub use fs::{
     AppendFileTool, EditFileTool, ListDirTool, MAX_READ_BYTES, ReadFileTool, WriteFileTool,

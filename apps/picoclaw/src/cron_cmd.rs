@@ -1,0 +1,239 @@
+//! `picoclaw cron`: the scheduled jobs the gateway runs — list, add, remove, enable, disable.
+//! The same jobs the agent manages with its `cron` tool.
+
+use crate::wiring::{self, SetupError};
+use anyhow::Context;
+use picoclaw_state::{CronJob, CronPayload, CronStore, Schedule, now_ms};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Debug, clap::Args)]
+pub struct CronArgs {
+    #[command(subcommand)]
+    command: CronCommand,
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum CronCommand {
+    /// Every job with its schedule and next run.
+    List,
+    /// Schedule a job: once (--in, --at), repeatedly (--every), or on a calendar (--cron).
+    Add {
+        /// The reminder text, or (with --agent) the task for the agent.
+        #[arg(long, short = 'm')]
+        message: String,
+        /// Once, after this long: 10m, 2h, 1h 30m.
+        #[arg(long = "in", value_name = "DURATION", group = "when")]
+        in_: Option<String>,
+        /// Once, at this local time: "2026-12-01 09:00".
+        #[arg(long, value_name = "TIME", group = "when")]
+        at: Option<String>,
+        /// Repeatedly, this often: 30m, 1d.
+        #[arg(long, value_name = "DURATION", group = "when")]
+        every: Option<String>,
+        /// On a calendar: a cron expression such as "0 9 * * 1-5".
+        #[arg(long, value_name = "EXPR", group = "when")]
+        cron: Option<String>,
+        /// The time zone of --cron (IANA name; default UTC).
+        #[arg(long, requires = "cron")]
+        tz: Option<String>,
+        /// Give the message to the agent as a task instead of sending it as it is.
+        #[arg(long)]
+        agent: bool,
+        /// Where the result goes: CHANNEL:CHAT (telegram:123456).
+        #[arg(long, value_name = "CHANNEL:CHAT")]
+        to: Option<String>,
+        /// A name for listings (default: the start of the message).
+        #[arg(long)]
+        name: Option<String>,
+    },
+    /// Delete a job.
+    Remove { id: String },
+    /// Turn a job back on (its next run is computed from now).
+    Enable { id: String },
+    /// Stop a job from running, keeping it.
+    Disable { id: String },
+}
+
+fn duration_ms(text: &str, what: &str) -> anyhow::Result<i64> {
+    let d = humantime::parse_duration(text.trim()).with_context(|| {
+        format!("{what} '{text}' is not a duration; write it like 10m, 2h or 1h 30m")
+    })?;
+    Ok(i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+fn schedule_of(
+    in_: Option<String>,
+    at: Option<String>,
+    every: Option<String>,
+    cron: Option<String>,
+    tz: Option<String>,
+    now: i64,
+) -> anyhow::Result<Schedule> {
+    if let Some(d) = in_ {
+        return Ok(Schedule::At {
+            at_ms: now + duration_ms(&d, "--in")?,
+        });
+    }
+    if let Some(t) = at {
+        let naive = chrono::NaiveDateTime::parse_from_str(t.trim(), "%Y-%m-%d %H:%M")
+            .with_context(|| {
+                format!("--at '{t}' is not a time; write it as \"YYYY-MM-DD HH:MM\" (local time)")
+            })?;
+        let local = naive
+            .and_local_timezone(chrono::Local)
+            .earliest()
+            .with_context(|| {
+                format!("--at '{t}' does not exist in the local time zone (a clock change)")
+            })?;
+        return Ok(Schedule::At {
+            at_ms: local.timestamp_millis(),
+        });
+    }
+    if let Some(d) = every {
+        return Ok(Schedule::Every {
+            every_ms: duration_ms(&d, "--every")?,
+        });
+    }
+    if let Some(expr) = cron {
+        return Ok(Schedule::Cron { expr, tz });
+    }
+    anyhow::bail!("say when: --in, --at, --every or --cron")
+}
+
+pub fn run(config: Option<PathBuf>, args: CronArgs) -> anyhow::Result<ExitCode> {
+    let paths = match wiring::paths(config) {
+        Ok(p) => p,
+        Err(SetupError::Config(msg)) => {
+            eprintln!("error: {msg}");
+            return Ok(ExitCode::from(2));
+        }
+        Err(SetupError::Other(e)) => return Err(e),
+    };
+    let loaded = match wiring::load(&paths) {
+        Ok(l) => l,
+        Err(SetupError::Config(msg)) => {
+            eprintln!("error: {msg}");
+            return Ok(ExitCode::from(2));
+        }
+        Err(SetupError::Other(e)) => return Err(e),
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(async {
+        let store = match wiring::open_state(&loaded.config, &paths, true).await {
+            Ok(Some(store)) => store,
+            Ok(None) => anyhow::bail!("the state database was not created"),
+            Err(SetupError::Config(msg)) => {
+                eprintln!("error: {msg}");
+                return Ok(ExitCode::from(2));
+            }
+            Err(SetupError::Other(e)) => return Err(e),
+        };
+        let code = match args.command {
+            CronCommand::List => {
+                let jobs = store.list_jobs().await?;
+                if jobs.is_empty() {
+                    eprintln!("no scheduled jobs (add one with `picoclaw cron add`)");
+                }
+                for job in &jobs {
+                    let to = match (&job.payload.channel, &job.payload.to) {
+                        (Some(c), Some(t)) => format!(" → {c}:{t}"),
+                        _ => String::new(),
+                    };
+                    let last = job
+                        .state
+                        .last_status
+                        .as_deref()
+                        .map(|s| format!(", last run: {s}"))
+                        .unwrap_or_default();
+                    println!("{}{to}{last}", picoclaw_tools::describe_job(job));
+                }
+                ExitCode::SUCCESS
+            }
+            CronCommand::Add {
+                message,
+                in_,
+                at,
+                every,
+                cron,
+                tz,
+                agent,
+                to,
+                name,
+            } => {
+                let now = now_ms();
+                let schedule = match schedule_of(in_, at, every, cron, tz, now) {
+                    Ok(s) => s,
+                    Err(e) => {
+                        eprintln!("error: {e:#}");
+                        return Ok(ExitCode::from(2));
+                    }
+                };
+                let mut payload = CronPayload::new(message.trim());
+                if !agent {
+                    payload = payload.delivered();
+                }
+                if let Some(to) = to {
+                    let Some((channel, chat)) = to
+                        .split_once(':')
+                        .filter(|(c, t)| !c.is_empty() && !t.is_empty())
+                    else {
+                        eprintln!(
+                            "error: --to '{to}' must be CHANNEL:CHAT, such as telegram:123456"
+                        );
+                        return Ok(ExitCode::from(2));
+                    };
+                    payload = payload.to(channel, chat);
+                }
+                let name = name.unwrap_or_else(|| message.trim().chars().take(30).collect());
+                match CronJob::new(name, schedule, payload, now) {
+                    Ok(job) => {
+                        store.put_job(&job).await?;
+                        println!("{}", job.id);
+                        eprintln!("scheduled: {}", picoclaw_tools::describe_job(&job));
+                        ExitCode::SUCCESS
+                    }
+                    Err(picoclaw_state::StateError::Invalid(msg)) => {
+                        eprintln!("error: {msg}");
+                        ExitCode::from(2)
+                    }
+                    Err(e) => return Err(e.into()),
+                }
+            }
+            CronCommand::Remove { id } => {
+                if store.remove_job(&id).await? {
+                    eprintln!("removed {id}");
+                    ExitCode::SUCCESS
+                } else {
+                    eprintln!("no job {id} (see `picoclaw cron list`)");
+                    ExitCode::from(1)
+                }
+            }
+            CronCommand::Enable { id } => toggle(&*store, &id, true).await?,
+            CronCommand::Disable { id } => toggle(&*store, &id, false).await?,
+        };
+        store.close().await;
+        Ok(code)
+    })
+}
+
+async fn toggle(store: &dyn CronStore, id: &str, on: bool) -> anyhow::Result<ExitCode> {
+    match store.set_enabled(id, on, now_ms()).await {
+        Ok(Some(job)) => {
+            eprintln!("{}", picoclaw_tools::describe_job(&job));
+            Ok(ExitCode::SUCCESS)
+        }
+        Ok(None) => {
+            eprintln!("no job {id} (see `picoclaw cron list`)");
+            Ok(ExitCode::from(1))
+        }
+        Err(picoclaw_state::StateError::Invalid(msg)) => {
+            eprintln!("error: {msg}");
+            Ok(ExitCode::from(2))
+        }
+        Err(e) => Err(e.into()),
+    }
+}
