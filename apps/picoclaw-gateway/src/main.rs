@@ -82,12 +82,14 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let result = runtime.block_on(picoclaw_gateway::run(
-        loaded.config,
-        paths,
-        picoclaw_gateway::shutdown_signal(),
-        |addr| eprintln!("picoclaw gateway listening on http://{addr}"),
-    ));
+    let result = runtime.block_on(async {
+        // Inside the runtime: the signal handlers are installed before anything listens.
+        let shutdown = picoclaw_gateway::shutdown_signal();
+        picoclaw_gateway::run(loaded.config, paths, shutdown, |addr| {
+            eprintln!("picoclaw gateway listening on http://{addr}")
+        })
+        .await
+    });
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(picoclaw_gateway::SetupError::Config(msg)) => {

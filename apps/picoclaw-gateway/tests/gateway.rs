@@ -37,6 +37,8 @@ impl Gateway {
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                // Shown when a test fails.
+                eprintln!("[gateway] {line}");
                 if let Some(addr) = line.split("listening on http://").nth(1) {
                     let _ = tx.send(
                         addr.split_whitespace()
@@ -423,4 +425,111 @@ async fn logs_go_to_daily_files_as_json_lines() {
             .any(|l| l["fields"]["message"] == "gateway stopped"),
         "{text}"
     );
+}
+
+#[cfg(feature = "telegram")]
+#[tokio::test(flavor = "multi_thread")]
+async fn telegram_end_to_end_through_a_loopback_bot_api() {
+    use picoclaw_testkit::telegram::FakeBotApi;
+    const TOKEN: &str = "123456:TEST-token";
+    let tg = FakeBotApi::start(TOKEN);
+    let long = "word ".repeat(1200); // 6 000 characters: two Telegram messages
+    let endpoint = ScriptedEndpoint::start_with([
+        Reply::text("Hello Ada!"),
+        Reply::text("It is noon."),
+        Reply::text(long.trim_end()),
+        Reply::text("Rate limits survived."),
+        Reply::text("Welcome back, I remember you."),
+    ])
+    .await;
+    let home = home_with(&endpoint, json!({"host": "127.0.0.1", "port": 0}));
+    let mut config: Value =
+        serde_json::from_str(&std::fs::read_to_string(home.path().join("config.json")).unwrap())
+            .unwrap();
+    config["channels"] = json!({"telegram": {"enabled": true, "token": TOKEN,
+        "allow_from": ["111", "@carol"], "api_base": tg.api_base()}});
+    std::fs::write(home.path().join("config.json"), config.to_string()).unwrap();
+
+    let wait_sent = |n: usize| {
+        let tg = &tg;
+        async move {
+            for _ in 0..400 {
+                if tg.sent().len() >= n {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(25)).await;
+            }
+            panic!("expected {n} sent messages, got {:?}", tg.sent());
+        }
+    };
+
+    let gw = Gateway::start_with(home.path(), &[], "info");
+    // An allowed user in a private chat: answered, with a typing indicator first.
+    tg.private_message(111, "ada", "hi");
+    wait_sent(1).await;
+    assert_eq!(tg.sent()[0], (111, "Hello Ada!".to_owned()));
+    assert!(
+        tg.actions().contains(&(111, "typing".to_owned())),
+        "{:?}",
+        tg.actions()
+    );
+    // Someone not on the list: ignored, and the model is never asked.
+    tg.private_message(222, "eve", "let me in");
+    // In a group, only mentions (or replies to the bot) count.
+    tg.group_message(-500, 111, "ada", "chatting among ourselves", false);
+    tg.group_message(-500, 111, "ada", "@pico_test_bot what time is it?", false);
+    wait_sent(2).await;
+    assert_eq!(tg.sent()[1], (-500, "It is noon.".to_owned()));
+    let asked: Vec<String> = endpoint
+        .requests()
+        .iter()
+        .map(|r| r.message_texts().last().unwrap().clone())
+        .collect();
+    assert_eq!(
+        asked,
+        ["hi", "what time is it?"],
+        "eve and the unaddressed group line never reach the model"
+    );
+
+    // A long answer is split at Telegram's limit.
+    tg.private_message(111, "ada", "tell me a lot");
+    wait_sent(4).await;
+    let parts: Vec<(i64, String)> = tg.sent()[2..4].to_vec();
+    assert!(
+        parts.iter().all(|(_, t)| t.chars().count() <= 4096),
+        "{parts:?}"
+    );
+    assert_eq!(
+        parts
+            .iter()
+            .map(|(_, t)| t.split_whitespace().count())
+            .sum::<usize>(),
+        1200
+    );
+    // A 429 is waited out, not lost. Allowed by username too.
+    tg.rate_limit_sends(1, 1);
+    tg.private_message(333, "carol", "are you there?");
+    wait_sent(5).await;
+    assert_eq!(tg.sent()[4], (333, "Rate limits survived.".to_owned()));
+
+    // A restart answers nothing twice and keeps the conversation.
+    let status = gw.terminate();
+    assert!(status.success());
+    let before = tg.sent().len();
+    let gw = Gateway::start(home.path());
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        tg.sent().len(),
+        before,
+        "nothing answered twice after the restart"
+    );
+    tg.private_message(111, "ada", "I'm back");
+    wait_sent(before + 1).await;
+    assert_eq!(
+        tg.sent().last().unwrap(),
+        &(111, "Welcome back, I remember you.".to_owned())
+    );
+    let history = endpoint.requests().last().unwrap().message_texts();
+    assert!(history.contains(&"hi".to_owned()), "{history:?}");
+    drop(gw);
 }

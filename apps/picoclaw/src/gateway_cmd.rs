@@ -55,12 +55,14 @@ pub fn run(config: Option<PathBuf>, verbose: u8, args: GatewayArgs) -> anyhow::R
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    let result = runtime.block_on(picoclaw_gateway::run(
-        loaded.config,
-        paths,
-        picoclaw_gateway::shutdown_signal(),
-        |addr| eprintln!("picoclaw gateway listening on http://{addr} (Ctrl-C stops it)"),
-    ));
+    let result = runtime.block_on(async {
+        // Inside the runtime: the signal handlers are installed before anything listens.
+        let shutdown = picoclaw_gateway::shutdown_signal();
+        picoclaw_gateway::run(loaded.config, paths, shutdown, |addr| {
+            eprintln!("picoclaw gateway listening on http://{addr} (Ctrl-C stops it)")
+        })
+        .await
+    });
     match result {
         Ok(()) => Ok(ExitCode::SUCCESS),
         Err(picoclaw_gateway::SetupError::Config(msg)) => {

@@ -8,6 +8,9 @@
 
 #![warn(clippy::unwrap_used, clippy::expect_used)]
 
+#[cfg(feature = "telegram")]
+pub mod telegram;
+
 use async_trait::async_trait;
 use picoclaw_bus::{InboundMessage, OutboundMessage};
 use std::collections::BTreeMap;
@@ -65,7 +68,64 @@ pub enum ChannelState {
         attempt: u32,
         last_error: String,
     },
+    /// Failed in a way retrying cannot fix (a rejected token, bad settings): not restarted.
+    Failed {
+        error: String,
+    },
     Stopped,
+}
+
+/// Splits `text` into parts of at most `max` characters for a platform's message limit: at a
+/// paragraph break if there is one in the last quarter of the window, else a line break, else a
+/// space, else anywhere on a character boundary. A code block cut in two is closed at the end of
+/// one part and opened again at the start of the next.
+pub fn split_message(text: &str, max: usize) -> Vec<String> {
+    let max = max.max(16);
+    let mut parts = Vec::new();
+    let mut rest: String = text.trim_end().to_owned();
+    let mut reopen = String::new();
+    while !rest.is_empty() {
+        let body = format!("{reopen}{rest}");
+        if body.chars().count() <= max {
+            parts.push(body);
+            break;
+        }
+        // Room for a closing fence.
+        let window = max - 4;
+        let cut_byte = body
+            .char_indices()
+            .nth(window)
+            .map_or(body.len(), |(i, _)| i);
+        let head = &body[..cut_byte];
+        let floor = head.len() * 3 / 4;
+        let cut = ["\n\n", "\n", " "]
+            .iter()
+            .find_map(|sep| head.rfind(sep).filter(|i| *i >= floor && *i > 0))
+            .unwrap_or(head.len());
+        let (mut part, tail) = (body[..cut].trim_end().to_owned(), body[cut..].trim_start());
+        // An odd number of fences: the part ends inside a code block.
+        let fences = part.matches("```").count();
+        if fences % 2 == 1 {
+            let lang = part
+                .rfind("```")
+                .map(|i| {
+                    part[i + 3..]
+                        .lines()
+                        .next()
+                        .unwrap_or_default()
+                        .trim()
+                        .to_owned()
+                })
+                .unwrap_or_default();
+            part.push_str("\n```");
+            reopen = format!("```{lang}\n");
+        } else {
+            reopen.clear();
+        }
+        parts.push(part);
+        rest = tail.to_owned();
+    }
+    parts
 }
 
 /// Backoff before restart number `attempt` (1-based): 1 s, 2 s, 4 s ... at most 60 s.
@@ -146,6 +206,11 @@ impl ChannelManager {
                     if stop.is_cancelled() {
                         break;
                     }
+                    if let Err(ChannelError::Rejected(error)) = &result {
+                        tracing::error!(channel = %name, %error, "channel cannot start; not retrying");
+                        lock(&states).insert(name.clone(), ChannelState::Failed { error: error.clone() });
+                        return;
+                    }
                     attempt += 1;
                     let last_error = match result {
                         Ok(()) => "the channel stopped on its own".to_owned(),
@@ -225,6 +290,44 @@ mod tests {
             lock(&self.0).push(msg.content);
             Ok(())
         }
+    }
+
+    #[test]
+    fn long_answers_split_at_natural_places() {
+        let para = "word ".repeat(30);
+        let text = format!("{para}\n\n{para}\n\n{para}");
+        let parts = split_message(&text, 200);
+        assert!(parts.iter().all(|p| p.chars().count() <= 200), "{parts:?}");
+        assert_eq!(parts.join(" ").split_whitespace().count(), 90);
+        assert!(
+            parts
+                .iter()
+                .all(|p| !p.starts_with(' ') && !p.ends_with(' '))
+        );
+        // Multi-byte text is never cut inside a character.
+        let cjk = "你好世界".repeat(100);
+        let parts = split_message(&cjk, 50);
+        assert!(parts.iter().all(|p| p.chars().count() <= 50));
+        assert_eq!(parts.concat(), cjk);
+        // Short text is one part.
+        assert_eq!(split_message("hi", 4096), ["hi"]);
+    }
+
+    #[test]
+    fn a_code_block_cut_in_two_stays_a_code_block() {
+        let code: String = (0..40).map(|i| format!("let x{i} = {i};\n")).collect();
+        let text = format!("Here:\n```rust\n{code}```\nDone.");
+        let parts = split_message(&text, 300);
+        assert!(parts.len() > 1);
+        for p in &parts {
+            assert_eq!(
+                p.matches("```").count() % 2,
+                0,
+                "unbalanced fences in {p:?}"
+            );
+            assert!(p.chars().count() <= 300);
+        }
+        assert!(parts[1].starts_with("```rust\n"), "{:?}", parts[1]);
     }
 
     #[test]

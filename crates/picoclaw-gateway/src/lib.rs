@@ -153,41 +153,61 @@ pub async fn run(
     Ok(())
 }
 
-/// The channels the config enables that this build has. None are built in yet; an enabled one
-/// gets a warning naming it, so nobody waits for messages that cannot arrive.
+/// The channels the config enables and this build has. An enabled channel this build lacks, or
+/// one whose settings are wrong, is named in a warning, so nobody waits for messages that cannot
+/// arrive.
 pub fn channels_from_config(config: &Config) -> picoclaw_channels::ChannelManager {
-    let manager = picoclaw_channels::ChannelManager::new();
+    #[allow(unused_mut)]
+    let mut manager = picoclaw_channels::ChannelManager::new();
     for (name, settings) in &config.channels {
-        if settings.get("enabled").and_then(serde_json::Value::as_bool) == Some(true) {
-            tracing::warn!(
+        if settings.get("enabled").and_then(serde_json::Value::as_bool) != Some(true) {
+            continue;
+        }
+        match name.as_str() {
+            #[cfg(feature = "telegram")]
+            "telegram" => {
+                use picoclaw_channels::telegram::{TelegramChannel, TelegramConfig};
+                match TelegramConfig::from_json(settings).and_then(TelegramChannel::new) {
+                    Ok(channel) => manager.add(Arc::new(channel)),
+                    Err(e) => tracing::warn!(channel = %name, error = %e, "channel not started"),
+                }
+            }
+            _ => tracing::warn!(
                 channel = %name,
-                "channels.{name} is enabled, but this build has no {name} channel yet; its \
-                 messages are not received"
-            );
+                "channels.{name} is enabled, but this build has no {name} channel; its messages \
+                 are not received"
+            ),
         }
     }
     manager
 }
 
-/// Completes on SIGINT (Ctrl-C) or SIGTERM.
-pub async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
+/// Completes on SIGINT (Ctrl-C) or SIGTERM. The handlers are installed when this is called (it
+/// must be called inside the runtime), so a signal that arrives before the future is first
+/// polled is not lost to the default action.
+pub fn shutdown_signal() -> impl Future<Output = ()> + Send + 'static {
     #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let term = signal(SignalKind::terminate());
+        let int = signal(SignalKind::interrupt());
+        async move {
+            match (term, int) {
+                (Ok(mut term), Ok(mut int)) => {
+                    tokio::select! {
+                        _ = term.recv() => {},
+                        _ = int.recv() => {},
+                    }
+                }
+                _ => {
+                    let _ = tokio::signal::ctrl_c().await;
+                }
             }
-            Err(_) => std::future::pending::<()>().await,
         }
-    };
+    }
     #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => {},
-        () = term => {},
+    async {
+        let _ = tokio::signal::ctrl_c().await;
     }
 }
 

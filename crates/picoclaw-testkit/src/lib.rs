@@ -15,6 +15,7 @@ mod identity;
 mod provider;
 mod reply;
 mod responses;
+pub mod telegram;
 mod workspace;
 
 pub use endpoint::{RecordedRequest, ScriptedEndpoint};

@@ -1,0 +1,269 @@
+//! `FakeBotApi`: a Telegram Bot API server on 127.0.0.1 speaking the documented shapes
+//! (`getMe`, long-polling `getUpdates` with offsets, `sendMessage`, `sendChatAction`), for driving
+//! a real Telegram client (teloxide) through its API base URL.
+
+use axum::Router;
+use axum::extract::{Path, State};
+use axum::response::{IntoResponse, Response};
+use serde_json::{Value, json};
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::Notify;
+
+/// The bot's own identity in the fake.
+pub const BOT_ID: i64 = 777_000;
+pub const BOT_USERNAME: &str = "pico_test_bot";
+
+#[derive(Debug, Default)]
+struct Inner {
+    token: String,
+    updates: Mutex<Vec<Value>>,
+    next_update: Mutex<i64>,
+    next_message: Mutex<i64>,
+    sent: Mutex<Vec<(i64, String)>>,
+    actions: Mutex<Vec<(i64, String)>>,
+    /// getUpdates offsets as the client sent them (what it confirmed).
+    offsets: Mutex<Vec<i64>>,
+    /// The next N sendMessage calls get a 429 with this retry_after.
+    rate_limit: Mutex<Option<(u32, u64)>>,
+    arrived: Notify,
+}
+
+/// A fake Bot API; stops when dropped.
+#[derive(Debug)]
+pub struct FakeBotApi {
+    addr: SocketAddr,
+    inner: Arc<Inner>,
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+fn ok(result: Value) -> Response {
+    axum::Json(json!({"ok": true, "result": result})).into_response()
+}
+
+fn user(id: i64, username: &str, is_bot: bool) -> Value {
+    json!({"id": id, "is_bot": is_bot, "first_name": username, "username": username})
+}
+
+async fn handle(
+    State(inner): State<Arc<Inner>>,
+    Path((bot, method)): Path<(String, String)>,
+    body: axum::body::Bytes,
+) -> Response {
+    if bot != format!("bot{}", inner.token) {
+        return (
+            axum::http::StatusCode::UNAUTHORIZED,
+            axum::Json(json!({"ok": false, "error_code": 401, "description": "Unauthorized"})),
+        )
+            .into_response();
+    }
+    let args: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    // Bot API method names are case-insensitive (teloxide sends `GetMe`).
+    match method.to_ascii_lowercase().as_str() {
+        "getme" => ok(json!({
+            "id": BOT_ID, "is_bot": true, "first_name": "Pico", "username": BOT_USERNAME,
+            "can_join_groups": true, "can_read_all_group_messages": false,
+            "supports_inline_queries": false, "can_connect_to_business": false,
+            "has_main_web_app": false
+        })),
+        "getupdates" => {
+            let offset = args["offset"].as_i64().unwrap_or(0);
+            let timeout = args["timeout"].as_u64().unwrap_or(0).min(2);
+            inner.offsets.lock().unwrap().push(offset);
+            // Confirmed updates are forgotten, as Telegram does.
+            inner
+                .updates
+                .lock()
+                .unwrap()
+                .retain(|u| u["update_id"].as_i64().unwrap_or(0) >= offset);
+            let pending = |inner: &Inner| -> Vec<Value> {
+                inner.updates.lock().unwrap().clone()
+            };
+            let mut found = pending(&inner);
+            if found.is_empty() && timeout > 0 {
+                let _ = tokio::time::timeout(Duration::from_secs(timeout), inner.arrived.notified()).await;
+                found = pending(&inner);
+            }
+            ok(Value::Array(found))
+        }
+        "sendmessage" => {
+            let limited = {
+                let mut rl = inner.rate_limit.lock().unwrap();
+                match *rl {
+                    Some((n, secs)) if n > 0 => {
+                        *rl = Some((n - 1, secs));
+                        Some(secs)
+                    }
+                    _ => None,
+                }
+            };
+            if let Some(secs) = limited {
+                {
+                    return (
+                        axum::http::StatusCode::TOO_MANY_REQUESTS,
+                        axum::Json(json!({"ok": false, "error_code": 429,
+                            "description": format!("Too Many Requests: retry after {secs}"),
+                            "parameters": {"retry_after": secs}})),
+                    )
+                        .into_response();
+                }
+            }
+            let chat = args["chat_id"].as_i64().unwrap_or_default();
+            let text = args["text"].as_str().unwrap_or_default().to_owned();
+            inner.sent.lock().unwrap().push((chat, text.clone()));
+            let id = {
+                let mut n = inner.next_message.lock().unwrap();
+                *n += 1;
+                *n
+            };
+            ok(json!({"message_id": id, "date": 1_800_000_000, "text": text,
+                      "chat": {"id": chat, "type": "private", "first_name": "x"},
+                      "from": user(BOT_ID, BOT_USERNAME, true)}))
+        }
+        "sendchataction" => {
+            let chat = args["chat_id"].as_i64().unwrap_or_default();
+            let action = args["action"].as_str().unwrap_or_default().to_owned();
+            inner.actions.lock().unwrap().push((chat, action));
+            ok(json!(true))
+        }
+        other => (
+            axum::http::StatusCode::NOT_FOUND,
+            axum::Json(json!({"ok": false, "error_code": 404, "description": format!("Not Found: method {other}")})),
+        )
+            .into_response(),
+    }
+}
+
+impl FakeBotApi {
+    /// Starts a fake for the bot `token`.
+    pub fn start(token: &str) -> Self {
+        let inner = Arc::new(Inner {
+            token: token.to_owned(),
+            ..Inner::default()
+        });
+        *inner.next_update.lock().unwrap() = 1000;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        listener.set_nonblocking(true).expect("nonblocking");
+        let addr = listener.local_addr().expect("addr");
+        let app = Router::new()
+            .route("/{bot}/{method}", axum::routing::post(handle).get(handle))
+            .with_state(Arc::clone(&inner));
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime");
+            rt.block_on(async move {
+                let listener = tokio::net::TcpListener::from_std(listener).expect("listener");
+                tokio::select! {
+                    _ = axum::serve(listener, app) => {}
+                    _ = rx => {}
+                }
+            });
+        });
+        Self {
+            addr,
+            inner,
+            shutdown: Some(tx),
+        }
+    }
+
+    /// What goes in `channels.telegram.api_base`.
+    pub fn api_base(&self) -> String {
+        format!("http://{}/", self.addr)
+    }
+
+    /// A user writes `text` in a private chat (the chat id is the user id).
+    pub fn private_message(&self, user_id: i64, username: &str, text: &str) -> i64 {
+        self.message(
+            user_id,
+            json!({"id": user_id, "type": "private", "first_name": username}),
+            user_id,
+            username,
+            text,
+            None,
+        )
+    }
+
+    /// A user writes in a group; `reply_to_bot` makes it a reply to one of the bot's messages.
+    pub fn group_message(
+        &self,
+        chat_id: i64,
+        user_id: i64,
+        username: &str,
+        text: &str,
+        reply_to_bot: bool,
+    ) -> i64 {
+        let reply = reply_to_bot.then(|| {
+            json!({"message_id": 1, "date": 1_800_000_000, "text": "earlier",
+                   "chat": {"id": chat_id, "type": "group", "title": "Group"},
+                   "from": user(BOT_ID, BOT_USERNAME, true)})
+        });
+        self.message(
+            chat_id,
+            json!({"id": chat_id, "type": "group", "title": "Group"}),
+            user_id,
+            username,
+            text,
+            reply,
+        )
+    }
+
+    fn message(
+        &self,
+        _chat_id: i64,
+        chat: Value,
+        user_id: i64,
+        username: &str,
+        text: &str,
+        reply: Option<Value>,
+    ) -> i64 {
+        let update_id = {
+            let mut n = self.inner.next_update.lock().unwrap();
+            *n += 1;
+            *n
+        };
+        let mut message = json!({"message_id": update_id, "date": 1_800_000_000, "chat": chat,
+            "from": user(user_id, username, false), "text": text});
+        if let Some(r) = reply {
+            message["reply_to_message"] = r;
+        }
+        self.inner
+            .updates
+            .lock()
+            .unwrap()
+            .push(json!({"update_id": update_id, "message": message}));
+        self.inner.arrived.notify_waiters();
+        update_id
+    }
+
+    /// Every message the bot sent: (chat id, text).
+    pub fn sent(&self) -> Vec<(i64, String)> {
+        self.inner.sent.lock().unwrap().clone()
+    }
+
+    /// Chat actions (typing) the bot sent.
+    pub fn actions(&self) -> Vec<(i64, String)> {
+        self.inner.actions.lock().unwrap().clone()
+    }
+
+    /// Offsets the client polled with.
+    pub fn offsets(&self) -> Vec<i64> {
+        self.inner.offsets.lock().unwrap().clone()
+    }
+
+    /// The next `times` sendMessage calls answer 429 with `retry_after` seconds.
+    pub fn rate_limit_sends(&self, times: u32, retry_after: u64) {
+        *self.inner.rate_limit.lock().unwrap() = Some((times, retry_after));
+    }
+}
+
+impl Drop for FakeBotApi {
+    fn drop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+    }
+}
