@@ -468,6 +468,15 @@ async fn telegram_end_to_end_through_a_loopback_bot_api() {
     tg.private_message(111, "ada", "hi");
     wait_sent(1).await;
     assert_eq!(tg.sent()[0], (111, "Hello Ada!".to_owned()));
+    let ready: Value = client()
+        .get(format!("{}/ready", gw.base))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(ready["channels"]["telegram"], "running", "{ready}");
     assert!(
         tg.actions().contains(&(111, "typing".to_owned())),
         "{:?}",
@@ -532,4 +541,104 @@ async fn telegram_end_to_end_through_a_loopback_bot_api() {
     let history = endpoint.requests().last().unwrap().message_texts();
     assert!(history.contains(&"hi".to_owned()), "{history:?}");
     drop(gw);
+}
+
+#[cfg(feature = "telegram")]
+#[tokio::test(flavor = "multi_thread")]
+async fn a_message_interrupted_by_sigterm_is_answered_once_after_the_restart() {
+    use picoclaw_testkit::telegram::FakeBotApi;
+    const TOKEN: &str = "42:RESTART";
+    let tg = FakeBotApi::start(TOKEN);
+    let endpoint = ScriptedEndpoint::start_with([
+        Reply::text("never seen").delayed(Duration::from_secs(30)),
+        Reply::text("Answered after the restart."),
+    ])
+    .await;
+    let home = home_with(
+        &endpoint,
+        json!({"host": "127.0.0.1", "port": 0, "shutdown_grace_seconds": 1}),
+    );
+    let mut config: Value =
+        serde_json::from_str(&std::fs::read_to_string(home.path().join("config.json")).unwrap())
+            .unwrap();
+    config["channels"] = json!({"telegram": {"enabled": true, "token": TOKEN,
+        "allow_from": ["111"], "api_base": tg.api_base()}});
+    std::fs::write(home.path().join("config.json"), config.to_string()).unwrap();
+
+    let gw = Gateway::start(home.path());
+    tg.private_message(111, "ada", "a question that takes long");
+    for _ in 0..200 {
+        if !endpoint.requests().is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(endpoint.requests().len(), 1, "the turn is running");
+    let started = std::time::Instant::now();
+    let status = tokio::task::spawn_blocking(move || gw.terminate())
+        .await
+        .unwrap();
+    assert!(status.success(), "{status}");
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(tg.sent().is_empty(), "nothing was answered before the stop");
+
+    // After the restart the journaled message is answered — once.
+    let gw = Gateway::start(home.path());
+    for _ in 0..400 {
+        if !tg.sent().is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(tg.sent(), [(111, "Answered after the restart.".to_owned())]);
+    assert_eq!(endpoint.requests().len(), 2);
+    drop(gw);
+}
+
+#[cfg(feature = "telegram")]
+#[tokio::test(flavor = "multi_thread")]
+async fn a_rejected_telegram_token_fails_the_channel_once_and_ready_says_so() {
+    use picoclaw_testkit::telegram::FakeBotApi;
+    let tg = FakeBotApi::start("1:RIGHT");
+    let endpoint = ScriptedEndpoint::start_with([]).await;
+    let home = home_with(&endpoint, json!({"host": "127.0.0.1", "port": 0}));
+    let mut config: Value =
+        serde_json::from_str(&std::fs::read_to_string(home.path().join("config.json")).unwrap())
+            .unwrap();
+    config["channels"] = json!({"telegram": {"enabled": true, "token": "1:WRONG",
+        "allow_from": ["1"], "api_base": tg.api_base()}});
+    std::fs::write(home.path().join("config.json"), config.to_string()).unwrap();
+    let gw = Gateway::start(home.path());
+    let mut ready = Value::Null;
+    for _ in 0..100 {
+        ready = client()
+            .get(format!("{}/ready", gw.base))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if ready["status"] == "degraded" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(ready["status"], "degraded", "{ready}");
+    let state = ready["channels"]["telegram"].as_str().unwrap();
+    assert!(
+        state.starts_with("failed:") && state.contains("token"),
+        "{state}"
+    );
+    // Not retried in a loop: it stays failed.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        tg.offsets().is_empty(),
+        "never polled with a rejected token"
+    );
 }

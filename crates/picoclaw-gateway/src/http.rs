@@ -39,6 +39,8 @@ pub struct ApiState {
     pub turn_timeout: Duration,
     /// The channel dispatcher, for `/metrics` (queue depth).
     pub dispatcher: Option<Arc<crate::Dispatcher>>,
+    /// The channels, for `/ready`.
+    pub channels: Option<Arc<picoclaw_channels::ChannelManager>>,
     pub(crate) next_id: AtomicU64,
 }
 
@@ -56,6 +58,7 @@ impl ApiState {
             api_key: api_key.filter(|k| !k.trim().is_empty()),
             turn_timeout,
             dispatcher: None,
+            channels: None,
             next_id: AtomicU64::new(1),
         }
     }
@@ -127,10 +130,42 @@ async fn ready(State(state): State<Arc<ApiState>>) -> Response {
         .kv_get("gateway", "ready-probe")
         .await
         .map_err(|e| e.to_string());
+    // Channel states: a failed channel makes the gateway degraded, not unready (restarting the
+    // process does not fix a rejected token).
+    let mut channels = serde_json::Map::new();
+    let mut degraded = false;
+    if let Some(manager) = &state.channels {
+        for (name, st) in manager.states() {
+            let text = match st {
+                picoclaw_channels::ChannelState::Starting => "starting".to_owned(),
+                picoclaw_channels::ChannelState::Running => "running".to_owned(),
+                picoclaw_channels::ChannelState::Stopped => "stopped".to_owned(),
+                picoclaw_channels::ChannelState::Restarting {
+                    attempt,
+                    last_error,
+                } => {
+                    degraded = true;
+                    format!("restarting (attempt {attempt}): {last_error}")
+                }
+                picoclaw_channels::ChannelState::Failed { error } => {
+                    degraded = true;
+                    format!("failed: {error}")
+                }
+                _ => "unknown".to_owned(),
+            };
+            channels.insert(name, Value::from(text));
+        }
+    }
+    let status = match (&store_ok, degraded) {
+        (Err(_), _) => "not ready",
+        (Ok(_), true) => "degraded",
+        (Ok(_), false) => "ready",
+    };
     let body = json!({
-        "status": if store_ok.is_ok() { "ready" } else { "not ready" },
+        "status": status,
         "store": match &store_ok { Ok(_) => Value::from("ok"), Err(e) => Value::from(e.clone()) },
         "model": state.model_label,
+        "channels": channels,
     });
     let status = if store_ok.is_ok() {
         StatusCode::OK

@@ -115,6 +115,7 @@ pub async fn run(
         DEFAULT_TURN_TIMEOUT,
     );
     api.dispatcher = Some(dispatcher.clone());
+    api.channels = Some(channels.clone());
     let state = Arc::new(api);
     tracing::info!(%local, model = %assembled.model_label, "gateway listening");
     on_listening(local);
