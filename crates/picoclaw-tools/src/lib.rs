@@ -13,6 +13,7 @@ mod fs;
 mod memory;
 mod sandbox;
 mod tool;
+mod web_fetch;
 
 pub use cron::{CronTool, describe_job};
 pub use exec::{ExecConfig, ExecTool};
@@ -22,6 +23,7 @@ pub use fs::{
 pub use memory::{MemorySearchTool, MemoryWriteTool};
 pub use sandbox::{Access, Sandbox, SandboxError};
 pub use tool::{Tool, ToolContext, ToolOutput, ToolRegistry};
+pub use web_fetch::{WebFetchConfig, WebFetchTool, forbidden_ip};
 
 use std::sync::Arc;
 
