@@ -131,6 +131,8 @@ pub async fn assemble(
         .ok_or_else(|| anyhow::anyhow!("the state database was not created"))?;
     // Scheduling: jobs go to the store; the gateway runs them.
     tools.register(Arc::new(picoclaw_tools::CronTool::new(store.clone())));
+    // Messages on the agent's own initiative, delivered through the outbox.
+    tools.register(Arc::new(picoclaw_tools::MessageTool::new(store.clone())));
     // Reading the web, public addresses only.
     tools.register(Arc::new(picoclaw_tools::WebFetchTool::new(
         picoclaw_tools::WebFetchConfig::default(),

@@ -11,6 +11,7 @@ mod cron;
 mod exec;
 mod fs;
 mod memory;
+mod message;
 mod sandbox;
 mod tool;
 mod web_fetch;
@@ -21,6 +22,7 @@ pub use fs::{
     AppendFileTool, EditFileTool, ListDirTool, MAX_READ_BYTES, ReadFileTool, WriteFileTool,
 };
 pub use memory::{MemorySearchTool, MemoryWriteTool};
+pub use message::MessageTool;
 pub use sandbox::{Access, Sandbox, SandboxError};
 pub use tool::{Tool, ToolContext, ToolOutput, ToolRegistry};
 pub use web_fetch::{WebFetchConfig, WebFetchTool, forbidden_ip};
