@@ -133,6 +133,21 @@ pub async fn assemble(
     tools.register(Arc::new(picoclaw_tools::CronTool::new(store.clone())));
     // Messages on the agent's own initiative, delivered through the outbox.
     tools.register(Arc::new(picoclaw_tools::MessageTool::new(store.clone())));
+    // Searching the web: the backend tools.web enables; without a tools.web section,
+    // DuckDuckGo (no key needed), as the original's default config has it.
+    let web = config
+        .tools
+        .extra
+        .get("web")
+        .cloned()
+        .unwrap_or_else(|| serde_json::json!({"duckduckgo": {"enabled": true, "max_results": 5}}));
+    match picoclaw_tools::WebSearchConfig::from_json(&web) {
+        Some(Ok(search)) => {
+            tools.register(Arc::new(picoclaw_tools::WebSearchTool::new(search)));
+        }
+        Some(Err(msg)) => return Err(SetupError::Config(msg)),
+        None => {}
+    }
     // Reading the web, public addresses only.
     tools.register(Arc::new(picoclaw_tools::WebFetchTool::new(
         picoclaw_tools::WebFetchConfig::default(),

@@ -15,6 +15,7 @@ mod message;
 mod sandbox;
 mod tool;
 mod web_fetch;
+mod web_search;
 
 pub use cron::{CronTool, describe_job};
 pub use exec::{ExecConfig, ExecTool};
@@ -26,6 +27,9 @@ pub use message::MessageTool;
 pub use sandbox::{Access, Sandbox, SandboxError};
 pub use tool::{Tool, ToolContext, ToolOutput, ToolRegistry};
 pub use web_fetch::{WebFetchConfig, WebFetchTool, forbidden_ip};
+pub use web_search::{
+    SearchBackend, SearchResult, WebSearchConfig, WebSearchTool, parse_duckduckgo,
+};
 
 use std::sync::Arc;
 
