@@ -135,12 +135,10 @@ pub async fn assemble(
     tools.register(Arc::new(picoclaw_tools::MessageTool::new(store.clone())));
     // Searching the web: the backend tools.web enables; without a tools.web section,
     // DuckDuckGo (no key needed), as the original's default config has it.
-    let web = config
-        .tools
-        .extra
-        .get("web")
-        .cloned()
-        .unwrap_or_else(|| serde_json::json!({"duckduckgo": {"enabled": true, "max_results": 5}}));
+    let web =
+        config.tools.extra.get("web").cloned().unwrap_or_else(
+            || serde_json::json!({"duckduckgo": {"enabled": true, "max_results": 5}}),
+        );
     match picoclaw_tools::WebSearchConfig::from_json(&web) {
         Some(Ok(search)) => {
             tools.register(Arc::new(picoclaw_tools::WebSearchTool::new(search)));
