@@ -7,9 +7,11 @@ use crate::tool_loop::{self, ToolLoopConfig};
 use futures::StreamExt;
 use picoclaw_providers::{ChatRequest, ChatResponse, LlmProvider, ProviderError, StreamEvent};
 use picoclaw_state::{
-    InMemoryStore, SessionStore, StateError, UsageRecord, UsageStore, WorkspaceMemory,
+    InMemoryStore, Outbox, SessionStore, StateError, UsageRecord, UsageStore, WorkspaceMemory,
 };
-use picoclaw_tools::{MemorySearchTool, MemoryWriteTool, Tool, ToolContext, ToolRegistry};
+use picoclaw_tools::{
+    MemorySearchTool, MemoryWriteTool, SubagentRunner, Subagents, Tool, ToolContext, ToolRegistry,
+};
 use picoclaw_types::{ChatMessage, FinishReason, SessionKey, Usage};
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -160,6 +162,7 @@ pub struct AgentBuilder {
     store: Option<Arc<dyn SessionStore>>,
     usage: Option<(Arc<dyn UsageStore>, String)>,
     memory: Option<Arc<WorkspaceMemory>>,
+    subagents: Option<(usize, Option<Arc<dyn Outbox>>)>,
     workspace: Option<PathBuf>,
     instructions: Option<String>,
     config: AgentConfig,
@@ -224,6 +227,15 @@ impl AgentBuilder {
         self
     }
 
+    /// Adds the `subagent` and `spawn` tools: a sub-agent has this agent's model, store, memory
+    /// and tools (minus these two, so it cannot start another), and its own session
+    /// (`subagent:<parent session>:<n>`). At most `max_concurrent` run at once. `spawn` delivers
+    /// its result to the spawning chat through `outbox` (without one, it says it cannot).
+    pub fn subagents(mut self, max_concurrent: usize, outbox: Option<Arc<dyn Outbox>>) -> Self {
+        self.subagents = Some((max_concurrent, outbox));
+        self
+    }
+
     /// The workspace whose AGENT.md, SOUL.md, USER.md ... shape the system prompt.
     pub fn workspace(mut self, dir: impl Into<PathBuf>) -> Self {
         self.workspace = Some(dir.into());
@@ -260,11 +272,40 @@ impl AgentBuilder {
         let workspace = self
             .workspace
             .or_else(|| self.memory.as_ref().map(|m| m.workspace().to_path_buf()));
-        let mut context = ContextBuilder::new(workspace);
+        let mut context = ContextBuilder::new(workspace.clone());
         if let Some(text) = self.instructions {
             context = context.with_instructions(text);
         }
         let mut tools = self.tools;
+        if let Some((max_concurrent, outbox)) = self.subagents {
+            // The child: everything of the parent but the sub-agent tools.
+            let mut child_tools = tools.clone();
+            child_tools.remove("subagent");
+            child_tools.remove("spawn");
+            let mut child = Agent::builder(self.provider.clone())
+                .config(self.config.clone())
+                .tools(child_tools)
+                .instructions(SUBAGENT_INSTRUCTIONS);
+            if let Some(store) = &self.store {
+                child = child.session_store(store.clone());
+            }
+            if let Some((ledger, label)) = &self.usage {
+                child = child.usage_ledger(ledger.clone(), label.clone());
+            }
+            if let Some(memory) = &self.memory {
+                child = child.memory(memory.clone());
+            }
+            if let Some(ws) = &workspace {
+                child = child.workspace(ws.clone());
+            }
+            let runner = Arc::new(ChildRunner {
+                child: child.build()?,
+                next: std::sync::atomic::AtomicU64::new(1),
+            });
+            let subagents = Subagents::new(runner, max_concurrent, outbox);
+            tools.register(Arc::new(subagents.subagent_tool()));
+            tools.register(Arc::new(subagents.spawn_tool()));
+        }
         if let Some(memory) = &self.memory {
             if tools.get("memory_search").is_none() {
                 tools.register(Arc::new(MemorySearchTool::new(Arc::clone(memory))));
@@ -285,6 +326,35 @@ impl AgentBuilder {
                 session_locks: Mutex::new(HashMap::new()),
             }),
         })
+    }
+}
+
+const SUBAGENT_INSTRUCTIONS: &str = "You are a sub-agent: another agent gave you one task. Do \
+it with your tools, then answer with the result only — it goes back to the agent that asked, not \
+to a person.";
+
+/// Runs sub-agent tasks on a child agent, each in a session of its own.
+struct ChildRunner {
+    child: Agent,
+    next: std::sync::atomic::AtomicU64,
+}
+
+#[async_trait::async_trait]
+impl SubagentRunner for ChildRunner {
+    async fn run(&self, task: &str, label: &str, parent: &ToolContext) -> Result<String, String> {
+        let n = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let session = SessionKey::new(format!("subagent:{}:{n}", parent.session_key));
+        tracing::info!(%session, label, "sub-agent started");
+        let mut options = TurnOptions::new();
+        if let (Some(c), Some(t)) = (&parent.channel, &parent.chat_id) {
+            options = options.chat(c.clone(), t.clone());
+        }
+        let outcome = self
+            .child
+            .turn(&session, ChatMessage::user(task), options, &())
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok(outcome.text)
     }
 }
 
@@ -324,6 +394,7 @@ impl Agent {
             store: None,
             usage: None,
             memory: None,
+            subagents: None,
             workspace: None,
             instructions: None,
             config: AgentConfig::default(),

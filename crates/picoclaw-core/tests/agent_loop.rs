@@ -332,3 +332,55 @@ async fn an_oversized_message_is_refused_before_anything_is_sent() {
     // A normal message still works afterwards.
     assert_eq!(agent.chat(&key, "hi").await.unwrap().text, "fine");
 }
+
+#[tokio::test]
+async fn a_subagent_works_in_its_own_session_without_the_subagent_tools() {
+    let provider = Arc::new(ScriptedProvider::new([
+        Reply::tool_call(
+            "subagent",
+            json!({"task": "Count the files", "label": "count"}),
+        ),
+        Reply::text("42 files"),
+        Reply::text("The sub-agent found 42 files."),
+    ]));
+    let store = Arc::new(InMemoryStore::new());
+    let agent = Agent::builder(provider.clone())
+        .model("m")
+        .session_store(store.clone())
+        .subagents(2, None)
+        .build()
+        .unwrap();
+    assert!(agent.tools().get("subagent").is_some() && agent.tools().get("spawn").is_some());
+    let out = agent
+        .chat(&SessionKey::new("cli:main"), "how many files?")
+        .await
+        .unwrap();
+    assert_eq!(out.text, "The sub-agent found 42 files.");
+    let requests = provider.requests();
+    // The child's request: its own instructions and task, and no sub-agent tools.
+    let child = &requests[1];
+    assert!(child.messages[0].text().contains("You are a sub-agent"));
+    assert_eq!(child.messages.last().unwrap().text(), "Count the files");
+    let child_tools: Vec<&str> = child.tools.iter().map(|t| t.name.as_str()).collect();
+    assert!(
+        !child_tools.contains(&"subagent") && !child_tools.contains(&"spawn"),
+        "{child_tools:?}"
+    );
+    // The parent got the result as the tool's output.
+    let result = requests[2]
+        .messages
+        .iter()
+        .find(|m| m.role == Role::Tool)
+        .unwrap()
+        .text();
+    assert!(
+        result.contains("Sub-agent \"count\" finished:\n42 files"),
+        "{result}"
+    );
+    // The child's turn is kept in its own session.
+    let child_session = store
+        .load(&SessionKey::new("subagent:cli:main:1"), None)
+        .await
+        .unwrap();
+    assert_eq!(child_session.messages.len(), 2);
+}

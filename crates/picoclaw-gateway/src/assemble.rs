@@ -169,6 +169,7 @@ pub async fn assemble(
         .session_store(store.clone())
         .usage_ledger(store.clone(), model_label.clone())
         .memory(memory.clone())
+        .subagents(4, Some(store.clone()))
         .workspace(&workspace)
         .build()
         .map_err(|e| SetupError::Config(e.to_string()))?;

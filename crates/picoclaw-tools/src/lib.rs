@@ -13,6 +13,7 @@ mod fs;
 mod memory;
 mod message;
 mod sandbox;
+mod subagent;
 mod tool;
 mod web_fetch;
 mod web_search;
@@ -25,6 +26,7 @@ pub use fs::{
 pub use memory::{MemorySearchTool, MemoryWriteTool};
 pub use message::MessageTool;
 pub use sandbox::{Access, Sandbox, SandboxError};
+pub use subagent::{SpawnTool, SubagentRunner, SubagentTool, Subagents};
 pub use tool::{Tool, ToolContext, ToolOutput, ToolRegistry};
 pub use web_fetch::{WebFetchConfig, WebFetchTool, forbidden_ip};
 pub use web_search::{

@@ -1,0 +1,349 @@
+//! `subagent(task, label)` and `spawn(task, label)`: hand a task to a sub-agent — the same model,
+//! its own session, the same tools minus these two (so no sub-agent starts another: no
+//! recursion). `subagent` waits and returns the result; `spawn` returns at once and the result
+//! is delivered to the conversation that spawned it, once, through the outbox.
+//!
+//! The agent core implements [`SubagentRunner`], so this crate does not depend on it.
+
+use crate::args::{parse, schema};
+use crate::{Tool, ToolContext, ToolOutput};
+use async_trait::async_trait;
+use picoclaw_bus::OutboundMessage;
+use picoclaw_state::{Outbox, now_ms};
+use picoclaw_types::ToolSpec;
+use serde::Deserialize;
+use serde_json::Value;
+use std::sync::Arc;
+use tokio::sync::Semaphore;
+
+/// Runs one sub-agent task to the end and returns its final answer.
+#[async_trait]
+pub trait SubagentRunner: Send + Sync {
+    async fn run(&self, task: &str, label: &str, parent: &ToolContext) -> Result<String, String>;
+}
+
+#[derive(Deserialize)]
+struct Args {
+    task: String,
+    #[serde(default)]
+    label: Option<String>,
+}
+
+fn label_of(args: &Args) -> String {
+    args.label
+        .as_deref()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .map(str::to_owned)
+        .unwrap_or_else(|| args.task.trim().chars().take(40).collect())
+}
+
+/// Sub-agents, sharing one concurrency limit.
+#[derive(Clone)]
+pub struct Subagents {
+    runner: Arc<dyn SubagentRunner>,
+    permits: Arc<Semaphore>,
+    outbox: Option<Arc<dyn Outbox>>,
+}
+
+impl std::fmt::Debug for Subagents {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Subagents").finish_non_exhaustive()
+    }
+}
+
+impl Subagents {
+    /// `max_concurrent` sub-agents at once (waiting ones queue); `outbox` is where `spawn`
+    /// delivers results (without one, `spawn` explains it cannot).
+    pub fn new(
+        runner: Arc<dyn SubagentRunner>,
+        max_concurrent: usize,
+        outbox: Option<Arc<dyn Outbox>>,
+    ) -> Self {
+        Self {
+            runner,
+            permits: Arc::new(Semaphore::new(max_concurrent.max(1))),
+            outbox,
+        }
+    }
+
+    /// The `subagent` tool (waits for the result).
+    pub fn subagent_tool(&self) -> SubagentTool {
+        SubagentTool(self.clone())
+    }
+
+    /// The `spawn` tool (background; the result comes later).
+    pub fn spawn_tool(&self) -> SpawnTool {
+        SpawnTool(self.clone())
+    }
+
+    async fn run(&self, task: &str, label: &str, ctx: &ToolContext) -> Result<String, String> {
+        let _permit = self
+            .permits
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|_| "sub-agents are shut down".to_owned())?;
+        self.runner.run(task, label, ctx).await
+    }
+}
+
+/// `subagent(task, label)`.
+#[derive(Debug, Clone)]
+pub struct SubagentTool(Subagents);
+
+#[async_trait]
+impl Tool for SubagentTool {
+    fn spec(&self) -> ToolSpec {
+        ToolSpec::new(
+            "subagent",
+            "Give a self-contained task to a sub-agent (same model and tools, fresh context) and \
+             wait for its result. Good for research or long work that would crowd this \
+             conversation.",
+            schema(
+                &[
+                    (
+                        "task",
+                        "string",
+                        "The task, with everything the sub-agent needs to know",
+                    ),
+                    ("label", "string", "A short name for the task"),
+                ],
+                &["task"],
+            ),
+        )
+    }
+
+    async fn call(&self, ctx: &ToolContext, args: Value) -> ToolOutput {
+        let args: Args = match parse("subagent", args) {
+            Ok(a) => a,
+            Err(e) => return e,
+        };
+        if args.task.trim().is_empty() {
+            return ToolOutput::error("subagent: the task is empty");
+        }
+        let label = label_of(&args);
+        match self.0.run(args.task.trim(), &label, ctx).await {
+            Ok(result) => ToolOutput::ok(format!("Sub-agent \"{label}\" finished:\n{result}")),
+            Err(e) => ToolOutput::error(format!("subagent \"{label}\" failed: {e}")),
+        }
+    }
+}
+
+/// `spawn(task, label)`.
+#[derive(Debug, Clone)]
+pub struct SpawnTool(Subagents);
+
+#[async_trait]
+impl Tool for SpawnTool {
+    fn spec(&self) -> ToolSpec {
+        ToolSpec::new(
+            "spawn",
+            "Start a sub-agent on a task in the background and carry on; its result is sent to \
+             this conversation when it is done.",
+            schema(
+                &[
+                    (
+                        "task",
+                        "string",
+                        "The task, with everything the sub-agent needs to know",
+                    ),
+                    ("label", "string", "A short name for the task"),
+                ],
+                &["task"],
+            ),
+        )
+    }
+
+    async fn call(&self, ctx: &ToolContext, args: Value) -> ToolOutput {
+        let args: Args = match parse("spawn", args) {
+            Ok(a) => a,
+            Err(e) => return e,
+        };
+        if args.task.trim().is_empty() {
+            return ToolOutput::error("spawn: the task is empty");
+        }
+        let (Some(outbox), Some(channel), Some(chat)) = (
+            self.0.outbox.clone(),
+            ctx.channel.clone(),
+            ctx.chat_id.clone(),
+        ) else {
+            return ToolOutput::error(
+                "spawn: this conversation cannot receive a result later (it is not on a chat \
+                 channel of the gateway); use subagent, which waits for the result",
+            );
+        };
+        if matches!(channel.as_str(), "cli" | "api") {
+            return ToolOutput::error(format!(
+                "spawn: the {channel} conversation cannot receive a result later; use subagent"
+            ));
+        }
+        let label = label_of(&args);
+        let subagents = self.0.clone();
+        let ctx = ctx.clone();
+        let task = args.task.trim().to_owned();
+        let label_done = label.clone();
+        tokio::spawn(async move {
+            let text = match subagents.run(&task, &label_done, &ctx).await {
+                Ok(result) => format!("Background task \"{label_done}\" finished:\n{result}"),
+                Err(e) => format!("Background task \"{label_done}\" failed: {e}"),
+            };
+            // Delivered once: one outbox entry, which the deliverer hands out once.
+            let msg = OutboundMessage::new(channel.as_str(), chat.as_str(), text);
+            match serde_json::to_string(&msg) {
+                Ok(payload) => {
+                    if let Err(e) = outbox
+                        .enqueue_outbound(&channel, &chat, &payload, now_ms())
+                        .await
+                    {
+                        tracing::warn!(error = %e, "could not deliver a background task's result");
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, "could not encode a background task's result"),
+            }
+        });
+        ToolOutput::ok(format!(
+            "Started \"{label}\" in the background; its result will be sent to this chat."
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use picoclaw_state::InMemoryStore;
+    use picoclaw_types::SessionKey;
+    use serde_json::json;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::time::Duration;
+
+    struct Slow {
+        running: AtomicUsize,
+        most: AtomicUsize,
+    }
+
+    #[async_trait]
+    impl SubagentRunner for Slow {
+        async fn run(
+            &self,
+            task: &str,
+            label: &str,
+            _parent: &ToolContext,
+        ) -> Result<String, String> {
+            let now = self.running.fetch_add(1, Ordering::SeqCst) + 1;
+            self.most.fetch_max(now, Ordering::SeqCst);
+            tokio::time::sleep(Duration::from_millis(30)).await;
+            self.running.fetch_sub(1, Ordering::SeqCst);
+            if task == "fail" {
+                return Err("the model is down".into());
+            }
+            Ok(format!("done: {task} ({label})"))
+        }
+    }
+
+    fn chat() -> ToolContext {
+        ToolContext::new(SessionKey::new("telegram:5")).with_chat("telegram", "5")
+    }
+
+    #[tokio::test]
+    async fn subagent_waits_and_the_limit_holds() {
+        let runner = Arc::new(Slow {
+            running: AtomicUsize::new(0),
+            most: AtomicUsize::new(0),
+        });
+        let subs = Subagents::new(runner.clone(), 2, None);
+        let tool = subs.subagent_tool();
+        let out = tool
+            .call(
+                &chat(),
+                json!({"task": "count the files", "label": "files"}),
+            )
+            .await;
+        assert_eq!(
+            out.content,
+            "Sub-agent \"files\" finished:\ndone: count the files (files)"
+        );
+        let calls = (0..6).map(|i| {
+            let t = tool.clone();
+            async move { t.call(&chat(), json!({"task": format!("t{i}")})).await }
+        });
+        let outs = futures_join(calls).await;
+        assert!(outs.iter().all(|o| !o.is_error));
+        assert_eq!(
+            runner.most.load(Ordering::SeqCst),
+            2,
+            "never more than the limit at once"
+        );
+        let out = tool.call(&chat(), json!({"task": "fail"})).await;
+        assert!(
+            out.is_error && out.content.contains("the model is down"),
+            "{out:?}"
+        );
+    }
+
+    async fn futures_join(
+        calls: impl Iterator<Item = impl std::future::Future<Output = ToolOutput> + Send + 'static>,
+    ) -> Vec<ToolOutput> {
+        let handles: Vec<_> = calls.map(tokio::spawn).collect();
+        let mut out = Vec::new();
+        for h in handles {
+            out.push(h.await.unwrap());
+        }
+        out
+    }
+
+    #[tokio::test]
+    async fn spawn_returns_at_once_and_delivers_the_result_once() {
+        let runner = Arc::new(Slow {
+            running: AtomicUsize::new(0),
+            most: AtomicUsize::new(0),
+        });
+        let store = Arc::new(InMemoryStore::new());
+        let subs = Subagents::new(runner, 2, Some(store.clone()));
+        let spawn = subs.spawn_tool();
+        let out = spawn
+            .call(&chat(), json!({"task": "research tides", "label": "tides"}))
+            .await;
+        assert!(out.content.starts_with("Started \"tides\""), "{out:?}");
+        assert!(
+            store
+                .claim_outbound("t", now_ms(), 10, 10)
+                .await
+                .unwrap()
+                .is_empty(),
+            "not yet"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let sent = store
+            .claim_outbound("t", now_ms() + 100, 10_000, 10)
+            .await
+            .unwrap();
+        assert_eq!(sent.len(), 1, "one delivery");
+        assert_eq!(
+            (sent[0].channel.as_str(), sent[0].chat_id.as_str()),
+            ("telegram", "5")
+        );
+        assert!(
+            sent[0].payload.contains("done: research tides (tides)"),
+            "{}",
+            sent[0].payload
+        );
+        // Not on a chat: explained, nothing started.
+        let cli = ToolContext::new(SessionKey::new("cli:default")).with_chat("cli", "default");
+        let out = spawn.call(&cli, json!({"task": "x"})).await;
+        assert!(
+            out.is_error && out.content.contains("use subagent"),
+            "{out:?}"
+        );
+        let none = Subagents::new(
+            Arc::new(Slow {
+                running: AtomicUsize::new(0),
+                most: AtomicUsize::new(0),
+            }),
+            1,
+            None,
+        );
+        let out = none.spawn_tool().call(&chat(), json!({"task": "x"})).await;
+        assert!(out.is_error, "{out:?}");
+    }
+}
