@@ -278,7 +278,9 @@ async fn the_openai_api_talks_to_the_agent() {
     let (status, _) = complete(&c, &gw, None, json!({"nothing": true})).await;
     assert_eq!(status, 400);
     let big = "x".repeat(3 * 1024 * 1024);
-    let resp = c
+    // Its own connection: the server answers 413 without reading the body and drops the
+    // connection, which a pooled client would otherwise try to reuse for the next request.
+    let resp = client()
         .post(format!("{}/v1/chat/completions", gw.base))
         .bearer_auth(KEY)
         .json(&json!({"messages": [{"role": "user", "content": big}]}))
