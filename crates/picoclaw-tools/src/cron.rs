@@ -81,23 +81,19 @@ impl Tool for CronTool {
     fn spec(&self) -> ToolSpec {
         ToolSpec::new(
             "cron",
-            "Schedule reminders or tasks. When the user asks to be reminded or for something to \
-             happen later or regularly, call this. at_seconds: once, that many seconds from now \
-             (\"in 10 minutes\" = 600). every_seconds: repeatedly (\"every 2 hours\" = 7200). \
-             cron_expr: calendar schedules (\"0 9 * * 1-5\" = weekdays at 9), with tz. deliver \
-             true (default) sends the message itself; false gives it to you to act on then.",
+            "Schedule reminders or tasks: at_seconds (once, from now), every_seconds (repeat), \
+             or cron_expr (+ tz). deliver=false makes the message a task for you.",
             json!({
                 "type": "object",
                 "properties": {
-                    "action": {"type": "string", "enum": ["add", "list", "remove", "enable", "disable"],
-                               "description": "What to do; 'add' to schedule."},
-                    "message": {"type": "string", "description": "The reminder text, or the task for the agent."},
-                    "at_seconds": {"type": "integer", "description": "One time: seconds from now."},
-                    "every_seconds": {"type": "integer", "description": "Recurring: interval in seconds (at least 60)."},
-                    "cron_expr": {"type": "string", "description": "Recurring: a cron expression (minute hour day month weekday)."},
-                    "tz": {"type": "string", "description": "Time zone of cron_expr, e.g. Europe/Lisbon (default UTC)."},
-                    "job_id": {"type": "string", "description": "The job, for remove, enable and disable."},
-                    "deliver": {"type": "boolean", "description": "true: send the message as it is (default); false: you get it as a task."}
+                    "action": {"type": "string", "enum": ["add", "list", "remove", "enable", "disable"]},
+                    "message": {"type": "string", "description": "Reminder text or task"},
+                    "at_seconds": {"type": "integer"},
+                    "every_seconds": {"type": "integer", "description": "At least 60"},
+                    "cron_expr": {"type": "string", "description": "min hour day month weekday"},
+                    "tz": {"type": "string", "description": "e.g. Europe/Lisbon; default UTC"},
+                    "job_id": {"type": "string"},
+                    "deliver": {"type": "boolean", "description": "Default true"}
                 },
                 "required": ["action"]
             }),

@@ -39,8 +39,7 @@ impl Tool for MemorySearchTool {
     fn spec(&self) -> ToolSpec {
         ToolSpec::new(
             "memory_search",
-            "Search long-term memory (memory/MEMORY.md and the daily notes) for notes with any \
-             of the given words; best matches first, each with the file and line it comes from.",
+            "Search long-term memory (MEMORY.md, daily notes) by words; best first.",
             schema(
                 &[
                     ("query", "string", "Words to look for"),

@@ -49,8 +49,7 @@ impl Tool for MessageTool {
     fn spec(&self) -> ToolSpec {
         ToolSpec::new(
             "message",
-            "Send a message to the user now, without waiting for the end of the turn: to this \
-             conversation by default, or to another chat (channel and chat_id).",
+            "Send a message now: to this chat by default, or to channel/chat_id.",
             schema(
                 &[
                     ("content", "string", "The text to send"),

@@ -97,9 +97,7 @@ impl Tool for SubagentTool {
     fn spec(&self) -> ToolSpec {
         ToolSpec::new(
             "subagent",
-            "Give a self-contained task to a sub-agent (same model and tools, fresh context) and \
-             wait for its result. Good for research or long work that would crowd this \
-             conversation.",
+            "Run a self-contained task in a sub-agent (fresh context) and wait for its result.",
             schema(
                 &[
                     (
@@ -139,8 +137,7 @@ impl Tool for SpawnTool {
     fn spec(&self) -> ToolSpec {
         ToolSpec::new(
             "spawn",
-            "Start a sub-agent on a task in the background and carry on; its result is sent to \
-             this conversation when it is done.",
+            "Run a task in a background sub-agent; its result is sent to this chat later.",
             schema(
                 &[
                     (

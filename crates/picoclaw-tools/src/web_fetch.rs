@@ -327,8 +327,7 @@ impl Tool for WebFetchTool {
     fn spec(&self) -> ToolSpec {
         ToolSpec::new(
             "web_fetch",
-            "Fetch a web page and return its readable content as Markdown (or a text/JSON body as \
-             it is). Public http(s) addresses only.",
+            "Fetch a public web page as Markdown (text/JSON as is).",
             schema(
                 &[
                     ("url", "string", "The http or https URL"),

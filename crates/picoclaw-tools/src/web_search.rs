@@ -341,7 +341,7 @@ impl Tool for WebSearchTool {
     fn spec(&self) -> ToolSpec {
         ToolSpec::new(
             "web_search",
-            "Search the web; returns titles, URLs and snippets. Read a result with web_fetch.",
+            "Search the web: titles, URLs, snippets.",
             schema(
                 &[
                     ("query", "string", "What to search for"),
