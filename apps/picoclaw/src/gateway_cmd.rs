@@ -1,7 +1,7 @@
 //! `picoclaw gateway`: runs the gateway in the foreground until Ctrl-C or SIGTERM (the same as
 //! the `picoclaw-gateway` binary).
 
-use crate::wiring::{self, SetupError};
+use crate::wiring;
 use anyhow::Context;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -23,21 +23,8 @@ enum LogFormat {
 }
 
 pub fn run(config: Option<PathBuf>, verbose: u8, args: GatewayArgs) -> anyhow::Result<ExitCode> {
-    let paths = match wiring::paths(config) {
-        Ok(p) => p,
-        Err(SetupError::Config(msg)) => {
-            eprintln!("error: {msg}");
-            return Ok(ExitCode::from(2));
-        }
-        Err(SetupError::Other(e)) => return Err(e),
-    };
-    let loaded = match wiring::load(&paths) {
-        Ok(l) => l,
-        Err(SetupError::Config(msg)) => {
-            eprintln!("error: {msg}");
-            return Ok(ExitCode::from(2));
-        }
-        Err(SetupError::Other(e)) => return Err(e),
+    let Some((paths, loaded)) = wiring::paths_and_config(config)? else {
+        return Ok(ExitCode::from(2));
     };
     let level = match verbose {
         0 => picoclaw_gateway::logging::level_from_config(&loaded.config)

@@ -79,21 +79,8 @@ fn copy_missing(
 }
 
 pub fn run(config: Option<PathBuf>, args: MigrateArgs) -> anyhow::Result<ExitCode> {
-    let paths = match wiring::paths(config) {
-        Ok(p) => p,
-        Err(SetupError::Config(msg)) => {
-            eprintln!("error: {msg}");
-            return Ok(ExitCode::from(2));
-        }
-        Err(SetupError::Other(e)) => return Err(e),
-    };
-    let loaded = match wiring::load(&paths) {
-        Ok(l) => l,
-        Err(SetupError::Config(msg)) => {
-            eprintln!("error: {msg}");
-            return Ok(ExitCode::from(2));
-        }
-        Err(SetupError::Other(e)) => return Err(e),
+    let Some((paths, loaded)) = wiring::paths_and_config(config)? else {
+        return Ok(ExitCode::from(2));
     };
     let from = args
         .from

@@ -49,21 +49,8 @@ enum SessionsCommand {
 }
 
 pub fn run(config: Option<PathBuf>, args: SessionsArgs) -> anyhow::Result<ExitCode> {
-    let paths = match wiring::paths(config) {
-        Ok(p) => p,
-        Err(SetupError::Config(msg)) => {
-            eprintln!("error: {msg}");
-            return Ok(ExitCode::from(2));
-        }
-        Err(SetupError::Other(e)) => return Err(e),
-    };
-    let loaded = match wiring::load(&paths) {
-        Ok(l) => l,
-        Err(SetupError::Config(msg)) => {
-            eprintln!("error: {msg}");
-            return Ok(ExitCode::from(2));
-        }
-        Err(SetupError::Other(e)) => return Err(e),
+    let Some((paths, loaded)) = wiring::paths_and_config(config)? else {
+        return Ok(ExitCode::from(2));
     };
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()

@@ -43,21 +43,8 @@ pub fn run(config: Option<PathBuf>, args: UsageArgs) -> anyhow::Result<ExitCode>
         eprintln!("error: --since '{since}' is not a date; write it as YYYY-MM-DD");
         return Ok(ExitCode::from(2));
     }
-    let paths = match wiring::paths(config) {
-        Ok(p) => p,
-        Err(SetupError::Config(msg)) => {
-            eprintln!("error: {msg}");
-            return Ok(ExitCode::from(2));
-        }
-        Err(SetupError::Other(e)) => return Err(e),
-    };
-    let loaded = match wiring::load(&paths) {
-        Ok(l) => l,
-        Err(SetupError::Config(msg)) => {
-            eprintln!("error: {msg}");
-            return Ok(ExitCode::from(2));
-        }
-        Err(SetupError::Other(e)) => return Err(e),
+    let Some((paths, loaded)) = wiring::paths_and_config(config)? else {
+        return Ok(ExitCode::from(2));
     };
     let by = match args.by {
         By::Session => GroupBy::Session,

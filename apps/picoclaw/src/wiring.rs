@@ -46,6 +46,27 @@ pub fn paths(config: Option<PathBuf>) -> Result<Paths, SetupError> {
     })
 }
 
+/// Paths and config for a command; `None` after printing a configuration problem (the caller
+/// exits with code 2).
+pub fn paths_and_config(config: Option<PathBuf>) -> anyhow::Result<Option<(Paths, Loaded)>> {
+    let paths = match paths(config) {
+        Ok(p) => p,
+        Err(SetupError::Config(msg)) => {
+            eprintln!("error: {msg}");
+            return Ok(None);
+        }
+        Err(SetupError::Other(e)) => return Err(e),
+    };
+    match load(&paths) {
+        Ok(loaded) => Ok(Some((paths, loaded))),
+        Err(SetupError::Config(msg)) => {
+            eprintln!("error: {msg}");
+            Ok(None)
+        }
+        Err(SetupError::Other(e)) => Err(e),
+    }
+}
+
 /// Loads the config and prints its warnings to stderr.
 pub fn load(paths: &Paths) -> Result<Loaded, SetupError> {
     let loaded = picoclaw_config::load(paths).map_err(|e| SetupError::Config(e.to_string()))?;
