@@ -124,7 +124,17 @@ pub async fn assemble(
     exec_cfg
         .deny_patterns
         .extend(exec.deny_patterns.iter().cloned());
-    let mut tools: ToolRegistry = picoclaw_tools::builtin_tools(Arc::new(sandbox), exec_cfg);
+    let sandbox = Arc::new(sandbox);
+    let mut tools: ToolRegistry = picoclaw_tools::builtin_tools(sandbox.clone(), exec_cfg);
+    // Speech to text, when a key is configured (stt.api_key or GROQ_API_KEY).
+    if let Some(stt) =
+        picoclaw_tools::SttConfig::from_json(config.stt.as_ref(), env.get("GROQ_API_KEY").cloned())
+    {
+        tools.register(Arc::new(picoclaw_tools::TranscribeTool::new(
+            picoclaw_tools::Transcriber::new(stt),
+            sandbox.clone(),
+        )));
+    }
 
     let store = open_state(config, paths, true)
         .await?

@@ -15,6 +15,7 @@ mod message;
 mod sandbox;
 mod subagent;
 mod tool;
+mod voice;
 mod web_fetch;
 mod web_search;
 
@@ -28,6 +29,7 @@ pub use message::MessageTool;
 pub use sandbox::{Access, Sandbox, SandboxError};
 pub use subagent::{SpawnTool, SubagentRunner, SubagentTool, Subagents};
 pub use tool::{Tool, ToolContext, ToolOutput, ToolRegistry};
+pub use voice::{MAX_AUDIO_BYTES, SttConfig, TranscribeTool, Transcriber};
 pub use web_fetch::{WebFetchConfig, WebFetchTool, forbidden_ip};
 pub use web_search::{
     SearchBackend, SearchResult, WebSearchConfig, WebSearchTool, parse_duckduckgo,
