@@ -21,8 +21,9 @@ if [ -z "$deny_bin" ]; then
 fi
 
 # One feature set for every build below (clippy, tests, doctests), so nothing compiles twice:
-# the default features plus PostgreSQL, whose tests run against a real server on loopback.
-FEATURES="picoclaw/postgres"
+# the default features plus PostgreSQL (its tests run against a real server on loopback) and the
+# I2C/SPI tools (their tests cover validation and the no-hardware paths).
+FEATURES="picoclaw/postgres,picoclaw/hardware"
 if [ -z "${PICOCLAW_TEST_POSTGRES_URL:-}" ]; then
   step "PostgreSQL for the state tests (scripts/postgres.sh)"
   PICOCLAW_TEST_POSTGRES_URL="$(bash scripts/postgres.sh)"

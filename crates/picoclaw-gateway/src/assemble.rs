@@ -126,6 +126,25 @@ pub async fn assemble(
         .extend(exec.deny_patterns.iter().cloned());
     let sandbox = Arc::new(sandbox);
     let mut tools: ToolRegistry = picoclaw_tools::builtin_tools(sandbox.clone(), exec_cfg);
+    // I2C and SPI, when the build has them and the config enables them (tools.i2c, tools.spi).
+    #[cfg(feature = "hardware")]
+    {
+        let on = |name: &str| {
+            config
+                .tools
+                .extra
+                .get(name)
+                .and_then(|t| t.get("enabled"))
+                .and_then(serde_json::Value::as_bool)
+                == Some(true)
+        };
+        if on("i2c") {
+            tools.register(Arc::new(picoclaw_tools::I2cTool));
+        }
+        if on("spi") {
+            tools.register(Arc::new(picoclaw_tools::SpiTool));
+        }
+    }
     // Speech to text, when a key is configured (stt.api_key or GROQ_API_KEY).
     if let Some(stt) =
         picoclaw_tools::SttConfig::from_json(config.stt.as_ref(), env.get("GROQ_API_KEY").cloned())

@@ -10,6 +10,8 @@ mod args;
 mod cron;
 mod exec;
 mod fs;
+#[cfg(feature = "hardware")]
+mod hardware;
 mod memory;
 mod message;
 mod sandbox;
@@ -24,6 +26,8 @@ pub use exec::{ExecConfig, ExecTool};
 pub use fs::{
     AppendFileTool, EditFileTool, ListDirTool, MAX_READ_BYTES, ReadFileTool, WriteFileTool,
 };
+#[cfg(feature = "hardware")]
+pub use hardware::{I2cTool, SpiTool, i2c_buses};
 pub use memory::{MemorySearchTool, MemoryWriteTool};
 pub use message::MessageTool;
 pub use sandbox::{Access, Sandbox, SandboxError};
