@@ -182,8 +182,9 @@ impl CronTool {
         if args.deliver.unwrap_or(true) {
             payload = payload.delivered();
         }
+        // The CLI and the API answer in place; a job made there has no chat to go back to.
         let target = match (&ctx.channel, &ctx.chat_id) {
-            (Some(c), Some(t)) => {
+            (Some(c), Some(t)) if !matches!(c.as_str(), "cli" | "api") => {
                 payload = payload.to(c.clone(), t.clone());
                 Some(format!("{c}:{t}"))
             }
@@ -317,6 +318,17 @@ mod tests {
                 "{args}: {out:?}"
             );
         }
+        // The CLI's conversation is not a chat the gateway can send to: no target.
+        let out = t
+            .call(
+                &ToolContext::new(SessionKey::new("cli:default")).with_chat("cli", "cli:default"),
+                json!({"action": "add", "message": "y", "every_seconds": 3600}),
+            )
+            .await;
+        assert!(
+            !out.is_error && out.content.contains("no chat to send to"),
+            "{out:?}"
+        );
         // No chat: scheduled, and said so.
         let out = t
             .call(
