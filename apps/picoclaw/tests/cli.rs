@@ -1354,3 +1354,25 @@ async fn cron_jobs_are_managed_from_the_cli_and_by_the_agent() {
     let out = run(home.cmd(), &["cron", "list"]).await;
     assert_eq!(out.stdout.lines().count(), 1, "{}", out.stdout);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn exec_never_sees_picoclaws_secrets() {
+    let endpoint = ScriptedEndpoint::start_with([
+        Reply::tool_call(
+            "exec",
+            json!({"command": "echo \"token=[$MY_SERVICE_TOKEN] key=[$OPENAI_API_KEY] lang=[$PICO_LANG_PROBE]\""}),
+        ),
+        Reply::text("done"),
+    ])
+    .await;
+    let home = Home::with_config(&endpoint, json!({}));
+    let mut cmd = home.cmd();
+    cmd.env("MY_SERVICE_TOKEN", "hunter2")
+        .env("OPENAI_API_KEY", "sk-should-not-leak")
+        .env("PICO_LANG_PROBE", "visible");
+    let out = run(cmd, &["agent", "-m", "print the env"]).await;
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let result = tool_messages(&endpoint.requests()[1].body)[0].clone();
+    assert!(result.contains("token=[] key=[] lang=[visible]"), "{result}");
+    assert!(!result.contains("hunter2") && !result.contains("sk-should-not-leak"), "{result}");
+}

@@ -322,6 +322,32 @@ impl Tool for ExecTool {
     }
 }
 
+/// Whether an environment variable looks like a credential: API keys, tokens, secrets,
+/// passwords, picoclaw's own settings, and the cloud credential variables.
+pub fn is_secret_env(name: &str) -> bool {
+    let upper = name.to_ascii_uppercase();
+    const MARKERS: &[&str] = &[
+        "KEY",
+        "TOKEN",
+        "SECRET",
+        "PASSWORD",
+        "PASSWD",
+        "CREDENTIAL",
+        "AUTH",
+        "COOKIE",
+        "SESSION",
+    ];
+    const PREFIXES: &[&str] = &[
+        "PICOCLAW_",
+        "AZURE_",
+        "AWS_",
+        "GOOGLE_APPLICATION",
+        "GH_",
+        "GITHUB_",
+    ];
+    MARKERS.iter().any(|m| upper.contains(m)) || PREFIXES.iter().any(|p| upper.starts_with(p))
+}
+
 impl ExecTool {
     async fn run(&self, command: &str, dir: &std::path::Path, timeout: Duration) -> ToolOutput {
         let mut cmd = tokio::process::Command::new("sh");
@@ -333,6 +359,15 @@ impl ExecTool {
             .stderr(Stdio::piped())
             .process_group(0)
             .kill_on_drop(true);
+        // The model decides what runs here: it must not be able to read picoclaw's own secrets
+        // (`echo $OPENAI_API_KEY`). Variables that look like credentials are not passed on.
+        for (name, _) in std::env::vars_os() {
+            if let Some(name) = name.to_str()
+                && is_secret_env(name)
+            {
+                cmd.env_remove(name);
+            }
+        }
         let mut child = match cmd.spawn() {
             Ok(c) => c,
             Err(e) => return ToolOutput::error(format!("exec: could not start sh: {e}")),
@@ -415,8 +450,34 @@ fn shorten(s: &str, max: usize) -> String {
 
 #[cfg(test)]
 mod tests {
+
     #![allow(clippy::unwrap_used)]
     use super::*;
+
+    #[test]
+    fn credentials_are_recognised_and_ordinary_variables_are_not() {
+        for secret in [
+            "OPENAI_API_KEY",
+            "ANTHROPIC_API_KEY",
+            "TELEGRAM_BOT_TOKEN",
+            "AZURE_CLIENT_SECRET",
+            "AZURE_TENANT_ID",
+            "PICOCLAW_PROVIDERS_OPENAI_API_KEY",
+            "PICOCLAW_HOME",
+            "GH_TOKEN",
+            "DB_PASSWORD",
+            "AWS_ACCESS_KEY_ID",
+            "MY_SECRET",
+            "github_token",
+        ] {
+            assert!(is_secret_env(secret), "{secret}");
+        }
+        for plain in [
+            "PATH", "HOME", "LANG", "TERM", "USER", "TMPDIR", "PWD", "SHELL", "TZ",
+        ] {
+            assert!(!is_secret_env(plain), "{plain}");
+        }
+    }
 
     fn deny() -> DenyList {
         DenyList::new(&["curl .*\\| *sh".to_owned(), "([unclosed".to_owned()])

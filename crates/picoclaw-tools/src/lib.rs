@@ -22,7 +22,7 @@ mod web_fetch;
 mod web_search;
 
 pub use cron::{CronTool, describe_job};
-pub use exec::{ExecConfig, ExecTool};
+pub use exec::{ExecConfig, ExecTool, is_secret_env};
 pub use fs::{
     AppendFileTool, EditFileTool, ListDirTool, MAX_READ_BYTES, ReadFileTool, WriteFileTool,
 };
