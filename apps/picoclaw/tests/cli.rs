@@ -1373,6 +1373,12 @@ async fn exec_never_sees_picoclaws_secrets() {
     let out = run(cmd, &["agent", "-m", "print the env"]).await;
     assert_eq!(out.code, 0, "{}", out.stderr);
     let result = tool_messages(&endpoint.requests()[1].body)[0].clone();
-    assert!(result.contains("token=[] key=[] lang=[visible]"), "{result}");
-    assert!(!result.contains("hunter2") && !result.contains("sk-should-not-leak"), "{result}");
+    assert!(
+        result.contains("token=[] key=[] lang=[visible]"),
+        "{result}"
+    );
+    assert!(
+        !result.contains("hunter2") && !result.contains("sk-should-not-leak"),
+        "{result}"
+    );
 }
