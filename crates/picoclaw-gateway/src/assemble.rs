@@ -53,13 +53,7 @@ pub fn state_location(config: &Config, paths: &Paths) -> String {
     if url.is_empty() {
         return paths.state_db().display().to_string();
     }
-    match (url.find("://"), url.rfind('@')) {
-        (Some(scheme), Some(at)) if url[scheme + 3..at].contains(':') => {
-            let user_end = scheme + 3 + url[scheme + 3..at].find(':').unwrap_or(0);
-            format!("{}:***{}", &url[..user_end], &url[at..])
-        }
-        _ => url.to_owned(),
-    }
+    picoclaw_state::redact_url(url)
 }
 
 /// Opens the state database the config names (`state.url`; by default `state.db` in the home).

@@ -111,9 +111,41 @@ pub async fn open_state(
     })
 }
 
+/// A state URL fit for messages and logs: `postgres://user:***@host/db`, never the password.
+pub fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme + 3 => {
+            let userinfo = &url[scheme + 3..at];
+            match userinfo.find(':') {
+                Some(colon) => format!(
+                    "{}{}:***{}",
+                    &url[..scheme + 3],
+                    &userinfo[..colon],
+                    &url[at..]
+                ),
+                None => url.to_owned(),
+            }
+        }
+        _ => url.to_owned(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn passwords_never_show() {
+        assert_eq!(
+            redact_url("postgres://pico:s3cret@db.example:5432/pico"),
+            "postgres://pico:***@db.example:5432/pico"
+        );
+        assert_eq!(
+            redact_url("postgres://pico@db/pico"),
+            "postgres://pico@db/pico"
+        );
+        assert_eq!(redact_url("postgres://db/pico"), "postgres://db/pico");
+    }
 
     #[tokio::test]
     async fn urls_pick_the_backend() {

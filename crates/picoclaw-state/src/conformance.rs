@@ -1062,7 +1062,7 @@ mod pg {
                  (installs Debian's postgresql if needed and starts it on 127.0.0.1:5432 as the \
                  postgres user), or point PICOCLAW_TEST_POSTGRES_URL at a database where the \
                  role may create schemas.",
-                crate::postgres::redact(&url)
+                crate::redact_url(&url)
             ),
         }
     }

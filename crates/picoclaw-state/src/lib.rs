@@ -33,7 +33,7 @@ mod sqlite_runtime;
 mod usage;
 mod workspace_memory;
 
-pub use backend::{StateBackend, open_state};
+pub use backend::{StateBackend, open_state, redact_url};
 pub use chrono::NaiveDate;
 pub use cron::{
     CronJob, CronJobState, CronPayload, CronStore, MIN_EVERY_MS, Schedule, new_job_id, now_ms,

@@ -37,25 +37,6 @@ pub struct PgStore {
     shown: String,
 }
 
-/// `postgres://user:***@host/db`: never print a password.
-pub(crate) fn redact(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(scheme), Some(at)) if at > scheme + 3 => {
-            let userinfo = &url[scheme + 3..at];
-            match userinfo.find(':') {
-                Some(colon) => format!(
-                    "{}{}:***{}",
-                    &url[..scheme + 3],
-                    &userinfo[..colon],
-                    &url[at..]
-                ),
-                None => url.to_owned(),
-            }
-        }
-        _ => url.to_owned(),
-    }
-}
-
 impl PgStore {
     /// Connects (up to `max_connections`, default 8) and brings the schema up to date; a
     /// database written by a newer picoclaw is refused.
@@ -64,7 +45,7 @@ impl PgStore {
     }
 
     pub async fn open_with(url: &str, max_connections: u32) -> Result<Self, StateError> {
-        let shown = redact(url);
+        let shown = crate::redact_url(url);
         let options = PgConnectOptions::from_str(url).map_err(|e| StateError::Open {
             message: format!("state.url {shown} is not a PostgreSQL URL: {e}"),
             source: Some(Box::new(e)),
@@ -1175,16 +1156,6 @@ mod tests {
         let err = PgStore::open(&url).await.unwrap_err().to_string();
         assert!(err.contains("cannot connect to PostgreSQL"), "{err}");
         assert!(!err.contains("wrong-secret"), "{err}");
-    }
-
-    #[test]
-    fn passwords_never_show() {
-        assert_eq!(
-            redact("postgres://pico:s3cret@db.example:5432/pico"),
-            "postgres://pico:***@db.example:5432/pico"
-        );
-        assert_eq!(redact("postgres://pico@db/pico"), "postgres://pico@db/pico");
-        assert_eq!(redact("postgres://db/pico"), "postgres://db/pico");
     }
 
     #[test]
