@@ -16,26 +16,8 @@ pub struct Setup {
     pub model_label: String,
 }
 
-pub enum SetupError {
-    /// A configuration problem: printed as one line, exit code 2.
-    Config(String),
-    Other(anyhow::Error),
-}
-
-impl<E: Into<anyhow::Error>> From<E> for SetupError {
-    fn from(err: E) -> Self {
-        SetupError::Other(err.into())
-    }
-}
-
-impl SetupError {
-    fn from_gateway(err: picoclaw_gateway::SetupError) -> Self {
-        match err {
-            picoclaw_gateway::SetupError::Config(msg) => SetupError::Config(msg),
-            picoclaw_gateway::SetupError::Other(e) => SetupError::Other(e),
-        }
-    }
-}
+/// A configuration problem (one line, exit code 2) or anything else; shared with the gateway.
+pub use picoclaw_gateway::SetupError;
 
 /// Resolves the file locations, honouring `--config`.
 pub fn paths(config: Option<PathBuf>) -> Result<Paths, SetupError> {
@@ -78,16 +60,7 @@ pub fn load(paths: &Paths) -> Result<Loaded, SetupError> {
 
 pub use picoclaw_gateway::state_location;
 
-/// Opens the state database the config names; see [`picoclaw_gateway::open_state`].
-pub async fn open_state(
-    config: &picoclaw_config::Config,
-    paths: &Paths,
-    create: bool,
-) -> Result<Option<Arc<dyn StateBackend>>, SetupError> {
-    picoclaw_gateway::open_state(config, paths, create)
-        .await
-        .map_err(SetupError::from_gateway)
-}
+pub use picoclaw_gateway::open_state;
 
 pub async fn build(
     config: Option<PathBuf>,
@@ -105,8 +78,7 @@ pub async fn build(
         &paths,
         picoclaw_gateway::AssembleOptions::streaming(stream),
     )
-    .await
-    .map_err(SetupError::from_gateway)?;
+    .await?;
     Ok(Setup {
         agent: assembled.agent,
         store: assembled.store,
