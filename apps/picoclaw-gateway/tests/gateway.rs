@@ -93,6 +93,15 @@ fn home_with(endpoint: &ScriptedEndpoint, gateway: Value) -> tempfile::TempDir {
     home
 }
 
+/// Replaces the `channels` section of the config in `home`.
+#[cfg(feature = "telegram")]
+fn set_channels(home: &std::path::Path, channels: Value) {
+    let file = home.join("config.json");
+    let mut config: Value = serde_json::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
+    config["channels"] = channels;
+    std::fs::write(&file, config.to_string()).unwrap();
+}
+
 fn client() -> reqwest::Client {
     let _ = rustls::crypto::ring::default_provider().install_default();
     reqwest::Client::builder()
@@ -445,12 +454,11 @@ async fn telegram_end_to_end_through_a_loopback_bot_api() {
     ])
     .await;
     let home = home_with(&endpoint, json!({"host": "127.0.0.1", "port": 0}));
-    let mut config: Value =
-        serde_json::from_str(&std::fs::read_to_string(home.path().join("config.json")).unwrap())
-            .unwrap();
-    config["channels"] = json!({"telegram": {"enabled": true, "token": TOKEN,
-        "allow_from": ["111", "@carol"], "api_base": tg.api_base()}});
-    std::fs::write(home.path().join("config.json"), config.to_string()).unwrap();
+    set_channels(
+        home.path(),
+        json!({"telegram": {"enabled": true, "token": TOKEN,
+        "allow_from": ["111", "@carol"], "api_base": tg.api_base()}}),
+    );
 
     let wait_sent = |n: usize| {
         let tg = &tg;
@@ -560,12 +568,11 @@ async fn a_message_interrupted_by_sigterm_is_answered_once_after_the_restart() {
         &endpoint,
         json!({"host": "127.0.0.1", "port": 0, "shutdown_grace_seconds": 1}),
     );
-    let mut config: Value =
-        serde_json::from_str(&std::fs::read_to_string(home.path().join("config.json")).unwrap())
-            .unwrap();
-    config["channels"] = json!({"telegram": {"enabled": true, "token": TOKEN,
-        "allow_from": ["111"], "api_base": tg.api_base()}});
-    std::fs::write(home.path().join("config.json"), config.to_string()).unwrap();
+    set_channels(
+        home.path(),
+        json!({"telegram": {"enabled": true, "token": TOKEN,
+        "allow_from": ["111"], "api_base": tg.api_base()}}),
+    );
 
     let gw = Gateway::start(home.path());
     tg.private_message(111, "ada", "a question that takes long");
@@ -609,12 +616,11 @@ async fn a_rejected_telegram_token_fails_the_channel_once_and_ready_says_so() {
     let tg = FakeBotApi::start("1:RIGHT");
     let endpoint = ScriptedEndpoint::start_with([]).await;
     let home = home_with(&endpoint, json!({"host": "127.0.0.1", "port": 0}));
-    let mut config: Value =
-        serde_json::from_str(&std::fs::read_to_string(home.path().join("config.json")).unwrap())
-            .unwrap();
-    config["channels"] = json!({"telegram": {"enabled": true, "token": "1:WRONG",
-        "allow_from": ["1"], "api_base": tg.api_base()}});
-    std::fs::write(home.path().join("config.json"), config.to_string()).unwrap();
+    set_channels(
+        home.path(),
+        json!({"telegram": {"enabled": true, "token": "1:WRONG",
+        "allow_from": ["1"], "api_base": tg.api_base()}}),
+    );
     let gw = Gateway::start(home.path());
     let mut ready = Value::Null;
     for _ in 0..100 {
