@@ -34,6 +34,19 @@ pub enum SandboxError {
     },
     #[error("path must not be empty")]
     Empty,
+    #[error("path '{path}' contains a NUL byte, which no file name can hold")]
+    Nul { path: String },
+    #[error("path is {len} bytes long; the limit is {max} bytes")]
+    TooLong { len: usize, max: usize },
+    #[error(
+        "'{path}' is a hard link ({links} names for one file): its other names may be outside the \
+         workspace {root}, so file tools do not use it (agents.defaults.restrict_to_workspace)"
+    )]
+    HardLink {
+        path: String,
+        links: u64,
+        root: PathBuf,
+    },
     #[error("cannot use the workspace {root}: {source}")]
     Root {
         root: PathBuf,
@@ -47,6 +60,9 @@ pub enum SandboxError {
         source: std::io::Error,
     },
 }
+
+/// The longest path a tool may name (Linux's `PATH_MAX`).
+pub const MAX_PATH_BYTES: usize = 4096;
 
 /// The workspace root and whether tools are confined to it.
 #[derive(Clone, Debug)]
@@ -85,6 +101,17 @@ impl Sandbox {
         let _ = access;
         if path.trim().is_empty() {
             return Err(SandboxError::Empty);
+        }
+        if path.contains('\0') {
+            return Err(SandboxError::Nul {
+                path: path.replace('\0', "\\0"),
+            });
+        }
+        if path.len() > MAX_PATH_BYTES {
+            return Err(SandboxError::TooLong {
+                len: path.len(),
+                max: MAX_PATH_BYTES,
+            });
         }
         let joined = if Path::new(path).is_absolute() {
             PathBuf::from(path)
@@ -149,6 +176,19 @@ impl Sandbox {
                 target: resolved,
                 root: self.root.clone(),
             });
+        }
+        // A hard link has no "target" to check: the same file may also be named outside the
+        // workspace (`ln /home/me/.ssh/id_rsa key`), so a regular file with more than one name is
+        // not read or written.
+        if let Ok(meta) = std::fs::metadata(&resolved) {
+            use std::os::unix::fs::MetadataExt;
+            if meta.is_file() && meta.nlink() > 1 {
+                return Err(SandboxError::HardLink {
+                    path: path.to_owned(),
+                    links: meta.nlink(),
+                    root: self.root.clone(),
+                });
+            }
         }
         Ok(resolved)
     }

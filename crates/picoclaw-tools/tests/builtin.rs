@@ -210,11 +210,21 @@ async fn hostile_paths_are_refused_by_every_file_tool() {
     let outside = tempfile::tempdir().unwrap();
     std::fs::write(outside.path().join("secret.txt"), "s3cret").unwrap();
     std::os::unix::fs::symlink(outside.path(), ws.path("escape")).unwrap();
+    // A hard link: the same file under a name inside the workspace (both temp folders are on one
+    // file system, as a hard link needs).
+    std::fs::hard_link(outside.path().join("secret.txt"), ws.path("linked.txt")).unwrap();
+    // A symlinked parent folder, reached through a real folder of the workspace.
+    std::fs::create_dir(ws.path("docs")).unwrap();
+    std::os::unix::fs::symlink(outside.path(), ws.path("docs/shared")).unwrap();
     let target = outside.path().join("secret.txt").display().to_string();
     for path in [
         "../secret.txt",
+        "docs/../../secret.txt",
         target.as_str(),
         "escape/secret.txt",
+        "docs/shared/secret.txt",
+        "./docs/shared/../shared/secret.txt",
+        "linked.txt",
         "/etc/passwd",
     ] {
         for (tool, args) in [
@@ -240,6 +250,54 @@ async fn hostile_paths_are_refused_by_every_file_tool() {
         std::fs::read_to_string(outside.path().join("secret.txt")).unwrap(),
         "s3cret"
     );
+}
+
+#[tokio::test]
+async fn nul_bytes_and_overlong_paths_are_refused_with_a_reason() {
+    let ws = Ws::new();
+    let long = "a/".repeat(2100);
+    for (path, reason) in [
+        ("notes\0.txt", "NUL byte"),
+        ("\0", "NUL byte"),
+        (long.as_str(), "the limit is 4096 bytes"),
+    ] {
+        for (tool, args) in [
+            ("read_file", json!({"path": path})),
+            ("write_file", json!({"path": path, "content": "x"})),
+            ("list_dir", json!({"path": path})),
+        ] {
+            let out = ws.call(tool, args).await;
+            assert!(out.is_error, "{tool}: {}", out.content);
+            assert!(out.content.contains(reason), "{tool}: {}", out.content);
+        }
+    }
+    // One over-long name inside an acceptable path is the file system's error, named as such.
+    let out = ws
+        .call(
+            "write_file",
+            json!({"path": "x".repeat(300), "content": "x"}),
+        )
+        .await;
+    assert!(out.is_error, "{}", out.content);
+    assert!(std::fs::read_dir(ws.dir.path()).unwrap().next().is_none());
+}
+
+#[tokio::test]
+async fn hard_links_made_inside_the_workspace_are_refused_too() {
+    // Even a hard link whose other name is inside: the tool cannot tell where the names are.
+    let ws = Ws::new();
+    std::fs::write(ws.path("a.txt"), "one").unwrap();
+    std::fs::hard_link(ws.path("a.txt"), ws.path("b.txt")).unwrap();
+    let out = ws.call("read_file", json!({"path": "b.txt"})).await;
+    assert!(
+        out.is_error && out.content.contains("hard link"),
+        "{}",
+        out.content
+    );
+    // Once the second name is gone, the file is an ordinary file again.
+    std::fs::remove_file(ws.path("b.txt")).unwrap();
+    let out = ws.call("read_file", json!({"path": "a.txt"})).await;
+    assert!(!out.is_error, "{}", out.content);
 }
 
 #[tokio::test]
