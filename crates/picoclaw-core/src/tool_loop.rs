@@ -1,5 +1,8 @@
-//! Runs the tool calls of one model response: concurrently, each time-limited, results returned in
-//! the order of the calls as tool messages. Failures become text for the model, never errors.
+//! Runs the tool calls of one model response, each time-limited, results returned in the order of
+//! the calls as tool messages. Consecutive calls of tools that only read
+//! ([`Tool::parallel_safe`](picoclaw_tools::Tool::parallel_safe)) run concurrently; any other call
+//! runs alone, after the calls before it and before the calls after it, so "write the file, then
+//! run it" happens in that order. Failures become text for the model, never errors.
 
 use crate::events::{AgentEvent, EventSink};
 use picoclaw_tools::{ToolContext, ToolOutput, ToolRegistry};
@@ -18,24 +21,50 @@ pub(crate) async fn run_tool_calls(
     cfg: &ToolLoopConfig,
     events: &dyn EventSink,
 ) -> Vec<ChatMessage> {
-    let runs = calls.iter().map(|call| async move {
-        events.event(AgentEvent::ToolStarted {
-            id: call.id.clone(),
-            name: call.name.clone(),
-            arguments: call.arguments.clone(),
-        });
-        let output = run_one(tools, ctx, call, cfg.timeout).await;
-        let content = cap(output.content, cfg.max_result_bytes);
-        tracing::debug!(tool = %call.name, is_error = output.is_error, bytes = content.len(), "tool call finished");
-        events.event(AgentEvent::ToolFinished {
-            id: call.id.clone(),
-            name: call.name.clone(),
-            is_error: output.is_error,
-            preview: preview(&content),
-        });
-        ChatMessage::tool_result(call.id.clone(), call.name.clone(), content)
+    let mut results = Vec::with_capacity(calls.len());
+    let mut start = 0;
+    while start < calls.len() {
+        let mut end = start + 1;
+        if tools.is_parallel_safe(&calls[start].name) {
+            while end < calls.len() && tools.is_parallel_safe(&calls[end].name) {
+                end += 1;
+            }
+        }
+        results.extend(
+            futures::future::join_all(
+                calls[start..end]
+                    .iter()
+                    .map(|call| run_call(tools, ctx, call, cfg, events)),
+            )
+            .await,
+        );
+        start = end;
+    }
+    results
+}
+
+async fn run_call(
+    tools: &ToolRegistry,
+    ctx: &ToolContext,
+    call: &ToolCall,
+    cfg: &ToolLoopConfig,
+    events: &dyn EventSink,
+) -> ChatMessage {
+    events.event(AgentEvent::ToolStarted {
+        id: call.id.clone(),
+        name: call.name.clone(),
+        arguments: call.arguments.clone(),
     });
-    futures::future::join_all(runs).await
+    let output = run_one(tools, ctx, call, cfg.timeout).await;
+    let content = cap(output.content, cfg.max_result_bytes);
+    tracing::debug!(tool = %call.name, is_error = output.is_error, bytes = content.len(), "tool call finished");
+    events.event(AgentEvent::ToolFinished {
+        id: call.id.clone(),
+        name: call.name.clone(),
+        is_error: output.is_error,
+        preview: preview(&content),
+    });
+    ChatMessage::tool_result(call.id.clone(), call.name.clone(), content)
 }
 
 async fn run_one(
@@ -132,6 +161,7 @@ mod tests {
     use async_trait::async_trait;
     use picoclaw_tools::Tool;
     use picoclaw_types::{SessionKey, ToolSpec};
+    use std::sync::Arc;
 
     struct Sleepy(u64, &'static str);
 
@@ -153,31 +183,111 @@ mod tests {
         }
     }
 
+    /// A read-only tool that waits until `n` calls of it are running at once: run one at a time,
+    /// it never finishes (and the loop's timeout turns that into an error result).
+    struct Rendezvous(Arc<tokio::sync::Barrier>);
+
+    #[async_trait]
+    impl Tool for Rendezvous {
+        fn spec(&self) -> ToolSpec {
+            ToolSpec::new("look", "reads", serde_json::json!({"type":"object"}))
+        }
+        async fn call(&self, _ctx: &ToolContext, args: serde_json::Value) -> ToolOutput {
+            self.0.wait().await;
+            ToolOutput::ok(format!("looked {args}"))
+        }
+        fn parallel_safe(&self) -> bool {
+            true
+        }
+    }
+
+    /// A tool that changes things: logs when each call starts and ends.
+    struct Writer(Arc<std::sync::Mutex<Vec<String>>>);
+
+    #[async_trait]
+    impl Tool for Writer {
+        fn spec(&self) -> ToolSpec {
+            ToolSpec::new("write", "writes", serde_json::json!({"type":"object"}))
+        }
+        async fn call(&self, _ctx: &ToolContext, args: serde_json::Value) -> ToolOutput {
+            let n = args["n"].clone();
+            self.0.lock().unwrap().push(format!("start {n}"));
+            tokio::task::yield_now().await;
+            tokio::time::sleep(Duration::from_millis(5)).await;
+            self.0.lock().unwrap().push(format!("end {n}"));
+            ToolOutput::ok(format!("wrote {n}"))
+        }
+    }
+
     #[tokio::test]
-    async fn calls_run_concurrently_and_results_keep_call_order() {
+    async fn read_only_calls_run_together_and_writes_run_alone_in_order() {
+        let log = Arc::new(std::sync::Mutex::new(Vec::new()));
         let tools = ToolRegistry::new()
-            .with(Sleepy(200, "slow"))
-            .with(Sleepy(10, "fast"));
+            .with(Rendezvous(Arc::new(tokio::sync::Barrier::new(3))))
+            .with(Writer(Arc::clone(&log)));
+        assert!(tools.is_parallel_safe("look"));
+        assert!(!tools.is_parallel_safe("write"));
+        assert!(!tools.is_parallel_safe("nope"));
         let ctx = ToolContext::new(SessionKey::new("t"));
         let calls = vec![
-            ToolCall::new("1", "slow", "{}"),
-            ToolCall::new("2", "fast", "{}"),
-            ToolCall::new("3", "slow", "{}"),
+            ToolCall::new("1", "write", r#"{"n":1}"#),
+            ToolCall::new("2", "look", r#"{"n":2}"#),
+            ToolCall::new("3", "look", r#"{"n":3}"#),
+            ToolCall::new("4", "look", r#"{"n":4}"#),
+            ToolCall::new("5", "write", r#"{"n":5}"#),
+            ToolCall::new("6", "write", r#"{"n":6}"#),
         ];
-        let started = std::time::Instant::now();
-        let out = run_tool_calls(&tools, &ctx, &calls, &cfg(5000), &()).await;
-        // Sequential would take 410 ms; concurrent takes about 200.
-        assert!(
-            started.elapsed() < Duration::from_millis(380),
-            "{:?}",
-            started.elapsed()
-        );
+        let out = run_tool_calls(&tools, &ctx, &calls, &cfg(10_000), &()).await;
         let ids: Vec<_> = out
             .iter()
             .map(|m| m.tool_call_id.clone().unwrap())
             .collect();
-        assert_eq!(ids, ["1", "2", "3"]);
-        assert!(out[1].text().starts_with("fast done"));
+        assert_eq!(ids, ["1", "2", "3", "4", "5", "6"]);
+        // The three reads met at the barrier, so they ran at the same time.
+        for m in &out[1..4] {
+            assert!(m.text().starts_with("looked"), "{}", m.text());
+        }
+        // The writes never overlapped and kept their order.
+        assert_eq!(
+            *log.lock().unwrap(),
+            ["start 1", "end 1", "start 5", "end 5", "start 6", "end 6"]
+        );
+    }
+
+    /// Like [`Writer`] but read-only, logging into the same log.
+    struct Reader(Arc<std::sync::Mutex<Vec<String>>>);
+
+    #[async_trait]
+    impl Tool for Reader {
+        fn spec(&self) -> ToolSpec {
+            ToolSpec::new("read", "reads", serde_json::json!({"type":"object"}))
+        }
+        async fn call(&self, ctx: &ToolContext, args: serde_json::Value) -> ToolOutput {
+            Writer(Arc::clone(&self.0)).call(ctx, args).await
+        }
+        fn parallel_safe(&self) -> bool {
+            true
+        }
+    }
+
+    #[tokio::test]
+    async fn a_write_between_reads_splits_them() {
+        // read, write, read: the reads are not gathered across the write.
+        let log = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let tools = ToolRegistry::new()
+            .with(Reader(Arc::clone(&log)))
+            .with(Writer(Arc::clone(&log)));
+        let ctx = ToolContext::new(SessionKey::new("t"));
+        let calls = vec![
+            ToolCall::new("1", "read", r#"{"n":1}"#),
+            ToolCall::new("2", "write", r#"{"n":2}"#),
+            ToolCall::new("3", "read", r#"{"n":3}"#),
+        ];
+        run_tool_calls(&tools, &ctx, &calls, &cfg(10_000), &()).await;
+        assert_eq!(
+            *log.lock().unwrap(),
+            ["start 1", "end 1", "start 2", "end 2", "start 3", "end 3"]
+        );
     }
 
     #[tokio::test]

@@ -89,6 +89,11 @@ struct ReadArgs {
 
 #[async_trait]
 impl Tool for ReadFileTool {
+    // Reads only.
+    fn parallel_safe(&self) -> bool {
+        true
+    }
+
     fn spec(&self) -> ToolSpec {
         ToolSpec::new(
             "read_file",
@@ -423,6 +428,11 @@ struct ListArgs {
 
 #[async_trait]
 impl Tool for ListDirTool {
+    // Reads only.
+    fn parallel_safe(&self) -> bool {
+        true
+    }
+
     fn spec(&self) -> ToolSpec {
         ToolSpec::new(
             "list_dir",

@@ -36,6 +36,11 @@ struct SearchArgs {
 
 #[async_trait]
 impl Tool for MemorySearchTool {
+    // Reads only.
+    fn parallel_safe(&self) -> bool {
+        true
+    }
+
     fn spec(&self) -> ToolSpec {
         ToolSpec::new(
             "memory_search",

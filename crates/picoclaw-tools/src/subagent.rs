@@ -94,6 +94,11 @@ pub struct SubagentTool(Subagents);
 
 #[async_trait]
 impl Tool for SubagentTool {
+    // Sub-agents exist to work side by side; each has its own session.
+    fn parallel_safe(&self) -> bool {
+        true
+    }
+
     fn spec(&self) -> ToolSpec {
         ToolSpec::new(
             "subagent",
@@ -134,6 +139,11 @@ pub struct SpawnTool(Subagents);
 
 #[async_trait]
 impl Tool for SpawnTool {
+    // Only starts a background task.
+    fn parallel_safe(&self) -> bool {
+        true
+    }
+
     fn spec(&self) -> ToolSpec {
         ToolSpec::new(
             "spawn",

@@ -63,6 +63,13 @@ pub trait Tool: Send + Sync {
 
     /// Runs the tool. `args` is the parsed JSON object the model sent.
     async fn call(&self, ctx: &ToolContext, args: serde_json::Value) -> ToolOutput;
+
+    /// Whether calls of this tool may run at the same time as other such calls of one model
+    /// response. True only for tools that change nothing (they read files, search, fetch); the
+    /// default is false, so a tool that writes runs alone, in the order the model asked.
+    fn parallel_safe(&self) -> bool {
+        false
+    }
 }
 
 #[async_trait]
@@ -73,6 +80,9 @@ impl<T: Tool + ?Sized> Tool for Arc<T> {
     async fn call(&self, ctx: &ToolContext, args: serde_json::Value) -> ToolOutput {
         (**self).call(ctx, args).await
     }
+    fn parallel_safe(&self) -> bool {
+        (**self).parallel_safe()
+    }
 }
 
 #[async_trait]
@@ -82,6 +92,9 @@ impl<T: Tool + ?Sized> Tool for Box<T> {
     }
     async fn call(&self, ctx: &ToolContext, args: serde_json::Value) -> ToolOutput {
         (**self).call(ctx, args).await
+    }
+    fn parallel_safe(&self) -> bool {
+        (**self).parallel_safe()
     }
 }
 
@@ -134,6 +147,12 @@ impl ToolRegistry {
 
     pub fn is_empty(&self) -> bool {
         self.tools.is_empty()
+    }
+
+    /// Whether `name` is a tool whose calls may run concurrently ([`Tool::parallel_safe`]).
+    /// Unknown names are not.
+    pub fn is_parallel_safe(&self, name: &str) -> bool {
+        self.tools.get(name).is_some_and(|t| t.parallel_safe())
     }
 
     pub fn specs(&self) -> Vec<ToolSpec> {

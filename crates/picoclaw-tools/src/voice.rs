@@ -162,6 +162,11 @@ struct Args {
 
 #[async_trait]
 impl Tool for TranscribeTool {
+    // Reads only.
+    fn parallel_safe(&self) -> bool {
+        true
+    }
+
     fn spec(&self) -> ToolSpec {
         ToolSpec::new(
             "transcribe",

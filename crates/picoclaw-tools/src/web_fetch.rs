@@ -324,6 +324,11 @@ struct Args {
 
 #[async_trait]
 impl Tool for WebFetchTool {
+    // Reads only.
+    fn parallel_safe(&self) -> bool {
+        true
+    }
+
     fn spec(&self) -> ToolSpec {
         ToolSpec::new(
             "web_fetch",

@@ -338,6 +338,11 @@ struct Args {
 
 #[async_trait]
 impl Tool for WebSearchTool {
+    // Reads only.
+    fn parallel_safe(&self) -> bool {
+        true
+    }
+
     fn spec(&self) -> ToolSpec {
         ToolSpec::new(
             "web_search",
