@@ -40,6 +40,7 @@ pub fn run(config: Option<PathBuf>) -> anyhow::Result<ExitCode> {
             "OFF (restrict_to_workspace = false)"
         }
     );
+    println!("exec:       {}", exec_isolation(config));
     if config.state.url.trim().is_empty() {
         println!(
             "state:      {}{}",
@@ -71,6 +72,32 @@ pub fn run(config: Option<PathBuf>) -> anyhow::Result<ExitCode> {
     }
     println!("gateway:    {}", gateway_status(&config.gateway));
     Ok(ExitCode::SUCCESS)
+}
+
+/// How `exec` commands are confined on this machine with this config.
+fn exec_isolation(config: &picoclaw_config::Config) -> String {
+    let exec = &config.tools.exec;
+    if !exec.enabled {
+        return "disabled (tools.exec.enabled = false)".to_owned();
+    }
+    if !config.agents.defaults.restrict_to_workspace {
+        return "deny-list only; Landlock off because restrict_to_workspace = false".to_owned();
+    }
+    if !exec.landlock {
+        return "deny-list only; Landlock off (tools.exec.landlock = false)".to_owned();
+    }
+    match picoclaw_tools::landlock_abi() {
+        Ok(abi) => format!(
+            "Landlock active (kernel ABI {abi}): commands write only in the workspace and {}{}",
+            std::env::temp_dir().display(),
+            if exec.writable_paths.is_empty() {
+                String::new()
+            } else {
+                format!(", {}", exec.writable_paths.join(", "))
+            }
+        ),
+        Err(why) => format!("deny-list only; Landlock not available: {why}"),
+    }
 }
 
 /// Whether a gateway answers on the configured address, and how ready it says it is.

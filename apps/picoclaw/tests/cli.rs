@@ -1382,3 +1382,59 @@ async fn exec_never_sees_picoclaws_secrets() {
         "{result}"
     );
 }
+
+#[cfg(target_os = "linux")]
+#[tokio::test(flavor = "multi_thread")]
+async fn exec_from_a_real_turn_cannot_write_outside_the_workspace_under_landlock() {
+    let outside = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("cli-landlock-{}", std::process::id()));
+    std::fs::create_dir_all(&outside).unwrap();
+    let escape = outside.join("pwned.txt");
+    let endpoint = ScriptedEndpoint::start_with([
+        Reply::tool_call(
+            "exec",
+            json!({"command": format!("echo pwned > {}; echo inside > in.txt", escape.display())}),
+        ),
+        Reply::text("done"),
+    ])
+    .await;
+    let home = Home::with_config(&endpoint, json!({}));
+    let out = run(home.cmd(), &["agent", "-m", "try it"]).await;
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let result = tool_messages(&endpoint.requests()[1].body).join("\n");
+    let status = run(home.cmd(), &["status"]).await;
+    match picoclaw_tools::landlock_abi() {
+        Ok(abi) => {
+            assert!(result.contains("Permission denied"), "{result}");
+            assert!(!escape.exists(), "exec wrote outside the workspace");
+            assert!(
+                status
+                    .stdout
+                    .contains(&format!("Landlock active (kernel ABI {abi})")),
+                "{}",
+                status.stdout
+            );
+        }
+        Err(why) => assert!(status.stdout.contains(&why), "{}", status.stdout),
+    }
+    // The rest of the command ran, inside.
+    assert_eq!(
+        std::fs::read_to_string(home.workspace().join("in.txt")).unwrap(),
+        "inside\n"
+    );
+    // The operator switches it off knowingly, and status says so.
+    let mut config: Value =
+        serde_json::from_str(&std::fs::read_to_string(home.path().join("config.json")).unwrap())
+            .unwrap();
+    config["tools"] = json!({"exec": {"landlock": false}});
+    home.write_config(&config);
+    let status = run(home.cmd(), &["status"]).await;
+    assert!(
+        status
+            .stdout
+            .contains("deny-list only; Landlock off (tools.exec.landlock = false)"),
+        "{}",
+        status.stdout
+    );
+    std::fs::remove_dir_all(&outside).unwrap();
+}

@@ -18,7 +18,7 @@ pub use factory::{BuiltProvider, build_agent_provider, build_provider};
 pub use load::{Loaded, load, load_with_env, validate};
 pub use model::{
     AgentDefaults, AgentsConfig, Config, DEFAULT_WORKSPACE, ExecSection, GatewayConfig,
-    HeartbeatConfig, ModelEntry, Price, ProviderConfig, StateConfig, ToolsConfig,
+    HeartbeatConfig, ModelEntry, Price, ProviderConfig, StateConfig, ToolsConfig, home_path,
 };
 pub use paths::Paths;
 pub use resolve::{AzureSettings, DEFAULT_AZURE_API_VERSION, FALLBACK_OPENAI_MODEL, ResolvedModel};

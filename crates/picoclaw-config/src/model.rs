@@ -234,6 +234,12 @@ pub struct ExecSection {
     /// Extra deny patterns (regular expressions) on top of the built-in list.
     #[serde(alias = "custom_deny_patterns", skip_serializing_if = "Vec::is_empty")]
     pub deny_patterns: Vec<String>,
+    /// Confine commands with Landlock (Linux) while `restrict_to_workspace` is on: writes only in
+    /// the workspace, the temporary folder and `writable_paths`. Default true.
+    pub landlock: bool,
+    /// Extra folders confined commands may write in (`~` is the home folder).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub writable_paths: Vec<String>,
     #[serde(flatten)]
     pub extra: Map<String, Value>,
 }
@@ -244,6 +250,8 @@ impl Default for ExecSection {
             enabled: true,
             timeout_seconds: None,
             deny_patterns: Vec::new(),
+            landlock: true,
+            writable_paths: Vec::new(),
             extra: Map::new(),
         }
     }
@@ -313,19 +321,26 @@ impl Config {
         if ws.is_empty() || ws == DEFAULT_WORKSPACE {
             return paths.default_workspace();
         }
-        if ws == "~" {
-            return dirs::home_dir().unwrap_or_else(|| paths.home().to_path_buf());
-        }
-        if let Some(rest) = ws.strip_prefix("~/")
-            && let Some(home) = dirs::home_dir()
-        {
-            return home.join(rest);
-        }
-        let p = PathBuf::from(ws);
-        if p.is_absolute() {
-            p
-        } else {
-            paths.home().join(p)
-        }
+        home_path(ws, paths)
+    }
+}
+
+/// A path from the config: `~` and `~/...` under the user's home folder, absolute as written,
+/// anything else relative to picoclaw's home (`~/.picoclaw`).
+pub fn home_path(raw: &str, paths: &Paths) -> PathBuf {
+    let raw = raw.trim();
+    if raw == "~" {
+        return dirs::home_dir().unwrap_or_else(|| paths.home().to_path_buf());
+    }
+    if let Some(rest) = raw.strip_prefix("~/")
+        && let Some(home) = dirs::home_dir()
+    {
+        return home.join(rest);
+    }
+    let p = PathBuf::from(raw);
+    if p.is_absolute() {
+        p
+    } else {
+        paths.home().join(p)
     }
 }

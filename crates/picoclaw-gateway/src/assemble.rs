@@ -118,6 +118,12 @@ pub async fn assemble(
     exec_cfg
         .deny_patterns
         .extend(exec.deny_patterns.iter().cloned());
+    exec_cfg.landlock = exec.landlock;
+    exec_cfg.writable_paths = exec
+        .writable_paths
+        .iter()
+        .map(|p| picoclaw_config::home_path(p, paths))
+        .collect();
     let sandbox = Arc::new(sandbox);
     let mut tools: ToolRegistry = picoclaw_tools::builtin_tools(sandbox.clone(), exec_cfg);
     // I2C and SPI, when the build has them and the config enables them (tools.i2c, tools.spi).

@@ -3,8 +3,9 @@
 //! The model's command *is* a shell command, run with `sh -c`; picoclaw never builds a shell
 //! string from model output itself. Safety comes from elsewhere: a deny-list of destructive
 //! patterns checked before running, the working folder confined by the [`Sandbox`], a timeout,
-//! an output cap, stdin closed, and the command's whole process group killed when it ends, times
-//! out, or the turn is cancelled.
+//! an output cap, stdin closed, the command's whole process group killed when it ends, times
+//! out, or the turn is cancelled, and on Linux the kernel's Landlock confinement (writes only in
+//! the workspace and the temporary folder; see `landlock.rs`).
 
 use crate::args::{parse, schema};
 use crate::sandbox::{Access, Sandbox};
@@ -32,6 +33,11 @@ pub struct ExecConfig {
     pub max_output_bytes: usize,
     /// Extra deny patterns (regular expressions, case-insensitive) on top of the built-in list.
     pub deny_patterns: Vec<String>,
+    /// Confine commands with Landlock where the kernel has it (Linux), while the sandbox is
+    /// restricted: writes only in the workspace, the temporary folder and `writable_paths`.
+    pub landlock: bool,
+    /// Folders besides the workspace and the temporary folder that confined commands may write in.
+    pub writable_paths: Vec<std::path::PathBuf>,
 }
 
 impl Default for ExecConfig {
@@ -42,6 +48,8 @@ impl Default for ExecConfig {
             max_timeout: Duration::from_secs(300),
             max_output_bytes: 32 * 1024,
             deny_patterns: Vec::new(),
+            landlock: true,
+            writable_paths: Vec::new(),
         }
     }
 }
@@ -475,6 +483,38 @@ impl ExecTool {
                 && is_secret_env(name)
             {
                 cmd.env_remove(name);
+            }
+        }
+        #[cfg(target_os = "linux")]
+        if self.config.landlock
+            && self.sandbox.restricted()
+            && crate::landlock::landlock_abi().is_ok()
+        {
+            let writable =
+                crate::landlock::writable_paths(self.sandbox.root(), &self.config.writable_paths);
+            let ruleset = match crate::landlock::ruleset(&writable) {
+                Ok(r) => r,
+                Err(e) => {
+                    return ToolOutput::error(format!(
+                        "exec: could not set up the Landlock confinement ({e}); the command was \
+                         not run. The operator can set tools.exec.landlock to false to run \
+                         commands without it."
+                    ));
+                }
+            };
+            let mut ruleset = Some(ruleset);
+            let restrict = move || -> std::io::Result<()> {
+                // Between fork and exec: no allocation, so errors are plain OS codes.
+                match ruleset.take().map(landlock::RulesetCreated::restrict_self) {
+                    Some(Err(_)) => Err(std::io::Error::from_raw_os_error(libc::EPERM)),
+                    _ => Ok(()),
+                }
+            };
+            #[allow(unsafe_code)]
+            // SAFETY: the closure runs in the forked child before exec; it only moves a
+            // prepared ruleset and makes the prctl and landlock_restrict_self system calls.
+            unsafe {
+                cmd.pre_exec(restrict);
             }
         }
         let mut child = match cmd.spawn() {

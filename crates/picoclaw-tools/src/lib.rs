@@ -12,6 +12,8 @@ mod exec;
 mod fs;
 #[cfg(feature = "hardware")]
 mod hardware;
+#[cfg(target_os = "linux")]
+mod landlock;
 mod memory;
 mod message;
 mod sandbox;
@@ -28,6 +30,8 @@ pub use fs::{
 };
 #[cfg(feature = "hardware")]
 pub use hardware::{I2cTool, SpiTool, i2c_buses};
+#[cfg(target_os = "linux")]
+pub use landlock::landlock_abi;
 pub use memory::{MemorySearchTool, MemoryWriteTool};
 pub use message::MessageTool;
 pub use sandbox::{Access, Sandbox, SandboxError};
@@ -40,6 +44,12 @@ pub use web_search::{
 };
 
 use std::sync::Arc;
+
+/// The Landlock ABI version the running kernel offers, or why there is none: not Linux.
+#[cfg(not(target_os = "linux"))]
+pub fn landlock_abi() -> Result<i32, String> {
+    Err("Landlock is a Linux feature".to_owned())
+}
 
 /// The built-in tools over one workspace: the five file tools, and `exec` when enabled.
 pub fn builtin_tools(sandbox: Arc<Sandbox>, exec: ExecConfig) -> ToolRegistry {

@@ -500,3 +500,96 @@ async fn concurrent_writes_to_one_file_never_corrupt_it() {
         "no temp files left"
     );
 }
+
+/// A folder outside both the workspace and the temporary folder (Cargo's per-target temp dir).
+fn outside_dir(name: &str) -> std::path::PathBuf {
+    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+#[cfg(target_os = "linux")]
+#[tokio::test]
+async fn exec_under_landlock_writes_only_in_the_workspace_and_temp() {
+    let abi = picoclaw_tools::landlock_abi();
+    let ws = Ws::new();
+    let outside = outside_dir("landlock");
+    let escape = outside.join("pwned.txt");
+    // Everything the deny-list cannot see: a cd, a variable, a script written first.
+    std::fs::write(
+        ws.path("run.sh"),
+        format!("echo pwned > {}\n", escape.display()),
+    )
+    .unwrap();
+    for command in [
+        format!("echo pwned > {}", escape.display()),
+        format!("cd {} && touch pwned.txt", outside.display()),
+        format!("D={}; cp run.sh \"$D/pwned.txt\"", outside.display()),
+        "sh run.sh".to_owned(),
+    ] {
+        let out = ws.call("exec", json!({ "command": command })).await;
+        match &abi {
+            Ok(_) => {
+                assert!(out.is_error, "{command}: {}", out.content);
+                assert!(
+                    out.content.contains("Permission denied"),
+                    "{command}: {}",
+                    out.content
+                );
+                assert!(!escape.exists(), "{command} wrote outside the workspace");
+            }
+            Err(why) => eprintln!("no Landlock here ({why}); checked only that {command} runs"),
+        }
+    }
+    // Harmless commands still work: reading anywhere, listing, writing in the workspace and in
+    // the temporary folder, /dev/null.
+    let tmp = tempfile::NamedTempFile::new().unwrap();
+    let allowed = format!(
+        "ls -la / > /dev/null && cat /etc/hostname > copy.txt && mkdir -p a/b && echo ok > a/b/c \
+         && echo t > {} && cat a/b/c",
+        tmp.path().display()
+    );
+    let out = ws.call("exec", json!({ "command": allowed })).await;
+    assert!(!out.is_error, "{}", out.content);
+    assert_eq!(out.content.trim(), "ok");
+    assert_eq!(std::fs::read_to_string(tmp.path()).unwrap(), "t\n");
+    std::fs::remove_dir_all(&outside).unwrap();
+}
+
+#[cfg(target_os = "linux")]
+#[tokio::test]
+async fn landlock_can_be_loosened_by_the_operator() {
+    let outside = outside_dir("landlock-extra");
+    let other = outside_dir("landlock-off");
+    // An extra writable folder.
+    let mut exec = ExecConfig::default();
+    exec.writable_paths = vec![outside.clone()];
+    let ws = Ws::with_exec(exec);
+    let target = outside.join("ok.txt");
+    let out = ws
+        .call(
+            "exec",
+            json!({ "command": format!("echo ok > {}", target.display()) }),
+        )
+        .await;
+    assert!(!out.is_error, "{}", out.content);
+    assert!(target.exists());
+    // Landlock off: the same write elsewhere goes through (which also shows the refusal above is
+    // Landlock's doing, not the file system's).
+    let mut exec = ExecConfig::default();
+    exec.landlock = false;
+    let ws = Ws::with_exec(exec);
+    let target = other.join("ok.txt");
+    let out = ws
+        .call(
+            "exec",
+            json!({ "command": format!("echo ok > {}", target.display()) }),
+        )
+        .await;
+    assert!(!out.is_error, "{}", out.content);
+    assert!(target.exists());
+    std::fs::remove_dir_all(&outside).unwrap();
+    std::fs::remove_dir_all(&other).unwrap();
+}
