@@ -1438,3 +1438,87 @@ async fn exec_from_a_real_turn_cannot_write_outside_the_workspace_under_landlock
     );
     std::fs::remove_dir_all(&outside).unwrap();
 }
+
+/// A SearXNG instance and a web page on loopback; returns the base URL.
+async fn search_backend_and_page() -> String {
+    use axum::routing::get;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let page = format!("{base}/articles/otters");
+    let app = axum::Router::new()
+        .route(
+            "/search",
+            get(move |uri: axum::http::Uri| {
+                let page = page.clone();
+                async move {
+                    let query = uri.query().unwrap_or_default().to_owned();
+                    assert!(query.contains("format=json"), "{query}");
+                    axum::Json(json!({"results": [{
+                        "title": "Otters hold hands while sleeping",
+                        "url": page,
+                        "content": "Why sea otters hold hands",
+                    }]}))
+                }
+            }),
+        )
+        .route(
+            "/articles/otters",
+            get(|| async {
+                (
+                    [("content-type", "text/html; charset=utf-8")],
+                    "<html><head><title>Otters</title><script>track()</script></head><body>\
+                     <h1>Sea otters</h1><p>Sea otters hold hands so they do not <b>drift \
+                     apart</b> while they sleep.</p></body></html>",
+                )
+            }),
+        );
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    base
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn search_then_fetch_answers_from_the_page() {
+    let web = search_backend_and_page().await;
+    let page = format!("{web}/articles/otters");
+    let endpoint = ScriptedEndpoint::start_with([
+        Reply::tool_call("web_search", json!({"query": "why do otters hold hands", "count": 3})),
+        Reply::tool_call("web_fetch", json!({"url": page, "max_chars": 2000})),
+        Reply::text("So they do not drift apart while they sleep."),
+        // The same fetch with the operator's switch off.
+        Reply::tool_call("web_fetch", json!({"url": page})),
+        Reply::text("I could not read that page."),
+    ])
+    .await;
+    let home = Home::with_config(&endpoint, json!({}));
+    let mut config: Value =
+        serde_json::from_str(&std::fs::read_to_string(home.path().join("config.json")).unwrap())
+            .unwrap();
+    config["tools"] = json!({"web": {
+        "searxng": {"enabled": true, "url": web, "max_results": 3},
+        "fetch": {"allow_private": true},
+    }});
+    home.write_config(&config);
+    let out = run(home.cmd(), &["agent", "-m", "Why do otters hold hands?"]).await;
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(
+        out.stdout.trim(),
+        "So they do not drift apart while they sleep."
+    );
+    let reqs = endpoint.requests();
+    let found = tool_messages(&reqs[1].body).join("\n");
+    assert!(found.contains("Otters hold hands while sleeping"), "{found}");
+    assert!(found.contains(&page), "{found}");
+    let read = tool_messages(&reqs[2].body).join("\n");
+    assert!(read.contains("# Sea otters"), "{read}");
+    assert!(read.contains("**drift apart**"), "{read}");
+    assert!(!read.contains("track()"), "scripts are not text: {read}");
+
+    // By default web_fetch refuses loopback and private addresses, and says why.
+    config["tools"]["web"]["fetch"] = json!({});
+    home.write_config(&config);
+    let out = run(home.cmd(), &["agent", "-s", "cli:other", "-m", "Read it"]).await;
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let refused = tool_messages(&endpoint.requests()[4].body).join("\n");
+    assert!(refused.contains("127.0.0.1"), "{refused}");
+    assert!(refused.contains("allow_private") || refused.contains("loopback"), "{refused}");
+}

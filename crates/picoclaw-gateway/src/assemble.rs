@@ -175,9 +175,9 @@ pub async fn assemble(
         Some(Err(msg)) => return Err(SetupError::Config(msg)),
         None => {}
     }
-    // Reading the web, public addresses only.
+    // Reading the web: public addresses only, unless tools.web.fetch.allow_private says otherwise.
     tools.register(Arc::new(picoclaw_tools::WebFetchTool::new(
-        picoclaw_tools::WebFetchConfig::default(),
+        picoclaw_tools::WebFetchConfig::from_json(&web),
     )));
 
     let mut agent_cfg = AgentConfig::default();

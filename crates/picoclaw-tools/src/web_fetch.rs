@@ -54,6 +54,24 @@ impl Default for WebFetchConfig {
 }
 
 impl WebFetchConfig {
+    /// Reads `tools.web.fetch`: `allow_private` (an operator opening intranet addresses to the
+    /// model, knowingly), `timeout_seconds`, `max_chars` (returned by default). Anything absent
+    /// keeps its default.
+    pub fn from_json(web: &serde_json::Value) -> Self {
+        let mut config = Self::default();
+        let fetch = &web["fetch"];
+        if let Some(on) = fetch["allow_private"].as_bool() {
+            config.allow_private = on;
+        }
+        if let Some(secs) = fetch["timeout_seconds"].as_u64().filter(|s| *s > 0) {
+            config.timeout = Duration::from_secs(secs);
+        }
+        if let Some(chars) = fetch["max_chars"].as_u64().filter(|c| *c > 0) {
+            config.default_max_chars = (chars as usize).min(config.max_chars_cap);
+        }
+        config
+    }
+
     pub fn allow_private(mut self, on: bool) -> Self {
         self.allow_private = on;
         self
