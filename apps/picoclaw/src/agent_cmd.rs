@@ -2,7 +2,8 @@
 
 use anyhow::Context;
 use picoclaw_core::{
-    Agent, AgentError, AgentEvent, CancellationToken, ChatMessage, SessionKey, TurnOptions,
+    Agent, AgentError, AgentEvent, BackgroundResult, CancellationToken, ChatMessage, SessionKey,
+    TurnOptions,
 };
 use std::io::Write;
 use std::path::PathBuf;
@@ -33,8 +34,11 @@ pub fn run(config: Option<PathBuf>, args: AgentArgs) -> anyhow::Result<ExitCode>
         .build()
         .context("cannot start the async runtime")?;
     runtime.block_on(async move {
-        let setup = match crate::wiring::build(config, args.model.as_deref(), !args.no_stream).await
-        {
+        // Results of tasks the agent spawns in the background come back here to be printed.
+        let (results_tx, results_rx) = tokio::sync::mpsc::unbounded_channel();
+        let options =
+            picoclaw_gateway::AssembleOptions::streaming(!args.no_stream).local_results(results_tx);
+        let setup = match crate::wiring::build(config, args.model.as_deref(), options).await {
             Ok(setup) => setup,
             Err(crate::wiring::SetupError::Config(msg)) => {
                 eprintln!("error: {msg}");
@@ -45,8 +49,8 @@ pub fn run(config: Option<PathBuf>, args: AgentArgs) -> anyhow::Result<ExitCode>
         let session = SessionKey::new(args.session);
         let store = setup.store.clone();
         let result = match args.message {
-            Some(message) => one_shot(&setup.agent, &session, message).await,
-            None => interactive(setup, session).await,
+            Some(message) => one_shot(&setup.agent, &session, message, results_rx).await,
+            None => interactive(setup, session, results_rx).await,
         };
         // Every turn is already committed; this lets the database finish cleanly.
         store.close().await;
@@ -129,13 +133,60 @@ async fn run_turn(agent: &Agent, session: &SessionKey, text: String) -> Result<(
     result.map(|_| ())
 }
 
+fn print_background(result: BackgroundResult) {
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "\n[background] {}", result.text.trim_end());
+    let _ = out.flush();
+}
+
+/// Before a one-shot run exits: waits for the tasks the agent spawned and prints their results
+/// (Ctrl-C stops waiting; the tasks then end with the program).
+async fn wait_for_background(agent: &Agent, results: &mut Results) {
+    let pending = agent.background_pending();
+    if pending == 0 && results.is_empty() {
+        return;
+    }
+    eprintln!(
+        "[waiting for {pending} background task{} to finish; Ctrl-C stops waiting]",
+        if pending == 1 { "" } else { "s" }
+    );
+    let ctrl_c = tokio::signal::ctrl_c();
+    tokio::pin!(ctrl_c);
+    loop {
+        // A task counts as pending until just after it hands its result over, so poll both.
+        while let Ok(result) = results.try_recv() {
+            print_background(result);
+        }
+        if agent.background_pending() == 0 {
+            while let Ok(result) = results.try_recv() {
+                print_background(result);
+            }
+            return;
+        }
+        tokio::select! {
+            Some(result) = results.recv() => print_background(result),
+            _ = tokio::time::sleep(std::time::Duration::from_millis(100)) => {}
+            _ = &mut ctrl_c => {
+                eprintln!("stopped waiting; unfinished background tasks were dropped");
+                return;
+            }
+        }
+    }
+}
+
+type Results = tokio::sync::mpsc::UnboundedReceiver<BackgroundResult>;
+
 async fn one_shot(
     agent: &Agent,
     session: &SessionKey,
     message: String,
+    mut results: Results,
 ) -> anyhow::Result<ExitCode> {
     match run_turn(agent, session, message).await {
-        Ok(()) => Ok(ExitCode::SUCCESS),
+        Ok(()) => {
+            wait_for_background(agent, &mut results).await;
+            Ok(ExitCode::SUCCESS)
+        }
         Err(AgentError::Cancelled) => {
             eprintln!("\ncancelled; the conversation so far is saved");
             Ok(ExitCode::from(130))
@@ -153,9 +204,13 @@ const HELP: &str = "Commands: /new (start a fresh session), /session (show the s
 async fn interactive(
     setup: crate::wiring::Setup,
     mut session: SessionKey,
+    mut results: Results,
 ) -> anyhow::Result<ExitCode> {
+    use rustyline::ExternalPrinter;
     use rustyline::error::ReadlineError;
     let mut editor = rustyline::DefaultEditor::new().context("cannot open the line editor")?;
+    // Background results are printed above the prompt while the editor waits for input.
+    let mut printer = editor.create_external_printer().ok();
     let history = setup.paths.home().join("cli_history");
     let _ = editor.load_history(&history);
     eprintln!(
@@ -165,7 +220,34 @@ async fn interactive(
         session
     );
     loop {
-        match editor.readline("you> ") {
+        // The editor blocks its thread, so it reads on a blocking thread while this one keeps
+        // the agent's background tasks going.
+        let read = tokio::task::spawn_blocking(move || {
+            let line = editor.readline("you> ");
+            (editor, line)
+        });
+        tokio::pin!(read);
+        let line = loop {
+            tokio::select! {
+                joined = &mut read => {
+                    let (back, line) = joined.context("the line editor stopped")?;
+                    editor = back;
+                    break line;
+                }
+                Some(result) = results.recv() => {
+                    let text = format!("[background] {}", result.text.trim_end());
+                    match printer.as_mut() {
+                        Some(p) => {
+                            if p.print(text.clone()).is_err() {
+                                eprintln!("{text}");
+                            }
+                        }
+                        None => eprintln!("{text}"),
+                    }
+                }
+            }
+        };
+        match line {
             Ok(line) => {
                 let line = line.trim().to_owned();
                 if line.is_empty() {
@@ -197,6 +279,7 @@ async fn interactive(
             Err(err) => return Err(err).context("cannot read input"),
         }
     }
+    wait_for_background(&setup.agent, &mut results).await;
     if let Some(dir) = history.parent() {
         let _ = std::fs::create_dir_all(dir);
     }

@@ -65,7 +65,7 @@ pub use picoclaw_gateway::open_state;
 pub async fn build(
     config: Option<PathBuf>,
     model_override: Option<&str>,
-    stream: bool,
+    options: picoclaw_gateway::AssembleOptions,
 ) -> Result<Setup, SetupError> {
     let paths = paths(config)?;
     let Loaded { mut config, .. } = load(&paths)?;
@@ -73,12 +73,7 @@ pub async fn build(
         config.agents.defaults.model = model.to_owned();
         config.agents.defaults.provider = String::new();
     }
-    let assembled = picoclaw_gateway::assemble(
-        &config,
-        &paths,
-        picoclaw_gateway::AssembleOptions::streaming(stream),
-    )
-    .await?;
+    let assembled = picoclaw_gateway::assemble(&config, &paths, options).await?;
     Ok(Setup {
         agent: assembled.agent,
         store: assembled.store,

@@ -1481,7 +1481,10 @@ async fn search_then_fetch_answers_from_the_page() {
     let web = search_backend_and_page().await;
     let page = format!("{web}/articles/otters");
     let endpoint = ScriptedEndpoint::start_with([
-        Reply::tool_call("web_search", json!({"query": "why do otters hold hands", "count": 3})),
+        Reply::tool_call(
+            "web_search",
+            json!({"query": "why do otters hold hands", "count": 3}),
+        ),
         Reply::tool_call("web_fetch", json!({"url": page, "max_chars": 2000})),
         Reply::text("So they do not drift apart while they sleep."),
         // The same fetch with the operator's switch off.
@@ -1506,7 +1509,10 @@ async fn search_then_fetch_answers_from_the_page() {
     );
     let reqs = endpoint.requests();
     let found = tool_messages(&reqs[1].body).join("\n");
-    assert!(found.contains("Otters hold hands while sleeping"), "{found}");
+    assert!(
+        found.contains("Otters hold hands while sleeping"),
+        "{found}"
+    );
     assert!(found.contains(&page), "{found}");
     let read = tool_messages(&reqs[2].body).join("\n");
     assert!(read.contains("# Sea otters"), "{read}");
@@ -1520,5 +1526,75 @@ async fn search_then_fetch_answers_from_the_page() {
     assert_eq!(out.code, 0, "{}", out.stderr);
     let refused = tool_messages(&endpoint.requests()[4].body).join("\n");
     assert!(refused.contains("127.0.0.1"), "{refused}");
-    assert!(refused.contains("allow_private") || refused.contains("loopback"), "{refused}");
+    assert!(
+        refused.contains("allow_private") || refused.contains("loopback"),
+        "{refused}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_spawned_sub_agent_reports_back_before_the_cli_exits() {
+    const CHILD: &str = "You are a sub-agent";
+    let endpoint = ScriptedEndpoint::start_with([
+        Reply::tool_call(
+            "spawn",
+            json!({"task": "Count the files in the workspace", "label": "counter"}),
+        ),
+        // The sub-agent's requests (they arrive alongside the parent's, in no fixed order).
+        Reply::tool_call("list_dir", json!({"path": "."})).when_request_contains(CHILD),
+        Reply::text("There are 2 files.").when_request_contains(CHILD),
+        Reply::text("Counting in the background."),
+    ])
+    .await;
+    let home = Home::with_config(&endpoint, json!({}));
+    std::fs::create_dir_all(home.workspace()).unwrap();
+    std::fs::write(home.workspace().join("a.txt"), "a").unwrap();
+    std::fs::write(home.workspace().join("b.txt"), "b").unwrap();
+    let out = run(
+        home.cmd(),
+        &["agent", "-m", "count my files, in the background"],
+    )
+    .await;
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(
+        out.stdout.starts_with("Counting in the background."),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        out.stdout
+            .contains("[background] Background task \"counter\" finished:\nThere are 2 files."),
+        "{}",
+        out.stdout
+    );
+    assert_eq!(
+        out.stdout.matches("[background]").count(),
+        1,
+        "{}",
+        out.stdout
+    );
+    assert!(
+        out.stderr.contains("waiting for 1 background task"),
+        "{}",
+        out.stderr
+    );
+    // The sub-agent really listed the workspace, in its own session.
+    let reqs = endpoint.requests();
+    let child: Vec<_> = reqs
+        .iter()
+        .filter(|r| r.body.to_string().contains(CHILD))
+        .collect();
+    assert_eq!(child.len(), 2);
+    let listed = tool_messages(&child[1].body).join("\n");
+    assert!(
+        listed.contains("a.txt") && listed.contains("b.txt"),
+        "{listed}"
+    );
+    assert_eq!(endpoint.remaining(), 0);
+    let sessions = run(home.cmd(), &["sessions", "list"]).await;
+    assert!(
+        sessions.stdout.contains("subagent:cli:default:1"),
+        "{}",
+        sessions.stdout
+    );
 }

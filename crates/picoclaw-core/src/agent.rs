@@ -10,7 +10,8 @@ use picoclaw_state::{
     InMemoryStore, Outbox, SessionStore, StateError, UsageRecord, UsageStore, WorkspaceMemory,
 };
 use picoclaw_tools::{
-    MemorySearchTool, MemoryWriteTool, SubagentRunner, Subagents, Tool, ToolContext, ToolRegistry,
+    LocalResults, MemorySearchTool, MemoryWriteTool, SubagentRunner, Subagents, Tool, ToolContext,
+    ToolRegistry,
 };
 use picoclaw_types::{ChatMessage, FinishReason, SessionKey, Usage};
 use std::collections::HashMap;
@@ -163,6 +164,7 @@ pub struct AgentBuilder {
     usage: Option<(Arc<dyn UsageStore>, String)>,
     memory: Option<Arc<WorkspaceMemory>>,
     subagents: Option<(usize, Option<Arc<dyn Outbox>>)>,
+    local_results: Option<LocalResults>,
     workspace: Option<PathBuf>,
     instructions: Option<String>,
     config: AgentConfig,
@@ -236,6 +238,14 @@ impl AgentBuilder {
         self
     }
 
+    /// With [`subagents`](Self::subagents): tasks spawned from `cli` conversations hand their
+    /// results to `results` in-process (a terminal program prints them; see
+    /// [`Agent::background_pending`]) instead of `spawn` refusing.
+    pub fn local_results(mut self, results: LocalResults) -> Self {
+        self.local_results = Some(results);
+        self
+    }
+
     /// The workspace whose AGENT.md, SOUL.md, USER.md ... shape the system prompt.
     pub fn workspace(mut self, dir: impl Into<PathBuf>) -> Self {
         self.workspace = Some(dir.into());
@@ -277,6 +287,7 @@ impl AgentBuilder {
             context = context.with_instructions(text);
         }
         let mut tools = self.tools;
+        let mut subagents_handle = None;
         if let Some((max_concurrent, outbox)) = self.subagents {
             // The child: everything of the parent but the sub-agent tools.
             let mut child_tools = tools.clone();
@@ -302,9 +313,13 @@ impl AgentBuilder {
                 child: child.build()?,
                 next: std::sync::atomic::AtomicU64::new(1),
             });
-            let subagents = Subagents::new(runner, max_concurrent, outbox);
+            let mut subagents = Subagents::new(runner, max_concurrent, outbox);
+            if let Some(results) = self.local_results {
+                subagents = subagents.with_local_results(results);
+            }
             tools.register(Arc::new(subagents.subagent_tool()));
             tools.register(Arc::new(subagents.spawn_tool()));
+            subagents_handle = Some(subagents);
         }
         if let Some(memory) = &self.memory {
             if tools.get("memory_search").is_none() {
@@ -324,6 +339,7 @@ impl AgentBuilder {
                 config: self.config,
                 usage: self.usage,
                 session_locks: Mutex::new(HashMap::new()),
+                subagents: subagents_handle,
             }),
         })
     }
@@ -367,6 +383,7 @@ struct Inner {
     config: AgentConfig,
     usage: Option<(Arc<dyn UsageStore>, String)>,
     session_locks: Mutex<HashMap<SessionKey, Arc<tokio::sync::Mutex<()>>>>,
+    subagents: Option<Subagents>,
 }
 
 /// A configured agent. Cheap to clone; turns of one session run one at a time, different
@@ -395,6 +412,7 @@ impl Agent {
             usage: None,
             memory: None,
             subagents: None,
+            local_results: None,
             workspace: None,
             instructions: None,
             config: AgentConfig::default(),
@@ -407,6 +425,11 @@ impl Agent {
 
     pub fn tools(&self) -> &ToolRegistry {
         &self.inner.tools
+    }
+
+    /// Spawned background tasks whose result has not been handed over yet.
+    pub fn background_pending(&self) -> usize {
+        self.inner.subagents.as_ref().map_or(0, Subagents::pending)
     }
 
     pub fn session_store(&self) -> &Arc<dyn SessionStore> {

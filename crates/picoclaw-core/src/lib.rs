@@ -25,7 +25,9 @@ pub use picoclaw_state::{
     GroupBy, InMemoryStore, MemoryHit, MemoryNote, MemoryStore, Remembered, Session, SessionInfo,
     SessionStore, StateError, UsageRecord, UsageRow, UsageStore, WorkspaceMemory,
 };
-pub use picoclaw_tools::{Tool, ToolContext, ToolOutput, ToolRegistry};
+pub use picoclaw_tools::{
+    BackgroundResult, LocalResults, Tool, ToolContext, ToolOutput, ToolRegistry,
+};
 pub use picoclaw_types::{
     ChannelId, ChatMessage, ContentPart, FinishReason, Role, Secret, SessionKey, ToolCall,
     ToolSpec, Usage,

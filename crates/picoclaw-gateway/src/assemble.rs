@@ -84,11 +84,22 @@ pub async fn open_state(
 pub struct AssembleOptions {
     /// Stream answers (text deltas reach the event sink as they arrive).
     pub stream: bool,
+    /// Where results of tasks spawned from `cli` conversations go (the terminal prints them).
+    pub local_results: Option<picoclaw_core::LocalResults>,
 }
 
 impl AssembleOptions {
     pub fn streaming(stream: bool) -> Self {
-        Self { stream }
+        Self {
+            stream,
+            local_results: None,
+        }
+    }
+
+    /// See [`AssembleOptions::local_results`].
+    pub fn local_results(mut self, results: picoclaw_core::LocalResults) -> Self {
+        self.local_results = Some(results);
+        self
     }
 }
 
@@ -192,7 +203,11 @@ pub async fn assemble(
     agent_cfg.memory_budget_tokens = defaults.memory_budget_tokens as usize;
 
     let memory = Arc::new(WorkspaceMemory::new(&workspace, store.clone()));
-    let agent = Agent::builder(provider.clone())
+    let mut builder = Agent::builder(provider.clone());
+    if let Some(results) = options.local_results {
+        builder = builder.local_results(results);
+    }
+    let agent = builder
         .config(agent_cfg.clone())
         .tools(tools.clone())
         .session_store(store.clone())

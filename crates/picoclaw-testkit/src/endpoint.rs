@@ -254,7 +254,7 @@ async fn handle(
         return error_response(400, "We could not parse the JSON body of your request.");
     }
 
-    let next = inner.script.lock().unwrap().pop_front();
+    let next = Reply::take_for(&mut inner.script.lock().unwrap(), &body_json.to_string());
     let Some(reply) = next else {
         return error_response(
             500,

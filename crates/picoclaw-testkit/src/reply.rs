@@ -14,6 +14,8 @@ pub struct Reply {
     /// Pause between stream events (OpenAI-compatible SSE): a slow, streaming model.
     pub(crate) pace: Option<Duration>,
     pub(crate) headers: Vec<(String, String)>,
+    /// Only for a request whose body contains this text (see [`Reply::when_request_contains`]).
+    pub(crate) when: Option<String>,
 }
 
 #[derive(Clone, Debug)]
@@ -42,7 +44,29 @@ impl Reply {
             delay: None,
             pace: None,
             headers: Vec::new(),
+            when: None,
         }
+    }
+
+    /// This reply answers the first request whose JSON body contains `text`, wherever it sits in
+    /// the script; replies without a condition answer the others in order. For concurrent
+    /// callers (a sub-agent and its parent) whose requests arrive in no fixed order.
+    pub fn when_request_contains(mut self, text: &str) -> Self {
+        self.when = Some(text.to_owned());
+        self
+    }
+
+    /// Takes the reply for a request with body `body` out of `script`: the first whose condition
+    /// the body meets, or else the first without a condition.
+    pub(crate) fn take_for(
+        script: &mut std::collections::VecDeque<Reply>,
+        body: &str,
+    ) -> Option<Reply> {
+        let matching = script
+            .iter()
+            .position(|r| r.when.as_deref().is_some_and(|w| body.contains(w)))
+            .or_else(|| script.iter().position(|r| r.when.is_none()))?;
+        script.remove(matching)
     }
 
     /// A final text answer (finish reason "stop").

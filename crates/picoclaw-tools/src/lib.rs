@@ -35,7 +35,9 @@ pub use landlock::landlock_abi;
 pub use memory::{MemorySearchTool, MemoryWriteTool};
 pub use message::MessageTool;
 pub use sandbox::{Access, Sandbox, SandboxError};
-pub use subagent::{SpawnTool, SubagentRunner, SubagentTool, Subagents};
+pub use subagent::{
+    BackgroundResult, LocalResults, SpawnTool, SubagentRunner, SubagentTool, Subagents,
+};
 pub use tool::{Tool, ToolContext, ToolOutput, ToolRegistry};
 pub use voice::{MAX_AUDIO_BYTES, SttConfig, TranscribeTool, Transcriber};
 pub use web_fetch::{WebFetchConfig, WebFetchTool, forbidden_ip};

@@ -1,7 +1,8 @@
 //! `subagent(task, label)` and `spawn(task, label)`: hand a task to a sub-agent — the same model,
 //! its own session, the same tools minus these two (so no sub-agent starts another: no
 //! recursion). `subagent` waits and returns the result; `spawn` returns at once and the result
-//! is delivered to the conversation that spawned it, once, through the outbox.
+//! is delivered to the conversation that spawned it, once: through the outbox to a chat channel,
+//! or in-process ([`LocalResults`]) to the terminal.
 //!
 //! The agent core implements [`SubagentRunner`], so this crate does not depend on it.
 
@@ -10,10 +11,11 @@ use crate::{Tool, ToolContext, ToolOutput};
 use async_trait::async_trait;
 use picoclaw_bus::OutboundMessage;
 use picoclaw_state::{Outbox, now_ms};
-use picoclaw_types::ToolSpec;
+use picoclaw_types::{SessionKey, ToolSpec};
 use serde::Deserialize;
 use serde_json::Value;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use tokio::sync::Semaphore;
 
 /// Runs one sub-agent task to the end and returns its final answer.
@@ -38,12 +40,44 @@ fn label_of(args: &Args) -> String {
         .unwrap_or_else(|| args.task.trim().chars().take(40).collect())
 }
 
+/// A spawned task's result for a conversation that picoclaw shows itself (the terminal), handed
+/// over in-process rather than through the outbox.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct BackgroundResult {
+    pub session_key: SessionKey,
+    pub label: String,
+    /// "Background task "label" finished: ..." or "... failed: ...".
+    pub text: String,
+}
+
+/// Where a process that shows its own conversations receives spawned tasks' results.
+pub type LocalResults = tokio::sync::mpsc::UnboundedSender<BackgroundResult>;
+
 /// Sub-agents, sharing one concurrency limit.
 #[derive(Clone)]
 pub struct Subagents {
     runner: Arc<dyn SubagentRunner>,
     permits: Arc<Semaphore>,
     outbox: Option<Arc<dyn Outbox>>,
+    local: Option<LocalResults>,
+    pending: Arc<AtomicUsize>,
+}
+
+/// Counts a spawned task as pending until it is dropped (its result delivered, or a panic).
+struct Pending(Arc<AtomicUsize>);
+
+impl Pending {
+    fn new(count: &Arc<AtomicUsize>) -> Self {
+        count.fetch_add(1, Ordering::SeqCst);
+        Self(Arc::clone(count))
+    }
+}
+
+impl Drop for Pending {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 impl std::fmt::Debug for Subagents {
@@ -64,7 +98,21 @@ impl Subagents {
             runner,
             permits: Arc::new(Semaphore::new(max_concurrent.max(1))),
             outbox,
+            local: None,
+            pending: Arc::new(AtomicUsize::new(0)),
         }
+    }
+
+    /// Results of tasks spawned from `cli` conversations go to `results` (the terminal prints
+    /// them) instead of being refused.
+    pub fn with_local_results(mut self, results: LocalResults) -> Self {
+        self.local = Some(results);
+        self
+    }
+
+    /// Spawned tasks whose result has not been handed over yet.
+    pub fn pending(&self) -> usize {
+        self.pending.load(Ordering::SeqCst)
     }
 
     /// The `subagent` tool (waits for the result).
@@ -133,6 +181,50 @@ impl Tool for SubagentTool {
     }
 }
 
+/// How a spawned task's result reaches its conversation, exactly once.
+enum Delivery {
+    /// One outbox entry, which the gateway's deliverer hands out once.
+    Outbox(Arc<dyn Outbox>, String, String),
+    /// In-process, to the terminal.
+    Local(LocalResults),
+}
+
+impl Delivery {
+    async fn deliver(self, ctx: &ToolContext, label: &str, text: String) {
+        match self {
+            Delivery::Outbox(outbox, channel, chat) => {
+                let msg = OutboundMessage::new(channel.as_str(), chat.as_str(), text);
+                match serde_json::to_string(&msg) {
+                    Ok(payload) => {
+                        if let Err(e) = outbox
+                            .enqueue_outbound(&channel, &chat, &payload, now_ms())
+                            .await
+                        {
+                            tracing::warn!(error = %e, "could not deliver a background task's result");
+                        }
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "could not encode a background task's result")
+                    }
+                }
+            }
+            Delivery::Local(tx) => {
+                let result = BackgroundResult {
+                    session_key: ctx.session_key.clone(),
+                    label: label.to_owned(),
+                    text,
+                };
+                if tx.send(result).is_err() {
+                    tracing::warn!(
+                        label,
+                        "a background task finished after the terminal closed"
+                    );
+                }
+            }
+        }
+    }
+}
+
 /// `spawn(task, label)`.
 #[derive(Debug, Clone)]
 pub struct SpawnTool(Subagents);
@@ -170,44 +262,41 @@ impl Tool for SpawnTool {
         if args.task.trim().is_empty() {
             return ToolOutput::error("spawn: the task is empty");
         }
-        let (Some(outbox), Some(channel), Some(chat)) = (
-            self.0.outbox.clone(),
-            ctx.channel.clone(),
-            ctx.chat_id.clone(),
-        ) else {
-            return ToolOutput::error(
-                "spawn: this conversation cannot receive a result later (it is not on a chat \
-                 channel of the gateway); use subagent, which waits for the result",
-            );
-        };
-        if matches!(channel.as_str(), "cli" | "api") {
-            return ToolOutput::error(format!(
-                "spawn: the {channel} conversation cannot receive a result later; use subagent"
-            ));
-        }
         let label = label_of(&args);
+        let task = args.task.trim().to_owned();
+        let channel = ctx.channel.clone();
+        let local = match (&self.0.local, channel.as_deref()) {
+            (Some(tx), Some("cli")) => Some(tx.clone()),
+            _ => None,
+        };
+        let delivery = match (local, &self.0.outbox, channel, ctx.chat_id.clone()) {
+            (Some(tx), ..) => Delivery::Local(tx),
+            (None, _, Some(channel), _) if matches!(channel.as_str(), "cli" | "api") => {
+                return ToolOutput::error(format!(
+                    "spawn: the {channel} conversation cannot receive a result later; use subagent"
+                ));
+            }
+            (None, Some(outbox), Some(channel), Some(chat)) => {
+                Delivery::Outbox(outbox.clone(), channel, chat)
+            }
+            _ => {
+                return ToolOutput::error(
+                    "spawn: this conversation cannot receive a result later (it is not on a chat \
+                     channel of the gateway); use subagent, which waits for the result",
+                );
+            }
+        };
         let subagents = self.0.clone();
         let ctx = ctx.clone();
-        let task = args.task.trim().to_owned();
         let label_done = label.clone();
+        let pending = Pending::new(&self.0.pending);
         tokio::spawn(async move {
+            let _pending = pending;
             let text = match subagents.run(&task, &label_done, &ctx).await {
                 Ok(result) => format!("Background task \"{label_done}\" finished:\n{result}"),
                 Err(e) => format!("Background task \"{label_done}\" failed: {e}"),
             };
-            // Delivered once: one outbox entry, which the deliverer hands out once.
-            let msg = OutboundMessage::new(channel.as_str(), chat.as_str(), text);
-            match serde_json::to_string(&msg) {
-                Ok(payload) => {
-                    if let Err(e) = outbox
-                        .enqueue_outbound(&channel, &chat, &payload, now_ms())
-                        .await
-                    {
-                        tracing::warn!(error = %e, "could not deliver a background task's result");
-                    }
-                }
-                Err(e) => tracing::warn!(error = %e, "could not encode a background task's result"),
-            }
+            delivery.deliver(&ctx, &label_done, text).await;
         });
         ToolOutput::ok(format!(
             "Started \"{label}\" in the background; its result will be sent to this chat."
