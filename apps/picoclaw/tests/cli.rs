@@ -1598,3 +1598,62 @@ async fn a_spawned_sub_agent_reports_back_before_the_cli_exits() {
         sessions.stdout
     );
 }
+
+#[cfg(feature = "telegram")]
+#[tokio::test(flavor = "multi_thread")]
+async fn a_message_sent_from_the_cli_is_delivered_by_the_gateway_once() {
+    use picoclaw_testkit::telegram::FakeBotApi;
+    const TOKEN: &str = "777:CLI-message";
+    let tg = FakeBotApi::start(TOKEN);
+    let endpoint = ScriptedEndpoint::start_with([
+        Reply::tool_call(
+            "message",
+            json!({"content": "The meeting moved to 3 pm.", "channel": "telegram", "chat_id": "222"}),
+        ),
+        Reply::text("I told them."),
+    ])
+    .await;
+    let home = Home::with_config(&endpoint, json!({}));
+    let mut config: Value =
+        serde_json::from_str(&std::fs::read_to_string(home.path().join("config.json")).unwrap())
+            .unwrap();
+    config["channels"] = json!({"telegram": {"enabled": true, "token": TOKEN,
+        "allow_from": ["222"], "api_base": tg.api_base()}});
+    config["gateway"] = json!({"host": "127.0.0.1", "port": 0});
+    home.write_config(&config);
+
+    let out = run(
+        home.cmd(),
+        &["agent", "-m", "Tell chat 222 the meeting moved to 3 pm"],
+    )
+    .await;
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(out.stdout.trim(), "I told them.");
+    let queued = tool_messages(&endpoint.requests()[1].body).join("\n");
+    assert!(!queued.to_lowercase().contains("error"), "{queued}");
+    assert!(tg.sent().is_empty(), "the CLI itself sends nothing");
+
+    // The gateway delivers what the CLI queued.
+    let mut gateway = std::process::Command::new(assert_cmd::cargo::cargo_bin("picoclaw"))
+        .env("PICOCLAW_HOME", home.path())
+        .env_remove("PICOCLAW_CONFIG")
+        .arg("gateway")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut delivered = false;
+    for _ in 0..400 {
+        if !tg.sent().is_empty() {
+            delivered = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+    // Give a second delivery (which must not happen) a moment.
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let _ = gateway.kill();
+    let _ = gateway.wait();
+    assert!(delivered, "the gateway never delivered the queued message");
+    assert_eq!(tg.sent(), [(222, "The meeting moved to 3 pm.".to_owned())]);
+}
