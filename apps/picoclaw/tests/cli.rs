@@ -1608,12 +1608,16 @@ async fn a_message_sent_from_the_cli_is_delivered_by_the_gateway_once() {
     let endpoint = ScriptedEndpoint::start_with([
         Reply::tool_call(
             "message",
-            json!({"content": "The meeting moved to 3 pm.", "channel": "telegram", "chat_id": "222"}),
+            json!({"content": "The meeting moved to 3 pm.", "channel": "telegram",
+                   "chat_id": "222", "media": ["agenda.pdf", "room.png"]}),
         ),
         Reply::text("I told them."),
     ])
     .await;
     let home = Home::with_config(&endpoint, json!({}));
+    std::fs::create_dir_all(home.workspace()).unwrap();
+    std::fs::write(home.workspace().join("agenda.pdf"), b"%PDF-1.4 agenda").unwrap();
+    std::fs::write(home.workspace().join("room.png"), b"\x89PNG room").unwrap();
     let mut config: Value =
         serde_json::from_str(&std::fs::read_to_string(home.path().join("config.json")).unwrap())
             .unwrap();
@@ -1644,7 +1648,7 @@ async fn a_message_sent_from_the_cli_is_delivered_by_the_gateway_once() {
         .unwrap();
     let mut delivered = false;
     for _ in 0..400 {
-        if !tg.sent().is_empty() {
+        if tg.files().len() == 2 {
             delivered = true;
             break;
         }

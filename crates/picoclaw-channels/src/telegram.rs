@@ -9,14 +9,14 @@
 
 use crate::{Channel, ChannelError, Inbox, split_message};
 use async_trait::async_trait;
-use picoclaw_bus::{InboundMessage, OutboundMessage};
+use picoclaw_bus::{InboundMessage, MediaKind, MediaRef, OutboundMessage};
 use serde_json::Value;
 use std::sync::Arc;
 use std::time::Duration;
 use teloxide::RequestError;
 use teloxide::payloads::GetUpdatesSetters;
 use teloxide::prelude::Requester;
-use teloxide::types::{ChatAction, ChatId, UpdateKind};
+use teloxide::types::{ChatAction, ChatId, InputFile, UpdateKind};
 use tokio_util::sync::CancellationToken;
 
 /// Telegram's longest message.
@@ -245,20 +245,71 @@ impl Channel for TelegramChannel {
         let chat: i64 = msg.chat_id.parse().map_err(|_| {
             ChannelError::Rejected(format!("'{}' is not a Telegram chat id", msg.chat_id))
         })?;
-        for part in split_message(&msg.content, MAX_MESSAGE_CHARS) {
-            self.with_retry(|| async {
-                self.bot
-                    .send_message(ChatId(chat), part.clone())
-                    .await
-                    .map(|_| ())
-            })
-            .await
-            .map_err(|e| match e {
-                RequestError::Api(api) => ChannelError::Rejected(format!("telegram: {api}")),
-                other => platform(other),
-            })?;
+        let rejected = |e: RequestError| match e {
+            RequestError::Api(api) => ChannelError::Rejected(format!("telegram: {api}")),
+            other => platform(other),
+        };
+        // A file that is gone will not come back: refuse before sending any part.
+        if let Some(missing) = msg.media.iter().find(|m| {
+            !m.location.starts_with("https://")
+                && !m.location.starts_with("http://")
+                && !std::path::Path::new(&m.location).is_file()
+        }) {
+            return Err(ChannelError::Rejected(format!(
+                "telegram: the attachment {} no longer exists",
+                missing.location
+            )));
+        }
+        if !msg.content.trim().is_empty() || msg.media.is_empty() {
+            for part in split_message(&msg.content, MAX_MESSAGE_CHARS) {
+                self.with_retry(|| async {
+                    self.bot
+                        .send_message(ChatId(chat), part.clone())
+                        .await
+                        .map(|_| ())
+                })
+                .await
+                .map_err(rejected)?;
+            }
+        }
+        for media in &msg.media {
+            self.send_file(ChatId(chat), media)
+                .await
+                .map_err(rejected)?;
         }
         Ok(())
+    }
+}
+
+impl TelegramChannel {
+    /// Uploads one attachment: photos as photos (shown inline), audio and video as such, anything
+    /// else as a document. A URL is passed for Telegram to fetch.
+    async fn send_file(&self, chat: ChatId, media: &MediaRef) -> Result<(), RequestError> {
+        let file = || {
+            let input = if media.location.starts_with("https://")
+                || media.location.starts_with("http://")
+            {
+                match media.location.parse() {
+                    Ok(url) => InputFile::url(url),
+                    Err(_) => InputFile::file(&media.location),
+                }
+            } else {
+                InputFile::file(&media.location)
+            };
+            match &media.name {
+                Some(name) => input.file_name(name.clone()),
+                None => input,
+            }
+        };
+        self.with_retry(|| async {
+            match media.kind {
+                MediaKind::Image => self.bot.send_photo(chat, file()).await.map(|_| ()),
+                MediaKind::Audio => self.bot.send_audio(chat, file()).await.map(|_| ()),
+                MediaKind::Video => self.bot.send_video(chat, file()).await.map(|_| ()),
+                _ => self.bot.send_document(chat, file()).await.map(|_| ()),
+            }
+        })
+        .await
     }
 }
 

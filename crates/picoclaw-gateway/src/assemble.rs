@@ -172,7 +172,9 @@ pub async fn assemble(
     // Scheduling: jobs go to the store; the gateway runs them.
     tools.register(Arc::new(picoclaw_tools::CronTool::new(store.clone())));
     // Messages on the agent's own initiative, delivered through the outbox.
-    tools.register(Arc::new(picoclaw_tools::MessageTool::new(store.clone())));
+    tools.register(Arc::new(
+        picoclaw_tools::MessageTool::new(store.clone()).with_files(sandbox.clone()),
+    ));
     // Searching the web: the backend tools.web enables; without a tools.web section,
     // DuckDuckGo (no key needed), as the original's default config has it.
     let web =

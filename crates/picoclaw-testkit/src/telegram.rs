@@ -1,6 +1,7 @@
 //! `FakeBotApi`: a Telegram Bot API server on 127.0.0.1 speaking the documented shapes
-//! (`getMe`, long-polling `getUpdates` with offsets, `sendMessage`, `sendChatAction`), for driving
-//! a real Telegram client (teloxide) through its API base URL.
+//! (`getMe`, long-polling `getUpdates` with offsets, `sendMessage`, `sendChatAction`, and the
+//! multipart uploads `sendPhoto`, `sendDocument`, `sendAudio`, `sendVideo`), for driving a real
+//! Telegram client (teloxide) through its API base URL.
 
 use axum::Router;
 use axum::extract::{Path, State};
@@ -22,12 +23,67 @@ struct Inner {
     next_update: Mutex<i64>,
     next_message: Mutex<i64>,
     sent: Mutex<Vec<(i64, String)>>,
+    files: Mutex<Vec<SentFile>>,
     actions: Mutex<Vec<(i64, String)>>,
     /// getUpdates offsets as the client sent them (what it confirmed).
     offsets: Mutex<Vec<i64>>,
     /// The next N sendMessage calls get a 429 with this retry_after.
     rate_limit: Mutex<Option<(u32, u64)>>,
     arrived: Notify,
+}
+
+/// A file a client uploaded.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SentFile {
+    pub chat_id: i64,
+    /// The Bot API method, lower-cased (`sendphoto`, `senddocument`...).
+    pub method: String,
+    pub file_name: String,
+    pub bytes: Vec<u8>,
+}
+
+/// The fields of a `multipart/form-data` body: (name, file name, bytes).
+fn multipart_fields(content_type: &str, body: &[u8]) -> Vec<(String, Option<String>, Vec<u8>)> {
+    let Some(boundary) = content_type
+        .split(';')
+        .find_map(|p| p.trim().strip_prefix("boundary="))
+    else {
+        return Vec::new();
+    };
+    let delimiter = format!("--{}", boundary.trim_matches('"'));
+    let delimiter = delimiter.as_bytes();
+    let find = |hay: &[u8], needle: &[u8], from: usize| {
+        hay.get(from..)?
+            .windows(needle.len())
+            .position(|w| w == needle)
+            .map(|i| i + from)
+    };
+    let mut fields = Vec::new();
+    let mut at = match find(body, delimiter, 0) {
+        Some(i) => i + delimiter.len(),
+        None => return fields,
+    };
+    while let Some(next) = find(body, delimiter, at) {
+        let part = &body[at..next];
+        let part = part.strip_prefix(b"\r\n").unwrap_or(part);
+        let part = part.strip_suffix(b"\r\n").unwrap_or(part);
+        if let Some(split) = find(part, b"\r\n\r\n", 0) {
+            let headers = String::from_utf8_lossy(&part[..split]).to_string();
+            let value = part[split + 4..].to_vec();
+            let attr = |key: &str| {
+                headers.split(';').find_map(|p| {
+                    p.trim()
+                        .strip_prefix(&format!("{key}="))
+                        .map(|v| v.trim().trim_matches('"').to_owned())
+                })
+            };
+            if let Some(name) = attr("name") {
+                fields.push((name, attr("filename"), value));
+            }
+        }
+        at = next + delimiter.len();
+    }
+    fields
 }
 
 /// A fake Bot API; stops when dropped.
@@ -49,6 +105,7 @@ fn user(id: i64, username: &str, is_bot: bool) -> Value {
 async fn handle(
     State(inner): State<Arc<Inner>>,
     Path((bot, method)): Path<(String, String)>,
+    headers: axum::http::HeaderMap,
     body: axum::body::Bytes,
 ) -> Response {
     if bot != format!("bot{}", inner.token) {
@@ -120,6 +177,50 @@ async fn handle(
             ok(json!({"message_id": id, "date": 1_800_000_000, "text": text,
                       "chat": {"id": chat, "type": "private", "first_name": "x"},
                       "from": user(BOT_ID, BOT_USERNAME, true)}))
+        }
+        "sendphoto" | "senddocument" | "sendaudio" | "sendvideo" => {
+            let content_type = headers
+                .get(axum::http::header::CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default();
+            let fields = multipart_fields(content_type, &body);
+            let text = |name: &str| {
+                fields
+                    .iter()
+                    .find(|(n, _, _)| n == name)
+                    .map(|(_, _, v)| String::from_utf8_lossy(v).to_string())
+            };
+            let chat = text("chat_id")
+                .and_then(|c| c.trim().parse::<i64>().ok())
+                .unwrap_or_default();
+            let kind = method.to_ascii_lowercase();
+            let field = kind.trim_start_matches("send").to_owned();
+            let Some((_, file_name, bytes)) = fields.iter().find(|(n, _, _)| *n == field) else {
+                return (
+                    axum::http::StatusCode::BAD_REQUEST,
+                    axum::Json(json!({"ok": false, "error_code": 400,
+                        "description": format!("Bad Request: there is no {field} in the request")})),
+                )
+                    .into_response();
+            };
+            inner.files.lock().unwrap().push(SentFile {
+                chat_id: chat,
+                method: kind,
+                file_name: file_name.clone().unwrap_or_default(),
+                bytes: bytes.clone(),
+            });
+            let id = {
+                let mut n = inner.next_message.lock().unwrap();
+                *n += 1;
+                *n
+            };
+            let file = json!({"file_id": format!("file-{id}"), "file_unique_id": format!("u{id}"),
+                              "file_size": bytes.len(), "width": 1, "height": 1, "duration": 1});
+            let mut message = json!({"message_id": id, "date": 1_800_000_000,
+                      "chat": {"id": chat, "type": "private", "first_name": "x"},
+                      "from": user(BOT_ID, BOT_USERNAME, true)});
+            message[field.as_str()] = if field == "photo" { json!([file]) } else { file };
+            ok(message)
         }
         "sendchataction" => {
             let chat = args["chat_id"].as_i64().unwrap_or_default();
@@ -245,6 +346,11 @@ impl FakeBotApi {
     }
 
     /// Chat actions (typing) the bot sent.
+    /// Files uploaded so far, in order.
+    pub fn files(&self) -> Vec<SentFile> {
+        self.inner.files.lock().unwrap().clone()
+    }
+
     pub fn actions(&self) -> Vec<(i64, String)> {
         self.inner.actions.lock().unwrap().clone()
     }

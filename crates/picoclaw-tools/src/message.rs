@@ -1,11 +1,14 @@
-//! `message(content, channel, chat_id)`: the agent sends a message on its own — to the current
-//! conversation by default, or to another chat — through the outbox, so it is delivered like every
-//! reply (in order per chat, retried, once). Useful from scheduled tasks and the heartbeat.
+//! `message(content, channel, chat_id, media)`: the agent sends a message on its own — to the
+//! current conversation by default, or to another chat — through the outbox, so it is delivered
+//! like every reply (in order per chat, retried, once). Useful from scheduled tasks and the
+//! heartbeat. `media` attaches workspace files (checked by the [`Sandbox`]), which the channel
+//! uploads.
 
 use crate::args::{parse, schema};
+use crate::sandbox::{Access, Sandbox};
 use crate::{Tool, ToolContext, ToolOutput};
 use async_trait::async_trait;
-use picoclaw_bus::OutboundMessage;
+use picoclaw_bus::{MediaKind, MediaRef, OutboundMessage};
 use picoclaw_state::{Outbox, now_ms};
 use picoclaw_types::ToolSpec;
 use serde::Deserialize;
@@ -15,10 +18,18 @@ use std::sync::Arc;
 /// Longest message the tool accepts (channels split long ones further).
 pub const MAX_MESSAGE_CHARS: usize = 16_000;
 
+/// Largest file the tool attaches (Telegram's upload limit for bots; Slack's and Discord's
+/// default limits are lower and are checked by those channels).
+pub const MAX_MEDIA_BYTES: u64 = 50 * 1024 * 1024;
+
+/// Most files one message carries.
+pub const MAX_MEDIA_FILES: usize = 10;
+
 /// Proactive messages.
 #[derive(Clone)]
 pub struct MessageTool {
     outbox: Arc<dyn Outbox>,
+    sandbox: Option<Arc<Sandbox>>,
 }
 
 impl std::fmt::Debug for MessageTool {
@@ -28,8 +39,108 @@ impl std::fmt::Debug for MessageTool {
 }
 
 impl MessageTool {
+    /// Text only: `media` is refused.
     pub fn new(outbox: Arc<dyn Outbox>) -> Self {
-        Self { outbox }
+        Self {
+            outbox,
+            sandbox: None,
+        }
+    }
+
+    /// Files named in `media` are taken from this workspace.
+    pub fn with_files(mut self, sandbox: Arc<Sandbox>) -> Self {
+        self.sandbox = Some(sandbox);
+        self
+    }
+
+    fn attachments(&self, media: Option<Value>) -> Result<Vec<MediaRef>, String> {
+        let paths: Vec<String> = match media {
+            None | Some(Value::Null) => return Ok(Vec::new()),
+            Some(Value::String(one)) if one.trim().is_empty() => return Ok(Vec::new()),
+            Some(Value::String(one)) => vec![one],
+            Some(Value::Array(items)) => items
+                .into_iter()
+                .map(|v| match v {
+                    Value::String(p) => Ok(p),
+                    other => Err(format!(
+                        "message: media must list workspace file paths, got {other}"
+                    )),
+                })
+                .collect::<Result<_, _>>()?,
+            Some(other) => {
+                return Err(format!(
+                    "message: media must be a list of workspace file paths, got {other}"
+                ));
+            }
+        };
+        if paths.is_empty() {
+            return Ok(Vec::new());
+        }
+        let Some(sandbox) = &self.sandbox else {
+            return Err("message: this agent cannot attach files; send the text only".into());
+        };
+        if paths.len() > MAX_MEDIA_FILES {
+            return Err(format!(
+                "message: at most {MAX_MEDIA_FILES} files per message ({} given)",
+                paths.len()
+            ));
+        }
+        let mut refs = Vec::with_capacity(paths.len());
+        for raw in paths {
+            let path = sandbox
+                .resolve(raw.trim(), Access::Read)
+                .map_err(|e| format!("message: media: {e}"))?;
+            let meta = std::fs::metadata(&path)
+                .map_err(|e| format!("message: media: cannot use '{raw}': {e}"))?;
+            if !meta.is_file() {
+                return Err(format!("message: media: '{raw}' is not a file"));
+            }
+            if meta.len() > MAX_MEDIA_BYTES {
+                return Err(format!(
+                    "message: media: '{raw}' is {} MiB; files up to {} MiB can be sent",
+                    meta.len() / (1024 * 1024),
+                    MAX_MEDIA_BYTES / (1024 * 1024)
+                ));
+            }
+            let name = path
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_else(|| raw.clone());
+            let (kind, mime) = kind_of(&name);
+            refs.push(
+                MediaRef::new(kind, path.display().to_string())
+                    .with_mime(mime)
+                    .with_name(name),
+            );
+        }
+        Ok(refs)
+    }
+}
+
+/// The kind and MIME type of a file, from its extension.
+fn kind_of(name: &str) -> (MediaKind, &'static str) {
+    let ext = name
+        .rsplit_once('.')
+        .map(|(_, e)| e.to_ascii_lowercase())
+        .unwrap_or_default();
+    match ext.as_str() {
+        "png" => (MediaKind::Image, "image/png"),
+        "jpg" | "jpeg" => (MediaKind::Image, "image/jpeg"),
+        "gif" => (MediaKind::Image, "image/gif"),
+        "webp" => (MediaKind::Image, "image/webp"),
+        "mp3" => (MediaKind::Audio, "audio/mpeg"),
+        "ogg" | "oga" | "opus" => (MediaKind::Audio, "audio/ogg"),
+        "m4a" => (MediaKind::Audio, "audio/mp4"),
+        "wav" => (MediaKind::Audio, "audio/wav"),
+        "mp4" => (MediaKind::Video, "video/mp4"),
+        "webm" => (MediaKind::Video, "video/webm"),
+        "mov" => (MediaKind::Video, "video/quicktime"),
+        "pdf" => (MediaKind::Document, "application/pdf"),
+        "txt" | "md" | "log" => (MediaKind::Document, "text/plain"),
+        "csv" => (MediaKind::Document, "text/csv"),
+        "json" => (MediaKind::Document, "application/json"),
+        "zip" => (MediaKind::Document, "application/zip"),
+        _ => (MediaKind::Document, "application/octet-stream"),
     }
 }
 
@@ -47,25 +158,28 @@ struct Args {
 #[async_trait]
 impl Tool for MessageTool {
     fn spec(&self) -> ToolSpec {
+        let mut parameters = schema(
+            &[
+                ("content", "string", "The text to send"),
+                (
+                    "channel",
+                    "string",
+                    "The channel (telegram, slack...); default: this conversation's",
+                ),
+                (
+                    "chat_id",
+                    "string",
+                    "The chat within the channel; default: this conversation's",
+                ),
+                ("media", "array", "Workspace files to attach"),
+            ],
+            &["content"],
+        );
+        parameters["properties"]["media"]["items"] = serde_json::json!({"type": "string"});
         ToolSpec::new(
             "message",
             "Send a message now: to this chat by default, or to channel/chat_id.",
-            schema(
-                &[
-                    ("content", "string", "The text to send"),
-                    (
-                        "channel",
-                        "string",
-                        "The channel (telegram, slack...); default: this conversation's",
-                    ),
-                    (
-                        "chat_id",
-                        "string",
-                        "The chat within the channel; default: this conversation's",
-                    ),
-                ],
-                &["content"],
-            ),
+            parameters,
         )
     }
 
@@ -74,16 +188,6 @@ impl Tool for MessageTool {
             Ok(a) => a,
             Err(e) => return e,
         };
-        if args
-            .media
-            .as_ref()
-            .is_some_and(|m| !m.is_null() && m != &Value::Array(vec![]))
-        {
-            return ToolOutput::error(
-                "message: sending files is not supported yet; send the text, and say where the \
-                 file is in the workspace",
-            );
-        }
         let content = args.content.trim();
         if content.is_empty() {
             return ToolOutput::error("message: content is empty");
@@ -112,7 +216,13 @@ impl Tool for MessageTool {
                 "message: the {channel} conversation gets your answer directly; just answer"
             ));
         }
-        let msg = OutboundMessage::new(channel.as_str(), chat.as_str(), content);
+        let media = match self.attachments(args.media) {
+            Ok(m) => m,
+            Err(e) => return ToolOutput::error(e),
+        };
+        let files = media.len();
+        let mut msg = OutboundMessage::new(channel.as_str(), chat.as_str(), content);
+        msg.media = media;
         let payload = match serde_json::to_string(&msg) {
             Ok(p) => p,
             Err(e) => return ToolOutput::error(format!("message: {e}")),
@@ -122,6 +232,10 @@ impl Tool for MessageTool {
             .enqueue_outbound(&channel, &chat, &payload, now_ms())
             .await
         {
+            Ok(_) if files > 0 => ToolOutput::ok(format!(
+                "Sent to {channel}:{chat} with {files} file{}.",
+                if files == 1 { "" } else { "s" }
+            )),
             Ok(_) => ToolOutput::ok(format!("Sent to {channel}:{chat}.")),
             Err(e) => ToolOutput::error(format!("message: {e}")),
         }
@@ -167,6 +281,57 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn attaches_workspace_files_and_refuses_others() {
+        let ws = tempfile::tempdir().unwrap();
+        let outside = tempfile::tempdir().unwrap();
+        std::fs::write(ws.path().join("chart.png"), b"\x89PNG").unwrap();
+        std::fs::write(ws.path().join("report.pdf"), b"%PDF").unwrap();
+        std::fs::write(outside.path().join("secret.txt"), b"s").unwrap();
+        std::fs::create_dir(ws.path().join("dir")).unwrap();
+        let sandbox = Arc::new(Sandbox::new(ws.path(), true).unwrap());
+        let store = Arc::new(InMemoryStore::new());
+        let tool = MessageTool::new(store.clone()).with_files(sandbox.clone());
+        let ctx = ToolContext::new(SessionKey::new("telegram:42")).with_chat("telegram", "42");
+        let out = tool
+            .call(
+                &ctx,
+                json!({"content": "Here", "media": ["chart.png", "report.pdf"]}),
+            )
+            .await;
+        assert_eq!(out.content, "Sent to telegram:42 with 2 files.");
+        let secret = outside.path().join("secret.txt").display().to_string();
+        for (media, want) in [
+            (json!(["../secret.txt"]), "outside the workspace"),
+            (json!([secret]), "outside the workspace"),
+            (json!(["missing.png"]), "cannot use 'missing.png'"),
+            (json!(["dir"]), "not a file"),
+            (json!([1]), "file paths"),
+            (json!({"a": 1}), "list of workspace file paths"),
+            (json!(vec!["chart.png"; 11]), "at most 10 files"),
+        ] {
+            let out = tool
+                .call(&ctx, json!({"content": "x", "media": media.clone()}))
+                .await;
+            assert!(
+                out.is_error && out.content.contains(want),
+                "{media}: {out:?}"
+            );
+        }
+        let sent = store.claim_outbound("t", now_ms(), 1000, 10).await.unwrap();
+        assert_eq!(sent.len(), 1, "refused calls queue nothing");
+        let m: OutboundMessage = serde_json::from_str(&sent[0].payload).unwrap();
+        assert_eq!(m.media.len(), 2);
+        assert_eq!(m.media[0].kind, MediaKind::Image);
+        assert_eq!(m.media[0].mime.as_deref(), Some("image/png"));
+        assert_eq!(m.media[0].name.as_deref(), Some("chart.png"));
+        assert_eq!(
+            std::path::Path::new(&m.media[1].location),
+            sandbox.root().join("report.pdf")
+        );
+        assert_eq!(m.media[1].kind, MediaKind::Document);
+    }
+
+    #[tokio::test]
     async fn refuses_what_cannot_be_sent() {
         let store = Arc::new(InMemoryStore::new());
         let tool = MessageTool::new(store.clone());
@@ -185,7 +350,7 @@ mod tests {
             (
                 &chat,
                 json!({"content": "hi", "media": ["a.png"]}),
-                "files is not supported",
+                "cannot attach files",
             ),
             (&chat, json!({}), "invalid arguments"),
         ] {
