@@ -42,6 +42,77 @@ pub trait Inbox: Send + Sync {
     async fn deliver(&self, msg: InboundMessage) -> Result<(), String>;
 }
 
+/// An HTTP request a platform sent to the gateway's `/webhook/<channel>` route.
+#[derive(Clone, Debug, Default)]
+#[non_exhaustive]
+pub struct WebhookRequest {
+    /// `POST`, `GET`...
+    pub method: String,
+    /// Header names lower-cased, in arrival order.
+    pub headers: Vec<(String, String)>,
+    /// The query string without `?` (empty when none).
+    pub query: String,
+    pub body: Vec<u8>,
+}
+
+impl WebhookRequest {
+    pub fn new(method: impl Into<String>, body: impl Into<Vec<u8>>) -> Self {
+        Self {
+            method: method.into(),
+            body: body.into(),
+            ..Self::default()
+        }
+    }
+
+    /// Adds a header (the name is lower-cased).
+    pub fn with_header(mut self, name: &str, value: impl Into<String>) -> Self {
+        self.headers.push((name.to_ascii_lowercase(), value.into()));
+        self
+    }
+
+    pub fn with_query(mut self, query: impl Into<String>) -> Self {
+        self.query = query.into();
+        self
+    }
+
+    /// The first value of header `name` (any case).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// The answer to a [`WebhookRequest`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct WebhookResponse {
+    pub status: u16,
+    pub content_type: &'static str,
+    pub body: Vec<u8>,
+}
+
+impl WebhookResponse {
+    /// `200` with a JSON body.
+    pub fn json(value: &serde_json::Value) -> Self {
+        Self::with_status(200, "application/json", value.to_string())
+    }
+
+    /// A status with a plain-text body (the reason, for the platform's delivery log).
+    pub fn text(status: u16, body: impl Into<String>) -> Self {
+        Self::with_status(status, "text/plain; charset=utf-8", body.into())
+    }
+
+    pub fn with_status(status: u16, content_type: &'static str, body: impl Into<Vec<u8>>) -> Self {
+        Self {
+            status,
+            content_type,
+            body: body.into(),
+        }
+    }
+}
+
 /// A chat platform.
 #[async_trait]
 pub trait Channel: Send + Sync {
@@ -55,6 +126,25 @@ pub trait Channel: Send + Sync {
 
     /// Sends one message to the platform.
     async fn send(&self, msg: &OutboundMessage) -> Result<(), ChannelError>;
+
+    /// Whether this channel, as configured, receives through the gateway's `/webhook/<name>`
+    /// route (Slack's Events API, LINE, Telegram in webhook mode).
+    fn takes_webhooks(&self) -> bool {
+        false
+    }
+
+    /// Handles one request to `/webhook/<name>`: the channel checks that the platform sent it
+    /// (signature, secret token; the route has no other authentication), hands the messages in
+    /// it to `inbox`, and answers only after the inbox took them, so that the platform retries a
+    /// request whose messages were not kept. Answer quickly: platforms time webhooks out in
+    /// seconds.
+    async fn webhook(&self, request: WebhookRequest, inbox: Arc<dyn Inbox>) -> WebhookResponse {
+        let _ = (request, inbox);
+        WebhookResponse::text(
+            404,
+            format!("the {} channel takes no webhooks", self.name()),
+        )
+    }
 }
 
 /// What a channel is doing.
@@ -140,6 +230,8 @@ pub struct ChannelManager {
     states: Arc<Mutex<BTreeMap<String, ChannelState>>>,
     /// Pause before a restart; `restart_backoff` unless a test shortens it.
     backoff: Option<fn(u32) -> Duration>,
+    /// Where webhook requests' messages go, once the channels are started.
+    inbox: Mutex<Option<Arc<dyn Inbox>>>,
 }
 
 impl std::fmt::Debug for ChannelManager {
@@ -193,6 +285,7 @@ impl ChannelManager {
         inbox: Arc<dyn Inbox>,
         stop: CancellationToken,
     ) -> tokio::task::JoinSet<()> {
+        *lock(&self.inbox) = Some(inbox.clone());
         let mut set = tokio::task::JoinSet::new();
         let backoff = self.backoff.unwrap_or(restart_backoff);
         for (name, channel) in &self.channels {
@@ -234,6 +327,21 @@ impl ChannelManager {
             });
         }
         set
+    }
+
+    /// Passes a request to `/webhook/<name>` to that channel: 404 when no channel of that name
+    /// takes webhooks, 503 before the channels are started.
+    pub async fn webhook(&self, name: &str, request: WebhookRequest) -> WebhookResponse {
+        let Some(channel) = self.channels.get(name).filter(|c| c.takes_webhooks()) else {
+            return WebhookResponse::text(
+                404,
+                format!("no channel named '{name}' takes webhooks here"),
+            );
+        };
+        let Some(inbox) = lock(&self.inbox).clone() else {
+            return WebhookResponse::text(503, "the channels are not started yet; retry later");
+        };
+        channel.webhook(request, inbox).await
     }
 
     /// Sends `msg` through the channel it names.

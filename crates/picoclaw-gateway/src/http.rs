@@ -7,6 +7,10 @@
 //! continues that server-side session, and only the request's last user message is new. Without
 //! either, the request is stateless: its `messages` are the whole history, kept in memory for the
 //! length of the request.
+//!
+//! `/webhook/<channel>` (any method) passes platform callbacks (Slack's Events API, LINE,
+//! Telegram in webhook mode) to the channel of that name, which verifies them itself: the bearer
+//! key does not apply there, since platforms cannot send it.
 
 use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
@@ -75,12 +79,62 @@ pub fn router(state: Arc<ApiState>) -> Router {
             state.clone(),
             require_key,
         ));
-    Router::new()
+    let webhooks = state.channels.clone().map(webhook_router);
+    let mut router = Router::new()
         .route("/health", get(|| async { Json(json!({"status": "ok"})) }))
         .route("/ready", get(ready))
         .merge(protected)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
-        .with_state(state)
+        .with_state(state);
+    if let Some(webhooks) = webhooks {
+        router = router.merge(webhooks);
+    }
+    router
+}
+
+/// Longest a channel may take to answer a webhook (platforms give up after a few seconds and
+/// send the request again).
+pub const WEBHOOK_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// `/webhook/{channel}`: platform callbacks, handed to the channel of that name.
+pub fn webhook_router(channels: Arc<picoclaw_channels::ChannelManager>) -> Router {
+    Router::new()
+        .route("/webhook/{channel}", axum::routing::any(webhook))
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .with_state(channels)
+}
+
+async fn webhook(
+    State(channels): State<Arc<picoclaw_channels::ChannelManager>>,
+    axum::extract::Path(channel): axum::extract::Path<String>,
+    method: axum::http::Method,
+    uri: axum::http::Uri,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
+    let mut request = picoclaw_channels::WebhookRequest::new(method.as_str(), body.to_vec())
+        .with_query(uri.query().unwrap_or_default());
+    for (name, value) in &headers {
+        if let Ok(value) = value.to_str() {
+            request = request.with_header(name.as_str(), value);
+        }
+    }
+    match tokio::time::timeout(WEBHOOK_TIMEOUT, channels.webhook(&channel, request)).await {
+        Ok(answer) => (
+            StatusCode::from_u16(answer.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+            [(header::CONTENT_TYPE, answer.content_type)],
+            answer.body,
+        )
+            .into_response(),
+        Err(_) => {
+            tracing::warn!(%channel, "a webhook request took too long and was dropped");
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "the channel did not answer in time; send it again",
+            )
+                .into_response()
+        }
+    }
 }
 
 /// An error in OpenAI's shape.
