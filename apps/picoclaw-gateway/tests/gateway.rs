@@ -650,3 +650,88 @@ async fn a_rejected_telegram_token_fails_the_channel_once_and_ready_says_so() {
         "never polled with a rejected token"
     );
 }
+
+#[cfg(feature = "telegram")]
+#[tokio::test(flavor = "multi_thread")]
+async fn telegram_in_webhook_mode_then_back_to_polling() {
+    use picoclaw_testkit::telegram::FakeBotApi;
+    const TOKEN: &str = "555:WEBHOOK-token";
+    let tg = FakeBotApi::start(TOKEN);
+    let endpoint = ScriptedEndpoint::start_with([
+        Reply::text("Hello over the webhook."),
+        Reply::text("Hello by polling."),
+    ])
+    .await;
+    // Telegram needs the public URL before the gateway starts, so the port is chosen first.
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let home = home_with(&endpoint, json!({"host": "127.0.0.1", "port": port}));
+    let hook = format!("http://127.0.0.1:{port}/webhook/telegram");
+    set_channels(
+        home.path(),
+        json!({"telegram": {"enabled": true, "token": TOKEN, "allow_from": ["111"],
+            "api_base": tg.api_base(), "webhook_url": hook}}),
+    );
+    let wait = |what: &'static str, done: &dyn Fn() -> bool| {
+        for _ in 0..400 {
+            if done() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(25));
+        }
+        panic!("timed out waiting for {what}");
+    };
+
+    let gw = Gateway::start(home.path());
+    wait("setWebhook", &|| tg.webhook().is_some());
+    let (url, secret) = tg.webhook().unwrap();
+    assert_eq!(url, hook);
+    let secret = secret.expect("a secret token is always set");
+    assert!(secret.len() >= 32, "{secret}");
+
+    // Forged requests (no secret, a wrong one) are refused and reach nobody.
+    let forged = json!({"update_id": 1, "message": {"message_id": 1, "date": 1_800_000_000,
+        "chat": {"id": 111, "type": "private", "first_name": "ada"},
+        "from": {"id": 111, "is_bot": false, "first_name": "ada"}, "text": "forged"}});
+    for header in [None, Some("guess")] {
+        let mut req = client().post(&hook).json(&forged);
+        if let Some(h) = header {
+            req = req.header("X-Telegram-Bot-Api-Secret-Token", h);
+        }
+        let r = req.send().await.unwrap();
+        assert_eq!(r.status(), 401);
+    }
+
+    // A user's message comes in through the webhook and is answered.
+    tg.private_message(111, "ada", "hi");
+    wait("the webhook answer", &|| !tg.sent().is_empty());
+    assert_eq!(tg.sent(), [(111, "Hello over the webhook.".to_owned())]);
+    assert!(tg.offsets().is_empty(), "no polling in webhook mode");
+    assert!(
+        tg.webhook_failures().is_empty(),
+        "{:?}",
+        tg.webhook_failures()
+    );
+    let asked: Vec<String> = endpoint
+        .requests()
+        .iter()
+        .map(|r| r.message_texts().last().unwrap().clone())
+        .collect();
+    assert_eq!(asked, ["hi"], "the forged messages never reached the model");
+    drop(gw);
+
+    // Back to polling: the webhook is removed and messages arrive by getUpdates.
+    set_channels(
+        home.path(),
+        json!({"telegram": {"enabled": true, "token": TOKEN, "allow_from": ["111"],
+            "api_base": tg.api_base()}}),
+    );
+    let gw = Gateway::start(home.path());
+    wait("deleteWebhook", &|| tg.webhook().is_none());
+    tg.private_message(111, "ada", "and now?");
+    wait("the polled answer", &|| tg.sent().len() == 2);
+    assert_eq!(tg.sent()[1], (111, "Hello by polling.".to_owned()));
+    drop(gw);
+}

@@ -1,20 +1,21 @@
-//! Telegram, through teloxide: long polling, private chats and groups (in groups only messages
-//! that mention the bot or reply to it), an allow-list, a typing indicator, answers split at
-//! Telegram's 4 096-character limit, 429 `retry_after` honoured. `api_base` points at a
-//! self-hosted Bot API server (or a test's loopback fake).
+//! Telegram, through teloxide: long polling (default) or a webhook on the gateway's
+//! `/webhook/telegram` (`webhook_url`, checked with a secret token), private chats and groups (in
+//! groups only messages that mention the bot or reply to it), an allow-list, a typing indicator,
+//! answers split at Telegram's 4 096-character limit, files out, 429 `retry_after` honoured.
+//! `api_base` points at a self-hosted Bot API server (or a test's loopback fake).
 //!
 //! An update is confirmed to Telegram (the next `getUpdates` offset moves past it) only after the
 //! inbox took the message, so a crash redelivers it, and the gateway's journal drops the
 //! redelivery.
 
-use crate::{Channel, ChannelError, Inbox, split_message};
+use crate::{Channel, ChannelError, Inbox, WebhookRequest, WebhookResponse, split_message};
 use async_trait::async_trait;
 use picoclaw_bus::{InboundMessage, MediaKind, MediaRef, OutboundMessage};
 use serde_json::Value;
 use std::sync::Arc;
 use std::time::Duration;
 use teloxide::RequestError;
-use teloxide::payloads::GetUpdatesSetters;
+use teloxide::payloads::{GetUpdatesSetters, SetWebhookSetters};
 use teloxide::prelude::Requester;
 use teloxide::types::{ChatAction, ChatId, InputFile, UpdateKind};
 use tokio_util::sync::CancellationToken;
@@ -33,6 +34,12 @@ pub struct TelegramConfig {
     pub api_base: Option<String>,
     /// Long-polling timeout in seconds (default 30).
     pub poll_timeout: u32,
+    /// Webhook mode: the public HTTPS URL Telegram posts updates to, which reaches the gateway's
+    /// `/webhook/telegram` (through a reverse proxy or tunnel). Absent: long polling.
+    pub webhook_url: Option<String>,
+    /// The secret Telegram sends back with every update (`X-Telegram-Bot-Api-Secret-Token`);
+    /// derived from the token when absent.
+    pub webhook_secret: Option<String>,
 }
 
 impl TelegramConfig {
@@ -70,19 +77,69 @@ impl TelegramConfig {
             .map(str::trim)
             .filter(|s| !s.is_empty())
             .map(str::to_owned);
+        let text = |key: &str| {
+            value
+                .get(key)
+                .and_then(Value::as_str)
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(str::to_owned)
+        };
+        let webhook_url = text("webhook_url");
+        if let Some(url) = &webhook_url {
+            let parsed = url::Url::parse(url).map_err(|e| {
+                ChannelError::Rejected(format!(
+                    "channels.telegram.webhook_url '{url}' is not a URL: {e}"
+                ))
+            })?;
+            if !matches!(parsed.scheme(), "https" | "http") {
+                return Err(ChannelError::Rejected(format!(
+                    "channels.telegram.webhook_url '{url}' must be an https:// URL (Telegram \
+                     posts only to HTTPS on ports 443, 80, 88 or 8443; http:// only works with \
+                     a self-hosted Bot API server)"
+                )));
+            }
+        }
+        let webhook_secret = text("webhook_secret");
+        if let Some(secret) = &webhook_secret {
+            let valid = (1..=256).contains(&secret.len())
+                && secret
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+            if !valid {
+                return Err(ChannelError::Rejected(
+                    "channels.telegram.webhook_secret must be 1-256 characters of A-Z, a-z, 0-9, \
+                     _ and - (Telegram's rule)"
+                        .into(),
+                ));
+            }
+        }
         Ok(Self {
             token,
             allow_from,
             api_base,
             poll_timeout: 30,
+            webhook_url,
+            webhook_secret,
         })
     }
+}
+
+/// The bot's own identity, from `getMe`.
+#[derive(Clone, Debug)]
+struct Me {
+    username: String,
+    id: teloxide::types::UserId,
 }
 
 /// The Telegram channel.
 pub struct TelegramChannel {
     bot: teloxide::Bot,
     config: TelegramConfig,
+    /// Known once `run` has called `getMe`; webhook requests before that are answered 503.
+    me: std::sync::Mutex<Option<Me>>,
+    /// What Telegram must send in `X-Telegram-Bot-Api-Secret-Token` (webhook mode).
+    webhook_secret: String,
 }
 
 impl std::fmt::Debug for TelegramChannel {
@@ -91,6 +148,15 @@ impl std::fmt::Debug for TelegramChannel {
             .field("api_base", &self.config.api_base)
             .finish_non_exhaustive()
     }
+}
+
+/// The webhook secret when the config has none: HMAC-SHA256 of a fixed label under the bot token,
+/// in hex. Stable across restarts and instances; only someone with the token can compute it (and
+/// they could call setWebhook themselves anyway).
+fn derive_secret(token: &str) -> String {
+    let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, token.as_bytes());
+    let tag = ring::hmac::sign(&key, b"picoclaw telegram webhook secret");
+    tag.as_ref().iter().map(|b| format!("{b:02x}")).collect()
 }
 
 fn platform(e: RequestError) -> ChannelError {
@@ -108,7 +174,113 @@ impl TelegramChannel {
             })?;
             bot = bot.set_api_url(url);
         }
-        Ok(Self { bot, config })
+        let webhook_secret = config
+            .webhook_secret
+            .clone()
+            .unwrap_or_else(|| derive_secret(&config.token));
+        Ok(Self {
+            bot,
+            config,
+            me: std::sync::Mutex::new(None),
+            webhook_secret,
+        })
+    }
+
+    fn me(&self) -> Option<Me> {
+        match self.me.lock() {
+            Ok(g) => g.clone(),
+            Err(p) => p.into_inner().clone(),
+        }
+    }
+
+    /// Asks Telegram who the bot is; a refused token cannot be fixed by retrying.
+    async fn identify(&self) -> Result<Me, ChannelError> {
+        let me = self.bot.get_me().await.map_err(|e| match e {
+            RequestError::Api(api) => ChannelError::Rejected(format!(
+                "telegram refused the bot token ({api}); check channels.telegram.token"
+            )),
+            other => platform(other),
+        })?;
+        let me = Me {
+            username: me.username().to_owned(),
+            id: me.user.id,
+        };
+        tracing::info!(bot = %me.username, "telegram connected");
+        if self.config.allow_from.is_empty() {
+            tracing::warn!(
+                "channels.telegram.allow_from is empty: nobody can talk to the bot; add user ids \
+                 or usernames"
+            );
+        }
+        match self.me.lock() {
+            Ok(mut g) => *g = Some(me.clone()),
+            Err(p) => *p.into_inner() = Some(me.clone()),
+        }
+        Ok(me)
+    }
+
+    /// The inbound message an update carries for the agent, if any: text from an allowed user,
+    /// in a private chat, or in a group when the bot is mentioned or replied to. Commands lose
+    /// their `@bot` suffix and `/start` becomes `/help`.
+    fn inbound_of(
+        &self,
+        update: teloxide::types::Update,
+        me: &Me,
+    ) -> Option<(InboundMessage, ChatId)> {
+        let UpdateKind::Message(message) = update.kind else {
+            return None;
+        };
+        let (Some(text), Some(from)) = (message.text(), message.from.as_ref()) else {
+            return None;
+        };
+        if from.id == me.id || from.is_bot {
+            return None;
+        }
+        let user_id = from.id.0.to_string();
+        if !self.allowed(&user_id, from.username.as_deref()) {
+            tracing::info!(user = %user_id, username = ?from.username, "telegram: not on allow_from; ignored");
+            return None;
+        }
+        let mut text = text.to_owned();
+        if !message.chat.is_private() {
+            // In groups: only when mentioned or replied to.
+            let mention = format!("@{}", me.username);
+            let replied = message
+                .reply_to_message()
+                .and_then(|r| r.from.as_ref())
+                .is_some_and(|u| u.id == me.id);
+            if !text.contains(&mention) && !replied {
+                return None;
+            }
+            text = text.replace(&mention, "").trim().to_owned();
+        }
+        // Commands addressed to this bot in groups: /new@pico_bot → /new.
+        if let Some(rest) = text.strip_prefix('/') {
+            let cmd = rest.split_whitespace().next().unwrap_or_default();
+            let bare = cmd.split('@').next().unwrap_or_default();
+            text = match bare {
+                "start" => "/help".to_owned(),
+                _ => format!("/{bare}{}", &rest[cmd.len()..]),
+            };
+        }
+        let chat_id = message.chat.id.0.to_string();
+        let mut inbound = InboundMessage::new("telegram", chat_id, user_id, text)
+            .with_metadata("message_id", message.id.0.to_string());
+        if let Some(u) = &from.username {
+            inbound = inbound.with_metadata("username", u.clone());
+        }
+        Some((inbound, message.chat.id))
+    }
+
+    /// Shows "typing…" and hands the message to the inbox.
+    async fn take_in(
+        &self,
+        inbox: &dyn Inbox,
+        inbound: InboundMessage,
+        chat: ChatId,
+    ) -> Result<(), String> {
+        let _ = self.bot.send_chat_action(chat, ChatAction::Typing).await;
+        inbox.deliver(inbound).await
     }
 
     fn allowed(&self, user_id: &str, username: Option<&str>) -> bool {
@@ -150,21 +322,30 @@ impl Channel for TelegramChannel {
         inbox: Arc<dyn Inbox>,
         stop: CancellationToken,
     ) -> Result<(), ChannelError> {
-        let me = self.bot.get_me().await.map_err(|e| match e {
-            RequestError::Api(api) => ChannelError::Rejected(format!(
-                "telegram refused the bot token ({api}); check channels.telegram.token"
-            )),
-            other => platform(other),
-        })?;
-        let bot_name = me.username().to_owned();
-        let bot_id = me.user.id;
-        tracing::info!(bot = %bot_name, "telegram connected");
-        if self.config.allow_from.is_empty() {
-            tracing::warn!(
-                "channels.telegram.allow_from is empty: nobody can talk to the bot; add user ids \
-                 or usernames"
-            );
+        let me = self.identify().await?;
+        if let Some(url) = &self.config.webhook_url {
+            // Webhook mode: Telegram posts updates to the gateway's /webhook/telegram.
+            self.bot
+                .set_webhook(url.parse().map_err(|e| {
+                    ChannelError::Rejected(format!("channels.telegram.webhook_url: {e}"))
+                })?)
+                .secret_token(self.webhook_secret.clone())
+                .allowed_updates(vec![teloxide::types::AllowedUpdate::Message])
+                .await
+                .map_err(|e| match e {
+                    RequestError::Api(api) => ChannelError::Rejected(format!(
+                        "telegram refused the webhook {url} ({api}); check \
+                         channels.telegram.webhook_url"
+                    )),
+                    other => platform(other),
+                })?;
+            tracing::info!(%url, "telegram webhook set");
+            stop.cancelled().await;
+            return Ok(());
         }
+        // Long polling, which Telegram refuses while a webhook is set (from an earlier run in
+        // webhook mode): remove it, keeping the updates that are waiting.
+        self.bot.delete_webhook().await.map_err(platform)?;
         let mut offset: i32 = 0;
         loop {
             let request = self
@@ -180,65 +361,49 @@ impl Channel for TelegramChannel {
                 let next = i32::try_from(update.id.0)
                     .unwrap_or(i32::MAX)
                     .saturating_add(1);
-                let UpdateKind::Message(message) = update.kind else {
-                    offset = next;
-                    continue;
-                };
-                let (Some(text), Some(from)) = (message.text(), message.from.as_ref()) else {
-                    offset = next;
-                    continue;
-                };
-                if from.id == bot_id || from.is_bot {
-                    offset = next;
-                    continue;
+                if let Some((inbound, chat)) = self.inbound_of(update, &me) {
+                    // Taken in only when the inbox has it; otherwise stop here and get it again.
+                    self.take_in(inbox.as_ref(), inbound, chat)
+                        .await
+                        .map_err(|e| ChannelError::Platform(format!("inbox: {e}")))?;
                 }
-                let user_id = from.id.0.to_string();
-                if !self.allowed(&user_id, from.username.as_deref()) {
-                    tracing::info!(user = %user_id, username = ?from.username, "telegram: not on allow_from; ignored");
-                    offset = next;
-                    continue;
-                }
-                let mut text = text.to_owned();
-                if !message.chat.is_private() {
-                    // In groups: only when mentioned or replied to.
-                    let mention = format!("@{bot_name}");
-                    let replied = message
-                        .reply_to_message()
-                        .and_then(|r| r.from.as_ref())
-                        .is_some_and(|u| u.id == bot_id);
-                    if !text.contains(&mention) && !replied {
-                        offset = next;
-                        continue;
-                    }
-                    text = text.replace(&mention, "").trim().to_owned();
-                }
-                // Commands addressed to this bot in groups: /new@pico_bot → /new.
-                if let Some(rest) = text.strip_prefix('/') {
-                    let cmd = rest.split_whitespace().next().unwrap_or_default();
-                    let bare = cmd.split('@').next().unwrap_or_default();
-                    text = match bare {
-                        "start" => "/help".to_owned(),
-                        _ => format!("/{bare}{}", &rest[cmd.len()..]),
-                    };
-                }
-                let chat_id = message.chat.id.0.to_string();
-                let mut inbound = InboundMessage::new("telegram", chat_id.clone(), user_id, text)
-                    .with_metadata("message_id", message.id.0.to_string());
-                if let Some(u) = &from.username {
-                    inbound = inbound.with_metadata("username", u.clone());
-                }
-                let _ = self
-                    .bot
-                    .send_chat_action(message.chat.id, ChatAction::Typing)
-                    .await;
-                // Taken in only when the inbox has it; otherwise stop here and get it again.
-                inbox
-                    .deliver(inbound)
-                    .await
-                    .map_err(|e| ChannelError::Platform(format!("inbox: {e}")))?;
                 offset = next;
             }
         }
+    }
+
+    fn takes_webhooks(&self) -> bool {
+        self.config.webhook_url.is_some()
+    }
+
+    async fn webhook(&self, request: WebhookRequest, inbox: Arc<dyn Inbox>) -> WebhookResponse {
+        use subtle::ConstantTimeEq;
+        let given = request
+            .header("x-telegram-bot-api-secret-token")
+            .unwrap_or_default();
+        if !bool::from(given.as_bytes().ct_eq(self.webhook_secret.as_bytes())) {
+            tracing::warn!(
+                "telegram webhook: a request without the right secret token was refused"
+            );
+            return WebhookResponse::text(401, "wrong or missing secret token");
+        }
+        if request.method != "POST" {
+            return WebhookResponse::text(405, "Telegram posts updates");
+        }
+        let update: teloxide::types::Update = match serde_json::from_slice(&request.body) {
+            Ok(u) => u,
+            Err(e) => return WebhookResponse::text(400, format!("not a Telegram update: {e}")),
+        };
+        let Some(me) = self.me() else {
+            return WebhookResponse::text(503, "not connected to Telegram yet; send it again");
+        };
+        if let Some((inbound, chat)) = self.inbound_of(update, &me)
+            && let Err(e) = self.take_in(inbox.as_ref(), inbound, chat).await
+        {
+            // Telegram sends the update again.
+            return WebhookResponse::text(503, format!("could not take the message in: {e}"));
+        }
+        WebhookResponse::json(&serde_json::json!({"ok": true}))
     }
 
     async fn send(&self, msg: &OutboundMessage) -> Result<(), ChannelError> {
@@ -333,5 +498,45 @@ mod tests {
         assert!(t.allowed("1", Some("Ada")));
         assert!(t.allowed("789", None));
         assert!(!t.allowed("5", Some("eve")));
+        assert!(!t.takes_webhooks());
+    }
+
+    #[test]
+    fn webhook_settings_are_checked() {
+        let base = json!({"enabled": true, "token": "123:abc"});
+        let with = |extra: Value| {
+            let mut v = base.clone();
+            for (k, x) in extra.as_object().unwrap() {
+                v[k] = x.clone();
+            }
+            TelegramConfig::from_json(&v)
+        };
+        let c = with(json!({"webhook_url": "https://bot.example.com/webhook/telegram"})).unwrap();
+        let t = TelegramChannel::new(c).unwrap();
+        assert!(t.takes_webhooks());
+        // Derived secret: stable, 64 hex characters, different per token.
+        assert_eq!(t.webhook_secret, derive_secret("123:abc"));
+        assert_eq!(t.webhook_secret.len(), 64);
+        assert_ne!(derive_secret("123:abc"), derive_secret("123:abd"));
+        for (extra, want) in [
+            (json!({"webhook_url": "not a url"}), "is not a URL"),
+            (
+                json!({"webhook_url": "ftp://x/y"}),
+                "must be an https:// URL",
+            ),
+            (
+                json!({"webhook_url": "https://x/", "webhook_secret": "has spaces"}),
+                "webhook_secret must be",
+            ),
+        ] {
+            let err = with(extra.clone()).unwrap_err().to_string();
+            assert!(err.contains(want), "{extra}: {err}");
+        }
+        let c =
+            with(json!({"webhook_url": "https://x/", "webhook_secret": "my_Secret-1"})).unwrap();
+        assert_eq!(
+            TelegramChannel::new(c).unwrap().webhook_secret,
+            "my_Secret-1"
+        );
     }
 }

@@ -1,6 +1,7 @@
 //! `FakeBotApi`: a Telegram Bot API server on 127.0.0.1 speaking the documented shapes
 //! (`getMe`, long-polling `getUpdates` with offsets, `sendMessage`, `sendChatAction`, and the
-//! multipart uploads `sendPhoto`, `sendDocument`, `sendAudio`, `sendVideo`), for driving a real
+//! multipart uploads `sendPhoto`, `sendDocument`, `sendAudio`, `sendVideo`; `setWebhook` /
+//! `deleteWebhook`, after which updates are POSTed to the webhook instead), for driving a real
 //! Telegram client (teloxide) through its API base URL.
 
 use axum::Router;
@@ -30,6 +31,9 @@ struct Inner {
     /// The next N sendMessage calls get a 429 with this retry_after.
     rate_limit: Mutex<Option<(u32, u64)>>,
     arrived: Notify,
+    /// `setWebhook`: where updates are POSTed instead of waiting for `getUpdates`.
+    webhook: Mutex<Option<(String, Option<String>)>>,
+    webhook_failures: Mutex<Vec<(u16, String)>>,
 }
 
 /// A file a client uploaded.
@@ -115,7 +119,25 @@ async fn handle(
         )
             .into_response();
     }
-    let args: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    let content_type = headers
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    // Methods that may carry a file (setWebhook's certificate...) come as multipart forms.
+    let args: Value = if content_type.starts_with("multipart/form-data") {
+        let mut map = serde_json::Map::new();
+        for (name, file, value) in multipart_fields(&content_type, &body) {
+            if file.is_none() {
+                let text = String::from_utf8_lossy(&value).to_string();
+                let value = serde_json::from_str(&text).unwrap_or(Value::String(text));
+                map.insert(name, value);
+            }
+        }
+        Value::Object(map)
+    } else {
+        serde_json::from_slice(&body).unwrap_or(Value::Null)
+    };
     // Bot API method names are case-insensitive (teloxide sends `GetMe`).
     match method.to_ascii_lowercase().as_str() {
         "getme" => ok(json!({
@@ -124,6 +146,27 @@ async fn handle(
             "supports_inline_queries": false, "can_connect_to_business": false,
             "has_main_web_app": false
         })),
+        "setwebhook" => {
+            let url = args["url"].as_str().unwrap_or_default().to_owned();
+            if url.is_empty() {
+                *inner.webhook.lock().unwrap() = None;
+            } else {
+                let secret = args["secret_token"].as_str().map(str::to_owned);
+                *inner.webhook.lock().unwrap() = Some((url, secret));
+                inner.arrived.notify_waiters();
+            }
+            ok(json!(true))
+        }
+        "deletewebhook" => {
+            *inner.webhook.lock().unwrap() = None;
+            ok(json!(true))
+        }
+        "getupdates" if inner.webhook.lock().unwrap().is_some() => (
+            axum::http::StatusCode::CONFLICT,
+            axum::Json(json!({"ok": false, "error_code": 409,
+                "description": "Conflict: can't use getUpdates method while webhook is active; use deleteWebhook to delete the webhook first"})),
+        )
+            .into_response(),
         "getupdates" => {
             let offset = args["offset"].as_i64().unwrap_or(0);
             let timeout = args["timeout"].as_u64().unwrap_or(0).min(2);
@@ -179,11 +222,7 @@ async fn handle(
                       "from": user(BOT_ID, BOT_USERNAME, true)}))
         }
         "sendphoto" | "senddocument" | "sendaudio" | "sendvideo" => {
-            let content_type = headers
-                .get(axum::http::header::CONTENT_TYPE)
-                .and_then(|v| v.to_str().ok())
-                .unwrap_or_default();
-            let fields = multipart_fields(content_type, &body);
+            let fields = multipart_fields(&content_type, &body);
             let text = |name: &str| {
                 fields
                     .iter()
@@ -236,6 +275,42 @@ async fn handle(
     }
 }
 
+/// While a webhook is set, POSTs pending updates to it in order, as Telegram does: with the
+/// `X-Telegram-Bot-Api-Secret-Token` header, each one again until it is answered with 2xx.
+async fn push_to_webhook(inner: Arc<Inner>) {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let client = reqwest::Client::new();
+    loop {
+        let target = inner.webhook.lock().unwrap().clone();
+        let next = inner.updates.lock().unwrap().first().cloned();
+        let (Some((url, secret)), Some(update)) = (target, next) else {
+            let _ = tokio::time::timeout(Duration::from_millis(50), inner.arrived.notified()).await;
+            continue;
+        };
+        let mut request = client.post(&url).json(&update);
+        if let Some(secret) = &secret {
+            request = request.header("X-Telegram-Bot-Api-Secret-Token", secret);
+        }
+        match request.send().await {
+            Ok(r) if r.status().is_success() => {
+                let id = update["update_id"].as_i64();
+                inner
+                    .updates
+                    .lock()
+                    .unwrap()
+                    .retain(|u| u["update_id"].as_i64() != id);
+            }
+            Ok(r) => {
+                let status = r.status().as_u16();
+                let body = r.text().await.unwrap_or_default();
+                inner.webhook_failures.lock().unwrap().push((status, body));
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+        }
+    }
+}
+
 impl FakeBotApi {
     /// Starts a fake for the bot `token`.
     pub fn start(token: &str) -> Self {
@@ -251,6 +326,7 @@ impl FakeBotApi {
             .route("/{bot}/{method}", axum::routing::post(handle).get(handle))
             .with_state(Arc::clone(&inner));
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let pusher = Arc::clone(&inner);
         std::thread::spawn(move || {
             let rt = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
@@ -260,6 +336,7 @@ impl FakeBotApi {
                 let listener = tokio::net::TcpListener::from_std(listener).expect("listener");
                 tokio::select! {
                     _ = axum::serve(listener, app) => {}
+                    _ = push_to_webhook(pusher) => {}
                     _ = rx => {}
                 }
             });
@@ -345,12 +422,22 @@ impl FakeBotApi {
         self.inner.sent.lock().unwrap().clone()
     }
 
-    /// Chat actions (typing) the bot sent.
     /// Files uploaded so far, in order.
     pub fn files(&self) -> Vec<SentFile> {
         self.inner.files.lock().unwrap().clone()
     }
 
+    /// The webhook the bot registered (`setWebhook`): URL and secret token.
+    pub fn webhook(&self) -> Option<(String, Option<String>)> {
+        self.inner.webhook.lock().unwrap().clone()
+    }
+
+    /// Webhook deliveries that the bot answered with something other than 2xx: (status, body).
+    pub fn webhook_failures(&self) -> Vec<(u16, String)> {
+        self.inner.webhook_failures.lock().unwrap().clone()
+    }
+
+    /// Chat actions (typing) the bot sent.
     pub fn actions(&self) -> Vec<(i64, String)> {
         self.inner.actions.lock().unwrap().clone()
     }
