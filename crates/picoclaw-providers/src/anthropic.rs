@@ -123,6 +123,8 @@ impl Anthropic {
             })?;
             builder = builder.proxy(proxy);
         }
+        let builder =
+            crate::openai::skip_tls_roots_for_plain_http(builder, base, cfg.proxy.as_deref());
         let client = builder.build().map_err(|e| {
             ProviderError::NotConfigured(format!("anthropic: cannot build the HTTP client: {e}"))
         })?;

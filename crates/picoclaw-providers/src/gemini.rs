@@ -106,6 +106,8 @@ impl Gemini {
             })?;
             builder = builder.proxy(proxy);
         }
+        let builder =
+            crate::openai::skip_tls_roots_for_plain_http(builder, &base, cfg.proxy.as_deref());
         let client = builder.build().map_err(|e| {
             ProviderError::NotConfigured(format!("gemini: cannot build the HTTP client: {e}"))
         })?;

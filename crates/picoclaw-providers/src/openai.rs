@@ -20,6 +20,26 @@ pub fn ensure_crypto_provider() {
     let _ = rustls::crypto::ring::default_provider().install_default();
 }
 
+/// For a plain-HTTP endpoint reached without a proxy (a local model server, a test's loopback
+/// fake), skips the system's TLS roots: reqwest would otherwise read and parse them (some 150
+/// files) when the client is built, and never use them. A redirect to HTTPS then fails with a
+/// certificate error instead of being followed.
+pub(crate) fn skip_tls_roots_for_plain_http(
+    builder: reqwest::ClientBuilder,
+    base: &str,
+    proxy: Option<&str>,
+) -> reqwest::ClientBuilder {
+    let plain = base
+        .trim_start()
+        .get(..7)
+        .is_some_and(|s| s.eq_ignore_ascii_case("http://"));
+    if plain && proxy.is_none() {
+        builder.tls_certs_only(Vec::new())
+    } else {
+        builder
+    }
+}
+
 /// How to reach one OpenAI-compatible server.
 #[derive(Clone, Debug)]
 #[non_exhaustive]
@@ -167,6 +187,7 @@ impl OpenAiCompatible {
             })?;
             builder = builder.proxy(proxy);
         }
+        let builder = skip_tls_roots_for_plain_http(builder, base, cfg.proxy.as_deref());
         let client = builder.build().map_err(|e| {
             ProviderError::NotConfigured(format!("{}: cannot build the HTTP client: {e}", cfg.name))
         })?;

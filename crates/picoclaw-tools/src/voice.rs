@@ -51,7 +51,8 @@ impl SttConfig {
 #[derive(Clone, Debug)]
 pub struct Transcriber {
     config: SttConfig,
-    client: reqwest::Client,
+    /// Built at the first transcription (building it reads the system's TLS roots).
+    client: std::sync::Arc<std::sync::OnceLock<reqwest::Client>>,
 }
 
 fn mime_of(path: &Path) -> &'static str {
@@ -73,12 +74,20 @@ fn mime_of(path: &Path) -> &'static str {
 
 impl Transcriber {
     pub fn new(config: SttConfig) -> Self {
-        let _ = rustls::crypto::ring::default_provider().install_default();
-        let client = reqwest::Client::builder()
-            .timeout(Duration::from_secs(120))
-            .build()
-            .unwrap_or_default();
-        Self { config, client }
+        Self {
+            config,
+            client: Default::default(),
+        }
+    }
+
+    fn client(&self) -> &reqwest::Client {
+        self.client.get_or_init(|| {
+            let _ = rustls::crypto::ring::default_provider().install_default();
+            reqwest::Client::builder()
+                .timeout(Duration::from_secs(120))
+                .build()
+                .unwrap_or_default()
+        })
     }
 
     /// The text spoken in the audio file at `path`.
@@ -114,7 +123,7 @@ impl Transcriber {
             self.config.api_base.trim_end_matches('/')
         );
         let response = self
-            .client
+            .client()
             .post(url)
             .bearer_auth(&self.config.api_key)
             .multipart(form)

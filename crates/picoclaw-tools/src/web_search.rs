@@ -116,22 +116,32 @@ pub struct SearchResult {
 #[derive(Clone, Debug)]
 pub struct WebSearchTool {
     config: WebSearchConfig,
-    client: reqwest::Client,
+    /// Built at the first search: building it reads the system's TLS roots, which a turn that
+    /// never searches should not pay for.
+    client: std::sync::Arc<std::sync::OnceLock<reqwest::Client>>,
 }
 
 impl WebSearchTool {
     pub fn new(config: WebSearchConfig) -> Self {
-        let _ = rustls::crypto::ring::default_provider().install_default();
-        let client = reqwest::Client::builder()
-            .timeout(Duration::from_secs(20))
-            .user_agent(concat!(
-                "Mozilla/5.0 (compatible; picoclaw/",
-                env!("CARGO_PKG_VERSION"),
-                ")"
-            ))
-            .build()
-            .unwrap_or_default();
-        Self { config, client }
+        Self {
+            config,
+            client: Default::default(),
+        }
+    }
+
+    fn client(&self) -> &reqwest::Client {
+        self.client.get_or_init(|| {
+            let _ = rustls::crypto::ring::default_provider().install_default();
+            reqwest::Client::builder()
+                .timeout(Duration::from_secs(20))
+                .user_agent(concat!(
+                    "Mozilla/5.0 (compatible; picoclaw/",
+                    env!("CARGO_PKG_VERSION"),
+                    ")"
+                ))
+                .build()
+                .unwrap_or_default()
+        })
     }
 
     /// Runs a search.
@@ -141,7 +151,7 @@ impl WebSearchTool {
             SearchBackend::Brave { api_key, api_base } => {
                 let body = self
                     .get_json(
-                        self.client
+                        self.client()
                             .get(with_params(
                                 &format!("{}/res/v1/web/search", trim(api_base)),
                                 &[("q", query), ("count", &count.to_string())],
@@ -156,7 +166,7 @@ impl WebSearchTool {
             SearchBackend::Tavily { api_key, api_base } => {
                 let body = self
                     .get_json(
-                        self.client
+                        self.client()
                             .post(format!("{}/search", trim(api_base)))
                             .bearer_auth(api_key)
                             .json(&serde_json::json!({"query": query, "max_results": count})),
@@ -168,7 +178,7 @@ impl WebSearchTool {
             SearchBackend::Searxng { url } => {
                 let body = self
                     .get_json(
-                        self.client.get(with_params(
+                        self.client().get(with_params(
                             &format!("{}/search", trim(url)),
                             &[("q", query), ("format", "json")],
                         )?),
@@ -182,7 +192,7 @@ impl WebSearchTool {
                     .append_pair("q", query)
                     .finish();
                 let response = self
-                    .client
+                    .client()
                     .post(format!("{}/html/", trim(api_base)))
                     .header(
                         reqwest::header::CONTENT_TYPE,
