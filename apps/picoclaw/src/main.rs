@@ -9,6 +9,7 @@ mod memory_cmd;
 mod migrate_cmd;
 mod onboard_cmd;
 mod sessions_cmd;
+mod skills_cmd;
 mod status_cmd;
 mod usage_cmd;
 mod wiring;
@@ -59,6 +60,8 @@ enum Command {
     Memory(memory_cmd::MemoryArgs),
     /// Import an original PicoClaw home: sessions, scheduled jobs, workspace files.
     Migrate(migrate_cmd::MigrateArgs),
+    /// Skills: list, show, install (folder, git, owner/repo/path, archive URL), remove, check.
+    Skills(skills_cmd::SkillsArgs),
     /// Show the config, workspace, model and provider in use (keys masked).
     Status,
     /// Tokens used per model, session or day, with costs where prices are configured.
@@ -87,6 +90,7 @@ fn main() -> ExitCode {
         Command::Sessions(args) => sessions_cmd::run(cli.config, args),
         Command::Memory(args) => memory_cmd::run(cli.config, args),
         Command::Migrate(args) => migrate_cmd::run(cli.config, args),
+        Command::Skills(args) => skills_cmd::run(cli.config, args),
         Command::Status => status_cmd::run(cli.config),
         Command::Usage(args) => usage_cmd::run(cli.config, args),
         Command::Version => Ok(ExitCode::SUCCESS),

@@ -23,9 +23,13 @@ fn layer(name: &str) -> Option<u8> {
 
 /// Same-layer edges that are allowed, one way only: the gateway is configured by the config
 /// crate (it loads the file, builds providers from it), and the config crate never knows the
-/// gateway.
+/// gateway; an executable skill's tools are tools (the `Tool` trait, the sandboxed process
+/// helpers), and tools never know skills.
 fn same_layer_allowed(from: &str, to: &str) -> bool {
-    matches!((from, to), ("picoclaw-gateway", "picoclaw-config"))
+    matches!(
+        (from, to),
+        ("picoclaw-gateway", "picoclaw-config") | ("picoclaw-skills", "picoclaw-tools")
+    )
 }
 
 /// Edges the layer rule alone would allow but DESIGN.md forbids.

@@ -165,6 +165,7 @@ pub struct AgentBuilder {
     memory: Option<Arc<WorkspaceMemory>>,
     subagents: Option<(usize, Option<Arc<dyn Outbox>>)>,
     local_results: Option<LocalResults>,
+    skills: Option<Arc<picoclaw_skills::LiveCatalog>>,
     workspace: Option<PathBuf>,
     instructions: Option<String>,
     config: AgentConfig,
@@ -246,6 +247,13 @@ impl AgentBuilder {
         self
     }
 
+    /// Skills: the system prompt lists the usable ones (the agent reads a SKILL.md when it
+    /// needs it). Executable skills' tools are registered separately, like any tool.
+    pub fn skills(mut self, skills: Arc<picoclaw_skills::LiveCatalog>) -> Self {
+        self.skills = Some(skills);
+        self
+    }
+
     /// The workspace whose AGENT.md, SOUL.md, USER.md ... shape the system prompt.
     pub fn workspace(mut self, dir: impl Into<PathBuf>) -> Self {
         self.workspace = Some(dir.into());
@@ -286,6 +294,9 @@ impl AgentBuilder {
         if let Some(text) = self.instructions {
             context = context.with_instructions(text);
         }
+        if let Some(skills) = &self.skills {
+            context = context.with_skills(skills.clone());
+        }
         let mut tools = self.tools;
         let mut subagents_handle = None;
         if let Some((max_concurrent, outbox)) = self.subagents {
@@ -308,6 +319,9 @@ impl AgentBuilder {
             }
             if let Some(ws) = &workspace {
                 child = child.workspace(ws.clone());
+            }
+            if let Some(skills) = &self.skills {
+                child = child.skills(skills.clone());
             }
             let runner = Arc::new(ChildRunner {
                 child: child.build()?,
@@ -413,6 +427,7 @@ impl Agent {
             memory: None,
             subagents: None,
             local_results: None,
+            skills: None,
             workspace: None,
             instructions: None,
             config: AgentConfig::default(),

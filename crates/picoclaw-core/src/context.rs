@@ -45,6 +45,7 @@ struct CachedFile {
 pub struct ContextBuilder {
     workspace: Option<PathBuf>,
     extra_instructions: Option<String>,
+    skills: Option<std::sync::Arc<picoclaw_skills::LiveCatalog>>,
     cache: Mutex<HashMap<PathBuf, CachedFile>>,
 }
 
@@ -54,8 +55,15 @@ impl ContextBuilder {
         Self {
             workspace,
             extra_instructions: None,
+            skills: None,
             cache: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// Lists the usable skills in the system prompt (name, description, where SKILL.md is).
+    pub fn with_skills(mut self, skills: std::sync::Arc<picoclaw_skills::LiveCatalog>) -> Self {
+        self.skills = Some(skills);
+        self
     }
 
     /// Text appended to the system prompt (an embedder's own instructions).
@@ -111,6 +119,9 @@ impl ContextBuilder {
             if read_memory_file && let Some(text) = self.read_cached(&ws.join(MEMORY_FILE)) {
                 push_section(&mut prompt, "Long-term memory (memory/MEMORY.md)", &text);
             }
+        }
+        if let Some(section) = self.skills.as_ref().and_then(|s| s.prompt_section()) {
+            push_section(&mut prompt, "Skills", &section);
         }
         if let Some(memory) = memory.filter(|m| !m.trim().is_empty()) {
             push_section(

@@ -6,7 +6,7 @@ use anyhow::Context;
 use picoclaw_config::{Config, Paths};
 use picoclaw_core::{Agent, AgentConfig, LlmProvider, ToolRegistry};
 use picoclaw_state::{InMemoryStore, StateBackend, WorkspaceMemory};
-use picoclaw_tools::{ExecConfig, Sandbox};
+use picoclaw_tools::{ExecConfig, Sandbox, Tool};
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -78,6 +78,53 @@ pub async fn open_state(
     }
 }
 
+/// `tools.skills` of the config: `enabled` (default true), `builtin` (offer the built-in skills,
+/// default true), `permissions.<skill>.{network, workspace_write, env}` (what executable skills
+/// may do beyond running in the workspace), `git_host` (for `owner/repo/path` installs).
+#[derive(Clone, Debug)]
+pub struct SkillsSettings {
+    pub enabled: bool,
+    pub builtin: bool,
+    pub git_host: String,
+    permissions: serde_json::Value,
+}
+
+impl SkillsSettings {
+    pub fn from_config(config: &Config) -> Self {
+        let section = config
+            .tools
+            .extra
+            .get("skills")
+            .cloned()
+            .unwrap_or(serde_json::Value::Null);
+        let flag = |key: &str| section.get(key).and_then(serde_json::Value::as_bool);
+        Self {
+            enabled: flag("enabled").unwrap_or(true),
+            builtin: flag("builtin").unwrap_or(true),
+            git_host: section
+                .get("git_host")
+                .and_then(serde_json::Value::as_str)
+                .map(str::trim)
+                .filter(|h| !h.is_empty())
+                .unwrap_or("https://github.com")
+                .to_owned(),
+            permissions: section
+                .get("permissions")
+                .cloned()
+                .unwrap_or(serde_json::Value::Null),
+        }
+    }
+
+    /// What the operator granted the skill `name`.
+    pub fn granted(&self, name: &str) -> picoclaw_skills::Permissions {
+        self.permissions
+            .get(name)
+            .cloned()
+            .and_then(|v| serde_json::from_value(v).ok())
+            .unwrap_or_default()
+    }
+}
+
 /// Options of [`assemble`].
 #[derive(Clone, Debug, Default)]
 #[non_exhaustive]
@@ -118,8 +165,22 @@ pub async fn assemble(
 
     let defaults = &config.agents.defaults;
     let workspace = config.workspace_path(paths);
+    // Skills: the workspace's, the global ones, and the built-ins written out under the home.
+    let skills_cfg = SkillsSettings::from_config(config);
+    let builtin_dir = paths.home().join("builtin-skills");
+    if let Err(e) = picoclaw_skills::builtin::materialize(&builtin_dir) {
+        tracing::warn!(dir = %builtin_dir.display(), error = %e, "cannot write the built-in skills");
+    }
+    let skill_roots = picoclaw_skills::SkillRoots::new(
+        Some(workspace.join("skills")),
+        Some(paths.global_skills_dir()),
+        skills_cfg.builtin.then(|| builtin_dir.clone()),
+    );
+    // File tools may read (never write) the skills outside the workspace.
     let sandbox = Sandbox::new(&workspace, defaults.restrict_to_workspace)
-        .with_context(|| format!("cannot use the workspace {}", workspace.display()))?;
+        .with_context(|| format!("cannot use the workspace {}", workspace.display()))?
+        .with_read_root(paths.global_skills_dir())
+        .with_read_root(&builtin_dir);
     let exec = &config.tools.exec;
     let mut exec_cfg = ExecConfig::default();
     exec_cfg.enabled = exec.enabled;
@@ -166,6 +227,27 @@ pub async fn assemble(
         )));
     }
 
+    // Executable skills: each tool of a usable skill, with the permissions its manifest declares
+    // and the operator granted (tools.skills.permissions.<name>). Built-in tools keep their names.
+    let skills = Arc::new(picoclaw_skills::LiveCatalog::new(skill_roots));
+    if skills_cfg.enabled {
+        for skill in skills.catalog().skills {
+            let (Some(manifest), true) = (&skill.manifest, skill.available()) else {
+                continue;
+            };
+            let granted = skills_cfg.granted(&skill.name);
+            for tool in picoclaw_skills::SkillTool::all(manifest, &skill.dir, &workspace, &granted)
+            {
+                let name = tool.spec().name;
+                if tools.get(&name).is_some() {
+                    tracing::warn!(skill = %skill.name, tool = %name, "a skill's tool has the name of another tool; not registered");
+                    continue;
+                }
+                tools.register(Arc::new(tool));
+            }
+        }
+    }
+
     let store = open_state(config, paths, true)
         .await?
         .ok_or_else(|| anyhow::anyhow!("the state database was not created"))?;
@@ -208,6 +290,9 @@ pub async fn assemble(
     let mut builder = Agent::builder(provider.clone());
     if let Some(results) = options.local_results {
         builder = builder.local_results(results);
+    }
+    if skills_cfg.enabled {
+        builder = builder.skills(skills.clone());
     }
     let agent = builder
         .config(agent_cfg.clone())

@@ -14,7 +14,9 @@ pub mod logging;
 pub mod metrics;
 pub mod scheduler;
 
-pub use assemble::{AssembleOptions, Assembled, SetupError, assemble, open_state, state_location};
+pub use assemble::{
+    AssembleOptions, Assembled, SetupError, SkillsSettings, assemble, open_state, state_location,
+};
 pub use dispatcher::{
     Accepted, ChannelSink, Deliverer, Dispatcher, DispatcherConfig, DispatcherInbox, OutboundSink,
 };

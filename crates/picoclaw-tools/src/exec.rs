@@ -278,7 +278,21 @@ fn recursive_delete_of_root(command: &str) -> Option<&'static str> {
 }
 
 /// Kills a whole process group when dropped (normal end, timeout, or a cancelled turn).
-struct GroupGuard(Option<i32>);
+pub struct GroupGuard(Option<i32>);
+
+impl GroupGuard {
+    /// Guards the process group led by the child with process id `pid` (spawned with
+    /// `process_group(0)`).
+    pub fn new(pid: Option<u32>) -> Self {
+        Self(pid.and_then(|id| i32::try_from(id).ok()))
+    }
+}
+
+impl std::fmt::Debug for GroupGuard {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("GroupGuard").field(&self.0).finish()
+    }
+}
 
 impl Drop for GroupGuard {
     fn drop(&mut self) {
@@ -301,7 +315,7 @@ fn kill_group(pgid: i32) {
 }
 
 /// Reads a pipe to its end, keeping at most `cap` bytes and counting the rest.
-async fn read_capped(mut pipe: impl AsyncRead + Unpin, cap: usize) -> (Vec<u8>, usize) {
+pub async fn read_capped(mut pipe: impl AsyncRead + Unpin, cap: usize) -> (Vec<u8>, usize) {
     let mut kept = Vec::new();
     let mut dropped = 0usize;
     let mut buf = [0u8; 8192];
@@ -486,42 +500,22 @@ impl ExecTool {
             }
         }
         #[cfg(target_os = "linux")]
-        if self.config.landlock
-            && self.sandbox.restricted()
-            && crate::landlock::landlock_abi().is_ok()
-        {
+        if self.config.landlock && self.sandbox.restricted() {
             let writable =
                 crate::landlock::writable_paths(self.sandbox.root(), &self.config.writable_paths);
-            let ruleset = match crate::landlock::ruleset(&writable) {
-                Ok(r) => r,
-                Err(e) => {
-                    return ToolOutput::error(format!(
-                        "exec: could not set up the Landlock confinement ({e}); the command was \
-                         not run. The operator can set tools.exec.landlock to false to run \
-                         commands without it."
-                    ));
-                }
-            };
-            let mut ruleset = Some(ruleset);
-            let restrict = move || -> std::io::Result<()> {
-                // Between fork and exec: no allocation, so errors are plain OS codes.
-                match ruleset.take().map(landlock::RulesetCreated::restrict_self) {
-                    Some(Err(_)) => Err(std::io::Error::from_raw_os_error(libc::EPERM)),
-                    _ => Ok(()),
-                }
-            };
-            #[allow(unsafe_code)]
-            // SAFETY: the closure runs in the forked child before exec; it only moves a
-            // prepared ruleset and makes the prctl and landlock_restrict_self system calls.
-            unsafe {
-                cmd.pre_exec(restrict);
+            if let Err(e) = crate::landlock::confine(&mut cmd, &writable, true) {
+                return ToolOutput::error(format!(
+                    "exec: could not set up the Landlock confinement ({e}); the command was not \
+                     run. The operator can set tools.exec.landlock to false to run commands \
+                     without it."
+                ));
             }
         }
         let mut child = match cmd.spawn() {
             Ok(c) => c,
             Err(e) => return ToolOutput::error(format!("exec: could not start sh: {e}")),
         };
-        let guard = GroupGuard(child.id().and_then(|id| i32::try_from(id).ok()));
+        let guard = GroupGuard::new(child.id());
         let cap = self.config.max_output_bytes;
         let stdout = child
             .stdout

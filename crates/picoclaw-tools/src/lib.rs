@@ -24,14 +24,14 @@ mod web_fetch;
 mod web_search;
 
 pub use cron::{CronTool, describe_job};
-pub use exec::{ExecConfig, ExecTool, is_secret_env};
+pub use exec::{ExecConfig, ExecTool, GroupGuard, is_secret_env, read_capped};
 pub use fs::{
     AppendFileTool, EditFileTool, ListDirTool, MAX_READ_BYTES, ReadFileTool, WriteFileTool,
 };
 #[cfg(feature = "hardware")]
 pub use hardware::{I2cTool, SpiTool, i2c_buses};
 #[cfg(target_os = "linux")]
-pub use landlock::landlock_abi;
+pub use landlock::{confine, landlock_abi};
 pub use memory::{MemorySearchTool, MemoryWriteTool};
 pub use message::MessageTool;
 pub use sandbox::{Access, Sandbox, SandboxError};
@@ -51,6 +51,16 @@ use std::sync::Arc;
 #[cfg(not(target_os = "linux"))]
 pub fn landlock_abi() -> Result<i32, String> {
     Err("Landlock is a Linux feature".to_owned())
+}
+
+/// Landlock is Linux-only: elsewhere commands run unconfined (`Ok(false)`).
+#[cfg(not(target_os = "linux"))]
+pub fn confine(
+    _cmd: &mut tokio::process::Command,
+    _writable: &[std::path::PathBuf],
+    _network: bool,
+) -> Result<bool, String> {
+    Ok(false)
 }
 
 /// The built-in tools over one workspace: the five file tools, and `exec` when enabled.

@@ -69,6 +69,8 @@ pub const MAX_PATH_BYTES: usize = 4096;
 pub struct Sandbox {
     root: PathBuf,
     restrict: bool,
+    /// Folders outside the workspace that may be read, never written (installed skills).
+    read_roots: Vec<PathBuf>,
 }
 
 impl Sandbox {
@@ -82,7 +84,20 @@ impl Sandbox {
         let root = root
             .canonicalize()
             .map_err(|source| SandboxError::Root { root, source })?;
-        Ok(Self { root, restrict })
+        Ok(Self {
+            root,
+            restrict,
+            read_roots: Vec::new(),
+        })
+    }
+
+    /// Also lets tools read (never write) beneath `dir`: the folders of installed skills, whose
+    /// SKILL.md the agent reads when it needs one. A folder that does not exist is skipped.
+    pub fn with_read_root(mut self, dir: impl AsRef<Path>) -> Self {
+        if let Ok(real) = dir.as_ref().canonicalize() {
+            self.read_roots.push(real);
+        }
+        self
     }
 
     /// The workspace's real path.
@@ -98,7 +113,6 @@ impl Sandbox {
     /// Resolves `path` (relative to the workspace, or absolute) for `access`, refusing anything
     /// outside the workspace when restricted. A literal `~` is just a name.
     pub fn resolve(&self, path: &str, access: Access) -> Result<PathBuf, SandboxError> {
-        let _ = access;
         if path.trim().is_empty() {
             return Err(SandboxError::Empty);
         }
@@ -122,12 +136,24 @@ impl Sandbox {
         if !self.restrict {
             return Ok(full);
         }
-        if !full.starts_with(&self.root) {
-            return Err(SandboxError::Outside {
-                path: path.to_owned(),
-                root: self.root.clone(),
-            });
-        }
+        // The folder this path must stay in: the workspace, or for reading a read-only root.
+        let base = if full.starts_with(&self.root) {
+            &self.root
+        } else {
+            match self
+                .read_roots
+                .iter()
+                .find(|r| access == Access::Read && full.starts_with(r))
+            {
+                Some(r) => r,
+                None => {
+                    return Err(SandboxError::Outside {
+                        path: path.to_owned(),
+                        root: self.root.clone(),
+                    });
+                }
+            }
+        };
         // Walk up to the deepest part of the path that exists (a symlink counts, even dangling).
         let mut existing = full.as_path();
         loop {
@@ -170,7 +196,7 @@ impl Sandbox {
         } else {
             real.join(rest)
         };
-        if !resolved.starts_with(&self.root) {
+        if !resolved.starts_with(base) {
             return Err(SandboxError::SymlinkOutside {
                 path: path.to_owned(),
                 target: resolved,
