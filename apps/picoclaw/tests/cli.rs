@@ -1661,3 +1661,151 @@ async fn a_message_sent_from_the_cli_is_delivered_by_the_gateway_once() {
     assert!(delivered, "the gateway never delivered the queued message");
     assert_eq!(tg.sent(), [(222, "The meeting moved to 3 pm.".to_owned())]);
 }
+
+fn git(dir: &Path, args: &[&str]) {
+    let out = std::process::Command::new("git")
+        .args(args)
+        .current_dir(dir)
+        .env("GIT_AUTHOR_NAME", "t")
+        .env("GIT_AUTHOR_EMAIL", "t@example.com")
+        .env("GIT_COMMITTER_NAME", "t")
+        .env("GIT_COMMITTER_EMAIL", "t@example.com")
+        .output()
+        .expect("git is needed for this test");
+    assert!(
+        out.status.success(),
+        "git {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_skill_installed_from_git_is_offered_read_and_followed() {
+    let home_for_skill = tempfile::tempdir().unwrap();
+    let repo = home_for_skill.path().join("greeting-skill");
+    std::fs::create_dir_all(&repo).unwrap();
+    std::fs::write(
+        repo.join("SKILL.md"),
+        "---\nname: formal-greeting\ndescription: How to greet the user formally.\n---\n\n\
+         # Formal greeting\n\nAlways greet with exactly: \"Good day, esteemed user.\"\n",
+    )
+    .unwrap();
+    git(&repo, &["init", "-q"]);
+    git(&repo, &["add", "."]);
+    git(&repo, &["commit", "-qm", "skill"]);
+
+    let endpoint = ScriptedEndpoint::start().await;
+    let home = Home::with_config(&endpoint, json!({}));
+    let url = format!("file://{}", repo.display());
+    let out = run(home.cmd(), &["skills", "install", &url]).await;
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(
+        out.stdout.contains("installed formal-greeting"),
+        "{}",
+        out.stdout
+    );
+    let skill_md = home.path().join("skills/formal-greeting/SKILL.md");
+    assert!(skill_md.is_file());
+    let list = run(home.cmd(), &["skills", "list"]).await;
+    assert!(
+        list.stdout.contains("formal-greeting") && list.stdout.contains("global"),
+        "{}",
+        list.stdout
+    );
+
+    // The model sees the skill in the prompt, reads it (outside the workspace, read-only), and
+    // follows it.
+    endpoint.push(Reply::tool_call(
+        "read_file",
+        json!({"path": skill_md.display().to_string()}),
+    ));
+    endpoint.push(Reply::text("Good day, esteemed user."));
+    let out = run(home.cmd(), &["agent", "-m", "greet me"]).await;
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(out.stdout.trim(), "Good day, esteemed user.");
+    let reqs = endpoint.requests();
+    let system = reqs[0].message_texts()[0].clone();
+    assert!(
+        system.contains("- formal-greeting: How to greet the user formally.")
+            && system.contains(&skill_md.display().to_string()),
+        "{system}"
+    );
+    let read = tool_messages(&reqs[1].body).join("\n");
+    assert!(read.contains("Always greet with exactly"), "{read}");
+    // Reading is all: writing there is still refused.
+    endpoint.push(Reply::tool_call(
+        "write_file",
+        json!({"path": skill_md.display().to_string(), "content": "pwned"}),
+    ));
+    endpoint.push(Reply::text("I could not."));
+    run(home.cmd(), &["agent", "-m", "overwrite the skill"]).await;
+    let refused = tool_messages(&endpoint.requests()[3].body).join("\n");
+    assert!(refused.contains("outside the workspace"), "{refused}");
+    assert!(
+        std::fs::read_to_string(&skill_md)
+            .unwrap()
+            .contains("Formal greeting")
+    );
+
+    // Removed: no longer offered.
+    let out = run(home.cmd(), &["skills", "remove", "formal-greeting"]).await;
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(!skill_md.exists());
+    let out = run(home.cmd(), &["skills", "remove", "weather"]).await;
+    assert_eq!(out.code, 1);
+    assert!(out.stderr.contains("built-in"), "{}", out.stderr);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_executable_skill_tool_is_called_in_a_turn() {
+    let endpoint = ScriptedEndpoint::start_with([
+        Reply::tool_call("word_count", json!({"text": "one two three four"})),
+        Reply::text("Four words."),
+        Reply::tool_call("word_count", json!({"text": "hang"})),
+        Reply::text("It took too long."),
+    ])
+    .await;
+    let home = Home::with_config(&endpoint, json!({}));
+    let dir = home.workspace().join("skills/counter");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(
+        dir.join("main.py"),
+        "import json, sys, time\nreq = json.load(sys.stdin)\ntext = req['arguments']['text']\n\
+         if text == 'hang':\n    time.sleep(30)\n\
+         print(json.dumps({'result': {'words': len(text.split())}}))\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("manifest.json"),
+        json!({"name": "counter", "version": "0.1.0", "description": "Counts words",
+            "entry": "main.py", "timeout_seconds": 1,
+            "tools": [{"name": "word_count", "description": "Count the words of a text",
+                "parameters": {"type": "object", "properties": {"text": {"type": "string"}},
+                               "required": ["text"]}}]})
+        .to_string(),
+    )
+    .unwrap();
+    let out = run(home.cmd(), &["skills", "show", "counter"]).await;
+    assert!(
+        out.stdout.contains("tool:        word_count"),
+        "{}",
+        out.stdout
+    );
+    let out = run(home.cmd(), &["agent", "-m", "count: one two three four"]).await;
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(out.stdout.trim(), "Four words.");
+    let reqs = endpoint.requests();
+    let offered: Vec<&str> = reqs[0].body["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|t| t["function"]["name"].as_str())
+        .collect();
+    assert!(offered.contains(&"word_count"), "{offered:?}");
+    assert_eq!(tool_messages(&reqs[1].body), [r#"{"words":4}"#]);
+    // A skill that hangs is a clear tool error, not a stuck turn.
+    let out = run(home.cmd(), &["agent", "-m", "count: hang"]).await;
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let err = tool_messages(&endpoint.requests()[3].body).join("\n");
+    assert!(err.contains("did not answer within 1 s"), "{err}");
+}
