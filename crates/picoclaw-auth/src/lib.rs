@@ -4,11 +4,22 @@
 //! expect: a user-assigned managed identity when a client id is configured, else service
 //! principal (environment) → workload identity → managed identity (App Service / Container Apps
 //! identity endpoint, or IMDS on VMs) → Azure CLI.
+//!
+//! Logins: the [`AuthStore`] (`~/.picoclaw/auth.json`, private to its owner), the OAuth flows
+//! (device code, browser with PKCE, refresh, GitHub Copilot's token exchange), and
+//! [`LoginTokens`], which serves a stored login to providers and renews it before it expires.
 
 #![warn(clippy::unwrap_used, clippy::expect_used)]
 
 mod azure;
+mod oauth;
+mod store;
 mod token;
 
 pub use azure::{AzureIdentityConfig, AzureTokenSource, DEFAULT_AZURE_SCOPE};
+pub use oauth::{
+    DevicePrompt, LoginTokens, OauthProvider, browser_login, copilot_exchange, copilot_from_github,
+    device_poll, device_start, renew,
+};
+pub use store::{AuthStore, Credential, OauthCredential, StoreError};
 pub use token::{AccessToken, AuthError, CachedToken, StaticToken, TokenSource};

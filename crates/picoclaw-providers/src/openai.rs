@@ -204,6 +204,12 @@ impl OpenAiCompatible {
         })
     }
 
+    /// Sends bearer tokens from `tokens` (an OAuth login) when no API key is set.
+    pub fn with_tokens(mut self, tokens: Arc<dyn TokenSource>) -> Self {
+        self.tokens = Some(tokens);
+        self
+    }
+
     /// Azure OpenAI: `POST {endpoint}/openai/deployments/{deployment}/chat/completions?api-version=…`
     /// with `max_completion_tokens`, authenticated by an `api-key` header when a key is set,
     /// otherwise by bearer tokens from `tokens` (Entra ID).

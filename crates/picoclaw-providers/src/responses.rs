@@ -28,6 +28,12 @@ impl OpenAiResponses {
             http: OpenAiCompatible::with_path(cfg, "/responses")?,
         })
     }
+
+    /// Sends bearer tokens from `tokens` (an OAuth login) when no API key is set.
+    pub fn with_tokens(mut self, tokens: std::sync::Arc<dyn picoclaw_auth::TokenSource>) -> Self {
+        self.http = self.http.with_tokens(tokens);
+        self
+    }
 }
 
 fn input_content(parts: &[ContentPart], role: Role) -> Vec<Value> {

@@ -12,6 +12,7 @@ mod endpoint;
 mod entra;
 mod gemini;
 mod identity;
+pub mod oauth;
 mod provider;
 mod reply;
 mod responses;
