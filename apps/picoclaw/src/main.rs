@@ -2,6 +2,7 @@
 //! session store → agent, and prints. Logs go to stderr (or a file), answers alone to stdout.
 
 mod agent_cmd;
+mod auth_cmd;
 mod cron_cmd;
 mod gateway_cmd;
 mod logging;
@@ -50,6 +51,8 @@ enum Command {
     Onboard(onboard_cmd::OnboardArgs),
     /// Talk to the agent: one message with -m, or an interactive session.
     Agent(agent_cmd::AgentArgs),
+    /// Sign in to providers (OAuth, device code) or store keys; status; sign out.
+    Auth(auth_cmd::AuthArgs),
     /// Scheduled jobs the gateway runs: list, add, remove, enable, disable.
     Cron(cron_cmd::CronArgs),
     /// Run the always-on gateway (HTTP API, OpenAI-compatible) in the foreground.
@@ -85,6 +88,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Onboard(args) => onboard_cmd::run(cli.config, args),
         Command::Agent(args) => agent_cmd::run(cli.config, args),
+        Command::Auth(args) => auth_cmd::run(cli.config, args),
         Command::Cron(args) => cron_cmd::run(cli.config, args),
         Command::Gateway(args) => gateway_cmd::run(cli.config, cli.verbose, args),
         Command::Sessions(args) => sessions_cmd::run(cli.config, args),

@@ -1809,3 +1809,108 @@ async fn an_executable_skill_tool_is_called_in_a_turn() {
     let err = tool_messages(&endpoint.requests()[3].body).join("\n");
     assert!(err.contains("did not answer within 1 s"), "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn device_login_then_the_agent_sends_the_obtained_token() {
+    let oauth = picoclaw_testkit::oauth::FakeOauth::start();
+    oauth.pending_polls(1);
+    let endpoint = ScriptedEndpoint::start_with([Reply::text("Signed-in answer.")]).await;
+    let home = Home::new();
+    // No API key anywhere: only the login.
+    home.write_config(&json!({
+        "agents": {"defaults": {"model": "openai/test-model",
+            "workspace": home.workspace().display().to_string()}},
+        "providers": {"openai": {"api_base": endpoint.base_url()}},
+    }));
+    let out = run(
+        home.cmd(),
+        &[
+            "auth",
+            "login",
+            "--provider",
+            "openai",
+            "--device",
+            "--issuer",
+            &oauth.issuer(),
+        ],
+    )
+    .await;
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(
+        out.stderr.contains("enter the code WDJB-MJHT"),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        out.stdout
+            .contains("signed in to openai as ada@example.com"),
+        "{}",
+        out.stdout
+    );
+    let auth = home.path().join("auth.json");
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(
+        std::fs::metadata(&auth).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    let status = run(home.cmd(), &["auth", "status"]).await;
+    assert!(
+        status.stdout.contains("openai") && status.stdout.contains("ada@example.com"),
+        "{}",
+        status.stdout
+    );
+    assert!(
+        !status.stdout.contains("at-1"),
+        "tokens are masked: {}",
+        status.stdout
+    );
+
+    let out = run(home.cmd(), &["agent", "-m", "hello"]).await;
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(out.stdout.trim(), "Signed-in answer.");
+    assert_eq!(
+        endpoint.requests()[0].header("authorization"),
+        Some("Bearer at-1")
+    );
+
+    // A file others can read is refused, with the fix.
+    std::fs::set_permissions(&auth, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let out = run(home.cmd(), &["auth", "status"]).await;
+    assert_ne!(out.code, 0);
+    assert!(out.stderr.contains("chmod 600"), "{}", out.stderr);
+    std::fs::set_permissions(&auth, std::fs::Permissions::from_mode(0o600)).unwrap();
+
+    let out = run(home.cmd(), &["auth", "logout", "--provider", "openai"]).await;
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let status = run(home.cmd(), &["auth", "status"]).await;
+    assert!(status.stdout.contains("not signed in"), "{}", status.stdout);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_key_kept_in_the_credential_store_instead_of_the_config() {
+    let endpoint = ScriptedEndpoint::start_with([Reply::text("ok")]).await;
+    endpoint.require_api_key("sk-from-store-0123456789");
+    let home = Home::new();
+    home.write_config(&json!({
+        "agents": {"defaults": {"model": "deepseek/deepseek-chat",
+            "workspace": home.workspace().display().to_string()}},
+        "providers": {"deepseek": {"api_base": endpoint.base_url()}},
+    }));
+    let mut cmd = home.cmd();
+    cmd.write_stdin("sk-from-store-0123456789\n");
+    let out = run(
+        cmd,
+        &["auth", "login", "--provider", "deepseek", "--api-key", "-"],
+    )
+    .await;
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let out = run(home.cmd(), &["agent", "-m", "hi"]).await;
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(out.stdout.trim(), "ok");
+    assert!(
+        !std::fs::read_to_string(home.path().join("config.json"))
+            .unwrap()
+            .contains("sk-from-store"),
+        "the key never went into config.json"
+    );
+}

@@ -4,7 +4,7 @@
 use crate::ConfigError;
 use crate::model::Config;
 use crate::resolve::ResolvedModel;
-use picoclaw_auth::{AzureIdentityConfig, AzureTokenSource, CachedToken, TokenSource};
+use picoclaw_auth::{AzureIdentityConfig, AzureTokenSource, CachedToken, LoginTokens, TokenSource};
 use picoclaw_providers::presets::Wire;
 use picoclaw_providers::{
     Anthropic, AnthropicConfig, FallbackChain, Gemini, GeminiConfig, LlmProvider, LoadBalancer,
@@ -16,6 +16,20 @@ use std::sync::Arc;
 use std::time::Duration;
 
 /// The provider for one resolved model.
+/// A key stored with `picoclaw auth login --api-key` for a provider whose requests carry a key
+/// header rather than a bearer token (Anthropic, Gemini).
+fn stored_key(resolved: &ResolvedModel) -> Option<String> {
+    let (store, name) = resolved.login.as_ref()?;
+    match store.get(name) {
+        Ok(Some(picoclaw_auth::Credential::ApiKey { key })) => Some(key.expose().clone()),
+        Ok(Some(_)) => {
+            tracing::warn!(provider = %name, "this provider's OAuth login cannot be used here yet; store an API key instead");
+            None
+        }
+        _ => None,
+    }
+}
+
 pub fn build_provider(resolved: &ResolvedModel) -> Result<Arc<dyn LlmProvider>, ConfigError> {
     build_one(resolved, Duration::from_secs(120))
 }
@@ -29,8 +43,13 @@ fn build_one(
             .with_key_hint(resolved.key_hint.clone())
             .with_proxy(resolved.proxy.clone())
             .with_request_timeout(timeout);
-        if let Some(key) = &resolved.api_key {
-            cfg = cfg.with_api_key(key.expose().clone());
+        if let Some(key) = resolved
+            .api_key
+            .as_ref()
+            .map(|k| k.expose().clone())
+            .or_else(|| stored_key(resolved))
+        {
+            cfg = cfg.with_api_key(key);
         }
         return Ok(Arc::new(Anthropic::new(cfg)?));
     }
@@ -39,8 +58,13 @@ fn build_one(
             .with_key_hint(resolved.key_hint.clone())
             .with_proxy(resolved.proxy.clone())
             .with_request_timeout(timeout);
-        if let Some(key) = &resolved.api_key {
-            cfg = cfg.with_api_key(key.expose().clone());
+        if let Some(key) = resolved
+            .api_key
+            .as_ref()
+            .map(|k| k.expose().clone())
+            .or_else(|| stored_key(resolved))
+        {
+            cfg = cfg.with_api_key(key);
         }
         return Ok(Arc::new(Gemini::new(cfg)?));
     }
@@ -72,15 +96,36 @@ fn build_one(
             tokens,
         )?));
     }
+    // A stored login (OAuth) when there is no key.
+    let login: Option<Arc<dyn TokenSource>> = match (&resolved.api_key, &resolved.login) {
+        (None, Some((store, name))) => Some(LoginTokens::new(store.clone(), name.clone())),
+        _ => None,
+    };
     if resolved.wire == Wire::Responses {
-        return Ok(Arc::new(OpenAiResponses::new(cfg)?));
+        let p = OpenAiResponses::new(cfg)?;
+        return Ok(Arc::new(match login {
+            Some(tokens) => p.with_tokens(tokens),
+            None => p,
+        }));
+    }
+    if resolved.provider == "github-copilot" {
+        cfg = cfg
+            .with_header("Copilot-Integration-Id", "vscode-chat")
+            .with_header(
+                "Editor-Version",
+                concat!("picoclaw/", env!("CARGO_PKG_VERSION")),
+            );
     }
     if resolved.provider == "openrouter" {
         cfg = cfg
             .with_header("HTTP-Referer", "https://github.com/picoclaw/picoclaw")
             .with_header("X-Title", "picoclaw");
     }
-    Ok(Arc::new(OpenAiCompatible::new(cfg)?))
+    let p = OpenAiCompatible::new(cfg)?;
+    Ok(Arc::new(match login {
+        Some(tokens) => p.with_tokens(tokens),
+        None => p,
+    }))
 }
 
 /// What [`build_agent_provider`] made.

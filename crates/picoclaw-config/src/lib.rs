@@ -21,5 +21,7 @@ pub use model::{
     HeartbeatConfig, ModelEntry, Price, ProviderConfig, StateConfig, ToolsConfig, home_path,
 };
 pub use paths::Paths;
-pub use resolve::{AzureSettings, DEFAULT_AZURE_API_VERSION, FALLBACK_OPENAI_MODEL, ResolvedModel};
+pub use resolve::{
+    AzureSettings, DEFAULT_AZURE_API_VERSION, FALLBACK_OPENAI_MODEL, ResolvedModel, login_name,
+};
 pub use write::{default_config_json, merge_preserving, write_config_atomically};

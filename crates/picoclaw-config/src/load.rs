@@ -49,6 +49,7 @@ pub fn load_with_env(paths: &Paths, env: &HashMap<String, String>) -> Result<Loa
     apply_env(&mut value, env)?;
     let (mut config, mut warnings) = decode(path, value)?;
     config.source = Some(path.to_path_buf());
+    config.auth = Some(picoclaw_auth::AuthStore::new(paths.auth_file()));
     let (problems, notes) = validate(&config);
     warnings.extend(notes);
     if !problems.is_empty() {

@@ -46,6 +46,10 @@ pub struct Config {
     /// The file this config was loaded from (set by `load`, never serialized).
     #[serde(skip)]
     pub source: Option<PathBuf>,
+    /// The credential store whose logins stand in for missing API keys (set by `load` to the
+    /// home's `auth.json`; never serialized).
+    #[serde(skip)]
+    pub auth: Option<picoclaw_auth::AuthStore>,
 }
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]

@@ -79,6 +79,11 @@ impl Paths {
         self.home.join("logs")
     }
 
+    /// `auth.json`: logins and stored keys (`picoclaw auth`).
+    pub fn auth_file(&self) -> PathBuf {
+        self.home.join("auth.json")
+    }
+
     pub fn global_skills_dir(&self) -> PathBuf {
         self.home.join("skills")
     }

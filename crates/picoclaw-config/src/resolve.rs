@@ -57,6 +57,18 @@ pub struct ResolvedModel {
     pub fallbacks: Vec<String>,
     /// Set for Azure OpenAI.
     pub azure: Option<AzureSettings>,
+    /// The login (`picoclaw auth login`) whose tokens are sent when there is no API key: the
+    /// store and the provider name the login is kept under.
+    pub login: Option<(picoclaw_auth::AuthStore, String)>,
+}
+
+/// The name a provider's login is stored under: the Codex models use the OpenAI (ChatGPT) login.
+pub fn login_name(provider: &str) -> &str {
+    match provider {
+        "codex" => "openai",
+        "copilot" => "github-copilot",
+        other => other,
+    }
 }
 
 fn non_empty(s: &Option<String>) -> Option<String> {
@@ -418,7 +430,23 @@ impl Config {
             None
         };
         let custom_base = api_base.trim_end_matches('/') != preset.api_base;
-        if preset.needs_key && api_key.is_none() && !custom_base {
+        // Without a key, a login stored by `picoclaw auth login` stands in.
+        let login = if api_key.is_none() {
+            self.auth.as_ref().and_then(|store| {
+                let name = login_name(preset.name);
+                match store.get(name) {
+                    Ok(Some(_)) => Some((store.clone(), name.to_owned())),
+                    Ok(None) => None,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "the credential store cannot be read");
+                        None
+                    }
+                }
+            })
+        } else {
+            None
+        };
+        if preset.needs_key && api_key.is_none() && login.is_none() && !custom_base {
             return Err(ConfigError::MissingKey {
                 provider: preset.name.to_owned(),
                 hint: key_hint,
@@ -437,6 +465,7 @@ impl Config {
             alternates: Vec::new(),
             fallbacks: Vec::new(),
             azure,
+            login,
         })
     }
 }

@@ -70,6 +70,15 @@ const PRESETS: &[Preset] = &[
         wire: Wire::Responses,
     },
     Preset {
+        name: "github-copilot",
+        api_base: "https://api.githubcopilot.com",
+        // Signed in with `picoclaw auth login --provider github-copilot`, not a key.
+        key_env: None,
+        needs_key: true,
+        base_env: None,
+        wire: Wire::OpenAi,
+    },
+    Preset {
         name: "openrouter",
         api_base: "https://openrouter.ai/api/v1",
         key_env: Some("OPENROUTER_API_KEY"),
