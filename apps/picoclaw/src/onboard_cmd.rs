@@ -21,6 +21,63 @@ pub struct OnboardArgs {
     /// Model to put in the config (`provider/model`, e.g. openai/gpt-4o-mini, ollama/qwen3).
     #[arg(long, value_name = "MODEL")]
     model: Option<String>,
+
+    /// Encrypt auth.json (logins and stored keys) at rest: with a key in the OS keychain when
+    /// this build has one that works, else with a passphrase (PICOCLAW_AUTH_PASSPHRASE, or
+    /// asked for), which every later command then needs.
+    #[arg(long)]
+    enc: bool,
+}
+
+/// Encrypts the credential store: the keychain first (nothing to type later), else a
+/// passphrase.
+fn encrypt_store(paths: &picoclaw_config::Paths, interactive: bool) -> anyhow::Result<()> {
+    use picoclaw_auth::{AuthStore, KeySource, PASSPHRASE_ENV};
+    let store = AuthStore::new(paths.auth_file());
+    if cfg!(feature = "keychain") {
+        match store.encrypt(KeySource::Keychain) {
+            Ok(()) => {
+                eprintln!(
+                    "auth.json: encrypted; its key is in the OS keychain ({})",
+                    store.path().display()
+                );
+                return Ok(());
+            }
+            Err(e) => eprintln!("the OS keychain cannot hold the key ({e}); using a passphrase"),
+        }
+    }
+    let passphrase = match std::env::var(PASSPHRASE_ENV).ok().filter(|p| !p.is_empty()) {
+        Some(p) => p,
+        None if interactive => {
+            let first = ask(
+                "Passphrase for auth.json (it is needed by every command)",
+                "",
+            )?;
+            let again = ask("The same passphrase again", "")?;
+            if first != again {
+                anyhow::bail!("the passphrases differ; nothing was encrypted");
+            }
+            first
+        }
+        None => anyhow::bail!(
+            "--enc needs a passphrase: set {PASSPHRASE_ENV} (and keep it set for later commands)"
+        ),
+    };
+    if passphrase.chars().count() < 8 {
+        anyhow::bail!("the passphrase is too short: use at least 8 characters");
+    }
+    store
+        .clone()
+        .with_passphrase(passphrase.clone())
+        .encrypt(KeySource::Passphrase(picoclaw_types::Secret::new(
+            passphrase,
+        )))?;
+    eprintln!(
+        "auth.json: encrypted with your passphrase ({}); set {PASSPHRASE_ENV} for picoclaw to \
+         read it",
+        store.path().display()
+    );
+    Ok(())
 }
 
 fn ask(question: &str, default: &str) -> anyhow::Result<String> {
@@ -130,9 +187,13 @@ pub fn run(config: Option<PathBuf>, args: OnboardArgs) -> anyhow::Result<ExitCod
         };
         eprintln!("  {what}: {}", path.display());
     }
+    if args.enc {
+        encrypt_store(&paths, interactive)?;
+    }
     eprintln!(
-        "\nNext: put your API key in {} (providers.<name>.api_key) or export it \
-         (e.g. OPENAI_API_KEY), then run: picoclaw agent -m \"Hello\"",
+        "\nNext: put your API key in {} (providers.<name>.api_key), export it \
+         (e.g. OPENAI_API_KEY), or sign in with `picoclaw auth login`, then run: picoclaw agent \
+         -m \"Hello\"",
         config_file.display()
     );
     Ok(ExitCode::SUCCESS)

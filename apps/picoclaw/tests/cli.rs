@@ -1914,3 +1914,63 @@ async fn a_key_kept_in_the_credential_store_instead_of_the_config() {
         "the key never went into config.json"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn onboard_enc_encrypts_the_credential_store_with_a_passphrase() {
+    const PASS: &str = "a long passphrase";
+    let endpoint = ScriptedEndpoint::start_with([Reply::text("ok")]).await;
+    endpoint.require_api_key("sk-sealed-0123456789");
+    let home = Home::new();
+    home.write_config(&json!({
+        "agents": {"defaults": {"model": "deepseek/deepseek-chat",
+            "workspace": home.workspace().display().to_string()}},
+        "providers": {"deepseek": {"api_base": endpoint.base_url()}},
+    }));
+    let out = run(
+        home.cmd(),
+        &[
+            "auth",
+            "login",
+            "-p",
+            "deepseek",
+            "--api-key",
+            "sk-sealed-0123456789",
+        ],
+    )
+    .await;
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let with_pass = |mut cmd: Command| {
+        cmd.env("PICOCLAW_AUTH_PASSPHRASE", PASS);
+        cmd
+    };
+    let out = run(
+        with_pass(home.cmd()),
+        &["onboard", "--non-interactive", "--enc"],
+    )
+    .await;
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let text = std::fs::read_to_string(home.path().join("auth.json")).unwrap();
+    assert!(!text.contains("sk-sealed"), "{text}");
+    // With the passphrase: works. Without: a clear message, not a crash or a key error.
+    let out = run(with_pass(home.cmd()), &["agent", "-m", "hi"]).await;
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(out.stdout.trim(), "ok");
+    let out = run(home.cmd(), &["agent", "-m", "hi"]).await;
+    assert_ne!(out.code, 0);
+    assert!(
+        out.stderr.contains("PICOCLAW_AUTH_PASSPHRASE"),
+        "the failed request says why the stored key was not used: {}",
+        out.stderr
+    );
+    let out = run(home.cmd(), &["auth", "status"]).await;
+    assert_ne!(out.code, 0);
+    assert!(
+        out.stderr.contains("encrypted") && out.stderr.contains("PICOCLAW_AUTH_PASSPHRASE"),
+        "{}",
+        out.stderr
+    );
+    let mut wrong = home.cmd();
+    wrong.env("PICOCLAW_AUTH_PASSPHRASE", "not the one");
+    let out = run(wrong, &["auth", "status"]).await;
+    assert!(out.stderr.contains("wrong passphrase"), "{}", out.stderr);
+}

@@ -21,5 +21,5 @@ pub use oauth::{
     DevicePrompt, LoginTokens, OauthProvider, browser_login, copilot_exchange, copilot_from_github,
     device_poll, device_start, renew,
 };
-pub use store::{AuthStore, Credential, OauthCredential, StoreError};
+pub use store::{AuthStore, Credential, KeySource, OauthCredential, PASSPHRASE_ENV, StoreError};
 pub use token::{AccessToken, AuthError, CachedToken, StaticToken, TokenSource};

@@ -431,21 +431,21 @@ impl Config {
         };
         let custom_base = api_base.trim_end_matches('/') != preset.api_base;
         // Without a key, a login stored by `picoclaw auth login` stands in.
-        let login = if api_key.is_none() {
-            self.auth.as_ref().and_then(|store| {
-                let name = login_name(preset.name);
-                match store.get(name) {
-                    Ok(Some(_)) => Some((store.clone(), name.to_owned())),
-                    Ok(None) => None,
-                    Err(e) => {
-                        tracing::warn!(error = %e, "the credential store cannot be read");
-                        None
-                    }
+        let mut login = None;
+        if api_key.is_none()
+            && let Some(store) = &self.auth
+        {
+            let name = login_name(preset.name);
+            match store.get(name) {
+                Ok(Some(_)) => login = Some((store.clone(), name.to_owned())),
+                Ok(None) => {}
+                Err(e) => {
+                    // Say why a stored login could not stand in (a locked or exposed auth.json).
+                    tracing::warn!(error = %e, "the credential store cannot be read");
+                    key_hint = format!("{key_hint} ({e})");
                 }
-            })
-        } else {
-            None
-        };
+            }
+        }
         if preset.needs_key && api_key.is_none() && login.is_none() && !custom_base {
             return Err(ConfigError::MissingKey {
                 provider: preset.name.to_owned(),
