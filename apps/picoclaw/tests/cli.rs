@@ -1872,6 +1872,21 @@ async fn device_login_then_the_agent_sends_the_obtained_token() {
         endpoint.requests()[0].header("authorization"),
         Some("Bearer at-1")
     );
+    // The Codex models use the same (ChatGPT) login through the Responses API, naming the
+    // account the login belongs to.
+    home.write_config(&json!({
+        "agents": {"defaults": {"model": "codex/gpt-5-codex",
+            "workspace": home.workspace().display().to_string()}},
+        "providers": {"codex": {"api_base": endpoint.base_url()}},
+    }));
+    endpoint.push(Reply::text("Codex answer."));
+    let out = run(home.cmd(), &["agent", "-m", "hello codex"]).await;
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(out.stdout.trim(), "Codex answer.");
+    let codex = endpoint.requests().last().unwrap().clone();
+    assert!(codex.path.ends_with("/responses"), "{}", codex.path);
+    assert_eq!(codex.header("authorization"), Some("Bearer at-1"));
+    assert_eq!(codex.header("chatgpt-account-id"), Some("acct-42"));
 
     // A file others can read is refused, with the fix.
     std::fs::set_permissions(&auth, std::fs::Permissions::from_mode(0o644)).unwrap();

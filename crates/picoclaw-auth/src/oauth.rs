@@ -167,26 +167,33 @@ fn credential_of(body: &Value, provider: &OauthProvider) -> Result<OauthCredenti
         .get("expires_in")
         .and_then(Value::as_u64)
         .map(|s| now_secs() + s);
-    cred.account = body
+    let claims = body
         .get("id_token")
         .and_then(Value::as_str)
-        .and_then(account_of_id_token);
+        .and_then(claims_of_id_token);
+    if let Some(claims) = claims {
+        cred.account = claims
+            .get("email")
+            .or_else(|| claims.get("sub"))
+            .and_then(Value::as_str)
+            .map(str::to_owned);
+        cred.account_id = claims
+            .get("https://api.openai.com/auth")
+            .and_then(|a| a.get("chatgpt_account_id"))
+            .and_then(Value::as_str)
+            .map(str::to_owned);
+    }
     Ok(cred)
 }
 
-/// The e-mail (or subject) in an OpenID id_token's payload; the signature is not checked: it
-/// is only shown to the user.
-fn account_of_id_token(jwt: &str) -> Option<String> {
+/// The claims of an OpenID id_token. The signature is not checked: they are only shown to the
+/// user and echoed to the same provider.
+fn claims_of_id_token(jwt: &str) -> Option<Value> {
     let payload = jwt.split('.').nth(1)?;
     let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
         .decode(payload.trim_end_matches('='))
         .ok()?;
-    let claims: Value = serde_json::from_slice(&bytes).ok()?;
-    claims
-        .get("email")
-        .or_else(|| claims.get("sub"))
-        .and_then(Value::as_str)
-        .map(str::to_owned)
+    serde_json::from_slice(&bytes).ok()
 }
 
 /// Device login, step one: asks for a user code. Show the returned prompt, then call
@@ -453,6 +460,9 @@ pub async fn renew(cred: &OauthCredential, provider_name: &str) -> Result<OauthC
     }
     if fresh.account.is_none() {
         fresh.account = cred.account.clone();
+    }
+    if fresh.account_id.is_none() {
+        fresh.account_id = cred.account_id.clone();
     }
     Ok(fresh)
 }

@@ -37,6 +37,10 @@ pub struct OauthCredential {
     /// Who logged in (an e-mail or account id), when known.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub account: Option<String>,
+    /// The ChatGPT account the login belongs to (sent as `chatgpt-account-id` to the Codex
+    /// backend), from the id_token.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub account_id: Option<String>,
     /// The token endpoint and client the refresh goes to.
     pub token_url: String,
     pub client_id: String,
@@ -57,6 +61,7 @@ impl OauthCredential {
             refresh_token: None,
             expires_at: None,
             account: None,
+            account_id: None,
             token_url: token_url.to_owned(),
             client_id: client_id.to_owned(),
             renewal: default_renewal(),

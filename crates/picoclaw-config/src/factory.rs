@@ -102,6 +102,16 @@ fn build_one(
         _ => None,
     };
     if resolved.wire == Wire::Responses {
+        // A ChatGPT login: the backend wants the account and the Responses beta named.
+        if let (Some(_), Some((store, name))) = (&login, &resolved.login)
+            && let Ok(Some(picoclaw_auth::Credential::Oauth(c))) = store.get(name)
+            && let Some(account) = c.account_id
+        {
+            cfg = cfg
+                .with_header("chatgpt-account-id", &account)
+                .with_header("OpenAI-Beta", "responses=experimental")
+                .with_header("originator", "picoclaw");
+        }
         let p = OpenAiResponses::new(cfg)?;
         return Ok(Arc::new(match login {
             Some(tokens) => p.with_tokens(tokens),

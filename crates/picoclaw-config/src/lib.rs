@@ -22,6 +22,7 @@ pub use model::{
 };
 pub use paths::Paths;
 pub use resolve::{
-    AzureSettings, DEFAULT_AZURE_API_VERSION, FALLBACK_OPENAI_MODEL, ResolvedModel, login_name,
+    AzureSettings, CHATGPT_CODEX_BASE, DEFAULT_AZURE_API_VERSION, FALLBACK_OPENAI_MODEL,
+    ResolvedModel, login_name,
 };
 pub use write::{default_config_json, merge_preserving, write_config_atomically};

@@ -62,6 +62,9 @@ pub struct ResolvedModel {
     pub login: Option<(picoclaw_auth::AuthStore, String)>,
 }
 
+/// Where the Codex models are served to a ChatGPT (OAuth) login.
+pub const CHATGPT_CODEX_BASE: &str = "https://chatgpt.com/backend-api/codex";
+
 /// The name a provider's login is stored under: the Codex models use the OpenAI (ChatGPT) login.
 pub fn login_name(provider: &str) -> &str {
     match provider {
@@ -446,6 +449,13 @@ impl Config {
                 }
             }
         }
+        // The Codex models through a ChatGPT login go to the ChatGPT backend, not the platform
+        // API (which only takes API keys).
+        let api_base = if preset.name == "codex" && login.is_some() && !custom_base {
+            CHATGPT_CODEX_BASE.to_owned()
+        } else {
+            api_base
+        };
         if preset.needs_key && api_key.is_none() && login.is_none() && !custom_base {
             return Err(ConfigError::MissingKey {
                 provider: preset.name.to_owned(),

@@ -518,3 +518,39 @@ fn azure_resolution_from_config_and_environment() {
         .to_string();
     assert!(msg.contains("AZURE_OPENAI_ENDPOINT"), "{msg}");
 }
+
+#[test]
+fn a_stored_login_stands_in_for_a_missing_key() {
+    let home = Home::new();
+    home.write_json(&json!({"agents": {"defaults": {"model": "codex/gpt-5-codex"}}}));
+    // No key and no login: the usual missing-key error.
+    let loaded = load_with_env(&home.paths(), &env(&[])).unwrap();
+    let err = loaded.config.resolve_model(&env(&[])).unwrap_err();
+    assert!(matches!(err, ConfigError::MissingKey { .. }), "{err}");
+    // Signed in to openai (ChatGPT): codex resolves to the ChatGPT backend with the login.
+    let store = picoclaw_auth::AuthStore::new(home.paths().auth_file());
+    store
+        .put(
+            "openai",
+            picoclaw_auth::Credential::Oauth(picoclaw_auth::OauthCredential::new(
+                "at-x",
+                "https://auth.example/oauth/token",
+                "client",
+            )),
+        )
+        .unwrap();
+    let loaded = load_with_env(&home.paths(), &env(&[])).unwrap();
+    let resolved = loaded.config.resolve_model(&env(&[])).unwrap();
+    assert_eq!(resolved.api_base, picoclaw_config::CHATGPT_CODEX_BASE);
+    assert_eq!(
+        resolved.login.as_ref().map(|(_, n)| n.as_str()),
+        Some("openai")
+    );
+    // A key wins over the login, and keeps the platform API.
+    let resolved = loaded
+        .config
+        .resolve_model(&env(&[("OPENAI_API_KEY", "sk-key-0123456789")]))
+        .unwrap();
+    assert!(resolved.login.is_none());
+    assert_eq!(resolved.api_base, "https://api.openai.com/v1");
+}

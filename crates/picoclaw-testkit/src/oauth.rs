@@ -63,8 +63,11 @@ fn tokens(inner: &Inner) -> Response {
     let refresh = format!("rt-{n}");
     inner.issued.lock().unwrap().push(access.clone());
     inner.refresh_tokens.lock().unwrap().push(refresh.clone());
-    let claims = base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .encode(json!({"email": "ada@example.com", "sub": "user-1"}).to_string());
+    let claims = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(
+        json!({"email": "ada@example.com", "sub": "user-1",
+               "https://api.openai.com/auth": {"chatgpt_account_id": "acct-42"}})
+        .to_string(),
+    );
     let ttl = *inner.access_ttl.lock().unwrap();
     axum::Json(json!({
         "access_token": access, "refresh_token": refresh, "token_type": "Bearer",
