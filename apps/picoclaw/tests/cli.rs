@@ -1989,3 +1989,61 @@ async fn onboard_enc_encrypts_the_credential_store_with_a_passphrase() {
     let out = run(wrong, &["auth", "status"]).await;
     assert!(out.stderr.contains("wrong passphrase"), "{}", out.stderr);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn claude_with_a_setup_token_or_a_sign_in_sends_a_bearer() {
+    let endpoint = ScriptedEndpoint::start_with([
+        Reply::text("From a setup token."),
+        Reply::text("From a sign-in."),
+    ])
+    .await;
+    let home = Home::new();
+    home.write_config(&json!({
+        "agents": {"defaults": {"model": "anthropic/claude-test",
+            "workspace": home.workspace().display().to_string()}},
+        "providers": {"anthropic": {"api_base": endpoint.base_url()}},
+    }));
+    let out = run(
+        home.cmd(),
+        &[
+            "auth",
+            "login",
+            "-p",
+            "anthropic",
+            "--api-key",
+            "sk-ant-oat01-setup-token",
+        ],
+    )
+    .await;
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let out = run(home.cmd(), &["agent", "-m", "hi"]).await;
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(out.stdout.trim(), "From a setup token.");
+    let req = endpoint.requests()[0].clone();
+    assert_eq!(
+        req.header("authorization"),
+        Some("Bearer sk-ant-oat01-setup-token")
+    );
+    assert_eq!(req.header("anthropic-beta"), Some("oauth-2025-04-20"));
+    assert_eq!(req.header("x-api-key"), None);
+
+    // An OAuth sign-in (as `auth login --provider anthropic` stores it).
+    let store = picoclaw_auth::AuthStore::new(home.path().join("auth.json"));
+    let mut cred = picoclaw_auth::OauthCredential::new(
+        "sk-ant-oat01-signed-in",
+        "https://console.anthropic.com/v1/oauth/token",
+        "client",
+    );
+    cred.expires_at = Some(4_000_000_000);
+    store
+        .put("anthropic", picoclaw_auth::Credential::Oauth(cred))
+        .unwrap();
+    let out = run(home.cmd(), &["agent", "-m", "hi again"]).await;
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let req = endpoint.requests()[1].clone();
+    assert_eq!(
+        req.header("authorization"),
+        Some("Bearer sk-ant-oat01-signed-in")
+    );
+    assert_eq!(req.header("anthropic-beta"), Some("oauth-2025-04-20"));
+}

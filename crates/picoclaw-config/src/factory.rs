@@ -22,6 +22,7 @@ fn stored_key(resolved: &ResolvedModel) -> Option<String> {
     let (store, name) = resolved.login.as_ref()?;
     match store.get(name) {
         Ok(Some(picoclaw_auth::Credential::ApiKey { key })) => Some(key.expose().clone()),
+        Ok(Some(_)) if name == "anthropic" => None,
         Ok(Some(_)) => {
             tracing::warn!(provider = %name, "this provider's OAuth login cannot be used here yet; store an API key instead");
             None
@@ -50,8 +51,14 @@ fn build_one(
             .or_else(|| stored_key(resolved))
         {
             cfg = cfg.with_api_key(key);
+            return Ok(Arc::new(Anthropic::new(cfg)?));
         }
-        return Ok(Arc::new(Anthropic::new(cfg)?));
+        // A Claude sign-in: its OAuth tokens, renewed as they expire.
+        let p = Anthropic::new(cfg)?;
+        return Ok(Arc::new(match &resolved.login {
+            Some((store, name)) => p.with_tokens(LoginTokens::new(store.clone(), name.clone())),
+            None => p,
+        }));
     }
     if resolved.wire == Wire::Gemini {
         let mut cfg = GeminiConfig::new(resolved.api_base.clone())

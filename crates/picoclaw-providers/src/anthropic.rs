@@ -24,6 +24,11 @@ pub const ANTHROPIC_VERSION: &str = "2023-06-01";
 /// Used when the request sets no `max_tokens` (the API requires one).
 const DEFAULT_MAX_TOKENS: u32 = 4096;
 
+/// Claude OAuth access and setup tokens start with this; they are sent as a bearer.
+const OAUTH_TOKEN_PREFIX: &str = "sk-ant-oat";
+/// The beta Anthropic's API requires for OAuth bearer tokens.
+const OAUTH_BETA: &str = "oauth-2025-04-20";
+
 /// How to reach Anthropic (or a compatible gateway).
 #[derive(Clone, Debug)]
 #[non_exhaustive]
@@ -83,10 +88,20 @@ impl AnthropicConfig {
 pub struct Anthropic {
     url: String,
     api_key: Option<Secret<String>>,
+    /// OAuth tokens (a Claude sign-in) when there is no key.
+    tokens: Option<std::sync::Arc<dyn picoclaw_auth::TokenSource>>,
     key_hint: String,
     timeout: Duration,
     caching: bool,
     client: reqwest::Client,
+}
+
+impl Anthropic {
+    /// Sends bearer tokens from `tokens` (a Claude sign-in) when no API key is set.
+    pub fn with_tokens(mut self, tokens: std::sync::Arc<dyn picoclaw_auth::TokenSource>) -> Self {
+        self.tokens = Some(tokens);
+        self
+    }
 }
 
 impl std::fmt::Debug for Anthropic {
@@ -131,6 +146,7 @@ impl Anthropic {
         Ok(Self {
             url: format!("{base}/v1/messages"),
             api_key: cfg.api_key,
+            tokens: None,
             key_hint: cfg.key_hint,
             timeout: cfg.request_timeout,
             caching: cfg.prompt_caching,
@@ -164,8 +180,26 @@ impl Anthropic {
             .post(&self.url)
             .header("anthropic-version", ANTHROPIC_VERSION)
             .json(&body);
-        if let Some(key) = &self.api_key {
-            request = request.header("x-api-key", key.expose());
+        match (&self.api_key, &self.tokens) {
+            // Claude OAuth / setup tokens go as a bearer, with the OAuth beta named.
+            (Some(key), _) if key.expose().starts_with(OAUTH_TOKEN_PREFIX) => {
+                request = request
+                    .bearer_auth(key.expose())
+                    .header("anthropic-beta", OAUTH_BETA);
+            }
+            (Some(key), _) => request = request.header("x-api-key", key.expose()),
+            (None, Some(tokens)) => {
+                let token = tokens.token().await.map_err(|e| ProviderError::Auth {
+                    provider: NAME.into(),
+                    status: 401,
+                    message: e.to_string(),
+                    key_hint: self.key_hint.clone(),
+                })?;
+                request = request
+                    .bearer_auth(token.token.expose())
+                    .header("anthropic-beta", OAUTH_BETA);
+            }
+            (None, None) => {}
         }
         let response = match tokio::time::timeout(self.timeout, request.send()).await {
             Ok(r) => r.map_err(|e| self.transport(e))?,
