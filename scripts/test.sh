@@ -30,6 +30,11 @@ if [ -z "${PICOCLAW_TEST_POSTGRES_URL:-}" ]; then
   PICOCLAW_TEST_POSTGRES_URL="$(bash scripts/postgres.sh)"
 fi
 export PICOCLAW_TEST_POSTGRES_URL
+if [ -z "${PICOCLAW_TEST_MCP_PYTHON:-}" ]; then
+  step "the MCP Python SDK for the interoperability tests (scripts/mcp-venv.sh)"
+  PICOCLAW_TEST_MCP_PYTHON="$(bash scripts/mcp-venv.sh)"
+fi
+export PICOCLAW_TEST_MCP_PYTHON
 
 step "cargo fmt --check"
 cargo fmt --all -- --check

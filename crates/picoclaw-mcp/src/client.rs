@@ -1,0 +1,413 @@
+//! Connecting to MCP servers and offering their tools as picoclaw tools.
+
+use crate::config::{McpConfig, ServerConfig, Transport};
+use async_trait::async_trait;
+use picoclaw_tools::{Tool, ToolContext, ToolOutput};
+use picoclaw_types::ToolSpec;
+use rmcp::ServiceExt;
+use rmcp::model::CallToolRequestParams;
+use rmcp::service::{RoleClient, RunningService};
+use serde_json::{Value, json};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Largest tool result passed on to the model (the agent caps it further).
+pub const MAX_RESULT_BYTES: usize = 256 * 1024;
+
+/// The variables a stdio server gets from picoclaw's own environment; nothing else (no provider
+/// keys) is passed on implicitly.
+const BASE_ENV: &[&str] = &["PATH", "HOME", "USER", "LANG", "TERM", "TMPDIR"];
+
+/// The original PicoClaw's tool names: `mcp_<server>__<tool>`, lower-cased, every run of other
+/// characters one `_`, a leading digit prefixed with `t_`, at most 64 characters.
+pub fn tool_name(server: &str, tool: &str) -> String {
+    fn clean(s: &str) -> String {
+        let mut out = String::new();
+        let mut underscore = false;
+        for c in s.chars() {
+            let c = c.to_ascii_lowercase();
+            if c.is_ascii_alphanumeric() {
+                out.push(c);
+                underscore = false;
+            } else if !underscore {
+                out.push('_');
+                underscore = true;
+            }
+        }
+        out.trim_matches('_').to_owned()
+    }
+    let mut name = format!("mcp_{}__{}", clean(server), clean(tool));
+    if name.starts_with(|c: char| c.is_ascii_digit()) {
+        name = format!("t_{name}");
+    }
+    name.chars().take(64).collect()
+}
+
+/// Removes schema keywords some providers refuse in function declarations (Gemini rejects
+/// `$schema`, `additionalProperties` in places, `$ref`/`$defs` it cannot follow...), at every
+/// level.
+pub fn clean_schema(schema: &Value) -> Value {
+    const DROP: &[&str] = &["$schema", "$id", "$comment", "examples", "default"];
+    match schema {
+        Value::Object(map) => {
+            let mut out = serde_json::Map::new();
+            for (k, v) in map {
+                if DROP.contains(&k.as_str()) {
+                    continue;
+                }
+                out.insert(k.clone(), clean_schema(v));
+            }
+            if !out.contains_key("type") && out.contains_key("properties") {
+                out.insert("type".into(), json!("object"));
+            }
+            Value::Object(out)
+        }
+        Value::Array(items) => Value::Array(items.iter().map(clean_schema).collect()),
+        other => other.clone(),
+    }
+}
+
+type Client = RunningService<RoleClient, ()>;
+
+/// A connected server and the tools it offers.
+pub struct Connected {
+    pub name: String,
+    client: Arc<Client>,
+    pub tools: Vec<rmcp::model::Tool>,
+}
+
+impl std::fmt::Debug for Connected {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Connected")
+            .field("name", &self.name)
+            .field("tools", &self.tools.len())
+            .finish()
+    }
+}
+
+/// Starts (or reaches) one server, completes the MCP handshake and lists its tools, within
+/// `timeout`. Errors name what failed, for the one warning the agent logs.
+pub async fn connect(
+    server: &ServerConfig,
+    workspace: &std::path::Path,
+    timeout: Duration,
+) -> Result<Connected, String> {
+    let attempt = async {
+        let client: Client = match &server.transport {
+            Transport::Stdio { command, args, env } => {
+                let mut cmd = tokio::process::Command::new(command);
+                cmd.args(args).current_dir(workspace).env_clear();
+                for name in BASE_ENV {
+                    if let Ok(v) = std::env::var(name) {
+                        cmd.env(name, v);
+                    }
+                }
+                cmd.envs(env);
+                let (transport, _stderr) = rmcp::transport::TokioChildProcess::builder(cmd)
+                    .stderr(std::process::Stdio::null())
+                    .spawn()
+                    .map_err(|e| {
+                        if e.kind() == std::io::ErrorKind::NotFound {
+                            format!("the command `{command}` was not found")
+                        } else {
+                            format!("cannot start `{command}`: {e}")
+                        }
+                    })?;
+                ().serve(transport)
+                    .await
+                    .map_err(|e| format!("the MCP handshake failed: {e}"))?
+            }
+            Transport::Http { url, headers } => {
+                let _ = rustls::crypto::ring::default_provider().install_default();
+                let mut map = std::collections::HashMap::new();
+                for (k, v) in headers {
+                    let name = http::HeaderName::from_bytes(k.as_bytes())
+                        .map_err(|e| format!("header '{k}': {e}"))?;
+                    let value =
+                        http::HeaderValue::from_str(v).map_err(|e| format!("header '{k}': {e}"))?;
+                    map.insert(name, value);
+                }
+                let config =
+                    rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig::with_uri(
+                        url.as_str(),
+                    )
+                    .custom_headers(map);
+                let transport = rmcp::transport::StreamableHttpClientTransport::from_config(config);
+                ().serve(transport)
+                    .await
+                    .map_err(|e| format!("the MCP handshake with {url} failed: {e}"))?
+            }
+        };
+        let tools = client
+            .list_all_tools()
+            .await
+            .map_err(|e| format!("listing its tools failed: {e}"))?;
+        Ok::<_, String>(Connected {
+            name: server.name.clone(),
+            client: Arc::new(client),
+            tools,
+        })
+    };
+    match tokio::time::timeout(timeout, attempt).await {
+        Ok(result) => result,
+        Err(_) => Err(format!(
+            "it did not finish starting within {} s",
+            timeout.as_secs()
+        )),
+    }
+}
+
+/// One MCP tool as a picoclaw tool.
+pub struct McpTool {
+    server: String,
+    tool: String,
+    spec: ToolSpec,
+    client: Arc<Client>,
+    timeout: Duration,
+}
+
+impl std::fmt::Debug for McpTool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("McpTool")
+            .field("server", &self.server)
+            .field("tool", &self.tool)
+            .finish()
+    }
+}
+
+impl McpTool {
+    pub fn server(&self) -> &str {
+        &self.server
+    }
+}
+
+/// The text a tool result carries for the model: text as is, images and audio described,
+/// resources by their text or URI; structured content when there is nothing else.
+fn render(result: &Value) -> String {
+    let mut parts = Vec::new();
+    for block in result
+        .get("content")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        let kind = block
+            .get("type")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        match kind {
+            "text" => parts.push(
+                block
+                    .get("text")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+                    .to_owned(),
+            ),
+            "image" | "audio" => {
+                let mime = block
+                    .get("mimeType")
+                    .and_then(Value::as_str)
+                    .unwrap_or("unknown type");
+                let bytes = block
+                    .get("data")
+                    .and_then(Value::as_str)
+                    .map_or(0, |d| d.len() * 3 / 4);
+                parts.push(format!("[{kind}: {mime}, about {bytes} bytes]"));
+            }
+            "resource" => {
+                let r = block.get("resource").cloned().unwrap_or(Value::Null);
+                let uri = r.get("uri").and_then(Value::as_str).unwrap_or_default();
+                match r.get("text").and_then(Value::as_str) {
+                    Some(text) => parts.push(format!("[resource {uri}]\n{text}")),
+                    None => parts.push(format!("[resource {uri} (binary)]")),
+                }
+            }
+            "resource_link" => {
+                let uri = block.get("uri").and_then(Value::as_str).unwrap_or_default();
+                parts.push(format!("[resource link {uri}]"));
+            }
+            _ => parts.push(block.to_string()),
+        }
+    }
+    if parts.is_empty()
+        && let Some(structured) = result.get("structuredContent")
+    {
+        parts.push(structured.to_string());
+    }
+    parts.join("\n")
+}
+
+#[async_trait]
+impl Tool for McpTool {
+    fn spec(&self) -> ToolSpec {
+        self.spec.clone()
+    }
+
+    async fn call(&self, _ctx: &ToolContext, args: Value) -> ToolOutput {
+        let label = format!("{} (MCP server {})", self.tool, self.server);
+        let mut params = CallToolRequestParams::new(self.tool.clone());
+        params.arguments = match args {
+            Value::Object(map) => Some(map),
+            Value::Null => None,
+            other => {
+                return ToolOutput::error(format!(
+                    "{label}: arguments must be an object, got {other}"
+                ));
+            }
+        };
+        let result = match tokio::time::timeout(self.timeout, self.client.call_tool(params)).await {
+            Err(_) => {
+                return ToolOutput::error(format!(
+                    "{label}: no answer within {} s (tools.mcp.call_timeout_seconds)",
+                    self.timeout.as_secs()
+                ));
+            }
+            Ok(Err(e)) => {
+                return ToolOutput::error(format!(
+                    "{label}: the server could not be reached or failed: {e}"
+                ));
+            }
+            Ok(Ok(r)) => r,
+        };
+        let value = serde_json::to_value(&result).unwrap_or(Value::Null);
+        let mut text = render(&value);
+        if text.len() > MAX_RESULT_BYTES {
+            let mut cut = MAX_RESULT_BYTES;
+            while !text.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            let total = text.len();
+            text.truncate(cut);
+            text.push_str(&format!(
+                "\n[... result cut: {cut} of {total} bytes shown ...]"
+            ));
+        }
+        if result.is_error == Some(true) {
+            ToolOutput::error(format!("{label} reported an error: {text}"))
+        } else {
+            ToolOutput::ok(text)
+        }
+    }
+}
+
+/// What starting the servers gave.
+#[derive(Debug, Default)]
+#[non_exhaustive]
+pub struct Started {
+    pub tools: Vec<McpTool>,
+    /// Servers that could not be used, and why.
+    pub failed: Vec<(String, String)>,
+    /// Tools left out because another server already had the name.
+    pub clashes: Vec<String>,
+    pub servers: Vec<(String, usize)>,
+}
+
+/// Starts every server at once; one slow or broken server never delays the others beyond
+/// `config.connect_timeout` or stops them, and is reported in `failed`.
+pub async fn start_all(config: &McpConfig, workspace: &std::path::Path) -> Started {
+    let attempts = config.servers.iter().map(|s| async move {
+        (
+            s.name.clone(),
+            connect(s, workspace, config.connect_timeout).await,
+        )
+    });
+    let results = futures::future::join_all(attempts).await;
+    let mut started = Started::default();
+    let mut taken: std::collections::BTreeMap<String, String> = Default::default();
+    for (name, result) in results {
+        match result {
+            Err(why) => {
+                tracing::warn!(server = %name, reason = %why, "MCP server not available; the agent runs without it");
+                started.failed.push((name, why));
+            }
+            Ok(connected) => {
+                started.servers.push((name.clone(), connected.tools.len()));
+                for tool in &connected.tools {
+                    let full = tool_name(&name, &tool.name);
+                    if let Some(other) = taken.get(&full) {
+                        let msg = format!(
+                            "{full}: the tool '{}' of {name} has the same name as one of {other}; \
+                             it is left out",
+                            tool.name
+                        );
+                        tracing::warn!("{msg}");
+                        started.clashes.push(msg);
+                        continue;
+                    }
+                    taken.insert(full.clone(), name.clone());
+                    let description = tool
+                        .description
+                        .as_deref()
+                        .map(str::to_owned)
+                        .unwrap_or_else(|| format!("{} (MCP server {name})", tool.name));
+                    let schema = clean_schema(&Value::Object((*tool.input_schema).clone()));
+                    started.tools.push(McpTool {
+                        server: name.clone(),
+                        tool: tool.name.to_string(),
+                        spec: ToolSpec::new(full, description, schema),
+                        client: Arc::clone(&connected.client),
+                        timeout: config.call_timeout,
+                    });
+                }
+            }
+        }
+    }
+    if started.tools.len() > config.max_inline_tools {
+        tracing::warn!(
+            tools = started.tools.len(),
+            max = config.max_inline_tools,
+            "MCP tools exceed tools.mcp.max_inline_tools; every schema is sent with each request"
+        );
+    }
+    started
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_follow_the_original() {
+        assert_eq!(
+            tool_name("github", "create_issue"),
+            "mcp_github__create_issue"
+        );
+        assert_eq!(
+            tool_name("My Server!", "Read-File"),
+            "mcp_my_server__read_file"
+        );
+        assert_eq!(tool_name("fs", "a..b  c"), "mcp_fs__a_b_c");
+        assert!(tool_name("x", &"long".repeat(40)).len() <= 64);
+    }
+
+    #[test]
+    fn schemas_lose_what_providers_reject() {
+        let s = clean_schema(
+            &json!({"$schema": "http://json-schema.org/draft-07/schema#",
+            "properties": {"n": {"type": "integer", "default": 3, "examples": [1]}}}),
+        );
+        assert_eq!(
+            s,
+            json!({"type": "object", "properties": {"n": {"type": "integer"}}})
+        );
+    }
+
+    #[test]
+    fn results_render_every_kind() {
+        let r = json!({"content": [
+            {"type": "text", "text": "hello"},
+            {"type": "image", "mimeType": "image/png", "data": "AAAA"},
+            {"type": "resource", "resource": {"uri": "file:///a.txt", "text": "inside"}},
+            {"type": "resource_link", "uri": "file:///b.txt", "name": "b"}
+        ]});
+        let text = render(&r);
+        assert!(text.contains("hello"));
+        assert!(text.contains("[image: image/png, about 3 bytes]"));
+        assert!(text.contains("[resource file:///a.txt]\ninside"));
+        assert!(text.contains("[resource link file:///b.txt]"));
+        assert_eq!(
+            render(&json!({"content": [], "structuredContent": {"x": 1}})),
+            r#"{"x":1}"#
+        );
+    }
+}

@@ -1,0 +1,18 @@
+//! MCP (Model Context Protocol) for picoclaw: connects to the servers in `tools.mcp` (stdio
+//! child processes and streamable HTTP, through the official `rmcp` SDK), lists their tools and
+//! offers each as a picoclaw tool named `mcp_<server>__<tool>`, as the original PicoClaw names
+//! them.
+//!
+//! Servers start concurrently; one that is missing, crashes or hangs is reported once and the
+//! agent runs without it. A stdio server gets only a minimal environment (PATH, HOME, USER,
+//! LANG, TERM, TMPDIR) plus what its `env` / `env_file` name, and runs in the workspace.
+
+#![warn(clippy::unwrap_used, clippy::expect_used)]
+
+mod client;
+mod config;
+
+pub use client::{
+    Connected, MAX_RESULT_BYTES, McpTool, Started, clean_schema, connect, start_all, tool_name,
+};
+pub use config::{McpConfig, ServerConfig, Transport, expand_vars, parse_env_file};

@@ -1,0 +1,260 @@
+//! Interoperability with an MCP implementation we did not write: a server made with the official
+//! MCP Python SDK, over stdio and over streamable HTTP; and the failure cases.
+
+use picoclaw_mcp::{McpConfig, McpTool, start_all};
+use picoclaw_tools::{Tool, ToolContext, ToolOutput};
+use picoclaw_types::SessionKey;
+use serde_json::{Value, json};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+/// The python with the `mcp` package (scripts/mcp-venv.sh makes one; scripts/test.sh sets it).
+fn python() -> String {
+    std::env::var("PICOCLAW_TEST_MCP_PYTHON").unwrap_or_else(|_| {
+        panic!(
+            "PICOCLAW_TEST_MCP_PYTHON is not set: run `export PICOCLAW_TEST_MCP_PYTHON=\"$(bash \
+             scripts/mcp-venv.sh)\"` (it installs the MCP Python SDK into a venv), or run \
+             scripts/test.sh"
+        )
+    })
+}
+
+fn server_script() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/py_server.py")
+}
+
+fn config(servers: Value, call_timeout: u64, workspace: &Path) -> McpConfig {
+    McpConfig::from_json(
+        &json!({"call_timeout_seconds": call_timeout, "servers": servers}),
+        workspace,
+        &|k| std::env::var(k).ok(),
+    )
+    .unwrap()
+    .unwrap()
+}
+
+async fn call(tools: &[McpTool], name: &str, args: Value) -> ToolOutput {
+    let tool = tools
+        .iter()
+        .find(|t| t.spec().name == name)
+        .unwrap_or_else(|| panic!("no tool {name}"));
+    tool.call(&ToolContext::new(SessionKey::new("t")), args)
+        .await
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_python_sdk_server_over_stdio() {
+    let ws = tempfile::tempdir().unwrap();
+    // A secret in picoclaw's environment must not reach the server.
+    #[allow(unsafe_code)]
+    // SAFETY: this test process sets it before any thread reads the environment for it.
+    unsafe {
+        std::env::set_var("OPENAI_API_KEY", "sk-must-not-leak");
+    }
+    let mut cfg = config(
+        json!({"py": {"command": python(), "args": [server_script()],
+                      "env": {"GIVEN": "from-config"}}}),
+        2,
+        ws.path(),
+    );
+    cfg.connect_timeout = Duration::from_secs(30);
+    let started = start_all(&cfg, ws.path()).await;
+    assert!(started.failed.is_empty(), "{:?}", started.failed);
+    let tools = started.tools;
+    let names: Vec<String> = tools.iter().map(|t| t.spec().name).collect();
+    for want in [
+        "mcp_py__add",
+        "mcp_py__echo_env",
+        "mcp_py__fail",
+        "mcp_py__huge",
+    ] {
+        assert!(names.iter().any(|n| n == want), "{names:?}");
+    }
+    let add = tools
+        .iter()
+        .find(|t| t.spec().name == "mcp_py__add")
+        .unwrap();
+    let schema = add.spec().parameters;
+    assert_eq!(schema["properties"]["a"]["type"], "integer", "{schema}");
+
+    let out = call(&tools, "mcp_py__add", json!({"a": 2, "b": 3})).await;
+    assert_eq!(
+        (out.is_error, out.content.as_str()),
+        (false, "5"),
+        "{out:?}"
+    );
+    let out = call(&tools, "mcp_py__echo_env", json!({"name": "GIVEN"})).await;
+    assert_eq!(out.content, "from-config");
+    let out = call(
+        &tools,
+        "mcp_py__echo_env",
+        json!({"name": "OPENAI_API_KEY"}),
+    )
+    .await;
+    assert_eq!(out.content, "(unset)", "provider keys are never passed on");
+    let out = call(&tools, "mcp_py__echo_env", json!({"name": "PATH"})).await;
+    assert_ne!(out.content, "(unset)");
+    let out = call(&tools, "mcp_py__cwd", json!({})).await;
+    assert_eq!(
+        Path::new(&out.content).canonicalize().unwrap(),
+        ws.path().canonicalize().unwrap()
+    );
+    // isError results are errors for the model, with the server's text.
+    let out = call(
+        &tools,
+        "mcp_py__fail",
+        json!({"reason": "the widget broke"}),
+    )
+    .await;
+    assert!(
+        out.is_error && out.content.contains("the widget broke"),
+        "{out:?}"
+    );
+    // A huge result is cut with a marker.
+    let out = call(&tools, "mcp_py__huge", json!({"kib": 400})).await;
+    assert!(out.content.contains("result cut"), "{}", out.content.len());
+    assert!(out.content.len() < 300 * 1024);
+    // A call past the timeout is a clear error, and the server is still usable.
+    let out = call(&tools, "mcp_py__slow", json!({"seconds": 5})).await;
+    assert!(
+        out.is_error && out.content.contains("no answer within 2 s"),
+        "{out:?}"
+    );
+    let out = call(&tools, "mcp_py__add", json!({"a": 1, "b": 1})).await;
+    assert_eq!(out.content, "2", "{out:?}");
+    // The server dying mid-call is an error for the model, not a hang or a crash of ours; later
+    // calls say the server is gone.
+    let out = call(&tools, "mcp_py__die", json!({})).await;
+    assert!(out.is_error, "{out:?}");
+    let out = call(&tools, "mcp_py__add", json!({"a": 1, "b": 1})).await;
+    assert!(
+        out.is_error && out.content.contains("MCP server py"),
+        "{out:?}"
+    );
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+struct Child(std::process::Child);
+
+impl Drop for Child {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_python_sdk_server_over_streamable_http() {
+    let ws = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let _server = Child(
+        std::process::Command::new(python())
+            .arg(server_script())
+            .args(["http", &port.to_string()])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            Instant::now() < deadline,
+            "the Python MCP server did not start"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let cfg = config(
+        json!({"remote": {"url": format!("http://127.0.0.1:{port}/mcp"),
+                          "headers": {"X-Test": "yes"}}}),
+        10,
+        ws.path(),
+    );
+    let started = start_all(&cfg, ws.path()).await;
+    assert!(started.failed.is_empty(), "{:?}", started.failed);
+    let out = call(&started.tools, "mcp_remote__add", json!({"a": 20, "b": 22})).await;
+    assert_eq!(out.content, "42", "{out:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn broken_servers_are_reported_and_never_hold_up_the_others() {
+    let ws = tempfile::tempdir().unwrap();
+    let mut cfg = config(
+        json!({
+            "good": {"command": python(), "args": [server_script()]},
+            "missing": {"command": "no-such-mcp-server-xyz"},
+            "quits": {"command": "sh", "args": ["-c", "exit 3"]},
+            "hangs": {"command": "sleep", "args": ["30"]},
+            "garbage": {"command": "sh", "args": ["-c", "echo not json; sleep 30"]},
+        }),
+        5,
+        ws.path(),
+    );
+    cfg.connect_timeout = Duration::from_secs(8);
+    let started_at = Instant::now();
+    let started = start_all(&cfg, ws.path()).await;
+    // Concurrent: about one timeout in all, not one per broken server.
+    assert!(
+        started_at.elapsed() < Duration::from_secs(20),
+        "{:?}",
+        started_at.elapsed()
+    );
+    let reason = |name: &str| {
+        started
+            .failed
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, r)| r.clone())
+            .unwrap_or_else(|| panic!("{name} not reported: {:?}", started.failed))
+    };
+    assert!(
+        reason("missing").contains("was not found"),
+        "{}",
+        reason("missing")
+    );
+    assert!(reason("quits").contains("handshake"), "{}", reason("quits"));
+    assert!(
+        reason("hangs").contains("did not finish starting"),
+        "{}",
+        reason("hangs")
+    );
+    let garbage = reason("garbage");
+    assert!(!garbage.is_empty());
+    // The good one works regardless.
+    let out = call(&started.tools, "mcp_good__add", json!({"a": 1, "b": 2})).await;
+    assert_eq!(out.content, "3");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn clashing_names_are_reported_not_shadowed() {
+    let ws = tempfile::tempdir().unwrap();
+    let mut cfg = config(
+        json!({
+            "py": {"command": python(), "args": [server_script()]},
+            "PY": {"command": python(), "args": [server_script()]},
+        }),
+        5,
+        ws.path(),
+    );
+    cfg.connect_timeout = Duration::from_secs(30);
+    let started = start_all(&cfg, ws.path()).await;
+    assert!(started.failed.is_empty(), "{:?}", started.failed);
+    let adds = started
+        .tools
+        .iter()
+        .filter(|t| t.spec().name == "mcp_py__add")
+        .count();
+    assert_eq!(adds, 1);
+    assert!(
+        started.clashes.iter().any(|c| c.contains("mcp_py__add")),
+        "{:?}",
+        started.clashes
+    );
+}
