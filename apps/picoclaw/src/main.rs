@@ -6,6 +6,8 @@ mod auth_cmd;
 mod cron_cmd;
 mod gateway_cmd;
 mod logging;
+#[cfg(feature = "mcp")]
+mod mcp_cmd;
 mod memory_cmd;
 mod migrate_cmd;
 mod onboard_cmd;
@@ -59,6 +61,9 @@ enum Command {
     Gateway(gateway_cmd::GatewayArgs),
     /// List, show, export or clear stored conversations.
     Sessions(sessions_cmd::SessionsArgs),
+    /// MCP servers: list (state, tool count), show, test, add, remove.
+    #[cfg(feature = "mcp")]
+    Mcp(mcp_cmd::McpArgs),
     /// Search long-term memory, add a fact to it, or rebuild its index.
     Memory(memory_cmd::MemoryArgs),
     /// Import an original PicoClaw home: sessions, scheduled jobs, workspace files.
@@ -93,6 +98,8 @@ fn main() -> ExitCode {
         Command::Gateway(args) => gateway_cmd::run(cli.config, cli.verbose, args),
         Command::Sessions(args) => sessions_cmd::run(cli.config, args),
         Command::Memory(args) => memory_cmd::run(cli.config, args),
+        #[cfg(feature = "mcp")]
+        Command::Mcp(args) => mcp_cmd::run(cli.config, args),
         Command::Migrate(args) => migrate_cmd::run(cli.config, args),
         Command::Skills(args) => skills_cmd::run(cli.config, args),
         Command::Status => status_cmd::run(cli.config),

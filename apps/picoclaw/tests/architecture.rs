@@ -10,7 +10,8 @@ fn layer(name: &str) -> Option<u8> {
     Some(match name {
         "picoclaw-types" => 0,
         "picoclaw-bus" | "picoclaw-auth" | "picoclaw-state" => 1,
-        "picoclaw-providers" | "picoclaw-tools" | "picoclaw-skills" | "picoclaw-channels" => 2,
+        "picoclaw-providers" | "picoclaw-tools" | "picoclaw-skills" | "picoclaw-mcp"
+        | "picoclaw-channels" => 2,
         "picoclaw-core" => 3,
         "picoclaw-config" | "picoclaw-gateway" => 4,
         "picoclaw-testkit" => 4,
@@ -23,12 +24,14 @@ fn layer(name: &str) -> Option<u8> {
 
 /// Same-layer edges that are allowed, one way only: the gateway is configured by the config
 /// crate (it loads the file, builds providers from it), and the config crate never knows the
-/// gateway; an executable skill's tools are tools (the `Tool` trait, the sandboxed process
-/// helpers), and tools never know skills.
+/// gateway; an executable skill's tools and an MCP server's tools are tools (the `Tool` trait,
+/// the sandboxed process helpers), and tools never know skills or MCP.
 fn same_layer_allowed(from: &str, to: &str) -> bool {
     matches!(
         (from, to),
-        ("picoclaw-gateway", "picoclaw-config") | ("picoclaw-skills", "picoclaw-tools")
+        ("picoclaw-gateway", "picoclaw-config")
+            | ("picoclaw-skills", "picoclaw-tools")
+            | ("picoclaw-mcp", "picoclaw-tools")
     )
 }
 

@@ -2047,3 +2047,93 @@ async fn claude_with_a_setup_token_or_a_sign_in_sends_a_bearer() {
     );
     assert_eq!(req.header("anthropic-beta"), Some("oauth-2025-04-20"));
 }
+
+#[cfg(feature = "mcp")]
+#[tokio::test(flavor = "multi_thread")]
+async fn an_mcp_server_is_added_tested_and_its_tool_called_in_a_turn() {
+    let python = std::env::var("PICOCLAW_TEST_MCP_PYTHON").unwrap_or_else(|_| {
+        panic!(
+            "PICOCLAW_TEST_MCP_PYTHON is not set: run `export PICOCLAW_TEST_MCP_PYTHON=\"$(bash \
+             scripts/mcp-venv.sh)\"` (the MCP Python SDK in a venv), or run scripts/test.sh"
+        )
+    });
+    let script = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../crates/picoclaw-mcp/tests/fixtures/py_server.py")
+        .canonicalize()
+        .unwrap();
+    let endpoint = ScriptedEndpoint::start_with([
+        Reply::tool_call("mcp_calc__add", json!({"a": 19, "b": 23})),
+        Reply::text("19 + 23 = 42"),
+    ])
+    .await;
+    let home = Home::with_config(&endpoint, json!({}));
+    let script = script.display().to_string();
+    let out = run(
+        home.cmd(),
+        &[
+            "mcp",
+            "add",
+            "calc",
+            "--description",
+            "test tools",
+            "--",
+            &python,
+            &script,
+        ],
+    )
+    .await;
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    // The rest of the config is untouched.
+    let config: Value =
+        serde_json::from_str(&std::fs::read_to_string(home.path().join("config.json")).unwrap())
+            .unwrap();
+    assert_eq!(config["agents"]["defaults"]["model"], "openai/test-model");
+    assert_eq!(config["tools"]["mcp"]["servers"]["calc"]["command"], python);
+
+    let out = run(home.cmd(), &["mcp", "list"]).await;
+    assert!(
+        out.stdout.contains("calc") && out.stdout.contains("ok, 7 tools"),
+        "{}",
+        out.stdout
+    );
+    let out = run(home.cmd(), &["mcp", "test", "calc"]).await;
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(
+        out.stdout.contains("mcp_calc__add: Add two integers."),
+        "{}",
+        out.stdout
+    );
+
+    let out = run(home.cmd(), &["agent", "-m", "what is 19 + 23?"]).await;
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(out.stdout.trim(), "19 + 23 = 42");
+    let reqs = endpoint.requests();
+    let offered: Vec<&str> = reqs[0].body["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|t| t["function"]["name"].as_str())
+        .collect();
+    assert!(offered.contains(&"mcp_calc__add"), "{offered:?}");
+    assert_eq!(tool_messages(&reqs[1].body), ["42"]);
+
+    // A server that cannot start: the agent still answers, the list says why, test fails.
+    let out = run(
+        home.cmd(),
+        &["mcp", "add", "broken", "--", "no-such-mcp-command-xyz"],
+    )
+    .await;
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let out = run(home.cmd(), &["mcp", "test", "broken"]).await;
+    assert_eq!(out.code, 1);
+    assert!(out.stderr.contains("was not found"), "{}", out.stderr);
+    endpoint.push(Reply::text("still here"));
+    let out = run(home.cmd(), &["agent", "-m", "hi"]).await;
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(out.stdout.trim(), "still here");
+
+    let out = run(home.cmd(), &["mcp", "remove", "broken"]).await;
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let out = run(home.cmd(), &["mcp", "remove", "broken"]).await;
+    assert_eq!(out.code, 1);
+}

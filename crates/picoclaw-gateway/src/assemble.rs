@@ -248,6 +248,27 @@ pub async fn assemble(
         }
     }
 
+    // MCP servers' tools (tools.mcp), started together; a broken server is one warning.
+    #[cfg(feature = "mcp")]
+    if let Some(mcp) = config.tools.extra.get("mcp") {
+        let env = |k: &str| std::env::var(k).ok();
+        match picoclaw_mcp::McpConfig::from_json(mcp, &workspace, &env) {
+            Ok(Some(mcp)) => {
+                let started = picoclaw_mcp::start_all(&mcp, &workspace).await;
+                for tool in started.tools {
+                    let name = tool.spec().name;
+                    if tools.get(&name).is_some() {
+                        tracing::warn!(tool = %name, "an MCP tool has the name of another tool; not registered");
+                        continue;
+                    }
+                    tools.register(Arc::new(tool));
+                }
+            }
+            Ok(None) => {}
+            Err(msg) => return Err(SetupError::Config(msg)),
+        }
+    }
+
     let store = open_state(config, paths, true)
         .await?
         .ok_or_else(|| anyhow::anyhow!("the state database was not created"))?;

@@ -305,6 +305,10 @@ pub struct Started {
 /// Starts every server at once; one slow or broken server never delays the others beyond
 /// `config.connect_timeout` or stops them, and is reported in `failed`.
 pub async fn start_all(config: &McpConfig, workspace: &std::path::Path) -> Started {
+    // Servers run in the workspace; a missing folder would read as a missing command.
+    if let Err(e) = std::fs::create_dir_all(workspace) {
+        tracing::warn!(workspace = %workspace.display(), error = %e, "cannot create the workspace for MCP servers");
+    }
     let attempts = config.servers.iter().map(|s| async move {
         (
             s.name.clone(),
