@@ -142,9 +142,7 @@ impl Catalog {
         if usable.is_empty() {
             return None;
         }
-        let mut out = String::from(
-            "When a task matches a skill, read its SKILL.md with read_file first and follow it.\n",
-        );
+        let mut out = String::from("Before using a skill, read its SKILL.md (read_file).\n");
         for s in usable {
             out.push_str(&format!(
                 "- {}: {} ({})\n",
