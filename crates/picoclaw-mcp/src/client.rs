@@ -157,12 +157,89 @@ pub async fn connect(
     }
 }
 
+/// A running server shared by its tools: when it dies it is started again in the background,
+/// waiting 1, 2, 4 ... 60 s between attempts; calls meanwhile get a clear error.
+pub struct ServerHandle {
+    config: ServerConfig,
+    workspace: std::path::PathBuf,
+    connect_timeout: Duration,
+    state: tokio::sync::Mutex<ServerState>,
+}
+
+enum ServerState {
+    Up(Arc<Client>),
+    /// Restarting in the background; `attempt` counts the tries so far.
+    Down {
+        attempt: u32,
+        why: String,
+    },
+}
+
+impl ServerHandle {
+    /// The client when the server is up; otherwise why not (and a restart is under way).
+    async fn client(self: &Arc<Self>) -> Result<Arc<Client>, String> {
+        let mut state = self.state.lock().await;
+        match &*state {
+            ServerState::Up(client) if !client.is_transport_closed() => Ok(Arc::clone(client)),
+            ServerState::Up(_) => {
+                *state = ServerState::Down {
+                    attempt: 0,
+                    why: "it stopped".into(),
+                };
+                drop(state);
+                self.restart_in_background();
+                Err("it stopped; restarting it".into())
+            }
+            ServerState::Down { attempt, why } => Err(format!(
+                "it is down ({why}); restarting it (attempt {attempt})"
+            )),
+        }
+    }
+
+    /// Called when a request failed because the connection is gone.
+    async fn lost(self: &Arc<Self>) {
+        let mut state = self.state.lock().await;
+        if matches!(&*state, ServerState::Up(_)) {
+            *state = ServerState::Down {
+                attempt: 0,
+                why: "the connection was lost".into(),
+            };
+            drop(state);
+            self.restart_in_background();
+        }
+    }
+
+    fn restart_in_background(self: &Arc<Self>) {
+        let handle = Arc::clone(self);
+        tokio::spawn(async move {
+            let mut attempt = 0u32;
+            loop {
+                let pause =
+                    Duration::from_secs(1u64 << attempt.min(6)).min(Duration::from_secs(60));
+                tokio::time::sleep(pause).await;
+                attempt += 1;
+                match connect(&handle.config, &handle.workspace, handle.connect_timeout).await {
+                    Ok(connected) => {
+                        tracing::info!(server = %handle.config.name, attempt, "MCP server restarted");
+                        *handle.state.lock().await = ServerState::Up(connected.client);
+                        return;
+                    }
+                    Err(why) => {
+                        tracing::warn!(server = %handle.config.name, attempt, reason = %why, "MCP server restart failed");
+                        *handle.state.lock().await = ServerState::Down { attempt, why };
+                    }
+                }
+            }
+        });
+    }
+}
+
 /// One MCP tool as a picoclaw tool.
 pub struct McpTool {
     server: String,
     tool: String,
     spec: ToolSpec,
-    client: Arc<Client>,
+    handle: Arc<ServerHandle>,
     timeout: Duration,
 }
 
@@ -255,7 +332,16 @@ impl Tool for McpTool {
                 ));
             }
         };
-        let result = match tokio::time::timeout(self.timeout, self.client.call_tool(params)).await {
+        let client = match self.handle.client().await {
+            Ok(c) => c,
+            Err(why) => {
+                return ToolOutput::error(format!(
+                    "{label}: the server is not available: {why}. Try again later or do without \
+                     it."
+                ));
+            }
+        };
+        let result = match tokio::time::timeout(self.timeout, client.call_tool(params)).await {
             Err(_) => {
                 return ToolOutput::error(format!(
                     "{label}: no answer within {} s (tools.mcp.call_timeout_seconds)",
@@ -263,9 +349,15 @@ impl Tool for McpTool {
                 ));
             }
             Ok(Err(e)) => {
-                return ToolOutput::error(format!(
-                    "{label}: the server could not be reached or failed: {e}"
-                ));
+                if client.is_transport_closed()
+                    || matches!(e, rmcp::service::ServiceError::TransportClosed)
+                {
+                    self.handle.lost().await;
+                    return ToolOutput::error(format!(
+                        "{label}: the server stopped during the call; it is being restarted"
+                    ));
+                }
+                return ToolOutput::error(format!("{label}: the call failed: {e}"));
             }
             Ok(Ok(r)) => r,
         };
@@ -311,14 +403,15 @@ pub async fn start_all(config: &McpConfig, workspace: &std::path::Path) -> Start
     }
     let attempts = config.servers.iter().map(|s| async move {
         (
-            s.name.clone(),
+            s.clone(),
             connect(s, workspace, config.connect_timeout).await,
         )
     });
     let results = futures::future::join_all(attempts).await;
     let mut started = Started::default();
     let mut taken: std::collections::BTreeMap<String, String> = Default::default();
-    for (name, result) in results {
+    for (server, result) in results {
+        let name = server.name.clone();
         match result {
             Err(why) => {
                 tracing::warn!(server = %name, reason = %why, "MCP server not available; the agent runs without it");
@@ -326,6 +419,12 @@ pub async fn start_all(config: &McpConfig, workspace: &std::path::Path) -> Start
             }
             Ok(connected) => {
                 started.servers.push((name.clone(), connected.tools.len()));
+                let handle = Arc::new(ServerHandle {
+                    config: server,
+                    workspace: workspace.to_path_buf(),
+                    connect_timeout: config.connect_timeout,
+                    state: tokio::sync::Mutex::new(ServerState::Up(Arc::clone(&connected.client))),
+                });
                 for tool in &connected.tools {
                     let full = tool_name(&name, &tool.name);
                     if let Some(other) = taken.get(&full) {
@@ -349,7 +448,7 @@ pub async fn start_all(config: &McpConfig, workspace: &std::path::Path) -> Start
                         server: name.clone(),
                         tool: tool.name.to_string(),
                         spec: ToolSpec::new(full, description, schema),
-                        client: Arc::clone(&connected.client),
+                        handle: Arc::clone(&handle),
                         timeout: config.call_timeout,
                     });
                 }

@@ -122,15 +122,25 @@ async fn a_python_sdk_server_over_stdio() {
     );
     let out = call(&tools, "mcp_py__add", json!({"a": 1, "b": 1})).await;
     assert_eq!(out.content, "2", "{out:?}");
-    // The server dying mid-call is an error for the model, not a hang or a crash of ours; later
-    // calls say the server is gone.
+    // The server dying mid-call is an error for the model, not a hang or a crash of ours; calls
+    // while it is down say so; it is started again in the background and works afterwards.
     let out = call(&tools, "mcp_py__die", json!({})).await;
     assert!(out.is_error, "{out:?}");
     let out = call(&tools, "mcp_py__add", json!({"a": 1, "b": 1})).await;
     assert!(
-        out.is_error && out.content.contains("MCP server py"),
+        out.is_error && out.content.contains("not available"),
         "{out:?}"
     );
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let out = call(&tools, "mcp_py__add", json!({"a": 2, "b": 2})).await;
+        if !out.is_error {
+            assert_eq!(out.content, "4");
+            break;
+        }
+        assert!(Instant::now() < deadline, "never restarted: {out:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }
 
 fn free_port() -> u16 {
