@@ -255,13 +255,13 @@ pub async fn assemble(
         match picoclaw_mcp::McpConfig::from_json(mcp, &workspace, &env) {
             Ok(Some(mcp)) => {
                 let started = picoclaw_mcp::start_all(&mcp, &workspace).await;
-                for tool in started.tools {
+                for tool in picoclaw_mcp::registry_tools(started.tools, mcp.max_inline_tools) {
                     let name = tool.spec().name;
                     if tools.get(&name).is_some() {
                         tracing::warn!(tool = %name, "an MCP tool has the name of another tool; not registered");
                         continue;
                     }
-                    tools.register(Arc::new(tool));
+                    tools.register(tool);
                 }
             }
             Ok(None) => {}

@@ -456,10 +456,10 @@ pub async fn start_all(config: &McpConfig, workspace: &std::path::Path) -> Start
         }
     }
     if started.tools.len() > config.max_inline_tools {
-        tracing::warn!(
+        tracing::info!(
             tools = started.tools.len(),
             max = config.max_inline_tools,
-            "MCP tools exceed tools.mcp.max_inline_tools; every schema is sent with each request"
+            "more MCP tools than tools.mcp.max_inline_tools: offered through mcp_search and mcp_call"
         );
     }
     started

@@ -40,7 +40,7 @@ pub struct McpConfig {
     pub servers: Vec<ServerConfig>,
     pub call_timeout: Duration,
     /// When the MCP tools together are more than this, the model gets `mcp_search` and
-    /// `mcp_call` instead of every schema (not built yet: all are sent, with a warning).
+    /// `mcp_call` instead of every schema ([`crate::registry_tools`]).
     pub max_inline_tools: usize,
     /// Longest a server may take to start and list its tools.
     pub connect_timeout: Duration,

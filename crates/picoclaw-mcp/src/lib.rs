@@ -9,9 +9,11 @@
 
 #![warn(clippy::unwrap_used, clippy::expect_used)]
 
+mod catalog;
 mod client;
 mod config;
 
+pub use catalog::{McpCall, McpSearch, registry_tools};
 pub use client::{
     Connected, MAX_RESULT_BYTES, McpTool, Started, clean_schema, connect, start_all, tool_name,
 };

@@ -268,3 +268,48 @@ async fn clashing_names_are_reported_not_shadowed() {
         started.clashes
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn many_tools_are_offered_through_search_and_call() {
+    let ws = tempfile::tempdir().unwrap();
+    let mut cfg = config(
+        json!({"py": {"command": python(), "args": [server_script()]}}),
+        5,
+        ws.path(),
+    );
+    cfg.connect_timeout = Duration::from_secs(30);
+    let started = start_all(&cfg, ws.path()).await;
+    assert_eq!(started.tools.len(), 7);
+    let tools = picoclaw_mcp::registry_tools(started.tools, 2);
+    let names: Vec<String> = tools.iter().map(|t| t.spec().name).collect();
+    assert_eq!(names, ["mcp_search", "mcp_call"]);
+    let ctx = ToolContext::new(SessionKey::new("t"));
+    let found = tools[0]
+        .call(&ctx, json!({"query": "add two integers"}))
+        .await;
+    assert!(
+        found.content.starts_with("mcp_py__add: Add two integers."),
+        "{}",
+        found.content
+    );
+    assert!(
+        found.content.contains("\"a\""),
+        "schemas are included: {}",
+        found.content
+    );
+    let out = tools[1]
+        .call(
+            &ctx,
+            json!({"name": "mcp_py__add", "arguments": {"a": 40, "b": 2}}),
+        )
+        .await;
+    assert_eq!(out.content, "42", "{out:?}");
+    let out = tools[1].call(&ctx, json!({"name": "mcp_py__nope"})).await;
+    assert!(
+        out.is_error && out.content.contains("mcp_search"),
+        "{out:?}"
+    );
+    // Few tools: sent as they are.
+    let started = start_all(&cfg, ws.path()).await;
+    assert_eq!(picoclaw_mcp::registry_tools(started.tools, 16).len(), 7);
+}
