@@ -7,7 +7,7 @@
 //! the operator granted it.
 
 use async_trait::async_trait;
-use picoclaw_tools::{GroupGuard, Tool, ToolContext, ToolOutput, read_capped};
+use picoclaw_tools::{GroupGuard, Tool, ToolContext, ToolOutput, finish_capped, spawn_capped};
 use picoclaw_types::ToolSpec;
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -391,28 +391,12 @@ impl Tool for SkillTool {
                 let _ = stdin.shutdown().await;
             });
         }
-        let stdout = child
-            .stdout
-            .take()
-            .map(|p| tokio::spawn(read_capped(p, MAX_OUTPUT_BYTES)));
-        let stderr = child
-            .stderr
-            .take()
-            .map(|p| tokio::spawn(read_capped(p, MAX_STDERR_BYTES)));
+        let stdout = spawn_capped(child.stdout.take(), MAX_OUTPUT_BYTES);
+        let stderr = spawn_capped(child.stderr.take(), MAX_STDERR_BYTES);
         let status = tokio::time::timeout(self.timeout, child.wait()).await;
         drop(guard);
-        let collect = |h: Option<tokio::task::JoinHandle<(Vec<u8>, usize)>>| async move {
-            match h {
-                Some(h) => tokio::time::timeout(Duration::from_secs(2), h)
-                    .await
-                    .ok()
-                    .and_then(Result::ok)
-                    .unwrap_or_default(),
-                None => Default::default(),
-            }
-        };
-        let (out, out_cut) = collect(stdout).await;
-        let (err, _) = collect(stderr).await;
+        let (out, out_cut) = finish_capped(stdout).await;
+        let (err, _) = finish_capped(stderr).await;
         let err = String::from_utf8_lossy(&err);
         let err = err.trim();
         let status = match status {

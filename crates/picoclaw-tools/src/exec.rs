@@ -314,6 +314,30 @@ fn kill_group(pgid: i32) {
     }
 }
 
+/// A pipe being read in the background by [`spawn_capped`].
+pub type CappedRead = tokio::task::JoinHandle<(Vec<u8>, usize)>;
+
+/// Starts reading `pipe` (when there is one) in the background, keeping at most `cap` bytes.
+pub fn spawn_capped(
+    pipe: Option<impl AsyncRead + Unpin + Send + 'static>,
+    cap: usize,
+) -> Option<CappedRead> {
+    pipe.map(|p| tokio::spawn(read_capped(p, cap)))
+}
+
+/// What a background read got: (bytes kept, bytes dropped). Waits at most 2 s once the process
+/// has ended (a program it started may still hold the pipe open).
+pub async fn finish_capped(read: Option<CappedRead>) -> (Vec<u8>, usize) {
+    match read {
+        Some(h) => tokio::time::timeout(Duration::from_secs(2), h)
+            .await
+            .ok()
+            .and_then(Result::ok)
+            .unwrap_or_default(),
+        None => Default::default(),
+    }
+}
+
 /// Reads a pipe to its end, keeping at most `cap` bytes and counting the rest.
 pub async fn read_capped(mut pipe: impl AsyncRead + Unpin, cap: usize) -> (Vec<u8>, usize) {
     let mut kept = Vec::new();
@@ -517,29 +541,13 @@ impl ExecTool {
         };
         let guard = GroupGuard::new(child.id());
         let cap = self.config.max_output_bytes;
-        let stdout = child
-            .stdout
-            .take()
-            .map(|p| tokio::spawn(read_capped(p, cap)));
-        let stderr = child
-            .stderr
-            .take()
-            .map(|p| tokio::spawn(read_capped(p, cap)));
+        let stdout = spawn_capped(child.stdout.take(), cap);
+        let stderr = spawn_capped(child.stderr.take(), cap);
 
         let status = tokio::time::timeout(timeout, child.wait()).await;
         // Whatever happened, nothing the command started outlives it.
         drop(guard);
-        let collect = |handle: Option<tokio::task::JoinHandle<(Vec<u8>, usize)>>| async move {
-            match handle {
-                Some(h) => tokio::time::timeout(Duration::from_secs(2), h)
-                    .await
-                    .ok()
-                    .and_then(Result::ok)
-                    .unwrap_or_default(),
-                None => Default::default(),
-            }
-        };
-        let (out, err) = (collect(stdout).await, collect(stderr).await);
+        let (out, err) = (finish_capped(stdout).await, finish_capped(stderr).await);
         let mut text = String::new();
         render_stream("", out, &mut text);
         render_stream("[stderr]", err, &mut text);

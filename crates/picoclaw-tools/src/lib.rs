@@ -14,6 +14,7 @@ mod fs;
 mod hardware;
 #[cfg(target_os = "linux")]
 mod landlock;
+mod lazy_client;
 mod memory;
 mod message;
 mod sandbox;
@@ -24,7 +25,10 @@ mod web_fetch;
 mod web_search;
 
 pub use cron::{CronTool, describe_job};
-pub use exec::{ExecConfig, ExecTool, GroupGuard, is_secret_env, read_capped};
+pub use exec::{
+    CappedRead, ExecConfig, ExecTool, GroupGuard, finish_capped, is_secret_env, read_capped,
+    spawn_capped,
+};
 pub use fs::{
     AppendFileTool, EditFileTool, ListDirTool, MAX_READ_BYTES, ReadFileTool, WriteFileTool,
 };

@@ -51,8 +51,8 @@ impl SttConfig {
 #[derive(Clone, Debug)]
 pub struct Transcriber {
     config: SttConfig,
-    /// Built at the first transcription (building it reads the system's TLS roots).
-    client: std::sync::Arc<std::sync::OnceLock<reqwest::Client>>,
+    /// Built at the first transcription.
+    client: crate::lazy_client::LazyClient,
 }
 
 fn mime_of(path: &Path) -> &'static str {
@@ -76,18 +76,11 @@ impl Transcriber {
     pub fn new(config: SttConfig) -> Self {
         Self {
             config,
-            client: Default::default(),
+            client: crate::lazy_client::LazyClient::new(
+                Duration::from_secs(120),
+                concat!("picoclaw/", env!("CARGO_PKG_VERSION")),
+            ),
         }
-    }
-
-    fn client(&self) -> &reqwest::Client {
-        self.client.get_or_init(|| {
-            let _ = rustls::crypto::ring::default_provider().install_default();
-            reqwest::Client::builder()
-                .timeout(Duration::from_secs(120))
-                .build()
-                .unwrap_or_default()
-        })
     }
 
     /// The text spoken in the audio file at `path`.
@@ -123,7 +116,8 @@ impl Transcriber {
             self.config.api_base.trim_end_matches('/')
         );
         let response = self
-            .client()
+            .client
+            .get()
             .post(url)
             .bearer_auth(&self.config.api_key)
             .multipart(form)

@@ -116,32 +116,27 @@ pub struct SearchResult {
 #[derive(Clone, Debug)]
 pub struct WebSearchTool {
     config: WebSearchConfig,
-    /// Built at the first search: building it reads the system's TLS roots, which a turn that
-    /// never searches should not pay for.
-    client: std::sync::Arc<std::sync::OnceLock<reqwest::Client>>,
+    /// Built at the first search.
+    client: crate::lazy_client::LazyClient,
 }
 
 impl WebSearchTool {
     pub fn new(config: WebSearchConfig) -> Self {
         Self {
             config,
-            client: Default::default(),
+            client: crate::lazy_client::LazyClient::new(
+                Duration::from_secs(20),
+                concat!(
+                    "Mozilla/5.0 (compatible; picoclaw/",
+                    env!("CARGO_PKG_VERSION"),
+                    ")"
+                ),
+            ),
         }
     }
 
     fn client(&self) -> &reqwest::Client {
-        self.client.get_or_init(|| {
-            let _ = rustls::crypto::ring::default_provider().install_default();
-            reqwest::Client::builder()
-                .timeout(Duration::from_secs(20))
-                .user_agent(concat!(
-                    "Mozilla/5.0 (compatible; picoclaw/",
-                    env!("CARGO_PKG_VERSION"),
-                    ")"
-                ))
-                .build()
-                .unwrap_or_default()
-        })
+        self.client.get()
     }
 
     /// Runs a search.
