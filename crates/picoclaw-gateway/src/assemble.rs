@@ -176,7 +176,9 @@ pub async fn assemble(
         Some(paths.global_skills_dir()),
         skills_cfg.builtin.then(|| builtin_dir.clone()),
     );
-    // File tools may read (never write) the skills outside the workspace.
+    // File tools may read (never write) the skills outside the workspace. The global folder is
+    // made now so that a skill installed while the gateway runs is readable too.
+    let _ = std::fs::create_dir_all(paths.global_skills_dir());
     let sandbox = Sandbox::new(&workspace, defaults.restrict_to_workspace)
         .with_context(|| format!("cannot use the workspace {}", workspace.display()))?
         .with_read_root(paths.global_skills_dir())
