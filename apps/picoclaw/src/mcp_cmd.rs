@@ -42,6 +42,9 @@ enum McpCommand {
     },
     /// Remove a server from the config.
     Remove { name: String },
+    /// Be an MCP server on stdin/stdout, offering picoclaw's own tools (`tools.mcp.serve.tools`;
+    /// by default the read-only file tools) to another MCP client.
+    Serve,
 }
 
 fn pairs(items: &[String], what: &str) -> anyhow::Result<serde_json::Map<String, Value>> {
@@ -94,6 +97,7 @@ pub fn run(config: Option<PathBuf>, args: McpArgs) -> anyhow::Result<ExitCode> {
         picoclaw_mcp::McpConfig::from_json(&section, &workspace, &env).map_err(anyhow::Error::msg)
     };
     match args.command {
+        McpCommand::Serve => serve(&loaded.config, &paths, &raw),
         McpCommand::List => {
             if servers.is_empty() {
                 println!(
@@ -208,6 +212,83 @@ pub fn run(config: Option<PathBuf>, args: McpArgs) -> anyhow::Result<ExitCode> {
             picoclaw_config::write_config_atomically(&file, &updated)?;
             println!("removed the MCP server '{name}' from {}", file.display());
             Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+/// The tools `mcp serve` may offer, by name (`tools.mcp.serve.tools`).
+const SERVABLE: &[&str] = &[
+    "read_file",
+    "list_dir",
+    "write_file",
+    "edit_file",
+    "append_file",
+    "exec",
+    "web_fetch",
+    "web_search",
+];
+
+fn serve(
+    config: &picoclaw_config::Config,
+    paths: &picoclaw_config::Paths,
+    raw: &Value,
+) -> anyhow::Result<ExitCode> {
+    let wanted: Vec<String> = match raw["tools"]["mcp"]["serve"]["tools"].as_array() {
+        Some(list) => list
+            .iter()
+            .filter_map(Value::as_str)
+            .map(str::to_owned)
+            .collect(),
+        None => vec!["read_file".into(), "list_dir".into()],
+    };
+    if let Some(bad) = wanted.iter().find(|w| !SERVABLE.contains(&w.as_str())) {
+        eprintln!(
+            "error: tools.mcp.serve.tools names '{bad}'; the tools that can be served are {}",
+            SERVABLE.join(", ")
+        );
+        return Ok(ExitCode::from(2));
+    }
+    let workspace = config.workspace_path(paths);
+    let sandbox =
+        picoclaw_tools::Sandbox::new(&workspace, config.agents.defaults.restrict_to_workspace)
+            .with_context(|| format!("cannot use the workspace {}", workspace.display()))?;
+    let sandbox = std::sync::Arc::new(sandbox);
+    let mut all =
+        picoclaw_tools::builtin_tools(sandbox, picoclaw_gateway::exec_config(config, paths));
+    let web = config.tools.extra.get("web").cloned().unwrap_or(json!({}));
+    all.register(std::sync::Arc::new(picoclaw_tools::WebFetchTool::new(
+        picoclaw_tools::WebFetchConfig::from_json(&web),
+    )));
+    if let Some(Ok(search)) = picoclaw_tools::WebSearchConfig::from_json(&web) {
+        all.register(std::sync::Arc::new(picoclaw_tools::WebSearchTool::new(
+            search,
+        )));
+    }
+    let mut offered = picoclaw_tools::ToolRegistry::new();
+    for name in &wanted {
+        match all.get(name) {
+            Some(tool) => {
+                offered.register(std::sync::Arc::clone(tool));
+            }
+            None => eprintln!("warning: {name} is not available here (disabled in the config?)"),
+        }
+    }
+    let names: Vec<String> = offered.specs().into_iter().map(|s| s.name).collect();
+    eprintln!(
+        "picoclaw MCP server on stdio: {} (workspace {})",
+        names.join(", "),
+        workspace.display()
+    );
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    match rt.block_on(picoclaw_mcp::serve_stdio(offered)) {
+        Ok(()) => Ok(ExitCode::SUCCESS),
+        Err(e) => {
+            eprintln!("error: {e}");
+            Ok(ExitCode::FAILURE)
         }
     }
 }

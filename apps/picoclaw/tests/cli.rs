@@ -2137,3 +2137,67 @@ async fn an_mcp_server_is_added_tested_and_its_tool_called_in_a_turn() {
     let out = run(home.cmd(), &["mcp", "remove", "broken"]).await;
     assert_eq!(out.code, 1);
 }
+
+#[cfg(feature = "mcp")]
+#[tokio::test(flavor = "multi_thread")]
+async fn picoclaw_mcp_serve_is_driven_by_the_python_sdk_client() {
+    let python = std::env::var("PICOCLAW_TEST_MCP_PYTHON").unwrap_or_else(|_| {
+        panic!(
+            "PICOCLAW_TEST_MCP_PYTHON is not set: run `export PICOCLAW_TEST_MCP_PYTHON=\"$(bash \
+             scripts/mcp-venv.sh)\"` (the MCP Python SDK in a venv), or run scripts/test.sh"
+        )
+    });
+    let endpoint = ScriptedEndpoint::start().await;
+    let home = Home::with_config(&endpoint, json!({}));
+    std::fs::create_dir_all(home.workspace()).unwrap();
+    std::fs::write(
+        home.workspace().join("hello.txt"),
+        "hello from the workspace",
+    )
+    .unwrap();
+    std::fs::write(home.path().join("secret.txt"), "do not leak").unwrap();
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/mcp_client.py");
+    let binary = assert_cmd::cargo::cargo_bin("picoclaw");
+    let home_path = home.path().to_path_buf();
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(python)
+            .arg(script)
+            .arg(binary)
+            .env("PICOCLAW_HOME", &home_path)
+            .env_remove("PICOCLAW_CONFIG")
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "stdout: {stdout}\nstderr: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let seen: Value = serde_json::from_str(stdout.trim()).unwrap();
+    // Read-only file tools by default.
+    assert_eq!(seen["tools"], json!(["list_dir", "read_file"]));
+    assert_eq!(seen["inside"]["error"], false);
+    assert!(
+        seen["inside"]["text"]
+            .as_str()
+            .unwrap()
+            .contains("hello from the workspace"),
+        "{seen}"
+    );
+    assert_eq!(seen["outside"]["error"], true, "{seen}");
+    assert!(
+        seen["outside"]["text"]
+            .as_str()
+            .unwrap()
+            .contains("outside the workspace"),
+        "{seen}"
+    );
+    assert!(!seen.to_string().contains("do not leak"));
+    assert!(
+        seen["listing"].as_str().unwrap().contains("hello.txt"),
+        "{seen}"
+    );
+}

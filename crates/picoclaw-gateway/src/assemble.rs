@@ -125,6 +125,26 @@ impl SkillsSettings {
     }
 }
 
+/// `tools.exec` of the config as the exec tool's settings.
+pub fn exec_config(config: &Config, paths: &Paths) -> ExecConfig {
+    let exec = &config.tools.exec;
+    let mut exec_cfg = ExecConfig::default();
+    exec_cfg.enabled = exec.enabled;
+    if let Some(secs) = exec.timeout_seconds {
+        exec_cfg.default_timeout = Duration::from_secs(secs);
+    }
+    exec_cfg
+        .deny_patterns
+        .extend(exec.deny_patterns.iter().cloned());
+    exec_cfg.landlock = exec.landlock;
+    exec_cfg.writable_paths = exec
+        .writable_paths
+        .iter()
+        .map(|p| picoclaw_config::home_path(p, paths))
+        .collect();
+    exec_cfg
+}
+
 /// Options of [`assemble`].
 #[derive(Clone, Debug, Default)]
 #[non_exhaustive]
@@ -183,21 +203,7 @@ pub async fn assemble(
         .with_context(|| format!("cannot use the workspace {}", workspace.display()))?
         .with_read_root(paths.global_skills_dir())
         .with_read_root(&builtin_dir);
-    let exec = &config.tools.exec;
-    let mut exec_cfg = ExecConfig::default();
-    exec_cfg.enabled = exec.enabled;
-    if let Some(secs) = exec.timeout_seconds {
-        exec_cfg.default_timeout = Duration::from_secs(secs);
-    }
-    exec_cfg
-        .deny_patterns
-        .extend(exec.deny_patterns.iter().cloned());
-    exec_cfg.landlock = exec.landlock;
-    exec_cfg.writable_paths = exec
-        .writable_paths
-        .iter()
-        .map(|p| picoclaw_config::home_path(p, paths))
-        .collect();
+    let exec_cfg = exec_config(config, paths);
     let sandbox = Arc::new(sandbox);
     let mut tools: ToolRegistry = picoclaw_tools::builtin_tools(sandbox.clone(), exec_cfg);
     // I2C and SPI, when the build has them and the config enables them (tools.i2c, tools.spi).

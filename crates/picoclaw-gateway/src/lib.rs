@@ -15,7 +15,8 @@ pub mod metrics;
 pub mod scheduler;
 
 pub use assemble::{
-    AssembleOptions, Assembled, SetupError, SkillsSettings, assemble, open_state, state_location,
+    AssembleOptions, Assembled, SetupError, SkillsSettings, assemble, exec_config, open_state,
+    state_location,
 };
 pub use dispatcher::{
     Accepted, ChannelSink, Deliverer, Dispatcher, DispatcherConfig, DispatcherInbox, OutboundSink,

@@ -12,9 +12,13 @@
 mod catalog;
 mod client;
 mod config;
+#[cfg(feature = "serve")]
+mod server;
 
 pub use catalog::{McpCall, McpSearch, registry_tools};
 pub use client::{
     Connected, MAX_RESULT_BYTES, McpTool, Started, clean_schema, connect, start_all, tool_name,
 };
 pub use config::{McpConfig, ServerConfig, Transport, expand_vars, parse_env_file};
+#[cfg(feature = "serve")]
+pub use server::{ToolServer, serve_stdio};
