@@ -2092,7 +2092,7 @@ async fn an_mcp_server_is_added_tested_and_its_tool_called_in_a_turn() {
 
     let out = run(home.cmd(), &["mcp", "list"]).await;
     assert!(
-        out.stdout.contains("calc") && out.stdout.contains("ok, 7 tools"),
+        out.stdout.contains("calc") && out.stdout.contains("ok, 8 tools"),
         "{}",
         out.stdout
     );

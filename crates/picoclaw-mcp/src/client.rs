@@ -67,12 +67,27 @@ pub fn clean_schema(schema: &Value) -> Value {
     }
 }
 
-type Client = RunningService<RoleClient, ()>;
+/// Hears `notifications/tools/list_changed`: the server's tools are listed again before the
+/// next call.
+#[derive(Clone, Debug, Default)]
+struct Listener {
+    changed: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl rmcp::ClientHandler for Listener {
+    async fn on_tool_list_changed(&self, _context: rmcp::service::NotificationContext<RoleClient>) {
+        self.changed
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+type Client = RunningService<RoleClient, Listener>;
 
 /// A connected server and the tools it offers.
 pub struct Connected {
     pub name: String,
     client: Arc<Client>,
+    changed: Arc<std::sync::atomic::AtomicBool>,
     pub tools: Vec<rmcp::model::Tool>,
 }
 
@@ -92,6 +107,8 @@ pub async fn connect(
     workspace: &std::path::Path,
     timeout: Duration,
 ) -> Result<Connected, String> {
+    let listener = Listener::default();
+    let changed = Arc::clone(&listener.changed);
     let attempt = async {
         let client: Client = match &server.transport {
             Transport::Stdio { command, args, env } => {
@@ -113,7 +130,9 @@ pub async fn connect(
                             format!("cannot start `{command}`: {e}")
                         }
                     })?;
-                ().serve(transport)
+                listener
+                    .clone()
+                    .serve(transport)
                     .await
                     .map_err(|e| format!("the MCP handshake failed: {e}"))?
             }
@@ -133,7 +152,9 @@ pub async fn connect(
                     )
                     .custom_headers(map);
                 let transport = rmcp::transport::StreamableHttpClientTransport::from_config(config);
-                ().serve(transport)
+                listener
+                    .clone()
+                    .serve(transport)
                     .await
                     .map_err(|e| format!("the MCP handshake with {url} failed: {e}"))?
             }
@@ -145,6 +166,7 @@ pub async fn connect(
         Ok::<_, String>(Connected {
             name: server.name.clone(),
             client: Arc::new(client),
+            changed,
             tools,
         })
     };
@@ -167,21 +189,36 @@ pub struct ServerHandle {
 }
 
 enum ServerState {
-    Up(Arc<Client>),
+    /// Up, with the flag its listener sets on `tools/list_changed` and the tools it offers.
+    Up(Arc<Client>, Arc<std::sync::atomic::AtomicBool>, Vec<String>),
     /// Restarting in the background; `attempt` counts the tries so far.
-    Down {
-        attempt: u32,
-        why: String,
-    },
+    Down { attempt: u32, why: String },
 }
 
 impl ServerHandle {
     /// The client when the server is up; otherwise why not (and a restart is under way).
-    async fn client(self: &Arc<Self>) -> Result<Arc<Client>, String> {
+    async fn client(self: &Arc<Self>, tool: &str) -> Result<Arc<Client>, String> {
         let mut state = self.state.lock().await;
-        match &*state {
-            ServerState::Up(client) if !client.is_transport_closed() => Ok(Arc::clone(client)),
-            ServerState::Up(_) => {
+        match &mut *state {
+            ServerState::Up(client, changed, offered) if !client.is_transport_closed() => {
+                // The server said its tools changed: list them again before calling.
+                if changed.swap(false, std::sync::atomic::Ordering::SeqCst) {
+                    match client.list_all_tools().await {
+                        Ok(tools) => {
+                            *offered = tools.iter().map(|t| t.name.to_string()).collect();
+                            tracing::info!(server = %self.config.name, tools = offered.len(), "MCP server's tools changed");
+                        }
+                        Err(e) => {
+                            tracing::warn!(server = %self.config.name, error = %e, "listing the changed tools failed")
+                        }
+                    }
+                }
+                if !offered.iter().any(|t| t == tool) {
+                    return Err(format!("the server no longer offers '{tool}'"));
+                }
+                Ok(Arc::clone(client))
+            }
+            ServerState::Up(..) => {
                 *state = ServerState::Down {
                     attempt: 0,
                     why: "it stopped".into(),
@@ -199,7 +236,7 @@ impl ServerHandle {
     /// Called when a request failed because the connection is gone.
     async fn lost(self: &Arc<Self>) {
         let mut state = self.state.lock().await;
-        if matches!(&*state, ServerState::Up(_)) {
+        if matches!(&*state, ServerState::Up(..)) {
             *state = ServerState::Down {
                 attempt: 0,
                 why: "the connection was lost".into(),
@@ -221,7 +258,9 @@ impl ServerHandle {
                 match connect(&handle.config, &handle.workspace, handle.connect_timeout).await {
                     Ok(connected) => {
                         tracing::info!(server = %handle.config.name, attempt, "MCP server restarted");
-                        *handle.state.lock().await = ServerState::Up(connected.client);
+                        let offered = connected.tools.iter().map(|t| t.name.to_string()).collect();
+                        *handle.state.lock().await =
+                            ServerState::Up(connected.client, connected.changed, offered);
                         return;
                     }
                     Err(why) => {
@@ -332,7 +371,7 @@ impl Tool for McpTool {
                 ));
             }
         };
-        let client = match self.handle.client().await {
+        let client = match self.handle.client(&self.tool).await {
             Ok(c) => c,
             Err(why) => {
                 return ToolOutput::error(format!(
@@ -423,7 +462,11 @@ pub async fn start_all(config: &McpConfig, workspace: &std::path::Path) -> Start
                     config: server,
                     workspace: workspace.to_path_buf(),
                     connect_timeout: config.connect_timeout,
-                    state: tokio::sync::Mutex::new(ServerState::Up(Arc::clone(&connected.client))),
+                    state: tokio::sync::Mutex::new(ServerState::Up(
+                        Arc::clone(&connected.client),
+                        Arc::clone(&connected.changed),
+                        connected.tools.iter().map(|t| t.name.to_string()).collect(),
+                    )),
                 });
                 for tool in &connected.tools {
                     let full = tool_name(&name, &tool.name);

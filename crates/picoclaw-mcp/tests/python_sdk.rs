@@ -279,7 +279,7 @@ async fn many_tools_are_offered_through_search_and_call() {
     );
     cfg.connect_timeout = Duration::from_secs(30);
     let started = start_all(&cfg, ws.path()).await;
-    assert_eq!(started.tools.len(), 7);
+    assert_eq!(started.tools.len(), 8);
     let tools = picoclaw_mcp::registry_tools(started.tools, 2);
     let names: Vec<String> = tools.iter().map(|t| t.spec().name).collect();
     assert_eq!(names, ["mcp_search", "mcp_call"]);
@@ -311,5 +311,38 @@ async fn many_tools_are_offered_through_search_and_call() {
     );
     // Few tools: sent as they are.
     let started = start_all(&cfg, ws.path()).await;
-    assert_eq!(picoclaw_mcp::registry_tools(started.tools, 16).len(), 7);
+    assert_eq!(picoclaw_mcp::registry_tools(started.tools, 16).len(), 8);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_changed_tool_list_is_listed_again_before_the_next_call() {
+    let ws = tempfile::tempdir().unwrap();
+    let mut cfg = config(
+        json!({"py": {"command": python(), "args": [server_script()]}}),
+        5,
+        ws.path(),
+    );
+    cfg.connect_timeout = Duration::from_secs(30);
+    let started = start_all(&cfg, ws.path()).await;
+    let tools = started.tools;
+    let out = call(&tools, "mcp_py__add", json!({"a": 1, "b": 2})).await;
+    assert_eq!(out.content, "3");
+    let out = call(&tools, "mcp_py__retire", json!({"name": "add"})).await;
+    assert_eq!(out.content, "retired add", "{out:?}");
+    // The notification arrives asynchronously; the next call after it sees the new list.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let out = call(&tools, "mcp_py__add", json!({"a": 1, "b": 2})).await;
+        if out.is_error && out.content.contains("no longer offers 'add'") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the change was never noticed: {out:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // The others still work.
+    let out = call(&tools, "mcp_py__echo_env", json!({"name": "PATH"})).await;
+    assert!(!out.is_error, "{out:?}");
 }
