@@ -109,6 +109,9 @@ pub fn run(config: Option<PathBuf>, args: McpArgs) -> anyhow::Result<ExitCode> {
             let rt = runtime()?;
             for (name, entry) in &servers {
                 let transport = match (entry.get("url"), entry.get("command")) {
+                    (Some(u), _) if entry.get("type").and_then(Value::as_str) == Some("sse") => {
+                        format!("sse {}", u.as_str().unwrap_or_default())
+                    }
                     (Some(u), _) => format!("http {}", u.as_str().unwrap_or_default()),
                     (_, Some(c)) => format!("stdio {}", c.as_str().unwrap_or_default()),
                     _ => "(incomplete)".into(),

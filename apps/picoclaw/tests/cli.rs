@@ -2201,3 +2201,49 @@ async fn picoclaw_mcp_serve_is_driven_by_the_python_sdk_client() {
         "{seen}"
     );
 }
+
+#[cfg(feature = "mcp")]
+#[tokio::test(flavor = "multi_thread")]
+async fn an_mcp_server_over_http_is_called_in_a_turn() {
+    let python = std::env::var("PICOCLAW_TEST_MCP_PYTHON").unwrap_or_else(|_| {
+        panic!(
+            "PICOCLAW_TEST_MCP_PYTHON is not set: run `export PICOCLAW_TEST_MCP_PYTHON=\"$(bash \
+             scripts/mcp-venv.sh)\"` (the MCP Python SDK in a venv), or run scripts/test.sh"
+        )
+    });
+    let script = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../crates/picoclaw-mcp/tests/fixtures/py_server.py");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut server = std::process::Command::new(python)
+        .arg(&script)
+        .args(["http", &port.to_string()])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    for _ in 0..300 {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let endpoint = ScriptedEndpoint::start_with([
+        Reply::tool_call("mcp_remote__add", json!({"a": 2, "b": 40})),
+        Reply::text("The remote tool says 42."),
+    ])
+    .await;
+    let home = Home::with_config(&endpoint, json!({}));
+    let url = format!("http://127.0.0.1:{port}/mcp");
+    let out = run(home.cmd(), &["mcp", "add", "remote", "--url", &url]).await;
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let out = run(home.cmd(), &["agent", "-m", "add 2 and 40 remotely"]).await;
+    let _ = server.kill();
+    let _ = server.wait();
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(out.stdout.trim(), "The remote tool says 42.");
+    assert_eq!(tool_messages(&endpoint.requests()[1].body), ["42"]);
+}

@@ -83,6 +83,22 @@ impl rmcp::ClientHandler for Listener {
 
 type Client = RunningService<RoleClient, Listener>;
 
+/// Whether a (cleaned) input schema is one providers accept for a function: an object schema
+/// whose `properties`, when present, is an object of schemas.
+fn check_schema(schema: &Value) -> Result<(), String> {
+    if schema.get("type").and_then(Value::as_str) != Some("object") {
+        return Err(format!(
+            "its type is {}, not \"object\"",
+            schema.get("type").unwrap_or(&Value::Null)
+        ));
+    }
+    match schema.get("properties") {
+        None => Ok(()),
+        Some(Value::Object(props)) if props.values().all(Value::is_object) => Ok(()),
+        Some(_) => Err("its properties are not a map of schemas".into()),
+    }
+}
+
 /// A connected server and the tools it offers.
 pub struct Connected {
     pub name: String,
@@ -135,6 +151,14 @@ pub async fn connect(
                     .serve(transport)
                     .await
                     .map_err(|e| format!("the MCP handshake failed: {e}"))?
+            }
+            Transport::Sse { url, headers } => {
+                let transport = crate::sse::open(url, headers).await?;
+                listener
+                    .clone()
+                    .serve(transport)
+                    .await
+                    .map_err(|e| format!("the MCP handshake with {url} failed: {e}"))?
             }
             Transport::Http { url, headers } => {
                 let _ = rustls::crypto::ring::default_provider().install_default();
@@ -430,6 +454,8 @@ pub struct Started {
     pub failed: Vec<(String, String)>,
     /// Tools left out because another server already had the name.
     pub clashes: Vec<String>,
+    /// Tools left out because their input schema is not something a provider accepts.
+    pub skipped: Vec<String>,
     pub servers: Vec<(String, usize)>,
 }
 
@@ -487,6 +513,16 @@ pub async fn start_all(config: &McpConfig, workspace: &std::path::Path) -> Start
                         .map(str::to_owned)
                         .unwrap_or_else(|| format!("{} (MCP server {name})", tool.name));
                     let schema = clean_schema(&Value::Object((*tool.input_schema).clone()));
+                    if let Err(why) = check_schema(&schema) {
+                        let msg = format!(
+                            "{full}: the tool '{}' of {name} has an unusable input schema ({why}); \
+                             it is left out",
+                            tool.name
+                        );
+                        tracing::warn!("{msg}");
+                        started.skipped.push(msg);
+                        continue;
+                    }
                     started.tools.push(McpTool {
                         server: name.clone(),
                         tool: tool.name.to_string(),

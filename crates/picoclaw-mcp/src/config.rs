@@ -22,6 +22,12 @@ pub enum Transport {
         url: String,
         headers: BTreeMap<String, String>,
     },
+    /// The legacy HTTP+SSE transport: an event stream from `url`, messages POSTed to the
+    /// endpoint it names.
+    Sse {
+        url: String,
+        headers: BTreeMap<String, String>,
+    },
 }
 
 /// One configured server.
@@ -215,11 +221,15 @@ impl McpConfig {
                         ));
                     }
                     if kind == "sse" {
-                        tracing::warn!(server = %name, "tools.mcp: legacy SSE servers are reached through streamable HTTP, which most of them also speak");
-                    }
-                    Transport::Http {
-                        url: raw,
-                        headers: map("headers"),
+                        Transport::Sse {
+                            url: raw,
+                            headers: map("headers"),
+                        }
+                    } else {
+                        Transport::Http {
+                            url: raw,
+                            headers: map("headers"),
+                        }
                     }
                 }
                 other => {

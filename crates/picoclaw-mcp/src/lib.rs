@@ -14,6 +14,7 @@ mod client;
 mod config;
 #[cfg(feature = "serve")]
 mod server;
+mod sse;
 
 pub use catalog::{McpCall, McpSearch, registry_tools};
 pub use client::{

@@ -160,14 +160,13 @@ impl Drop for Child {
     }
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn a_python_sdk_server_over_streamable_http() {
-    let ws = tempfile::tempdir().unwrap();
+/// Starts the Python server in `mode` (`http` or `sse`) on a free port; returns it and the port.
+async fn http_server(mode: &str) -> (Child, u16) {
     let port = free_port();
-    let _server = Child(
+    let child = Child(
         std::process::Command::new(python())
             .arg(server_script())
-            .args(["http", &port.to_string()])
+            .args([mode, &port.to_string()])
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
             .spawn()
@@ -181,6 +180,13 @@ async fn a_python_sdk_server_over_streamable_http() {
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    (child, port)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_python_sdk_server_over_streamable_http() {
+    let ws = tempfile::tempdir().unwrap();
+    let (_server, port) = http_server("http").await;
     let cfg = config(
         json!({"remote": {"url": format!("http://127.0.0.1:{port}/mcp"),
                           "headers": {"X-Test": "yes"}}}),
@@ -191,6 +197,28 @@ async fn a_python_sdk_server_over_streamable_http() {
     assert!(started.failed.is_empty(), "{:?}", started.failed);
     let out = call(&started.tools, "mcp_remote__add", json!({"a": 20, "b": 22})).await;
     assert_eq!(out.content, "42", "{out:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_python_sdk_server_over_legacy_sse() {
+    let ws = tempfile::tempdir().unwrap();
+    let (_server, port) = http_server("sse").await;
+    let cfg = config(
+        json!({"old": {"type": "sse", "url": format!("http://127.0.0.1:{port}/sse")}}),
+        10,
+        ws.path(),
+    );
+    let started = start_all(&cfg, ws.path()).await;
+    assert!(started.failed.is_empty(), "{:?}", started.failed);
+    let out = call(&started.tools, "mcp_old__add", json!({"a": 40, "b": 2})).await;
+    assert_eq!(out.content, "42", "{out:?}");
+    let out = call(
+        &started.tools,
+        "mcp_old__fail",
+        json!({"reason": "over sse"}),
+    )
+    .await;
+    assert!(out.is_error && out.content.contains("over sse"), "{out:?}");
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -345,4 +373,29 @@ async fn a_changed_tool_list_is_listed_again_before_the_next_call() {
     // The others still work.
     let out = call(&tools, "mcp_py__echo_env", json!({"name": "PATH"})).await;
     assert!(!out.is_error, "{out:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn tools_with_malformed_schemas_are_left_out_and_reported() {
+    let ws = tempfile::tempdir().unwrap();
+    let raw = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/raw_server.py");
+    let cfg = config(
+        json!({"raw": {"command": "python3", "args": [raw]}}),
+        5,
+        ws.path(),
+    );
+    let started = start_all(&cfg, ws.path()).await;
+    assert!(started.failed.is_empty(), "{:?}", started.failed);
+    let names: Vec<String> = started.tools.iter().map(|t| t.spec().name).collect();
+    assert_eq!(names, ["mcp_raw__good"]);
+    assert_eq!(started.skipped.len(), 2, "{:?}", started.skipped);
+    assert!(
+        started
+            .skipped
+            .iter()
+            .any(|s| s.contains("bad_type") && s.contains("not \"object\""))
+    );
+    assert!(started.skipped.iter().any(|s| s.contains("bad_props")));
+    let out = call(&started.tools, "mcp_raw__good", json!({"x": "y"})).await;
+    assert_eq!(out.content, "called good");
 }
