@@ -735,3 +735,54 @@ async fn telegram_in_webhook_mode_then_back_to_polling() {
     assert_eq!(tg.sent()[1], (111, "Hello by polling.".to_owned()));
     drop(gw);
 }
+
+#[cfg(feature = "telegram")]
+#[tokio::test(flavor = "multi_thread")]
+async fn telegram_answers_are_formatted_with_a_plain_fallback() {
+    use picoclaw_testkit::telegram::FakeBotApi;
+    const TOKEN: &str = "888:FORMAT";
+    let tg = FakeBotApi::start(TOKEN);
+    let endpoint = ScriptedEndpoint::start_with([
+        Reply::text("**Done**: see `notes.md` & <this>"),
+        Reply::text("**Again**"),
+    ])
+    .await;
+    let home = home_with(&endpoint, json!({"host": "127.0.0.1", "port": 0}));
+    set_channels(
+        home.path(),
+        json!({"telegram": {"enabled": true, "token": TOKEN, "allow_from": ["111"],
+            "api_base": tg.api_base()}}),
+    );
+    let gw = Gateway::start(home.path());
+    let wait_sent = |n: usize| {
+        let tg = &tg;
+        async move {
+            for _ in 0..400 {
+                if tg.sent().len() >= n {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(25)).await;
+            }
+            panic!("expected {n} sent messages, got {:?}", tg.sent());
+        }
+    };
+    tg.private_message(111, "ada", "status?");
+    wait_sent(1).await;
+    assert_eq!(
+        tg.sent()[0],
+        (
+            111,
+            "<b>Done</b>: see <code>notes.md</code> &amp; &lt;this&gt;".to_owned()
+        )
+    );
+    assert_eq!(tg.parse_modes()[0].as_deref(), Some("HTML"));
+    // Telegram refuses the formatting: the same answer goes out as plain text, once.
+    tg.reject_html(1);
+    tg.private_message(111, "ada", "again?");
+    wait_sent(2).await;
+    assert_eq!(tg.sent()[1], (111, "**Again**".to_owned()));
+    assert_eq!(tg.parse_modes()[1], None);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(tg.sent().len(), 2, "{:?}", tg.sent());
+    drop(gw);
+}

@@ -426,15 +426,12 @@ impl Channel for TelegramChannel {
             )));
         }
         if !msg.content.trim().is_empty() || msg.media.is_empty() {
-            for part in split_message(&msg.content, MAX_MESSAGE_CHARS) {
-                self.with_retry(|| async {
-                    self.bot
-                        .send_message(ChatId(chat), part.clone())
-                        .await
-                        .map(|_| ())
-                })
-                .await
-                .map_err(rejected)?;
+            // Split the Markdown (code blocks stay whole), then render each part; HTML is longer
+            // than its Markdown, so parts leave room for the tags.
+            for part in split_message(&msg.content, MAX_MESSAGE_CHARS - HTML_ROOM) {
+                self.send_formatted(ChatId(chat), &part)
+                    .await
+                    .map_err(rejected)?;
             }
         }
         for media in &msg.media {
@@ -446,7 +443,41 @@ impl Channel for TelegramChannel {
     }
 }
 
+/// Characters each part leaves for the HTML tags its Markdown turns into.
+const HTML_ROOM: usize = 512;
+
 impl TelegramChannel {
+    /// Sends one part as Telegram HTML, or, when Telegram cannot parse it (or it grew past the
+    /// limit), as the plain Markdown text.
+    async fn send_formatted(&self, chat: ChatId, markdown: &str) -> Result<(), RequestError> {
+        use teloxide::payloads::SendMessageSetters;
+        let html = crate::format::markdown_to_telegram_html(markdown);
+        if !html.trim().is_empty() && html.chars().count() <= MAX_MESSAGE_CHARS {
+            let sent = self
+                .with_retry(|| async {
+                    self.bot
+                        .send_message(chat, html.clone())
+                        .parse_mode(teloxide::types::ParseMode::Html)
+                        .await
+                        .map(|_| ())
+                })
+                .await;
+            match sent {
+                Err(RequestError::Api(api)) => {
+                    tracing::warn!(error = %api, "telegram refused the formatted message; sending it as plain text");
+                }
+                other => return other,
+            }
+        }
+        self.with_retry(|| async {
+            self.bot
+                .send_message(chat, markdown.to_owned())
+                .await
+                .map(|_| ())
+        })
+        .await
+    }
+
     /// Uploads one attachment: photos as photos (shown inline), audio and video as such, anything
     /// else as a document. A URL is passed for Telegram to fetch.
     async fn send_file(&self, chat: ChatId, media: &MediaRef) -> Result<(), RequestError> {

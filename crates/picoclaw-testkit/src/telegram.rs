@@ -34,6 +34,10 @@ struct Inner {
     /// `setWebhook`: where updates are POSTed instead of waiting for `getUpdates`.
     webhook: Mutex<Option<(String, Option<String>)>>,
     webhook_failures: Mutex<Vec<(u16, String)>>,
+    /// `parse_mode` of each sent message, in order (None: plain text).
+    parse_modes: Mutex<Vec<Option<String>>>,
+    /// The next N HTML messages are refused as Telegram refuses bad entities.
+    reject_html: Mutex<u32>,
 }
 
 /// A file a client uploaded.
@@ -211,7 +215,21 @@ async fn handle(
             }
             let chat = args["chat_id"].as_i64().unwrap_or_default();
             let text = args["text"].as_str().unwrap_or_default().to_owned();
+            let mode = args["parse_mode"].as_str().map(str::to_owned);
+            if mode.as_deref() == Some("HTML") {
+                let mut reject = inner.reject_html.lock().unwrap();
+                if *reject > 0 {
+                    *reject -= 1;
+                    return (
+                        axum::http::StatusCode::BAD_REQUEST,
+                        axum::Json(json!({"ok": false, "error_code": 400,
+                            "description": "Bad Request: can't parse entities: Unsupported start tag \"x\" at byte offset 0"})),
+                    )
+                        .into_response();
+                }
+            }
             inner.sent.lock().unwrap().push((chat, text.clone()));
+            inner.parse_modes.lock().unwrap().push(mode);
             let id = {
                 let mut n = inner.next_message.lock().unwrap();
                 *n += 1;
@@ -420,6 +438,17 @@ impl FakeBotApi {
     /// Every message the bot sent: (chat id, text).
     pub fn sent(&self) -> Vec<(i64, String)> {
         self.inner.sent.lock().unwrap().clone()
+    }
+
+    /// The `parse_mode` of every sent message, in the order of [`FakeBotApi::sent`].
+    pub fn parse_modes(&self) -> Vec<Option<String>> {
+        self.inner.parse_modes.lock().unwrap().clone()
+    }
+
+    /// The next `n` messages sent with `parse_mode: HTML` are refused with Telegram's "can't
+    /// parse entities".
+    pub fn reject_html(&self, n: u32) {
+        *self.inner.reject_html.lock().unwrap() = n;
     }
 
     /// Files uploaded so far, in order.
