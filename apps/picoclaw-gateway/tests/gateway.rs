@@ -786,3 +786,97 @@ async fn telegram_answers_are_formatted_with_a_plain_fallback() {
     assert_eq!(tg.sent().len(), 2, "{:?}", tg.sent());
     drop(gw);
 }
+
+/// An OpenAI-compatible `/audio/transcriptions` on loopback that "hears" a fixed sentence in any
+/// upload containing `OggS`.
+#[cfg(feature = "telegram")]
+async fn stt_server() -> String {
+    use axum::routing::post;
+    let app = axum::Router::new().route(
+        "/v1/audio/transcriptions",
+        post(|body: axum::body::Bytes| async move {
+            if String::from_utf8_lossy(&body).contains("OggS") {
+                axum::Json(json!({"text": "remind me to water the plants"}))
+            } else {
+                axum::Json(json!({"text": ""}))
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}/v1", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    base
+}
+
+#[cfg(feature = "telegram")]
+#[tokio::test(flavor = "multi_thread")]
+async fn a_telegram_voice_note_is_saved_transcribed_and_answered() {
+    use picoclaw_testkit::telegram::FakeBotApi;
+    const TOKEN: &str = "999:VOICE";
+    let tg = FakeBotApi::start(TOKEN);
+    let stt = stt_server().await;
+    let endpoint = ScriptedEndpoint::start_with([
+        Reply::text("I will remind you to water the plants."),
+        Reply::text("Got your recording."),
+    ])
+    .await;
+    let home = home_with(&endpoint, json!({"host": "127.0.0.1", "port": 0}));
+    set_channels(
+        home.path(),
+        json!({"telegram": {"enabled": true, "token": TOKEN, "allow_from": ["111"],
+            "api_base": tg.api_base()}}),
+    );
+    let file = home.path().join("config.json");
+    let mut config: Value = serde_json::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
+    config["stt"] = json!({"api_key": "stt-key", "api_base": stt});
+    std::fs::write(&file, config.to_string()).unwrap();
+
+    let gw = Gateway::start(home.path());
+    tg.voice_message(111, "ada", b"OggS-fake-opus-bytes");
+    for _ in 0..400 {
+        if !tg.sent().is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert_eq!(
+        tg.sent(),
+        [(111, "I will remind you to water the plants.".to_owned())]
+    );
+    // The model got the transcript; the recording is in the workspace.
+    let asked = endpoint.requests()[0]
+        .message_texts()
+        .last()
+        .unwrap()
+        .clone();
+    assert_eq!(asked, "[voice note] remind me to water the plants");
+    let saved = home.path().join("workspace/media/telegram/111");
+    let files: Vec<_> = std::fs::read_dir(&saved).unwrap().collect();
+    assert_eq!(files.len(), 1);
+    let path = files[0].as_ref().unwrap().path();
+    assert_eq!(std::fs::read(&path).unwrap(), b"OggS-fake-opus-bytes");
+    drop(gw);
+
+    // Without speech to text, the agent is told where the recording is.
+    config.as_object_mut().unwrap().remove("stt");
+    std::fs::write(&file, config.to_string()).unwrap();
+    let gw = Gateway::start(home.path());
+    tg.voice_message(111, "ada", b"OggS-second");
+    for _ in 0..400 {
+        if tg.sent().len() >= 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert_eq!(tg.sent().len(), 2, "{:?}", tg.sent());
+    let asked = endpoint.requests()[1]
+        .message_texts()
+        .last()
+        .unwrap()
+        .clone();
+    assert!(
+        asked.starts_with("[voice note saved at ") && asked.contains("stt.api_key"),
+        "{asked}"
+    );
+    drop(gw);
+}

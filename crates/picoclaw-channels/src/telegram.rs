@@ -23,6 +23,9 @@ use tokio_util::sync::CancellationToken;
 /// Telegram's longest message.
 pub const MAX_MESSAGE_CHARS: usize = 4096;
 
+/// The largest file the Bot API lets a bot download.
+const MAX_DOWNLOAD_BYTES: u64 = 20 * 1024 * 1024;
+
 /// `channels.telegram` of the config.
 #[derive(Clone, Debug, Default)]
 #[non_exhaustive]
@@ -40,6 +43,16 @@ pub struct TelegramConfig {
     /// The secret Telegram sends back with every update (`X-Telegram-Bot-Api-Secret-Token`);
     /// derived from the token when absent.
     pub webhook_secret: Option<String>,
+    /// Where voice notes, photos and documents that users send are saved (the gateway sets
+    /// `workspace/media/telegram`); without it, such messages are taken as their caption only.
+    pub media_dir: Option<std::path::PathBuf>,
+}
+
+impl TelegramConfig {
+    pub fn with_media_dir(mut self, dir: impl Into<std::path::PathBuf>) -> Self {
+        self.media_dir = Some(dir.into());
+        self
+    }
 }
 
 impl TelegramConfig {
@@ -121,6 +134,7 @@ impl TelegramConfig {
             poll_timeout: 30,
             webhook_url,
             webhook_secret,
+            media_dir: None,
         })
     }
 }
@@ -226,11 +240,19 @@ impl TelegramChannel {
         &self,
         update: teloxide::types::Update,
         me: &Me,
-    ) -> Option<(InboundMessage, ChatId)> {
+    ) -> Option<(InboundMessage, ChatId, Box<teloxide::types::Message>)> {
         let UpdateKind::Message(message) = update.kind else {
             return None;
         };
-        let (Some(text), Some(from)) = (message.text(), message.from.as_ref()) else {
+        let has_media = message.voice().is_some()
+            || message.audio().is_some()
+            || message.photo().is_some()
+            || message.document().is_some();
+        let text = message
+            .text()
+            .or_else(|| message.caption())
+            .or(has_media.then_some(""));
+        let (Some(text), Some(from)) = (text, message.from.as_ref()) else {
             return None;
         };
         if from.id == me.id || from.is_bot {
@@ -269,18 +291,101 @@ impl TelegramChannel {
         if let Some(u) = &from.username {
             inbound = inbound.with_metadata("username", u.clone());
         }
-        Some((inbound, message.chat.id))
+        let chat = message.chat.id;
+        Some((inbound, chat, Box::new(message)))
     }
 
-    /// Shows "typing…" and hands the message to the inbox.
+    /// Shows "typing…", saves the message's attachment (when it has one and a media folder is
+    /// set), and hands the message to the inbox.
     async fn take_in(
         &self,
         inbox: &dyn Inbox,
-        inbound: InboundMessage,
+        mut inbound: InboundMessage,
         chat: ChatId,
+        message: Option<&teloxide::types::Message>,
     ) -> Result<(), String> {
         let _ = self.bot.send_chat_action(chat, ChatAction::Typing).await;
+        if let (Some(message), Some(dir)) = (message, &self.config.media_dir) {
+            match self.save_attachment(message, dir).await {
+                Ok(Some(media)) => inbound.media.push(media),
+                Ok(None) => {}
+                Err(e) => {
+                    tracing::warn!(error = %e, "telegram: an attachment could not be saved");
+                    inbound.content = format!(
+                        "{}\n[an attachment could not be downloaded: {e}]",
+                        inbound.content
+                    )
+                    .trim()
+                    .to_owned();
+                }
+            }
+        }
+        if inbound.content.trim().is_empty() && inbound.media.is_empty() {
+            return Ok(());
+        }
         inbox.deliver(inbound).await
+    }
+
+    /// Downloads a voice note, audio file, photo (its largest size) or document into `dir`.
+    async fn save_attachment(
+        &self,
+        message: &teloxide::types::Message,
+        dir: &std::path::Path,
+    ) -> Result<Option<MediaRef>, String> {
+        use teloxide::net::Download;
+        let (meta, kind, name) = if let Some(v) = message.voice() {
+            (&v.file, MediaKind::Audio, "voice.ogg".to_owned())
+        } else if let Some(a) = message.audio() {
+            let name = a.file_name.clone().unwrap_or_else(|| "audio.mp3".into());
+            (&a.file, MediaKind::Audio, name)
+        } else if let Some(p) = message.photo().and_then(|sizes| sizes.last()) {
+            (&p.file, MediaKind::Image, "photo.jpg".to_owned())
+        } else if let Some(d) = message.document() {
+            let name = d.file_name.clone().unwrap_or_else(|| "document".into());
+            (&d.file, MediaKind::Document, name)
+        } else {
+            return Ok(None);
+        };
+        if u64::from(meta.size) > MAX_DOWNLOAD_BYTES {
+            return Err(format!(
+                "{name} is {} MiB; bots can download files up to 20 MiB",
+                meta.size / (1024 * 1024)
+            ));
+        }
+        let file = self
+            .bot
+            .get_file(meta.id.clone())
+            .await
+            .map_err(|e| format!("telegram: {e}"))?;
+        // Only the name's last component, without anything a path could abuse.
+        let safe: String = name
+            .rsplit('/')
+            .next()
+            .unwrap_or("file")
+            .chars()
+            .map(|c| {
+                if c.is_alphanumeric() || matches!(c, '.' | '-' | '_') {
+                    c
+                } else {
+                    '_'
+                }
+            })
+            .collect();
+        let folder = dir.join(message.chat.id.0.to_string());
+        tokio::fs::create_dir_all(&folder)
+            .await
+            .map_err(|e| format!("cannot create {}: {e}", folder.display()))?;
+        let path = folder.join(format!("{}-{}", message.id.0, safe.trim_start_matches('.')));
+        let mut out = tokio::fs::File::create(&path)
+            .await
+            .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+        self.bot
+            .download_file(&file.path, &mut out)
+            .await
+            .map_err(|e| format!("download failed: {e}"))?;
+        Ok(Some(
+            MediaRef::new(kind, path.display().to_string()).with_name(name),
+        ))
     }
 
     fn allowed(&self, user_id: &str, username: Option<&str>) -> bool {
@@ -361,9 +466,9 @@ impl Channel for TelegramChannel {
                 let next = i32::try_from(update.id.0)
                     .unwrap_or(i32::MAX)
                     .saturating_add(1);
-                if let Some((inbound, chat)) = self.inbound_of(update, &me) {
+                if let Some((inbound, chat, message)) = self.inbound_of(update, &me) {
                     // Taken in only when the inbox has it; otherwise stop here and get it again.
-                    self.take_in(inbox.as_ref(), inbound, chat)
+                    self.take_in(inbox.as_ref(), inbound, chat, Some(&message))
                         .await
                         .map_err(|e| ChannelError::Platform(format!("inbox: {e}")))?;
                 }
@@ -397,8 +502,10 @@ impl Channel for TelegramChannel {
         let Some(me) = self.me() else {
             return WebhookResponse::text(503, "not connected to Telegram yet; send it again");
         };
-        if let Some((inbound, chat)) = self.inbound_of(update, &me)
-            && let Err(e) = self.take_in(inbox.as_ref(), inbound, chat).await
+        if let Some((inbound, chat, message)) = self.inbound_of(update, &me)
+            && let Err(e) = self
+                .take_in(inbox.as_ref(), inbound, chat, Some(&message))
+                .await
         {
             // Telegram sends the update again.
             return WebhookResponse::text(503, format!("could not take the message in: {e}"));

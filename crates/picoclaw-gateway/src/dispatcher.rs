@@ -31,6 +31,9 @@ pub struct DispatcherConfig {
     pub session_queue: usize,
     /// A session's worker stops after this long without messages (idle sessions cost nothing).
     pub idle_timeout: Duration,
+    /// Turns voice notes into text before the turn (stt config); without one the agent is told
+    /// where the recording was saved.
+    pub transcriber: Option<picoclaw_tools::Transcriber>,
 }
 
 impl Default for DispatcherConfig {
@@ -39,11 +42,17 @@ impl Default for DispatcherConfig {
             max_concurrent_turns: 8,
             session_queue: 64,
             idle_timeout: Duration::from_secs(60),
+            transcriber: None,
         }
     }
 }
 
 impl DispatcherConfig {
+    pub fn transcriber(mut self, transcriber: Option<picoclaw_tools::Transcriber>) -> Self {
+        self.transcriber = transcriber;
+        self
+    }
+
     pub fn max_concurrent_turns(mut self, n: usize) -> Self {
         self.max_concurrent_turns = n;
         self
@@ -257,6 +266,40 @@ impl Dispatcher {
         }
     }
 
+    /// The message's text with what its attachments say: voice notes transcribed (when speech
+    /// to text is configured), other files named by where the channel saved them.
+    async fn content_with_media(&self, msg: &InboundMessage) -> String {
+        use picoclaw_bus::MediaKind;
+        let mut parts: Vec<String> = Vec::new();
+        if !msg.content.trim().is_empty() {
+            parts.push(msg.content.clone());
+        }
+        for media in &msg.media {
+            let path = std::path::Path::new(&media.location);
+            let line = match (media.kind, &self.config.transcriber) {
+                (MediaKind::Audio, Some(stt)) => match stt.transcribe(path).await {
+                    Ok(text) => format!("[voice note] {}", text.trim()),
+                    Err(e) => format!(
+                        "[voice note saved at {}; it could not be transcribed: {e}]",
+                        media.location
+                    ),
+                },
+                (MediaKind::Audio, None) => format!(
+                    "[voice note saved at {}; speech to text is not configured (stt.api_key)]",
+                    media.location
+                ),
+                (MediaKind::Image, _) => format!("[photo saved at {}]", media.location),
+                _ => format!(
+                    "[file {} saved at {}]",
+                    media.name.as_deref().unwrap_or("(unnamed)"),
+                    media.location
+                ),
+            };
+            parts.push(line);
+        }
+        parts.join("\n")
+    }
+
     async fn process(&self, (id, msg): Job) {
         let _permit = match Arc::clone(&self.permits).acquire_owned().await {
             Ok(p) => p,
@@ -275,14 +318,10 @@ impl Dispatcher {
                     .cancel_with(cancel)
                     .chat(msg.channel.as_str(), msg.chat_id.clone());
                 let started = std::time::Instant::now();
+                let content = self.content_with_media(&msg).await;
                 let result = self
                     .agent
-                    .turn(
-                        &msg.session_key,
-                        ChatMessage::user(msg.content.clone()),
-                        options,
-                        &(),
-                    )
+                    .turn(&msg.session_key, ChatMessage::user(content), options, &())
                     .await;
                 let m = crate::metrics::metrics();
                 match &result {

@@ -70,12 +70,15 @@ pub async fn run(
     let local = listener.local_addr()?;
 
     // Channel messages: journal → per-session queues → turns → outbox → channels.
+    let env_groq = std::env::var("GROQ_API_KEY").ok();
+    let transcriber = picoclaw_tools::SttConfig::from_json(config.stt.as_ref(), env_groq)
+        .map(picoclaw_tools::Transcriber::new);
     let dispatcher = Dispatcher::new(
         assembled.agent.clone(),
         assembled.store.clone(),
-        DispatcherConfig::default(),
+        DispatcherConfig::default().transcriber(transcriber),
     );
-    let channels = Arc::new(channels_from_config(&config));
+    let channels = Arc::new(channels_from_config(&config, &assembled.workspace));
     let stop = tokio_util::sync::CancellationToken::new();
     let owner = format!("gw-{}-{}", std::process::id(), picoclaw_state::now_ms());
     let deliverer = tokio::spawn(
@@ -160,7 +163,12 @@ pub async fn run(
 /// The channels the config enables and this build has. An enabled channel this build lacks, or
 /// one whose settings are wrong, is named in a warning, so nobody waits for messages that cannot
 /// arrive.
-pub fn channels_from_config(config: &Config) -> picoclaw_channels::ChannelManager {
+/// Files that come in with messages are saved under `workspace/media/<channel>/`.
+pub fn channels_from_config(
+    config: &Config,
+    workspace: &std::path::Path,
+) -> picoclaw_channels::ChannelManager {
+    let _ = workspace;
     #[allow(unused_mut)]
     let mut manager = picoclaw_channels::ChannelManager::new();
     for (name, settings) in &config.channels {
@@ -171,7 +179,9 @@ pub fn channels_from_config(config: &Config) -> picoclaw_channels::ChannelManage
             #[cfg(feature = "telegram")]
             "telegram" => {
                 use picoclaw_channels::telegram::{TelegramChannel, TelegramConfig};
-                match TelegramConfig::from_json(settings).and_then(TelegramChannel::new) {
+                let configured = TelegramConfig::from_json(settings)
+                    .map(|c| c.with_media_dir(workspace.join("media").join("telegram")));
+                match configured.and_then(TelegramChannel::new) {
                     Ok(channel) => manager.add(Arc::new(channel)),
                     Err(e) => tracing::warn!(channel = %name, error = %e, "channel not started"),
                 }

@@ -38,6 +38,8 @@ struct Inner {
     parse_modes: Mutex<Vec<Option<String>>>,
     /// The next N HTML messages are refused as Telegram refuses bad entities.
     reject_html: Mutex<u32>,
+    /// Files users "sent": file_id → bytes (served by getFile and the file download route).
+    files_in: Mutex<std::collections::HashMap<String, Vec<u8>>>,
 }
 
 /// A file a client uploaded.
@@ -150,6 +152,20 @@ async fn handle(
             "supports_inline_queries": false, "can_connect_to_business": false,
             "has_main_web_app": false
         })),
+        "getfile" => {
+            let id = args["file_id"].as_str().unwrap_or_default().to_owned();
+            let size = inner.files_in.lock().unwrap().get(&id).map(Vec::len);
+            match size {
+                Some(size) => ok(json!({"file_id": id, "file_unique_id": format!("u-{id}"),
+                    "file_size": size, "file_path": format!("voice/{id}.oga")})),
+                None => (
+                    axum::http::StatusCode::BAD_REQUEST,
+                    axum::Json(json!({"ok": false, "error_code": 400,
+                        "description": "Bad Request: invalid file_id"})),
+                )
+                    .into_response(),
+            }
+        }
         "setwebhook" => {
             let url = args["url"].as_str().unwrap_or_default().to_owned();
             if url.is_empty() {
@@ -293,6 +309,26 @@ async fn handle(
     }
 }
 
+/// `GET /file/bot<token>/<file_path>`: the bytes of a file users sent.
+async fn download(
+    State(inner): State<Arc<Inner>>,
+    Path((bot, path)): Path<(String, String)>,
+) -> Response {
+    if bot != format!("bot{}", inner.token) {
+        return axum::http::StatusCode::UNAUTHORIZED.into_response();
+    }
+    let id = path
+        .rsplit('/')
+        .next()
+        .unwrap_or_default()
+        .trim_end_matches(".oga")
+        .to_owned();
+    match inner.files_in.lock().unwrap().get(&id) {
+        Some(bytes) => bytes.clone().into_response(),
+        None => axum::http::StatusCode::NOT_FOUND.into_response(),
+    }
+}
+
 /// While a webhook is set, POSTs pending updates to it in order, as Telegram does: with the
 /// `X-Telegram-Bot-Api-Secret-Token` header, each one again until it is answered with 2xx.
 async fn push_to_webhook(inner: Arc<Inner>) {
@@ -342,6 +378,7 @@ impl FakeBotApi {
         let addr = listener.local_addr().expect("addr");
         let app = Router::new()
             .route("/{bot}/{method}", axum::routing::post(handle).get(handle))
+            .route("/file/{bot}/{*path}", axum::routing::get(download))
             .with_state(Arc::clone(&inner));
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let pusher = Arc::clone(&inner);
@@ -426,6 +463,33 @@ impl FakeBotApi {
         if let Some(r) = reply {
             message["reply_to_message"] = r;
         }
+        self.inner
+            .updates
+            .lock()
+            .unwrap()
+            .push(json!({"update_id": update_id, "message": message}));
+        self.inner.arrived.notify_waiters();
+        update_id
+    }
+
+    /// A user sends a voice note (`bytes`, OGG/Opus in real life) in a private chat.
+    pub fn voice_message(&self, user_id: i64, username: &str, bytes: &[u8]) -> i64 {
+        let update_id = {
+            let mut n = self.inner.next_update.lock().unwrap();
+            *n += 1;
+            *n
+        };
+        let file_id = format!("voice-{update_id}");
+        self.inner
+            .files_in
+            .lock()
+            .unwrap()
+            .insert(file_id.clone(), bytes.to_vec());
+        let message = json!({"message_id": update_id, "date": 1_800_000_000,
+            "chat": {"id": user_id, "type": "private", "first_name": username},
+            "from": user(user_id, username, false),
+            "voice": {"file_id": file_id, "file_unique_id": format!("u-{update_id}"),
+                      "duration": 2, "mime_type": "audio/ogg", "file_size": bytes.len()}});
         self.inner
             .updates
             .lock()
