@@ -13,6 +13,8 @@ const KEY: &str = "gw-test-key-0123456789";
 struct Gateway {
     child: Child,
     base: String,
+    /// Every line the gateway logged so far.
+    log: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
 }
 
 impl Gateway {
@@ -35,10 +37,13 @@ impl Gateway {
             .unwrap();
         let stderr = child.stderr.take().unwrap();
         let (tx, rx) = std::sync::mpsc::channel();
+        let log = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let lines = std::sync::Arc::clone(&log);
         std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
                 // Shown when a test fails.
                 eprintln!("[gateway] {line}");
+                lines.lock().unwrap().push(line.clone());
                 if let Some(addr) = line.split("listening on http://").nth(1) {
                     let _ = tx.send(
                         addr.split_whitespace()
@@ -55,6 +60,7 @@ impl Gateway {
         Gateway {
             child,
             base: format!("http://{addr}"),
+            log,
         }
     }
 
@@ -877,6 +883,80 @@ async fn a_telegram_voice_note_is_saved_transcribed_and_answered() {
     assert!(
         asked.starts_with("[voice note saved at ") && asked.contains("stt.api_key"),
         "{asked}"
+    );
+    drop(gw);
+}
+
+#[cfg(feature = "telegram")]
+#[tokio::test(flavor = "multi_thread")]
+async fn with_nobody_allowed_the_owner_pairs_with_the_code_from_the_log() {
+    use picoclaw_testkit::telegram::FakeBotApi;
+    const TOKEN: &str = "444:PAIR";
+    let tg = FakeBotApi::start(TOKEN);
+    let endpoint = ScriptedEndpoint::start_with([Reply::text("Hello, owner.")]).await;
+    let home = home_with(&endpoint, json!({"host": "127.0.0.1", "port": 0}));
+    set_channels(
+        home.path(),
+        json!({"telegram": {"enabled": true, "token": TOKEN, "allow_from": [],
+            "api_base": tg.api_base()}}),
+    );
+    let gw = Gateway::start_with(home.path(), &[], "warn");
+    let mut code = None;
+    for _ in 0..400 {
+        code = gw
+            .log
+            .lock()
+            .unwrap()
+            .iter()
+            .find_map(|l| l.split("/pair ").nth(1))
+            .map(|rest| {
+                rest.chars()
+                    .take_while(char::is_ascii_digit)
+                    .collect::<String>()
+            });
+        if code.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    let code = code.expect("the pairing code was not logged");
+    assert_eq!(code.len(), 6);
+    let wait_sent = |n: usize| {
+        let tg = &tg;
+        async move {
+            for _ in 0..400 {
+                if tg.sent().len() >= n {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(25)).await;
+            }
+            panic!("expected {n} sent messages, got {:?}", tg.sent());
+        }
+    };
+    // Before pairing: ignored. A wrong code: refused. The right one: paired, then answered.
+    tg.private_message(555, "zed", "hello?");
+    tg.private_message(555, "zed", "/pair 000000x");
+    wait_sent(1).await;
+    assert_eq!(tg.sent()[0].1, "That code is wrong or was already used.");
+    tg.private_message(555, "zed", &format!("/pair {code}"));
+    wait_sent(2).await;
+    assert_eq!(tg.sent()[1].1, "Paired: you can talk to me now.");
+    tg.private_message(555, "zed", "hi");
+    wait_sent(3).await;
+    assert_eq!(tg.sent()[2], (555, "Hello, owner.".to_owned()));
+    assert_eq!(
+        endpoint.requests().len(),
+        1,
+        "only the paired message reached the model"
+    );
+    // The pairing outlives a restart, and it is kept outside the workspace.
+    drop(gw);
+    assert!(home.path().join("channels/telegram-paired.json").is_file());
+    let gw = Gateway::start_with(home.path(), &[], "warn");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        !gw.log.lock().unwrap().iter().any(|l| l.contains("/pair ")),
+        "no new code once someone is paired"
     );
     drop(gw);
 }

@@ -8,6 +8,7 @@
 
 #![warn(clippy::unwrap_used, clippy::expect_used)]
 
+pub mod access;
 pub mod format;
 #[cfg(feature = "telegram")]
 pub mod telegram;

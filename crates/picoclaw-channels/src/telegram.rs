@@ -46,9 +46,19 @@ pub struct TelegramConfig {
     /// Where voice notes, photos and documents that users send are saved (the gateway sets
     /// `workspace/media/telegram`); without it, such messages are taken as their caption only.
     pub media_dir: Option<std::path::PathBuf>,
+    /// Where users paired with the one-time code are kept (outside the workspace; the gateway
+    /// sets `~/.picoclaw/channels/telegram-paired.json`).
+    pub paired_file: Option<std::path::PathBuf>,
+    /// Messages per user per minute (`rate_limit_per_minute`, default 20; 0: no limit).
+    pub rate_limit_per_minute: u32,
 }
 
 impl TelegramConfig {
+    pub fn with_paired_file(mut self, file: impl Into<std::path::PathBuf>) -> Self {
+        self.paired_file = Some(file.into());
+        self
+    }
+
     pub fn with_media_dir(mut self, dir: impl Into<std::path::PathBuf>) -> Self {
         self.media_dir = Some(dir.into());
         self
@@ -135,6 +145,11 @@ impl TelegramConfig {
             webhook_url,
             webhook_secret,
             media_dir: None,
+            paired_file: None,
+            rate_limit_per_minute: value
+                .get("rate_limit_per_minute")
+                .and_then(Value::as_u64)
+                .map_or(20, |n| n.min(u64::from(u32::MAX)) as u32),
         })
     }
 }
@@ -154,6 +169,9 @@ pub struct TelegramChannel {
     me: std::sync::Mutex<Option<Me>>,
     /// What Telegram must send in `X-Telegram-Bot-Api-Secret-Token` (webhook mode).
     webhook_secret: String,
+    /// allow_from, pairing, rate limit. Made when the channel starts (the pairing code is
+    /// printed then).
+    access: std::sync::OnceLock<crate::access::Access>,
 }
 
 impl std::fmt::Debug for TelegramChannel {
@@ -197,6 +215,7 @@ impl TelegramChannel {
             config,
             me: std::sync::Mutex::new(None),
             webhook_secret,
+            access: std::sync::OnceLock::new(),
         })
     }
 
@@ -220,12 +239,8 @@ impl TelegramChannel {
             id: me.user.id,
         };
         tracing::info!(bot = %me.username, "telegram connected");
-        if self.config.allow_from.is_empty() {
-            tracing::warn!(
-                "channels.telegram.allow_from is empty: nobody can talk to the bot; add user ids \
-                 or usernames"
-            );
-        }
+        // Prints the one-time pairing code when nobody is allowed yet.
+        let _ = self.access();
         match self.me.lock() {
             Ok(mut g) => *g = Some(me.clone()),
             Err(p) => *p.into_inner() = Some(me.clone()),
@@ -259,8 +274,30 @@ impl TelegramChannel {
             return None;
         }
         let user_id = from.id.0.to_string();
+        if message.chat.is_private()
+            && let Some(result) = self.access().try_pair(&user_id, text)
+        {
+            self.notice(
+                message.chat.id,
+                match result {
+                    crate::access::Pairing::Paired => "Paired: you can talk to me now.",
+                    crate::access::Pairing::Refused => "That code is wrong or was already used.",
+                },
+            );
+            return None;
+        }
         if !self.allowed(&user_id, from.username.as_deref()) {
             tracing::info!(user = %user_id, username = ?from.username, "telegram: not on allow_from; ignored");
+            return None;
+        }
+        if let Err(first) = self.access().take(&user_id) {
+            tracing::info!(user = %user_id, "telegram: over the rate limit; message dropped");
+            if first {
+                self.notice(
+                    message.chat.id,
+                    "You are sending messages faster than I can take them; wait a minute.",
+                );
+            }
             return None;
         }
         let mut text = text.to_owned();
@@ -388,11 +425,27 @@ impl TelegramChannel {
         ))
     }
 
-    fn allowed(&self, user_id: &str, username: Option<&str>) -> bool {
-        self.config.allow_from.iter().any(|a| {
-            let a = a.trim_start_matches('@');
-            a == user_id || username.is_some_and(|u| u.eq_ignore_ascii_case(a))
+    fn access(&self) -> &crate::access::Access {
+        self.access.get_or_init(|| {
+            crate::access::Access::new(
+                "telegram",
+                self.config.allow_from.clone(),
+                self.config.paired_file.clone(),
+                self.config.rate_limit_per_minute,
+            )
         })
+    }
+
+    fn allowed(&self, user_id: &str, username: Option<&str>) -> bool {
+        self.access().allowed(user_id, username)
+    }
+
+    /// A short reply outside the conversation (pairing, slow down), sent in the background.
+    fn notice(&self, chat: ChatId, text: &'static str) {
+        let bot = self.bot.clone();
+        tokio::spawn(async move {
+            let _ = bot.send_message(chat, text).await;
+        });
     }
 
     /// Calls `f` again after a 429's `retry_after` (at most three times).

@@ -78,7 +78,11 @@ pub async fn run(
         assembled.store.clone(),
         DispatcherConfig::default().transcriber(transcriber),
     );
-    let channels = Arc::new(channels_from_config(&config, &assembled.workspace));
+    let channels = Arc::new(channels_from_config(
+        &config,
+        &assembled.workspace,
+        paths.home(),
+    ));
     let stop = tokio_util::sync::CancellationToken::new();
     let owner = format!("gw-{}-{}", std::process::id(), picoclaw_state::now_ms());
     let deliverer = tokio::spawn(
@@ -164,11 +168,14 @@ pub async fn run(
 /// one whose settings are wrong, is named in a warning, so nobody waits for messages that cannot
 /// arrive.
 /// Files that come in with messages are saved under `workspace/media/<channel>/`.
+/// Users paired with a one-time code are kept under `home/channels/` (outside the workspace,
+/// which the agent can write).
 pub fn channels_from_config(
     config: &Config,
     workspace: &std::path::Path,
+    home: &std::path::Path,
 ) -> picoclaw_channels::ChannelManager {
-    let _ = workspace;
+    let _ = (workspace, home);
     #[allow(unused_mut)]
     let mut manager = picoclaw_channels::ChannelManager::new();
     for (name, settings) in &config.channels {
@@ -179,8 +186,10 @@ pub fn channels_from_config(
             #[cfg(feature = "telegram")]
             "telegram" => {
                 use picoclaw_channels::telegram::{TelegramChannel, TelegramConfig};
-                let configured = TelegramConfig::from_json(settings)
-                    .map(|c| c.with_media_dir(workspace.join("media").join("telegram")));
+                let configured = TelegramConfig::from_json(settings).map(|c| {
+                    c.with_media_dir(workspace.join("media").join("telegram"))
+                        .with_paired_file(home.join("channels").join("telegram-paired.json"))
+                });
                 match configured.and_then(TelegramChannel::new) {
                     Ok(channel) => manager.add(Arc::new(channel)),
                     Err(e) => tracing::warn!(channel = %name, error = %e, "channel not started"),

@@ -1,0 +1,249 @@
+//! Who may talk to a channel, and how fast: the configured `allow_from`, users paired with a
+//! one-time code (when the list is empty, the code is printed in the gateway log; sending
+//! `/pair CODE` to the bot adds the sender, kept in a file outside the workspace), and a
+//! per-user rate limit.
+
+use std::collections::{BTreeSet, HashMap};
+use std::path::PathBuf;
+use std::sync::Mutex;
+use std::time::Instant;
+
+/// Wrong codes that close the pairing.
+pub const MAX_WRONG_CODES: u32 = 5;
+
+/// What a `/pair` message did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Pairing {
+    /// The sender is now allowed.
+    Paired,
+    /// Wrong code, or no pairing is open.
+    Refused,
+}
+
+/// A channel's access rules.
+#[derive(Debug)]
+pub struct Access {
+    channel: String,
+    allow_from: Vec<String>,
+    paired: Mutex<BTreeSet<String>>,
+    code: Mutex<Option<String>>,
+    /// Wrong codes so far; pairing closes after `MAX_WRONG_CODES` (no guessing a 6-digit code).
+    wrong: Mutex<u32>,
+    file: Option<PathBuf>,
+    per_minute: u32,
+    /// user → (tokens left, last refill, warned since it ran out)
+    buckets: Mutex<HashMap<String, (f64, Instant, bool)>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    match m.lock() {
+        Ok(g) => g,
+        Err(p) => p.into_inner(),
+    }
+}
+
+/// Six random digits.
+fn one_time_code() -> String {
+    let mut bytes = [0u8; 4];
+    if getrandom::fill(&mut bytes).is_err() {
+        // No system randomness: no pairing rather than a guessable code.
+        return String::new();
+    }
+    format!("{:06}", u32::from_le_bytes(bytes) % 1_000_000)
+}
+
+impl Access {
+    /// `paired_file` keeps the paired user ids (JSON list); it must live outside the workspace,
+    /// or the agent could write itself a friend. `per_minute` 0 turns the rate limit off.
+    pub fn new(
+        channel: &str,
+        allow_from: Vec<String>,
+        paired_file: Option<PathBuf>,
+        per_minute: u32,
+    ) -> Self {
+        let paired: BTreeSet<String> = paired_file
+            .as_ref()
+            .and_then(|f| std::fs::read_to_string(f).ok())
+            .and_then(|t| serde_json::from_str(&t).ok())
+            .unwrap_or_default();
+        let code = (allow_from.is_empty() && paired.is_empty())
+            .then(one_time_code)
+            .filter(|c| !c.is_empty());
+        if let Some(code) = &code {
+            tracing::warn!(
+                "{channel}: nobody may talk to the bot yet. Send `/pair {code}` to it from your \
+                 account (once), or put your user id in channels.{channel}.allow_from"
+            );
+        }
+        Self {
+            channel: channel.to_owned(),
+            allow_from,
+            paired: Mutex::new(paired),
+            code: Mutex::new(code),
+            wrong: Mutex::new(0),
+            file: paired_file,
+            per_minute,
+            buckets: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The one-time pairing code, while pairing is open (for tests and `status`).
+    pub fn pairing_code(&self) -> Option<String> {
+        lock(&self.code).clone()
+    }
+
+    /// Whether the user (by id, or username without `@`, case-insensitive) may talk to the bot.
+    pub fn allowed(&self, user_id: &str, username: Option<&str>) -> bool {
+        let listed = self.allow_from.iter().any(|a| {
+            let a = a.trim_start_matches('@');
+            a == user_id || username.is_some_and(|u| u.eq_ignore_ascii_case(a))
+        });
+        listed || lock(&self.paired).contains(user_id)
+    }
+
+    /// Handles `/pair CODE` from `user_id`; `None` when `text` is not a pairing message.
+    pub fn try_pair(&self, user_id: &str, text: &str) -> Option<Pairing> {
+        let given = text.trim().strip_prefix("/pair")?.trim();
+        let given = given.split_whitespace().next().unwrap_or_default();
+        let mut code = lock(&self.code);
+        match code.as_deref() {
+            Some(c) if !given.is_empty() && c == given => {
+                *code = None;
+                let mut paired = lock(&self.paired);
+                paired.insert(user_id.to_owned());
+                if let Some(file) = &self.file {
+                    let saved = file
+                        .parent()
+                        .map(std::fs::create_dir_all)
+                        .transpose()
+                        .and_then(|_| {
+                            std::fs::write(
+                                file,
+                                serde_json::to_string(&*paired).unwrap_or_default(),
+                            )
+                        });
+                    if let Err(e) = saved {
+                        tracing::warn!(file = %file.display(), error = %e, "cannot keep the pairing; it lasts until the restart");
+                    }
+                }
+                tracing::warn!(channel = %self.channel, user = user_id, "paired with the one-time code");
+                Some(Pairing::Paired)
+            }
+            Some(_) => {
+                let mut wrong = lock(&self.wrong);
+                *wrong += 1;
+                tracing::warn!(channel = %self.channel, user = user_id, attempt = *wrong, "a wrong pairing code");
+                if *wrong >= MAX_WRONG_CODES {
+                    *code = None;
+                    tracing::warn!(
+                        "{}: pairing closed after {MAX_WRONG_CODES} wrong codes; restart the \
+                         gateway for a new code, or use allow_from",
+                        self.channel
+                    );
+                }
+                Some(Pairing::Refused)
+            }
+            None => Some(Pairing::Refused),
+        }
+    }
+
+    /// Takes one message from the user's allowance: `Ok(())`, or `Err(first)` when over the
+    /// limit (`first`: this is the first refusal since the allowance ran out, worth a reply).
+    pub fn take(&self, user_id: &str) -> Result<(), bool> {
+        if self.per_minute == 0 {
+            return Ok(());
+        }
+        let cap = f64::from(self.per_minute);
+        let now = Instant::now();
+        let mut buckets = lock(&self.buckets);
+        let entry = buckets
+            .entry(user_id.to_owned())
+            .or_insert((cap, now, false));
+        let refill = now.duration_since(entry.1).as_secs_f64() * cap / 60.0;
+        entry.0 = (entry.0 + refill).min(cap);
+        entry.1 = now;
+        if entry.0 >= 1.0 {
+            entry.0 -= 1.0;
+            entry.2 = false;
+            Ok(())
+        } else {
+            let first = !entry.2;
+            entry.2 = true;
+            Err(first)
+        }
+    }
+
+    /// The limit, for messages to users.
+    pub fn per_minute(&self) -> u32 {
+        self.per_minute
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn an_empty_list_opens_a_one_time_pairing_kept_in_a_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("paired.json");
+        let access = Access::new("telegram", vec![], Some(file.clone()), 0);
+        let code = access.pairing_code().unwrap();
+        assert_eq!(code.len(), 6);
+        assert!(!access.allowed("42", None));
+        assert_eq!(
+            access.try_pair("99", "/pair 000000x"),
+            Some(Pairing::Refused)
+        );
+        assert_eq!(access.try_pair("42", "hello"), None);
+        assert_eq!(
+            access.try_pair("42", &format!("/pair {code}")),
+            Some(Pairing::Paired)
+        );
+        assert!(access.allowed("42", None));
+        // One time only.
+        assert_eq!(
+            access.try_pair("43", &format!("/pair {code}")),
+            Some(Pairing::Refused)
+        );
+        assert!(!access.allowed("43", None));
+        // Guessing closes it.
+        let guessed = Access::new("telegram", vec![], None, 0);
+        let code = guessed.pairing_code().unwrap();
+        for _ in 0..MAX_WRONG_CODES {
+            assert_eq!(guessed.try_pair("66", "/pair 1"), Some(Pairing::Refused));
+        }
+        assert!(guessed.pairing_code().is_none());
+        assert_eq!(
+            guessed.try_pair("66", &format!("/pair {code}")),
+            Some(Pairing::Refused)
+        );
+        // Kept across restarts, and no new code is opened then.
+        let again = Access::new("telegram", vec![], Some(file), 0);
+        assert!(again.allowed("42", None));
+        assert!(again.pairing_code().is_none());
+    }
+
+    #[test]
+    fn a_configured_list_needs_no_pairing() {
+        let access = Access::new("telegram", vec!["@Ada".into(), "7".into()], None, 0);
+        assert!(access.pairing_code().is_none());
+        assert!(access.allowed("1", Some("ada")));
+        assert!(access.allowed("7", None));
+        assert!(!access.allowed("8", Some("eve")));
+        assert_eq!(access.try_pair("8", "/pair 123456"), Some(Pairing::Refused));
+    }
+
+    #[test]
+    fn the_rate_limit_refuses_bursts_and_says_so_once() {
+        let access = Access::new("telegram", vec!["1".into()], None, 3);
+        assert_eq!(access.take("1"), Ok(()));
+        assert_eq!(access.take("1"), Ok(()));
+        assert_eq!(access.take("1"), Ok(()));
+        assert_eq!(access.take("1"), Err(true));
+        assert_eq!(access.take("1"), Err(false));
+        // Another user has their own allowance.
+        assert_eq!(access.take("2"), Ok(()));
+    }
+}
