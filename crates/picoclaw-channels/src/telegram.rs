@@ -290,16 +290,6 @@ impl TelegramChannel {
             tracing::info!(user = %user_id, username = ?from.username, "telegram: not on allow_from; ignored");
             return None;
         }
-        if let Err(first) = self.access().take(&user_id) {
-            tracing::info!(user = %user_id, "telegram: over the rate limit; message dropped");
-            if first {
-                self.notice(
-                    message.chat.id,
-                    "You are sending messages faster than I can take them; wait a minute.",
-                );
-            }
-            return None;
-        }
         let mut text = text.to_owned();
         if !message.chat.is_private() {
             // In groups: only when mentioned or replied to.
@@ -312,6 +302,17 @@ impl TelegramChannel {
                 return None;
             }
             text = text.replace(&mention, "").trim().to_owned();
+        }
+        // Only messages for the bot count against the sender's allowance.
+        if let Err(first) = self.access().take(&user_id) {
+            tracing::info!(user = %user_id, "telegram: over the rate limit; message dropped");
+            if first {
+                self.notice(
+                    message.chat.id,
+                    "You are sending messages faster than I can take them; wait a minute.",
+                );
+            }
+            return None;
         }
         // Commands addressed to this bot in groups: /new@pico_bot → /new.
         if let Some(rest) = text.strip_prefix('/') {
