@@ -466,23 +466,10 @@ async fn telegram_end_to_end_through_a_loopback_bot_api() {
         "allow_from": ["111", "@carol"], "api_base": tg.api_base()}}),
     );
 
-    let wait_sent = |n: usize| {
-        let tg = &tg;
-        async move {
-            for _ in 0..400 {
-                if tg.sent().len() >= n {
-                    return;
-                }
-                tokio::time::sleep(Duration::from_millis(25)).await;
-            }
-            panic!("expected {n} sent messages, got {:?}", tg.sent());
-        }
-    };
-
     let gw = Gateway::start_with(home.path(), &[], "info");
     // An allowed user in a private chat: answered, with a typing indicator first.
     tg.private_message(111, "ada", "hi");
-    wait_sent(1).await;
+    wait_sent(&tg, 1).await;
     assert_eq!(tg.sent()[0], (111, "Hello Ada!".to_owned()));
     let ready: Value = client()
         .get(format!("{}/ready", gw.base))
@@ -503,7 +490,7 @@ async fn telegram_end_to_end_through_a_loopback_bot_api() {
     // In a group, only mentions (or replies to the bot) count.
     tg.group_message(-500, 111, "ada", "chatting among ourselves", false);
     tg.group_message(-500, 111, "ada", "@pico_test_bot what time is it?", false);
-    wait_sent(2).await;
+    wait_sent(&tg, 2).await;
     assert_eq!(tg.sent()[1], (-500, "It is noon.".to_owned()));
     let asked: Vec<String> = endpoint
         .requests()
@@ -518,7 +505,7 @@ async fn telegram_end_to_end_through_a_loopback_bot_api() {
 
     // A long answer is split at Telegram's limit.
     tg.private_message(111, "ada", "tell me a lot");
-    wait_sent(4).await;
+    wait_sent(&tg, 4).await;
     let parts: Vec<(i64, String)> = tg.sent()[2..4].to_vec();
     assert!(
         parts.iter().all(|(_, t)| t.chars().count() <= 4096),
@@ -534,7 +521,7 @@ async fn telegram_end_to_end_through_a_loopback_bot_api() {
     // A 429 is waited out, not lost. Allowed by username too.
     tg.rate_limit_sends(1, 1);
     tg.private_message(333, "carol", "are you there?");
-    wait_sent(5).await;
+    wait_sent(&tg, 5).await;
     assert_eq!(tg.sent()[4], (333, "Rate limits survived.".to_owned()));
 
     // A restart answers nothing twice and keeps the conversation.
@@ -549,7 +536,7 @@ async fn telegram_end_to_end_through_a_loopback_bot_api() {
         "nothing answered twice after the restart"
     );
     tg.private_message(111, "ada", "I'm back");
-    wait_sent(before + 1).await;
+    wait_sent(&tg, before + 1).await;
     assert_eq!(
         tg.sent().last().unwrap(),
         &(111, "Welcome back, I remember you.".to_owned())
@@ -760,20 +747,8 @@ async fn telegram_answers_are_formatted_with_a_plain_fallback() {
             "api_base": tg.api_base()}}),
     );
     let gw = Gateway::start(home.path());
-    let wait_sent = |n: usize| {
-        let tg = &tg;
-        async move {
-            for _ in 0..400 {
-                if tg.sent().len() >= n {
-                    return;
-                }
-                tokio::time::sleep(Duration::from_millis(25)).await;
-            }
-            panic!("expected {n} sent messages, got {:?}", tg.sent());
-        }
-    };
     tg.private_message(111, "ada", "status?");
-    wait_sent(1).await;
+    wait_sent(&tg, 1).await;
     assert_eq!(
         tg.sent()[0],
         (
@@ -785,7 +760,7 @@ async fn telegram_answers_are_formatted_with_a_plain_fallback() {
     // Telegram refuses the formatting: the same answer goes out as plain text, once.
     tg.reject_html(1);
     tg.private_message(111, "ada", "again?");
-    wait_sent(2).await;
+    wait_sent(&tg, 2).await;
     assert_eq!(tg.sent()[1], (111, "**Again**".to_owned()));
     assert_eq!(tg.parse_modes()[1], None);
     tokio::time::sleep(Duration::from_millis(200)).await;
@@ -921,28 +896,16 @@ async fn with_nobody_allowed_the_owner_pairs_with_the_code_from_the_log() {
     }
     let code = code.expect("the pairing code was not logged");
     assert_eq!(code.len(), 6);
-    let wait_sent = |n: usize| {
-        let tg = &tg;
-        async move {
-            for _ in 0..400 {
-                if tg.sent().len() >= n {
-                    return;
-                }
-                tokio::time::sleep(Duration::from_millis(25)).await;
-            }
-            panic!("expected {n} sent messages, got {:?}", tg.sent());
-        }
-    };
     // Before pairing: ignored. A wrong code: refused. The right one: paired, then answered.
     tg.private_message(555, "zed", "hello?");
     tg.private_message(555, "zed", "/pair 000000x");
-    wait_sent(1).await;
+    wait_sent(&tg, 1).await;
     assert_eq!(tg.sent()[0].1, "That code is wrong or was already used.");
     tg.private_message(555, "zed", &format!("/pair {code}"));
-    wait_sent(2).await;
+    wait_sent(&tg, 2).await;
     assert_eq!(tg.sent()[1].1, "Paired: you can talk to me now.");
     tg.private_message(555, "zed", "hi");
-    wait_sent(3).await;
+    wait_sent(&tg, 3).await;
     assert_eq!(tg.sent()[2], (555, "Hello, owner.".to_owned()));
     assert_eq!(
         endpoint.requests().len(),
@@ -959,4 +922,16 @@ async fn with_nobody_allowed_the_owner_pairs_with_the_code_from_the_log() {
         "no new code once someone is paired"
     );
     drop(gw);
+}
+
+/// Waits until the fake Bot API has received `n` messages from the bot.
+#[cfg(feature = "telegram")]
+async fn wait_sent(tg: &picoclaw_testkit::telegram::FakeBotApi, n: usize) {
+    for _ in 0..400 {
+        if tg.sent().len() >= n {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!("expected {n} sent messages, got {:?}", tg.sent());
 }

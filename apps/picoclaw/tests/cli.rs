@@ -2051,12 +2051,7 @@ async fn claude_with_a_setup_token_or_a_sign_in_sends_a_bearer() {
 #[cfg(feature = "mcp")]
 #[tokio::test(flavor = "multi_thread")]
 async fn an_mcp_server_is_added_tested_and_its_tool_called_in_a_turn() {
-    let python = std::env::var("PICOCLAW_TEST_MCP_PYTHON").unwrap_or_else(|_| {
-        panic!(
-            "PICOCLAW_TEST_MCP_PYTHON is not set: run `export PICOCLAW_TEST_MCP_PYTHON=\"$(bash \
-             scripts/mcp-venv.sh)\"` (the MCP Python SDK in a venv), or run scripts/test.sh"
-        )
-    });
+    let python = mcp_python();
     let script = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../../crates/picoclaw-mcp/tests/fixtures/py_server.py")
         .canonicalize()
@@ -2141,12 +2136,7 @@ async fn an_mcp_server_is_added_tested_and_its_tool_called_in_a_turn() {
 #[cfg(feature = "mcp")]
 #[tokio::test(flavor = "multi_thread")]
 async fn picoclaw_mcp_serve_is_driven_by_the_python_sdk_client() {
-    let python = std::env::var("PICOCLAW_TEST_MCP_PYTHON").unwrap_or_else(|_| {
-        panic!(
-            "PICOCLAW_TEST_MCP_PYTHON is not set: run `export PICOCLAW_TEST_MCP_PYTHON=\"$(bash \
-             scripts/mcp-venv.sh)\"` (the MCP Python SDK in a venv), or run scripts/test.sh"
-        )
-    });
+    let python = mcp_python();
     let endpoint = ScriptedEndpoint::start().await;
     let home = Home::with_config(&endpoint, json!({}));
     std::fs::create_dir_all(home.workspace()).unwrap();
@@ -2205,12 +2195,7 @@ async fn picoclaw_mcp_serve_is_driven_by_the_python_sdk_client() {
 #[cfg(feature = "mcp")]
 #[tokio::test(flavor = "multi_thread")]
 async fn an_mcp_server_over_http_is_called_in_a_turn() {
-    let python = std::env::var("PICOCLAW_TEST_MCP_PYTHON").unwrap_or_else(|_| {
-        panic!(
-            "PICOCLAW_TEST_MCP_PYTHON is not set: run `export PICOCLAW_TEST_MCP_PYTHON=\"$(bash \
-             scripts/mcp-venv.sh)\"` (the MCP Python SDK in a venv), or run scripts/test.sh"
-        )
-    });
+    let python = mcp_python();
     let script = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../../crates/picoclaw-mcp/tests/fixtures/py_server.py");
     let port = std::net::TcpListener::bind("127.0.0.1:0")
@@ -2246,4 +2231,15 @@ async fn an_mcp_server_over_http_is_called_in_a_turn() {
     assert_eq!(out.code, 0, "{}", out.stderr);
     assert_eq!(out.stdout.trim(), "The remote tool says 42.");
     assert_eq!(tool_messages(&endpoint.requests()[1].body), ["42"]);
+}
+
+/// The python with the MCP SDK (scripts/mcp-venv.sh makes one; scripts/test.sh sets this).
+#[cfg(feature = "mcp")]
+fn mcp_python() -> String {
+    std::env::var("PICOCLAW_TEST_MCP_PYTHON").unwrap_or_else(|_| {
+        panic!(
+            "PICOCLAW_TEST_MCP_PYTHON is not set: run `export PICOCLAW_TEST_MCP_PYTHON=\"$(bash \
+             scripts/mcp-venv.sh)\"` (the MCP Python SDK in a venv), or run scripts/test.sh"
+        )
+    })
 }
