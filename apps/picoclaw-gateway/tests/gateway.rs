@@ -935,3 +935,52 @@ async fn wait_sent(tg: &picoclaw_testkit::telegram::FakeBotApi, n: usize) {
     }
     panic!("expected {n} sent messages, got {:?}", tg.sent());
 }
+
+#[cfg(feature = "telegram")]
+#[tokio::test(flavor = "multi_thread")]
+async fn buttons_go_out_as_an_inline_keyboard_and_presses_come_back() {
+    use picoclaw_testkit::telegram::FakeBotApi;
+    const TOKEN: &str = "321:BUTTONS";
+    let tg = FakeBotApi::start(TOKEN);
+    let endpoint = ScriptedEndpoint::start_with([
+        Reply::tool_call(
+            "message",
+            json!({"content": "Water the plants now?", "buttons": ["Yes", "Later"]}),
+        ),
+        Reply::text("I asked."),
+        Reply::text("Watering now."),
+    ])
+    .await;
+    let home = home_with(&endpoint, json!({"host": "127.0.0.1", "port": 0}));
+    set_channels(
+        home.path(),
+        json!({"telegram": {"enabled": true, "token": TOKEN, "allow_from": ["111"],
+            "api_base": tg.api_base()}}),
+    );
+    let gw = Gateway::start(home.path());
+    tg.private_message(111, "ada", "ask me about the plants");
+    wait_sent(&tg, 2).await;
+    let sent = tg.sent();
+    let asked = sent
+        .iter()
+        .position(|(_, t)| t == "Water the plants now?")
+        .expect("the question was sent");
+    let keyboard = &tg.markups()[asked]["inline_keyboard"];
+    assert_eq!(keyboard[0][0]["text"], "Yes", "{keyboard}");
+    assert_eq!(keyboard[0][0]["callback_data"], "Yes");
+    assert_eq!(keyboard[0][1]["text"], "Later");
+    // Pressing "Yes" is a message from the user; the spinner is stopped.
+    tg.press_button(111, "ada", "Yes");
+    wait_sent(&tg, 3).await;
+    assert_eq!(tg.sent()[2], (111, "Watering now.".to_owned()));
+    let last = endpoint.requests().last().unwrap().message_texts();
+    assert_eq!(last.last().unwrap(), "Yes");
+    for _ in 0..100 {
+        if !tg.answered().is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(tg.answered().len(), 1);
+    drop(gw);
+}

@@ -7,7 +7,7 @@
 
 mod message;
 
-pub use message::{InboundMessage, MediaKind, MediaRef, OutboundMessage};
+pub use message::{Button, InboundMessage, MediaKind, MediaRef, OutboundMessage, buttons_as_text};
 
 use tokio::sync::mpsc;
 

@@ -111,6 +111,37 @@ impl InboundMessage {
     }
 }
 
+/// A button under a message. Pressing it comes back as an inbound message whose content is
+/// `data`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct Button {
+    pub text: String,
+    pub data: String,
+}
+
+impl Button {
+    pub fn new(text: impl Into<String>, data: impl Into<String>) -> Self {
+        Self {
+            text: text.into(),
+            data: data.into(),
+        }
+    }
+}
+
+/// Buttons as text, for channels that cannot show them: `[Yes] [No]`, one row per line.
+pub fn buttons_as_text(rows: &[Vec<Button>]) -> String {
+    rows.iter()
+        .map(|row| {
+            row.iter()
+                .map(|b| format!("[{}]", b.text))
+                .collect::<Vec<_>>()
+                .join(" ")
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
 /// A message from the agent, on its way to a channel.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[non_exhaustive]
@@ -125,6 +156,9 @@ pub struct OutboundMessage {
     /// The channel's id of the message this answers, to thread the reply.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reply_to: Option<String>,
+    /// Buttons under the message, in rows (rendered natively where the platform has them).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub buttons: Vec<Vec<Button>>,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub metadata: BTreeMap<String, String>,
 }
@@ -142,6 +176,7 @@ impl OutboundMessage {
             content: content.into(),
             media: Vec::new(),
             reply_to: None,
+            buttons: Vec::new(),
             metadata: BTreeMap::new(),
         }
     }

@@ -255,9 +255,15 @@ impl TelegramChannel {
         &self,
         update: teloxide::types::Update,
         me: &Me,
-    ) -> Option<(InboundMessage, ChatId, Box<teloxide::types::Message>)> {
-        let UpdateKind::Message(message) = update.kind else {
-            return None;
+    ) -> Option<(
+        InboundMessage,
+        ChatId,
+        Option<Box<teloxide::types::Message>>,
+    )> {
+        let message = match update.kind {
+            UpdateKind::Message(message) => message,
+            UpdateKind::CallbackQuery(query) => return self.button_press(query),
+            _ => return None,
         };
         let has_media = message.voice().is_some()
             || message.audio().is_some()
@@ -330,7 +336,41 @@ impl TelegramChannel {
             inbound = inbound.with_metadata("username", u.clone());
         }
         let chat = message.chat.id;
-        Some((inbound, chat, Box::new(message)))
+        Some((inbound, chat, Some(Box::new(message))))
+    }
+
+    /// A press of one of our buttons: its data, as a message from the user who pressed it, in
+    /// the chat of the message it was under. The spinner on the button is stopped.
+    fn button_press(
+        &self,
+        query: teloxide::types::CallbackQuery,
+    ) -> Option<(
+        InboundMessage,
+        ChatId,
+        Option<Box<teloxide::types::Message>>,
+    )> {
+        {
+            let bot = self.bot.clone();
+            let id = query.id.clone();
+            tokio::spawn(async move {
+                let _ = bot.answer_callback_query(id).await;
+            });
+        }
+        let data = query.data.filter(|d| !d.trim().is_empty())?;
+        let chat = query.message.as_ref().map(|m| m.chat().id)?;
+        let user_id = query.from.id.0.to_string();
+        if query.from.is_bot || !self.allowed(&user_id, query.from.username.as_deref()) {
+            return None;
+        }
+        if self.access().take(&user_id).is_err() {
+            return None;
+        }
+        let mut inbound = InboundMessage::new("telegram", chat.0.to_string(), user_id, data)
+            .with_metadata("button", "true");
+        if let Some(u) = &query.from.username {
+            inbound = inbound.with_metadata("username", u.clone());
+        }
+        Some((inbound, chat, None))
     }
 
     /// Shows "typing…", saves the message's attachment (when it has one and a media folder is
@@ -489,7 +529,10 @@ impl Channel for TelegramChannel {
                     ChannelError::Rejected(format!("channels.telegram.webhook_url: {e}"))
                 })?)
                 .secret_token(self.webhook_secret.clone())
-                .allowed_updates(vec![teloxide::types::AllowedUpdate::Message])
+                .allowed_updates(vec![
+                    teloxide::types::AllowedUpdate::Message,
+                    teloxide::types::AllowedUpdate::CallbackQuery,
+                ])
                 .await
                 .map_err(|e| match e {
                     RequestError::Api(api) => ChannelError::Rejected(format!(
@@ -522,7 +565,7 @@ impl Channel for TelegramChannel {
                     .saturating_add(1);
                 if let Some((inbound, chat, message)) = self.inbound_of(update, &me) {
                     // Taken in only when the inbox has it; otherwise stop here and get it again.
-                    self.take_in(inbox.as_ref(), inbound, chat, Some(&message))
+                    self.take_in(inbox.as_ref(), inbound, chat, message.as_deref())
                         .await
                         .map_err(|e| ChannelError::Platform(format!("inbox: {e}")))?;
                 }
@@ -558,7 +601,7 @@ impl Channel for TelegramChannel {
         };
         if let Some((inbound, chat, message)) = self.inbound_of(update, &me)
             && let Err(e) = self
-                .take_in(inbox.as_ref(), inbound, chat, Some(&message))
+                .take_in(inbox.as_ref(), inbound, chat, message.as_deref())
                 .await
         {
             // Telegram sends the update again.
@@ -589,8 +632,12 @@ impl Channel for TelegramChannel {
         if !msg.content.trim().is_empty() || msg.media.is_empty() {
             // Split the Markdown (code blocks stay whole), then render each part; HTML is longer
             // than its Markdown, so parts leave room for the tags.
-            for part in split_message(&msg.content, MAX_MESSAGE_CHARS - HTML_ROOM) {
-                self.send_formatted(ChatId(chat), &part)
+            let parts = split_message(&msg.content, MAX_MESSAGE_CHARS - HTML_ROOM);
+            let last = parts.len().saturating_sub(1);
+            for (i, part) in parts.iter().enumerate() {
+                // Buttons go under the last part.
+                let markup = (i == last && !msg.buttons.is_empty()).then(|| keyboard(&msg.buttons));
+                self.send_formatted(ChatId(chat), part, markup)
                     .await
                     .map_err(rejected)?;
             }
@@ -604,23 +651,46 @@ impl Channel for TelegramChannel {
     }
 }
 
+/// Buttons as an inline keyboard; a press sends back `data` (cut to Telegram's 64 bytes).
+fn keyboard(rows: &[Vec<picoclaw_bus::Button>]) -> teloxide::types::InlineKeyboardMarkup {
+    teloxide::types::InlineKeyboardMarkup::new(rows.iter().map(|row| {
+        row.iter()
+            .map(|b| {
+                let mut data = b.data.clone();
+                while data.len() > 64 {
+                    data.pop();
+                }
+                teloxide::types::InlineKeyboardButton::callback(b.text.clone(), data)
+            })
+            .collect::<Vec<_>>()
+    }))
+}
+
 /// Characters each part leaves for the HTML tags its Markdown turns into.
 const HTML_ROOM: usize = 512;
 
 impl TelegramChannel {
     /// Sends one part as Telegram HTML, or, when Telegram cannot parse it (or it grew past the
     /// limit), as the plain Markdown text.
-    async fn send_formatted(&self, chat: ChatId, markdown: &str) -> Result<(), RequestError> {
+    async fn send_formatted(
+        &self,
+        chat: ChatId,
+        markdown: &str,
+        markup: Option<teloxide::types::InlineKeyboardMarkup>,
+    ) -> Result<(), RequestError> {
         use teloxide::payloads::SendMessageSetters;
         let html = crate::format::markdown_to_telegram_html(markdown);
         if !html.trim().is_empty() && html.chars().count() <= MAX_MESSAGE_CHARS {
             let sent = self
                 .with_retry(|| async {
-                    self.bot
+                    let mut request = self
+                        .bot
                         .send_message(chat, html.clone())
-                        .parse_mode(teloxide::types::ParseMode::Html)
-                        .await
-                        .map(|_| ())
+                        .parse_mode(teloxide::types::ParseMode::Html);
+                    if let Some(m) = &markup {
+                        request = request.reply_markup(m.clone());
+                    }
+                    request.await.map(|_| ())
                 })
                 .await;
             match sent {
@@ -631,10 +701,11 @@ impl TelegramChannel {
             }
         }
         self.with_retry(|| async {
-            self.bot
-                .send_message(chat, markdown.to_owned())
-                .await
-                .map(|_| ())
+            let mut request = self.bot.send_message(chat, markdown.to_owned());
+            if let Some(m) = &markup {
+                request = request.reply_markup(m.clone());
+            }
+            request.await.map(|_| ())
         })
         .await
     }

@@ -36,6 +36,10 @@ struct Inner {
     webhook_failures: Mutex<Vec<(u16, String)>>,
     /// `parse_mode` of each sent message, in order (None: plain text).
     parse_modes: Mutex<Vec<Option<String>>>,
+    /// `reply_markup` of each sent message, in order (Null: none).
+    markups: Mutex<Vec<Value>>,
+    /// Callback queries answered (the button spinner stopped).
+    answered: Mutex<Vec<String>>,
     /// The next N HTML messages are refused as Telegram refuses bad entities.
     reject_html: Mutex<u32>,
     /// Files users "sent": file_id → bytes (served by getFile and the file download route).
@@ -152,6 +156,11 @@ async fn handle(
             "supports_inline_queries": false, "can_connect_to_business": false,
             "has_main_web_app": false
         })),
+        "answercallbackquery" => {
+            let id = args["callback_query_id"].as_str().unwrap_or_default().to_owned();
+            inner.answered.lock().unwrap().push(id);
+            ok(json!(true))
+        }
         "getfile" => {
             let id = args["file_id"].as_str().unwrap_or_default().to_owned();
             let size = inner.files_in.lock().unwrap().get(&id).map(Vec::len);
@@ -246,6 +255,11 @@ async fn handle(
             }
             inner.sent.lock().unwrap().push((chat, text.clone()));
             inner.parse_modes.lock().unwrap().push(mode);
+            let markup = match &args["reply_markup"] {
+                Value::String(s) => serde_json::from_str(s).unwrap_or(Value::Null),
+                other => other.clone(),
+            };
+            inner.markups.lock().unwrap().push(markup);
             let id = {
                 let mut n = inner.next_message.lock().unwrap();
                 *n += 1;
@@ -468,6 +482,34 @@ impl FakeBotApi {
             .lock()
             .unwrap()
             .push(json!({"update_id": update_id, "message": message}));
+        self.inner.arrived.notify_waiters();
+        update_id
+    }
+
+    /// The `reply_markup` of every sent message, in the order of [`FakeBotApi::sent`].
+    pub fn markups(&self) -> Vec<Value> {
+        self.inner.markups.lock().unwrap().clone()
+    }
+
+    /// Callback query ids the bot answered.
+    pub fn answered(&self) -> Vec<String> {
+        self.inner.answered.lock().unwrap().clone()
+    }
+
+    /// A user presses an inline button whose callback data is `data`, under a bot message in
+    /// their private chat.
+    pub fn press_button(&self, user_id: i64, username: &str, data: &str) -> i64 {
+        let update_id = {
+            let mut n = self.inner.next_update.lock().unwrap();
+            *n += 1;
+            *n
+        };
+        let message = json!({"message_id": 1, "date": 1_800_000_000,
+            "chat": {"id": user_id, "type": "private", "first_name": username},
+            "from": user(BOT_ID, BOT_USERNAME, true), "text": "(the bot's message)"});
+        self.inner.updates.lock().unwrap().push(json!({"update_id": update_id,
+            "callback_query": {"id": format!("cbq-{update_id}"), "from": user(user_id, username, false),
+                "message": message, "chat_instance": "ci", "data": data}}));
         self.inner.arrived.notify_waiters();
         update_id
     }

@@ -153,6 +153,47 @@ struct Args {
     chat_id: Option<String>,
     #[serde(default)]
     media: Option<Value>,
+    #[serde(default)]
+    buttons: Option<Value>,
+}
+
+/// Most buttons one message carries (Telegram allows 100; more is never readable).
+pub const MAX_BUTTONS: usize = 12;
+
+/// `buttons`: a list of labels (one row), or a list of lists (rows). A label is also what a
+/// press sends back.
+fn parse_buttons(value: Option<Value>) -> Result<Vec<Vec<picoclaw_bus::Button>>, String> {
+    let label = |v: &Value| -> Result<picoclaw_bus::Button, String> {
+        match v.as_str().map(str::trim) {
+            Some(t) if !t.is_empty() && t.chars().count() <= 40 => {
+                Ok(picoclaw_bus::Button::new(t, t))
+            }
+            _ => Err(format!(
+                "message: each button is a label of 1 to 40 characters, got {v}"
+            )),
+        }
+    };
+    let rows: Vec<Vec<picoclaw_bus::Button>> = match value {
+        None | Some(Value::Null) => return Ok(Vec::new()),
+        Some(Value::Array(items)) if items.iter().all(Value::is_array) => items
+            .iter()
+            .map(|row| {
+                row.as_array()
+                    .map(|r| r.iter().map(label).collect::<Result<Vec<_>, _>>())
+                    .unwrap_or(Ok(Vec::new()))
+            })
+            .collect::<Result<_, _>>()?,
+        Some(Value::Array(items)) => vec![items.iter().map(label).collect::<Result<_, _>>()?],
+        Some(other) => {
+            return Err(format!(
+                "message: buttons must be a list of labels (or of rows of labels), got {other}"
+            ));
+        }
+    };
+    if rows.iter().map(Vec::len).sum::<usize>() > MAX_BUTTONS {
+        return Err(format!("message: at most {MAX_BUTTONS} buttons"));
+    }
+    Ok(rows.into_iter().filter(|r| !r.is_empty()).collect())
 }
 
 #[async_trait]
@@ -171,11 +212,13 @@ impl Tool for MessageTool {
                     "string",
                     "The chat within the channel; default: this conversation's",
                 ),
-                ("media", "array", "Workspace files to attach"),
+                ("media", "array", "Files to attach"),
+                ("buttons", "array", "Answer buttons"),
             ],
             &["content"],
         );
         parameters["properties"]["media"]["items"] = serde_json::json!({"type": "string"});
+        parameters["properties"]["buttons"]["items"] = serde_json::json!({"type": "string"});
         ToolSpec::new(
             "message",
             "Send a message now: to this chat by default, or to channel/chat_id.",
@@ -220,9 +263,14 @@ impl Tool for MessageTool {
             Ok(m) => m,
             Err(e) => return ToolOutput::error(e),
         };
+        let buttons = match parse_buttons(args.buttons) {
+            Ok(b) => b,
+            Err(e) => return ToolOutput::error(e),
+        };
         let files = media.len();
         let mut msg = OutboundMessage::new(channel.as_str(), chat.as_str(), content);
         msg.media = media;
+        msg.buttons = buttons;
         let payload = match serde_json::to_string(&msg) {
             Ok(p) => p,
             Err(e) => return ToolOutput::error(format!("message: {e}")),
@@ -329,6 +377,26 @@ mod tests {
             sandbox.root().join("report.pdf")
         );
         assert_eq!(m.media[1].kind, MediaKind::Document);
+    }
+
+    #[test]
+    fn buttons_are_labels_in_one_row_or_rows() {
+        let one = parse_buttons(Some(json!(["Yes", "No"]))).unwrap();
+        assert_eq!(one.len(), 1);
+        assert_eq!(one[0][1], picoclaw_bus::Button::new("No", "No"));
+        let rows = parse_buttons(Some(json!([["A", "B"], ["C"]]))).unwrap();
+        assert_eq!(rows.len(), 2);
+        assert!(parse_buttons(None).unwrap().is_empty());
+        for bad in [
+            json!("Yes"),
+            json!([""]),
+            json!([1]),
+            json!(["x".repeat(41)]),
+            json!(vec!["b"; 13]),
+        ] {
+            assert!(parse_buttons(Some(bad.clone())).is_err(), "{bad}");
+        }
+        assert_eq!(picoclaw_bus::buttons_as_text(&rows), "[A] [B]\n[C]");
     }
 
     #[tokio::test]
