@@ -221,7 +221,7 @@ impl Tool for MessageTool {
         parameters["properties"]["buttons"]["items"] = serde_json::json!({"type": "string"});
         ToolSpec::new(
             "message",
-            "Send a message now: to this chat by default, or to channel/chat_id.",
+            "Send a message now; default: this chat.",
             parameters,
         )
     }
