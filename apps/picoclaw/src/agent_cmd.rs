@@ -146,10 +146,13 @@ async fn wait_for_background(agent: &Agent, results: &mut Results) {
     if pending == 0 && results.is_empty() {
         return;
     }
-    eprintln!(
-        "[waiting for {pending} background task{} to finish; Ctrl-C stops waiting]",
-        if pending == 1 { "" } else { "s" }
-    );
+    // (A task may already have finished during the turn: then there is only its result.)
+    if pending > 0 {
+        eprintln!(
+            "[waiting for {pending} background task{} to finish; Ctrl-C stops waiting]",
+            if pending == 1 { "" } else { "s" }
+        );
+    }
     let ctrl_c = tokio::signal::ctrl_c();
     tokio::pin!(ctrl_c);
     loop {
