@@ -471,6 +471,15 @@ async fn telegram_end_to_end_through_a_loopback_bot_api() {
     tg.private_message(111, "ada", "hi");
     wait_sent(&tg, 1).await;
     assert_eq!(tg.sent()[0], (111, "Hello Ada!".to_owned()));
+    // The message was marked as read (👀) once it was kept.
+    for _ in 0..100 {
+        if !tg.reactions().is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(tg.reactions()[0].0, 111);
+    assert_eq!(tg.reactions()[0].2, "👀");
     let ready: Value = client()
         .get(format!("{}/ready", gw.base))
         .send()

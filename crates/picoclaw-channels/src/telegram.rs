@@ -401,7 +401,22 @@ impl TelegramChannel {
         if inbound.content.trim().is_empty() && inbound.media.is_empty() {
             return Ok(());
         }
-        inbox.deliver(inbound).await
+        let message_id = message.map(|m| m.id);
+        inbox.deliver(inbound).await?;
+        // A read receipt: 👀 on the message once it is kept (best effort, in the background).
+        if let Some(id) = message_id {
+            use teloxide::payloads::SetMessageReactionSetters;
+            let bot = self.bot.clone();
+            tokio::spawn(async move {
+                let _ = bot
+                    .set_message_reaction(chat, id)
+                    .reaction(vec![teloxide::types::ReactionType::Emoji {
+                        emoji: "👀".into(),
+                    }])
+                    .await;
+            });
+        }
+        Ok(())
     }
 
     /// Downloads a voice note, audio file, photo (its largest size) or document into `dir`.

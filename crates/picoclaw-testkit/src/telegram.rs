@@ -40,6 +40,8 @@ struct Inner {
     markups: Mutex<Vec<Value>>,
     /// Callback queries answered (the button spinner stopped).
     answered: Mutex<Vec<String>>,
+    /// Reactions the bot set: (chat, message id, emoji).
+    reactions: Mutex<Vec<(i64, i64, String)>>,
     /// The next N HTML messages are refused as Telegram refuses bad entities.
     reject_html: Mutex<u32>,
     /// Files users "sent": file_id → bytes (served by getFile and the file download route).
@@ -156,6 +158,13 @@ async fn handle(
             "supports_inline_queries": false, "can_connect_to_business": false,
             "has_main_web_app": false
         })),
+        "setmessagereaction" => {
+            let chat = args["chat_id"].as_i64().unwrap_or_default();
+            let message = args["message_id"].as_i64().unwrap_or_default();
+            let emoji = args["reaction"][0]["emoji"].as_str().unwrap_or_default().to_owned();
+            inner.reactions.lock().unwrap().push((chat, message, emoji));
+            ok(json!(true))
+        }
         "answercallbackquery" => {
             let id = args["callback_query_id"].as_str().unwrap_or_default().to_owned();
             inner.answered.lock().unwrap().push(id);
@@ -489,6 +498,11 @@ impl FakeBotApi {
     /// The `reply_markup` of every sent message, in the order of [`FakeBotApi::sent`].
     pub fn markups(&self) -> Vec<Value> {
         self.inner.markups.lock().unwrap().clone()
+    }
+
+    /// Reactions the bot set: (chat, message id, emoji).
+    pub fn reactions(&self) -> Vec<(i64, i64, String)> {
+        self.inner.reactions.lock().unwrap().clone()
     }
 
     /// Callback query ids the bot answered.
