@@ -51,54 +51,14 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let level = match args.verbose {
-        0 => picoclaw_gateway::logging::level_from_config(&loaded.config)
-            .unwrap_or_else(|| "info".to_owned()),
-        1 => "debug".to_owned(),
-        _ => "trace".to_owned(),
-    };
-    let log = picoclaw_gateway::logging::LogOptions::new(
-        level,
-        matches!(args.log_format, LogFormat::Json),
-        (!args.no_log_file).then(|| paths.logs_dir()),
-    );
-    let _log_guard = match picoclaw_gateway::logging::init(&log) {
-        Ok(guard) => guard,
-        Err(e) => {
-            eprintln!("error: {e:#}");
-            return ExitCode::FAILURE;
-        }
-    };
-    for warning in &loaded.warnings {
-        tracing::warn!("{warning}");
-    }
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("error: cannot start the async runtime: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    let result = runtime.block_on(async {
-        // Inside the runtime: the signal handlers are installed before anything listens.
-        let shutdown = picoclaw_gateway::shutdown_signal();
-        picoclaw_gateway::run(loaded.config, paths, shutdown, |addr| {
-            eprintln!("picoclaw gateway listening on http://{addr}")
-        })
-        .await
-    });
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(picoclaw_gateway::SetupError::Config(msg)) => {
-            eprintln!("error: {msg}");
-            ExitCode::from(2)
-        }
-        Err(e) => {
-            eprintln!("error: {e}");
-            ExitCode::FAILURE
-        }
-    }
+    picoclaw_gateway::run_foreground(
+        loaded.config,
+        paths,
+        &loaded.warnings,
+        picoclaw_gateway::Foreground::new(
+            args.verbose,
+            matches!(args.log_format, LogFormat::Json),
+            !args.no_log_file,
+        ),
+    )
 }

@@ -749,12 +749,7 @@ async fn telegram_answers_are_formatted_with_a_plain_fallback() {
         Reply::text("**Again**"),
     ])
     .await;
-    let home = home_with(&endpoint, json!({"host": "127.0.0.1", "port": 0}));
-    set_channels(
-        home.path(),
-        json!({"telegram": {"enabled": true, "token": TOKEN, "allow_from": ["111"],
-            "api_base": tg.api_base()}}),
-    );
+    let home = telegram_home(&endpoint, &tg, TOKEN, json!(["111"]));
     let gw = Gateway::start(home.path());
     tg.private_message(111, "ada", "status?");
     wait_sent(&tg, 1).await;
@@ -810,12 +805,7 @@ async fn a_telegram_voice_note_is_saved_transcribed_and_answered() {
         Reply::text("Got your recording."),
     ])
     .await;
-    let home = home_with(&endpoint, json!({"host": "127.0.0.1", "port": 0}));
-    set_channels(
-        home.path(),
-        json!({"telegram": {"enabled": true, "token": TOKEN, "allow_from": ["111"],
-            "api_base": tg.api_base()}}),
-    );
+    let home = telegram_home(&endpoint, &tg, TOKEN, json!(["111"]));
     let file = home.path().join("config.json");
     let mut config: Value = serde_json::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
     config["stt"] = json!({"api_key": "stt-key", "api_base": stt});
@@ -878,12 +868,7 @@ async fn with_nobody_allowed_the_owner_pairs_with_the_code_from_the_log() {
     const TOKEN: &str = "444:PAIR";
     let tg = FakeBotApi::start(TOKEN);
     let endpoint = ScriptedEndpoint::start_with([Reply::text("Hello, owner.")]).await;
-    let home = home_with(&endpoint, json!({"host": "127.0.0.1", "port": 0}));
-    set_channels(
-        home.path(),
-        json!({"telegram": {"enabled": true, "token": TOKEN, "allow_from": [],
-            "api_base": tg.api_base()}}),
-    );
+    let home = telegram_home(&endpoint, &tg, TOKEN, json!([]));
     let gw = Gateway::start_with(home.path(), &[], "warn");
     let mut code = None;
     for _ in 0..400 {
@@ -960,12 +945,7 @@ async fn buttons_go_out_as_an_inline_keyboard_and_presses_come_back() {
         Reply::text("Watering now."),
     ])
     .await;
-    let home = home_with(&endpoint, json!({"host": "127.0.0.1", "port": 0}));
-    set_channels(
-        home.path(),
-        json!({"telegram": {"enabled": true, "token": TOKEN, "allow_from": ["111"],
-            "api_base": tg.api_base()}}),
-    );
+    let home = telegram_home(&endpoint, &tg, TOKEN, json!(["111"]));
     let gw = Gateway::start(home.path());
     tg.private_message(111, "ada", "ask me about the plants");
     wait_sent(&tg, 2).await;
@@ -992,4 +972,21 @@ async fn buttons_go_out_as_an_inline_keyboard_and_presses_come_back() {
     }
     assert_eq!(tg.answered().len(), 1);
     drop(gw);
+}
+
+/// A home whose gateway listens on a free loopback port and runs Telegram against `tg`.
+#[cfg(feature = "telegram")]
+fn telegram_home(
+    endpoint: &ScriptedEndpoint,
+    tg: &picoclaw_testkit::telegram::FakeBotApi,
+    token: &str,
+    allow_from: Value,
+) -> tempfile::TempDir {
+    let home = home_with(endpoint, json!({"host": "127.0.0.1", "port": 0}));
+    set_channels(
+        home.path(),
+        json!({"telegram": {"enabled": true, "token": token, "allow_from": allow_from,
+            "api_base": tg.api_base()}}),
+    );
+    home
 }

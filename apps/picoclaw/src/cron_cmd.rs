@@ -1,7 +1,7 @@
 //! `picoclaw cron`: the scheduled jobs the gateway runs — list, add, remove, enable, disable.
 //! The same jobs the agent manages with its `cron` tool.
 
-use crate::wiring::{self, SetupError};
+use crate::wiring;
 use anyhow::Context;
 use picoclaw_state::{CronJob, CronPayload, CronStore, Schedule, now_ms};
 use std::path::PathBuf;
@@ -110,14 +110,8 @@ pub fn run(config: Option<PathBuf>, args: CronArgs) -> anyhow::Result<ExitCode> 
         .build()
         .context("cannot start the async runtime")?;
     runtime.block_on(async {
-        let store = match wiring::open_state(&loaded.config, &paths, true).await {
-            Ok(Some(store)) => store,
-            Ok(None) => anyhow::bail!("the state database was not created"),
-            Err(SetupError::Config(msg)) => {
-                eprintln!("error: {msg}");
-                return Ok(ExitCode::from(2));
-            }
-            Err(SetupError::Other(e)) => return Err(e),
+        let Some(store) = wiring::open_store(&loaded.config, &paths).await? else {
+            return Ok(ExitCode::from(2));
         };
         let code = match args.command {
             CronCommand::List => {

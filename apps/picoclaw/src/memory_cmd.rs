@@ -1,7 +1,7 @@
 //! `picoclaw memory`: search long-term memory, add a fact, rebuild the index. The Markdown files
 //! in the workspace's `memory/` folder stay the source of truth; the index lives in state.db.
 
-use crate::wiring::{self, SetupError};
+use crate::wiring;
 use anyhow::Context;
 use picoclaw_core::MemoryStore;
 use picoclaw_state::{Remembered, WorkspaceMemory};
@@ -48,14 +48,8 @@ pub fn run(config: Option<PathBuf>, args: MemoryArgs) -> anyhow::Result<ExitCode
         .build()
         .context("cannot start the async runtime")?;
     runtime.block_on(async {
-        let store = match wiring::open_state(&loaded.config, &paths, true).await {
-            Ok(Some(store)) => store,
-            Ok(None) => anyhow::bail!("the state database was not created"),
-            Err(SetupError::Config(msg)) => {
-                eprintln!("error: {msg}");
-                return Ok(ExitCode::from(2));
-            }
-            Err(SetupError::Other(e)) => return Err(e),
+        let Some(store) = wiring::open_store(&loaded.config, &paths).await? else {
+            return Ok(ExitCode::from(2));
         };
         let memory = WorkspaceMemory::new(&workspace, store.clone());
         let code = match args.command {

@@ -3,7 +3,7 @@
 //! skills) when the workspace is elsewhere. Nothing in the source is changed or deleted, nothing
 //! already here is overwritten, and running it again imports nothing twice.
 
-use crate::wiring::{self, SetupError};
+use crate::wiring;
 use anyhow::Context;
 use picoclaw_state::legacy::{import_cron_jobs, import_sessions};
 use picoclaw_state::{MemoryStore, WorkspaceMemory};
@@ -114,14 +114,8 @@ pub fn run(config: Option<PathBuf>, args: MigrateArgs) -> anyhow::Result<ExitCod
         .build()
         .context("cannot start the async runtime")?;
     runtime.block_on(async {
-        let store = match wiring::open_state(&loaded.config, &paths, true).await {
-            Ok(Some(store)) => store,
-            Ok(None) => anyhow::bail!("the state database was not created"),
-            Err(SetupError::Config(msg)) => {
-                eprintln!("error: {msg}");
-                return Ok(ExitCode::from(2));
-            }
-            Err(SetupError::Other(e)) => return Err(e),
+        let Some(store) = wiring::open_store(&loaded.config, &paths).await? else {
+            return Ok(ExitCode::from(2));
         };
 
         // Sessions.

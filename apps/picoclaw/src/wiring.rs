@@ -62,6 +62,23 @@ pub use picoclaw_gateway::state_location;
 
 pub use picoclaw_gateway::open_state;
 
+/// Opens (creating it if needed) the state database for a CLI command. A configuration problem
+/// (a bad `state.url`, an unreachable server) is printed and gives `None`: exit with code 2.
+pub async fn open_store(
+    config: &picoclaw_config::Config,
+    paths: &Paths,
+) -> anyhow::Result<Option<Arc<dyn StateBackend>>> {
+    match open_state(config, paths, true).await {
+        Ok(Some(store)) => Ok(Some(store)),
+        Ok(None) => anyhow::bail!("the state database was not created"),
+        Err(SetupError::Config(msg)) => {
+            eprintln!("error: {msg}");
+            Ok(None)
+        }
+        Err(SetupError::Other(e)) => Err(e),
+    }
+}
+
 pub async fn build(
     config: Option<PathBuf>,
     model_override: Option<&str>,

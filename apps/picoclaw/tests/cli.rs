@@ -44,6 +44,23 @@ impl Home {
         self.dir.path().join("workspace")
     }
 
+    /// A config whose model has no API key anywhere (logins and stored keys stand in).
+    fn keyless(endpoint: &ScriptedEndpoint, model: &str, provider: &str) -> Self {
+        let home = Self::new();
+        home.write_config(&json!({
+            "agents": {"defaults": {"model": model,
+                "workspace": home.workspace().display().to_string()}},
+            "providers": {provider: {"api_base": endpoint.base_url()}},
+        }));
+        home
+    }
+
+    /// The config file as it is now (to change and write back).
+    fn config(&self) -> Value {
+        serde_json::from_str(&std::fs::read_to_string(self.path().join("config.json")).unwrap())
+            .unwrap()
+    }
+
     fn write_config(&self, value: &Value) {
         std::fs::write(
             self.path().join("config.json"),
@@ -556,9 +573,7 @@ async fn a_failing_model_falls_back_and_the_user_is_told() {
         &primary,
         json!({"model_fallbacks": ["vllm/backup-model"], "max_retries": 1}),
     );
-    let mut config: Value =
-        serde_json::from_str(&std::fs::read_to_string(home.path().join("config.json")).unwrap())
-            .unwrap();
+    let mut config = home.config();
     config["providers"]["vllm"] = json!({"api_base": backup.base_url()});
     home.write_config(&config);
     let out = run(home.cmd(), &["agent", "-m", "hello"]).await;
@@ -950,9 +965,7 @@ async fn usage_is_recorded_per_call_and_priced_from_the_model_list() {
     ])
     .await;
     let home = Home::with_config(&endpoint, json!({}));
-    let mut config: Value =
-        serde_json::from_str(&std::fs::read_to_string(home.path().join("config.json")).unwrap())
-            .unwrap();
+    let mut config = home.config();
     config["model_list"] = json!([{"model_name": "priced", "model": "openai/test-model",
                                    "price": {"input": 2.5, "output": 10.0}}]);
     home.write_config(&config);
@@ -1164,9 +1177,7 @@ async fn sessions_memory_and_usage_live_in_postgresql_when_state_url_says_so() {
     ])
     .await;
     let home = Home::with_config(&endpoint, json!({}));
-    let mut config: Value =
-        serde_json::from_str(&std::fs::read_to_string(home.path().join("config.json")).unwrap())
-            .unwrap();
+    let mut config = home.config();
     config["state"] = json!({"url": url});
     home.write_config(&config);
 
@@ -1423,9 +1434,7 @@ async fn exec_from_a_real_turn_cannot_write_outside_the_workspace_under_landlock
         "inside\n"
     );
     // The operator switches it off knowingly, and status says so.
-    let mut config: Value =
-        serde_json::from_str(&std::fs::read_to_string(home.path().join("config.json")).unwrap())
-            .unwrap();
+    let mut config = home.config();
     config["tools"] = json!({"exec": {"landlock": false}});
     home.write_config(&config);
     let status = run(home.cmd(), &["status"]).await;
@@ -1493,9 +1502,7 @@ async fn search_then_fetch_answers_from_the_page() {
     ])
     .await;
     let home = Home::with_config(&endpoint, json!({}));
-    let mut config: Value =
-        serde_json::from_str(&std::fs::read_to_string(home.path().join("config.json")).unwrap())
-            .unwrap();
+    let mut config = home.config();
     config["tools"] = json!({"web": {
         "searxng": {"enabled": true, "url": web, "max_results": 3},
         "fetch": {"allow_private": true},
@@ -1615,9 +1622,7 @@ async fn a_message_sent_from_the_cli_is_delivered_by_the_gateway_once() {
     std::fs::create_dir_all(home.workspace()).unwrap();
     std::fs::write(home.workspace().join("agenda.pdf"), b"%PDF-1.4 agenda").unwrap();
     std::fs::write(home.workspace().join("room.png"), b"\x89PNG room").unwrap();
-    let mut config: Value =
-        serde_json::from_str(&std::fs::read_to_string(home.path().join("config.json")).unwrap())
-            .unwrap();
+    let mut config = home.config();
     config["channels"] = json!({"telegram": {"enabled": true, "token": TOKEN,
         "allow_from": ["222"], "api_base": tg.api_base()}});
     config["gateway"] = json!({"host": "127.0.0.1", "port": 0});
@@ -1902,12 +1907,7 @@ async fn device_login_then_the_agent_sends_the_obtained_token() {
 async fn a_key_kept_in_the_credential_store_instead_of_the_config() {
     let endpoint = ScriptedEndpoint::start_with([Reply::text("ok")]).await;
     endpoint.require_api_key("sk-from-store-0123456789");
-    let home = Home::new();
-    home.write_config(&json!({
-        "agents": {"defaults": {"model": "deepseek/deepseek-chat",
-            "workspace": home.workspace().display().to_string()}},
-        "providers": {"deepseek": {"api_base": endpoint.base_url()}},
-    }));
+    let home = Home::keyless(&endpoint, "deepseek/deepseek-chat", "deepseek");
     let mut cmd = home.cmd();
     cmd.write_stdin("sk-from-store-0123456789\n");
     let out = run(
@@ -1932,12 +1932,7 @@ async fn onboard_enc_encrypts_the_credential_store_with_a_passphrase() {
     const PASS: &str = "a long passphrase";
     let endpoint = ScriptedEndpoint::start_with([Reply::text("ok")]).await;
     endpoint.require_api_key("sk-sealed-0123456789");
-    let home = Home::new();
-    home.write_config(&json!({
-        "agents": {"defaults": {"model": "deepseek/deepseek-chat",
-            "workspace": home.workspace().display().to_string()}},
-        "providers": {"deepseek": {"api_base": endpoint.base_url()}},
-    }));
+    let home = Home::keyless(&endpoint, "deepseek/deepseek-chat", "deepseek");
     let out = run(
         home.cmd(),
         &[
@@ -1994,12 +1989,7 @@ async fn claude_with_a_setup_token_or_a_sign_in_sends_a_bearer() {
         Reply::text("From a sign-in."),
     ])
     .await;
-    let home = Home::new();
-    home.write_config(&json!({
-        "agents": {"defaults": {"model": "anthropic/claude-test",
-            "workspace": home.workspace().display().to_string()}},
-        "providers": {"anthropic": {"api_base": endpoint.base_url()}},
-    }));
+    let home = Home::keyless(&endpoint, "anthropic/claude-test", "anthropic");
     let out = run(
         home.cmd(),
         &[

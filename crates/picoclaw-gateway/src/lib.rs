@@ -205,6 +205,89 @@ pub fn channels_from_config(
     manager
 }
 
+/// How the gateway runs in the foreground (`picoclaw gateway` and the `picoclaw-gateway`
+/// binary share this).
+#[derive(Clone, Copy, Debug, Default)]
+#[non_exhaustive]
+pub struct Foreground {
+    /// `-v` count: 0 takes logging.level from the config (else info), 1 debug, 2+ trace.
+    pub verbose: u8,
+    /// Log lines as JSON.
+    pub json_logs: bool,
+    /// Also log to daily files in ~/.picoclaw/logs.
+    pub log_files: bool,
+}
+
+impl Foreground {
+    pub fn new(verbose: u8, json_logs: bool, log_files: bool) -> Self {
+        Self {
+            verbose,
+            json_logs,
+            log_files,
+        }
+    }
+}
+
+/// Sets up logging, logs `warnings` (from loading the config), and runs the gateway until
+/// SIGINT or SIGTERM. Exit code 2 for configuration errors, 1 for other failures.
+pub fn run_foreground(
+    config: Config,
+    paths: Paths,
+    warnings: &[String],
+    options: Foreground,
+) -> std::process::ExitCode {
+    use std::process::ExitCode;
+    let level = match options.verbose {
+        0 => logging::level_from_config(&config).unwrap_or_else(|| "info".to_owned()),
+        1 => "debug".to_owned(),
+        _ => "trace".to_owned(),
+    };
+    let log = logging::LogOptions::new(
+        level,
+        options.json_logs,
+        options.log_files.then(|| paths.logs_dir()),
+    );
+    let _log_guard = match logging::init(&log) {
+        Ok(guard) => guard,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            return ExitCode::FAILURE;
+        }
+    };
+    for warning in warnings {
+        tracing::warn!("{warning}");
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async {
+        // Inside the runtime: the signal handlers are installed before anything listens.
+        let shutdown = shutdown_signal();
+        run(config, paths, shutdown, |addr| {
+            eprintln!("picoclaw gateway listening on http://{addr} (Ctrl-C stops it)")
+        })
+        .await
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(SetupError::Config(msg)) => {
+            eprintln!("error: {msg}");
+            ExitCode::from(2)
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
 /// Completes on SIGINT (Ctrl-C) or SIGTERM. The handlers are installed when this is called (it
 /// must be called inside the runtime), so a signal that arrives before the future is first
 /// polled is not lost to the default action.

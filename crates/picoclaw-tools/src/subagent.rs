@@ -136,6 +136,35 @@ impl Subagents {
     }
 }
 
+/// The spec both tools share: `task` and `label`.
+fn task_spec(name: &str, description: &str) -> ToolSpec {
+    ToolSpec::new(
+        name,
+        description,
+        schema(
+            &[
+                (
+                    "task",
+                    "string",
+                    "The task, with everything the sub-agent needs to know",
+                ),
+                ("label", "string", "A short name for the task"),
+            ],
+            &["task"],
+        ),
+    )
+}
+
+/// The task (trimmed, not empty) and its label, or the error for the model.
+fn task_of(tool: &str, args: Value) -> Result<(String, String), ToolOutput> {
+    let args: Args = parse(tool, args)?;
+    if args.task.trim().is_empty() {
+        return Err(ToolOutput::error(format!("{tool}: the task is empty")));
+    }
+    let label = label_of(&args);
+    Ok((args.task.trim().to_owned(), label))
+}
+
 /// `subagent(task, label)`.
 #[derive(Debug, Clone)]
 pub struct SubagentTool(Subagents);
@@ -148,33 +177,18 @@ impl Tool for SubagentTool {
     }
 
     fn spec(&self) -> ToolSpec {
-        ToolSpec::new(
+        task_spec(
             "subagent",
             "Run a self-contained task in a sub-agent (fresh context) and wait for its result.",
-            schema(
-                &[
-                    (
-                        "task",
-                        "string",
-                        "The task, with everything the sub-agent needs to know",
-                    ),
-                    ("label", "string", "A short name for the task"),
-                ],
-                &["task"],
-            ),
         )
     }
 
     async fn call(&self, ctx: &ToolContext, args: Value) -> ToolOutput {
-        let args: Args = match parse("subagent", args) {
-            Ok(a) => a,
+        let (task, label) = match task_of("subagent", args) {
+            Ok(t) => t,
             Err(e) => return e,
         };
-        if args.task.trim().is_empty() {
-            return ToolOutput::error("subagent: the task is empty");
-        }
-        let label = label_of(&args);
-        match self.0.run(args.task.trim(), &label, ctx).await {
+        match self.0.run(&task, &label, ctx).await {
             Ok(result) => ToolOutput::ok(format!("Sub-agent \"{label}\" finished:\n{result}")),
             Err(e) => ToolOutput::error(format!("subagent \"{label}\" failed: {e}")),
         }
@@ -237,33 +251,17 @@ impl Tool for SpawnTool {
     }
 
     fn spec(&self) -> ToolSpec {
-        ToolSpec::new(
+        task_spec(
             "spawn",
             "Run a task in a background sub-agent; its result is sent to this chat later.",
-            schema(
-                &[
-                    (
-                        "task",
-                        "string",
-                        "The task, with everything the sub-agent needs to know",
-                    ),
-                    ("label", "string", "A short name for the task"),
-                ],
-                &["task"],
-            ),
         )
     }
 
     async fn call(&self, ctx: &ToolContext, args: Value) -> ToolOutput {
-        let args: Args = match parse("spawn", args) {
-            Ok(a) => a,
+        let (task, label) = match task_of("spawn", args) {
+            Ok(t) => t,
             Err(e) => return e,
         };
-        if args.task.trim().is_empty() {
-            return ToolOutput::error("spawn: the task is empty");
-        }
-        let label = label_of(&args);
-        let task = args.task.trim().to_owned();
         let channel = ctx.channel.clone();
         let local = match (&self.0.local, channel.as_deref()) {
             (Some(tx), Some("cli")) => Some(tx.clone()),
