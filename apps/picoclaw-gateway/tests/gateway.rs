@@ -100,7 +100,7 @@ fn home_with(endpoint: &ScriptedEndpoint, gateway: Value) -> tempfile::TempDir {
 }
 
 /// Replaces the `channels` section of the config in `home`.
-#[cfg(feature = "telegram")]
+#[cfg(any(feature = "telegram", feature = "slack"))]
 fn set_channels(home: &std::path::Path, channels: Value) {
     let file = home.join("config.json");
     let mut config: Value = serde_json::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
@@ -989,4 +989,162 @@ fn telegram_home(
             "api_base": tg.api_base()}}),
     );
     home
+}
+
+/// Waits until the fake Slack has `n` chat.postMessage calls.
+#[cfg(feature = "slack")]
+async fn wait_posts(fake: &picoclaw_testkit::slack::FakeSlack, n: usize) -> Vec<Value> {
+    for _ in 0..400 {
+        if fake.posts().len() >= n {
+            return fake.posts();
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!("expected {n} Slack posts, got {:?}", fake.posts());
+}
+
+#[cfg(feature = "slack")]
+#[tokio::test(flavor = "multi_thread")]
+async fn slack_socket_mode_end_to_end_across_a_restart() {
+    use picoclaw_testkit::slack::{BOT_USER_ID, FakeSlack};
+    let slack = FakeSlack::start("xoxb-e2e", "xapp-e2e");
+    let endpoint = ScriptedEndpoint::start_with([
+        Reply::text("Hello **Ada**!"),
+        Reply::text("It is noon."),
+        Reply::text("Welcome back, I remember you."),
+    ])
+    .await;
+    let home = home_with(&endpoint, json!({"host": "127.0.0.1", "port": 0}));
+    set_channels(
+        home.path(),
+        json!({"slack": {"enabled": true, "bot_token": "xoxb-e2e", "app_token": "xapp-e2e",
+            "allow_from": ["UADA"], "api_base": slack.api_base()}}),
+    );
+    let gw = Gateway::start(home.path());
+    // An allowed user's DM: answered in mrkdwn; a stranger's DM: never reaches the model.
+    let hi = slack.event_callback(slack.dm_event("UADA", "hi"));
+    let push = |payload: Value| tokio::task::block_in_place(|| slack.push_socket(payload));
+    push(hi.clone());
+    push(slack.event_callback(slack.dm_event("UEVE", "let me in")));
+    let posts = wait_posts(&slack, 1).await;
+    assert_eq!(posts[0]["channel"], "DUADA");
+    assert_eq!(posts[0]["text"], "Hello *Ada*!");
+    // A mention in a channel: answered in the thread under it.
+    let mention = slack.mention_event("UADA", "CGEN", &format!("<@{BOT_USER_ID}> time?"));
+    let ts = mention["ts"].as_str().unwrap().to_owned();
+    push(slack.event_callback(mention));
+    let posts = wait_posts(&slack, 2).await;
+    assert_eq!(posts[1]["channel"], "CGEN");
+    assert_eq!(posts[1]["thread_ts"], ts.as_str());
+    assert_eq!(posts[1]["text"], "It is noon.");
+    let ready: Value = client()
+        .get(format!("{}/ready", gw.base))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(ready["channels"]["slack"], "running", "{ready}");
+    drop(gw);
+
+    // After a restart: Slack delivers the first event again (as it does when an ack was lost),
+    // and the user writes again. The old message is not answered twice (the journal knows
+    // it); the session goes on where it was.
+    let gw = Gateway::start(home.path());
+    push(hi);
+    push(slack.event_callback(slack.dm_event("UADA", "still there?")));
+    let posts = wait_posts(&slack, 3).await;
+    assert_eq!(posts[2]["text"], "Welcome back, I remember you.");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(slack.posts().len(), 3, "nothing answered twice");
+    let requests = endpoint.requests();
+    assert_eq!(
+        requests.len(),
+        3,
+        "the stranger and the redelivery never reached the model"
+    );
+    let history = requests[2].message_texts();
+    assert!(
+        history.iter().any(|t| t == "hi") && history.iter().any(|t| t == "Hello **Ada**!"),
+        "the DM session survived the restart: {history:?}"
+    );
+    drop(gw);
+}
+
+#[cfg(feature = "slack")]
+#[tokio::test(flavor = "multi_thread")]
+async fn a_slow_slack_turn_over_the_events_api_is_answered_once() {
+    use picoclaw_testkit::slack::FakeSlack;
+    const SECRET: &str = "e2e-signing-secret";
+    let slack = FakeSlack::start("xoxb-e2e", "xapp-unused");
+    let endpoint = ScriptedEndpoint::start_with([
+        Reply::text("Thought about it for a while.").delayed(Duration::from_secs(4))
+    ])
+    .await;
+    let home = home_with(&endpoint, json!({"host": "127.0.0.1", "port": 0}));
+    set_channels(
+        home.path(),
+        json!({"slack": {"enabled": true, "bot_token": "xoxb-e2e", "signing_secret": SECRET,
+            "allow_from": ["UADA"], "api_base": slack.api_base()}}),
+    );
+    let gw = Gateway::start(home.path());
+    let body = slack
+        .event_callback(slack.dm_event("UADA", "think hard"))
+        .to_string();
+    let post = |retry: Option<u32>| {
+        let at = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs() as i64;
+        let mut req = client()
+            .post(format!("{}/webhook/slack", gw.base))
+            .header("content-type", "application/json")
+            .header("x-slack-request-timestamp", at.to_string())
+            .header("x-slack-signature", FakeSlack::sign(SECRET, at, &body))
+            .body(body.clone());
+        if let Some(n) = retry {
+            req = req
+                .header("x-slack-retry-num", n.to_string())
+                .header("x-slack-retry-reason", "http_timeout");
+        }
+        req.send()
+    };
+    // 503 until the channel signed in; then Slack gets its 200 at once, long before the turn
+    // ends (it gives up after 3 s).
+    let mut status = 0;
+    for _ in 0..200 {
+        let started = std::time::Instant::now();
+        status = post(None).await.unwrap().status().as_u16();
+        if status == 200 {
+            assert!(
+                started.elapsed() < Duration::from_secs(2),
+                "{:?}",
+                started.elapsed()
+            );
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert_eq!(status, 200);
+    // Slack's retries of the same event while the turn runs: accepted, not answered again.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(post(Some(1)).await.unwrap().status().as_u16(), 200);
+    assert_eq!(post(Some(2)).await.unwrap().status().as_u16(), 200);
+    // A forged request: refused.
+    let forged = client()
+        .post(format!("{}/webhook/slack", gw.base))
+        .header("x-slack-request-timestamp", "1")
+        .header("x-slack-signature", "v0=00")
+        .body(body.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(forged.status().as_u16(), 401);
+    let posts = wait_posts(&slack, 1).await;
+    assert_eq!(posts[0]["text"], "Thought about it for a while.");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(slack.posts().len(), 1, "answered once");
+    assert_eq!(endpoint.requests().len(), 1);
+    drop(gw);
 }

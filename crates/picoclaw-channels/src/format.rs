@@ -1,7 +1,8 @@
 //! The agent writes Markdown; platforms want their own formats. Telegram takes a small HTML
 //! subset (`<b> <i> <u> <s> <code> <pre> <a href> <blockquote>`), so Markdown is parsed with
 //! `pulldown-cmark` and rendered into that subset, with everything else escaped. Headings become
-//! bold lines, list items bullets or numbers, images their links, tables plain rows.
+//! bold lines, list items bullets or numbers, images their links, tables plain rows. Slack's
+//! mrkdwn comes from the same walk with its own marks.
 
 use pulldown_cmark::{CodeBlockKind, Event, Options, Parser, Tag, TagEnd};
 
@@ -23,32 +24,134 @@ fn escape_attr(text: &str) -> String {
     escape_html(text).replace('"', "&quot;")
 }
 
+/// How a platform marks up what Markdown expresses.
+trait Dialect {
+    fn escape(&self, text: &str) -> String;
+    /// Opening and closing marks of bold, italic and struck-through text.
+    fn bold(&self) -> (&'static str, &'static str);
+    fn italic(&self) -> (&'static str, &'static str);
+    fn strike(&self) -> (&'static str, &'static str);
+    fn inline_code(&self, code: &str) -> String;
+    fn code_block_open(&self, lang: Option<&str>) -> String;
+    fn code_block_close(&self) -> &'static str;
+    fn link_open(&self, url: &str) -> String;
+    fn link_close(&self) -> &'static str;
+    /// Wraps a rendered block quote.
+    fn quote(&self, inner: &str) -> String;
+}
+
+struct TelegramHtml;
+
+impl Dialect for TelegramHtml {
+    fn escape(&self, text: &str) -> String {
+        escape_html(text)
+    }
+    fn bold(&self) -> (&'static str, &'static str) {
+        ("<b>", "</b>")
+    }
+    fn italic(&self) -> (&'static str, &'static str) {
+        ("<i>", "</i>")
+    }
+    fn strike(&self) -> (&'static str, &'static str) {
+        ("<s>", "</s>")
+    }
+    fn inline_code(&self, code: &str) -> String {
+        format!("<code>{}</code>", escape_html(code))
+    }
+    fn code_block_open(&self, lang: Option<&str>) -> String {
+        match lang {
+            Some(lang) => format!("<pre><code class=\"language-{}\">", escape_attr(lang)),
+            None => "<pre><code>".to_owned(),
+        }
+    }
+    fn code_block_close(&self) -> &'static str {
+        "</code></pre>"
+    }
+    fn link_open(&self, url: &str) -> String {
+        format!("<a href=\"{}\">", escape_attr(url))
+    }
+    fn link_close(&self) -> &'static str {
+        "</a>"
+    }
+    fn quote(&self, inner: &str) -> String {
+        format!("<blockquote>{inner}</blockquote>")
+    }
+}
+
+/// Slack's mrkdwn: `*bold*`, `_italic_`, `~struck~`, `` `code` ``, fenced blocks, `<url|text>`
+/// links, `>` quotes; `&`, `<` and `>` escaped as entities (Slack's rule).
+struct SlackMrkdwn;
+
+impl Dialect for SlackMrkdwn {
+    fn escape(&self, text: &str) -> String {
+        escape_html(text)
+    }
+    fn bold(&self) -> (&'static str, &'static str) {
+        ("*", "*")
+    }
+    fn italic(&self) -> (&'static str, &'static str) {
+        ("_", "_")
+    }
+    fn strike(&self) -> (&'static str, &'static str) {
+        ("~", "~")
+    }
+    fn inline_code(&self, code: &str) -> String {
+        format!("`{}`", escape_html(&code.replace('`', "'")))
+    }
+    fn code_block_open(&self, _lang: Option<&str>) -> String {
+        "```\n".to_owned()
+    }
+    fn code_block_close(&self) -> &'static str {
+        "\n```"
+    }
+    fn link_open(&self, url: &str) -> String {
+        // `|` and `>` end the URL part of a Slack link.
+        format!("<{}|", escape_html(url).replace('|', "%7C"))
+    }
+    fn link_close(&self) -> &'static str {
+        ">"
+    }
+    fn quote(&self, inner: &str) -> String {
+        inner
+            .lines()
+            .map(|l| format!("> {l}"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+}
+
 /// Markdown → Telegram HTML (`parse_mode: HTML`).
 pub fn markdown_to_telegram_html(markdown: &str) -> String {
+    render(markdown, &TelegramHtml)
+}
+
+/// Markdown → Slack mrkdwn (the `text` of `chat.postMessage` and of `mrkdwn` text objects).
+pub fn markdown_to_slack_mrkdwn(markdown: &str) -> String {
+    render(markdown, &SlackMrkdwn)
+}
+
+fn render(markdown: &str, d: &dyn Dialect) -> String {
     let options =
         Options::ENABLE_STRIKETHROUGH | Options::ENABLE_TABLES | Options::ENABLE_TASKLISTS;
     let mut out = String::with_capacity(markdown.len() + 32);
     // Nested lists: the number of the next item in each open list (None: bullets).
     let mut lists: Vec<Option<u64>> = Vec::new();
+    // Where each open block quote starts in `out`.
+    let mut quotes: Vec<usize> = Vec::new();
     let mut in_code_block = false;
     for event in Parser::new_ext(markdown, options) {
         match event {
             Event::Start(tag) => match tag {
                 Tag::Paragraph => {}
-                Tag::Heading { .. } => out.push_str("<b>"),
-                Tag::BlockQuote(_) => out.push_str("<blockquote>"),
+                Tag::Heading { .. } | Tag::Strong => out.push_str(d.bold().0),
+                Tag::BlockQuote(_) => quotes.push(out.len()),
                 Tag::CodeBlock(kind) => {
                     in_code_block = true;
-                    match kind {
-                        CodeBlockKind::Fenced(lang) if !lang.trim().is_empty() => {
-                            let lang = lang.split_whitespace().next().unwrap_or_default();
-                            out.push_str(&format!(
-                                "<pre><code class=\"language-{}\">",
-                                escape_attr(lang)
-                            ));
-                        }
-                        _ => out.push_str("<pre><code>"),
-                    }
+                    let lang = match &kind {
+                        CodeBlockKind::Fenced(lang) => lang.split_whitespace().next(),
+                        CodeBlockKind::Indented => None,
+                    };
+                    out.push_str(&d.code_block_open(lang));
                 }
                 Tag::List(start) => {
                     // A list inside an item starts on its own line.
@@ -68,29 +171,32 @@ pub fn markdown_to_telegram_html(markdown: &str) -> String {
                         _ => out.push_str("• "),
                     }
                 }
-                Tag::Emphasis => out.push_str("<i>"),
-                Tag::Strong => out.push_str("<b>"),
-                Tag::Strikethrough => out.push_str("<s>"),
-                Tag::Link { dest_url, .. } => {
-                    out.push_str(&format!("<a href=\"{}\">", escape_attr(&dest_url)));
+                Tag::Emphasis => out.push_str(d.italic().0),
+                Tag::Strikethrough => out.push_str(d.strike().0),
+                Tag::Link { dest_url, .. } | Tag::Image { dest_url, .. } => {
+                    out.push_str(&d.link_open(&dest_url));
                 }
-                Tag::Image { dest_url, .. } => {
-                    out.push_str(&format!("<a href=\"{}\">", escape_attr(&dest_url)));
-                }
-                Tag::TableCell => {}
                 _ => {}
             },
             Event::End(tag) => match tag {
                 TagEnd::Paragraph => out.push_str("\n\n"),
-                TagEnd::Heading(_) => out.push_str("</b>\n\n"),
+                TagEnd::Heading(_) => {
+                    out.push_str(d.bold().1);
+                    out.push_str("\n\n");
+                }
                 TagEnd::BlockQuote(_) => {
                     trim_end_newlines(&mut out);
-                    out.push_str("</blockquote>\n\n");
+                    let start = quotes.pop().unwrap_or(0).min(out.len());
+                    let quoted = d.quote(&out[start..]);
+                    out.truncate(start);
+                    out.push_str(&quoted);
+                    out.push_str("\n\n");
                 }
                 TagEnd::CodeBlock => {
                     in_code_block = false;
                     trim_end_newlines(&mut out);
-                    out.push_str("</code></pre>\n\n");
+                    out.push_str(d.code_block_close());
+                    out.push_str("\n\n");
                 }
                 TagEnd::List(_) => {
                     lists.pop();
@@ -103,10 +209,10 @@ pub fn markdown_to_telegram_html(markdown: &str) -> String {
                     trim_end_newlines(&mut out);
                     out.push('\n');
                 }
-                TagEnd::Emphasis => out.push_str("</i>"),
-                TagEnd::Strong => out.push_str("</b>"),
-                TagEnd::Strikethrough => out.push_str("</s>"),
-                TagEnd::Link | TagEnd::Image => out.push_str("</a>"),
+                TagEnd::Emphasis => out.push_str(d.italic().1),
+                TagEnd::Strong => out.push_str(d.bold().1),
+                TagEnd::Strikethrough => out.push_str(d.strike().1),
+                TagEnd::Link | TagEnd::Image => out.push_str(d.link_close()),
                 TagEnd::TableCell => out.push_str(" | "),
                 TagEnd::TableRow | TagEnd::TableHead => {
                     let trimmed = out.trim_end_matches(" | ").len();
@@ -116,19 +222,15 @@ pub fn markdown_to_telegram_html(markdown: &str) -> String {
                 TagEnd::Table => out.push('\n'),
                 _ => {}
             },
-            Event::Text(text) => out.push_str(&escape_html(&text)),
-            Event::Code(code) => {
-                out.push_str("<code>");
-                out.push_str(&escape_html(&code));
-                out.push_str("</code>");
-            }
+            Event::Text(text) => out.push_str(&d.escape(&text)),
+            Event::Code(code) => out.push_str(&d.inline_code(&code)),
             Event::SoftBreak => out.push(if in_code_block { '\n' } else { ' ' }),
             Event::HardBreak => out.push('\n'),
             Event::Rule => out.push_str("———\n\n"),
             Event::TaskListMarker(done) => out.push_str(if done { "☑ " } else { "☐ " }),
             // Raw HTML from the model is shown, not interpreted.
-            Event::Html(html) | Event::InlineHtml(html) => out.push_str(&escape_html(&html)),
-            Event::FootnoteReference(r) => out.push_str(&format!("[{}]", escape_html(&r))),
+            Event::Html(html) | Event::InlineHtml(html) => out.push_str(&d.escape(&html)),
+            Event::FootnoteReference(r) => out.push_str(&format!("[{}]", d.escape(&r))),
             _ => {}
         }
     }
@@ -175,5 +277,29 @@ mod tests {
         assert_eq!(nested, "• a\n  • b\n• c");
         let tasks = markdown_to_telegram_html("- [x] done\n- [ ] todo");
         assert_eq!(tasks, "• ☑ done\n• ☐ todo");
+    }
+
+    #[test]
+    fn common_markdown_becomes_slack_mrkdwn() {
+        let md = "# Title\n\nSome **bold**, *italic*, ~~gone~~ and `x < y`.\n\n\
+                  - one\n- two\n\n\
+                  ```rust\nfn main() { if a < b {} }\n```\n\n\
+                  > quoted & kept\n> twice\n\n[link](https://example.com/?a=1&b=2|x)";
+        assert_eq!(
+            markdown_to_slack_mrkdwn(md),
+            "*Title*\n\n\
+             Some *bold*, _italic_, ~gone~ and `x &lt; y`.\n\n\
+             • one\n• two\n\n\
+             ```\nfn main() { if a &lt; b {} }\n```\n\n\
+             > quoted &amp; kept twice\n\n\
+             <https://example.com/?a=1&amp;b=2%7Cx|link>"
+        );
+        // Slack's own markup typed by the model is shown, not obeyed.
+        assert_eq!(
+            markdown_to_slack_mrkdwn("ping <!channel> and <@U1>"),
+            "ping &lt;!channel&gt; and &lt;@U1&gt;"
+        );
+        let quote = markdown_to_slack_mrkdwn("> a\n>\n> b");
+        assert_eq!(quote, "> a\n> \n> b");
     }
 }

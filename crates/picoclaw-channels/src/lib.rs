@@ -10,6 +10,9 @@
 
 pub mod access;
 pub mod format;
+pub mod settings;
+#[cfg(feature = "slack")]
+pub mod slack;
 #[cfg(feature = "telegram")]
 pub mod telegram;
 

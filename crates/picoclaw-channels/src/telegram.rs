@@ -82,32 +82,9 @@ impl TelegramConfig {
                 )
             })?
             .to_owned();
-        let allow_from = match value.get("allow_from") {
-            Some(Value::Array(items)) => items
-                .iter()
-                .filter_map(|v| match v {
-                    Value::String(s) => Some(s.trim().to_owned()),
-                    Value::Number(n) => Some(n.to_string()),
-                    _ => None,
-                })
-                .filter(|s| !s.is_empty())
-                .collect(),
-            _ => Vec::new(),
-        };
-        let api_base = value
-            .get("api_base")
-            .and_then(Value::as_str)
-            .map(str::trim)
-            .filter(|s| !s.is_empty())
-            .map(str::to_owned);
-        let text = |key: &str| {
-            value
-                .get(key)
-                .and_then(Value::as_str)
-                .map(str::trim)
-                .filter(|s| !s.is_empty())
-                .map(str::to_owned)
-        };
+        let allow_from = crate::settings::allow_from(value);
+        let text = |key: &str| crate::settings::text(value, key);
+        let api_base = text("api_base");
         let webhook_url = text("webhook_url");
         if let Some(url) = &webhook_url {
             let parsed = url::Url::parse(url).map_err(|e| {
@@ -146,10 +123,7 @@ impl TelegramConfig {
             webhook_secret,
             media_dir: None,
             paired_file: None,
-            rate_limit_per_minute: value
-                .get("rate_limit_per_minute")
-                .and_then(Value::as_u64)
-                .map_or(20, |n| n.min(u64::from(u32::MAX)) as u32),
+            rate_limit_per_minute: crate::settings::rate_limit(value),
         })
     }
 }
@@ -450,25 +424,12 @@ impl TelegramChannel {
             .get_file(meta.id.clone())
             .await
             .map_err(|e| format!("telegram: {e}"))?;
-        // Only the name's last component, without anything a path could abuse.
-        let safe: String = name
-            .rsplit('/')
-            .next()
-            .unwrap_or("file")
-            .chars()
-            .map(|c| {
-                if c.is_alphanumeric() || matches!(c, '.' | '-' | '_') {
-                    c
-                } else {
-                    '_'
-                }
-            })
-            .collect();
+        let safe = crate::settings::safe_file_name(&name);
         let folder = dir.join(message.chat.id.0.to_string());
         tokio::fs::create_dir_all(&folder)
             .await
             .map_err(|e| format!("cannot create {}: {e}", folder.display()))?;
-        let path = folder.join(format!("{}-{}", message.id.0, safe.trim_start_matches('.')));
+        let path = folder.join(format!("{}-{safe}", message.id.0));
         let mut out = tokio::fs::File::create(&path)
             .await
             .map_err(|e| format!("cannot write {}: {e}", path.display()))?;

@@ -195,6 +195,18 @@ pub fn channels_from_config(
                     Err(e) => tracing::warn!(channel = %name, error = %e, "channel not started"),
                 }
             }
+            #[cfg(feature = "slack")]
+            "slack" => {
+                use picoclaw_channels::slack::{SlackChannel, SlackConfig};
+                let configured = SlackConfig::from_json(settings).map(|c| {
+                    c.with_media_dir(workspace.join("media").join("slack"))
+                        .with_paired_file(home.join("channels").join("slack-paired.json"))
+                });
+                match configured.and_then(SlackChannel::new) {
+                    Ok(channel) => manager.add(Arc::new(channel)),
+                    Err(e) => tracing::warn!(channel = %name, error = %e, "channel not started"),
+                }
+            }
             _ => tracing::warn!(
                 channel = %name,
                 "channels.{name} is enabled, but this build has no {name} channel; its messages \

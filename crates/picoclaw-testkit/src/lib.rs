@@ -16,6 +16,7 @@ pub mod oauth;
 mod provider;
 mod reply;
 mod responses;
+pub mod slack;
 pub mod telegram;
 mod workspace;
 
