@@ -202,6 +202,12 @@ fn apply_env(value: &mut Value, env: &HashMap<String, String>) -> Result<(), Con
     }
     schema["tools"]["exec"]["timeout_seconds"] = Value::from(0);
     schema["gateway"]["api_key"] = Value::String(String::new());
+    // Channel secrets, so that a token can stay out of config.json.
+    schema["channels"] = serde_json::json!({
+        "telegram": {"token": ""},
+        "discord": {"token": ""},
+        "slack": {"bot_token": "", "app_token": "", "signing_secret": ""},
+    });
     leaves(&schema, &mut Vec::new(), &mut targets);
     leaves(value, &mut Vec::new(), &mut targets);
     for (var, raw) in env {

@@ -140,6 +140,7 @@ fn environment_overrides_every_key() {
         ("PICOCLAW_GATEWAY_PORT", "19000"),
         ("PICOCLAW_HEARTBEAT_ENABLED", "0"),
         ("PICOCLAW_PROVIDERS_DEEPSEEK_API_KEY", "sk-from-env"),
+        ("PICOCLAW_CHANNELS_SLACK_BOT_TOKEN", "xoxb-from-env"),
         ("PICOCLAW_HOME", "/ignored/here"),
     ]);
     let c = load_with_env(&home.paths(), &e).unwrap().config;
@@ -152,6 +153,8 @@ fn environment_overrides_every_key() {
         c.providers["deepseek"].api_key.as_ref().unwrap().expose(),
         "sk-from-env"
     );
+    // A channel token that is not in the file at all.
+    assert_eq!(c.channels["slack"]["bot_token"], "xoxb-from-env");
 
     let err = load_with_env(&home.paths(), &env(&[("PICOCLAW_GATEWAY_PORT", "many")])).unwrap_err();
     assert!(err.to_string().contains("PICOCLAW_GATEWAY_PORT"), "{err}");
