@@ -100,7 +100,7 @@ fn home_with(endpoint: &ScriptedEndpoint, gateway: Value) -> tempfile::TempDir {
 }
 
 /// Replaces the `channels` section of the config in `home`.
-#[cfg(any(feature = "telegram", feature = "slack"))]
+#[cfg(any(feature = "telegram", feature = "slack", feature = "discord"))]
 fn set_channels(home: &std::path::Path, channels: Value) {
     let file = home.join("config.json");
     let mut config: Value = serde_json::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
@@ -1146,5 +1146,115 @@ async fn a_slow_slack_turn_over_the_events_api_is_answered_once() {
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(slack.posts().len(), 1, "answered once");
     assert_eq!(endpoint.requests().len(), 1);
+    drop(gw);
+}
+
+/// The acceptance of the channels issue: Telegram, Discord and Slack in one gateway, each
+/// pointed at its loopback fake through `api_base`. Each answers a user on its allow-list,
+/// ignores one who is not, and after a restart the sessions go on with nothing answered twice.
+#[cfg(all(feature = "telegram", feature = "discord", feature = "slack"))]
+#[tokio::test(flavor = "multi_thread")]
+async fn three_channels_in_one_gateway_across_a_restart() {
+    use picoclaw_testkit::discord::FakeDiscord;
+    use picoclaw_testkit::slack::FakeSlack;
+    use picoclaw_testkit::telegram::FakeBotApi;
+    const ADA: &str = "100000000000000001";
+    const DM: &str = "200000000000000001";
+    let tg = FakeBotApi::start("77:THREE");
+    let dc = FakeDiscord::start("discord-three");
+    let sl = FakeSlack::start("xoxb-three", "xapp-three");
+    // Each channel's conversation is its own session; the model sees which by the history.
+    let endpoint = ScriptedEndpoint::start_with(
+        [
+            ("tg-1", "telegram one"),
+            ("dc-1", "discord one"),
+            ("sl-1", "slack one"),
+            ("tg-2", "telegram two"),
+            ("dc-2", "discord two"),
+            ("sl-2", "slack two"),
+        ]
+        .map(|(needle, answer)| Reply::text(answer).when_request_contains(needle)),
+    )
+    .await;
+    let home = home_with(&endpoint, json!({"host": "127.0.0.1", "port": 0}));
+    set_channels(
+        home.path(),
+        json!({
+            "telegram": {"enabled": true, "token": "77:THREE", "allow_from": ["111"],
+                         "api_base": tg.api_base()},
+            "discord": {"enabled": true, "token": "discord-three", "allow_from": [ADA],
+                        "api_base": dc.api_base()},
+            "slack": {"enabled": true, "bot_token": "xoxb-three", "app_token": "xapp-three",
+                      "allow_from": ["UADA"], "api_base": sl.api_base()},
+        }),
+    );
+    let blocking = |f: &dyn Fn()| tokio::task::block_in_place(f);
+    let gw = Gateway::start(home.path());
+    tg.private_message(111, "ada", "tg-1");
+    tg.private_message(222, "eve", "tg-stranger");
+    blocking(&|| {
+        dc.message(DM, None, ADA, "ada", "dc-1", json!({}));
+    });
+    blocking(&|| {
+        dc.message(
+            "200000000000000009",
+            None,
+            "100000000000000009",
+            "eve",
+            "dc-stranger",
+            json!({}),
+        );
+    });
+    blocking(&|| {
+        sl.push_socket(sl.event_callback(sl.dm_event("UADA", "sl-1")));
+        sl.push_socket(sl.event_callback(sl.dm_event("UEVE", "sl-stranger")));
+    });
+    wait_sent(&tg, 1).await;
+    blocking(&|| dc.wait_for("the discord answer", |f| !f.sent().is_empty()));
+    wait_posts(&sl, 1).await;
+    assert_eq!(tg.sent()[0].1, "telegram one");
+    assert_eq!(dc.sent()[0].body["content"], "discord one");
+    assert_eq!(dc.sent()[0].channel, DM);
+    assert_eq!(sl.posts()[0]["text"], "slack one");
+    drop(gw);
+
+    let gw = Gateway::start(home.path());
+    tg.private_message(111, "ada", "tg-2");
+    blocking(&|| {
+        dc.message(DM, None, ADA, "ada", "dc-2", json!({}));
+    });
+    blocking(&|| {
+        sl.push_socket(sl.event_callback(sl.dm_event("UADA", "sl-2")));
+    });
+    wait_sent(&tg, 2).await;
+    blocking(&|| dc.wait_for("the second discord answer", |f| f.sent().len() >= 2));
+    wait_posts(&sl, 2).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(tg.sent().len(), 2, "{:?}", tg.sent());
+    assert_eq!(dc.sent().len(), 2);
+    assert_eq!(sl.posts().len(), 2);
+    assert_eq!(dc.sent()[1].body["content"], "discord two");
+    let requests = endpoint.requests();
+    assert_eq!(requests.len(), 6, "strangers never reach the model");
+    // Each second turn carries its channel's first exchange, and only that one.
+    for (second, first, answer, others) in [
+        ("tg-2", "tg-1", "telegram one", ["dc-1", "sl-1"]),
+        ("dc-2", "dc-1", "discord one", ["tg-1", "sl-1"]),
+        ("sl-2", "sl-1", "slack one", ["tg-1", "dc-1"]),
+    ] {
+        let r = requests
+            .iter()
+            .find(|r| r.message_texts().last().map(String::as_str) == Some(second))
+            .unwrap();
+        let texts = r.message_texts();
+        assert!(
+            texts.iter().any(|t| t == first) && texts.iter().any(|t| t == answer),
+            "{second}: {texts:?}"
+        );
+        assert!(
+            !texts.iter().any(|t| others.contains(&t.as_str())),
+            "{texts:?}"
+        );
+    }
     drop(gw);
 }

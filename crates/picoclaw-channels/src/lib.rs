@@ -9,6 +9,8 @@
 #![warn(clippy::unwrap_used, clippy::expect_used)]
 
 pub mod access;
+#[cfg(feature = "discord")]
+pub mod discord;
 pub mod format;
 pub mod settings;
 #[cfg(feature = "slack")]

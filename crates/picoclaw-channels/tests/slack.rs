@@ -3,52 +3,23 @@
 #![cfg(feature = "slack")]
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use async_trait::async_trait;
-use picoclaw_bus::{Button, InboundMessage, MediaKind, MediaRef, OutboundMessage};
+mod common;
+
+use common::{Kept, install_crypto, wait_kept};
+
+use picoclaw_bus::{Button, MediaKind, MediaRef, OutboundMessage};
 use picoclaw_channels::slack::{SlackChannel, SlackConfig};
 use picoclaw_channels::{Channel, ChannelError, Inbox, WebhookRequest};
 use picoclaw_testkit::slack::{BOT_USER_ID, FakeSlack};
 use serde_json::{Value, json};
-use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 const BOT: &str = "xoxb-test";
 const APP: &str = "xapp-test";
 const SECRET: &str = "signing-secret";
-
-/// Keeps what it is given; refuses the first `fail` messages (a full journal).
-#[derive(Default)]
-struct Kept {
-    messages: Mutex<Vec<InboundMessage>>,
-    fail: AtomicU32,
-}
-
-#[async_trait]
-impl Inbox for Kept {
-    async fn deliver(&self, msg: InboundMessage) -> Result<(), String> {
-        if self
-            .fail
-            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
-            .is_ok()
-        {
-            return Err("journal full".into());
-        }
-        self.messages.lock().unwrap().push(msg);
-        Ok(())
-    }
-}
-
-impl Kept {
-    fn all(&self) -> Vec<InboundMessage> {
-        self.messages.lock().unwrap().clone()
-    }
-}
-
-fn install_crypto() {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-}
 
 fn config(fake: &FakeSlack, extra: Value) -> SlackConfig {
     let mut v = json!({"bot_token": BOT, "app_token": APP, "signing_secret": SECRET,
@@ -87,16 +58,6 @@ async fn start(config: SlackConfig) -> Running {
 /// Blocks the test's thread while the channel (on the runtime's other threads) works.
 async fn wait(fake: &FakeSlack, what: &str, done: impl FnMut(&FakeSlack) -> bool + Send) {
     tokio::task::block_in_place(|| fake.wait_for(what, done));
-}
-
-async fn wait_kept(inbox: &Kept, n: usize) {
-    for _ in 0..500 {
-        if inbox.all().len() >= n {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    panic!("expected {n} messages, have {:?}", inbox.all());
 }
 
 #[tokio::test(flavor = "multi_thread")]

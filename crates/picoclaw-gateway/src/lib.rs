@@ -195,6 +195,18 @@ pub fn channels_from_config(
                     Err(e) => tracing::warn!(channel = %name, error = %e, "channel not started"),
                 }
             }
+            #[cfg(feature = "discord")]
+            "discord" => {
+                use picoclaw_channels::discord::{DiscordChannel, DiscordConfig};
+                let configured = DiscordConfig::from_json(settings).map(|c| {
+                    c.with_media_dir(workspace.join("media").join("discord"))
+                        .with_paired_file(home.join("channels").join("discord-paired.json"))
+                });
+                match configured.and_then(DiscordChannel::new) {
+                    Ok(channel) => manager.add(Arc::new(channel)),
+                    Err(e) => tracing::warn!(channel = %name, error = %e, "channel not started"),
+                }
+            }
             #[cfg(feature = "slack")]
             "slack" => {
                 use picoclaw_channels::slack::{SlackChannel, SlackConfig};

@@ -8,6 +8,7 @@
 
 mod anthropic;
 pub mod conformance;
+pub mod discord;
 mod endpoint;
 mod entra;
 mod gemini;

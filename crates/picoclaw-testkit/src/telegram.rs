@@ -59,7 +59,10 @@ pub struct SentFile {
 }
 
 /// The fields of a `multipart/form-data` body: (name, file name, bytes).
-fn multipart_fields(content_type: &str, body: &[u8]) -> Vec<(String, Option<String>, Vec<u8>)> {
+pub(crate) fn multipart_fields(
+    content_type: &str,
+    body: &[u8],
+) -> Vec<(String, Option<String>, Vec<u8>)> {
     let Some(boundary) = content_type
         .split(';')
         .find_map(|p| p.trim().strip_prefix("boundary="))
@@ -85,9 +88,14 @@ fn multipart_fields(content_type: &str, body: &[u8]) -> Vec<(String, Option<Stri
         let part = part.strip_suffix(b"\r\n").unwrap_or(part);
         if let Some(split) = find(part, b"\r\n\r\n", 0) {
             let headers = String::from_utf8_lossy(&part[..split]).to_string();
+            // The Content-Disposition line only (a Content-Type line may follow it).
+            let disposition = headers
+                .split("\r\n")
+                .find(|l| l.to_ascii_lowercase().starts_with("content-disposition"))
+                .unwrap_or_default();
             let value = part[split + 4..].to_vec();
             let attr = |key: &str| {
-                headers.split(';').find_map(|p| {
+                disposition.split(';').find_map(|p| {
                     p.trim()
                         .strip_prefix(&format!("{key}="))
                         .map(|v| v.trim().trim_matches('"').to_owned())

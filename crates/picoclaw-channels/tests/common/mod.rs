@@ -1,0 +1,51 @@
+//! What the channel tests share: an inbox that records (and can refuse) messages.
+#![allow(dead_code, clippy::unwrap_used)]
+
+use async_trait::async_trait;
+use picoclaw_bus::InboundMessage;
+use picoclaw_channels::Inbox;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+
+/// Keeps what it is given; refuses the first `fail` messages (a full journal).
+#[derive(Default)]
+pub struct Kept {
+    pub messages: Mutex<Vec<InboundMessage>>,
+    pub fail: AtomicU32,
+}
+
+#[async_trait]
+impl Inbox for Kept {
+    async fn deliver(&self, msg: InboundMessage) -> Result<(), String> {
+        if self
+            .fail
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+            .is_ok()
+        {
+            return Err("journal full".into());
+        }
+        self.messages.lock().unwrap().push(msg);
+        Ok(())
+    }
+}
+
+impl Kept {
+    pub fn all(&self) -> Vec<InboundMessage> {
+        self.messages.lock().unwrap().clone()
+    }
+}
+
+pub fn install_crypto() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
+pub async fn wait_kept(inbox: &Kept, n: usize) {
+    for _ in 0..500 {
+        if inbox.all().len() >= n {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("expected {n} messages, have {:?}", inbox.all());
+}
