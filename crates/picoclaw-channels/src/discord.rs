@@ -11,7 +11,8 @@
 //! rate limits — and the gateway URL then comes from `GET /api/v10/gateway` on that base.
 //!
 //! Discord has no acknowledgement to hold back: a message the inbox cannot keep is offered again
-//! a few times, then logged as lost.
+//! a few times, then logged as lost. Messages reach the inbox in Discord's order (serenity hands
+//! events over in parallel tasks; a worker puts them back in order).
 
 use crate::{Channel, ChannelError, Inbox, split_message};
 use async_trait::async_trait;
@@ -368,10 +369,38 @@ impl Inner {
     }
 }
 
-/// What serenity calls with gateway events.
+/// What serenity calls with gateway events. serenity runs each call in a task of its own, so
+/// two messages dispatched back to back may start in either order: messages go to one worker
+/// ([`take_in_order`]) at once, which puts each burst back in Discord's order.
 struct Handler {
     inner: Arc<Inner>,
     inbox: Arc<dyn Inbox>,
+    messages: tokio::sync::mpsc::UnboundedSender<Message>,
+}
+
+/// How long the worker waits for the rest of a burst before ordering it.
+const BURST: Duration = Duration::from_millis(25);
+
+/// Takes messages in Discord's order: a burst (a resume replays many at once) is sorted by
+/// message id (snowflakes grow with time), then each is taken in turn.
+async fn take_in_order(
+    inner: Arc<Inner>,
+    inbox: Arc<dyn Inbox>,
+    mut messages: tokio::sync::mpsc::UnboundedReceiver<Message>,
+) {
+    while let Some(first) = messages.recv().await {
+        let mut burst = vec![first];
+        tokio::time::sleep(BURST).await;
+        while let Ok(more) = messages.try_recv() {
+            burst.push(more);
+        }
+        burst.sort_by_key(|m| m.id);
+        for msg in burst {
+            if let Some(inbound) = inner.inbound_of(&msg) {
+                inner.take_in(inbox.as_ref(), inbound, &msg).await;
+            }
+        }
+    }
 }
 
 #[async_trait]
@@ -382,9 +411,7 @@ impl EventHandler for Handler {
     }
 
     async fn message(&self, _ctx: Context, msg: Message) {
-        if let Some(inbound) = self.inner.inbound_of(&msg) {
-            self.inner.take_in(self.inbox.as_ref(), inbound, &msg).await;
-        }
+        let _ = self.messages.send(msg);
     }
 
     async fn interaction_create(&self, _ctx: Context, interaction: Interaction) {
@@ -416,6 +443,15 @@ impl EventHandler for Handler {
         if let Err(e) = self.inbox.deliver(inbound).await {
             tracing::warn!(error = %e, "discord: a button press was not kept");
         }
+    }
+}
+
+/// Stops the message worker when `run` ends.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 
@@ -474,9 +510,13 @@ impl Channel for DiscordChannel {
                 ChannelError::Platform(format!("discord gateway URL from api_base: {e}"))
             })?;
         }
+        let (messages, queue) = tokio::sync::mpsc::unbounded_channel();
+        let worker = tokio::spawn(take_in_order(Arc::clone(inner), Arc::clone(&inbox), queue));
+        let _worker = AbortOnDrop(worker);
         let handler = Handler {
             inner: Arc::clone(inner),
             inbox,
+            messages,
         };
         let mut client =
             serenity::client::ClientBuilder::new_with_http(http_client(&inner.config), intents())

@@ -13,7 +13,7 @@ use picoclaw_tools::{
     LocalResults, MemorySearchTool, MemoryWriteTool, SubagentRunner, Subagents, Tool, ToolContext,
     ToolRegistry,
 };
-use picoclaw_types::{ChatMessage, FinishReason, SessionKey, Usage};
+use picoclaw_types::{ChatMessage, ContentPart, FinishReason, SessionKey, Usage};
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -128,9 +128,19 @@ pub struct TurnOptions {
     /// Where the conversation happens (handed to tools such as `message`).
     pub channel: Option<String>,
     pub chat_id: Option<String>,
+    /// Images shown to the model with this turn's message (photos a user sent), not kept in
+    /// the history: the stored message says where the files are, so later turns do not pay
+    /// for the pixels again. A model that refuses them (400) gets the turn without them.
+    pub images: Vec<ContentPart>,
 }
 
 impl TurnOptions {
+    /// Shows `images` (`ContentPart::Image`) to the model with this turn's message.
+    pub fn with_images(mut self, images: Vec<ContentPart>) -> Self {
+        self.images = images;
+        self
+    }
+
     pub fn new() -> Self {
         Self::default()
     }
@@ -567,15 +577,24 @@ impl Agent {
         };
 
         let mut retried_after_compaction = false;
+        let mut show_images = !options.images.is_empty();
         let result: Result<(String, TurnEnd), AgentError> = async {
             let mut iteration = 0usize;
             loop {
-                let messages = inner.context.build_messages(
+                let mut messages = inner.context.build_messages(
                     system_prompt.clone(),
                     &stored.messages,
                     &turn,
                     budget,
                 );
+                // The turn's own messages come last; the first of them is the user's.
+                let with_images = show_images
+                    && messages
+                        .len()
+                        .checked_sub(turn.len())
+                        .and_then(|at| messages.get_mut(at))
+                        .map(|m| m.content.extend(options.images.iter().cloned()))
+                        .is_some();
                 let request = ChatRequest::new(cfg.model.clone(), messages)
                     .with_tools(specs.clone())
                     .with_max_tokens(cfg.max_tokens)
@@ -593,6 +612,13 @@ impl Agent {
                         stored = self.compact(session, current, 0, budget, events).await;
                         system_prompt =
                             self.system_prompt(stored.summary.as_deref(), memory.as_deref());
+                        continue;
+                    }
+                    Err(AgentError::Provider(ProviderError::InvalidRequest { message, .. }))
+                        if with_images =>
+                    {
+                        tracing::warn!(%message, "the model refused the images; going on without them");
+                        show_images = false;
                         continue;
                     }
                     other => other?,

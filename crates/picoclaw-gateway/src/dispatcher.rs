@@ -85,6 +85,9 @@ cancels the answer in progress, /help shows this. Anything else goes to the agen
 
 type Job = (i64, InboundMessage);
 
+/// The largest photo shown to the model (vendors take about 5 MB per image).
+const MAX_IMAGE_BYTES: u64 = 5 * 1024 * 1024;
+
 /// Routes inbound messages to per-session workers.
 pub struct Dispatcher {
     agent: Agent,
@@ -288,6 +291,7 @@ impl Dispatcher {
                     "[voice note saved at {}; speech to text is not configured (stt.api_key)]",
                     media.location
                 ),
+                // Shown to the model with this turn too (images_of); the history keeps this line.
                 (MediaKind::Image, _) => format!("[photo saved at {}]", media.location),
                 _ => format!(
                     "[file {} saved at {}]",
@@ -298,6 +302,46 @@ impl Dispatcher {
             parts.push(line);
         }
         parts.join("\n")
+    }
+
+    /// The photos of a message as images for the model (data URLs), up to `MAX_IMAGE_BYTES`
+    /// each; larger or unreadable ones stay a mention of where they were saved.
+    async fn images_of(msg: &InboundMessage) -> Vec<picoclaw_types::ContentPart> {
+        use base64::Engine;
+        let mut images = Vec::new();
+        for media in &msg.media {
+            if media.kind != picoclaw_bus::MediaKind::Image {
+                continue;
+            }
+            let path = std::path::Path::new(&media.location);
+            match tokio::fs::metadata(path).await {
+                Ok(meta) if meta.len() <= MAX_IMAGE_BYTES => {}
+                Ok(meta) => {
+                    tracing::info!(bytes = meta.len(), "photo too large to show to the model");
+                    continue;
+                }
+                Err(_) => continue,
+            }
+            let Ok(bytes) = tokio::fs::read(path).await else {
+                continue;
+            };
+            let ext = path
+                .extension()
+                .and_then(|e| e.to_str())
+                .unwrap_or_default()
+                .to_ascii_lowercase();
+            let mime = match ext.as_str() {
+                "png" => "image/png",
+                "gif" => "image/gif",
+                "webp" => "image/webp",
+                _ => "image/jpeg",
+            };
+            let data = base64::engine::general_purpose::STANDARD.encode(&bytes);
+            images.push(picoclaw_types::ContentPart::image(format!(
+                "data:{mime};base64,{data}"
+            )));
+        }
+        images
     }
 
     async fn process(&self, (id, msg): Job) {
@@ -316,7 +360,8 @@ impl Dispatcher {
                 lock(&self.running).insert(msg.session_key.clone(), cancel.clone());
                 let options = TurnOptions::new()
                     .cancel_with(cancel)
-                    .chat(msg.channel.as_str(), msg.chat_id.clone());
+                    .chat(msg.channel.as_str(), msg.chat_id.clone())
+                    .with_images(Self::images_of(&msg).await);
                 let started = std::time::Instant::now();
                 let content = self.content_with_media(&msg).await;
                 let result = self

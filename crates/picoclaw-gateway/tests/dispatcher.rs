@@ -269,3 +269,105 @@ async fn what_was_journaled_before_a_crash_is_answered_after_the_restart_once() 
     stop.cancel();
     deliverer.await.unwrap();
 }
+
+/// Counts the images in each request; refuses them (400) when asked to.
+struct Looker {
+    images_seen: Mutex<Vec<usize>>,
+    texts_seen: Mutex<Vec<String>>,
+    refuse_images: bool,
+}
+
+#[async_trait]
+impl LlmProvider for Looker {
+    fn name(&self) -> &str {
+        "looker"
+    }
+    async fn chat(&self, req: ChatRequest) -> Result<ChatResponse, ProviderError> {
+        let images = req
+            .messages
+            .iter()
+            .flat_map(|m| &m.content)
+            .filter(|p| matches!(p, picoclaw_core::ContentPart::Image { .. }))
+            .count();
+        self.images_seen.lock().unwrap().push(images);
+        let texts: Vec<String> = req.messages.iter().map(ChatMessage::text).collect();
+        self.texts_seen.lock().unwrap().push(texts.join("\n"));
+        if self.refuse_images && images > 0 {
+            return Err(ProviderError::InvalidRequest {
+                provider: "looker".into(),
+                status: 400,
+                message: "this model does not take image input".into(),
+            });
+        }
+        Ok(ChatResponse::new(
+            ChatMessage::assistant(format!("I see {images} image(s)")),
+            FinishReason::Stop,
+        ))
+    }
+}
+
+async fn photo_turns(refuse_images: bool) -> (Vec<String>, Vec<usize>, Vec<String>) {
+    let dir = tempfile::tempdir().unwrap();
+    let photo = dir.path().join("photo.png");
+    std::fs::write(&photo, b"\x89PNG\r\n\x1a\nnot really").unwrap();
+    let looker = Arc::new(Looker {
+        images_seen: Mutex::new(Vec::new()),
+        texts_seen: Mutex::new(Vec::new()),
+        refuse_images,
+    });
+    let store: Arc<dyn StateBackend> = Arc::new(InMemoryStore::new());
+    let agent = Agent::builder(looker.clone())
+        .model("looker")
+        .streaming(false)
+        .session_store(store.clone())
+        .build()
+        .unwrap();
+    let dispatcher = Dispatcher::new(agent, store, DispatcherConfig::default());
+    let channel = Arc::new(FakeChannel::default());
+    let stop = CancellationToken::new();
+    let deliverer =
+        tokio::spawn(Deliverer::new(&dispatcher, channel.clone(), "gw").run(stop.clone()));
+    let with_photo = InboundMessage::new("telegram", "42", "7", "what is this?")
+        .with_metadata("message_id", "1")
+        .with_media(picoclaw_bus::MediaRef::new(
+            picoclaw_bus::MediaKind::Image,
+            photo.display().to_string(),
+        ));
+    dispatcher.accept(with_photo).await.unwrap();
+    let later =
+        InboundMessage::new("telegram", "42", "7", "and now?").with_metadata("message_id", "2");
+    dispatcher.accept(later).await.unwrap();
+    wait_for("both answers", || channel.sent.lock().unwrap().len() == 2).await;
+    stop.cancel();
+    deliverer.await.unwrap();
+    let answers = channel
+        .sent
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|m| m.content.clone())
+        .collect();
+    let images = looker.images_seen.lock().unwrap().clone();
+    let texts = looker.texts_seen.lock().unwrap().clone();
+    (answers, images, texts)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_photo_is_shown_to_the_model_once_and_remembered_as_a_path() {
+    let (answers, images, texts) = photo_turns(false).await;
+    assert_eq!(answers, ["I see 1 image(s)", "I see 0 image(s)"]);
+    // The pixels went with the first turn only; the history says where the photo is.
+    assert_eq!(images, [1, 0]);
+    assert!(texts[1].contains("[photo saved at "), "{}", texts[1]);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_model_that_refuses_images_still_answers_the_photo_message() {
+    let (answers, images, _) = photo_turns(true).await;
+    assert_eq!(answers, ["I see 0 image(s)", "I see 0 image(s)"]);
+    assert_eq!(
+        images,
+        [1, 0, 0],
+        "one refused call, then the turn without the image"
+    );
+}
