@@ -547,6 +547,14 @@ impl Channel for DiscordChannel {
         }
     }
 
+    async fn typing(&self, chat_id: &str) {
+        if let Some(channel) = chat_id.parse::<u64>().ok().filter(|id| *id != 0) {
+            let _ = ChannelId::new(channel)
+                .broadcast_typing(&self.inner.http)
+                .await;
+        }
+    }
+
     async fn send(&self, msg: &OutboundMessage) -> Result<(), ChannelError> {
         let inner = &self.inner;
         let channel: ChannelId = msg

@@ -134,6 +134,13 @@ pub trait Channel: Send + Sync {
     /// Sends one message to the platform.
     async fn send(&self, msg: &OutboundMessage) -> Result<(), ChannelError>;
 
+    /// Shows that an answer is being prepared in `chat_id` (Telegram's and Discord's "typing…").
+    /// The gateway calls it every few seconds while a turn runs; best effort, and nothing on
+    /// platforms without such an indicator.
+    async fn typing(&self, chat_id: &str) {
+        let _ = chat_id;
+    }
+
     /// Whether this channel, as configured, receives through the gateway's `/webhook/<name>`
     /// route (Slack's Events API, LINE, Telegram in webhook mode).
     fn takes_webhooks(&self) -> bool {
@@ -349,6 +356,13 @@ impl ChannelManager {
             return WebhookResponse::text(503, "the channels are not started yet; retry later");
         };
         channel.webhook(request, inbox).await
+    }
+
+    /// The typing indicator of `chat_id` on `channel` (nothing when no such channel runs).
+    pub async fn typing(&self, channel: &str, chat_id: &str) {
+        if let Some(c) = self.channels.get(channel) {
+            c.typing(chat_id).await;
+        }
     }
 
     /// Sends `msg` through the channel it names.

@@ -554,6 +554,15 @@ impl Channel for TelegramChannel {
         self.config.webhook_url.is_some()
     }
 
+    async fn typing(&self, chat_id: &str) {
+        if let Ok(chat) = chat_id.parse::<i64>() {
+            let _ = self
+                .bot
+                .send_chat_action(ChatId(chat), ChatAction::Typing)
+                .await;
+        }
+    }
+
     async fn webhook(&self, request: WebhookRequest, inbox: Arc<dyn Inbox>) -> WebhookResponse {
         use subtle::ConstantTimeEq;
         let given = request

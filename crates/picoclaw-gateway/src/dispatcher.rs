@@ -22,7 +22,7 @@ use tokio::sync::{Notify, Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
 
 /// Tunables of the dispatcher.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 #[non_exhaustive]
 pub struct DispatcherConfig {
     /// Turns running at once, across sessions.
@@ -34,6 +34,24 @@ pub struct DispatcherConfig {
     /// Turns voice notes into text before the turn (stt config); without one the agent is told
     /// where the recording was saved.
     pub transcriber: Option<picoclaw_tools::Transcriber>,
+    /// Where "typing…" goes while a turn runs (every [`TYPING_EVERY`]); none: no indicator.
+    pub typing: Option<Arc<dyn OutboundSink>>,
+}
+
+/// How often the typing indicator is renewed while a turn runs (Telegram shows it for 5 s,
+/// Discord for 10 s).
+pub const TYPING_EVERY: Duration = Duration::from_secs(4);
+
+impl std::fmt::Debug for DispatcherConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DispatcherConfig")
+            .field("max_concurrent_turns", &self.max_concurrent_turns)
+            .field("session_queue", &self.session_queue)
+            .field("idle_timeout", &self.idle_timeout)
+            .field("transcriber", &self.transcriber.is_some())
+            .field("typing", &self.typing.is_some())
+            .finish()
+    }
 }
 
 impl Default for DispatcherConfig {
@@ -43,11 +61,18 @@ impl Default for DispatcherConfig {
             session_queue: 64,
             idle_timeout: Duration::from_secs(60),
             transcriber: None,
+            typing: None,
         }
     }
 }
 
 impl DispatcherConfig {
+    /// Shows "typing…" through `sink` while turns run.
+    pub fn typing_to(mut self, sink: Arc<dyn OutboundSink>) -> Self {
+        self.typing = Some(sink);
+        self
+    }
+
     pub fn transcriber(mut self, transcriber: Option<picoclaw_tools::Transcriber>) -> Self {
         self.transcriber = transcriber;
         self
@@ -363,6 +388,22 @@ impl Dispatcher {
                     .chat(msg.channel.as_str(), msg.chat_id.clone())
                     .with_images(Self::images_of(&msg).await);
                 let started = std::time::Instant::now();
+                // "typing…" renewed while the turn runs; stops when `_typing` drops.
+                let typing = CancellationToken::new();
+                let _typing = typing.clone().drop_guard();
+                if let Some(sink) = self.config.typing.clone() {
+                    let (channel, chat) = (msg.channel.as_str().to_owned(), msg.chat_id.clone());
+                    tokio::spawn(async move {
+                        loop {
+                            tokio::select! {
+                                () = tokio::time::sleep(TYPING_EVERY) => {
+                                    sink.typing(&channel, &chat).await;
+                                }
+                                () = typing.cancelled() => return,
+                            }
+                        }
+                    });
+                }
                 let content = self.content_with_media(&msg).await;
                 let result = self
                     .agent
@@ -425,6 +466,11 @@ impl Dispatcher {
 pub trait OutboundSink: Send + Sync {
     /// Sends one message; an error is retried later.
     async fn send(&self, msg: &OutboundMessage) -> Result<(), String>;
+
+    /// Shows "typing…" in a chat while its turn runs (best effort; nothing by default).
+    async fn typing(&self, channel: &str, chat_id: &str) {
+        let _ = (channel, chat_id);
+    }
 }
 
 /// Delivers the outbox: claims messages under a lease, sends them, acknowledges or schedules a
@@ -553,5 +599,9 @@ pub struct ChannelSink(pub Arc<picoclaw_channels::ChannelManager>);
 impl OutboundSink for ChannelSink {
     async fn send(&self, msg: &OutboundMessage) -> Result<(), String> {
         self.0.send(msg).await.map_err(|e| e.to_string())
+    }
+
+    async fn typing(&self, channel: &str, chat_id: &str) {
+        self.0.typing(channel, chat_id).await;
     }
 }

@@ -73,16 +73,18 @@ pub async fn run(
     let env_groq = std::env::var("GROQ_API_KEY").ok();
     let transcriber = picoclaw_tools::SttConfig::from_json(config.stt.as_ref(), env_groq)
         .map(picoclaw_tools::Transcriber::new);
-    let dispatcher = Dispatcher::new(
-        assembled.agent.clone(),
-        assembled.store.clone(),
-        DispatcherConfig::default().transcriber(transcriber),
-    );
     let channels = Arc::new(channels_from_config(
         &config,
         &assembled.workspace,
         paths.home(),
     ));
+    let dispatcher = Dispatcher::new(
+        assembled.agent.clone(),
+        assembled.store.clone(),
+        DispatcherConfig::default()
+            .transcriber(transcriber)
+            .typing_to(Arc::new(ChannelSink(channels.clone()))),
+    );
     let stop = tokio_util::sync::CancellationToken::new();
     let owner = format!("gw-{}-{}", std::process::id(), picoclaw_state::now_ms());
     let deliverer = tokio::spawn(

@@ -371,3 +371,80 @@ async fn a_model_that_refuses_images_still_answers_the_photo_message() {
         "one refused call, then the turn without the image"
     );
 }
+
+/// Takes 10 s (of the test's paused clock) to answer.
+struct Slow;
+
+#[async_trait]
+impl LlmProvider for Slow {
+    fn name(&self) -> &str {
+        "slow"
+    }
+    async fn chat(&self, _req: ChatRequest) -> Result<ChatResponse, ProviderError> {
+        tokio::time::sleep(Duration::from_secs(10)).await;
+        Ok(ChatResponse::new(
+            ChatMessage::assistant("done thinking"),
+            FinishReason::Stop,
+        ))
+    }
+}
+
+/// Records typing indicators (and sends).
+#[derive(Default)]
+struct TypingRecorder {
+    typing: Mutex<Vec<(String, String)>>,
+}
+
+#[async_trait]
+impl OutboundSink for TypingRecorder {
+    async fn send(&self, _msg: &OutboundMessage) -> Result<(), String> {
+        Ok(())
+    }
+    async fn typing(&self, channel: &str, chat_id: &str) {
+        self.typing
+            .lock()
+            .unwrap()
+            .push((channel.to_owned(), chat_id.to_owned()));
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn typing_is_shown_every_few_seconds_while_a_turn_runs_and_stops_after() {
+    let store: Arc<dyn StateBackend> = Arc::new(InMemoryStore::new());
+    let agent = Agent::builder(Arc::new(Slow))
+        .model("slow")
+        .streaming(false)
+        .session_store(store.clone())
+        .build()
+        .unwrap();
+    let recorder = Arc::new(TypingRecorder::default());
+    let dispatcher = Dispatcher::new(
+        agent,
+        store,
+        DispatcherConfig::default().typing_to(recorder.clone()),
+    );
+    let channel = Arc::new(FakeChannel::default());
+    let stop = CancellationToken::new();
+    let deliverer =
+        tokio::spawn(Deliverer::new(&dispatcher, channel.clone(), "gw").run(stop.clone()));
+    let msg = InboundMessage::new("discord", "123", "7", "think").with_metadata("message_id", "1");
+    dispatcher.accept(msg).await.unwrap();
+    // The clock only moves when everything waits: 10 s of turn, then a while after it.
+    while channel.sent.lock().unwrap().is_empty() {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let during = recorder.typing.lock().unwrap().len();
+    assert_eq!(during, 2, "at 4 s and 8 s of a 10 s turn");
+    assert_eq!(
+        recorder.typing.lock().unwrap()[0],
+        ("discord".to_owned(), "123".to_owned())
+    );
+    tokio::time::sleep(Duration::from_secs(30)).await;
+    assert_eq!(
+        recorder.typing.lock().unwrap().len(),
+        during,
+        "stopped with the turn"
+    );
+    stop.cancel();
+    deliverer.await.unwrap();
+}
