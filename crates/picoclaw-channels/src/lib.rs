@@ -161,6 +161,52 @@ pub trait Channel: Send + Sync {
     }
 }
 
+/// Which messages of a channel share one conversation (`session_scope` in the channel's
+/// settings).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum SessionScope {
+    /// One conversation per chat: a DM, a group, a Slack thread (`session_scope: "chat"`, the
+    /// default).
+    #[default]
+    Chat,
+    /// One conversation per user, wherever they write (`"user"`): a DM and a mention in a
+    /// group continue the same conversation. Answers still go where the message came from.
+    User,
+}
+
+impl SessionScope {
+    /// Reads `session_scope` from a channel's settings.
+    pub fn from_json(channel: &str, value: &serde_json::Value) -> Result<Self, ChannelError> {
+        match value
+            .get("session_scope")
+            .and_then(serde_json::Value::as_str)
+        {
+            None | Some("chat") => Ok(Self::Chat),
+            Some("user") => Ok(Self::User),
+            Some(other) => Err(ChannelError::Rejected(format!(
+                "channels.{channel}.session_scope is '{other}'; use \"chat\" (one conversation \
+                 per chat or thread) or \"user\" (one per user)"
+            ))),
+        }
+    }
+}
+
+/// Puts each message of a per-user channel in its sender's conversation.
+struct PerUser(Arc<dyn Inbox>);
+
+#[async_trait]
+impl Inbox for PerUser {
+    async fn deliver(&self, mut msg: InboundMessage) -> Result<(), String> {
+        msg.session_key = picoclaw_types::SessionKey::new(format!(
+            "{}:user:{}",
+            msg.channel.as_str(),
+            msg.sender_id
+        ));
+        self.0.deliver(msg).await
+    }
+}
+
 /// What a channel is doing.
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
@@ -241,6 +287,8 @@ pub fn restart_backoff(attempt: u32) -> Duration {
 #[derive(Default)]
 pub struct ChannelManager {
     channels: BTreeMap<String, Arc<dyn Channel>>,
+    /// Channels whose conversations are per user rather than per chat.
+    per_user: std::collections::BTreeSet<String>,
     states: Arc<Mutex<BTreeMap<String, ChannelState>>>,
     /// Pause before a restart; `restart_backoff` unless a test shortens it.
     backoff: Option<fn(u32) -> Duration>,
@@ -275,6 +323,26 @@ impl ChannelManager {
         self.channels.insert(name, channel);
     }
 
+    /// Adds a channel whose messages share conversations as `scope` says.
+    pub fn add_scoped(&mut self, channel: Arc<dyn Channel>, scope: SessionScope) {
+        let name = channel.name().to_owned();
+        self.add(channel);
+        if scope == SessionScope::User {
+            self.per_user.insert(name);
+        } else {
+            self.per_user.remove(&name);
+        }
+    }
+
+    /// The inbox channel `name` hands its messages to.
+    fn inbox_for(&self, name: &str, inbox: Arc<dyn Inbox>) -> Arc<dyn Inbox> {
+        if self.per_user.contains(name) {
+            Arc::new(PerUser(inbox))
+        } else {
+            inbox
+        }
+    }
+
     /// Uses another restart backoff (tests).
     pub fn with_backoff(mut self, backoff: fn(u32) -> Duration) -> Self {
         self.backoff = Some(backoff);
@@ -304,7 +372,8 @@ impl ChannelManager {
         let backoff = self.backoff.unwrap_or(restart_backoff);
         for (name, channel) in &self.channels {
             let (name, channel) = (name.clone(), Arc::clone(channel));
-            let (inbox, stop, states) = (inbox.clone(), stop.clone(), self.states.clone());
+            let inbox = self.inbox_for(&name, inbox.clone());
+            let (stop, states) = (stop.clone(), self.states.clone());
             set.spawn(async move {
                 let mut attempt = 0u32;
                 loop {
@@ -355,7 +424,7 @@ impl ChannelManager {
         let Some(inbox) = lock(&self.inbox).clone() else {
             return WebhookResponse::text(503, "the channels are not started yet; retry later");
         };
-        channel.webhook(request, inbox).await
+        channel.webhook(request, self.inbox_for(name, inbox)).await
     }
 
     /// The typing indicator of `chat_id` on `channel` (nothing when no such channel runs).
@@ -457,6 +526,82 @@ mod tests {
             assert!(p.chars().count() <= 300);
         }
         assert!(parts[1].starts_with("```rust\n"), "{:?}", parts[1]);
+    }
+
+    /// Hands over two messages of one user from two chats.
+    struct TwoChats;
+
+    #[async_trait]
+    impl Channel for TwoChats {
+        fn name(&self) -> &str {
+            "two"
+        }
+        async fn run(
+            &self,
+            inbox: Arc<dyn Inbox>,
+            stop: CancellationToken,
+        ) -> Result<(), ChannelError> {
+            for chat in ["dm", "group"] {
+                inbox
+                    .deliver(InboundMessage::new("two", chat, "u7", chat))
+                    .await
+                    .map_err(ChannelError::Platform)?;
+            }
+            stop.cancelled().await;
+            Ok(())
+        }
+        async fn send(&self, _msg: &OutboundMessage) -> Result<(), ChannelError> {
+            Ok(())
+        }
+    }
+
+    struct Keys(Mutex<Vec<(String, String)>>);
+
+    #[async_trait]
+    impl Inbox for Keys {
+        async fn deliver(&self, msg: InboundMessage) -> Result<(), String> {
+            lock(&self.0).push((msg.session_key.as_str().to_owned(), msg.chat_id));
+            Ok(())
+        }
+    }
+
+    #[tokio::test]
+    async fn session_scope_user_puts_a_users_chats_in_one_conversation() {
+        for (scope, expected) in [
+            (SessionScope::Chat, ["two:dm", "two:group"]),
+            (SessionScope::User, ["two:user:u7", "two:user:u7"]),
+        ] {
+            let mut manager = ChannelManager::new();
+            manager.add_scoped(Arc::new(TwoChats), scope);
+            let inbox = Arc::new(Keys(Mutex::new(Vec::new())));
+            let stop = CancellationToken::new();
+            let mut tasks = manager.start(inbox.clone(), stop.clone());
+            for _ in 0..400 {
+                if lock(&inbox.0).len() == 2 {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            let got = lock(&inbox.0).clone();
+            let keys: Vec<&str> = got.iter().map(|(k, _)| k.as_str()).collect();
+            assert_eq!(keys, expected);
+            // Answers still go to the chat the message came from.
+            assert_eq!(got[1].1, "group");
+            stop.cancel();
+            while tasks.join_next().await.is_some() {}
+        }
+        let v = serde_json::json!({"session_scope": "user"});
+        assert_eq!(
+            SessionScope::from_json("x", &v).unwrap(),
+            SessionScope::User
+        );
+        let bad = serde_json::json!({"session_scope": "thread"});
+        assert!(
+            SessionScope::from_json("slack", &bad)
+                .unwrap_err()
+                .to_string()
+                .contains("channels.slack.session_scope is 'thread'")
+        );
     }
 
     #[test]

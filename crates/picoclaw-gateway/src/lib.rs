@@ -184,6 +184,13 @@ pub fn channels_from_config(
         if settings.get("enabled").and_then(serde_json::Value::as_bool) != Some(true) {
             continue;
         }
+        let scope = match picoclaw_channels::SessionScope::from_json(name, settings) {
+            Ok(scope) => scope,
+            Err(e) => {
+                tracing::warn!(channel = %name, error = %e, "channel not started");
+                continue;
+            }
+        };
         match name.as_str() {
             #[cfg(feature = "telegram")]
             "telegram" => {
@@ -193,7 +200,7 @@ pub fn channels_from_config(
                         .with_paired_file(home.join("channels").join("telegram-paired.json"))
                 });
                 match configured.and_then(TelegramChannel::new) {
-                    Ok(channel) => manager.add(Arc::new(channel)),
+                    Ok(channel) => manager.add_scoped(Arc::new(channel), scope),
                     Err(e) => tracing::warn!(channel = %name, error = %e, "channel not started"),
                 }
             }
@@ -205,7 +212,7 @@ pub fn channels_from_config(
                         .with_paired_file(home.join("channels").join("discord-paired.json"))
                 });
                 match configured.and_then(DiscordChannel::new) {
-                    Ok(channel) => manager.add(Arc::new(channel)),
+                    Ok(channel) => manager.add_scoped(Arc::new(channel), scope),
                     Err(e) => tracing::warn!(channel = %name, error = %e, "channel not started"),
                 }
             }
@@ -217,11 +224,12 @@ pub fn channels_from_config(
                         .with_paired_file(home.join("channels").join("slack-paired.json"))
                 });
                 match configured.and_then(SlackChannel::new) {
-                    Ok(channel) => manager.add(Arc::new(channel)),
+                    Ok(channel) => manager.add_scoped(Arc::new(channel), scope),
                     Err(e) => tracing::warn!(channel = %name, error = %e, "channel not started"),
                 }
             }
             _ => tracing::warn!(
+                ?scope,
                 channel = %name,
                 "channels.{name} is enabled, but this build has no {name} channel; its messages \
                  are not received"
