@@ -70,8 +70,42 @@ pub fn run(config: Option<PathBuf>) -> anyhow::Result<ExitCode> {
         }
         Err(err) => println!("model:      not usable: {err}"),
     }
-    println!("gateway:    {}", gateway_status(&config.gateway));
+    let (gateway, ready) = gateway_status(&config.gateway);
+    println!("gateway:    {gateway}");
+    println!("channels:   {}", channels_status(config, ready.as_ref()));
     Ok(ExitCode::SUCCESS)
+}
+
+/// The enabled channels: their state from a running gateway's `/ready`, or whether this build
+/// has them.
+fn channels_status(config: &picoclaw_config::Config, ready: Option<&serde_json::Value>) -> String {
+    let enabled: Vec<&String> = config
+        .channels
+        .iter()
+        .filter(|(_, v)| v.get("enabled").and_then(serde_json::Value::as_bool) == Some(true))
+        .map(|(name, _)| name)
+        .collect();
+    if enabled.is_empty() {
+        return "none enabled (docs/channels/)".to_owned();
+    }
+    enabled
+        .iter()
+        .map(|name| {
+            let built = picoclaw_gateway::BUILT_CHANNELS.contains(&name.as_str());
+            let state = ready
+                .and_then(|r| r["channels"][name.as_str()].as_str())
+                .map(str::to_owned);
+            match (built, state) {
+                (false, _) => format!("{name} (not in this build)"),
+                (true, Some(state)) => format!("{name} ({state})"),
+                (true, None) if ready.is_some() => {
+                    format!("{name} (not started: see the gateway log)")
+                }
+                (true, None) => name.to_string(),
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// How `exec` commands are confined on this machine with this config.
@@ -100,8 +134,9 @@ fn exec_isolation(config: &picoclaw_config::Config) -> String {
     }
 }
 
-/// Whether a gateway answers on the configured address, and how ready it says it is.
-fn gateway_status(gw: &picoclaw_config::GatewayConfig) -> String {
+/// Whether a gateway answers on the configured address, how ready it says it is, and its
+/// `/ready` body when it answered.
+fn gateway_status(gw: &picoclaw_config::GatewayConfig) -> (String, Option<serde_json::Value>) {
     use std::io::{Read, Write};
     let host = match gw.host.trim() {
         "0.0.0.0" | "" => "127.0.0.1",
@@ -129,14 +164,24 @@ fn gateway_status(gw: &picoclaw_config::GatewayConfig) -> String {
         stream.take(64 * 1024).read_to_string(&mut response)?;
         Ok(response)
     };
+    let body = |r: &str| {
+        r.split_once("\r\n\r\n")
+            .and_then(|(_, b)| serde_json::from_str::<serde_json::Value>(b).ok())
+    };
     match probe() {
-        Ok(r) if r.starts_with("HTTP/1.1 200") => format!("running at http://{addr} (ready)"),
-        Ok(r) => format!(
-            "running at http://{addr}, not ready: {}",
-            r.lines().next().unwrap_or_default()
-        ),
-        Err(_) => {
-            format!("not running (nothing answers on {addr}; start it with `picoclaw gateway`)")
+        Ok(r) if r.starts_with("HTTP/1.1 200") => {
+            (format!("running at http://{addr} (ready)"), body(&r))
         }
+        Ok(r) => (
+            format!(
+                "running at http://{addr}, not ready: {}",
+                r.lines().next().unwrap_or_default()
+            ),
+            body(&r),
+        ),
+        Err(_) => (
+            format!("not running (nothing answers on {addr}; start it with `picoclaw gateway`)"),
+            None,
+        ),
     }
 }

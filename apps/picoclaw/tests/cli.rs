@@ -1233,6 +1233,7 @@ async fn sessions_memory_and_usage_live_in_postgresql_when_state_url_says_so() {
     picoclaw_state::conformance::drop_schema(&schema).await;
 }
 
+#[cfg(feature = "slack")]
 #[tokio::test(flavor = "multi_thread")]
 async fn status_tells_whether_the_gateway_runs() {
     let endpoint = ScriptedEndpoint::start().await;
@@ -1241,15 +1242,28 @@ async fn status_tells_whether_the_gateway_runs() {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         l.local_addr().unwrap().port()
     };
+    let slack = picoclaw_testkit::slack::FakeSlack::start("xoxb-st", "xapp-st");
     home.write_config(&json!({
         "agents": {"defaults": {"model": "openai/test-model",
             "workspace": home.workspace().display().to_string()}},
         "providers": {"openai": {"api_key": KEY, "api_base": endpoint.base_url()}},
         "gateway": {"host": "127.0.0.1", "port": port},
+        "channels": {
+            "slack": {"enabled": true, "bot_token": "xoxb-st", "app_token": "xapp-st",
+                      "allow_from": ["U1"], "api_base": slack.api_base()},
+            "line": {"enabled": true},
+            "discord": {"enabled": false},
+        },
     }));
     let out = run(home.cmd(), &["status"]).await;
     assert!(
         out.stdout.contains("gateway:    not running"),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        out.stdout
+            .contains("channels:   line (not in this build), slack\n"),
         "{}",
         out.stdout
     );
@@ -1266,8 +1280,13 @@ async fn status_tells_whether_the_gateway_runs() {
     let mut running = false;
     for _ in 0..200 {
         let out = run(home.cmd(), &["status"]).await;
-        if out.stdout.contains("gateway:    running at") {
+        if out.stdout.contains("gateway:    running at") && out.stdout.contains("slack (running)") {
             assert!(out.stdout.contains("(ready)"), "{}", out.stdout);
+            assert!(
+                out.stdout.contains("line (not in this build)"),
+                "{}",
+                out.stdout
+            );
             running = true;
             break;
         }

@@ -166,6 +166,16 @@ pub async fn run(
     Ok(())
 }
 
+/// The chat channels this build carries (by cargo feature).
+pub const BUILT_CHANNELS: &[&str] = &[
+    #[cfg(feature = "telegram")]
+    "telegram",
+    #[cfg(feature = "discord")]
+    "discord",
+    #[cfg(feature = "slack")]
+    "slack",
+];
+
 /// The channels the config enables and this build has. An enabled channel this build lacks, or
 /// one whose settings are wrong, is named in a warning, so nobody waits for messages that cannot
 /// arrive.
