@@ -21,10 +21,11 @@ if [ -z "$deny_bin" ]; then
 fi
 
 # One feature set for every build below (clippy, tests, doctests), so nothing compiles twice:
-# the default features plus PostgreSQL (its tests run against a real server on loopback), the
-# I2C/SPI tools (their tests cover validation and the no-hardware paths) and the OS keychain for
-# auth.json's key (its test checks the round trip, or the clear refusal where no keyring exists).
-FEATURES="picoclaw/postgres,picoclaw/hardware,picoclaw/keychain"
+# `full` of both binaries — every channel (Telegram, Discord, Slack), MCP, PostgreSQL (its tests
+# run against a real server on loopback), the I2C/SPI tools (their tests cover validation and
+# the no-hardware paths) and the OS keychain for auth.json's key (its test checks the round
+# trip, or the clear refusal where no keyring exists).
+FEATURES="picoclaw/full,picoclaw-gateway-bin/full"
 if [ -z "${PICOCLAW_TEST_POSTGRES_URL:-}" ]; then
   step "PostgreSQL for the state tests (scripts/postgres.sh)"
   PICOCLAW_TEST_POSTGRES_URL="$(bash scripts/postgres.sh)"
