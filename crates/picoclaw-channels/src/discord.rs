@@ -71,18 +71,7 @@ impl DiscordConfig {
         let token = token
             .strip_prefix("Bot ")
             .map_or(token.clone(), str::to_owned);
-        let api_base =
-            crate::settings::text(value, "api_base").map(|b| b.trim_end_matches('/').to_owned());
-        if let Some(base) = &api_base {
-            let parsed = url::Url::parse(base).map_err(|e| {
-                ChannelError::Rejected(format!("channels.discord.api_base '{base}': {e}"))
-            })?;
-            if !matches!(parsed.scheme(), "https" | "http") {
-                return Err(ChannelError::Rejected(format!(
-                    "channels.discord.api_base '{base}' must be an http(s) URL"
-                )));
-            }
-        }
+        let api_base = crate::settings::api_base(value, "discord")?;
         Ok(Self {
             token,
             allow_from: crate::settings::allow_from(value),

@@ -29,6 +29,23 @@ pub fn allow_from(value: &Value) -> Vec<String> {
     }
 }
 
+/// `api_base`: an http(s) URL without its trailing `/`, or None for the platform's own.
+pub fn api_base(value: &Value, channel: &str) -> Result<Option<String>, crate::ChannelError> {
+    let Some(base) = text(value, "api_base") else {
+        return Ok(None);
+    };
+    let base = base.trim_end_matches('/').to_owned();
+    let parsed = url::Url::parse(&base).map_err(|e| {
+        crate::ChannelError::Rejected(format!("channels.{channel}.api_base '{base}': {e}"))
+    })?;
+    if !matches!(parsed.scheme(), "https" | "http") {
+        return Err(crate::ChannelError::Rejected(format!(
+            "channels.{channel}.api_base '{base}' must be an http(s) URL"
+        )));
+    }
+    Ok(Some(base))
+}
+
 /// `rate_limit_per_minute` (default 20; 0 turns the limit off).
 pub fn rate_limit(value: &Value) -> u32 {
     value

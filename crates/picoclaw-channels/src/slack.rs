@@ -91,17 +91,7 @@ impl SlackConfig {
                     .into(),
             ));
         }
-        let api_base = text("api_base").map(|b| b.trim_end_matches('/').to_owned());
-        if let Some(base) = &api_base {
-            let parsed = url::Url::parse(base).map_err(|e| {
-                ChannelError::Rejected(format!("channels.slack.api_base '{base}': {e}"))
-            })?;
-            if !matches!(parsed.scheme(), "https" | "http") {
-                return Err(ChannelError::Rejected(format!(
-                    "channels.slack.api_base '{base}' must be an http(s) URL"
-                )));
-            }
-        }
+        let api_base = crate::settings::api_base(value, "slack")?;
         Ok(Self {
             bot_token,
             app_token,

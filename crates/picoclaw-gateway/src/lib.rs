@@ -187,66 +187,76 @@ pub fn channels_from_config(
     workspace: &std::path::Path,
     home: &std::path::Path,
 ) -> picoclaw_channels::ChannelManager {
-    let _ = (workspace, home);
-    #[allow(unused_mut)]
     let mut manager = picoclaw_channels::ChannelManager::new();
     for (name, settings) in &config.channels {
         if settings.get("enabled").and_then(serde_json::Value::as_bool) != Some(true) {
             continue;
         }
-        let scope = match picoclaw_channels::SessionScope::from_json(name, settings) {
-            Ok(scope) => scope,
-            Err(e) => {
-                tracing::warn!(channel = %name, error = %e, "channel not started");
-                continue;
-            }
-        };
-        match name.as_str() {
-            #[cfg(feature = "telegram")]
-            "telegram" => {
-                use picoclaw_channels::telegram::{TelegramChannel, TelegramConfig};
-                let configured = TelegramConfig::from_json(settings).map(|c| {
-                    c.with_media_dir(workspace.join("media").join("telegram"))
-                        .with_paired_file(home.join("channels").join("telegram-paired.json"))
-                });
-                match configured.and_then(TelegramChannel::new) {
-                    Ok(channel) => manager.add_scoped(Arc::new(channel), scope),
-                    Err(e) => tracing::warn!(channel = %name, error = %e, "channel not started"),
-                }
-            }
-            #[cfg(feature = "discord")]
-            "discord" => {
-                use picoclaw_channels::discord::{DiscordChannel, DiscordConfig};
-                let configured = DiscordConfig::from_json(settings).map(|c| {
-                    c.with_media_dir(workspace.join("media").join("discord"))
-                        .with_paired_file(home.join("channels").join("discord-paired.json"))
-                });
-                match configured.and_then(DiscordChannel::new) {
-                    Ok(channel) => manager.add_scoped(Arc::new(channel), scope),
-                    Err(e) => tracing::warn!(channel = %name, error = %e, "channel not started"),
-                }
-            }
-            #[cfg(feature = "slack")]
-            "slack" => {
-                use picoclaw_channels::slack::{SlackChannel, SlackConfig};
-                let configured = SlackConfig::from_json(settings).map(|c| {
-                    c.with_media_dir(workspace.join("media").join("slack"))
-                        .with_paired_file(home.join("channels").join("slack-paired.json"))
-                });
-                match configured.and_then(SlackChannel::new) {
-                    Ok(channel) => manager.add_scoped(Arc::new(channel), scope),
-                    Err(e) => tracing::warn!(channel = %name, error = %e, "channel not started"),
-                }
-            }
-            _ => tracing::warn!(
-                ?scope,
+        // Where the channel saves what users send, and where it keeps paired users.
+        let media = workspace.join("media").join(name);
+        let paired = home.join("channels").join(format!("{name}-paired.json"));
+        let Some(made) = make_channel(name, settings, media, paired) else {
+            tracing::warn!(
                 channel = %name,
                 "channels.{name} is enabled, but this build has no {name} channel; its messages \
                  are not received"
-            ),
+            );
+            continue;
+        };
+        match (
+            made,
+            picoclaw_channels::SessionScope::from_json(name, settings),
+        ) {
+            (Ok(channel), Ok(scope)) => manager.add_scoped(channel, scope),
+            (Err(e), _) | (_, Err(e)) => {
+                tracing::warn!(channel = %name, error = %e, "channel not started");
+            }
         }
     }
     manager
+}
+
+/// The channel `name` from its settings, or None when this build has no such channel.
+#[allow(unused_variables)]
+fn make_channel(
+    name: &str,
+    settings: &serde_json::Value,
+    media: std::path::PathBuf,
+    paired: std::path::PathBuf,
+) -> Option<Result<Arc<dyn picoclaw_channels::Channel>, picoclaw_channels::ChannelError>> {
+    match name {
+        #[cfg(feature = "telegram")]
+        "telegram" => {
+            use picoclaw_channels::telegram::{TelegramChannel, TelegramConfig};
+            Some(
+                TelegramConfig::from_json(settings)
+                    .map(|c| c.with_media_dir(media).with_paired_file(paired))
+                    .and_then(TelegramChannel::new)
+                    .map(|c| Arc::new(c) as _),
+            )
+        }
+        #[cfg(feature = "discord")]
+        "discord" => {
+            use picoclaw_channels::discord::{DiscordChannel, DiscordConfig};
+            Some(
+                DiscordConfig::from_json(settings)
+                    .map(|c| c.with_media_dir(media).with_paired_file(paired))
+                    .and_then(DiscordChannel::new)
+                    .map(|c| Arc::new(c) as _),
+            )
+        }
+        #[cfg(feature = "slack")]
+        "slack" => {
+            use picoclaw_channels::slack::{SlackChannel, SlackConfig};
+            Some(
+                SlackConfig::from_json(settings)
+                    .map(|c| c.with_media_dir(media).with_paired_file(paired))
+                    .and_then(SlackChannel::new)
+                    .map(|c| Arc::new(c) as _),
+            )
+        }
+        _ => None,
+    }
 }
 
 /// How the gateway runs in the foreground (`picoclaw gateway` and the `picoclaw-gateway`

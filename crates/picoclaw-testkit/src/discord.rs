@@ -14,7 +14,6 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::Message as Frame;
 
@@ -284,12 +283,9 @@ impl FakeDiscord {
             token: token.to_owned(),
             ..Inner::default()
         });
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-        listener.set_nonblocking(true).expect("nonblocking");
-        let addr = listener.local_addr().expect("addr");
-        let ws_listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-        ws_listener.set_nonblocking(true).expect("nonblocking");
-        *inner.ws.lock().unwrap() = format!("ws://{}", ws_listener.local_addr().expect("addr"));
+        let (listener, addr) = crate::serve::listen();
+        let (ws_listener, ws_addr) = crate::serve::listen();
+        *inner.ws.lock().unwrap() = format!("ws://{ws_addr}");
         *inner.base.lock().unwrap() = format!("http://{addr}");
         let app = Router::new()
             .route("/api/v10/users/@me", axum::routing::get(me))
@@ -313,27 +309,11 @@ impl FakeDiscord {
             )
             .route("/attachments/{id}", axum::routing::get(attachment))
             .with_state(Arc::clone(&inner));
-        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let sockets = Arc::clone(&inner);
-        std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .expect("runtime");
-            rt.block_on(async move {
-                let listener = tokio::net::TcpListener::from_std(listener).expect("listener");
-                let ws_listener = tokio::net::TcpListener::from_std(ws_listener).expect("listener");
-                let accept = async move {
-                    while let Ok((stream, _)) = ws_listener.accept().await {
-                        tokio::spawn(socket(Arc::clone(&sockets), stream));
-                    }
-                };
-                tokio::select! {
-                    _ = axum::serve(listener, app) => {}
-                    () = accept => {}
-                    _ = rx => {}
-                }
-            });
+        let tx = crate::serve::spawn(listener, app, move || {
+            crate::serve::accept_all(ws_listener, move |stream| {
+                socket(Arc::clone(&sockets), stream)
+            })
         });
         Self {
             addr,
@@ -348,23 +328,11 @@ impl FakeDiscord {
     }
 
     fn send_frame(&self, make: impl Fn() -> Frame) {
-        let deadline = std::time::Instant::now() + Duration::from_secs(10);
-        loop {
-            {
-                let mut sockets = self.inner.sockets.lock().unwrap();
-                sockets.retain(|s| !s.is_closed());
-                if let Some(s) = sockets.last()
-                    && s.send(make()).is_ok()
-                {
-                    return;
-                }
-            }
-            assert!(
-                std::time::Instant::now() < deadline,
-                "no identified Gateway connection to the fake Discord within 10 s"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        crate::serve::send_to_newest(
+            &self.inner.sockets,
+            make,
+            "identified Gateway connection to the fake Discord",
+        );
     }
 
     /// Dispatches `MESSAGE_CREATE`: `author_id` writes `content` in `channel` (a DM when
@@ -459,14 +427,7 @@ impl FakeDiscord {
 
     /// Waits up to 10 s for `done` to hold.
     pub fn wait_for(&self, what: &str, mut done: impl FnMut(&Self) -> bool) {
-        let deadline = std::time::Instant::now() + Duration::from_secs(10);
-        while !done(self) {
-            assert!(
-                std::time::Instant::now() < deadline,
-                "timed out waiting for {what}"
-            );
-            std::thread::sleep(Duration::from_millis(10));
-        }
+        crate::serve::wait_until(what, || done(self));
     }
 
     /// Messages the bot created.

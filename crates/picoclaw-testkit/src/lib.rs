@@ -17,6 +17,7 @@ pub mod oauth;
 mod provider;
 mod reply;
 mod responses;
+mod serve;
 pub mod slack;
 pub mod telegram;
 mod workspace;

@@ -13,7 +13,6 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 use tokio::sync::mpsc;
 
 /// The bot's user id in the fake workspace.
@@ -289,39 +288,20 @@ impl FakeSlack {
             next: AtomicU64::new(100),
             ..Inner::default()
         });
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-        listener.set_nonblocking(true).expect("nonblocking");
-        let addr = listener.local_addr().expect("addr");
-        let ws_listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-        ws_listener.set_nonblocking(true).expect("nonblocking");
-        *inner.ws_addr.lock().unwrap() = Some(ws_listener.local_addr().expect("addr"));
+        let (listener, addr) = crate::serve::listen();
+        let (ws_listener, ws_addr) = crate::serve::listen();
+        *inner.ws_addr.lock().unwrap() = Some(ws_addr);
         *inner.base.lock().unwrap() = format!("http://{addr}");
         let app = Router::new()
             .route("/api/{method}", axum::routing::post(api).get(api))
             .route("/upload/{id}", axum::routing::post(upload))
             .route("/files/{name}", axum::routing::get(download))
             .with_state(Arc::clone(&inner));
-        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let sockets = Arc::clone(&inner);
-        std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .expect("runtime");
-            rt.block_on(async move {
-                let listener = tokio::net::TcpListener::from_std(listener).expect("listener");
-                let ws_listener = tokio::net::TcpListener::from_std(ws_listener).expect("listener");
-                let accept = async move {
-                    while let Ok((stream, _)) = ws_listener.accept().await {
-                        tokio::spawn(socket(Arc::clone(&sockets), stream));
-                    }
-                };
-                tokio::select! {
-                    _ = axum::serve(listener, app) => {}
-                    () = accept => {}
-                    _ = rx => {}
-                }
-            });
+        let tx = crate::serve::spawn(listener, app, move || {
+            crate::serve::accept_all(ws_listener, move |stream| {
+                socket(Arc::clone(&sockets), stream)
+            })
         });
         Self {
             addr,
@@ -445,23 +425,11 @@ impl FakeSlack {
     }
 
     fn send_frame(&self, frame: String) {
-        let deadline = std::time::Instant::now() + Duration::from_secs(10);
-        loop {
-            {
-                let mut sockets = self.inner.sockets.lock().unwrap();
-                sockets.retain(|s| !s.is_closed());
-                if let Some(s) = sockets.last()
-                    && s.send(frame.clone()).is_ok()
-                {
-                    return;
-                }
-            }
-            assert!(
-                std::time::Instant::now() < deadline,
-                "no Socket Mode connection to the fake Slack within 10 s"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        crate::serve::send_to_newest(
+            &self.inner.sockets,
+            || frame.clone(),
+            "Socket Mode connection to the fake Slack",
+        );
     }
 
     /// Signs an Events API request body with `secret` at unix time `ts`, as Slack does:
@@ -473,16 +441,9 @@ impl FakeSlack {
         format!("v0={hex}")
     }
 
-    /// Waits up to 10 s for `done` to hold (checked whenever the fake records something).
+    /// Waits up to 10 s for `done` to hold.
     pub fn wait_for(&self, what: &str, mut done: impl FnMut(&Self) -> bool) {
-        let deadline = std::time::Instant::now() + Duration::from_secs(10);
-        while !done(self) {
-            assert!(
-                std::time::Instant::now() < deadline,
-                "timed out waiting for {what}"
-            );
-            std::thread::sleep(Duration::from_millis(10));
-        }
+        crate::serve::wait_until(what, || done(self));
     }
 
     /// `chat.postMessage` calls so far (their arguments).

@@ -404,29 +404,13 @@ impl FakeBotApi {
             ..Inner::default()
         });
         *inner.next_update.lock().unwrap() = 1000;
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-        listener.set_nonblocking(true).expect("nonblocking");
-        let addr = listener.local_addr().expect("addr");
+        let (listener, addr) = crate::serve::listen();
         let app = Router::new()
             .route("/{bot}/{method}", axum::routing::post(handle).get(handle))
             .route("/file/{bot}/{*path}", axum::routing::get(download))
             .with_state(Arc::clone(&inner));
-        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let pusher = Arc::clone(&inner);
-        std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .expect("runtime");
-            rt.block_on(async move {
-                let listener = tokio::net::TcpListener::from_std(listener).expect("listener");
-                tokio::select! {
-                    _ = axum::serve(listener, app) => {}
-                    _ = push_to_webhook(pusher) => {}
-                    _ = rx => {}
-                }
-            });
-        });
+        let tx = crate::serve::spawn(listener, app, move || push_to_webhook(pusher));
         Self {
             addr,
             inner,
