@@ -246,8 +246,9 @@ impl SlackChannel {
         let mut hyper = SlackClientHyperConnector::with_connector(connector.clone())
             .with_rate_control(
                 SlackApiRateControlConfig::new()
-                    // No throttling of our own: retry what Slack answers 429, after its
-                    // Retry-After, at most three times.
+                    // No tier throttling of our own (chat.postMessage keeps slack-morphism's
+                    // one-per-second-per-channel pacing, Slack's documented limit); retry what
+                    // Slack answers 429, after its Retry-After, at most three times.
                     .with_tiers_limits(Default::default())
                     .with_max_retries(3),
             );
@@ -542,7 +543,8 @@ impl Inner {
             .with_metadata("message_id", id)
             .with_metadata("command", command);
         inbox.deliver(inbound).await?;
-        Ok("")
+        // Seen only by the user who typed the command; the answer follows in the conversation.
+        Ok("Got it.")
     }
 
     /// Downloads one file of a message (`url_private_download`, with the bot token) into

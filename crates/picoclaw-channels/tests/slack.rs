@@ -357,10 +357,8 @@ async fn the_events_api_checks_signatures_and_keeps_each_event_once() {
         .with_header("content-type", "application/x-www-form-urlencoded")
         .with_header("x-slack-request-timestamp", at.to_string())
         .with_header("x-slack-signature", FakeSlack::sign(SECRET, at, &form));
-    assert_eq!(
-        run.channel.webhook(cmd, Arc::clone(&inbox)).await.status,
-        200
-    );
+    let r = run.channel.webhook(cmd, Arc::clone(&inbox)).await;
+    assert_eq!((r.status, r.body.as_slice()), (200, &b"Got it."[..]));
     assert_eq!(run.inbox.all().pop().unwrap().content, "/new");
     run.stop.cancel();
 }
