@@ -157,6 +157,26 @@ async fn the_session_resumes_after_a_reconnect_request() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_lost_connection_is_resumed_and_nothing_is_missed_after() {
+    let fake = FakeDiscord::start(TOKEN);
+    // serenity notices a dead connection by its heartbeats; short ones keep the test short.
+    fake.set_heartbeat_interval(200);
+    let run = start(&fake, config(&fake, json!({}))).await;
+    blocking(|| fake.message(DM, None, ADA, "ada", "before", json!({})));
+    wait_kept(&run.inbox, 1).await;
+    fake.drop_connections();
+    wait(&fake, "a new session or a resume", |f| {
+        !f.resumes().is_empty() || f.identifies().len() > 1
+    })
+    .await;
+    blocking(|| fake.message(DM, None, ADA, "ada", "after", json!({})));
+    wait_kept(&run.inbox, 2).await;
+    let texts: Vec<String> = run.inbox.all().iter().map(|m| m.content.clone()).collect();
+    assert_eq!(texts, ["before", "after"]);
+    run.stop.cancel();
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn a_bad_token_and_refused_intents_are_clear_errors() {
     install_crypto();
     let fake = FakeDiscord::start(TOKEN);

@@ -48,6 +48,8 @@ struct Inner {
     next: AtomicU64,
     /// Close code for the next IDENTIFY (4014 to refuse the intents).
     refuse_identify: Mutex<Option<u16>>,
+    /// The heartbeat interval HELLO announces, in ms (0: Discord's usual 41 250).
+    heartbeat_ms: AtomicU64,
 }
 
 /// A fake Discord; stops when dropped.
@@ -207,7 +209,11 @@ async fn socket(inner: Arc<Inner>, stream: tokio::net::TcpStream) {
         return;
     };
     let (mut tx, mut rx) = ws.split();
-    let hello = json!({"op": 10, "d": {"heartbeat_interval": 41250}, "s": null, "t": null});
+    let interval = match inner.heartbeat_ms.load(Ordering::SeqCst) {
+        0 => 41_250,
+        ms => ms,
+    };
+    let hello = json!({"op": 10, "d": {"heartbeat_interval": interval}, "s": null, "t": null});
     if tx.send(Frame::text(hello.to_string())).await.is_err() {
         return;
     }
@@ -417,6 +423,21 @@ impl FakeDiscord {
         let sockets: Vec<_> = self.inner.sockets.lock().unwrap().drain(..).collect();
         for s in sockets {
             let _ = s.send(Frame::text(json!({"op": 7, "d": null}).to_string()));
+        }
+    }
+
+    /// Announces `ms` as the heartbeat interval to connections made from now on (a client
+    /// notices a dead connection by its missing heartbeat ACKs).
+    pub fn set_heartbeat_interval(&self, ms: u64) {
+        self.inner.heartbeat_ms.store(ms, Ordering::SeqCst);
+    }
+
+    /// Drops every Gateway connection without a word (network loss): the client should
+    /// reconnect and resume.
+    pub fn drop_connections(&self) {
+        let sockets: Vec<_> = self.inner.sockets.lock().unwrap().drain(..).collect();
+        for s in sockets {
+            let _ = s.send(Frame::Close(None));
         }
     }
 
