@@ -374,7 +374,8 @@ impl Inner {
             // The same message as `message` and as `app_mention`.
             return Ok(());
         }
-        let raw = unescape(s(event, "text").unwrap_or_default());
+        // Mentions are markup in the text as Slack sends it; what users typed is escaped.
+        let raw = s(event, "text").unwrap_or_default();
         let mention = format!("<@{}>", me.user_id);
         let mentioned = kind == "app_mention" || raw.contains(&mention);
         let direct = s(event, "channel_type") == Some("im") || channel.starts_with('D');
@@ -393,7 +394,7 @@ impl Inner {
             }
             chat
         };
-        let content = raw.replace(&mention, "").trim().to_owned();
+        let content = unescape(&raw.replace(&mention, "")).trim().to_owned();
         let thread_for_notice = (!direct).then_some(thread_ts.unwrap_or(ts));
         if direct && let Some(result) = self.access().try_pair(user, &content) {
             let text = match result {

@@ -100,8 +100,10 @@ async fn socket_mode_takes_dms_and_mentions_acks_them_and_drops_the_rest() {
     let mut edit = fake.dm_event("UADA", "edited");
     edit["subtype"] = json!("message_changed");
     let chatter = fake.channel_event("UADA", "CGEN", "just chatting", None);
+    // A mention typed as text (Slack escapes it) is not a mention.
+    let typed = fake.channel_event("UADA", "CGEN", &format!("&lt;@{BOT_USER_ID}&gt; hi"), None);
     let mut envs = Vec::new();
-    for e in [stranger, own, other_bot, edit, chatter] {
+    for e in [stranger, own, other_bot, edit, chatter, typed] {
         envs.push(tokio::task::block_in_place(|| {
             fake.push_socket(fake.event_callback(e))
         }));
