@@ -410,6 +410,11 @@ async fn onboard_creates_files_and_never_clobbers_a_users_edits() {
         serde_json::from_str(&std::fs::read_to_string(home.path().join("config.json")).unwrap())
             .unwrap();
     assert_eq!(config["agents"]["defaults"]["model"], "ollama/qwen3");
+    // The channels are there to fill in, switched off.
+    for channel in ["telegram", "discord", "slack"] {
+        assert_eq!(config["channels"][channel]["enabled"], false, "{channel}");
+    }
+    assert_eq!(config["channels"]["slack"]["app_token"], "");
     let ws = home.path().join("workspace");
     for f in [
         "AGENT.md",

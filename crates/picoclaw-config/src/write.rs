@@ -32,7 +32,12 @@ pub fn default_config_json() -> Value {
             "vllm": {"api_key": "", "api_base": "http://localhost:8000/v1"},
             "ollama": {"api_key": "", "api_base": "http://localhost:11434/v1"}
         },
-        "channels": {},
+        // Switched off until filled in (docs/channels/<name>.md); the original's keys.
+        "channels": {
+            "telegram": {"enabled": false, "token": "", "allow_from": []},
+            "discord": {"enabled": false, "token": "", "allow_from": []},
+            "slack": {"enabled": false, "bot_token": "", "app_token": "", "allow_from": []}
+        },
         "tools": {"exec": {"enabled": true}},
         "heartbeat": {"enabled": true, "interval": 30},
         "gateway": {"host": "127.0.0.1", "port": 18790}
