@@ -41,19 +41,13 @@ const MAX_CUSTOM_ID: usize = 100;
 #[non_exhaustive]
 pub struct DiscordConfig {
     pub token: String,
-    /// User ids (snowflakes) or usernames allowed to talk to the bot. Empty: nobody (pairing).
-    pub allow_from: Vec<String>,
     /// REST base URL (default `https://discord.com`).
     pub api_base: Option<String>,
     /// In guild channels, answer only messages that mention the bot or reply to it (default
     /// true). DMs are always answered.
     pub mention_only: bool,
-    /// Where attachments users send are saved (the gateway sets `workspace/media/discord`).
-    pub media_dir: Option<std::path::PathBuf>,
-    /// Where paired users are kept (the gateway sets `~/.picoclaw/channels/discord-paired.json`).
-    pub paired_file: Option<std::path::PathBuf>,
-    /// Messages per user per minute (default 20; 0: no limit).
-    pub rate_limit_per_minute: u32,
+    /// allow_from, rate limit, media folder, paired-users file.
+    pub common: crate::settings::Common,
 }
 
 impl DiscordConfig {
@@ -74,26 +68,19 @@ impl DiscordConfig {
         let api_base = crate::settings::api_base(value, "discord")?;
         Ok(Self {
             token,
-            allow_from: crate::settings::allow_from(value),
+            common: crate::settings::Common::from_json(value),
             api_base,
             mention_only: value
                 .get("mention_only")
                 .and_then(Value::as_bool)
                 .unwrap_or(true),
-            media_dir: None,
-            paired_file: None,
-            rate_limit_per_minute: crate::settings::rate_limit(value),
         })
     }
+}
 
-    pub fn with_paired_file(mut self, file: impl Into<std::path::PathBuf>) -> Self {
-        self.paired_file = Some(file.into());
-        self
-    }
-
-    pub fn with_media_dir(mut self, dir: impl Into<std::path::PathBuf>) -> Self {
-        self.media_dir = Some(dir.into());
-        self
+impl crate::settings::ChannelSettings for DiscordConfig {
+    fn common_mut(&mut self) -> &mut crate::settings::Common {
+        &mut self.common
     }
 }
 
@@ -181,14 +168,8 @@ impl DiscordChannel {
 
 impl Inner {
     fn access(&self) -> &crate::access::Access {
-        self.access.get_or_init(|| {
-            crate::access::Access::new(
-                "discord",
-                self.config.allow_from.clone(),
-                self.config.paired_file.clone(),
-                self.config.rate_limit_per_minute,
-            )
-        })
+        self.access
+            .get_or_init(|| self.config.common.access("discord"))
     }
 
     fn me(&self) -> Option<UserId> {
@@ -271,7 +252,7 @@ impl Inner {
     /// few times if the inbox cannot keep it), then 👀.
     async fn take_in(&self, inbox: &dyn Inbox, mut inbound: InboundMessage, msg: &Message) {
         let _ = msg.channel_id.broadcast_typing(&self.http).await;
-        if let Some(dir) = &self.config.media_dir {
+        if let Some(dir) = &self.config.common.media_dir {
             for attachment in msg.attachments.iter().take(10) {
                 match self.save_attachment(attachment, dir, msg).await {
                     Ok(media) => inbound.media.push(media),
@@ -609,7 +590,7 @@ mod tests {
             "allow_from": ["123", "ada"], "api_base": "http://127.0.0.1:9/"}))
         .unwrap();
         assert_eq!(c.token, "abc");
-        assert_eq!(c.allow_from, ["123", "ada"]);
+        assert_eq!(c.common.allow_from, ["123", "ada"]);
         assert_eq!(c.api_base.as_deref(), Some("http://127.0.0.1:9"));
         assert!(c.mention_only);
         let c = DiscordConfig::from_json(&json!({"token": "t", "mention_only": false})).unwrap();

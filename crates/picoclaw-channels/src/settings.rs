@@ -2,6 +2,61 @@
 //! channels give what users send.
 
 use serde_json::Value;
+use std::path::PathBuf;
+
+/// What every channel's settings have: who may talk to it, how fast, and where its files go.
+#[derive(Clone, Debug, Default)]
+#[non_exhaustive]
+pub struct Common {
+    /// User ids (or usernames, where the platform has them) allowed to talk to the bot. Empty:
+    /// nobody, until someone pairs with the one-time code.
+    pub allow_from: Vec<String>,
+    /// Where files users send are saved (the gateway sets `workspace/media/<channel>`); without
+    /// it, such messages are taken as their text only.
+    pub media_dir: Option<PathBuf>,
+    /// Where paired users are kept, outside the workspace (the gateway sets
+    /// `~/.picoclaw/channels/<channel>-paired.json`).
+    pub paired_file: Option<PathBuf>,
+    /// Messages per user per minute (`rate_limit_per_minute`, default 20; 0: no limit).
+    pub rate_limit_per_minute: u32,
+}
+
+impl Common {
+    /// `allow_from` and `rate_limit_per_minute` from a channel's settings.
+    pub fn from_json(value: &Value) -> Self {
+        Self {
+            allow_from: allow_from(value),
+            media_dir: None,
+            paired_file: None,
+            rate_limit_per_minute: rate_limit(value),
+        }
+    }
+
+    /// The access rules (allow-list, pairing, rate limit) of channel `name`.
+    pub fn access(&self, name: &str) -> crate::access::Access {
+        crate::access::Access::new(
+            name,
+            self.allow_from.clone(),
+            self.paired_file.clone(),
+            self.rate_limit_per_minute,
+        )
+    }
+}
+
+/// A channel's settings: where the gateway puts the files and the paired users.
+pub trait ChannelSettings: Sized {
+    fn common_mut(&mut self) -> &mut Common;
+
+    fn with_media_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.common_mut().media_dir = Some(dir.into());
+        self
+    }
+
+    fn with_paired_file(mut self, file: impl Into<PathBuf>) -> Self {
+        self.common_mut().paired_file = Some(file.into());
+        self
+    }
+}
 
 /// A trimmed, non-empty string setting.
 pub fn text(value: &Value, key: &str) -> Option<String> {

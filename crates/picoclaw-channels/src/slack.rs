@@ -49,16 +49,10 @@ pub struct SlackConfig {
     pub app_token: Option<String>,
     /// Verifies Events API requests to `/webhook/slack`. Absent: webhooks are refused.
     pub signing_secret: Option<String>,
-    /// Slack user ids (`U0123ABCD`) allowed to talk to the bot. Empty: nobody (pairing).
-    pub allow_from: Vec<String>,
     /// Web API base URL (default `https://slack.com/api`).
     pub api_base: Option<String>,
-    /// Where files users send are saved (the gateway sets `workspace/media/slack`).
-    pub media_dir: Option<std::path::PathBuf>,
-    /// Where paired users are kept (the gateway sets `~/.picoclaw/channels/slack-paired.json`).
-    pub paired_file: Option<std::path::PathBuf>,
-    /// Messages per user per minute (default 20; 0: no limit).
-    pub rate_limit_per_minute: u32,
+    /// allow_from, rate limit, media folder, paired-users file.
+    pub common: crate::settings::Common,
 }
 
 impl SlackConfig {
@@ -96,22 +90,15 @@ impl SlackConfig {
             bot_token,
             app_token,
             signing_secret,
-            allow_from: crate::settings::allow_from(value),
+            common: crate::settings::Common::from_json(value),
             api_base,
-            media_dir: None,
-            paired_file: None,
-            rate_limit_per_minute: crate::settings::rate_limit(value),
         })
     }
+}
 
-    pub fn with_paired_file(mut self, file: impl Into<std::path::PathBuf>) -> Self {
-        self.paired_file = Some(file.into());
-        self
-    }
-
-    pub fn with_media_dir(mut self, dir: impl Into<std::path::PathBuf>) -> Self {
-        self.media_dir = Some(dir.into());
-        self
+impl crate::settings::ChannelSettings for SlackConfig {
+    fn common_mut(&mut self) -> &mut crate::settings::Common {
+        &mut self.common
     }
 }
 
@@ -281,14 +268,8 @@ impl SlackChannel {
 
 impl Inner {
     fn access(&self) -> &crate::access::Access {
-        self.access.get_or_init(|| {
-            crate::access::Access::new(
-                "slack",
-                self.config.allow_from.clone(),
-                self.config.paired_file.clone(),
-                self.config.rate_limit_per_minute,
-            )
-        })
+        self.access
+            .get_or_init(|| self.config.common.access("slack"))
     }
 
     fn me(&self) -> Option<Me> {
@@ -422,7 +403,7 @@ impl Inner {
             .with_metadata("message_id", ts)
             .with_metadata("channel_type", if direct { "im" } else { "channel" });
         if let Some(files) = event.get("files").and_then(Value::as_array)
-            && let Some(dir) = &self.config.media_dir
+            && let Some(dir) = &self.config.common.media_dir
         {
             for file in files.iter().take(10) {
                 match self.save_file(file, dir, channel, ts).await {
@@ -987,7 +968,7 @@ mod tests {
         .unwrap();
         assert_eq!(c.bot_token, "xoxb-1");
         assert_eq!(c.app_token.as_deref(), Some("xapp-1"));
-        assert_eq!(c.allow_from, ["U1"]);
+        assert_eq!(c.common.allow_from, ["U1"]);
         assert_eq!(c.api_base.as_deref(), Some("http://127.0.0.1:9/api"));
         let err = |v: Value| SlackConfig::from_json(&v).unwrap_err().to_string();
         assert!(err(json!({"app_token": "xapp-1"})).contains("bot_token is empty"));

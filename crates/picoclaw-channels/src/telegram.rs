@@ -31,8 +31,6 @@ const MAX_DOWNLOAD_BYTES: u64 = 20 * 1024 * 1024;
 #[non_exhaustive]
 pub struct TelegramConfig {
     pub token: String,
-    /// User ids or usernames (with or without `@`) allowed to talk to the bot. Empty: nobody.
-    pub allow_from: Vec<String>,
     /// Bot API base URL (default `https://api.telegram.org`).
     pub api_base: Option<String>,
     /// Long-polling timeout in seconds (default 30).
@@ -43,26 +41,8 @@ pub struct TelegramConfig {
     /// The secret Telegram sends back with every update (`X-Telegram-Bot-Api-Secret-Token`);
     /// derived from the token when absent.
     pub webhook_secret: Option<String>,
-    /// Where voice notes, photos and documents that users send are saved (the gateway sets
-    /// `workspace/media/telegram`); without it, such messages are taken as their caption only.
-    pub media_dir: Option<std::path::PathBuf>,
-    /// Where users paired with the one-time code are kept (outside the workspace; the gateway
-    /// sets `~/.picoclaw/channels/telegram-paired.json`).
-    pub paired_file: Option<std::path::PathBuf>,
-    /// Messages per user per minute (`rate_limit_per_minute`, default 20; 0: no limit).
-    pub rate_limit_per_minute: u32,
-}
-
-impl TelegramConfig {
-    pub fn with_paired_file(mut self, file: impl Into<std::path::PathBuf>) -> Self {
-        self.paired_file = Some(file.into());
-        self
-    }
-
-    pub fn with_media_dir(mut self, dir: impl Into<std::path::PathBuf>) -> Self {
-        self.media_dir = Some(dir.into());
-        self
-    }
+    /// allow_from, rate limit, media folder, paired-users file.
+    pub common: crate::settings::Common,
 }
 
 impl TelegramConfig {
@@ -82,7 +62,6 @@ impl TelegramConfig {
                 )
             })?
             .to_owned();
-        let allow_from = crate::settings::allow_from(value);
         let text = |key: &str| crate::settings::text(value, key);
         let api_base = text("api_base");
         let webhook_url = text("webhook_url");
@@ -116,15 +95,18 @@ impl TelegramConfig {
         }
         Ok(Self {
             token,
-            allow_from,
+            common: crate::settings::Common::from_json(value),
             api_base,
             poll_timeout: 30,
             webhook_url,
             webhook_secret,
-            media_dir: None,
-            paired_file: None,
-            rate_limit_per_minute: crate::settings::rate_limit(value),
         })
+    }
+}
+
+impl crate::settings::ChannelSettings for TelegramConfig {
+    fn common_mut(&mut self) -> &mut crate::settings::Common {
+        &mut self.common
     }
 }
 
@@ -357,7 +339,7 @@ impl TelegramChannel {
         message: Option<&teloxide::types::Message>,
     ) -> Result<(), String> {
         let _ = self.bot.send_chat_action(chat, ChatAction::Typing).await;
-        if let (Some(message), Some(dir)) = (message, &self.config.media_dir) {
+        if let (Some(message), Some(dir)) = (message, &self.config.common.media_dir) {
             match self.save_attachment(message, dir).await {
                 Ok(Some(media)) => inbound.media.push(media),
                 Ok(None) => {}
@@ -443,14 +425,8 @@ impl TelegramChannel {
     }
 
     fn access(&self) -> &crate::access::Access {
-        self.access.get_or_init(|| {
-            crate::access::Access::new(
-                "telegram",
-                self.config.allow_from.clone(),
-                self.config.paired_file.clone(),
-                self.config.rate_limit_per_minute,
-            )
-        })
+        self.access
+            .get_or_init(|| self.config.common.access("telegram"))
     }
 
     fn allowed(&self, user_id: &str, username: Option<&str>) -> bool {
@@ -737,7 +713,7 @@ mod tests {
             "allow_from": ["123456", "@ada", 789], "api_base": "http://127.0.0.1:9/"}))
         .unwrap();
         assert_eq!(c.token, "123:abc");
-        assert_eq!(c.allow_from, ["123456", "@ada", "789"]);
+        assert_eq!(c.common.allow_from, ["123456", "@ada", "789"]);
         assert_eq!(c.api_base.as_deref(), Some("http://127.0.0.1:9/"));
         let err = TelegramConfig::from_json(&json!({"enabled": true, "token": ""})).unwrap_err();
         assert!(err.to_string().contains("@BotFather"));

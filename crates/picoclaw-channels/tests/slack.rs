@@ -8,6 +8,7 @@ mod common;
 use common::{Kept, install_crypto, wait_kept};
 
 use picoclaw_bus::{Button, MediaKind, MediaRef, OutboundMessage};
+use picoclaw_channels::settings::ChannelSettings;
 use picoclaw_channels::slack::{SlackChannel, SlackConfig};
 use picoclaw_channels::{Channel, ChannelError, Inbox, WebhookRequest};
 use picoclaw_testkit::slack::{BOT_USER_ID, FakeSlack};

@@ -224,6 +224,8 @@ fn make_channel(
     media: std::path::PathBuf,
     paired: std::path::PathBuf,
 ) -> Option<Result<Arc<dyn picoclaw_channels::Channel>, picoclaw_channels::ChannelError>> {
+    #[allow(unused_imports)]
+    use picoclaw_channels::settings::ChannelSettings;
     match name {
         #[cfg(feature = "telegram")]
         "telegram" => {
