@@ -870,26 +870,7 @@ async fn with_nobody_allowed_the_owner_pairs_with_the_code_from_the_log() {
     let endpoint = ScriptedEndpoint::start_with([Reply::text("Hello, owner.")]).await;
     let home = telegram_home(&endpoint, &tg, TOKEN, json!([]));
     let gw = Gateway::start_with(home.path(), &[], "warn");
-    let mut code = None;
-    for _ in 0..400 {
-        code = gw
-            .log
-            .lock()
-            .unwrap()
-            .iter()
-            .find_map(|l| l.split("/pair ").nth(1))
-            .map(|rest| {
-                rest.chars()
-                    .take_while(char::is_ascii_digit)
-                    .collect::<String>()
-            });
-        if code.is_some() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-    let code = code.expect("the pairing code was not logged");
-    assert_eq!(code.len(), 6);
+    let code = pairing_code(&gw).await;
     // Before pairing: ignored. A wrong code: refused. The right one: paired, then answered.
     tg.private_message(555, "zed", "hello?");
     tg.private_message(555, "zed", "/pair 000000x");
@@ -916,6 +897,30 @@ async fn with_nobody_allowed_the_owner_pairs_with_the_code_from_the_log() {
         "no new code once someone is paired"
     );
     drop(gw);
+}
+
+/// The one-time pairing code the gateway logged (waiting up to 10 s for it).
+#[cfg(any(feature = "telegram", feature = "slack"))]
+async fn pairing_code(gw: &Gateway) -> String {
+    for _ in 0..400 {
+        let code = gw
+            .log
+            .lock()
+            .unwrap()
+            .iter()
+            .find_map(|l| l.split("/pair ").nth(1))
+            .map(|rest| {
+                rest.chars()
+                    .take_while(char::is_ascii_digit)
+                    .collect::<String>()
+            });
+        if let Some(code) = code {
+            assert_eq!(code.len(), 6);
+            return code;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!("the pairing code was not logged");
 }
 
 /// Waits until the fake Bot API has received `n` messages from the bot.
@@ -1256,5 +1261,48 @@ async fn three_channels_in_one_gateway_across_a_restart() {
             "{texts:?}"
         );
     }
+    drop(gw);
+}
+
+#[cfg(feature = "slack")]
+#[tokio::test(flavor = "multi_thread")]
+async fn slack_with_nobody_allowed_the_owner_pairs_from_a_dm() {
+    use picoclaw_testkit::slack::FakeSlack;
+    let slack = FakeSlack::start("xoxb-pair", "xapp-pair");
+    let endpoint = ScriptedEndpoint::start_with([Reply::text("Hello, owner.")]).await;
+    let home = home_with(&endpoint, json!({"host": "127.0.0.1", "port": 0}));
+    set_channels(
+        home.path(),
+        json!({"slack": {"enabled": true, "bot_token": "xoxb-pair", "app_token": "xapp-pair",
+            "api_base": slack.api_base()}}),
+    );
+    let gw = Gateway::start_with(home.path(), &[], "warn");
+    let code = pairing_code(&gw).await;
+    assert!(
+        gw.log
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|l| l.contains(&format!("/picoclaw pair {code}"))),
+        "the log tells Slack users the slash command"
+    );
+    let push = |text: &str| {
+        let payload = slack.event_callback(slack.dm_event("UZED", text));
+        tokio::task::block_in_place(|| slack.push_socket(payload));
+    };
+    push("hello?");
+    // Slack users send it with a leading space (Slack takes "/..." for a command).
+    push(&format!(" /pair {code}"));
+    let posts = wait_posts(&slack, 1).await;
+    assert_eq!(posts[0]["text"], "Paired: you can talk to me now.");
+    push("hi");
+    let posts = wait_posts(&slack, 2).await;
+    assert_eq!(posts[1]["text"], "Hello, owner.");
+    assert_eq!(
+        endpoint.requests().len(),
+        1,
+        "only the paired message reached the model"
+    );
+    assert!(home.path().join("channels/slack-paired.json").is_file());
     drop(gw);
 }

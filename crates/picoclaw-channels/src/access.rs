@@ -70,9 +70,17 @@ impl Access {
             .then(one_time_code)
             .filter(|c| !c.is_empty());
         if let Some(code) = &code {
+            // Slack takes every message that starts with `/` for a command of its own.
+            let how = if channel == "slack" {
+                format!(
+                    "`/picoclaw pair {code}` (or ` /pair {code}` with a leading space, in a DM)"
+                )
+            } else {
+                format!("`/pair {code}`")
+            };
             tracing::warn!(
-                "{channel}: nobody may talk to the bot yet. Send `/pair {code}` to it from your \
-                 account (once), or put your user id in channels.{channel}.allow_from"
+                "{channel}: nobody may talk to the bot yet. Send {how} to it from your account \
+                 (once), or put your user id in channels.{channel}.allow_from"
             );
         }
         Self {
