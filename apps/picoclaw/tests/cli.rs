@@ -106,6 +106,16 @@ async fn run(mut cmd: Command, args: &[&str]) -> Run {
     .unwrap()
 }
 
+/// The names of the tools a request offered the model.
+fn offered_tools(body: &Value) -> Vec<String> {
+    body["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|t| t["function"]["name"].as_str().map(str::to_owned))
+        .collect()
+}
+
 fn tool_messages(body: &Value) -> Vec<String> {
     body["messages"]
         .as_array()
@@ -1821,13 +1831,8 @@ async fn an_executable_skill_tool_is_called_in_a_turn() {
     assert_eq!(out.code, 0, "{}", out.stderr);
     assert_eq!(out.stdout.trim(), "Four words.");
     let reqs = endpoint.requests();
-    let offered: Vec<&str> = reqs[0].body["tools"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter_map(|t| t["function"]["name"].as_str())
-        .collect();
-    assert!(offered.contains(&"word_count"), "{offered:?}");
+    let offered = offered_tools(&reqs[0].body);
+    assert!(offered.iter().any(|t| t == "word_count"), "{offered:?}");
     assert_eq!(tool_messages(&reqs[1].body), [r#"{"words":4}"#]);
     // A skill that hangs is a clear tool error, not a stuck turn.
     let out = run(home.cmd(), &["agent", "-m", "count: hang"]).await;
@@ -2114,13 +2119,8 @@ async fn an_mcp_server_is_added_tested_and_its_tool_called_in_a_turn() {
     assert_eq!(out.code, 0, "{}", out.stderr);
     assert_eq!(out.stdout.trim(), "19 + 23 = 42");
     let reqs = endpoint.requests();
-    let offered: Vec<&str> = reqs[0].body["tools"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter_map(|t| t["function"]["name"].as_str())
-        .collect();
-    assert!(offered.contains(&"mcp_calc__add"), "{offered:?}");
+    let offered = offered_tools(&reqs[0].body);
+    assert!(offered.iter().any(|t| t == "mcp_calc__add"), "{offered:?}");
     assert_eq!(tool_messages(&reqs[1].body), ["42"]);
 
     // A server that cannot start: the agent still answers, the list says why, test fails.

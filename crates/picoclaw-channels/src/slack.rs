@@ -178,7 +178,20 @@ impl std::fmt::Debug for SlackChannel {
 fn api_error(method: &str, e: &SlackClientError) -> ChannelError {
     match e {
         SlackClientError::ApiError(api) => {
-            let text = format!("slack {method}: {}", api.code);
+            let hint = match api.code.as_str() {
+                "not_in_channel" => ": invite the bot to the channel (/invite @your-bot)",
+                "channel_not_found" => {
+                    ": the bot cannot see that channel (a private one needs an invite)"
+                }
+                "missing_scope" | "no_permission" => {
+                    ": add the scope under OAuth & Permissions and reinstall the app (docs/channels/slack.md)"
+                }
+                "invalid_auth" | "not_authed" | "token_revoked" | "token_expired"
+                | "account_inactive" => ": check channels.slack.bot_token",
+                "is_archived" => ": the channel is archived",
+                _ => "",
+            };
+            let text = format!("slack {method}: {}{hint}", api.code);
             match api.code.as_str() {
                 "invalid_auth" | "not_authed" | "account_inactive" | "token_revoked"
                 | "token_expired" | "no_permission" | "missing_scope" | "channel_not_found"

@@ -48,6 +48,27 @@ where
     tx
 }
 
+/// Serves `app` on `listener` and WebSocket connections on `ws_listener`, each connection
+/// handled by `socket(state, stream)` (the Slack and Discord fakes).
+pub(crate) fn spawn_with_ws<S, H, Fut>(
+    listener: std::net::TcpListener,
+    app: Router,
+    ws_listener: std::net::TcpListener,
+    state: std::sync::Arc<S>,
+    socket: H,
+) -> tokio::sync::oneshot::Sender<()>
+where
+    S: Send + Sync + 'static,
+    H: Fn(std::sync::Arc<S>, tokio::net::TcpStream) -> Fut + Send + 'static,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    spawn(listener, app, move || {
+        accept_all(ws_listener, move |stream| {
+            socket(std::sync::Arc::clone(&state), stream)
+        })
+    })
+}
+
 /// Accepts connections on `listener` for ever, each handled by `handle` in a task of its own.
 pub(crate) async fn accept_all<H, Fut>(listener: std::net::TcpListener, handle: H)
 where

@@ -297,12 +297,8 @@ impl FakeSlack {
             .route("/upload/{id}", axum::routing::post(upload))
             .route("/files/{name}", axum::routing::get(download))
             .with_state(Arc::clone(&inner));
-        let sockets = Arc::clone(&inner);
-        let tx = crate::serve::spawn(listener, app, move || {
-            crate::serve::accept_all(ws_listener, move |stream| {
-                socket(Arc::clone(&sockets), stream)
-            })
-        });
+        let tx =
+            crate::serve::spawn_with_ws(listener, app, ws_listener, Arc::clone(&inner), socket);
         Self {
             addr,
             inner,
