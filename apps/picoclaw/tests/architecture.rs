@@ -9,7 +9,7 @@ use std::process::Command;
 fn layer(name: &str) -> Option<u8> {
     Some(match name {
         "picoclaw-types" => 0,
-        "picoclaw-bus" | "picoclaw-auth" | "picoclaw-state" => 1,
+        "picoclaw-fs" | "picoclaw-bus" | "picoclaw-auth" | "picoclaw-state" => 1,
         "picoclaw-providers" | "picoclaw-tools" | "picoclaw-skills" | "picoclaw-mcp"
         | "picoclaw-channels" => 2,
         "picoclaw-core" => 3,

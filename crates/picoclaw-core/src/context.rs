@@ -2,13 +2,16 @@
 //! AGENTS.md, SOUL.md, USER.md, IDENTITY.md, TOOLS.md, memory/MEMORY.md), the current time and
 //! runtime facts, and fits history into the context window.
 //!
-//! Files are cached by modification time and length, so an unchanged workspace costs one `stat`
-//! per file per turn, and an edited file is picked up on the next turn.
+//! Files are opened beneath the workspace's directory handle (a link to a file outside, such as
+//! `SOUL.md -> ~/.picoclaw/config.json`, is refused by the kernel, not followed into the prompt),
+//! without blocking (a FIFO in place of a file is skipped), and cached by modification time and
+//! length, so an unchanged workspace costs one open and `fstat` per file per turn.
 
 use picoclaw_types::{ChatMessage, ContentPart, Role};
 use std::collections::HashMap;
+use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Mutex, OnceLock};
 use std::time::SystemTime;
 
 /// The workspace files read into the system prompt, in prompt order.
@@ -44,6 +47,9 @@ struct CachedFile {
 #[derive(Debug)]
 pub struct ContextBuilder {
     workspace: Option<PathBuf>,
+    /// The workspace's handle, opened at first use (the folder may be created after the
+    /// builder); `None` inside when it cannot be opened.
+    dir: OnceLock<Option<picoclaw_fs::WorkspaceDir>>,
     extra_instructions: Option<String>,
     skills: Option<std::sync::Arc<picoclaw_skills::LiveCatalog>>,
     cache: Mutex<HashMap<PathBuf, CachedFile>>,
@@ -54,6 +60,7 @@ impl ContextBuilder {
     pub fn new(workspace: Option<PathBuf>) -> Self {
         Self {
             workspace,
+            dir: OnceLock::new(),
             extra_instructions: None,
             skills: None,
             cache: Mutex::new(HashMap::new()),
@@ -112,11 +119,11 @@ impl ContextBuilder {
         }
         if let Some(ws) = &self.workspace {
             for name in BOOTSTRAP_FILES {
-                if let Some(text) = self.read_cached(&ws.join(name)) {
+                if let Some(text) = self.read_cached(ws, name) {
                     push_section(&mut prompt, name, &text);
                 }
             }
-            if read_memory_file && let Some(text) = self.read_cached(&ws.join(MEMORY_FILE)) {
+            if read_memory_file && let Some(text) = self.read_cached(ws, MEMORY_FILE) {
                 push_section(&mut prompt, "Long-term memory (memory/MEMORY.md)", &text);
             }
         }
@@ -188,37 +195,54 @@ impl ContextBuilder {
         messages
     }
 
-    fn read_cached(&self, path: &Path) -> Option<String> {
-        let meta = std::fs::metadata(path).ok();
-        let (modified, len) = match &meta {
-            Some(m) if m.is_file() => (m.modified().ok(), m.len()),
-            _ => (None, 0),
+    fn read_cached(&self, workspace: &Path, name: &str) -> Option<String> {
+        let dir = self
+            .dir
+            .get_or_init(|| picoclaw_fs::WorkspaceDir::open(workspace).ok())
+            .as_ref()?;
+        let opened = match dir.open_file(name) {
+            Ok(opened) => Some(opened),
+            Err(e) if e.is_not_found() => None,
+            Err(e) => {
+                tracing::warn!(file = name, error = %e, "workspace file left out of the prompt");
+                None
+            }
         };
+        let meta = opened.as_ref().and_then(|o| o.file.metadata().ok());
+        let (modified, len) = match &meta {
+            Some(m) => (m.modified().ok(), m.len()),
+            None => (None, 0),
+        };
+        let key = PathBuf::from(name);
         let mut cache = match self.cache.lock() {
             Ok(guard) => guard,
             Err(poisoned) => poisoned.into_inner(),
         };
-        if let Some(hit) = cache.get(path)
+        if let Some(hit) = cache.get(&key)
             && hit.modified == modified
             && hit.len == len
-            && meta.is_some() == hit.text.is_some()
+            && opened.is_some() == hit.text.is_some()
         {
             return hit.text.clone();
         }
-        let text = if meta.as_ref().is_some_and(|m| m.is_file()) {
-            match std::fs::read(path) {
-                Ok(bytes) => Some(cap_text(String::from_utf8_lossy(&bytes).into_owned())),
+        let text = opened.and_then(|o| {
+            // A little past the cap, so cap_text sees that the file was longer.
+            let mut bytes = Vec::new();
+            match o
+                .file
+                .take(MAX_FILE_BYTES as u64 + 4)
+                .read_to_end(&mut bytes)
+            {
+                Ok(_) => Some(cap_text(String::from_utf8_lossy(&bytes).into_owned())),
                 Err(err) => {
-                    tracing::warn!(path = %path.display(), %err, "cannot read workspace file");
+                    tracing::warn!(file = name, %err, "cannot read workspace file");
                     None
                 }
             }
-        } else {
-            None
-        };
+        });
         let text = text.filter(|t| !t.trim().is_empty());
         cache.insert(
-            path.to_path_buf(),
+            key,
             CachedFile {
                 modified,
                 len,
@@ -311,6 +335,35 @@ mod tests {
         assert!(p.contains("## USER.md\nName: Ada"));
         assert!(!p.contains("Agents rules"));
         assert!(p.contains("they talked about tea"));
+    }
+
+    /// Issue 17, attack 11: `ln -s ~/.picoclaw/config.json SOUL.md` put the keys into every
+    /// request. Links leading out, hard links and FIFOs are left out; links inside still work.
+    #[test]
+    fn prompt_files_that_lead_outside_are_left_out() {
+        let dir = tempfile::tempdir().unwrap();
+        let outside = tempfile::tempdir().unwrap();
+        let secret = outside.path().join("config.json");
+        std::fs::write(&secret, "sk-SECRET-KEY").unwrap();
+        std::os::unix::fs::symlink(&secret, dir.path().join("SOUL.md")).unwrap();
+        std::fs::create_dir_all(dir.path().join("memory")).unwrap();
+        std::os::unix::fs::symlink(outside.path(), dir.path().join("memory/x")).unwrap();
+        std::os::unix::fs::symlink("x/config.json", dir.path().join("memory/MEMORY.md")).unwrap();
+        std::fs::hard_link(&secret, dir.path().join("USER.md")).unwrap();
+        let fifo = std::process::Command::new("mkfifo")
+            .arg(dir.path().join("TOOLS.md"))
+            .status()
+            .unwrap();
+        assert!(fifo.success());
+        std::fs::write(dir.path().join("real.md"), "Be kind").unwrap();
+        std::os::unix::fs::symlink("real.md", dir.path().join("IDENTITY.md")).unwrap();
+        let ctx = ContextBuilder::new(Some(dir.path().to_path_buf()));
+        // Returns at all (a blocking open of the FIFO would hang here).
+        let p = ctx.system_prompt(fixed_now(), None);
+        assert!(!p.contains("SECRET"), "{p}");
+        assert!(!p.contains("## SOUL.md") && !p.contains("## USER.md"));
+        assert!(!p.contains("## TOOLS.md"));
+        assert!(p.contains("## IDENTITY.md\nBe kind"), "{p}");
     }
 
     #[test]

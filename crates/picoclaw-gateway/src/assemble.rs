@@ -202,7 +202,8 @@ pub async fn assemble(
     let sandbox = Sandbox::new(&workspace, defaults.restrict_to_workspace)
         .with_context(|| format!("cannot use the workspace {}", workspace.display()))?
         .with_read_root(paths.global_skills_dir())
-        .with_read_root(&builtin_dir);
+        .with_read_root(&builtin_dir)
+        .with_protected(paths.home());
     let exec_cfg = exec_config(config, paths);
     let sandbox = Arc::new(sandbox);
     let mut tools: ToolRegistry = picoclaw_tools::builtin_tools(sandbox.clone(), exec_cfg);
@@ -284,7 +285,9 @@ pub async fn assemble(
     tools.register(Arc::new(picoclaw_tools::CronTool::new(store.clone())));
     // Messages on the agent's own initiative, delivered through the outbox.
     tools.register(Arc::new(
-        picoclaw_tools::MessageTool::new(store.clone()).with_files(sandbox.clone()),
+        picoclaw_tools::MessageTool::new(store.clone())
+            .with_files(sandbox.clone())
+            .with_snapshots(paths.home().join("media-out")),
     ));
     // Searching the web: the backend tools.web enables; without a tools.web section,
     // DuckDuckGo (no key needed), as the original's default config has it.

@@ -36,6 +36,9 @@ pub struct DispatcherConfig {
     pub transcriber: Option<picoclaw_tools::Transcriber>,
     /// Where "typing…" goes while a turn runs (every [`TYPING_EVERY`]); none: no indicator.
     pub typing: Option<Arc<dyn OutboundSink>>,
+    /// The workspace: attachments the channels saved in it are read beneath its handle (a link
+    /// planted there by a command cannot turn a photo into the config file).
+    pub media_root: Option<std::path::PathBuf>,
 }
 
 /// How often the typing indicator is renewed while a turn runs (Telegram shows it for 5 s,
@@ -62,6 +65,7 @@ impl Default for DispatcherConfig {
             idle_timeout: Duration::from_secs(60),
             transcriber: None,
             typing: None,
+            media_root: None,
         }
     }
 }
@@ -70,6 +74,12 @@ impl DispatcherConfig {
     /// Shows "typing…" through `sink` while turns run.
     pub fn typing_to(mut self, sink: Arc<dyn OutboundSink>) -> Self {
         self.typing = Some(sink);
+        self
+    }
+
+    /// Reads saved attachments beneath `root` (the workspace).
+    pub fn media_root(mut self, root: impl Into<std::path::PathBuf>) -> Self {
+        self.media_root = Some(root.into());
         self
     }
 
@@ -305,13 +315,20 @@ impl Dispatcher {
         for media in &msg.media {
             let path = std::path::Path::new(&media.location);
             let line = match (media.kind, &self.config.transcriber) {
-                (MediaKind::Audio, Some(stt)) => match stt.transcribe(path).await {
-                    Ok(text) => format!("[voice note] {}", text.trim()),
-                    Err(e) => format!(
-                        "[voice note saved at {}; it could not be transcribed: {e}]",
-                        media.location
-                    ),
-                },
+                (MediaKind::Audio, Some(stt)) => {
+                    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("audio");
+                    let text = match self.read_media(path, picoclaw_tools::MAX_AUDIO_BYTES).await {
+                        Ok(bytes) => stt.transcribe(name, bytes).await,
+                        Err(e) => Err(e),
+                    };
+                    match text {
+                        Ok(text) => format!("[voice note] {}", text.trim()),
+                        Err(e) => format!(
+                            "[voice note saved at {}; it could not be transcribed: {e}]",
+                            media.location
+                        ),
+                    }
+                }
                 (MediaKind::Audio, None) => format!(
                     "[voice note saved at {}; speech to text is not configured (stt.api_key)]",
                     media.location
@@ -331,7 +348,26 @@ impl Dispatcher {
 
     /// The photos of a message as images for the model (data URLs), up to `MAX_IMAGE_BYTES`
     /// each; larger or unreadable ones stay a mention of where they were saved.
-    async fn images_of(msg: &InboundMessage) -> Vec<picoclaw_types::ContentPart> {
+    /// A saved attachment's bytes, read beneath the workspace handle when it lies in the
+    /// workspace (else beneath its own folder), never through a final link, off the async
+    /// workers.
+    async fn read_media(&self, path: &std::path::Path, max: u64) -> Result<Vec<u8>, String> {
+        let path = path.to_path_buf();
+        let root = match &self.config.media_root {
+            Some(root) if path.starts_with(root) => root.clone(),
+            _ => path
+                .parent()
+                .map(std::path::Path::to_path_buf)
+                .unwrap_or_else(|| "/".into()),
+        };
+        picoclaw_fs::off_thread(Duration::from_secs(60), move || {
+            picoclaw_fs::read_beneath(&root, &path, max)
+        })
+        .await
+        .map_err(|e| e.to_string())
+    }
+
+    async fn images_of(&self, msg: &InboundMessage) -> Vec<picoclaw_types::ContentPart> {
         use base64::Engine;
         let mut images = Vec::new();
         for media in &msg.media {
@@ -339,16 +375,12 @@ impl Dispatcher {
                 continue;
             }
             let path = std::path::Path::new(&media.location);
-            match tokio::fs::metadata(path).await {
-                Ok(meta) if meta.len() <= MAX_IMAGE_BYTES => {}
-                Ok(meta) => {
-                    tracing::info!(bytes = meta.len(), "photo too large to show to the model");
+            let bytes = match self.read_media(path, MAX_IMAGE_BYTES).await {
+                Ok(bytes) => bytes,
+                Err(e) => {
+                    tracing::info!(error = %e, "photo not shown to the model");
                     continue;
                 }
-                Err(_) => continue,
-            }
-            let Ok(bytes) = tokio::fs::read(path).await else {
-                continue;
             };
             let ext = path
                 .extension()
@@ -386,7 +418,7 @@ impl Dispatcher {
                 let options = TurnOptions::new()
                     .cancel_with(cancel)
                     .chat(msg.channel.as_str(), msg.chat_id.clone())
-                    .with_images(Self::images_of(&msg).await);
+                    .with_images(self.images_of(&msg).await);
                 let started = std::time::Instant::now();
                 // "typing…" renewed while the turn runs; stops when `_typing` drops.
                 let typing = CancellationToken::new();

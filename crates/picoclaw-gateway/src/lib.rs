@@ -83,6 +83,7 @@ pub async fn run(
         assembled.store.clone(),
         DispatcherConfig::default()
             .transcriber(transcriber)
+            .media_root(assembled.workspace.clone())
             .typing_to(Arc::new(ChannelSink(channels.clone()))),
     );
     let stop = tokio_util::sync::CancellationToken::new();

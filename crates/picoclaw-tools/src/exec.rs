@@ -455,18 +455,22 @@ impl Tool for ExecTool {
             ));
         }
         let dir = match &args.working_dir {
-            Some(d) if !d.trim().is_empty() => match self.sandbox.resolve(d, Access::Read) {
-                Ok(p) => p,
-                Err(e) => return ToolOutput::error(format!("exec: working_dir: {e}")),
-            },
+            Some(d) if !d.trim().is_empty() => {
+                // Opened beneath the workspace; the command starts in the folder the kernel
+                // reports for that handle.
+                let opened = match self.sandbox.locate(d, Access::Read) {
+                    Ok(at) => Sandbox::io(move || at.dir.subdir(&at.path, false)).await,
+                    Err(e) => Err(e),
+                };
+                match opened {
+                    Ok(sub) => sub.root().to_path_buf(),
+                    Err(e) => {
+                        return ToolOutput::error(format!("exec: working_dir: {}", e.for_model()));
+                    }
+                }
+            }
             _ => self.sandbox.root().to_path_buf(),
         };
-        if !dir.is_dir() {
-            return ToolOutput::error(format!(
-                "exec: working_dir {} is not a directory",
-                self.sandbox.display(&dir)
-            ));
-        }
         let timeout = args
             .timeout
             .filter(|t| *t > 0)

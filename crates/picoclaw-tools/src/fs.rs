@@ -1,69 +1,40 @@
 //! The file tools, with the original PicoClaw's names and parameters: `read_file(path, offset,
 //! length)`, `write_file(path, content)`, `edit_file(path, old_text, new_text)`,
-//! `append_file(path, content)`, `list_dir(path)`. Every path goes through the [`Sandbox`].
+//! `append_file(path, content)`, `list_dir(path)`. Every path is opened beneath the handle the
+//! [`Sandbox`] gives it, on tokio's blocking pool.
 
 use crate::args::{parse, schema};
-use crate::sandbox::{Access, Sandbox};
+use crate::sandbox::{Access, Located, Sandbox, SandboxError};
 use crate::{Tool, ToolContext, ToolOutput};
 use async_trait::async_trait;
+use picoclaw_fs::OpenedFile;
 use picoclaw_types::ToolSpec;
 use serde::Deserialize;
 use serde_json::Value;
-use std::io::{Read, Seek, SeekFrom, Write};
-use std::path::{Path, PathBuf};
+use std::io::{Read, Seek, SeekFrom};
 use std::sync::Arc;
 
 /// The most `read_file` returns in one call (the original's limit): larger files are paged.
 pub const MAX_READ_BYTES: u64 = 64 * 1024;
+/// The largest file `edit_file` loads to change.
+const MAX_EDIT_BYTES: u64 = 16 * 1024 * 1024;
 /// `list_dir` shows at most this many entries.
 const MAX_DIR_ENTRIES: usize = 1000;
 
-fn resolve(
+/// Where `path` is opened, or the refusal as the tool's result.
+fn locate(
     sandbox: &Sandbox,
     tool: &str,
     path: &str,
     access: Access,
-) -> Result<PathBuf, ToolOutput> {
+) -> Result<Located, ToolOutput> {
     sandbox
-        .resolve(path, access)
-        .map_err(|e| ToolOutput::error(format!("{tool}: {e}")))
+        .locate(path, access)
+        .map_err(|e| ToolOutput::error(format!("{tool}: {}", e.for_model())))
 }
 
-fn io_error(tool: &str, path: &str, err: &std::io::Error) -> ToolOutput {
-    let what = match err.kind() {
-        std::io::ErrorKind::NotFound => "no such file or directory".to_owned(),
-        std::io::ErrorKind::PermissionDenied => "permission denied".to_owned(),
-        _ => err.to_string(),
-    };
-    ToolOutput::error(format!("{tool}: {path}: {what}"))
-}
-
-/// Writes `data` to `path` through a temporary file in the same folder and a rename, so the file
-/// is never seen half-written. Creates parent folders.
-pub(crate) fn write_atomically(path: &Path, data: &[u8]) -> std::io::Result<()> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir)?;
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    // Unique per call: tool calls of one response run concurrently and may target one file.
-    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let tmp = dir.join(format!(".{name}.{}.{n}.tmp", std::process::id()));
-    let result = (|| {
-        let mut file = std::fs::File::create(&tmp)?;
-        file.write_all(data)?;
-        file.sync_all()?;
-        if let Ok(meta) = std::fs::metadata(path) {
-            let _ = std::fs::set_permissions(&tmp, meta.permissions());
-        }
-        std::fs::rename(&tmp, path)
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result
+fn fs_error(tool: &str, err: &SandboxError) -> ToolOutput {
+    ToolOutput::error(format!("{tool}: {}", err.for_model()))
 }
 
 /// `read_file(path, offset, length)`: text of a file, paged by bytes.
@@ -118,7 +89,7 @@ impl Tool for ReadFileTool {
             Ok(a) => a,
             Err(e) => return e,
         };
-        let path = match resolve(&self.sandbox, "read_file", &args.path, Access::Read) {
+        let at = match locate(&self.sandbox, "read_file", &args.path, Access::Read) {
             Ok(p) => p,
             Err(e) => return e,
         };
@@ -127,12 +98,23 @@ impl Tool for ReadFileTool {
             .length
             .unwrap_or(MAX_READ_BYTES)
             .clamp(1, MAX_READ_BYTES);
-        match read_page(&path, offset, length) {
-            Ok(page) => page.render(&args.path),
-            Err(ReadError::Io(e)) => io_error("read_file", &args.path, &e),
-            Err(ReadError::Message(m)) => {
+        let page = Sandbox::io(move || {
+            let opened = at.dir.open_file(&at.path)?;
+            Ok(read_page(opened, offset, length))
+        })
+        .await;
+        match page {
+            Ok(Ok(page)) => page.render(&args.path),
+            Ok(Err(ReadError::Io(e))) => {
+                ToolOutput::error(format!("read_file: {}: {e}", args.path))
+            }
+            Ok(Err(ReadError::Message(m))) => {
                 ToolOutput::error(format!("read_file: {}: {m}", args.path))
             }
+            Err(SandboxError::Fs(picoclaw_fs::FsError::IsDir { .. })) => ToolOutput::error(
+                format!("read_file: {} is a directory; use list_dir", args.path),
+            ),
+            Err(e) => fs_error("read_file", &e),
         }
     }
 }
@@ -177,13 +159,11 @@ impl Page {
     }
 }
 
-fn read_page(path: &Path, offset: u64, length: u64) -> Result<Page, ReadError> {
-    let meta = std::fs::metadata(path)?;
-    if meta.is_dir() {
-        return Err(ReadError::Message("is a directory; use list_dir".into()));
-    }
-    let total = meta.len();
-    let mut file = std::fs::File::open(path)?;
+fn read_page(opened: OpenedFile, offset: u64, length: u64) -> Result<Page, ReadError> {
+    let OpenedFile {
+        mut file,
+        len: total,
+    } = opened;
     let mut head = [0u8; 1024];
     let n = file.read(&mut head)?;
     if head[..n].contains(&0) {
@@ -258,20 +238,15 @@ impl Tool for WriteFileTool {
             Ok(a) => a,
             Err(e) => return e,
         };
-        let path = match resolve(&self.sandbox, "write_file", &args.path, Access::Write) {
+        let at = match locate(&self.sandbox, "write_file", &args.path, Access::Write) {
             Ok(p) => p,
             Err(e) => return e,
         };
-        if path.is_dir() {
-            return ToolOutput::error(format!("write_file: {} is a directory", args.path));
-        }
-        match write_atomically(&path, args.content.as_bytes()) {
-            Ok(()) => ToolOutput::ok(format!(
-                "Wrote {} bytes to {}",
-                args.content.len(),
-                self.sandbox.display(&path)
-            )),
-            Err(e) => io_error("write_file", &args.path, &e),
+        let shown = self.sandbox.display(&at.full());
+        let len = args.content.len();
+        match Sandbox::io(move || at.dir.write_atomic(&at.path, args.content.as_bytes())).await {
+            Ok(()) => ToolOutput::ok(format!("Wrote {len} bytes to {shown}")),
+            Err(e) => fs_error("write_file", &e),
         }
     }
 }
@@ -320,32 +295,40 @@ impl Tool for EditFileTool {
         if args.old_text.is_empty() {
             return ToolOutput::error("edit_file: old_text must not be empty");
         }
-        let path = match resolve(&self.sandbox, "edit_file", &args.path, Access::Write) {
+        let at = match locate(&self.sandbox, "edit_file", &args.path, Access::Write) {
             Ok(p) => p,
             Err(e) => return e,
         };
-        let text = match std::fs::read_to_string(&path) {
-            Ok(t) => t,
-            Err(e) => return io_error("edit_file", &args.path, &e),
-        };
-        match text.matches(args.old_text.as_str()).count() {
-            0 => ToolOutput::error(format!(
-                "edit_file: old_text was not found in {}. Read the file with read_file and copy \
-                 the exact text, whitespace included.",
-                args.path
-            )),
-            1 => {
-                let updated = text.replacen(args.old_text.as_str(), &args.new_text, 1);
-                match write_atomically(&path, updated.as_bytes()) {
-                    Ok(()) => ToolOutput::ok(format!("Edited {}", self.sandbox.display(&path))),
-                    Err(e) => io_error("edit_file", &args.path, &e),
+        let shown = self.sandbox.display(&at.full());
+        let path = args.path.clone();
+        let edited = Sandbox::io(move || {
+            let bytes = at.dir.read(&at.path, MAX_EDIT_BYTES)?;
+            let Ok(text) = String::from_utf8(bytes) else {
+                return Ok(Err(format!(
+                    "edit_file: {path} is not UTF-8 text; edit_file changes text files only"
+                )));
+            };
+            match text.matches(args.old_text.as_str()).count() {
+                0 => Ok(Err(format!(
+                    "edit_file: old_text was not found in {path}. Read the file with read_file \
+                     and copy the exact text, whitespace included."
+                ))),
+                1 => {
+                    let updated = text.replacen(args.old_text.as_str(), &args.new_text, 1);
+                    at.dir.write_atomic(&at.path, updated.as_bytes())?;
+                    Ok(Ok(()))
                 }
+                n => Ok(Err(format!(
+                    "edit_file: old_text appears {n} times in {path}; include more surrounding \
+                     text so it matches exactly once."
+                ))),
             }
-            n => ToolOutput::error(format!(
-                "edit_file: old_text appears {n} times in {}; include more surrounding text so it \
-                 matches exactly once.",
-                args.path
-            )),
+        })
+        .await;
+        match edited {
+            Ok(Ok(())) => ToolOutput::ok(format!("Edited {shown}")),
+            Ok(Err(message)) => ToolOutput::error(message),
+            Err(e) => fs_error("edit_file", &e),
         }
     }
 }
@@ -383,27 +366,15 @@ impl Tool for AppendFileTool {
             Ok(a) => a,
             Err(e) => return e,
         };
-        let path = match resolve(&self.sandbox, "append_file", &args.path, Access::Write) {
+        let at = match locate(&self.sandbox, "append_file", &args.path, Access::Write) {
             Ok(p) => p,
             Err(e) => return e,
         };
-        let result = (|| {
-            if let Some(dir) = path.parent() {
-                std::fs::create_dir_all(dir)?;
-            }
-            let mut file = std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(&path)?;
-            file.write_all(args.content.as_bytes())
-        })();
-        match result {
-            Ok(()) => ToolOutput::ok(format!(
-                "Appended {} bytes to {}",
-                args.content.len(),
-                self.sandbox.display(&path)
-            )),
-            Err(e) => io_error("append_file", &args.path, &e),
+        let shown = self.sandbox.display(&at.full());
+        let len = args.content.len();
+        match Sandbox::io(move || at.dir.append(&at.path, args.content.as_bytes())).await {
+            Ok(()) => ToolOutput::ok(format!("Appended {len} bytes to {shown}")),
+            Err(e) => fs_error("append_file", &e),
         }
     }
 }
@@ -450,22 +421,16 @@ impl Tool for ListDirTool {
             Err(e) => return e,
         };
         let shown = args.path.unwrap_or_else(|| ".".to_owned());
-        let path = match resolve(&self.sandbox, "list_dir", &shown, Access::Read) {
+        let at = match locate(&self.sandbox, "list_dir", &shown, Access::Read) {
             Ok(p) => p,
             Err(e) => return e,
         };
-        let entries = match std::fs::read_dir(&path) {
-            Ok(rd) => rd,
-            Err(e) => return io_error("list_dir", &shown, &e),
+        let entries = match Sandbox::io(move || at.dir.list(&at.path)).await {
+            Ok(entries) => entries,
+            Err(e) => return fs_error("list_dir", &e),
         };
-        let mut items: Vec<(bool, String)> = entries
-            .filter_map(Result::ok)
-            .map(|e| {
-                let is_dir =
-                    e.file_type().map(|t| t.is_dir()).unwrap_or(false) || e.path().is_dir();
-                (is_dir, e.file_name().to_string_lossy().into_owned())
-            })
-            .collect();
+        let mut items: Vec<(bool, String)> =
+            entries.into_iter().map(|e| (e.is_dir, e.name)).collect();
         if items.is_empty() {
             return ToolOutput::ok(format!("{shown} is empty"));
         }

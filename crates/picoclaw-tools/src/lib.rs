@@ -1,8 +1,8 @@
 //! Tools an agent can call: the [`Tool`] trait, the [`ToolRegistry`] that holds them, and the
 //! built-in tools with the original PicoClaw's names and parameters (`read_file`, `write_file`,
 //! `edit_file`, `append_file`, `list_dir`, `exec`) and long-term memory (`memory_search`,
-//! `memory_write`). Every path a tool touches is checked in one
-//! place, the [`Sandbox`].
+//! `memory_write`). Every path a tool touches is opened beneath the workspace's directory handle,
+//! which the [`Sandbox`] hands out.
 
 #![warn(clippy::unwrap_used, clippy::expect_used)]
 
@@ -38,7 +38,7 @@ pub use hardware::{I2cTool, SpiTool, i2c_buses};
 pub use landlock::{confine, landlock_abi};
 pub use memory::{MemorySearchTool, MemoryWriteTool};
 pub use message::MessageTool;
-pub use sandbox::{Access, Sandbox, SandboxError};
+pub use sandbox::{Access, Located, Sandbox, SandboxError};
 pub use subagent::{
     BackgroundResult, LocalResults, SpawnTool, SubagentRunner, SubagentTool, Subagents,
 };

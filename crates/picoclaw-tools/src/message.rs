@@ -1,8 +1,10 @@
 //! `message(content, channel, chat_id, media)`: the agent sends a message on its own — to the
 //! current conversation by default, or to another chat — through the outbox, so it is delivered
 //! like every reply (in order per chat, retried, once). Useful from scheduled tasks and the
-//! heartbeat. `media` attaches workspace files (checked by the [`Sandbox`]), which the channel
-//! uploads.
+//! heartbeat. `media` attaches workspace files, opened beneath the workspace handle of the
+//! [`Sandbox`] and copied to a folder outside the workspace before queueing, so the file the
+//! channel uploads later is the one that was checked (a link swapped in afterwards changes
+//! nothing).
 
 use crate::args::{parse, schema};
 use crate::sandbox::{Access, Sandbox};
@@ -13,7 +15,10 @@ use picoclaw_state::{Outbox, now_ms};
 use picoclaw_types::ToolSpec;
 use serde::Deserialize;
 use serde_json::Value;
+use std::io::Read;
+use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::{Duration, SystemTime};
 
 /// Longest message the tool accepts (channels split long ones further).
 pub const MAX_MESSAGE_CHARS: usize = 16_000;
@@ -30,6 +35,8 @@ pub const MAX_MEDIA_FILES: usize = 10;
 pub struct MessageTool {
     outbox: Arc<dyn Outbox>,
     sandbox: Option<Arc<Sandbox>>,
+    /// Where attachments are copied (outside the workspace); `None` queues the workspace path.
+    snapshots: Option<PathBuf>,
 }
 
 impl std::fmt::Debug for MessageTool {
@@ -44,6 +51,7 @@ impl MessageTool {
         Self {
             outbox,
             sandbox: None,
+            snapshots: None,
         }
     }
 
@@ -53,7 +61,14 @@ impl MessageTool {
         self
     }
 
-    fn attachments(&self, media: Option<Value>) -> Result<Vec<MediaRef>, String> {
+    /// Copies each attachment into `dir` (a folder the model cannot write, such as
+    /// `~/.picoclaw/media-out`) and queues the copy; copies older than a week are removed.
+    pub fn with_snapshots(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.snapshots = Some(dir.into());
+        self
+    }
+
+    async fn attachments(&self, media: Option<Value>) -> Result<Vec<MediaRef>, String> {
         let paths: Vec<String> = match media {
             None | Some(Value::Null) => return Ok(Vec::new()),
             Some(Value::String(one)) if one.trim().is_empty() => return Ok(Vec::new()),
@@ -87,25 +102,35 @@ impl MessageTool {
         }
         let mut refs = Vec::with_capacity(paths.len());
         for raw in paths {
-            let path = sandbox
-                .resolve(raw.trim(), Access::Read)
-                .map_err(|e| format!("message: media: {e}"))?;
-            let meta = std::fs::metadata(&path)
-                .map_err(|e| format!("message: media: cannot use '{raw}': {e}"))?;
-            if !meta.is_file() {
-                return Err(format!("message: media: '{raw}' is not a file"));
-            }
-            if meta.len() > MAX_MEDIA_BYTES {
-                return Err(format!(
-                    "message: media: '{raw}' is {} MiB; files up to {} MiB can be sent",
-                    meta.len() / (1024 * 1024),
-                    MAX_MEDIA_BYTES / (1024 * 1024)
-                ));
-            }
-            let name = path
+            let at = sandbox
+                .locate(raw.trim(), Access::Read)
+                .map_err(|e| format!("message: media: {}", e.for_model()))?;
+            let name = at
+                .full()
                 .file_name()
                 .map(|n| n.to_string_lossy().into_owned())
                 .unwrap_or_else(|| raw.clone());
+            let snapshots = self.snapshots.clone();
+            let copy_name = name.clone();
+            let path = Sandbox::io(move || {
+                let opened = at.dir.open_file(&at.path)?;
+                if opened.len > MAX_MEDIA_BYTES {
+                    return Ok(Err(opened.len));
+                }
+                match snapshots {
+                    Some(dir) => snapshot(&dir, &copy_name, opened.file).map(Ok),
+                    None => Ok(Ok(at.full())),
+                }
+            })
+            .await
+            .map_err(|e| format!("message: media: cannot use '{raw}': {}", e.for_model()))?
+            .map_err(|len| {
+                format!(
+                    "message: media: '{raw}' is {} MiB; files up to {} MiB can be sent",
+                    len / (1024 * 1024),
+                    MAX_MEDIA_BYTES / (1024 * 1024)
+                )
+            })?;
             let (kind, mime) = kind_of(&name);
             refs.push(
                 MediaRef::new(kind, path.display().to_string())
@@ -115,6 +140,59 @@ impl MessageTool {
         }
         Ok(refs)
     }
+}
+
+/// How long copies of sent attachments are kept (deliveries are retried for far less).
+const SNAPSHOT_KEEP: Duration = Duration::from_secs(7 * 24 * 3600);
+
+/// Copies an opened attachment into `dir` under a fresh name (created exclusively, 0600) and
+/// removes copies older than [`SNAPSHOT_KEEP`]. Returns the copy's path.
+fn snapshot(
+    dir: &std::path::Path,
+    name: &str,
+    file: std::fs::File,
+) -> Result<PathBuf, picoclaw_fs::FsError> {
+    use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+    let io = |source: std::io::Error| picoclaw_fs::FsError::Io {
+        path: dir.display().to_string(),
+        source,
+    };
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .map_err(io)?;
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        let now = SystemTime::now();
+        for entry in entries.flatten() {
+            let old = entry
+                .metadata()
+                .and_then(|m| m.modified())
+                .is_ok_and(|t| now.duration_since(t).unwrap_or_default() > SNAPSHOT_KEEP);
+            if old {
+                let _ = std::fs::remove_file(entry.path());
+            }
+        }
+    }
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let safe: String = name
+        .chars()
+        .map(|c| if c == '/' || c.is_control() { '_' } else { c })
+        .collect();
+    let dest = dir.join(format!("{}-{}-{n}-{safe}", now_ms(), std::process::id()));
+    let mut out = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&dest)
+        .map_err(io)?;
+    let copied = std::io::copy(&mut file.take(MAX_MEDIA_BYTES + 1), &mut out);
+    if let Err(e) = copied {
+        let _ = std::fs::remove_file(&dest);
+        return Err(io(e));
+    }
+    Ok(dest)
 }
 
 /// The kind and MIME type of a file, from its extension.
@@ -259,7 +337,7 @@ impl Tool for MessageTool {
                 "message: the {channel} conversation gets your answer directly; just answer"
             ));
         }
-        let media = match self.attachments(args.media) {
+        let media = match self.attachments(args.media).await {
             Ok(m) => m,
             Err(e) => return ToolOutput::error(e),
         };
@@ -349,10 +427,10 @@ mod tests {
         assert_eq!(out.content, "Sent to telegram:42 with 2 files.");
         let secret = outside.path().join("secret.txt").display().to_string();
         for (media, want) in [
-            (json!(["../secret.txt"]), "outside the workspace"),
-            (json!([secret]), "outside the workspace"),
+            (json!(["../secret.txt"]), "restrict_to_workspace"),
+            (json!([secret]), "restrict_to_workspace"),
             (json!(["missing.png"]), "cannot use 'missing.png'"),
-            (json!(["dir"]), "not a file"),
+            (json!(["dir"]), "is a directory"),
             (json!([1]), "file paths"),
             (json!({"a": 1}), "list of workspace file paths"),
             (json!(vec!["chart.png"; 11]), "at most 10 files"),

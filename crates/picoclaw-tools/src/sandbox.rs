@@ -1,13 +1,21 @@
-//! The workspace sandbox: the one place where tool paths are resolved and checked.
+//! The workspace sandbox: where every path a tool is given gets its folder handle.
 //!
-//! With `restrict` on (the default, `agents.defaults.restrict_to_workspace`), a path is accepted
-//! only if its real location, after resolving `..` and every symlink along the way, is inside the
-//! workspace. Paths that do not exist yet (a file about to be written) are checked through their
-//! deepest existing ancestor, and a dangling symlink is checked through its target.
+//! With `restrict` on (the default, `agents.defaults.restrict_to_workspace`), a path is opened
+//! beneath the workspace's directory handle ([`picoclaw_fs::WorkspaceDir`]): the kernel resolves
+//! it and refuses `..`, absolute links and links that lead out, at the moment of opening, so a
+//! link swapped in between a check and the open cannot help. Installed skills' folders are read
+//! roots: readable the same way, never writable.
+//!
+//! With `restrict` off, tools reach the whole file system, except picoclaw's own home (the
+//! config with its keys, the auth store, the state database, the gateway key), which stays closed
+//! — there by a check of the resolved path, as the operator chose to open everything else.
 
-use std::path::{Component, Path, PathBuf};
+use picoclaw_fs::{FsError, WorkspaceDir};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
 
-/// Whether a path is about to be read or written (worded into errors).
+/// Whether a path is about to be read or written (reads may also use the read roots).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Access {
     Read,
@@ -18,91 +26,119 @@ pub enum Access {
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum SandboxError {
+    #[error(transparent)]
+    Fs(#[from] FsError),
     #[error(
-        "path '{path}' is outside the workspace {root}; file tools are confined to the workspace \
-         (agents.defaults.restrict_to_workspace)"
+        "'{path}' is in picoclaw's own folder {}, which file tools never open (it holds the \
+         config, keys and conversations)",
+        home.display()
     )]
-    Outside { path: String, root: PathBuf },
-    #[error(
-        "path '{path}' leads through a symlink to {target}, outside the workspace {root}; file \
-         tools are confined to the workspace (agents.defaults.restrict_to_workspace)"
-    )]
-    SymlinkOutside {
-        path: String,
-        target: PathBuf,
-        root: PathBuf,
-    },
-    #[error("path must not be empty")]
-    Empty,
-    #[error("path '{path}' contains a NUL byte, which no file name can hold")]
-    Nul { path: String },
-    #[error("path is {len} bytes long; the limit is {max} bytes")]
-    TooLong { len: usize, max: usize },
-    #[error(
-        "'{path}' is a hard link ({links} names for one file): its other names may be outside the \
-         workspace {root}, so file tools do not use it (agents.defaults.restrict_to_workspace)"
-    )]
-    HardLink {
-        path: String,
-        links: u64,
-        root: PathBuf,
-    },
-    #[error("cannot use the workspace {root}: {source}")]
+    Protected { path: String, home: PathBuf },
+    #[error("cannot use the workspace {}: {source}", root.display())]
     Root {
         root: PathBuf,
         #[source]
         source: std::io::Error,
     },
-    #[error("cannot resolve '{path}': {source}")]
-    Io {
-        path: String,
-        #[source]
-        source: std::io::Error,
-    },
 }
 
-/// The longest path a tool may name (Linux's `PATH_MAX`).
-pub const MAX_PATH_BYTES: usize = 4096;
+impl SandboxError {
+    /// Whether the path was refused for leaving the workspace.
+    pub fn is_escape(&self) -> bool {
+        match self {
+            SandboxError::Fs(e) => e.is_escape(),
+            SandboxError::Protected { .. } => true,
+            SandboxError::Root { .. } => false,
+        }
+    }
+
+    /// The message for the model: the reason, and for refusals, the rule behind it.
+    pub fn for_model(&self) -> String {
+        let refused = matches!(
+            self,
+            SandboxError::Fs(FsError::HardLink { .. } | FsError::Outside { .. })
+                | SandboxError::Fs(FsError::Escapes { .. })
+        );
+        if refused {
+            format!(
+                "{self}. File tools are confined to the workspace and refuse what leads outside \
+                 the workspace (agents.defaults.restrict_to_workspace)"
+            )
+        } else {
+            self.to_string()
+        }
+    }
+}
+
+/// The longest a file tool waits for the disk before giving up (the tool loop's own timeout is
+/// usually shorter; this one keeps a stuck mount from holding a tool call forever elsewhere).
+const IO_LIMIT: Duration = Duration::from_secs(120);
+
+/// A path placed beneath a folder handle: open `path` relative to `dir`.
+#[derive(Clone, Debug)]
+pub struct Located {
+    pub dir: Arc<WorkspaceDir>,
+    pub path: String,
+}
+
+impl Located {
+    /// The full path, for messages and for handing to programs that take paths.
+    pub fn full(&self) -> PathBuf {
+        picoclaw_fs::normalize(&self.dir.root().join(&self.path))
+    }
+}
 
 /// The workspace root and whether tools are confined to it.
-#[derive(Clone, Debug)]
+#[derive(Debug)]
 pub struct Sandbox {
-    root: PathBuf,
+    workspace: Arc<WorkspaceDir>,
     restrict: bool,
     /// Folders outside the workspace that may be read, never written (installed skills).
-    read_roots: Vec<PathBuf>,
+    read_roots: Vec<Arc<WorkspaceDir>>,
+    /// Closed even when unrestricted: picoclaw's home, real paths.
+    protected: Vec<PathBuf>,
 }
 
 impl Sandbox {
-    /// Creates the root folder if needed and resolves its real path.
+    /// Creates the root folder if needed and opens it.
     pub fn new(root: impl Into<PathBuf>, restrict: bool) -> Result<Self, SandboxError> {
         let root = root.into();
-        std::fs::create_dir_all(&root).map_err(|source| SandboxError::Root {
-            root: root.clone(),
-            source,
-        })?;
-        let root = root
-            .canonicalize()
-            .map_err(|source| SandboxError::Root { root, source })?;
+        let workspace =
+            WorkspaceDir::create(&root).map_err(|source| SandboxError::Root { root, source })?;
         Ok(Self {
-            root,
+            workspace: Arc::new(workspace),
             restrict,
             read_roots: Vec::new(),
+            protected: Vec::new(),
         })
     }
 
     /// Also lets tools read (never write) beneath `dir`: the folders of installed skills, whose
     /// SKILL.md the agent reads when it needs one. A folder that does not exist is skipped.
     pub fn with_read_root(mut self, dir: impl AsRef<Path>) -> Self {
-        if let Ok(real) = dir.as_ref().canonicalize() {
-            self.read_roots.push(real);
+        if let Ok(root) = WorkspaceDir::open(dir) {
+            self.read_roots.push(Arc::new(root));
         }
+        self
+    }
+
+    /// Keeps file tools out of `dir` even when unrestricted (picoclaw's home). The workspace
+    /// stays usable when it lies inside.
+    pub fn with_protected(mut self, dir: impl AsRef<Path>) -> Self {
+        let dir = dir.as_ref();
+        self.protected
+            .push(dir.canonicalize().unwrap_or_else(|_| dir.to_path_buf()));
         self
     }
 
     /// The workspace's real path.
     pub fn root(&self) -> &Path {
-        &self.root
+        self.workspace.root()
+    }
+
+    /// The workspace's folder handle.
+    pub fn workspace(&self) -> &Arc<WorkspaceDir> {
+        &self.workspace
     }
 
     /// Whether paths are confined to the workspace.
@@ -110,138 +146,114 @@ impl Sandbox {
         self.restrict
     }
 
-    /// Resolves `path` (relative to the workspace, or absolute) for `access`, refusing anything
-    /// outside the workspace when restricted. A literal `~` is just a name.
-    pub fn resolve(&self, path: &str, access: Access) -> Result<PathBuf, SandboxError> {
-        if path.trim().is_empty() {
-            return Err(SandboxError::Empty);
-        }
-        if path.contains('\0') {
-            return Err(SandboxError::Nul {
-                path: path.replace('\0', "\\0"),
-            });
-        }
-        if path.len() > MAX_PATH_BYTES {
-            return Err(SandboxError::TooLong {
-                len: path.len(),
-                max: MAX_PATH_BYTES,
-            });
-        }
-        let joined = if Path::new(path).is_absolute() {
-            PathBuf::from(path)
-        } else {
-            self.root.join(path)
-        };
-        let full = normalize(&joined);
-        if !self.restrict {
-            return Ok(full);
-        }
-        // The folder this path must stay in: the workspace, or for reading a read-only root.
-        let base = if full.starts_with(&self.root) {
-            &self.root
-        } else {
-            match self
-                .read_roots
-                .iter()
-                .find(|r| access == Access::Read && full.starts_with(r))
-            {
-                Some(r) => r,
-                None => {
-                    return Err(SandboxError::Outside {
-                        path: path.to_owned(),
-                        root: self.root.clone(),
-                    });
+    /// Where to open `path` (relative to the workspace, or absolute) for `access`. Nothing is
+    /// opened here; with `restrict` on, the returned handle confines the open itself.
+    pub fn locate(&self, path: &str, access: Access) -> Result<Located, SandboxError> {
+        if self.restrict {
+            return match self.workspace.relative(path) {
+                Ok(rel) => Ok(Located {
+                    dir: self.workspace.clone(),
+                    path: rel.to_string_lossy().into_owned(),
+                }),
+                Err(outside @ FsError::Outside { .. }) => {
+                    if access == Access::Read {
+                        for root in &self.read_roots {
+                            if let Ok(rel) = root.relative(path) {
+                                return Ok(Located {
+                                    dir: root.clone(),
+                                    path: rel.to_string_lossy().into_owned(),
+                                });
+                            }
+                        }
+                    }
+                    Err(outside.into())
                 }
-            }
-        };
-        // Walk up to the deepest part of the path that exists (a symlink counts, even dangling).
-        let mut existing = full.as_path();
-        loop {
-            match std::fs::symlink_metadata(existing) {
-                Ok(_) => break,
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => match existing.parent() {
-                    Some(parent) => existing = parent,
-                    None => return Ok(full),
-                },
-                Err(source) => {
-                    return Err(SandboxError::Io {
-                        path: path.to_owned(),
-                        source,
-                    });
-                }
-            }
+                Err(e) => Err(e.into()),
+            };
         }
-        let rest = full.strip_prefix(existing).unwrap_or(Path::new(""));
-        let real = match existing.canonicalize() {
-            Ok(real) => real,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                // A dangling symlink: judge it by where it points.
-                let target = std::fs::read_link(existing).map_err(|source| SandboxError::Io {
-                    path: path.to_owned(),
-                    source,
-                })?;
-                let base = existing.parent().unwrap_or(&self.root);
-                normalize(&base.join(target))
+        self.locate_anywhere(path, access)
+    }
+
+    /// Unrestricted: the real path (links resolved; for a new file, its folder's), checked
+    /// against picoclaw's home, opened through a handle on its parent folder.
+    fn locate_anywhere(&self, path: &str, access: Access) -> Result<Located, SandboxError> {
+        // Validates the text (empty, NUL, length) the same way as the confined case.
+        let _ = match self.workspace.relative(path) {
+            Err(e @ (FsError::Empty | FsError::Nul { .. } | FsError::TooLong { .. })) => {
+                return Err(e.into());
             }
-            Err(source) => {
-                return Err(SandboxError::Io {
-                    path: path.to_owned(),
-                    source,
-                });
-            }
+            other => other,
         };
-        // (`join` of an empty path would add a trailing slash.)
-        let resolved = if rest.as_os_str().is_empty() {
-            real
-        } else {
-            real.join(rest)
-        };
-        if !resolved.starts_with(base) {
-            return Err(SandboxError::SymlinkOutside {
+        let full = picoclaw_fs::normalize(&self.workspace.root().join(path));
+        let io = |source: std::io::Error| {
+            SandboxError::Fs(FsError::Io {
                 path: path.to_owned(),
-                target: resolved,
-                root: self.root.clone(),
+                source,
+            })
+        };
+        let real = match full.canonicalize() {
+            Ok(real) if access == Access::Read => real,
+            // A write never follows the final name: resolve its folder only.
+            _ => {
+                let name = full.file_name().map(|n| n.to_os_string());
+                let parent = full.parent().unwrap_or(Path::new("/"));
+                if access == Access::Write {
+                    std::fs::create_dir_all(parent).map_err(io)?;
+                }
+                let parent = parent.canonicalize().map_err(|e| {
+                    SandboxError::Fs(if e.kind() == std::io::ErrorKind::NotFound {
+                        FsError::NotFound {
+                            path: path.to_owned(),
+                        }
+                    } else {
+                        FsError::Io {
+                            path: path.to_owned(),
+                            source: e,
+                        }
+                    })
+                })?;
+                match name {
+                    Some(name) => parent.join(name),
+                    None => parent,
+                }
+            }
+        };
+        if let Some(home) = self
+            .protected
+            .iter()
+            .find(|home| real.starts_with(home) && !real.starts_with(self.workspace.root()))
+        {
+            return Err(SandboxError::Protected {
+                path: path.to_owned(),
+                home: home.clone(),
             });
         }
-        // A hard link has no "target" to check: the same file may also be named outside the
-        // workspace (`ln /home/me/.ssh/id_rsa key`), so a regular file with more than one name is
-        // not read or written.
-        if let Ok(meta) = std::fs::metadata(&resolved) {
-            use std::os::unix::fs::MetadataExt;
-            if meta.is_file() && meta.nlink() > 1 {
-                return Err(SandboxError::HardLink {
-                    path: path.to_owned(),
-                    links: meta.nlink(),
-                    root: self.root.clone(),
-                });
-            }
-        }
-        Ok(resolved)
+        let (folder, name) = match (real.parent(), real.file_name()) {
+            (Some(parent), Some(name)) => (parent, name.to_string_lossy().into_owned()),
+            _ => (Path::new("/"), ".".to_owned()),
+        };
+        let dir = WorkspaceDir::open(folder).map_err(io)?;
+        Ok(Located {
+            dir: Arc::new(dir),
+            path: name,
+        })
     }
 
     /// `path` relative to the workspace for display, or as given when outside.
     pub fn display(&self, path: &Path) -> String {
-        match path.strip_prefix(&self.root) {
-            Ok(rel) if rel.as_os_str().is_empty() => ".".to_owned(),
-            Ok(rel) => rel.display().to_string(),
-            Err(_) => path.display().to_string(),
-        }
+        self.workspace.display(path)
     }
-}
 
-/// Resolves `.` and `..` lexically (no filesystem access). `..` at the root stays at the root.
-fn normalize(path: &Path) -> PathBuf {
-    let mut out = PathBuf::new();
-    for component in path.components() {
-        match component {
-            Component::ParentDir => {
-                out.pop();
-            }
-            Component::CurDir => {}
-            other => out.push(other.as_os_str()),
-        }
+    /// Runs blocking file work off the async workers.
+    pub async fn io<T, F>(work: F) -> Result<T, SandboxError>
+    where
+        F: FnOnce() -> Result<T, FsError> + Send + 'static,
+        T: Send + 'static,
+    {
+        picoclaw_fs::off_thread(IO_LIMIT, work)
+            .await
+            .map_err(SandboxError::Fs)
     }
-    out
 }
 
 #[cfg(test)]
@@ -258,97 +270,90 @@ mod tests {
         (ws, outside, sb)
     }
 
-    fn refused(sb: &Sandbox, path: &str) -> String {
-        match sb.resolve(path, Access::Read) {
-            Ok(p) => panic!("{path} resolved to {}", p.display()),
-            Err(e) => e.to_string(),
-        }
+    fn read(sb: &Sandbox, path: &str) -> Result<Vec<u8>, SandboxError> {
+        let at = sb.locate(path, Access::Read)?;
+        Ok(at.dir.read(&at.path, 1 << 20)?)
     }
 
     #[test]
-    fn relative_paths_inside_are_fine() {
-        let (_ws, _out, sb) = setup();
-        let p = sb.resolve("notes/new/file.txt", Access::Write).unwrap();
-        assert_eq!(p, sb.root().join("notes/new/file.txt"));
-        assert_eq!(
-            sb.resolve("a/../b.txt", Access::Read).unwrap(),
-            sb.root().join("b.txt")
-        );
-        assert_eq!(sb.resolve(".", Access::Read).unwrap(), sb.root());
-        // `~` is a plain name, not the home folder.
-        assert_eq!(
-            sb.resolve("~/x", Access::Read).unwrap(),
-            sb.root().join("~/x")
-        );
-        let abs = sb.root().join("inside.txt");
-        assert_eq!(
-            sb.resolve(abs.to_str().unwrap(), Access::Read).unwrap(),
-            abs
-        );
-    }
-
-    #[test]
-    fn dot_dot_escapes_are_refused() {
-        let (_ws, _out, sb) = setup();
-        let msg = refused(&sb, "../x");
-        assert!(msg.contains("outside the workspace"), "{msg}");
-        assert!(msg.contains("restrict_to_workspace"), "{msg}");
-        refused(&sb, "a/../../x");
-        refused(&sb, "a/b/../../../../../../etc/passwd");
-    }
-
-    #[test]
-    fn absolute_paths_outside_are_refused() {
-        let (_ws, out, sb) = setup();
-        refused(&sb, "/etc/passwd");
-        refused(&sb, out.path().join("secret.txt").to_str().unwrap());
-    }
-
-    #[test]
-    fn symlinks_pointing_out_are_refused() {
-        let (ws, out, sb) = setup();
-        symlink(out.path().join("secret.txt"), ws.path().join("file-link")).unwrap();
-        symlink(out.path(), ws.path().join("dir-link")).unwrap();
-        symlink(out.path().join("not-yet"), ws.path().join("dangling")).unwrap();
-        let msg = refused(&sb, "file-link");
-        assert!(msg.contains("symlink"), "{msg}");
-        refused(&sb, "dir-link/secret.txt");
-        refused(&sb, "dir-link/new-file.txt");
-        refused(&sb, "dangling");
-        assert!(sb.resolve("dangling", Access::Write).is_err());
-    }
-
-    #[test]
-    fn symlinks_inside_are_followed() {
+    fn relative_and_absolute_paths_inside_are_placed_beneath_the_workspace() {
         let (ws, _out, sb) = setup();
-        std::fs::create_dir(ws.path().join("real")).unwrap();
-        std::fs::write(ws.path().join("real/a.txt"), "a").unwrap();
-        symlink(ws.path().join("real"), ws.path().join("alias")).unwrap();
-        let p = sb.resolve("alias/a.txt", Access::Read).unwrap();
-        assert_eq!(p, sb.root().join("real/a.txt"));
+        std::fs::write(ws.path().join("a.txt"), "a").unwrap();
+        let at = sb.locate("notes/new.txt", Access::Write).unwrap();
+        assert_eq!(at.path, "notes/new.txt");
+        assert_eq!(at.full(), sb.root().join("notes/new.txt"));
+        let abs = sb.root().join("a.txt");
+        assert_eq!(read(&sb, abs.to_str().unwrap()).unwrap(), b"a");
+        // The configured (unresolved) spelling of the workspace works too.
+        assert_eq!(
+            read(&sb, ws.path().join("a.txt").to_str().unwrap()).unwrap(),
+            b"a"
+        );
     }
 
     #[test]
-    fn unrestricted_allows_everything() {
-        let ws = tempfile::tempdir().unwrap();
-        let sb = Sandbox::new(ws.path(), false).unwrap();
-        assert_eq!(
-            sb.resolve("/etc/passwd", Access::Read).unwrap(),
-            PathBuf::from("/etc/passwd")
-        );
-        assert_eq!(
-            sb.resolve("x.txt", Access::Read).unwrap(),
-            sb.root().join("x.txt")
-        );
+    fn escapes_are_refused_with_the_rule_named() {
+        let (ws, out, sb) = setup();
+        symlink(out.path(), ws.path().join("dir-link")).unwrap();
+        for path in ["../x", "/etc/passwd", "dir-link/secret.txt"] {
+            let e = read(&sb, path).unwrap_err();
+            assert!(e.is_escape(), "{path}: {e}");
+            assert!(e.for_model().contains("restrict_to_workspace"), "{e}");
+        }
+        let secret = out.path().join("secret.txt");
+        assert!(read(&sb, secret.to_str().unwrap()).is_err());
+    }
+
+    #[test]
+    fn read_roots_are_readable_never_writable() {
+        let (_ws, _out, sb) = setup();
+        let skills = tempfile::tempdir().unwrap();
+        std::fs::write(skills.path().join("SKILL.md"), "skill").unwrap();
+        let sb = sb.with_read_root(skills.path());
+        let p = skills.path().join("SKILL.md");
+        assert_eq!(read(&sb, p.to_str().unwrap()).unwrap(), b"skill");
+        let e = sb.locate(p.to_str().unwrap(), Access::Write).unwrap_err();
+        assert!(e.is_escape(), "{e}");
+    }
+
+    #[test]
+    fn unrestricted_reaches_everything_but_picoclaws_home() {
+        let home = tempfile::tempdir().unwrap();
+        let ws = home.path().join("workspace");
+        std::fs::write(home.path().join("config.json"), "{\"key\":1}").unwrap();
+        let other = tempfile::tempdir().unwrap();
+        std::fs::write(other.path().join("x.txt"), "x").unwrap();
+        let sb = Sandbox::new(&ws, false)
+            .unwrap()
+            .with_protected(home.path());
         assert!(!sb.restricted());
+        let x = other.path().join("x.txt");
+        assert_eq!(read(&sb, x.to_str().unwrap()).unwrap(), b"x");
+        let cfg = home.path().join("config.json");
+        let e = read(&sb, cfg.to_str().unwrap()).unwrap_err();
+        assert!(matches!(e, SandboxError::Protected { .. }), "{e}");
+        // Through a link, and through `..` from the workspace.
+        symlink(&cfg, other.path().join("cfg-link")).unwrap();
+        let link = other.path().join("cfg-link");
+        assert!(read(&sb, link.to_str().unwrap()).is_err());
+        assert!(read(&sb, "../config.json").is_err());
+        // The workspace inside the home stays usable.
+        let at = sb.locate("w.txt", Access::Write).unwrap();
+        at.dir.write_atomic(&at.path, b"w").unwrap();
+        assert_eq!(std::fs::read(ws.join("w.txt")).unwrap(), b"w");
     }
 
     #[test]
     fn empty_path_is_an_error() {
         let (_ws, _out, sb) = setup();
         assert!(matches!(
-            sb.resolve("  ", Access::Read),
-            Err(SandboxError::Empty)
+            sb.locate("  ", Access::Read),
+            Err(SandboxError::Fs(FsError::Empty))
+        ));
+        let unrestricted = Sandbox::new(sb.root(), false).unwrap();
+        assert!(matches!(
+            unrestricted.locate("", Access::Read),
+            Err(SandboxError::Fs(FsError::Empty))
         ));
     }
 }

@@ -83,29 +83,19 @@ impl Transcriber {
         }
     }
 
-    /// The text spoken in the audio file at `path`.
-    pub async fn transcribe(&self, path: &Path) -> Result<String, String> {
-        let meta = tokio::fs::metadata(path)
-            .await
-            .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-        if meta.len() > MAX_AUDIO_BYTES {
+    /// The text spoken in a recording (`name` gives its format by extension). The caller reads
+    /// the file, beneath the folder it belongs to.
+    pub async fn transcribe(&self, name: &str, bytes: Vec<u8>) -> Result<String, String> {
+        if bytes.len() as u64 > MAX_AUDIO_BYTES {
             return Err(format!(
-                "{} is {} bytes; speech to text takes files up to {MAX_AUDIO_BYTES}",
-                path.display(),
-                meta.len()
+                "{name} is {} bytes; speech to text takes files up to {MAX_AUDIO_BYTES}",
+                bytes.len()
             ));
         }
-        let bytes = tokio::fs::read(path)
-            .await
-            .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-        let name = path
-            .file_name()
-            .and_then(|n| n.to_str())
-            .unwrap_or("audio")
-            .to_owned();
+        let mime = mime_of(Path::new(name));
         let part = reqwest::multipart::Part::bytes(bytes)
-            .file_name(name)
-            .mime_str(mime_of(path))
+            .file_name(name.to_owned())
+            .mime_str(mime)
             .map_err(|e| e.to_string())?;
         let form = reqwest::multipart::Form::new()
             .text("model", self.config.model.clone())
@@ -186,11 +176,21 @@ impl Tool for TranscribeTool {
             Ok(a) => a,
             Err(e) => return e,
         };
-        let path = match self.sandbox.resolve(&args.path, Access::Read) {
+        let at = match self.sandbox.locate(&args.path, Access::Read) {
             Ok(p) => p,
-            Err(e) => return ToolOutput::error(format!("transcribe: {e}")),
+            Err(e) => return ToolOutput::error(format!("transcribe: {}", e.for_model())),
         };
-        match self.transcriber.transcribe(&path).await {
+        let name = at
+            .full()
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or("audio")
+            .to_owned();
+        let bytes = match Sandbox::io(move || at.dir.read(&at.path, MAX_AUDIO_BYTES)).await {
+            Ok(bytes) => bytes,
+            Err(e) => return ToolOutput::error(format!("transcribe: {}", e.for_model())),
+        };
+        match self.transcriber.transcribe(&name, bytes).await {
             Ok(text) if text.is_empty() => ToolOutput::ok("(no speech found)"),
             Ok(text) => ToolOutput::ok(text),
             Err(e) => ToolOutput::error(format!("transcribe: {e}")),

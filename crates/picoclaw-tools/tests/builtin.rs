@@ -239,11 +239,13 @@ async fn hostile_paths_are_refused_by_every_file_tool() {
         ] {
             let out = ws.call(tool, args).await;
             assert!(out.is_error, "{tool} {path}: {}", out.content);
-            assert!(
-                out.content.contains("outside the workspace"),
-                "{tool} {path}: {}",
-                out.content
-            );
+            // A hard-linked file is a file: listing it fails for that reason.
+            let why = if tool == "list_dir" && path == "linked.txt" {
+                "not a directory"
+            } else {
+                "outside the workspace"
+            };
+            assert!(out.content.contains(why), "{tool} {path}: {}", out.content);
         }
     }
     assert_eq!(
