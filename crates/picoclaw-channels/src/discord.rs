@@ -252,9 +252,9 @@ impl Inner {
     /// few times if the inbox cannot keep it), then 👀.
     async fn take_in(&self, inbox: &dyn Inbox, mut inbound: InboundMessage, msg: &Message) {
         let _ = msg.channel_id.broadcast_typing(&self.http).await;
-        if let Some(dir) = &self.config.common.media_dir {
+        if self.config.common.media_dir.is_some() {
             for attachment in msg.attachments.iter().take(10) {
-                match self.save_attachment(attachment, dir, msg).await {
+                match self.save_attachment(attachment, msg).await {
                     Ok(media) => inbound.media.push(media),
                     Err(e) => {
                         tracing::warn!(error = %e, "discord: an attachment could not be saved");
@@ -299,7 +299,6 @@ impl Inner {
     async fn save_attachment(
         &self,
         attachment: &serenity::all::Attachment,
-        dir: &std::path::Path,
         msg: &Message,
     ) -> Result<MediaRef, String> {
         let name = attachment.filename.clone();
@@ -313,18 +312,13 @@ impl Inner {
             .await
             .map_err(|_| format!("{name}: download timed out"))?
             .map_err(|e| format!("{name}: {e}"))?;
-        let folder = dir.join(msg.channel_id.to_string());
-        tokio::fs::create_dir_all(&folder)
-            .await
-            .map_err(|e| format!("cannot create {}: {e}", folder.display()))?;
-        let path = folder.join(format!(
-            "{}-{}",
-            msg.id,
-            crate::settings::safe_file_name(&name)
-        ));
-        tokio::fs::write(&path, &bytes)
-            .await
-            .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+        let path = crate::settings::save_download(
+            &self.config.common,
+            &msg.channel_id.to_string(),
+            &format!("{}-{name}", msg.id),
+            bytes,
+        )
+        .await?;
         let mime = attachment.content_type.as_deref().unwrap_or_default();
         let kind = if mime.starts_with("image/") {
             MediaKind::Image

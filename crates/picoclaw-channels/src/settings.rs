@@ -14,6 +14,9 @@ pub struct Common {
     /// Where files users send are saved (the gateway sets `workspace/media/<channel>`); without
     /// it, such messages are taken as their text only.
     pub media_dir: Option<PathBuf>,
+    /// The folder `media_dir` lies in whose handle confines downloads (the gateway sets the
+    /// workspace): a link planted at `media` or below by a command cannot redirect a download.
+    pub media_base: Option<PathBuf>,
     /// Where paired users are kept, outside the workspace (the gateway sets
     /// `~/.picoclaw/channels/<channel>-paired.json`).
     pub paired_file: Option<PathBuf>,
@@ -27,6 +30,7 @@ impl Common {
         Self {
             allow_from: allow_from(value),
             media_dir: None,
+            media_base: None,
             paired_file: None,
             rate_limit_per_minute: rate_limit(value),
         }
@@ -49,6 +53,12 @@ pub trait ChannelSettings: Sized {
 
     fn with_media_dir(mut self, dir: impl Into<PathBuf>) -> Self {
         self.common_mut().media_dir = Some(dir.into());
+        self
+    }
+
+    /// Downloads into `media_dir` are opened beneath `base`'s directory handle.
+    fn with_media_base(mut self, base: impl Into<PathBuf>) -> Self {
+        self.common_mut().media_base = Some(base.into());
         self
     }
 
@@ -157,4 +167,73 @@ mod tests {
         assert_eq!(rate_limit(&v), 0);
         assert_eq!(rate_limit(&serde_json::json!({})), 20);
     }
+}
+
+/// Saves a download as a new file `<media_dir>/<folder>/<name>`, opened beneath the handle of
+/// `media_base` (else of `media_dir`): created exclusively, so an existing file or a link
+/// planted at that name is never written through (a taken name gets a `-N` suffix). Runs on the
+/// blocking pool. Returns where the file is.
+pub async fn save_download(
+    common: &Common,
+    folder: &str,
+    name: &str,
+    bytes: Vec<u8>,
+) -> Result<PathBuf, String> {
+    use picoclaw_fs::{FsError, WorkspaceDir};
+    use std::io::Write;
+    let Some(dir) = common.media_dir.clone() else {
+        return Err("no media folder is configured".into());
+    };
+    let base = common
+        .media_base
+        .clone()
+        .filter(|b| dir.starts_with(b) && dir != *b);
+    let folder = safe_file_name(folder);
+    let name = safe_file_name(name);
+    let work = move || -> Result<PathBuf, FsError> {
+        let open_err = |path: &std::path::Path| {
+            let shown = path.display().to_string();
+            move |source| FsError::Io {
+                path: shown,
+                source,
+            }
+        };
+        let (root, sub) = match &base {
+            Some(base) => {
+                let rel = dir.strip_prefix(base).unwrap_or(&dir).join(&folder);
+                (WorkspaceDir::open(base).map_err(open_err(base))?, rel)
+            }
+            None => (
+                WorkspaceDir::create(&dir).map_err(open_err(&dir))?,
+                PathBuf::from(&folder),
+            ),
+        };
+        let target = root.subdir(&sub.to_string_lossy(), true)?;
+        let (stem, ext) = match name.rsplit_once('.') {
+            Some((stem, ext)) if !stem.is_empty() => (stem.to_owned(), format!(".{ext}")),
+            _ => (name.clone(), String::new()),
+        };
+        for attempt in 0..100u32 {
+            let candidate = if attempt == 0 {
+                name.clone()
+            } else {
+                format!("{stem}-{attempt}{ext}")
+            };
+            match target.create_new(&candidate) {
+                Ok(mut file) => {
+                    file.write_all(&bytes).map_err(|source| FsError::Io {
+                        path: candidate.clone(),
+                        source,
+                    })?;
+                    return Ok(target.root().join(candidate));
+                }
+                Err(FsError::Exists { .. }) => continue,
+                Err(e) => return Err(e),
+            }
+        }
+        Err(FsError::Exists { path: name })
+    };
+    picoclaw_fs::off_thread(std::time::Duration::from_secs(60), work)
+        .await
+        .map_err(|e| format!("cannot save the file: {e}"))
 }

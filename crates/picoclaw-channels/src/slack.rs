@@ -416,10 +416,10 @@ impl Inner {
             .with_metadata("message_id", ts)
             .with_metadata("channel_type", if direct { "im" } else { "channel" });
         if let Some(files) = event.get("files").and_then(Value::as_array)
-            && let Some(dir) = &self.config.common.media_dir
+            && self.config.common.media_dir.is_some()
         {
             for file in files.iter().take(10) {
-                match self.save_file(file, dir, channel, ts).await {
+                match self.save_file(file, channel, ts).await {
                     Ok(media) => inbound.media.push(media),
                     Err(e) => {
                         tracing::warn!(error = %e, "slack: a file could not be saved");
@@ -544,13 +544,7 @@ impl Inner {
 
     /// Downloads one file of a message (`url_private_download`, with the bot token) into
     /// `dir/<channel>/<ts>-<name>`.
-    async fn save_file(
-        &self,
-        file: &Value,
-        dir: &std::path::Path,
-        channel: &str,
-        ts: &str,
-    ) -> Result<MediaRef, String> {
+    async fn save_file(&self, file: &Value, channel: &str, ts: &str) -> Result<MediaRef, String> {
         use http_body_util::BodyExt;
         let name = s(file, "name").unwrap_or("file").to_owned();
         let size = file.get("size").and_then(Value::as_u64).unwrap_or_default();
@@ -588,18 +582,13 @@ impl Inner {
             .await
             .map_err(|e| format!("{name}: {e}"))?
             .to_bytes();
-        let folder = dir.join(crate::settings::safe_file_name(channel));
-        tokio::fs::create_dir_all(&folder)
-            .await
-            .map_err(|e| format!("cannot create {}: {e}", folder.display()))?;
-        let path = folder.join(format!(
-            "{}-{}",
-            ts.replace('.', "_"),
-            crate::settings::safe_file_name(&name)
-        ));
-        tokio::fs::write(&path, &body)
-            .await
-            .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+        let path = crate::settings::save_download(
+            &self.config.common,
+            channel,
+            &format!("{}-{name}", ts.replace('.', "_")),
+            body.to_vec(),
+        )
+        .await?;
         let mime = s(file, "mimetype").unwrap_or_default();
         let kind = if mime.starts_with("image/") {
             MediaKind::Image

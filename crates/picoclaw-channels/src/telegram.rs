@@ -339,8 +339,8 @@ impl TelegramChannel {
         message: Option<&teloxide::types::Message>,
     ) -> Result<(), String> {
         let _ = self.bot.send_chat_action(chat, ChatAction::Typing).await;
-        if let (Some(message), Some(dir)) = (message, &self.config.common.media_dir) {
-            match self.save_attachment(message, dir).await {
+        if let (Some(message), Some(_)) = (message, &self.config.common.media_dir) {
+            match self.save_attachment(message).await {
                 Ok(Some(media)) => inbound.media.push(media),
                 Ok(None) => {}
                 Err(e) => {
@@ -379,7 +379,6 @@ impl TelegramChannel {
     async fn save_attachment(
         &self,
         message: &teloxide::types::Message,
-        dir: &std::path::Path,
     ) -> Result<Option<MediaRef>, String> {
         use teloxide::net::Download;
         let (meta, kind, name) = if let Some(v) = message.voice() {
@@ -406,19 +405,18 @@ impl TelegramChannel {
             .get_file(meta.id.clone())
             .await
             .map_err(|e| format!("telegram: {e}"))?;
-        let safe = crate::settings::safe_file_name(&name);
-        let folder = dir.join(message.chat.id.0.to_string());
-        tokio::fs::create_dir_all(&folder)
-            .await
-            .map_err(|e| format!("cannot create {}: {e}", folder.display()))?;
-        let path = folder.join(format!("{}-{safe}", message.id.0));
-        let mut out = tokio::fs::File::create(&path)
-            .await
-            .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+        let mut bytes: Vec<u8> = Vec::new();
         self.bot
-            .download_file(&file.path, &mut out)
+            .download_file(&file.path, &mut bytes)
             .await
             .map_err(|e| format!("download failed: {e}"))?;
+        let path = crate::settings::save_download(
+            &self.config.common,
+            &message.chat.id.0.to_string(),
+            &format!("{}-{name}", message.id.0),
+            bytes,
+        )
+        .await?;
         Ok(Some(
             MediaRef::new(kind, path.display().to_string()).with_name(name),
         ))

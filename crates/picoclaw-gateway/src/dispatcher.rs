@@ -79,7 +79,9 @@ impl DispatcherConfig {
 
     /// Reads saved attachments beneath `root` (the workspace).
     pub fn media_root(mut self, root: impl Into<std::path::PathBuf>) -> Self {
-        self.media_root = Some(root.into());
+        let root = root.into();
+        // Channels report where they saved files by the real path.
+        self.media_root = Some(root.canonicalize().unwrap_or(root));
         self
     }
 

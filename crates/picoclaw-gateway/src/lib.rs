@@ -196,7 +196,7 @@ pub fn channels_from_config(
         // Where the channel saves what users send, and where it keeps paired users.
         let media = workspace.join("media").join(name);
         let paired = home.join("channels").join(format!("{name}-paired.json"));
-        let Some(made) = make_channel(name, settings, media, paired) else {
+        let Some(made) = make_channel(name, settings, workspace, media, paired) else {
             tracing::warn!(
                 channel = %name,
                 "channels.{name} is enabled, but this build has no {name} channel; its messages \
@@ -222,6 +222,7 @@ pub fn channels_from_config(
 fn make_channel(
     name: &str,
     settings: &serde_json::Value,
+    workspace: &std::path::Path,
     media: std::path::PathBuf,
     paired: std::path::PathBuf,
 ) -> Option<Result<Arc<dyn picoclaw_channels::Channel>, picoclaw_channels::ChannelError>> {
@@ -233,7 +234,11 @@ fn make_channel(
             use picoclaw_channels::telegram::{TelegramChannel, TelegramConfig};
             Some(
                 TelegramConfig::from_json(settings)
-                    .map(|c| c.with_media_dir(media).with_paired_file(paired))
+                    .map(|c| {
+                        c.with_media_dir(media)
+                            .with_media_base(workspace)
+                            .with_paired_file(paired)
+                    })
                     .and_then(TelegramChannel::new)
                     .map(|c| Arc::new(c) as _),
             )
@@ -243,7 +248,11 @@ fn make_channel(
             use picoclaw_channels::discord::{DiscordChannel, DiscordConfig};
             Some(
                 DiscordConfig::from_json(settings)
-                    .map(|c| c.with_media_dir(media).with_paired_file(paired))
+                    .map(|c| {
+                        c.with_media_dir(media)
+                            .with_media_base(workspace)
+                            .with_paired_file(paired)
+                    })
                     .and_then(DiscordChannel::new)
                     .map(|c| Arc::new(c) as _),
             )
@@ -253,7 +262,11 @@ fn make_channel(
             use picoclaw_channels::slack::{SlackChannel, SlackConfig};
             Some(
                 SlackConfig::from_json(settings)
-                    .map(|c| c.with_media_dir(media).with_paired_file(paired))
+                    .map(|c| {
+                        c.with_media_dir(media)
+                            .with_media_base(workspace)
+                            .with_paired_file(paired)
+                    })
                     .and_then(SlackChannel::new)
                     .map(|c| Arc::new(c) as _),
             )
