@@ -244,6 +244,15 @@ pub struct ExecSection {
     /// Extra folders confined commands may write in (`~` is the home folder).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub writable_paths: Vec<String>,
+    /// Extra folders confined commands may read (the owner's home and picoclaw's home are
+    /// closed otherwise; `~` is the home folder).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub readable_paths: Vec<String>,
+    /// Outbound TCP from commands. Default true; false refuses connections (Landlock ABI 4+).
+    pub network: bool,
+    /// Refuse to run commands where Landlock is unavailable. Default false (they run
+    /// unconfined, and `picoclaw status` and the log say so).
+    pub require_sandbox: bool,
     #[serde(flatten)]
     pub extra: Map<String, Value>,
 }
@@ -256,6 +265,9 @@ impl Default for ExecSection {
             deny_patterns: Vec::new(),
             landlock: true,
             writable_paths: Vec::new(),
+            readable_paths: Vec::new(),
+            network: true,
+            require_sandbox: false,
             extra: Map::new(),
         }
     }

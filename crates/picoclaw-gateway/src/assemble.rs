@@ -142,6 +142,15 @@ pub fn exec_config(config: &Config, paths: &Paths) -> ExecConfig {
         .iter()
         .map(|p| picoclaw_config::home_path(p, paths))
         .collect();
+    exec_cfg.readable_paths = exec
+        .readable_paths
+        .iter()
+        .map(|p| picoclaw_config::home_path(p, paths))
+        .collect();
+    // picoclaw's home holds the config, the auth store, the state database and the gateway key.
+    exec_cfg.closed_paths = vec![paths.home().to_path_buf()];
+    exec_cfg.network = exec.network;
+    exec_cfg.require_sandbox = exec.require_sandbox;
     exec_cfg
 }
 

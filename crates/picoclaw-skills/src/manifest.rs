@@ -370,7 +370,13 @@ impl Tool for SkillTool {
         if self.allowed.workspace_write {
             writable.push(self.workspace.clone());
         }
-        if let Err(e) = picoclaw_tools::confine(&mut cmd, &writable, self.allowed.network) {
+        // Its own folder (the entry and what it ships) and the workspace are readable; picoclaw's
+        // home and the owner's home are not.
+        let policy = picoclaw_tools::Policy::new()
+            .readable([self.dir.clone(), self.workspace.clone()])
+            .writable(writable)
+            .network(self.allowed.network);
+        if let Err(e) = picoclaw_tools::confine_with(&mut cmd, &policy) {
             return ToolOutput::error(format!(
                 "{label}: could not set up the sandbox ({e}); not run"
             ));

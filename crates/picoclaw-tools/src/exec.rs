@@ -33,11 +33,22 @@ pub struct ExecConfig {
     pub max_output_bytes: usize,
     /// Extra deny patterns (regular expressions, case-insensitive) on top of the built-in list.
     pub deny_patterns: Vec<String>,
-    /// Confine commands with Landlock where the kernel has it (Linux), while the sandbox is
-    /// restricted: writes only in the workspace, the temporary folder and `writable_paths`.
+    /// Confine commands with Landlock where the kernel has it (Linux): reads of the system, the
+    /// workspace and `readable_paths`; writes only in the workspace, the temporary folder and
+    /// `writable_paths`; `closed_paths` never (with the sandbox unrestricted: everything but
+    /// `closed_paths`).
     pub landlock: bool,
     /// Folders besides the workspace and the temporary folder that confined commands may write in.
     pub writable_paths: Vec<std::path::PathBuf>,
+    /// Folders outside the workspace that confined commands may read (`tools.exec.readable_paths`).
+    pub readable_paths: Vec<std::path::PathBuf>,
+    /// Folders no command may read or write (picoclaw's home; the owner's home is added).
+    pub closed_paths: Vec<std::path::PathBuf>,
+    /// Outbound TCP from commands (`tools.exec.network`, default true; refused with Landlock
+    /// ABI 4+ when false).
+    pub network: bool,
+    /// Refuse to run commands where Landlock is unavailable (`tools.exec.require_sandbox`).
+    pub require_sandbox: bool,
 }
 
 impl Default for ExecConfig {
@@ -50,6 +61,10 @@ impl Default for ExecConfig {
             deny_patterns: Vec::new(),
             landlock: true,
             writable_paths: Vec::new(),
+            readable_paths: Vec::new(),
+            closed_paths: Vec::new(),
+            network: true,
+            require_sandbox: false,
         }
     }
 }
@@ -482,7 +497,8 @@ impl Tool for ExecTool {
 }
 
 /// Whether an environment variable looks like a credential: API keys, tokens, secrets,
-/// passwords, picoclaw's own settings, and the cloud credential variables.
+/// passwords, picoclaw's own settings, the cloud credential variables and the managed-identity
+/// plumbing a command could use to mint the owner's Azure tokens.
 pub fn is_secret_env(name: &str) -> bool {
     let upper = name.to_ascii_uppercase();
     const MARKERS: &[&str] = &[
@@ -491,23 +507,73 @@ pub fn is_secret_env(name: &str) -> bool {
         "SECRET",
         "PASSWORD",
         "PASSWD",
+        "PASSPHRASE",
         "CREDENTIAL",
         "AUTH",
         "COOKIE",
         "SESSION",
     ];
+    const SUFFIXES: &[&str] = &["_PASS", "_PWD"];
+    const NAMES: &[&str] = &["DATABASE_URL", "IDENTITY_ENDPOINT", "IDENTITY_HEADER"];
     const PREFIXES: &[&str] = &[
         "PICOCLAW_",
         "AZURE_",
         "AWS_",
+        "MSI_",
         "GOOGLE_APPLICATION",
         "GH_",
         "GITHUB_",
     ];
-    MARKERS.iter().any(|m| upper.contains(m)) || PREFIXES.iter().any(|p| upper.starts_with(p))
+    MARKERS.iter().any(|m| upper.contains(m))
+        || SUFFIXES.iter().any(|s| upper.ends_with(s))
+        || NAMES.contains(&upper.as_str())
+        || PREFIXES.iter().any(|p| upper.starts_with(p))
+}
+
+/// Whether a variable's value carries a credential whatever its name: a URL with a user and
+/// password (`postgres://app:hunter2@db/x`).
+pub fn is_secret_value(value: &str) -> bool {
+    value.split_whitespace().any(|word| {
+        word.split_once("://").is_some_and(|(scheme, rest)| {
+            !scheme.is_empty()
+                && rest.split(['/', '?', '#']).next().is_some_and(|authority| {
+                    authority
+                        .rsplit_once('@')
+                        .is_some_and(|(userinfo, _)| userinfo.contains(':'))
+                })
+        })
+    })
 }
 
 impl ExecTool {
+    /// The Landlock policy of a command, when Landlock is on: whether the kernel enforces it.
+    #[cfg(target_os = "linux")]
+    fn confine(&self, cmd: &mut tokio::process::Command) -> Result<bool, String> {
+        if !self.config.landlock {
+            // No Landlock, as the operator chose; still no capabilities for the command.
+            crate::landlock::drop_privileges(cmd);
+            return Ok(false);
+        }
+        let mut policy = crate::landlock::Policy::new()
+            .readable(self.config.readable_paths.iter().cloned())
+            .writable(
+                [self.sandbox.root().to_path_buf(), std::env::temp_dir()]
+                    .into_iter()
+                    .chain(self.config.writable_paths.iter().cloned()),
+            )
+            .closed(self.config.closed_paths.iter().cloned())
+            .network(self.config.network);
+        if !self.sandbox.restricted() {
+            policy = policy.everything();
+        }
+        crate::landlock::confine_with(cmd, &policy)
+    }
+
+    #[cfg(not(target_os = "linux"))]
+    fn confine(&self, _cmd: &mut tokio::process::Command) -> Result<bool, String> {
+        Ok(false)
+    }
+
     async fn run(&self, command: &str, dir: &std::path::Path, timeout: Duration) -> ToolOutput {
         let mut cmd = tokio::process::Command::new("sh");
         cmd.arg("-c")
@@ -520,24 +586,28 @@ impl ExecTool {
             .kill_on_drop(true);
         // The model decides what runs here: it must not be able to read picoclaw's own secrets
         // (`echo $OPENAI_API_KEY`). Variables that look like credentials are not passed on.
-        for (name, _) in std::env::vars_os() {
-            if let Some(name) = name.to_str()
-                && is_secret_env(name)
-            {
+        for (name, value) in std::env::vars_os() {
+            let secret = name.to_str().is_none_or(is_secret_env)
+                || value.to_str().is_some_and(is_secret_value);
+            if secret {
                 cmd.env_remove(name);
             }
         }
-        #[cfg(target_os = "linux")]
-        if self.config.landlock && self.sandbox.restricted() {
-            let writable =
-                crate::landlock::writable_paths(self.sandbox.root(), &self.config.writable_paths);
-            if let Err(e) = crate::landlock::confine(&mut cmd, &writable, true) {
+        let confined = match self.confine(&mut cmd) {
+            Ok(confined) => confined,
+            Err(e) => {
                 return ToolOutput::error(format!(
                     "exec: could not set up the Landlock confinement ({e}); the command was not \
                      run. The operator can set tools.exec.landlock to false to run commands \
                      without it."
                 ));
             }
+        };
+        if !confined && self.config.require_sandbox {
+            return ToolOutput::error(
+                "exec: refused: commands must run under Landlock (tools.exec.require_sandbox), \
+                 and it is not available here (see `picoclaw status`); do not retry.",
+            );
         }
         let mut child = match cmd.spawn() {
             Ok(c) => c,
@@ -624,9 +694,23 @@ mod tests {
             "AWS_ACCESS_KEY_ID",
             "MY_SECRET",
             "github_token",
+            "DB_PASS",
+            "MYSQL_PWD",
+            "GPG_PASSPHRASE",
+            "DATABASE_URL",
+            "IDENTITY_ENDPOINT",
+            "IDENTITY_HEADER",
+            "MSI_ENDPOINT",
+            "MSI_SECRET",
+            "AZURE_FEDERATED_TOKEN_FILE",
         ] {
             assert!(is_secret_env(secret), "{secret}");
         }
+        assert!(is_secret_value("postgres://app:hunter2@db.example/x"));
+        assert!(is_secret_value("--url https://u:p@h/"));
+        assert!(!is_secret_value("https://example.com/a@b"));
+        assert!(!is_secret_value("https://user@example.com/"));
+        assert!(!is_secret_value("/usr/bin:/bin"));
         for plain in [
             "PATH", "HOME", "LANG", "TERM", "USER", "TMPDIR", "PWD", "SHELL", "TZ",
         ] {

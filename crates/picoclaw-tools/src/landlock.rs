@@ -1,21 +1,36 @@
-//! Kernel confinement for `exec` with Landlock (Linux 5.13+): the command and everything it starts
-//! may read and run anything, but may create, change or delete files only inside the workspace, the
-//! temporary folder and the operator's extra writable paths. A deny-list is matched on text and can
-//! be talked around (`cd / && ...`, a script written first, a symlink); Landlock is enforced by the
-//! kernel on every path the child opens.
+//! Kernel confinement with Landlock (Linux 5.13+) for everything picoclaw starts on the model's
+//! behalf: `exec`, executable skills, MCP stdio servers.
 //!
-//! The ruleset is built in picoclaw before the child starts; the child only calls
-//! `landlock_restrict_self` between fork and exec (no allocation there). Where the kernel has no
-//! Landlock, commands run with the deny-list only and `picoclaw status` says so.
+//! Landlock only allows, so the [`Policy`] is an allow-list. A confined process may read (and
+//! run) the system outside home folders (`/usr`, `/bin`, `/lib*`, `/etc`, `/opt`, `/srv`,
+//! `/var`, `/tmp`, `/dev`, `/proc`, `/sys`), the workspace and the operator's
+//! `readable_paths`; it may write only in the workspace, the temporary folder and the
+//! operator's `writable_paths`. The closed folders — picoclaw's home (config, auth store, state
+//! database, logs, gateway key) and the owner's home — are never granted, wherever they are: a
+//! rule cannot carve a hole in a granted folder, so when a closed folder lies beneath a granted
+//! one (a home under `/tmp`, as in tests and some containers), the siblings along the path to
+//! it are granted instead of their parent. The newest ABI the kernel offers is used: TCP rules
+//! (ABI 4) when `network` is off, ioctl limits on devices (ABI 5), and scopes (ABI 6) so the
+//! process can neither signal picoclaw nor reach abstract unix sockets outside its sandbox.
+//!
+//! The ruleset is built in picoclaw before the child starts; between fork and exec the child
+//! only drops every capability (bounding, ambient, effective, permitted, inheritable: root's
+//! `CAP_SYS_PTRACE` would otherwise let it read picoclaw's `/proc/<pid>/environ` past Landlock)
+//! and calls `landlock_restrict_self` (which sets no-new-privs). No allocation happens there.
 
 use landlock::{
     ABI, Access, AccessFs, AccessNet, CompatLevel, Compatible, Ruleset, RulesetAttr,
-    RulesetCreated, RulesetCreatedAttr, RulesetError, path_beneath_rules,
+    RulesetCreated, RulesetCreatedAttr, RulesetError, Scope, path_beneath_rules,
 };
 use std::path::{Path, PathBuf};
 
 /// The newest Landlock ABI picoclaw knows; the kernel's may be older (best effort down to V1).
-const ABI_WANTED: ABI = ABI::V5;
+const ABI_WANTED: ABI = ABI::V6;
+
+/// The system folders a confined process may read and run from (plus every `/lib*`).
+pub const SYSTEM_READABLE: &[&str] = &[
+    "/usr", "/bin", "/sbin", "/etc", "/opt", "/srv", "/var", "/tmp", "/dev", "/proc", "/sys",
+];
 
 /// Device files any command may write to (`> /dev/null`, a terminal).
 const WRITABLE_DEVICES: &[&str] = &[
@@ -56,50 +71,240 @@ pub fn landlock_abi() -> Result<i32, String> {
     })
 }
 
-/// The folders a confined command may write in: the workspace, the temporary folder and `extra`.
-pub(crate) fn writable_paths(workspace: &Path, extra: &[PathBuf]) -> Vec<PathBuf> {
-    let mut paths = vec![workspace.to_path_buf(), std::env::temp_dir()];
-    paths.extend(extra.iter().cloned());
-    paths
+/// What a confined process may reach.
+#[derive(Clone, Debug, Default)]
+#[non_exhaustive]
+pub struct Policy {
+    /// Readable and runnable beneath, besides [`SYSTEM_READABLE`] (the workspace, skill folders,
+    /// `tools.exec.readable_paths`).
+    pub readable: Vec<PathBuf>,
+    /// Writable (and readable) beneath.
+    pub writable: Vec<PathBuf>,
+    /// Never granted, even beneath a granted folder: picoclaw's home, the owner's home.
+    pub closed: Vec<PathBuf>,
+    /// The whole file system is readable and writable except `closed` (exec with
+    /// `restrict_to_workspace: false`).
+    pub everything: bool,
+    /// Outbound TCP allowed (Landlock ABI 4; older kernels leave the network open).
+    pub network: bool,
 }
 
-/// Builds the ruleset for one command: writes allowed beneath `writable` (and to the harmless
-/// devices), every other write refused by the kernel; with `network` false, TCP connections and
-/// listening refused too (Landlock ABI 4, Linux 6.7; older kernels leave the network open).
-pub(crate) fn ruleset(writable: &[PathBuf], network: bool) -> Result<RulesetCreated, RulesetError> {
+impl Policy {
+    /// Reads of the system, `closed` shut, no writes, network on.
+    pub fn new() -> Self {
+        Self {
+            closed: default_closed(),
+            network: true,
+            ..Self::default()
+        }
+    }
+
+    pub fn readable(mut self, paths: impl IntoIterator<Item = PathBuf>) -> Self {
+        self.readable.extend(paths);
+        self
+    }
+
+    pub fn writable(mut self, paths: impl IntoIterator<Item = PathBuf>) -> Self {
+        self.writable.extend(paths);
+        self
+    }
+
+    pub fn closed(mut self, paths: impl IntoIterator<Item = PathBuf>) -> Self {
+        self.closed.extend(paths);
+        self
+    }
+
+    pub fn network(mut self, network: bool) -> Self {
+        self.network = network;
+        self
+    }
+
+    /// Everything but the closed folders (for `restrict_to_workspace: false`).
+    pub fn everything(mut self) -> Self {
+        self.everything = true;
+        self
+    }
+
+    /// The real paths of the closed folders (`/` is never closed: nothing would be left).
+    fn closed_real(&self) -> Vec<PathBuf> {
+        let mut closed: Vec<PathBuf> = self
+            .closed
+            .iter()
+            .map(|p| real(p))
+            .filter(|p| p.parent().is_some())
+            .collect();
+        closed.sort();
+        closed.dedup();
+        closed
+    }
+
+    /// The folders (and files) to grant reading, after carving out the closed ones.
+    pub fn read_grants(&self) -> Vec<PathBuf> {
+        let closed = self.closed_real();
+        let mut out = Vec::new();
+        if self.everything {
+            grant(Path::new("/"), &closed, false, &mut out);
+        } else {
+            for root in system_roots() {
+                grant(&root, &closed, false, &mut out);
+            }
+        }
+        for path in self.readable.iter().chain(&self.writable) {
+            grant(&real(path), &closed, true, &mut out);
+        }
+        out.sort();
+        out.dedup();
+        out
+    }
+
+    /// The folders (and files) to grant writing, after carving out the closed ones.
+    pub fn write_grants(&self) -> Vec<PathBuf> {
+        let closed = self.closed_real();
+        let mut out = Vec::new();
+        if self.everything {
+            grant(Path::new("/"), &closed, false, &mut out);
+        }
+        for path in &self.writable {
+            grant(&real(path), &closed, true, &mut out);
+        }
+        out.sort();
+        out.dedup();
+        out
+    }
+
+    /// Whether a closed folder lies inside the temporary folder, so `/tmp` itself is not
+    /// writable (only its other entries): commands then get a private `TMPDIR`.
+    pub fn splits_tmp(&self) -> bool {
+        let tmp = real(&std::env::temp_dir());
+        self.closed_real()
+            .iter()
+            .any(|c| c.starts_with(&tmp) && *c != tmp)
+    }
+}
+
+/// picoclaw's home (`PICOCLAW_HOME`, else `~/.picoclaw`) and the owner's home (`HOME`).
+pub fn default_closed() -> Vec<PathBuf> {
+    let mut closed = Vec::new();
+    let home = std::env::var_os("HOME")
+        .map(PathBuf::from)
+        .filter(|h| h.is_absolute());
+    match std::env::var_os("PICOCLAW_HOME").map(PathBuf::from) {
+        Some(p) if p.is_absolute() => closed.push(p),
+        _ => {
+            if let Some(h) = &home {
+                closed.push(h.join(".picoclaw"));
+            }
+        }
+    }
+    closed.extend(home);
+    // The workload-identity token file would let a command mint the owner's Azure tokens.
+    if let Some(file) = std::env::var_os("AZURE_FEDERATED_TOKEN_FILE").map(PathBuf::from)
+        && file.is_absolute()
+    {
+        closed.push(file);
+    }
+    closed
+}
+
+/// The path with links resolved where it exists (Landlock rules bind to inodes; comparisons
+/// with the closed folders must see the same spelling).
+fn real(path: &Path) -> PathBuf {
+    path.canonicalize()
+        .unwrap_or_else(|_| picoclaw_fs::normalize(path))
+}
+
+/// [`SYSTEM_READABLE`] and every `/lib*` entry of `/`.
+fn system_roots() -> Vec<PathBuf> {
+    let mut roots: Vec<PathBuf> = SYSTEM_READABLE.iter().map(PathBuf::from).collect();
+    if let Ok(entries) = std::fs::read_dir("/") {
+        for entry in entries.flatten() {
+            if entry.file_name().to_string_lossy().starts_with("lib") {
+                roots.push(entry.path());
+            }
+        }
+    }
+    roots.into_iter().filter(|p| p.exists()).collect()
+}
+
+/// Grants `path` unless a closed folder contains it (an `explicit` grant, such as the workspace
+/// inside picoclaw's home, stands anyway); when closed folders lie beneath it, grants its
+/// entries instead, recursing along the way to each closed folder and leaving that one out.
+fn grant(path: &Path, closed: &[PathBuf], explicit: bool, out: &mut Vec<PathBuf>) {
+    if !explicit && closed.iter().any(|c| path.starts_with(c)) {
+        return;
+    }
+    let real_path = real(path);
+    let inner: Vec<&PathBuf> = closed
+        .iter()
+        .filter(|c| c.starts_with(&real_path) && **c != real_path)
+        .collect();
+    if inner.is_empty() {
+        out.push(real_path);
+        return;
+    }
+    let Ok(entries) = std::fs::read_dir(&real_path) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let child = real_path.join(entry.file_name());
+        if inner.contains(&&child) {
+            continue;
+        }
+        if inner.iter().any(|c| c.starts_with(&child)) {
+            grant(&child, closed, false, out);
+        } else {
+            out.push(child);
+        }
+    }
+}
+
+/// Builds the ruleset for `policy`.
+pub(crate) fn ruleset(policy: &Policy) -> Result<RulesetCreated, RulesetError> {
+    let read = AccessFs::from_read(ABI_WANTED);
     let write = AccessFs::from_write(ABI_WANTED);
+    // Device nodes are never made, even where writing is allowed.
+    let make_devices = AccessFs::MakeChar | AccessFs::MakeBlock;
     let mut ruleset = Ruleset::default()
         .set_compatibility(CompatLevel::BestEffort)
-        .handle_access(write)?;
-    if !network {
+        .handle_access(read | write)?
+        .scope(Scope::from_all(ABI_WANTED))?;
+    if !policy.network {
         ruleset = ruleset.handle_access(AccessNet::from_all(ABI::V4))?;
     }
     ruleset
         .create()?
-        .add_rules(path_beneath_rules(writable, write))?
+        .add_rules(path_beneath_rules(policy.read_grants(), read))?
+        .add_rules(path_beneath_rules(
+            policy.write_grants(),
+            read | (write & !make_devices),
+        ))?
         .add_rules(path_beneath_rules(
             WRITABLE_DEVICES,
             AccessFs::WriteFile | AccessFs::Truncate | AccessFs::IoctlDev,
         ))
 }
 
-/// Confines the command `cmd` will start: it may write only beneath `writable` (and to
-/// `/dev/null` and the terminal) and, unless `network`, open no TCP connection. Returns whether
-/// the kernel enforces it (`false` where Landlock is unavailable: the command runs unconfined).
-/// An error means the kernel has Landlock but the rules could not be built; do not run the
-/// command then.
-pub fn confine(
-    cmd: &mut tokio::process::Command,
-    writable: &[PathBuf],
-    network: bool,
-) -> Result<bool, String> {
-    if landlock_abi().is_err() {
-        return Ok(false);
+/// Confines the command `cmd` will start to `policy`, and drops every capability it would
+/// have. Returns whether the kernel enforces Landlock (`false` where it is unavailable: the
+/// command runs unconfined, still without capabilities). An error means the kernel has Landlock
+/// but the rules could not be built; do not run the command then.
+pub fn confine_with(cmd: &mut tokio::process::Command, policy: &Policy) -> Result<bool, String> {
+    let ruleset = match landlock_abi() {
+        Ok(_) => Some(ruleset(policy).map_err(|e| e.to_string())?),
+        Err(_) => None,
+    };
+    let enforced = ruleset.is_some();
+    if enforced && policy.splits_tmp() {
+        // `/tmp` itself is not writable here: a private folder inside it is.
+        let private = std::env::temp_dir().join(format!("picoclaw-tmp-{}", std::process::id()));
+        if std::fs::create_dir_all(&private).is_ok() {
+            cmd.env("TMPDIR", &private);
+        }
     }
-    let ruleset = ruleset(writable, network).map_err(|e| e.to_string())?;
-    let mut ruleset = Some(ruleset);
+    let mut ruleset = ruleset;
     let restrict = move || -> std::io::Result<()> {
         // Between fork and exec: no allocation, so errors are plain OS codes.
+        drop_capabilities()?;
         match ruleset.take().map(RulesetCreated::restrict_self) {
             Some(Err(_)) => Err(std::io::Error::from_raw_os_error(libc::EPERM)),
             _ => Ok(()),
@@ -107,9 +312,134 @@ pub fn confine(
     };
     #[allow(unsafe_code)]
     // SAFETY: the closure runs in the forked child before exec; it only moves a prepared
-    // ruleset and makes the prctl and landlock_restrict_self system calls.
+    // ruleset and makes the prctl, capset and landlock_restrict_self system calls.
     unsafe {
         cmd.pre_exec(restrict);
     }
-    Ok(true)
+    Ok(enforced)
+}
+
+/// Drops every capability of the command `cmd` will start, without Landlock (for commands the
+/// operator chose to run unconfined).
+pub fn drop_privileges(cmd: &mut tokio::process::Command) {
+    #[allow(unsafe_code)]
+    // SAFETY: the closure runs in the forked child before exec and makes prctl and capset
+    // system calls only.
+    unsafe {
+        cmd.pre_exec(drop_capabilities);
+    }
+}
+
+/// The compatibility form: `writable` folders, the system and `writable` readable, the default
+/// closed folders shut.
+pub fn confine(
+    cmd: &mut tokio::process::Command,
+    writable: &[PathBuf],
+    network: bool,
+) -> Result<bool, String> {
+    confine_with(
+        cmd,
+        &Policy::new()
+            .writable(writable.iter().cloned())
+            .network(network),
+    )
+}
+
+/// Empties the bounding and ambient sets (so a root command gains nothing back at exec) and the
+/// effective, permitted and inheritable sets. Async-signal-safe: system calls only.
+#[allow(unsafe_code)]
+fn drop_capabilities() -> std::io::Result<()> {
+    const LAST_CAP: libc::c_ulong = 63;
+    // SAFETY: prctl and capset take plain integers and pointers to the local structs below.
+    unsafe {
+        for cap in 0..=LAST_CAP {
+            // EINVAL past the kernel's last capability; EPERM without CAP_SETPCAP (an
+            // unprivileged process has nothing to drop there).
+            libc::prctl(libc::PR_CAPBSET_DROP, cap, 0, 0, 0);
+        }
+        libc::prctl(
+            libc::PR_CAP_AMBIENT,
+            libc::PR_CAP_AMBIENT_CLEAR_ALL,
+            0,
+            0,
+            0,
+        );
+        #[repr(C)]
+        struct Header {
+            version: u32,
+            pid: libc::c_int,
+        }
+        #[repr(C)]
+        #[derive(Clone, Copy)]
+        struct Data {
+            effective: u32,
+            permitted: u32,
+            inheritable: u32,
+        }
+        const VERSION_3: u32 = 0x2008_0522;
+        let mut header = Header {
+            version: VERSION_3,
+            pid: 0,
+        };
+        let data = [Data {
+            effective: 0,
+            permitted: 0,
+            inheritable: 0,
+        }; 2];
+        if libc::syscall(libc::SYS_capset, &mut header as *mut Header, data.as_ptr()) != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn a_closed_folder_beneath_a_granted_one_is_carved_out_by_its_siblings() {
+        let base = tempfile::tempdir().unwrap();
+        let b = base.path().canonicalize().unwrap();
+        for dir in ["home/.picoclaw/workspace", "home/docs", "other"] {
+            std::fs::create_dir_all(b.join(dir)).unwrap();
+        }
+        std::fs::write(b.join("home/notes.txt"), "n").unwrap();
+        let policy = Policy {
+            readable: vec![b.clone()],
+            writable: vec![b.join("home/.picoclaw/workspace")],
+            closed: vec![b.join("home/.picoclaw")],
+            network: true,
+            ..Policy::default()
+        };
+        let reads = policy.read_grants();
+        assert!(
+            !reads.contains(&b),
+            "the parent of a closed folder is not granted"
+        );
+        for granted in [
+            "other",
+            "home/docs",
+            "home/notes.txt",
+            "home/.picoclaw/workspace",
+        ] {
+            assert!(reads.contains(&b.join(granted)), "{granted}: {reads:?}");
+        }
+        assert!(!reads.contains(&b.join("home")));
+        assert!(!reads.contains(&b.join("home/.picoclaw")));
+        assert_eq!(
+            policy.write_grants(),
+            vec![b.join("home/.picoclaw/workspace")]
+        );
+    }
+
+    #[test]
+    fn the_root_is_never_closed() {
+        let policy = Policy {
+            closed: vec![PathBuf::from("/")],
+            ..Policy::default()
+        };
+        assert!(policy.read_grants().contains(&PathBuf::from("/usr")));
+    }
 }

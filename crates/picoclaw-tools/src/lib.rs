@@ -26,8 +26,8 @@ mod web_search;
 
 pub use cron::{CronTool, describe_job};
 pub use exec::{
-    CappedRead, ExecConfig, ExecTool, GroupGuard, finish_capped, is_secret_env, read_capped,
-    spawn_capped,
+    CappedRead, ExecConfig, ExecTool, GroupGuard, finish_capped, is_secret_env, is_secret_value,
+    read_capped, spawn_capped,
 };
 pub use fs::{
     AppendFileTool, EditFileTool, ListDirTool, MAX_READ_BYTES, ReadFileTool, WriteFileTool,
@@ -35,7 +35,7 @@ pub use fs::{
 #[cfg(feature = "hardware")]
 pub use hardware::{I2cTool, SpiTool, i2c_buses};
 #[cfg(target_os = "linux")]
-pub use landlock::{confine, landlock_abi};
+pub use landlock::{Policy, SYSTEM_READABLE, confine, confine_with, default_closed, landlock_abi};
 pub use memory::{MemorySearchTool, MemoryWriteTool};
 pub use message::MessageTool;
 pub use sandbox::{Access, Located, Sandbox, SandboxError};
@@ -55,6 +55,36 @@ use std::sync::Arc;
 #[cfg(not(target_os = "linux"))]
 pub fn landlock_abi() -> Result<i32, String> {
     Err("Landlock is a Linux feature".to_owned())
+}
+
+/// Landlock is Linux-only: elsewhere a policy is only a description.
+#[cfg(not(target_os = "linux"))]
+#[derive(Clone, Debug, Default)]
+pub struct Policy;
+
+#[cfg(not(target_os = "linux"))]
+impl Policy {
+    pub fn new() -> Self {
+        Self
+    }
+    pub fn readable(self, _: impl IntoIterator<Item = std::path::PathBuf>) -> Self {
+        self
+    }
+    pub fn writable(self, _: impl IntoIterator<Item = std::path::PathBuf>) -> Self {
+        self
+    }
+    pub fn closed(self, _: impl IntoIterator<Item = std::path::PathBuf>) -> Self {
+        self
+    }
+    pub fn network(self, _: bool) -> Self {
+        self
+    }
+}
+
+/// Landlock is Linux-only: elsewhere commands run unconfined (`Ok(false)`).
+#[cfg(not(target_os = "linux"))]
+pub fn confine_with(_cmd: &mut tokio::process::Command, _policy: &Policy) -> Result<bool, String> {
+    Ok(false)
 }
 
 /// Landlock is Linux-only: elsewhere commands run unconfined (`Ok(false)`).

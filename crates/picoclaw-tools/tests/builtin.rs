@@ -8,9 +8,20 @@ use serde_json::{Value, json};
 use std::sync::Arc;
 use std::time::Duration;
 
+/// A workspace inside a picoclaw home, as in real life (`<home>/workspace`); the home is under
+/// the temporary folder, so the Landlock policy must carve it out of `/tmp`.
 struct Ws {
-    dir: tempfile::TempDir,
+    home: tempfile::TempDir,
+    dir: WsDir,
     tools: ToolRegistry,
+}
+
+struct WsDir(std::path::PathBuf);
+
+impl WsDir {
+    fn path(&self) -> &std::path::Path {
+        &self.0
+    }
 }
 
 impl Ws {
@@ -18,13 +29,25 @@ impl Ws {
         Self::with_exec(ExecConfig::default())
     }
 
-    fn with_exec(exec: ExecConfig) -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let sandbox = Arc::new(Sandbox::new(dir.path(), true).unwrap());
+    fn with_exec(mut exec: ExecConfig) -> Self {
+        let home = tempfile::tempdir().unwrap();
+        let dir = home.path().join("workspace");
+        let sandbox = Arc::new(Sandbox::new(&dir, true).unwrap());
+        // What the gateway passes: picoclaw's home is closed to commands.
+        exec.closed_paths.push(home.path().to_path_buf());
         Self {
             tools: builtin_tools(sandbox, exec),
-            dir,
+            dir: WsDir(dir.canonicalize().unwrap()),
+            home,
         }
+    }
+
+    /// A folder beside the workspace in picoclaw's home (config, keys, state live there): the
+    /// place a hostile command must not reach, wherever the target dir or the home is.
+    fn outside(&self, name: &str) -> std::path::PathBuf {
+        let dir = self.home.path().join(name);
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
     }
 
     async fn call(&self, name: &str, args: Value) -> ToolOutput {
@@ -503,21 +526,87 @@ async fn concurrent_writes_to_one_file_never_corrupt_it() {
     );
 }
 
-/// A folder outside both the workspace and the temporary folder (Cargo's per-target temp dir).
-fn outside_dir(name: &str) -> std::path::PathBuf {
-    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))
-        .join(format!("{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
+/// The kernel's Landlock ABI. With `CI=true` a missing Landlock fails the test instead of
+/// quietly testing the unconfined fallback.
+#[cfg(target_os = "linux")]
+fn landlock_required() -> Result<i32, String> {
+    let abi = picoclaw_tools::landlock_abi();
+    if let Err(why) = &abi
+        && std::env::var("CI").as_deref() == Ok("true")
+    {
+        panic!("CI=true and Landlock is unavailable ({why}): the enforcing branch must run in CI");
+    }
+    abi
+}
+
+/// Issue 17, attack 3: Landlock limited only writes, so `cat ~/.picoclaw/config.json` printed
+/// the keys, and as root `/proc/$PPID/environ` printed picoclaw's environment.
+#[cfg(target_os = "linux")]
+#[tokio::test]
+async fn exec_cannot_read_picoclaws_home_its_environment_or_signal_it() {
+    let abi = landlock_required();
+    let ws = Ws::new();
+    let config = ws.home.path().join("config.json");
+    std::fs::write(&config, "sk-live-SECRET").unwrap();
+    let state = ws.outside("logs").join("audit.jsonl");
+    std::fs::write(&state, "sk-live-SECRET").unwrap();
+    let mut refused = vec![
+        format!("cat {}", config.display()),
+        "cat ../config.json".to_owned(),
+        format!("cat {}", state.display()),
+        format!("ls {}", ws.home.path().display()),
+        "tr '\\0' '\\n' < /proc/$PPID/environ".to_owned(),
+        "head -c 16 /proc/$PPID/mem".to_owned(),
+        "ls /proc/$PPID/root/".to_owned(),
+    ];
+    if let Ok(home) = std::env::var("HOME") {
+        refused.push(format!("ls -a {home}"));
+    }
+    if abi.as_ref().is_ok_and(|v| *v >= 6) {
+        // Scopes: no signal to a process outside the sandbox.
+        refused.push("kill -0 $PPID".to_owned());
+    }
+    for command in &refused {
+        let out = ws.call("exec", json!({ "command": command })).await;
+        match &abi {
+            Ok(_) => {
+                assert!(out.is_error, "{command}: {}", out.content);
+                assert!(
+                    !out.content.contains("SECRET"),
+                    "{command}: {}",
+                    out.content
+                );
+            }
+            Err(why) => eprintln!("no Landlock here ({why}); {command} not checked"),
+        }
+    }
+    // The workspace and the system stay readable.
+    std::fs::write(ws.path("mine.txt"), "mine").unwrap();
+    let out = ws
+        .call(
+            "exec",
+            json!({"command": "cat mine.txt && head -c 4 /etc/passwd"}),
+        )
+        .await;
+    assert!(!out.is_error, "{}", out.content);
+    // No capabilities, even as root.
+    let out = ws
+        .call(
+            "exec",
+            json!({"command": "grep -E '^Cap(Eff|Prm|Bnd)' /proc/self/status"}),
+        )
+        .await;
+    for line in out.content.lines() {
+        assert!(line.ends_with("0000000000000000"), "{}", out.content);
+    }
 }
 
 #[cfg(target_os = "linux")]
 #[tokio::test]
 async fn exec_under_landlock_writes_only_in_the_workspace_and_temp() {
-    let abi = picoclaw_tools::landlock_abi();
+    let abi = landlock_required();
     let ws = Ws::new();
-    let outside = outside_dir("landlock");
+    let outside = ws.outside("landlock");
     let escape = outside.join("pwned.txt");
     // Everything the deny-list cannot see: a cd, a variable, a script written first.
     std::fs::write(
@@ -549,7 +638,7 @@ async fn exec_under_landlock_writes_only_in_the_workspace_and_temp() {
     // the temporary folder, /dev/null.
     let tmp = tempfile::NamedTempFile::new().unwrap();
     let allowed = format!(
-        "ls -la / > /dev/null && cat /etc/hostname > copy.txt && mkdir -p a/b && echo ok > a/b/c \
+        "ls -la /usr > /dev/null && cat /etc/hostname > copy.txt && mkdir -p a/b && echo ok > a/b/c \
          && echo t > {} && cat a/b/c",
         tmp.path().display()
     );
@@ -557,14 +646,13 @@ async fn exec_under_landlock_writes_only_in_the_workspace_and_temp() {
     assert!(!out.is_error, "{}", out.content);
     assert_eq!(out.content.trim(), "ok");
     assert_eq!(std::fs::read_to_string(tmp.path()).unwrap(), "t\n");
-    std::fs::remove_dir_all(&outside).unwrap();
 }
 
 #[cfg(target_os = "linux")]
 #[tokio::test]
 async fn landlock_can_be_loosened_by_the_operator() {
-    let outside = outside_dir("landlock-extra");
-    let other = outside_dir("landlock-off");
+    let extra = tempfile::tempdir().unwrap();
+    let outside = extra.path().to_path_buf();
     // An extra writable folder.
     let mut exec = ExecConfig::default();
     exec.writable_paths = vec![outside.clone()];
@@ -583,6 +671,7 @@ async fn landlock_can_be_loosened_by_the_operator() {
     let mut exec = ExecConfig::default();
     exec.landlock = false;
     let ws = Ws::with_exec(exec);
+    let other = ws.outside("landlock-off");
     let target = other.join("ok.txt");
     let out = ws
         .call(
@@ -592,6 +681,4 @@ async fn landlock_can_be_loosened_by_the_operator() {
         .await;
     assert!(!out.is_error, "{}", out.content);
     assert!(target.exists());
-    std::fs::remove_dir_all(&outside).unwrap();
-    std::fs::remove_dir_all(&other).unwrap();
 }
