@@ -114,23 +114,52 @@ fn exec_isolation(config: &picoclaw_config::Config) -> String {
     if !exec.enabled {
         return "disabled (tools.exec.enabled = false)".to_owned();
     }
-    if !config.agents.defaults.restrict_to_workspace {
-        return "deny-list only; Landlock off because restrict_to_workspace = false".to_owned();
-    }
     if !exec.landlock {
-        return "deny-list only; Landlock off (tools.exec.landlock = false)".to_owned();
+        return "UNCONFINED: deny-list only; Landlock off (tools.exec.landlock = false); \
+                commands can read and write everything picoclaw can"
+            .to_owned();
     }
     match picoclaw_tools::landlock_abi() {
-        Ok(abi) => format!(
-            "Landlock active (kernel ABI {abi}): commands write only in the workspace and {}{}",
-            std::env::temp_dir().display(),
-            if exec.writable_paths.is_empty() {
-                String::new()
+        Ok(abi) => {
+            let reach = if config.agents.defaults.restrict_to_workspace {
+                let mut writes = format!("the workspace and {}", std::env::temp_dir().display());
+                for p in &exec.writable_paths {
+                    writes.push_str(", ");
+                    writes.push_str(p);
+                }
+                format!(
+                    "commands read the system and the workspace{}, write only in {writes}",
+                    if exec.readable_paths.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" and {}", exec.readable_paths.join(", "))
+                    }
+                )
             } else {
-                format!(", {}", exec.writable_paths.join(", "))
-            }
+                "commands reach the whole file system (restrict_to_workspace = false)".to_owned()
+            };
+            format!(
+                "Landlock active (kernel ABI {abi}): {reach}; picoclaw's home and your home \
+                 closed{}{}",
+                if exec.network {
+                    "; network open (tools.exec.network)"
+                } else {
+                    "; no outbound TCP"
+                },
+                if abi >= 6 {
+                    "; no signals to picoclaw"
+                } else {
+                    ""
+                }
+            )
+        }
+        Err(why) if exec.require_sandbox => {
+            format!("refused: Landlock not available ({why}) and tools.exec.require_sandbox is on")
+        }
+        Err(why) => format!(
+            "UNCONFINED: deny-list only; Landlock not available: {why}. Commands can read \
+             picoclaw's config and keys; set tools.exec.require_sandbox to refuse them"
         ),
-        Err(why) => format!("deny-list only; Landlock not available: {why}"),
     }
 }
 

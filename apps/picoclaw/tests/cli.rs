@@ -1431,19 +1431,18 @@ async fn exec_never_sees_picoclaws_secrets() {
 #[cfg(target_os = "linux")]
 #[tokio::test(flavor = "multi_thread")]
 async fn exec_from_a_real_turn_cannot_write_outside_the_workspace_under_landlock() {
-    let outside = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))
-        .join(format!("cli-landlock-{}", std::process::id()));
-    std::fs::create_dir_all(&outside).unwrap();
-    let escape = outside.join("pwned.txt");
+    // The hostile command aims beside the workspace, in picoclaw's home (under /tmp here, as on
+    // many CI systems: the policy must hold wherever the home is).
     let endpoint = ScriptedEndpoint::start_with([
         Reply::tool_call(
             "exec",
-            json!({"command": format!("echo pwned > {}; echo inside > in.txt", escape.display())}),
+            json!({"command": "echo pwned > ../pwned.txt; cat ../config.json; echo inside > in.txt"}),
         ),
         Reply::text("done"),
     ])
     .await;
     let home = Home::with_config(&endpoint, json!({}));
+    let escape = home.path().join("pwned.txt");
     let out = run(home.cmd(), &["agent", "-m", "try it"]).await;
     assert_eq!(out.code, 0, "{}", out.stderr);
     let result = tool_messages(&endpoint.requests()[1].body).join("\n");
@@ -1452,6 +1451,7 @@ async fn exec_from_a_real_turn_cannot_write_outside_the_workspace_under_landlock
         Ok(abi) => {
             assert!(result.contains("Permission denied"), "{result}");
             assert!(!escape.exists(), "exec wrote outside the workspace");
+            assert!(!result.contains(KEY), "exec read the config: {result}");
             assert!(
                 status
                     .stdout
@@ -1479,7 +1479,6 @@ async fn exec_from_a_real_turn_cannot_write_outside_the_workspace_under_landlock
         "{}",
         status.stdout
     );
-    std::fs::remove_dir_all(&outside).unwrap();
 }
 
 /// A SearXNG instance and a web page on loopback; returns the base URL.

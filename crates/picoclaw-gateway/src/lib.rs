@@ -63,6 +63,15 @@ pub async fn run(
     check(&config)?;
     let grace = Duration::from_secs(u64::from(config.gateway.shutdown_grace_seconds));
     let assembled = assemble(&config, &paths, AssembleOptions::streaming(true)).await?;
+    if config.tools.exec.enabled
+        && let Err(why) = picoclaw_tools::landlock_abi()
+    {
+        if config.tools.exec.require_sandbox {
+            tracing::warn!(reason = %why, "Landlock is not available: exec refuses every command (tools.exec.require_sandbox)");
+        } else {
+            tracing::warn!(reason = %why, "Landlock is not available: exec runs commands UNCONFINED (they can read picoclaw's config and keys); set tools.exec.require_sandbox to refuse them");
+        }
+    }
     let addr = format!("{}:{}", config.gateway.host.trim(), config.gateway.port);
     let listener = tokio::net::TcpListener::bind(&addr)
         .await
