@@ -1841,6 +1841,144 @@ async fn an_executable_skill_tool_is_called_in_a_turn() {
     assert!(err.contains("did not answer within 1 s"), "{err}");
 }
 
+/// An executable skill `counter` in `dir` whose tool `reveal` prints the variable
+/// PICO_SKILL_SECRET (its manifest declares it), or "(unset)".
+fn secret_skill(dir: &Path) {
+    std::fs::create_dir_all(dir).unwrap();
+    std::fs::write(
+        dir.join("main.py"),
+        "import json, os, sys\njson.load(sys.stdin)\n\
+         print(json.dumps({'result': os.environ.get('PICO_SKILL_SECRET', '(unset)')}))\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("manifest.json"),
+        json!({"name": "counter", "description": "Reveals a variable", "entry": "main.py",
+            "tools": [{"name": "reveal", "description": "Reveal the variable",
+                "parameters": {"type": "object", "properties": {}}}],
+            "permissions": {"env": ["PICO_SKILL_SECRET"]}})
+        .to_string(),
+    )
+    .unwrap();
+}
+
+/// picoclaw with PICO_SKILL_SECRET in its environment.
+fn with_secret(home: &Home) -> Command {
+    let mut cmd = home.cmd();
+    cmd.env("PICO_SKILL_SECRET", "s3cret-value");
+    cmd
+}
+
+/// What the skill tool `reveal` returns when the model calls it in a turn.
+async fn revealed(home: &Home, endpoint: &ScriptedEndpoint) -> String {
+    endpoint.push(Reply::tool_call("reveal", json!({})));
+    endpoint.push(Reply::text("done"));
+    let out = run(with_secret(home), &["agent", "-m", "reveal it"]).await;
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let reqs = endpoint.requests();
+    tool_messages(&reqs.last().unwrap().body)
+        .pop()
+        .unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn skill_grants_hold_only_for_the_global_skill_and_files_they_were_made_for() {
+    let endpoint = ScriptedEndpoint::start().await;
+    let home = Home::with_config(&endpoint, json!({}));
+    let global = home.path().join("skills/counter");
+    secret_skill(&global);
+    assert_eq!(
+        revealed(&home, &endpoint).await,
+        "(unset)",
+        "not granted yet"
+    );
+    let out = run(home.cmd(), &["skills", "grant", "counter"]).await;
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    assert!(out.stderr.contains("say what to grant"), "{}", out.stderr);
+    let out = run(home.cmd(), &["skills", "grant", "counter", "--network"]).await;
+    assert_eq!(out.code, 1, "undeclared: {}", out.stderr);
+    let out = run(
+        home.cmd(),
+        &["skills", "grant", "counter", "--env", "PICO_SKILL_SECRET"],
+    )
+    .await;
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let grant = &home.config()["tools"]["skills"]["permissions"]["counter"];
+    assert_eq!(grant["sha256"].as_str().map(str::len), Some(64), "{grant}");
+    assert_eq!(
+        grant["dir"],
+        global.canonicalize().unwrap().display().to_string()
+    );
+    let out = run(home.cmd(), &["skills", "check"]).await;
+    assert_eq!(out.code, 0, "{}", out.stdout);
+    assert!(out.stdout.contains("granted   counter"), "{}", out.stdout);
+    assert_eq!(revealed(&home, &endpoint).await, "s3cret-value");
+
+    // Attack: the model writes a skill of the granted name into the workspace (here the very
+    // same files). It runs instead of the global one, without the grant.
+    let planted = home.workspace().join("skills/counter");
+    secret_skill(&planted);
+    assert_eq!(revealed(&home, &endpoint).await, "(unset)");
+    let out = run(home.cmd(), &["skills", "check"]).await;
+    assert_eq!(out.code, 1, "{}", out.stdout);
+    assert!(
+        out.stdout.contains(&planted.display().to_string())
+            && out.stdout.contains("runs without the grant"),
+        "{}",
+        out.stdout
+    );
+    let out = run(home.cmd(), &["skills", "grant", "counter", "--declared"]).await;
+    assert!(
+        out.stdout.contains("gets no grant"),
+        "the grant goes to the global skill: {}",
+        out.stdout
+    );
+    std::fs::remove_dir_all(&planted).unwrap();
+
+    // The global skill changes: it loses the grant, and `skills check` says which skill, what
+    // changed and how to grant it again.
+    let main = global.join("main.py");
+    let mut text = std::fs::read_to_string(&main).unwrap();
+    text.push_str("# a new version\n");
+    std::fs::write(&main, text).unwrap();
+    assert_eq!(revealed(&home, &endpoint).await, "(unset)");
+    let out = run(home.cmd(), &["skills", "check"]).await;
+    assert_eq!(out.code, 1, "{}", out.stdout);
+    let again = "picoclaw skills grant counter --env PICO_SKILL_SECRET";
+    assert!(
+        out.stdout.contains("counter (global): main.py changed") && out.stdout.contains(again),
+        "{}",
+        out.stdout
+    );
+    let list = run(home.cmd(), &["skills", "list"]).await;
+    assert!(
+        list.stdout.contains("its grant does not apply"),
+        "{}",
+        list.stdout
+    );
+    let args: Vec<&str> = again.split(' ').skip(1).collect();
+    let out = run(home.cmd(), &args).await;
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(revealed(&home, &endpoint).await, "s3cret-value");
+
+    // A grant written before grants were bound (or by hand): read without a crash, applies to
+    // nothing, and `skills check` says how to make it again.
+    let mut config = home.config();
+    config["tools"]["skills"]["permissions"]["counter"] = json!({"env": ["PICO_SKILL_SECRET"]});
+    home.write_config(&config);
+    assert_eq!(revealed(&home, &endpoint).await, "(unset)");
+    let out = run(home.cmd(), &["skills", "check"]).await;
+    assert_eq!(out.code, 1, "{}", out.stdout);
+    assert!(
+        out.stdout.contains("before grants were bound") && out.stdout.contains(again),
+        "{}",
+        out.stdout
+    );
+    let out = run(home.cmd(), &["skills", "revoke", "counter"]).await;
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(home.config()["tools"]["skills"]["permissions"]["counter"].is_null());
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn device_login_then_the_agent_sends_the_obtained_token() {
     let oauth = picoclaw_testkit::oauth::FakeOauth::start();
