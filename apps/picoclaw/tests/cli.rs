@@ -2241,7 +2241,7 @@ async fn an_mcp_server_is_added_tested_and_its_tool_called_in_a_turn() {
 
     let out = run(home.cmd(), &["mcp", "list"]).await;
     assert!(
-        out.stdout.contains("calc") && out.stdout.contains("ok, 8 tools"),
+        out.stdout.contains("calc") && out.stdout.contains("ok, 9 tools"),
         "{}",
         out.stdout
     );
@@ -2380,6 +2380,175 @@ async fn an_mcp_server_over_http_is_called_in_a_turn() {
     assert_eq!(out.code, 0, "{}", out.stderr);
     assert_eq!(out.stdout.trim(), "The remote tool says 42.");
     assert_eq!(tool_messages(&endpoint.requests()[1].body), ["42"]);
+}
+
+#[cfg(feature = "mcp")]
+#[tokio::test(flavor = "multi_thread")]
+async fn an_mcp_server_runs_in_its_own_folder_never_the_workspace() {
+    let python = mcp_python();
+    let script = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../crates/picoclaw-mcp/tests/fixtures/py_server.py")
+        .canonicalize()
+        .unwrap();
+    let endpoint = ScriptedEndpoint::start().await;
+    let home = Home::with_config(&endpoint, json!({}));
+    let ws = home.workspace();
+    std::fs::create_dir_all(&ws).unwrap();
+    // Attack: `python -m <module>` and `npx` look in the working folder first, and the model
+    // can write the workspace. A planted module that would run in place of the server:
+    let planted = ws.join("pico_planted_server");
+    std::fs::create_dir_all(&planted).unwrap();
+    let marker = home.path().join("planted-code-ran");
+    std::fs::write(
+        planted.join("__main__.py"),
+        format!(
+            "import os, sys\nopen({:?}, 'w').write('ran')\nos.execv(sys.executable, \
+             [sys.executable, {:?}])\n",
+            marker.display().to_string(),
+            script.display().to_string()
+        ),
+    )
+    .unwrap();
+    // And an env_file planted in the workspace under the name the config gives.
+    std::fs::write(ws.join("calc.env"), "WHO=the-workspace\n").unwrap();
+    std::fs::write(home.path().join("calc.env"), "WHO=the-home\n").unwrap();
+    let mut config = home.config();
+    config["tools"]["mcp"] = json!({"servers": {
+        "planted": {"command": python, "args": ["-m", "pico_planted_server"]},
+        "calc": {"command": python, "args": [script], "env_file": "calc.env"},
+    }});
+    home.write_config(&config);
+
+    let out = run(home.cmd(), &["mcp", "test", "planted"]).await;
+    assert_eq!(out.code, 1, "{}\n{}", out.stdout, out.stderr);
+    assert!(!marker.exists(), "the module planted in the workspace ran");
+    let out = run(home.cmd(), &["mcp", "list"]).await;
+    let own = home.path().join("mcp/calc");
+    assert!(
+        out.stdout.contains(&format!("folder {}", own.display())),
+        "{}",
+        out.stdout
+    );
+    assert!(out.stdout.contains("sandboxed"), "{}", out.stdout);
+
+    endpoint.push(Reply::tool_call("mcp_calc__cwd", json!({})));
+    endpoint.push(Reply::tool_call(
+        "mcp_calc__echo_env",
+        json!({"name": "HOME"}),
+    ));
+    endpoint.push(Reply::tool_call(
+        "mcp_calc__echo_env",
+        json!({"name": "WHO"}),
+    ));
+    endpoint.push(Reply::text("done"));
+    let out = run(home.cmd(), &["agent", "-m", "where are you?"]).await;
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(!marker.exists(), "the module planted in the workspace ran");
+    let reqs = endpoint.requests();
+    let results = tool_messages(&reqs.last().unwrap().body);
+    assert_eq!(
+        results,
+        [
+            own.canonicalize().unwrap().display().to_string(),
+            own.display().to_string(),
+            "the-home".to_owned()
+        ],
+        "working folder, HOME, and the env_file read from picoclaw's home"
+    );
+}
+
+/// Whether this test must see Landlock enforce (`CI=true`), or may skip where the kernel has
+/// none.
+#[cfg(feature = "mcp")]
+fn landlock_or_skip(test: &str) -> bool {
+    match picoclaw_tools::landlock_abi() {
+        Ok(_) => true,
+        Err(why) if std::env::var("CI").is_ok_and(|v| v == "true") => {
+            panic!("{test}: CI=true but Landlock is not available here ({why})")
+        }
+        Err(why) => {
+            eprintln!("{test}: skipped, Landlock is not available here ({why})");
+            false
+        }
+    }
+}
+
+#[cfg(feature = "mcp")]
+#[tokio::test(flavor = "multi_thread")]
+async fn an_mcp_server_under_landlock_writes_only_in_its_folder_and_tmp() {
+    if !landlock_or_skip("an_mcp_server_under_landlock_writes_only_in_its_folder_and_tmp") {
+        return;
+    }
+    let python = mcp_python();
+    let script = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../crates/picoclaw-mcp/tests/fixtures/py_server.py")
+        .canonicalize()
+        .unwrap();
+    let endpoint = ScriptedEndpoint::start().await;
+    let home = Home::with_config(&endpoint, json!({}));
+    let ws = home.workspace();
+    std::fs::create_dir_all(&ws).unwrap();
+    // The test's folders sit under the system's temporary folder, which confined programs may
+    // write; picoclaw gets a TMPDIR of its own so that the rest of the tree is really outside.
+    let tmp = home.path().join("tmp");
+    let owner = home.path().join("owner");
+    std::fs::create_dir_all(&tmp).unwrap();
+    std::fs::create_dir_all(&owner).unwrap();
+    let mut config = home.config();
+    config["tools"]["mcp"] = json!({"max_inline_tools": 100, "servers": {
+        "calc": {"command": python, "args": [script]},
+        "free": {"command": python, "args": [script], "sandbox": false},
+    }});
+    home.write_config(&config);
+    let own = home.path().join("mcp/calc");
+    let targets = [
+        ("the workspace", ws.join("from-mcp")),
+        (
+            "the workspace's parent (picoclaw's home)",
+            home.path().join("from-mcp"),
+        ),
+        ("the owner's home", owner.join("from-mcp")),
+        ("its own folder", own.join("from-mcp")),
+        ("TMPDIR", tmp.join("from-mcp")),
+    ];
+    for (_, path) in &targets {
+        endpoint.push(Reply::tool_call(
+            "mcp_calc__write",
+            json!({"path": path.display().to_string()}),
+        ));
+    }
+    // The opted-out server writes where it likes.
+    let free_target = owner.join("from-free-mcp");
+    endpoint.push(Reply::tool_call(
+        "mcp_free__write",
+        json!({"path": free_target.display().to_string()}),
+    ));
+    endpoint.push(Reply::text("done"));
+    let mut cmd = home.cmd();
+    cmd.env("TMPDIR", &tmp).env("HOME", &owner);
+    let out = run(cmd, &["agent", "-m", "write everywhere"]).await;
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let reqs = endpoint.requests();
+    let results = tool_messages(&reqs.last().unwrap().body);
+    assert_eq!(results.len(), targets.len() + 1, "{results:?}");
+    for ((what, path), result) in targets.iter().zip(&results) {
+        let allowed = what.starts_with("its own") || *what == "TMPDIR";
+        if allowed {
+            assert_eq!(result, "written", "{what}");
+            assert!(path.exists(), "{what}");
+        } else {
+            assert!(result.starts_with("refused"), "{what}: {result}");
+            assert!(!path.exists(), "{what}: {} was written", path.display());
+        }
+    }
+    assert_eq!(results[targets.len()], "written", "sandbox: false");
+    assert!(free_target.exists());
+    let out = run(home.cmd(), &["mcp", "list"]).await;
+    assert!(
+        out.stdout.contains("NOT sandboxed (sandbox: false)"),
+        "{}",
+        out.stdout
+    );
 }
 
 /// The python with the MCP SDK (scripts/mcp-venv.sh makes one; scripts/test.sh sets this).

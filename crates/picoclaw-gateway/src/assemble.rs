@@ -276,9 +276,10 @@ pub async fn assemble(
     #[cfg(feature = "mcp")]
     if let Some(mcp) = config.tools.extra.get("mcp") {
         let env = |k: &str| std::env::var(k).ok();
-        match picoclaw_mcp::McpConfig::from_json(mcp, &workspace, &env) {
+        // Stdio servers run in their own folders under the home, never the workspace.
+        match picoclaw_mcp::McpConfig::from_json(mcp, paths.home(), &env) {
             Ok(Some(mcp)) => {
-                let started = picoclaw_mcp::start_all(&mcp, &workspace).await;
+                let started = picoclaw_mcp::start_all(&mcp).await;
                 for tool in picoclaw_mcp::registry_tools(started.tools, mcp.max_inline_tools) {
                     let name = tool.spec().name;
                     if tools.get(&name).is_some() {
