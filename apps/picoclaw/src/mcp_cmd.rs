@@ -1,5 +1,5 @@
-//! `picoclaw mcp`: the MCP servers of `tools.mcp.servers`: list (with their state and tool
-//! count), show, test, add, remove. Adding and removing rewrite config.json atomically and keep
+//! `picoclaw mcp`: the MCP servers of `tools.mcp.servers`: list (with their state, tool count,
+//! folder and sandbox), show, test, add, remove. Adding and removing rewrite config.json atomically and keep
 //! every other key as it was.
 
 use anyhow::Context;
@@ -73,7 +73,6 @@ pub fn run(config: Option<PathBuf>, args: McpArgs) -> anyhow::Result<ExitCode> {
         .as_object()
         .cloned()
         .unwrap_or_default();
-    let workspace = loaded.config.workspace_path(&paths);
     let env = |k: &str| std::env::var(k).ok();
     let runtime = || {
         tokio::runtime::Builder::new_current_thread()
@@ -94,7 +93,7 @@ pub fn run(config: Option<PathBuf>, args: McpArgs) -> anyhow::Result<ExitCode> {
         }
         section["enabled"] = json!(true);
         section["servers"] = json!({ name: entry });
-        picoclaw_mcp::McpConfig::from_json(&section, &workspace, &env).map_err(anyhow::Error::msg)
+        picoclaw_mcp::McpConfig::from_json(&section, paths.home(), &env).map_err(anyhow::Error::msg)
     };
     match args.command {
         McpCommand::Serve => serve(&loaded.config, &paths, &raw),
@@ -120,18 +119,23 @@ pub fn run(config: Option<PathBuf>, args: McpArgs) -> anyhow::Result<ExitCode> {
                     println!("{name:<16} {transport:<40} disabled");
                     continue;
                 }
-                let state = match single(name) {
-                    Err(e) => format!("invalid: {e}"),
-                    Ok(None) => "invalid".into(),
+                let (state, contained) = match single(name) {
+                    Err(e) => (format!("invalid: {e}"), None),
+                    Ok(None) => ("invalid".into(), None),
                     Ok(Some(cfg)) => {
-                        let started = rt.block_on(picoclaw_mcp::start_all(&cfg, &workspace));
-                        match started.failed.first() {
+                        let contained = cfg.servers.first().and_then(picoclaw_mcp::containment);
+                        let started = rt.block_on(picoclaw_mcp::start_all(&cfg));
+                        let state = match started.failed.first() {
                             Some((_, why)) => format!("failed: {why}"),
                             None => format!("ok, {} tools", started.tools.len()),
-                        }
+                        };
+                        (state, contained)
                     }
                 };
                 println!("{name:<16} {transport:<40} {state}");
+                if let Some(contained) = contained {
+                    println!("{:<16} {contained}", "");
+                }
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -144,9 +148,9 @@ pub fn run(config: Option<PathBuf>, args: McpArgs) -> anyhow::Result<ExitCode> {
                 "{}",
                 serde_json::to_string_pretty(&servers[&name]).unwrap_or_default()
             );
-            test(&runtime()?, single(&name)?, &workspace, &name)
+            test(&runtime()?, single(&name)?, &name)
         }
-        McpCommand::Test { name } => test(&runtime()?, single(&name)?, &workspace, &name),
+        McpCommand::Test { name } => test(&runtime()?, single(&name)?, &name),
         McpCommand::Add {
             name,
             url,
@@ -181,7 +185,7 @@ pub fn run(config: Option<PathBuf>, args: McpArgs) -> anyhow::Result<ExitCode> {
             }
             // Check it reads before writing anything.
             let check = json!({"servers": { name.clone(): entry.clone() }});
-            picoclaw_mcp::McpConfig::from_json(&check, &workspace, &env)
+            picoclaw_mcp::McpConfig::from_json(&check, paths.home(), &env)
                 .map_err(anyhow::Error::msg)?;
             let mut updated = raw.clone();
             if !updated["tools"]["mcp"]["servers"].is_object() {
@@ -299,7 +303,6 @@ fn serve(
 fn test(
     rt: &tokio::runtime::Runtime,
     cfg: Option<picoclaw_mcp::McpConfig>,
-    workspace: &std::path::Path,
     name: &str,
 ) -> anyhow::Result<ExitCode> {
     let Some(mut cfg) = cfg else {
@@ -307,7 +310,7 @@ fn test(
         return Ok(ExitCode::from(1));
     };
     cfg.connect_timeout = cfg.connect_timeout.max(Duration::from_secs(20));
-    let started = rt.block_on(picoclaw_mcp::start_all(&cfg, workspace));
+    let started = rt.block_on(picoclaw_mcp::start_all(&cfg));
     if let Some((_, why)) = started.failed.first() {
         eprintln!("error: {name}: {why}");
         return Ok(ExitCode::from(1));

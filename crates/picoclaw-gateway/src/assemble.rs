@@ -79,8 +79,10 @@ pub async fn open_state(
 }
 
 /// `tools.skills` of the config: `enabled` (default true), `builtin` (offer the built-in skills,
-/// default true), `permissions.<skill>.{network, workspace_write, env}` (what executable skills
-/// may do beyond running in the workspace), `git_host` (for `owner/repo/path` installs).
+/// default true), `permissions.<skill>.{network, workspace_write, env, dir, sha256, files}` (what
+/// an executable global skill may do beyond running in the workspace, and the folder and files
+/// it was granted for: `picoclaw skills grant` writes them), `git_host` (for `owner/repo/path`
+/// installs).
 #[derive(Clone, Debug)]
 pub struct SkillsSettings {
     pub enabled: bool,
@@ -115,12 +117,22 @@ impl SkillsSettings {
         }
     }
 
-    /// What the operator granted the skill `name`.
-    pub fn granted(&self, name: &str) -> picoclaw_skills::Permissions {
+    /// The grant `tools.skills.permissions.<name>` holds, if any. It applies only to the
+    /// global skill and the files it was made for ([`picoclaw_skills::Grant::check`]).
+    pub fn grant(&self, name: &str) -> Result<Option<picoclaw_skills::Grant>, String> {
+        match self.permissions.get(name) {
+            None | Some(serde_json::Value::Null) => Ok(None),
+            Some(v) => picoclaw_skills::Grant::from_json(v)
+                .map(Some)
+                .map_err(|e| format!("tools.skills.permissions.{name}: {e}")),
+        }
+    }
+
+    /// The names `tools.skills.permissions` has entries for.
+    pub fn granted_names(&self) -> Vec<String> {
         self.permissions
-            .get(name)
-            .cloned()
-            .and_then(|v| serde_json::from_value(v).ok())
+            .as_object()
+            .map(|m| m.keys().cloned().collect())
             .unwrap_or_default()
     }
 }
@@ -246,16 +258,20 @@ pub async fn assemble(
     }
 
     // Executable skills: each tool of a usable skill, with the permissions its manifest declares
-    // and the operator granted (tools.skills.permissions.<name>). Built-in tools keep their names.
+    // and the operator granted to that very skill (tools.skills.permissions.<name>, bound to the
+    // global skill's folder and files; a workspace skill never gets it). Built-in tools keep
+    // their names.
     let skills = Arc::new(picoclaw_skills::LiveCatalog::new(skill_roots));
     if skills_cfg.enabled {
         for skill in skills.catalog().skills {
-            let (Some(manifest), true) = (&skill.manifest, skill.available()) else {
+            if skill.manifest.is_none() || !skill.available() {
                 continue;
-            };
-            let granted = skills_cfg.granted(&skill.name);
-            for tool in picoclaw_skills::SkillTool::all(manifest, &skill.dir, &workspace, &granted)
-            {
+            }
+            let grant = skills_cfg.grant(&skill.name).unwrap_or_else(|e| {
+                tracing::warn!(skill = %skill.name, error = %e, "ignoring an unreadable grant");
+                None
+            });
+            for tool in picoclaw_skills::SkillTool::all(&skill, &workspace, grant.as_ref()) {
                 let name = tool.spec().name;
                 if tools.get(&name).is_some() {
                     tracing::warn!(skill = %skill.name, tool = %name, "a skill's tool has the name of another tool; not registered");
@@ -270,9 +286,10 @@ pub async fn assemble(
     #[cfg(feature = "mcp")]
     if let Some(mcp) = config.tools.extra.get("mcp") {
         let env = |k: &str| std::env::var(k).ok();
-        match picoclaw_mcp::McpConfig::from_json(mcp, &workspace, &env) {
+        // Stdio servers run in their own folders under the home, never the workspace.
+        match picoclaw_mcp::McpConfig::from_json(mcp, paths.home(), &env) {
             Ok(Some(mcp)) => {
-                let started = picoclaw_mcp::start_all(&mcp, &workspace).await;
+                let started = picoclaw_mcp::start_all(&mcp).await;
                 for tool in picoclaw_mcp::registry_tools(started.tools, mcp.max_inline_tools) {
                     let name = tool.spec().name;
                     if tools.get(&name).is_some() {

@@ -8,6 +8,8 @@ use rmcp::ServiceExt;
 use rmcp::model::CallToolRequestParams;
 use rmcp::service::{RoleClient, RunningService};
 use serde_json::{Value, json};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -15,8 +17,133 @@ use std::time::Duration;
 pub const MAX_RESULT_BYTES: usize = 256 * 1024;
 
 /// The variables a stdio server gets from picoclaw's own environment; nothing else (no provider
-/// keys) is passed on implicitly.
-const BASE_ENV: &[&str] = &["PATH", "HOME", "USER", "LANG", "TERM", "TMPDIR"];
+/// keys) is passed on implicitly. HOME and the XDG folders point into the server's own folder.
+const BASE_ENV: &[&str] = &["PATH", "USER", "LANG", "LC_ALL", "TERM", "TZ", "TMPDIR"];
+
+/// Makes `dir` (and missing parents) readable by picoclaw's user only.
+fn private_dir(dir: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)?;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+}
+
+/// The one place an MCP stdio server is confined: Landlock lets it write only in its own
+/// folder, the temporary folder and `extra` (its configured working folder and
+/// `writable_paths`), with the tools crate's policy for everything else. Returns whether the
+/// kernel enforces it; an error means the rules could not be built (do not start it then).
+fn confine_server(
+    cmd: &mut tokio::process::Command,
+    server_dir: &Path,
+    extra: &[PathBuf],
+    network: bool,
+) -> Result<bool, String> {
+    let mut writable = vec![server_dir.to_path_buf(), std::env::temp_dir()];
+    writable.extend(extra.iter().cloned());
+    // The program the operator configured may live in a home folder (a venv, pyenv, nvm):
+    // its install folder stays readable, nothing else of the home.
+    let program = std::path::Path::new(cmd.as_std().get_program());
+    let policy = picoclaw_tools::Policy::new()
+        .readable(install_roots(program))
+        .writable(writable)
+        .network(network);
+    picoclaw_tools::confine_with(cmd, &policy)
+}
+
+/// The folders a program is installed in: for `<root>/bin/<name>` the root, else its folder;
+/// both for the path as found on PATH and for where its links lead (a venv's python is a link
+/// into the interpreter's own installation).
+fn install_roots(program: &Path) -> Vec<PathBuf> {
+    let found = if program.components().count() > 1 {
+        Some(program.to_path_buf())
+    } else {
+        std::env::var_os("PATH").and_then(|paths| {
+            std::env::split_paths(&paths)
+                .map(|dir| dir.join(program))
+                .find(|candidate| candidate.is_file())
+        })
+    };
+    let root = |path: &Path| -> Option<PathBuf> {
+        let parent = path.parent()?;
+        if parent.file_name().is_some_and(|n| n == "bin") {
+            parent.parent().map(Path::to_path_buf)
+        } else {
+            Some(parent.to_path_buf())
+        }
+    };
+    let mut roots = Vec::new();
+    if let Some(found) = found {
+        roots.extend(root(&found));
+        if let Ok(real) = found.canonicalize() {
+            roots.extend(root(&real));
+        }
+    }
+    roots
+}
+
+/// How a stdio server is contained, for `picoclaw mcp list`: its folder, its working folder,
+/// and whether Landlock confines it. `None` for HTTP servers (they run elsewhere).
+pub fn containment(server: &ServerConfig) -> Option<String> {
+    let Transport::Stdio {
+        dir, cwd, sandbox, ..
+    } = &server.transport
+    else {
+        return None;
+    };
+    let mut out = format!("folder {}", dir.display());
+    if let Some(cwd) = cwd {
+        out.push_str(&format!(", working folder {}", cwd.display()));
+    }
+    out.push_str(&match (sandbox, picoclaw_tools::landlock_abi()) {
+        (false, _) => ", NOT sandboxed (sandbox: false)".to_owned(),
+        (true, Ok(abi)) => format!(", sandboxed (Landlock ABI {abi})"),
+        (true, Err(why)) => format!(", NOT sandboxed: {why}"),
+    });
+    Some(out)
+}
+
+/// The command that starts a stdio server: in its own folder (or the configured `cwd`), with
+/// the minimal environment, HOME and caches in its own folder, then its `env_file` and `env`.
+fn server_command(
+    server: &str,
+    command: &str,
+    args: &[String],
+    env: &BTreeMap<String, String>,
+    dir: &Path,
+    cwd: Option<&Path>,
+) -> Result<tokio::process::Command, String> {
+    private_dir(dir).map_err(|e| format!("cannot create its folder {}: {e}", dir.display()))?;
+    let workdir = cwd.unwrap_or(dir);
+    if !workdir.is_dir() {
+        return Err(format!(
+            "its working folder {} (tools.mcp.servers.{server}.cwd) does not exist",
+            workdir.display()
+        ));
+    }
+    let mut cmd = tokio::process::Command::new(command);
+    cmd.args(args).current_dir(workdir).env_clear();
+    for name in BASE_ENV {
+        // None of these is a credential; the check keeps it so if the list grows.
+        if picoclaw_tools::is_secret_env(name) {
+            continue;
+        }
+        if let Ok(v) = std::env::var(name) {
+            cmd.env(name, v);
+        }
+    }
+    // `npx`, `uvx`, pip and friends keep their caches and settings under HOME / XDG: in the
+    // server's own folder, never picoclaw's or the owner's home.
+    cmd.env("HOME", dir)
+        .env("XDG_CACHE_HOME", dir.join(".cache"))
+        .env("XDG_CONFIG_HOME", dir.join(".config"))
+        .env("XDG_DATA_HOME", dir.join(".local/share"))
+        .env("XDG_STATE_HOME", dir.join(".local/state"))
+        .env("npm_config_cache", dir.join(".npm"));
+    cmd.envs(env);
+    Ok(cmd)
+}
 
 /// The original PicoClaw's tool names: `mcp_<server>__<tool>`, lower-cased, every run of other
 /// characters one `_`, a leading digit prefixed with `t_`, at most 64 characters.
@@ -117,25 +244,41 @@ impl std::fmt::Debug for Connected {
 }
 
 /// Starts (or reaches) one server, completes the MCP handshake and lists its tools, within
-/// `timeout`. Errors name what failed, for the one warning the agent logs.
-pub async fn connect(
-    server: &ServerConfig,
-    workspace: &std::path::Path,
-    timeout: Duration,
-) -> Result<Connected, String> {
+/// `timeout`. Errors name what failed, for the one warning the agent logs. A stdio server
+/// starts in its own folder under picoclaw's home (or its configured `cwd`), never the
+/// workspace, and under Landlock unless its config says `sandbox: false`.
+pub async fn connect(server: &ServerConfig, timeout: Duration) -> Result<Connected, String> {
     let listener = Listener::default();
     let changed = Arc::clone(&listener.changed);
     let attempt = async {
         let client: Client = match &server.transport {
-            Transport::Stdio { command, args, env } => {
-                let mut cmd = tokio::process::Command::new(command);
-                cmd.args(args).current_dir(workspace).env_clear();
-                for name in BASE_ENV {
-                    if let Ok(v) = std::env::var(name) {
-                        cmd.env(name, v);
+            Transport::Stdio {
+                command,
+                args,
+                env,
+                dir,
+                cwd,
+                writable,
+                sandbox,
+            } => {
+                let mut cmd =
+                    server_command(&server.name, command, args, env, dir, cwd.as_deref())?;
+                if *sandbox {
+                    let mut extra = writable.clone();
+                    extra.extend(cwd.iter().cloned());
+                    // MCP servers fetch and call things by design (npx, uvx, web APIs).
+                    match confine_server(&mut cmd, dir, &extra, true) {
+                        Ok(true) => {}
+                        Ok(false) => tracing::warn!(
+                            server = %server.name,
+                            reason = %picoclaw_tools::landlock_abi().err().unwrap_or_default(),
+                            "Landlock is not available: the MCP server runs unconfined"
+                        ),
+                        Err(e) => {
+                            return Err(format!("could not set up its sandbox ({e}); not started"));
+                        }
                     }
                 }
-                cmd.envs(env);
                 let (transport, _stderr) = rmcp::transport::TokioChildProcess::builder(cmd)
                     .stderr(std::process::Stdio::null())
                     .spawn()
@@ -207,7 +350,6 @@ pub async fn connect(
 /// waiting 1, 2, 4 ... 60 s between attempts; calls meanwhile get a clear error.
 pub struct ServerHandle {
     config: ServerConfig,
-    workspace: std::path::PathBuf,
     connect_timeout: Duration,
     state: tokio::sync::Mutex<ServerState>,
 }
@@ -279,7 +421,7 @@ impl ServerHandle {
                     Duration::from_secs(1u64 << attempt.min(6)).min(Duration::from_secs(60));
                 tokio::time::sleep(pause).await;
                 attempt += 1;
-                match connect(&handle.config, &handle.workspace, handle.connect_timeout).await {
+                match connect(&handle.config, handle.connect_timeout).await {
                     Ok(connected) => {
                         tracing::info!(server = %handle.config.name, attempt, "MCP server restarted");
                         let offered = connected.tools.iter().map(|t| t.name.to_string()).collect();
@@ -461,17 +603,11 @@ pub struct Started {
 
 /// Starts every server at once; one slow or broken server never delays the others beyond
 /// `config.connect_timeout` or stops them, and is reported in `failed`.
-pub async fn start_all(config: &McpConfig, workspace: &std::path::Path) -> Started {
-    // Servers run in the workspace; a missing folder would read as a missing command.
-    if let Err(e) = std::fs::create_dir_all(workspace) {
-        tracing::warn!(workspace = %workspace.display(), error = %e, "cannot create the workspace for MCP servers");
-    }
-    let attempts = config.servers.iter().map(|s| async move {
-        (
-            s.clone(),
-            connect(s, workspace, config.connect_timeout).await,
-        )
-    });
+pub async fn start_all(config: &McpConfig) -> Started {
+    let attempts = config
+        .servers
+        .iter()
+        .map(|s| async move { (s.clone(), connect(s, config.connect_timeout).await) });
     let results = futures::future::join_all(attempts).await;
     let mut started = Started::default();
     let mut taken: std::collections::BTreeMap<String, String> = Default::default();
@@ -486,7 +622,6 @@ pub async fn start_all(config: &McpConfig, workspace: &std::path::Path) -> Start
                 started.servers.push((name.clone(), connected.tools.len()));
                 let handle = Arc::new(ServerHandle {
                     config: server,
-                    workspace: workspace.to_path_buf(),
                     connect_timeout: config.connect_timeout,
                     state: tokio::sync::Mutex::new(ServerState::Up(
                         Arc::clone(&connected.client),

@@ -1,10 +1,11 @@
 //! `tools.mcp` of the config, in the original PicoClaw's layout: `enabled`,
 //! `call_timeout_seconds`, `max_inline_tools`, and `servers.<name>.{enabled, type, command, args,
-//! env, env_file, url, headers, description, allow_insecure}`.
+//! env, env_file, url, headers, description, allow_insecure}`; and picoclaw's own keys for stdio
+//! servers: `cwd`, `writable_paths`, `sandbox`.
 
 use serde_json::Value;
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 /// How to reach one server.
@@ -16,6 +17,16 @@ pub enum Transport {
         args: Vec<String>,
         /// Variables given to it (besides the minimal environment).
         env: BTreeMap<String, String>,
+        /// Its own folder under picoclaw's home (`mcp/<name>`, made 0700): its HOME and caches,
+        /// its working folder unless `cwd` names another, and where it may write.
+        dir: PathBuf,
+        /// The working folder the config names (`cwd`), instead of `dir`.
+        cwd: Option<PathBuf>,
+        /// Further folders it may write in (`writable_paths`) besides `dir`, `cwd` and the
+        /// temporary folder.
+        writable: Vec<PathBuf>,
+        /// Run it under Landlock (`sandbox`, default true).
+        sandbox: bool,
     },
     /// Streamable HTTP.
     Http {
@@ -108,6 +119,49 @@ pub fn parse_env_file(text: &str) -> BTreeMap<String, String> {
         .collect()
 }
 
+/// The folder name of a server's own folder: the name itself when it is a plain file name,
+/// otherwise its letters and digits plus a hash of the whole name (so `a/b` and `../x` cannot
+/// point elsewhere, and two odd names do not share a folder).
+pub fn server_folder_name(name: &str) -> String {
+    let plain = !name.is_empty()
+        && name.len() <= 64
+        && !name.starts_with('.')
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+    if plain {
+        return name.to_owned();
+    }
+    // FNV-1a: stable across builds and platforms, which is all a folder name needs.
+    let hash = name.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    });
+    let clean: String = name
+        .chars()
+        .filter(char::is_ascii_alphanumeric)
+        .take(40)
+        .collect();
+    format!("{clean}-{hash:016x}")
+}
+
+/// A path from the config: `~/...` in the user's home (`HOME` from `env`), absolute as it is,
+/// anything else relative to picoclaw's home (never the workspace, which the model can write).
+fn config_path(raw: &str, home: &Path, env: &dyn Fn(&str) -> Option<String>) -> PathBuf {
+    let user_home = || env("HOME").filter(|h| !h.is_empty()).map(PathBuf::from);
+    if raw == "~"
+        && let Some(h) = user_home()
+    {
+        return h;
+    }
+    if let Some(rest) = raw.strip_prefix("~/")
+        && let Some(h) = user_home()
+    {
+        return h.join(rest);
+    }
+    let p = PathBuf::from(raw);
+    if p.is_absolute() { p } else { home.join(p) }
+}
+
 fn is_loopback_url(url: &url::Url) -> bool {
     match url.host() {
         Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
@@ -119,11 +173,13 @@ fn is_loopback_url(url: &url::Url) -> bool {
 
 impl McpConfig {
     /// Reads `tools.mcp`. `None` when absent or `enabled: false`. Servers that are disabled are
-    /// skipped; a server whose settings are wrong is an error naming it. `env_file` paths are
-    /// relative to `workspace`; `${VAR}` in env and header values comes from `env`.
+    /// skipped; a server whose settings are wrong is an error naming it. `home` is picoclaw's
+    /// home (`~/.picoclaw`): each stdio server gets its own folder `home/mcp/<name>`, and a
+    /// relative `env_file`, `cwd` or writable path is read against it (never the workspace);
+    /// `${VAR}` in env and header values comes from `env`.
     pub fn from_json(
         mcp: &Value,
-        workspace: &Path,
+        home: &Path,
         env: &dyn Fn(&str) -> Option<String>,
     ) -> Result<Option<McpConfig>, String> {
         if mcp.is_null() || mcp.get("enabled").and_then(Value::as_bool) == Some(false) {
@@ -186,17 +242,54 @@ impl McpConfig {
                         .unwrap_or_default();
                     let mut vars = BTreeMap::new();
                     if let Some(file) = text("env_file") {
-                        let path = workspace.join(&file);
+                        let path = config_path(&file, home, env);
                         let body = std::fs::read_to_string(&path).map_err(|e| {
-                            format!("tools.mcp.servers.{name}: env_file {}: {e}", path.display())
+                            format!(
+                                "tools.mcp.servers.{name}: env_file {}: {e} (a relative \
+                                 env_file is read from {})",
+                                path.display(),
+                                home.display()
+                            )
                         })?;
                         vars.extend(parse_env_file(&body));
                     }
                     vars.extend(map("env"));
+                    let writable = match s.get("writable_paths") {
+                        None | Some(Value::Null) => Vec::new(),
+                        Some(Value::Array(items)) => items
+                            .iter()
+                            .map(|p| match p.as_str().map(str::trim) {
+                                Some(p) if !p.is_empty() => Ok(config_path(p, home, env)),
+                                _ => Err(format!(
+                                    "tools.mcp.servers.{name}: writable_paths must be a list of \
+                                     folders"
+                                )),
+                            })
+                            .collect::<Result<_, _>>()?,
+                        Some(_) => {
+                            return Err(format!(
+                                "tools.mcp.servers.{name}: writable_paths must be a list of \
+                                 folders"
+                            ));
+                        }
+                    };
+                    let sandbox = match s.get("sandbox") {
+                        None | Some(Value::Null) => true,
+                        Some(Value::Bool(b)) => *b,
+                        Some(_) => {
+                            return Err(format!(
+                                "tools.mcp.servers.{name}: sandbox must be true or false"
+                            ));
+                        }
+                    };
                     Transport::Stdio {
                         command,
                         args,
                         env: vars,
+                        dir: home.join("mcp").join(server_folder_name(name)),
+                        cwd: text("cwd").map(|c| config_path(&c, home, env)),
+                        writable,
+                        sandbox,
                     }
                 }
                 "http" | "sse" | "streamable-http" | "streamable_http" => {
@@ -256,9 +349,9 @@ mod tests {
 
     #[test]
     fn the_original_layout_reads_with_inference_and_variables() {
-        let ws = tempfile::tempdir().unwrap();
+        let home = tempfile::tempdir().unwrap();
         std::fs::write(
-            ws.path().join(".mcp.env"),
+            home.path().join(".mcp.env"),
             "# tokens\nexport A=1\nB=\"two words\"\n",
         )
         .unwrap();
@@ -270,7 +363,7 @@ mod tests {
                 "gh": {"url": "https://api.example/mcp", "headers": {"Authorization": "Bearer ${GH_TOKEN}"}},
                 "off": {"enabled": false, "command": "x"}
             }}),
-            ws.path(),
+            home.path(),
             &env,
         )
         .unwrap()
@@ -279,10 +372,20 @@ mod tests {
         assert_eq!(cfg.servers.len(), 2);
         let fs = cfg.servers.iter().find(|s| s.name == "fs").unwrap();
         match &fs.transport {
-            Transport::Stdio { env, args, .. } => {
+            Transport::Stdio {
+                env,
+                args,
+                dir,
+                cwd,
+                sandbox,
+                ..
+            } => {
                 assert_eq!(env["A"], "1");
                 assert_eq!(env["B"], "override");
                 assert_eq!(args[2], "");
+                assert_eq!(dir, &home.path().join("mcp/fs"));
+                assert_eq!(cwd, &None);
+                assert!(sandbox);
             }
             other => panic!("{other:?}"),
         }
@@ -297,8 +400,91 @@ mod tests {
     }
 
     #[test]
+    fn a_relative_env_file_is_read_from_picoclaws_home_never_the_workspace() {
+        let home = tempfile::tempdir().unwrap();
+        let workspace = home.path().join("workspace");
+        std::fs::create_dir_all(&workspace).unwrap();
+        std::fs::write(home.path().join("srv.env"), "WHO=home\n").unwrap();
+        // What a hostile model would plant: it can write the workspace, not the home.
+        std::fs::write(workspace.join("srv.env"), "WHO=workspace\n").unwrap();
+        std::fs::write(workspace.join("only-here.env"), "WHO=workspace\n").unwrap();
+        let none = |_: &str| None;
+        let read = |file: &str| {
+            McpConfig::from_json(
+                &json!({"servers": {"s": {"command": "x", "env_file": file}}}),
+                home.path(),
+                &none,
+            )
+        };
+        let cfg = read("srv.env").unwrap().unwrap();
+        let Transport::Stdio { env, .. } = &cfg.servers[0].transport else {
+            panic!("not stdio")
+        };
+        assert_eq!(env["WHO"], "home");
+        let err = read("only-here.env").unwrap_err();
+        assert!(
+            err.contains(&home.path().join("only-here.env").display().to_string()),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn stdio_servers_get_their_own_folder_and_may_name_another_working_folder() {
+        let home = Path::new("/h/.picoclaw");
+        let env = |k: &str| (k == "HOME").then(|| "/h".to_owned());
+        let cfg = McpConfig::from_json(
+            &json!({"servers": {
+                "notes": {"command": "x", "cwd": "~/notes", "writable_paths": ["data", "/srv/out"],
+                          "sandbox": false},
+                "../escape": {"command": "x"},
+                "a b": {"command": "x"},
+            }}),
+            home,
+            &env,
+        )
+        .unwrap()
+        .unwrap();
+        let get = |n: &str| {
+            let s = cfg.servers.iter().find(|s| s.name == n).unwrap();
+            match &s.transport {
+                Transport::Stdio {
+                    dir,
+                    cwd,
+                    writable,
+                    sandbox,
+                    ..
+                } => (dir.clone(), cwd.clone(), writable.clone(), *sandbox),
+                other => panic!("{other:?}"),
+            }
+        };
+        let (dir, cwd, writable, sandbox) = get("notes");
+        assert_eq!(dir, home.join("mcp/notes"));
+        assert_eq!(cwd, Some(PathBuf::from("/h/notes")));
+        assert_eq!(
+            writable,
+            [home.join("data"), PathBuf::from("/srv/out")].to_vec()
+        );
+        assert!(!sandbox);
+        for odd in ["../escape", "a b"] {
+            let (dir, ..) = get(odd);
+            assert_eq!(dir.parent(), Some(home.join("mcp").as_path()), "{odd}");
+            assert!(
+                dir.file_name().unwrap().to_str().unwrap().contains('-'),
+                "{odd}"
+            );
+        }
+        assert_ne!(get("../escape").0, get("a b").0);
+        let bad = McpConfig::from_json(
+            &json!({"servers": {"s": {"command": "x", "sandbox": "no"}}}),
+            home,
+            &env,
+        );
+        assert!(bad.unwrap_err().contains("sandbox must be"));
+    }
+
+    #[test]
     fn bad_settings_name_the_server() {
-        let ws = tempfile::tempdir().unwrap();
+        let home = tempfile::tempdir().unwrap();
         let none = |_: &str| None;
         for (cfg, want) in [
             (
@@ -319,7 +505,7 @@ mod tests {
                 "env_file",
             ),
         ] {
-            let err = McpConfig::from_json(&cfg, ws.path(), &none).unwrap_err();
+            let err = McpConfig::from_json(&cfg, home.path(), &none).unwrap_err();
             assert!(err.contains(want), "{cfg}: {err}");
         }
         // Loopback http is fine; allow_insecure lifts the rule knowingly.
@@ -327,10 +513,13 @@ mod tests {
             json!({"servers": {"l": {"url": "http://127.0.0.1:9/mcp"}}}),
             json!({"servers": {"i": {"url": "http://10.0.0.5/mcp", "allow_insecure": true}}}),
         ] {
-            assert!(McpConfig::from_json(&ok, ws.path(), &none).is_ok(), "{ok}");
+            assert!(
+                McpConfig::from_json(&ok, home.path(), &none).is_ok(),
+                "{ok}"
+            );
         }
         assert!(
-            McpConfig::from_json(&json!({"enabled": false}), ws.path(), &none)
+            McpConfig::from_json(&json!({"enabled": false}), home.path(), &none)
                 .unwrap()
                 .is_none()
         );

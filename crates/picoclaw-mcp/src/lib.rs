@@ -4,8 +4,10 @@
 //! them.
 //!
 //! Servers start concurrently; one that is missing, crashes or hangs is reported once and the
-//! agent runs without it. A stdio server gets only a minimal environment (PATH, HOME, USER,
-//! LANG, TERM, TMPDIR) plus what its `env` / `env_file` name, and runs in the workspace.
+//! agent runs without it. A stdio server gets only a minimal environment (PATH, USER, LANG,
+//! TERM, TMPDIR) plus what its `env` / `env_file` name; it runs in a folder of its own under
+//! picoclaw's home (its HOME and caches too), never the workspace, and under Landlock: it may
+//! write only there and in the temporary folder.
 
 #![warn(clippy::unwrap_used, clippy::expect_used)]
 
@@ -18,8 +20,11 @@ mod sse;
 
 pub use catalog::{McpCall, McpSearch, registry_tools};
 pub use client::{
-    Connected, MAX_RESULT_BYTES, McpTool, Started, clean_schema, connect, start_all, tool_name,
+    Connected, MAX_RESULT_BYTES, McpTool, Started, clean_schema, connect, containment, start_all,
+    tool_name,
 };
-pub use config::{McpConfig, ServerConfig, Transport, expand_vars, parse_env_file};
+pub use config::{
+    McpConfig, ServerConfig, Transport, expand_vars, parse_env_file, server_folder_name,
+};
 #[cfg(feature = "serve")]
 pub use server::{ToolServer, serve_stdio};

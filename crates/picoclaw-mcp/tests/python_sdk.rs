@@ -23,10 +23,11 @@ fn server_script() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/py_server.py")
 }
 
-fn config(servers: Value, call_timeout: u64, workspace: &Path) -> McpConfig {
+/// `tools.mcp` with `servers`, for a picoclaw whose home is `home`.
+fn config(servers: Value, call_timeout: u64, home: &Path) -> McpConfig {
     McpConfig::from_json(
         &json!({"call_timeout_seconds": call_timeout, "servers": servers}),
-        workspace,
+        home,
         &|k| std::env::var(k).ok(),
     )
     .unwrap()
@@ -44,7 +45,7 @@ async fn call(tools: &[McpTool], name: &str, args: Value) -> ToolOutput {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_python_sdk_server_over_stdio() {
-    let ws = tempfile::tempdir().unwrap();
+    let home = tempfile::tempdir().unwrap();
     // A secret in picoclaw's environment must not reach the server.
     #[allow(unsafe_code)]
     // SAFETY: this test process sets it before any thread reads the environment for it.
@@ -53,12 +54,12 @@ async fn a_python_sdk_server_over_stdio() {
     }
     let mut cfg = config(
         json!({"py": {"command": python(), "args": [server_script()],
-                      "env": {"GIVEN": "from-config"}}}),
+                      "env": {"GIVEN": "from-config", "NAMED_KEY": "${OPENAI_API_KEY}"}}}),
         2,
-        ws.path(),
+        home.path(),
     );
     cfg.connect_timeout = Duration::from_secs(30);
-    let started = start_all(&cfg, ws.path()).await;
+    let started = start_all(&cfg).await;
     assert!(started.failed.is_empty(), "{:?}", started.failed);
     let tools = started.tools;
     let names: Vec<String> = tools.iter().map(|t| t.spec().name).collect();
@@ -92,12 +93,32 @@ async fn a_python_sdk_server_over_stdio() {
     )
     .await;
     assert_eq!(out.content, "(unset)", "provider keys are never passed on");
+    // ... unless the server's own `env` names one.
+    let out = call(&tools, "mcp_py__echo_env", json!({"name": "NAMED_KEY"})).await;
+    assert_eq!(out.content, "sk-must-not-leak");
     let out = call(&tools, "mcp_py__echo_env", json!({"name": "PATH"})).await;
     assert_ne!(out.content, "(unset)");
+    // It runs in its own folder under picoclaw's home, with HOME and the caches there too.
+    let own = home.path().join("mcp/py");
     let out = call(&tools, "mcp_py__cwd", json!({})).await;
     assert_eq!(
         Path::new(&out.content).canonicalize().unwrap(),
-        ws.path().canonicalize().unwrap()
+        own.canonicalize().unwrap()
+    );
+    for (var, want) in [
+        ("HOME", own.clone()),
+        ("XDG_CACHE_HOME", own.join(".cache")),
+        ("XDG_CONFIG_HOME", own.join(".config")),
+        ("XDG_DATA_HOME", own.join(".local/share")),
+        ("npm_config_cache", own.join(".npm")),
+    ] {
+        let out = call(&tools, "mcp_py__echo_env", json!({"name": var})).await;
+        assert_eq!(Path::new(&out.content), want, "{var}");
+    }
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(
+        std::fs::metadata(&own).unwrap().permissions().mode() & 0o777,
+        0o700
     );
     // isError results are errors for the model, with the server's text.
     let out = call(
@@ -185,15 +206,15 @@ async fn http_server(mode: &str) -> (Child, u16) {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_python_sdk_server_over_streamable_http() {
-    let ws = tempfile::tempdir().unwrap();
+    let home = tempfile::tempdir().unwrap();
     let (_server, port) = http_server("http").await;
     let cfg = config(
         json!({"remote": {"url": format!("http://127.0.0.1:{port}/mcp"),
                           "headers": {"X-Test": "yes"}}}),
         10,
-        ws.path(),
+        home.path(),
     );
-    let started = start_all(&cfg, ws.path()).await;
+    let started = start_all(&cfg).await;
     assert!(started.failed.is_empty(), "{:?}", started.failed);
     let out = call(&started.tools, "mcp_remote__add", json!({"a": 20, "b": 22})).await;
     assert_eq!(out.content, "42", "{out:?}");
@@ -201,14 +222,14 @@ async fn a_python_sdk_server_over_streamable_http() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_python_sdk_server_over_legacy_sse() {
-    let ws = tempfile::tempdir().unwrap();
+    let home = tempfile::tempdir().unwrap();
     let (_server, port) = http_server("sse").await;
     let cfg = config(
         json!({"old": {"type": "sse", "url": format!("http://127.0.0.1:{port}/sse")}}),
         10,
-        ws.path(),
+        home.path(),
     );
-    let started = start_all(&cfg, ws.path()).await;
+    let started = start_all(&cfg).await;
     assert!(started.failed.is_empty(), "{:?}", started.failed);
     let out = call(&started.tools, "mcp_old__add", json!({"a": 40, "b": 2})).await;
     assert_eq!(out.content, "42", "{out:?}");
@@ -223,7 +244,7 @@ async fn a_python_sdk_server_over_legacy_sse() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn broken_servers_are_reported_and_never_hold_up_the_others() {
-    let ws = tempfile::tempdir().unwrap();
+    let home = tempfile::tempdir().unwrap();
     let mut cfg = config(
         json!({
             "good": {"command": python(), "args": [server_script()]},
@@ -233,11 +254,11 @@ async fn broken_servers_are_reported_and_never_hold_up_the_others() {
             "garbage": {"command": "sh", "args": ["-c", "echo not json; sleep 30"]},
         }),
         5,
-        ws.path(),
+        home.path(),
     );
     cfg.connect_timeout = Duration::from_secs(8);
     let started_at = Instant::now();
-    let started = start_all(&cfg, ws.path()).await;
+    let started = start_all(&cfg).await;
     // Concurrent: about one timeout in all, not one per broken server.
     assert!(
         started_at.elapsed() < Duration::from_secs(20),
@@ -272,17 +293,17 @@ async fn broken_servers_are_reported_and_never_hold_up_the_others() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn clashing_names_are_reported_not_shadowed() {
-    let ws = tempfile::tempdir().unwrap();
+    let home = tempfile::tempdir().unwrap();
     let mut cfg = config(
         json!({
             "py": {"command": python(), "args": [server_script()]},
             "PY": {"command": python(), "args": [server_script()]},
         }),
         5,
-        ws.path(),
+        home.path(),
     );
     cfg.connect_timeout = Duration::from_secs(30);
-    let started = start_all(&cfg, ws.path()).await;
+    let started = start_all(&cfg).await;
     assert!(started.failed.is_empty(), "{:?}", started.failed);
     let adds = started
         .tools
@@ -299,15 +320,15 @@ async fn clashing_names_are_reported_not_shadowed() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn many_tools_are_offered_through_search_and_call() {
-    let ws = tempfile::tempdir().unwrap();
+    let home = tempfile::tempdir().unwrap();
     let mut cfg = config(
         json!({"py": {"command": python(), "args": [server_script()]}}),
         5,
-        ws.path(),
+        home.path(),
     );
     cfg.connect_timeout = Duration::from_secs(30);
-    let started = start_all(&cfg, ws.path()).await;
-    assert_eq!(started.tools.len(), 8);
+    let started = start_all(&cfg).await;
+    assert_eq!(started.tools.len(), 9);
     let tools = picoclaw_mcp::registry_tools(started.tools, 2);
     let names: Vec<String> = tools.iter().map(|t| t.spec().name).collect();
     assert_eq!(names, ["mcp_search", "mcp_call"]);
@@ -338,20 +359,20 @@ async fn many_tools_are_offered_through_search_and_call() {
         "{out:?}"
     );
     // Few tools: sent as they are.
-    let started = start_all(&cfg, ws.path()).await;
-    assert_eq!(picoclaw_mcp::registry_tools(started.tools, 16).len(), 8);
+    let started = start_all(&cfg).await;
+    assert_eq!(picoclaw_mcp::registry_tools(started.tools, 16).len(), 9);
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_changed_tool_list_is_listed_again_before_the_next_call() {
-    let ws = tempfile::tempdir().unwrap();
+    let home = tempfile::tempdir().unwrap();
     let mut cfg = config(
         json!({"py": {"command": python(), "args": [server_script()]}}),
         5,
-        ws.path(),
+        home.path(),
     );
     cfg.connect_timeout = Duration::from_secs(30);
-    let started = start_all(&cfg, ws.path()).await;
+    let started = start_all(&cfg).await;
     let tools = started.tools;
     let out = call(&tools, "mcp_py__add", json!({"a": 1, "b": 2})).await;
     assert_eq!(out.content, "3");
@@ -377,14 +398,14 @@ async fn a_changed_tool_list_is_listed_again_before_the_next_call() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn tools_with_malformed_schemas_are_left_out_and_reported() {
-    let ws = tempfile::tempdir().unwrap();
+    let home = tempfile::tempdir().unwrap();
     let raw = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/raw_server.py");
     let cfg = config(
         json!({"raw": {"command": "python3", "args": [raw]}}),
         5,
-        ws.path(),
+        home.path(),
     );
-    let started = start_all(&cfg, ws.path()).await;
+    let started = start_all(&cfg).await;
     assert!(started.failed.is_empty(), "{:?}", started.failed);
     let names: Vec<String> = started.tools.iter().map(|t| t.spec().name).collect();
     assert_eq!(names, ["mcp_raw__good"]);

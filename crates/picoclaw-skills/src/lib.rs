@@ -4,7 +4,9 @@
 //!   `homepage` and `metadata` with requirements, in the form the original PicoClaw, nanobot and
 //!   OpenClaw skills use) and Markdown instructions, plus optional scripts and resources.
 //! - An executable skill also has `manifest.json`: an entry program and the tools it provides
-//!   ([`SkillTool`]), each run as a confined subprocess speaking JSON on stdin and stdout.
+//!   ([`SkillTool`]), each run as a confined subprocess speaking JSON on stdin and stdout. What
+//!   it may do beyond that is granted by the operator to one global skill as its files are
+//!   ([`Grant`]): a workspace skill of the same name or a changed skill gets nothing.
 //! - [`Catalog::discover`] finds skills in the workspace's `skills/`, the global
 //!   `~/.picoclaw/skills/` and the [built-in](builtin) ones, in that order of precedence, and
 //!   [`Catalog::prompt_section`] lists the usable ones for the system prompt (progressive
@@ -15,11 +17,13 @@
 
 pub mod builtin;
 mod catalog;
+mod grant;
 mod install;
 mod manifest;
 mod skill;
 
 pub use catalog::{Catalog, LiveCatalog, Problem, SkillRoots};
+pub use grant::{Fingerprint, Grant, GrantCheck, fingerprint};
 pub use install::{
     InstallOptions, MAX_ARCHIVE_BYTES, MAX_SKILL_BYTES, SourceKind, classify, install,
 };

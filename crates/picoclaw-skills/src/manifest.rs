@@ -4,8 +4,10 @@
 //! stdout, under time and output caps, with a scrubbed environment, and on Linux under Landlock:
 //! no writes outside the temporary folder (and the workspace, with `workspace_write`), no TCP
 //! connections (unless `network`). A permission applies only when the manifest declares it and
-//! the operator granted it.
+//! the operator granted it to this very skill ([`crate::Grant`]).
 
+use crate::grant::{Fingerprint, Grant, GrantCheck, fingerprint};
+use crate::skill::Skill;
 use async_trait::async_trait;
 use picoclaw_tools::{GroupGuard, Tool, ToolContext, ToolOutput, finish_capped, spawn_capped};
 use picoclaw_types::ToolSpec;
@@ -292,31 +294,52 @@ pub struct SkillTool {
     entry: String,
     tool: ManifestTool,
     timeout: Duration,
-    /// What the call may do: declared ∩ granted.
+    /// What the call may do: declared ∩ granted, when the grant applies to this skill.
     allowed: Permissions,
+    /// The fingerprint the grant was checked against: before each call with permissions the
+    /// files are hashed again, and a skill changed since then runs without them.
+    bound: Option<Fingerprint>,
     workspace: PathBuf,
 }
 
 impl SkillTool {
-    /// The tools of `manifest` (skill folder `dir`), running in `workspace` with the
-    /// permissions both the manifest declares and `granted` allows.
-    pub fn all(
-        manifest: &Manifest,
-        dir: &Path,
-        workspace: &Path,
-        granted: &Permissions,
-    ) -> Vec<SkillTool> {
-        let allowed = manifest.permissions.intersect(granted);
+    /// The tools of the executable skill `skill`, running in `workspace`. They get what the
+    /// manifest declares and `grant` allows only when the grant applies to this skill (a
+    /// global skill, in the folder it was granted in, with the manifest and entry it had then:
+    /// [`Grant::check`]); otherwise they get no permissions at all. Empty for a skill without
+    /// a manifest.
+    pub fn all(skill: &Skill, workspace: &Path, grant: Option<&Grant>) -> Vec<SkillTool> {
+        let Some(manifest) = &skill.manifest else {
+            return Vec::new();
+        };
+        let (allowed, bound) = match grant {
+            Some(grant) => match grant.check_files(skill.source, &skill.dir, manifest) {
+                (GrantCheck::Applies, Some(fp)) => {
+                    (manifest.permissions.intersect(&grant.permissions), Some(fp))
+                }
+                (check, _) => {
+                    tracing::warn!(
+                        skill = %skill.name,
+                        reason = %check.reason(),
+                        "the skill's grant does not apply; it runs without permissions \
+                         (see `picoclaw skills check`)"
+                    );
+                    (Permissions::default(), None)
+                }
+            },
+            None => (Permissions::default(), None),
+        };
         manifest
             .tools
             .iter()
             .map(|tool| SkillTool {
                 skill: manifest.name.clone(),
-                dir: dir.to_path_buf(),
+                dir: skill.dir.clone(),
                 entry: manifest.entry.clone(),
                 tool: tool.clone(),
                 timeout: manifest.timeout(),
                 allowed: allowed.clone(),
+                bound: bound.clone(),
                 workspace: workspace.to_path_buf(),
             })
             .collect()
@@ -324,6 +347,33 @@ impl SkillTool {
 
     pub fn skill(&self) -> &str {
         &self.skill
+    }
+
+    /// What this call may do: the permissions, unless the skill's files changed since its
+    /// grant was checked (the operator must grant the new version). Hashing runs off the async
+    /// workers.
+    async fn permissions_now(&self) -> Permissions {
+        let Some(bound) = self.bound.clone() else {
+            return self.allowed.clone();
+        };
+        if self.allowed == Permissions::default() {
+            return self.allowed.clone();
+        }
+        let (dir, entry) = (self.dir.clone(), self.entry.clone());
+        let now = tokio::task::spawn_blocking(move || fingerprint(&dir, &entry))
+            .await
+            .unwrap_or_else(|e| Err(format!("the check stopped: {e}")));
+        match now {
+            Ok(now) if now.dir == bound.dir && now.sha256 == bound.sha256 => self.allowed.clone(),
+            Ok(_) => {
+                tracing::warn!(skill = %self.skill, "the skill changed since it was granted; it runs without its permissions until granted again");
+                Permissions::default()
+            }
+            Err(e) => {
+                tracing::warn!(skill = %self.skill, error = %e, "cannot check the skill against its grant; it runs without its permissions");
+                Permissions::default()
+            }
+        }
     }
 }
 
@@ -355,11 +405,12 @@ impl Tool for SkillTool {
             .stderr(Stdio::piped())
             .process_group(0)
             .kill_on_drop(true);
+        let allowed = self.permissions_now().await;
         for name in BASE_ENV
             .iter()
             .copied()
             .map(str::to_owned)
-            .chain(self.allowed.env.iter().cloned())
+            .chain(allowed.env.iter().cloned())
         {
             if let Ok(value) = std::env::var(&name) {
                 cmd.env(name, value);
@@ -367,7 +418,7 @@ impl Tool for SkillTool {
         }
         cmd.env("PICOCLAW_SKILL_DIR", &self.dir);
         let mut writable = vec![std::env::temp_dir()];
-        if self.allowed.workspace_write {
+        if allowed.workspace_write {
             writable.push(self.workspace.clone());
         }
         // Its own folder (the entry and what it ships) and the workspace are readable; picoclaw's
@@ -375,7 +426,7 @@ impl Tool for SkillTool {
         let policy = picoclaw_tools::Policy::new()
             .readable([self.dir.clone(), self.workspace.clone()])
             .writable(writable)
-            .network(self.allowed.network);
+            .network(allowed.network);
         if let Err(e) = picoclaw_tools::confine_with(&mut cmd, &policy) {
             return ToolOutput::error(format!(
                 "{label}: could not set up the sandbox ({e}); not run"

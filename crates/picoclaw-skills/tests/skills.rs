@@ -2,7 +2,9 @@
 //! the test and from archives served on loopback (hostile ones included), and executable skills
 //! run as real Python programs.
 
-use picoclaw_skills::{Catalog, InstallOptions, Permissions, SkillRoots, SkillTool, Source};
+use picoclaw_skills::{
+    Catalog, Grant, GrantCheck, InstallOptions, Permissions, SkillRoots, SkillTool, Source,
+};
 use picoclaw_tools::{Tool, ToolContext};
 use picoclaw_types::SessionKey;
 use serde_json::{Value, json};
@@ -472,10 +474,12 @@ elif tool == "connect":
     dir
 }
 
+/// The tools of the global skill in `dir`, granted `granted` as its files are now.
 fn tools_of(dir: &Path, workspace: &Path, granted: &Permissions) -> Vec<SkillTool> {
     let skill = picoclaw_skills::Skill::load(dir, Source::Global, &env).unwrap();
     assert!(skill.available(), "{:?}", skill.missing);
-    SkillTool::all(skill.manifest.as_ref().unwrap(), dir, workspace, granted)
+    let grant = Grant::bind(&skill, granted.clone()).unwrap();
+    SkillTool::all(&skill, workspace, Some(&grant))
 }
 
 async fn call(tools: &[SkillTool], name: &str, args: Value) -> picoclaw_tools::ToolOutput {
@@ -592,4 +596,156 @@ async fn permissions_need_the_manifest_and_the_operator() {
     let out = call(&tools, "write", json!({"path": tmpfile})).await;
     assert_eq!(out.content, "written", "{out:?}");
     let _ = std::fs::remove_file(tmpfile);
+}
+
+/// Sets the variable the `env` tool of [`python_skill`] reports as "allowed".
+fn set_allowed_var() {
+    #[allow(unsafe_code)]
+    // SAFETY: every test that sets it sets the same value; none removes it.
+    unsafe {
+        std::env::set_var("PICO_TEST_ALLOWED", "visible");
+    }
+}
+
+async fn allowed_var_seen(tools: &[SkillTool]) -> Value {
+    let out = call(tools, "env", json!({})).await;
+    assert!(!out.is_error, "{out:?}");
+    serde_json::from_str::<Value>(&out.content).unwrap()["allowed"].clone()
+}
+
+#[tokio::test]
+async fn a_workspace_skill_never_inherits_a_global_grant() {
+    set_allowed_var();
+    let r = Roots::new();
+    let permissions = json!({"env": ["PICO_TEST_ALLOWED"]});
+    python_skill(&r.global, permissions.clone());
+    // What a hostile model writes: the same name in the workspace, even the very same files.
+    python_skill(&r.ws, permissions);
+    let catalog = Catalog::discover(&r.roots(), &env);
+    let running = catalog.get("py-tools").unwrap();
+    assert_eq!(running.source, Source::Workspace);
+    let global = catalog
+        .shadowed
+        .iter()
+        .find(|s| s.name == "py-tools" && s.source == Source::Global)
+        .unwrap();
+    let grant = Grant::bind(
+        global,
+        Permissions::new(false, false, vec!["PICO_TEST_ALLOWED".into()]),
+    )
+    .unwrap();
+    // The grant works for the skill it was made for...
+    assert_eq!(grant.check(global), GrantCheck::Applies);
+    let tools = SkillTool::all(global, &r.ws, Some(&grant));
+    assert_eq!(allowed_var_seen(&tools).await, json!("visible"));
+    // ...and not for the workspace skill that now answers to its name.
+    assert!(matches!(
+        grant.check(running),
+        GrantCheck::NotGlobal {
+            source: Source::Workspace,
+            ..
+        }
+    ));
+    let tools = SkillTool::all(running, &r.ws, Some(&grant));
+    assert_eq!(allowed_var_seen(&tools).await, Value::Null);
+    // A workspace skill cannot be granted at all.
+    let err = Grant::bind(running, Permissions::default()).unwrap_err();
+    assert!(err.contains("only global skills"), "{err}");
+}
+
+#[tokio::test]
+async fn a_changed_global_skill_loses_its_grant_until_granted_again() {
+    set_allowed_var();
+    let r = Roots::new();
+    let dir = python_skill(&r.global, json!({"env": ["PICO_TEST_ALLOWED"]}));
+    let load = || picoclaw_skills::Skill::load(&dir, Source::Global, &env).unwrap();
+    let grant = Grant::bind(
+        &load(),
+        Permissions::new(false, false, vec!["PICO_TEST_ALLOWED".into()]),
+    )
+    .unwrap();
+    let tools = SkillTool::all(&load(), &r.ws, Some(&grant));
+    assert_eq!(allowed_var_seen(&tools).await, json!("visible"));
+
+    // The entry changes (an update, or a write by a command running unconfined).
+    let main = dir.join("main.py");
+    let original = std::fs::read(&main).unwrap();
+    let mut changed = original.clone();
+    changed.extend_from_slice(b"\n# changed\n");
+    std::fs::write(&main, &changed).unwrap();
+    assert_eq!(
+        grant.check(&load()),
+        GrantCheck::Changed {
+            files: vec!["main.py".into()]
+        }
+    );
+    // Tools made before the change check again before each call.
+    assert_eq!(allowed_var_seen(&tools).await, Value::Null);
+    let fresh = SkillTool::all(&load(), &r.ws, Some(&grant));
+    assert_eq!(allowed_var_seen(&fresh).await, Value::Null);
+    // The manifest counts too.
+    std::fs::write(&main, &original).unwrap();
+    let manifest = dir.join("manifest.json");
+    let text = std::fs::read_to_string(&manifest).unwrap();
+    std::fs::write(&manifest, text.replace("Python test tools", "Other tools")).unwrap();
+    assert_eq!(
+        grant.check(&load()),
+        GrantCheck::Changed {
+            files: vec!["manifest.json".into()]
+        }
+    );
+    // Back to the granted bytes: it applies again.
+    std::fs::write(&manifest, &text).unwrap();
+    assert_eq!(grant.check(&load()), GrantCheck::Applies);
+    assert_eq!(allowed_var_seen(&tools).await, json!("visible"));
+    // Granted again after a change: the new version has it.
+    std::fs::write(&main, &changed).unwrap();
+    let regranted = Grant::bind(&load(), grant.permissions.clone()).unwrap();
+    let tools = SkillTool::all(&load(), &r.ws, Some(&regranted));
+    assert_eq!(allowed_var_seen(&tools).await, json!("visible"));
+
+    // The same files in another global folder are another skill.
+    let elsewhere = r.builtin.join("py-tools");
+    std::fs::create_dir_all(&elsewhere).unwrap();
+    for f in ["main.py", "manifest.json"] {
+        std::fs::copy(dir.join(f), elsewhere.join(f)).unwrap();
+    }
+    let moved = picoclaw_skills::Skill::load(&elsewhere, Source::Global, &env).unwrap();
+    assert!(matches!(regranted.check(&moved), GrantCheck::Moved { .. }));
+    assert_eq!(
+        allowed_var_seen(&SkillTool::all(&moved, &r.ws, Some(&regranted))).await,
+        Value::Null
+    );
+}
+
+#[tokio::test]
+async fn grants_from_before_they_were_bound_apply_to_nothing() {
+    set_allowed_var();
+    let r = Roots::new();
+    let dir = python_skill(&r.global, json!({"env": ["PICO_TEST_ALLOWED"]}));
+    let skill = picoclaw_skills::Skill::load(&dir, Source::Global, &env).unwrap();
+    // `tools.skills.permissions.py-tools` as it was written before grants were bound.
+    let old = Grant::from_json(&json!({"network": true, "env": ["PICO_TEST_ALLOWED"]})).unwrap();
+    let check = old.check(&skill);
+    assert_eq!(check, GrantCheck::Unbound);
+    assert!(
+        check.reason().contains("before grants were bound"),
+        "{}",
+        check.reason()
+    );
+    let tools = SkillTool::all(&skill, &r.ws, Some(&old));
+    assert_eq!(allowed_var_seen(&tools).await, Value::Null);
+    // A hand-written hash that does not match is a change, not a crash.
+    let mut forged = Grant::bind(&skill, old.permissions.clone())
+        .unwrap()
+        .to_json();
+    forged["sha256"] = json!("00".repeat(32));
+    forged.as_object_mut().unwrap().remove("files");
+    let forged = Grant::from_json(&forged).unwrap();
+    assert_eq!(
+        forged.check(&skill),
+        GrantCheck::Changed {
+            files: vec!["main.py".into(), "manifest.json".into()]
+        }
+    );
 }
