@@ -299,10 +299,10 @@ pub async fn assemble(
         Some(Err(msg)) => return Err(SetupError::Config(msg)),
         None => {}
     }
-    // Reading the web: public addresses only, unless tools.web.fetch.allow_private says otherwise.
-    tools.register(Arc::new(picoclaw_tools::WebFetchTool::new(
-        picoclaw_tools::WebFetchConfig::from_json(&web),
-    )));
+    // Reading the web: public addresses only, unless tools.web.fetch.allow_private says otherwise;
+    // no proxy but tools.web.fetch.proxy.
+    let fetch = picoclaw_tools::WebFetchConfig::from_json(&web).map_err(SetupError::Config)?;
+    tools.register(Arc::new(picoclaw_tools::WebFetchTool::new(fetch)));
 
     let mut agent_cfg = AgentConfig::default();
     agent_cfg.model = resolved.model.clone();

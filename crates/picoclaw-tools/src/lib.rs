@@ -44,7 +44,7 @@ pub use subagent::{
 };
 pub use tool::{Tool, ToolContext, ToolOutput, ToolRegistry};
 pub use voice::{MAX_AUDIO_BYTES, SttConfig, TranscribeTool, Transcriber};
-pub use web_fetch::{WebFetchConfig, WebFetchTool, forbidden_ip};
+pub use web_fetch::{HostResolver, WebFetchConfig, WebFetchTool, forbidden_ip};
 pub use web_search::{
     SearchBackend, SearchResult, WebSearchConfig, WebSearchTool, parse_duckduckgo,
 };
