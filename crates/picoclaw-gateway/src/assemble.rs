@@ -280,8 +280,19 @@ pub async fn assemble(
     let store = open_state(config, paths, true)
         .await?
         .ok_or_else(|| anyhow::anyhow!("the state database was not created"))?;
-    // Scheduling: jobs go to the store; the gateway runs them.
-    tools.register(Arc::new(picoclaw_tools::CronTool::new(store.clone())));
+    // Scheduling: jobs go to the store; the gateway runs them. At most tools.cron.max_jobs per
+    // chat; scheduled turns add none.
+    let cron = config
+        .tools
+        .extra
+        .get("cron")
+        .map(picoclaw_tools::CronConfig::from_json)
+        .transpose()
+        .map_err(SetupError::Config)?
+        .unwrap_or_default();
+    tools.register(Arc::new(
+        picoclaw_tools::CronTool::new(store.clone()).with_config(cron),
+    ));
     // Messages on the agent's own initiative, delivered through the outbox.
     tools.register(Arc::new(
         picoclaw_tools::MessageTool::new(store.clone()).with_files(sandbox.clone()),
