@@ -1,5 +1,6 @@
 //! `picoclaw cron`: the scheduled jobs the gateway runs — list, add, remove, enable, disable.
-//! The same jobs the agent manages with its `cron` tool.
+//! The same jobs the agent manages with its `cron` tool; here the owner sees every chat's jobs
+//! (the tool sees only those of the chat it is called from).
 
 use crate::wiring;
 use anyhow::Context;
@@ -124,13 +125,18 @@ pub fn run(config: Option<PathBuf>, args: CronArgs) -> anyhow::Result<ExitCode> 
                         (Some(c), Some(t)) => format!(" → {c}:{t}"),
                         _ => String::new(),
                     };
+                    // The chat whose cron tool made it (the only one that sees it there).
+                    let made_in = match &job.payload.owner_chat {
+                        Some(chat) if to != format!(" → {chat}") => format!(" (made in {chat})"),
+                        _ => String::new(),
+                    };
                     let last = job
                         .state
                         .last_status
                         .as_deref()
                         .map(|s| format!(", last run: {s}"))
                         .unwrap_or_default();
-                    println!("{}{to}{last}", picoclaw_tools::describe_job(job));
+                    println!("{}{to}{made_in}{last}", picoclaw_tools::describe_job(job));
                 }
                 ExitCode::SUCCESS
             }

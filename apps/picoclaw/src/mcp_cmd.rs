@@ -263,8 +263,15 @@ fn serve(
     let mut all =
         picoclaw_tools::builtin_tools(sandbox, picoclaw_gateway::exec_config(config, paths));
     let web = config.tools.extra.get("web").cloned().unwrap_or(json!({}));
+    let fetch = match picoclaw_tools::WebFetchConfig::from_json(&web) {
+        Ok(fetch) => fetch,
+        Err(msg) => {
+            eprintln!("error: {msg}");
+            return Ok(ExitCode::from(2));
+        }
+    };
     all.register(std::sync::Arc::new(picoclaw_tools::WebFetchTool::new(
-        picoclaw_tools::WebFetchConfig::from_json(&web),
+        fetch,
     )));
     if let Some(Ok(search)) = picoclaw_tools::WebSearchConfig::from_json(&web) {
         all.register(std::sync::Arc::new(picoclaw_tools::WebSearchTool::new(

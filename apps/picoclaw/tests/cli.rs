@@ -1367,6 +1367,12 @@ async fn cron_jobs_are_managed_from_the_cli_and_by_the_agent() {
         "{}",
         out.stdout
     );
+    // The owner sees which chat made a job.
+    assert!(
+        out.stdout.contains("(made in cli:cli:default)"),
+        "{}",
+        out.stdout
+    );
     assert!(out.stdout.contains("→ telegram:42"), "{}", out.stdout);
     assert!(out.stdout.contains("every 1h"), "{}", out.stdout);
 
@@ -1398,6 +1404,116 @@ async fn cron_jobs_are_managed_from_the_cli_and_by_the_agent() {
     }
     let out = run(home.cmd(), &["cron", "list"]).await;
     assert_eq!(out.stdout.lines().count(), 1, "{}", out.stdout);
+}
+
+/// A child process killed when dropped (a failed assertion leaves no gateway behind).
+struct Running(std::process::Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_cron_started_turn_cannot_add_cron_jobs_and_the_tool_sees_only_its_chat() {
+    let endpoint = ScriptedEndpoint::start_with([
+        // The job's turn, run by the gateway: it tries to schedule more work.
+        Reply::tool_call(
+            "cron",
+            json!({"action": "add", "message": "Check the news again", "every_seconds": 60}),
+        ),
+        Reply::text("Checked the news."),
+        // Then a turn in the terminal lists the jobs it can see.
+        Reply::tool_call("cron", json!({"action": "list"})),
+        Reply::text("Nothing is scheduled here."),
+    ])
+    .await;
+    let home = Home::with_config(&endpoint, json!({}));
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let mut config = home.config();
+    config["gateway"] = json!({"host": "127.0.0.1", "port": port});
+    config["heartbeat"] = json!({"enabled": false});
+    config["tools"] = json!({"cron": {"max_jobs": 5}});
+    home.write_config(&config);
+    // The owner's jobs: a task for the agent, due at once, and a reminder for a Telegram chat.
+    for args in [
+        &[
+            "cron",
+            "add",
+            "-m",
+            "Look for news",
+            "--agent",
+            "--in",
+            "1s",
+        ][..],
+        &[
+            "cron",
+            "add",
+            "-m",
+            "Standup",
+            "--every",
+            "1d",
+            "--to",
+            "telegram:42",
+        ][..],
+    ] {
+        let out = run(home.cmd(), args).await;
+        assert_eq!(out.code, 0, "{args:?}: {}", out.stderr);
+    }
+
+    let gateway = Running(
+        std::process::Command::new(assert_cmd::cargo::cargo_bin("picoclaw"))
+            .env("PICOCLAW_HOME", home.path())
+            .env_remove("PICOCLAW_CONFIG")
+            .arg("gateway")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    for _ in 0..600 {
+        if endpoint.requests().len() >= 2 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let requests = endpoint.requests();
+    assert!(requests.len() >= 2, "the job never ran its turn");
+    assert!(
+        requests[0].body["messages"]
+            .to_string()
+            .contains("Scheduled task"),
+        "the first request is the job's turn"
+    );
+    let refused = tool_messages(&requests[1].body)[0].clone();
+    assert!(
+        refused.contains("scheduled turns cannot add jobs"),
+        "{refused}"
+    );
+    // Let the run finish (its result recorded, the one-shot removed) before stopping.
+    for _ in 0..100 {
+        let out = run(home.cmd(), &["cron", "list"]).await;
+        if !out.stdout.contains("Look for news") {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    drop(gateway);
+    let out = run(home.cmd(), &["cron", "list"]).await;
+    assert!(!out.stdout.contains("Check the news"), "{}", out.stdout);
+    assert_eq!(out.stdout.lines().count(), 1, "{}", out.stdout);
+    assert!(out.stdout.contains("Standup"), "{}", out.stdout);
+
+    // The terminal's cron tool does not see the Telegram chat's job; the owner's CLI did.
+    let out = run(home.cmd(), &["agent", "-m", "what is scheduled?"]).await;
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let listed = tool_messages(&endpoint.requests()[3].body)[0].clone();
+    assert_eq!(listed, "No scheduled jobs in this chat.");
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -11,7 +11,7 @@ use picoclaw_state::{
 };
 use picoclaw_tools::{
     LocalResults, MemorySearchTool, MemoryWriteTool, SubagentRunner, Subagents, Tool, ToolContext,
-    ToolRegistry,
+    ToolRegistry, TurnOrigin,
 };
 use picoclaw_types::{ChatMessage, ContentPart, FinishReason, SessionKey, Usage};
 use std::collections::HashMap;
@@ -128,6 +128,9 @@ pub struct TurnOptions {
     /// Where the conversation happens (handed to tools such as `message`).
     pub channel: Option<String>,
     pub chat_id: Option<String>,
+    /// What started the turn (handed to tools: a scheduled turn may not add cron jobs).
+    /// Sub-agents the turn starts carry the same origin.
+    pub origin: TurnOrigin,
     /// Images shown to the model with this turn's message (photos a user sent), not kept in
     /// the history: the stored message says where the files are, so later turns do not pay
     /// for the pixels again. A model that refuses them (400) gets the turn without them.
@@ -153,6 +156,12 @@ impl TurnOptions {
     pub fn chat(mut self, channel: impl Into<String>, chat_id: impl Into<String>) -> Self {
         self.channel = Some(channel.into());
         self.chat_id = Some(chat_id.into());
+        self
+    }
+
+    /// See [`TurnOptions::origin`].
+    pub fn origin(mut self, origin: TurnOrigin) -> Self {
+        self.origin = origin;
         self
     }
 }
@@ -385,7 +394,8 @@ impl SubagentRunner for ChildRunner {
         let n = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let session = SessionKey::new(format!("subagent:{}:{n}", parent.session_key));
         tracing::info!(%session, label, "sub-agent started");
-        let mut options = TurnOptions::new();
+        // The parent's chat, and its origin: a scheduled turn stays scheduled in its sub-agents.
+        let mut options = TurnOptions::new().origin(parent.origin);
         if let (Some(c), Some(t)) = (&parent.channel, &parent.chat_id) {
             options = options.chat(c.clone(), t.clone());
         }
@@ -567,7 +577,7 @@ impl Agent {
         let mut tool_calls = 0usize;
         let mut served_by: Option<String> = None;
         let specs = inner.tools.specs();
-        let mut tool_ctx = ToolContext::new(session.clone());
+        let mut tool_ctx = ToolContext::new(session.clone()).with_origin(options.origin);
         if let (Some(ch), Some(chat)) = (&options.channel, &options.chat_id) {
             tool_ctx = tool_ctx.with_chat(ch.clone(), chat.clone());
         }

@@ -26,7 +26,7 @@ pub use picoclaw_state::{
     SessionStore, StateError, UsageRecord, UsageRow, UsageStore, WorkspaceMemory,
 };
 pub use picoclaw_tools::{
-    BackgroundResult, LocalResults, Tool, ToolContext, ToolOutput, ToolRegistry,
+    BackgroundResult, LocalResults, Tool, ToolContext, ToolOutput, ToolRegistry, TurnOrigin,
 };
 pub use picoclaw_types::{
     ChannelId, ChatMessage, ContentPart, FinishReason, Role, Secret, SessionKey, ToolCall,

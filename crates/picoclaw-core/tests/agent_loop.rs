@@ -384,3 +384,76 @@ async fn a_subagent_works_in_its_own_session_without_the_subagent_tools() {
         .unwrap();
     assert_eq!(child_session.messages.len(), 2);
 }
+
+/// Notes the session and origin of every turn that calls it.
+#[derive(Clone, Default)]
+struct OriginProbe(Arc<std::sync::Mutex<Vec<(String, TurnOrigin)>>>);
+
+#[async_trait]
+impl Tool for OriginProbe {
+    fn spec(&self) -> ToolSpec {
+        ToolSpec::new(
+            "probe",
+            "Note who calls.",
+            json!({"type":"object","properties":{}}),
+        )
+    }
+    async fn call(&self, ctx: &ToolContext, _args: serde_json::Value) -> ToolOutput {
+        self.0
+            .lock()
+            .unwrap()
+            .push((ctx.session_key.to_string(), ctx.origin));
+        ToolOutput::ok("noted")
+    }
+}
+
+#[tokio::test]
+async fn a_turns_origin_reaches_its_tools_and_its_sub_agents() {
+    let provider = Arc::new(ScriptedProvider::new([
+        // A cron turn: the probe itself, then a sub-agent that calls the probe.
+        Reply::tool_call("probe", json!({})),
+        Reply::tool_call("subagent", json!({"task": "probe please"})),
+        Reply::tool_call("probe", json!({})),
+        Reply::text("probed"),
+        Reply::text("done"),
+        // A conversation turn afterwards.
+        Reply::tool_call("probe", json!({})),
+        Reply::text("done"),
+    ]));
+    let probe = OriginProbe::default();
+    let agent = Agent::builder(provider)
+        .model("m")
+        .streaming(false)
+        .tool(probe.clone())
+        .subagents(2, None)
+        .build()
+        .unwrap();
+    let cron = SessionKey::new("cron-abc");
+    let options = TurnOptions::new()
+        .chat("telegram", "42")
+        .origin(TurnOrigin::Cron);
+    let out = agent
+        .turn(&cron, ChatMessage::user("scheduled"), options, &())
+        .await
+        .unwrap();
+    assert_eq!(out.text, "done");
+    let user = SessionKey::new("telegram:42");
+    let out = agent
+        .turn(
+            &user,
+            ChatMessage::user("hi"),
+            TurnOptions::new().chat("telegram", "42"),
+            &(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(out.text, "done");
+    assert_eq!(
+        *probe.0.lock().unwrap(),
+        [
+            ("cron-abc".to_owned(), TurnOrigin::Cron),
+            ("subagent:cron-abc:1".to_owned(), TurnOrigin::Cron),
+            ("telegram:42".to_owned(), TurnOrigin::Conversation),
+        ]
+    );
+}

@@ -307,8 +307,19 @@ pub async fn assemble(
     let store = open_state(config, paths, true)
         .await?
         .ok_or_else(|| anyhow::anyhow!("the state database was not created"))?;
-    // Scheduling: jobs go to the store; the gateway runs them.
-    tools.register(Arc::new(picoclaw_tools::CronTool::new(store.clone())));
+    // Scheduling: jobs go to the store; the gateway runs them. At most tools.cron.max_jobs per
+    // chat; scheduled turns add none.
+    let cron = config
+        .tools
+        .extra
+        .get("cron")
+        .map(picoclaw_tools::CronConfig::from_json)
+        .transpose()
+        .map_err(SetupError::Config)?
+        .unwrap_or_default();
+    tools.register(Arc::new(
+        picoclaw_tools::CronTool::new(store.clone()).with_config(cron),
+    ));
     // Messages on the agent's own initiative, delivered through the outbox.
     tools.register(Arc::new(
         picoclaw_tools::MessageTool::new(store.clone())
@@ -328,10 +339,10 @@ pub async fn assemble(
         Some(Err(msg)) => return Err(SetupError::Config(msg)),
         None => {}
     }
-    // Reading the web: public addresses only, unless tools.web.fetch.allow_private says otherwise.
-    tools.register(Arc::new(picoclaw_tools::WebFetchTool::new(
-        picoclaw_tools::WebFetchConfig::from_json(&web),
-    )));
+    // Reading the web: public addresses only, unless tools.web.fetch.allow_private says otherwise;
+    // no proxy but tools.web.fetch.proxy.
+    let fetch = picoclaw_tools::WebFetchConfig::from_json(&web).map_err(SetupError::Config)?;
+    tools.register(Arc::new(picoclaw_tools::WebFetchTool::new(fetch)));
 
     let mut agent_cfg = AgentConfig::default();
     agent_cfg.model = resolved.model.clone();

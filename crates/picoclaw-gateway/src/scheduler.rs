@@ -13,9 +13,12 @@
 //! tasks in it. A file without tasks costs no model call. The turn runs in its own session
 //! (`heartbeat`), and an answer of `HEARTBEAT_OK` (nothing to report) is never sent; anything
 //! else goes to the chat the user last wrote from.
+//!
+//! Both start their turns as [`TurnOrigin::Cron`] / [`TurnOrigin::Heartbeat`], which the `cron`
+//! tool reads: a scheduled turn, or a sub-agent it starts, cannot add jobs (no job breeds jobs).
 
 use picoclaw_bus::OutboundMessage;
-use picoclaw_core::{Agent, ChatMessage, SessionKey, TurnOptions};
+use picoclaw_core::{Agent, ChatMessage, SessionKey, TurnOptions, TurnOrigin};
 use picoclaw_state::{CronJob, StateBackend, StateError};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -159,7 +162,8 @@ impl CronRunner {
                 job.schedule.describe(),
                 job.payload.message
             );
-            let mut options = TurnOptions::new();
+            // Marked as a cron turn: it (and its sub-agents) cannot schedule more jobs.
+            let mut options = TurnOptions::new().origin(TurnOrigin::Cron);
             if let Some((c, t)) = &target {
                 options = options.chat(c.clone(), t.clone());
             }
@@ -292,7 +296,7 @@ impl Heartbeat {
             .turn(
                 &SessionKey::new("heartbeat"),
                 ChatMessage::user(prompt),
-                TurnOptions::new(),
+                TurnOptions::new().origin(TurnOrigin::Heartbeat),
                 &(),
             )
             .await

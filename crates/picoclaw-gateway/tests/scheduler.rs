@@ -317,3 +317,126 @@ async fn heartbeat_costs_nothing_without_tasks_and_never_sends_the_ok_marker() {
             .any(|m| m.text().contains("Check the weather for Lisbon"))
     );
 }
+
+/// An agent with the `cron` tool and sub-agents over `store`, as the gateway assembles one.
+fn agent_with_cron(provider: Arc<ScriptedProvider>, store: Arc<dyn StateBackend>) -> Agent {
+    Agent::builder(provider)
+        .model("m")
+        .streaming(false)
+        .session_store(store.clone())
+        .tool(picoclaw_tools::CronTool::new(store.clone()))
+        .subagents(2, Some(store))
+        .build()
+        .unwrap()
+}
+
+/// The tool results the model was shown in request `n`.
+fn tool_results(provider: &ScriptedProvider, n: usize) -> Vec<String> {
+    provider.requests()[n]
+        .messages
+        .iter()
+        .filter(|m| m.role == picoclaw_core::Role::Tool)
+        .map(|m| m.text())
+        .collect()
+}
+
+#[tokio::test]
+async fn a_cron_turn_and_its_sub_agents_cannot_add_cron_jobs() {
+    let (_dir, store) = store().await;
+    let provider = Arc::new(ScriptedProvider::new([
+        // The job's turn tries to schedule more of itself ...
+        Reply::tool_call(
+            "cron",
+            serde_json::json!({"action": "add", "message": "Summarise the news", "every_seconds": 60}),
+        ),
+        // ... then through a sub-agent.
+        Reply::tool_call(
+            "subagent",
+            serde_json::json!({"task": "Add a cron job that runs every minute"}),
+        ),
+        Reply::tool_call(
+            "cron",
+            serde_json::json!({"action": "add", "message": "again", "cron_expr": "* * * * *"}),
+        ),
+        Reply::text("I could not add it."),
+        Reply::text("Nothing new in the news."),
+    ]));
+    let clock = Arc::new(ManualClock::at(T0));
+    let runner = CronRunner::new(
+        store.clone(),
+        agent_with_cron(provider.clone(), store.clone()),
+        clock.clone(),
+        Arc::new(Notify::new()),
+    );
+    let job = CronJob::new(
+        "news",
+        Schedule::Every {
+            every_ms: 3_600_000,
+        },
+        CronPayload::new("Summarise the news").to("telegram", "42"),
+        T0,
+    )
+    .unwrap();
+    store.put_job(&job).await.unwrap();
+    clock.advance(Duration::from_secs(3600));
+    assert_eq!(runner.tick().await.unwrap(), std::slice::from_ref(&job.id));
+
+    let jobs: Vec<String> = store
+        .list_jobs()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|j| j.id)
+        .collect();
+    assert_eq!(jobs, std::slice::from_ref(&job.id), "no job added");
+    assert_eq!(provider.requests().len(), 5);
+    let refusal = "scheduled turns cannot add jobs";
+    let parent = tool_results(&provider, 1);
+    assert!(parent[0].contains(refusal), "{parent:?}");
+    let child = tool_results(&provider, 3);
+    assert!(
+        child.len() == 1 && child[0].contains(refusal),
+        "the sub-agent is refused too: {child:?}"
+    );
+    assert_eq!(
+        delivered(&*store, clock.now()).await,
+        [(
+            "telegram:42".to_owned(),
+            "Nothing new in the news.".to_owned()
+        )]
+    );
+}
+
+#[tokio::test]
+async fn a_heartbeat_turn_cannot_add_cron_jobs() {
+    let (dir, store) = store().await;
+    let ws = dir.path().join("ws");
+    std::fs::create_dir_all(&ws).unwrap();
+    std::fs::write(
+        ws.join("HEARTBEAT.md"),
+        "# Heartbeat\n\n- Make sure a reminder runs every minute\n",
+    )
+    .unwrap();
+    let provider = Arc::new(ScriptedProvider::new([
+        Reply::tool_call(
+            "cron",
+            serde_json::json!({"action": "add", "message": "ping", "every_seconds": 60}),
+        ),
+        Reply::text("HEARTBEAT_OK"),
+    ]));
+    let hb = Heartbeat::new(
+        agent_with_cron(provider.clone(), store.clone()),
+        store.clone(),
+        ws,
+        Arc::new(ManualClock::at(T0)),
+        Arc::new(Notify::new()),
+    );
+    assert_eq!(hb.beat().await.unwrap(), Beat::NothingToReport);
+    assert!(store.list_jobs().await.unwrap().is_empty(), "no job added");
+    let results = tool_results(&provider, 1);
+    assert!(
+        results[0].contains("started by the heartbeat")
+            && results[0].contains("scheduled turns cannot add jobs"),
+        "{results:?}"
+    );
+}

@@ -263,6 +263,11 @@ pub struct CronPayload {
     /// The chat id within the channel.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub to: Option<String>,
+    /// The conversation that created the job through the agent's `cron` tool
+    /// (`channel:chat_id`), which alone sees it there; `None` for jobs from the owner's CLI and
+    /// the original's `jobs.json`.
+    #[serde(default, skip_serializing_if = "Option::is_none", rename = "ownerChat")]
+    pub owner_chat: Option<String>,
 }
 
 fn agent_turn() -> String {
@@ -277,7 +282,14 @@ impl CronPayload {
             deliver: false,
             channel: None,
             to: None,
+            owner_chat: None,
         }
+    }
+
+    /// Records the conversation that created the job (see [`CronPayload::owner_chat`]).
+    pub fn owned_by(mut self, chat: impl Into<String>) -> Self {
+        self.owner_chat = Some(chat.into());
+        self
     }
 
     /// A reminder delivered as it is.
@@ -489,6 +501,12 @@ mod tests {
         assert_eq!(job.state.next_run_at_ms, Some(1_764_579_600_000));
         let again: CronJob = serde_json::from_value(serde_json::to_value(&job).unwrap()).unwrap();
         assert_eq!(again, job);
+        assert_eq!(job.payload.owner_chat, None, "the original has no owner");
+        let mut owned = job.clone();
+        owned.payload = owned.payload.owned_by("telegram:12345");
+        let value = serde_json::to_value(&owned).unwrap();
+        assert_eq!(value["payload"]["ownerChat"], "telegram:12345");
+        assert_eq!(serde_json::from_value::<CronJob>(value).unwrap(), owned);
         let at: Schedule = serde_json::from_str(r#"{"kind":"at","atMs":5}"#).unwrap();
         assert_eq!(at, Schedule::At { at_ms: 5 });
         let every: Schedule = serde_json::from_str(r#"{"kind":"every","everyMs":60000}"#).unwrap();

@@ -2,9 +2,16 @@
 //! original PicoClaw's names and meaning, plus `tz` for cron expressions: schedule reminders and
 //! tasks, list, remove, enable and disable them. Jobs go to the [`CronStore`]; the gateway runs
 //! them and delivers to the conversation the job was created in.
+//!
+//! What the model may do with it is bounded:
+//! - a turn started by a cron job or the heartbeat (or a sub-agent of one) cannot add jobs, so a
+//!   job cannot breed jobs that survive restarts and spend tokens;
+//! - a chat holds at most `tools.cron.max_jobs` jobs (default 20);
+//! - the tool lists, removes, enables and disables only the jobs of the chat it is called from
+//!   (`channel:chat_id`); the owner's `picoclaw cron` sees and manages every job.
 
 use crate::args::parse;
-use crate::{Tool, ToolContext, ToolOutput};
+use crate::{Tool, ToolContext, ToolOutput, TurnOrigin};
 use async_trait::async_trait;
 use picoclaw_state::{CronJob, CronPayload, CronStore, Schedule, now_ms};
 use picoclaw_types::ToolSpec;
@@ -12,21 +19,82 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use std::sync::Arc;
 
+/// Limits of the `cron` tool: `tools.cron` in config.json.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct CronConfig {
+    /// Jobs one chat may have (`tools.cron.max_jobs`).
+    pub max_jobs: usize,
+}
+
+impl Default for CronConfig {
+    fn default() -> Self {
+        Self {
+            max_jobs: Self::DEFAULT_MAX_JOBS,
+        }
+    }
+}
+
+impl CronConfig {
+    pub const DEFAULT_MAX_JOBS: usize = 20;
+
+    /// Reads `tools.cron` (the original PicoClaw's section; its other keys are not picoclaw's
+    /// business and are left alone): `max_jobs`, a whole number. A wrong type is an error
+    /// naming the key.
+    pub fn from_json(cron: &Value) -> Result<Self, String> {
+        let mut config = Self::default();
+        match cron.get("max_jobs") {
+            None | Some(Value::Null) => {}
+            Some(v) => {
+                let n = v.as_u64().ok_or_else(|| {
+                    format!(
+                        "tools.cron.max_jobs must be a whole number (the jobs one chat may have; \
+                         default {}), not {v}",
+                        Self::DEFAULT_MAX_JOBS
+                    )
+                })?;
+                config.max_jobs = usize::try_from(n).unwrap_or(usize::MAX);
+            }
+        }
+        Ok(config)
+    }
+
+    pub fn max_jobs(mut self, n: usize) -> Self {
+        self.max_jobs = n;
+        self
+    }
+}
+
 /// Scheduling for the agent.
 #[derive(Clone)]
 pub struct CronTool {
     store: Arc<dyn CronStore>,
+    config: CronConfig,
+    /// Adds run one at a time (sub-agents of one chat run side by side), so counting a chat's
+    /// jobs and adding one cannot interleave past the limit.
+    adding: Arc<tokio::sync::Mutex<()>>,
 }
 
 impl std::fmt::Debug for CronTool {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("CronTool").finish_non_exhaustive()
+        f.debug_struct("CronTool")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
     }
 }
 
 impl CronTool {
     pub fn new(store: Arc<dyn CronStore>) -> Self {
-        Self { store }
+        Self {
+            store,
+            config: CronConfig::default(),
+            adding: Arc::default(),
+        }
+    }
+
+    pub fn with_config(mut self, config: CronConfig) -> Self {
+        self.config = config;
+        self
     }
 }
 
@@ -76,6 +144,27 @@ pub fn describe_job(job: &CronJob) -> String {
     )
 }
 
+/// The chat a tool call comes from, as jobs record it: `channel:chat_id`, or the session for a
+/// caller without a chat (an embedder's agent).
+fn chat_of(ctx: &ToolContext) -> String {
+    match (&ctx.channel, &ctx.chat_id) {
+        (Some(c), Some(t)) => format!("{c}:{t}"),
+        _ => format!("session:{}", ctx.session_key),
+    }
+}
+
+/// The chat a job belongs to: the one that created it, or, for a job without that record (made
+/// with the owner's CLI, or imported from the original's jobs.json), the chat it reports to.
+pub fn job_chat(job: &CronJob) -> Option<String> {
+    job.payload
+        .owner_chat
+        .clone()
+        .or_else(|| match (&job.payload.channel, &job.payload.to) {
+            (Some(c), Some(t)) => Some(format!("{c}:{t}")),
+            _ => None,
+        })
+}
+
 #[async_trait]
 impl Tool for CronTool {
     fn spec(&self) -> ToolSpec {
@@ -105,10 +194,11 @@ impl Tool for CronTool {
             Ok(a) => a,
             Err(e) => return e,
         };
+        let chat = chat_of(ctx);
         match args.action.as_str() {
-            "add" => self.add(ctx, args).await,
-            "list" => match self.store.list_jobs().await {
-                Ok(jobs) if jobs.is_empty() => ToolOutput::ok("No scheduled jobs."),
+            "add" => self.add(ctx, &chat, args).await,
+            "list" => match self.jobs_of(&chat).await {
+                Ok(jobs) if jobs.is_empty() => ToolOutput::ok("No scheduled jobs in this chat."),
                 Ok(jobs) => {
                     let mut out = format!("{} scheduled job(s):\n", jobs.len());
                     for job in &jobs {
@@ -126,9 +216,15 @@ impl Tool for CronTool {
                         "cron: job_id is required for remove (see action list)",
                     );
                 };
-                match self.store.remove_job(id.trim()).await {
+                let id = id.trim();
+                match self.own_job(&chat, id).await {
+                    Ok(true) => {}
+                    Ok(false) => return no_such_job(id),
+                    Err(e) => return ToolOutput::error(format!("cron: {e}")),
+                }
+                match self.store.remove_job(id).await {
                     Ok(true) => ToolOutput::ok(format!("Removed job {id}.")),
-                    Ok(false) => ToolOutput::error(format!("cron: no job {id} (see action list)")),
+                    Ok(false) => no_such_job(id),
                     Err(e) => ToolOutput::error(format!("cron: {e}")),
                 }
             }
@@ -136,10 +232,16 @@ impl Tool for CronTool {
                 let Some(id) = args.job_id.filter(|i| !i.trim().is_empty()) else {
                     return ToolOutput::error(format!("cron: job_id is required for {action}"));
                 };
+                let id = id.trim();
+                match self.own_job(&chat, id).await {
+                    Ok(true) => {}
+                    Ok(false) => return no_such_job(id),
+                    Err(e) => return ToolOutput::error(format!("cron: {e}")),
+                }
                 let on = action == "enable";
-                match self.store.set_enabled(id.trim(), on, now_ms()).await {
+                match self.store.set_enabled(id, on, now_ms()).await {
                     Ok(Some(job)) => ToolOutput::ok(format!("{} {action}d.", describe_job(&job))),
-                    Ok(None) => ToolOutput::error(format!("cron: no job {id} (see action list)")),
+                    Ok(None) => no_such_job(id),
                     Err(e) => ToolOutput::error(format!("cron: {e}")),
                 }
             }
@@ -150,8 +252,39 @@ impl Tool for CronTool {
     }
 }
 
+fn no_such_job(id: &str) -> ToolOutput {
+    ToolOutput::error(format!("cron: no job {id} in this chat (see action list)"))
+}
+
 impl CronTool {
-    async fn add(&self, ctx: &ToolContext, args: Args) -> ToolOutput {
+    /// The jobs of `chat`, oldest first.
+    async fn jobs_of(&self, chat: &str) -> Result<Vec<CronJob>, picoclaw_state::StateError> {
+        let mut jobs = self.store.list_jobs().await?;
+        jobs.retain(|job| job_chat(job).as_deref() == Some(chat));
+        Ok(jobs)
+    }
+
+    /// Whether job `id` exists and belongs to `chat`.
+    async fn own_job(&self, chat: &str, id: &str) -> Result<bool, picoclaw_state::StateError> {
+        Ok(self
+            .store
+            .get_job(id)
+            .await?
+            .is_some_and(|job| job_chat(&job).as_deref() == Some(chat)))
+    }
+
+    async fn add(&self, ctx: &ToolContext, chat: &str, args: Args) -> ToolOutput {
+        if ctx.origin.is_scheduled() {
+            let what = match ctx.origin {
+                TurnOrigin::Heartbeat => "the heartbeat",
+                _ => "a scheduled job",
+            };
+            return ToolOutput::error(format!(
+                "cron: this turn was started by {what}, and scheduled turns cannot add jobs (a job \
+                 may not create more jobs). Say in your answer what should be scheduled; the user \
+                 can ask for it in their chat."
+            ));
+        }
         let Some(message) = args.message.filter(|m| !m.trim().is_empty()) else {
             return ToolOutput::error("cron: message is required for add");
         };
@@ -178,7 +311,7 @@ impl CronTool {
                 "cron: one of at_seconds, every_seconds or cron_expr is required",
             );
         };
-        let mut payload = CronPayload::new(message.trim());
+        let mut payload = CronPayload::new(message.trim()).owned_by(chat);
         if args.deliver.unwrap_or(true) {
             payload = payload.delivered();
         }
@@ -195,6 +328,19 @@ impl CronTool {
             Ok(j) => j,
             Err(e) => return ToolOutput::error(format!("cron: {e}")),
         };
+        let _one_at_a_time = self.adding.lock().await;
+        let held = match self.jobs_of(chat).await {
+            Ok(jobs) => jobs.len(),
+            Err(e) => return ToolOutput::error(format!("cron: {e}")),
+        };
+        let max = self.config.max_jobs;
+        if held >= max {
+            return ToolOutput::error(format!(
+                "cron: this chat already has {held} scheduled job(s) and the limit is {max} \
+                 (tools.cron.max_jobs in config.json); remove one first (action list, then \
+                 remove), or ask the owner to raise tools.cron.max_jobs"
+            ));
+        }
         if let Err(e) = self.store.put_job(&job).await {
             return ToolOutput::error(format!("cron: {e}"));
         }
@@ -223,6 +369,200 @@ mod tests {
 
     fn chat() -> ToolContext {
         ToolContext::new(SessionKey::new("telegram:42")).with_chat("telegram", "42")
+    }
+
+    fn in_chat(channel: &str, chat: &str) -> ToolContext {
+        ToolContext::new(SessionKey::new(format!("{channel}:{chat}"))).with_chat(channel, chat)
+    }
+
+    fn hourly(message: &str) -> Value {
+        json!({"action": "add", "message": message, "every_seconds": 3600})
+    }
+
+    /// The ids in a listing, in order.
+    fn listed_ids(out: &ToolOutput) -> Vec<String> {
+        out.content
+            .lines()
+            .filter_map(|l| l.split("(id: ").nth(1))
+            .filter_map(|rest| rest.split(',').next())
+            .map(str::to_owned)
+            .collect()
+    }
+
+    #[test]
+    fn max_jobs_is_read_from_tools_cron() {
+        assert_eq!(CronConfig::default().max_jobs, 20);
+        let read = |v: Value| CronConfig::from_json(&v);
+        assert_eq!(read(json!({})).unwrap().max_jobs, 20);
+        assert_eq!(read(Value::Null).unwrap().max_jobs, 20);
+        // The original's own keys in the section change nothing here.
+        assert_eq!(
+            read(json!({"exec_timeout_minutes": 5})).unwrap().max_jobs,
+            20
+        );
+        assert_eq!(read(json!({"max_jobs": 5})).unwrap().max_jobs, 5);
+        assert_eq!(read(json!({"max_jobs": 0})).unwrap().max_jobs, 0);
+        for bad in [json!("5"), json!(-1), json!(2.5), json!(true)] {
+            let err = read(json!({ "max_jobs": bad })).unwrap_err();
+            assert!(err.contains("tools.cron.max_jobs"), "{bad}: {err}");
+        }
+    }
+
+    #[tokio::test]
+    async fn cron_and_heartbeat_turns_cannot_add_jobs() {
+        let (store, t) = tool();
+        for origin in [TurnOrigin::Cron, TurnOrigin::Heartbeat] {
+            for args in [
+                hourly("Schedule yet another run"),
+                json!({"action": "add", "message": "x", "at_seconds": 60}),
+                json!({"action": "add", "message": "x", "cron_expr": "* * * * *"}),
+                json!({"action": "add"}),
+            ] {
+                let out = t.call(&chat().with_origin(origin), args.clone()).await;
+                assert!(
+                    out.is_error && out.content.contains("scheduled turns cannot add jobs"),
+                    "{origin:?} {args}: {out:?}"
+                );
+            }
+        }
+        assert!(store.list_jobs().await.unwrap().is_empty(), "nothing added");
+        // The user's own turn in the same chat adds; a scheduled turn still lists and removes.
+        let out = t.call(&chat(), hourly("Drink water")).await;
+        assert!(!out.is_error, "{out:?}");
+        let id = store.list_jobs().await.unwrap()[0].id.clone();
+        let scheduled = chat().with_origin(TurnOrigin::Cron);
+        let listed = t.call(&scheduled, json!({"action": "list"})).await;
+        assert_eq!(listed_ids(&listed), std::slice::from_ref(&id));
+        let out = t
+            .call(&scheduled, json!({"action": "remove", "job_id": id}))
+            .await;
+        assert!(!out.is_error, "{out:?}");
+        assert!(TurnOrigin::Cron.is_scheduled() && TurnOrigin::Heartbeat.is_scheduled());
+        assert!(!TurnOrigin::Conversation.is_scheduled());
+    }
+
+    #[tokio::test]
+    async fn a_chat_holds_at_most_max_jobs() {
+        let store = Arc::new(InMemoryStore::new());
+        let t = CronTool::new(store.clone()).with_config(CronConfig::default().max_jobs(3));
+        for i in 0..3 {
+            let out = t.call(&chat(), hourly(&format!("job {i}"))).await;
+            assert!(!out.is_error, "{out:?}");
+        }
+        let out = t.call(&chat(), hourly("one too many")).await;
+        assert!(out.is_error, "{out:?}");
+        assert!(
+            out.content.contains("limit is 3") && out.content.contains("tools.cron.max_jobs"),
+            "{out:?}"
+        );
+        assert_eq!(store.list_jobs().await.unwrap().len(), 3);
+        // Another chat has a limit of its own.
+        let out = t
+            .call(&in_chat("telegram", "7"), hourly("someone else's"))
+            .await;
+        assert!(!out.is_error, "{out:?}");
+        // Room again once one is removed.
+        let listed = t.call(&chat(), json!({"action": "list"})).await;
+        let first = listed_ids(&listed)[0].clone();
+        let out = t
+            .call(&chat(), json!({"action": "remove", "job_id": first}))
+            .await;
+        assert!(!out.is_error, "{out:?}");
+        let out = t.call(&chat(), hourly("fits again")).await;
+        assert!(!out.is_error, "{out:?}");
+        assert_eq!(store.list_jobs().await.unwrap().len(), 4);
+
+        // The default: 20.
+        let (store, t) = tool();
+        let me = in_chat("discord", "9");
+        for i in 0..20 {
+            let out = t.call(&me, hourly(&format!("job {i}"))).await;
+            assert!(!out.is_error, "{i}: {out:?}");
+        }
+        let out = t.call(&me, hourly("the 21st")).await;
+        assert!(
+            out.is_error && out.content.contains("limit is 20"),
+            "{out:?}"
+        );
+        assert_eq!(store.list_jobs().await.unwrap().len(), 20);
+    }
+
+    #[tokio::test]
+    async fn the_tool_lists_and_removes_only_the_current_chats_jobs() {
+        let (store, t) = tool();
+        let alice = in_chat("telegram", "1");
+        let bob = in_chat("telegram", "2");
+        let cli = ToolContext::new(SessionKey::new("cli:default")).with_chat("cli", "cli:default");
+        let api = ToolContext::new(SessionKey::new("api:x")).with_chat("api", "api:x");
+        let id_of = |out: &ToolOutput| listed_ids(out)[0].clone();
+        let a = id_of(&t.call(&alice, hourly("alice's")).await);
+        let b = id_of(&t.call(&bob, hourly("bob's")).await);
+        let c = id_of(&t.call(&cli, hourly("from the terminal")).await);
+        // Jobs without an owner record (the owner's CLI, the original's jobs.json) belong to the
+        // chat they report to; one that reports nowhere belongs to no chat.
+        let legacy = CronJob::new(
+            "legacy",
+            Schedule::Every {
+                every_ms: 3_600_000,
+            },
+            CronPayload::new("old").to("telegram", "1"),
+            now_ms(),
+        )
+        .unwrap();
+        let nowhere = CronJob::new(
+            "nowhere",
+            Schedule::Every {
+                every_ms: 3_600_000,
+            },
+            CronPayload::new("owner's"),
+            now_ms(),
+        )
+        .unwrap();
+        store.put_job(&legacy).await.unwrap();
+        store.put_job(&nowhere).await.unwrap();
+
+        let list = |ctx: ToolContext| {
+            let t = t.clone();
+            async move {
+                let mut ids = listed_ids(&t.call(&ctx, json!({"action": "list"})).await);
+                ids.sort();
+                ids
+            }
+        };
+        let mut want_alice = vec![a.clone(), legacy.id.clone()];
+        want_alice.sort();
+        assert_eq!(list(alice.clone()).await, want_alice);
+        assert_eq!(list(bob.clone()).await, std::slice::from_ref(&b));
+        assert_eq!(list(cli.clone()).await, std::slice::from_ref(&c));
+        assert!(list(api.clone()).await.is_empty());
+        let out = t.call(&api, json!({"action": "list"})).await;
+        assert_eq!(out.content, "No scheduled jobs in this chat.");
+
+        // Bob cannot touch Alice's jobs, nor the owner's.
+        for id in [&a, &legacy.id, &nowhere.id, &c] {
+            for action in ["remove", "disable", "enable"] {
+                let out = t.call(&bob, json!({"action": action, "job_id": id})).await;
+                assert!(
+                    out.is_error && out.content.contains("no job"),
+                    "{action} {id}: {out:?}"
+                );
+            }
+        }
+        let all = store.list_jobs().await.unwrap();
+        assert_eq!(all.len(), 5, "nothing removed");
+        assert!(all.iter().all(|j| j.enabled), "nothing disabled");
+        // Alice can.
+        for action in ["disable", "enable", "remove"] {
+            let out = t
+                .call(&alice, json!({"action": action, "job_id": legacy.id}))
+                .await;
+            assert!(!out.is_error, "{action}: {out:?}");
+        }
+        assert_eq!(store.list_jobs().await.unwrap().len(), 4);
+        // The job records the chat that made it.
+        let made = store.get_job(&c).await.unwrap().unwrap();
+        assert_eq!(made.payload.owner_chat.as_deref(), Some("cli:cli:default"));
+        assert_eq!(made.payload.channel, None, "the terminal is not sent to");
     }
 
     #[tokio::test]

@@ -24,7 +24,7 @@ mod voice;
 mod web_fetch;
 mod web_search;
 
-pub use cron::{CronTool, describe_job};
+pub use cron::{CronConfig, CronTool, describe_job, job_chat};
 pub use exec::{
     CappedRead, ExecConfig, ExecTool, GroupGuard, finish_capped, is_secret_env, is_secret_value,
     read_capped, spawn_capped,
@@ -42,9 +42,9 @@ pub use sandbox::{Access, Located, Sandbox, SandboxError};
 pub use subagent::{
     BackgroundResult, LocalResults, SpawnTool, SubagentRunner, SubagentTool, Subagents,
 };
-pub use tool::{Tool, ToolContext, ToolOutput, ToolRegistry};
+pub use tool::{Tool, ToolContext, ToolOutput, ToolRegistry, TurnOrigin};
 pub use voice::{MAX_AUDIO_BYTES, SttConfig, TranscribeTool, Transcriber};
-pub use web_fetch::{WebFetchConfig, WebFetchTool, forbidden_ip};
+pub use web_fetch::{HostResolver, WebFetchConfig, WebFetchTool, forbidden_ip};
 pub use web_search::{
     SearchBackend, SearchResult, WebSearchConfig, WebSearchTool, parse_duckduckgo,
 };

@@ -5,6 +5,27 @@ use picoclaw_types::{SessionKey, ToolSpec};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+/// What started a turn: a person writing, or picoclaw on its own schedule. Sub-agents inherit
+/// their parent's origin, so a scheduled turn cannot shed it by delegating.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum TurnOrigin {
+    /// Someone wrote: a chat message, the terminal, an API request.
+    #[default]
+    Conversation,
+    /// A cron job's run.
+    Cron,
+    /// The periodic heartbeat (HEARTBEAT.md).
+    Heartbeat,
+}
+
+impl TurnOrigin {
+    /// A cron job or the heartbeat: nobody is there to approve what the turn does.
+    pub fn is_scheduled(self) -> bool {
+        matches!(self, TurnOrigin::Cron | TurnOrigin::Heartbeat)
+    }
+}
+
 /// Who is calling: the conversation a tool call belongs to.
 #[derive(Clone, Debug)]
 #[non_exhaustive]
@@ -14,6 +35,8 @@ pub struct ToolContext {
     pub channel: Option<String>,
     /// The chat within that channel, when known.
     pub chat_id: Option<String>,
+    /// What started the turn.
+    pub origin: TurnOrigin,
 }
 
 impl ToolContext {
@@ -22,12 +45,18 @@ impl ToolContext {
             session_key,
             channel: None,
             chat_id: None,
+            origin: TurnOrigin::Conversation,
         }
     }
 
     pub fn with_chat(mut self, channel: impl Into<String>, chat_id: impl Into<String>) -> Self {
         self.channel = Some(channel.into());
         self.chat_id = Some(chat_id.into());
+        self
+    }
+
+    pub fn with_origin(mut self, origin: TurnOrigin) -> Self {
+        self.origin = origin;
         self
     }
 }

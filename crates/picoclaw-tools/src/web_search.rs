@@ -7,6 +7,11 @@
 //! max_results}`, `tools.web.searxng.{enabled, url, max_results}`,
 //! `tools.web.duckduckgo.{enabled, max_results}`; the first enabled of brave, tavily, searxng,
 //! duckduckgo is used. `api_base` on any of them points at a proxy (or a test's fake).
+//!
+//! Proxies: requests go only to the backend the operator configured (the model supplies the
+//! query, never a host), so this client keeps the environment's `HTTP(S)_PROXY`/`ALL_PROXY`, as a
+//! machine that reaches the internet only through a proxy needs. `web_fetch`, which fetches the
+//! URLs the model names, ignores them.
 
 use crate::args::{parse, schema};
 use crate::{Tool, ToolContext, ToolOutput};
