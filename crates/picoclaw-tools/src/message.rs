@@ -457,6 +457,50 @@ mod tests {
         assert_eq!(m.media[1].kind, MediaKind::Document);
     }
 
+    /// An attachment swapped for a link after the tool checked it must not change what the
+    /// channel uploads: the queued file is a copy outside the workspace.
+    #[tokio::test]
+    async fn attachments_are_copied_out_of_reach_before_queueing() {
+        let ws = tempfile::tempdir().unwrap();
+        let home = tempfile::tempdir().unwrap();
+        let outside = tempfile::tempdir().unwrap();
+        std::fs::write(ws.path().join("report.txt"), b"report").unwrap();
+        std::fs::write(outside.path().join("config.json"), b"sk-SECRET").unwrap();
+        let sandbox = Arc::new(Sandbox::new(ws.path(), true).unwrap());
+        let store = Arc::new(InMemoryStore::new());
+        let tool = MessageTool::new(store.clone())
+            .with_files(sandbox)
+            .with_snapshots(home.path().join("media-out"));
+        let ctx = ToolContext::new(SessionKey::new("telegram:42")).with_chat("telegram", "42");
+        let out = tool
+            .call(&ctx, json!({"content": "Here", "media": ["report.txt"]}))
+            .await;
+        assert!(!out.is_error, "{out:?}");
+        std::fs::remove_file(ws.path().join("report.txt")).unwrap();
+        std::os::unix::fs::symlink(
+            outside.path().join("config.json"),
+            ws.path().join("report.txt"),
+        )
+        .unwrap();
+        let sent = store.claim_outbound("t", now_ms(), 1000, 10).await.unwrap();
+        let m: OutboundMessage = serde_json::from_str(&sent[0].payload).unwrap();
+        let queued = std::path::Path::new(&m.media[0].location);
+        assert!(
+            queued.starts_with(home.path().join("media-out")),
+            "{queued:?}"
+        );
+        assert_eq!(std::fs::read(queued).unwrap(), b"report");
+        assert_eq!(m.media[0].name.as_deref(), Some("report.txt"));
+        // And a link planted before the call is refused outright.
+        let out = tool
+            .call(&ctx, json!({"content": "x", "media": ["report.txt"]}))
+            .await;
+        assert!(
+            out.is_error && out.content.contains("restrict_to_workspace"),
+            "{out:?}"
+        );
+    }
+
     #[test]
     fn buttons_are_labels_in_one_row_or_rows() {
         let one = parse_buttons(Some(json!(["Yes", "No"]))).unwrap();
