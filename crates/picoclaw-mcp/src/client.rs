@@ -45,8 +45,23 @@ fn confine_server(
     // The program the operator configured may live in a home folder (a venv, pyenv, nvm):
     // its install folder stays readable, nothing else of the home.
     let program = std::path::Path::new(cmd.as_std().get_program());
+    // Files the configured arguments name (`python /srv/mcp/server.py`) stay readable with
+    // their folder (a script imports its neighbours).
+    let named: Vec<PathBuf> = cmd
+        .as_std()
+        .get_args()
+        .map(Path::new)
+        .filter(|p| p.is_absolute() && p.parent().is_some())
+        .filter_map(|p| match std::fs::metadata(p) {
+            Ok(m) if m.is_dir() => Some(p.to_path_buf()),
+            Ok(_) => p.parent().map(Path::to_path_buf),
+            Err(_) => None,
+        })
+        .filter(|p| p.parent().is_some())
+        .collect();
     let policy = picoclaw_tools::Policy::new()
         .readable(install_roots(program))
+        .readable(named)
         .writable(writable)
         .network(network);
     picoclaw_tools::confine_with(cmd, &policy)

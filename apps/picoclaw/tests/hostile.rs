@@ -1,0 +1,222 @@
+//! The hostile-model suite (issue 17): the real `picoclaw` binary, a scripted model that does
+//! what a prompt-injected model would — plants links, FIFOs and hard links with the tools it has,
+//! then asks the file tools to read and write through them — and checks that nothing outside
+//! the workspace was read or changed, and that the turn still ends.
+
+use picoclaw_testkit::{Reply, ScriptedEndpoint};
+use serde_json::{Value, json};
+use std::os::unix::fs::symlink;
+use std::path::{Path, PathBuf};
+
+mod support;
+use support::*;
+
+/// Something outside the workspace that must stay as it is and never show up in a tool result.
+struct Outside {
+    dir: tempfile::TempDir,
+}
+
+const SECRET: &str = "s3cret-outside-the-workspace";
+
+impl Outside {
+    fn new() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("bashrc"), SECRET).unwrap();
+        std::fs::write(dir.path().join("secret.txt"), SECRET).unwrap();
+        Self { dir }
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    fn assert_untouched(&self) {
+        for name in ["bashrc", "secret.txt"] {
+            assert_eq!(
+                std::fs::read_to_string(self.path(name)).unwrap(),
+                SECRET,
+                "{name} was changed"
+            );
+        }
+    }
+}
+
+/// Runs one turn whose model first makes `calls` (all in one response), then answers "done";
+/// returns the tool results the model got back and the first request's body.
+async fn hostile_turn(home: &Home, endpoint: &ScriptedEndpoint) -> (Vec<String>, Value) {
+    let out = run(home.cmd(), &["agent", "-m", "please summarise my notes"]).await;
+    assert_eq!(out.code, 0, "the turn must end normally: {}", out.stderr);
+    let requests = endpoint.requests();
+    let last = requests.last().unwrap();
+    (tool_messages(&last.body), requests[0].body.clone())
+}
+
+fn assert_no_leak(results: &[String], config_key: &str) {
+    for r in results {
+        assert!(!r.contains(SECRET), "a tool returned the outside file: {r}");
+        assert!(
+            !r.contains(config_key),
+            "a tool returned the config's key: {r}"
+        );
+    }
+}
+
+/// Attack 1 of the issue and its variations, planted with `exec` where the sandbox lets a
+/// command do it, the rest planted by the test (as a second process would).
+#[tokio::test(flavor = "multi_thread")]
+async fn file_tools_never_leave_the_workspace_through_links_fifos_or_hard_links() {
+    let outside = Outside::new();
+    let o = outside.dir.path().display().to_string();
+    let plant = format!(
+        "ln -s {o} h && ln -s h/nx/../bashrc w && ln -s h/secret.txt direct && \
+         mkdir -p d/e && ln -s ../../h d/e/up && ln -s /proc/self/root/etc/hostname p && \
+         ln -s dangling-nowhere/../../../x far && mkfifo f && echo ok"
+    );
+    let endpoint = ScriptedEndpoint::start_with([
+        Reply::tool_call("exec", json!({ "command": plant })),
+        Reply::tool_calls(vec![
+            ("write_file", json!({"path": "w", "content": "pwned"})),
+            ("append_file", json!({"path": "w", "content": "pwned"})),
+            (
+                "edit_file",
+                json!({"path": "w", "old_text": "s3cret", "new_text": "pwned"}),
+            ),
+            ("read_file", json!({"path": "w"})),
+            ("read_file", json!({"path": "direct"})),
+            ("read_file", json!({"path": "h/secret.txt"})),
+            ("read_file", json!({"path": "d/e/up/secret.txt"})),
+            ("read_file", json!({"path": "d/e/up/../bashrc"})),
+            ("read_file", json!({"path": "p"})),
+            ("read_file", json!({"path": "far"})),
+            ("read_file", json!({"path": "f"})),
+            ("append_file", json!({"path": "f", "content": "x"})),
+            ("read_file", json!({"path": "hard"})),
+            ("append_file", json!({"path": "hard", "content": "pwned"})),
+            (
+                "write_file",
+                json!({"path": "h/new.txt", "content": "pwned"}),
+            ),
+            ("list_dir", json!({"path": "h"})),
+            ("list_dir", json!({"path": "d/e/up"})),
+            ("read_file", json!({"path": outside.path("secret.txt")})),
+            ("read_file", json!({"path": "../config.json"})),
+            ("read_file", json!({"path": "/proc/self/environ"})),
+            (
+                "write_file",
+                json!({"path": "/proc/self/root/tmp/pwned", "content": "x"}),
+            ),
+        ]),
+        Reply::text("done"),
+    ])
+    .await;
+    let home = Home::with_config(&endpoint, json!({}));
+    std::fs::create_dir_all(home.workspace()).unwrap();
+    // A hard link made by someone who can reach both names (exec cannot, under Landlock).
+    std::fs::hard_link(outside.path("secret.txt"), home.workspace().join("hard")).unwrap();
+
+    let (results, _) = hostile_turn(&home, &endpoint).await;
+    assert_eq!(results.len(), 22, "{results:#?}");
+    assert!(
+        results[0].contains("ok"),
+        "the links were planted: {}",
+        results[0]
+    );
+    assert_no_leak(&results, KEY);
+    // Every attack after the planting was refused, and said why.
+    for (i, r) in results.iter().enumerate().skip(1) {
+        let refused = r.contains("outside the workspace")
+            || r.contains("symbolic link")
+            || r.contains("FIFO")
+            || r.contains("named pipe")
+            || r.contains("no such file")
+            || r.contains("not a directory");
+        assert!(refused, "call {i} was not refused: {r}");
+    }
+    outside.assert_untouched();
+    assert!(!outside.path("new.txt").exists());
+    assert!(!Path::new("/tmp/pwned").exists());
+    // The planted links are still links: nothing was written through or over them.
+    assert!(home.workspace().join("w").is_symlink());
+}
+
+/// Attack 11: a link in place of each prompt file put its target into every request.
+#[tokio::test(flavor = "multi_thread")]
+async fn links_in_place_of_the_prompt_files_never_reach_the_model() {
+    let outside = Outside::new();
+    let endpoint = ScriptedEndpoint::start_with([Reply::text("done")]).await;
+    let home = Home::with_config(&endpoint, json!({}));
+    let ws = home.workspace();
+    std::fs::create_dir_all(ws.join("memory")).unwrap();
+    let config = home.path().join("config.json");
+    for name in ["AGENT.md", "SOUL.md", "USER.md", "IDENTITY.md"] {
+        symlink(&config, ws.join(name)).unwrap();
+    }
+    symlink(outside.path("secret.txt"), ws.join("TOOLS.md")).unwrap();
+    symlink(outside.path("bashrc"), ws.join("memory/MEMORY.md")).unwrap();
+    let made = std::process::Command::new("mkfifo")
+        .arg(ws.join("AGENTS.md"))
+        .status()
+        .unwrap();
+    assert!(made.success());
+    let (_, first) = hostile_turn(&home, &endpoint).await;
+    let sent = first.to_string();
+    assert!(
+        !sent.contains(KEY),
+        "the config's key was sent to the model"
+    );
+    assert!(
+        !sent.contains(SECRET),
+        "an outside file was sent to the model"
+    );
+    outside.assert_untouched();
+}
+
+/// A link flipped between a file inside and one outside while the model reads it 200 times in
+/// one response (the reads run in parallel): never the outside file.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_link_swapped_in_a_loop_never_lets_a_read_through() {
+    let outside = Outside::new();
+    let calls: Vec<(&str, Value)> = (0..200)
+        .map(|_| ("read_file", json!({"path": "swap"})))
+        .collect();
+    let endpoint =
+        ScriptedEndpoint::start_with([Reply::tool_calls(calls), Reply::text("done")]).await;
+    let home = Home::with_config(&endpoint, json!({}));
+    let ws = home.workspace();
+    std::fs::create_dir_all(&ws).unwrap();
+    std::fs::write(ws.join("inside.txt"), "inside").unwrap();
+    symlink("inside.txt", ws.join("swap")).unwrap();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flipper = {
+        let stop = stop.clone();
+        let (ws, secret) = (ws.clone(), outside.path("secret.txt"));
+        std::thread::spawn(move || {
+            let mut n = 0u64;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let tmp = ws.join(format!(".swap{n}"));
+                if n % 2 == 0 {
+                    symlink(&secret, &tmp).unwrap();
+                } else {
+                    symlink("inside.txt", &tmp).unwrap();
+                }
+                std::fs::rename(&tmp, ws.join("swap")).unwrap();
+                n += 1;
+            }
+            n
+        })
+    };
+    let (results, _) = hostile_turn(&home, &endpoint).await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let flips = flipper.join().unwrap();
+    assert!(flips > 10, "the link was flipped {flips} times");
+    assert_eq!(results.len(), 200);
+    assert_no_leak(&results, KEY);
+    assert!(
+        results
+            .iter()
+            .all(|r| r == "inside" || r.contains("outside the workspace")),
+        "{:?}",
+        results.iter().find(|r| *r != "inside")
+    );
+    outside.assert_untouched();
+}

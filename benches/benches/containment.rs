@@ -1,0 +1,94 @@
+//! What the containment costs: a file tool call opened beneath the workspace handle (the
+//! `read_file` and `write_file` tools end to end, and the bare `openat2` read beside a plain
+//! `std::fs::read` of the same file), and an `exec` of `true` with the Landlock policy and the
+//! capability drop beside the same command with Landlock off.
+//!
+//! Run with: cargo bench -p picoclaw-benches --bench containment
+
+use picoclaw_tools::{ExecConfig, Sandbox, ToolContext, ToolRegistry, builtin_tools};
+use picoclaw_types::SessionKey;
+use serde_json::json;
+use std::sync::Arc;
+
+fn main() {
+    divan::main();
+}
+
+struct Fixture {
+    _home: tempfile::TempDir,
+    workspace: std::path::PathBuf,
+    tools: ToolRegistry,
+    runtime: tokio::runtime::Runtime,
+}
+
+fn fixture(landlock: bool) -> Fixture {
+    let home = tempfile::tempdir().expect("home");
+    let workspace = home.path().join("workspace");
+    let sandbox = Arc::new(Sandbox::new(&workspace, true).expect("sandbox"));
+    std::fs::create_dir_all(workspace.join("notes")).expect("notes");
+    std::fs::write(workspace.join("notes/a.md"), "x".repeat(4096)).expect("file");
+    let mut exec = ExecConfig::default();
+    exec.landlock = landlock;
+    exec.closed_paths = vec![home.path().to_path_buf()];
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    Fixture {
+        tools: builtin_tools(sandbox, exec),
+        workspace,
+        _home: home,
+        runtime,
+    }
+}
+
+fn call(f: &Fixture, tool: &str, args: serde_json::Value) {
+    let ctx = ToolContext::new(SessionKey::new("bench"));
+    let out = f.runtime.block_on(f.tools.call(&ctx, tool, args));
+    assert!(!out.is_error, "{}", out.content);
+}
+
+#[divan::bench]
+fn read_file_tool(bencher: divan::Bencher<'_, '_>) {
+    let f = fixture(true);
+    bencher.bench_local(|| call(&f, "read_file", json!({"path": "notes/a.md"})));
+}
+
+#[divan::bench]
+fn write_file_tool(bencher: divan::Bencher<'_, '_>) {
+    let f = fixture(true);
+    bencher.bench_local(|| {
+        call(
+            &f,
+            "write_file",
+            json!({"path": "notes/b.md", "content": "hello"}),
+        )
+    });
+}
+
+#[divan::bench]
+fn open_beneath_the_handle(bencher: divan::Bencher<'_, '_>) {
+    let f = fixture(true);
+    let dir = picoclaw_fs::WorkspaceDir::open(&f.workspace).expect("dir");
+    bencher.bench_local(|| dir.read("notes/a.md", 1 << 20).expect("read"));
+}
+
+#[divan::bench]
+fn plain_std_fs_read(bencher: divan::Bencher<'_, '_>) {
+    let f = fixture(true);
+    let path = f.workspace.join("notes/a.md");
+    bencher.bench_local(|| std::fs::read(&path).expect("read"));
+}
+
+#[divan::bench(sample_count = 30)]
+fn exec_true_confined(bencher: divan::Bencher<'_, '_>) {
+    let f = fixture(true);
+    bencher.bench_local(|| call(&f, "exec", json!({"command": "true"})));
+}
+
+#[divan::bench(sample_count = 30)]
+fn exec_true_landlock_off(bencher: divan::Bencher<'_, '_>) {
+    let f = fixture(false);
+    bencher.bench_local(|| call(&f, "exec", json!({"command": "true"})));
+}
