@@ -60,7 +60,10 @@ impl Access {
             return false;
         };
         is_loopback_name(&name)
-            || self.bind_host.as_deref().is_some_and(|b| same_host(b, &name))
+            || self
+                .bind_host
+                .as_deref()
+                .is_some_and(|b| same_host(b, &name))
             || self
                 .allowed_hosts
                 .iter()
@@ -180,7 +183,12 @@ mod tests {
 
     #[test]
     fn hosts_are_loopback_names_the_bind_address_or_allowed() {
-        let a = access("127.0.0.1", 18790, &["pico.example.com", "box.lan:8443"], &[]);
+        let a = access(
+            "127.0.0.1",
+            18790,
+            &["pico.example.com", "box.lan:8443"],
+            &[],
+        );
         for ok in [
             "localhost",
             "LOCALHOST:18790",
@@ -269,7 +277,12 @@ mod tests {
         let a = access("127.0.0.1", 1, &[], &[]);
         assert!(a.key_matches("the-key-0123456789"));
         assert!(a.key_matches(" the-key-0123456789 "));
-        for bad in ["", "the-key-012345678", "the-key-0123456789x", "THE-KEY-0123456789"] {
+        for bad in [
+            "",
+            "the-key-012345678",
+            "the-key-0123456789x",
+            "THE-KEY-0123456789",
+        ] {
             assert!(!a.key_matches(bad), "{bad}");
         }
         assert!(constant_time_eq(b"secret", b"secret"));

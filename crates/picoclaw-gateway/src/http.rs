@@ -706,7 +706,11 @@ mod tests {
             h.insert(header::CONTENT_TYPE, ok.parse().unwrap());
             assert!(is_json(&h), "{ok}");
         }
-        for bad in ["text/plain", "application/x-www-form-urlencoded", "multipart/form-data"] {
+        for bad in [
+            "text/plain",
+            "application/x-www-form-urlencoded",
+            "multipart/form-data",
+        ] {
             h.insert(header::CONTENT_TYPE, bad.parse().unwrap());
             assert!(!is_json(&h), "{bad}");
         }

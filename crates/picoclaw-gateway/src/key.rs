@@ -313,10 +313,17 @@ mod tests {
             }
         );
         let other = gateway_key(&config, &paths(&home.join("elsewhere"))).unwrap();
-        assert_ne!(other.key.expose(), key, "every home gets its own random key");
+        assert_ne!(
+            other.key.expose(),
+            key,
+            "every home gets its own random key"
+        );
 
         let shown = describe(&config, &paths(&home));
-        assert!(shown.contains(&format!("cat {}", file.display())), "{shown}");
+        assert!(
+            shown.contains(&format!("cat {}", file.display())),
+            "{shown}"
+        );
         assert!(!shown.contains(key.as_str()), "{shown}");
         assert!(shown.contains(&key[..4]), "masked, not hidden: {shown}");
     }
