@@ -189,7 +189,8 @@ pub async fn guard(State(state): State<Arc<ApiState>>, request: Request, next: N
         && let Some(host) = host
         && !access.host_allowed(host)
     {
-        tracing::warn!(host, path, "refused a request for another host name");
+        // Debug, not warn: a hostile page could send these in a loop to fill the log.
+        tracing::debug!(host, path, "refused a request for another host name");
         return api_error(
             StatusCode::FORBIDDEN,
             "misdirected_request",
@@ -203,7 +204,7 @@ pub async fn guard(State(state): State<Arc<ApiState>>, request: Request, next: N
     if let Some(origin) = headers.get(header::ORIGIN) {
         let origin = origin.to_str().unwrap_or("\u{fffd}");
         if !access.origin_allowed(origin, host) {
-            tracing::warn!(origin, path, "refused a request from a foreign web page");
+            tracing::debug!(origin, path, "refused a request from a foreign web page");
             return api_error(
                 StatusCode::FORBIDDEN,
                 "forbidden_origin",
