@@ -28,14 +28,16 @@ RUST_LOG=warn "$bin" 2>"$work/gw.log" &
 gw=$!
 for _ in $(seq 100); do curl -sf "http://127.0.0.1:$gw_port/health" >/dev/null && break || sleep 0.1; done
 sleep 1
+key=$(cat "$PICOCLAW_HOME/gateway.key")   # made by the gateway at its first start
 rss() { awk '/VmRSS/ {print $2}' "/proc/$gw/status"; }
 echo "## idle gateway (no channels, heartbeat off)"
 echo "binary: $(stat -c %s "$bin") bytes; idle RSS: $(rss) KiB"
 
-cat > "$work/post.lua" <<'LUA'
+cat > "$work/post.lua" <<LUA
 wrk.method = "POST"
 wrk.body = '{"messages": [{"role": "user", "content": "hi"}]}'
 wrk.headers["Content-Type"] = "application/json"
+wrk.headers["Authorization"] = "Bearer $key"
 LUA
 echo "## the model alone (fake_openai.py), for scale"
 wrk -t2 -c16 -d5s -s "$work/post.lua" "http://127.0.0.1:$model_port/v1/chat/completions" | grep -E "Requests/sec|Latency"
@@ -45,13 +47,13 @@ echo "RSS after: $(rss) KiB"
 
 echo "## 1 000 sessions (one turn each, X-Session-Key)"
 before=$(rss)
-python3 - "$gw_port" <<'PY'
+python3 - "$gw_port" "$key" <<'PY'
 import http.client, json, sys
-port = int(sys.argv[1])
+port, key = int(sys.argv[1]), sys.argv[2]
 conn = http.client.HTTPConnection("127.0.0.1", port)
 body = json.dumps({"messages": [{"role": "user", "content": "hi"}]})
 for i in range(1000):
-    conn.request("POST", "/v1/chat/completions", body, {"Content-Type": "application/json", "X-Session-Key": f"perf:{i}"})
+    conn.request("POST", "/v1/chat/completions", body, {"Content-Type": "application/json", "Authorization": f"Bearer {key}", "X-Session-Key": f"perf:{i}"})
     r = conn.getresponse(); r.read()
     assert r.status == 200, r.status
 PY

@@ -99,13 +99,18 @@ fn home_with(endpoint: &ScriptedEndpoint, gateway: Value) -> tempfile::TempDir {
     home
 }
 
+/// Changes the config in `home`.
+fn edit_config(home: &std::path::Path, edit: impl FnOnce(&mut Value)) {
+    let file = home.join("config.json");
+    let mut config: Value = serde_json::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
+    edit(&mut config);
+    std::fs::write(&file, config.to_string()).unwrap();
+}
+
 /// Replaces the `channels` section of the config in `home`.
 #[cfg(any(feature = "telegram", feature = "slack", feature = "discord"))]
 fn set_channels(home: &std::path::Path, channels: Value) {
-    let file = home.join("config.json");
-    let mut config: Value = serde_json::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
-    config["channels"] = channels;
-    std::fs::write(&file, config.to_string()).unwrap();
+    edit_config(home, |config| config["channels"] = channels);
 }
 
 fn client() -> reqwest::Client {
@@ -354,18 +359,377 @@ async fn the_openai_api_talks_to_the_agent() {
     );
 }
 
+/// The key a gateway without `gateway.api_key` made for itself in `home`.
+fn key_file(home: &Path) -> String {
+    std::fs::read_to_string(home.join("gateway.key"))
+        .expect("the gateway made its key file")
+        .trim()
+        .to_owned()
+}
+
+/// A raw HTTP/1.1 exchange (any `Host`, any headers, exactly as written): the request line and
+/// header lines in `head`, then `body`. Returns the status and the response body.
+async fn raw(gw: &Gateway, head: &[&str], body: &str) -> (u16, String) {
+    use std::io::{Read, Write};
+    let addr = gw.base.trim_start_matches("http://").to_owned();
+    let mut request = head.join("\r\n");
+    if !body.is_empty() {
+        request.push_str(&format!("\r\nContent-Length: {}", body.len()));
+    }
+    request.push_str("\r\n\r\n");
+    request.push_str(body);
+    tokio::task::spawn_blocking(move || {
+        let mut stream = std::net::TcpStream::connect(&addr).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(30)))
+            .unwrap();
+        stream.write_all(request.as_bytes()).unwrap();
+        // Read the head, then as much body as Content-Length says (the connection may stay
+        // open, as after a refused WebSocket upgrade).
+        let mut got = Vec::new();
+        let mut buf = [0u8; 4096];
+        loop {
+            let text = String::from_utf8_lossy(&got).into_owned();
+            if let Some((head, body)) = text.split_once("\r\n\r\n") {
+                let length = head
+                    .lines()
+                    .find_map(|l| {
+                        l.to_ascii_lowercase()
+                            .strip_prefix("content-length:")
+                            .map(|v| v.trim().parse::<usize>().unwrap())
+                    })
+                    .unwrap_or(0);
+                if body.len() >= length {
+                    let status = head.split_whitespace().nth(1).unwrap().parse().unwrap();
+                    return (status, body.to_owned());
+                }
+            }
+            let n = stream.read(&mut buf).unwrap();
+            assert!(n > 0, "the connection closed early: {text}");
+            got.extend_from_slice(&buf[..n]);
+        }
+    })
+    .await
+    .unwrap()
+}
+
+/// The attack of issue 17: a web page POSTs `text/plain` (no preflight) to the gateway.
 #[tokio::test(flavor = "multi_thread")]
-async fn an_open_bind_without_a_key_is_refused() {
-    let endpoint = ScriptedEndpoint::start_with([]).await;
-    let home = home_with(&endpoint, json!({"host": "0.0.0.0", "port": 0}));
-    let out = Command::new(env!("CARGO_BIN_EXE_picoclaw-gateway"))
-        .env("PICOCLAW_HOME", home.path())
-        .env_remove("PICOCLAW_CONFIG")
-        .output()
+async fn a_web_page_cannot_drive_the_gateway() {
+    let endpoint = ScriptedEndpoint::start_with([
+        Reply::text("from my own page"),
+        Reply::text("from the listed app"),
+    ])
+    .await;
+    // The default config: no gateway.api_key.
+    let home = home_with(
+        &endpoint,
+        json!({"host": "127.0.0.1", "port": 0, "allowed_origins": ["https://app.example"]}),
+    );
+    let gw = Gateway::start(home.path());
+    let c = client();
+    let url = format!("{}/v1/chat/completions", gw.base);
+    let body = r#"{"messages": [{"role": "user", "content": "write a file"}]}"#;
+    let refused = |r: &Value, what: &str| {
+        let message = r["error"]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+        assert!(message.contains(what), "{r}");
+    };
+
+    // What a browser sends for fetch(url, {method: "POST", body}) from another site.
+    let resp = c
+        .post(&url)
+        .header("Origin", "https://evil.example")
+        .header("Content-Type", "text/plain;charset=UTF-8")
+        .body(body)
+        .send()
+        .await
         .unwrap();
-    assert_eq!(out.status.code(), Some(2));
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("gateway.api_key"), "{stderr}");
+    assert_eq!(resp.status(), 403);
+    refused(&resp.json().await.unwrap(), "gateway.allowed_origins");
+    assert!(endpoint.requests().is_empty(), "the model was never asked");
+    // The key does not make a foreign page welcome.
+    let key = key_file(home.path());
+    for content_type in ["text/plain", "application/json"] {
+        let resp = c
+            .post(&url)
+            .bearer_auth(&key)
+            .header("Origin", "https://evil.example")
+            .header("Content-Type", content_type)
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 403, "{content_type}");
+    }
+    // Without an Origin, the key decides; and a body must be JSON.
+    let resp = c
+        .post(&url)
+        .header("Content-Type", "application/json")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 401);
+    let resp = c
+        .post(&url)
+        .bearer_auth(&key)
+        .header("Content-Type", "text/plain")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 415);
+    refused(
+        &resp.json().await.unwrap(),
+        "Content-Type: application/json",
+    );
+    let resp = c
+        .post(&url)
+        .bearer_auth(&key)
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 415, "no Content-Type at all");
+
+    // Every route refuses a foreign page, WebSocket upgrades and unknown paths included.
+    let port = gw.base.rsplit(':').next().unwrap().to_owned();
+    let host = format!("Host: 127.0.0.1:{port}");
+    let bearer = format!("Authorization: Bearer {key}");
+    for path in [
+        "/v1/models",
+        "/metrics",
+        "/health",
+        "/ready",
+        "/ws",
+        "/nowhere",
+    ] {
+        let line = format!("GET {path} HTTP/1.1");
+        let (status, answer) = raw(
+            &gw,
+            &[
+                &line,
+                &host,
+                &bearer,
+                "Origin: https://evil.example",
+                "Upgrade: websocket",
+                "Connection: Upgrade",
+                "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==",
+                "Sec-WebSocket-Version: 13",
+            ],
+            "",
+        )
+        .await;
+        assert_eq!(status, 403, "{path}: {answer}");
+        assert!(answer.contains("gateway.allowed_origins"), "{answer}");
+    }
+    assert!(
+        endpoint.requests().is_empty(),
+        "no refused request reached the model"
+    );
+
+    // The gateway's own pages and the listed origin are served (with the key).
+    let own = format!("http://127.0.0.1:{port}");
+    for (origin, answer) in [
+        (own.as_str(), "from my own page"),
+        ("https://app.example", "from the listed app"),
+    ] {
+        let resp = c
+            .post(&url)
+            .bearer_auth(&key)
+            .header("Origin", origin)
+            .header("Content-Type", "application/json; charset=utf-8")
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200, "{origin}");
+        let r: Value = resp.json().await.unwrap();
+        assert_eq!(r["choices"][0]["message"]["content"], answer);
+    }
+    assert_eq!(endpoint.requests().len(), 2);
+    assert!(
+        !home.path().join("workspace/gateway.key").exists(),
+        "the key is not in the workspace"
+    );
+}
+
+/// DNS rebinding: a page whose name now points at 127.0.0.1 sends its own name as the Host.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_rebound_host_name_is_refused() {
+    let endpoint = ScriptedEndpoint::start_with([Reply::text("through the proxy")]).await;
+    let home = home_with(
+        &endpoint,
+        json!({"host": "127.0.0.1", "port": 0, "api_key": KEY,
+               "allowed_hosts": ["picoclaw.example.com"]}),
+    );
+    let gw = Gateway::start(home.path());
+    let port = gw.base.rsplit(':').next().unwrap().to_owned();
+    let bearer = format!("Authorization: Bearer {KEY}");
+    let body = r#"{"messages": [{"role": "user", "content": "hello"}]}"#;
+    for host in ["evil.example", &format!("evil.example:{port}"), "0.0.0.0"] {
+        let host = format!("Host: {host}");
+        let (status, answer) = raw(&gw, &["GET /v1/models HTTP/1.1", &host, &bearer], "").await;
+        assert_eq!(status, 403, "{host}: {answer}");
+        assert!(answer.contains("gateway.allowed_hosts"), "{answer}");
+        // Same origin as far as the browser knows, so it would have sent no Origin at all.
+        let (status, _) = raw(
+            &gw,
+            &[
+                "POST /v1/chat/completions HTTP/1.1",
+                &host,
+                &bearer,
+                "Content-Type: application/json",
+            ],
+            body,
+        )
+        .await;
+        assert_eq!(status, 403, "{host}");
+    }
+    assert!(endpoint.requests().is_empty(), "the model was never asked");
+
+    // Loopback names (with or without the port) and the allowed host are the gateway's own.
+    for host in [
+        format!("localhost:{port}"),
+        "localhost".to_owned(),
+        format!("127.0.0.1:{port}"),
+        format!("[::1]:{port}"),
+        "picoclaw.example.com".to_owned(),
+    ] {
+        let host = format!("Host: {host}");
+        let (status, answer) = raw(&gw, &["GET /v1/models HTTP/1.1", &host, &bearer], "").await;
+        assert_eq!(status, 200, "{host}: {answer}");
+    }
+    // Behind a TLS proxy forwarding its public name, that site's own pages work.
+    let (status, answer) = raw(
+        &gw,
+        &[
+            "POST /v1/chat/completions HTTP/1.1",
+            "Host: picoclaw.example.com",
+            "Origin: https://picoclaw.example.com",
+            &bearer,
+            "Content-Type: application/json",
+        ],
+        body,
+    )
+    .await;
+    assert_eq!(status, 200, "{answer}");
+    assert!(answer.contains("through the proxy"), "{answer}");
+    // The probes answer any host (orchestrators probe the pod's address); they need no key.
+    for path in ["/health", "/ready"] {
+        let line = format!("GET {path} HTTP/1.1");
+        let (status, _) = raw(&gw, &[&line, "Host: 10.1.2.3:18790"], "").await;
+        assert_eq!(status, 200, "{path}");
+    }
+}
+
+/// The key made at the first start: 0600, in picoclaw's home, the same after a restart, and
+/// the log names the file but never shows the key.
+#[tokio::test(flavor = "multi_thread")]
+async fn without_a_configured_key_one_is_made_at_first_start_and_kept() {
+    let endpoint = ScriptedEndpoint::start_with([]).await;
+    let home = home_with(&endpoint, json!({"host": "127.0.0.1", "port": 0}));
+    let file = home.path().join("gateway.key");
+    assert!(!file.exists());
+    let gw = Gateway::start_with(home.path(), &[], "info");
+    let key = key_file(home.path());
+    assert_eq!(key.len(), 64, "32 random bytes in hex: {key}");
+    assert!(key.chars().all(|c| c.is_ascii_hexdigit()), "{key}");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&file).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600, "{mode:o}");
+    }
+    let c = client();
+    let models = |key: String| {
+        let c = c.clone();
+        let url = format!("{}/v1/models", gw.base);
+        async move {
+            let mut req = c.get(url);
+            if !key.is_empty() {
+                req = req.bearer_auth(key);
+            }
+            req.send().await.unwrap().status().as_u16()
+        }
+    };
+    assert_eq!(models(String::new()).await, 401, "never keyless");
+    assert_eq!(models(key.clone()).await, 200);
+    let log = |gw: &Gateway| gw.log.lock().unwrap().join("\n");
+    let first = log(&gw);
+    let named = format!("created the API key in {}", file.display());
+    assert!(first.contains(&named), "{first}");
+    assert!(
+        first.contains(&format!("cat {}", file.display())),
+        "{first}"
+    );
+    assert!(!first.contains(&key), "the key is never logged");
+    assert!(gw.terminate().success());
+    let files: String = std::fs::read_dir(home.path().join("logs"))
+        .unwrap()
+        .map(|e| std::fs::read_to_string(e.unwrap().path()).unwrap())
+        .collect();
+    assert!(files.contains(&named), "{files}");
+    assert!(!files.contains(&key), "the key is never logged");
+
+    let gw = Gateway::start_with(home.path(), &[], "info");
+    assert_eq!(key_file(home.path()), key, "the same key after a restart");
+    let again = log(&gw);
+    assert!(
+        again.contains(&format!("using the API key in {}", file.display())),
+        "{again}"
+    );
+    assert!(!again.contains(&key));
+    let c = client();
+    let status = c
+        .get(format!("{}/v1/models", gw.base))
+        .bearer_auth(&key)
+        .send()
+        .await
+        .unwrap()
+        .status();
+    assert_eq!(status, 200);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn metrics_need_the_key_unless_metrics_public() {
+    let endpoint = ScriptedEndpoint::start_with([]).await;
+    let home = home_with(&endpoint, json!({"host": "127.0.0.1", "port": 0}));
+    let c = client();
+    let gw = Gateway::start(home.path());
+    let key = key_file(home.path());
+    let url = format!("{}/metrics", gw.base);
+    assert_eq!(c.get(&url).send().await.unwrap().status(), 401);
+    let with_key = c.get(&url).bearer_auth(&key).send().await.unwrap();
+    assert_eq!(with_key.status(), 200);
+    assert!(with_key.text().await.unwrap().contains("picoclaw_"));
+    assert!(gw.terminate().success());
+
+    edit_config(home.path(), |config| {
+        config["gateway"]["metrics_public"] = json!(true)
+    });
+    let gw = Gateway::start(home.path());
+    let url = format!("{}/metrics", gw.base);
+    let open = c.get(&url).send().await.unwrap();
+    assert_eq!(open.status(), 200);
+    assert!(open.text().await.unwrap().contains("picoclaw_"));
+    // Only the metrics: the API still needs the key, and web pages are still refused.
+    let api = c
+        .get(format!("{}/v1/models", gw.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(api.status(), 401);
+    let page = c
+        .get(&url)
+        .header("Origin", "https://evil.example")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(page.status(), 403);
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -976,6 +1340,86 @@ async fn buttons_go_out_as_an_inline_keyboard_and_presses_come_back() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     assert_eq!(tg.answered().len(), 1);
+    drop(gw);
+}
+
+/// exec (or anything on the machine) holding the key still cannot read or write a channel's
+/// conversation through the API: `telegram:<chat>` as a session key lands in `api:telegram:<chat>`.
+#[cfg(feature = "telegram")]
+#[tokio::test(flavor = "multi_thread")]
+async fn an_api_session_key_cannot_reach_a_channel_conversation() {
+    use picoclaw_testkit::telegram::FakeBotApi;
+    const TOKEN: &str = "424242:SESSIONS";
+    let tg = FakeBotApi::start(TOKEN);
+    let endpoint = ScriptedEndpoint::start_with([
+        Reply::text("Noted, the code is 1234."),
+        Reply::text("I know nothing of that."),
+        Reply::text("Still nothing."),
+        Reply::text("Your code is 1234."),
+    ])
+    .await;
+    let home = telegram_home(&endpoint, &tg, TOKEN, json!(["111"]));
+    edit_config(home.path(), |config| {
+        config["gateway"]["api_key"] = json!(KEY)
+    });
+    let gw = Gateway::start(home.path());
+    let key = KEY;
+    tg.private_message(111, "ada", "remember my door code 1234");
+    wait_sent(&tg, 1).await;
+
+    let c = client();
+    let ask = |session: Option<&'static str>, user: Option<&'static str>, text: &'static str| {
+        let mut body = json!({"messages": [{"role": "user", "content": text}]});
+        if let Some(user) = user {
+            body["user"] = json!(user);
+        }
+        let mut req = c
+            .post(format!("{}/v1/chat/completions", gw.base))
+            .bearer_auth(key)
+            .json(&body);
+        if let Some(session) = session {
+            req = req.header("X-Session-Key", session);
+        }
+        async move { req.send().await.unwrap().status().as_u16() }
+    };
+    // Reading: the channel's history is not sent to the model for these requests.
+    assert_eq!(
+        ask(Some("telegram:111"), None, "what is my door code?").await,
+        200
+    );
+    assert_eq!(
+        ask(None, Some("telegram:111"), "and now? (user)").await,
+        200
+    );
+    for request in &endpoint.requests()[1..3] {
+        let texts = request.message_texts();
+        assert!(
+            !texts.iter().any(|t| t.contains("1234")),
+            "the Telegram conversation leaked into an API turn: {texts:?}"
+        );
+    }
+    // Both landed in the same API session (the second request saw the first).
+    let second = endpoint.requests()[2].message_texts();
+    assert!(
+        second.contains(&"what is my door code?".to_owned()),
+        "{second:?}"
+    );
+
+    // Writing: the Telegram conversation goes on without anything the API said.
+    tg.private_message(111, "ada", "what was my code?");
+    wait_sent(&tg, 2).await;
+    assert_eq!(tg.sent()[1], (111, "Your code is 1234.".to_owned()));
+    let texts = endpoint.requests()[3].message_texts();
+    assert!(
+        texts.contains(&"remember my door code 1234".to_owned()),
+        "{texts:?}"
+    );
+    assert!(
+        !texts
+            .iter()
+            .any(|t| t.contains("what is my door code?") || t.contains("I know nothing")),
+        "an API turn was written into the Telegram conversation: {texts:?}"
+    );
     drop(gw);
 }
 

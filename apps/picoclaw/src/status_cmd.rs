@@ -1,4 +1,5 @@
-//! `picoclaw status`: where things are and what model/provider would be used. Keys are masked.
+//! `picoclaw status`: where things are and what model/provider would be used. Keys are masked
+//! (the gateway's too: status says which file holds it and how to read it).
 
 use crate::wiring::{self, SetupError};
 use std::collections::HashMap;
@@ -72,6 +73,10 @@ pub fn run(config: Option<PathBuf>) -> anyhow::Result<ExitCode> {
     }
     let (gateway, ready) = gateway_status(&config.gateway);
     println!("gateway:    {gateway}");
+    println!(
+        "gateway key: {}",
+        picoclaw_gateway::key::describe(config, &paths)
+    );
     println!("channels:   {}", channels_status(config, ready.as_ref()));
     Ok(ExitCode::SUCCESS)
 }

@@ -1136,10 +1136,7 @@ async fn sessions_memory_and_usage_live_in_postgresql_when_state_url_says_so() {
 async fn status_tells_whether_the_gateway_runs() {
     let endpoint = ScriptedEndpoint::start().await;
     let home = Home::new();
-    let port = {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        l.local_addr().unwrap().port()
-    };
+    let port = free_port();
     let slack = picoclaw_testkit::slack::FakeSlack::start("xoxb-st", "xapp-st");
     home.write_config(&json!({
         "agents": {"defaults": {"model": "openai/test-model",
@@ -1166,15 +1163,7 @@ async fn status_tells_whether_the_gateway_runs() {
         out.stdout
     );
 
-    // `picoclaw gateway` in the background.
-    let mut gateway = std::process::Command::new(assert_cmd::cargo::cargo_bin("picoclaw"))
-        .env("PICOCLAW_HOME", home.path())
-        .env_remove("PICOCLAW_CONFIG")
-        .arg("gateway")
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
+    let gateway = BackgroundGateway::start(&home);
     let mut running = false;
     for _ in 0..200 {
         let out = run(home.cmd(), &["status"]).await;
@@ -1190,9 +1179,72 @@ async fn status_tells_whether_the_gateway_runs() {
         }
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
-    let _ = gateway.kill();
-    let _ = gateway.wait();
+    drop(gateway);
     assert!(running, "status never saw the gateway");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn status_says_where_the_gateway_key_is_and_masks_it() {
+    let endpoint = ScriptedEndpoint::start().await;
+    let home = Home::with_config(&endpoint, json!({}));
+    let mut config = home.config();
+    config["gateway"] = json!({"host": "127.0.0.1", "port": free_port()});
+    home.write_config(&config);
+    let file = home.path().join("gateway.key");
+    let out = run(home.cmd(), &["status"]).await;
+    assert!(
+        out.stdout
+            .contains(&format!("gateway key: {} (not created yet", file.display())),
+        "{}",
+        out.stdout
+    );
+    assert!(!file.exists(), "status creates nothing");
+
+    let gateway = BackgroundGateway::start(&home);
+    let mut out = run(home.cmd(), &["status"]).await;
+    for _ in 0..200 {
+        if out.stdout.contains("gateway:    running at") {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        out = run(home.cmd(), &["status"]).await;
+    }
+    assert!(
+        out.stdout.contains("gateway:    running at"),
+        "{}",
+        out.stdout
+    );
+    drop(gateway);
+    let key = std::fs::read_to_string(&file).unwrap().trim().to_owned();
+    assert_eq!(key.len(), 64);
+    let line = out
+        .stdout
+        .lines()
+        .find(|l| l.starts_with("gateway key: "))
+        .unwrap_or_default()
+        .to_owned();
+    assert!(
+        line.contains(&format!("read it with `cat {}`", file.display())),
+        "{line}"
+    );
+    assert!(
+        line.contains(&key[..4]) && line.contains(&key[60..]),
+        "masked: {line}"
+    );
+    assert!(!out.stdout.contains(&key), "the key itself is never shown");
+
+    // A configured key is used instead, and masked as well.
+    config["gateway"]["api_key"] = json!("configured-gateway-key-0123456789");
+    home.write_config(&config);
+    let out = run(home.cmd(), &["status"]).await;
+    assert!(
+        out.stdout.contains(
+            "gateway key: set by gateway.api_key or PICOCLAW_GATEWAY_API_KEY (conf…6789)"
+        ),
+        "{}",
+        out.stdout
+    );
+    assert!(!out.stdout.contains("configured-gateway-key-0123456789"));
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -1672,14 +1724,7 @@ async fn a_message_sent_from_the_cli_is_delivered_by_the_gateway_once() {
     assert!(tg.sent().is_empty(), "the CLI itself sends nothing");
 
     // The gateway delivers what the CLI queued.
-    let mut gateway = std::process::Command::new(assert_cmd::cargo::cargo_bin("picoclaw"))
-        .env("PICOCLAW_HOME", home.path())
-        .env_remove("PICOCLAW_CONFIG")
-        .arg("gateway")
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
+    let gateway = BackgroundGateway::start(&home);
     let mut delivered = false;
     for _ in 0..400 {
         if tg.files().len() == 2 {
@@ -1690,8 +1735,7 @@ async fn a_message_sent_from_the_cli_is_delivered_by_the_gateway_once() {
     }
     // Give a second delivery (which must not happen) a moment.
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
-    let _ = gateway.kill();
-    let _ = gateway.wait();
+    drop(gateway);
     assert!(delivered, "the gateway never delivered the queued message");
     assert_eq!(tg.sent(), [(222, "The meeting moved to 3 pm.".to_owned())]);
 }

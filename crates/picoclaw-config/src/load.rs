@@ -311,6 +311,27 @@ pub fn validate(config: &Config) -> (Vec<String>, Vec<String>) {
             ));
         }
     }
+    // A malformed entry never matches (the gateway refuses such requests), so it is only a
+    // warning, but one that says how to write it.
+    for (i, origin) in config.gateway.allowed_origins.iter().enumerate() {
+        if !looks_like_origin(origin) {
+            warnings.push(format!(
+                "gateway.allowed_origins[{i}] is '{origin}', which is not an origin and matches \
+                 nothing; write scheme://host[:port] without a path, e.g. \
+                 \"https://app.example.com\""
+            ));
+        }
+    }
+    for (i, host) in config.gateway.allowed_hosts.iter().enumerate() {
+        let h = host.trim();
+        if h.is_empty() || h.contains("://") || h.contains(['/', ' ', '*']) {
+            warnings.push(format!(
+                "gateway.allowed_hosts[{i}] is '{host}', which matches nothing; write a host \
+                 name as clients send it, optionally with the port, e.g. \"picoclaw.example.com\" \
+                 or \"192.168.1.5:18790\""
+            ));
+        }
+    }
     if config.heartbeat.enabled && config.heartbeat.interval < 5 {
         warnings.push(format!(
             "heartbeat.interval is {} minutes; the minimum is 5, which will be used",
@@ -320,9 +341,43 @@ pub fn validate(config: &Config) -> (Vec<String>, Vec<String>) {
     (errors, warnings)
 }
 
+/// `http(s)://host[:port]`, nothing after it (an `Origin` header's shape).
+fn looks_like_origin(origin: &str) -> bool {
+    let origin = origin.trim().trim_end_matches('/');
+    let Some((scheme, authority)) = origin.split_once("://") else {
+        return false;
+    };
+    !scheme.is_empty()
+        && scheme
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c))
+        && !authority.is_empty()
+        && !authority.contains(['/', '?', '#', '@', ' ', '*'])
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn origins_are_scheme_host_and_port() {
+        for ok in [
+            "https://app.example.com",
+            "http://localhost:3000",
+            "https://a.example/",
+        ] {
+            assert!(looks_like_origin(ok), "{ok}");
+        }
+        for bad in [
+            "app.example.com",
+            "https://",
+            "https://a.example/path",
+            "null",
+            "*",
+        ] {
+            assert!(!looks_like_origin(bad), "{bad}");
+        }
+    }
 
     #[test]
     fn edit_distance_works() {

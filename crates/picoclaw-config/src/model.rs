@@ -292,7 +292,6 @@ impl Default for HeartbeatConfig {
     }
 }
 
-/// `gateway`.
 /// `state`: the database.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 #[serde(default)]
@@ -304,18 +303,28 @@ pub struct StateConfig {
     pub url: String,
 }
 
+/// `gateway`.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(default)]
 #[non_exhaustive]
 pub struct GatewayConfig {
     pub host: String,
     pub port: u16,
-    /// Bearer token the HTTP API requires (`Authorization: Bearer <key>`); required whenever
-    /// `host` is not a loopback address. `PICOCLAW_GATEWAY_API_KEY` overrides it.
+    /// Bearer token the HTTP API requires (`Authorization: Bearer <key>`).
+    /// `PICOCLAW_GATEWAY_API_KEY` overrides it. Empty: the gateway uses the key in
+    /// `~/.picoclaw/gateway.key`, created (mode 0600) at its first start.
     #[serde(skip_serializing_if = "String::is_empty")]
     pub api_key: String,
     /// On SIGINT/SIGTERM, how long requests and deliveries in flight may still take.
     pub shutdown_grace_seconds: u32,
+    /// Web origins (`https://app.example.com`) whose pages may call the gateway besides its
+    /// own; a request with any other `Origin` header is refused.
+    pub allowed_origins: Vec<String>,
+    /// Host names (optionally `name:port`) the gateway answers to besides loopback names and
+    /// its bind address, e.g. the public name a reverse proxy forwards (DNS rebinding defence).
+    pub allowed_hosts: Vec<String>,
+    /// Serve `/metrics` without the API key (for a Prometheus scraper that cannot send one).
+    pub metrics_public: bool,
 }
 
 impl Default for GatewayConfig {
@@ -325,6 +334,9 @@ impl Default for GatewayConfig {
             port: 18790,
             api_key: String::new(),
             shutdown_grace_seconds: 10,
+            allowed_origins: Vec::new(),
+            allowed_hosts: Vec::new(),
+            metrics_public: false,
         }
     }
 }

@@ -84,6 +84,12 @@ impl Paths {
         self.home.join("auth.json")
     }
 
+    /// `gateway.key`: the gateway's API key when the config sets none (created at its first
+    /// start, mode 0600; outside the workspace, so the agent's tools cannot read it).
+    pub fn gateway_key_file(&self) -> PathBuf {
+        self.home.join("gateway.key")
+    }
+
     pub fn global_skills_dir(&self) -> PathBuf {
         self.home.join("skills")
     }

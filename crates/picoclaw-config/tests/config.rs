@@ -116,6 +116,67 @@ fn unknown_keys_warn_with_a_suggestion() {
 }
 
 #[test]
+fn gateway_access_keys_are_typed_overridable_and_checked() {
+    let home = Home::new();
+    home.write_json(&json!({"gateway": {
+        "allowed_origins": ["https://app.example.com", "app.example.com"],
+        "allowed_hosts": ["picoclaw.example.com", "https://wrong.example"],
+        "metrics_public": true,
+        "allowed_origin": ["https://typo.example"],
+    }}));
+    let loaded = load_with_env(&home.paths(), &env(&[])).unwrap();
+    let gw = &loaded.config.gateway;
+    assert_eq!(
+        gw.allowed_origins,
+        ["https://app.example.com", "app.example.com"]
+    );
+    assert_eq!(
+        gw.allowed_hosts,
+        ["picoclaw.example.com", "https://wrong.example"]
+    );
+    assert!(gw.metrics_public);
+    let all = loaded.warnings.join("\n");
+    assert!(
+        all.contains("'gateway.allowed_origin'")
+            && all.contains("did you mean 'gateway.allowed_origins'"),
+        "{all}"
+    );
+    assert!(
+        all.contains("gateway.allowed_origins[1] is 'app.example.com'"),
+        "{all}"
+    );
+    assert!(
+        all.contains("gateway.allowed_hosts[1] is 'https://wrong.example'"),
+        "{all}"
+    );
+    assert!(!all.contains("allowed_origins[0]"), "{all}");
+
+    // From the environment, as a comma-separated list or JSON.
+    let e = env(&[
+        (
+            "PICOCLAW_GATEWAY_ALLOWED_HOSTS",
+            "a.example, b.example:8443",
+        ),
+        (
+            "PICOCLAW_GATEWAY_ALLOWED_ORIGINS",
+            r#"["https://c.example"]"#,
+        ),
+        ("PICOCLAW_GATEWAY_METRICS_PUBLIC", "false"),
+    ]);
+    let c = load_with_env(&home.paths(), &e).unwrap().config;
+    assert_eq!(c.gateway.allowed_hosts, ["a.example", "b.example:8443"]);
+    assert_eq!(c.gateway.allowed_origins, ["https://c.example"]);
+    assert!(!c.gateway.metrics_public);
+
+    // A wrong type names the key.
+    home.write_json(&json!({"gateway": {"metrics_public": "yes"}}));
+    let msg = load_with_env(&home.paths(), &env(&[]))
+        .unwrap_err()
+        .to_string();
+    assert!(msg.contains("gateway.metrics_public"), "{msg}");
+}
+
+#[test]
 fn validation_names_the_key_and_the_fix() {
     let home = Home::new();
     home.write_json(&json!({"agents": {"defaults": {"temperature": 3.5, "context_window": 4096}}}));

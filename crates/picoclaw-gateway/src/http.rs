@@ -3,14 +3,22 @@
 //! (`GET /v1/models`, `POST /v1/chat/completions`, plain and streaming), so any OpenAI client or
 //! SDK can talk to the agent with its tools and memory.
 //!
-//! Sessions: an `X-Session-Key` header (or else the request's `user` field, as `api:<user>`)
-//! continues that server-side session, and only the request's last user message is new. Without
-//! either, the request is stateless: its `messages` are the whole history, kept in memory for the
-//! length of the request.
+//! Sessions: an `X-Session-Key` header (or else the request's `user` field) continues the
+//! server-side session `api:<value>`, and only the request's last user message is new. API
+//! sessions live in their own key space: no value names a channel's conversation
+//! (`telegram:<chat>` becomes `api:telegram:<chat>`). Without either, the request is stateless:
+//! its `messages` are the whole history, kept in memory for the length of the request.
+//!
+//! Every request passes [`guard`] first (see [`crate::access`]): a foreign `Origin` is refused
+//! everywhere; the `Host` must name this gateway; the bearer key is required; requests with a
+//! body must be JSON. `/health` and `/ready` (and `/metrics` with `gateway.metrics_public`)
+//! need neither the key nor a known `Host`: orchestrators probe them by the pod's address, and
+//! they show no conversation.
 //!
 //! `/webhook/<channel>` (any method) passes platform callbacks (Slack's Events API, LINE,
 //! Telegram in webhook mode) to the channel of that name, which verifies them itself: the bearer
-//! key does not apply there, since platforms cannot send it.
+//! key does not apply there, since platforms cannot send it, and neither does the `Host` rule,
+//! since platforms call the public name a reverse proxy may forward unchanged.
 
 use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
@@ -37,8 +45,8 @@ pub struct ApiState {
     pub store: Arc<dyn picoclaw_state::StateBackend>,
     /// The model name `/v1/models` lists and responses carry.
     pub model_label: String,
-    /// Bearer token required on `/v1/*` when set.
-    pub api_key: Option<String>,
+    /// Who may call: the key, the gateway's own names and origins.
+    pub access: crate::access::Access,
     /// Longest a turn may take before the request fails with 504.
     pub turn_timeout: Duration,
     /// The channel dispatcher, for `/metrics` (queue depth).
@@ -51,7 +59,7 @@ pub struct ApiState {
 impl ApiState {
     pub fn new(
         assembled: &crate::Assembled,
-        api_key: Option<String>,
+        access: crate::access::Access,
         turn_timeout: Duration,
     ) -> Self {
         Self {
@@ -59,7 +67,7 @@ impl ApiState {
             ephemeral: assembled.ephemeral.clone(),
             store: assembled.store.clone(),
             model_label: assembled.model_label.clone(),
-            api_key: api_key.filter(|k| !k.trim().is_empty()),
+            access,
             turn_timeout,
             dispatcher: None,
             channels: None,
@@ -68,28 +76,22 @@ impl ApiState {
     }
 }
 
-/// The router with every route.
+/// The router with every route, each behind [`guard`].
 pub fn router(state: Arc<ApiState>) -> Router {
-    // Everything but the liveness and readiness probes needs the key when one is set.
-    let protected = Router::new()
-        .route("/metrics", get(metrics_text))
-        .route("/v1/models", get(models))
-        .route("/v1/chat/completions", post(chat_completions))
-        .route_layer(axum::middleware::from_fn_with_state(
-            state.clone(),
-            require_key,
-        ));
     let webhooks = state.channels.clone().map(webhook_router);
     let mut router = Router::new()
         .route("/health", get(|| async { Json(json!({"status": "ok"})) }))
         .route("/ready", get(ready))
-        .merge(protected)
+        .route("/metrics", get(metrics_text))
+        .route("/v1/models", get(models))
+        .route("/v1/chat/completions", post(chat_completions))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
-        .with_state(state);
+        .with_state(state.clone());
     if let Some(webhooks) = webhooks {
         router = router.merge(webhooks);
     }
-    router
+    // `layer` (not `route_layer`): unknown paths and the fallback are guarded too.
+    router.layer(axum::middleware::from_fn_with_state(state, guard))
 }
 
 /// Longest a channel may take to answer a webhook (platforms give up after a few seconds and
@@ -144,34 +146,130 @@ pub(crate) fn api_error(status: StatusCode, kind: &str, message: impl Into<Strin
     (status, Json(body)).into_response()
 }
 
-async fn require_key(
-    State(state): State<Arc<ApiState>>,
-    headers: HeaderMap,
-    request: Request,
-    next: Next,
-) -> Response {
-    if let Some(key) = &state.api_key {
+/// What a route asks of a request besides a known `Origin`.
+struct Rules {
+    /// The `Host` must name this gateway.
+    host: bool,
+    /// The bearer key.
+    key: bool,
+    /// A body must be JSON.
+    json: bool,
+}
+
+fn rules_for(path: &str, metrics_public: bool) -> Rules {
+    if path.starts_with("/webhook/") {
+        // The channel checks the platform's signature; platforms reach the public name.
+        return Rules {
+            host: false,
+            key: false,
+            json: false,
+        };
+    }
+    let public = path == "/health" || path == "/ready" || (path == "/metrics" && metrics_public);
+    Rules {
+        host: !public,
+        key: !public,
+        json: true,
+    }
+}
+
+/// The access rules every request passes before its handler: a foreign `Origin` (WebSocket
+/// upgrades included) is refused on every route; then, per [`rules_for`], the `Host`, the
+/// bearer key, and JSON for requests with a body.
+pub async fn guard(State(state): State<Arc<ApiState>>, request: Request, next: Next) -> Response {
+    let headers = request.headers();
+    let path = request.uri().path();
+    let access = &state.access;
+    let rules = rules_for(path, access.metrics_public);
+    let host = headers
+        .get(header::HOST)
+        .map(|h| h.to_str().unwrap_or("\u{fffd}"))
+        .or_else(|| request.uri().authority().map(|a| a.as_str()));
+    if rules.host
+        && let Some(host) = host
+        && !access.host_allowed(host)
+    {
+        // Debug, not warn: a hostile page could send these in a loop to fill the log.
+        tracing::debug!(host, path, "refused a request for another host name");
+        return api_error(
+            StatusCode::FORBIDDEN,
+            "misdirected_request",
+            format!(
+                "this gateway does not answer to the host name '{}'; if clients reach it by \
+                 that name (a reverse proxy, a LAN name), add it to gateway.allowed_hosts",
+                host.chars().take(200).collect::<String>()
+            ),
+        );
+    }
+    if let Some(origin) = headers.get(header::ORIGIN) {
+        let origin = origin.to_str().unwrap_or("\u{fffd}");
+        if !access.origin_allowed(origin, host) {
+            tracing::debug!(origin, path, "refused a request from a foreign web page");
+            return api_error(
+                StatusCode::FORBIDDEN,
+                "forbidden_origin",
+                format!(
+                    "requests from web pages at '{}' are refused; if that site is yours, add \
+                     it to gateway.allowed_origins",
+                    origin.chars().take(200).collect::<String>()
+                ),
+            );
+        }
+    }
+    if rules.key {
         let given = headers
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .map(str::trim);
-        // Compare without leaking the key's length or prefix through timing.
-        let ok = given.is_some_and(|g| constant_time_eq(g.as_bytes(), key.as_bytes()));
-        if !ok {
+            .and_then(|v| v.strip_prefix("Bearer "));
+        if !given.is_some_and(|g| access.key_matches(g)) {
             return api_error(
                 StatusCode::UNAUTHORIZED,
                 "invalid_request_error",
-                "missing or wrong API key: send Authorization: Bearer <gateway.api_key>",
+                "missing or wrong API key: send Authorization: Bearer <key>, the key being \
+                 gateway.api_key or, when that is unset, the one in the gateway.key file in \
+                 picoclaw's home (`picoclaw status` says where)",
             );
         }
+    }
+    if rules.json && has_body(request.method(), headers) && !is_json(headers) {
+        let given = headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("none");
+        return api_error(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "invalid_request_error",
+            format!(
+                "{} {path} takes a JSON body: send Content-Type: application/json (this request \
+                 sent {})",
+                request.method(),
+                given.chars().take(100).collect::<String>()
+            ),
+        );
     }
     next.run(request).await
 }
 
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    use subtle::ConstantTimeEq;
-    bool::from(a.ct_eq(b))
+/// A POST, PUT or PATCH that carries a body.
+fn has_body(method: &axum::http::Method, headers: &HeaderMap) -> bool {
+    use axum::http::Method;
+    if ![Method::POST, Method::PUT, Method::PATCH].contains(method) {
+        return false;
+    }
+    let length = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    length.is_some_and(|n| n > 0) || headers.contains_key(header::TRANSFER_ENCODING)
+}
+
+/// `Content-Type: application/json`, parameters (`; charset=utf-8`) allowed.
+fn is_json(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|mime| mime.trim().eq_ignore_ascii_case("application/json"))
 }
 
 async fn ready(State(state): State<Arc<ApiState>>) -> Response {
@@ -253,7 +351,7 @@ struct CompletionRequest {
     user: Option<String>,
 }
 
-/// Which session a request continues, if any.
+/// Which session a request continues, if any: always one in the API's own key space.
 fn session_of(headers: &HeaderMap, user: Option<&str>) -> Result<Option<SessionKey>, String> {
     if let Some(v) = headers.get("x-session-key") {
         let key = v
@@ -263,12 +361,22 @@ fn session_of(headers: &HeaderMap, user: Option<&str>) -> Result<Option<SessionK
         if key.is_empty() || key.len() > 256 {
             return Err("X-Session-Key must be 1 to 256 characters".into());
         }
-        return Ok(Some(SessionKey::new(key)));
+        return Ok(Some(api_session(key)));
     }
     Ok(user
         .map(str::trim)
         .filter(|u| !u.is_empty())
-        .map(|u| SessionKey::new(format!("api:{}", u.chars().take(200).collect::<String>()))))
+        .map(|u| api_session(&u.chars().take(200).collect::<String>())))
+}
+
+/// `api:<name>`: a name that already starts with `api:` is kept as it is (it is in the API's
+/// space already), anything else, a channel's `telegram:<chat>` included, is put under `api:`.
+fn api_session(name: &str) -> SessionKey {
+    if name.starts_with("api:") {
+        SessionKey::new(name)
+    } else {
+        SessionKey::new(format!("api:{name}"))
+    }
 }
 
 async fn chat_completions(
@@ -538,15 +646,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn keys_compare_in_constant_time_and_correctly() {
-        assert!(constant_time_eq(b"secret", b"secret"));
-        assert!(!constant_time_eq(b"secret", b"secreT"));
-        assert!(!constant_time_eq(b"secret", b"secret2"));
-        assert!(!constant_time_eq(b"", b"secret"));
-        assert!(!constant_time_eq(b"secret", b""));
-    }
-
-    #[test]
     fn sessions_come_from_the_header_then_the_user_field() {
         let mut h = HeaderMap::new();
         assert_eq!(session_of(&h, None).unwrap(), None);
@@ -555,12 +654,68 @@ mod tests {
             session_of(&h, Some("ada")).unwrap(),
             Some(SessionKey::new("api:ada"))
         );
+        assert_eq!(
+            session_of(&h, Some("api:ada")).unwrap(),
+            Some(SessionKey::new("api:ada"))
+        );
+        // A channel's conversation cannot be named: it lands in the API's space.
         h.insert("x-session-key", "telegram:42".parse().unwrap());
         assert_eq!(
             session_of(&h, Some("ada")).unwrap(),
-            Some(SessionKey::new("telegram:42"))
+            Some(SessionKey::new("api:telegram:42"))
+        );
+        assert_eq!(
+            session_of(&HeaderMap::new(), Some("telegram:42")).unwrap(),
+            Some(SessionKey::new("api:telegram:42"))
+        );
+        h.insert("x-session-key", "api:ada".parse().unwrap());
+        assert_eq!(
+            session_of(&h, None).unwrap(),
+            Some(SessionKey::new("api:ada"))
         );
         h.insert("x-session-key", "   ".parse().unwrap());
         assert!(session_of(&h, None).is_err());
+    }
+
+    #[test]
+    fn rules_per_route() {
+        let r = rules_for("/v1/chat/completions", false);
+        assert!(r.host && r.key && r.json);
+        let r = rules_for("/nowhere", false);
+        assert!(r.host && r.key && r.json);
+        for public in ["/health", "/ready"] {
+            let r = rules_for(public, false);
+            assert!(!r.host && !r.key, "{public}");
+        }
+        assert!(rules_for("/metrics", false).key);
+        assert!(!rules_for("/metrics", true).key);
+        let r = rules_for("/webhook/slack", false);
+        assert!(!r.host && !r.key && !r.json);
+    }
+
+    #[test]
+    fn bodies_must_be_json() {
+        let mut h = HeaderMap::new();
+        h.insert(header::CONTENT_LENGTH, "12".parse().unwrap());
+        assert!(has_body(&axum::http::Method::POST, &h));
+        assert!(!has_body(&axum::http::Method::GET, &h));
+        h.insert(header::CONTENT_LENGTH, "0".parse().unwrap());
+        assert!(!has_body(&axum::http::Method::POST, &h));
+        h.insert(header::TRANSFER_ENCODING, "chunked".parse().unwrap());
+        assert!(has_body(&axum::http::Method::PUT, &h));
+        for ok in ["application/json", "Application/JSON; charset=utf-8"] {
+            h.insert(header::CONTENT_TYPE, ok.parse().unwrap());
+            assert!(is_json(&h), "{ok}");
+        }
+        for bad in [
+            "text/plain",
+            "application/x-www-form-urlencoded",
+            "multipart/form-data",
+        ] {
+            h.insert(header::CONTENT_TYPE, bad.parse().unwrap());
+            assert!(!is_json(&h), "{bad}");
+        }
+        h.remove(header::CONTENT_TYPE);
+        assert!(!is_json(&h));
     }
 }

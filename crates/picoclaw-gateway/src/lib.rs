@@ -1,15 +1,18 @@
 //! The picoclaw gateway: the always-on process. It assembles the agent from the config (shared
 //! with the CLI's `agent` command, see [`assemble`]), and serves the HTTP API on
 //! `gateway.host:gateway.port`: `GET /health`, `GET /ready`, and an OpenAI-compatible
-//! `/v1/chat/completions` and `/v1/models` (see [`http`]).
+//! `/v1/chat/completions` and `/v1/models` (see [`http`]), always behind a key ([`key`]) and
+//! the access rules of [`access`].
 //!
 //! `picoclaw gateway` and the `picoclaw-gateway` binary both call [`run`].
 
 #![warn(clippy::unwrap_used, clippy::expect_used)]
 
+pub mod access;
 pub mod assemble;
 pub mod dispatcher;
 pub mod http;
+pub mod key;
 pub mod logging;
 pub mod metrics;
 pub mod scheduler;
@@ -24,33 +27,12 @@ pub use dispatcher::{
 
 use picoclaw_config::{Config, Paths};
 use std::future::Future;
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 /// Longest one API turn may take (tool loops included) before the request fails.
 pub const DEFAULT_TURN_TIMEOUT: Duration = Duration::from_secs(600);
-
-/// Whether `host` only accepts connections from this machine.
-pub fn is_loopback(host: &str) -> bool {
-    let host = host.trim().trim_start_matches('[').trim_end_matches(']');
-    host.eq_ignore_ascii_case("localhost")
-        || host.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
-}
-
-/// Checks the settings that must hold before anything listens.
-pub fn check(config: &Config) -> Result<(), SetupError> {
-    let gw = &config.gateway;
-    if !is_loopback(&gw.host) && gw.api_key.trim().is_empty() {
-        return Err(SetupError::Config(format!(
-            "gateway.host is {}, which other machines can reach, and gateway.api_key is empty: \
-             set gateway.api_key (or PICOCLAW_GATEWAY_API_KEY) to a long random token, or bind \
-             127.0.0.1",
-            gw.host
-        )));
-    }
-    Ok(())
-}
 
 /// Runs the gateway until `shutdown` completes (see [`shutdown_signal`]). `on_listening` gets the
 /// bound address (the port may be 0 in the config: any free one).
@@ -60,7 +42,20 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
     on_listening: impl FnOnce(SocketAddr),
 ) -> Result<(), SetupError> {
-    check(&config)?;
+    // Never keyless: the configured key, else the key file (made now if this is the first start).
+    let key = key::gateway_key(&config, &paths).map_err(|e| SetupError::Config(e.to_string()))?;
+    match &key.source {
+        key::KeySource::Config => {
+            tracing::info!("the API key is gateway.api_key (or PICOCLAW_GATEWAY_API_KEY)")
+        }
+        key::KeySource::File { path, created } => tracing::info!(
+            "{} the API key in {}; clients send it as `Authorization: Bearer <key>`; read it \
+             with `{}`",
+            if *created { "created" } else { "using" },
+            path.display(),
+            key::cat_command(path)
+        ),
+    }
     let grace = Duration::from_secs(u64::from(config.gateway.shutdown_grace_seconds));
     let assembled = assemble(&config, &paths, AssembleOptions::streaming(true)).await?;
     if config.tools.exec.enabled
@@ -131,11 +126,8 @@ pub async fn run(
         channel_tasks.spawn(heartbeat.run(every, stop.clone()));
     }
 
-    let mut api = http::ApiState::new(
-        &assembled,
-        Some(config.gateway.api_key.clone()),
-        DEFAULT_TURN_TIMEOUT,
-    );
+    let access = access::Access::new(key.key, &config.gateway, local);
+    let mut api = http::ApiState::new(&assembled, access, DEFAULT_TURN_TIMEOUT);
     api.dispatcher = Some(dispatcher.clone());
     api.channels = Some(channels.clone());
     let state = Arc::new(api);
@@ -393,26 +385,5 @@ pub fn shutdown_signal() -> impl Future<Output = ()> + Send + 'static {
     #[cfg(not(unix))]
     async {
         let _ = tokio::signal::ctrl_c().await;
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn only_loopback_binds_go_without_a_key() {
-        for host in ["127.0.0.1", "::1", "[::1]", "localhost", "127.0.0.2"] {
-            assert!(is_loopback(host), "{host}");
-        }
-        for host in ["0.0.0.0", "::", "192.168.1.5", "example.com"] {
-            assert!(!is_loopback(host), "{host}");
-        }
-        let mut config = Config::default();
-        config.gateway.host = "0.0.0.0".into();
-        let err = check(&config).unwrap_err().to_string();
-        assert!(err.contains("gateway.api_key"), "{err}");
-        config.gateway.api_key = "k".repeat(32);
-        assert!(check(&config).is_ok());
     }
 }

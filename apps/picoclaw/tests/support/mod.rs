@@ -126,3 +126,33 @@ pub fn tool_messages(body: &Value) -> Vec<String> {
         .map(|m| m["content"].as_str().unwrap_or_default().to_owned())
         .collect()
 }
+
+/// `picoclaw gateway` running in the background for a home; stopped when dropped.
+pub struct BackgroundGateway(std::process::Child);
+
+impl BackgroundGateway {
+    pub fn start(home: &Home) -> Self {
+        let child = std::process::Command::new(assert_cmd::cargo::cargo_bin("picoclaw"))
+            .env("PICOCLAW_HOME", home.path())
+            .env_remove("PICOCLAW_CONFIG")
+            .arg("gateway")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        Self(child)
+    }
+}
+
+impl Drop for BackgroundGateway {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A loopback port nothing listens on (for a gateway `picoclaw status` must find).
+pub fn free_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    l.local_addr().unwrap().port()
+}
