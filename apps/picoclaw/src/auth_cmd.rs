@@ -98,6 +98,7 @@ pub fn run(config: Option<PathBuf>, args: AuthArgs) -> anyhow::Result<ExitCode> 
                         key: Secret::new(key),
                     },
                 )?;
+                tracing::trace!(target: "audit", kind = "login", provider = %name, outcome = "api_key_stored", "login");
                 println!(
                     "stored a key for {name} in {} (used when config.json has none)",
                     store.path().display()
@@ -124,6 +125,7 @@ pub fn run(config: Option<PathBuf>, args: AuthArgs) -> anyhow::Result<ExitCode> 
                         .map(|a| format!(" as {a}"))
                         .unwrap_or_default();
                     store.put(&name, Credential::Oauth(cred))?;
+                    tracing::trace!(target: "audit", kind = "login", provider = %name, outcome = "signed_in", "login");
                     println!(
                         "signed in to {name}{who}; the login is kept in {}",
                         store.path().display()
@@ -131,6 +133,7 @@ pub fn run(config: Option<PathBuf>, args: AuthArgs) -> anyhow::Result<ExitCode> 
                     Ok(ExitCode::SUCCESS)
                 }
                 Err(e) => {
+                    tracing::trace!(target: "audit", kind = "login", provider = %name, outcome = "failed", "login");
                     eprintln!("error: {e}");
                     Ok(ExitCode::from(1))
                 }

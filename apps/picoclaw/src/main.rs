@@ -2,6 +2,7 @@
 //! session store → agent, and prints. Logs go to stderr (or a file), answers alone to stdout.
 
 mod agent_cmd;
+mod audit_cmd;
 mod auth_cmd;
 mod cron_cmd;
 mod gateway_cmd;
@@ -51,6 +52,8 @@ struct Cli {
 enum Command {
     /// Create the config file and the workspace with starter files.
     Onboard(onboard_cmd::OnboardArgs),
+    /// Read the audit trail: tool calls, refused gateway keys, pairings, logins.
+    Audit(audit_cmd::AuditArgs),
     /// Talk to the agent: one message with -m, or an interactive session.
     Agent(agent_cmd::AgentArgs),
     /// Sign in to providers (OAuth, device code) or store keys; status; sign out.
@@ -86,13 +89,26 @@ fn main() -> ExitCode {
     }
     // The gateway sets up its own logs (daily files, JSON).
     let own_logs = matches!(cli.command, Command::Gateway(_));
-    if !own_logs && let Err(err) = logging::init(cli.verbose, cli.log_file.as_deref()) {
-        eprintln!("error: {err:#}");
-        return ExitCode::FAILURE;
-    }
+    // Commands that run tools or sign in leave an audit trail in ~/.picoclaw/logs.
+    let audit_dir = matches!(cli.command, Command::Agent(_) | Command::Auth(_))
+        .then(|| picoclaw_config::Paths::from_env().ok())
+        .flatten()
+        .map(|paths| paths.logs_dir());
+    let _audit_guard = if own_logs {
+        None
+    } else {
+        match logging::init(cli.verbose, cli.log_file.as_deref(), audit_dir.as_deref()) {
+            Ok(guard) => guard,
+            Err(err) => {
+                eprintln!("error: {err:#}");
+                return ExitCode::FAILURE;
+            }
+        }
+    };
     let result = match cli.command {
         Command::Onboard(args) => onboard_cmd::run(cli.config, args),
         Command::Agent(args) => agent_cmd::run(cli.config, args),
+        Command::Audit(args) => audit_cmd::run(cli.config, args),
         Command::Auth(args) => auth_cmd::run(cli.config, args),
         Command::Cron(args) => cron_cmd::run(cli.config, args),
         Command::Gateway(args) => gateway_cmd::run(cli.config, cli.verbose, args),

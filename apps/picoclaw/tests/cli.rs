@@ -4,7 +4,7 @@
 use assert_cmd::Command;
 use picoclaw_testkit::{Reply, ScriptedEndpoint};
 use serde_json::{Value, json};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 mod support;
 use support::*;

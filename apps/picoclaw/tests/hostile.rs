@@ -220,3 +220,68 @@ async fn a_link_swapped_in_a_loop_never_lets_a_read_through() {
     );
     outside.assert_untouched();
 }
+
+/// Every tool call and every refusal lands in the audit trail, secrets masked, and
+/// `picoclaw audit` reads it back by conversation and time.
+#[tokio::test(flavor = "multi_thread")]
+async fn tool_calls_and_refusals_are_in_the_audit_trail() {
+    let endpoint = ScriptedEndpoint::start_with([
+        Reply::tool_calls(vec![
+            ("read_file", json!({"path": "../config.json"})),
+            ("write_file", json!({"path": "notes.txt", "content": "hi"})),
+            (
+                "exec",
+                json!({"command": "echo hi", "api_key": "sk-live-AUDITSECRET"}),
+            ),
+        ]),
+        Reply::text("done"),
+    ])
+    .await;
+    let home = Home::with_config(&endpoint, json!({}));
+    let out = run(home.cmd(), &["agent", "-m", "go"]).await;
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let audit = run(home.cmd(), &["audit", "--session", "cli:default"]).await;
+    assert_eq!(audit.code, 0, "{}", audit.stderr);
+    let text = audit.stdout;
+    let line = |tool: &str| {
+        text.lines()
+            .find(|l| l.contains(tool))
+            .unwrap_or_else(|| panic!("no {tool} line in:\n{text}"))
+            .to_owned()
+    };
+    assert!(line("read_file").contains("error"), "{text}");
+    assert!(
+        line("read_file").contains("outside the workspace"),
+        "{text}"
+    );
+    assert!(line("write_file").contains("ok"), "{text}");
+    assert!(line("exec").contains("***"), "{text}");
+    assert!(
+        !text.contains("AUDITSECRET"),
+        "a secret reached the audit trail:\n{text}"
+    );
+    let files: Vec<_> = std::fs::read_dir(home.path().join("logs"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("audit."))
+        .collect();
+    assert_eq!(files.len(), 1, "{files:?}");
+    let raw = std::fs::read_to_string(home.path().join("logs").join(&files[0])).unwrap();
+    assert!(!raw.contains("AUDITSECRET"));
+    assert_eq!(raw.lines().count(), 3, "{raw}");
+    // Filters.
+    let other = run(home.cmd(), &["audit", "--session", "telegram:1"]).await;
+    assert!(
+        other.stdout.contains("No audit events match"),
+        "{}",
+        other.stdout
+    );
+    let recent = run(home.cmd(), &["audit", "--since", "1h", "--json"]).await;
+    assert_eq!(recent.stdout.lines().count(), 3, "{}", recent.stdout);
+    let future = run(home.cmd(), &["audit", "--since", "2999-01-01"]).await;
+    assert!(future.stdout.contains("No audit events match"));
+    let bad = run(home.cmd(), &["audit", "--since", "yesterday-ish"]).await;
+    assert_ne!(bad.code, 0);
+    assert!(bad.stderr.contains("--since"), "{}", bad.stderr);
+}

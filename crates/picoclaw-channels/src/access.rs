@@ -135,12 +135,14 @@ impl Access {
                     }
                 }
                 tracing::warn!(channel = %self.channel, user = user_id, "paired with the one-time code");
+                tracing::trace!(target: "audit", kind = "pairing", channel = %self.channel, user = user_id, outcome = "paired", "pairing");
                 Some(Pairing::Paired)
             }
             Some(_) => {
                 let mut wrong = lock(&self.wrong);
                 *wrong += 1;
                 tracing::warn!(channel = %self.channel, user = user_id, attempt = *wrong, "a wrong pairing code");
+                tracing::trace!(target: "audit", kind = "pairing", channel = %self.channel, user = user_id, outcome = "wrong_code", attempt = *wrong, "pairing");
                 if *wrong >= MAX_WRONG_CODES {
                     *code = None;
                     tracing::warn!(

@@ -110,11 +110,23 @@ async fn run_one(
     };
     match tokio::time::timeout(timeout, tools.call(ctx, &call.name, args)).await {
         Ok(output) => output,
-        Err(_) => ToolOutput::error(format!(
-            "Error: '{}' did not finish within {} seconds and was stopped.",
-            call.name,
-            timeout.as_secs()
-        )),
+        Err(_) => {
+            // The registry's own record of the call never happens: the call was dropped.
+            tracing::trace!(
+                target: "audit",
+                kind = "tool_call",
+                session = ctx.session_key.as_str(),
+                tool = call.name.as_str(),
+                outcome = "timeout",
+                ms = timeout.as_millis() as u64,
+                "tool call"
+            );
+            ToolOutput::error(format!(
+                "Error: '{}' did not finish within {} seconds and was stopped.",
+                call.name,
+                timeout.as_secs()
+            ))
+        }
     }
 }
 

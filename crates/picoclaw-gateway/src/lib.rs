@@ -313,11 +313,13 @@ pub fn run_foreground(
         1 => "debug".to_owned(),
         _ => "trace".to_owned(),
     };
+    // The audit trail is written whether or not the ordinary logs go to files.
     let log = logging::LogOptions::new(
         level,
         options.json_logs,
         options.log_files.then(|| paths.logs_dir()),
-    );
+    )
+    .with_audit(paths.logs_dir());
     let _log_guard = match logging::init(&log) {
         Ok(guard) => guard,
         Err(e) => {

@@ -18,6 +18,8 @@ pub struct LogOptions {
     pub json: bool,
     /// The folder for daily log files; `None` logs to stderr only.
     pub dir: Option<PathBuf>,
+    /// The folder of the audit trail (`audit.<date>.jsonl`); `None`: no audit file.
+    pub audit_dir: Option<PathBuf>,
 }
 
 impl LogOptions {
@@ -26,8 +28,52 @@ impl LogOptions {
             level: level.into(),
             json,
             dir,
+            audit_dir: None,
         }
     }
+
+    /// Writes the audit trail (events with the target `audit`) to `dir`.
+    pub fn with_audit(mut self, dir: PathBuf) -> Self {
+        self.audit_dir = Some(dir);
+        self
+    }
+}
+
+/// The layer that writes audit events (target `audit`: tool calls, refused gateway keys,
+/// pairings, logins) as JSON lines to `dir/audit.<YYYY-MM-DD>.jsonl`, rotated daily, 90 days
+/// kept. Nothing is dropped: when the writer falls behind, the event waits. Keep the guard.
+pub fn audit_layer<S>(
+    dir: &std::path::Path,
+) -> anyhow::Result<(
+    impl tracing_subscriber::Layer<S> + Send + Sync + 'static,
+    tracing_appender::non_blocking::WorkerGuard,
+)>
+where
+    S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+{
+    std::fs::create_dir_all(dir)
+        .map_err(|e| anyhow::anyhow!("cannot create the log folder {}: {e}", dir.display()))?;
+    let appender = tracing_appender::rolling::Builder::new()
+        .rotation(tracing_appender::rolling::Rotation::DAILY)
+        .filename_prefix("audit")
+        .filename_suffix("jsonl")
+        .max_log_files(90)
+        .build(dir)
+        .map_err(|e| anyhow::anyhow!("cannot open the audit log in {}: {e}", dir.display()))?;
+    let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
+        .buffered_lines_limit(LOG_QUEUE_LINES)
+        .lossy(false)
+        .finish(appender);
+    let layer = tracing_subscriber::fmt::layer()
+        .json()
+        .with_current_span(false)
+        .with_span_list(false)
+        .with_writer(writer)
+        .with_filter(
+            tracing_subscriber::filter::Targets::new()
+                .with_target(picoclaw_tools::audit::TARGET, tracing::Level::TRACE),
+        );
+    Ok((layer, guard))
 }
 
 /// The `logging.level` of the original PicoClaw's config section, when set.
@@ -44,9 +90,7 @@ pub fn level_from_config(config: &picoclaw_config::Config) -> Option<String> {
 const LOG_QUEUE_LINES: usize = 4096;
 
 /// Installs the subscriber. Keep the returned guard alive: it flushes the file writer on drop.
-pub fn init(
-    opts: &LogOptions,
-) -> anyhow::Result<Option<tracing_appender::non_blocking::WorkerGuard>> {
+pub fn init(opts: &LogOptions) -> anyhow::Result<Vec<tracing_appender::non_blocking::WorkerGuard>> {
     let filter = || {
         EnvFilter::try_from_default_env()
             .or_else(|_| EnvFilter::try_new(&opts.level))
@@ -69,7 +113,16 @@ pub fn init(
         }
         None => (None, None),
     };
-    let registry = tracing_subscriber::registry();
+    let mut guards: Vec<_> = guard.into_iter().collect();
+    let audit = match &opts.audit_dir {
+        Some(dir) => {
+            let (layer, guard) = audit_layer(dir)?;
+            guards.push(guard);
+            Some(layer)
+        }
+        None => None,
+    };
+    let registry = tracing_subscriber::registry().with(audit);
     let result = if opts.json {
         let stderr = tracing_subscriber::fmt::layer()
             .json()
@@ -97,5 +150,5 @@ pub fn init(
         registry.with(stderr).with(file).try_init()
     };
     result.map_err(|e| anyhow::anyhow!("cannot install the logger: {e}"))?;
-    Ok(guard)
+    Ok(guards)
 }

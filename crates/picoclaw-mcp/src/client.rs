@@ -67,6 +67,37 @@ fn confine_server(
     picoclaw_tools::confine_with(cmd, &policy)
 }
 
+/// A bare program name found on PATH, preferring a copy outside the folders commands may not
+/// read (a pyenv shim or `~/.local/bin` comes first on many PATHs, but under Landlock it
+/// cannot even start); the name as given when there is none or it is a path already.
+fn outside_closed_folders(command: &str) -> PathBuf {
+    if Path::new(command).components().count() > 1 {
+        return PathBuf::from(command);
+    }
+    let Some(paths) = std::env::var_os("PATH") else {
+        return PathBuf::from(command);
+    };
+    let closed: Vec<PathBuf> = picoclaw_tools::default_closed()
+        .into_iter()
+        .map(|p| p.canonicalize().unwrap_or(p))
+        .collect();
+    let candidates: Vec<PathBuf> = std::env::split_paths(&paths)
+        .map(|dir| dir.join(command))
+        .filter(|c| c.is_file())
+        .collect();
+    candidates
+        .iter()
+        .find(|c| {
+            let real = c.canonicalize().unwrap_or_else(|_| c.to_path_buf());
+            !closed
+                .iter()
+                .any(|home| real.starts_with(home) || c.starts_with(home))
+        })
+        .or(candidates.first())
+        .cloned()
+        .unwrap_or_else(|| PathBuf::from(command))
+}
+
 /// The folders a program is installed in: for `<root>/bin/<name>` the root, else its folder;
 /// both for the path as found on PATH and for where its links lead (a venv's python is a link
 /// into the interpreter's own installation).
@@ -137,7 +168,7 @@ fn server_command(
             workdir.display()
         ));
     }
-    let mut cmd = tokio::process::Command::new(command);
+    let mut cmd = tokio::process::Command::new(outside_closed_folders(command));
     cmd.args(args).current_dir(workdir).env_clear();
     for name in BASE_ENV {
         // None of these is a credential; the check keeps it so if the list grows.

@@ -7,6 +7,7 @@
 #![warn(clippy::unwrap_used, clippy::expect_used)]
 
 mod args;
+pub mod audit;
 mod cron;
 mod exec;
 mod fs;
@@ -55,6 +56,12 @@ use std::sync::Arc;
 #[cfg(not(target_os = "linux"))]
 pub fn landlock_abi() -> Result<i32, String> {
     Err("Landlock is a Linux feature".to_owned())
+}
+
+/// Landlock is Linux-only: elsewhere no folder is closed by it.
+#[cfg(not(target_os = "linux"))]
+pub fn default_closed() -> Vec<std::path::PathBuf> {
+    Vec::new()
 }
 
 /// Landlock is Linux-only: elsewhere a policy is only a description.

@@ -189,13 +189,24 @@ impl ToolRegistry {
     }
 
     /// Calls a tool by name. An unknown name is an error result listing the available tools.
+    /// Every call is recorded in the audit trail (target `audit`), refused ones included.
     pub async fn call(&self, ctx: &ToolContext, name: &str, args: serde_json::Value) -> ToolOutput {
-        match self.tools.get(name) {
+        let started = std::time::Instant::now();
+        let shown = crate::audit::masked_args(&args);
+        let output = match self.tools.get(name) {
             Some(tool) => tool.call(ctx, args).await,
             None => ToolOutput::error(format!(
                 "Error: there is no tool named '{name}'. Available tools: {}",
                 self.tools.keys().cloned().collect::<Vec<_>>().join(", ")
             )),
-        }
+        };
+        crate::audit::tool_call(
+            ctx.session_key.as_str(),
+            name,
+            &shown,
+            &output,
+            started.elapsed(),
+        );
+        output
     }
 }
