@@ -33,6 +33,8 @@ enum LogFormat {
 }
 
 fn main() -> ExitCode {
+    // Before anything else: the provider keys leave the environment block commands could read.
+    picoclaw_gateway::environ::hide_credentials();
     let args = Args::parse();
     let paths = match picoclaw_config::Paths::from_env() {
         Ok(p) => match args.config {

@@ -285,3 +285,69 @@ async fn tool_calls_and_refusals_are_in_the_audit_trail() {
     assert_ne!(bad.code, 0);
     assert!(bad.stderr.contains("--since"), "{}", bad.stderr);
 }
+
+/// Attack 3, without Landlock: `/proc/<pid>/environ` shows the environment picoclaw was started
+/// with. picoclaw re-executes itself at start with the credentials moved out of that block: read
+/// here (by the test, which may read it) while a turn runs, it holds none, and an unconfined
+/// command finds none either, in that block or in its own environment.
+#[tokio::test(flavor = "multi_thread")]
+async fn commands_cannot_read_the_credentials_picoclaw_was_started_with() {
+    let endpoint = ScriptedEndpoint::start_with([
+        Reply::tool_call(
+            "exec",
+            json!({"command": "tr '\\0' '\\n' < /proc/$PPID/environ; echo ---; env"}),
+        )
+        .delayed(std::time::Duration::from_millis(1500)),
+        Reply::text("done"),
+    ])
+    .await;
+    let home = Home::with_config(&endpoint, json!({}));
+    let mut config = home.config();
+    config["tools"] = json!({"exec": {"landlock": false}});
+    home.write_config(&config);
+    let child = std::process::Command::new(assert_cmd::cargo::cargo_bin("picoclaw"))
+        .env("PICOCLAW_HOME", home.path())
+        .env_remove("PICOCLAW_CONFIG")
+        .env("MY_SERVICE_TOKEN", "tok-HIDDEN-123")
+        .env("DATABASE_URL", "postgres://app:pw-HIDDEN-456@db/x")
+        .env("PLAIN_SETTING", "visible-789")
+        .args(["agent", "-m", "show me"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // While the model "thinks", the process has re-executed and is in its turn.
+    let started = std::time::Instant::now();
+    while endpoint.requests().is_empty() {
+        assert!(
+            started.elapsed().as_secs() < 30,
+            "no request reached the model"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let block = std::fs::read(format!("/proc/{}/environ", child.id())).unwrap();
+    let block = String::from_utf8_lossy(&block);
+    assert!(block.contains("PLAIN_SETTING=visible-789"), "{block}");
+    let status = tokio::task::spawn_blocking(move || child.wait_with_output())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        status.status.success(),
+        "{}",
+        String::from_utf8_lossy(&status.stderr)
+    );
+    let result = tool_messages(&endpoint.requests()[1].body).join("\n");
+    for secret in ["tok-HIDDEN-123", "pw-HIDDEN-456"] {
+        assert!(
+            !block.contains(secret),
+            "{secret} in picoclaw's environment block"
+        );
+        assert!(
+            !result.contains(secret),
+            "{secret} reached the command: {result}"
+        );
+    }
+    // The key still works inside picoclaw: the config came from the restored environment.
+    assert!(result.contains("---"), "the command ran: {result}");
+}

@@ -11,6 +11,7 @@
 pub mod access;
 pub mod assemble;
 pub mod dispatcher;
+pub mod environ;
 pub mod http;
 pub mod key;
 pub mod logging;

@@ -312,8 +312,78 @@ impl std::fmt::Debug for GroupGuard {
 impl Drop for GroupGuard {
     fn drop(&mut self) {
         if let Some(pgid) = self.0.take() {
+            // Descendants that left the group (`setsid`, a daemonising program) are found by
+            // their parent links while the leader still lives: stopped first so none forks
+            // past the walk, then killed with the group.
+            let strays = descendants(pgid);
+            for pid in &strays {
+                signal(*pid, libc::SIGSTOP);
+            }
+            let strays = {
+                let mut all = strays;
+                for pid in descendants(pgid) {
+                    if !all.contains(&pid) {
+                        all.push(pid);
+                    }
+                }
+                all
+            };
+            for pid in strays {
+                signal(pid, libc::SIGKILL);
+            }
             kill_group(pgid);
         }
+    }
+}
+
+/// Every process below `root` in the parent tree (read from /proc; empty without it).
+fn descendants(root: i32) -> Vec<i32> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    let mut parent_of: Vec<(i32, i32)> = Vec::new();
+    for entry in entries.flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<i32>().ok())
+        else {
+            continue;
+        };
+        // /proc/<pid>/stat: "pid (comm) state ppid ...", comm may hold spaces and parens.
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
+            continue;
+        };
+        let Some(ppid) = stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().nth(1))
+            .and_then(|p| p.parse::<i32>().ok())
+        else {
+            continue;
+        };
+        parent_of.push((pid, ppid));
+    }
+    let mut found = Vec::new();
+    let mut frontier = vec![root];
+    while let Some(parent) = frontier.pop() {
+        for (pid, ppid) in &parent_of {
+            if *ppid == parent && !found.contains(pid) && *pid != root {
+                found.push(*pid);
+                frontier.push(*pid);
+            }
+        }
+    }
+    found
+}
+
+#[allow(unsafe_code)]
+fn signal(pid: i32, sig: i32) {
+    if pid <= 1 {
+        return;
+    }
+    // SAFETY: kill(2) takes plain integers and touches no memory of ours.
+    unsafe {
+        libc::kill(pid, sig);
     }
 }
 

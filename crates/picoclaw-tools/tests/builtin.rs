@@ -440,6 +440,32 @@ async fn exec_timeout_kills_the_whole_process_group() {
     panic!("background child {pid} survived the timeout");
 }
 
+/// A grandchild that left the process group with `setsid` dies with a cancelled call too.
+#[tokio::test]
+async fn a_cancelled_exec_kills_a_grandchild_that_left_the_group() {
+    let ws = Ws::new();
+    let tools = &ws.tools;
+    let ctx = ToolContext::new(SessionKey::new("t"));
+    let fut = tools.call(
+        &ctx,
+        "exec",
+        json!({"command": "setsid sh -c 'echo $$ > gc.pid; exec sleep 30' & sleep 30"}),
+    );
+    let _ = tokio::time::timeout(Duration::from_millis(700), fut).await;
+    let pid: i32 = std::fs::read_to_string(ws.path("gc.pid"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    for _ in 0..50 {
+        if !alive(pid) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("the setsid grandchild {pid} survived cancellation");
+}
+
 #[tokio::test]
 async fn a_cancelled_exec_kills_its_processes() {
     let dir = tempfile::tempdir().unwrap();
