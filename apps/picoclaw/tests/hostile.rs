@@ -194,7 +194,7 @@ async fn a_link_swapped_in_a_loop_never_lets_a_read_through() {
             let mut n = 0u64;
             while !stop.load(std::sync::atomic::Ordering::Relaxed) {
                 let tmp = ws.join(format!(".swap{n}"));
-                if n % 2 == 0 {
+                if n.is_multiple_of(2) {
                     symlink(&secret, &tmp).unwrap();
                 } else {
                     symlink("inside.txt", &tmp).unwrap();

@@ -143,32 +143,6 @@ pub fn safe_file_name(name: &str) -> String {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn file_names_cannot_climb_or_hide() {
-        assert_eq!(safe_file_name("../../etc/passwd"), "passwd");
-        assert_eq!(safe_file_name("..\\..\\boot.ini"), "boot.ini");
-        assert_eq!(safe_file_name(".bashrc"), "bashrc");
-        assert_eq!(safe_file_name("my report (1).pdf"), "my_report__1_.pdf");
-        assert_eq!(safe_file_name(""), "file");
-        assert_eq!(safe_file_name(".."), "file");
-    }
-
-    #[test]
-    fn settings_read_the_common_keys() {
-        let v = serde_json::json!({"allow_from": ["U1", 42, " ", null], "x": "  y ",
-                                   "rate_limit_per_minute": 0});
-        assert_eq!(allow_from(&v), ["U1", "42"]);
-        assert_eq!(text(&v, "x").as_deref(), Some("y"));
-        assert_eq!(text(&v, "missing"), None);
-        assert_eq!(rate_limit(&v), 0);
-        assert_eq!(rate_limit(&serde_json::json!({})), 20);
-    }
-}
-
 /// Saves a download as a new file `<media_dir>/<folder>/<name>`, opened beneath the handle of
 /// `media_base` (else of `media_dir`): created exclusively, so an existing file or a link
 /// planted at that name is never written through (a taken name gets a `-N` suffix). Runs on the
@@ -236,4 +210,30 @@ pub async fn save_download(
     picoclaw_fs::off_thread(std::time::Duration::from_secs(60), work)
         .await
         .map_err(|e| format!("cannot save the file: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn file_names_cannot_climb_or_hide() {
+        assert_eq!(safe_file_name("../../etc/passwd"), "passwd");
+        assert_eq!(safe_file_name("..\\..\\boot.ini"), "boot.ini");
+        assert_eq!(safe_file_name(".bashrc"), "bashrc");
+        assert_eq!(safe_file_name("my report (1).pdf"), "my_report__1_.pdf");
+        assert_eq!(safe_file_name(""), "file");
+        assert_eq!(safe_file_name(".."), "file");
+    }
+
+    #[test]
+    fn settings_read_the_common_keys() {
+        let v = serde_json::json!({"allow_from": ["U1", 42, " ", null], "x": "  y ",
+                                   "rate_limit_per_minute": 0});
+        assert_eq!(allow_from(&v), ["U1", "42"]);
+        assert_eq!(text(&v, "x").as_deref(), Some("y"));
+        assert_eq!(text(&v, "missing"), None);
+        assert_eq!(rate_limit(&v), 0);
+        assert_eq!(rate_limit(&serde_json::json!({})), 20);
+    }
 }

@@ -239,7 +239,11 @@ fn a_link_swapped_in_a_loop_never_lets_a_read_out() {
             let mut n = 0u64;
             while !stop.load(std::sync::atomic::Ordering::Relaxed) {
                 let tmp = link.with_extension(format!("t{n}"));
-                let target = if n % 2 == 0 { &secret } else { &inside };
+                let target = if n.is_multiple_of(2) {
+                    &secret
+                } else {
+                    &inside
+                };
                 symlink(target, &tmp).unwrap();
                 std::fs::rename(&tmp, &link).unwrap();
                 n += 1;
