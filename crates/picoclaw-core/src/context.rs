@@ -48,8 +48,8 @@ struct CachedFile {
 pub struct ContextBuilder {
     workspace: Option<PathBuf>,
     /// The workspace's handle, opened at first use (the folder may be created after the
-    /// builder); `None` inside when it cannot be opened.
-    dir: OnceLock<Option<picoclaw_fs::WorkspaceDir>>,
+    /// builder) and kept once it could be opened.
+    dir: OnceLock<picoclaw_fs::WorkspaceDir>,
     extra_instructions: Option<String>,
     skills: Option<std::sync::Arc<picoclaw_skills::LiveCatalog>>,
     cache: Mutex<HashMap<PathBuf, CachedFile>>,
@@ -196,10 +196,14 @@ impl ContextBuilder {
     }
 
     fn read_cached(&self, workspace: &Path, name: &str) -> Option<String> {
-        let dir = self
-            .dir
-            .get_or_init(|| picoclaw_fs::WorkspaceDir::open(workspace).ok())
-            .as_ref()?;
+        let dir = match self.dir.get() {
+            Some(dir) => dir,
+            None => {
+                // Not yet openable (the folder is made later): try again next turn.
+                let opened = picoclaw_fs::WorkspaceDir::open(workspace).ok()?;
+                self.dir.get_or_init(|| opened)
+            }
+        };
         let opened = match dir.open_file(name) {
             Ok(opened) => Some(opened),
             Err(e) if e.is_not_found() => None,

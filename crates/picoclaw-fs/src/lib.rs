@@ -106,6 +106,11 @@ pub struct WorkspaceDir {
     /// Other absolute spellings of the folder (the configured path before symlinks resolved).
     aliases: Vec<PathBuf>,
     dir: Dir,
+    /// Folders never opened, judged by the path the kernel reports for what was opened (so a
+    /// link swapped in between cannot help): picoclaw's home when it lies beneath this folder.
+    closed: Vec<PathBuf>,
+    /// Folders inside a closed one that stay open (the workspace inside picoclaw's home).
+    reopened: Vec<PathBuf>,
 }
 
 impl std::fmt::Debug for WorkspaceDir {
@@ -139,11 +144,15 @@ impl WorkspaceDir {
     }
 
     /// Opens an existing folder. The folder itself may be reached through symlinks (the operator
-    /// chose it); only what is beneath it is confined.
+    /// chose it); only what is beneath it is confined. Its [`root`](Self::root) is the path the
+    /// kernel reports for the opened folder, not a resolution done before opening.
     pub fn open(root: impl AsRef<Path>) -> io::Result<Self> {
         let given = root.as_ref();
-        let real = given.canonicalize()?;
-        let dir = Dir::open_ambient_dir(&real, cap_std::ambient_authority())?;
+        let dir = Dir::open_ambient_dir(given, cap_std::ambient_authority())?;
+        let real = match fd_path(&dir) {
+            Some(real) => real,
+            None => given.canonicalize()?,
+        };
         let mut aliases = Vec::new();
         if given.is_absolute() {
             let lexical = normalize(given);
@@ -155,7 +164,43 @@ impl WorkspaceDir {
             root: real,
             aliases,
             dir,
+            closed: Vec::new(),
+            reopened: Vec::new(),
         })
+    }
+
+    /// Never opens anything whose real path lies beneath one of `folders` (checked on the
+    /// opened descriptor, so it holds against links swapped in at any moment).
+    /// `except` stays usable inside them (the workspace inside picoclaw's home).
+    pub fn with_closed(
+        mut self,
+        folders: impl IntoIterator<Item = PathBuf>,
+        except: impl IntoIterator<Item = PathBuf>,
+    ) -> Self {
+        self.closed.extend(folders);
+        self.reopened.extend(except);
+        self
+    }
+
+    /// Refuses `opened` when its real path is in a closed folder.
+    fn check_closed(&self, shown: &str, opened: &impl std::os::fd::AsRawFd) -> Result<(), FsError> {
+        if self.closed.is_empty() {
+            return Ok(());
+        }
+        let real = std::fs::read_link(format!("/proc/self/fd/{}", opened.as_raw_fd()));
+        match real {
+            Ok(real)
+                if !self.closed.iter().any(|c| real.starts_with(c))
+                    || self.reopened.iter().any(|o| real.starts_with(o)) =>
+            {
+                Ok(())
+            }
+            // Closed, or unknowable (no /proc): refused.
+            _ => Err(FsError::Escapes {
+                path: shown.to_owned(),
+                root: self.root.clone(),
+            }),
+        }
     }
 
     /// The folder's real path.
@@ -266,6 +311,7 @@ impl WorkspaceDir {
             .open_with(&rel, &options)
             .map_err(|e| self.error(Path::new(path), e, follow))?
             .into_std();
+        self.check_closed(path, &file)?;
         let meta = file
             .metadata()
             .map_err(|e| self.error(Path::new(path), e, follow))?;
@@ -355,6 +401,7 @@ impl WorkspaceDir {
             .open_with(&rel, &options)
             .map_err(|e| self.error(Path::new(path), e, Follow::Yes))?
             .into_std();
+        self.check_closed(path, &file)?;
         file.metadata()
             .map_err(|e| self.error(Path::new(path), e, Follow::Yes))
     }
@@ -390,7 +437,10 @@ impl WorkspaceDir {
             Ok(())
         };
         match self.dir.open_dir(parent) {
-            Ok(dir) => Ok((dir, name)),
+            Ok(dir) => {
+                self.check_closed(path, &dir)?;
+                Ok((dir, name))
+            }
             // Opening says best what is in the way (a link leading out, a file); creating's error
             // tells more only when there was nothing to open.
             Err(open_err) => {
@@ -531,6 +581,7 @@ impl WorkspaceDir {
             .dir
             .open_dir(&rel)
             .map_err(|e| self.error(shown, e, Follow::Yes))?;
+        self.check_closed(path, &dir)?;
         let entries = dir
             .entries()
             .map_err(|e| self.error(shown, e, Follow::Yes))?;
@@ -572,13 +623,20 @@ impl WorkspaceDir {
             .dir
             .open_dir(&rel)
             .map_err(|e| self.error(shown, e, Follow::Yes))?;
+        self.check_closed(path, &dir)?;
         let root = fd_path(&dir).unwrap_or_else(|| normalize(&self.root.join(&rel)));
         let aliases = self
             .aliases
             .iter()
             .map(|a| normalize(&a.join(&rel)))
             .collect();
-        Ok(WorkspaceDir { root, aliases, dir })
+        Ok(WorkspaceDir {
+            root,
+            aliases,
+            dir,
+            closed: self.closed.clone(),
+            reopened: self.reopened.clone(),
+        })
     }
 }
 

@@ -160,7 +160,12 @@ pub fn exec_config(config: &Config, paths: &Paths) -> ExecConfig {
         .map(|p| picoclaw_config::home_path(p, paths))
         .collect();
     // picoclaw's home holds the config, the auth store, the state database and the gateway key.
-    exec_cfg.closed_paths = vec![paths.home().to_path_buf()];
+    // The config file and the auth store may live elsewhere (`--config /etc/picoclaw/...`).
+    exec_cfg.closed_paths = vec![
+        paths.home().to_path_buf(),
+        paths.config_file().to_path_buf(),
+        paths.auth_file(),
+    ];
     exec_cfg.network = exec.network;
     exec_cfg.require_sandbox = exec.require_sandbox;
     exec_cfg
@@ -224,7 +229,9 @@ pub async fn assemble(
         .with_context(|| format!("cannot use the workspace {}", workspace.display()))?
         .with_read_root(paths.global_skills_dir())
         .with_read_root(&builtin_dir)
-        .with_protected(paths.home());
+        .with_protected(paths.home())
+        .with_protected(paths.config_file())
+        .with_protected(paths.auth_file());
     let exec_cfg = exec_config(config, paths);
     let sandbox = Arc::new(sandbox);
     let mut tools: ToolRegistry = picoclaw_tools::builtin_tools(sandbox.clone(), exec_cfg);

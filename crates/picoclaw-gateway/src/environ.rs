@@ -38,7 +38,11 @@ pub fn hide_credentials() {
     let Err(e) = reexec(&secret, plain) else {
         return;
     };
-    tracing::debug!(error = %e, "credentials stay in the environment block (re-exec failed)");
+    // Logging is not set up yet: say it on stderr, once.
+    eprintln!(
+        "warning: picoclaw could not re-execute itself to keep credentials out of its \
+         environment block ({e}); without Landlock, commands could read them"
+    );
 }
 
 fn reexec(
@@ -46,7 +50,14 @@ fn reexec(
     plain: Vec<(OsString, OsString)>,
 ) -> std::io::Result<()> {
     use std::os::unix::process::CommandExt;
-    let exe = std::fs::read_link("/proc/self/exe")?;
+    // /proc/self/exe itself, not the path it names: that may be gone after an upgrade in place.
+    let exe = std::path::PathBuf::from("/proc/self/exe");
+    if !exe.exists() {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::NotFound,
+            "/proc is not mounted",
+        ));
+    }
     let file = memfd()?;
     let mut writer = std::fs::File::from(file.try_clone()?);
     for (name, value) in secret {

@@ -222,15 +222,17 @@ pub async fn guard(State(state): State<Arc<ApiState>>, request: Request, next: N
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.strip_prefix("Bearer "));
         if !given.is_some_and(|g| access.key_matches(g)) {
-            // A wrong key is worth the audit trail (someone holds an old one, or guesses);
-            // a missing one is the common mistake of a client without it.
-            tracing::trace!(
-                target: "audit",
-                kind = "api_key_refused",
-                path,
-                outcome = if given.is_some() { "wrong_key" } else { "no_key" },
-                "gateway key refused"
-            );
+            // A wrong key is worth the audit trail (someone holds an old one, or guesses); a
+            // missing one is not (any web page can send those, and in a loop).
+            if given.is_some() {
+                tracing::trace!(
+                    target: "audit",
+                    kind = "api_key_refused",
+                    path,
+                    outcome = "wrong_key",
+                    "gateway key refused"
+                );
+            }
             return api_error(
                 StatusCode::UNAUTHORIZED,
                 "invalid_request_error",

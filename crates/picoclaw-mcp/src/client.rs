@@ -59,9 +59,22 @@ fn confine_server(
         })
         .filter(|p| p.parent().is_some())
         .collect();
+    // Never a folder that is, or holds, a closed one (`~/bin/server` must not open `~`).
+    let closed: Vec<PathBuf> = picoclaw_tools::default_closed()
+        .into_iter()
+        .map(|p| p.canonicalize().unwrap_or(p))
+        .collect();
+    let safe = |grant: &PathBuf| {
+        let real = grant.canonicalize().unwrap_or_else(|_| grant.clone());
+        !closed.iter().any(|c| c.starts_with(&real))
+    };
+    let readable: Vec<PathBuf> = install_roots(program)
+        .into_iter()
+        .chain(named)
+        .filter(|g| safe(g))
+        .collect();
     let policy = picoclaw_tools::Policy::new()
-        .readable(install_roots(program))
-        .readable(named)
+        .readable(readable)
         .writable(writable)
         .network(network);
     picoclaw_tools::confine_with(cmd, &policy)

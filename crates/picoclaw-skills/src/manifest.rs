@@ -403,7 +403,6 @@ impl Tool for SkillTool {
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
-            .process_group(0)
             .kill_on_drop(true);
         let allowed = self.permissions_now().await;
         for name in BASE_ENV

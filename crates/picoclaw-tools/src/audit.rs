@@ -47,13 +47,70 @@ fn mask(value: &Value) -> Value {
         ),
         Value::Array(items) => Value::Array(items.iter().map(mask).collect()),
         Value::String(s) if crate::is_secret_value(s) => Value::String("***".into()),
-        Value::String(s) if s.chars().count() > MAX_ARG_CHARS => {
-            let mut cut: String = s.chars().take(MAX_ARG_CHARS).collect();
-            cut.push('…');
-            Value::String(cut)
+        Value::String(s) => {
+            let s = mask_text(s);
+            if s.chars().count() > MAX_ARG_CHARS {
+                let mut cut: String = s.chars().take(MAX_ARG_CHARS).collect();
+                cut.push('…');
+                Value::String(cut)
+            } else {
+                Value::String(s)
+            }
         }
         other => other.clone(),
     }
+}
+
+/// Credentials written inside a text (a command line, a URL): the word after `Bearer`, `Basic`
+/// or a `--password`-like option, the value of `key=`/`token=`/`password=`-like pairs (also in
+/// URL queries), and `sk-...` keys.
+pub fn mask_text(text: &str) -> String {
+    let mut out: Vec<String> = Vec::new();
+    let mut hide_next = false;
+    for word in text.split(' ') {
+        if hide_next && !word.is_empty() {
+            out.push("***".to_owned());
+            hide_next = false;
+            continue;
+        }
+        let bare = word.trim_matches(|c: char| c == '\'' || c == '"');
+        let lower = bare.to_ascii_lowercase();
+        if lower.ends_with("bearer")
+            || lower.ends_with("basic")
+            || (lower.starts_with('-') && !lower.contains('=') && secret_key(&lower))
+        {
+            hide_next = true;
+            out.push(word.to_owned());
+            continue;
+        }
+        if bare.starts_with("sk-") && bare.len() > 12 {
+            out.push("***".to_owned());
+            continue;
+        }
+        out.push(mask_pairs(word));
+    }
+    out.join(" ")
+}
+
+/// `name=value` pairs of one word (`--password=x`, `A_KEY=x`, `?api_key=x&q=1`) with the values
+/// of secret names replaced.
+fn mask_pairs(word: &str) -> String {
+    let mut out = String::with_capacity(word.len());
+    for segment in word.split_inclusive(['?', '&']) {
+        let (body, sep) = match segment.strip_suffix(['?', '&']) {
+            Some(body) => (body, &segment[body.len()..]),
+            None => (segment, ""),
+        };
+        match body.split_once('=') {
+            Some((name, _)) if secret_key(name) => {
+                out.push_str(name);
+                out.push_str("=***");
+                out.push_str(sep);
+            }
+            _ => out.push_str(segment),
+        }
+    }
+    out
 }
 
 /// The arguments of a call as the audit log shows them: secret-named values and URLs with
@@ -77,11 +134,7 @@ pub(crate) fn tool_call(
 ) {
     let outcome = if output.is_error { "error" } else { "ok" };
     let detail: String = if output.is_error {
-        output
-            .content
-            .lines()
-            .next()
-            .unwrap_or_default()
+        mask_text(output.content.lines().next().unwrap_or_default())
             .chars()
             .take(300)
             .collect()
@@ -120,6 +173,27 @@ mod tests {
         );
         assert!(shown.contains("notes.txt"), "{shown}");
         assert!(shown.len() < 400, "{shown}");
+        for text in [
+            "curl -H 'Authorization: Bearer sk-live-123456789' https://x",
+            "curl https://api.example/v1?api_key=abc123secret&q=1",
+            "mysql --password=hunter2 -u root",
+            "mysql --password hunter2 -u root",
+            "export OPENAI_API_KEY=sk-abcdefghijklmnop",
+        ] {
+            let m = mask_text(text);
+            for secret in [
+                "sk-live-123456789",
+                "abc123secret",
+                "hunter2",
+                "sk-abcdefghijklmnop",
+            ] {
+                assert!(!m.contains(secret), "{text} -> {m}");
+            }
+        }
+        assert_eq!(
+            mask_text("ls -la notes && curl https://x/?q=1"),
+            "ls -la notes && curl https://x/?q=1"
+        );
         let huge = masked_args(&json!((0..1000).map(|i| i.to_string()).collect::<Vec<_>>()));
         assert!(huge.chars().count() <= MAX_ARGS_CHARS + 1);
     }

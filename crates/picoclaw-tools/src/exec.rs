@@ -49,6 +49,9 @@ pub struct ExecConfig {
     pub network: bool,
     /// Refuse to run commands where Landlock is unavailable (`tools.exec.require_sandbox`).
     pub require_sandbox: bool,
+    /// Tests of the fail-closed path: building the Landlock rules fails.
+    #[cfg(test)]
+    pub(crate) inject_ruleset_error: bool,
 }
 
 impl Default for ExecConfig {
@@ -65,6 +68,8 @@ impl Default for ExecConfig {
             closed_paths: Vec::new(),
             network: true,
             require_sandbox: false,
+            #[cfg(test)]
+            inject_ruleset_error: false,
         }
     }
 }
@@ -636,6 +641,10 @@ impl ExecTool {
         if !self.sandbox.restricted() {
             policy = policy.everything();
         }
+        #[cfg(test)]
+        {
+            policy.inject_error = self.config.inject_ruleset_error;
+        }
         crate::landlock::confine_with(cmd, &policy)
     }
 
@@ -652,7 +661,7 @@ impl ExecTool {
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
-            .process_group(0)
+            // A session of its own (set up in `confine`): its own process group, no terminal.
             .kill_on_drop(true);
         // The model decides what runs here: it must not be able to read picoclaw's own secrets
         // (`echo $OPENAI_API_KEY`). Variables that look like credentials are not passed on.
@@ -786,6 +795,31 @@ mod tests {
         ] {
             assert!(!is_secret_env(plain), "{plain}");
         }
+    }
+
+    /// Fail closed: when the confinement cannot be set up, the command does not run.
+    #[cfg(target_os = "linux")]
+    #[tokio::test]
+    async fn a_ruleset_that_cannot_be_built_means_the_command_is_not_run() {
+        let ws = tempfile::tempdir().unwrap();
+        let sandbox = Arc::new(Sandbox::new(ws.path(), true).unwrap());
+        let config = ExecConfig {
+            inject_ruleset_error: true,
+            ..ExecConfig::default()
+        };
+        let tool = ExecTool::new(sandbox, config);
+        let ctx = crate::ToolContext::new(picoclaw_types::SessionKey::new("t"));
+        let out = tool
+            .call(&ctx, serde_json::json!({"command": "touch ran.txt"}))
+            .await;
+        assert!(out.is_error, "{}", out.content);
+        assert!(
+            out.content
+                .contains("could not set up the Landlock confinement"),
+            "{}",
+            out.content
+        );
+        assert!(!ws.path().join("ran.txt").exists(), "the command ran");
     }
 
     fn deny() -> DenyList {

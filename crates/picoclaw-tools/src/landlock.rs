@@ -27,12 +27,30 @@ use std::path::{Path, PathBuf};
 /// The newest Landlock ABI picoclaw knows; the kernel's may be older (best effort down to V1).
 const ABI_WANTED: ABI = ABI::V6;
 
-/// The system folders a confined process may read and run from (plus every `/lib*`).
+/// The system folders a confined process may read and run from (plus every `/lib*`), where they
+/// exist: the FHS folders outside home folders, Nix's store and snaps, and the resolver's files
+/// under `/run` (`/etc/resolv.conf` often links there), not the rest of `/run` (secrets,
+/// credentials and user sockets live there).
 pub const SYSTEM_READABLE: &[&str] = &[
-    "/usr", "/bin", "/sbin", "/etc", "/opt", "/srv", "/var", "/tmp", "/dev", "/proc", "/sys",
+    "/usr",
+    "/bin",
+    "/sbin",
+    "/etc",
+    "/opt",
+    "/srv",
+    "/var",
+    "/tmp",
+    "/dev",
+    "/proc",
+    "/sys",
+    "/nix/store",
+    "/snap",
+    "/run/systemd/resolve",
+    "/run/resolvconf",
 ];
 
-/// Device files any command may write to (`> /dev/null`, a terminal).
+/// Device files any command may write to (`> /dev/null`, a terminal). No ioctl on them: a
+/// command must not push keystrokes into a terminal (`TIOCSTI`).
 const WRITABLE_DEVICES: &[&str] = &[
     "/dev/null",
     "/dev/zero",
@@ -40,8 +58,10 @@ const WRITABLE_DEVICES: &[&str] = &[
     "/dev/tty",
     "/dev/pts",
     "/dev/ptmx",
-    "/dev/shm",
 ];
+
+/// Shared memory, where programs (Python's multiprocessing, browsers) create and remove files.
+const SHARED_MEMORY: &str = "/dev/shm";
 
 /// The Landlock ABI version the running kernel offers, or why there is none.
 pub fn landlock_abi() -> Result<i32, String> {
@@ -87,6 +107,9 @@ pub struct Policy {
     pub everything: bool,
     /// Outbound TCP allowed (Landlock ABI 4; older kernels leave the network open).
     pub network: bool,
+    /// Tests of the fail-closed path: building the rules fails.
+    #[cfg(test)]
+    pub(crate) inject_error: bool,
 }
 
 impl Policy {
@@ -247,7 +270,9 @@ fn grant(path: &Path, closed: &[PathBuf], explicit: bool, out: &mut Vec<PathBuf>
     };
     for entry in entries.flatten() {
         let child = real_path.join(entry.file_name());
-        if inner.contains(&&child) {
+        // A link is not granted: its rule would land on its target (`/home -> var/home` would
+        // open the home again); what it leads to is granted, or not, on its own.
+        if inner.contains(&&child) || entry.file_type().is_ok_and(|t| t.is_symlink()) {
             continue;
         }
         if inner.iter().any(|c| c.starts_with(&child)) {
@@ -280,7 +305,15 @@ pub(crate) fn ruleset(policy: &Policy) -> Result<RulesetCreated, RulesetError> {
         ))?
         .add_rules(path_beneath_rules(
             WRITABLE_DEVICES,
-            AccessFs::WriteFile | AccessFs::Truncate | AccessFs::IoctlDev,
+            AccessFs::WriteFile | AccessFs::Truncate,
+        ))?
+        .add_rules(path_beneath_rules(
+            [SHARED_MEMORY],
+            AccessFs::ReadFile
+                | AccessFs::WriteFile
+                | AccessFs::Truncate
+                | AccessFs::MakeReg
+                | AccessFs::RemoveFile,
         ))
 }
 
@@ -289,25 +322,34 @@ pub(crate) fn ruleset(policy: &Policy) -> Result<RulesetCreated, RulesetError> {
 /// command runs unconfined, still without capabilities). An error means the kernel has Landlock
 /// but the rules could not be built; do not run the command then.
 pub fn confine_with(cmd: &mut tokio::process::Command, policy: &Policy) -> Result<bool, String> {
-    let ruleset = match landlock_abi() {
-        Ok(_) => Some(ruleset(policy).map_err(|e| e.to_string())?),
-        Err(_) => None,
-    };
-    let enforced = ruleset.is_some();
+    let enforced = landlock_abi().is_ok();
+    let mut policy = policy.clone();
     if enforced && policy.splits_tmp() {
-        // `/tmp` itself is not writable here: a private folder inside it is.
-        let private = std::env::temp_dir().join(format!("picoclaw-tmp-{}", std::process::id()));
-        if std::fs::create_dir_all(&private).is_ok() {
-            cmd.env("TMPDIR", &private);
-        }
+        // `/tmp` itself is not writable here: a private folder inside it is, made (0700, ours)
+        // before the rules so that it is one of the entries they grant.
+        let private = private_tmp()?;
+        cmd.env("TMPDIR", &private);
+        policy.writable.push(private);
     }
-    let mut ruleset = ruleset;
+    #[cfg(test)]
+    if policy.inject_error {
+        return Err("injected ruleset error".into());
+    }
+    let mut ruleset = if enforced {
+        Some(ruleset(&policy).map_err(|e| e.to_string())?)
+    } else {
+        None
+    };
     let restrict = move || -> std::io::Result<()> {
         // Between fork and exec: no allocation, so errors are plain OS codes.
-        drop_capabilities()?;
+        detach_and_drop_capabilities()?;
+        if !enforced {
+            return Ok(());
+        }
+        // A second spawn of the same command finds no ruleset: refuse rather than run free.
         match ruleset.take().map(RulesetCreated::restrict_self) {
-            Some(Err(_)) => Err(std::io::Error::from_raw_os_error(libc::EPERM)),
-            _ => Ok(()),
+            Some(Ok(_)) => Ok(()),
+            _ => Err(std::io::Error::from_raw_os_error(libc::EPERM)),
         }
     };
     #[allow(unsafe_code)]
@@ -326,7 +368,43 @@ pub fn drop_privileges(cmd: &mut tokio::process::Command) {
     // SAFETY: the closure runs in the forked child before exec and makes prctl and capset
     // system calls only.
     unsafe {
-        cmd.pre_exec(drop_capabilities);
+        cmd.pre_exec(detach_and_drop_capabilities);
+    }
+}
+
+/// A folder of our own in the temporary folder for commands' `TMPDIR`: created 0700, or reused
+/// when it is ours and private (never a folder someone else planted under that name).
+fn private_tmp() -> Result<PathBuf, String> {
+    use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
+    let dir = std::env::temp_dir().join(format!(
+        "picoclaw-tmp-{}-{}",
+        // The effective uid, so two users' picoclaws never share it.
+        {
+            #[allow(unsafe_code)]
+            // SAFETY: geteuid takes nothing and cannot fail.
+            unsafe {
+                libc::geteuid()
+            }
+        },
+        std::process::id()
+    ));
+    match std::fs::DirBuilder::new().mode(0o700).create(&dir) {
+        Ok(()) => Ok(dir),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            let meta = std::fs::symlink_metadata(&dir).map_err(|e| e.to_string())?;
+            #[allow(unsafe_code)]
+            // SAFETY: geteuid takes nothing and cannot fail.
+            let me = unsafe { libc::geteuid() };
+            if meta.is_dir() && meta.uid() == me && meta.permissions().mode() & 0o077 == 0 {
+                Ok(dir)
+            } else {
+                Err(format!(
+                    "{} exists and is not a private folder of ours; remove it",
+                    dir.display()
+                ))
+            }
+        }
+        Err(e) => Err(format!("cannot create {}: {e}", dir.display())),
     }
 }
 
@@ -345,13 +423,19 @@ pub fn confine(
     )
 }
 
-/// Empties the bounding and ambient sets (so a root command gains nothing back at exec) and the
+/// Starts a new session (no controlling terminal: a command cannot push keystrokes into the
+/// operator's terminal, and it leads its own process group for the kill at the end), then
+/// empties the bounding and ambient sets (so a root command gains nothing back at exec) and the
 /// effective, permitted and inheritable sets. Async-signal-safe: system calls only.
 #[allow(unsafe_code)]
-fn drop_capabilities() -> std::io::Result<()> {
+fn detach_and_drop_capabilities() -> std::io::Result<()> {
     const LAST_CAP: libc::c_ulong = 63;
-    // SAFETY: prctl and capset take plain integers and pointers to the local structs below.
+    // SAFETY: setsid, prctl and capset take plain integers and pointers to the local structs
+    // below.
     unsafe {
+        if libc::setsid() < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
         for cap in 0..=LAST_CAP {
             // EINVAL past the kernel's last capability; EPERM without CAP_SETPCAP (an
             // unprivileged process has nothing to drop there).
@@ -431,6 +515,30 @@ mod tests {
         assert_eq!(
             policy.write_grants(),
             vec![b.join("home/.picoclaw/workspace")]
+        );
+    }
+
+    /// A link among the entries granted around a closed folder is not granted: its rule would
+    /// land on its target (`/home -> var/home` reopening the home).
+    #[test]
+    fn links_beside_a_closed_folder_are_not_granted() {
+        let base = tempfile::tempdir().unwrap();
+        let b = base.path().canonicalize().unwrap();
+        std::fs::create_dir_all(b.join("var/home/.picoclaw")).unwrap();
+        std::fs::create_dir_all(b.join("etc")).unwrap();
+        std::os::unix::fs::symlink("var/home", b.join("home")).unwrap();
+        let policy = Policy {
+            readable: vec![b.clone()],
+            closed: vec![b.join("var/home/.picoclaw")],
+            ..Policy::default()
+        };
+        let reads = policy.read_grants();
+        assert!(reads.contains(&b.join("etc")), "{reads:?}");
+        assert!(
+            !reads
+                .iter()
+                .any(|r| r == &b.join("home") || r == &b.join("var/home")),
+            "{reads:?}"
         );
     }
 

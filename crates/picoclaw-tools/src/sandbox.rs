@@ -126,8 +126,23 @@ impl Sandbox {
     /// stays usable when it lies inside.
     pub fn with_protected(mut self, dir: impl AsRef<Path>) -> Self {
         let dir = dir.as_ref();
-        self.protected
-            .push(dir.canonicalize().unwrap_or_else(|_| dir.to_path_buf()));
+        let dir = dir.canonicalize().unwrap_or_else(|_| dir.to_path_buf());
+        // A workspace that contains picoclaw's home (`workspace: "~"`): the home stays closed
+        // beneath the handle too, judged on what each open reaches.
+        if dir.starts_with(self.workspace.root()) && dir != self.workspace.root() {
+            let root = self.workspace.root().to_path_buf();
+            if let Ok(reopened) = WorkspaceDir::open(&root) {
+                let closed: Vec<PathBuf> = self
+                    .protected
+                    .iter()
+                    .cloned()
+                    .chain([dir.clone()])
+                    .filter(|p| p.starts_with(&root))
+                    .collect();
+                self.workspace = Arc::new(reopened.with_closed(closed, []));
+            }
+        }
+        self.protected.push(dir);
         self
     }
 
@@ -218,10 +233,13 @@ impl Sandbox {
                 }
             }
         };
+        // Said plainly when the resolved path is already in picoclaw's home; the handle below
+        // checks again on what is really opened (a link may be swapped in meanwhile).
+        let inside_workspace = |p: &Path| p.starts_with(self.workspace.root());
         if let Some(home) = self
             .protected
             .iter()
-            .find(|home| real.starts_with(home) && !real.starts_with(self.workspace.root()))
+            .find(|home| real.starts_with(home) && !inside_workspace(&real))
         {
             return Err(SandboxError::Protected {
                 path: path.to_owned(),
@@ -232,7 +250,10 @@ impl Sandbox {
             (Some(parent), Some(name)) => (parent, name.to_string_lossy().into_owned()),
             _ => (Path::new("/"), ".".to_owned()),
         };
-        let dir = WorkspaceDir::open(folder).map_err(io)?;
+        let dir = WorkspaceDir::open(folder).map_err(io)?.with_closed(
+            self.protected.iter().cloned(),
+            [self.workspace.root().to_path_buf()],
+        );
         Ok(Located {
             dir: Arc::new(dir),
             path: name,
@@ -341,6 +362,61 @@ mod tests {
         let at = sb.locate("w.txt", Access::Write).unwrap();
         at.dir.write_atomic(&at.path, b"w").unwrap();
         assert_eq!(std::fs::read(ws.join("w.txt")).unwrap(), b"w");
+    }
+
+    /// Unrestricted: the check is made on what is really opened, so a name swapped for a link
+    /// into picoclaw's home after it was located is refused at the open.
+    #[test]
+    fn unrestricted_a_link_swapped_in_after_locating_is_refused() {
+        let base = tempfile::tempdir().unwrap();
+        let home = base.path().join("home");
+        std::fs::create_dir_all(home.join("workspace")).unwrap();
+        std::fs::write(home.join("config.json"), "sk-SECRET").unwrap();
+        std::fs::write(base.path().join("x"), "plain").unwrap();
+        let sb = Sandbox::new(home.join("workspace"), false)
+            .unwrap()
+            .with_protected(&home);
+        let x = base.path().join("x");
+        let at = sb.locate(x.to_str().unwrap(), Access::Read).unwrap();
+        std::fs::remove_file(&x).unwrap();
+        symlink("home/config.json", &x).unwrap();
+        let e = at.dir.read(&at.path, 1024).unwrap_err();
+        assert!(e.is_escape(), "{e}");
+        // Writes: the folder is checked as opened too.
+        let w = base.path().join("h2");
+        symlink(&home, &w).unwrap();
+        let e = sb
+            .locate(w.join("config.json").to_str().unwrap(), Access::Write)
+            .unwrap_err();
+        assert!(e.is_escape(), "{e}");
+        assert_eq!(
+            std::fs::read_to_string(home.join("config.json")).unwrap(),
+            "sk-SECRET"
+        );
+    }
+
+    /// A workspace that contains picoclaw's home (`workspace: "~"`): the home stays closed.
+    #[test]
+    fn a_home_inside_the_workspace_stays_closed() {
+        let ws = tempfile::tempdir().unwrap();
+        let home = ws.path().join(".picoclaw");
+        std::fs::create_dir_all(&home).unwrap();
+        std::fs::write(home.join("config.json"), "sk-SECRET").unwrap();
+        std::fs::write(ws.path().join("notes.txt"), "mine").unwrap();
+        symlink(".picoclaw/config.json", ws.path().join("k")).unwrap();
+        let sb = Sandbox::new(ws.path(), true).unwrap().with_protected(&home);
+        assert_eq!(read(&sb, "notes.txt").unwrap(), b"mine");
+        for path in [
+            ".picoclaw/config.json",
+            "k",
+            "./.picoclaw/../.picoclaw/config.json",
+        ] {
+            let e = read(&sb, path).unwrap_err();
+            assert!(e.is_escape(), "{path}: {e}");
+        }
+        let at = sb.locate(".picoclaw/evil.json", Access::Write).unwrap();
+        assert!(at.dir.write_atomic(&at.path, b"x").is_err());
+        assert!(!home.join("evil.json").exists());
     }
 
     #[test]
