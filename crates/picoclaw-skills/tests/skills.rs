@@ -488,9 +488,29 @@ async fn call(tools: &[SkillTool], name: &str, args: Value) -> picoclaw_tools::T
         .await
 }
 
-/// A folder outside the temporary folder (which confined programs may always write to).
+/// Whether the kernel enforces Landlock here. With `CI=true` a missing Landlock fails the test
+/// instead of quietly checking only the unconfined fallback.
+fn landlock_enforced() -> bool {
+    match picoclaw_tools::landlock_abi() {
+        Ok(_) => true,
+        Err(why) if std::env::var("CI").as_deref() == Ok("true") => {
+            panic!("CI=true and Landlock is unavailable ({why}): the enforcing branch must run")
+        }
+        Err(_) => false,
+    }
+}
+
+/// A folder confined programs may not reach unless granted, wherever the target dir is: in the
+/// owner's home, which the policy closes (as it closes picoclaw's home, where global skills and
+/// the workspace live), never in the temporary folder, which they may always write.
 fn outside_tmp() -> tempfile::TempDir {
-    tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap()
+    let home = std::env::var_os("HOME")
+        .map(std::path::PathBuf::from)
+        .filter(|h| h.is_absolute() && !h.starts_with(std::env::temp_dir()))
+        .expect("these tests need a HOME outside the temporary folder");
+    let base = home.join(".cache/picoclaw-skill-tests");
+    std::fs::create_dir_all(&base).unwrap();
+    tempfile::tempdir_in(base).unwrap()
 }
 
 #[tokio::test]
@@ -546,7 +566,7 @@ async fn executable_skills_run_as_confined_subprocesses() {
 
     // Declared no workspace writes and no network: refused by the kernel even though the
     // operator would allow them (a permission needs both).
-    if picoclaw_tools::landlock_abi().is_ok() {
+    if landlock_enforced() {
         let target = ws.join("out.txt");
         let out = call(&tools, "write", json!({"path": target})).await;
         assert!(
@@ -557,7 +577,7 @@ async fn executable_skills_run_as_confined_subprocesses() {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
         let out = call(&tools, "connect", json!({"port": port})).await;
-        if picoclaw_tools::landlock_abi().unwrap_or(0) >= 4 {
+        if landlock_enforced() && picoclaw_tools::landlock_abi().unwrap_or(0) >= 4 {
             assert!(out.is_error, "{out:?}");
         }
     }
@@ -582,12 +602,12 @@ async fn permissions_need_the_manifest_and_the_operator() {
     assert_eq!(out.content, "connected", "{out:?}");
     // Not granted: the same calls are refused (where the kernel enforces it).
     let tools = tools_of(&dir, &ws, &Permissions::default());
-    if picoclaw_tools::landlock_abi().is_ok() {
+    if landlock_enforced() {
         let out = call(&tools, "write", json!({"path": ws.join("no.txt")})).await;
         assert!(out.is_error, "{out:?}");
         assert!(!ws.join("no.txt").exists());
     }
-    if picoclaw_tools::landlock_abi().unwrap_or(0) >= 4 {
+    if landlock_enforced() && picoclaw_tools::landlock_abi().unwrap_or(0) >= 4 {
         let out = call(&tools, "connect", json!({"port": port})).await;
         assert!(out.is_error, "{out:?}");
     }
