@@ -1,7 +1,9 @@
 //! What the containment costs: a file tool call opened beneath the workspace handle (the
 //! `read_file` and `write_file` tools end to end, and the bare `openat2` read beside a plain
 //! `std::fs::read` of the same file), and an `exec` of `true` with the Landlock policy and the
-//! capability drop beside the same command with Landlock off.
+//! capability drop beside the same command with Landlock off (picoclaw's home in the owner's
+//! home, as usual, and under the temporary folder, where the policy grants `/tmp` entry by
+//! entry).
 //!
 //! Run with: cargo bench -p picoclaw-benches --bench containment
 
@@ -21,8 +23,17 @@ struct Fixture {
     runtime: tokio::runtime::Runtime,
 }
 
-fn fixture(landlock: bool) -> Fixture {
-    let home = tempfile::tempdir().expect("home");
+/// picoclaw's home (the closed folder) in the temporary folder, as in tests and some
+/// containers (the policy then grants `/tmp` entry by entry), or in the owner's home as usual.
+fn fixture_in(landlock: bool, home_in_tmp: bool) -> Fixture {
+    let home = if home_in_tmp {
+        tempfile::tempdir().expect("home")
+    } else {
+        let base = std::path::PathBuf::from(std::env::var_os("HOME").expect("HOME"))
+            .join(".cache/picoclaw-bench");
+        std::fs::create_dir_all(&base).expect("base");
+        tempfile::tempdir_in(base).expect("home")
+    };
     let workspace = home.path().join("workspace");
     let sandbox = Arc::new(Sandbox::new(&workspace, true).expect("sandbox"));
     std::fs::create_dir_all(workspace.join("notes")).expect("notes");
@@ -41,6 +52,10 @@ fn fixture(landlock: bool) -> Fixture {
         _home: home,
         runtime,
     }
+}
+
+fn fixture(landlock: bool) -> Fixture {
+    fixture_in(landlock, false)
 }
 
 fn call(f: &Fixture, tool: &str, args: serde_json::Value) {
@@ -84,6 +99,12 @@ fn plain_std_fs_read(bencher: divan::Bencher<'_, '_>) {
 #[divan::bench(sample_count = 30)]
 fn exec_true_confined(bencher: divan::Bencher<'_, '_>) {
     let f = fixture(true);
+    bencher.bench_local(|| call(&f, "exec", json!({"command": "true"})));
+}
+
+#[divan::bench(sample_count = 30)]
+fn exec_true_confined_home_under_tmp(bencher: divan::Bencher<'_, '_>) {
+    let f = fixture_in(true, true);
     bencher.bench_local(|| call(&f, "exec", json!({"command": "true"})));
 }
 
