@@ -33,8 +33,8 @@ enum LogFormat {
 }
 
 fn main() -> ExitCode {
-    // Before anything else: the provider keys leave the environment block commands could read.
-    picoclaw_gateway::environ::hide_credentials();
+    // Before any thread: variables hidden by a re-exec (see run_foreground) come back.
+    picoclaw_gateway::environ::restore_hidden();
     let args = Args::parse();
     let paths = match picoclaw_config::Paths::from_env() {
         Ok(p) => match args.config {

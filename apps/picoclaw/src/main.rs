@@ -87,11 +87,8 @@ fn main() -> ExitCode {
         println!("picoclaw {VERSION}");
         return ExitCode::SUCCESS;
     }
-    // The commands that run tools: the provider keys leave the environment block commands could
-    // read (re-executing once, before any thread starts).
-    if matches!(cli.command, Command::Agent(_) | Command::Gateway(_)) {
-        picoclaw_gateway::environ::hide_credentials();
-    }
+    // Before any thread: variables hidden by a re-exec (agent, gateway) come back.
+    picoclaw_gateway::environ::restore_hidden();
     // The gateway sets up its own logs (daily files, JSON).
     let own_logs = matches!(cli.command, Command::Gateway(_));
     // Commands that run tools or sign in leave an audit trail in ~/.picoclaw/logs.

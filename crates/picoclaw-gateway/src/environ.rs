@@ -2,11 +2,13 @@
 //!
 //! The kernel shows a process's environment *as it was at exec* in `/proc/<pid>/environ`, and
 //! `unsetenv` does not change that block. A command the agent runs is kept from reading it by
-//! Landlock and by having no capabilities; where Landlock is missing (or switched off), this is
-//! what keeps the provider keys out of its reach: at start, the binaries move every
-//! credential-looking variable into an anonymous memory file, re-execute themselves with an
-//! environment without them, and put them back with `set_var` in the new image, where they live
-//! on the heap only. Commands picoclaw starts get its environment minus the same variables.
+//! Landlock and by having no capabilities; where a command would run without Landlock (none in
+//! the kernel, `tools.exec.landlock: false`, an MCP server with `sandbox: false`), this is what
+//! keeps the provider keys out of its reach: the binaries move every credential-looking variable
+//! into an anonymous memory file, re-execute themselves with an environment without them, and
+//! put them back with `set_var` in the new image, where they live on the heap only. Commands
+//! picoclaw starts get its environment minus the same variables. (The re-exec costs a few
+//! milliseconds at start, so it happens only where it protects something.)
 
 use std::ffi::OsString;
 use std::io::{Read, Seek, Write};
@@ -22,12 +24,45 @@ fn hidden(name: &std::ffi::OsStr, value: &std::ffi::OsStr) -> bool {
         || value.to_str().is_some_and(picoclaw_tools::is_secret_value)
 }
 
-/// Call first thing in `main`, before any thread starts. Either returns (nothing to hide, the
-/// hidden variables restored after the re-exec, or re-exec impossible: a debug line says why)
-/// or replaces the process with itself, same pid and arguments, credentials off the block.
-pub fn hide_credentials() {
+/// Call first thing in `main`, before any thread starts: in the image started by
+/// [`hide_credentials`], puts the hidden variables back (on the heap). Does nothing otherwise.
+pub fn restore_hidden() {
     if let Some(fd) = std::env::var_os(FD_VAR) {
+        RESTORED.store(true, std::sync::atomic::Ordering::Relaxed);
         restore(&fd);
+    }
+}
+
+/// This image was started by [`hide_credentials`]: its block is already clean (the restored
+/// variables live on the heap), so it never re-executes again.
+static RESTORED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Whether a command the agent starts could read picoclaw's environment block: Landlock is
+/// unavailable, switched off for exec, or an MCP stdio server opts out of its sandbox. (Under
+/// Landlock, a confined process cannot read a process outside its domain.)
+pub fn exposed(config: &picoclaw_config::Config) -> bool {
+    if picoclaw_tools::landlock_abi().is_err() || !config.tools.exec.landlock {
+        return true;
+    }
+    config
+        .tools
+        .extra
+        .get("mcp")
+        .and_then(|m| m.get("servers"))
+        .and_then(serde_json::Value::as_object)
+        .is_some_and(|servers| {
+            servers
+                .values()
+                .any(|s| s.get("sandbox").and_then(serde_json::Value::as_bool) == Some(false))
+        })
+}
+
+/// Re-executes the process (same pid and arguments) with the credential-looking variables moved
+/// out of its environment block, when there are any; the new image restores them with
+/// [`restore_hidden`]. Returns only when there is nothing to hide or the re-exec failed (said on
+/// stderr). Safe with other threads running: `execve` ends them.
+pub fn hide_credentials() {
+    if RESTORED.load(std::sync::atomic::Ordering::Relaxed) {
         return;
     }
     let (secret, plain): (Vec<_>, Vec<_>) =
@@ -38,10 +73,9 @@ pub fn hide_credentials() {
     let Err(e) = reexec(&secret, plain) else {
         return;
     };
-    // Logging is not set up yet: say it on stderr, once.
     eprintln!(
         "warning: picoclaw could not re-execute itself to keep credentials out of its \
-         environment block ({e}); without Landlock, commands could read them"
+         environment block ({e}); commands that are not confined could read them"
     );
 }
 

@@ -309,6 +309,11 @@ pub fn run_foreground(
     options: Foreground,
 ) -> std::process::ExitCode {
     use std::process::ExitCode;
+    // Where commands could run unconfined, the provider keys leave the environment block they
+    // could read (a re-exec; the new image restores them first thing in main).
+    if environ::exposed(&config) {
+        environ::hide_credentials();
+    }
     let level = match options.verbose {
         0 => logging::level_from_config(&config).unwrap_or_else(|| "info".to_owned()),
         1 => "debug".to_owned(),
