@@ -1341,16 +1341,6 @@ async fn cron_jobs_are_managed_from_the_cli_and_by_the_agent() {
     assert_eq!(out.stdout.lines().count(), 1, "{}", out.stdout);
 }
 
-/// A child process killed when dropped (a failed assertion leaves no gateway behind).
-struct Running(std::process::Child);
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn a_cron_started_turn_cannot_add_cron_jobs_and_the_tool_sees_only_its_chat() {
     let endpoint = ScriptedEndpoint::start_with([
@@ -1401,16 +1391,8 @@ async fn a_cron_started_turn_cannot_add_cron_jobs_and_the_tool_sees_only_its_cha
         assert_eq!(out.code, 0, "{args:?}: {}", out.stderr);
     }
 
-    let gateway = Running(
-        std::process::Command::new(assert_cmd::cargo::cargo_bin("picoclaw"))
-            .env("PICOCLAW_HOME", home.path())
-            .env_remove("PICOCLAW_CONFIG")
-            .arg("gateway")
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
+    // Stopped when dropped: a failed assertion leaves no gateway behind.
+    let gateway = BackgroundGateway::start(&home);
     for _ in 0..600 {
         if endpoint.requests().len() >= 2 {
             break;

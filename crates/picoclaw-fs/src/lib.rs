@@ -347,26 +347,7 @@ impl WorkspaceDir {
 
     /// The whole content of a regular file, refused when larger than `max` bytes.
     pub fn read(&self, path: &str, max: u64) -> Result<Vec<u8>, FsError> {
-        let OpenedFile { file, len } = self.open_file(path)?;
-        if len > max {
-            return Err(FsError::TooLarge {
-                path: path.to_owned(),
-                size: len,
-                max,
-            });
-        }
-        let mut buf = Vec::with_capacity(usize::try_from(len).unwrap_or(0));
-        file.take(max + 1)
-            .read_to_end(&mut buf)
-            .map_err(|e| self.error(Path::new(path), e, Follow::Yes))?;
-        if buf.len() as u64 > max {
-            return Err(FsError::TooLarge {
-                path: path.to_owned(),
-                size: buf.len() as u64,
-                max,
-            });
-        }
-        Ok(buf)
+        read_whole(self.open_file(path)?, path, max)
     }
 
     /// A text file's content (invalid UTF-8 replaced), or `None` when it does not exist. Files
@@ -649,27 +630,29 @@ pub fn read_beneath(root: &Path, path: &Path, max: u64) -> Result<Vec<u8>, FsErr
         source,
     })?;
     let shown = path.to_string_lossy();
-    let OpenedFile { file, len } = dir.open_file_no_follow(&shown)?;
+    read_whole(dir.open_file_no_follow(&shown)?, &shown, max)
+}
+
+/// All of an opened file, at most `max` bytes (it may have grown since it was measured).
+fn read_whole(opened: OpenedFile, shown: &str, max: u64) -> Result<Vec<u8>, FsError> {
+    let OpenedFile { file, len } = opened;
+    let too_large = |size: u64| FsError::TooLarge {
+        path: shown.to_owned(),
+        size,
+        max,
+    };
     if len > max {
-        return Err(FsError::TooLarge {
-            path: shown.into_owned(),
-            size: len,
-            max,
-        });
+        return Err(too_large(len));
     }
     let mut buf = Vec::with_capacity(usize::try_from(len).unwrap_or(0));
     file.take(max + 1)
         .read_to_end(&mut buf)
         .map_err(|source| FsError::Io {
-            path: shown.to_string(),
+            path: shown.to_owned(),
             source,
         })?;
     if buf.len() as u64 > max {
-        return Err(FsError::TooLarge {
-            path: shown.into_owned(),
-            size: buf.len() as u64,
-            max,
-        });
+        return Err(too_large(buf.len() as u64));
     }
     Ok(buf)
 }

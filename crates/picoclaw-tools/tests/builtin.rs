@@ -402,6 +402,22 @@ async fn exec_caps_output() {
     assert!(out.content.len() < 1100);
 }
 
+/// Waits (up to 1 s) for the process whose pid the command wrote to `pid_file` to be gone.
+async fn assert_dies(pid_file: &std::path::Path, what: &str) {
+    let pid: i32 = std::fs::read_to_string(pid_file)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    for _ in 0..50 {
+        if !alive(pid) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("{what}: {pid} survived");
+}
+
 fn alive(pid: i32) -> bool {
     // A zombie is dead for our purposes.
     match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
@@ -426,18 +442,11 @@ async fn exec_timeout_kills_the_whole_process_group() {
         "{}",
         out.content
     );
-    let pid: i32 = std::fs::read_to_string(ws.path("child.pid"))
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap();
-    for _ in 0..50 {
-        if !alive(pid) {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    panic!("background child {pid} survived the timeout");
+    assert_dies(
+        &ws.path("child.pid"),
+        "background child (after the timeout)",
+    )
+    .await;
 }
 
 /// A grandchild that left the process group with `setsid` dies with a cancelled call too.
@@ -452,18 +461,11 @@ async fn a_cancelled_exec_kills_a_grandchild_that_left_the_group() {
         json!({"command": "setsid sh -c 'echo $$ > gc.pid; exec sleep 30' & sleep 30"}),
     );
     let _ = tokio::time::timeout(Duration::from_millis(700), fut).await;
-    let pid: i32 = std::fs::read_to_string(ws.path("gc.pid"))
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap();
-    for _ in 0..50 {
-        if !alive(pid) {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    panic!("the setsid grandchild {pid} survived cancellation");
+    assert_dies(
+        &ws.path("gc.pid"),
+        "the setsid grandchild (after the cancel)",
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -479,18 +481,7 @@ async fn a_cancelled_exec_kills_its_processes() {
     );
     // Drop the call mid-way, as a cancelled turn does.
     let _ = tokio::time::timeout(Duration::from_millis(500), fut).await;
-    let pid: i32 = std::fs::read_to_string(dir.path().join("sh.pid"))
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap();
-    for _ in 0..50 {
-        if !alive(pid) {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    panic!("shell {pid} survived cancellation");
+    assert_dies(&dir.path().join("sh.pid"), "the shell (after the cancel)").await;
 }
 
 #[test]
