@@ -84,7 +84,38 @@ fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> StateError + '_ {
     }
 }
 
+/// Runs file work on tokio's blocking pool (a slow disk never stalls the async workers).
+async fn off_thread<T: Send + 'static>(
+    work: impl FnOnce() -> std::io::Result<T> + Send + 'static,
+) -> std::io::Result<T> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .unwrap_or_else(|e| Err(std::io::Error::other(e)))
+}
+
 impl WorkspaceMemory {
+    /// A memory file's text (capped), read beneath the workspace handle off the async workers.
+    async fn read_capped(&self, path: &Path) -> std::io::Result<String> {
+        let (workspace, path) = (self.workspace.clone(), path.to_path_buf());
+        off_thread(move || read_capped(&workspace, &path)).await
+    }
+
+    async fn metadata(&self, path: &Path) -> std::io::Result<std::fs::Metadata> {
+        let (workspace, path) = (self.workspace.clone(), path.to_path_buf());
+        off_thread(move || metadata(&workspace, &path)).await
+    }
+
+    async fn append(&self, path: &Path, text: String) -> Result<(), StateError> {
+        let (workspace, owned) = (self.workspace.clone(), path.to_path_buf());
+        off_thread(move || {
+            open_beneath(&workspace, &owned, |dir, p| {
+                dir.append_durably(p, text.as_bytes())
+            })
+        })
+        .await
+        .map_err(io_err(path))
+    }
+
     pub fn new(workspace: impl Into<PathBuf>, store: Arc<dyn MemoryStore>) -> Self {
         Self {
             workspace: workspace.into(),
@@ -120,7 +151,10 @@ impl WorkspaceMemory {
     }
 
     async fn sync_locked(&self) -> Result<SyncReport, StateError> {
-        let files = find_memory_files(&self.workspace);
+        let workspace = self.workspace.clone();
+        let files = off_thread(move || Ok(find_memory_files(&workspace)))
+            .await
+            .unwrap_or_default();
         if lock(&self.known).is_none() {
             let indexed: HashMap<String, (String, u64)> = self
                 .store
@@ -172,7 +206,7 @@ impl WorkspaceMemory {
 
     async fn index_file(&self, source: &str, fingerprint: &str) -> Result<(), StateError> {
         let path = self.workspace.join(source);
-        let text = match read_capped(&self.workspace, &path) {
+        let text = match self.read_capped(&path).await {
             Ok(text) => text,
             // Gone between the listing and now: forget it.
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return self.forget(source).await,
@@ -200,7 +234,7 @@ impl WorkspaceMemory {
     /// Re-indexes one file right after we wrote it.
     async fn reindex(&self, source: &str) -> Result<(), StateError> {
         let path = self.workspace.join(source);
-        let meta = metadata(&self.workspace, &path).map_err(io_err(&path))?;
+        let meta = self.metadata(&path).await.map_err(io_err(&path))?;
         self.index_file(source, &fingerprint(&meta)).await
     }
 
@@ -217,7 +251,7 @@ impl WorkspaceMemory {
         let fact = one_line(fact)?;
         let _guard = self.lock.lock().await;
         let path = self.long_term_path();
-        let existing = match read_capped(&self.workspace, &path) {
+        let existing = match self.read_capped(&path).await {
             Ok(text) => text,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
             Err(e) => return Err(io_err(&path)(e)),
@@ -245,7 +279,7 @@ impl WorkspaceMemory {
         add.push_str("- ");
         add.push_str(&fact);
         add.push('\n');
-        append(&self.workspace, &path, &add)?;
+        self.append(&path, add).await?;
         self.reindex(LONG_TERM_FILE).await?;
         Ok(Remembered::Added { line })
     }
@@ -266,7 +300,7 @@ impl WorkspaceMemory {
         let source = daily_source(date);
         let _guard = self.lock.lock().await;
         let path = self.workspace.join(&source);
-        let existing = match read_capped(&self.workspace, &path) {
+        let existing = match self.read_capped(&path).await {
             Ok(t) => t,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
             Err(e) => return Err(io_err(&path)(e)),
@@ -284,7 +318,7 @@ impl WorkspaceMemory {
         }
         add.push_str(text);
         add.push('\n');
-        append(&self.workspace, &path, &add)?;
+        self.append(&path, add).await?;
         self.reindex(&source).await?;
         Ok(source)
     }
@@ -318,10 +352,10 @@ impl WorkspaceMemory {
         // One search serves both the long-term notes and the older daily notes.
         let mut hits: Option<Vec<MemoryHit>> = None;
         let long_path = self.long_term_path();
-        let long_len = metadata(&self.workspace, &long_path).map_or(0, |m| m.len());
+        let long_len = self.metadata(&long_path).await.map_or(0, |m| m.len());
         // A file clearly too big is not even read: its notes come from the index.
         let long = if long_len > 0 && (long_len as usize).div_ceil(4) <= share * 2 {
-            read_capped(&self.workspace, &long_path).unwrap_or_default()
+            self.read_capped(&long_path).await.unwrap_or_default()
         } else {
             String::new()
         };
@@ -368,7 +402,7 @@ impl WorkspaceMemory {
                 break;
             };
             let source = daily_source(date);
-            let Ok(text) = read_capped(&self.workspace, &self.workspace.join(&source)) else {
+            let Ok(text) = self.read_capped(&self.workspace.join(&source)).await else {
                 continue;
             };
             let body = strip_date_heading(&text, date);
@@ -500,13 +534,6 @@ fn read_capped(workspace: &Path, path: &Path) -> std::io::Result<String> {
     let mut bytes = Vec::new();
     opened.file.take(MAX_FILE_BYTES).read_to_end(&mut bytes)?;
     Ok(String::from_utf8_lossy(&bytes).into_owned())
-}
-
-fn append(workspace: &Path, path: &Path, text: &str) -> Result<(), StateError> {
-    open_beneath(workspace, path, |dir, p| {
-        dir.append_durably(p, text.as_bytes())
-    })
-    .map_err(io_err(path))
 }
 
 /// A fact as one line: trimmed, inner newlines folded, not empty, not too long.
