@@ -67,16 +67,33 @@ pub fn run(config: Option<PathBuf>, args: AgentArgs) -> anyhow::Result<ExitCode>
 }
 
 /// Prints answer text to stdout as it arrives and tool progress to stderr.
-struct Printer;
+/// When stdout is closed (`picoclaw agent -m ... | head -1`), the answer's reader is gone: the
+/// turn is cancelled (no more tokens spent on an answer nobody reads) and the command ends
+/// quietly, like a Unix tool whose pipe closed.
+struct Printer {
+    cancel: CancellationToken,
+}
+
+/// Set once a write to stdout found the pipe closed.
+static STDOUT_GONE: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+impl Printer {
+    fn write(&self, text: &str) {
+        let mut out = std::io::stdout().lock();
+        let written = out.write_all(text.as_bytes()).and_then(|()| out.flush());
+        if let Err(e) = written
+            && e.kind() == std::io::ErrorKind::BrokenPipe
+        {
+            STDOUT_GONE.store(true, std::sync::atomic::Ordering::Relaxed);
+            self.cancel.cancel();
+        }
+    }
+}
 
 impl picoclaw_core::EventSink for Printer {
     fn event(&self, event: AgentEvent) {
         match event {
-            AgentEvent::TextDelta(text) => {
-                let mut out = std::io::stdout().lock();
-                let _ = out.write_all(text.as_bytes());
-                let _ = out.flush();
-            }
+            AgentEvent::TextDelta(text) => self.write(&text),
             AgentEvent::ToolStarted {
                 name, arguments, ..
             } => {
@@ -121,6 +138,9 @@ async fn run_turn(agent: &Agent, session: &SessionKey, text: String) -> Result<(
             }
         })
     };
+    let printer = Printer {
+        cancel: cancel.clone(),
+    };
     let result = agent
         .turn(
             session,
@@ -128,12 +148,13 @@ async fn run_turn(agent: &Agent, session: &SessionKey, text: String) -> Result<(
             TurnOptions::new()
                 .cancel_with(cancel)
                 .chat("cli", session.as_str()),
-            &Printer,
+            &printer,
         )
         .await;
     watcher.abort();
     if let Ok(outcome) = &result {
-        println!();
+        // A closed stdout is not an error here (see Printer).
+        let _ = writeln!(std::io::stdout());
         if let Some(model) = &outcome.served_by {
             eprintln!("(answered by the fallback model {model}: the configured model failed)");
         }
@@ -196,6 +217,9 @@ async fn one_shot(
     match run_turn(agent, session, message).await {
         Ok(()) => {
             wait_for_background(agent, &mut results).await;
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(AgentError::Cancelled) if STDOUT_GONE.load(std::sync::atomic::Ordering::Relaxed) => {
             Ok(ExitCode::SUCCESS)
         }
         Err(AgentError::Cancelled) => {

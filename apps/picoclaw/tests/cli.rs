@@ -2585,3 +2585,38 @@ fn mcp_python() -> String {
         )
     })
 }
+
+/// `picoclaw agent -m ... | head -1`: the reader goes away after one line; the command ends
+/// quietly and successfully (it used to panic with a backtrace on the closed stdout).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_closed_stdout_ends_the_answer_quietly() {
+    use std::io::BufRead;
+    let endpoint = ScriptedEndpoint::start_with([Reply::text("first line\n".repeat(20_000))]).await;
+    let home = Home::with_config(&endpoint, json!({}));
+    let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("picoclaw"))
+        .env("PICOCLAW_HOME", home.path())
+        .env_remove("PICOCLAW_CONFIG")
+        .args(["agent", "-m", "talk a lot"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let first = tokio::task::spawn_blocking(move || {
+        let mut reader = std::io::BufReader::new(stdout);
+        let mut line = String::new();
+        reader.read_line(&mut line).unwrap();
+        line
+        // The reader (and the pipe's read end) is dropped here, as `head -1` exits.
+    })
+    .await
+    .unwrap();
+    assert_eq!(first, "first line\n");
+    let out = tokio::task::spawn_blocking(move || child.wait_with_output())
+        .await
+        .unwrap()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert!(out.status.success(), "{:?}: {stderr}", out.status);
+}

@@ -498,12 +498,33 @@ impl Dispatcher {
 /// Where delivered messages go: the channels (through the channel manager), or a test double.
 #[async_trait::async_trait]
 pub trait OutboundSink: Send + Sync {
-    /// Sends one message; an error is retried later.
-    async fn send(&self, msg: &OutboundMessage) -> Result<(), String>;
+    /// Sends one message. A [`DeliveryError::Failed`] is retried later; a
+    /// [`DeliveryError::Rejected`] never is.
+    async fn send(&self, msg: &OutboundMessage) -> Result<(), DeliveryError>;
 
     /// Shows "typing…" in a chat while its turn runs (best effort; nothing by default).
     async fn typing(&self, channel: &str, chat_id: &str) {
         let _ = (channel, chat_id);
+    }
+}
+
+/// Why a message was not delivered, as the deliverer must react to it.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum DeliveryError {
+    /// The platform refused the message for good (a wrong chat id, the bot removed from the
+    /// chat, a message it will never take): retrying will not help, so it is not retried.
+    #[error("{0}")]
+    Rejected(String),
+    /// Worth another try later (the network, a rate limit, the channel not connected yet).
+    #[error("{0}")]
+    Failed(String),
+}
+
+impl DeliveryError {
+    /// Whether another attempt may succeed.
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, DeliveryError::Failed(_))
     }
 }
 
@@ -594,7 +615,9 @@ impl Deliverer {
                     }
                 }
                 Err(error) => {
-                    let retry = (record.attempts < self.max_attempts).then(|| {
+                    let retryable = error.is_retryable();
+                    let error = error.to_string();
+                    let retry = (retryable && record.attempts < self.max_attempts).then(|| {
                         let backoff = 1_000i64 << record.attempts.saturating_sub(1).min(10);
                         picoclaw_state::now_ms() + backoff
                     });
@@ -631,8 +654,11 @@ pub struct ChannelSink(pub Arc<picoclaw_channels::ChannelManager>);
 
 #[async_trait::async_trait]
 impl OutboundSink for ChannelSink {
-    async fn send(&self, msg: &OutboundMessage) -> Result<(), String> {
-        self.0.send(msg).await.map_err(|e| e.to_string())
+    async fn send(&self, msg: &OutboundMessage) -> Result<(), DeliveryError> {
+        self.0.send(msg).await.map_err(|e| match e {
+            picoclaw_channels::ChannelError::Rejected(why) => DeliveryError::Rejected(why),
+            other => DeliveryError::Failed(other.to_string()),
+        })
     }
 
     async fn typing(&self, channel: &str, chat_id: &str) {

@@ -23,7 +23,8 @@ pub use assemble::{
     state_location,
 };
 pub use dispatcher::{
-    Accepted, ChannelSink, Deliverer, Dispatcher, DispatcherConfig, DispatcherInbox, OutboundSink,
+    Accepted, ChannelSink, Deliverer, DeliveryError, Dispatcher, DispatcherConfig, DispatcherInbox,
+    OutboundSink,
 };
 
 use picoclaw_config::{Config, Paths};

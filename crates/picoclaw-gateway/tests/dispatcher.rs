@@ -6,7 +6,9 @@ use picoclaw_bus::{InboundMessage, OutboundMessage};
 use picoclaw_core::{
     Agent, ChatMessage, ChatRequest, ChatResponse, FinishReason, LlmProvider, ProviderError,
 };
-use picoclaw_gateway::{Accepted, Deliverer, Dispatcher, DispatcherConfig, OutboundSink};
+use picoclaw_gateway::{
+    Accepted, Deliverer, DeliveryError, Dispatcher, DispatcherConfig, OutboundSink,
+};
 use picoclaw_state::{InMemoryStore, SqliteStore, StateBackend};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -57,14 +59,21 @@ impl LlmProvider for Echo {
 struct FakeChannel {
     sent: Mutex<Vec<OutboundMessage>>,
     fail_first: AtomicUsize,
+    /// Refuses every message for good (a chat the bot was removed from).
+    reject: std::sync::atomic::AtomicBool,
+    attempts: AtomicUsize,
 }
 
 #[async_trait]
 impl OutboundSink for FakeChannel {
-    async fn send(&self, msg: &OutboundMessage) -> Result<(), String> {
+    async fn send(&self, msg: &OutboundMessage) -> Result<(), DeliveryError> {
+        self.attempts.fetch_add(1, Ordering::SeqCst);
+        if self.reject.load(Ordering::SeqCst) {
+            return Err(DeliveryError::Rejected("400: chat not found".into()));
+        }
         if self.fail_first.load(Ordering::SeqCst) > 0 {
             self.fail_first.fetch_sub(1, Ordering::SeqCst);
-            return Err("503 from the platform".into());
+            return Err(DeliveryError::Failed("503 from the platform".into()));
         }
         self.sent.lock().unwrap().push(msg.clone());
         Ok(())
@@ -166,6 +175,53 @@ async fn a_thousand_messages_in_a_hundred_sessions_are_each_answered_once_in_ord
     // Idle sessions let their workers go.
     wait_for("idle workers to stop", || dispatcher.active_sessions() == 0).await;
     assert!(store.unprocessed(10).await.unwrap().is_empty());
+    stop.cancel();
+    deliverer.await.unwrap();
+}
+
+/// A message the platform refuses for good is tried once, not six times (issue 18: the
+/// rejection used to be flattened to a string and retried with backoff).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_rejected_message_is_tried_once() {
+    let store: Arc<dyn StateBackend> = Arc::new(InMemoryStore::new());
+    let (agent, _) = echo_agent(store.clone());
+    let dispatcher = Dispatcher::new(agent, store.clone(), DispatcherConfig::default());
+    let channel = Arc::new(FakeChannel::default());
+    channel.reject.store(true, Ordering::SeqCst);
+    let stop = CancellationToken::new();
+    let deliverer =
+        tokio::spawn(Deliverer::new(&dispatcher, channel.clone(), "gw").run(stop.clone()));
+    dispatcher
+        .accept(
+            InboundMessage::new("telegram", "42", "u", "hello").with_metadata("message_id", "1"),
+        )
+        .await
+        .unwrap();
+    wait_for("the first attempt", || {
+        channel.attempts.load(Ordering::SeqCst) >= 1
+    })
+    .await;
+    // A retryable failure would be tried again after 1 s, then 2 s.
+    tokio::time::sleep(Duration::from_millis(3500)).await;
+    assert_eq!(channel.attempts.load(Ordering::SeqCst), 1);
+    // A failure worth retrying still is.
+    channel.reject.store(false, Ordering::SeqCst);
+    channel.fail_first.store(1, Ordering::SeqCst);
+    dispatcher
+        .accept(
+            InboundMessage::new("telegram", "42", "u", "again").with_metadata("message_id", "2"),
+        )
+        .await
+        .unwrap();
+    wait_for("the retried message", || {
+        channel
+            .sent
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|m| m.content == "echo: again")
+    })
+    .await;
     stop.cancel();
     deliverer.await.unwrap();
 }
@@ -397,7 +453,7 @@ struct TypingRecorder {
 
 #[async_trait]
 impl OutboundSink for TypingRecorder {
-    async fn send(&self, _msg: &OutboundMessage) -> Result<(), String> {
+    async fn send(&self, _msg: &OutboundMessage) -> Result<(), DeliveryError> {
         Ok(())
     }
     async fn typing(&self, channel: &str, chat_id: &str) {
