@@ -31,7 +31,8 @@ pub struct AgentArgs {
 pub fn run(config: Option<PathBuf>, args: AgentArgs) -> anyhow::Result<ExitCode> {
     // Where commands could run unconfined, the provider keys leave the environment block they
     // could read (a re-exec; problems with the config are reported by the build below).
-    if let Ok(paths) = crate::wiring::paths(config.clone())
+    if picoclaw_gateway::environ::has_credentials()
+        && let Ok(paths) = crate::wiring::paths(config.clone())
         && let Ok(loaded) = picoclaw_config::load(&paths)
         && picoclaw_gateway::environ::exposed(&loaded.config)
     {

@@ -1,5 +1,5 @@
 //! Architecture invariants (docs/ARCHITECTURE.md): reads `cargo metadata` and fails when a crate
-//! depends on one it may not (an upward edge in the layer table of DESIGN.md).
+//! depends on one it may not (an upward edge in the layer table of docs/ARCHITECTURE.md).
 
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -36,7 +36,7 @@ fn same_layer_allowed(from: &str, to: &str) -> bool {
     )
 }
 
-/// Edges the layer rule alone would allow but DESIGN.md forbids.
+/// Edges the layer rule alone would allow but docs/ARCHITECTURE.md forbids.
 fn forbidden(from: &str, to: &str) -> Option<&'static str> {
     match (from, to) {
         ("picoclaw-tools", "picoclaw-providers") => Some("tools must not depend on providers"),

@@ -4,7 +4,7 @@
 //!
 //! A channel acknowledges a platform's message only after [`Inbox::deliver`] returned: the
 //! gateway's inbox writes the message to its journal first, so a crash loses nothing.
-//! Channels never call providers, tools or state (DESIGN.md).
+//! Channels never call providers, tools or state (docs/ARCHITECTURE.md).
 
 #![warn(clippy::unwrap_used, clippy::expect_used)]
 

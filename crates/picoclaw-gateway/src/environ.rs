@@ -37,6 +37,12 @@ pub fn restore_hidden() {
 /// variables live on the heap), so it never re-executes again.
 static RESTORED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
+/// Whether the environment holds anything [`hide_credentials`] would move (cheap: no config
+/// is read for a process that has no credentials in its environment).
+pub fn has_credentials() -> bool {
+    std::env::vars_os().any(|(name, value)| hidden(&name, &value))
+}
+
 /// Whether a command the agent starts could read picoclaw's environment block: Landlock is
 /// unavailable, switched off for exec, or an MCP stdio server opts out of its sandbox. (Under
 /// Landlock, a confined process cannot read a process outside its domain.)

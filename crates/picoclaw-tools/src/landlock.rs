@@ -163,31 +163,37 @@ impl Policy {
 
     /// The folders (and files) to grant reading, after carving out the closed ones.
     pub fn read_grants(&self) -> Vec<PathBuf> {
-        let closed = self.closed_real();
-        let mut out = Vec::new();
-        if self.everything {
-            grant(Path::new("/"), &closed, false, &mut out);
+        let roots = if self.everything {
+            vec![PathBuf::from("/")]
         } else {
-            for root in system_roots() {
-                grant(&root, &closed, false, &mut out);
-            }
-        }
-        for path in self.readable.iter().chain(&self.writable) {
-            grant(&real(path), &closed, true, &mut out);
-        }
-        out.sort();
-        out.dedup();
-        out
+            system_roots()
+        };
+        self.grants(roots, self.readable.iter().chain(&self.writable))
     }
 
     /// The folders (and files) to grant writing, after carving out the closed ones.
     pub fn write_grants(&self) -> Vec<PathBuf> {
+        let roots = if self.everything {
+            vec![PathBuf::from("/")]
+        } else {
+            Vec::new()
+        };
+        self.grants(roots, &self.writable)
+    }
+
+    /// `roots` (never granted inside a closed folder) and the `explicit` folders (granted even
+    /// there: the workspace inside picoclaw's home), each with the closed folders carved out.
+    fn grants<'a>(
+        &self,
+        roots: Vec<PathBuf>,
+        explicit: impl IntoIterator<Item = &'a PathBuf>,
+    ) -> Vec<PathBuf> {
         let closed = self.closed_real();
         let mut out = Vec::new();
-        if self.everything {
-            grant(Path::new("/"), &closed, false, &mut out);
+        for root in roots {
+            grant(&root, &closed, false, &mut out);
         }
-        for path in &self.writable {
+        for path in explicit {
             grant(&real(path), &closed, true, &mut out);
         }
         out.sort();

@@ -192,7 +192,12 @@ impl ToolRegistry {
     /// Every call is recorded in the audit trail (target `audit`), refused ones included.
     pub async fn call(&self, ctx: &ToolContext, name: &str, args: serde_json::Value) -> ToolOutput {
         let started = std::time::Instant::now();
-        let shown = crate::audit::masked_args(&args);
+        // Masking costs a serialisation: only when something writes the audit trail.
+        let shown = if tracing::enabled!(target: "audit", tracing::Level::TRACE) {
+            crate::audit::masked_args(&args)
+        } else {
+            String::new()
+        };
         let output = match self.tools.get(name) {
             Some(tool) => tool.call(ctx, args).await,
             None => ToolOutput::error(format!(
