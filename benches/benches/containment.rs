@@ -7,8 +7,8 @@
 //!
 //! Run with: cargo bench -p picoclaw-benches --bench containment
 
+use picoclaw_api::SessionKey;
 use picoclaw_tools::{ExecConfig, Sandbox, ToolContext, ToolRegistry, builtin_tools};
-use picoclaw_types::SessionKey;
 use serde_json::json;
 use std::sync::Arc;
 

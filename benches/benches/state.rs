@@ -4,9 +4,9 @@
 //!
 //! Run with: cargo bench -p picoclaw-benches --bench state
 
+use picoclaw_api::{ChatMessage, SessionKey};
 use picoclaw_state::{SessionStore, SqliteStore};
 use picoclaw_testkit::TempWorkspace;
-use picoclaw_types::{ChatMessage, SessionKey};
 
 fn main() {
     divan::main();

@@ -3,8 +3,8 @@
 //! stand in for API keys that are not in the config.
 
 use anyhow::Context;
+use picoclaw_api::Secret;
 use picoclaw_auth::{AuthStore, Credential, OauthProvider};
-use picoclaw_types::Secret;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;

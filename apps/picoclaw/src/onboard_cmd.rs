@@ -69,9 +69,7 @@ fn encrypt_store(paths: &picoclaw_config::Paths, interactive: bool) -> anyhow::R
     store
         .clone()
         .with_passphrase(passphrase.clone())
-        .encrypt(KeySource::Passphrase(picoclaw_types::Secret::new(
-            passphrase,
-        )))?;
+        .encrypt(KeySource::Passphrase(picoclaw_api::Secret::new(passphrase)))?;
     eprintln!(
         "auth.json: encrypted with your passphrase ({}); set {PASSPHRASE_ENV} for picoclaw to \
          read it",

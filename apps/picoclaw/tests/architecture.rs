@@ -9,8 +9,8 @@ use std::process::Command;
 fn layer(name: &str) -> Option<u8> {
     Some(match name {
         // picoclaw-fs depends on nothing internal: a leaf beside the vocabulary.
-        "picoclaw-types" | "picoclaw-fs" => 0,
-        "picoclaw-bus" | "picoclaw-auth" | "picoclaw-state" => 1,
+        "picoclaw-api" | "picoclaw-fs" => 0,
+        "picoclaw-auth" | "picoclaw-state" => 1,
         "picoclaw-providers" | "picoclaw-tools" | "picoclaw-skills" | "picoclaw-mcp"
         | "picoclaw-channels" => 2,
         "picoclaw-core" => 3,
@@ -125,8 +125,8 @@ fn types_has_no_dependency_of_note_beyond_serde() {
         .as_array()
         .expect("packages")
         .iter()
-        .find(|p| p["name"] == "picoclaw-types")
-        .expect("picoclaw-types package");
+        .find(|p| p["name"] == "picoclaw-api")
+        .expect("picoclaw-api package");
     for dep in types["dependencies"].as_array().expect("deps") {
         if dep["kind"].as_str() == Some("dev") {
             continue;
@@ -134,7 +134,7 @@ fn types_has_no_dependency_of_note_beyond_serde() {
         let name = dep["name"].as_str().expect("name");
         assert!(
             matches!(name, "serde" | "serde_json"),
-            "picoclaw-types must stay IO-free and light, but depends on {name}"
+            "picoclaw-api must stay IO-free and light, but depends on {name}"
         );
     }
 }
@@ -143,7 +143,7 @@ fn types_has_no_dependency_of_note_beyond_serde() {
 fn the_layer_rule_itself_catches_an_upward_edge() {
     // Guard against the check above silently passing: the table must rank these as upward.
     assert!(layer("picoclaw-core") > layer("picoclaw-providers"));
-    assert!(layer("picoclaw-types") < layer("picoclaw-state"));
+    assert!(layer("picoclaw-api") < layer("picoclaw-state"));
     assert!(forbidden("picoclaw-tools", "picoclaw-providers").is_some());
     assert!(layer("picoclaw-unknown").is_none());
 }

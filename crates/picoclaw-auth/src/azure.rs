@@ -1,6 +1,5 @@
 //! Azure Entra ID tokens through `azure_identity`, in the order Azure hosts expect.
 
-use crate::token::{AccessToken, AuthError, TokenSource};
 use async_trait::async_trait;
 use azure_core::credentials::TokenCredential;
 use azure_core::http::{ClientOptions, Transport};
@@ -9,6 +8,7 @@ use azure_identity::{
     ClientSecretCredentialOptions, ManagedIdentityCredential, ManagedIdentityCredentialOptions,
     UserAssignedId, WorkloadIdentityCredential, WorkloadIdentityCredentialOptions,
 };
+use picoclaw_api::auth::{AccessToken, AuthError, TokenSource};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 

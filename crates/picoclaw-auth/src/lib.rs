@@ -21,5 +21,6 @@ pub use oauth::{
     DevicePrompt, LoginTokens, OauthProvider, browser_login, copilot_exchange, copilot_from_github,
     device_poll, device_start, renew,
 };
+pub use picoclaw_api::auth::{AccessToken, AuthError, StaticToken, TokenSource};
 pub use store::{AuthStore, Credential, KeySource, OauthCredential, PASSPHRASE_ENV, StoreError};
-pub use token::{AccessToken, AuthError, CachedToken, StaticToken, TokenSource};
+pub use token::CachedToken;

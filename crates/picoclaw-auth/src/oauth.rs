@@ -4,10 +4,10 @@
 //! stored login fresh, refreshing shortly before expiry with concurrent refreshes coalesced.
 
 use crate::store::{AuthStore, Credential, OauthCredential};
-use crate::token::{AccessToken, AuthError, TokenSource};
 use async_trait::async_trait;
 use base64::Engine;
-use picoclaw_types::Secret;
+use picoclaw_api::Secret;
+use picoclaw_api::auth::{AccessToken, AuthError, TokenSource};
 use serde_json::Value;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};

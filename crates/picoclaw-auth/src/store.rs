@@ -8,7 +8,7 @@
 //! (feature `keychain`: the kernel keyring on Linux).
 
 use base64::Engine;
-use picoclaw_types::Secret;
+use picoclaw_api::Secret;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

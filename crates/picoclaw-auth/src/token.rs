@@ -1,93 +1,10 @@
-//! `TokenSource` and the simple sources.
+//! [`CachedToken`]: another source's token, refreshed before it expires. The
+//! [`TokenSource`] trait and [`StaticToken`] are picoclaw-api's.
 
 use async_trait::async_trait;
-use picoclaw_types::Secret;
+use picoclaw_api::auth::{AccessToken, AuthError, TokenSource};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
-
-/// A bearer token and when it stops working.
-#[derive(Clone, Debug)]
-pub struct AccessToken {
-    pub token: Secret<String>,
-    /// `None` for tokens that do not expire (API keys).
-    pub expires_at: Option<SystemTime>,
-}
-
-impl AccessToken {
-    pub fn new(token: impl Into<String>, expires_at: Option<SystemTime>) -> Self {
-        Self {
-            token: Secret::new(token.into()),
-            expires_at,
-        }
-    }
-
-    /// Whether the token is still good for at least `margin`.
-    pub fn fresh_for(&self, margin: Duration) -> bool {
-        match self.expires_at {
-            None => true,
-            Some(at) => at
-                .duration_since(SystemTime::now())
-                .is_ok_and(|left| left > margin),
-        }
-    }
-}
-
-/// Why no token could be had. Messages never contain a secret.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum AuthError {
-    /// Every credential in a chain failed; each entry says which and why.
-    #[error("could not get a token for {scope}; tried: {}", tried.iter().map(|(n, e)| format!("{n}: {e}")).collect::<Vec<_>>().join("; "))]
-    NoCredential {
-        scope: String,
-        tried: Vec<(String, String)>,
-    },
-    #[error("{0}")]
-    Config(String),
-}
-
-/// Where bearer tokens come from.
-#[async_trait]
-pub trait TokenSource: Send + Sync {
-    /// What this source is, for logs and errors (`azure managed identity`, `api key`).
-    fn describe(&self) -> String;
-
-    /// A token that is valid now.
-    async fn token(&self) -> Result<AccessToken, AuthError>;
-}
-
-#[async_trait]
-impl<T: TokenSource + ?Sized> TokenSource for Arc<T> {
-    fn describe(&self) -> String {
-        (**self).describe()
-    }
-    async fn token(&self) -> Result<AccessToken, AuthError> {
-        (**self).token().await
-    }
-}
-
-/// A fixed key or token.
-#[derive(Debug, Clone)]
-pub struct StaticToken(Secret<String>);
-
-impl StaticToken {
-    pub fn new(token: impl Into<String>) -> Self {
-        Self(Secret::new(token.into()))
-    }
-}
-
-#[async_trait]
-impl TokenSource for StaticToken {
-    fn describe(&self) -> String {
-        "a static token".into()
-    }
-    async fn token(&self) -> Result<AccessToken, AuthError> {
-        Ok(AccessToken {
-            token: self.0.clone(),
-            expires_at: None,
-        })
-    }
-}
+use std::time::Duration;
 
 /// Caches another source's token and refreshes it `margin` before it expires; concurrent
 /// callers share one refresh.
@@ -144,6 +61,7 @@ mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
     use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::time::SystemTime;
 
     struct Counting(AtomicUsize, Duration);
 

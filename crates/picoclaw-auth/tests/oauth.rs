@@ -1,10 +1,10 @@
 //! The OAuth flows against a loopback OAuth server (testkit `FakeOauth`).
 
+use picoclaw_api::Secret;
 use picoclaw_auth::{
     AuthStore, Credential, LoginTokens, OauthCredential, OauthProvider, TokenSource,
 };
 use picoclaw_testkit::oauth::FakeOauth;
-use picoclaw_types::Secret;
 use std::sync::Arc;
 use std::time::Duration;
 

@@ -16,7 +16,7 @@
 
 use crate::{Channel, ChannelError, Inbox, split_message};
 use async_trait::async_trait;
-use picoclaw_bus::{InboundMessage, MediaKind, MediaRef, OutboundMessage};
+use picoclaw_api::{InboundMessage, MediaKind, MediaRef, OutboundMessage};
 use serde_json::Value;
 use serenity::all::{
     ButtonStyle, ChannelId, Context, CreateActionRow, CreateAllowedMentions, CreateAttachment,
@@ -420,7 +420,7 @@ impl Drop for AbortOnDrop {
 }
 
 /// Message components for button rows (at most 5 rows of 5 buttons, Discord's limits).
-fn components(rows: &[Vec<picoclaw_bus::Button>]) -> Vec<CreateActionRow> {
+fn components(rows: &[Vec<picoclaw_api::Button>]) -> Vec<CreateActionRow> {
     rows.iter()
         .take(5)
         .map(|row| {

@@ -19,147 +19,14 @@ pub mod slack;
 pub mod telegram;
 
 use async_trait::async_trait;
-use picoclaw_bus::{InboundMessage, OutboundMessage};
+pub use picoclaw_api::channel::{
+    Channel, ChannelError, Inbox, InboxError, WebhookRequest, WebhookResponse,
+};
+use picoclaw_api::{InboundMessage, OutboundMessage};
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
-
-/// A channel's failure.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum ChannelError {
-    /// The platform refused or failed; the text says why (shown in logs and `/ready`).
-    #[error("{0}")]
-    Platform(String),
-    /// No channel of that name runs here.
-    #[error("no channel named '{0}' is running")]
-    Unknown(String),
-    /// The message cannot be sent as it is (too long, unsupported media...): retrying will not
-    /// help.
-    #[error("{0}")]
-    Rejected(String),
-}
-
-/// Where a channel puts what it receives.
-#[async_trait]
-pub trait Inbox: Send + Sync {
-    /// Takes a message; when it returns `Ok`, the message is durable and the channel may
-    /// acknowledge it to the platform.
-    async fn deliver(&self, msg: InboundMessage) -> Result<(), String>;
-}
-
-/// An HTTP request a platform sent to the gateway's `/webhook/<channel>` route.
-#[derive(Clone, Debug, Default)]
-#[non_exhaustive]
-pub struct WebhookRequest {
-    /// `POST`, `GET`...
-    pub method: String,
-    /// Header names lower-cased, in arrival order.
-    pub headers: Vec<(String, String)>,
-    /// The query string without `?` (empty when none).
-    pub query: String,
-    pub body: Vec<u8>,
-}
-
-impl WebhookRequest {
-    pub fn new(method: impl Into<String>, body: impl Into<Vec<u8>>) -> Self {
-        Self {
-            method: method.into(),
-            body: body.into(),
-            ..Self::default()
-        }
-    }
-
-    /// Adds a header (the name is lower-cased).
-    pub fn with_header(mut self, name: &str, value: impl Into<String>) -> Self {
-        self.headers.push((name.to_ascii_lowercase(), value.into()));
-        self
-    }
-
-    pub fn with_query(mut self, query: impl Into<String>) -> Self {
-        self.query = query.into();
-        self
-    }
-
-    /// The first value of header `name` (any case).
-    pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
-    }
-}
-
-/// The answer to a [`WebhookRequest`].
-#[derive(Clone, Debug, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct WebhookResponse {
-    pub status: u16,
-    pub content_type: &'static str,
-    pub body: Vec<u8>,
-}
-
-impl WebhookResponse {
-    /// `200` with a JSON body.
-    pub fn json(value: &serde_json::Value) -> Self {
-        Self::with_status(200, "application/json", value.to_string())
-    }
-
-    /// A status with a plain-text body (the reason, for the platform's delivery log).
-    pub fn text(status: u16, body: impl Into<String>) -> Self {
-        Self::with_status(status, "text/plain; charset=utf-8", body.into())
-    }
-
-    pub fn with_status(status: u16, content_type: &'static str, body: impl Into<Vec<u8>>) -> Self {
-        Self {
-            status,
-            content_type,
-            body: body.into(),
-        }
-    }
-}
-
-/// A chat platform.
-#[async_trait]
-pub trait Channel: Send + Sync {
-    /// The channel's name as in the config and in session keys (`telegram`, `slack`...).
-    fn name(&self) -> &str;
-
-    /// Receives messages until `stop` is cancelled, handing each to `inbox`. Returning early
-    /// with an error means the channel failed; the manager starts it again after a backoff.
-    async fn run(&self, inbox: Arc<dyn Inbox>, stop: CancellationToken)
-    -> Result<(), ChannelError>;
-
-    /// Sends one message to the platform.
-    async fn send(&self, msg: &OutboundMessage) -> Result<(), ChannelError>;
-
-    /// Shows that an answer is being prepared in `chat_id` (Telegram's and Discord's "typing…").
-    /// The gateway calls it every few seconds while a turn runs; best effort, and nothing on
-    /// platforms without such an indicator.
-    async fn typing(&self, chat_id: &str) {
-        let _ = chat_id;
-    }
-
-    /// Whether this channel, as configured, receives through the gateway's `/webhook/<name>`
-    /// route (Slack's Events API, LINE, Telegram in webhook mode).
-    fn takes_webhooks(&self) -> bool {
-        false
-    }
-
-    /// Handles one request to `/webhook/<name>`: the channel checks that the platform sent it
-    /// (signature, secret token; the route has no other authentication), hands the messages in
-    /// it to `inbox`, and answers only after the inbox took them, so that the platform retries a
-    /// request whose messages were not kept. Answer quickly: platforms time webhooks out in
-    /// seconds.
-    async fn webhook(&self, request: WebhookRequest, inbox: Arc<dyn Inbox>) -> WebhookResponse {
-        let _ = (request, inbox);
-        WebhookResponse::text(
-            404,
-            format!("the {} channel takes no webhooks", self.name()),
-        )
-    }
-}
 
 /// Which messages of a channel share one conversation (`session_scope` in the channel's
 /// settings).
@@ -197,8 +64,8 @@ struct PerUser(Arc<dyn Inbox>);
 
 #[async_trait]
 impl Inbox for PerUser {
-    async fn deliver(&self, mut msg: InboundMessage) -> Result<(), String> {
-        msg.session_key = picoclaw_types::SessionKey::new(format!(
+    async fn deliver(&self, mut msg: InboundMessage) -> Result<(), picoclaw_api::InboxError> {
+        msg.session_key = picoclaw_api::SessionKey::new(format!(
             "{}:user:{}",
             msg.channel.as_str(),
             msg.sender_id
@@ -470,7 +337,7 @@ mod tests {
             inbox
                 .deliver(InboundMessage::new("flaky", "c", "u", "hello"))
                 .await
-                .map_err(ChannelError::Platform)?;
+                .map_err(|e| ChannelError::Platform(e.to_string()))?;
             stop.cancelled().await;
             Ok(())
         }
@@ -484,7 +351,7 @@ mod tests {
 
     #[async_trait]
     impl Inbox for Collect {
-        async fn deliver(&self, msg: InboundMessage) -> Result<(), String> {
+        async fn deliver(&self, msg: InboundMessage) -> Result<(), picoclaw_api::InboxError> {
             lock(&self.0).push(msg.content);
             Ok(())
         }
@@ -545,7 +412,7 @@ mod tests {
                 inbox
                     .deliver(InboundMessage::new("two", chat, "u7", chat))
                     .await
-                    .map_err(ChannelError::Platform)?;
+                    .map_err(|e| ChannelError::Platform(e.to_string()))?;
             }
             stop.cancelled().await;
             Ok(())
@@ -559,7 +426,7 @@ mod tests {
 
     #[async_trait]
     impl Inbox for Keys {
-        async fn deliver(&self, msg: InboundMessage) -> Result<(), String> {
+        async fn deliver(&self, msg: InboundMessage) -> Result<(), picoclaw_api::InboxError> {
             lock(&self.0).push((msg.session_key.as_str().to_owned(), msg.chat_id));
             Ok(())
         }

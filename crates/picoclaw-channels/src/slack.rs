@@ -14,9 +14,11 @@
 //! WebSocket) at a Slack-compatible gateway or a test's loopback fake; plain `http://` is then
 //! accepted.
 
-use crate::{Channel, ChannelError, Inbox, WebhookRequest, WebhookResponse, split_message};
+use crate::{
+    Channel, ChannelError, Inbox, InboxError, WebhookRequest, WebhookResponse, split_message,
+};
 use async_trait::async_trait;
-use picoclaw_bus::{InboundMessage, MediaKind, MediaRef, OutboundMessage};
+use picoclaw_api::{InboundMessage, MediaKind, MediaRef, OutboundMessage};
 use serde_json::{Value, json};
 use slack_morphism::errors::SlackClientError;
 use slack_morphism::prelude::*;
@@ -334,7 +336,7 @@ impl Inner {
         event_id: Option<&str>,
         event: &Value,
         inbox: &dyn Inbox,
-    ) -> Result<(), String> {
+    ) -> Result<(), ChannelError> {
         if let Some(id) = event_id
             && lock(&self.seen).contains(id)
         {
@@ -342,7 +344,7 @@ impl Inner {
             return Ok(());
         }
         let Some(me) = self.me() else {
-            return Err("not signed in to Slack yet".into());
+            return Err(ChannelError::Platform("not signed in to Slack yet".into()));
         };
         let kind = s(event, "type").unwrap_or_default();
         if kind != "message" && kind != "app_mention" {
@@ -463,7 +465,7 @@ impl Inner {
 
     /// A press of one of our buttons (`block_actions`): its value, as a message from the user
     /// who pressed it, in the conversation of the message it was under.
-    async fn take_interaction(&self, payload: &Value, inbox: &dyn Inbox) -> Result<(), String> {
+    async fn take_interaction(&self, payload: &Value, inbox: &dyn Inbox) -> Result<(), InboxError> {
         if s(payload, "type") != Some("block_actions") {
             return Ok(());
         }
@@ -537,7 +539,7 @@ impl Inner {
         let inbound = InboundMessage::new("slack", channel, user, content)
             .with_metadata("message_id", id)
             .with_metadata("command", command);
-        inbox.deliver(inbound).await?;
+        inbox.deliver(inbound).await.map_err(|e| e.to_string())?;
         // Seen only by the user who typed the command; the answer follows in the conversation.
         Ok("Got it.")
     }
@@ -669,7 +671,7 @@ impl Inner {
 }
 
 /// Block Kit for an answer with buttons: the text as a section, each row an actions block.
-fn blocks(text: &str, rows: &[Vec<picoclaw_bus::Button>]) -> Option<Vec<SlackBlock>> {
+fn blocks(text: &str, rows: &[Vec<picoclaw_api::Button>]) -> Option<Vec<SlackBlock>> {
     let mut blocks = vec![json!({"type": "section", "text": {"type": "mrkdwn", "text": text}})];
     for (r, row) in rows.iter().enumerate().take(20) {
         let elements: Vec<Value> = row
@@ -720,7 +722,7 @@ async fn on_push(
     inner
         .take_event(Some(event.event_id.as_ref()), &value, inbox.as_ref())
         .await
-        .map_err(boxed)
+        .map_err(|e| boxed(e.to_string()))
 }
 
 async fn on_interaction(
@@ -735,7 +737,7 @@ async fn on_interaction(
     inner
         .take_interaction(&value, inbox.as_ref())
         .await
-        .map_err(boxed)
+        .map_err(|e| boxed(e.to_string()))
 }
 
 async fn on_command(
@@ -945,7 +947,7 @@ impl Channel for SlackChannel {
                     let mut plain = part.clone();
                     if with_buttons {
                         plain =
-                            format!("{plain}\n\n{}", picoclaw_bus::buttons_as_text(&msg.buttons));
+                            format!("{plain}\n\n{}", picoclaw_api::buttons_as_text(&msg.buttons));
                     }
                     inner
                         .post(channel, thread, crate::format::escape_html(&plain), None)
@@ -992,8 +994,8 @@ mod tests {
     #[test]
     fn buttons_become_block_kit() {
         let rows = vec![vec![
-            picoclaw_bus::Button::new("Yes", "yes"),
-            picoclaw_bus::Button::new("No", "no"),
+            picoclaw_api::Button::new("Yes", "yes"),
+            picoclaw_api::Button::new("No", "no"),
         ]];
         let b = blocks("*Pick*", &rows).unwrap();
         let v = serde_json::to_value(&b).unwrap();

@@ -8,9 +8,11 @@
 //! inbox took the message, so a crash redelivers it, and the gateway's journal drops the
 //! redelivery.
 
-use crate::{Channel, ChannelError, Inbox, WebhookRequest, WebhookResponse, split_message};
+use crate::{
+    Channel, ChannelError, Inbox, InboxError, WebhookRequest, WebhookResponse, split_message,
+};
 use async_trait::async_trait;
-use picoclaw_bus::{InboundMessage, MediaKind, MediaRef, OutboundMessage};
+use picoclaw_api::{InboundMessage, MediaKind, MediaRef, OutboundMessage};
 use serde_json::Value;
 use std::sync::Arc;
 use std::time::Duration;
@@ -337,7 +339,7 @@ impl TelegramChannel {
         mut inbound: InboundMessage,
         chat: ChatId,
         message: Option<&teloxide::types::Message>,
-    ) -> Result<(), String> {
+    ) -> Result<(), InboxError> {
         let _ = self.bot.send_chat_action(chat, ChatAction::Typing).await;
         if let (Some(message), Some(_)) = (message, &self.config.common.media_dir) {
             match self.save_attachment(message).await {
@@ -611,7 +613,7 @@ impl Channel for TelegramChannel {
 }
 
 /// Buttons as an inline keyboard; a press sends back `data` (cut to Telegram's 64 bytes).
-fn keyboard(rows: &[Vec<picoclaw_bus::Button>]) -> teloxide::types::InlineKeyboardMarkup {
+fn keyboard(rows: &[Vec<picoclaw_api::Button>]) -> teloxide::types::InlineKeyboardMarkup {
     teloxide::types::InlineKeyboardMarkup::new(rows.iter().map(|row| {
         row.iter()
             .map(|b| {

@@ -3,7 +3,7 @@
 //! raw JSON so they load quietly and round-trip unchanged.
 
 use crate::paths::Paths;
-use picoclaw_types::Secret;
+use picoclaw_api::Secret;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use std::collections::BTreeMap;

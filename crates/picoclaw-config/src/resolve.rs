@@ -6,8 +6,8 @@
 
 use crate::ConfigError;
 use crate::model::{Config, ModelEntry, ProviderConfig};
+use picoclaw_api::Secret;
 use picoclaw_providers::presets::{self, Preset};
-use picoclaw_types::Secret;
 use std::collections::HashMap;
 use std::path::PathBuf;
 

@@ -504,9 +504,9 @@ fn fallbacks_resolve_like_the_primary_and_errors_name_the_entry() {
 
 #[tokio::test]
 async fn model_list_entries_sharing_an_alias_are_balanced_with_their_fallbacks() {
+    use picoclaw_api::ChatMessage;
     use picoclaw_providers::ChatRequest;
     use picoclaw_testkit::{Reply, ScriptedEndpoint};
-    use picoclaw_types::ChatMessage;
     let a =
         ScriptedEndpoint::start_with([Reply::text("from a"), Reply::text("from a again")]).await;
     let b = ScriptedEndpoint::start_with([Reply::text("from b")]).await;

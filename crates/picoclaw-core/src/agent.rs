@@ -5,6 +5,7 @@ use crate::context::ContextBuilder;
 use crate::events::{AgentEvent, EventSink};
 use crate::tool_loop::{self, ToolLoopConfig};
 use futures::StreamExt;
+use picoclaw_api::{ChatMessage, ContentPart, FinishReason, SessionKey, Usage};
 use picoclaw_providers::{ChatRequest, ChatResponse, LlmProvider, ProviderError, StreamEvent};
 use picoclaw_state::{
     InMemoryStore, Outbox, SessionStore, StateError, UsageRecord, UsageStore, WorkspaceMemory,
@@ -13,7 +14,6 @@ use picoclaw_tools::{
     LocalResults, MemorySearchTool, MemoryWriteTool, SubagentRunner, Subagents, Tool, ToolContext,
     ToolRegistry, TurnOrigin,
 };
-use picoclaw_types::{ChatMessage, ContentPart, FinishReason, SessionKey, Usage};
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};

@@ -4,8 +4,8 @@
 
 use crate::context::message_tokens;
 use crate::transcript::message_markdown;
+use picoclaw_api::{ChatMessage, Role};
 use picoclaw_providers::ChatRequest;
-use picoclaw_types::{ChatMessage, Role};
 
 /// The instruction for the summarising call.
 pub(crate) const SUMMARY_PROMPT: &str = "You compress conversations. Summarise the conversation \
@@ -70,7 +70,7 @@ pub(crate) fn summary_request(
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
-    use picoclaw_types::ToolCall;
+    use picoclaw_api::ToolCall;
 
     #[test]
     fn the_kept_part_starts_at_a_user_message() {

@@ -7,7 +7,7 @@
 //! without blocking (a FIFO in place of a file is skipped), and cached by modification time and
 //! length, so an unchanged workspace costs one open and `fstat` per file per turn.
 
-use picoclaw_types::{ChatMessage, ContentPart, Role};
+use picoclaw_api::{ChatMessage, ContentPart, Role};
 use std::collections::HashMap;
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -302,7 +302,7 @@ pub fn message_tokens(msg: &ChatMessage) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use picoclaw_types::ToolCall;
+    use picoclaw_api::ToolCall;
 
     fn fixed_now() -> chrono::DateTime<chrono::Local> {
         use chrono::TimeZone;

@@ -18,6 +18,10 @@ pub use agent::{Agent, AgentBuilder, AgentConfig, AgentError, TurnEnd, TurnOptio
 pub use context::ContextBuilder;
 pub use events::{AgentEvent, EventLog, EventSink};
 
+pub use picoclaw_api::{
+    ChannelId, ChatMessage, ContentPart, FinishReason, Role, Secret, SessionKey, ToolCall,
+    ToolSpec, Usage,
+};
 pub use picoclaw_providers::{
     Capabilities, ChatRequest, ChatResponse, ChatStream, LlmProvider, ProviderError, StreamEvent,
 };
@@ -27,9 +31,5 @@ pub use picoclaw_state::{
 };
 pub use picoclaw_tools::{
     BackgroundResult, LocalResults, Tool, ToolContext, ToolOutput, ToolRegistry, TurnOrigin,
-};
-pub use picoclaw_types::{
-    ChannelId, ChatMessage, ContentPart, FinishReason, Role, Secret, SessionKey, ToolCall,
-    ToolSpec, Usage,
 };
 pub use tokio_util::sync::CancellationToken;

@@ -5,8 +5,8 @@
 //! run it" happens in that order. Failures become text for the model, never errors.
 
 use crate::events::{AgentEvent, EventSink};
+use picoclaw_api::{ChatMessage, ToolCall};
 use picoclaw_tools::{ToolContext, ToolOutput, ToolRegistry};
-use picoclaw_types::{ChatMessage, ToolCall};
 use std::time::Duration;
 
 pub(crate) struct ToolLoopConfig {
@@ -171,8 +171,8 @@ fn preview(text: &str) -> String {
 mod tests {
     use super::*;
     use async_trait::async_trait;
+    use picoclaw_api::{SessionKey, ToolSpec};
     use picoclaw_tools::Tool;
-    use picoclaw_types::{SessionKey, ToolSpec};
     use std::sync::Arc;
 
     struct Sleepy(u64, &'static str);

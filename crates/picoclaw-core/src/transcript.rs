@@ -1,8 +1,8 @@
 //! Rendering a stored session for people and tools: Markdown for reading, JSON for keeping
 //! (`picoclaw sessions export`).
 
+use picoclaw_api::{ChatMessage, Role};
 use picoclaw_state::Session;
-use picoclaw_types::{ChatMessage, Role};
 use serde_json::{Value, json};
 
 /// The session as JSON: key, summary and every message in picoclaw's message format.
@@ -78,7 +78,7 @@ pub fn to_markdown(session: &Session) -> String {
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
-    use picoclaw_types::{SessionKey, ToolCall};
+    use picoclaw_api::{SessionKey, ToolCall};
 
     fn session() -> Session {
         Session::new(

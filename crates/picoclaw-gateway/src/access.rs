@@ -3,8 +3,8 @@
 //! the page that sent it (browsers send cross-site "simple" requests without asking), and the
 //! bearer key (compared in constant time).
 
+use picoclaw_api::Secret;
 use picoclaw_config::GatewayConfig;
-use picoclaw_types::Secret;
 use std::net::{IpAddr, SocketAddr};
 
 /// The gateway's access rules, from its config, its key and the address it listens on.

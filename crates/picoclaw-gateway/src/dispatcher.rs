@@ -12,7 +12,7 @@
 //!   After a crash, [`Dispatcher::recover`] queues again what was journaled but not processed.
 //! - `/new` (start over), `/stop` (cancel the running turn) and `/help` work from any channel.
 
-use picoclaw_bus::{InboundMessage, OutboundMessage};
+use picoclaw_api::{InboundMessage, OutboundMessage};
 use picoclaw_core::{Agent, ChatMessage, SessionKey, TurnOptions};
 use picoclaw_state::{StateBackend, StateError};
 use std::collections::HashMap;
@@ -309,7 +309,7 @@ impl Dispatcher {
     /// The message's text with what its attachments say: voice notes transcribed (when speech
     /// to text is configured), other files named by where the channel saved them.
     async fn content_with_media(&self, msg: &InboundMessage) -> String {
-        use picoclaw_bus::MediaKind;
+        use picoclaw_api::MediaKind;
         let mut parts: Vec<String> = Vec::new();
         if !msg.content.trim().is_empty() {
             parts.push(msg.content.clone());
@@ -369,11 +369,11 @@ impl Dispatcher {
         .map_err(|e| e.to_string())
     }
 
-    async fn images_of(&self, msg: &InboundMessage) -> Vec<picoclaw_types::ContentPart> {
+    async fn images_of(&self, msg: &InboundMessage) -> Vec<picoclaw_api::ContentPart> {
         use base64::Engine;
         let mut images = Vec::new();
         for media in &msg.media {
-            if media.kind != picoclaw_bus::MediaKind::Image {
+            if media.kind != picoclaw_api::MediaKind::Image {
                 continue;
             }
             let path = std::path::Path::new(&media.location);
@@ -396,7 +396,7 @@ impl Dispatcher {
                 _ => "image/jpeg",
             };
             let data = base64::engine::general_purpose::STANDARD.encode(&bytes);
-            images.push(picoclaw_types::ContentPart::image(format!(
+            images.push(picoclaw_api::ContentPart::image(format!(
                 "data:{mime};base64,{data}"
             )));
         }
@@ -639,12 +639,12 @@ pub struct DispatcherInbox(pub Arc<Dispatcher>);
 
 #[async_trait::async_trait]
 impl picoclaw_channels::Inbox for DispatcherInbox {
-    async fn deliver(&self, msg: InboundMessage) -> Result<(), String> {
+    async fn deliver(&self, msg: InboundMessage) -> Result<(), picoclaw_api::InboxError> {
         self.0
             .accept(msg)
             .await
             .map(|_| ())
-            .map_err(|e| e.to_string())
+            .map_err(picoclaw_api::InboxError::from)
     }
 }
 

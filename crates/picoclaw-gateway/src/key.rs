@@ -4,8 +4,8 @@
 //! created with mode 0600 (never a wider mode narrowed afterwards) and appears complete or not
 //! at all; it lives outside the workspace, which the agent's tools can write.
 
+use picoclaw_api::Secret;
 use picoclaw_config::{Config, Paths};
-use picoclaw_types::Secret;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 

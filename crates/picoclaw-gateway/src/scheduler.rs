@@ -17,7 +17,7 @@
 //! Both start their turns as [`TurnOrigin::Cron`] / [`TurnOrigin::Heartbeat`], which the `cron`
 //! tool reads: a scheduled turn, or a sub-agent it starts, cannot add jobs (no job breeds jobs).
 
-use picoclaw_bus::OutboundMessage;
+use picoclaw_api::OutboundMessage;
 use picoclaw_core::{Agent, ChatMessage, SessionKey, TurnOptions, TurnOrigin};
 use picoclaw_state::{CronJob, StateBackend, StateError};
 use std::path::PathBuf;

@@ -2,7 +2,7 @@
 //! that echoes what it was asked (with a little jitter, so sessions interleave).
 
 use async_trait::async_trait;
-use picoclaw_bus::{InboundMessage, OutboundMessage};
+use picoclaw_api::{InboundMessage, OutboundMessage};
 use picoclaw_core::{
     Agent, ChatMessage, ChatRequest, ChatResponse, FinishReason, LlmProvider, ProviderError,
 };
@@ -385,8 +385,8 @@ async fn photo_turns(refuse_images: bool) -> (Vec<String>, Vec<usize>, Vec<Strin
         tokio::spawn(Deliverer::new(&dispatcher, channel.clone(), "gw").run(stop.clone()));
     let with_photo = InboundMessage::new("telegram", "42", "7", "what is this?")
         .with_metadata("message_id", "1")
-        .with_media(picoclaw_bus::MediaRef::new(
-            picoclaw_bus::MediaKind::Image,
+        .with_media(picoclaw_api::MediaRef::new(
+            picoclaw_api::MediaKind::Image,
             photo.display().to_string(),
         ));
     dispatcher.accept(with_photo).await.unwrap();

@@ -2,7 +2,7 @@
 //! callbacks, served on loopback and driven over real HTTP.
 
 use async_trait::async_trait;
-use picoclaw_bus::{InboundMessage, OutboundMessage};
+use picoclaw_api::{InboundMessage, OutboundMessage};
 use picoclaw_channels::{
     Channel, ChannelError, ChannelManager, Inbox, WebhookRequest, WebhookResponse,
 };
@@ -53,7 +53,7 @@ impl Channel for Hooky {
         );
         match inbox.deliver(msg).await {
             Ok(()) => WebhookResponse::json(&json!({"ok": true})),
-            Err(e) => WebhookResponse::text(503, e),
+            Err(e) => WebhookResponse::text(503, e.to_string()),
         }
     }
 }
@@ -87,9 +87,11 @@ struct Collect {
 
 #[async_trait]
 impl Inbox for Collect {
-    async fn deliver(&self, msg: InboundMessage) -> Result<(), String> {
+    async fn deliver(&self, msg: InboundMessage) -> Result<(), picoclaw_api::InboxError> {
         if *self.refuse.lock().unwrap() {
-            return Err("the journal is unavailable".into());
+            return Err(
+                picoclaw_api::StateError::Database("the journal is unavailable".into()).into(),
+            );
         }
         self.got.lock().unwrap().push(msg);
         Ok(())

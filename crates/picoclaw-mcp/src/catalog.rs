@@ -5,8 +5,8 @@
 
 use crate::client::McpTool;
 use async_trait::async_trait;
+use picoclaw_api::ToolSpec;
 use picoclaw_tools::{Tool, ToolContext, ToolOutput};
-use picoclaw_types::ToolSpec;
 use serde_json::{Value, json};
 use std::sync::Arc;
 

@@ -2,8 +2,8 @@
 
 use crate::config::{McpConfig, ServerConfig, Transport};
 use async_trait::async_trait;
+use picoclaw_api::ToolSpec;
 use picoclaw_tools::{Tool, ToolContext, ToolOutput};
-use picoclaw_types::ToolSpec;
 use rmcp::ServiceExt;
 use rmcp::model::CallToolRequestParams;
 use rmcp::service::{RoleClient, RunningService};

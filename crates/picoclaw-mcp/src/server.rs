@@ -2,8 +2,8 @@
 //! tools (file tools confined to the workspace, exec under its policy, web, memory) to other MCP
 //! clients: editors, other agents.
 
+use picoclaw_api::SessionKey;
 use picoclaw_tools::{ToolContext, ToolRegistry};
-use picoclaw_types::SessionKey;
 use rmcp::ServiceExt;
 use rmcp::handler::server::ServerHandler;
 use rmcp::model::{

@@ -1,9 +1,9 @@
 //! Interoperability with an MCP implementation we did not write: a server made with the official
 //! MCP Python SDK, over stdio and over streamable HTTP; and the failure cases.
 
+use picoclaw_api::SessionKey;
 use picoclaw_mcp::{McpConfig, McpTool, start_all};
 use picoclaw_tools::{Tool, ToolContext, ToolOutput};
-use picoclaw_types::SessionKey;
 use serde_json::{Value, json};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};

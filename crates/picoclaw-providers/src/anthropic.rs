@@ -14,7 +14,7 @@ use crate::{
 use async_trait::async_trait;
 use eventsource_stream::Eventsource;
 use futures::StreamExt;
-use picoclaw_types::{ChatMessage, ContentPart, FinishReason, Role, Secret, ToolCall, Usage};
+use picoclaw_api::{ChatMessage, ContentPart, FinishReason, Role, Secret, ToolCall, Usage};
 use serde_json::{Map, Value, json};
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -569,7 +569,7 @@ impl LlmProvider for Anthropic {
     }
 
     fn capabilities(&self) -> Capabilities {
-        Capabilities::new(true, true, true)
+        Capabilities::full()
     }
 
     async fn chat(&self, req: ChatRequest) -> Result<ChatResponse, ProviderError> {
@@ -662,7 +662,7 @@ impl LlmProvider for Anthropic {
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
-    use picoclaw_types::ToolSpec;
+    use picoclaw_api::ToolSpec;
 
     #[test]
     fn request_shape() {

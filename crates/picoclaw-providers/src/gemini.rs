@@ -13,7 +13,7 @@ use crate::{
 use async_trait::async_trait;
 use eventsource_stream::Eventsource;
 use futures::StreamExt;
-use picoclaw_types::{ChatMessage, ContentPart, FinishReason, Role, Secret, ToolCall, Usage};
+use picoclaw_api::{ChatMessage, ContentPart, FinishReason, Role, Secret, ToolCall, Usage};
 use serde_json::{Map, Value, json};
 use std::time::Duration;
 
@@ -377,13 +377,13 @@ impl GeminiAssembler {
         }
         if let Some(u) = v.get("usageMetadata") {
             let n = |k: &str| u.get(k).and_then(Value::as_u64).unwrap_or(0);
-            self.usage = Some(Usage {
-                prompt_tokens: n("promptTokenCount"),
-                completion_tokens: n("candidatesTokenCount"),
-                total_tokens: n("totalTokenCount")
-                    .max(n("promptTokenCount") + n("candidatesTokenCount")),
-                cached_tokens: n("cachedContentTokenCount"),
-            });
+            self.usage = Some(
+                Usage::new(n("promptTokenCount"), n("candidatesTokenCount"))
+                    .with_total(
+                        n("totalTokenCount").max(n("promptTokenCount") + n("candidatesTokenCount")),
+                    )
+                    .with_cached(n("cachedContentTokenCount")),
+            );
         }
         if let Some(m) = v["modelVersion"].as_str() {
             self.model = Some(m.to_owned());
@@ -450,7 +450,7 @@ impl LlmProvider for Gemini {
     }
 
     fn capabilities(&self) -> Capabilities {
-        Capabilities::new(true, true, true)
+        Capabilities::full()
     }
 
     async fn chat(&self, req: ChatRequest) -> Result<ChatResponse, ProviderError> {
@@ -545,7 +545,7 @@ impl LlmProvider for Gemini {
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
-    use picoclaw_types::ToolSpec;
+    use picoclaw_api::ToolSpec;
 
     #[test]
     fn request_shape() {

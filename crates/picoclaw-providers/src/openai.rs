@@ -8,8 +8,8 @@ use crate::{
 use async_trait::async_trait;
 use eventsource_stream::Eventsource;
 use futures::StreamExt;
+use picoclaw_api::Secret;
 use picoclaw_auth::TokenSource;
-use picoclaw_types::Secret;
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use std::sync::Arc;
 use std::time::Duration;
@@ -464,7 +464,7 @@ impl LlmProvider for OpenAiCompatible {
     }
 
     fn capabilities(&self) -> Capabilities {
-        Capabilities::new(true, true, true)
+        Capabilities::full()
     }
 
     async fn chat(&self, req: ChatRequest) -> Result<ChatResponse, ProviderError> {
@@ -552,8 +552,8 @@ fn convert_text_tool_calls(resp: &mut ChatResponse, offered: &[String]) {
             calls = calls.len(),
             "tool calls parsed from the answer text"
         );
-        resp.message = picoclaw_types::ChatMessage::assistant_with_tools(rest, calls);
-        resp.finish_reason = picoclaw_types::FinishReason::ToolCalls;
+        resp.message = picoclaw_api::ChatMessage::assistant_with_tools(rest, calls);
+        resp.finish_reason = picoclaw_api::FinishReason::ToolCalls;
     }
 }
 

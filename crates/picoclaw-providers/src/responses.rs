@@ -11,7 +11,7 @@ use crate::{
 use async_trait::async_trait;
 use eventsource_stream::Eventsource;
 use futures::StreamExt;
-use picoclaw_types::{ChatMessage, ContentPart, FinishReason, Role, ToolCall, Usage};
+use picoclaw_api::{ChatMessage, ContentPart, FinishReason, Role, ToolCall, Usage};
 use serde_json::{Map, Value, json};
 use std::collections::BTreeMap;
 
@@ -115,14 +115,15 @@ pub(crate) fn request_body(req: &ChatRequest, stream: bool) -> Value {
 fn usage(v: &Value) -> Option<Usage> {
     let u = v.get("usage")?;
     let n = |k: &str| u.get(k).and_then(Value::as_u64).unwrap_or(0);
-    Some(Usage {
-        prompt_tokens: n("input_tokens"),
-        completion_tokens: n("output_tokens"),
-        total_tokens: n("total_tokens").max(n("input_tokens") + n("output_tokens")),
-        cached_tokens: u["input_tokens_details"]["cached_tokens"]
-            .as_u64()
-            .unwrap_or(0),
-    })
+    Some(
+        Usage::new(n("input_tokens"), n("output_tokens"))
+            .with_total(n("total_tokens").max(n("input_tokens") + n("output_tokens")))
+            .with_cached(
+                u["input_tokens_details"]["cached_tokens"]
+                    .as_u64()
+                    .unwrap_or(0),
+            ),
+    )
 }
 
 /// A whole `response` object into our answer.
@@ -272,7 +273,7 @@ impl LlmProvider for OpenAiResponses {
     }
 
     fn capabilities(&self) -> Capabilities {
-        Capabilities::new(true, true, true)
+        Capabilities::full()
     }
 
     async fn chat(&self, req: ChatRequest) -> Result<ChatResponse, ProviderError> {
@@ -345,7 +346,7 @@ impl LlmProvider for OpenAiResponses {
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
-    use picoclaw_types::ToolSpec;
+    use picoclaw_api::ToolSpec;
 
     #[test]
     fn request_shape() {

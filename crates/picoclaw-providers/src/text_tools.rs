@@ -11,7 +11,7 @@
 //! Marked formats are trusted; a bare JSON answer only counts when it names an offered tool, so a
 //! model answering with JSON data is not mistaken for a call.
 
-use picoclaw_types::ToolCall;
+use picoclaw_api::ToolCall;
 use serde_json::Value;
 
 /// Prefixes that start a text tool call; a stream holds its text back while it might be one.

@@ -2,7 +2,7 @@
 //! response bodies and stream chunks.
 
 use crate::{ChatRequest, ChatResponse, ProviderError};
-use picoclaw_types::{ChatMessage, ContentPart, FinishReason, Role, ToolCall, Usage};
+use picoclaw_api::{ChatMessage, ContentPart, FinishReason, Role, ToolCall, Usage};
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 use std::collections::BTreeMap;
@@ -121,15 +121,12 @@ struct WireUsageDetails {
 
 impl WireUsage {
     fn into_usage(self) -> Usage {
-        Usage {
-            prompt_tokens: self.prompt_tokens,
-            completion_tokens: self.completion_tokens,
-            total_tokens: if self.total_tokens == 0 {
-                self.prompt_tokens + self.completion_tokens
-            } else {
-                self.total_tokens
-            },
-            cached_tokens: self.prompt_tokens_details.map_or(0, |d| d.cached_tokens),
+        let usage = Usage::new(self.prompt_tokens, self.completion_tokens)
+            .with_cached(self.prompt_tokens_details.map_or(0, |d| d.cached_tokens));
+        if self.total_tokens == 0 {
+            usage
+        } else {
+            usage.with_total(self.total_tokens)
         }
     }
 }
@@ -389,7 +386,7 @@ impl StreamAssembler {
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
-    use picoclaw_types::ToolSpec;
+    use picoclaw_api::ToolSpec;
 
     fn check(input: &ChatRequest, stream: bool, expected: Value) {
         assert_eq!(request_body(input, stream), expected);

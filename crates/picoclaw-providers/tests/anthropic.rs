@@ -1,11 +1,11 @@
 //! Claude's Messages API over real HTTP against the scripted endpoint's Anthropic dialect.
 
 use futures::StreamExt;
+use picoclaw_api::{ChatMessage, FinishReason, ToolSpec};
 use picoclaw_providers::{
     Anthropic, AnthropicConfig, ChatRequest, ChatResponse, LlmProvider, ProviderError, StreamEvent,
 };
 use picoclaw_testkit::{Reply, ScriptedEndpoint};
-use picoclaw_types::{ChatMessage, FinishReason, ToolSpec};
 use serde_json::json;
 
 const KEY: &str = "sk-ant-test-0123456789";

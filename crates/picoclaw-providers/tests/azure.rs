@@ -1,12 +1,12 @@
 //! Azure OpenAI: the deployment URL with api-version, `max_completion_tokens`, `api-key` or Entra ID
 //! bearer tokens, and Azure's content-filter errors, against the loopback endpoint.
 
+use picoclaw_api::ChatMessage;
 use picoclaw_auth::{StaticToken, TokenSource};
 use picoclaw_providers::{
     ChatRequest, LlmProvider, OpenAiCompatConfig, OpenAiCompatible, ProviderError,
 };
 use picoclaw_testkit::{Reply, ScriptedEndpoint};
-use picoclaw_types::ChatMessage;
 use std::sync::Arc;
 
 fn endpoint_base(ep: &ScriptedEndpoint) -> String {

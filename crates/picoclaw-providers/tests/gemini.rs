@@ -1,9 +1,9 @@
 //! Gemini's native generateContent API over real HTTP against the scripted endpoint's Gemini
 //! dialect.
 
+use picoclaw_api::ChatMessage;
 use picoclaw_providers::{ChatRequest, Gemini, GeminiConfig, LlmProvider, ProviderError};
 use picoclaw_testkit::{Reply, ScriptedEndpoint};
-use picoclaw_types::ChatMessage;
 use serde_json::json;
 use std::sync::Arc;
 

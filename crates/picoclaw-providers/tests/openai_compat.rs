@@ -2,11 +2,11 @@
 //! documented shapes (picoclaw-testkit's ScriptedEndpoint).
 
 use futures::StreamExt;
+use picoclaw_api::{ChatMessage, FinishReason, ToolSpec};
 use picoclaw_providers::{
     ChatRequest, LlmProvider, OpenAiCompatConfig, OpenAiCompatible, ProviderError, StreamEvent,
 };
 use picoclaw_testkit::{Reply, ScriptedEndpoint};
-use picoclaw_types::{ChatMessage, FinishReason, ToolSpec};
 use serde_json::json;
 use std::time::Duration;
 

@@ -1,12 +1,12 @@
 //! Retries and fallbacks over scripted providers and a real loopback endpoint.
 
 use futures::StreamExt;
+use picoclaw_api::ChatMessage;
 use picoclaw_providers::{
     ChatRequest, FallbackChain, LlmProvider, OpenAiCompatConfig, OpenAiCompatible, ProviderError,
     RetryPolicy, Retrying, Route, StreamEvent,
 };
 use picoclaw_testkit::{Reply, ScriptedEndpoint, ScriptedProvider};
-use picoclaw_types::ChatMessage;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 

@@ -9,8 +9,8 @@
 use crate::grant::{Fingerprint, Grant, GrantCheck, fingerprint};
 use crate::skill::Skill;
 use async_trait::async_trait;
+use picoclaw_api::ToolSpec;
 use picoclaw_tools::{GroupGuard, Tool, ToolContext, ToolOutput, finish_capped, spawn_capped};
-use picoclaw_types::ToolSpec;
 use serde::Deserialize;
 use serde_json::{Value, json};
 use std::path::{Component, Path, PathBuf};

@@ -2,11 +2,11 @@
 //! the test and from archives served on loopback (hostile ones included), and executable skills
 //! run as real Python programs.
 
+use picoclaw_api::SessionKey;
 use picoclaw_skills::{
     Catalog, Grant, GrantCheck, InstallOptions, Permissions, SkillRoots, SkillTool, Source,
 };
 use picoclaw_tools::{Tool, ToolContext};
-use picoclaw_types::SessionKey;
 use serde_json::{Value, json};
 use std::path::{Path, PathBuf};
 

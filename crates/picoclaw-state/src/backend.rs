@@ -164,8 +164,8 @@ mod tests {
         let sessions: Arc<dyn SessionStore> = s.clone();
         sessions
             .append(
-                &picoclaw_types::SessionKey::new("k"),
-                &[picoclaw_types::ChatMessage::user("x")],
+                &picoclaw_api::SessionKey::new("k"),
+                &[picoclaw_api::ChatMessage::user("x")],
             )
             .await
             .unwrap();

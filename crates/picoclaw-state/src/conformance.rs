@@ -5,8 +5,8 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use crate::SessionStore;
-use crate::usage::{GroupBy, UsageRecord, UsageStore};
-use picoclaw_types::{ChatMessage, SessionKey, ToolCall};
+use crate::{GroupBy, UsageRecord, UsageStore};
+use picoclaw_api::{ChatMessage, SessionKey, ToolCall};
 use std::future::Future;
 
 /// Runs every check, each on a fresh store from `make`.
@@ -205,12 +205,7 @@ async fn keys_are_independent(store: &impl SessionStore) {
 /// The usage ledger's behaviour: records are summed per session, model and day, `since` filters
 /// by day, rows come largest first (days newest first), and each row lists its models.
 pub async fn usage_store_suite(store: &impl UsageStore) {
-    let u = |p, c, k| picoclaw_types::Usage {
-        prompt_tokens: p,
-        completion_tokens: c,
-        total_tokens: p + c,
-        cached_tokens: k,
-    };
+    let u = |p, c, k| picoclaw_api::Usage::new(p, c).with_cached(k);
     let rec =
         |s: &str, m: &str, d: &str, usage| UsageRecord::now(SessionKey::new(s), m, usage).on_day(d);
     store
@@ -277,7 +272,7 @@ pub async fn usage_store_suite(store: &impl UsageStore) {
 
 /// The behaviour every [`crate::MemoryStore`] must show; `store` must start empty.
 pub async fn memory_store_suite(store: &impl crate::MemoryStore) {
-    use crate::memory::MemoryNote;
+    use crate::MemoryNote;
     let long = "memory/MEMORY.md";
     let day = "memory/202611/20261129.md";
     assert!(store.sources().await.unwrap().is_empty());
@@ -1027,7 +1022,7 @@ where
     let users: Vec<String> = session
         .messages
         .iter()
-        .filter(|m| m.role == picoclaw_types::Role::User)
+        .filter(|m| m.role == picoclaw_api::Role::User)
         .map(ChatMessage::text)
         .collect();
     let expected: Vec<String> = (0..30).map(|i| format!("msg {i}")).collect();

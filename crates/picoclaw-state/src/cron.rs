@@ -10,7 +10,7 @@
 //! the claim moves the job to its next run only if nobody moved it first, so exactly one
 //! instance gets `true` and runs it.
 
-use crate::session::StateError;
+use crate::StateError;
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use std::str::FromStr;

@@ -1,9 +1,9 @@
 //! `InMemoryStore`: sessions in a map, gone at exit. For tests and embedders that keep
 //! their own persistence.
 
-use crate::session::{Session, SessionInfo, SessionStore, StateError};
+use crate::{Session, SessionInfo, SessionStore, StateError};
 use async_trait::async_trait;
-use picoclaw_types::{ChatMessage, SessionKey};
+use picoclaw_api::{ChatMessage, SessionKey};
 use std::collections::HashMap;
 use std::sync::{Mutex, MutexGuard};
 
@@ -47,9 +47,9 @@ impl Sessions {
 #[derive(Debug, Default)]
 pub struct InMemoryStore {
     sessions: Mutex<Sessions>,
-    usage: Mutex<Vec<crate::usage::UsageRecord>>,
+    usage: Mutex<Vec<crate::UsageRecord>>,
     /// Memory index: source → (fingerprint, notes).
-    notes: Mutex<std::collections::BTreeMap<String, (String, Vec<crate::memory::MemoryNote>)>>,
+    notes: Mutex<std::collections::BTreeMap<String, (String, Vec<crate::MemoryNote>)>>,
     /// Cron jobs, key/values, journal, outbox, leases.
     pub(crate) runtime: Mutex<crate::in_memory_runtime::RuntimeState>,
 }
@@ -135,8 +135,8 @@ impl SessionStore for InMemoryStore {
 }
 
 #[async_trait]
-impl crate::usage::UsageStore for InMemoryStore {
-    async fn record(&self, record: &crate::usage::UsageRecord) -> Result<(), StateError> {
+impl crate::UsageStore for InMemoryStore {
+    async fn record(&self, record: &crate::UsageRecord) -> Result<(), StateError> {
         let mut usage = match self.usage.lock() {
             Ok(g) => g,
             Err(p) => p.into_inner(),
@@ -148,8 +148,8 @@ impl crate::usage::UsageStore for InMemoryStore {
     async fn summary(
         &self,
         since: Option<&str>,
-        by: crate::usage::GroupBy,
-    ) -> Result<Vec<crate::usage::UsageRow>, StateError> {
+        by: crate::GroupBy,
+    ) -> Result<Vec<crate::UsageRow>, StateError> {
         let usage = match self.usage.lock() {
             Ok(g) => g,
             Err(p) => p.into_inner(),
@@ -166,12 +166,12 @@ pub(crate) fn relock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 #[async_trait]
-impl crate::memory::MemoryStore for InMemoryStore {
+impl crate::MemoryStore for InMemoryStore {
     async fn index_source(
         &self,
         source: &str,
         fingerprint: &str,
-        notes: &[crate::memory::MemoryNote],
+        notes: &[crate::MemoryNote],
     ) -> Result<(), StateError> {
         relock(&self.notes).insert(source.to_owned(), (fingerprint.to_owned(), notes.to_vec()));
         Ok(())
@@ -181,38 +181,27 @@ impl crate::memory::MemoryStore for InMemoryStore {
         Ok(relock(&self.notes).remove(source).is_some())
     }
 
-    async fn sources(&self) -> Result<Vec<crate::memory::IndexedSource>, StateError> {
+    async fn sources(&self) -> Result<Vec<crate::IndexedSource>, StateError> {
         Ok(relock(&self.notes)
             .iter()
-            .map(
-                |(source, (fingerprint, notes))| crate::memory::IndexedSource {
-                    source: source.clone(),
-                    fingerprint: fingerprint.clone(),
-                    notes: notes.len() as u64,
-                },
-            )
+            .map(|(source, (fingerprint, notes))| {
+                crate::IndexedSource::new(source.clone(), fingerprint.clone(), notes.len() as u64)
+            })
             .collect())
     }
 
-    async fn search(
-        &self,
-        query: &str,
-        limit: usize,
-    ) -> Result<Vec<crate::memory::MemoryHit>, StateError> {
+    async fn search(&self, query: &str, limit: usize) -> Result<Vec<crate::MemoryHit>, StateError> {
         let terms = crate::memory::query_terms(query);
         if terms.is_empty() || limit == 0 {
             return Ok(Vec::new());
         }
         let notes = relock(&self.notes);
-        let mut hits: Vec<crate::memory::MemoryHit> = notes
+        let mut hits: Vec<crate::MemoryHit> = notes
             .values()
             .flat_map(|(_, notes)| notes.iter())
             .filter_map(|note| {
                 let score = crate::memory::simple_score(&terms, &note.text);
-                (score > 0.0).then(|| crate::memory::MemoryHit {
-                    note: note.clone(),
-                    score,
-                })
+                (score > 0.0).then(|| crate::MemoryHit::new(note.clone(), score))
             })
             .collect();
         hits.sort_by(|a, b| b.score.total_cmp(&a.score));

@@ -1,10 +1,10 @@
 //! The runtime stores (cron, key/value, journal, outbox, leases) of [`InMemoryStore`].
 
 use crate::InMemoryStore;
+use crate::StateError;
 use crate::cron::{CronJob, CronStore};
 use crate::in_memory::relock;
-use crate::runtime::{InboundJournal, InboundRecord, KvStore, LeaseStore, OutboundRecord, Outbox};
-use crate::session::StateError;
+use crate::{InboundJournal, InboundRecord, KvStore, LeaseStore, OutboundRecord, Outbox};
 use async_trait::async_trait;
 use std::collections::{BTreeMap, HashMap};
 
@@ -168,14 +168,14 @@ impl InboundJournal for InMemoryStore {
         }
         let id = state.id();
         state.inbound.push((
-            InboundRecord {
+            InboundRecord::new(
                 id,
-                channel: channel.to_owned(),
-                external_id: external_id.to_owned(),
-                session_key: session_key.to_owned(),
-                payload: payload.to_owned(),
-                received_at_ms: now_ms,
-            },
+                channel.to_owned(),
+                external_id.to_owned(),
+                session_key.to_owned(),
+                payload.to_owned(),
+                now_ms,
+            ),
             None,
         ));
         Ok(Some(id))
@@ -207,14 +207,14 @@ impl InboundJournal for InMemoryStore {
         }
         let out = state.id();
         state.outbox.push(Outgoing {
-            record: OutboundRecord {
-                id: out,
-                channel: channel.to_owned(),
-                chat_id: chat_id.to_owned(),
-                payload: payload.to_owned(),
-                attempts: 0,
-                last_error: None,
-            },
+            record: OutboundRecord::new(
+                out,
+                channel.to_owned(),
+                chat_id.to_owned(),
+                payload.to_owned(),
+                0,
+                None,
+            ),
             due_at: now_ms,
             lease: None,
             dead: false,
@@ -254,14 +254,14 @@ impl Outbox for InMemoryStore {
         let mut state = relock(&self.runtime);
         let id = state.id();
         state.outbox.push(Outgoing {
-            record: OutboundRecord {
+            record: OutboundRecord::new(
                 id,
-                channel: channel.to_owned(),
-                chat_id: chat_id.to_owned(),
-                payload: payload.to_owned(),
-                attempts: 0,
-                last_error: None,
-            },
+                channel.to_owned(),
+                chat_id.to_owned(),
+                payload.to_owned(),
+                0,
+                None,
+            ),
             due_at: now_ms,
             lease: None,
             dead: false,

@@ -14,8 +14,8 @@
 //! an object). Scheduled jobs are in `<workspace>/cron/jobs.json` as `{"version", "jobs"}`.
 
 use crate::cron::{CronJob, CronStore};
-use crate::session::{SessionStore, StateError};
-use picoclaw_types::{ChatMessage, SessionKey, ToolCall};
+use crate::{SessionStore, StateError};
+use picoclaw_api::{ChatMessage, SessionKey, ToolCall};
 use serde::Deserialize;
 use serde_json::Value;
 use std::path::{Path, PathBuf};

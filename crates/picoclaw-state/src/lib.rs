@@ -25,8 +25,6 @@ pub mod legacy;
 mod memory;
 #[cfg(feature = "postgres")]
 mod postgres;
-mod runtime;
-mod session;
 mod sqlite;
 mod sqlite_memory;
 mod sqlite_runtime;
@@ -39,13 +37,15 @@ pub use cron::{
     CronJob, CronJobState, CronPayload, CronStore, MIN_EVERY_MS, Schedule, new_job_id, now_ms,
 };
 pub use in_memory::InMemoryStore;
-pub use memory::{IndexedSource, MemoryHit, MemoryNote, MemoryStore, query_terms};
+pub use memory::query_terms;
+pub use picoclaw_api::state::{
+    GroupBy, InboundJournal, InboundRecord, IndexedSource, KvStore, LeaseStore, MemoryHit,
+    MemoryNote, MemoryStore, OutboundRecord, Outbox, Session, SessionInfo, SessionStore,
+    StateError, UsageRecord, UsageRow, UsageStore,
+};
 #[cfg(feature = "postgres")]
 pub use postgres::PgStore;
-pub use runtime::{InboundJournal, InboundRecord, KvStore, LeaseStore, OutboundRecord, Outbox};
-pub use session::{Session, SessionInfo, SessionStore, StateError};
 pub use sqlite::SqliteStore;
-pub use usage::{GroupBy, UsageRecord, UsageRow, UsageStore};
 pub use workspace_memory::{
     LONG_TERM_FILE, MAX_ENTRY_CHARS, MEMORY_DIR, Remembered, SyncReport, WorkspaceMemory,
     daily_source, split_notes,

@@ -7,12 +7,12 @@
 //! can be chosen with `?options=-c%20search_path%3Dname` (the schema must exist).
 
 use crate::cron::{CronJob, CronJobState, CronStore};
-use crate::memory::{IndexedSource, MemoryHit, MemoryNote, MemoryStore, query_terms};
-use crate::runtime::{InboundJournal, InboundRecord, KvStore, LeaseStore, OutboundRecord, Outbox};
-use crate::session::{Session, SessionInfo, SessionStore, StateError};
-use crate::usage::{GroupBy, UsageRecord, UsageRow, UsageStore};
+use crate::{GroupBy, UsageRecord, UsageRow, UsageStore};
+use crate::{InboundJournal, InboundRecord, KvStore, LeaseStore, OutboundRecord, Outbox};
+use crate::{IndexedSource, MemoryHit, MemoryNote, MemoryStore, query_terms};
+use crate::{Session, SessionInfo, SessionStore, StateError};
 use async_trait::async_trait;
-use picoclaw_types::{ChatMessage, SessionKey};
+use picoclaw_api::{ChatMessage, SessionKey};
 use sqlx::Row;
 use sqlx::migrate::Migrator;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
@@ -393,11 +393,11 @@ impl MemoryStore for PgStore {
         rows.iter()
             .map(|row| {
                 let count: i64 = row.try_get(2).map_err(db_err)?;
-                Ok(IndexedSource {
-                    source: row.try_get(0).map_err(db_err)?,
-                    fingerprint: row.try_get(1).map_err(db_err)?,
-                    notes: u64::try_from(count).unwrap_or_default(),
-                })
+                Ok(IndexedSource::new(
+                    row.try_get::<String, _>(0).map_err(db_err)?,
+                    row.try_get::<String, _>(1).map_err(db_err)?,
+                    u64::try_from(count).unwrap_or_default(),
+                ))
             })
             .collect()
     }
@@ -422,14 +422,14 @@ impl MemoryStore for PgStore {
         rows.iter()
             .map(|row| {
                 let line: i64 = row.try_get(1).map_err(db_err)?;
-                Ok(MemoryHit {
-                    note: MemoryNote::new(
+                Ok(MemoryHit::new(
+                    MemoryNote::new(
                         row.try_get::<String, _>(0).map_err(db_err)?,
                         u32::try_from(line).unwrap_or_default(),
                         row.try_get::<String, _>(2).map_err(db_err)?,
                     ),
-                    score: row.try_get(3).map_err(db_err)?,
-                })
+                    row.try_get(3).map_err(db_err)?,
+                ))
             })
             .collect()
     }
@@ -721,14 +721,14 @@ impl InboundJournal for PgStore {
         .map_err(db_err)?;
         rows.iter()
             .map(|r| {
-                Ok(InboundRecord {
-                    id: r.try_get(0).map_err(db_err)?,
-                    channel: r.try_get(1).map_err(db_err)?,
-                    external_id: r.try_get(2).map_err(db_err)?,
-                    session_key: r.try_get(3).map_err(db_err)?,
-                    payload: r.try_get(4).map_err(db_err)?,
-                    received_at_ms: r.try_get(5).map_err(db_err)?,
-                })
+                Ok(InboundRecord::new(
+                    r.try_get(0).map_err(db_err)?,
+                    r.try_get::<String, _>(1).map_err(db_err)?,
+                    r.try_get::<String, _>(2).map_err(db_err)?,
+                    r.try_get::<String, _>(3).map_err(db_err)?,
+                    r.try_get::<String, _>(4).map_err(db_err)?,
+                    r.try_get(5).map_err(db_err)?,
+                ))
             })
             .collect()
     }
@@ -747,14 +747,14 @@ impl InboundJournal for PgStore {
 
 fn outbound_from_row(r: &PgRow) -> Result<OutboundRecord, StateError> {
     let attempts: i64 = r.try_get(4).map_err(db_err)?;
-    Ok(OutboundRecord {
-        id: r.try_get(0).map_err(db_err)?,
-        channel: r.try_get(1).map_err(db_err)?,
-        chat_id: r.try_get(2).map_err(db_err)?,
-        payload: r.try_get(3).map_err(db_err)?,
-        attempts: u32::try_from(attempts).unwrap_or(u32::MAX),
-        last_error: r.try_get(5).map_err(db_err)?,
-    })
+    Ok(OutboundRecord::new(
+        r.try_get(0).map_err(db_err)?,
+        r.try_get::<String, _>(1).map_err(db_err)?,
+        r.try_get::<String, _>(2).map_err(db_err)?,
+        r.try_get::<String, _>(3).map_err(db_err)?,
+        u32::try_from(attempts).unwrap_or(u32::MAX),
+        r.try_get(5).map_err(db_err)?,
+    ))
 }
 
 #[async_trait]
@@ -897,7 +897,7 @@ mod tests {
     use super::*;
 
     use crate::conformance::{drop_schema, fresh_schema, server_url};
-    use picoclaw_types::ChatMessage;
+    use picoclaw_api::ChatMessage;
 
     async fn fresh() -> (PgStore, String) {
         let (schema, url) = fresh_schema().await;

@@ -1,9 +1,9 @@
 //! `SqliteStore`: sessions in one SQLite file (WAL), schema managed by versioned
 //! migrations embedded in the binary. One transaction per appended turn.
 
-use crate::session::{Session, SessionInfo, SessionStore, StateError};
+use crate::{Session, SessionInfo, SessionStore, StateError};
 use async_trait::async_trait;
-use picoclaw_types::{ChatMessage, SessionKey};
+use picoclaw_api::{ChatMessage, SessionKey};
 use sqlx::Row;
 use sqlx::migrate::Migrator;
 use sqlx::sqlite::{
@@ -318,8 +318,8 @@ const USAGE_BY_DAY: &str = "SELECT day, model, COUNT(*), SUM(prompt_tokens), \
     SUM(completion_tokens), SUM(cached_tokens) FROM usage WHERE day >= ?1 GROUP BY 1, 2";
 
 #[async_trait]
-impl crate::usage::UsageStore for SqliteStore {
-    async fn record(&self, r: &crate::usage::UsageRecord) -> Result<(), StateError> {
+impl crate::UsageStore for SqliteStore {
+    async fn record(&self, r: &crate::UsageRecord) -> Result<(), StateError> {
         let n = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
         sqlx::query(
             "INSERT INTO usage (session_key, model, day, prompt_tokens, completion_tokens, \
@@ -340,9 +340,9 @@ impl crate::usage::UsageStore for SqliteStore {
     async fn summary(
         &self,
         since: Option<&str>,
-        by: crate::usage::GroupBy,
-    ) -> Result<Vec<crate::usage::UsageRow>, StateError> {
-        use crate::usage::GroupBy;
+        by: crate::GroupBy,
+    ) -> Result<Vec<crate::UsageRow>, StateError> {
+        use crate::GroupBy;
         let sql = match by {
             GroupBy::Session => USAGE_BY_SESSION,
             GroupBy::Model => USAGE_BY_MODEL,

@@ -1,9 +1,9 @@
 //! [`MemoryStore`] on SQLite: notes in `memory_notes`, searched through the FTS5 table
 //! `memory_fts` (porter stemming, BM25 ranking).
 
-use crate::memory::{IndexedSource, MemoryHit, MemoryNote, MemoryStore, query_terms};
-use crate::session::StateError;
+use crate::StateError;
 use crate::sqlite::{SqliteStore, db_err};
+use crate::{IndexedSource, MemoryHit, MemoryNote, MemoryStore, query_terms};
 use async_trait::async_trait;
 use sqlx::Row;
 
@@ -88,11 +88,11 @@ impl MemoryStore for SqliteStore {
         rows.iter()
             .map(|row| {
                 let count: i64 = row.try_get(2).map_err(db_err)?;
-                Ok(IndexedSource {
-                    source: row.try_get(0).map_err(db_err)?,
-                    fingerprint: row.try_get(1).map_err(db_err)?,
-                    notes: u64::try_from(count).unwrap_or_default(),
-                })
+                Ok(IndexedSource::new(
+                    row.try_get::<String, _>(0).map_err(db_err)?,
+                    row.try_get::<String, _>(1).map_err(db_err)?,
+                    u64::try_from(count).unwrap_or_default(),
+                ))
             })
             .collect()
     }
@@ -118,15 +118,13 @@ impl MemoryStore for SqliteStore {
             .map(|row| {
                 let line: i64 = row.try_get(1).map_err(db_err)?;
                 let rank: f64 = row.try_get(3).map_err(db_err)?;
-                Ok(MemoryHit {
-                    note: MemoryNote::new(
-                        row.try_get::<String, _>(0).map_err(db_err)?,
-                        u32::try_from(line).unwrap_or_default(),
-                        row.try_get::<String, _>(2).map_err(db_err)?,
-                    ),
-                    // BM25 is better when lower (more negative); hits report higher-is-better.
-                    score: -rank,
-                })
+                let note = MemoryNote::new(
+                    row.try_get::<String, _>(0).map_err(db_err)?,
+                    u32::try_from(line).unwrap_or_default(),
+                    row.try_get::<String, _>(2).map_err(db_err)?,
+                );
+                // BM25 is better when lower (more negative); hits report higher-is-better.
+                Ok(MemoryHit::new(note, -rank))
             })
             .collect()
     }

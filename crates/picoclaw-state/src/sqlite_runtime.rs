@@ -2,10 +2,10 @@
 //! claim is one conditional `UPDATE` (or upsert), so it is atomic across processes sharing the
 //! file.
 
+use crate::StateError;
 use crate::cron::{CronJob, CronJobState, CronStore};
-use crate::runtime::{InboundJournal, InboundRecord, KvStore, LeaseStore, OutboundRecord, Outbox};
-use crate::session::StateError;
 use crate::sqlite::{SqliteStore, db_err};
+use crate::{InboundJournal, InboundRecord, KvStore, LeaseStore, OutboundRecord, Outbox};
 use async_trait::async_trait;
 use sqlx::Row;
 use sqlx::sqlite::SqliteRow;
@@ -305,14 +305,14 @@ impl InboundJournal for SqliteStore {
         .map_err(db_err)?;
         rows.iter()
             .map(|r| {
-                Ok(InboundRecord {
-                    id: r.try_get(0).map_err(db_err)?,
-                    channel: r.try_get(1).map_err(db_err)?,
-                    external_id: r.try_get(2).map_err(db_err)?,
-                    session_key: r.try_get(3).map_err(db_err)?,
-                    payload: r.try_get(4).map_err(db_err)?,
-                    received_at_ms: r.try_get(5).map_err(db_err)?,
-                })
+                Ok(InboundRecord::new(
+                    r.try_get(0).map_err(db_err)?,
+                    r.try_get::<String, _>(1).map_err(db_err)?,
+                    r.try_get::<String, _>(2).map_err(db_err)?,
+                    r.try_get::<String, _>(3).map_err(db_err)?,
+                    r.try_get::<String, _>(4).map_err(db_err)?,
+                    r.try_get(5).map_err(db_err)?,
+                ))
             })
             .collect()
     }
@@ -331,14 +331,14 @@ impl InboundJournal for SqliteStore {
 
 fn outbound_from_row(r: &SqliteRow) -> Result<OutboundRecord, StateError> {
     let attempts: i64 = r.try_get(4).map_err(db_err)?;
-    Ok(OutboundRecord {
-        id: r.try_get(0).map_err(db_err)?,
-        channel: r.try_get(1).map_err(db_err)?,
-        chat_id: r.try_get(2).map_err(db_err)?,
-        payload: r.try_get(3).map_err(db_err)?,
-        attempts: u32::try_from(attempts).unwrap_or(u32::MAX),
-        last_error: r.try_get(5).map_err(db_err)?,
-    })
+    Ok(OutboundRecord::new(
+        r.try_get(0).map_err(db_err)?,
+        r.try_get::<String, _>(1).map_err(db_err)?,
+        r.try_get::<String, _>(2).map_err(db_err)?,
+        r.try_get::<String, _>(3).map_err(db_err)?,
+        u32::try_from(attempts).unwrap_or(u32::MAX),
+        r.try_get(5).map_err(db_err)?,
+    ))
 }
 
 #[async_trait]

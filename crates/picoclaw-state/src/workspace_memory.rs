@@ -6,8 +6,8 @@
 //! under `memory/` is split into notes (a list item or a paragraph each) and indexed; a file is
 //! indexed again when its size or modification time changes, and forgotten when it goes.
 
-use crate::memory::{MemoryHit, MemoryNote, MemoryStore};
-use crate::session::StateError;
+use crate::StateError;
+use crate::{MemoryHit, MemoryNote, MemoryStore};
 use chrono::NaiveDate;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};

@@ -1,8 +1,8 @@
 //! SQLite-specific behaviour: durability across reopen, concurrent writers, schema versioning,
 //! corrupt rows.
 
+use picoclaw_api::{ChatMessage, SessionKey};
 use picoclaw_state::{SessionStore, SqliteStore, StateError};
-use picoclaw_types::{ChatMessage, SessionKey};
 use std::sync::Arc;
 
 #[tokio::test]

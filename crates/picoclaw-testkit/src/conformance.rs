@@ -8,8 +8,8 @@
 
 use crate::{Reply, ScriptedEndpoint};
 use futures::StreamExt;
+use picoclaw_api::{ChatMessage, FinishReason, ToolCall, ToolSpec};
 use picoclaw_providers::{ChatRequest, ChatResponse, LlmProvider, ProviderError, StreamEvent};
-use picoclaw_types::{ChatMessage, FinishReason, ToolCall, ToolSpec};
 use serde_json::json;
 use std::sync::Arc;
 

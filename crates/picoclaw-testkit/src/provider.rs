@@ -2,10 +2,10 @@
 
 use crate::reply::{Reply, ReplyKind, split_pieces};
 use async_trait::async_trait;
+use picoclaw_api::{ChatMessage, FinishReason, ToolCall};
 use picoclaw_providers::{
     Capabilities, ChatRequest, ChatResponse, ChatStream, LlmProvider, ProviderError, StreamEvent,
 };
-use picoclaw_types::{ChatMessage, FinishReason, ToolCall};
 use std::collections::VecDeque;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -176,7 +176,7 @@ impl LlmProvider for ScriptedProvider {
     }
 
     fn capabilities(&self) -> Capabilities {
-        Capabilities::new(true, true, true)
+        Capabilities::full()
     }
 
     async fn chat(&self, req: ChatRequest) -> Result<ChatResponse, ProviderError> {

@@ -1,7 +1,7 @@
 //! `Reply`: one scripted model answer, renderable as a provider response, as OpenAI JSON, or as an
 //! OpenAI SSE stream.
 
-use picoclaw_types::Usage;
+use picoclaw_api::Usage;
 use serde_json::{Value, json};
 use std::time::Duration;
 
@@ -138,12 +138,7 @@ impl Reply {
 
     /// Reports token usage with this answer.
     pub fn with_usage(mut self, prompt: u64, completion: u64) -> Self {
-        self.usage = Some(Usage {
-            prompt_tokens: prompt,
-            completion_tokens: completion,
-            total_tokens: prompt + completion,
-            ..Usage::default()
-        });
+        self.usage = Some(Usage::new(prompt, completion));
         self
     }
 

@@ -13,8 +13,8 @@
 use crate::args::parse;
 use crate::{Tool, ToolContext, ToolOutput, TurnOrigin};
 use async_trait::async_trait;
+use picoclaw_api::ToolSpec;
 use picoclaw_state::{CronJob, CronPayload, CronStore, Schedule, now_ms};
-use picoclaw_types::ToolSpec;
 use serde::Deserialize;
 use serde_json::{Value, json};
 use std::sync::Arc;
@@ -359,8 +359,8 @@ impl CronTool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use picoclaw_api::SessionKey;
     use picoclaw_state::InMemoryStore;
-    use picoclaw_types::SessionKey;
 
     fn tool() -> (Arc<InMemoryStore>, CronTool) {
         let store = Arc::new(InMemoryStore::new());

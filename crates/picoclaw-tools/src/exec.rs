@@ -11,7 +11,7 @@ use crate::args::{parse, schema};
 use crate::sandbox::{Access, Sandbox};
 use crate::{Tool, ToolContext, ToolOutput};
 use async_trait::async_trait;
-use picoclaw_types::ToolSpec;
+use picoclaw_api::ToolSpec;
 use serde::Deserialize;
 use serde_json::Value;
 use std::process::Stdio;
@@ -808,7 +808,7 @@ mod tests {
             ..ExecConfig::default()
         };
         let tool = ExecTool::new(sandbox, config);
-        let ctx = crate::ToolContext::new(picoclaw_types::SessionKey::new("t"));
+        let ctx = crate::ToolContext::new(picoclaw_api::SessionKey::new("t"));
         let out = tool
             .call(&ctx, serde_json::json!({"command": "touch ran.txt"}))
             .await;

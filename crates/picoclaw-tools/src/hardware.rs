@@ -10,7 +10,7 @@
 use crate::args::parse;
 use crate::{Tool, ToolContext, ToolOutput};
 use async_trait::async_trait;
-use picoclaw_types::ToolSpec;
+use picoclaw_api::ToolSpec;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -405,7 +405,7 @@ mod device {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use picoclaw_types::SessionKey;
+    use picoclaw_api::SessionKey;
 
     fn ctx() -> ToolContext {
         ToolContext::new(SessionKey::new("t"))

@@ -39,11 +39,12 @@ pub use hardware::{I2cTool, SpiTool, i2c_buses};
 pub use landlock::{Policy, SYSTEM_READABLE, confine, confine_with, default_closed, landlock_abi};
 pub use memory::{MemorySearchTool, MemoryWriteTool};
 pub use message::MessageTool;
+pub use picoclaw_api::tool::{Tool, ToolContext, ToolOutput, TurnOrigin, Typed, TypedTool};
 pub use sandbox::{Access, Located, Sandbox, SandboxError};
 pub use subagent::{
     BackgroundResult, LocalResults, SpawnTool, SubagentRunner, SubagentTool, Subagents,
 };
-pub use tool::{Tool, ToolContext, ToolOutput, ToolRegistry, TurnOrigin};
+pub use tool::ToolRegistry;
 pub use voice::{MAX_AUDIO_BYTES, SttConfig, TranscribeTool, Transcriber};
 pub use web_fetch::{HostResolver, WebFetchConfig, WebFetchTool, forbidden_ip};
 pub use web_search::{

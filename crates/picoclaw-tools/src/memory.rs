@@ -5,8 +5,8 @@
 use crate::args::{parse, schema};
 use crate::{Tool, ToolContext, ToolOutput};
 use async_trait::async_trait;
+use picoclaw_api::ToolSpec;
 use picoclaw_state::{Remembered, WorkspaceMemory};
-use picoclaw_types::ToolSpec;
 use serde::Deserialize;
 use serde_json::Value;
 use std::sync::Arc;
@@ -175,8 +175,8 @@ impl Tool for MemoryWriteTool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use picoclaw_api::SessionKey;
     use picoclaw_state::InMemoryStore;
-    use picoclaw_types::SessionKey;
     use serde_json::json;
 
     fn tools() -> (tempfile::TempDir, MemorySearchTool, MemoryWriteTool) {

@@ -10,9 +10,9 @@ use crate::args::{parse, schema};
 use crate::sandbox::{Access, Sandbox};
 use crate::{Tool, ToolContext, ToolOutput};
 use async_trait::async_trait;
-use picoclaw_bus::{MediaKind, MediaRef, OutboundMessage};
+use picoclaw_api::ToolSpec;
+use picoclaw_api::{MediaKind, MediaRef, OutboundMessage};
 use picoclaw_state::{Outbox, now_ms};
-use picoclaw_types::ToolSpec;
 use serde::Deserialize;
 use serde_json::Value;
 use std::io::Read;
@@ -240,18 +240,18 @@ pub const MAX_BUTTONS: usize = 12;
 
 /// `buttons`: a list of labels (one row), or a list of lists (rows). A label is also what a
 /// press sends back.
-fn parse_buttons(value: Option<Value>) -> Result<Vec<Vec<picoclaw_bus::Button>>, String> {
-    let label = |v: &Value| -> Result<picoclaw_bus::Button, String> {
+fn parse_buttons(value: Option<Value>) -> Result<Vec<Vec<picoclaw_api::Button>>, String> {
+    let label = |v: &Value| -> Result<picoclaw_api::Button, String> {
         match v.as_str().map(str::trim) {
             Some(t) if !t.is_empty() && t.chars().count() <= 40 => {
-                Ok(picoclaw_bus::Button::new(t, t))
+                Ok(picoclaw_api::Button::new(t, t))
             }
             _ => Err(format!(
                 "message: each button is a label of 1 to 40 characters, got {v}"
             )),
         }
     };
-    let rows: Vec<Vec<picoclaw_bus::Button>> = match value {
+    let rows: Vec<Vec<picoclaw_api::Button>> = match value {
         None | Some(Value::Null) => return Ok(Vec::new()),
         Some(Value::Array(items)) if items.iter().all(Value::is_array) => items
             .iter()
@@ -371,8 +371,8 @@ impl Tool for MessageTool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use picoclaw_api::SessionKey;
     use picoclaw_state::InMemoryStore;
-    use picoclaw_types::SessionKey;
     use serde_json::json;
 
     #[tokio::test]
@@ -505,7 +505,7 @@ mod tests {
     fn buttons_are_labels_in_one_row_or_rows() {
         let one = parse_buttons(Some(json!(["Yes", "No"]))).unwrap();
         assert_eq!(one.len(), 1);
-        assert_eq!(one[0][1], picoclaw_bus::Button::new("No", "No"));
+        assert_eq!(one[0][1], picoclaw_api::Button::new("No", "No"));
         let rows = parse_buttons(Some(json!([["A", "B"], ["C"]]))).unwrap();
         assert_eq!(rows.len(), 2);
         assert!(parse_buttons(None).unwrap().is_empty());
@@ -518,7 +518,7 @@ mod tests {
         ] {
             assert!(parse_buttons(Some(bad.clone())).is_err(), "{bad}");
         }
-        assert_eq!(picoclaw_bus::buttons_as_text(&rows), "[A] [B]\n[C]");
+        assert_eq!(picoclaw_api::buttons_as_text(&rows), "[A] [B]\n[C]");
     }
 
     #[tokio::test]

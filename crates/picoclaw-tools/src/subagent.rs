@@ -9,9 +9,9 @@
 use crate::args::{parse, schema};
 use crate::{Tool, ToolContext, ToolOutput};
 use async_trait::async_trait;
-use picoclaw_bus::OutboundMessage;
+use picoclaw_api::OutboundMessage;
+use picoclaw_api::{SessionKey, ToolSpec};
 use picoclaw_state::{Outbox, now_ms};
-use picoclaw_types::{SessionKey, ToolSpec};
 use serde::Deserialize;
 use serde_json::Value;
 use std::sync::Arc;
@@ -305,8 +305,8 @@ impl Tool for SpawnTool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use picoclaw_api::SessionKey;
     use picoclaw_state::InMemoryStore;
-    use picoclaw_types::SessionKey;
     use serde_json::json;
     use std::sync::atomic::{AtomicUsize, Ordering};
     use std::time::Duration;

@@ -9,7 +9,7 @@
 use crate::args::{parse, schema};
 use crate::{Access, Sandbox, Tool, ToolContext, ToolOutput};
 use async_trait::async_trait;
-use picoclaw_types::ToolSpec;
+use picoclaw_api::ToolSpec;
 use serde::Deserialize;
 use serde_json::Value;
 use std::path::Path;

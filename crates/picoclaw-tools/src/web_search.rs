@@ -16,7 +16,7 @@
 use crate::args::{parse, schema};
 use crate::{Tool, ToolContext, ToolOutput};
 use async_trait::async_trait;
-use picoclaw_types::ToolSpec;
+use picoclaw_api::ToolSpec;
 use serde::Deserialize;
 use serde_json::Value;
 use std::time::Duration;

@@ -1,9 +1,9 @@
 //! The built-in tools end to end on a real temporary workspace.
 
+use picoclaw_api::SessionKey;
 use picoclaw_tools::{
     ExecConfig, ExecTool, Sandbox, ToolContext, ToolOutput, ToolRegistry, builtin_tools,
 };
-use picoclaw_types::SessionKey;
 use serde_json::{Value, json};
 use std::sync::Arc;
 use std::time::Duration;

@@ -4,8 +4,8 @@ use axum::Router;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::IntoResponse;
 use axum::routing::post;
+use picoclaw_api::SessionKey;
 use picoclaw_tools::{Sandbox, SttConfig, Tool, ToolContext, TranscribeTool, Transcriber};
-use picoclaw_types::SessionKey;
 use serde_json::json;
 use std::sync::{Arc, Mutex};
 

@@ -4,8 +4,8 @@ use axum::Router;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::IntoResponse;
 use axum::routing::{get, post};
+use picoclaw_api::SessionKey;
 use picoclaw_tools::{Tool, ToolContext, WebSearchConfig, WebSearchTool};
-use picoclaw_types::SessionKey;
 use serde_json::{Value, json};
 use std::collections::HashMap;
 

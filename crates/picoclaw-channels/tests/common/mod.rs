@@ -2,7 +2,7 @@
 #![allow(dead_code, clippy::unwrap_used)]
 
 use async_trait::async_trait;
-use picoclaw_bus::InboundMessage;
+use picoclaw_api::InboundMessage;
 use picoclaw_channels::Inbox;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -17,13 +17,13 @@ pub struct Kept {
 
 #[async_trait]
 impl Inbox for Kept {
-    async fn deliver(&self, msg: InboundMessage) -> Result<(), String> {
+    async fn deliver(&self, msg: InboundMessage) -> Result<(), picoclaw_api::InboxError> {
         if self
             .fail
             .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
             .is_ok()
         {
-            return Err("journal full".into());
+            return Err(picoclaw_api::StateError::Database("journal full".into()).into());
         }
         self.messages.lock().unwrap().push(msg);
         Ok(())

@@ -1,7 +1,7 @@
 //! The `SessionStore` trait: conversation history that survives restarts.
 
+use crate::{ChatMessage, SessionKey};
 use async_trait::async_trait;
-use picoclaw_types::{ChatMessage, SessionKey};
 use std::sync::Arc;
 
 /// Errors from a state backend.

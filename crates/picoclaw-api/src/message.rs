@@ -57,6 +57,7 @@ impl ContentPart {
 /// `arguments` is kept as the raw JSON text the model produced: it may be invalid, and the tool
 /// loop reports that back to the model rather than failing the turn.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct ToolCall {
     pub id: String,
     pub name: String,
@@ -80,6 +81,7 @@ impl ToolCall {
 /// What a tool looks like to the model: its name, what it does, and a JSON schema of its
 /// parameters.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct ToolSpec {
     pub name: String,
     pub description: String,
@@ -102,6 +104,7 @@ impl ToolSpec {
 
 /// Tokens counted by the provider for one model call.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct Usage {
     pub prompt_tokens: u64,
     pub completion_tokens: u64,
@@ -112,6 +115,28 @@ pub struct Usage {
 }
 
 impl Usage {
+    /// `prompt` tokens in and `completion` tokens out; the total is their sum.
+    pub fn new(prompt: u64, completion: u64) -> Self {
+        Self {
+            prompt_tokens: prompt,
+            completion_tokens: completion,
+            total_tokens: prompt + completion,
+            cached_tokens: 0,
+        }
+    }
+
+    /// The total as the vendor counted it (some count tokens beyond prompt and completion).
+    pub fn with_total(mut self, total: u64) -> Self {
+        self.total_tokens = total;
+        self
+    }
+
+    /// Prompt tokens served from the vendor's cache.
+    pub fn with_cached(mut self, cached: u64) -> Self {
+        self.cached_tokens = cached;
+        self
+    }
+
     /// Adds another call's usage to this one.
     pub fn add(&mut self, other: &Usage) {
         self.prompt_tokens += other.prompt_tokens;
@@ -154,6 +179,7 @@ impl FinishReason {
 /// - `tool`: `content` holds a tool's result, `tool_call_id` the call it answers and `name` the
 ///   tool's name.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct ChatMessage {
     pub role: Role,
     #[serde(default, deserialize_with = "content_from_string_or_parts")]

@@ -7,7 +7,7 @@
 //!
 //! Times are milliseconds since the Unix epoch.
 
-use crate::session::StateError;
+use super::StateError;
 use async_trait::async_trait;
 
 /// Small named values, grouped in namespaces (`telegram` → `offset`, say).
@@ -33,6 +33,27 @@ pub struct InboundRecord {
     /// The message as JSON.
     pub payload: String,
     pub received_at_ms: i64,
+}
+
+impl InboundRecord {
+    /// A journaled message, as a backend reads it back.
+    pub fn new(
+        id: i64,
+        channel: impl Into<String>,
+        external_id: impl Into<String>,
+        session_key: impl Into<String>,
+        payload: impl Into<String>,
+        received_at_ms: i64,
+    ) -> Self {
+        Self {
+            id,
+            channel: channel.into(),
+            external_id: external_id.into(),
+            session_key: session_key.into(),
+            payload: payload.into(),
+            received_at_ms,
+        }
+    }
 }
 
 /// Received messages, written down before processing.
@@ -84,6 +105,27 @@ pub struct OutboundRecord {
     /// Delivery attempts so far, this one included once claimed.
     pub attempts: u32,
     pub last_error: Option<String>,
+}
+
+impl OutboundRecord {
+    /// A queued reply, as a backend reads it back.
+    pub fn new(
+        id: i64,
+        channel: impl Into<String>,
+        chat_id: impl Into<String>,
+        payload: impl Into<String>,
+        attempts: u32,
+        last_error: Option<String>,
+    ) -> Self {
+        Self {
+            id,
+            channel: channel.into(),
+            chat_id: chat_id.into(),
+            payload: payload.into(),
+            attempts,
+            last_error,
+        }
+    }
 }
 
 /// Replies waiting for delivery.

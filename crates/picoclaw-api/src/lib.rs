@@ -1,15 +1,55 @@
-//! The conversation vocabulary shared by every picoclaw crate: chat messages and their content
-//! parts, tool calls and tool specs, token usage, session and channel keys, and `Secret<T>`.
+//! The stable vocabulary and traits of picoclaw, and nothing else: what every other picoclaw
+//! crate implements, and what a crate from outside the workspace implements to plug into it.
 //!
-//! This crate does no IO; serde is its only dependency of note.
+//! - the conversation: [`ChatMessage`] and its parts, [`ToolCall`], [`ToolSpec`], [`Usage`],
+//!   [`SessionKey`], [`ChannelId`], [`Secret`];
+//! - [`provider`]: [`LlmProvider`], a model backend, with its request, response and stream types
+//!   and [`ProviderError`];
+//! - [`tool`]: [`Tool`], something the model can call, and [`TypedTool`], a tool whose
+//!   arguments are a Rust type with a generated JSON schema;
+//! - [`channel`]: [`Channel`], a chat platform, the [`Inbox`] it hands messages to, and the
+//!   messages themselves;
+//! - [`state`]: the stores (sessions, usage, memory index, journal, outbox, leases) and
+//!   [`StateError`];
+//! - [`auth`]: [`TokenSource`], where bearer tokens come from.
+//!
+//! This crate does no IO. Its dependencies are serde, serde_json, async-trait, futures-core,
+//! thiserror, schemars, chrono and tokio-util (for `CancellationToken`); the package count it
+//! compiles is in docs/PERFORMANCE.md.
 
-#![warn(clippy::unwrap_used, clippy::expect_used)]
+#![warn(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
+pub mod auth;
+pub mod channel;
 mod message;
+pub mod provider;
 mod secret;
+pub mod state;
+pub mod tool;
 
+pub use auth::{AccessToken, AuthError, StaticToken, TokenSource};
+pub use channel::{
+    Button, Channel, ChannelError, InboundMessage, Inbox, InboxError, MediaKind, MediaRef,
+    OutboundMessage, WebhookRequest, WebhookResponse, buttons_as_text,
+};
 pub use message::{ChatMessage, ContentPart, FinishReason, Role, ToolCall, ToolSpec, Usage};
+pub use provider::{
+    Capabilities, ChatRequest, ChatResponse, ChatStream, LlmProvider, ProviderError, StreamEvent,
+};
 pub use secret::{Secret, mask};
+pub use state::StateError;
+pub use tool::{Tool, ToolContext, ToolOutput, TurnOrigin, Typed, TypedTool};
+
+/// The crates the traits' signatures name, at the versions this crate was built with.
+pub mod reexports {
+    pub use async_trait;
+    pub use chrono;
+    pub use futures_core;
+    pub use schemars;
+    pub use serde;
+    pub use serde_json;
+    pub use tokio_util;
+}
 
 use serde::{Deserialize, Serialize};
 use std::fmt;
