@@ -10,12 +10,14 @@ use std::time::{Duration, SystemTime};
 #[derive(Clone, Debug)]
 #[non_exhaustive]
 pub struct AccessToken {
+    /// The token itself; formatting it shows `[redacted]`.
     pub token: Secret<String>,
     /// `None` for tokens that do not expire (API keys).
     pub expires_at: Option<SystemTime>,
 }
 
 impl AccessToken {
+    /// A token that expires at `expires_at` (`None`: never).
     pub fn new(token: impl Into<String>, expires_at: Option<SystemTime>) -> Self {
         Self {
             token: Secret::new(token.into()),
@@ -41,9 +43,14 @@ pub enum AuthError {
     /// Every credential in a chain failed; each entry says which and why.
     #[error("could not get a token for {scope}; tried: {}", tried.iter().map(|(n, e)| format!("{n}: {e}")).collect::<Vec<_>>().join("; "))]
     NoCredential {
+        /// The scope the token was asked for (`https://cognitiveservices.azure.com/.default`).
         scope: String,
+        /// Each credential tried, in order: its name and why it gave no token.
         tried: Vec<(String, String)>,
     },
+    /// The source could not produce a token: not logged in, an unreadable credential store, a
+    /// failed renewal. The message says what to do; most causes need the user to act (log in,
+    /// fix the config), though a failed renewal may succeed later.
     #[error("{0}")]
     Config(String),
 }
@@ -73,6 +80,7 @@ impl<T: TokenSource + ?Sized> TokenSource for Arc<T> {
 pub struct StaticToken(Secret<String>);
 
 impl StaticToken {
+    /// Wraps a key; [`TokenSource::token`] returns it, never expiring.
     pub fn new(token: impl Into<String>) -> Self {
         Self(Secret::new(token.into()))
     }

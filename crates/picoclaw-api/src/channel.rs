@@ -20,9 +20,13 @@ use tokio_util::sync::CancellationToken;
 #[serde(rename_all = "snake_case")]
 #[non_exhaustive]
 pub enum MediaKind {
+    /// A picture.
     Image,
+    /// A voice note or another audio file.
     Audio,
+    /// A video.
     Video,
+    /// Any other file.
     Document,
 }
 
@@ -30,16 +34,21 @@ pub enum MediaKind {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[non_exhaustive]
 pub struct MediaRef {
+    /// What kind of file it is.
     pub kind: MediaKind,
     /// A local file path or an `https://` URL.
     pub location: String,
+    /// The MIME type (`image/jpeg`), when the platform gave one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mime: Option<String>,
+    /// The file's name, when the platform gave one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
 }
 
 impl MediaRef {
+    /// A file of `kind` at `location` (a local path or an `https://` URL), with no MIME type or
+    /// name.
     pub fn new(kind: MediaKind, location: impl Into<String>) -> Self {
         Self {
             kind,
@@ -49,11 +58,13 @@ impl MediaRef {
         }
     }
 
+    /// Sets the MIME type.
     pub fn with_mime(mut self, mime: impl Into<String>) -> Self {
         self.mime = Some(mime.into());
         self
     }
 
+    /// Sets the file's name.
     pub fn with_name(mut self, name: impl Into<String>) -> Self {
         self.name = Some(name.into());
         self
@@ -66,12 +77,21 @@ impl MediaRef {
 pub struct InboundMessage {
     /// The conversation it belongs to (by default `channel:chat_id`).
     pub session_key: SessionKey,
+    /// The channel it arrived on.
     pub channel: ChannelId,
+    /// The chat it was written in (a DM, group or channel), as the platform identifies it;
+    /// replies go there.
     pub chat_id: String,
+    /// Who wrote it, as the platform identifies them.
     pub sender_id: String,
+    /// The text; for a pressed [`Button`], its `data`. May be empty when the message carries
+    /// media.
     pub content: String,
+    /// Attached files.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub media: Vec<MediaRef>,
+    /// When it was received (UTC): the time [`InboundMessage::new`] ran, unless the channel set
+    /// the platform's time with [`InboundMessage::with_timestamp`].
     pub timestamp: DateTime<Utc>,
     /// Channel-specific extras (message id, thread id, user name...).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
@@ -100,21 +120,26 @@ impl InboundMessage {
         }
     }
 
+    /// Puts the message in another conversation than `channel:chat_id` (one per thread or per
+    /// user, say).
     pub fn with_session_key(mut self, key: SessionKey) -> Self {
         self.session_key = key;
         self
     }
 
+    /// Attaches a file.
     pub fn with_media(mut self, media: MediaRef) -> Self {
         self.media.push(media);
         self
     }
 
+    /// Sets a metadata entry, replacing any of the same key.
     pub fn with_metadata(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
         self.metadata.insert(key.into(), value.into());
         self
     }
 
+    /// Sets when the message was sent (the platform's time instead of now).
     pub fn with_timestamp(mut self, at: DateTime<Utc>) -> Self {
         self.timestamp = at;
         self
@@ -126,11 +151,14 @@ impl InboundMessage {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[non_exhaustive]
 pub struct Button {
+    /// The label shown on the button.
     pub text: String,
+    /// What the press sends back, as the content of an [`InboundMessage`].
     pub data: String,
 }
 
 impl Button {
+    /// A button labelled `text` that sends back `data`.
     pub fn new(text: impl Into<String>, data: impl Into<String>) -> Self {
         Self {
             text: text.into(),
@@ -156,11 +184,17 @@ pub fn buttons_as_text(rows: &[Vec<Button>]) -> String {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[non_exhaustive]
 pub struct OutboundMessage {
+    /// The channel to send on.
     pub channel: ChannelId,
+    /// The chat to send to, as the platform identifies it.
     pub chat_id: String,
+    /// The conversation it belongs to; `None` for a message that answers none (a cron job's
+    /// output, say).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub session_key: Option<SessionKey>,
+    /// The text to send.
     pub content: String,
+    /// Files to attach.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub media: Vec<MediaRef>,
     /// The channel's id of the message this answers, to thread the reply.
@@ -169,11 +203,14 @@ pub struct OutboundMessage {
     /// Buttons under the message, in rows (rendered natively where the platform has them).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub buttons: Vec<Vec<Button>>,
+    /// Channel-specific extras, free-form.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub metadata: BTreeMap<String, String>,
 }
 
 impl OutboundMessage {
+    /// A text message to `chat_id` on `channel`, outside any session, with no media, reply target
+    /// or buttons.
     pub fn new(
         channel: impl Into<ChannelId>,
         chat_id: impl Into<String>,
@@ -201,11 +238,13 @@ impl OutboundMessage {
         }
     }
 
+    /// Attaches a file.
     pub fn with_media(mut self, media: MediaRef) -> Self {
         self.media.push(media);
         self
     }
 
+    /// Sets a metadata entry, replacing any of the same key.
     pub fn with_metadata(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
         self.metadata.insert(key.into(), value.into());
         self
@@ -272,10 +311,12 @@ pub struct WebhookRequest {
     pub headers: Vec<(String, String)>,
     /// The query string without `?` (empty when none).
     pub query: String,
+    /// The raw body, as received (signatures are checked over these bytes).
     pub body: Vec<u8>,
 }
 
 impl WebhookRequest {
+    /// A request with `method` and `body`, no headers and an empty query.
     pub fn new(method: impl Into<String>, body: impl Into<Vec<u8>>) -> Self {
         Self {
             method: method.into(),
@@ -290,6 +331,7 @@ impl WebhookRequest {
         self
     }
 
+    /// Sets the query string (without `?`).
     pub fn with_query(mut self, query: impl Into<String>) -> Self {
         self.query = query.into();
         self
@@ -308,8 +350,11 @@ impl WebhookRequest {
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct WebhookResponse {
+    /// The HTTP status code.
     pub status: u16,
+    /// The `Content-Type` header.
     pub content_type: &'static str,
+    /// The body.
     pub body: Vec<u8>,
 }
 
@@ -324,6 +369,7 @@ impl WebhookResponse {
         Self::with_status(status, "text/plain; charset=utf-8", body.into())
     }
 
+    /// A response with the given status, content type and body.
     pub fn with_status(status: u16, content_type: &'static str, body: impl Into<Vec<u8>>) -> Self {
         Self {
             status,

@@ -81,6 +81,7 @@ impl SessionKey {
         Self::new(format!("{}:{chat_id}", channel.as_str()))
     }
 
+    /// The key as text (`telegram:12345`).
     pub fn as_str(&self) -> &str {
         &self.0
     }
@@ -110,10 +111,12 @@ impl From<String> for SessionKey {
 pub struct ChannelId(String);
 
 impl ChannelId {
+    /// Wraps a channel name as given (no trimming or case folding).
     pub fn new(name: impl Into<String>) -> Self {
         Self(name.into())
     }
 
+    /// The name as text (`telegram`).
     pub fn as_str(&self) -> &str {
         &self.0
     }

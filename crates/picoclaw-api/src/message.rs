@@ -6,13 +6,18 @@ use serde::{Deserialize, Deserializer, Serialize};
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Role {
+    /// Instructions that frame the conversation.
     System,
+    /// The person talking to the agent.
     User,
+    /// The model's answers.
     Assistant,
+    /// A tool's result.
     Tool,
 }
 
 impl Role {
+    /// The lower-case name, as in the JSON (`system`, `user`, `assistant`, `tool`).
     pub fn as_str(self) -> &'static str {
         match self {
             Role::System => "system",
@@ -28,22 +33,28 @@ impl Role {
 #[serde(tag = "type", rename_all = "snake_case")]
 #[non_exhaustive]
 pub enum ContentPart {
+    /// Text.
     Text {
+        /// The text itself.
         text: String,
     },
     /// An image for vision models: an `https://` URL or a `data:image/...;base64,` URL.
     Image {
+        /// The image: an `https://` URL or a `data:` URL.
         url: String,
+        /// OpenAI's detail level (`low`, `high`, `auto`); `None` leaves it to the vendor.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         detail: Option<String>,
     },
 }
 
 impl ContentPart {
+    /// A text part.
     pub fn text(text: impl Into<String>) -> Self {
         ContentPart::Text { text: text.into() }
     }
 
+    /// An image part with no detail level.
     pub fn image(url: impl Into<String>) -> Self {
         ContentPart::Image {
             url: url.into(),
@@ -59,12 +70,16 @@ impl ContentPart {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[non_exhaustive]
 pub struct ToolCall {
+    /// The id the model gave the call; the tool result answering it carries the same id.
     pub id: String,
+    /// The name of the tool to run.
     pub name: String,
+    /// The arguments as the raw JSON text the model produced (possibly invalid).
     pub arguments: String,
 }
 
 impl ToolCall {
+    /// A call with the given id, tool name and raw JSON arguments.
     pub fn new(
         id: impl Into<String>,
         name: impl Into<String>,
@@ -83,12 +98,16 @@ impl ToolCall {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[non_exhaustive]
 pub struct ToolSpec {
+    /// The name the model calls the tool by.
     pub name: String,
+    /// What the tool does and when to use it, for the model.
     pub description: String,
+    /// The JSON schema of the parameters (an object schema).
     pub parameters: serde_json::Value,
 }
 
 impl ToolSpec {
+    /// A spec from a name, a description and a JSON schema of the parameters.
     pub fn new(
         name: impl Into<String>,
         description: impl Into<String>,
@@ -106,8 +125,11 @@ impl ToolSpec {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[non_exhaustive]
 pub struct Usage {
+    /// Tokens of the request (the prompt).
     pub prompt_tokens: u64,
+    /// Tokens the model produced.
     pub completion_tokens: u64,
+    /// All tokens the vendor counted for the call; usually prompt plus completion.
     pub total_tokens: u64,
     /// Prompt tokens served from the provider's cache, when it reports them.
     #[serde(default)]
@@ -151,11 +173,15 @@ impl Usage {
 #[serde(rename_all = "snake_case")]
 #[non_exhaustive]
 pub enum FinishReason {
+    /// The model finished its answer.
     Stop,
+    /// The model stopped to have tools run (the message's `tool_calls`).
     ToolCalls,
     /// The answer hit `max_tokens`.
     Length,
+    /// The vendor's content filter cut the answer off.
     ContentFilter,
+    /// A reason picoclaw does not know, as the vendor named it.
     Other(String),
 }
 
@@ -181,13 +207,19 @@ impl FinishReason {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[non_exhaustive]
 pub struct ChatMessage {
+    /// Who wrote it.
     pub role: Role,
+    /// The parts: text, and for user messages images. Empty for an assistant message that only
+    /// calls tools.
     #[serde(default, deserialize_with = "content_from_string_or_parts")]
     pub content: Vec<ContentPart>,
+    /// The calls an assistant message asks for; empty otherwise.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub tool_calls: Vec<ToolCall>,
+    /// For a tool result: the id of the [`ToolCall`] it answers; `None` for other roles.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tool_call_id: Option<String>,
+    /// For a tool result: the tool's name; `None` for other roles.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
 }
@@ -208,10 +240,12 @@ impl ChatMessage {
         }
     }
 
+    /// A system message with `text`.
     pub fn system(text: impl Into<String>) -> Self {
         Self::with_text(Role::System, text)
     }
 
+    /// A user message with `text`.
     pub fn user(text: impl Into<String>) -> Self {
         Self::with_text(Role::User, text)
     }
@@ -227,6 +261,7 @@ impl ChatMessage {
         }
     }
 
+    /// An assistant message with `text` and no tool calls.
     pub fn assistant(text: impl Into<String>) -> Self {
         Self::with_text(Role::Assistant, text)
     }
@@ -261,6 +296,7 @@ impl ChatMessage {
         out
     }
 
+    /// Whether any part is an image.
     pub fn has_images(&self) -> bool {
         self.content
             .iter()

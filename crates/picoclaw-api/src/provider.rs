@@ -16,13 +16,18 @@ use std::time::Duration;
 pub struct ChatRequest {
     /// The model id as the vendor knows it (`gpt-4o-mini`, not `openai/gpt-4o-mini`).
     pub model: String,
+    /// The whole conversation, oldest message first.
     pub messages: Vec<ChatMessage>,
+    /// The tools the model may call; empty for none.
     pub tools: Vec<ToolSpec>,
+    /// The most tokens the answer may have; `None` leaves it to the vendor's default.
     pub max_tokens: Option<u32>,
+    /// Sampling temperature; `None` leaves it to the vendor's default.
     pub temperature: Option<f32>,
 }
 
 impl ChatRequest {
+    /// A request for `model` with `messages`, no tools and the vendor's defaults.
     pub fn new(model: impl Into<String>, messages: Vec<ChatMessage>) -> Self {
         Self {
             model: model.into(),
@@ -31,16 +36,19 @@ impl ChatRequest {
         }
     }
 
+    /// Sets the tools the model may call.
     pub fn with_tools(mut self, tools: Vec<ToolSpec>) -> Self {
         self.tools = tools;
         self
     }
 
+    /// Sets the answer's token limit (`None`: the vendor's default).
     pub fn with_max_tokens(mut self, max_tokens: Option<u32>) -> Self {
         self.max_tokens = max_tokens;
         self
     }
 
+    /// Sets the temperature (`None`: the vendor's default).
     pub fn with_temperature(mut self, temperature: Option<f32>) -> Self {
         self.temperature = temperature;
         self
@@ -53,7 +61,9 @@ impl ChatRequest {
 pub struct ChatResponse {
     /// Always `Role::Assistant`.
     pub message: ChatMessage,
+    /// Why the model stopped.
     pub finish_reason: FinishReason,
+    /// Tokens the call used; `None` when the vendor did not report them.
     pub usage: Option<Usage>,
     /// The model that answered, when the vendor says.
     pub model: Option<String>,
@@ -62,6 +72,7 @@ pub struct ChatResponse {
 }
 
 impl ChatResponse {
+    /// An answer with no usage, model or fallback recorded.
     pub fn new(message: ChatMessage, finish_reason: FinishReason) -> Self {
         Self {
             message,
@@ -72,11 +83,13 @@ impl ChatResponse {
         }
     }
 
+    /// Sets the token usage.
     pub fn with_usage(mut self, usage: Option<Usage>) -> Self {
         self.usage = usage;
         self
     }
 
+    /// Sets the model that answered, as the vendor named it.
     pub fn with_model(mut self, model: Option<String>) -> Self {
         self.model = model;
         self
@@ -88,18 +101,25 @@ impl ChatResponse {
 #[derive(Clone, Debug, PartialEq)]
 #[non_exhaustive]
 pub enum StreamEvent {
+    /// The next piece of the answer's text.
     TextDelta(String),
+    /// The whole answer; the last event of the stream.
     Completed(ChatResponse),
 }
 
+/// The stream [`LlmProvider::stream`] returns: [`StreamEvent`]s, or an error that ends it.
 pub type ChatStream = Pin<Box<dyn Stream<Item = Result<StreamEvent, ProviderError>> + Send>>;
 
 /// What a provider can do; optional abilities default to unsupported.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Capabilities {
+    /// It streams its answers itself (otherwise [`LlmProvider::stream`] yields the whole answer at
+    /// once).
     pub streaming: bool,
+    /// It takes tool specs and returns tool calls.
     pub tools: bool,
+    /// It reads images in user messages.
     pub vision: bool,
 }
 
@@ -138,10 +158,12 @@ pub trait LlmProvider: Send + Sync {
     /// A short name for logs and errors (`openai`, `deepseek`, `scripted`).
     fn name(&self) -> &str;
 
+    /// What the provider can do; the default says it can do none of the optional things.
     fn capabilities(&self) -> Capabilities {
         Capabilities::default()
     }
 
+    /// Sends the request and returns the whole answer.
     async fn chat(&self, req: ChatRequest) -> Result<ChatResponse, ProviderError>;
 
     /// Streams the answer. The default runs [`LlmProvider::chat`] and yields its text as one delta.
@@ -219,63 +241,103 @@ pub enum ProviderError {
     #[error("{0}")]
     NotConfigured(String),
 
-    /// The vendor rejected the credentials (401/403). `key_hint` names the setting to fix.
+    /// The vendor rejected the credentials (401/403). `key_hint` names the setting to fix. Not
+    /// retryable.
     #[error("{provider} rejected the API key ({status}): {message}. Check {key_hint}")]
     Auth {
+        /// The provider's name.
         provider: String,
+        /// The HTTP status (401 or 403; 401 also when the token source gave no token).
         status: u16,
+        /// What the vendor said.
         message: String,
+        /// The setting or environment variable that holds the key (`OPENAI_API_KEY`).
         key_hint: String,
     },
 
-    /// 429: slow down. `retry_after` is the vendor's hint when it gave one.
+    /// 429: slow down. `retry_after` is the vendor's hint when it gave one. Retryable.
     #[error("{provider} rate limit hit: {message}")]
     RateLimited {
+        /// The provider's name.
         provider: String,
+        /// How long to wait before trying again, when the vendor said.
         retry_after: Option<Duration>,
+        /// What the vendor said.
         message: String,
     },
 
-    /// The conversation no longer fits the model's context window.
+    /// The conversation no longer fits the model's context window. Not retryable as it is:
+    /// compact or shorten the history first.
     #[error("{provider}: the conversation is too long for the model's context window: {message}")]
-    ContextLength { provider: String, message: String },
+    ContextLength {
+        /// The provider's name.
+        provider: String,
+        /// What the vendor said.
+        message: String,
+    },
 
-    /// The vendor's content filter refused the prompt or the answer.
+    /// The vendor's content filter refused the prompt or the answer. Not retryable.
     #[error("{provider} refused the request by its content filter: {message}")]
-    ContentFiltered { provider: String, message: String },
+    ContentFiltered {
+        /// The provider's name.
+        provider: String,
+        /// What the vendor said.
+        message: String,
+    },
 
     /// The vendor refused the request as malformed (400/404/422): model name, parameters...
+    /// Not retryable.
     #[error("{provider} rejected the request ({status}): {message}")]
     InvalidRequest {
+        /// The provider's name.
         provider: String,
+        /// The HTTP status (400, 404, 422...).
         status: u16,
+        /// What the vendor said.
         message: String,
     },
 
-    /// 5xx from the vendor. Retryable.
+    /// 5xx from the vendor, or an error it reported in the middle of an answer. Retryable.
     #[error("{provider} server error ({status}): {message}")]
     Server {
+        /// The provider's name.
         provider: String,
+        /// The HTTP status the error came with (200 for an error reported inside a stream).
         status: u16,
+        /// What the vendor said.
         message: String,
     },
 
-    /// The request did not complete in time.
+    /// The request did not complete in time. Retryable.
     #[error("{provider} did not answer within {after:?}")]
-    Timeout { provider: String, after: Duration },
+    Timeout {
+        /// The provider's name.
+        provider: String,
+        /// How long picoclaw waited.
+        after: Duration,
+    },
 
     /// Connection refused, reset, DNS, TLS... Retryable.
     #[error("could not reach {provider} at {url}: {source}")]
     Transport {
+        /// The provider's name.
         provider: String,
+        /// The URL that could not be reached.
         url: String,
+        /// The underlying error.
         #[source]
         source: BoxError,
     },
 
-    /// The vendor answered something we could not understand (garbage, truncated stream).
+    /// The vendor answered something we could not understand (garbage, truncated stream). Not
+    /// retryable.
     #[error("{provider} sent a response picoclaw could not read: {message}")]
-    Response { provider: String, message: String },
+    Response {
+        /// The provider's name.
+        provider: String,
+        /// What was wrong with the response.
+        message: String,
+    },
 }
 
 impl ProviderError {

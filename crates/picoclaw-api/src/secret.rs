@@ -9,6 +9,7 @@ use std::fmt;
 pub struct Secret<T>(T);
 
 impl<T> Secret<T> {
+    /// Wraps `value`.
     pub fn new(value: T) -> Self {
         Self(value)
     }
@@ -18,6 +19,7 @@ impl<T> Secret<T> {
         &self.0
     }
 
+    /// Unwraps the value (the same care as [`Secret::expose`] applies).
     pub fn into_inner(self) -> T {
         self.0
     }
@@ -30,6 +32,7 @@ impl Secret<String> {
         mask(&self.0)
     }
 
+    /// Whether the wrapped string is empty (the secret is not set).
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
     }

@@ -33,6 +33,7 @@ impl TurnOrigin {
 #[derive(Clone, Debug)]
 #[non_exhaustive]
 pub struct ToolContext {
+    /// The conversation the call happens in.
     pub session_key: SessionKey,
     /// The channel the conversation happens on (`cli`, `telegram`...), when known.
     pub channel: Option<String>,
@@ -43,6 +44,7 @@ pub struct ToolContext {
 }
 
 impl ToolContext {
+    /// A context for `session_key`: a conversation, with no channel or chat known.
     pub fn new(session_key: SessionKey) -> Self {
         Self {
             session_key,
@@ -52,12 +54,14 @@ impl ToolContext {
         }
     }
 
+    /// Sets the channel and the chat within it.
     pub fn with_chat(mut self, channel: impl Into<String>, chat_id: impl Into<String>) -> Self {
         self.channel = Some(channel.into());
         self.chat_id = Some(chat_id.into());
         self
     }
 
+    /// Sets what started the turn.
     pub fn with_origin(mut self, origin: TurnOrigin) -> Self {
         self.origin = origin;
         self
@@ -68,11 +72,15 @@ impl ToolContext {
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct ToolOutput {
+    /// What the model reads as the result (on failure, what went wrong).
     pub content: String,
+    /// Whether the call failed. The model reads only `content`, so an error's content should say
+    /// it failed; the flag is for logs and events.
     pub is_error: bool,
 }
 
 impl ToolOutput {
+    /// A successful result.
     pub fn ok(content: impl Into<String>) -> Self {
         Self {
             content: content.into(),
@@ -80,6 +88,7 @@ impl ToolOutput {
         }
     }
 
+    /// A failed call, with `content` saying why, for the model.
     pub fn error(content: impl Into<String>) -> Self {
         Self {
             content: content.into(),

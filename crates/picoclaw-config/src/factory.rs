@@ -4,18 +4,16 @@
 use crate::ConfigError;
 use crate::model::Config;
 use crate::resolve::ResolvedModel;
+use picoclaw_api::Secret;
 use picoclaw_auth::{AzureIdentityConfig, AzureTokenSource, CachedToken, LoginTokens, TokenSource};
-use picoclaw_providers::presets::Wire;
 use picoclaw_providers::{
-    Anthropic, AnthropicConfig, FallbackChain, Gemini, GeminiConfig, LlmProvider, LoadBalancer,
-    OpenAiCompatConfig, OpenAiCompatible, OpenAiResponses, RequestLimit, RetryPolicy, Retrying,
+    FallbackChain, LlmProvider, LoadBalancer, ProviderSpec, RequestLimit, RetryPolicy, Retrying,
     Route,
 };
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-/// The provider for one resolved model.
 /// A key stored with `picoclaw auth login --api-key` for a provider whose requests carry a key
 /// header rather than a bearer token (Anthropic, Gemini).
 fn stored_key(resolved: &ResolvedModel) -> Option<String> {
@@ -31,118 +29,85 @@ fn stored_key(resolved: &ResolvedModel) -> Option<String> {
     }
 }
 
-pub fn build_provider(resolved: &ResolvedModel) -> Result<Arc<dyn LlmProvider>, ConfigError> {
-    build_one(resolved, Duration::from_secs(120))
+/// The provider for one resolved model, built by the registry of `config`.
+pub fn build_provider(
+    config: &Config,
+    resolved: &ResolvedModel,
+) -> Result<Arc<dyn LlmProvider>, ConfigError> {
+    build_one(config, resolved, Duration::from_secs(120))
 }
 
-fn build_one(
-    resolved: &ResolvedModel,
-    timeout: Duration,
-) -> Result<Arc<dyn LlmProvider>, ConfigError> {
-    if resolved.wire == Wire::Anthropic {
-        let mut cfg = AnthropicConfig::new(resolved.api_base.clone())
-            .with_key_hint(resolved.key_hint.clone())
-            .with_proxy(resolved.proxy.clone())
-            .with_request_timeout(timeout);
-        if let Some(key) = resolved
-            .api_key
-            .as_ref()
-            .map(|k| k.expose().clone())
-            .or_else(|| stored_key(resolved))
-        {
-            cfg = cfg.with_api_key(key);
-            return Ok(Arc::new(Anthropic::new(cfg)?));
+/// What the registry's factory gets for `resolved`: the credentials config knows about (a key,
+/// a stored login, an Azure identity) turned into a key or a token source.
+fn spec_for(config: &Config, resolved: &ResolvedModel, timeout: Duration) -> ProviderSpec {
+    let section = config
+        .providers
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case(&resolved.provider))
+        .and_then(|(_, p)| serde_json::to_value(p).ok())
+        .unwrap_or_else(|| serde_json::Value::Object(serde_json::Map::new()));
+    let mut spec = ProviderSpec::new(
+        resolved.provider.clone(),
+        resolved.wire.clone(),
+        resolved.model.clone(),
+        resolved.api_base.clone(),
+    )
+    .with_key_hint(resolved.key_hint.clone())
+    .with_proxy(resolved.proxy.clone())
+    .with_timeout(timeout)
+    .with_section(section);
+    if let Some(info) = config.provider_info(&resolved.provider) {
+        for (name, value) in info.headers {
+            spec = spec.with_header(name, value);
         }
-        // A Claude sign-in: its OAuth tokens, renewed as they expire.
-        let p = Anthropic::new(cfg)?;
-        return Ok(Arc::new(match &resolved.login {
-            Some((store, name)) => p.with_tokens(LoginTokens::new(store.clone(), name.clone())),
-            None => p,
-        }));
     }
-    if resolved.wire == Wire::Gemini {
-        let mut cfg = GeminiConfig::new(resolved.api_base.clone())
-            .with_key_hint(resolved.key_hint.clone())
-            .with_proxy(resolved.proxy.clone())
-            .with_request_timeout(timeout);
-        if let Some(key) = resolved
-            .api_key
-            .as_ref()
-            .map(|k| k.expose().clone())
-            .or_else(|| stored_key(resolved))
-        {
-            cfg = cfg.with_api_key(key);
-        }
-        return Ok(Arc::new(Gemini::new(cfg)?));
+    let mut api_key = resolved.api_key.clone();
+    // Anthropic and Gemini send a stored API key in their own header.
+    if api_key.is_none() && matches!(resolved.wire.as_str(), "anthropic" | "gemini") {
+        api_key = stored_key(resolved).map(Secret::new);
     }
-    let mut cfg = OpenAiCompatConfig::new(resolved.provider.clone(), resolved.api_base.clone())
-        .with_key_hint(resolved.key_hint.clone())
-        .with_proxy(resolved.proxy.clone())
-        .with_request_timeout(timeout);
-    if let Some(key) = &resolved.api_key {
-        cfg = cfg.with_api_key(key.expose().clone());
-    }
-    if let Some(az) = resolved
-        .azure
-        .as_ref()
-        .filter(|_| resolved.wire == Wire::Azure)
-    {
-        let tokens: Option<Arc<dyn TokenSource>> = if resolved.api_key.is_some() {
-            None
-        } else {
+    let login: Option<Arc<dyn TokenSource>> = match (&api_key, &resolved.login) {
+        (None, Some((store, name))) => Some(LoginTokens::new(store.clone(), name.clone())),
+        _ => None,
+    };
+    let tokens = match (&resolved.azure, &api_key) {
+        (Some(az), None) if resolved.wire == "azure" => {
             let identity = AzureIdentityConfig::default()
                 .with_scope(az.scope.clone())
                 .with_managed_identity_client_id(az.managed_identity_client_id.clone());
             let source: Arc<dyn TokenSource> = Arc::new(AzureTokenSource::new(identity));
-            Some(Arc::new(CachedToken::new(source)))
-        };
-        return Ok(Arc::new(OpenAiCompatible::azure(
-            cfg,
-            &az.deployment,
-            &az.api_version,
-            tokens,
-        )?));
-    }
-    // A stored login (OAuth) when there is no key.
-    let login: Option<Arc<dyn TokenSource>> = match (&resolved.api_key, &resolved.login) {
-        (None, Some((store, name))) => Some(LoginTokens::new(store.clone(), name.clone())),
-        _ => None,
-    };
-    if resolved.wire == Wire::Responses {
-        // A ChatGPT login: the backend wants the account and the Responses beta named.
-        if let (Some(_), Some((store, name))) = (&login, &resolved.login)
-            && let Ok(Some(picoclaw_auth::Credential::Oauth(c))) = store.get(name)
-            && let Some(account) = c.account_id
-        {
-            cfg = cfg
-                .with_header("chatgpt-account-id", &account)
-                .with_header("OpenAI-Beta", "responses=experimental")
-                .with_header("originator", "picoclaw");
+            Some(Arc::new(CachedToken::new(source)) as Arc<dyn TokenSource>)
         }
-        let p = OpenAiResponses::new(cfg)?;
-        return Ok(Arc::new(match login {
-            Some(tokens) => p.with_tokens(tokens),
-            None => p,
-        }));
+        _ => login,
+    };
+    if let Some(az) = resolved.azure.as_ref().filter(|_| resolved.wire == "azure")
+        && let serde_json::Value::Object(section) = &mut spec.section
+    {
+        section.insert("deployment".into(), az.deployment.clone().into());
+        section.insert("api_version".into(), az.api_version.clone().into());
     }
-    if resolved.provider == "github-copilot" {
-        cfg = cfg
-            .with_header("Copilot-Integration-Id", "vscode-chat")
-            .with_header(
-                "Editor-Version",
-                concat!("picoclaw/", env!("CARGO_PKG_VERSION")),
-            );
+    if resolved.wire == "responses"
+        && tokens.is_some()
+        && let Some((store, name)) = &resolved.login
+        && let Ok(Some(picoclaw_auth::Credential::Oauth(c))) = store.get(name)
+        && let Some(account) = c.account_id
+    {
+        // A ChatGPT login: the backend wants the account and the Responses beta named.
+        spec = spec
+            .with_header("chatgpt-account-id", account)
+            .with_header("OpenAI-Beta", "responses=experimental")
+            .with_header("originator", "picoclaw");
     }
-    if resolved.provider == "openrouter" {
-        cfg = cfg
-            .with_header("HTTP-Referer", "https://github.com/picoclaw/picoclaw")
-            .with_header("X-Title", "picoclaw");
-    }
-    let p = OpenAiCompatible::new(cfg)?;
-    Ok(Arc::new(match login {
-        Some(tokens) => p.with_tokens(tokens),
-        None => p,
-    }))
+    spec.with_api_key(api_key).with_tokens(tokens)
+}
+
+fn build_one(
+    config: &Config,
+    resolved: &ResolvedModel,
+    timeout: Duration,
+) -> Result<Arc<dyn LlmProvider>, ConfigError> {
+    let spec = spec_for(config, resolved, timeout);
+    Ok(config.registry().build(&spec)?)
 }
 
 /// What [`build_agent_provider`] made.
@@ -184,7 +149,7 @@ pub fn build_agent_provider(
     let timeout = Duration::from_secs(d.request_timeout.max(1));
     let policy = RetryPolicy::new(d.max_retries as usize);
     let route = |r: &ResolvedModel| -> Result<Route, ConfigError> {
-        let mut p = build_one(r, timeout)?;
+        let mut p = build_one(config, r, timeout)?;
         if let Some(rpm) = r.rpm {
             p = Arc::new(RequestLimit::new(p, rpm));
         }

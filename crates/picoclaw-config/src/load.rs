@@ -186,13 +186,13 @@ fn apply_env(value: &mut Value, env: &HashMap<String, String>) -> Result<(), Con
     let mut schema = serde_json::to_value(Config::default()).unwrap_or(Value::Null);
     // Provider entries that are not in the file yet can still be set from the environment.
     if let Some(providers) = schema.get_mut("providers").and_then(Value::as_object_mut) {
-        let names = picoclaw_providers::presets::presets()
-            .iter()
+        let names: Vec<String> = picoclaw_providers::presets::builtin()
+            .into_iter()
             .map(|p| p.name)
-            .chain(["anthropic", "azure"]);
+            .collect();
         for name in names {
             providers.insert(
-                name.to_owned(),
+                name,
                 serde_json::json!({"api_key": "", "api_base": "", "proxy": ""}),
             );
         }

@@ -50,6 +50,28 @@ pub struct Config {
     /// home's `auth.json`; never serialized).
     #[serde(skip)]
     pub auth: Option<picoclaw_auth::AuthStore>,
+    /// The model prefixes and wire formats this program knows (the built-in ones unless an
+    /// embedder or a contributor's binary set its own; never serialized).
+    #[serde(skip)]
+    pub registry: Option<std::sync::Arc<picoclaw_providers::ProviderRegistry>>,
+}
+
+impl Config {
+    /// The provider registry models are resolved against.
+    pub fn registry(&self) -> std::sync::Arc<picoclaw_providers::ProviderRegistry> {
+        self.registry
+            .clone()
+            .unwrap_or_else(|| std::sync::Arc::new(picoclaw_providers::ProviderRegistry::builtin()))
+    }
+
+    /// Resolves models against `registry` (a build with providers of its own).
+    pub fn with_registry(
+        mut self,
+        registry: std::sync::Arc<picoclaw_providers::ProviderRegistry>,
+    ) -> Self {
+        self.registry = Some(registry);
+        self
+    }
 }
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
@@ -130,6 +152,10 @@ impl Default for AgentDefaults {
 #[serde(default)]
 #[non_exhaustive]
 pub struct ProviderConfig {
+    /// A provider defined in config alone: the wire format it speaks (`openai`, `anthropic`,
+    /// `gemini`, `responses`, or one a contributor's build registered), with `api_base`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub wire: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub api_key: Option<Secret<String>>,
     #[serde(skip_serializing_if = "Option::is_none")]

@@ -7,7 +7,7 @@
 use crate::ConfigError;
 use crate::model::{Config, ModelEntry, ProviderConfig};
 use picoclaw_api::Secret;
-use picoclaw_providers::presets::{self, Preset};
+use picoclaw_providers::ProviderInfo;
 use std::collections::HashMap;
 use std::path::PathBuf;
 
@@ -15,7 +15,7 @@ use std::path::PathBuf;
 pub const FALLBACK_OPENAI_MODEL: &str = "gpt-4o-mini";
 
 /// Providers of the original PicoClaw that later issues add.
-const NOT_YET: &[&str] = &["bedrock", "github_copilot"];
+const NOT_YET: &[&str] = &["bedrock"];
 
 /// The Azure OpenAI API version used when none is configured.
 pub const DEFAULT_AZURE_API_VERSION: &str = "2024-10-21";
@@ -38,8 +38,8 @@ pub struct AzureSettings {
 pub struct ResolvedModel {
     /// The preset name (`openai`, `deepseek`, `anthropic`, ...).
     pub provider: String,
-    /// The wire format the preset speaks.
-    pub wire: picoclaw_providers::presets::Wire,
+    /// The wire format the provider speaks (`openai`, `anthropic`, `azure`...).
+    pub wire: String,
     /// The model id the vendor knows (`gpt-4o-mini`).
     pub model: String,
     pub api_base: String,
@@ -183,7 +183,7 @@ impl Config {
         // 2. A `provider/model` prefix.
         if let Some((prefix, rest)) = model.split_once('/') {
             let prefix_lc = prefix.to_ascii_lowercase();
-            if presets::preset(&prefix_lc).is_some() || NOT_YET.contains(&prefix_lc.as_str()) {
+            if self.provider_info(&prefix_lc).is_some() || NOT_YET.contains(&prefix_lc.as_str()) {
                 return self
                     .build(
                         &prefix_lc,
@@ -245,7 +245,7 @@ impl Config {
             return Ok(Some(first));
         }
         if let Some((prefix, _)) = model.split_once('/') {
-            return Err(unknown_provider(prefix, model));
+            return Err(self.unknown_provider(prefix, model));
         }
 
         // 4. Known names (the original's matching).
@@ -330,7 +330,7 @@ impl Config {
     /// The one provider entry with a key or base URL, when there is exactly one.
     fn only_configured_provider(&self) -> Option<String> {
         let mut configured = self.providers.iter().filter(|(name, p)| {
-            presets::preset(name).is_some()
+            self.provider_info(name).is_some()
                 && (non_empty_secret(&p.api_key).is_some() || non_empty(&p.api_base).is_some())
         });
         let first = configured.next()?;
@@ -348,14 +348,15 @@ impl Config {
         env: &HashMap<String, String>,
         via: String,
     ) -> Result<ResolvedModel, ConfigError> {
-        let Some(preset) = presets::preset(provider) else {
+        let Some(preset) = self.provider_info(provider) else {
             let full = if model.is_empty() {
                 provider.to_owned()
             } else {
                 format!("{provider}/{model}")
             };
-            return Err(unknown_provider(provider, &full));
+            return Err(self.unknown_provider(provider, &full));
         };
+        let preset = &preset;
         if model.trim().is_empty() {
             return Err(ConfigError::Model(format!(
                 "model '{provider}/' has no model id; write it as {provider}/<model-id>"
@@ -376,17 +377,17 @@ impl Config {
             })
             .or_else(|| entry.and_then(|e| non_empty_secret(&e.api_key)))
             .or_else(|| section.and_then(|s| non_empty_secret(&s.api_key)))
-            .or_else(|| env_get(preset.key_env).map(Secret::new));
+            .or_else(|| env_get(preset.key_env.as_deref()).map(Secret::new));
         let api_base = entry
             .and_then(|e| non_empty(&e.api_base))
             .or_else(|| section.and_then(|s| non_empty(&s.api_base)))
-            .or_else(|| env_get(preset.base_env))
-            .unwrap_or_else(|| preset.api_base.to_owned());
+            .or_else(|| env_get(preset.base_env.as_deref()))
+            .unwrap_or_else(|| preset.api_base.clone());
         let proxy = entry
             .and_then(|e| non_empty(&e.proxy))
             .or_else(|| section.and_then(|s| non_empty(&s.proxy)));
         let mut key_hint = key_hint(preset, entry, &self.config_path());
-        let azure = if preset.wire == picoclaw_providers::presets::Wire::Azure {
+        let azure = if preset.wire == "azure" {
             if api_base.trim().is_empty() {
                 return Err(ConfigError::Model(format!(
                     "azure: no endpoint; set providers.azure.api_base in {} or \
@@ -438,7 +439,7 @@ impl Config {
         if api_key.is_none()
             && let Some(store) = &self.auth
         {
-            let name = login_name(preset.name);
+            let name = login_name(&preset.name);
             match store.get(name) {
                 Ok(Some(_)) => login = Some((store.clone(), name.to_owned())),
                 Ok(None) => {}
@@ -458,13 +459,13 @@ impl Config {
         };
         if preset.needs_key && api_key.is_none() && login.is_none() && !custom_base {
             return Err(ConfigError::MissingKey {
-                provider: preset.name.to_owned(),
+                provider: preset.name.clone(),
                 hint: key_hint,
             });
         }
         Ok(ResolvedModel {
-            provider: preset.name.to_owned(),
-            wire: preset.wire,
+            provider: preset.name.clone(),
+            wire: preset.wire.clone(),
             model: model.trim().to_owned(),
             api_base,
             api_key,
@@ -480,33 +481,62 @@ impl Config {
     }
 }
 
-fn key_hint(preset: &Preset, entry: Option<&ModelEntry>, config: &std::path::Path) -> String {
+fn key_hint(preset: &ProviderInfo, entry: Option<&ModelEntry>, config: &std::path::Path) -> String {
     let place = match entry {
         Some(e) => format!("model_list '{}' api_key", e.model_name),
         None => format!("providers.{}.api_key", preset.name),
     };
-    match preset.key_env {
+    match &preset.key_env {
         Some(var) => format!("{place} in {} or {var}", config.display()),
         None => format!("{place} in {}", config.display()),
     }
 }
 
-fn unknown_provider(name: &str, model: &str) -> ConfigError {
-    let lc = name.to_ascii_lowercase();
-    let note = if NOT_YET.contains(&lc.as_str()) {
-        " (not supported yet in this build)".to_owned()
-    } else {
-        String::new()
-    };
-    ConfigError::UnknownProvider {
-        name: name.to_owned(),
-        model: model.to_owned(),
-        known: presets::presets()
+impl Config {
+    /// The provider `name` means: a `providers.<name>` entry with a `wire` (defined in config
+    /// alone), else a registered prefix.
+    pub fn provider_info(&self, name: &str) -> Option<ProviderInfo> {
+        let lc = name.to_ascii_lowercase();
+        if let Some((key, section)) = self
+            .providers
             .iter()
-            .map(|p| p.name)
-            .collect::<Vec<_>>()
-            .join(", "),
-        note,
+            .find(|(k, _)| k.eq_ignore_ascii_case(&lc))
+            && let Some(wire) = section
+                .wire
+                .as_deref()
+                .map(str::trim)
+                .filter(|w| !w.is_empty())
+        {
+            let mut info = ProviderInfo::new(key.as_str(), wire);
+            if let Some(base) = non_empty(&section.api_base) {
+                info = info.with_api_base(base);
+            }
+            return Some(info);
+        }
+        self.registry().provider(&lc).cloned()
+    }
+
+    fn unknown_provider(&self, name: &str, model: &str) -> ConfigError {
+        let lc = name.to_ascii_lowercase();
+        let note = if NOT_YET.contains(&lc.as_str()) {
+            " (not supported yet in this build)".to_owned()
+        } else {
+            String::new()
+        };
+        let registry = self.registry();
+        let mut known: Vec<String> = registry.providers().map(|p| p.name.clone()).collect();
+        known.extend(
+            self.providers
+                .iter()
+                .filter(|(_, p)| p.wire.is_some())
+                .map(|(k, _)| k.clone()),
+        );
+        ConfigError::UnknownProvider {
+            name: name.to_owned(),
+            model: model.to_owned(),
+            known: known.join(", "),
+            note,
+        }
     }
 }
 

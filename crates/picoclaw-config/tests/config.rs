@@ -330,7 +330,7 @@ fn resolution_order() {
     .unwrap();
     assert_eq!(r.provider, "anthropic");
     assert_eq!(r.api_base, "https://api.anthropic.com");
-    assert_eq!(r.wire, picoclaw_providers::presets::Wire::Anthropic);
+    assert_eq!(r.wire, "anthropic");
 }
 
 #[test]
@@ -470,7 +470,7 @@ fn the_factory_builds_a_provider_and_keeps_the_key_out_of_debug() {
     )
     .unwrap();
     assert!(!format!("{r:?}").contains("sk-factory-secret-1"));
-    let p = picoclaw_config::build_provider(&r).unwrap();
+    let p = picoclaw_config::build_provider(&picoclaw_config::Config::default(), &r).unwrap();
     assert_eq!(p.name(), "openai");
 }
 

@@ -89,7 +89,7 @@ pub struct Anthropic {
     url: String,
     api_key: Option<Secret<String>>,
     /// OAuth tokens (a Claude sign-in) when there is no key.
-    tokens: Option<std::sync::Arc<dyn picoclaw_auth::TokenSource>>,
+    tokens: Option<std::sync::Arc<dyn picoclaw_api::TokenSource>>,
     key_hint: String,
     timeout: Duration,
     caching: bool,
@@ -98,7 +98,7 @@ pub struct Anthropic {
 
 impl Anthropic {
     /// Sends bearer tokens from `tokens` (a Claude sign-in) when no API key is set.
-    pub fn with_tokens(mut self, tokens: std::sync::Arc<dyn picoclaw_auth::TokenSource>) -> Self {
+    pub fn with_tokens(mut self, tokens: std::sync::Arc<dyn picoclaw_api::TokenSource>) -> Self {
         self.tokens = Some(tokens);
         self
     }

@@ -1,6 +1,8 @@
-//! LLM providers: the [`LlmProvider`] trait every model backend implements, its request and
-//! response types, the typed [`ProviderError`], and the OpenAI-compatible Chat Completions family
-//! with its vendor [`presets`].
+//! The built-in model clients — OpenAI-compatible Chat Completions, OpenAI Responses, Azure
+//! OpenAI, Anthropic Messages, Google Gemini — the resilience wrappers (retries, fallbacks,
+//! load balancing, request limits), and the [`ProviderRegistry`] that maps a model prefix to
+//! the factory of its wire format. The [`LlmProvider`] trait and its types are picoclaw-api's,
+//! re-exported here.
 
 #![warn(clippy::unwrap_used, clippy::expect_used)]
 
@@ -8,6 +10,7 @@ mod anthropic;
 mod gemini;
 mod openai;
 pub mod presets;
+pub mod registry;
 mod resilience;
 mod responses;
 mod text_tools;
@@ -20,5 +23,6 @@ pub use picoclaw_api::provider::{
     Capabilities, ChatRequest, ChatResponse, ChatStream, LlmProvider, ProviderError, StreamEvent,
     stream_of,
 };
+pub use registry::{ProviderFactory, ProviderInfo, ProviderRegistry, ProviderSpec};
 pub use resilience::{FallbackChain, LoadBalancer, RequestLimit, RetryPolicy, Retrying, Route};
 pub use responses::OpenAiResponses;

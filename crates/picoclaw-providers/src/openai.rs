@@ -9,7 +9,7 @@ use async_trait::async_trait;
 use eventsource_stream::Eventsource;
 use futures::StreamExt;
 use picoclaw_api::Secret;
-use picoclaw_auth::TokenSource;
+use picoclaw_api::TokenSource;
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use std::sync::Arc;
 use std::time::Duration;

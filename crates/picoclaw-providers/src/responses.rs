@@ -30,7 +30,7 @@ impl OpenAiResponses {
     }
 
     /// Sends bearer tokens from `tokens` (an OAuth login) when no API key is set.
-    pub fn with_tokens(mut self, tokens: std::sync::Arc<dyn picoclaw_auth::TokenSource>) -> Self {
+    pub fn with_tokens(mut self, tokens: std::sync::Arc<dyn picoclaw_api::TokenSource>) -> Self {
         self.http = self.http.with_tokens(tokens);
         self
     }

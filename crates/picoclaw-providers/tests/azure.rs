@@ -2,7 +2,7 @@
 //! bearer tokens, and Azure's content-filter errors, against the loopback endpoint.
 
 use picoclaw_api::ChatMessage;
-use picoclaw_auth::{StaticToken, TokenSource};
+use picoclaw_api::{StaticToken, TokenSource};
 use picoclaw_providers::{
     ChatRequest, LlmProvider, OpenAiCompatConfig, OpenAiCompatible, ProviderError,
 };

@@ -1,6 +1,6 @@
 //! The `MemoryStore` trait: a full-text index over long-term memory notes.
 //!
-//! The notes themselves live in the workspace as Markdown (see [`crate::WorkspaceMemory`]);
+//! The notes themselves live in the workspace as Markdown (see `picoclaw_state::WorkspaceMemory`);
 //! the store only indexes them, by source file, so it can always be rebuilt from the files.
 
 use super::StateError;
@@ -15,10 +15,12 @@ pub struct MemoryNote {
     pub source: String,
     /// 1-based line where the note starts.
     pub line: u32,
+    /// The note's text, without list markers.
     pub text: String,
 }
 
 impl MemoryNote {
+    /// A note from `source`, starting at 1-based `line`.
     pub fn new(source: impl Into<String>, line: u32, text: impl Into<String>) -> Self {
         Self {
             source: source.into(),
@@ -32,7 +34,10 @@ impl MemoryNote {
 #[derive(Clone, Debug, PartialEq)]
 #[non_exhaustive]
 pub struct MemoryHit {
+    /// The note found.
     pub note: MemoryNote,
+    /// How well it matched; the scale depends on the backend, so compare scores only within one
+    /// result list.
     pub score: f64,
 }
 
@@ -47,8 +52,12 @@ impl MemoryHit {
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct IndexedSource {
+    /// The file, relative to the workspace (`memory/MEMORY.md`).
     pub source: String,
+    /// The fingerprint given to [`MemoryStore::index_source`]: opaque to the store, it tells an
+    /// edited file from an unchanged one.
     pub fingerprint: String,
+    /// How many notes the file gave.
     pub notes: u64,
 }
 

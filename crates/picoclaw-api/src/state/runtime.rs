@@ -13,7 +13,9 @@ use async_trait::async_trait;
 /// Small named values, grouped in namespaces (`telegram` → `offset`, say).
 #[async_trait]
 pub trait KvStore: Send + Sync {
+    /// The value of `key` in `namespace`; `None` when it is not set.
     async fn kv_get(&self, namespace: &str, key: &str) -> Result<Option<String>, StateError>;
+    /// Sets `key` in `namespace` to `value`, replacing any earlier value.
     async fn kv_put(&self, namespace: &str, key: &str, value: &str) -> Result<(), StateError>;
     /// Returns whether the key existed.
     async fn kv_delete(&self, namespace: &str, key: &str) -> Result<bool, StateError>;
@@ -25,13 +27,17 @@ pub trait KvStore: Send + Sync {
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct InboundRecord {
+    /// The journal's id for it, as [`InboundJournal::journal_inbound`] returned it.
     pub id: i64,
+    /// The channel it arrived on.
     pub channel: String,
     /// The platform's id of the message (update id, event id): how redeliveries are known.
     pub external_id: String,
+    /// The conversation it belongs to.
     pub session_key: String,
     /// The message as JSON.
     pub payload: String,
+    /// When it was journaled, in ms since the Unix epoch.
     pub received_at_ms: i64,
 }
 
@@ -97,13 +103,18 @@ pub trait InboundJournal: Send + Sync {
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct OutboundRecord {
+    /// The outbox id, as [`Outbox::enqueue_outbound`] or [`InboundJournal::finish_inbound`]
+    /// returned it.
     pub id: i64,
+    /// The channel to send on.
     pub channel: String,
+    /// The chat to send to, as the platform identifies it.
     pub chat_id: String,
     /// The message as JSON.
     pub payload: String,
     /// Delivery attempts so far, this one included once claimed.
     pub attempts: u32,
+    /// Why the last delivery attempt failed; `None` before any attempt failed.
     pub last_error: Option<String>,
 }
 
@@ -131,6 +142,7 @@ impl OutboundRecord {
 /// Replies waiting for delivery.
 #[async_trait]
 pub trait Outbox: Send + Sync {
+    /// Queues a reply, due at once (`now_ms`). Returns its outbox id.
     async fn enqueue_outbound(
         &self,
         channel: &str,

@@ -11,7 +11,9 @@ pub enum StateError {
     /// The database could not be opened or migrated; the message says where and what to do.
     #[error("{message}")]
     Open {
+        /// What failed, where, and what to do about it.
         message: String,
+        /// The underlying error, when there is one.
         #[source]
         source: Option<Box<dyn std::error::Error + Send + Sync>>,
     },
@@ -24,7 +26,9 @@ pub enum StateError {
     /// A file of the workspace (memory notes) could not be read or written.
     #[error("{}: {source}", path.display())]
     Io {
+        /// The file that could not be read or written.
         path: std::path::PathBuf,
+        /// The underlying IO error.
         #[source]
         source: std::io::Error,
     },
@@ -33,19 +37,28 @@ pub enum StateError {
     Invalid(String),
     /// A stored row could not be decoded.
     #[error("corrupt stored data in session '{session}': {message}")]
-    Corrupt { session: String, message: String },
+    Corrupt {
+        /// The session the row belongs to (or another record, such as `cron job <id>`).
+        session: String,
+        /// What does not decode, and why.
+        message: String,
+    },
 }
 
 /// A conversation: its messages in order (oldest first) and the summary of older, compacted turns.
 #[derive(Clone, Debug, Default, PartialEq)]
 #[non_exhaustive]
 pub struct Session {
+    /// The conversation's key; `None` only in a `Session::default()`.
     pub key: Option<SessionKey>,
+    /// The messages, oldest first (after compaction, only those the summary does not stand for).
     pub messages: Vec<ChatMessage>,
+    /// The summary of older, compacted messages; `None` when there is none.
     pub summary: Option<String>,
 }
 
 impl Session {
+    /// A session with its key, messages and summary, as a backend loads it.
     pub fn new(key: SessionKey, messages: Vec<ChatMessage>, summary: Option<String>) -> Self {
         Self {
             key: Some(key),
@@ -59,14 +72,18 @@ impl Session {
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct SessionInfo {
+    /// The conversation's key.
     pub key: SessionKey,
+    /// How many messages it holds (compacted ones included).
     pub message_count: u64,
-    /// RFC 3339 timestamps.
+    /// When the session was created, RFC 3339.
     pub created_at: String,
+    /// When the session last changed (messages appended, summary set), RFC 3339.
     pub updated_at: String,
 }
 
 impl SessionInfo {
+    /// A listing line, as a backend reads it.
     pub fn new(
         key: SessionKey,
         message_count: u64,

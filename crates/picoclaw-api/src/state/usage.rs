@@ -10,11 +10,13 @@ use std::sync::Arc;
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct UsageRecord {
+    /// The conversation the call was made for.
     pub session: SessionKey,
     /// `provider/model` as configured (or as the vendor named it).
     pub model: String,
     /// `YYYY-MM-DD` (UTC).
     pub day: String,
+    /// The tokens the call used.
     pub usage: Usage,
 }
 
@@ -29,6 +31,7 @@ impl UsageRecord {
         }
     }
 
+    /// Dates the record `day` (`YYYY-MM-DD`, UTC) instead of today.
     pub fn on_day(mut self, day: impl Into<String>) -> Self {
         self.day = day.into();
         self
@@ -38,8 +41,11 @@ impl UsageRecord {
 /// How to group a usage summary.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum GroupBy {
+    /// One row per session key.
     Session,
+    /// One row per model (`provider/model`).
     Model,
+    /// One row per day (`YYYY-MM-DD`, UTC).
     Day,
 }
 
@@ -49,11 +55,16 @@ pub enum GroupBy {
 pub struct UsageRow {
     /// The session key, model or day this row sums.
     pub group: String,
+    /// How many model calls.
     pub calls: u64,
+    /// Prompt tokens, summed.
     pub prompt_tokens: u64,
+    /// Completion tokens, summed.
     pub completion_tokens: u64,
+    /// Prompt tokens served from the vendor's cache, summed.
     pub cached_tokens: u64,
-    /// The models in the group (for pricing a session or a day), sorted.
+    /// The models in the group (for pricing a session or a day), sorted, each as
+    /// `(model, prompt_tokens, completion_tokens, cached_tokens)`.
     pub models: Vec<(String, u64, u64, u64)>,
 }
 
@@ -74,6 +85,7 @@ impl UsageRow {
 /// Where usage is kept.
 #[async_trait]
 pub trait UsageStore: Send + Sync {
+    /// Adds one call's usage to the ledger.
     async fn record(&self, record: &UsageRecord) -> Result<(), StateError>;
 
     /// Totals since `since` (`YYYY-MM-DD`, inclusive), grouped, largest first (by day: newest
