@@ -12,6 +12,7 @@ pub mod access;
 #[cfg(feature = "discord")]
 pub mod discord;
 pub mod format;
+pub mod registry;
 pub mod settings;
 #[cfg(feature = "slack")]
 pub mod slack;
@@ -23,6 +24,7 @@ pub use picoclaw_api::channel::{
     Channel, ChannelError, Inbox, InboxError, WebhookRequest, WebhookResponse,
 };
 use picoclaw_api::{InboundMessage, OutboundMessage};
+pub use registry::{ChannelFactory, ChannelRegistry, ChannelSetup};
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
