@@ -5,13 +5,25 @@
 //! The Markdown files stay the source of truth: people read and edit them. Every Markdown file
 //! under `memory/` is split into notes (a list item or a paragraph each) and indexed; a file is
 //! indexed again when its size or modification time changes, and forgotten when it goes.
+//!
+//! This module holds [`WorkspaceMemory`] itself, its writes (`remember`, `add_daily_note`) and
+//! the file access beneath the workspace; `index` keeps the store in step with the files and
+//! searches it, `context` builds the memory section of a system prompt, and `format` parses the
+//! Markdown layout (notes, facts, daily-note files).
 
+mod context;
+mod format;
+mod index;
+
+use crate::MemoryStore;
 use crate::StateError;
-use crate::{MemoryHit, MemoryNote, MemoryStore};
 use chrono::NaiveDate;
+use format::{normalize, one_line};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+
+pub use format::{daily_source, split_notes};
 
 /// Durable facts, relative to the workspace.
 pub const LONG_TERM_FILE: &str = "memory/MEMORY.md";
@@ -20,15 +32,8 @@ pub const MEMORY_DIR: &str = "memory";
 
 /// Only this much of one file is read (a runaway file cannot eat memory or time).
 const MAX_FILE_BYTES: u64 = 1024 * 1024;
-/// One note is cut at this many bytes in the index.
-const MAX_NOTE_BYTES: usize = 4000;
 /// A fact or daily note longer than this is refused.
 pub const MAX_ENTRY_CHARS: usize = 2000;
-/// Folder depth searched below `memory/` (`YYYYMM/` is depth 1).
-const MAX_DEPTH: usize = 3;
-/// Days of daily notes offered to the context (today and the two before, as the original).
-const RECENT_DAYS: i64 = 3;
-
 /// What [`WorkspaceMemory::sync`] did.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 #[non_exhaustive]
@@ -143,107 +148,6 @@ impl WorkspaceMemory {
         self.workspace.join(daily_source(date))
     }
 
-    /// Brings the index up to date with the files: new and changed files are indexed, removed
-    /// ones forgotten.
-    pub async fn sync(&self) -> Result<SyncReport, StateError> {
-        let _guard = self.lock.lock().await;
-        self.sync_locked().await
-    }
-
-    async fn sync_locked(&self) -> Result<SyncReport, StateError> {
-        let workspace = self.workspace.clone();
-        let files = off_thread(move || Ok(find_memory_files(&workspace)))
-            .await
-            .unwrap_or_default();
-        if lock(&self.known).is_none() {
-            let indexed: HashMap<String, (String, u64)> = self
-                .store
-                .sources()
-                .await?
-                .into_iter()
-                .map(|s| (s.source, (s.fingerprint, s.notes)))
-                .collect();
-            *lock(&self.known) = Some(indexed);
-        }
-        let (changed, gone) = {
-            let known = lock(&self.known);
-            let known = known.as_ref().map_or_else(HashMap::new, Clone::clone);
-            let changed: Vec<(&String, &String)> = files
-                .iter()
-                .filter(|(source, fp)| known.get(*source).map(|k| &k.0) != Some(*fp))
-                .collect();
-            let gone: Vec<String> = known
-                .keys()
-                .filter(|s| !files.contains_key(*s))
-                .cloned()
-                .collect();
-            (changed, gone)
-        };
-        let report = SyncReport {
-            indexed: changed.len(),
-            unchanged: files.len() - changed.len(),
-            removed: gone.len(),
-        };
-        for (source, fingerprint) in changed {
-            self.index_file(source, fingerprint).await?;
-        }
-        for source in &gone {
-            self.forget(source).await?;
-        }
-        if report.indexed + report.removed > 0 {
-            tracing::debug!(?report, "memory index updated");
-        }
-        Ok(report)
-    }
-
-    async fn forget(&self, source: &str) -> Result<(), StateError> {
-        self.store.remove_source(source).await?;
-        if let Some(known) = lock(&self.known).as_mut() {
-            known.remove(source);
-        }
-        Ok(())
-    }
-
-    async fn index_file(&self, source: &str, fingerprint: &str) -> Result<(), StateError> {
-        let path = self.workspace.join(source);
-        let text = match self.read_capped(&path).await {
-            Ok(text) => text,
-            // Gone between the listing and now: forget it.
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return self.forget(source).await,
-            Err(e) => return Err(io_err(&path)(e)),
-        };
-        let notes = split_notes(source, &text);
-        self.store.index_source(source, fingerprint, &notes).await?;
-        if let Some(known) = lock(&self.known).as_mut() {
-            known.insert(
-                source.to_owned(),
-                (fingerprint.to_owned(), notes.len() as u64),
-            );
-        }
-        Ok(())
-    }
-
-    /// Notes indexed from `source` (as of the last sync).
-    fn note_count(&self, source: &str) -> u64 {
-        lock(&self.known)
-            .as_ref()
-            .and_then(|k| k.get(source).map(|e| e.1))
-            .unwrap_or(0)
-    }
-
-    /// Re-indexes one file right after we wrote it.
-    async fn reindex(&self, source: &str) -> Result<(), StateError> {
-        let path = self.workspace.join(source);
-        let meta = self.metadata(&path).await.map_err(io_err(&path))?;
-        self.index_file(source, &fingerprint(&meta)).await
-    }
-
-    /// The notes best matching `query`, best first (the index is synced first).
-    pub async fn search(&self, query: &str, limit: usize) -> Result<Vec<MemoryHit>, StateError> {
-        self.sync().await?;
-        self.store.search(query, limit).await
-    }
-
     /// Appends `fact` to MEMORY.md as a list item, unless the file already holds it (compared
     /// ignoring case, spacing, list markers and final punctuation; a note that contains the
     /// fact counts as holding it).
@@ -322,189 +226,6 @@ impl WorkspaceMemory {
         self.reindex(&source).await?;
         Ok(source)
     }
-
-    /// The memory section of a system prompt for a turn about `query`, within about
-    /// `budget_tokens` (estimated at four bytes a token).
-    ///
-    /// MEMORY.md goes in whole while it takes at most 60% of the budget; past that, only its
-    /// notes that best match the message do. Then the daily notes of the last three days,
-    /// newest first (a day too long keeps its latest entries), then older notes that match.
-    /// `None` when there is no memory at all.
-    pub async fn context(
-        &self,
-        query: &str,
-        budget_tokens: usize,
-        today: NaiveDate,
-    ) -> Result<Option<String>, StateError> {
-        if budget_tokens == 0 {
-            return Ok(None);
-        }
-        let query = query.trim();
-        let report = self.sync().await;
-        if let Err(e) = &report {
-            tracing::warn!(error = %e, "memory index could not be updated; using it as it is");
-        }
-        let mut out = String::new();
-        let mut left = budget_tokens;
-        let mut included: Vec<String> = Vec::new();
-
-        let share = budget_tokens * 6 / 10;
-        // One search serves both the long-term notes and the older daily notes.
-        let mut hits: Option<Vec<MemoryHit>> = None;
-        let long_path = self.long_term_path();
-        let long_len = self.metadata(&long_path).await.map_or(0, |m| m.len());
-        // A file clearly too big is not even read: its notes come from the index.
-        let long = if long_len > 0 && (long_len as usize).div_ceil(4) <= share * 2 {
-            self.read_capped(&long_path).await.unwrap_or_default()
-        } else {
-            String::new()
-        };
-        let long = long.trim();
-        if !long.is_empty() && tokens(long) <= share {
-            out.push_str("### Long-term memory (memory/MEMORY.md)\n");
-            out.push_str(long);
-            out.push('\n');
-            left = left.saturating_sub(tokens(long) + 12);
-            included.push(LONG_TERM_FILE.to_owned());
-        } else if long_len > 0 {
-            let total = self.note_count(LONG_TERM_FILE);
-            let found = hits.get_or_insert(self.store.search(query, 64).await.unwrap_or_default());
-            let mut picked = Vec::new();
-            let mut used = 0;
-            for hit in found.iter().filter(|h| h.note.source == LONG_TERM_FILE) {
-                let cost = tokens(&hit.note.text) + 2;
-                if used + cost > share {
-                    break;
-                }
-                used += cost;
-                picked.push(&hit.note);
-            }
-            out.push_str(&format!(
-                "### Long-term memory (memory/MEMORY.md has {total} notes, too many to \
-                 include; {} most related to this message follow; use memory_search to \
-                 find others)\n",
-                picked.len()
-            ));
-            for note in picked {
-                out.push_str("- ");
-                out.push_str(&note.text);
-                out.push('\n');
-            }
-            left = left.saturating_sub(used + 40);
-            included.push(LONG_TERM_FILE.to_owned());
-        }
-
-        for back in 0..RECENT_DAYS {
-            if left < 32 {
-                break;
-            }
-            let Some(date) = today.checked_sub_signed(chrono::Duration::days(back)) else {
-                break;
-            };
-            let source = daily_source(date);
-            let Ok(text) = self.read_capped(&self.workspace.join(&source)).await else {
-                continue;
-            };
-            let body = strip_date_heading(&text, date);
-            if body.is_empty() {
-                continue;
-            }
-            let heading = format!("### Daily notes {} ({source})\n", date.format("%Y-%m-%d"));
-            let room = left.saturating_sub(tokens(&heading) + 12);
-            let (shown, cut) = tail_within(body, room * 4);
-            if shown.is_empty() {
-                break;
-            }
-            out.push_str(&heading);
-            if cut {
-                out.push_str("[... earlier notes of the day omitted ...]\n");
-            }
-            out.push_str(shown);
-            out.push('\n');
-            left = left.saturating_sub(tokens(shown) + tokens(&heading) + 12);
-            included.push(source);
-        }
-
-        // Older notes are searched only when some indexed file is not already in the section.
-        let others = lock(&self.known)
-            .as_ref()
-            .is_some_and(|k| k.keys().any(|s| !included.contains(s)));
-        if left >= 32 && !query.is_empty() && others {
-            let found = match hits {
-                Some(found) => found,
-                None => self.store.search(query, 16).await.unwrap_or_default(),
-            };
-            let mut section = String::new();
-            let mut used = 0;
-            for hit in found.iter().filter(|h| !included.contains(&h.note.source)) {
-                let line = format!("- {} ({})\n", hit.note.text, hit.note.source);
-                let cost = tokens(&line);
-                if used + cost + 12 > left {
-                    break;
-                }
-                used += cost;
-                section.push_str(&line);
-            }
-            if !section.is_empty() {
-                out.push_str("### Older notes related to this message\n");
-                out.push_str(&section);
-            }
-        }
-        Ok((!out.is_empty()).then_some(out))
-    }
-}
-
-/// `memory/YYYYMM/YYYYMMDD.md`.
-pub fn daily_source(date: NaiveDate) -> String {
-    format!(
-        "{MEMORY_DIR}/{}/{}.md",
-        date.format("%Y%m"),
-        date.format("%Y%m%d")
-    )
-}
-
-fn tokens(text: &str) -> usize {
-    text.len().div_ceil(4)
-}
-
-/// Size and modification time: what tells an edited file from an unchanged one.
-fn fingerprint(meta: &std::fs::Metadata) -> String {
-    let mtime = meta
-        .modified()
-        .ok()
-        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-        .map_or(0, |d| d.as_nanos());
-    format!("{}:{mtime}", meta.len())
-}
-
-/// Every Markdown file under `memory/` (not following symlinks), with its fingerprint, keyed by
-/// its path relative to the workspace with `/` separators.
-fn find_memory_files(workspace: &Path) -> HashMap<String, String> {
-    let mut found = HashMap::new();
-    let mut stack = vec![(workspace.join(MEMORY_DIR), MEMORY_DIR.to_owned(), 0usize)];
-    while let Some((dir, rel, depth)) = stack.pop() {
-        let Ok(entries) = std::fs::read_dir(&dir) else {
-            continue;
-        };
-        for entry in entries.flatten() {
-            let Ok(meta) = entry.path().symlink_metadata() else {
-                continue;
-            };
-            let Some(name) = entry.file_name().to_str().map(str::to_owned) else {
-                continue;
-            };
-            if name.starts_with('.') {
-                continue;
-            }
-            let child = format!("{rel}/{name}");
-            if meta.is_dir() && depth < MAX_DEPTH {
-                stack.push((entry.path(), child, depth + 1));
-            } else if meta.is_file() && name.to_ascii_lowercase().ends_with(".md") {
-                found.insert(child, fingerprint(&meta));
-            }
-        }
-    }
-    found
 }
 
 /// `path` (beneath `workspace`) opened through the workspace's directory handle: a link to a file
@@ -536,192 +257,14 @@ fn read_capped(workspace: &Path, path: &Path) -> std::io::Result<String> {
     Ok(String::from_utf8_lossy(&bytes).into_owned())
 }
 
-/// A fact as one line: trimmed, inner newlines folded, not empty, not too long.
-fn one_line(fact: &str) -> Result<String, StateError> {
-    let fact = fact
-        .lines()
-        .map(str::trim)
-        .filter(|l| !l.is_empty())
-        .collect::<Vec<_>>()
-        .join(" ");
-    let fact = strip_list_marker(&fact).trim().to_owned();
-    if fact.is_empty() {
-        return Err(StateError::Invalid("the fact is empty".into()));
-    }
-    if fact.chars().count() > MAX_ENTRY_CHARS {
-        return Err(StateError::Invalid(format!(
-            "the fact is longer than {MAX_ENTRY_CHARS} characters; keep facts short"
-        )));
-    }
-    Ok(fact)
-}
-
-/// For comparing facts: lower case, words only, single spaces.
-fn normalize(text: &str) -> String {
-    strip_list_marker(text.trim())
-        .split(|c: char| !c.is_alphanumeric())
-        .filter(|w| !w.is_empty())
-        .map(str::to_lowercase)
-        .collect::<Vec<_>>()
-        .join(" ")
-}
-
-/// `- x`, `* x`, `+ x`, `1. x`, `2) x` → `x`. Checkboxes stay (`[ ] x`).
-fn strip_list_marker(line: &str) -> &str {
-    let t = line.trim_start();
-    for marker in ["- ", "* ", "+ "] {
-        if let Some(rest) = t.strip_prefix(marker) {
-            return rest;
-        }
-    }
-    let digits = t.bytes().take_while(u8::is_ascii_digit).count();
-    if digits > 0 && digits <= 9 {
-        let rest = &t[digits..];
-        if let Some(rest) = rest.strip_prefix(". ").or_else(|| rest.strip_prefix(") ")) {
-            return rest;
-        }
-    }
-    line
-}
-
-fn is_list_item(line: &str) -> bool {
-    strip_list_marker(line).len() != line.len()
-}
-
-/// Splits a Markdown memory file into notes: each list item (with its indented continuation
-/// lines) and each paragraph is one; headings, rules and blank lines separate them.
-pub fn split_notes(source: &str, text: &str) -> Vec<MemoryNote> {
-    let mut notes = Vec::new();
-    let mut current: Option<(u32, String)> = None;
-    let mut in_fence = false;
-    let flush = |current: &mut Option<(u32, String)>, notes: &mut Vec<MemoryNote>| {
-        if let Some((line, mut body)) = current.take() {
-            let trimmed = body.trim();
-            if !trimmed.is_empty() {
-                if body.len() > MAX_NOTE_BYTES {
-                    let mut cut = MAX_NOTE_BYTES;
-                    while !body.is_char_boundary(cut) {
-                        cut -= 1;
-                    }
-                    body.truncate(cut);
-                }
-                notes.push(MemoryNote::new(source, line, body.trim().to_owned()));
-            }
-        }
-    };
-    for (i, raw) in text.lines().enumerate() {
-        let line_no = u32::try_from(i + 1).unwrap_or(u32::MAX);
-        let line = raw.trim_end();
-        let trimmed = line.trim_start();
-        if trimmed.starts_with("```") || trimmed.starts_with("~~~") {
-            in_fence = !in_fence;
-            continue;
-        }
-        if !in_fence {
-            if trimmed.is_empty() || trimmed.starts_with('#') || is_rule(trimmed) {
-                flush(&mut current, &mut notes);
-                continue;
-            }
-            if is_list_item(line) {
-                flush(&mut current, &mut notes);
-                current = Some((line_no, strip_list_marker(line).trim().to_owned()));
-                continue;
-            }
-        } else if trimmed.is_empty() {
-            continue;
-        }
-        match &mut current {
-            Some((_, body)) => {
-                body.push(' ');
-                body.push_str(trimmed);
-            }
-            None => current = Some((line_no, trimmed.to_owned())),
-        }
-    }
-    flush(&mut current, &mut notes);
-    notes
-}
-
-fn is_rule(line: &str) -> bool {
-    let l: String = line.chars().filter(|c| !c.is_whitespace()).collect();
-    l.len() >= 3 && (l.chars().all(|c| c == '-') || l.chars().all(|c| c == '*'))
-}
-
-/// A daily file without its `# YYYY-MM-DD` heading (the section heading says the date).
-fn strip_date_heading(text: &str, date: NaiveDate) -> &str {
-    let t = text.trim();
-    let heading = format!("# {}", date.format("%Y-%m-%d"));
-    t.strip_prefix(heading.as_str()).unwrap_or(t).trim()
-}
-
-/// The end of `text` that fits in `max_bytes`, cut at a line start; and whether it was cut.
-fn tail_within(text: &str, max_bytes: usize) -> (&str, bool) {
-    if text.len() <= max_bytes {
-        return (text, false);
-    }
-    let mut start = text.len() - max_bytes;
-    while !text.is_char_boundary(start) {
-        start += 1;
-    }
-    match text[start..].find('\n') {
-        Some(nl) => (text[start + nl + 1..].trim(), true),
-        None => ("", true),
-    }
-}
-
 #[cfg(test)]
 mod tests {
+    use super::context::tokens;
     use super::*;
     use crate::InMemoryStore;
 
     fn date(s: &str) -> NaiveDate {
         NaiveDate::parse_from_str(s, "%Y-%m-%d").unwrap()
-    }
-
-    #[test]
-    fn notes_are_items_and_paragraphs() {
-        let text = "# Long-term Memory\n\n## People\n- Sister: Ana\n  (lives in Porto)\n* Dog: Rex\n\n\
-                    The user works\nat night.\n\n1. first\n2) second\n---\n```\ncode line\n\n# not a heading\n```\n";
-        let notes = split_notes("memory/MEMORY.md", text);
-        let got: Vec<(u32, &str)> = notes.iter().map(|n| (n.line, n.text.as_str())).collect();
-        assert_eq!(
-            got,
-            [
-                (4, "Sister: Ana (lives in Porto)"),
-                (6, "Dog: Rex"),
-                (8, "The user works at night."),
-                (11, "first"),
-                (12, "second"),
-                (15, "code line # not a heading"),
-            ]
-        );
-        assert!(split_notes("x", "").is_empty());
-        assert!(split_notes("x", "# only a heading\n\n---\n").is_empty());
-    }
-
-    #[test]
-    fn long_notes_are_cut_on_a_char_boundary() {
-        let text = "é".repeat(3000);
-        let notes = split_notes("x", &text);
-        assert!(notes[0].text.len() <= MAX_NOTE_BYTES);
-    }
-
-    #[test]
-    fn normalizing_ignores_case_marks_and_punctuation() {
-        assert_eq!(normalize("- The user likes TEA."), "the user likes tea");
-        assert_eq!(normalize("the  user likes tea"), "the user likes tea");
-        assert_eq!(
-            daily_source(date("2026-01-05")),
-            "memory/202601/20260105.md"
-        );
-    }
-
-    #[test]
-    fn tails_start_at_a_line() {
-        let text = "one\ntwo\nthree\nfour";
-        assert_eq!(tail_within(text, 100), (text, false));
-        assert_eq!(tail_within(text, 11), ("three\nfour", true));
-        assert_eq!(tail_within(text, 2), ("", true));
     }
 
     async fn setup() -> (tempfile::TempDir, WorkspaceMemory) {
