@@ -11,8 +11,8 @@ WORKDIR /src
 COPY . .
 # The release build with every channel (Telegram, Discord, Slack), MCP, PostgreSQL, I2C/SPI and
 # the keychain: the `full` feature of both binaries, the set CI compiles and tests.
-RUN cargo build --release --locked -p picoclaw -p picoclaw-gateway-bin \
-      --features picoclaw/full,picoclaw-gateway-bin/full \
+RUN cargo build --release --locked -p picoclaw-cli -p picoclaw-gateway-bin \
+      --features picoclaw-cli/full,picoclaw-gateway-bin/full \
  && install -m 0755 target/release/picoclaw target/release/picoclaw-gateway /usr/local/bin/
 
 # glibc, CA certificates and the tz database (cron time zones), no shell, user 65532.

@@ -6,7 +6,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/picoclaw-target}"
-cargo build --release -p picoclaw --locked
+cargo build --release -p picoclaw-cli --locked
 bin="$CARGO_TARGET_DIR/release/picoclaw"
 port=${PERF_PORT:-18931}
 work=$(mktemp -d)

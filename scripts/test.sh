@@ -25,7 +25,7 @@ fi
 # run against a real server on loopback), the I2C/SPI tools (their tests cover validation and
 # the no-hardware paths) and the OS keychain for auth.json's key (its test checks the round
 # trip, or the clear refusal where no keyring exists).
-FEATURES="picoclaw/full,picoclaw-gateway-bin/full"
+FEATURES="picoclaw-cli/full,picoclaw-gateway-bin/full"
 if [ -z "${PICOCLAW_TEST_POSTGRES_URL:-}" ]; then
   step "PostgreSQL for the state tests (scripts/postgres.sh)"
   PICOCLAW_TEST_POSTGRES_URL="$(bash scripts/postgres.sh)"

@@ -28,7 +28,11 @@ pub struct AgentArgs {
     model: Option<String>,
 }
 
-pub fn run(config: Option<PathBuf>, args: AgentArgs) -> anyhow::Result<ExitCode> {
+pub fn run(
+    config: Option<PathBuf>,
+    extensions: &picoclaw_gateway::Extensions,
+    args: AgentArgs,
+) -> anyhow::Result<ExitCode> {
     // Where commands could run unconfined, the provider keys leave the environment block they
     // could read (a re-exec; problems with the config are reported by the build below).
     if picoclaw_gateway::environ::has_credentials()
@@ -47,14 +51,15 @@ pub fn run(config: Option<PathBuf>, args: AgentArgs) -> anyhow::Result<ExitCode>
         let (results_tx, results_rx) = tokio::sync::mpsc::unbounded_channel();
         let options =
             picoclaw_gateway::AssembleOptions::streaming(!args.no_stream).local_results(results_tx);
-        let setup = match crate::wiring::build(config, args.model.as_deref(), options).await {
-            Ok(setup) => setup,
-            Err(crate::wiring::SetupError::Config(msg)) => {
-                eprintln!("error: {msg}");
-                return Ok(ExitCode::from(2));
-            }
-            Err(crate::wiring::SetupError::Other(err)) => return Err(err),
-        };
+        let setup =
+            match crate::wiring::build(config, extensions, args.model.as_deref(), options).await {
+                Ok(setup) => setup,
+                Err(crate::wiring::SetupError::Config(msg)) => {
+                    eprintln!("error: {msg}");
+                    return Ok(ExitCode::from(2));
+                }
+                Err(crate::wiring::SetupError::Other(err)) => return Err(err),
+            };
         let session = SessionKey::new(args.session);
         let store = setup.store.clone();
         let result = match args.message {

@@ -21,7 +21,12 @@ enum LogFormat {
     Json,
 }
 
-pub fn run(config: Option<PathBuf>, verbose: u8, args: GatewayArgs) -> anyhow::Result<ExitCode> {
+pub fn run(
+    config: Option<PathBuf>,
+    verbose: u8,
+    extensions: picoclaw_gateway::Extensions,
+    args: GatewayArgs,
+) -> anyhow::Result<ExitCode> {
     // (Config warnings were printed while loading.)
     let Some((paths, loaded)) = wiring::paths_and_config(config)? else {
         return Ok(ExitCode::from(2));
@@ -34,6 +39,7 @@ pub fn run(config: Option<PathBuf>, verbose: u8, args: GatewayArgs) -> anyhow::R
             verbose,
             matches!(args.log_format, LogFormat::Json),
             !args.no_log_file,
-        ),
+        )
+        .with_extensions(extensions),
     ))
 }

@@ -6,7 +6,10 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-pub fn run(config: Option<PathBuf>) -> anyhow::Result<ExitCode> {
+pub fn run(
+    config: Option<PathBuf>,
+    extensions: &picoclaw_gateway::Extensions,
+) -> anyhow::Result<ExitCode> {
     let paths = match wiring::paths(config) {
         Ok(p) => p,
         Err(SetupError::Config(msg)) => {
@@ -30,7 +33,7 @@ pub fn run(config: Option<PathBuf>) -> anyhow::Result<ExitCode> {
         }
         Err(SetupError::Other(e)) => return Err(e),
     };
-    let config = &loaded.config;
+    let config = &loaded.config.clone().with_registry(extensions.providers());
     let workspace = config.workspace_path(&paths);
     println!("workspace:  {}{}", workspace.display(), exists(&workspace));
     println!(
@@ -77,13 +80,20 @@ pub fn run(config: Option<PathBuf>) -> anyhow::Result<ExitCode> {
         "gateway key: {}",
         picoclaw_gateway::key::describe(config, &paths)
     );
-    println!("channels:   {}", channels_status(config, ready.as_ref()));
+    println!(
+        "channels:   {}",
+        channels_status(config, extensions.channels(), ready.as_ref())
+    );
     Ok(ExitCode::SUCCESS)
 }
 
 /// The enabled channels: their state from a running gateway's `/ready`, or whether this build
 /// has them.
-fn channels_status(config: &picoclaw_config::Config, ready: Option<&serde_json::Value>) -> String {
+fn channels_status(
+    config: &picoclaw_config::Config,
+    channels: &picoclaw_channels::ChannelRegistry,
+    ready: Option<&serde_json::Value>,
+) -> String {
     let enabled: Vec<&String> = config
         .channels
         .iter()
@@ -96,7 +106,7 @@ fn channels_status(config: &picoclaw_config::Config, ready: Option<&serde_json::
     enabled
         .iter()
         .map(|name| {
-            let built = picoclaw_gateway::BUILT_CHANNELS.contains(&name.as_str());
+            let built = channels.contains(name.as_str());
             let state = ready
                 .and_then(|r| r["channels"][name.as_str()].as_str())
                 .map(str::to_owned);

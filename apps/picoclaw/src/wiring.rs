@@ -79,13 +79,17 @@ pub async fn open_store(
     }
 }
 
+/// The agent the config describes, with the providers and tools of `extensions`.
 pub async fn build(
     config: Option<PathBuf>,
+    extensions: &picoclaw_gateway::Extensions,
     model_override: Option<&str>,
     options: picoclaw_gateway::AssembleOptions,
 ) -> Result<Setup, SetupError> {
     let paths = paths(config)?;
-    let Loaded { mut config, .. } = load(&paths)?;
+    let Loaded { config, .. } = load(&paths)?;
+    let mut config = config.with_registry(extensions.providers());
+    let options = options.with_tools(extensions.tools().to_vec());
     if let Some(model) = model_override {
         config.agents.defaults.model = model.to_owned();
         config.agents.defaults.provider = String::new();

@@ -172,13 +172,28 @@ pub fn exec_config(config: &Config, paths: &Paths) -> ExecConfig {
 }
 
 /// Options of [`assemble`].
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Default)]
 #[non_exhaustive]
 pub struct AssembleOptions {
     /// Stream answers (text deltas reach the event sink as they arrive).
     pub stream: bool,
     /// Where results of tasks spawned from `cli` conversations go (the terminal prints them).
     pub local_results: Option<picoclaw_core::LocalResults>,
+    /// Tools beyond the built-in ones (a contributor's build, an embedder).
+    pub tools: Vec<Arc<dyn picoclaw_api::Tool>>,
+}
+
+impl std::fmt::Debug for AssembleOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AssembleOptions")
+            .field("stream", &self.stream)
+            .field("local_results", &self.local_results.is_some())
+            .field(
+                "tools",
+                &self.tools.iter().map(|t| t.spec().name).collect::<Vec<_>>(),
+            )
+            .finish()
+    }
 }
 
 impl AssembleOptions {
@@ -186,7 +201,14 @@ impl AssembleOptions {
         Self {
             stream,
             local_results: None,
+            tools: Vec::new(),
         }
+    }
+
+    /// Adds `tools` to the built-in ones.
+    pub fn with_tools(mut self, tools: Vec<Arc<dyn picoclaw_api::Tool>>) -> Self {
+        self.tools = tools;
+        self
     }
 
     /// See [`AssembleOptions::local_results`].
@@ -262,6 +284,16 @@ pub async fn assemble(
             picoclaw_tools::Transcriber::new(stt),
             sandbox.clone(),
         )));
+    }
+
+    // The build's own tools (Extensions::with_tool); built-in tools keep their names.
+    for tool in &options.tools {
+        let name = tool.spec().name;
+        if tools.get(&name).is_some() {
+            tracing::warn!(tool = %name, "an extension's tool has the name of a built-in tool; not registered");
+            continue;
+        }
+        tools.register(Arc::clone(tool));
     }
 
     // Executable skills: each tool of a usable skill, with the permissions its manifest declares

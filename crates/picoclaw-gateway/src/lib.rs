@@ -12,6 +12,7 @@ pub mod access;
 pub mod assemble;
 pub mod dispatcher;
 pub mod environ;
+pub mod extend;
 pub mod http;
 pub mod key;
 pub mod logging;
@@ -26,6 +27,7 @@ pub use dispatcher::{
     Accepted, ChannelSink, Deliverer, DeliveryError, Dispatcher, DispatcherConfig, DispatcherInbox,
     OutboundSink,
 };
+pub use extend::Extensions;
 
 use picoclaw_config::{Config, Paths};
 use std::future::Future;
@@ -44,6 +46,18 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
     on_listening: impl FnOnce(SocketAddr),
 ) -> Result<(), SetupError> {
+    run_with(config, paths, Extensions::new(), shutdown, on_listening).await
+}
+
+/// [`run`] with the providers, channels and tools of `extensions`.
+pub async fn run_with(
+    config: Config,
+    paths: Paths,
+    extensions: Extensions,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    on_listening: impl FnOnce(SocketAddr),
+) -> Result<(), SetupError> {
+    let config = config.with_registry(extensions.providers());
     // Never keyless: the configured key, else the key file (made now if this is the first start).
     let key = key::gateway_key(&config, &paths).map_err(|e| SetupError::Config(e.to_string()))?;
     match &key.source {
@@ -59,7 +73,12 @@ pub async fn run(
         ),
     }
     let grace = Duration::from_secs(u64::from(config.gateway.shutdown_grace_seconds));
-    let assembled = assemble(&config, &paths, AssembleOptions::streaming(true)).await?;
+    let assembled = assemble(
+        &config,
+        &paths,
+        AssembleOptions::streaming(true).with_tools(extensions.tools().to_vec()),
+    )
+    .await?;
     if config.tools.exec.enabled
         && let Err(why) = picoclaw_tools::landlock_abi()
     {
@@ -81,6 +100,7 @@ pub async fn run(
         .map(picoclaw_tools::Transcriber::new);
     let channels = Arc::new(channels_from_config(
         &config,
+        extensions.channels(),
         &assembled.workspace,
         paths.home(),
     ));
@@ -170,24 +190,15 @@ pub async fn run(
     Ok(())
 }
 
-/// The chat channels this build carries (by cargo feature).
-pub const BUILT_CHANNELS: &[&str] = &[
-    #[cfg(feature = "telegram")]
-    "telegram",
-    #[cfg(feature = "discord")]
-    "discord",
-    #[cfg(feature = "slack")]
-    "slack",
-];
-
-/// The channels the config enables and this build has. An enabled channel this build lacks, or
-/// one whose settings are wrong, is named in a warning, so nobody waits for messages that cannot
-/// arrive.
+/// The channels the config enables and `registry` can make. An enabled channel this build
+/// lacks, or one whose settings are wrong, is named in a warning, so nobody waits for messages
+/// that cannot arrive.
 /// Files that come in with messages are saved under `workspace/media/<channel>/`.
 /// Users paired with a one-time code are kept under `home/channels/` (outside the workspace,
 /// which the agent can write).
 pub fn channels_from_config(
     config: &Config,
+    registry: &picoclaw_channels::ChannelRegistry,
     workspace: &std::path::Path,
     home: &std::path::Path,
 ) -> picoclaw_channels::ChannelManager {
@@ -196,10 +207,8 @@ pub fn channels_from_config(
         if settings.get("enabled").and_then(serde_json::Value::as_bool) != Some(true) {
             continue;
         }
-        // Where the channel saves what users send, and where it keeps paired users.
-        let media = workspace.join("media").join(name);
-        let paired = home.join("channels").join(format!("{name}-paired.json"));
-        let Some(made) = make_channel(name, settings, workspace, media, paired) else {
+        let setup = picoclaw_channels::ChannelSetup::new(name, settings.clone(), workspace, home);
+        let Some(made) = registry.build(&setup) else {
             tracing::warn!(
                 channel = %name,
                 "channels.{name} is enabled, but this build has no {name} channel; its messages \
@@ -220,67 +229,9 @@ pub fn channels_from_config(
     manager
 }
 
-/// The channel `name` from its settings, or None when this build has no such channel.
-#[allow(unused_variables)]
-fn make_channel(
-    name: &str,
-    settings: &serde_json::Value,
-    workspace: &std::path::Path,
-    media: std::path::PathBuf,
-    paired: std::path::PathBuf,
-) -> Option<Result<Arc<dyn picoclaw_channels::Channel>, picoclaw_channels::ChannelError>> {
-    #[allow(unused_imports)]
-    use picoclaw_channels::settings::ChannelSettings;
-    match name {
-        #[cfg(feature = "telegram")]
-        "telegram" => {
-            use picoclaw_channels::telegram::{TelegramChannel, TelegramConfig};
-            Some(
-                TelegramConfig::from_json(settings)
-                    .map(|c| {
-                        c.with_media_dir(media)
-                            .with_media_base(workspace)
-                            .with_paired_file(paired)
-                    })
-                    .and_then(TelegramChannel::new)
-                    .map(|c| Arc::new(c) as _),
-            )
-        }
-        #[cfg(feature = "discord")]
-        "discord" => {
-            use picoclaw_channels::discord::{DiscordChannel, DiscordConfig};
-            Some(
-                DiscordConfig::from_json(settings)
-                    .map(|c| {
-                        c.with_media_dir(media)
-                            .with_media_base(workspace)
-                            .with_paired_file(paired)
-                    })
-                    .and_then(DiscordChannel::new)
-                    .map(|c| Arc::new(c) as _),
-            )
-        }
-        #[cfg(feature = "slack")]
-        "slack" => {
-            use picoclaw_channels::slack::{SlackChannel, SlackConfig};
-            Some(
-                SlackConfig::from_json(settings)
-                    .map(|c| {
-                        c.with_media_dir(media)
-                            .with_media_base(workspace)
-                            .with_paired_file(paired)
-                    })
-                    .and_then(SlackChannel::new)
-                    .map(|c| Arc::new(c) as _),
-            )
-        }
-        _ => None,
-    }
-}
-
 /// How the gateway runs in the foreground (`picoclaw gateway` and the `picoclaw-gateway`
 /// binary share this).
-#[derive(Clone, Copy, Debug, Default)]
+#[derive(Clone, Debug, Default)]
 #[non_exhaustive]
 pub struct Foreground {
     /// `-v` count: 0 takes logging.level from the config (else info), 1 debug, 2+ trace.
@@ -289,6 +240,8 @@ pub struct Foreground {
     pub json_logs: bool,
     /// Also log to daily files in ~/.picoclaw/logs.
     pub log_files: bool,
+    /// The providers, channels and tools beyond the built-in ones.
+    pub extensions: Extensions,
 }
 
 impl Foreground {
@@ -297,7 +250,14 @@ impl Foreground {
             verbose,
             json_logs,
             log_files,
+            extensions: Extensions::new(),
         }
+    }
+
+    /// Runs with `extensions` (a build with providers, channels or tools of its own).
+    pub fn with_extensions(mut self, extensions: Extensions) -> Self {
+        self.extensions = extensions;
+        self
     }
 }
 
@@ -350,7 +310,7 @@ pub fn run_foreground(
     let result = runtime.block_on(async {
         // Inside the runtime: the signal handlers are installed before anything listens.
         let shutdown = shutdown_signal();
-        run(config, paths, shutdown, |addr| {
+        run_with(config, paths, options.extensions, shutdown, |addr| {
             eprintln!("picoclaw gateway listening on http://{addr} (Ctrl-C stops it)")
         })
         .await

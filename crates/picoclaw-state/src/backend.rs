@@ -1,9 +1,11 @@
 //! `StateBackend`: every store in one object, and [`open_state`], which picks the backend from
 //! `state.url`.
 
+#[cfg(feature = "sqlite")]
+use crate::SqliteStore;
 use crate::{
     CronStore, InMemoryStore, InboundJournal, KvStore, LeaseStore, MemoryStore, Outbox,
-    SessionStore, SqliteStore, StateError, UsageStore,
+    SessionStore, StateError, UsageStore,
 };
 use async_trait::async_trait;
 use std::path::Path;
@@ -22,6 +24,7 @@ pub trait StateBackend:
     async fn close(&self);
 }
 
+#[cfg(feature = "sqlite")]
 #[async_trait]
 impl StateBackend for SqliteStore {
     fn location(&self) -> String {
@@ -60,6 +63,23 @@ impl std::fmt::Debug for dyn StateBackend {
     }
 }
 
+#[cfg(feature = "sqlite")]
+async fn open_sqlite(path: &Path) -> Result<Arc<dyn StateBackend>, StateError> {
+    Ok(Arc::new(SqliteStore::open(path).await?))
+}
+
+#[cfg(not(feature = "sqlite"))]
+async fn open_sqlite(path: &Path) -> Result<Arc<dyn StateBackend>, StateError> {
+    Err(StateError::Open {
+        message: format!(
+            "state in SQLite ({}) needs picoclaw-state's `sqlite` feature, which this build \
+             lacks; set state.url to \"memory:\" or build with the feature",
+            path.display()
+        ),
+        source: None,
+    })
+}
+
 /// Opens the state database named by `url` (the config's `state.url`):
 ///
 /// - empty or absent: SQLite at `default_sqlite` (`~/.picoclaw/state.db`);
@@ -72,7 +92,7 @@ pub async fn open_state(
 ) -> Result<Arc<dyn StateBackend>, StateError> {
     let url = url.map(str::trim).unwrap_or_default();
     if url.is_empty() {
-        return Ok(Arc::new(SqliteStore::open(default_sqlite).await?));
+        return open_sqlite(default_sqlite).await;
     }
     if let Some(path) = url
         .strip_prefix("sqlite://")
@@ -85,7 +105,7 @@ pub async fn open_state(
                 source: None,
             });
         }
-        return Ok(Arc::new(SqliteStore::open(Path::new(path)).await?));
+        return open_sqlite(Path::new(path)).await;
     }
     if url == "memory:" {
         return Ok(Arc::new(InMemoryStore::new()));

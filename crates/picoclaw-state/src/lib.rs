@@ -25,8 +25,11 @@ pub mod legacy;
 mod memory;
 #[cfg(feature = "postgres")]
 mod postgres;
+#[cfg(feature = "sqlite")]
 mod sqlite;
+#[cfg(feature = "sqlite")]
 mod sqlite_memory;
+#[cfg(feature = "sqlite")]
 mod sqlite_runtime;
 mod usage;
 mod workspace_memory;
@@ -45,6 +48,7 @@ pub use picoclaw_api::state::{
 };
 #[cfg(feature = "postgres")]
 pub use postgres::PgStore;
+#[cfg(feature = "sqlite")]
 pub use sqlite::SqliteStore;
 pub use workspace_memory::{
     LONG_TERM_FILE, MAX_ENTRY_CHARS, MEMORY_DIR, Remembered, SyncReport, WorkspaceMemory,

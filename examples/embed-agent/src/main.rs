@@ -1,79 +1,75 @@
 //! Run with: cargo run -p example-embed-agent
 //!
-//! Embeds a picoclaw agent in a program: a provider, one custom tool, a conversation.
-//! Without credentials it talks to a scripted OpenAI-compatible server on 127.0.0.1 (from
-//! `picoclaw-testkit`), so it runs anywhere; with `OPENAI_API_KEY` set it uses the real OpenAI API
-//! (`OPENAI_BASE_URL` and `OPENAI_MODEL` are honoured too).
+//! An agent with one typed tool, embedded through the `picoclaw` facade. With `OPENAI_API_KEY`
+//! set it asks OpenAI (`OPENAI_BASE_URL`, `OPENAI_MODEL` honoured); without, a scripted
+//! OpenAI-compatible server on 127.0.0.1 plays the model, so it runs anywhere.
 
-use async_trait::async_trait;
-use picoclaw_core::{Agent, SessionKey, Tool, ToolContext, ToolOutput, ToolSpec};
-use picoclaw_providers::{OpenAiCompatConfig, OpenAiCompatible};
-use picoclaw_testkit::{Reply, ScriptedEndpoint};
-use serde_json::json;
-use std::sync::Arc;
+use picoclaw::{Agent, SessionKey, ToolContext, ToolOutput, TypedTool};
 
-/// A tool of our own: adds two numbers.
+/// The tool's arguments: their schema (and these descriptions) are generated for the model.
+#[derive(serde::Deserialize, schemars::JsonSchema)]
+struct AddArgs {
+    /// The first number.
+    a: f64,
+    /// The second number.
+    b: f64,
+}
+
 struct Add;
 
-#[async_trait]
-impl Tool for Add {
-    fn spec(&self) -> ToolSpec {
-        ToolSpec::new(
-            "add",
-            "Add two numbers.",
-            json!({"type": "object", "required": ["a", "b"],
-                   "properties": {"a": {"type": "number"}, "b": {"type": "number"}}}),
-        )
+#[picoclaw::async_trait]
+impl TypedTool for Add {
+    type Args = AddArgs;
+    fn name(&self) -> &str {
+        "add"
     }
-
-    async fn call(&self, _ctx: &ToolContext, args: serde_json::Value) -> ToolOutput {
-        match (args["a"].as_f64(), args["b"].as_f64()) {
-            (Some(a), Some(b)) => ToolOutput::ok((a + b).to_string()),
-            _ => ToolOutput::error("Error: 'a' and 'b' must be numbers"),
-        }
+    fn description(&self) -> &str {
+        "Add two numbers."
+    }
+    async fn run(&self, _ctx: &ToolContext, args: AddArgs) -> ToolOutput {
+        ToolOutput::ok((args.a + args.b).to_string())
     }
 }
 
 #[tokio::main(flavor = "current_thread")]
-async fn main() -> anyhow::Result<()> {
-    picoclaw_providers::ensure_crypto_provider();
-    // Keep the scripted server alive for the whole run when there is no key.
-    let (_server, config, model) = match std::env::var("OPENAI_API_KEY") {
-        Ok(key) => {
-            let base = std::env::var("OPENAI_BASE_URL")
-                .unwrap_or_else(|_| "https://api.openai.com/v1".to_owned());
-            let model = std::env::var("OPENAI_MODEL").unwrap_or_else(|_| "gpt-4o-mini".into());
-            (
-                None,
-                OpenAiCompatConfig::new("openai", base).with_api_key(key),
-                model,
-            )
-        }
-        Err(_) => {
-            eprintln!("(no OPENAI_API_KEY: using a scripted model on 127.0.0.1)");
-            let server = ScriptedEndpoint::start_with([
-                Reply::tool_call("add", json!({"a": 2, "b": 40})),
-                Reply::text("2 + 40 = 42."),
-            ])
-            .await;
-            let config = OpenAiCompatConfig::new("scripted", server.base_url());
-            (Some(server), config, "scripted-model".to_owned())
-        }
-    };
-
-    // The ten lines an embedder writes:
-    let provider = Arc::new(OpenAiCompatible::new(config)?);
-    let agent = Agent::builder(provider)
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let (_offline, base, key, model) = endpoint().await;
+    // What an embedder writes:
+    let agent = Agent::builder(picoclaw::providers::openai_compatible(&base, key)?)
         .model(model)
         .instructions("Use the add tool for arithmetic.")
-        .tool(Add)
+        .tool(Add.into_tool())
         .build()?;
-    let session = SessionKey::new("example:embed");
-    let outcome = agent.chat(&session, "What is 2 + 40?").await?;
+    let outcome = agent
+        .chat(&SessionKey::new("example"), "What is 2 + 40?")
+        .await?;
     println!("{}", outcome.text);
     eprintln!(
         "({} model calls, {} tool calls)",
         outcome.model_calls, outcome.tool_calls
     );
     Ok(())
+}
+
+/// OpenAI when a key is set; else a scripted model on loopback (kept alive by the first value).
+async fn endpoint() -> (
+    Option<picoclaw_testkit::ScriptedEndpoint>,
+    String,
+    Option<String>,
+    String,
+) {
+    use picoclaw_testkit::{Reply, ScriptedEndpoint};
+    if let Ok(key) = std::env::var("OPENAI_API_KEY") {
+        let base = std::env::var("OPENAI_BASE_URL").unwrap_or("https://api.openai.com/v1".into());
+        let model = std::env::var("OPENAI_MODEL").unwrap_or("gpt-4o-mini".into());
+        return (None, base, Some(key), model);
+    }
+    eprintln!("(no OPENAI_API_KEY: using a scripted model on 127.0.0.1)");
+    let server = ScriptedEndpoint::start_with([
+        Reply::tool_call("add", serde_json::json!({"a": 2, "b": 40})),
+        Reply::text("2 + 40 = 42."),
+    ])
+    .await;
+    let base = server.base_url();
+    (Some(server), base, None, "scripted-model".into())
 }

@@ -1,0 +1,103 @@
+//! [`Extensions`]: what a build adds to picoclaw — providers (model prefixes and wire
+//! formats), channels (config sections) and tools — handed to the CLI (`picoclaw_cli::run`)
+//! and the gateway ([`crate::run_with`], [`crate::Foreground::with_extensions`]).
+//!
+//! ```no_run
+//! use picoclaw_gateway::Extensions;
+//! # fn my_factory(_: &picoclaw_providers::ProviderSpec)
+//! #     -> Result<std::sync::Arc<dyn picoclaw_providers::LlmProvider>, picoclaw_providers::ProviderError> { todo!() }
+//! let ext = Extensions::new().with_provider("echo-upper", my_factory);
+//! # let _ = ext;
+//! ```
+
+use picoclaw_api::Tool;
+use picoclaw_channels::{ChannelFactory, ChannelRegistry};
+use picoclaw_providers::{ProviderFactory, ProviderInfo, ProviderRegistry};
+use std::fmt;
+use std::sync::Arc;
+
+/// Providers, channels and tools beyond the built-in ones. [`Extensions::new`] starts from
+/// what this build carries; each `with_*` adds one (replacing a built-in of the same name).
+#[derive(Clone)]
+pub struct Extensions {
+    providers: ProviderRegistry,
+    channels: ChannelRegistry,
+    tools: Vec<Arc<dyn Tool>>,
+}
+
+impl Default for Extensions {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl fmt::Debug for Extensions {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Extensions")
+            .field("providers", &self.providers)
+            .field("channels", &self.channels)
+            .field(
+                "tools",
+                &self.tools.iter().map(|t| t.spec().name).collect::<Vec<_>>(),
+            )
+            .finish()
+    }
+}
+
+impl Extensions {
+    /// The built-in providers and the channels this build carries; no extra tools.
+    pub fn new() -> Self {
+        Self {
+            providers: ProviderRegistry::builtin(),
+            channels: ChannelRegistry::builtin(),
+            tools: Vec::new(),
+        }
+    }
+
+    /// A provider with a wire format of its own: `"model": "<name>/<model>"` in config.json
+    /// builds it with `factory`, which gets the `providers.<name>` section as its settings.
+    pub fn with_provider(mut self, name: &str, factory: impl ProviderFactory + 'static) -> Self {
+        self.providers.register_provider(name, factory);
+        self
+    }
+
+    /// A wire format (for several prefixes, or for `providers.<name>.wire` in config).
+    pub fn with_wire(mut self, wire: &str, factory: impl ProviderFactory + 'static) -> Self {
+        self.providers.register_wire(wire, factory);
+        self
+    }
+
+    /// A model prefix over a registered wire format (a vendor's base URL and key variable).
+    pub fn with_provider_info(mut self, info: ProviderInfo) -> Self {
+        self.providers.register(info);
+        self
+    }
+
+    /// A channel started when `channels.<name>.enabled` is true.
+    pub fn with_channel(mut self, name: &str, factory: impl ChannelFactory + 'static) -> Self {
+        self.channels.register(name, factory);
+        self
+    }
+
+    /// A tool every agent of this build may call (the built-in tools keep their names: a tool
+    /// named like one of them is not registered, with a warning).
+    pub fn with_tool(mut self, tool: impl Tool + 'static) -> Self {
+        self.tools.push(Arc::new(tool));
+        self
+    }
+
+    /// The provider registry, for [`picoclaw_config::Config::with_registry`].
+    pub fn providers(&self) -> Arc<ProviderRegistry> {
+        Arc::new(self.providers.clone())
+    }
+
+    /// The channel registry.
+    pub fn channels(&self) -> &ChannelRegistry {
+        &self.channels
+    }
+
+    /// The extra tools.
+    pub fn tools(&self) -> &[Arc<dyn Tool>] {
+        &self.tools
+    }
+}
