@@ -84,21 +84,16 @@ pub fn run(config: Option<PathBuf>) -> anyhow::Result<ExitCode> {
 /// The enabled channels: their state from a running gateway's `/ready`, or whether this build
 /// has them.
 fn channels_status(config: &picoclaw_config::Config, ready: Option<&serde_json::Value>) -> String {
-    let enabled: Vec<&String> = config
-        .channels
-        .iter()
-        .filter(|(_, v)| v.get("enabled").and_then(serde_json::Value::as_bool) == Some(true))
-        .map(|(name, _)| name)
-        .collect();
+    let enabled = config.channels.enabled();
     if enabled.is_empty() {
         return "none enabled (docs/channels/)".to_owned();
     }
     enabled
         .iter()
         .map(|name| {
-            let built = picoclaw_gateway::BUILT_CHANNELS.contains(&name.as_str());
+            let built = picoclaw_gateway::BUILT_CHANNELS.contains(name);
             let state = ready
-                .and_then(|r| r["channels"][name.as_str()].as_str())
+                .and_then(|r| r["channels"][*name].as_str())
                 .map(str::to_owned);
             match (built, state) {
                 (false, _) => format!("{name} (not in this build)"),

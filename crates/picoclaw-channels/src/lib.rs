@@ -12,11 +12,14 @@ pub mod access;
 #[cfg(feature = "discord")]
 pub mod discord;
 pub mod format;
+pub mod sections;
 pub mod settings;
 #[cfg(feature = "slack")]
 pub mod slack;
 #[cfg(feature = "telegram")]
 pub mod telegram;
+
+pub use sections::{ChannelsSection, DiscordSection, SlackSection, TelegramSection};
 
 use async_trait::async_trait;
 use picoclaw_bus::{InboundMessage, OutboundMessage};
@@ -178,10 +181,17 @@ pub enum SessionScope {
 impl SessionScope {
     /// Reads `session_scope` from a channel's settings.
     pub fn from_json(channel: &str, value: &serde_json::Value) -> Result<Self, ChannelError> {
-        match value
-            .get("session_scope")
-            .and_then(serde_json::Value::as_str)
-        {
+        Self::parse(
+            channel,
+            value
+                .get("session_scope")
+                .and_then(serde_json::Value::as_str),
+        )
+    }
+
+    /// A `session_scope` setting of channel `channel` (absent: `chat`).
+    pub fn parse(channel: &str, raw: Option<&str>) -> Result<Self, ChannelError> {
+        match raw {
             None | Some("chat") => Ok(Self::Chat),
             Some("user") => Ok(Self::User),
             Some(other) => Err(ChannelError::Rejected(format!(

@@ -77,7 +77,7 @@ pub async fn run(
 
     // Channel messages: journal → per-session queues → turns → outbox → channels.
     let env_groq = std::env::var("GROQ_API_KEY").ok();
-    let transcriber = picoclaw_tools::SttConfig::from_json(config.stt.as_ref(), env_groq)
+    let transcriber = picoclaw_tools::SttConfig::from_section(config.stt.as_ref(), env_groq)
         .map(picoclaw_tools::Transcriber::new);
     let channels = Arc::new(channels_from_config(
         &config,
@@ -192,14 +192,11 @@ pub fn channels_from_config(
     home: &std::path::Path,
 ) -> picoclaw_channels::ChannelManager {
     let mut manager = picoclaw_channels::ChannelManager::new();
-    for (name, settings) in &config.channels {
-        if settings.get("enabled").and_then(serde_json::Value::as_bool) != Some(true) {
-            continue;
-        }
+    for name in config.channels.enabled() {
         // Where the channel saves what users send, and where it keeps paired users.
         let media = workspace.join("media").join(name);
         let paired = home.join("channels").join(format!("{name}-paired.json"));
-        let Some(made) = make_channel(name, settings, workspace, media, paired) else {
+        let Some(made) = make_channel(name, &config.channels, workspace, media, paired) else {
             tracing::warn!(
                 channel = %name,
                 "channels.{name} is enabled, but this build has no {name} channel; its messages \
@@ -207,10 +204,7 @@ pub fn channels_from_config(
             );
             continue;
         };
-        match (
-            made,
-            picoclaw_channels::SessionScope::from_json(name, settings),
-        ) {
+        match (made, config.channels.session_scope(name)) {
             (Ok(channel), Ok(scope)) => manager.add_scoped(channel, scope),
             (Err(e), _) | (_, Err(e)) => {
                 tracing::warn!(channel = %name, error = %e, "channel not started");
@@ -224,7 +218,7 @@ pub fn channels_from_config(
 #[allow(unused_variables)]
 fn make_channel(
     name: &str,
-    settings: &serde_json::Value,
+    settings: &picoclaw_channels::ChannelsSection,
     workspace: &std::path::Path,
     media: std::path::PathBuf,
     paired: std::path::PathBuf,
@@ -236,7 +230,7 @@ fn make_channel(
         "telegram" => {
             use picoclaw_channels::telegram::{TelegramChannel, TelegramConfig};
             Some(
-                TelegramConfig::from_json(settings)
+                TelegramConfig::from_section(settings.telegram.as_ref()?)
                     .map(|c| {
                         c.with_media_dir(media)
                             .with_media_base(workspace)
@@ -250,7 +244,7 @@ fn make_channel(
         "discord" => {
             use picoclaw_channels::discord::{DiscordChannel, DiscordConfig};
             Some(
-                DiscordConfig::from_json(settings)
+                DiscordConfig::from_section(settings.discord.as_ref()?)
                     .map(|c| {
                         c.with_media_dir(media)
                             .with_media_base(workspace)
@@ -264,7 +258,7 @@ fn make_channel(
         "slack" => {
             use picoclaw_channels::slack::{SlackChannel, SlackConfig};
             Some(
-                SlackConfig::from_json(settings)
+                SlackConfig::from_section(settings.slack.as_ref()?)
                     .map(|c| {
                         c.with_media_dir(media)
                             .with_media_base(workspace)

@@ -19,6 +19,7 @@ mod lazy_client;
 mod memory;
 mod message;
 mod sandbox;
+mod settings;
 mod subagent;
 mod tool;
 mod voice;
@@ -40,6 +41,7 @@ pub use landlock::{Policy, SYSTEM_READABLE, confine, confine_with, default_close
 pub use memory::{MemorySearchTool, MemoryWriteTool};
 pub use message::MessageTool;
 pub use sandbox::{Access, Located, Sandbox, SandboxError};
+pub use settings::{FetchSection, SearchBackendSection, SttSection, ToggleSection, WebSection};
 pub use subagent::{
     BackgroundResult, LocalResults, SpawnTool, SubagentRunner, SubagentTool, Subagents,
 };
