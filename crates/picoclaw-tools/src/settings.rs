@@ -99,9 +99,10 @@ pub struct FetchSection {
     /// Characters returned by default.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub max_chars: Option<u64>,
-    /// An `http://` or `https://` proxy for every fetch.
+    /// An `http://` or `https://` proxy URL for every fetch (checked by
+    /// [`crate::WebFetchConfig::from_section`], whose message shows how to write it).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub proxy: Option<String>,
+    pub proxy: Option<Value>,
 }
 
 /// A tool that is only switched on or off (`tools.i2c`, `tools.spi`).

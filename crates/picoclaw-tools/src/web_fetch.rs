@@ -130,13 +130,16 @@ impl WebFetchConfig {
         if let Some(chars) = fetch.max_chars.filter(|c| *c > 0) {
             config.default_max_chars = (chars as usize).min(config.max_chars_cap);
         }
-        if let Some(text) = fetch
-            .proxy
-            .as_deref()
-            .map(str::trim)
-            .filter(|t| !t.is_empty())
-        {
-            config.proxy = Some(parse_proxy(text)?);
+        match &fetch.proxy {
+            None | Some(Value::Null) => {}
+            Some(Value::String(text)) if text.trim().is_empty() => {}
+            Some(Value::String(text)) => config.proxy = Some(parse_proxy(text.trim())?),
+            Some(other) => {
+                return Err(format!(
+                    "tools.web.fetch.proxy must be a URL such as \"http://proxy.internal:3128\", \
+                     not {other}"
+                ));
+            }
         }
         Ok(config)
     }
