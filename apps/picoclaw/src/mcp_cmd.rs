@@ -96,7 +96,7 @@ pub fn run(config: Option<PathBuf>, args: McpArgs) -> anyhow::Result<ExitCode> {
         picoclaw_mcp::McpConfig::from_json(&section, paths.home(), &env).map_err(anyhow::Error::msg)
     };
     match args.command {
-        McpCommand::Serve => serve(&loaded.config, &paths, &raw),
+        McpCommand::Serve => serve(&loaded.config, &paths),
         McpCommand::List => {
             if servers.is_empty() {
                 println!(
@@ -238,14 +238,15 @@ const SERVABLE: &[&str] = &[
 fn serve(
     config: &picoclaw_config::Config,
     paths: &picoclaw_config::Paths,
-    raw: &Value,
 ) -> anyhow::Result<ExitCode> {
-    let wanted: Vec<String> = match raw["tools"]["mcp"]["serve"]["tools"].as_array() {
-        Some(list) => list
-            .iter()
-            .filter_map(Value::as_str)
-            .map(str::to_owned)
-            .collect(),
+    let wanted: Vec<String> = match config
+        .tools
+        .mcp
+        .as_ref()
+        .and_then(|m| m.serve.as_ref())
+        .and_then(|s| s.tools.clone())
+    {
+        Some(list) => list,
         None => vec!["read_file".into(), "list_dir".into()],
     };
     if let Some(bad) = wanted.iter().find(|w| !SERVABLE.contains(&w.as_str())) {
@@ -262,8 +263,10 @@ fn serve(
     let sandbox = std::sync::Arc::new(sandbox);
     let mut all =
         picoclaw_tools::builtin_tools(sandbox, picoclaw_gateway::exec_config(config, paths));
-    let web = config.tools.extra.get("web").cloned().unwrap_or(json!({}));
-    let fetch = match picoclaw_tools::WebFetchConfig::from_json(&web) {
+    let web = config.tools.web.clone().unwrap_or_default();
+    let fetch = match picoclaw_tools::WebFetchConfig::from_section(
+        &web.fetch.clone().unwrap_or_default(),
+    ) {
         Ok(fetch) => fetch,
         Err(msg) => {
             eprintln!("error: {msg}");
@@ -273,7 +276,7 @@ fn serve(
     all.register(std::sync::Arc::new(picoclaw_tools::WebFetchTool::new(
         fetch,
     )));
-    if let Some(Ok(search)) = picoclaw_tools::WebSearchConfig::from_json(&web) {
+    if let Some(Ok(search)) = picoclaw_tools::WebSearchConfig::from_section(&web) {
         all.register(std::sync::Arc::new(picoclaw_tools::WebSearchTool::new(
             search,
         )));

@@ -94,21 +94,17 @@ fn channels_status(
     channels: &picoclaw_channels::ChannelRegistry,
     ready: Option<&serde_json::Value>,
 ) -> String {
-    let enabled: Vec<&String> = config
-        .channels
-        .iter()
-        .filter(|(_, v)| v.get("enabled").and_then(serde_json::Value::as_bool) == Some(true))
-        .map(|(name, _)| name)
-        .collect();
+    let mut enabled = config.channels.enabled();
+    enabled.sort_unstable();
     if enabled.is_empty() {
         return "none enabled (docs/channels/)".to_owned();
     }
     enabled
         .iter()
         .map(|name| {
-            let built = channels.contains(name.as_str());
+            let built = channels.contains(name);
             let state = ready
-                .and_then(|r| r["channels"][name.as_str()].as_str())
+                .and_then(|r| r["channels"][*name].as_str())
                 .map(str::to_owned);
             match (built, state) {
                 (false, _) => format!("{name} (not in this build)"),

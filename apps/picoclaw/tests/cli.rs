@@ -291,6 +291,38 @@ async fn status_masks_the_key_and_version_prints() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn status_names_a_misspelt_channel_key_with_a_suggestion() {
+    let endpoint = ScriptedEndpoint::start().await;
+    let home = Home::with_config(&endpoint, json!({}));
+    home.write_config(&json!({
+        "agents": {"defaults": {"model": "openai/test-model",
+                                "workspace": home.workspace().display().to_string()}},
+        "providers": {"openai": {"api_key": KEY, "api_base": endpoint.base_url()}},
+        "channels": {"telegram": {"enabled": false, "tokn": "123:abc"},
+                     "line": {"enabled": false, "channel_secret": "", "webhook_port": 18791}},
+        "rate_limits": {"max_requests_per_minute": 30}
+    }));
+    let out = run(home.cmd(), &["status"]).await;
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(
+        out.stderr.contains(
+            "unknown key 'channels.telegram.tokn' is ignored (did you mean \
+             'channels.telegram.token'?)"
+        ),
+        "{}",
+        out.stderr
+    );
+    // The original's other channels are not checked; a section kept but not used is named once.
+    assert!(!out.stderr.contains("channels.line"), "{}", out.stderr);
+    assert_eq!(
+        out.stderr.matches("rate_limits: ").count(),
+        1,
+        "{}",
+        out.stderr
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn onboard_creates_files_and_never_clobbers_a_users_edits() {
     let home = Home::new();
     let out = run(

@@ -51,10 +51,17 @@ pub struct DiscordConfig {
 }
 
 impl DiscordConfig {
-    /// Reads the original PicoClaw's keys (`token`, `allow_from`) plus `api_base` and
-    /// `mention_only`.
+    /// Reads `channels.discord` from JSON ([`crate::DiscordSection`]'s keys).
     pub fn from_json(value: &Value) -> Result<Self, ChannelError> {
-        let token = crate::settings::text(value, "token").ok_or_else(|| {
+        let section: crate::DiscordSection = serde_json::from_value(value.clone())
+            .map_err(|e| ChannelError::Rejected(format!("channels.discord: {e}")))?;
+        Self::from_section(&section)
+    }
+
+    /// Builds from the typed section: the original PicoClaw's keys (`token`, `allow_from`)
+    /// plus `api_base` and `mention_only`.
+    pub fn from_section(section: &crate::DiscordSection) -> Result<Self, ChannelError> {
+        let token = crate::sections::trimmed(section.token.as_ref()).ok_or_else(|| {
             ChannelError::Rejected(
                 "channels.discord.token is empty: create an application at \
                  https://discord.com/developers/applications, add a bot, and put its token there \
@@ -65,15 +72,15 @@ impl DiscordConfig {
         let token = token
             .strip_prefix("Bot ")
             .map_or(token.clone(), str::to_owned);
-        let api_base = crate::settings::api_base(value, "discord")?;
+        let api_base = crate::settings::checked_api_base(section.api_base.as_deref(), "discord")?;
         Ok(Self {
             token,
-            common: crate::settings::Common::from_json(value),
+            common: crate::settings::Common::from_keys(
+                section.allow_from.clone(),
+                section.rate_limit_per_minute,
+            ),
             api_base,
-            mention_only: value
-                .get("mention_only")
-                .and_then(Value::as_bool)
-                .unwrap_or(true),
+            mention_only: section.mention_only.unwrap_or(true),
         })
     }
 }

@@ -13,11 +13,14 @@ pub mod access;
 pub mod discord;
 pub mod format;
 pub mod registry;
+pub mod sections;
 pub mod settings;
 #[cfg(feature = "slack")]
 pub mod slack;
 #[cfg(feature = "telegram")]
 pub mod telegram;
+
+pub use sections::{ChannelsSection, DiscordSection, SlackSection, TelegramSection};
 
 use async_trait::async_trait;
 pub use picoclaw_api::channel::{
@@ -47,10 +50,17 @@ pub enum SessionScope {
 impl SessionScope {
     /// Reads `session_scope` from a channel's settings.
     pub fn from_json(channel: &str, value: &serde_json::Value) -> Result<Self, ChannelError> {
-        match value
-            .get("session_scope")
-            .and_then(serde_json::Value::as_str)
-        {
+        Self::parse(
+            channel,
+            value
+                .get("session_scope")
+                .and_then(serde_json::Value::as_str),
+        )
+    }
+
+    /// A `session_scope` setting of channel `channel` (absent: `chat`).
+    pub fn parse(channel: &str, raw: Option<&str>) -> Result<Self, ChannelError> {
+        match raw {
             None | Some("chat") => Ok(Self::Chat),
             Some("user") => Ok(Self::User),
             Some(other) => Err(ChannelError::Rejected(format!(

@@ -27,12 +27,22 @@ pub struct Common {
 impl Common {
     /// `allow_from` and `rate_limit_per_minute` from a channel's settings.
     pub fn from_json(value: &Value) -> Self {
+        Self::from_keys(
+            allow_from(value),
+            value.get("rate_limit_per_minute").and_then(Value::as_u64),
+        )
+    }
+
+    /// `allow_from` and `rate_limit_per_minute` (default 20; 0 turns the limit off) as a typed
+    /// section holds them.
+    pub fn from_keys(allow_from: Vec<String>, rate_limit_per_minute: Option<u64>) -> Self {
         Self {
-            allow_from: allow_from(value),
+            allow_from,
             media_dir: None,
             media_base: None,
             paired_file: None,
-            rate_limit_per_minute: rate_limit(value),
+            rate_limit_per_minute: rate_limit_per_minute
+                .map_or(20, |n| n.min(u64::from(u32::MAX)) as u32),
         }
     }
 
@@ -96,7 +106,16 @@ pub fn allow_from(value: &Value) -> Vec<String> {
 
 /// `api_base`: an http(s) URL without its trailing `/`, or None for the platform's own.
 pub fn api_base(value: &Value, channel: &str) -> Result<Option<String>, crate::ChannelError> {
-    let Some(base) = text(value, "api_base") else {
+    checked_api_base(text(value, "api_base").as_deref(), channel)
+}
+
+/// An `api_base` setting checked: trimmed, an http(s) URL, without its trailing `/`; None when
+/// absent or blank (the platform's own).
+pub fn checked_api_base(
+    base: Option<&str>,
+    channel: &str,
+) -> Result<Option<String>, crate::ChannelError> {
+    let Some(base) = base.map(str::trim).filter(|b| !b.is_empty()) else {
         return Ok(None);
     };
     let base = base.trim_end_matches('/').to_owned();

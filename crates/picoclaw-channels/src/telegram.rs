@@ -48,25 +48,27 @@ pub struct TelegramConfig {
 }
 
 impl TelegramConfig {
-    /// Reads the original PicoClaw's keys (`token`, `allow_from`, `proxy` is not used yet) plus
-    /// `api_base`.
+    /// Reads `channels.telegram` from JSON ([`crate::TelegramSection`]'s keys).
     pub fn from_json(value: &Value) -> Result<Self, ChannelError> {
-        let token = value
-            .get("token")
-            .and_then(Value::as_str)
-            .map(str::trim)
-            .filter(|t| !t.is_empty())
-            .ok_or_else(|| {
-                ChannelError::Rejected(
-                    "channels.telegram.token is empty: create a bot with @BotFather and put its \
-                     token there (or in PICOCLAW_CHANNELS_TELEGRAM_TOKEN)"
-                        .into(),
-                )
-            })?
-            .to_owned();
-        let text = |key: &str| crate::settings::text(value, key);
-        let api_base = text("api_base");
-        let webhook_url = text("webhook_url");
+        let section: crate::TelegramSection = serde_json::from_value(value.clone())
+            .map_err(|e| ChannelError::Rejected(format!("channels.telegram: {e}")))?;
+        Self::from_section(&section)
+    }
+
+    /// Builds from the typed section: the original PicoClaw's keys (`token`, `allow_from`;
+    /// `proxy` is not used yet) plus `api_base` (alias `base_url`), `webhook_url`,
+    /// `webhook_secret`.
+    pub fn from_section(section: &crate::TelegramSection) -> Result<Self, ChannelError> {
+        let text = |v: &Option<String>| crate::sections::trimmed(v.as_ref());
+        let token = text(&section.token).ok_or_else(|| {
+            ChannelError::Rejected(
+                "channels.telegram.token is empty: create a bot with @BotFather and put its \
+                 token there (or in PICOCLAW_CHANNELS_TELEGRAM_TOKEN)"
+                    .into(),
+            )
+        })?;
+        let api_base = text(&section.api_base);
+        let webhook_url = text(&section.webhook_url);
         if let Some(url) = &webhook_url {
             let parsed = url::Url::parse(url).map_err(|e| {
                 ChannelError::Rejected(format!(
@@ -81,7 +83,7 @@ impl TelegramConfig {
                 )));
             }
         }
-        let webhook_secret = text("webhook_secret");
+        let webhook_secret = text(&section.webhook_secret);
         if let Some(secret) = &webhook_secret {
             let valid = (1..=256).contains(&secret.len())
                 && secret
@@ -97,7 +99,10 @@ impl TelegramConfig {
         }
         Ok(Self {
             token,
-            common: crate::settings::Common::from_json(value),
+            common: crate::settings::Common::from_keys(
+                section.allow_from.clone(),
+                section.rate_limit_per_minute,
+            ),
             api_base,
             poll_timeout: 30,
             webhook_url,

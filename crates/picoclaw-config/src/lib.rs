@@ -6,6 +6,7 @@
 
 mod error;
 mod factory;
+mod keys;
 mod load;
 mod model;
 pub mod onboard;

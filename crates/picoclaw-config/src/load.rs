@@ -1,6 +1,7 @@
 //! Loading: read the file (line:column on malformed JSON), apply `PICOCLAW_<SECTION>_<KEY>`
 //! environment overrides, decode (the key path on a wrong type), warn about unknown keys (with a
-//! "did you mean"), validate.
+//! "did you mean"; [`crate::keys`]) and the original's sections that are kept but not used,
+//! validate.
 
 use crate::ConfigError;
 use crate::model::Config;
@@ -83,75 +84,113 @@ fn strip_position(msg: &str) -> String {
     }
 }
 
-/// Decodes the config, collecting unknown keys as warnings.
+/// Decodes the config, collecting unknown keys (in every typed section, the channel and tool
+/// sections included) and the original's sections that are kept but not used as warnings.
 fn decode(path: &Path, value: Value) -> Result<(Config, Vec<String>), ConfigError> {
-    let mut unknown: Vec<String> = Vec::new();
-    let mut record = |p: serde_ignored::Path<'_>| unknown.push(p.to_string());
-    let ignored = serde_ignored::Deserializer::new(&value, &mut record);
-    let config: Config = serde_path_to_error::deserialize(ignored).map_err(|e| {
-        let key = e.path().to_string();
-        ConfigError::Type {
+    let (config, unknown) =
+        crate::keys::decode::<Config>(&value).map_err(|e| ConfigError::Type {
             path: path.to_path_buf(),
-            key,
-            message: e.into_inner().to_string(),
-        }
-    })?;
-    let known = serde_json::to_value(Config::default()).unwrap_or(Value::Null);
-    let warnings = unknown
+            key: e.path,
+            message: e.message,
+        })?;
+    let mut warnings: Vec<String> = unknown
         .into_iter()
         .map(|key| {
-            let mut msg = format!("{}: unknown key '{key}' is ignored", path.display());
-            if let Some(s) = suggestion(&known, &key) {
+            let mut msg = format!("{}: unknown key '{}' is ignored", path.display(), key.path);
+            if let Some(s) = key.suggestion {
                 msg.push_str(&format!(" (did you mean '{s}'?)"));
             }
             msg
         })
         .collect();
+    // A channel section of no known name is a build's own channel, or a misspelling: the
+    // latter when a known name is close.
+    for name in config.channels.others.keys() {
+        if let Some(known) = crate::keys::closest(picoclaw_channels::ChannelsSection::NAMES, name) {
+            warnings.push(format!(
+                "{}: unknown key 'channels.{name}' is ignored (did you mean 'channels.{known}'?)",
+                path.display()
+            ));
+        }
+    }
+    warnings.extend(
+        ignored_sections(&config)
+            .into_iter()
+            .map(|msg| format!("{}: {msg}", path.display())),
+    );
     Ok((config, warnings))
 }
 
-/// The known key closest to an unknown one, among its siblings.
-fn suggestion(known: &Value, key: &str) -> Option<String> {
-    let (parent, last) = match key.rsplit_once('.') {
-        Some((p, l)) => (Some(p), l),
-        None => (None, key),
-    };
-    let mut node = known;
-    if let Some(parent) = parent {
-        for seg in parent.split('.') {
-            node = node.get(seg)?;
+/// One line for each section of the original PicoClaw that picoclaw keeps but does not act on,
+/// when the file has it with something in it (an empty section, or one that says
+/// `"enabled": false`, loses nothing by being ignored).
+pub(crate) fn ignored_sections(config: &Config) -> Vec<String> {
+    fn holds_something(v: &Option<Value>) -> bool {
+        match v {
+            None | Some(Value::Null) => false,
+            Some(Value::Array(a)) => !a.is_empty(),
+            Some(Value::Object(o)) => {
+                !o.is_empty() && o.get("enabled").and_then(Value::as_bool) != Some(false)
+            }
+            Some(Value::String(s)) => !s.trim().is_empty(),
+            Some(_) => true,
         }
     }
-    let mut candidates: Vec<&str> = node.as_object()?.keys().map(String::as_str).collect();
-    if parent.is_none() {
-        candidates.extend(["model_list", "devices", "rate_limits", "llm", "stt"]);
-    }
-    if parent == Some("agents.defaults") {
-        candidates.extend(["data_dir"]);
-    }
-    candidates
+    let sections: [(&Option<Value>, &str); 7] = [
+        (
+            &config.agents.list,
+            "agents.list: several agents are not supported yet; this section is ignored \
+             (agents.defaults applies to every chat)",
+        ),
+        (
+            &config.bindings,
+            "bindings: routing chats to named agents is not supported yet; this section is \
+             ignored",
+        ),
+        (
+            &config.devices,
+            "devices: device monitoring is not supported yet; this section is ignored",
+        ),
+        (
+            &config.rate_limits,
+            "rate_limits: global rate limits are not supported; this section is ignored (limit \
+             a model with model_list[].rpm, a channel's users with \
+             channels.<name>.rate_limit_per_minute)",
+        ),
+        (
+            &config.llm,
+            "llm: this section of the original PicoClaw is not used; it is ignored",
+        ),
+        (
+            &config.session,
+            "session: not supported; this section is ignored (choose per channel with \
+             channels.<name>.session_scope)",
+        ),
+        (
+            &config.memory,
+            "memory: not used; this section is ignored (long-term memory is memory/MEMORY.md in \
+             the workspace)",
+        ),
+    ];
+    let mut out: Vec<String> = sections
         .into_iter()
-        .map(|c| (edit_distance(c, last), c))
-        .filter(|(d, c)| *d <= 2.max(c.len() / 4) && *d > 0)
-        .min()
-        .map(|(_, c)| match parent {
-            Some(p) => format!("{p}.{c}"),
-            None => c.to_owned(),
-        })
-}
-
-fn edit_distance(a: &str, b: &str) -> usize {
-    let b: Vec<char> = b.chars().collect();
-    let mut prev: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut cur = vec![i + 1];
-        for (j, cb) in b.iter().enumerate() {
-            let cost = usize::from(ca != *cb);
-            cur.push((prev[j] + cost).min(prev[j + 1] + 1).min(cur[j] + 1));
-        }
-        prev = cur;
+        .filter(|(v, _)| holds_something(v))
+        .map(|(_, msg)| msg.to_owned())
+        .collect();
+    if config
+        .agents
+        .defaults
+        .data_dir
+        .as_deref()
+        .is_some_and(|d| !d.trim().is_empty())
+    {
+        out.push(
+            "agents.defaults.data_dir is ignored (state lives in state.db under picoclaw's home, \
+             or at state.url)"
+                .to_owned(),
+        );
     }
-    prev[b.len()]
+    out
 }
 
 /// Every leaf key path of `v` (objects only; arrays are leaves).
@@ -377,12 +416,5 @@ mod tests {
         ] {
             assert!(!looks_like_origin(bad), "{bad}");
         }
-    }
-
-    #[test]
-    fn edit_distance_works() {
-        assert_eq!(edit_distance("modle", "model"), 2);
-        assert_eq!(edit_distance("max_token", "max_tokens"), 1);
-        assert_eq!(edit_distance("", "abc"), 3);
     }
 }

@@ -1,6 +1,9 @@
 //! The config file's schema, in the original PicoClaw's snake_case layout. Every field has a
-//! default, so a partial file (or none) works. Sections modelled by later features are kept as
-//! raw JSON so they load quietly and round-trip unchanged.
+//! default, so a partial file (or none) works. The channel and tool sections are typed by the
+//! crates that use them (picoclaw-channels, picoclaw-tools, picoclaw-mcp, picoclaw-skills), so a
+//! misspelt key in them is reported like any other. Sections of the original PicoClaw that
+//! picoclaw keeps but does not act on are raw JSON: they round-trip unchanged, and loading says
+//! once per section that it is ignored.
 
 use crate::paths::Paths;
 use picoclaw_api::Secret;
@@ -21,14 +24,19 @@ pub struct Config {
     pub providers: BTreeMap<String, ProviderConfig>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub model_list: Vec<ModelEntry>,
-    /// Channel settings (telegram, discord, slack...), modelled by the channels issue.
-    pub channels: Map<String, Value>,
+    /// Channel settings (telegram, discord, slack; the original's other channels kept as they
+    /// are).
+    pub channels: picoclaw_channels::ChannelsSection,
     pub tools: ToolsConfig,
     pub heartbeat: HeartbeatConfig,
     pub gateway: GatewayConfig,
     /// Where state is kept (sessions, memory index, cron jobs, usage, outbox).
     pub state: StateConfig,
-    // Sections of the original PicoClaw that this build does not use yet, kept verbatim.
+    /// Speech to text (voice messages, the `transcribe` tool).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stt: Option<picoclaw_tools::SttSection>,
+    // Sections of the original PicoClaw that this build does not use yet, kept verbatim (loading
+    // warns once about each: see `load::ignored_sections`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub devices: Option<Value>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -36,13 +44,14 @@ pub struct Config {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub llm: Option<Value>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub stt: Option<Value>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub session: Option<Value>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub memory: Option<Value>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub logging: Option<Value>,
+    /// The original's routing of chats to named agents (kept, not used).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bindings: Option<Value>,
     /// The file this config was loaded from (set by `load`, never serialized).
     #[serde(skip)]
     pub source: Option<PathBuf>,
@@ -242,15 +251,66 @@ impl Config {
     }
 }
 
-/// `tools`.
-#[derive(Clone, Debug, Default, Serialize, Deserialize)]
-#[serde(default)]
-#[non_exhaustive]
-pub struct ToolsConfig {
-    pub exec: ExecSection,
-    /// The other tools' settings (web, mcp, i2c, spi...), modelled by their own issues.
-    #[serde(flatten)]
-    pub extra: Map<String, Value>,
+/// Declares `ToolsConfig`: the typed tool sections, and the original PicoClaw's tool keys that
+/// picoclaw accepts as they are (no struct here checks their keys).
+macro_rules! tools_config {
+    (typed { $( $(#[$m:meta])* $field:ident : $ty:ty, )* } original { $($other:ident,)* }) => {
+        /// `tools`.
+        #[derive(Clone, Debug, Default, Serialize, Deserialize)]
+        #[serde(default)]
+        #[non_exhaustive]
+        pub struct ToolsConfig {
+            pub exec: ExecSection,
+            $(
+                $(#[$m])*
+                #[serde(skip_serializing_if = "Option::is_none")]
+                pub $field: Option<$ty>,
+            )*
+            $(
+                /// A key of the original PicoClaw's `tools`, kept as it is.
+                #[serde(skip_serializing_if = "Option::is_none")]
+                pub $other: Option<Value>,
+            )*
+        }
+    };
+}
+
+tools_config! {
+    typed {
+        /// `web_search` and `web_fetch` (absent: DuckDuckGo search).
+        web: picoclaw_tools::WebSection,
+        /// Tools from MCP servers.
+        mcp: picoclaw_mcp::McpSection,
+        /// Skills: built-in ones, installs, grants.
+        skills: picoclaw_skills::SkillsSection,
+        /// The I2C tool (builds with the `hardware` feature).
+        i2c: picoclaw_tools::ToggleSection,
+        /// The SPI tool (builds with the `hardware` feature).
+        spi: picoclaw_tools::ToggleSection,
+        /// `tools.cron.max_jobs`, read by the `cron` tool (the original's other cron keys are
+        /// left alone).
+        cron: Value,
+    }
+    original {
+        allow_read_paths,
+        allow_write_paths,
+        filter_sensitive_data,
+        filter_min_length,
+        media_cleanup,
+        append_file,
+        edit_file,
+        find_skills,
+        install_skill,
+        list_dir,
+        message,
+        read_file,
+        send_file,
+        spawn,
+        spawn_status,
+        subagent,
+        web_fetch,
+        write_file,
+    }
 }
 
 /// `tools.exec`.

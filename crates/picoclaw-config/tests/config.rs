@@ -40,11 +40,18 @@ fn the_original_layout_loads_quietly_and_resolves() {
     home.write(include_str!("fixtures/original.json"));
     let loaded = load_with_env(&home.paths(), &env(&[])).unwrap();
     assert!(loaded.file_found);
-    assert!(loaded.warnings.is_empty(), "{:?}", loaded.warnings);
+    // Every key is known; the one section kept but not used that holds something says so once
+    // (`devices` is switched off, so nothing is lost by ignoring it).
+    assert_eq!(loaded.warnings.len(), 1, "{:?}", loaded.warnings);
+    assert!(
+        loaded.warnings[0].contains("rate_limits: ") && loaded.warnings[0].contains("ignored"),
+        "{:?}",
+        loaded.warnings
+    );
     let c = &loaded.config;
     assert!(!c.tools.exec.enabled);
     assert_eq!(c.gateway.port, 18790);
-    assert!(c.channels.contains_key("telegram"));
+    assert!(c.channels.telegram.is_some() && c.channels.line.is_some());
     let r = c.resolve_model(&env(&[])).unwrap();
     assert_eq!(
         (r.provider.as_str(), r.model.as_str()),
@@ -54,7 +61,11 @@ fn the_original_layout_loads_quietly_and_resolves() {
     assert_eq!(r.api_key.unwrap().expose(), "sk-deepseek-fixture-0001");
     // Round trip keeps the sections this build does not model.
     let back = serde_json::to_value(c).unwrap();
-    assert_eq!(back["tools"]["mcp"]["example-stdio"]["command"], "npx");
+    assert_eq!(
+        back["tools"]["mcp"]["servers"]["example-stdio"]["command"],
+        "npx"
+    );
+    assert_eq!(back["channels"]["line"]["webhook_port"], 18791);
     assert_eq!(back["rate_limits"]["max_requests_per_minute"], 30);
     assert_eq!(back["providers"]["openai"]["auth_method"], "oauth");
 }
@@ -113,6 +124,123 @@ fn unknown_keys_warn_with_a_suggestion() {
         all.contains("'gatway'") && all.contains("did you mean 'gateway'"),
         "{all}"
     );
+}
+
+/// The warnings of loading `v`, joined.
+fn warnings_of(v: &Value) -> String {
+    let home = Home::new();
+    home.write_json(v);
+    load_with_env(&home.paths(), &env(&[]))
+        .unwrap()
+        .warnings
+        .join("\n")
+}
+
+#[test]
+fn unknown_keys_in_channel_sections_warn_with_a_suggestion() {
+    let all = warnings_of(&json!({"channels": {
+        "telegram": {"enabled": false, "tokn": "123:abc", "allow_from": [42, "ada"]},
+        "slack": {"bot_tokem": "xoxb-1", "app_token": "xapp-1"},
+        "discrod": {"enabled": true}
+    }}));
+    for (key, want) in [
+        ("channels.telegram.tokn", "channels.telegram.token"),
+        ("channels.slack.bot_tokem", "channels.slack.bot_token"),
+        ("channels.discrod", "channels.discord"),
+    ] {
+        assert!(
+            all.contains(&format!(
+                "unknown key '{key}' is ignored (did you mean '{want}'?)"
+            )),
+            "{key}: {all}"
+        );
+    }
+    assert_eq!(all.lines().count(), 3, "{all}");
+}
+
+#[test]
+fn the_originals_other_channels_and_keys_are_accepted_quietly() {
+    let all = warnings_of(&json!({"channels": {
+        "telegram": {"enabled": false, "token": "", "base_url": "", "proxy": "",
+                     "allow_from": [], "group_trigger": {"mention_only": true},
+                     "typing": {"enabled": true}, "placeholder": {"enabled": false},
+                     "reasoning_channel_id": "", "use_markdown_v2": false,
+                     "streaming": {"enabled": true}},
+        "discord": {"enabled": false, "token": "", "proxy": "", "mention_only": true},
+        "line": {"enabled": false, "channel_secret": "s", "channel_access_token": "t",
+                 "webhook_host": "127.0.0.1", "webhook_port": 18791,
+                 "webhook_path": "/webhook/line", "allow_from": []},
+        "feishu": {"enabled": false, "app_id": "", "app_secret": "", "encrypt_key": "",
+                   "verification_token": "", "allow_from": []},
+        "whatsapp": {"enabled": false, "bridge_url": "ws://localhost:3001"},
+        "onebot": {"enabled": false, "ws_url": "ws://127.0.0.1:3001"},
+        "pico": {"enabled": false, "token": ""}
+    }}));
+    assert!(all.is_empty(), "{all}");
+}
+
+#[test]
+fn a_wrong_type_in_a_channel_section_names_the_key() {
+    let home = Home::new();
+    home.write_json(&json!({"channels": {"discord": {"mention_only": "yes"}}}));
+    let msg = load_with_env(&home.paths(), &env(&[]))
+        .unwrap_err()
+        .to_string();
+    assert!(msg.contains("channels.discord.mention_only"), "{msg}");
+}
+
+#[test]
+fn unknown_keys_in_tool_sections_and_stt_warn_with_a_suggestion() {
+    let all = warnings_of(&json!({
+        "tools": {
+            "web": {"brave": {"enabled": false, "api_kye": "k"}, "fetch": {"proxi": ""},
+                    "duckduckgo": {"enabled": true}},
+            "mcp": {"servers": {"fs": {"comand": "npx"}}, "max_inline_tool": 3},
+            "skills": {"buitin": false},
+            "i2c": {"enable": true},
+            "spii": {"enabled": true}
+        },
+        "stt": {"api_kee": "gsk", "model": "whisper-large-v3"}
+    }));
+    for (key, want) in [
+        ("tools.web.brave.api_kye", "tools.web.brave.api_key"),
+        ("tools.web.fetch.proxi", "tools.web.fetch.proxy"),
+        (
+            "tools.mcp.servers.fs.comand",
+            "tools.mcp.servers.fs.command",
+        ),
+        ("tools.mcp.max_inline_tool", "tools.mcp.max_inline_tools"),
+        ("tools.skills.buitin", "tools.skills.builtin"),
+        ("tools.i2c.enable", "tools.i2c.enabled"),
+        ("tools.spii", "tools.spi"),
+        ("stt.api_kee", "stt.api_key"),
+    ] {
+        assert!(
+            all.contains(&format!(
+                "unknown key '{key}' is ignored (did you mean '{want}'?)"
+            )),
+            "{key}: {all}"
+        );
+    }
+    assert_eq!(all.lines().count(), 8, "{all}");
+}
+
+#[test]
+fn sections_kept_but_not_used_warn_once_each() {
+    let all = warnings_of(&json!({
+        "agents": {"list": [{"id": "a", "workspace": "~/a"}, {"id": "b", "skills": ["x"]}]},
+        "rate_limits": {"max_tool_calls_per_minute": 60, "max_requests_per_minute": 30},
+        "bindings": [{"agent_id": "a", "match": {"channel": "telegram"}}],
+        "devices": {"enabled": true, "monitor_usb": true}
+    }));
+    for section in ["agents.list: ", "rate_limits: ", "bindings: ", "devices: "] {
+        assert_eq!(all.matches(section).count(), 1, "{section}: {all}");
+    }
+    assert_eq!(all.lines().count(), 4, "{all}");
+    assert!(!all.contains("unknown key"), "{all}");
+    // Empty or switched off: nothing is ignored, nothing is said.
+    let quiet = warnings_of(&json!({"agents": {"list": []}, "devices": {"enabled": false}}));
+    assert!(quiet.is_empty(), "{quiet}");
 }
 
 #[test]
@@ -215,7 +343,10 @@ fn environment_overrides_every_key() {
         "sk-from-env"
     );
     // A channel token that is not in the file at all.
-    assert_eq!(c.channels["slack"]["bot_token"], "xoxb-from-env");
+    assert_eq!(
+        c.channels.slack.as_ref().unwrap().bot_token.as_deref(),
+        Some("xoxb-from-env")
+    );
 
     let err = load_with_env(&home.paths(), &env(&[("PICOCLAW_GATEWAY_PORT", "many")])).unwrap_err();
     assert!(err.to_string().contains("PICOCLAW_GATEWAY_PORT"), "{err}");

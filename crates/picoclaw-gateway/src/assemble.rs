@@ -88,32 +88,17 @@ pub struct SkillsSettings {
     pub enabled: bool,
     pub builtin: bool,
     pub git_host: String,
-    permissions: serde_json::Value,
+    permissions: std::collections::BTreeMap<String, serde_json::Value>,
 }
 
 impl SkillsSettings {
     pub fn from_config(config: &Config) -> Self {
-        let section = config
-            .tools
-            .extra
-            .get("skills")
-            .cloned()
-            .unwrap_or(serde_json::Value::Null);
-        let flag = |key: &str| section.get(key).and_then(serde_json::Value::as_bool);
+        let section = config.tools.skills.clone().unwrap_or_default();
         Self {
-            enabled: flag("enabled").unwrap_or(true),
-            builtin: flag("builtin").unwrap_or(true),
-            git_host: section
-                .get("git_host")
-                .and_then(serde_json::Value::as_str)
-                .map(str::trim)
-                .filter(|h| !h.is_empty())
-                .unwrap_or("https://github.com")
-                .to_owned(),
-            permissions: section
-                .get("permissions")
-                .cloned()
-                .unwrap_or(serde_json::Value::Null),
+            enabled: section.enabled(),
+            builtin: section.builtin(),
+            git_host: section.git_host(),
+            permissions: section.permissions,
         }
     }
 
@@ -130,10 +115,7 @@ impl SkillsSettings {
 
     /// The names `tools.skills.permissions` has entries for.
     pub fn granted_names(&self) -> Vec<String> {
-        self.permissions
-            .as_object()
-            .map(|m| m.keys().cloned().collect())
-            .unwrap_or_default()
+        self.permissions.keys().cloned().collect()
     }
 }
 
@@ -260,26 +242,19 @@ pub async fn assemble(
     // I2C and SPI, when the build has them and the config enables them (tools.i2c, tools.spi).
     #[cfg(feature = "hardware")]
     {
-        let on = |name: &str| {
-            config
-                .tools
-                .extra
-                .get(name)
-                .and_then(|t| t.get("enabled"))
-                .and_then(serde_json::Value::as_bool)
-                == Some(true)
-        };
-        if on("i2c") {
+        let on = |t: &Option<picoclaw_tools::ToggleSection>| t.as_ref().is_some_and(|t| t.enabled);
+        if on(&config.tools.i2c) {
             tools.register(Arc::new(picoclaw_tools::I2cTool));
         }
-        if on("spi") {
+        if on(&config.tools.spi) {
             tools.register(Arc::new(picoclaw_tools::SpiTool));
         }
     }
     // Speech to text, when a key is configured (stt.api_key or GROQ_API_KEY).
-    if let Some(stt) =
-        picoclaw_tools::SttConfig::from_json(config.stt.as_ref(), env.get("GROQ_API_KEY").cloned())
-    {
+    if let Some(stt) = picoclaw_tools::SttConfig::from_section(
+        config.stt.as_ref(),
+        env.get("GROQ_API_KEY").cloned(),
+    ) {
         tools.register(Arc::new(picoclaw_tools::TranscribeTool::new(
             picoclaw_tools::Transcriber::new(stt),
             sandbox.clone(),
@@ -323,10 +298,10 @@ pub async fn assemble(
 
     // MCP servers' tools (tools.mcp), started together; a broken server is one warning.
     #[cfg(feature = "mcp")]
-    if let Some(mcp) = config.tools.extra.get("mcp") {
+    if let Some(mcp) = &config.tools.mcp {
         let env = |k: &str| std::env::var(k).ok();
         // Stdio servers run in their own folders under the home, never the workspace.
-        match picoclaw_mcp::McpConfig::from_json(mcp, paths.home(), &env) {
+        match picoclaw_mcp::McpConfig::from_section(mcp, paths.home(), &env) {
             Ok(Some(mcp)) => {
                 let started = picoclaw_mcp::start_all(&mcp).await;
                 for tool in picoclaw_mcp::registry_tools(started.tools, mcp.max_inline_tools) {
@@ -350,8 +325,8 @@ pub async fn assemble(
     // chat; scheduled turns add none.
     let cron = config
         .tools
-        .extra
-        .get("cron")
+        .cron
+        .as_ref()
         .map(picoclaw_tools::CronConfig::from_json)
         .transpose()
         .map_err(SetupError::Config)?
@@ -367,11 +342,12 @@ pub async fn assemble(
     ));
     // Searching the web: the backend tools.web enables; without a tools.web section,
     // DuckDuckGo (no key needed), as the original's default config has it.
-    let web =
-        config.tools.extra.get("web").cloned().unwrap_or_else(
-            || serde_json::json!({"duckduckgo": {"enabled": true, "max_results": 5}}),
-        );
-    match picoclaw_tools::WebSearchConfig::from_json(&web) {
+    let web = config
+        .tools
+        .web
+        .clone()
+        .unwrap_or_else(picoclaw_tools::WebSection::default_search);
+    match picoclaw_tools::WebSearchConfig::from_section(&web) {
         Some(Ok(search)) => {
             tools.register(Arc::new(picoclaw_tools::WebSearchTool::new(search)));
         }
@@ -380,7 +356,9 @@ pub async fn assemble(
     }
     // Reading the web: public addresses only, unless tools.web.fetch.allow_private says otherwise;
     // no proxy but tools.web.fetch.proxy.
-    let fetch = picoclaw_tools::WebFetchConfig::from_json(&web).map_err(SetupError::Config)?;
+    let fetch =
+        picoclaw_tools::WebFetchConfig::from_section(&web.fetch.clone().unwrap_or_default())
+            .map_err(SetupError::Config)?;
     tools.register(Arc::new(picoclaw_tools::WebFetchTool::new(fetch)));
 
     let mut agent_cfg = AgentConfig::default();

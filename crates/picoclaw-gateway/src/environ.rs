@@ -50,17 +50,11 @@ pub fn exposed(config: &picoclaw_config::Config) -> bool {
     if picoclaw_tools::landlock_abi().is_err() || !config.tools.exec.landlock {
         return true;
     }
-    config
-        .tools
-        .extra
-        .get("mcp")
-        .and_then(|m| m.get("servers"))
-        .and_then(serde_json::Value::as_object)
-        .is_some_and(|servers| {
-            servers
-                .values()
-                .any(|s| s.get("sandbox").and_then(serde_json::Value::as_bool) == Some(false))
-        })
+    config.tools.mcp.as_ref().is_some_and(|mcp| {
+        mcp.servers
+            .values()
+            .any(|s| s.sandbox == Some(serde_json::Value::Bool(false)))
+    })
 }
 
 /// Re-executes the process (same pid and arguments) with the credential-looking variables moved

@@ -96,7 +96,7 @@ pub async fn run_with(
 
     // Channel messages: journal → per-session queues → turns → outbox → channels.
     let env_groq = std::env::var("GROQ_API_KEY").ok();
-    let transcriber = picoclaw_tools::SttConfig::from_json(config.stt.as_ref(), env_groq)
+    let transcriber = picoclaw_tools::SttConfig::from_section(config.stt.as_ref(), env_groq)
         .map(picoclaw_tools::Transcriber::new);
     let channels = Arc::new(channels_from_config(
         &config,
@@ -203,11 +203,9 @@ pub fn channels_from_config(
     home: &std::path::Path,
 ) -> picoclaw_channels::ChannelManager {
     let mut manager = picoclaw_channels::ChannelManager::new();
-    for (name, settings) in &config.channels {
-        if settings.get("enabled").and_then(serde_json::Value::as_bool) != Some(true) {
-            continue;
-        }
-        let setup = picoclaw_channels::ChannelSetup::new(name, settings.clone(), workspace, home);
+    for name in config.channels.enabled() {
+        let settings = config.channels.section(name).unwrap_or_default();
+        let setup = picoclaw_channels::ChannelSetup::new(name, settings, workspace, home);
         let Some(made) = registry.build(&setup) else {
             tracing::warn!(
                 channel = %name,
@@ -216,10 +214,7 @@ pub fn channels_from_config(
             );
             continue;
         };
-        match (
-            made,
-            picoclaw_channels::SessionScope::from_json(name, settings),
-        ) {
+        match (made, config.channels.session_scope(name)) {
             (Ok(channel), Ok(scope)) => manager.add_scoped(channel, scope),
             (Err(e), _) | (_, Err(e)) => {
                 tracing::warn!(channel = %name, error = %e, "channel not started");

@@ -3,6 +3,7 @@
 //! env, env_file, url, headers, description, allow_insecure}`; and picoclaw's own keys for stdio
 //! servers: `cwd`, `writable_paths`, `sandbox`.
 
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -72,6 +73,83 @@ impl Default for McpConfig {
             connect_timeout: Duration::from_secs(20),
         }
     }
+}
+
+/// `tools.mcp` as config.json holds it (the config loader decodes it, naming a misspelt key);
+/// [`McpConfig::from_section`] checks it and builds the servers' settings.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+#[non_exhaustive]
+pub struct McpSection {
+    /// `false` skips every server.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub enabled: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub call_timeout_seconds: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_inline_tools: Option<u64>,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub servers: BTreeMap<String, McpServerSection>,
+    /// `picoclaw mcp serve`: which of picoclaw's tools it offers.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub serve: Option<McpServeSection>,
+    /// The original PicoClaw's tool discovery settings (not used by picoclaw).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub discovery: Option<Value>,
+}
+
+/// `tools.mcp.serve`.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+#[non_exhaustive]
+pub struct McpServeSection {
+    /// The tools offered (default `read_file` and `list_dir`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tools: Option<Vec<String>>,
+}
+
+/// `tools.mcp.servers.<name>`.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+#[non_exhaustive]
+pub struct McpServerSection {
+    /// `false` skips this server.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub enabled: Option<bool>,
+    /// `stdio`, `http` (`streamable-http`) or `sse`; inferred from `url`/`command` when absent.
+    #[serde(rename = "type", skip_serializing_if = "Option::is_none")]
+    pub kind: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub command: Option<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub args: Vec<String>,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub env: BTreeMap<String, String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub env_file: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub headers: BTreeMap<String, String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    /// Accept plain http to another machine.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub allow_insecure: Option<bool>,
+    /// picoclaw's: the stdio server's working folder.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cwd: Option<String>,
+    /// picoclaw's: more folders a stdio server may write in (a list; checked when the
+    /// servers start, so that the message names the server).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub writable_paths: Option<Value>,
+    /// picoclaw's: run a stdio server under Landlock (true or false, default true; checked
+    /// when the servers start).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sandbox: Option<Value>,
+    /// The original PicoClaw's per-server discovery switch (not used by picoclaw).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub deferred: Option<Value>,
 }
 
 /// Replaces `${VAR}` with the variable's value (empty when unset, with a warning).
@@ -172,54 +250,58 @@ fn is_loopback_url(url: &url::Url) -> bool {
 }
 
 impl McpConfig {
-    /// Reads `tools.mcp`. `None` when absent or `enabled: false`. Servers that are disabled are
-    /// skipped; a server whose settings are wrong is an error naming it. `home` is picoclaw's
-    /// home (`~/.picoclaw`): each stdio server gets its own folder `home/mcp/<name>`, and a
-    /// relative `env_file`, `cwd` or writable path is read against it (never the workspace);
-    /// `${VAR}` in env and header values comes from `env`.
+    /// Reads `tools.mcp` from JSON ([`McpSection`]'s keys; a wrong type is an error naming
+    /// the section). See [`Self::from_section`].
     pub fn from_json(
         mcp: &Value,
         home: &Path,
         env: &dyn Fn(&str) -> Option<String>,
     ) -> Result<Option<McpConfig>, String> {
-        if mcp.is_null() || mcp.get("enabled").and_then(Value::as_bool) == Some(false) {
+        if mcp.is_null() {
+            return Ok(None);
+        }
+        let section: McpSection =
+            serde_json::from_value(mcp.clone()).map_err(|e| format!("tools.mcp: {e}"))?;
+        Self::from_section(&section, home, env)
+    }
+
+    /// Builds from the typed `tools.mcp`. `None` when `enabled: false`. Servers that are
+    /// disabled are skipped; a server whose settings are wrong is an error naming it. `home` is
+    /// picoclaw's home (`~/.picoclaw`): each stdio server gets its own folder
+    /// `home/mcp/<name>`, and a relative `env_file`, `cwd` or writable path is read against it
+    /// (never the workspace); `${VAR}` in env and header values comes from `env`.
+    pub fn from_section(
+        mcp: &McpSection,
+        home: &Path,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Option<McpConfig>, String> {
+        if mcp.enabled == Some(false) {
             return Ok(None);
         }
         let mut config = McpConfig::default();
-        if let Some(secs) = mcp.get("call_timeout_seconds").and_then(Value::as_u64) {
+        if let Some(secs) = mcp.call_timeout_seconds {
             config.call_timeout = Duration::from_secs(secs.max(1));
         }
-        if let Some(n) = mcp.get("max_inline_tools").and_then(Value::as_u64) {
-            config.max_inline_tools = n as usize;
+        if let Some(n) = mcp.max_inline_tools {
+            config.max_inline_tools = usize::try_from(n).unwrap_or(usize::MAX);
         }
-        let Some(servers) = mcp.get("servers").and_then(Value::as_object) else {
-            return Ok(Some(config));
-        };
-        for (name, s) in servers {
-            if s.get("enabled").and_then(Value::as_bool) == Some(false) {
+        for (name, s) in &mcp.servers {
+            if s.enabled == Some(false) {
                 continue;
             }
-            let text = |k: &str| {
-                s.get(k)
-                    .and_then(Value::as_str)
+            let text = |v: &Option<String>| {
+                v.as_deref()
                     .map(str::trim)
                     .filter(|v| !v.is_empty())
                     .map(str::to_owned)
             };
-            let map = |k: &str| -> BTreeMap<String, String> {
-                s.get(k)
-                    .and_then(Value::as_object)
-                    .map(|m| {
-                        m.iter()
-                            .filter_map(|(k, v)| {
-                                v.as_str().map(|v| (k.clone(), expand_vars(v, env)))
-                            })
-                            .collect()
-                    })
-                    .unwrap_or_default()
+            let map = |m: &BTreeMap<String, String>| -> BTreeMap<String, String> {
+                m.iter()
+                    .map(|(k, v)| (k.clone(), expand_vars(v, env)))
+                    .collect()
             };
-            let kind = text("type").unwrap_or_else(|| {
-                if text("url").is_some() {
+            let kind = text(&s.kind).unwrap_or_else(|| {
+                if text(&s.url).is_some() {
                     "http".into()
                 } else {
                     "stdio".into()
@@ -227,21 +309,12 @@ impl McpConfig {
             });
             let transport = match kind.as_str() {
                 "stdio" => {
-                    let command = text("command").ok_or_else(|| {
+                    let command = text(&s.command).ok_or_else(|| {
                         format!("tools.mcp.servers.{name}: a stdio server needs `command`")
                     })?;
-                    let args = s
-                        .get("args")
-                        .and_then(Value::as_array)
-                        .map(|a| {
-                            a.iter()
-                                .filter_map(Value::as_str)
-                                .map(|v| expand_vars(v, env))
-                                .collect()
-                        })
-                        .unwrap_or_default();
+                    let args = s.args.iter().map(|v| expand_vars(v, env)).collect();
                     let mut vars = BTreeMap::new();
-                    if let Some(file) = text("env_file") {
+                    if let Some(file) = text(&s.env_file) {
                         let path = config_path(&file, home, env);
                         let body = std::fs::read_to_string(&path).map_err(|e| {
                             format!(
@@ -253,8 +326,8 @@ impl McpConfig {
                         })?;
                         vars.extend(parse_env_file(&body));
                     }
-                    vars.extend(map("env"));
-                    let writable = match s.get("writable_paths") {
+                    vars.extend(map(&s.env));
+                    let writable = match &s.writable_paths {
                         None | Some(Value::Null) => Vec::new(),
                         Some(Value::Array(items)) => items
                             .iter()
@@ -273,7 +346,7 @@ impl McpConfig {
                             ));
                         }
                     };
-                    let sandbox = match s.get("sandbox") {
+                    let sandbox = match &s.sandbox {
                         None | Some(Value::Null) => true,
                         Some(Value::Bool(b)) => *b,
                         Some(_) => {
@@ -287,20 +360,19 @@ impl McpConfig {
                         args,
                         env: vars,
                         dir: home.join("mcp").join(server_folder_name(name)),
-                        cwd: text("cwd").map(|c| config_path(&c, home, env)),
+                        cwd: text(&s.cwd).map(|c| config_path(&c, home, env)),
                         writable,
                         sandbox,
                     }
                 }
                 "http" | "sse" | "streamable-http" | "streamable_http" => {
-                    let raw = text("url").ok_or_else(|| {
+                    let raw = text(&s.url).ok_or_else(|| {
                         format!("tools.mcp.servers.{name}: an HTTP server needs `url`")
                     })?;
                     let url = url::Url::parse(&raw).map_err(|e| {
                         format!("tools.mcp.servers.{name}: url '{raw}' is not a URL: {e}")
                     })?;
-                    let insecure_ok =
-                        s.get("allow_insecure").and_then(Value::as_bool) == Some(true);
+                    let insecure_ok = s.allow_insecure == Some(true);
                     if url.scheme() == "http" && !is_loopback_url(&url) && !insecure_ok {
                         return Err(format!(
                             "tools.mcp.servers.{name}: {raw} is plain http to another machine; \
@@ -316,12 +388,12 @@ impl McpConfig {
                     if kind == "sse" {
                         Transport::Sse {
                             url: raw,
-                            headers: map("headers"),
+                            headers: map(&s.headers),
                         }
                     } else {
                         Transport::Http {
                             url: raw,
-                            headers: map("headers"),
+                            headers: map(&s.headers),
                         }
                     }
                 }
@@ -334,7 +406,7 @@ impl McpConfig {
             config.servers.push(ServerConfig {
                 name: name.clone(),
                 transport,
-                description: text("description"),
+                description: text(&s.description),
             });
         }
         Ok(Some(config))

@@ -24,7 +24,8 @@ pub use client::{
     tool_name,
 };
 pub use config::{
-    McpConfig, ServerConfig, Transport, expand_vars, parse_env_file, server_folder_name,
+    McpConfig, McpSection, McpServeSection, McpServerSection, ServerConfig, Transport, expand_vars,
+    parse_env_file, server_folder_name,
 };
 #[cfg(feature = "serve")]
 pub use server::{ToolServer, serve_stdio};

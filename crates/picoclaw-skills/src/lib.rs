@@ -20,6 +20,7 @@ mod catalog;
 mod grant;
 mod install;
 mod manifest;
+mod settings;
 mod skill;
 
 pub use catalog::{Catalog, LiveCatalog, Problem, SkillRoots};
@@ -28,6 +29,7 @@ pub use install::{
     InstallOptions, MAX_ARCHIVE_BYTES, MAX_SKILL_BYTES, SourceKind, classify, install,
 };
 pub use manifest::{Manifest, ManifestTool, Permissions, SkillTool};
+pub use settings::SkillsSection;
 pub use skill::{
     MAX_DESCRIPTION_CHARS, MAX_NAME_CHARS, MAX_SKILL_FILE_BYTES, Requirements, Skill, Source,
     on_path, validate_name,

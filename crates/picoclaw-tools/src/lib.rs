@@ -19,6 +19,7 @@ mod lazy_client;
 mod memory;
 mod message;
 mod sandbox;
+mod settings;
 mod subagent;
 mod tool;
 mod voice;
@@ -41,6 +42,7 @@ pub use memory::{MemorySearchTool, MemoryWriteTool};
 pub use message::MessageTool;
 pub use picoclaw_api::tool::{Tool, ToolContext, ToolOutput, TurnOrigin, Typed, TypedTool};
 pub use sandbox::{Access, Located, Sandbox, SandboxError};
+pub use settings::{FetchSection, SearchBackendSection, SttSection, ToggleSection, WebSection};
 pub use subagent::{
     BackgroundResult, LocalResults, SpawnTool, SubagentRunner, SubagentTool, Subagents,
 };

@@ -29,20 +29,27 @@ pub struct SttConfig {
 }
 
 impl SttConfig {
-    /// Reads `stt`; `None` when no key is set anywhere (speech to text is then off).
+    /// Reads `stt` from JSON ([`crate::SttSection`]'s keys); `None` when no key is set
+    /// anywhere (speech to text is then off). A section that does not decode counts as absent.
     pub fn from_json(stt: Option<&Value>, env_key: Option<String>) -> Option<Self> {
-        let get = |k: &str| {
-            stt.and_then(|s| s.get(k))
-                .and_then(Value::as_str)
-                .map(str::trim)
-                .filter(|v| !v.is_empty())
-                .map(str::to_owned)
-        };
-        let api_key = get("api_key").or(env_key.filter(|k| !k.trim().is_empty()))?;
+        let section: crate::SttSection = stt
+            .filter(|v| !v.is_null())
+            .and_then(|v| serde_json::from_value(v.clone()).ok())
+            .unwrap_or_default();
+        Self::from_section(Some(&section), env_key)
+    }
+
+    /// Builds from the typed `stt` section, or only the environment's key without one; `None`
+    /// when no key is set anywhere (speech to text is then off).
+    pub fn from_section(stt: Option<&crate::SttSection>, env_key: Option<String>) -> Option<Self> {
+        use crate::settings::trimmed;
+        let get = |f: fn(&crate::SttSection) -> Option<&String>| stt.and_then(|s| trimmed(f(s)));
+        let api_key = get(|s| s.api_key.as_ref()).or(env_key.filter(|k| !k.trim().is_empty()))?;
         Some(Self {
             api_key,
-            api_base: get("api_base").unwrap_or_else(|| "https://api.groq.com/openai/v1".into()),
-            model: get("model").unwrap_or_else(|| "whisper-large-v3-turbo".into()),
+            api_base: get(|s| s.api_base.as_ref())
+                .unwrap_or_else(|| "https://api.groq.com/openai/v1".into()),
+            model: get(|s| s.model.as_ref()).unwrap_or_else(|| "whisper-large-v3-turbo".into()),
         })
     }
 }

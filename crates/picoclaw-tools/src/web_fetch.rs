@@ -110,22 +110,31 @@ impl WebFetchConfig {
     /// Anything absent keeps its default; a proxy that is not such a URL is an error naming the
     /// key.
     pub fn from_json(web: &serde_json::Value) -> Result<Self, String> {
+        let fetch = match &web["fetch"] {
+            Value::Null => crate::settings::FetchSection::default(),
+            fetch => serde_json::from_value(fetch.clone())
+                .map_err(|e| format!("tools.web.fetch: {e}"))?,
+        };
+        Self::from_section(&fetch)
+    }
+
+    /// Builds from the typed `tools.web.fetch` (see [`Self::from_json`]).
+    pub fn from_section(fetch: &crate::settings::FetchSection) -> Result<Self, String> {
         let mut config = Self::default();
-        let fetch = &web["fetch"];
-        if let Some(on) = fetch["allow_private"].as_bool() {
+        if let Some(on) = fetch.allow_private {
             config.allow_private = on;
         }
-        if let Some(secs) = fetch["timeout_seconds"].as_u64().filter(|s| *s > 0) {
+        if let Some(secs) = fetch.timeout_seconds.filter(|s| *s > 0) {
             config.timeout = Duration::from_secs(secs);
         }
-        if let Some(chars) = fetch["max_chars"].as_u64().filter(|c| *c > 0) {
+        if let Some(chars) = fetch.max_chars.filter(|c| *c > 0) {
             config.default_max_chars = (chars as usize).min(config.max_chars_cap);
         }
-        match &fetch["proxy"] {
-            Value::Null => {}
-            Value::String(text) if text.trim().is_empty() => {}
-            Value::String(text) => config.proxy = Some(parse_proxy(text.trim())?),
-            other => {
+        match &fetch.proxy {
+            None | Some(Value::Null) => {}
+            Some(Value::String(text)) if text.trim().is_empty() => {}
+            Some(Value::String(text)) => config.proxy = Some(parse_proxy(text.trim())?),
+            Some(other) => {
                 return Err(format!(
                     "tools.web.fetch.proxy must be a URL such as \"http://proxy.internal:3128\", \
                      not {other}"

@@ -39,29 +39,32 @@ pub struct WebSearchConfig {
     pub max_results: usize,
 }
 
-fn text(v: &Value, key: &str) -> Option<String> {
-    v.get(key)
-        .and_then(Value::as_str)
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-        .map(str::to_owned)
-}
-
 impl WebSearchConfig {
-    /// Reads `tools.web`; `None` when no backend is enabled, an error when the enabled one lacks
-    /// what it needs.
+    /// Reads `tools.web` from JSON ([`crate::WebSection`]'s keys); `None` when no backend is
+    /// enabled, an error when the enabled one lacks what it needs or a key has the wrong type.
     pub fn from_json(web: &Value) -> Option<Result<Self, String>> {
-        let enabled = |name: &str| {
-            web.get(name)
-                .filter(|b| b["enabled"].as_bool() == Some(true))
+        match serde_json::from_value::<crate::WebSection>(web.clone()) {
+            Ok(section) => Self::from_section(&section),
+            Err(e) => Some(Err(format!("tools.web: {e}"))),
+        }
+    }
+
+    /// Builds from the typed `tools.web`; `None` when no backend is enabled, an error when the
+    /// enabled one lacks what it needs.
+    pub fn from_section(web: &crate::WebSection) -> Option<Result<Self, String>> {
+        use crate::settings::{SearchBackendSection, trimmed};
+        let enabled = |b: &Option<SearchBackendSection>| b.clone().filter(|b| b.enabled);
+        let max = |b: &SearchBackendSection| b.max_results.map_or(5, |n| n.clamp(1, 20) as usize);
+        let key = |b: &SearchBackendSection| {
+            trimmed(b.api_key.as_ref()).or_else(|| b.api_keys.iter().find_map(|k| trimmed(Some(k))))
         };
-        let max = |b: &Value| {
-            b["max_results"]
-                .as_u64()
-                .map_or(5, |n| n.clamp(1, 20) as usize)
+        let base = |b: &SearchBackendSection, default: &str| {
+            trimmed(b.api_base.as_ref())
+                .or_else(|| trimmed(b.base_url.as_ref()))
+                .unwrap_or_else(|| default.to_owned())
         };
-        if let Some(b) = enabled("brave") {
-            let Some(api_key) = text(b, "api_key") else {
+        if let Some(b) = enabled(&web.brave) {
+            let Some(api_key) = key(&b) else {
                 return Some(Err(
                     "tools.web.brave is enabled but has no api_key (get one at \
                      https://api-dashboard.search.brave.com), or enable tools.web.duckduckgo, \
@@ -69,40 +72,46 @@ impl WebSearchConfig {
                         .into(),
                 ));
             };
-            let api_base =
-                text(b, "api_base").unwrap_or_else(|| "https://api.search.brave.com".into());
             return Some(Ok(Self {
-                backend: SearchBackend::Brave { api_key, api_base },
-                max_results: max(b),
+                backend: SearchBackend::Brave {
+                    api_key,
+                    api_base: base(&b, "https://api.search.brave.com"),
+                },
+                max_results: max(&b),
             }));
         }
-        if let Some(b) = enabled("tavily") {
-            let Some(api_key) = text(b, "api_key") else {
+        if let Some(b) = enabled(&web.tavily) {
+            let Some(api_key) = key(&b) else {
                 return Some(Err("tools.web.tavily is enabled but has no api_key".into()));
             };
-            let api_base = text(b, "api_base").unwrap_or_else(|| "https://api.tavily.com".into());
             return Some(Ok(Self {
-                backend: SearchBackend::Tavily { api_key, api_base },
-                max_results: max(b),
+                backend: SearchBackend::Tavily {
+                    api_key,
+                    api_base: base(&b, "https://api.tavily.com"),
+                },
+                max_results: max(&b),
             }));
         }
-        if let Some(b) = enabled("searxng") {
-            let Some(url) = text(b, "url").or_else(|| text(b, "api_base")) else {
+        if let Some(b) = enabled(&web.searxng) {
+            let url = trimmed(b.url.as_ref())
+                .or_else(|| trimmed(b.api_base.as_ref()))
+                .or_else(|| trimmed(b.base_url.as_ref()));
+            let Some(url) = url else {
                 return Some(Err(
                     "tools.web.searxng is enabled but has no url (your SearXNG instance)".into(),
                 ));
             };
             return Some(Ok(Self {
                 backend: SearchBackend::Searxng { url },
-                max_results: max(b),
+                max_results: max(&b),
             }));
         }
-        if let Some(b) = enabled("duckduckgo") {
-            let api_base =
-                text(b, "api_base").unwrap_or_else(|| "https://html.duckduckgo.com".into());
+        if let Some(b) = enabled(&web.duckduckgo) {
             return Some(Ok(Self {
-                backend: SearchBackend::DuckDuckGo { api_base },
-                max_results: max(b),
+                backend: SearchBackend::DuckDuckGo {
+                    api_base: base(&b, "https://html.duckduckgo.com"),
+                },
+                max_results: max(&b),
             }));
         }
         None

@@ -57,19 +57,26 @@ pub struct SlackConfig {
 }
 
 impl SlackConfig {
-    /// Reads the original PicoClaw's keys (`bot_token`, `app_token`, `allow_from`) plus
-    /// `signing_secret` and `api_base`.
+    /// Reads `channels.slack` from JSON ([`crate::SlackSection`]'s keys).
     pub fn from_json(value: &Value) -> Result<Self, ChannelError> {
-        let text = |key: &str| crate::settings::text(value, key);
-        let bot_token = text("bot_token").ok_or_else(|| {
+        let section: crate::SlackSection = serde_json::from_value(value.clone())
+            .map_err(|e| ChannelError::Rejected(format!("channels.slack: {e}")))?;
+        Self::from_section(&section)
+    }
+
+    /// Builds from the typed section: the original PicoClaw's keys (`bot_token`, `app_token`,
+    /// `allow_from`) plus `signing_secret` and `api_base`.
+    pub fn from_section(section: &crate::SlackSection) -> Result<Self, ChannelError> {
+        let text = |v: &Option<String>| crate::sections::trimmed(v.as_ref());
+        let bot_token = text(&section.bot_token).ok_or_else(|| {
             ChannelError::Rejected(
                 "channels.slack.bot_token is empty: install the app to your workspace and put \
                  its Bot User OAuth Token (xoxb-...) there (docs/channels/slack.md)"
                     .into(),
             )
         })?;
-        let app_token = text("app_token");
-        let signing_secret = text("signing_secret");
+        let app_token = text(&section.app_token);
+        let signing_secret = text(&section.signing_secret);
         if app_token.is_none() && signing_secret.is_none() {
             return Err(ChannelError::Rejected(
                 "channels.slack needs app_token (Socket Mode, no public URL needed) or \
@@ -86,12 +93,15 @@ impl SlackConfig {
                     .into(),
             ));
         }
-        let api_base = crate::settings::api_base(value, "slack")?;
+        let api_base = crate::settings::checked_api_base(section.api_base.as_deref(), "slack")?;
         Ok(Self {
             bot_token,
             app_token,
             signing_secret,
-            common: crate::settings::Common::from_json(value),
+            common: crate::settings::Common::from_keys(
+                section.allow_from.clone(),
+                section.rate_limit_per_minute,
+            ),
             api_base,
         })
     }
