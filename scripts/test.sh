@@ -43,6 +43,18 @@ cargo fmt --all -- --check
 step "cargo clippy (all targets, warnings are errors)"
 cargo clippy --workspace --all-targets --locked --features "$FEATURES" -- -D warnings
 
+step "the other feature sets the docs offer (cargo check: default and no-default builds)"
+# The facade's default (OpenAI-compatible provider, in-memory sessions) and bare builds, and the
+# lean default and minimal CLI/gateway builds. Checked, not compiled: the full build above and
+# below is the one that is compiled and tested.
+cargo check --locked -p picoclaw
+cargo check --locked -p picoclaw --no-default-features
+cargo check --locked -p picoclaw-cli -p picoclaw-gateway-bin
+cargo check --locked -p picoclaw-cli -p picoclaw-gateway-bin --no-default-features
+
+step "cargo doc (library crates, warnings are errors)"
+RUSTDOCFLAGS="-D warnings" cargo doc --locked --no-deps --workspace --lib --features "$FEATURES"
+
 step "cargo deny check licenses bans sources"
 "$deny_bin" --log-level error check licenses bans sources
 

@@ -99,6 +99,7 @@ enum Command {
 /// `extensions` beside the built-in ones. Returns the process's exit code: 0 success, 1 failure,
 /// 2 a configuration problem (docs/cli.md).
 pub fn run(extensions: Extensions) -> ExitCode {
+    quiet_on_closed_stdout();
     let cli = Cli::parse();
     if let Command::Version = cli.command {
         println!("picoclaw {VERSION}");
@@ -148,4 +149,23 @@ pub fn run(extensions: Extensions) -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// `picoclaw sessions list | head -1`: a closed stdout ends a command quietly with code 0, as
+/// with other Unix tools, instead of a panic message (Rust ignores SIGPIPE, so `println!` to a
+/// closed pipe panics). `agent` stops its turn on its own first (agent_cmd's printer).
+fn quiet_on_closed_stdout() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let payload = info.payload();
+        let message = payload
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| payload.downcast_ref::<&str>().copied())
+            .unwrap_or_default();
+        if message.starts_with("failed printing to stdout") && message.contains("Broken pipe") {
+            std::process::exit(0);
+        }
+        default(info);
+    }));
 }

@@ -54,6 +54,7 @@ pub fn init(
             .with(
                 tracing_subscriber::fmt::layer()
                     .with_target(false)
+                    .with_ansi(picoclaw_gateway::logging::stderr_colour())
                     .with_writer(std::io::stderr)
                     .with_filter(filter),
             )

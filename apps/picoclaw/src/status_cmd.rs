@@ -34,6 +34,9 @@ pub fn run(
         Err(SetupError::Other(e)) => return Err(e),
     };
     let config = &loaded.config.clone().with_registry(extensions.providers());
+    for warning in picoclaw_gateway::unknown_channel_sections(config, extensions.channels()) {
+        eprintln!("warning: {warning}");
+    }
     let workspace = config.workspace_path(&paths);
     println!("workspace:  {}{}", workspace.display(), exists(&workspace));
     println!(

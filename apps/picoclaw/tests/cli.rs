@@ -299,10 +299,20 @@ async fn status_names_a_misspelt_channel_key_with_a_suggestion() {
                                 "workspace": home.workspace().display().to_string()}},
         "providers": {"openai": {"api_key": KEY, "api_base": endpoint.base_url()}},
         "channels": {"telegram": {"enabled": false, "tokn": "123:abc"},
-                     "line": {"enabled": false, "channel_secret": "", "webhook_port": 18791}},
+                     "line": {"enabled": false, "channel_secret": "", "webhook_port": 18791},
+                     "discrod": {"enabled": true}},
         "rate_limits": {"max_requests_per_minute": 30}
     }));
     let out = run(home.cmd(), &["status"]).await;
+    // A section of no channel this build has: a misspelling, named with the closest channel.
+    assert!(
+        out.stderr.contains(
+            "channels.discrod: no channel of that name in this build (did you mean \
+             'channels.discord'?)"
+        ),
+        "{}",
+        out.stderr
+    );
     assert_eq!(out.code, 0, "{}", out.stderr);
     assert!(
         out.stderr.contains(
@@ -2651,4 +2661,50 @@ async fn a_closed_stdout_ends_the_answer_quietly() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!stderr.contains("panicked"), "{stderr}");
     assert!(out.status.success(), "{:?}: {stderr}", out.status);
+}
+
+#[tokio::test]
+async fn every_command_ends_quietly_when_stdout_is_closed() {
+    let endpoint = ScriptedEndpoint::start().await;
+    let home = Home::with_config(&endpoint, json!({}));
+    for args in [&["status"][..], &["sessions", "list"], &["cron", "list"]] {
+        // The pipe's read end is gone before the command writes: its first line meets EPIPE.
+        let (reader, writer) = std::io::pipe().unwrap();
+        drop(reader);
+        let out = std::process::Command::new(assert_cmd::cargo::cargo_bin("picoclaw"))
+            .env("PICOCLAW_HOME", home.path())
+            .env_remove("PICOCLAW_CONFIG")
+            .args(args)
+            .stdout(writer)
+            .stderr(std::process::Stdio::piped())
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
+        assert!(out.status.success(), "{args:?}: {:?}: {stderr}", out.status);
+    }
+}
+
+#[tokio::test]
+async fn logs_on_a_piped_stderr_carry_no_colour() {
+    let endpoint = ScriptedEndpoint::start_with([Reply::text("hi")]).await;
+    let home = Home::with_config(&endpoint, json!({}));
+    let out = std::process::Command::new(assert_cmd::cargo::cargo_bin("picoclaw"))
+        .env("PICOCLAW_HOME", home.path())
+        .env_remove("PICOCLAW_CONFIG")
+        .env_remove("NO_COLOR")
+        .env_remove("RUST_LOG")
+        .args(["-vv", "agent", "-m", "hello"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("DEBUG"),
+        "no debug lines to look at: {stderr}"
+    );
+    assert!(
+        !stderr.contains('\u{1b}'),
+        "escape codes in piped logs: {stderr:?}"
+    );
 }

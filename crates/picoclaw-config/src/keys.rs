@@ -79,7 +79,7 @@ fn join(parent: &str, key: &str) -> String {
 }
 
 /// The candidate closest to `key`, if it is close enough to be a likely misspelling.
-pub(crate) fn closest<'a>(candidates: &[&'a str], key: &str) -> Option<&'a str> {
+pub fn closest<'a>(candidates: &[&'a str], key: &str) -> Option<&'a str> {
     candidates
         .iter()
         .map(|c| (edit_distance(c, key), *c))

@@ -16,6 +16,7 @@ mod write;
 
 pub use error::ConfigError;
 pub use factory::{BuiltProvider, build_agent_provider, build_provider};
+pub use keys::closest as did_you_mean;
 pub use load::{Loaded, load, load_with_env, validate};
 pub use model::{
     AgentDefaults, AgentsConfig, Config, DEFAULT_WORKSPACE, ExecSection, GatewayConfig,

@@ -103,16 +103,8 @@ fn decode(path: &Path, value: Value) -> Result<(Config, Vec<String>), ConfigErro
             msg
         })
         .collect();
-    // A channel section of no known name is a build's own channel, or a misspelling: the
-    // latter when a known name is close.
-    for name in config.channels.others.keys() {
-        if let Some(known) = crate::keys::closest(picoclaw_channels::ChannelsSection::NAMES, name) {
-            warnings.push(format!(
-                "{}: unknown key 'channels.{name}' is ignored (did you mean 'channels.{known}'?)",
-                path.display()
-            ));
-        }
-    }
+    // A channel section of another name is a build's own channel or a misspelling: which one
+    // only the build knows (picoclaw_gateway::unknown_channel_sections, at status and start).
     warnings.extend(
         ignored_sections(&config)
             .into_iter()

@@ -146,7 +146,6 @@ fn unknown_keys_in_channel_sections_warn_with_a_suggestion() {
     for (key, want) in [
         ("channels.telegram.tokn", "channels.telegram.token"),
         ("channels.slack.bot_tokem", "channels.slack.bot_token"),
-        ("channels.discrod", "channels.discord"),
     ] {
         assert!(
             all.contains(&format!(
@@ -155,7 +154,9 @@ fn unknown_keys_in_channel_sections_warn_with_a_suggestion() {
             "{key}: {all}"
         );
     }
-    assert_eq!(all.lines().count(), 3, "{all}");
+    // `discrod` may be a build's own channel: only the build can tell (status and the gateway
+    // warn, see picoclaw_gateway::unknown_channel_sections); loading keeps it quietly.
+    assert_eq!(all.lines().count(), 2, "{all}");
 }
 
 #[test]

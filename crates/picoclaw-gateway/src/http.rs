@@ -174,7 +174,7 @@ fn rules_for(path: &str, metrics_public: bool) -> Rules {
 }
 
 /// The access rules every request passes before its handler: a foreign `Origin` (WebSocket
-/// upgrades included) is refused on every route; then, per [`rules_for`], the `Host`, the
+/// upgrades included) is refused on every route; then, per `rules_for`, the `Host`, the
 /// bearer key, and JSON for requests with a body.
 pub async fn guard(State(state): State<Arc<ApiState>>, request: Request, next: Next) -> Response {
     let headers = request.headers();

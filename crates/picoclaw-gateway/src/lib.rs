@@ -1,5 +1,5 @@
 //! The picoclaw gateway: the always-on process. It assembles the agent from the config (shared
-//! with the CLI's `agent` command, see [`assemble`]), and serves the HTTP API on
+//! with the CLI's `agent` command, see [`assemble()`]), and serves the HTTP API on
 //! `gateway.host:gateway.port`: `GET /health`, `GET /ready`, and an OpenAI-compatible
 //! `/v1/chat/completions` and `/v1/models` (see [`http`]), always behind a key ([`key`]) and
 //! the access rules of [`access`].
@@ -203,6 +203,9 @@ pub fn channels_from_config(
     home: &std::path::Path,
 ) -> picoclaw_channels::ChannelManager {
     let mut manager = picoclaw_channels::ChannelManager::new();
+    for warning in unknown_channel_sections(config, registry) {
+        tracing::warn!("{warning}");
+    }
     for name in config.channels.enabled() {
         let settings = config.channels.section(name).unwrap_or_default();
         let setup = picoclaw_channels::ChannelSetup::new(name, settings, workspace, home);
@@ -222,6 +225,34 @@ pub fn channels_from_config(
         }
     }
     manager
+}
+
+/// One warning for each `channels.<name>` section that no channel of this build (`registry`)
+/// takes: a misspelling (with the closest name) or a channel of another build. Its settings are
+/// ignored.
+pub fn unknown_channel_sections(
+    config: &Config,
+    registry: &picoclaw_channels::ChannelRegistry,
+) -> Vec<String> {
+    let known: Vec<&str> = registry
+        .names()
+        .chain(picoclaw_channels::ChannelsSection::NAMES.iter().copied())
+        .collect();
+    config
+        .channels
+        .others
+        .keys()
+        .filter(|name| !registry.contains(name))
+        .map(|name| match picoclaw_config::did_you_mean(&known, name) {
+            Some(near) => format!(
+                "channels.{name}: no channel of that name in this build (did you mean \
+                 'channels.{near}'?); the section is ignored"
+            ),
+            None => format!(
+                "channels.{name}: no channel of that name in this build; the section is ignored"
+            ),
+        })
+        .collect()
 }
 
 /// How the gateway runs in the foreground (`picoclaw gateway` and the `picoclaw-gateway`

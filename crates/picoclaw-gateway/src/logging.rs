@@ -138,6 +138,7 @@ pub fn init(opts: &LogOptions) -> anyhow::Result<Vec<tracing_appender::non_block
     } else {
         let stderr = tracing_subscriber::fmt::layer()
             .with_target(false)
+            .with_ansi(stderr_colour())
             .with_writer(std::io::stderr)
             .with_filter(filter());
         let file = file_writer.map(|w| {
@@ -151,4 +152,11 @@ pub fn init(opts: &LogOptions) -> anyhow::Result<Vec<tracing_appender::non_block
     };
     result.map_err(|e| anyhow::anyhow!("cannot install the logger: {e}"))?;
     Ok(guards)
+}
+
+/// Whether log lines on stderr are coloured: only on a terminal, and not when `NO_COLOR` is set
+/// to something (https://no-color.org).
+pub fn stderr_colour() -> bool {
+    use std::io::IsTerminal;
+    std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
 }

@@ -10,7 +10,7 @@
 //! feature by [`PgStore`] too, for several instances sharing one database. [`open_state`] picks
 //! the backend from `state.url`.
 //!
-//! With the `test-support` feature, [`conformance`] holds the behaviour every backend must show;
+//! With the `test-support` feature, `conformance` holds the behaviour every backend must show;
 //! every backend here runs it in its tests (PostgreSQL against a real server).
 
 #![warn(clippy::unwrap_used, clippy::expect_used)]

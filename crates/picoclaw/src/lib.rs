@@ -111,8 +111,8 @@ pub mod state {
 /// The tool registry and the built-in tools.
 pub mod tools {
     pub use picoclaw_tools::{
-        AppendFileTool, EditFileTool, ExecConfig, ExecTool, ListDirTool, ReadFileTool, Sandbox,
-        SandboxError, ToolRegistry, WebFetchConfig, WebFetchTool, WebSearchConfig, WebSearchTool,
-        WriteFileTool, builtin_tools,
+        Access, AppendFileTool, EditFileTool, ExecConfig, ExecTool, ListDirTool, ReadFileTool,
+        Sandbox, SandboxError, ToolRegistry, WebFetchConfig, WebFetchTool, WebSearchConfig,
+        WebSearchTool, WriteFileTool, builtin_tools,
     };
 }
