@@ -98,7 +98,9 @@ impl Agent {
             }
         }
         let memory = self.memory_section(&message).await;
-        let mut system_prompt = self.system_prompt(stored.summary.as_deref(), memory.as_deref());
+        let mut system_prompt = self
+            .system_prompt(stored.summary.as_deref(), memory.as_deref())
+            .await;
 
         let message_cost = crate::context::message_tokens(&message);
         let room = budget.saturating_sub(crate::context::estimate_tokens(&system_prompt));
@@ -160,7 +162,7 @@ impl Agent {
                         let current = std::mem::take(&mut stored);
                         stored = self.compact(session, current, 0, budget, events).await;
                         system_prompt =
-                            self.system_prompt(stored.summary.as_deref(), memory.as_deref());
+                            self.system_prompt(stored.summary.as_deref(), memory.as_deref()).await;
                         continue;
                     }
                     Err(AgentError::Provider(ProviderError::InvalidRequest { message, .. }))
@@ -320,14 +322,28 @@ impl Agent {
         }
     }
 
-    fn system_prompt(&self, summary: Option<&str>, memory: Option<&str>) -> String {
+    /// The system prompt, built on the blocking pool: it reads the workspace's prompt files
+    /// (AGENTS.md, SOUL.md...) and the skills' folders, which must not stall the async workers.
+    async fn system_prompt(&self, summary: Option<&str>, memory: Option<&str>) -> String {
         let now = chrono::Local::now();
-        if self.inner.memory.is_some() {
-            self.inner
-                .context
-                .system_prompt_with_memory(now, summary, memory)
-        } else {
-            self.inner.context.system_prompt(now, summary)
+        let inner = Arc::clone(&self.inner);
+        let summary = summary.map(str::to_owned);
+        let memory = memory.map(str::to_owned);
+        let render = move || {
+            if inner.memory.is_some() {
+                inner
+                    .context
+                    .system_prompt_with_memory(now, summary.as_deref(), memory.as_deref())
+            } else {
+                inner.context.system_prompt(now, summary.as_deref())
+            }
+        };
+        match tokio::task::spawn_blocking(render).await {
+            Ok(prompt) => prompt,
+            // A panic while rendering goes on as it would have on this task.
+            Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+            // The runtime is shutting down: the turn is being dropped anyway.
+            Err(_) => String::new(),
         }
     }
 
