@@ -2708,3 +2708,33 @@ async fn logs_on_a_piped_stderr_carry_no_colour() {
         "escape codes in piped logs: {stderr:?}"
     );
 }
+
+#[tokio::test]
+async fn a_provider_defined_in_config_alone_answers() {
+    let endpoint = ScriptedEndpoint::start_with([Reply::text("from my gateway")]).await;
+    endpoint.require_api_key("sk-mine-1");
+    let home = Home::with_config(&endpoint, json!({}));
+    home.write_config(&json!({
+        "agents": {"defaults": {"model": "mygw/some-model",
+                                "workspace": home.workspace().display().to_string()}},
+        "providers": {"mygw": {"wire": "openai", "api_base": endpoint.base_url(),
+                               "api_key": "sk-mine-1"}},
+    }));
+    let out = run(home.cmd(), &["agent", "-m", "hello"]).await;
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(out.stdout.trim(), "from my gateway");
+    assert_eq!(endpoint.requests()[0].body["model"], "some-model");
+
+    // An unknown wire is one line naming the wires this build has.
+    home.write_config(&json!({
+        "agents": {"defaults": {"model": "mygw/some-model"}},
+        "providers": {"mygw": {"wire": "carrier-pigeon", "api_base": endpoint.base_url()}},
+    }));
+    let out = run(home.cmd(), &["agent", "-m", "hello"]).await;
+    assert_ne!(out.code, 0);
+    assert!(
+        out.stderr.contains("carrier-pigeon") && out.stderr.contains("anthropic"),
+        "{}",
+        out.stderr
+    );
+}

@@ -162,7 +162,7 @@ pub struct AssembleOptions {
     /// Where results of tasks spawned from `cli` conversations go (the terminal prints them).
     pub local_results: Option<picoclaw_core::LocalResults>,
     /// Tools beyond the built-in ones (a contributor's build, an embedder).
-    pub tools: Vec<Arc<dyn picoclaw_api::Tool>>,
+    pub tools: Vec<crate::extend::ToolFactory>,
 }
 
 impl std::fmt::Debug for AssembleOptions {
@@ -170,10 +170,7 @@ impl std::fmt::Debug for AssembleOptions {
         f.debug_struct("AssembleOptions")
             .field("stream", &self.stream)
             .field("local_results", &self.local_results.is_some())
-            .field(
-                "tools",
-                &self.tools.iter().map(|t| t.spec().name).collect::<Vec<_>>(),
-            )
+            .field("tool_factories", &self.tools.len())
             .finish()
     }
 }
@@ -187,8 +184,8 @@ impl AssembleOptions {
         }
     }
 
-    /// Adds `tools` to the built-in ones.
-    pub fn with_tools(mut self, tools: Vec<Arc<dyn picoclaw_api::Tool>>) -> Self {
+    /// Adds the tools `tools` make to the built-in ones.
+    pub fn with_tools(mut self, tools: Vec<crate::extend::ToolFactory>) -> Self {
         self.tools = tools;
         self
     }
@@ -262,13 +259,17 @@ pub async fn assemble(
     }
 
     // The build's own tools (Extensions::with_tool); built-in tools keep their names.
-    for tool in &options.tools {
+    let setup = crate::extend::ToolSetup {
+        workspace: workspace.clone(),
+        sandbox: sandbox.clone(),
+    };
+    for tool in options.tools.iter().flat_map(|make| make(&setup)) {
         let name = tool.spec().name;
         if tools.get(&name).is_some() {
             tracing::warn!(tool = %name, "an extension's tool has the name of a built-in tool; not registered");
             continue;
         }
-        tools.register(Arc::clone(tool));
+        tools.register(tool);
     }
 
     // Executable skills: each tool of a usable skill, with the permissions its manifest declares

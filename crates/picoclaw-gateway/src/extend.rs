@@ -13,8 +13,25 @@
 use picoclaw_api::Tool;
 use picoclaw_channels::{ChannelFactory, ChannelRegistry};
 use picoclaw_providers::{ProviderFactory, ProviderInfo, ProviderRegistry};
+use picoclaw_tools::Sandbox;
 use std::fmt;
+use std::path::PathBuf;
 use std::sync::Arc;
+
+/// What a tool factory gets when the agent is assembled: the workspace, and the sandbox every
+/// built-in file tool opens paths through (so an extension's file tool is confined the same
+/// way: see `Sandbox::locate`).
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct ToolSetup {
+    /// The agent's workspace folder.
+    pub workspace: PathBuf,
+    /// The workspace sandbox (restrict_to_workspace, the protected folders, the read roots).
+    pub sandbox: Arc<Sandbox>,
+}
+
+/// Makes a build's tools once the workspace is known.
+pub type ToolFactory = Arc<dyn Fn(&ToolSetup) -> Vec<Arc<dyn Tool>> + Send + Sync>;
 
 /// Providers, channels and tools beyond the built-in ones. [`Extensions::new`] starts from
 /// what this build carries; each `with_*` adds one (replacing a built-in of the same name).
@@ -22,7 +39,7 @@ use std::sync::Arc;
 pub struct Extensions {
     providers: ProviderRegistry,
     channels: ChannelRegistry,
-    tools: Vec<Arc<dyn Tool>>,
+    tools: Vec<ToolFactory>,
 }
 
 impl Default for Extensions {
@@ -36,10 +53,7 @@ impl fmt::Debug for Extensions {
         f.debug_struct("Extensions")
             .field("providers", &self.providers)
             .field("channels", &self.channels)
-            .field(
-                "tools",
-                &self.tools.iter().map(|t| t.spec().name).collect::<Vec<_>>(),
-            )
+            .field("tool_factories", &self.tools.len())
             .finish()
     }
 }
@@ -82,7 +96,19 @@ impl Extensions {
     /// A tool every agent of this build may call (the built-in tools keep their names: a tool
     /// named like one of them is not registered, with a warning).
     pub fn with_tool(mut self, tool: impl Tool + 'static) -> Self {
-        self.tools.push(Arc::new(tool));
+        let tool: Arc<dyn Tool> = Arc::new(tool);
+        self.tools
+            .push(Arc::new(move |_: &ToolSetup| vec![Arc::clone(&tool)]));
+        self
+    }
+
+    /// Tools made when the agent is assembled, with its workspace and sandbox: for tools that
+    /// touch files.
+    pub fn with_tools_from(
+        mut self,
+        factory: impl Fn(&ToolSetup) -> Vec<Arc<dyn Tool>> + Send + Sync + 'static,
+    ) -> Self {
+        self.tools.push(Arc::new(factory));
         self
     }
 
@@ -96,8 +122,8 @@ impl Extensions {
         &self.channels
     }
 
-    /// The extra tools.
-    pub fn tools(&self) -> &[Arc<dyn Tool>] {
+    /// The factories of the extra tools.
+    pub fn tools(&self) -> &[ToolFactory] {
         &self.tools
     }
 }

@@ -27,7 +27,7 @@ pub use dispatcher::{
     Accepted, ChannelSink, Deliverer, DeliveryError, Dispatcher, DispatcherConfig, DispatcherInbox,
     OutboundSink,
 };
-pub use extend::Extensions;
+pub use extend::{Extensions, ToolFactory, ToolSetup};
 
 use picoclaw_config::{Config, Paths};
 use std::future::Future;
