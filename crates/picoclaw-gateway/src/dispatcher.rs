@@ -39,6 +39,8 @@ pub struct DispatcherConfig {
     /// The workspace: attachments the channels saved in it are read beneath its handle (a link
     /// planted there by a command cannot turn a photo into the config file).
     pub media_root: Option<std::path::PathBuf>,
+    /// Where turns and deliveries are counted (shared with the HTTP API's `/metrics`).
+    pub metrics: Arc<crate::metrics::Metrics>,
 }
 
 /// How often the typing indicator is renewed while a turn runs (Telegram shows it for 5 s,
@@ -66,11 +68,18 @@ impl Default for DispatcherConfig {
             transcriber: None,
             typing: None,
             media_root: None,
+            metrics: Arc::default(),
         }
     }
 }
 
 impl DispatcherConfig {
+    /// Counts turns and deliveries in `metrics`.
+    pub fn metrics(mut self, metrics: Arc<crate::metrics::Metrics>) -> Self {
+        self.metrics = metrics;
+        self
+    }
+
     /// Shows "typing…" through `sink` while turns run.
     pub fn typing_to(mut self, sink: Arc<dyn OutboundSink>) -> Self {
         self.typing = Some(sink);
@@ -443,7 +452,7 @@ impl Dispatcher {
                     .agent
                     .turn(&msg.session_key, ChatMessage::user(content), options, &())
                     .await;
-                let m = crate::metrics::metrics();
+                let m = &self.config.metrics;
                 match &result {
                     Ok(o) => m.turn(
                         crate::metrics::Source::Channel,
@@ -535,6 +544,7 @@ pub struct Deliverer {
     sink: Arc<dyn OutboundSink>,
     owner: String,
     ready: Arc<Notify>,
+    metrics: Arc<crate::metrics::Metrics>,
     /// Attempts before a message is given up.
     pub max_attempts: u32,
 }
@@ -558,6 +568,7 @@ impl Deliverer {
             sink,
             owner: owner.into(),
             ready: dispatcher.outbox_ready.clone(),
+            metrics: dispatcher.config.metrics.clone(),
             max_attempts: 6,
         }
     }
@@ -607,7 +618,7 @@ impl Deliverer {
                 }
             };
             let sent = self.sink.send(&msg).await;
-            crate::metrics::metrics().delivery(sent.is_ok());
+            self.metrics.delivery(sent.is_ok());
             match sent {
                 Ok(()) => {
                     if let Err(e) = self.store.ack_outbound(record.id, &self.owner).await {

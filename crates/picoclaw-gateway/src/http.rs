@@ -53,6 +53,8 @@ pub struct ApiState {
     pub dispatcher: Option<Arc<crate::Dispatcher>>,
     /// The channels, for `/ready`.
     pub channels: Option<Arc<picoclaw_channels::ChannelManager>>,
+    /// Turn, tool and delivery counters for `/metrics` (shared with the dispatcher).
+    pub metrics: Arc<crate::metrics::Metrics>,
     pub(crate) next_id: AtomicU64,
 }
 
@@ -71,6 +73,7 @@ impl ApiState {
             turn_timeout,
             dispatcher: None,
             channels: None,
+            metrics: Arc::default(),
             next_id: AtomicU64::new(1),
         }
     }
@@ -339,7 +342,7 @@ async fn metrics_text(State(state): State<Arc<ApiState>>) -> Response {
     let active = state.dispatcher.as_ref().map_or(0, |d| d.active_sessions());
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        crate::metrics::metrics().render(active),
+        state.metrics.render(active),
     )
         .into_response()
 }
@@ -477,7 +480,7 @@ async fn chat_completions(
             ),
         )
         .await;
-        count_turn(started, &result);
+        count_turn(&state.metrics, started, &result);
         if ephemeral {
             let _ = agent.session_store().delete(&key).await;
         }
@@ -509,13 +512,13 @@ async fn chat_completions(
 }
 
 fn count_turn(
+    m: &crate::metrics::Metrics,
     started: std::time::Instant,
     result: &Result<
         Result<picoclaw_core::TurnOutcome, picoclaw_core::AgentError>,
         tokio::time::error::Elapsed,
     >,
 ) {
-    let m = crate::metrics::metrics();
     match result {
         Ok(Ok(o)) => m.turn(
             crate::metrics::Source::Api,
@@ -580,6 +583,7 @@ fn stream_turn(
     let cancel = picoclaw_core::CancellationToken::new();
     let guard = cancel.clone().drop_guard();
     let timeout = state.turn_timeout;
+    let metrics = state.metrics.clone();
     let turn = tokio::spawn(async move {
         let options = TurnOptions::new()
             .cancel_with(cancel)
@@ -587,7 +591,7 @@ fn stream_turn(
         let started = std::time::Instant::now();
         let result =
             tokio::time::timeout(timeout, agent.turn(&key, message, options, &Deltas(tx))).await;
-        count_turn(started, &result);
+        count_turn(&metrics, started, &result);
         if ephemeral {
             let _ = agent.session_store().delete(&key).await;
         }

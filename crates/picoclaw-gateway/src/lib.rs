@@ -104,10 +104,13 @@ pub async fn run_with(
         &assembled.workspace,
         paths.home(),
     ));
+    // One set of counters for this gateway, shared by the dispatcher and `/metrics`.
+    let metrics = Arc::new(metrics::Metrics::default());
     let dispatcher = Dispatcher::new(
         assembled.agent.clone(),
         assembled.store.clone(),
         DispatcherConfig::default()
+            .metrics(metrics.clone())
             .transcriber(transcriber)
             .media_root(assembled.workspace.clone())
             .typing_to(Arc::new(ChannelSink(channels.clone()))),
@@ -150,6 +153,7 @@ pub async fn run_with(
 
     let access = access::Access::new(key.key, &config.gateway, local);
     let mut api = http::ApiState::new(&assembled, access, DEFAULT_TURN_TIMEOUT);
+    api.metrics = metrics;
     api.dispatcher = Some(dispatcher.clone());
     api.channels = Some(channels.clone());
     let state = Arc::new(api);

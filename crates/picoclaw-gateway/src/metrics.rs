@@ -55,13 +55,6 @@ pub struct Metrics {
     deliveries_failed: AtomicU64,
 }
 
-static GLOBAL: std::sync::OnceLock<Metrics> = std::sync::OnceLock::new();
-
-/// The process's metrics.
-pub fn metrics() -> &'static Metrics {
-    GLOBAL.get_or_init(Metrics::default)
-}
-
 impl Metrics {
     /// Counts one finished turn.
     pub fn turn(
