@@ -40,7 +40,7 @@ pub fn fingerprint(dir: &Path, entry: &str) -> Result<Fingerprint, String> {
         let path = canonical.join(name);
         let bytes = read_capped(&path)?;
         for part in [name.as_bytes(), &bytes] {
-            whole.update(&(part.len() as u64).to_le_bytes());
+            whole.update((part.len() as u64).to_le_bytes());
             whole.update(part);
         }
         files.insert(name.to_owned(), hex(&Sha256::digest(&bytes)));
