@@ -35,6 +35,10 @@ enum LogFormat {
 fn main() -> ExitCode {
     // Before any thread: variables hidden by a re-exec (see run_foreground) come back.
     picoclaw_gateway::environ::restore_hidden();
+    // The process's default TLS crypto provider, for third-party clients that build a rustls
+    // configuration from it (Slack's Socket Mode WebSocket); picoclaw's own clients get theirs
+    // from picoclaw-http and need none.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let args = Args::parse();
     let paths = match picoclaw_config::Paths::from_env() {
         Ok(p) => match args.config {

@@ -114,8 +114,8 @@ fn set_channels(home: &std::path::Path, channels: Value) {
 }
 
 fn client() -> reqwest::Client {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    reqwest::Client::builder()
+    picoclaw_http::client_builder()
+        .unwrap()
         .timeout(Duration::from_secs(30))
         .build()
         .unwrap()

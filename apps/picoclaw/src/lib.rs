@@ -98,6 +98,14 @@ enum Command {
 /// Parses the command line and runs the command, with the providers, channels and tools of
 /// `extensions` beside the built-in ones. Returns the process's exit code: 0 success, 1 failure,
 /// 2 a configuration problem (docs/cli.md).
+/// The process's default TLS crypto provider: ring. picoclaw's own clients never need it (they
+/// get their provider from picoclaw-http); third-party ones that build a rustls configuration
+/// from the process default do (tokio-tungstenite's `connect_async`, under Slack's Socket
+/// Mode). An application that already installed one keeps it.
+fn install_crypto_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
 pub fn run(extensions: Extensions) -> ExitCode {
     quiet_on_closed_stdout();
     let cli = Cli::parse();
@@ -107,6 +115,7 @@ pub fn run(extensions: Extensions) -> ExitCode {
     }
     // Before any thread: variables hidden by a re-exec (agent, gateway) come back.
     picoclaw_gateway::environ::restore_hidden();
+    install_crypto_provider();
     // The gateway sets up its own logs (daily files, JSON).
     let own_logs = matches!(cli.command, Command::Gateway(_));
     // Commands that run tools or sign in leave an audit trail in ~/.picoclaw/logs.

@@ -8,8 +8,9 @@ use std::process::Command;
 /// Layer of every internal package. A new crate must be added here (and to ARCHITECTURE.md).
 fn layer(name: &str) -> Option<u8> {
     Some(match name {
-        // picoclaw-fs depends on nothing internal: a leaf beside the vocabulary.
-        "picoclaw-api" | "picoclaw-fs" => 0,
+        // picoclaw-fs and picoclaw-http (the HTTPS client builder) depend on nothing internal:
+        // leaves beside the vocabulary, so auth (layer 1) and everything above may use them.
+        "picoclaw-api" | "picoclaw-fs" | "picoclaw-http" => 0,
         "picoclaw-auth" | "picoclaw-state" => 1,
         "picoclaw-providers" | "picoclaw-tools" | "picoclaw-skills" | "picoclaw-mcp"
         | "picoclaw-channels" => 2,

@@ -88,6 +88,32 @@ fn env(name: &str) -> Option<String> {
     std::env::var(name).ok().filter(|v| !v.trim().is_empty())
 }
 
+/// The credentials' HTTP client. Should TLS not be set up (no certificate authority readable
+/// on this system), a client trusting nothing: every credential then fails with a certificate
+/// error, which the chain reports, rather than the process panicking here.
+fn azure_http_client(attempt_timeout: Duration) -> reqwest::Client {
+    let build = |builder: reqwest::ClientBuilder| {
+        builder
+            .connect_timeout(Duration::from_secs(5))
+            .timeout(attempt_timeout)
+            .build()
+    };
+    let err = match picoclaw_http::client_builder().map_err(|e| e.to_string()) {
+        Ok(builder) => match build(builder) {
+            Ok(client) => return client,
+            Err(e) => e.to_string(),
+        },
+        Err(e) => e,
+    };
+    tracing::warn!("azure: cannot set up TLS ({err}); HTTPS to Entra ID will fail");
+    picoclaw_http::default_crypto_provider()
+        .and_then(|p| picoclaw_http::tls_config(p, picoclaw_http::Roots::Only(Vec::new())))
+        .map(|tls| build(picoclaw_http::with_tls(reqwest::Client::builder(), tls)))
+        .ok()
+        .and_then(Result::ok)
+        .unwrap_or_else(|| panic!("azure: cannot build an HTTP client: {err}"))
+}
+
 fn erased<T: TokenCredential + 'static>(c: azure_core::Result<Arc<T>>) -> Credential {
     c.map(|c| c as Arc<dyn TokenCredential>)
         .map_err(|e| e.to_string())
@@ -98,16 +124,12 @@ impl AzureTokenSource {
     /// (`AZURE_TENANT_ID`/`AZURE_CLIENT_ID`/`AZURE_CLIENT_SECRET`, `AZURE_FEDERATED_TOKEN_FILE`,
     /// `IDENTITY_ENDPOINT`/`IDENTITY_HEADER`, `AZURE_AUTHORITY_HOST`).
     pub fn new(cfg: AzureIdentityConfig) -> Self {
-        // TLS is rustls with ring for the whole process; install it before any client exists.
-        let _ = rustls::crypto::ring::default_provider().install_default();
-        // One HTTP client for every credential (ours, so TLS and timeouts are picoclaw's).
-        let http = cfg.http_client.clone().unwrap_or_else(|| {
-            reqwest::Client::builder()
-                .connect_timeout(Duration::from_secs(5))
-                .timeout(cfg.attempt_timeout)
-                .build()
-                .unwrap_or_default()
-        });
+        // One HTTP client for every credential (ours, so TLS and timeouts are picoclaw's; the
+        // TLS provider is picoclaw-http's, never installed process-wide).
+        let http = cfg
+            .http_client
+            .clone()
+            .unwrap_or_else(|| azure_http_client(cfg.attempt_timeout));
         let client_options = || ClientOptions {
             transport: Some(Transport::new(Arc::new(http.clone()))),
             ..Default::default()

@@ -107,8 +107,8 @@ pub struct DevicePrompt {
 }
 
 fn http() -> Result<reqwest::Client, String> {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    reqwest::Client::builder()
+    picoclaw_http::client_builder()
+        .map_err(|e| e.to_string())?
         .timeout(Duration::from_secs(30))
         .user_agent(concat!("picoclaw/", env!("CARGO_PKG_VERSION")))
         .build()

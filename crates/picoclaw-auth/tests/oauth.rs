@@ -71,8 +71,7 @@ async fn device_login_refused_or_expired_says_so() {
 fn browser(url: &str) {
     let url = url.to_owned();
     tokio::spawn(async move {
-        let _ = rustls::crypto::ring::default_provider().install_default();
-        let client = reqwest::Client::new();
+        let client = picoclaw_http::client_builder().unwrap().build().unwrap();
         // A forged redirect first (wrong state): ignored by the login.
         let redirect = url::Url::parse(&url)
             .unwrap()

@@ -113,8 +113,7 @@ async fn webhooks_reach_their_channel_which_checks_them_and_fills_the_inbox() {
     manager.add(Arc::new(Poller));
     let manager = Arc::new(manager);
     let base = serve(manager.clone()).await;
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let client = reqwest::Client::new();
+    let client = picoclaw_http::client_builder().unwrap().build().unwrap();
     let post = |path: &str, secret: Option<&str>, body: Vec<u8>| {
         let mut req = client.post(format!("{base}{path}")).body(body);
         if let Some(s) = secret {
@@ -177,7 +176,10 @@ async fn webhooks_reach_their_channel_which_checks_them_and_fills_the_inbox() {
     }
     // Oversized bodies are refused before any channel sees them. (Own client: the server drops
     // the connection without reading the body, which a pooled connection would trip over.)
-    let r = reqwest::Client::new()
+    let r = picoclaw_http::client_builder()
+        .unwrap()
+        .build()
+        .unwrap()
         .post(format!("{base}/webhook/hooky"))
         .header("x-hooky-secret", "s3cret")
         .body(vec![b'x'; picoclaw_gateway::http::MAX_BODY_BYTES + 1])

@@ -363,7 +363,6 @@ pub async fn connect(server: &ServerConfig, timeout: Duration) -> Result<Connect
                     .map_err(|e| format!("the MCP handshake with {url} failed: {e}"))?
             }
             Transport::Http { url, headers } => {
-                let _ = rustls::crypto::ring::default_provider().install_default();
                 let mut map = std::collections::HashMap::new();
                 for (k, v) in headers {
                     let name = http::HeaderName::from_bytes(k.as_bytes())
@@ -377,7 +376,10 @@ pub async fn connect(server: &ServerConfig, timeout: Duration) -> Result<Connect
                         url.as_str(),
                     )
                     .custom_headers(map);
-                let transport = rmcp::transport::StreamableHttpClientTransport::from_config(config);
+                let transport = rmcp::transport::StreamableHttpClientTransport::with_client(
+                    crate::http::streamable_client()?,
+                    config,
+                );
                 listener
                     .clone()
                     .serve(transport)

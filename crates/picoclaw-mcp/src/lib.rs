@@ -14,6 +14,7 @@
 mod catalog;
 mod client;
 mod config;
+mod http;
 #[cfg(feature = "serve")]
 mod server;
 mod sse;

@@ -18,7 +18,6 @@ pub(crate) async fn open(
     url: &str,
     headers: &BTreeMap<String, String>,
 ) -> Result<(Outgoing, Incoming), String> {
-    let _ = rustls::crypto::ring::default_provider().install_default();
     let mut map = reqwest::header::HeaderMap::new();
     for (k, v) in headers {
         let name = reqwest::header::HeaderName::from_bytes(k.as_bytes())
@@ -27,7 +26,7 @@ pub(crate) async fn open(
             reqwest::header::HeaderValue::from_str(v).map_err(|e| format!("header '{k}': {e}"))?;
         map.insert(name, value);
     }
-    let client = reqwest::Client::builder()
+    let client = crate::http::builder()?
         .default_headers(map)
         .build()
         .map_err(|e| e.to_string())?;

@@ -6,7 +6,7 @@
 //! the Messages events (`message_start`, `content_block_*` with `text_delta` /
 //! `input_json_delta`, `message_delta`, `message_stop`).
 
-use crate::openai::{ensure_crypto_provider, is_context_length, retry_after, vendor_message};
+use crate::openai::{is_context_length, retry_after, vendor_message};
 use crate::wire::preview;
 use crate::{
     Capabilities, ChatRequest, ChatResponse, ChatStream, LlmProvider, ProviderError, StreamEvent,
@@ -15,8 +15,10 @@ use async_trait::async_trait;
 use eventsource_stream::Eventsource;
 use futures::StreamExt;
 use picoclaw_api::{ChatMessage, ContentPart, FinishReason, Role, Secret, ToolCall, Usage};
+use picoclaw_http::CryptoProvider;
 use serde_json::{Map, Value, json};
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// The API version header every request carries.
@@ -42,6 +44,8 @@ pub struct AnthropicConfig {
     pub connect_timeout: Duration,
     /// Mark the system prompt and tool definitions with `cache_control`.
     pub prompt_caching: bool,
+    /// The TLS crypto provider; `None` for picoclaw-http's default.
+    pub crypto_provider: Option<Arc<CryptoProvider>>,
 }
 
 impl AnthropicConfig {
@@ -54,7 +58,14 @@ impl AnthropicConfig {
             request_timeout: Duration::from_secs(120),
             connect_timeout: Duration::from_secs(10),
             prompt_caching: true,
+            crypto_provider: None,
         }
+    }
+
+    /// TLS through `provider` instead of the default.
+    pub fn with_crypto_provider(mut self, provider: Arc<CryptoProvider>) -> Self {
+        self.crypto_provider = Some(provider);
+        self
     }
 
     pub fn with_api_key(mut self, key: impl Into<String>) -> Self {
@@ -117,7 +128,6 @@ const NAME: &str = "anthropic";
 
 impl Anthropic {
     pub fn new(cfg: AnthropicConfig) -> Result<Self, ProviderError> {
-        ensure_crypto_provider();
         let base = cfg.api_base.trim().trim_end_matches('/');
         let base = base.strip_suffix("/v1").unwrap_or(base);
         reqwest::Url::parse(base).map_err(|e| {
@@ -126,10 +136,15 @@ impl Anthropic {
                  https://api.anthropic.com"
             ))
         })?;
-        let mut builder = reqwest::Client::builder()
-            .user_agent(concat!("picoclaw/", env!("CARGO_PKG_VERSION")))
-            .connect_timeout(cfg.connect_timeout)
-            .read_timeout(cfg.request_timeout);
+        let mut builder = crate::openai::client_builder(
+            NAME,
+            base,
+            cfg.proxy.as_deref(),
+            cfg.crypto_provider.clone(),
+        )?
+        .user_agent(concat!("picoclaw/", env!("CARGO_PKG_VERSION")))
+        .connect_timeout(cfg.connect_timeout)
+        .read_timeout(cfg.request_timeout);
         if let Some(proxy) = &cfg.proxy {
             let proxy = reqwest::Proxy::all(proxy).map_err(|e| {
                 ProviderError::NotConfigured(format!(
@@ -138,8 +153,6 @@ impl Anthropic {
             })?;
             builder = builder.proxy(proxy);
         }
-        let builder =
-            crate::openai::skip_tls_roots_for_plain_http(builder, base, cfg.proxy.as_deref());
         let client = builder.build().map_err(|e| {
             ProviderError::NotConfigured(format!("anthropic: cannot build the HTTP client: {e}"))
         })?;

@@ -5,7 +5,7 @@
 //! `inlineData`. Streaming uses `streamGenerateContent?alt=sse`. (The OpenAI-compatible `gemini`
 //! preset stays available for simple use.)
 
-use crate::openai::{ensure_crypto_provider, is_context_length, retry_after};
+use crate::openai::{is_context_length, retry_after};
 use crate::wire::preview;
 use crate::{
     Capabilities, ChatRequest, ChatResponse, ChatStream, LlmProvider, ProviderError, StreamEvent,
@@ -14,7 +14,9 @@ use async_trait::async_trait;
 use eventsource_stream::Eventsource;
 use futures::StreamExt;
 use picoclaw_api::{ChatMessage, ContentPart, FinishReason, Role, Secret, ToolCall, Usage};
+use picoclaw_http::CryptoProvider;
 use serde_json::{Map, Value, json};
+use std::sync::Arc;
 use std::time::Duration;
 
 const NAME: &str = "gemini";
@@ -30,6 +32,8 @@ pub struct GeminiConfig {
     pub proxy: Option<String>,
     pub request_timeout: Duration,
     pub connect_timeout: Duration,
+    /// The TLS crypto provider; `None` for picoclaw-http's default.
+    pub crypto_provider: Option<Arc<CryptoProvider>>,
 }
 
 impl GeminiConfig {
@@ -41,7 +45,14 @@ impl GeminiConfig {
             proxy: None,
             request_timeout: Duration::from_secs(120),
             connect_timeout: Duration::from_secs(10),
+            crypto_provider: None,
         }
+    }
+
+    /// TLS through `provider` instead of the default.
+    pub fn with_crypto_provider(mut self, provider: Arc<CryptoProvider>) -> Self {
+        self.crypto_provider = Some(provider);
+        self
     }
 
     pub fn with_api_key(mut self, key: impl Into<String>) -> Self {
@@ -86,7 +97,6 @@ impl std::fmt::Debug for Gemini {
 
 impl Gemini {
     pub fn new(cfg: GeminiConfig) -> Result<Self, ProviderError> {
-        ensure_crypto_provider();
         let base = cfg.api_base.trim().trim_end_matches('/');
         // The OpenAI-compatible endpoint's base is often pasted here; the native API is beside it.
         let base = base.strip_suffix("/openai").unwrap_or(base).to_owned();
@@ -96,18 +106,21 @@ impl Gemini {
                  https://generativelanguage.googleapis.com/v1beta"
             ))
         })?;
-        let mut builder = reqwest::Client::builder()
-            .user_agent(concat!("picoclaw/", env!("CARGO_PKG_VERSION")))
-            .connect_timeout(cfg.connect_timeout)
-            .read_timeout(cfg.request_timeout);
+        let mut builder = crate::openai::client_builder(
+            "gemini",
+            &base,
+            cfg.proxy.as_deref(),
+            cfg.crypto_provider.clone(),
+        )?
+        .user_agent(concat!("picoclaw/", env!("CARGO_PKG_VERSION")))
+        .connect_timeout(cfg.connect_timeout)
+        .read_timeout(cfg.request_timeout);
         if let Some(proxy) = &cfg.proxy {
             let proxy = reqwest::Proxy::all(proxy).map_err(|e| {
                 ProviderError::NotConfigured(format!("gemini: proxy '{proxy}' is not usable: {e}"))
             })?;
             builder = builder.proxy(proxy);
         }
-        let builder =
-            crate::openai::skip_tls_roots_for_plain_http(builder, &base, cfg.proxy.as_deref());
         let client = builder.build().map_err(|e| {
             ProviderError::NotConfigured(format!("gemini: cannot build the HTTP client: {e}"))
         })?;

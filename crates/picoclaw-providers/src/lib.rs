@@ -18,11 +18,13 @@ mod wire;
 
 pub use anthropic::{ANTHROPIC_VERSION, Anthropic, AnthropicConfig};
 pub use gemini::{Gemini, GeminiConfig};
-pub use openai::{OpenAiCompatConfig, OpenAiCompatible, ensure_crypto_provider};
+pub use openai::{OpenAiCompatConfig, OpenAiCompatible};
 pub use picoclaw_api::provider::{
     Capabilities, ChatRequest, ChatResponse, ChatStream, LlmProvider, ProviderError, StreamEvent,
     stream_of,
 };
+/// The rustls crypto provider type the provider configs take (`with_crypto_provider`).
+pub use picoclaw_http::CryptoProvider;
 pub use registry::{ProviderFactory, ProviderInfo, ProviderRegistry, ProviderSpec};
 pub use resilience::{FallbackChain, LoadBalancer, RequestLimit, RetryPolicy, Retrying, Route};
 pub use responses::OpenAiResponses;

@@ -10,34 +10,24 @@ use eventsource_stream::Eventsource;
 use futures::StreamExt;
 use picoclaw_api::Secret;
 use picoclaw_api::TokenSource;
+use picoclaw_http::CryptoProvider;
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use std::sync::Arc;
 use std::time::Duration;
 
-/// Installs rustls' `ring` crypto provider as the process default, once. Every HTTPS client in
-/// picoclaw is built after this; calling it again is harmless.
-pub fn ensure_crypto_provider() {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-}
-
-/// For a plain-HTTP endpoint reached without a proxy (a local model server, a test's loopback
-/// fake), skips the system's TLS roots: reqwest would otherwise read and parse them (some 150
-/// files) when the client is built, and never use them. A redirect to HTTPS then fails with a
-/// certificate error instead of being followed.
-pub(crate) fn skip_tls_roots_for_plain_http(
-    builder: reqwest::ClientBuilder,
+/// The HTTP client builder for a provider at `base`: TLS over `crypto` (else picoclaw-http's
+/// default provider, never installed process-wide), trusting the platform's certificate
+/// authorities, or none for a plain-HTTP endpoint reached without a proxy (a local model
+/// server, a test's loopback fake: the system's roots, some 150 files, are then never read).
+pub(crate) fn client_builder(
+    provider: &str,
     base: &str,
     proxy: Option<&str>,
-) -> reqwest::ClientBuilder {
-    let plain = base
-        .trim_start()
-        .get(..7)
-        .is_some_and(|s| s.eq_ignore_ascii_case("http://"));
-    if plain && proxy.is_none() {
-        builder.tls_certs_only(Vec::new())
-    } else {
-        builder
-    }
+    crypto: Option<Arc<CryptoProvider>>,
+) -> Result<reqwest::ClientBuilder, ProviderError> {
+    picoclaw_http::client_builder_for_endpoint(base, proxy, crypto).map_err(|e| {
+        ProviderError::NotConfigured(format!("{provider}: cannot build the HTTP client: {e}"))
+    })
 }
 
 /// How to reach one OpenAI-compatible server.
@@ -57,6 +47,9 @@ pub struct OpenAiCompatConfig {
     pub request_timeout: Duration,
     pub connect_timeout: Duration,
     pub extra_headers: Vec<(String, String)>,
+    /// The TLS crypto provider; `None` for picoclaw-http's default (the process default if the
+    /// application installed one, else ring with the `ring` feature).
+    pub crypto_provider: Option<Arc<CryptoProvider>>,
 }
 
 impl OpenAiCompatConfig {
@@ -71,7 +64,14 @@ impl OpenAiCompatConfig {
             request_timeout: Duration::from_secs(120),
             connect_timeout: Duration::from_secs(10),
             extra_headers: Vec::new(),
+            crypto_provider: None,
         }
+    }
+
+    /// TLS through `provider` (a pure-Rust or FIPS rustls provider, say) instead of the default.
+    pub fn with_crypto_provider(mut self, provider: Arc<CryptoProvider>) -> Self {
+        self.crypto_provider = Some(provider);
+        self
     }
 
     /// Sets the API key; an empty string means no key.
@@ -145,7 +145,6 @@ impl OpenAiCompatible {
 
     /// The same client posting to `{api_base}{path}` (the Responses API uses `/responses`).
     pub(crate) fn with_path(cfg: OpenAiCompatConfig, path: &str) -> Result<Self, ProviderError> {
-        ensure_crypto_provider();
         let base = cfg.api_base.trim().trim_end_matches('/');
         let parsed = reqwest::Url::parse(base).map_err(|e| {
             ProviderError::NotConfigured(format!(
@@ -173,11 +172,16 @@ impl OpenAiCompatible {
             })?;
             headers.insert(name, value);
         }
-        let mut builder = reqwest::Client::builder()
-            .user_agent(concat!("picoclaw/", env!("CARGO_PKG_VERSION")))
-            .default_headers(headers)
-            .connect_timeout(cfg.connect_timeout)
-            .read_timeout(cfg.request_timeout);
+        let mut builder = client_builder(
+            &cfg.name,
+            base,
+            cfg.proxy.as_deref(),
+            cfg.crypto_provider.clone(),
+        )?
+        .user_agent(concat!("picoclaw/", env!("CARGO_PKG_VERSION")))
+        .default_headers(headers)
+        .connect_timeout(cfg.connect_timeout)
+        .read_timeout(cfg.request_timeout);
         if let Some(proxy) = &cfg.proxy {
             let proxy = reqwest::Proxy::all(proxy).map_err(|e| {
                 ProviderError::NotConfigured(format!(
@@ -187,7 +191,6 @@ impl OpenAiCompatible {
             })?;
             builder = builder.proxy(proxy);
         }
-        let builder = skip_tls_roots_for_plain_http(builder, base, cfg.proxy.as_deref());
         let client = builder.build().map_err(|e| {
             ProviderError::NotConfigured(format!("{}: cannot build the HTTP client: {e}", cfg.name))
         })?;

@@ -8,6 +8,7 @@
 use crate::manifest::{Manifest, Permissions};
 use crate::skill::{Skill, Source};
 use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
@@ -32,24 +33,21 @@ pub fn fingerprint(dir: &Path, entry: &str) -> Result<Fingerprint, String> {
     let canonical = dir
         .canonicalize()
         .map_err(|e| format!("cannot resolve {}: {e}", dir.display()))?;
-    let mut whole = ring::digest::Context::new(&ring::digest::SHA256);
+    let mut whole = Sha256::new();
     whole.update(b"picoclaw skill grant v1\n");
     let mut files = BTreeMap::new();
     for name in ["manifest.json", entry] {
         let path = canonical.join(name);
         let bytes = read_capped(&path)?;
         for part in [name.as_bytes(), &bytes] {
-            whole.update(&(part.len() as u64).to_le_bytes());
+            whole.update((part.len() as u64).to_le_bytes());
             whole.update(part);
         }
-        files.insert(
-            name.to_owned(),
-            hex(ring::digest::digest(&ring::digest::SHA256, &bytes).as_ref()),
-        );
+        files.insert(name.to_owned(), hex(&Sha256::digest(&bytes)));
     }
     Ok(Fingerprint {
         dir: canonical,
-        sha256: hex(whole.finish().as_ref()),
+        sha256: hex(&whole.finalize()),
         files,
     })
 }

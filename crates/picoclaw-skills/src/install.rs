@@ -286,8 +286,8 @@ async fn clone(url: &str, into: &Path, timeout: Duration) -> Result<(), String> 
 }
 
 async fn download(url: &str, timeout: Duration) -> Result<Vec<u8>, String> {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let client = reqwest::Client::builder()
+    let client = picoclaw_http::client_builder()
+        .map_err(|e| format!("cannot download {url}: {e}"))?
         .timeout(timeout)
         .user_agent(concat!("picoclaw/", env!("CARGO_PKG_VERSION")))
         .build()

@@ -363,8 +363,10 @@ async fn download(
 /// While a webhook is set, POSTs pending updates to it in order, as Telegram does: with the
 /// `X-Telegram-Bot-Api-Secret-Token` header, each one again until it is answered with 2xx.
 async fn push_to_webhook(inner: Arc<Inner>) {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let client = reqwest::Client::new();
+    let client = picoclaw_http::client_builder()
+        .expect("TLS for the webhook client")
+        .build()
+        .expect("an HTTP client");
     loop {
         let target = inner.webhook.lock().unwrap().clone();
         let next = inner.updates.lock().unwrap().first().cloned();

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 #[derive(Clone, Debug)]
 pub(crate) struct LazyClient {
-    cell: Arc<OnceLock<reqwest::Client>>,
+    cell: Arc<OnceLock<Result<reqwest::Client, String>>>,
     timeout: Duration,
     user_agent: &'static str,
 }
@@ -20,14 +20,18 @@ impl LazyClient {
         }
     }
 
-    pub(crate) fn get(&self) -> &reqwest::Client {
-        self.cell.get_or_init(|| {
-            let _ = rustls::crypto::ring::default_provider().install_default();
-            reqwest::Client::builder()
-                .timeout(self.timeout)
-                .user_agent(self.user_agent)
-                .build()
-                .unwrap_or_default()
-        })
+    /// The client, or why it could not be built (no TLS crypto provider, no system roots).
+    pub(crate) fn get(&self) -> Result<&reqwest::Client, String> {
+        self.cell
+            .get_or_init(|| {
+                picoclaw_http::client_builder()
+                    .map_err(|e| e.to_string())?
+                    .timeout(self.timeout)
+                    .user_agent(self.user_agent)
+                    .build()
+                    .map_err(|e| format!("cannot build the HTTP client: {e}"))
+            })
+            .as_ref()
+            .map_err(Clone::clone)
     }
 }

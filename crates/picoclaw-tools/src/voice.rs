@@ -114,7 +114,7 @@ impl Transcriber {
         );
         let response = self
             .client
-            .get()
+            .get()?
             .post(url)
             .bearer_auth(&self.config.api_key)
             .multipart(form)

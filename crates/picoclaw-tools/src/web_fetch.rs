@@ -367,7 +367,8 @@ fn client_for(
     pinned: &[SocketAddr],
     timeout: Duration,
 ) -> Result<reqwest::Client, String> {
-    let mut builder = reqwest::Client::builder()
+    let mut builder = picoclaw_http::client_builder()
+        .map_err(|e| format!("cannot build the HTTP client: {e}"))?
         .redirect(reqwest::redirect::Policy::none())
         .timeout(timeout)
         .user_agent(concat!(
@@ -410,8 +411,6 @@ impl WebFetchTool {
     }
 
     async fn fetch(&self, url: &str, max_chars: usize) -> Result<String, String> {
-        // The process's TLS crypto provider (ring), as every HTTPS client here installs it.
-        let _ = rustls::crypto::ring::default_provider().install_default();
         let mut current =
             url::Url::parse(url.trim()).map_err(|e| format!("'{url}' is not a URL: {e}"))?;
         let started = std::time::Instant::now();

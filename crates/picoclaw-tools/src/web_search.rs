@@ -149,7 +149,7 @@ impl WebSearchTool {
         }
     }
 
-    fn client(&self) -> &reqwest::Client {
+    fn client(&self) -> Result<&reqwest::Client, String> {
         self.client.get()
     }
 
@@ -160,7 +160,7 @@ impl WebSearchTool {
             SearchBackend::Brave { api_key, api_base } => {
                 let body = self
                     .get_json(
-                        self.client()
+                        self.client()?
                             .get(with_params(
                                 &format!("{}/res/v1/web/search", trim(api_base)),
                                 &[("q", query), ("count", &count.to_string())],
@@ -175,7 +175,7 @@ impl WebSearchTool {
             SearchBackend::Tavily { api_key, api_base } => {
                 let body = self
                     .get_json(
-                        self.client()
+                        self.client()?
                             .post(format!("{}/search", trim(api_base)))
                             .bearer_auth(api_key)
                             .json(&serde_json::json!({"query": query, "max_results": count})),
@@ -187,7 +187,7 @@ impl WebSearchTool {
             SearchBackend::Searxng { url } => {
                 let body = self
                     .get_json(
-                        self.client().get(with_params(
+                        self.client()?.get(with_params(
                             &format!("{}/search", trim(url)),
                             &[("q", query), ("format", "json")],
                         )?),
@@ -201,7 +201,7 @@ impl WebSearchTool {
                     .append_pair("q", query)
                     .finish();
                 let response = self
-                    .client()
+                    .client()?
                     .post(format!("{}/html/", trim(api_base)))
                     .header(
                         reqwest::header::CONTENT_TYPE,

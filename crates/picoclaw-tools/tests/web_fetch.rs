@@ -103,7 +103,6 @@ fn ctx() -> ToolContext {
 
 #[tokio::test]
 async fn pages_come_back_as_markdown_within_the_caps() {
-    let _ = rustls::crypto::ring::default_provider().install_default();
     let base = server(Arc::new(AtomicUsize::new(0))).await;
     let tool = WebFetchTool::new(WebFetchConfig::default().allow_private(true));
     let out = tool

@@ -53,6 +53,13 @@
 //! The default features compile no C code of picoclaw's choosing beyond the TLS library
 //! (ring) and pull no database, no Azure SDK and no HTTP server; docs/PERFORMANCE.md lists the
 //! package count of each feature set.
+//!
+//! TLS is rustls; nothing in picoclaw installs a process-wide crypto provider. With the `ring`
+//! feature (default) the clients use ring unless the application installed a process default.
+//! Without it (`default-features = false, features = ["openai"]`: no C compiler needed), give
+//! each provider a rustls [`providers::CryptoProvider`] (a pure-Rust one, say) with
+//! `OpenAiCompatConfig::with_crypto_provider`, or install a process default before building
+//! clients.
 
 #![warn(missing_docs)]
 
@@ -70,6 +77,8 @@ pub use picoclaw_tools::ToolRegistry;
 /// Model clients. Each family is behind a cargo feature; the resilience wrappers (retries,
 /// fallbacks, load balancing, request limits) and the registry are always here.
 pub mod providers {
+    /// rustls' crypto provider, which the provider configs take (`with_crypto_provider`).
+    pub use picoclaw_providers::CryptoProvider;
     #[cfg(feature = "anthropic")]
     pub use picoclaw_providers::{ANTHROPIC_VERSION, Anthropic, AnthropicConfig};
     pub use picoclaw_providers::{

@@ -190,7 +190,12 @@ fn s<'a>(v: &'a Value, key: &str) -> Option<&'a str> {
 
 impl SlackChannel {
     pub fn new(config: SlackConfig) -> Result<Self, ChannelError> {
-        // Plain http only where api_base asks for it (a gateway, a test's fake).
+        // Plain http only where api_base asks for it (a gateway, a test's fake). The Web API
+        // client gets ring explicitly; nothing here installs a process-wide provider. Socket
+        // Mode's WebSocket is opened by slack-morphism through tokio-tungstenite's
+        // `connect_async`, which takes no TLS configuration and builds one over rustls' process
+        // default (set by the binaries at startup; rustls picks ring itself when it is the only
+        // provider compiled in).
         let builder = hyper_rustls::HttpsConnectorBuilder::new()
             .with_provider_and_native_roots(rustls::crypto::ring::default_provider())
             .map_err(|e| ChannelError::Platform(format!("slack: no TLS roots: {e}")))?;

@@ -36,6 +36,9 @@ impl Kept {
     }
 }
 
+/// rustls' process default, as the binaries install it at startup: Slack's Socket Mode opens
+/// its WebSocket through tokio-tungstenite, which builds its TLS over the process default.
+/// picoclaw's own clients need none.
 pub fn install_crypto() {
     let _ = rustls::crypto::ring::default_provider().install_default();
 }
