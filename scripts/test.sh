@@ -49,6 +49,8 @@ step "the other feature sets the docs offer (cargo check: default and no-default
 # below is the one that is compiled and tested.
 cargo check --locked -p picoclaw
 cargo check --locked -p picoclaw --no-default-features
+# Without ring, the facade needs no C compiler at all (the embedder brings a crypto provider).
+CC=false cargo check --locked -p picoclaw --no-default-features --features openai
 cargo check --locked -p picoclaw-cli -p picoclaw-gateway-bin
 cargo check --locked -p picoclaw-cli -p picoclaw-gateway-bin --no-default-features
 
