@@ -1,0 +1,23 @@
+//! End to end: the real `picoclaw` binary against a scripted OpenAI-compatible endpoint on
+//! 127.0.0.1, in a temporary home and workspace.
+
+#[allow(unused_imports)]
+use assert_cmd::Command;
+use picoclaw_testkit::{Reply, ScriptedEndpoint};
+use serde_json::{Value, json};
+use std::path::Path;
+
+#[path = "../support/mod.rs"]
+mod support;
+#[allow(unused_imports)]
+use support::*;
+
+mod agent;
+mod auth;
+mod cron;
+mod mcp;
+mod providers;
+mod skills;
+mod state;
+mod status;
+mod tools;

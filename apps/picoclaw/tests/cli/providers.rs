@@ -1,0 +1,296 @@
+//! Each wire format end to end: Claude, Gemini, Codex (Responses), Azure OpenAI with a key, a managed identity, the Azure CLI and a service principal.
+
+use super::*;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn claude_end_to_end_through_the_messages_api() {
+    let endpoint = ScriptedEndpoint::start_with([
+        Reply::tool_call(
+            "write_file",
+            json!({"path": "claude.txt", "content": "from claude"}),
+        ),
+        Reply::text("I wrote claude.txt."),
+    ])
+    .await;
+    endpoint.require_api_key("sk-ant-e2e");
+    let home = Home::new();
+    home.write_config(&json!({
+        "agents": {"defaults": {"model": "anthropic/claude-sonnet-4-5",
+                                "workspace": home.workspace().display().to_string()}},
+        "providers": {"anthropic": {"api_key": "sk-ant-e2e", "api_base": endpoint.base_url()}},
+    }));
+    let out = run(home.cmd(), &["agent", "-m", "write a file"]).await;
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(out.stdout.contains("I wrote claude.txt."), "{}", out.stdout);
+    assert_eq!(
+        std::fs::read_to_string(home.workspace().join("claude.txt")).unwrap(),
+        "from claude"
+    );
+    let reqs = endpoint.requests();
+    assert!(reqs.iter().all(|r| r.path == "/v1/messages"));
+    let second = &reqs[1].body;
+    assert_eq!(second["model"], "claude-sonnet-4-5");
+    let last = second["messages"].as_array().unwrap().last().unwrap();
+    assert_eq!(last["role"], "user");
+    assert_eq!(last["content"][0]["type"], "tool_result");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_stream_cut_inside_a_tool_call_runs_nothing() {
+    let endpoint = ScriptedEndpoint::start_with([
+        Reply::truncated_tool_call("write_file", r#"{"path": "half.txt", "cont"#),
+        Reply::text("recovered"),
+    ])
+    .await;
+    let home = Home::with_config(&endpoint, json!({}));
+    let out = run(home.cmd(), &["agent", "-m", "write something"]).await;
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    assert!(out.stderr.contains("truncated"), "{}", out.stderr);
+    assert!(
+        !home.workspace().join("half.txt").exists(),
+        "no half-executed tool"
+    );
+    let out = run(home.cmd(), &["agent", "-m", "again"]).await;
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let texts = endpoint.requests()[1].message_texts().join("\n");
+    assert!(
+        texts.contains("write something"),
+        "the cut turn's message is kept: {texts}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn gemini_native_end_to_end() {
+    let endpoint = ScriptedEndpoint::start_with([
+        Reply::tool_call("list_dir", json!({"path": "."})),
+        Reply::text("The workspace is empty."),
+    ])
+    .await;
+    let home = Home::new();
+    home.write_config(&json!({
+        "agents": {"defaults": {"model": "google/gemini-2.5-flash",
+                                "workspace": home.workspace().display().to_string()}},
+        "providers": {"google": {"api_key": "AIza-e2e",
+                                 "api_base": endpoint.base_url().replace("/v1", "/v1beta")}},
+    }));
+    let out = run(home.cmd(), &["agent", "-m", "what is here?"]).await;
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(
+        out.stdout.contains("The workspace is empty."),
+        "{}",
+        out.stdout
+    );
+    let reqs = endpoint.requests();
+    assert!(
+        reqs[0]
+            .path
+            .ends_with("/models/gemini-2.5-flash:streamGenerateContent"),
+        "{}",
+        reqs[0].path
+    );
+    let contents = reqs[1].body["contents"].as_array().unwrap();
+    assert!(
+        contents.last().unwrap()["parts"][0]
+            .get("functionResponse")
+            .is_some()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn codex_through_the_responses_api_end_to_end() {
+    let endpoint = ScriptedEndpoint::start_with([
+        Reply::tool_call("exec", json!({"command": "echo from-codex > out.txt"})),
+        Reply::text("Done."),
+    ])
+    .await;
+    endpoint.require_api_key(KEY);
+    let home = Home::new();
+    home.write_config(&json!({
+        "agents": {"defaults": {"model": "codex/gpt-5-codex",
+                                "workspace": home.workspace().display().to_string()}},
+        "providers": {"codex": {"api_key": KEY, "api_base": endpoint.base_url()}},
+    }));
+    let out = run(home.cmd(), &["agent", "-m", "run it", "--no-stream"]).await;
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(out.stdout.contains("Done."), "{}", out.stdout);
+    assert_eq!(
+        std::fs::read_to_string(home.workspace().join("out.txt")).unwrap(),
+        "from-codex\n"
+    );
+    let reqs = endpoint.requests();
+    assert!(reqs.iter().all(|r| r.path == "/v1/responses"));
+    let items = reqs[1].body["input"].as_array().unwrap();
+    assert_eq!(items.last().unwrap()["type"], "function_call_output");
+}
+
+fn azure_home(endpoint: &ScriptedEndpoint, provider: Value) -> Home {
+    let home = Home::new();
+    let mut azure = json!({"api_base": endpoint.base_url().trim_end_matches("/v1")});
+    for (k, v) in provider.as_object().unwrap() {
+        azure[k] = v.clone();
+    }
+    home.write_config(&json!({
+        "agents": {"defaults": {"model": "azure/gpt-5.2-chat", "max_retries": 0,
+                                "workspace": home.workspace().display().to_string()}},
+        "providers": {"azure": azure},
+    }));
+    home
+}
+
+fn clear_azure_env(cmd: &mut Command) {
+    for var in [
+        "AZURE_TENANT_ID",
+        "AZURE_CLIENT_ID",
+        "AZURE_CLIENT_SECRET",
+        "AZURE_FEDERATED_TOKEN_FILE",
+        "IDENTITY_ENDPOINT",
+        "IDENTITY_HEADER",
+        "MSI_ENDPOINT",
+        "MSI_SECRET",
+        "AZURE_OPENAI_ENDPOINT",
+        "AZURE_OPENAI_DEPLOYMENT",
+    ] {
+        cmd.env_remove(var);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn azure_with_an_api_key() {
+    let endpoint = ScriptedEndpoint::start_with([Reply::text("Hello from Azure.")]).await;
+    endpoint.require_api_key("azure-key-e2e");
+    let home = azure_home(
+        &endpoint,
+        json!({"api_key": "azure-key-e2e", "api_version": "2024-10-21"}),
+    );
+    let mut cmd = home.cmd();
+    clear_azure_env(&mut cmd);
+    let out = run(cmd, &["agent", "-m", "hi"]).await;
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(out.stdout.contains("Hello from Azure."), "{}", out.stdout);
+    let r = &endpoint.requests()[0];
+    assert_eq!(r.path, "/openai/deployments/gpt-5.2-chat/chat/completions");
+    assert_eq!(r.query.as_deref(), Some("api-version=2024-10-21"));
+    assert_eq!(r.header("api-key"), Some("azure-key-e2e"));
+    assert!(r.body.get("max_completion_tokens").is_some() && r.body.get("max_tokens").is_none());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn azure_with_a_managed_identity_from_the_app_service_endpoint() {
+    let identity =
+        picoclaw_testkit::IdentityEndpoint::spawn("eyJ-managed-identity-token", "hdr-secret");
+    let endpoint = ScriptedEndpoint::start_with([Reply::text("one"), Reply::text("two")]).await;
+    endpoint.require_api_key("eyJ-managed-identity-token");
+    let home = azure_home(&endpoint, json!({}));
+    for message in ["first", "second"] {
+        let mut cmd = home.cmd();
+        clear_azure_env(&mut cmd);
+        cmd.env("IDENTITY_ENDPOINT", identity.url())
+            .env("IDENTITY_HEADER", "hdr-secret");
+        let out = run(cmd, &["agent", "-m", message]).await;
+        assert_eq!(out.code, 0, "{}", out.stderr);
+    }
+    let r = &endpoint.requests()[0];
+    assert_eq!(
+        r.header("authorization"),
+        Some("Bearer eyJ-managed-identity-token")
+    );
+    assert!(r.header("api-key").is_none());
+    assert!(r.body.get("max_completion_tokens").is_some());
+    let asked = identity.requests();
+    assert!(
+        asked[0].contains("resource=https%3A%2F%2Fcognitiveservices.azure.com"),
+        "{asked:?}"
+    );
+    assert!(asked[0].contains("api-version=2019-08-01"), "{asked:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn azure_falls_through_to_the_azure_cli_and_explains_failures() {
+    // A dead identity endpoint (nothing listens), then `az` from PATH.
+    let dead = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let bin = tempfile::tempdir().unwrap();
+    let az = bin.path().join("az");
+    std::fs::write(
+        &az,
+        "#!/bin/sh\necho '{\"accessToken\": \"eyJ-from-az-cli\", \"expiresOn\": \"2099-01-01 00:00:00.000000\", \"expires_on\": 4070908800, \"subscription\": \"s\", \"tenant\": \"t\", \"tokenType\": \"Bearer\"}'\n",
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&az, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let path = format!(
+        "{}:{}",
+        bin.path().display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+
+    let endpoint = ScriptedEndpoint::start_with([Reply::text("via az")]).await;
+    endpoint.require_api_key("eyJ-from-az-cli");
+    let home = azure_home(&endpoint, json!({}));
+    let mut cmd = home.cmd();
+    clear_azure_env(&mut cmd);
+    cmd.env("IDENTITY_ENDPOINT", format!("http://{dead}/msi/token"))
+        .env("IDENTITY_HEADER", "x")
+        .env("PATH", &path);
+    let out = run(cmd, &["agent", "-m", "hi"]).await;
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(out.stdout.contains("via az"), "{}", out.stdout);
+
+    // With no working credential at all, the error names every one that was tried.
+    let empty_bin = tempfile::tempdir().unwrap();
+    let mut cmd = home.cmd();
+    clear_azure_env(&mut cmd);
+    cmd.env("IDENTITY_ENDPOINT", format!("http://{dead}/msi/token"))
+        .env("IDENTITY_HEADER", "x")
+        .env("PATH", empty_bin.path());
+    let out = run(cmd, &["agent", "-m", "hi"]).await;
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    assert!(
+        out.stderr.contains("managed identity (IDENTITY_ENDPOINT)"),
+        "{}",
+        out.stderr
+    );
+    assert!(out.stderr.contains("Azure CLI"), "{}", out.stderr);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn azure_with_a_service_principal_from_the_environment() {
+    let entra = picoclaw_testkit::EntraTokenEndpoint::spawn("eyJ-service-principal-token");
+    let certs = tempfile::tempdir().unwrap();
+    let ca = certs.path().join("ca.pem");
+    std::fs::write(&ca, entra.ca_pem()).unwrap();
+    let endpoint = ScriptedEndpoint::start_with([Reply::text("as the service principal")]).await;
+    endpoint.require_api_key("eyJ-service-principal-token");
+    let home = azure_home(&endpoint, json!({}));
+    let mut cmd = home.cmd();
+    clear_azure_env(&mut cmd);
+    cmd.env("AZURE_TENANT_ID", "72f988bf-86f1-41af-91ab-2d7cd011db47")
+        .env("AZURE_CLIENT_ID", "11111111-2222-3333-4444-555555555555")
+        .env("AZURE_CLIENT_SECRET", "sp-secret-value")
+        .env("AZURE_AUTHORITY_HOST", entra.authority_host())
+        .env("SSL_CERT_FILE", &ca)
+        .env("PATH", certs.path());
+    let out = run(cmd, &["agent", "-m", "hi"]).await;
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(
+        out.stdout.contains("as the service principal"),
+        "{}",
+        out.stdout
+    );
+    let (line, form) = &entra.requests()[0];
+    assert!(
+        line.starts_with("POST /72f988bf-86f1-41af-91ab-2d7cd011db47/oauth2/v2.0/token"),
+        "{line}"
+    );
+    assert!(
+        form.contains("client_id=11111111-2222-3333-4444-555555555555"),
+        "{form}"
+    );
+    assert!(
+        form.contains("scope=https%3A%2F%2Fcognitiveservices.azure.com%2F.default"),
+        "{form}"
+    );
+    assert!(!out.stderr.contains("sp-secret-value"));
+}
