@@ -58,7 +58,7 @@ pub fn run(
                     eprintln!("error: {msg}");
                     return Ok(ExitCode::from(2));
                 }
-                Err(crate::wiring::SetupError::Other(err)) => return Err(err),
+                Err(err) => return Err(err.into()),
             };
         let session = SessionKey::new(args.session);
         let store = setup.store.clone();

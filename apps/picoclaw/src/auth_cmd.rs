@@ -145,7 +145,7 @@ pub fn run(config: Option<PathBuf>, args: AuthArgs) -> anyhow::Result<ExitCode> 
 async fn login(
     oauth: &OauthProvider,
     device: bool,
-) -> Result<picoclaw_auth::OauthCredential, String> {
+) -> Result<picoclaw_auth::OauthCredential, picoclaw_auth::OauthError> {
     let cred = if device {
         let (prompt, code, interval) = picoclaw_auth::device_start(oauth).await?;
         eprintln!(

@@ -101,7 +101,7 @@ pub fn run(config: Option<PathBuf>, args: OnboardArgs) -> anyhow::Result<ExitCod
             eprintln!("error: {msg}");
             return Ok(ExitCode::from(2));
         }
-        Err(SetupError::Other(e)) => return Err(e),
+        Err(e) => return Err(e.into()),
     };
     let interactive = !args.non_interactive;
     let config_file = paths.config_file().to_path_buf();
@@ -159,7 +159,7 @@ pub fn run(config: Option<PathBuf>, args: OnboardArgs) -> anyhow::Result<ExitCod
             eprintln!("error: {msg}");
             return Ok(ExitCode::from(2));
         }
-        Err(SetupError::Other(e)) => return Err(e),
+        Err(e) => return Err(e.into()),
     };
     let workspace = loaded.config.workspace_path(&paths);
     let mut overwrite = args.force;

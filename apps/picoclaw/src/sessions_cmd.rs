@@ -73,7 +73,7 @@ pub fn run(config: Option<PathBuf>, args: SessionsArgs) -> anyhow::Result<ExitCo
                 eprintln!("error: {msg}");
                 return Ok(ExitCode::from(2));
             }
-            Err(SetupError::Other(e)) => return Err(e),
+            Err(e) => return Err(e.into()),
         };
         let code = match args.command {
             SessionsCommand::List => {

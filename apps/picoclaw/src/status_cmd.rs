@@ -16,7 +16,7 @@ pub fn run(
             eprintln!("error: {msg}");
             return Ok(ExitCode::from(2));
         }
-        Err(SetupError::Other(e)) => return Err(e),
+        Err(e) => return Err(e.into()),
     };
     let exists = |p: &std::path::Path| if p.exists() { "" } else { " (missing)" };
     println!("picoclaw {}", env!("CARGO_PKG_VERSION"));
@@ -31,7 +31,7 @@ pub fn run(
             println!("config error: {msg}");
             return Ok(ExitCode::from(2));
         }
-        Err(SetupError::Other(e)) => return Err(e),
+        Err(e) => return Err(e.into()),
     };
     let config = &loaded.config.clone().with_registry(extensions.providers());
     for warning in picoclaw_gateway::unknown_channel_sections(config, extensions.channels()) {

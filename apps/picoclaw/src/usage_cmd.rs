@@ -63,7 +63,8 @@ pub fn run(config: Option<PathBuf>, args: UsageArgs) -> anyhow::Result<ExitCode>
         };
         let rows = store.summary(args.since.as_deref(), by).await;
         store.close().await;
-        rows.map(Some).map_err(|e| SetupError::Other(e.into()))
+        rows.map(Some)
+            .map_err(|e| SetupError::other("cannot read the usage ledger", e))
     });
     let rows = match rows {
         Ok(Some(rows)) => rows,
@@ -78,7 +79,7 @@ pub fn run(config: Option<PathBuf>, args: UsageArgs) -> anyhow::Result<ExitCode>
             eprintln!("error: {msg}");
             return Ok(ExitCode::from(2));
         }
-        Err(SetupError::Other(e)) => return Err(e),
+        Err(e) => return Err(e.into()),
     };
     if rows.is_empty() {
         eprintln!(

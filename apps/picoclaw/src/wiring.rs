@@ -37,7 +37,7 @@ pub fn paths_and_config(config: Option<PathBuf>) -> anyhow::Result<Option<(Paths
             eprintln!("error: {msg}");
             return Ok(None);
         }
-        Err(SetupError::Other(e)) => return Err(e),
+        Err(e) => return Err(e.into()),
     };
     match load(&paths) {
         Ok(loaded) => Ok(Some((paths, loaded))),
@@ -45,7 +45,7 @@ pub fn paths_and_config(config: Option<PathBuf>) -> anyhow::Result<Option<(Paths
             eprintln!("error: {msg}");
             Ok(None)
         }
-        Err(SetupError::Other(e)) => Err(e),
+        Err(e) => Err(e.into()),
     }
 }
 
@@ -75,7 +75,7 @@ pub async fn open_store(
             eprintln!("error: {msg}");
             Ok(None)
         }
-        Err(SetupError::Other(e)) => Err(e),
+        Err(e) => Err(e.into()),
     }
 }
 

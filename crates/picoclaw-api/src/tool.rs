@@ -312,10 +312,7 @@ mod tests {
     fn arguments_are_parsed_or_refused() {
         let tool = Weather.into_tool();
         let ctx = ToolContext::new(SessionKey::new("t"));
-        let run = |args| {
-            let out = futures_executor(tool.call(&ctx, args));
-            out
-        };
+        let run = |args| futures_executor(tool.call(&ctx, args));
         let ok = run(serde_json::json!({"city": "Oslo", "days": 3}));
         assert_eq!(ok, ToolOutput::ok("Oslo:3"));
         let bad = run(serde_json::json!({"days": 3}));

@@ -18,8 +18,8 @@ mod token;
 
 pub use azure::{AzureIdentityConfig, AzureTokenSource, DEFAULT_AZURE_SCOPE};
 pub use oauth::{
-    DevicePrompt, LoginTokens, OauthProvider, browser_login, copilot_exchange, copilot_from_github,
-    device_poll, device_start, renew,
+    DevicePrompt, LoginTokens, OauthError, OauthProvider, browser_login, copilot_exchange,
+    copilot_from_github, device_poll, device_start, renew,
 };
 pub use picoclaw_api::auth::{AccessToken, AuthError, StaticToken, TokenSource};
 pub use store::{AuthStore, Credential, KeySource, OauthCredential, PASSPHRASE_ENV, StoreError};

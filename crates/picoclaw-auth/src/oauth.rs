@@ -95,6 +95,73 @@ impl OauthProvider {
     }
 }
 
+/// Why an OAuth login or renewal failed. Each variant says what the user can do; the message is
+/// one line for the terminal.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum OauthError {
+    /// The provider has no device login: use the browser login instead.
+    #[error("{provider} has no device login; use the browser login (without --device)")]
+    NoDeviceLogin { provider: String },
+    /// The provider has no browser login: use the device login instead.
+    #[error("{provider} has no browser login; use --device")]
+    NoBrowserLogin { provider: String },
+    /// The loopback port for the browser's redirect is taken or refused: use the device login.
+    #[error("cannot listen on 127.0.0.1:{port} for the login redirect ({error}); use --device")]
+    Listen { port: u16, error: std::io::Error },
+    /// The user did not finish in time (the device code expired, no redirect arrived): start
+    /// again.
+    #[error("{0}; start again")]
+    Expired(&'static str),
+    /// The user refused the login in the browser.
+    #[error("the login was refused{}", reason.as_deref().map(|r| format!(": {r}")).unwrap_or_else(|| " in the browser".to_owned()))]
+    Refused { reason: Option<String> },
+    /// The stored login cannot be renewed any more (revoked, expired, no refresh token): log in
+    /// again.
+    #[error(
+        "the {provider} login has ended ({why}); run `picoclaw auth login --provider {provider}` \
+         again"
+    )]
+    LoginEnded { provider: String, why: String },
+    /// GitHub refused the token for Copilot: no subscription, or the token was revoked.
+    #[error("GitHub refused the token (no Copilot subscription, or the token was revoked)")]
+    CopilotRefused,
+    /// The OAuth server could not be reached, answered with an error, or sent a response
+    /// without what it must hold; `step` is what failed. Trying again later may help.
+    #[error("{step}: {message}")]
+    Server { step: String, message: String },
+    /// The server answered with an HTTP error status. Trying again later may help.
+    #[error("{url} answered HTTP {status}")]
+    Http { url: String, status: u16 },
+    /// A response without what it must hold (`the token response has no access_token`).
+    #[error("{0}")]
+    BadResponse(&'static str),
+    /// The provider's endpoints are not usable as configured (a bad URL, no Copilot exchange
+    /// endpoint).
+    #[error("{0}")]
+    NotConfigured(String),
+    /// Something on this machine failed (no randomness, no HTTP client, the listener stopped).
+    #[error("{0}")]
+    Local(String),
+}
+
+impl OauthError {
+    fn server(step: impl Into<String>, message: impl Into<String>) -> Self {
+        OauthError::Server {
+            step: step.into(),
+            message: message.into(),
+        }
+    }
+
+    /// Whether the user must log in again (rather than retry or fix the config).
+    pub fn needs_login(&self) -> bool {
+        matches!(
+            self,
+            OauthError::LoginEnded { .. } | OauthError::CopilotRefused
+        )
+    }
+}
+
 /// What the user must do to finish a device login.
 #[derive(Clone, Debug)]
 #[non_exhaustive]
@@ -152,12 +219,14 @@ async fn post_form(
 }
 
 /// The tokens of a token response as a stored credential.
-fn credential_of(body: &Value, provider: &OauthProvider) -> Result<OauthCredential, String> {
+fn credential_of(body: &Value, provider: &OauthProvider) -> Result<OauthCredential, OauthError> {
     let access = body
         .get("access_token")
         .and_then(Value::as_str)
         .filter(|t| !t.is_empty())
-        .ok_or("the token response has no access_token")?;
+        .ok_or(OauthError::BadResponse(
+            "the token response has no access_token",
+        ))?;
     let mut cred = OauthCredential::new(access, &provider.token_url, &provider.client_id);
     cred.refresh_token = body
         .get("refresh_token")
@@ -200,14 +269,13 @@ fn claims_of_id_token(jwt: &str) -> Option<Value> {
 /// [`device_poll`].
 pub async fn device_start(
     provider: &OauthProvider,
-) -> Result<(DevicePrompt, String, Duration), String> {
+) -> Result<(DevicePrompt, String, Duration), OauthError> {
     if provider.device_url.is_empty() {
-        return Err(format!(
-            "{} has no device login; use the browser login (without --device)",
-            provider.name
-        ));
+        return Err(OauthError::NoDeviceLogin {
+            provider: provider.name.clone(),
+        });
     }
-    let client = http()?;
+    let client = http().map_err(OauthError::Local)?;
     let body = post_form(
         &client,
         &provider.device_url,
@@ -217,15 +285,21 @@ pub async fn device_start(
         ],
     )
     .await
-    .map_err(|(_, text)| format!("the device login could not start: {text}"))?;
+    .map_err(|(_, text)| OauthError::server("the device login could not start", text))?;
     let text = |k: &str| body.get(k).and_then(Value::as_str).map(str::to_owned);
-    let device_code = text("device_code").ok_or("the device response has no device_code")?;
+    let device_code = text("device_code").ok_or(OauthError::BadResponse(
+        "the device response has no device_code",
+    ))?;
     let prompt = DevicePrompt {
         verification_uri: text("verification_uri")
             .or_else(|| text("verification_url"))
-            .ok_or("the device response has no verification_uri")?,
+            .ok_or(OauthError::BadResponse(
+                "the device response has no verification_uri",
+            ))?,
         verification_uri_complete: text("verification_uri_complete"),
-        user_code: text("user_code").ok_or("the device response has no user_code")?,
+        user_code: text("user_code").ok_or(OauthError::BadResponse(
+            "the device response has no user_code",
+        ))?,
         expires_in: Duration::from_secs(
             body.get("expires_in")
                 .and_then(Value::as_u64)
@@ -250,13 +324,14 @@ pub async fn device_poll(
     mut interval: Duration,
     expires_in: Duration,
     pace: f64,
-) -> Result<OauthCredential, String> {
-    let client = http()?;
+) -> Result<OauthCredential, OauthError> {
+    const EXPIRED: &str = "the code expired before the login was approved";
+    let client = http().map_err(OauthError::Local)?;
     let deadline = tokio::time::Instant::now() + expires_in.mul_f64(pace.max(0.0001));
     loop {
         tokio::time::sleep(interval.mul_f64(pace)).await;
         if tokio::time::Instant::now() > deadline {
-            return Err("the code expired before the login was approved; start again".into());
+            return Err(OauthError::Expired(EXPIRED));
         }
         match post_form(
             &client,
@@ -273,12 +348,12 @@ pub async fn device_poll(
             Err((code, _)) if code == "authorization_pending" => {}
             Err((code, _)) if code == "slow_down" => interval += Duration::from_secs(5),
             Err((code, _)) if code == "expired_token" => {
-                return Err("the code expired before the login was approved; start again".into());
+                return Err(OauthError::Expired(EXPIRED));
             }
             Err((code, _)) if code == "access_denied" => {
-                return Err("the login was refused in the browser".into());
+                return Err(OauthError::Refused { reason: None });
             }
-            Err((_, text)) => return Err(format!("the login failed: {text}")),
+            Err((_, text)) => return Err(OauthError::server("the login failed", text)),
         }
     }
 }
@@ -312,28 +387,33 @@ pub async fn browser_login(
     provider: &OauthProvider,
     show_url: impl FnOnce(&str),
     timeout: Duration,
-) -> Result<OauthCredential, String> {
+) -> Result<OauthCredential, OauthError> {
     use axum::extract::Query;
     use std::collections::HashMap;
     if provider.authorize_url.is_empty() {
-        return Err(format!(
-            "{} has no browser login; use --device",
-            provider.name
-        ));
+        return Err(OauthError::NoBrowserLogin {
+            provider: provider.name.clone(),
+        });
     }
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", provider.redirect_port))
         .await
-        .map_err(|e| {
-            format!(
-                "cannot listen on 127.0.0.1:{} for the login redirect ({e}); use --device",
-                provider.redirect_port
-            )
+        .map_err(|error| OauthError::Listen {
+            port: provider.redirect_port,
+            error,
         })?;
-    let port = listener.local_addr().map_err(|e| e.to_string())?.port();
+    let port = listener
+        .local_addr()
+        .map_err(|e| OauthError::Local(e.to_string()))?
+        .port();
     let redirect = format!("http://localhost:{port}{}", provider.redirect_path);
-    let (verifier, challenge) = pkce()?;
-    let state = random_state()?;
-    let mut url = url::Url::parse(&provider.authorize_url).map_err(|e| e.to_string())?;
+    let (verifier, challenge) = pkce().map_err(OauthError::Local)?;
+    let state = random_state().map_err(OauthError::Local)?;
+    let mut url = url::Url::parse(&provider.authorize_url).map_err(|e| {
+        OauthError::NotConfigured(format!(
+            "the authorization URL {} is not a URL: {e}",
+            provider.authorize_url
+        ))
+    })?;
     url.query_pairs_mut()
         .append_pair("response_type", "code")
         .append_pair("client_id", &provider.client_id)
@@ -367,21 +447,22 @@ pub async fn browser_login(
         loop {
             let query = tokio::time::timeout(timeout, rx.recv())
                 .await
-                .map_err(|_| "no login arrived in time; start again".to_owned())?
-                .ok_or("the login listener stopped")?;
+                .map_err(|_| OauthError::Expired("no login arrived in time"))?
+                .ok_or_else(|| OauthError::Local("the login listener stopped".into()))?;
             if query.get("state") != Some(&state) {
                 // A request that is not ours (or forged): ignore it and keep waiting.
                 tracing::warn!("ignored a login redirect with the wrong state");
                 continue;
             }
             if let Some(err) = query.get("error") {
-                return Err(format!(
-                    "the login was refused: {}",
-                    query.get("error_description").unwrap_or(err)
-                ));
+                return Err(OauthError::Refused {
+                    reason: Some(query.get("error_description").unwrap_or(err).clone()),
+                });
             }
-            let code = query.get("code").ok_or("the redirect carried no code")?;
-            let client = http()?;
+            let code = query
+                .get("code")
+                .ok_or(OauthError::BadResponse("the redirect carried no code"))?;
+            let client = http().map_err(OauthError::Local)?;
             let body = post_form(
                 &client,
                 &provider.token_url,
@@ -394,7 +475,7 @@ pub async fn browser_login(
                 ],
             )
             .await
-            .map_err(|(_, text)| format!("the code exchange failed: {text}"))?;
+            .map_err(|(_, text)| OauthError::server("the code exchange failed", text))?;
             return credential_of(&body, provider);
         }
     }
@@ -405,13 +486,14 @@ pub async fn browser_login(
 
 /// Renews a credential: a refresh-token grant, or for Copilot a new exchange of the GitHub
 /// token. An `invalid_grant` (revoked or expired refresh token) says to log in again.
-pub async fn renew(cred: &OauthCredential, provider_name: &str) -> Result<OauthCredential, String> {
-    let client = http()?;
-    let relogin = |why: &str| {
-        format!(
-            "the {provider_name} login has ended ({why}); run `picoclaw auth login --provider \
-             {provider_name}` again"
-        )
+pub async fn renew(
+    cred: &OauthCredential,
+    provider_name: &str,
+) -> Result<OauthCredential, OauthError> {
+    let client = http().map_err(OauthError::Local)?;
+    let relogin = |why: &str| OauthError::LoginEnded {
+        provider: provider_name.to_owned(),
+        why: why.to_owned(),
     };
     let Some(refresh) = &cred.refresh_token else {
         return Err(relogin("it cannot be renewed"));
@@ -419,7 +501,7 @@ pub async fn renew(cred: &OauthCredential, provider_name: &str) -> Result<OauthC
     if cred.renewal == "copilot" {
         let mut fresh = copilot_exchange(&client, &cred.token_url, refresh.expose())
             .await
-            .map_err(|e| relogin(&e))?;
+            .map_err(|e| relogin(&e.to_string()))?;
         fresh.refresh_token = Some(refresh.clone());
         fresh.account = cred.account.clone();
         fresh.client_id = cred.client_id.clone();
@@ -439,7 +521,7 @@ pub async fn renew(cred: &OauthCredential, provider_name: &str) -> Result<OauthC
         if code == "invalid_grant" || code == "unauthorized_client" {
             relogin(&text)
         } else {
-            format!("renewing the {provider_name} login failed: {text}")
+            OauthError::server(format!("renewing the {provider_name} login failed"), text)
         }
     })?;
     let provider = OauthProvider {
@@ -474,28 +556,36 @@ pub async fn copilot_exchange(
     client: &reqwest::Client,
     exchange_url: &str,
     github_token: &str,
-) -> Result<OauthCredential, String> {
+) -> Result<OauthCredential, OauthError> {
     let response = client
         .get(exchange_url)
         .header("Authorization", format!("token {github_token}"))
         .header("Accept", "application/json")
         .send()
         .await
-        .map_err(|e| format!("cannot reach {exchange_url}: {e}"))?;
+        .map_err(|e| OauthError::server(format!("cannot reach {exchange_url}"), e.to_string()))?;
     let status = response.status();
     if status == reqwest::StatusCode::UNAUTHORIZED || status == reqwest::StatusCode::FORBIDDEN {
-        return Err(
-            "GitHub refused the token (no Copilot subscription, or the token was revoked)".into(),
-        );
+        return Err(OauthError::CopilotRefused);
     }
     if !status.is_success() {
-        return Err(format!("{exchange_url} answered HTTP {status}"));
+        return Err(OauthError::Http {
+            url: exchange_url.to_owned(),
+            status: status.as_u16(),
+        });
     }
-    let body: Value = response.json().await.map_err(|e| e.to_string())?;
+    let body: Value = response.json().await.map_err(|e| {
+        OauthError::server(
+            format!("the Copilot token response from {exchange_url}"),
+            e.to_string(),
+        )
+    })?;
     let token = body
         .get("token")
         .and_then(Value::as_str)
-        .ok_or("the Copilot token response has no token")?;
+        .ok_or(OauthError::BadResponse(
+            "the Copilot token response has no token",
+        ))?;
     let mut cred = OauthCredential::new(token, exchange_url, "");
     cred.expires_at = body.get("expires_at").and_then(Value::as_u64);
     cred.refresh_token = Some(Secret::new(github_token.to_owned()));
@@ -508,12 +598,12 @@ pub async fn copilot_exchange(
 pub async fn copilot_from_github(
     provider: &OauthProvider,
     github: OauthCredential,
-) -> Result<OauthCredential, String> {
+) -> Result<OauthCredential, OauthError> {
     let exchange = provider
         .exchange_url
         .as_deref()
-        .ok_or("no Copilot token endpoint configured")?;
-    let client = http()?;
+        .ok_or_else(|| OauthError::NotConfigured("no Copilot token endpoint configured".into()))?;
+    let client = http().map_err(OauthError::Local)?;
     let mut cred = copilot_exchange(&client, exchange, github.access_token.expose()).await?;
     cred.account = github.account;
     Ok(cred)
@@ -604,7 +694,7 @@ impl TokenSource for LoginTokens {
         tracing::info!(provider = %self.provider, "renewing the login token");
         let fresh = renew(&cred, &self.provider)
             .await
-            .map_err(AuthError::Config)?;
+            .map_err(|e| AuthError::Config(e.to_string()))?;
         self.store
             .put(&self.provider, Credential::Oauth(fresh.clone()))
             .map_err(|e| AuthError::Config(e.to_string()))?;

@@ -55,7 +55,11 @@ async fn device_login_refused_or_expired_says_so() {
     let err = picoclaw_auth::device_poll(&provider, &code, interval, p.expires_in, 0.01)
         .await
         .unwrap_err();
-    assert!(err.contains("refused"), "{err}");
+    assert!(
+        matches!(err, picoclaw_auth::OauthError::Refused { .. }),
+        "{err:?}"
+    );
+    assert_eq!(err.to_string(), "the login was refused in the browser");
     let fake = FakeOauth::start();
     let provider = openai(&fake);
     fake.expire_device_code();
@@ -63,7 +67,14 @@ async fn device_login_refused_or_expired_says_so() {
     let err = picoclaw_auth::device_poll(&provider, &code, interval, p.expires_in, 0.01)
         .await
         .unwrap_err();
-    assert!(err.contains("expired"), "{err}");
+    assert!(
+        matches!(err, picoclaw_auth::OauthError::Expired(_)),
+        "{err:?}"
+    );
+    assert_eq!(
+        err.to_string(),
+        "the code expired before the login was approved; start again"
+    );
 }
 
 /// Acts as the user's browser: follows the authorization URL, whose redirect lands on the
@@ -209,5 +220,35 @@ async fn copilot_logs_in_with_github_then_exchanges_tokens() {
     let err = picoclaw_auth::renew(&cred, "github-copilot")
         .await
         .unwrap_err();
+    // A revoked GitHub token ends the login: the user logs in again.
+    assert!(err.needs_login(), "{err:?}");
+    let err = err.to_string();
     assert!(err.contains("log") && err.contains("again"), "{err}");
+}
+
+#[tokio::test]
+async fn a_login_the_provider_lacks_points_to_the_other_one() {
+    let anthropic = OauthProvider::known("anthropic", None).unwrap();
+    let err = picoclaw_auth::device_start(&anthropic).await.unwrap_err();
+    assert!(
+        matches!(err, picoclaw_auth::OauthError::NoDeviceLogin { .. }),
+        "{err:?}"
+    );
+    assert_eq!(
+        err.to_string(),
+        "anthropic has no device login; use the browser login (without --device)"
+    );
+    let copilot = OauthProvider::known("github-copilot", None).unwrap();
+    let err = picoclaw_auth::browser_login(&copilot, |_| {}, Duration::from_secs(1))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, picoclaw_auth::OauthError::NoBrowserLogin { .. }),
+        "{err:?}"
+    );
+    assert!(!err.needs_login());
+    assert_eq!(
+        err.to_string(),
+        "github-copilot has no browser login; use --device"
+    );
 }

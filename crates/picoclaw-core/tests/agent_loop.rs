@@ -385,6 +385,77 @@ async fn a_subagent_works_in_its_own_session_without_the_subagent_tools() {
     assert_eq!(child_session.messages.len(), 2);
 }
 
+#[tokio::test]
+async fn a_failed_sub_agent_shows_the_providers_error_to_the_model() {
+    let provider = Arc::new(ScriptedProvider::new([
+        Reply::tool_call("subagent", json!({"task": "Look it up", "label": "lookup"})),
+        // The child's model call fails.
+        Reply::error(400, "model gpt-imaginary does not exist"),
+        Reply::text("The sub-agent could not run."),
+    ]));
+    let agent = Agent::builder(provider.clone())
+        .model("m")
+        .streaming(false)
+        .session_store(Arc::new(InMemoryStore::new()))
+        .subagents(1, None)
+        .build()
+        .unwrap();
+    let out = agent
+        .chat(&SessionKey::new("cli:main"), "look it up")
+        .await
+        .unwrap();
+    assert_eq!(out.text, "The sub-agent could not run.");
+    let requests = provider.requests();
+    let result = requests[2]
+        .messages
+        .iter()
+        .find(|m| m.role == Role::Tool)
+        .unwrap()
+        .text();
+    assert!(
+        result.starts_with("subagent \"lookup\" failed: the model failed: ")
+            && result.contains("model gpt-imaginary does not exist"),
+        "{result}"
+    );
+}
+
+#[tokio::test]
+async fn a_sub_agent_that_hits_the_iteration_limit_is_a_failure_for_the_parent() {
+    let provider = Arc::new(ScriptedProvider::new([
+        Reply::tool_call("subagent", json!({"task": "Loop", "label": "loop"})),
+        // The child asks for tools twice: its limit (two rounds, like the parent's).
+        Reply::tool_call("echo", json!({"text": "again"})),
+        Reply::tool_call("echo", json!({"text": "and again"})),
+        Reply::text("The sub-agent ran out of rounds."),
+    ]));
+    let agent = Agent::builder(provider.clone())
+        .model("m")
+        .streaming(false)
+        .tool(Echo)
+        .max_tool_iterations(2)
+        .session_store(Arc::new(InMemoryStore::new()))
+        .subagents(1, None)
+        .build()
+        .unwrap();
+    let out = agent
+        .chat(&SessionKey::new("cli:main"), "loop")
+        .await
+        .unwrap();
+    assert_eq!(out.text, "The sub-agent ran out of rounds.");
+    let requests = provider.requests();
+    let result = requests[3]
+        .messages
+        .iter()
+        .find(|m| m.role == Role::Tool)
+        .unwrap()
+        .text();
+    assert!(
+        result.starts_with("subagent \"loop\" failed: it stopped after 2 rounds")
+            && result.contains("smaller"),
+        "{result}"
+    );
+}
+
 /// Notes the session and origin of every turn that calls it.
 #[derive(Clone, Default)]
 struct OriginProbe(Arc<std::sync::Mutex<Vec<(String, TurnOrigin)>>>);

@@ -2,36 +2,56 @@
 //! workspace sandbox, the state database (sessions, usage, memory index) and long-term memory.
 //! The CLI's `agent` command and the gateway share it.
 
-use anyhow::Context;
 use picoclaw_config::{Config, Paths};
 use picoclaw_core::{Agent, AgentConfig, LlmProvider, ToolRegistry};
 use picoclaw_state::{InMemoryStore, StateBackend, WorkspaceMemory};
-use picoclaw_tools::{ExecConfig, Sandbox, Tool};
+use picoclaw_tools::{ExecConfig, Sandbox, SandboxError, Tool};
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-/// Why the agent could not be assembled.
-#[derive(Debug)]
+/// Why the agent (or the gateway) could not be set up. Each message is one line for the user
+/// and carries its cause, so `source()` is left empty: printing the chain shows it once.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum SetupError {
-    /// A configuration problem: one line for the user (the CLI exits with code 2).
+    /// A configuration problem the user fixes in config.json or the environment (the CLI exits
+    /// with code 2).
+    #[error("{0}")]
     Config(String),
-    Other(anyhow::Error),
+    /// The workspace folder cannot be made or opened: check `agents.defaults.workspace` and its
+    /// permissions.
+    #[error("cannot use the workspace {}: {error}", path.display())]
+    Workspace { path: PathBuf, error: SandboxError },
+    /// The state database failed for a reason other than its configuration (a damaged file, a
+    /// full disk, a database from a newer picoclaw).
+    #[error("cannot open the state database: {0}")]
+    State(picoclaw_state::StateError),
+    /// Anything else that failed while starting: what was being done and why it failed.
+    #[error("{context}: {error}")]
+    Other {
+        /// What was being done ("cannot read the listening address").
+        context: String,
+        error: Box<dyn std::error::Error + Send + Sync>,
+    },
 }
 
-impl<E: Into<anyhow::Error>> From<E> for SetupError {
-    fn from(err: E) -> Self {
-        SetupError::Other(err.into())
-    }
-}
-
-impl std::fmt::Display for SetupError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            SetupError::Config(msg) => f.write_str(msg),
-            SetupError::Other(e) => write!(f, "{e:#}"),
+impl SetupError {
+    /// An [`SetupError::Other`]: `error` while doing `context`.
+    pub fn other(
+        context: impl Into<String>,
+        error: impl Into<Box<dyn std::error::Error + Send + Sync>>,
+    ) -> Self {
+        SetupError::Other {
+            context: context.into(),
+            error: error.into(),
         }
+    }
+
+    /// Whether the user can fix it in the configuration (the CLI exits with code 2).
+    pub fn is_config(&self) -> bool {
+        matches!(self, SetupError::Config(_))
     }
 }
 
@@ -72,9 +92,7 @@ pub async fn open_state(
     match picoclaw_state::open_state(url, &paths.state_db()).await {
         Ok(store) => Ok(Some(store)),
         Err(e @ picoclaw_state::StateError::Open { .. }) => Err(SetupError::Config(e.to_string())),
-        Err(e) => Err(SetupError::Other(
-            anyhow::Error::new(e).context("cannot open the state database"),
-        )),
+        Err(e) => Err(SetupError::State(e)),
     }
 }
 
@@ -227,7 +245,10 @@ pub async fn assemble(
     // made now so that a skill installed while the gateway runs is readable too.
     let _ = std::fs::create_dir_all(paths.global_skills_dir());
     let sandbox = Sandbox::new(&workspace, defaults.restrict_to_workspace)
-        .with_context(|| format!("cannot use the workspace {}", workspace.display()))?
+        .map_err(|error| SetupError::Workspace {
+            path: workspace.clone(),
+            error,
+        })?
         .with_read_root(paths.global_skills_dir())
         .with_read_root(&builtin_dir)
         .with_protected(paths.home())
@@ -315,13 +336,13 @@ pub async fn assemble(
                 }
             }
             Ok(None) => {}
-            Err(msg) => return Err(SetupError::Config(msg)),
+            Err(e) => return Err(SetupError::Config(e.to_string())),
         }
     }
 
     let store = open_state(config, paths, true)
         .await?
-        .ok_or_else(|| anyhow::anyhow!("the state database was not created"))?;
+        .ok_or_else(|| SetupError::other("cannot open the state database", "it was not created"))?;
     // Scheduling: jobs go to the store; the gateway runs them. At most tools.cron.max_jobs per
     // chat; scheduled turns add none.
     let cron = config

@@ -92,7 +92,9 @@ pub async fn run_with(
     let listener = tokio::net::TcpListener::bind(&addr)
         .await
         .map_err(|e| SetupError::Config(format!("cannot listen on {addr}: {e}")))?;
-    let local = listener.local_addr()?;
+    let local = listener
+        .local_addr()
+        .map_err(|e| SetupError::other("cannot read the listening address", e))?;
 
     // Channel messages: journal → per-session queues → turns → outbox → channels.
     let env_groq = std::env::var("GROQ_API_KEY").ok();
@@ -166,13 +168,13 @@ pub async fn run_with(
         .with_graceful_shutdown(signalled.clone().cancelled_owned());
     let mut server = std::pin::pin!(server.into_future());
     tokio::select! {
-        result = &mut server => result?,
+        result = &mut server => result.map_err(|e| SetupError::other("the HTTP server failed", e))?,
         () = shutdown => {
             tracing::info!("stopping: no new requests; finishing the ones in flight");
             signalled.cancel();
             stop.cancel();
             match tokio::time::timeout(grace, &mut server).await {
-                Ok(result) => result?,
+                Ok(result) => result.map_err(|e| SetupError::other("the HTTP server failed", e))?,
                 Err(_) => tracing::warn!("requests still running after the grace period were cut"),
             }
         }

@@ -8,6 +8,24 @@ use tracing_subscriber::Layer as _;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 
+/// Why logging could not be set up. Each message names the folder or step and carries its cause.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum LogError {
+    /// The log folder cannot be made: check its permissions (or log to stderr only).
+    #[error("cannot create the log folder {}: {error}", dir.display())]
+    Folder { dir: PathBuf, error: std::io::Error },
+    /// The audit log file cannot be opened in its folder.
+    #[error("cannot open the audit log in {}: {error}", dir.display())]
+    AuditLog {
+        dir: PathBuf,
+        error: tracing_appender::rolling::InitError,
+    },
+    /// A logger is already installed in this process.
+    #[error("cannot install the logger: {0}")]
+    Install(tracing_subscriber::util::TryInitError),
+}
+
 /// How to log.
 #[derive(Clone, Debug)]
 #[non_exhaustive]
@@ -44,22 +62,30 @@ impl LogOptions {
 /// kept. Nothing is dropped: when the writer falls behind, the event waits. Keep the guard.
 pub fn audit_layer<S>(
     dir: &std::path::Path,
-) -> anyhow::Result<(
-    impl tracing_subscriber::Layer<S> + Send + Sync + 'static,
-    tracing_appender::non_blocking::WorkerGuard,
-)>
+) -> Result<
+    (
+        impl tracing_subscriber::Layer<S> + Send + Sync + 'static,
+        tracing_appender::non_blocking::WorkerGuard,
+    ),
+    LogError,
+>
 where
     S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
 {
-    std::fs::create_dir_all(dir)
-        .map_err(|e| anyhow::anyhow!("cannot create the log folder {}: {e}", dir.display()))?;
+    std::fs::create_dir_all(dir).map_err(|error| LogError::Folder {
+        dir: dir.to_path_buf(),
+        error,
+    })?;
     let appender = tracing_appender::rolling::Builder::new()
         .rotation(tracing_appender::rolling::Rotation::DAILY)
         .filename_prefix("audit")
         .filename_suffix("jsonl")
         .max_log_files(90)
         .build(dir)
-        .map_err(|e| anyhow::anyhow!("cannot open the audit log in {}: {e}", dir.display()))?;
+        .map_err(|error| LogError::AuditLog {
+            dir: dir.to_path_buf(),
+            error,
+        })?;
     let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
         .buffered_lines_limit(LOG_QUEUE_LINES)
         .lossy(false)
@@ -90,7 +116,9 @@ pub fn level_from_config(config: &picoclaw_config::Config) -> Option<String> {
 const LOG_QUEUE_LINES: usize = 4096;
 
 /// Installs the subscriber. Keep the returned guard alive: it flushes the file writer on drop.
-pub fn init(opts: &LogOptions) -> anyhow::Result<Vec<tracing_appender::non_blocking::WorkerGuard>> {
+pub fn init(
+    opts: &LogOptions,
+) -> Result<Vec<tracing_appender::non_blocking::WorkerGuard>, LogError> {
     let filter = || {
         EnvFilter::try_from_default_env()
             .or_else(|_| EnvFilter::try_new(&opts.level))
@@ -98,8 +126,9 @@ pub fn init(opts: &LogOptions) -> anyhow::Result<Vec<tracing_appender::non_block
     };
     let (file_writer, guard) = match &opts.dir {
         Some(dir) => {
-            std::fs::create_dir_all(dir).map_err(|e| {
-                anyhow::anyhow!("cannot create the log folder {}: {e}", dir.display())
+            std::fs::create_dir_all(dir).map_err(|error| LogError::Folder {
+                dir: dir.clone(),
+                error,
             })?;
             let appender = tracing_appender::rolling::daily(dir, "gateway.log");
             // tracing-appender's default queue holds 128 000 lines and is allocated and touched
@@ -150,7 +179,7 @@ pub fn init(opts: &LogOptions) -> anyhow::Result<Vec<tracing_appender::non_block
         });
         registry.with(stderr).with(file).try_init()
     };
-    result.map_err(|e| anyhow::anyhow!("cannot install the logger: {e}"))?;
+    result.map_err(LogError::Install)?;
     Ok(guards)
 }
 

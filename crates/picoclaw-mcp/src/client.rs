@@ -1,6 +1,7 @@
 //! Connecting to MCP servers and offering their tools as picoclaw tools.
 
 use crate::config::{McpConfig, ServerConfig, Transport};
+use crate::error::{CallError, StartError};
 use async_trait::async_trait;
 use picoclaw_api::ToolSpec;
 use picoclaw_tools::{Tool, ToolContext, ToolOutput};
@@ -306,7 +307,7 @@ impl std::fmt::Debug for Connected {
 /// `timeout`. Errors name what failed, for the one warning the agent logs. A stdio server
 /// starts in its own folder under picoclaw's home (or its configured `cwd`), never the
 /// workspace, and under Landlock unless its config says `sandbox: false`.
-pub async fn connect(server: &ServerConfig, timeout: Duration) -> Result<Connected, String> {
+pub async fn connect(server: &ServerConfig, timeout: Duration) -> Result<Connected, StartError> {
     let listener = Listener::default();
     let changed = Arc::clone(&listener.changed);
     let attempt = async {
@@ -320,8 +321,8 @@ pub async fn connect(server: &ServerConfig, timeout: Duration) -> Result<Connect
                 writable,
                 sandbox,
             } => {
-                let mut cmd =
-                    server_command(&server.name, command, args, env, dir, cwd.as_deref())?;
+                let mut cmd = server_command(&server.name, command, args, env, dir, cwd.as_deref())
+                    .map_err(StartError::Setup)?;
                 if *sandbox {
                     let mut extra = writable.clone();
                     extra.extend(cwd.iter().cloned());
@@ -333,42 +334,53 @@ pub async fn connect(server: &ServerConfig, timeout: Duration) -> Result<Connect
                             reason = %picoclaw_tools::landlock_abi().err().unwrap_or_default(),
                             "Landlock is not available: the MCP server runs unconfined"
                         ),
-                        Err(e) => {
-                            return Err(format!("could not set up its sandbox ({e}); not started"));
-                        }
+                        Err(e) => return Err(StartError::Sandbox(e)),
                     }
                 }
                 let (transport, _stderr) = rmcp::transport::TokioChildProcess::builder(cmd)
                     .stderr(std::process::Stdio::null())
                     .spawn()
-                    .map_err(|e| {
-                        if e.kind() == std::io::ErrorKind::NotFound {
-                            format!("the command `{command}` was not found")
+                    .map_err(|error| {
+                        if error.kind() == std::io::ErrorKind::NotFound {
+                            StartError::CommandNotFound {
+                                command: command.clone(),
+                            }
                         } else {
-                            format!("cannot start `{command}`: {e}")
+                            StartError::Spawn {
+                                command: command.clone(),
+                                error,
+                            }
                         }
                     })?;
                 listener
                     .clone()
                     .serve(transport)
                     .await
-                    .map_err(|e| format!("the MCP handshake failed: {e}"))?
+                    .map_err(|e| StartError::Handshake {
+                        url: None,
+                        error: e.to_string(),
+                    })?
             }
             Transport::Sse { url, headers } => {
-                let transport = crate::sse::open(url, headers).await?;
+                let transport = crate::sse::open(url, headers)
+                    .await
+                    .map_err(StartError::Connect)?;
                 listener
                     .clone()
                     .serve(transport)
                     .await
-                    .map_err(|e| format!("the MCP handshake with {url} failed: {e}"))?
+                    .map_err(|e| StartError::Handshake {
+                        url: Some(url.clone()),
+                        error: e.to_string(),
+                    })?
             }
             Transport::Http { url, headers } => {
                 let mut map = std::collections::HashMap::new();
                 for (k, v) in headers {
                     let name = http::HeaderName::from_bytes(k.as_bytes())
-                        .map_err(|e| format!("header '{k}': {e}"))?;
-                    let value =
-                        http::HeaderValue::from_str(v).map_err(|e| format!("header '{k}': {e}"))?;
+                        .map_err(|e| StartError::Setup(format!("header '{k}': {e}")))?;
+                    let value = http::HeaderValue::from_str(v)
+                        .map_err(|e| StartError::Setup(format!("header '{k}': {e}")))?;
                     map.insert(name, value);
                 }
                 let config =
@@ -377,21 +389,24 @@ pub async fn connect(server: &ServerConfig, timeout: Duration) -> Result<Connect
                     )
                     .custom_headers(map);
                 let transport = rmcp::transport::StreamableHttpClientTransport::with_client(
-                    crate::http::streamable_client()?,
+                    crate::http::streamable_client().map_err(StartError::Setup)?,
                     config,
                 );
                 listener
                     .clone()
                     .serve(transport)
                     .await
-                    .map_err(|e| format!("the MCP handshake with {url} failed: {e}"))?
+                    .map_err(|e| StartError::Handshake {
+                        url: Some(url.clone()),
+                        error: e.to_string(),
+                    })?
             }
         };
         let tools = client
             .list_all_tools()
             .await
-            .map_err(|e| format!("listing its tools failed: {e}"))?;
-        Ok::<_, String>(Connected {
+            .map_err(|e| StartError::ListTools(e.to_string()))?;
+        Ok::<_, StartError>(Connected {
             name: server.name.clone(),
             client: Arc::new(client),
             changed,
@@ -400,10 +415,7 @@ pub async fn connect(server: &ServerConfig, timeout: Duration) -> Result<Connect
     };
     match tokio::time::timeout(timeout, attempt).await {
         Ok(result) => result,
-        Err(_) => Err(format!(
-            "it did not finish starting within {} s",
-            timeout.as_secs()
-        )),
+        Err(_) => Err(StartError::Timeout(timeout)),
     }
 }
 
@@ -492,7 +504,10 @@ impl ServerHandle {
                     }
                     Err(why) => {
                         tracing::warn!(server = %handle.config.name, attempt, reason = %why, "MCP server restart failed");
-                        *handle.state.lock().await = ServerState::Down { attempt, why };
+                        *handle.state.lock().await = ServerState::Down {
+                            attempt,
+                            why: why.to_string(),
+                        };
                     }
                 }
             }
@@ -521,6 +536,53 @@ impl std::fmt::Debug for McpTool {
 impl McpTool {
     pub fn server(&self) -> &str {
         &self.server
+    }
+
+    /// Calls the tool on its server: the result's text (cut at [`MAX_RESULT_BYTES`]), or why
+    /// there is none. A server found stopped is restarted in the background.
+    pub async fn call_tool(&self, args: Value) -> Result<String, CallError> {
+        let mut params = CallToolRequestParams::new(self.tool.clone());
+        params.arguments = match args {
+            Value::Object(map) => Some(map),
+            Value::Null => None,
+            other => return Err(CallError::BadArguments(other.to_string())),
+        };
+        let client = self
+            .handle
+            .client(&self.tool)
+            .await
+            .map_err(CallError::Unavailable)?;
+        let result = match tokio::time::timeout(self.timeout, client.call_tool(params)).await {
+            Err(_) => return Err(CallError::Timeout(self.timeout)),
+            Ok(Err(e)) => {
+                if client.is_transport_closed()
+                    || matches!(e, rmcp::service::ServiceError::TransportClosed)
+                {
+                    self.handle.lost().await;
+                    return Err(CallError::Stopped);
+                }
+                return Err(CallError::Failed(e.to_string()));
+            }
+            Ok(Ok(r)) => r,
+        };
+        let value = serde_json::to_value(&result).unwrap_or(Value::Null);
+        let mut text = render(&value);
+        if text.len() > MAX_RESULT_BYTES {
+            let mut cut = MAX_RESULT_BYTES;
+            while !text.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            let total = text.len();
+            text.truncate(cut);
+            text.push_str(&format!(
+                "\n[... result cut: {cut} of {total} bytes shown ...]"
+            ));
+        }
+        if result.is_error == Some(true) {
+            Err(CallError::Reported(text))
+        } else {
+            Ok(text)
+        }
     }
 }
 
@@ -587,63 +649,13 @@ impl Tool for McpTool {
     }
 
     async fn call(&self, _ctx: &ToolContext, args: Value) -> ToolOutput {
-        let label = format!("{} (MCP server {})", self.tool, self.server);
-        let mut params = CallToolRequestParams::new(self.tool.clone());
-        params.arguments = match args {
-            Value::Object(map) => Some(map),
-            Value::Null => None,
-            other => {
-                return ToolOutput::error(format!(
-                    "{label}: arguments must be an object, got {other}"
-                ));
-            }
-        };
-        let client = match self.handle.client(&self.tool).await {
-            Ok(c) => c,
-            Err(why) => {
-                return ToolOutput::error(format!(
-                    "{label}: the server is not available: {why}. Try again later or do without \
-                     it."
-                ));
-            }
-        };
-        let result = match tokio::time::timeout(self.timeout, client.call_tool(params)).await {
-            Err(_) => {
-                return ToolOutput::error(format!(
-                    "{label}: no answer within {} s (tools.mcp.call_timeout_seconds)",
-                    self.timeout.as_secs()
-                ));
-            }
-            Ok(Err(e)) => {
-                if client.is_transport_closed()
-                    || matches!(e, rmcp::service::ServiceError::TransportClosed)
-                {
-                    self.handle.lost().await;
-                    return ToolOutput::error(format!(
-                        "{label}: the server stopped during the call; it is being restarted"
-                    ));
-                }
-                return ToolOutput::error(format!("{label}: the call failed: {e}"));
-            }
-            Ok(Ok(r)) => r,
-        };
-        let value = serde_json::to_value(&result).unwrap_or(Value::Null);
-        let mut text = render(&value);
-        if text.len() > MAX_RESULT_BYTES {
-            let mut cut = MAX_RESULT_BYTES;
-            while !text.is_char_boundary(cut) {
-                cut -= 1;
-            }
-            let total = text.len();
-            text.truncate(cut);
-            text.push_str(&format!(
-                "\n[... result cut: {cut} of {total} bytes shown ...]"
-            ));
-        }
-        if result.is_error == Some(true) {
-            ToolOutput::error(format!("{label} reported an error: {text}"))
-        } else {
-            ToolOutput::ok(text)
+        match self.call_tool(args).await {
+            Ok(text) => ToolOutput::ok(text),
+            Err(CallError::Reported(text)) => ToolOutput::error(format!(
+                "{} (MCP server {}) reported an error: {text}",
+                self.tool, self.server
+            )),
+            Err(e) => ToolOutput::error(format!("{} (MCP server {}): {e}", self.tool, self.server)),
         }
     }
 }
@@ -653,8 +665,8 @@ impl Tool for McpTool {
 #[non_exhaustive]
 pub struct Started {
     pub tools: Vec<McpTool>,
-    /// Servers that could not be used, and why.
-    pub failed: Vec<(String, String)>,
+    /// Servers that could not be used: each one's name and why.
+    pub failed: Vec<(String, StartError)>,
     /// Tools left out because another server already had the name.
     pub clashes: Vec<String>,
     /// Tools left out because their input schema is not something a provider accepts.
@@ -743,6 +755,55 @@ pub async fn start_all(config: &McpConfig) -> Started {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn a_server_that_cannot_start_is_reported_with_its_name() {
+        let home = std::env::temp_dir().join(format!("picoclaw-mcp-test-{}", std::process::id()));
+        let config = McpConfig::from_json(
+            &json!({"servers": {"gone": {"command": "no-such-mcp-server-xyz", "sandbox": false}}}),
+            &home,
+            &|_: &str| None,
+        )
+        .unwrap()
+        .unwrap();
+        let started = start_all(&config).await;
+        let _ = std::fs::remove_dir_all(&home);
+        assert!(started.tools.is_empty());
+        let [(name, why)] = &started.failed[..] else {
+            panic!("{:?}", started.failed)
+        };
+        assert_eq!(name, "gone");
+        assert!(
+            matches!(why, StartError::CommandNotFound { command } if command == "no-such-mcp-server-xyz"),
+            "{why:?}"
+        );
+        assert_eq!(
+            why.to_string(),
+            "the command `no-such-mcp-server-xyz` was not found"
+        );
+        assert!(!why.is_retryable());
+    }
+
+    #[test]
+    fn call_errors_read_as_before() {
+        assert_eq!(
+            CallError::Timeout(Duration::from_secs(7)).to_string(),
+            "no answer within 7 s (tools.mcp.call_timeout_seconds)"
+        );
+        assert_eq!(
+            CallError::Unavailable("it is down (x); restarting it (attempt 2)".into()).to_string(),
+            "the server is not available: it is down (x); restarting it (attempt 2). Try again \
+             later or do without it."
+        );
+        assert_eq!(
+            StartError::Handshake {
+                url: Some("http://127.0.0.1:9/mcp".into()),
+                error: "refused".into()
+            }
+            .to_string(),
+            "the MCP handshake with http://127.0.0.1:9/mcp failed: refused"
+        );
+    }
 
     #[test]
     fn names_follow_the_original() {

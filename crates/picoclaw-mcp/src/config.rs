@@ -3,6 +3,7 @@
 //! env, env_file, url, headers, description, allow_insecure}`; and picoclaw's own keys for stdio
 //! servers: `cwd`, `writable_paths`, `sandbox`.
 
+use crate::error::ConfigError;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -256,12 +257,12 @@ impl McpConfig {
         mcp: &Value,
         home: &Path,
         env: &dyn Fn(&str) -> Option<String>,
-    ) -> Result<Option<McpConfig>, String> {
+    ) -> Result<Option<McpConfig>, ConfigError> {
         if mcp.is_null() {
             return Ok(None);
         }
         let section: McpSection =
-            serde_json::from_value(mcp.clone()).map_err(|e| format!("tools.mcp: {e}"))?;
+            serde_json::from_value(mcp.clone()).map_err(ConfigError::Section)?;
         Self::from_section(&section, home, env)
     }
 
@@ -274,7 +275,7 @@ impl McpConfig {
         mcp: &McpSection,
         home: &Path,
         env: &dyn Fn(&str) -> Option<String>,
-    ) -> Result<Option<McpConfig>, String> {
+    ) -> Result<Option<McpConfig>, ConfigError> {
         if mcp.enabled == Some(false) {
             return Ok(None);
         }
@@ -310,18 +311,21 @@ impl McpConfig {
             let transport = match kind.as_str() {
                 "stdio" => {
                     let command = text(&s.command).ok_or_else(|| {
-                        format!("tools.mcp.servers.{name}: a stdio server needs `command`")
+                        ConfigError::server(name, "a stdio server needs `command`")
                     })?;
                     let args = s.args.iter().map(|v| expand_vars(v, env)).collect();
                     let mut vars = BTreeMap::new();
                     if let Some(file) = text(&s.env_file) {
                         let path = config_path(&file, home, env);
                         let body = std::fs::read_to_string(&path).map_err(|e| {
-                            format!(
-                                "tools.mcp.servers.{name}: env_file {}: {e} (a relative \
+                            ConfigError::server(
+                                name,
+                                format!(
+                                    "env_file {}: {e} (a relative \
                                  env_file is read from {})",
-                                path.display(),
-                                home.display()
+                                    path.display(),
+                                    home.display()
+                                ),
                             )
                         })?;
                         vars.extend(parse_env_file(&body));
@@ -333,16 +337,16 @@ impl McpConfig {
                             .iter()
                             .map(|p| match p.as_str().map(str::trim) {
                                 Some(p) if !p.is_empty() => Ok(config_path(p, home, env)),
-                                _ => Err(format!(
-                                    "tools.mcp.servers.{name}: writable_paths must be a list of \
-                                     folders"
+                                _ => Err(ConfigError::server(
+                                    name,
+                                    "writable_paths must be a list of folders",
                                 )),
                             })
                             .collect::<Result<_, _>>()?,
                         Some(_) => {
-                            return Err(format!(
-                                "tools.mcp.servers.{name}: writable_paths must be a list of \
-                                 folders"
+                            return Err(ConfigError::server(
+                                name,
+                                "writable_paths must be a list of folders",
                             ));
                         }
                     };
@@ -350,9 +354,7 @@ impl McpConfig {
                         None | Some(Value::Null) => true,
                         Some(Value::Bool(b)) => *b,
                         Some(_) => {
-                            return Err(format!(
-                                "tools.mcp.servers.{name}: sandbox must be true or false"
-                            ));
+                            return Err(ConfigError::server(name, "sandbox must be true or false"));
                         }
                     };
                     Transport::Stdio {
@@ -366,23 +368,26 @@ impl McpConfig {
                     }
                 }
                 "http" | "sse" | "streamable-http" | "streamable_http" => {
-                    let raw = text(&s.url).ok_or_else(|| {
-                        format!("tools.mcp.servers.{name}: an HTTP server needs `url`")
-                    })?;
+                    let raw = text(&s.url)
+                        .ok_or_else(|| ConfigError::server(name, "an HTTP server needs `url`"))?;
                     let url = url::Url::parse(&raw).map_err(|e| {
-                        format!("tools.mcp.servers.{name}: url '{raw}' is not a URL: {e}")
+                        ConfigError::server(name, format!("url '{raw}' is not a URL: {e}"))
                     })?;
                     let insecure_ok = s.allow_insecure == Some(true);
                     if url.scheme() == "http" && !is_loopback_url(&url) && !insecure_ok {
-                        return Err(format!(
-                            "tools.mcp.servers.{name}: {raw} is plain http to another machine; \
+                        return Err(ConfigError::server(
+                            name,
+                            format!(
+                                "{raw} is plain http to another machine; \
                              use https, or set allow_insecure: true to accept that its tokens \
                              and results travel unencrypted"
+                            ),
                         ));
                     }
                     if !matches!(url.scheme(), "http" | "https") {
-                        return Err(format!(
-                            "tools.mcp.servers.{name}: url '{raw}' must be http(s)"
+                        return Err(ConfigError::server(
+                            name,
+                            format!("url '{raw}' must be http(s)"),
                         ));
                     }
                     if kind == "sse" {
@@ -398,8 +403,9 @@ impl McpConfig {
                     }
                 }
                 other => {
-                    return Err(format!(
-                        "tools.mcp.servers.{name}: type '{other}' is not one of stdio, http, sse"
+                    return Err(ConfigError::server(
+                        name,
+                        format!("type '{other}' is not one of stdio, http, sse"),
                     ));
                 }
             };
@@ -493,7 +499,7 @@ mod tests {
             panic!("not stdio")
         };
         assert_eq!(env["WHO"], "home");
-        let err = read("only-here.env").unwrap_err();
+        let err = read("only-here.env").unwrap_err().to_string();
         assert!(
             err.contains(&home.path().join("only-here.env").display().to_string()),
             "{err}"
@@ -551,7 +557,7 @@ mod tests {
             home,
             &env,
         );
-        assert!(bad.unwrap_err().contains("sandbox must be"));
+        assert!(bad.unwrap_err().to_string().contains("sandbox must be"));
     }
 
     #[test]
@@ -578,6 +584,17 @@ mod tests {
             ),
         ] {
             let err = McpConfig::from_json(&cfg, home.path(), &none).unwrap_err();
+            // The server's name travels with the error, and leads its message.
+            let server = cfg["servers"].as_object().unwrap().keys().next().unwrap();
+            assert!(
+                matches!(&err, ConfigError::Server { server: s, .. } if s == server),
+                "{err:?}"
+            );
+            let err = err.to_string();
+            assert!(
+                err.starts_with(&format!("tools.mcp.servers.{server}: ")),
+                "{err}"
+            );
             assert!(err.contains(want), "{cfg}: {err}");
         }
         // Loopback http is fine; allow_insecure lifts the rule knowingly.

@@ -14,6 +14,7 @@
 mod catalog;
 mod client;
 mod config;
+mod error;
 mod http;
 #[cfg(feature = "serve")]
 mod server;
@@ -28,5 +29,6 @@ pub use config::{
     McpConfig, McpSection, McpServeSection, McpServerSection, ServerConfig, Transport, expand_vars,
     parse_env_file, server_folder_name,
 };
+pub use error::{CallError, ConfigError, StartError};
 #[cfg(feature = "serve")]
-pub use server::{ToolServer, serve_stdio};
+pub use server::{ServeError, ToolServer, serve_stdio};

@@ -85,14 +85,26 @@ impl ServerHandler for ToolServer {
 }
 
 /// Serves `tools` on stdin/stdout until the client hangs up.
-pub async fn serve_stdio(tools: ToolRegistry) -> Result<(), String> {
+pub async fn serve_stdio(tools: ToolRegistry) -> Result<(), ServeError> {
     let service = ToolServer::new(tools)
         .serve(rmcp::transport::stdio())
         .await
-        .map_err(|e| format!("the MCP handshake failed: {e}"))?;
+        .map_err(|e| ServeError::Handshake(e.to_string()))?;
     service
         .waiting()
         .await
-        .map_err(|e| format!("the MCP session ended with an error: {e}"))?;
+        .map_err(|e| ServeError::Session(e.to_string()))?;
     Ok(())
+}
+
+/// Why serving picoclaw's tools over stdio ended with an error.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ServeError {
+    /// The client on stdin did not complete the MCP handshake (not an MCP client?).
+    #[error("the MCP handshake failed: {0}")]
+    Handshake(String),
+    /// The session broke off after it started.
+    #[error("the MCP session ended with an error: {0}")]
+    Session(String),
 }

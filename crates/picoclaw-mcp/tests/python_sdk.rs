@@ -270,9 +270,33 @@ async fn broken_servers_are_reported_and_never_hold_up_the_others() {
             .failed
             .iter()
             .find(|(n, _)| n == name)
-            .map(|(_, r)| r.clone())
+            .map(|(_, r)| r.to_string())
             .unwrap_or_else(|| panic!("{name} not reported: {:?}", started.failed))
     };
+    let kind = |name: &str| {
+        &started
+            .failed
+            .iter()
+            .find(|(n, _)| n == name)
+            .unwrap_or_else(|| panic!("{name} not reported"))
+            .1
+    };
+    // What the operator can do differs: install the command, or wait and retry.
+    assert!(
+        matches!(
+            kind("missing"),
+            picoclaw_mcp::StartError::CommandNotFound { .. }
+        ),
+        "{:?}",
+        kind("missing")
+    );
+    assert!(!kind("missing").is_retryable());
+    assert!(
+        matches!(kind("hangs"), picoclaw_mcp::StartError::Timeout(_)),
+        "{:?}",
+        kind("hangs")
+    );
+    assert!(kind("hangs").is_retryable());
     assert!(
         reason("missing").contains("was not found"),
         "{}",

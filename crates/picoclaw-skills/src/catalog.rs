@@ -97,7 +97,7 @@ impl Catalog {
                         catalog.problems.push(Problem {
                             dir,
                             source,
-                            reason,
+                            reason: reason.to_string(),
                         });
                         continue;
                     }

@@ -5,6 +5,7 @@
 //! the workspace; it must not be able to write itself permissions), and a global skill whose
 //! manifest or entry changed loses its grant until the operator grants it again.
 
+use crate::error::GrantError;
 use crate::manifest::{Manifest, Permissions};
 use crate::skill::{Skill, Source};
 use serde_json::{Value, json};
@@ -29,16 +30,16 @@ pub struct Fingerprint {
 
 /// Hashes the files that decide what a skill does when it runs: `manifest.json` (its tools,
 /// its entry, its declared permissions) and the entry program `entry`, both in `dir`.
-pub fn fingerprint(dir: &Path, entry: &str) -> Result<Fingerprint, String> {
+pub fn fingerprint(dir: &Path, entry: &str) -> Result<Fingerprint, GrantError> {
     let canonical = dir
         .canonicalize()
-        .map_err(|e| format!("cannot resolve {}: {e}", dir.display()))?;
+        .map_err(|e| GrantError::Files(format!("cannot resolve {}: {e}", dir.display())))?;
     let mut whole = Sha256::new();
     whole.update(b"picoclaw skill grant v1\n");
     let mut files = BTreeMap::new();
     for name in ["manifest.json", entry] {
         let path = canonical.join(name);
-        let bytes = read_capped(&path)?;
+        let bytes = read_capped(&path).map_err(GrantError::Files)?;
         for part in [name.as_bytes(), &bytes] {
             whole.update((part.len() as u64).to_le_bytes());
             whole.update(part);
@@ -135,21 +136,19 @@ impl GrantCheck {
 
 impl Grant {
     /// A grant of `permissions` to the global skill `skill` as its files are now.
-    pub fn bind(skill: &Skill, permissions: Permissions) -> Result<Grant, String> {
+    pub fn bind(skill: &Skill, permissions: Permissions) -> Result<Grant, GrantError> {
         if skill.source != Source::Global {
-            return Err(format!(
-                "{} is a {} skill; only global skills (~/.picoclaw/skills) can be granted \
-                 permissions",
-                skill.dir.display(),
-                skill.source
-            ));
+            return Err(GrantError::NotGlobal {
+                dir: skill.dir.clone(),
+                found_in: skill.source,
+            });
         }
-        let manifest = skill.manifest.as_ref().ok_or_else(|| {
-            format!(
-                "{} has no manifest.json: it runs no program, so there is nothing to grant",
-                skill.name
-            )
-        })?;
+        let manifest = skill
+            .manifest
+            .as_ref()
+            .ok_or_else(|| GrantError::NotExecutable {
+                skill: skill.name.clone(),
+            })?;
         let fp = fingerprint(&skill.dir, &manifest.entry)?;
         Ok(Grant {
             permissions,
@@ -160,9 +159,9 @@ impl Grant {
     }
 
     /// Reads a `tools.skills.permissions.<name>` entry.
-    pub fn from_json(value: &Value) -> Result<Grant, String> {
-        let permissions: Permissions = serde_json::from_value(value.clone())
-            .map_err(|e| format!("it is not {{network, workspace_write, env}}: {e}"))?;
+    pub fn from_json(value: &Value) -> Result<Grant, GrantError> {
+        let permissions: Permissions =
+            serde_json::from_value(value.clone()).map_err(GrantError::Malformed)?;
         let text = |key: &str| {
             value
                 .get(key)
@@ -233,7 +232,7 @@ impl Grant {
         };
         let fp = match fingerprint(dir, &manifest.entry) {
             Ok(fp) => fp,
-            Err(e) => return (GrantCheck::Unusable(e), None),
+            Err(e) => return (GrantCheck::Unusable(e.to_string()), None),
         };
         if &fp.dir != granted_dir {
             let check = GrantCheck::Moved {

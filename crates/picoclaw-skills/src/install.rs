@@ -4,6 +4,7 @@
 //! The skill is validated in a staging folder next to its destination and moved into place only
 //! when it loads.
 
+use crate::error::InstallError;
 use crate::skill::{Skill, Source};
 use std::io::Read;
 use std::path::{Component, Path, PathBuf};
@@ -64,10 +65,10 @@ pub enum SourceKind {
 /// Reads a SOURCE argument: an existing folder; an http(s) URL ending in `.tar.gz`, `.tgz` or
 /// `.zip`; a git URL (`https://...`, `git@...`, `ssh://`, `file://`, optionally `#sub/dir`); or
 /// `owner/repo[/path]` on `git_host`.
-pub fn classify(source: &str, git_host: &str) -> Result<SourceKind, String> {
+pub fn classify(source: &str, git_host: &str) -> Result<SourceKind, InstallError> {
     let source = source.trim();
     if source.is_empty() {
-        return Err("no source given".into());
+        return Err(InstallError::Source("no source given".into()));
     }
     let path = Path::new(source);
     if path.is_dir() {
@@ -96,7 +97,7 @@ pub fn classify(source: &str, git_host: &str) -> Result<SourceKind, String> {
         });
     }
     if source.starts_with('/') || source.starts_with('.') || source.starts_with('~') {
-        return Err(format!("{source} is not a folder"));
+        return Err(InstallError::Source(format!("{source} is not a folder")));
     }
     let parts: Vec<&str> = source.split('/').filter(|p| !p.is_empty()).collect();
     let part_ok = |p: &str| {
@@ -116,10 +117,10 @@ pub fn classify(source: &str, git_host: &str) -> Result<SourceKind, String> {
             subdir: parts[2..].join("/"),
         });
     }
-    Err(format!(
+    Err(InstallError::Source(format!(
         "cannot tell what '{source}' is: give a folder, a git URL, an archive URL (.tar.gz, \
          .zip), or owner/repo/path"
-    ))
+    )))
 }
 
 /// Installs the skill at `source` into `dest_root` (`~/.picoclaw/skills` or the workspace's
@@ -129,13 +130,14 @@ pub async fn install(
     dest_root: &Path,
     options: &InstallOptions,
     env: &dyn Fn(&str) -> Option<String>,
-) -> Result<Skill, String> {
+) -> Result<Skill, InstallError> {
     let kind = classify(source, &options.git_host)?;
-    std::fs::create_dir_all(dest_root)
-        .map_err(|e| format!("cannot create {}: {e}", dest_root.display()))?;
+    std::fs::create_dir_all(dest_root).map_err(|e| {
+        InstallError::Destination(format!("cannot create {}: {e}", dest_root.display()))
+    })?;
     // Everything happens in a scratch folder beside the destination, so the final move is a
     // rename on one file system, and a failure leaves nothing behind.
-    let scratch = tempdir_in(dest_root)?;
+    let scratch = tempdir_in(dest_root).map_err(InstallError::Destination)?;
     let result = fetch_and_place(&kind, scratch.path(), dest_root, options, env).await;
     drop(scratch);
     result
@@ -147,7 +149,7 @@ async fn fetch_and_place(
     dest_root: &Path,
     options: &InstallOptions,
     env: &dyn Fn(&str) -> Option<String>,
-) -> Result<Skill, String> {
+) -> Result<Skill, InstallError> {
     let fetched = scratch.join("fetched");
     let skill_src = match kind {
         SourceKind::Folder(dir) => dir.clone(),
@@ -156,18 +158,26 @@ async fn fetch_and_place(
             let dir = if subdir.is_empty() {
                 fetched.clone()
             } else {
-                let sub = safe_relative(subdir)
-                    .ok_or_else(|| format!("'{subdir}' is not a folder inside the repository"))?;
+                let sub = safe_relative(subdir).ok_or_else(|| {
+                    InstallError::Source(format!(
+                        "'{subdir}' is not a folder inside the repository"
+                    ))
+                })?;
                 fetched.join(sub)
             };
             if !dir.is_dir() {
-                return Err(format!("the repository {url} has no folder '{subdir}'"));
+                return Err(InstallError::Fetch(format!(
+                    "the repository {url} has no folder '{subdir}'"
+                )));
             }
             dir
         }
         SourceKind::Archive(url) => {
-            let bytes = download(url, options.timeout).await?;
-            std::fs::create_dir_all(&fetched).map_err(|e| e.to_string())?;
+            let bytes = download(url, options.timeout)
+                .await
+                .map_err(InstallError::Fetch)?;
+            std::fs::create_dir_all(&fetched)
+                .map_err(|e| InstallError::Destination(e.to_string()))?;
             let lower = url.to_ascii_lowercase();
             if lower
                 .split(['?', '#'])
@@ -175,39 +185,42 @@ async fn fetch_and_place(
                 .unwrap_or_default()
                 .ends_with(".zip")
             {
-                extract_zip(&bytes, &fetched)?;
+                extract_zip(&bytes, &fetched).map_err(InstallError::Contents)?;
             } else {
-                extract_tar_gz(&bytes, &fetched)?;
+                extract_tar_gz(&bytes, &fetched).map_err(InstallError::Contents)?;
             }
-            skill_root(&fetched)?
+            skill_root(&fetched).map_err(InstallError::Contents)?
         }
     };
     if !skill_src.join("SKILL.md").is_file() && !skill_src.join("manifest.json").is_file() {
-        return Err(format!(
-            "{} has no SKILL.md or manifest.json: it is not a skill",
-            display_source(kind)
-        ));
+        return Err(InstallError::NotASkill {
+            source_name: display_source(kind),
+        });
     }
     let staged = scratch.join("staged");
     let mut budget = (0u64, 0usize);
-    copy_tree(&skill_src, &staged, &mut budget)?;
-    let skill = Skill::load(&staged, Source::Global, env)
-        .map_err(|e| format!("{} is not a valid skill: {e}", display_source(kind)))?;
+    copy_tree(&skill_src, &staged, &mut budget).map_err(InstallError::Contents)?;
+    let invalid = |error| InstallError::Invalid {
+        source_name: display_source(kind),
+        error,
+    };
+    let skill = Skill::load(&staged, Source::Global, env).map_err(invalid)?;
     let dest = dest_root.join(&skill.name);
     if dest.exists() {
         if !options.force {
-            return Err(format!(
-                "a skill named '{}' is already installed at {}; remove it first or use --force",
-                skill.name,
-                dest.display()
-            ));
+            return Err(InstallError::AlreadyInstalled {
+                name: skill.name,
+                path: dest,
+            });
         }
-        std::fs::remove_dir_all(&dest)
-            .map_err(|e| format!("cannot replace {}: {e}", dest.display()))?;
+        std::fs::remove_dir_all(&dest).map_err(|e| {
+            InstallError::Destination(format!("cannot replace {}: {e}", dest.display()))
+        })?;
     }
-    std::fs::rename(&staged, &dest)
-        .map_err(|e| format!("cannot move the skill to {}: {e}", dest.display()))?;
-    Skill::load(&dest, Source::Global, env)
+    std::fs::rename(&staged, &dest).map_err(|e| {
+        InstallError::Destination(format!("cannot move the skill to {}: {e}", dest.display()))
+    })?;
+    Skill::load(&dest, Source::Global, env).map_err(invalid)
 }
 
 fn display_source(kind: &SourceKind) -> String {
@@ -258,7 +271,7 @@ fn safe_relative(path: &str) -> Option<PathBuf> {
     (!out.as_os_str().is_empty()).then_some(out)
 }
 
-async fn clone(url: &str, into: &Path, timeout: Duration) -> Result<(), String> {
+async fn clone(url: &str, into: &Path, timeout: Duration) -> Result<(), InstallError> {
     let mut cmd = tokio::process::Command::new("git");
     cmd.args(["clone", "--depth", "1", "--quiet", "--", url])
         .arg(into)
@@ -267,20 +280,23 @@ async fn clone(url: &str, into: &Path, timeout: Duration) -> Result<(), String> 
         .kill_on_drop(true);
     let out = match tokio::time::timeout(timeout, cmd.output()).await {
         Err(_) => {
-            return Err(format!(
+            return Err(InstallError::Fetch(format!(
                 "git clone {url} took longer than {} s",
                 timeout.as_secs()
-            ));
+            )));
         }
         Ok(Err(e)) if e.kind() == std::io::ErrorKind::NotFound => {
-            return Err("installing from git needs the `git` program; install it first".into());
+            return Err(InstallError::GitMissing);
         }
-        Ok(Err(e)) => return Err(format!("cannot run git: {e}")),
+        Ok(Err(e)) => return Err(InstallError::Fetch(format!("cannot run git: {e}"))),
         Ok(Ok(out)) => out,
     };
     if !out.status.success() {
         let err = String::from_utf8_lossy(&out.stderr);
-        return Err(format!("git clone {url} failed: {}", err.trim()));
+        return Err(InstallError::Fetch(format!(
+            "git clone {url} failed: {}",
+            err.trim()
+        )));
     }
     Ok(())
 }

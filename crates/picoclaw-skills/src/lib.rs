@@ -17,6 +17,7 @@
 
 pub mod builtin;
 mod catalog;
+mod error;
 mod grant;
 mod install;
 mod manifest;
@@ -24,6 +25,7 @@ mod settings;
 mod skill;
 
 pub use catalog::{Catalog, LiveCatalog, Problem, SkillRoots};
+pub use error::{GrantError, InstallError, SkillError};
 pub use grant::{Fingerprint, Grant, GrantCheck, fingerprint};
 pub use install::{
     InstallOptions, MAX_ARCHIVE_BYTES, MAX_SKILL_BYTES, SourceKind, classify, install,

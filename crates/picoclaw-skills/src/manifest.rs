@@ -6,6 +6,7 @@
 //! connections (unless `network`). A permission applies only when the manifest declares it and
 //! the operator granted it to this very skill ([`crate::Grant`]).
 
+use crate::error::{GrantError, SkillError};
 use crate::grant::{Fingerprint, Grant, GrantCheck, fingerprint};
 use crate::skill::Skill;
 use async_trait::async_trait;
@@ -122,7 +123,11 @@ pub struct Manifest {
 
 impl Manifest {
     /// Reads and validates `dir/manifest.json`.
-    pub fn load(dir: &Path) -> Result<Manifest, String> {
+    pub fn load(dir: &Path) -> Result<Manifest, SkillError> {
+        Self::load_checked(dir).map_err(SkillError::Manifest)
+    }
+
+    fn load_checked(dir: &Path) -> Result<Manifest, String> {
         let path = dir.join("manifest.json");
         let text = std::fs::read_to_string(&path)
             .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
@@ -362,7 +367,7 @@ impl SkillTool {
         let (dir, entry) = (self.dir.clone(), self.entry.clone());
         let now = tokio::task::spawn_blocking(move || fingerprint(&dir, &entry))
             .await
-            .unwrap_or_else(|e| Err(format!("the check stopped: {e}")));
+            .unwrap_or_else(|e| Err(GrantError::Files(format!("the check stopped: {e}"))));
         match now {
             Ok(now) if now.dir == bound.dir && now.sha256 == bound.sha256 => self.allowed.clone(),
             Ok(_) => {

@@ -1,6 +1,7 @@
 //! One skill folder: `SKILL.md` (YAML front matter + Markdown instructions), optionally a
 //! `manifest.json` (an executable skill), scripts and resources.
 
+use crate::error::SkillError;
 use crate::manifest::Manifest;
 use serde::Deserialize;
 use serde_json::Value;
@@ -186,7 +187,7 @@ impl Skill {
         dir: &Path,
         source: Source,
         env: &dyn Fn(&str) -> Option<String>,
-    ) -> Result<Skill, String> {
+    ) -> Result<Skill, SkillError> {
         let skill_md = dir.join("SKILL.md");
         let manifest_file = dir.join("manifest.json");
         let manifest = if manifest_file.is_file() {
@@ -195,8 +196,11 @@ impl Skill {
             None
         };
         let (front, file) = if skill_md.is_file() {
-            let text = read_capped(&skill_md)?;
-            (Some(parse_front_matter(&text)?), skill_md)
+            let text = read_capped(&skill_md).map_err(SkillError::File)?;
+            (
+                Some(parse_front_matter(&text).map_err(SkillError::FrontMatter)?),
+                skill_md,
+            )
         } else if let Some(m) = &manifest {
             let readme = dir.join("README.md");
             let file = if readme.is_file() {
@@ -213,33 +217,35 @@ impl Skill {
                 file,
             )
         } else {
-            return Err("no SKILL.md (and no manifest.json)".into());
+            return Err(SkillError::NotASkill);
         };
         let front = front.unwrap_or_default();
         let name = front
             .name
             .map(|n| n.trim().to_owned())
             .filter(|n| !n.is_empty())
-            .ok_or("the front matter has no `name`")?;
+            .ok_or_else(|| SkillError::FrontMatter("the front matter has no `name`".into()))?;
         validate_name(&name)?;
         let description = front
             .description
             .map(|d| d.trim().to_owned())
             .filter(|d| !d.is_empty())
-            .ok_or("the front matter has no `description`")?;
+            .ok_or_else(|| {
+                SkillError::FrontMatter("the front matter has no `description`".into())
+            })?;
         if description.chars().count() > MAX_DESCRIPTION_CHARS {
-            return Err(format!(
+            return Err(SkillError::FrontMatter(format!(
                 "the description is {} characters long; at most {MAX_DESCRIPTION_CHARS}",
                 description.chars().count()
-            ));
+            )));
         }
         if let Some(m) = &manifest
             && m.name != name
         {
-            return Err(format!(
+            return Err(SkillError::Manifest(format!(
                 "SKILL.md names the skill '{name}' but manifest.json names it '{}'",
                 m.name
-            ));
+            )));
         }
         let metadata = front.metadata.unwrap_or(Value::Null);
         let requires = Requirements::from_metadata(&metadata);
@@ -262,8 +268,8 @@ impl Skill {
     }
 
     /// The instructions: SKILL.md without its front matter.
-    pub fn instructions(&self) -> Result<String, String> {
-        let text = read_capped(&self.file)?;
+    pub fn instructions(&self) -> Result<String, SkillError> {
+        let text = read_capped(&self.file).map_err(SkillError::File)?;
         Ok(match split_front_matter(&text) {
             Some((_, body)) => body.trim_start().to_owned(),
             None => text,
@@ -272,11 +278,11 @@ impl Skill {
 }
 
 /// Checks a skill name: 1 to 64 of `a-z`, `0-9` and `-`, not starting or ending with `-`.
-pub fn validate_name(name: &str) -> Result<(), String> {
+pub fn validate_name(name: &str) -> Result<(), SkillError> {
     if name.is_empty() || name.chars().count() > MAX_NAME_CHARS {
-        return Err(format!(
+        return Err(SkillError::BadName(format!(
             "the name '{name}' must be 1 to {MAX_NAME_CHARS} characters"
-        ));
+        )));
     }
     let ok = name
         .chars()
@@ -285,10 +291,10 @@ pub fn validate_name(name: &str) -> Result<(), String> {
         && !name.ends_with('-')
         && !name.contains("--");
     if !ok {
-        return Err(format!(
+        return Err(SkillError::BadName(format!(
             "the name '{name}' may use only a-z, 0-9 and single hyphens inside (like `weather` or \
              `pdf-tools`)"
-        ));
+        )));
     }
     Ok(())
 }

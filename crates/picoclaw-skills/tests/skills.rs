@@ -4,7 +4,8 @@
 
 use picoclaw_api::SessionKey;
 use picoclaw_skills::{
-    Catalog, Grant, GrantCheck, InstallOptions, Permissions, SkillRoots, SkillTool, Source,
+    Catalog, Grant, GrantCheck, GrantError, InstallError, InstallOptions, Permissions, SkillRoots,
+    SkillTool, Source,
 };
 use picoclaw_tools::{Tool, ToolContext};
 use serde_json::{Value, json};
@@ -259,6 +260,12 @@ async fn install_from_a_local_git_repository_and_the_shorthand() {
     let err = picoclaw_skills::install("acme/skills/tools/pdf", &dest, &options, &env)
         .await
         .unwrap_err();
+    // The caller can tell "use --force" from the error's kind, not its text.
+    assert!(
+        matches!(&err, InstallError::AlreadyInstalled { name, .. } if name == "pdf"),
+        "{err:?}"
+    );
+    let err = err.to_string();
     assert!(err.contains("already installed"), "{err}");
     picoclaw_skills::install(
         "acme/skills/tools/pdf",
@@ -276,6 +283,8 @@ async fn install_from_a_local_git_repository_and_the_shorthand() {
         let err = picoclaw_skills::install(source, &dest, &options, &env)
             .await
             .unwrap_err();
+        assert!(matches!(err, InstallError::Fetch(_)), "{source}: {err:?}");
+        let err = err.to_string();
         assert!(err.contains(want), "{source}: {err}");
     }
     let left: Vec<_> = std::fs::read_dir(&dest)
@@ -377,7 +386,8 @@ async fn install_from_archives_and_refuse_hostile_ones() {
     );
     let err = picoclaw_skills::install(&format!("{base}/good.zip"), &dest, &opts, &env)
         .await
-        .unwrap_err();
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("already installed"), "{err}");
 
     for (path, want) in [
@@ -396,6 +406,11 @@ async fn install_from_archives_and_refuse_hostile_ones() {
         )
         .await
         .unwrap_err();
+        match path {
+            "/missing.zip" => assert!(matches!(err, InstallError::Fetch(_)), "{err:?}"),
+            _ => assert!(matches!(err, InstallError::Contents(_)), "{err:?}"),
+        }
+        let err = err.to_string();
         assert!(err.contains(want), "{path}: {err}");
     }
     // Nothing escaped, and the good install is untouched.
@@ -670,6 +685,8 @@ async fn a_workspace_skill_never_inherits_a_global_grant() {
     assert_eq!(allowed_var_seen(&tools).await, Value::Null);
     // A workspace skill cannot be granted at all.
     let err = Grant::bind(running, Permissions::default()).unwrap_err();
+    assert!(matches!(err, GrantError::NotGlobal { .. }), "{err:?}");
+    let err = err.to_string();
     assert!(err.contains("only global skills"), "{err}");
 }
 

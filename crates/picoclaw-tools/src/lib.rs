@@ -44,7 +44,8 @@ pub use picoclaw_api::tool::{Tool, ToolContext, ToolOutput, TurnOrigin, Typed, T
 pub use sandbox::{Access, Located, Sandbox, SandboxError};
 pub use settings::{FetchSection, SearchBackendSection, SttSection, ToggleSection, WebSection};
 pub use subagent::{
-    BackgroundResult, LocalResults, SpawnTool, SubagentRunner, SubagentTool, Subagents,
+    BackgroundResult, LocalResults, SpawnTool, SubagentError, SubagentRunner, SubagentTool,
+    Subagents,
 };
 pub use tool::ToolRegistry;
 pub use voice::{MAX_AUDIO_BYTES, SttConfig, TranscribeTool, Transcriber};

@@ -10,7 +10,7 @@ use crate::args::{parse, schema};
 use crate::{Tool, ToolContext, ToolOutput};
 use async_trait::async_trait;
 use picoclaw_api::OutboundMessage;
-use picoclaw_api::{SessionKey, ToolSpec};
+use picoclaw_api::{ProviderError, SessionKey, StateError, ToolSpec};
 use picoclaw_state::{Outbox, now_ms};
 use serde::Deserialize;
 use serde_json::Value;
@@ -21,7 +21,61 @@ use tokio::sync::Semaphore;
 /// Runs one sub-agent task to the end and returns its final answer.
 #[async_trait]
 pub trait SubagentRunner: Send + Sync {
-    async fn run(&self, task: &str, label: &str, parent: &ToolContext) -> Result<String, String>;
+    async fn run(
+        &self,
+        task: &str,
+        label: &str,
+        parent: &ToolContext,
+    ) -> Result<String, SubagentError>;
+}
+
+/// Why a sub-agent task gave no answer. Its text goes back to the model that asked (after
+/// `subagent "label" failed: `), so each variant says what the model can do about it.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SubagentError {
+    /// The model failed (after the provider's own retries). [`ProviderError::is_retryable`]
+    /// tells whether trying again later may help.
+    #[error("the model failed: {0}")]
+    Model(#[source] ProviderError),
+    /// The task was cancelled before it finished.
+    #[error("the task was cancelled before it finished")]
+    Cancelled,
+    /// The sub-agent kept calling tools past its limit without a final answer; a smaller task
+    /// may succeed.
+    #[error(
+        "it stopped after {rounds} rounds of tool calls without reaching a final answer (the \
+         limit is agents.defaults.max_tool_iterations); split the task into smaller ones"
+    )]
+    IterationLimit {
+        /// Rounds of tool calls made.
+        rounds: usize,
+    },
+    /// The task alone does not fit in the model's context window; shorten it.
+    #[error("the task is too long for the model: {0}")]
+    TooLarge(String),
+    /// Its conversation could not be saved or loaded.
+    #[error("could not save or load the sub-agent's conversation: {0}")]
+    State(#[source] StateError),
+    /// No sub-agent can run any more (the process is shutting down); do the task directly.
+    #[error("sub-agents are shut down")]
+    ShutDown,
+    /// Anything else the runner reports (a runner outside picoclaw, a setup problem).
+    #[error("{0}")]
+    Other(String),
+}
+
+impl SubagentError {
+    /// Whether running the same task again later may succeed (a rate limit, an outage).
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, SubagentError::Model(e) if e.is_retryable())
+    }
+}
+
+impl From<ProviderError> for SubagentError {
+    fn from(e: ProviderError) -> Self {
+        SubagentError::Model(e)
+    }
 }
 
 #[derive(Deserialize)]
@@ -125,13 +179,18 @@ impl Subagents {
         SpawnTool(self.clone())
     }
 
-    async fn run(&self, task: &str, label: &str, ctx: &ToolContext) -> Result<String, String> {
+    async fn run(
+        &self,
+        task: &str,
+        label: &str,
+        ctx: &ToolContext,
+    ) -> Result<String, SubagentError> {
         let _permit = self
             .permits
             .clone()
             .acquire_owned()
             .await
-            .map_err(|_| "sub-agents are shut down".to_owned())?;
+            .map_err(|_| SubagentError::ShutDown)?;
         self.runner.run(task, label, ctx).await
     }
 }
@@ -323,13 +382,23 @@ mod tests {
             task: &str,
             label: &str,
             _parent: &ToolContext,
-        ) -> Result<String, String> {
+        ) -> Result<String, SubagentError> {
             let now = self.running.fetch_add(1, Ordering::SeqCst) + 1;
             self.most.fetch_max(now, Ordering::SeqCst);
             tokio::time::sleep(Duration::from_millis(30)).await;
             self.running.fetch_sub(1, Ordering::SeqCst);
             if task == "fail" {
-                return Err("the model is down".into());
+                return Err(SubagentError::Other("the model is down".into()));
+            }
+            if task == "rate" {
+                return Err(SubagentError::Model(ProviderError::RateLimited {
+                    provider: "openai".into(),
+                    retry_after: None,
+                    message: "slow down, please".into(),
+                }));
+            }
+            if task == "loop" {
+                return Err(SubagentError::IterationLimit { rounds: 20 });
             }
             Ok(format!("done: {task} ({label})"))
         }
@@ -373,6 +442,42 @@ mod tests {
             out.is_error && out.content.contains("the model is down"),
             "{out:?}"
         );
+    }
+
+    #[tokio::test]
+    async fn a_failed_sub_agent_tells_the_model_why_by_its_kind() {
+        let runner = Arc::new(Slow {
+            running: AtomicUsize::new(0),
+            most: AtomicUsize::new(0),
+        });
+        let tool = Subagents::new(runner, 1, None).subagent_tool();
+        // The provider's own error, whole, and marked as the model's failure.
+        let out = tool
+            .call(&chat(), json!({"task": "rate", "label": "r"}))
+            .await;
+        assert!(out.is_error, "{out:?}");
+        assert_eq!(
+            out.content,
+            "subagent \"r\" failed: the model failed: openai rate limit hit: slow down, please"
+        );
+        // The iteration limit says what to do about it.
+        let out = tool
+            .call(&chat(), json!({"task": "loop", "label": "l"}))
+            .await;
+        assert!(
+            out.is_error
+                && out.content.contains("after 20 rounds")
+                && out.content.contains("smaller"),
+            "{out:?}"
+        );
+        let rate = SubagentError::Model(ProviderError::RateLimited {
+            provider: "openai".into(),
+            retry_after: None,
+            message: "x".into(),
+        });
+        assert!(rate.is_retryable());
+        assert!(!SubagentError::IterationLimit { rounds: 3 }.is_retryable());
+        assert!(!SubagentError::ShutDown.is_retryable());
     }
 
     async fn futures_join(

@@ -1,9 +1,9 @@
 //! Sub-agents: the [`SubagentRunner`] that runs a task on a child agent, each task in a session
 //! of its own (`subagent:<parent session>:<n>`).
 
-use super::{Agent, TurnOptions};
+use super::{Agent, AgentError, TurnEnd, TurnOptions};
 use picoclaw_api::{ChatMessage, SessionKey};
-use picoclaw_tools::{SubagentRunner, ToolContext};
+use picoclaw_tools::{SubagentError, SubagentRunner, ToolContext};
 
 pub(super) const SUBAGENT_INSTRUCTIONS: &str = "You are a sub-agent: another agent gave you one task. Do \
 it with your tools, then answer with the result only — it goes back to the agent that asked, not \
@@ -17,7 +17,12 @@ pub(super) struct ChildRunner {
 
 #[async_trait::async_trait]
 impl SubagentRunner for ChildRunner {
-    async fn run(&self, task: &str, label: &str, parent: &ToolContext) -> Result<String, String> {
+    async fn run(
+        &self,
+        task: &str,
+        label: &str,
+        parent: &ToolContext,
+    ) -> Result<String, SubagentError> {
         let n = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let session = SessionKey::new(format!("subagent:{}:{n}", parent.session_key));
         tracing::info!(%session, label, "sub-agent started");
@@ -30,7 +35,23 @@ impl SubagentRunner for ChildRunner {
             .child
             .turn(&session, ChatMessage::user(task), options, &())
             .await
-            .map_err(|e| e.to_string())?;
+            .map_err(subagent_error)?;
+        if outcome.end == TurnEnd::MaxIterations {
+            return Err(SubagentError::IterationLimit {
+                rounds: self.child.inner.config.max_tool_iterations,
+            });
+        }
         Ok(outcome.text)
+    }
+}
+
+/// The child turn's error as the sub-agent's: the provider's error kept whole.
+fn subagent_error(e: AgentError) -> SubagentError {
+    match e {
+        AgentError::Provider(e) => SubagentError::Model(e),
+        AgentError::State(e) => SubagentError::State(e),
+        AgentError::Cancelled => SubagentError::Cancelled,
+        e @ AgentError::TooLarge { .. } => SubagentError::TooLarge(e.to_string()),
+        e @ AgentError::Setup(_) => SubagentError::Other(e.to_string()),
     }
 }
