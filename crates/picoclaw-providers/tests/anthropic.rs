@@ -139,10 +139,13 @@ async fn errors_are_classified() {
 
 #[tokio::test]
 async fn passes_the_provider_conformance_suite() {
-    picoclaw_testkit::conformance::provider_suite(|ep| {
-        std::sync::Arc::new(
-            Anthropic::new(AnthropicConfig::new(ep.base_url()).with_api_key(KEY)).unwrap(),
-        )
-    })
+    picoclaw_testkit::conformance::wire_suite(
+        std::sync::Arc::new(picoclaw_testkit::dialect::AnthropicDialect),
+        |ep| {
+            std::sync::Arc::new(
+                Anthropic::new(AnthropicConfig::new(ep.base_url()).with_api_key(KEY)).unwrap(),
+            )
+        },
+    )
     .await;
 }

@@ -104,16 +104,19 @@ async fn content_filter_and_configuration_errors() {
 
 #[tokio::test]
 async fn passes_the_provider_conformance_suite() {
-    picoclaw_testkit::conformance::provider_suite(|ep| {
-        Arc::new(
-            OpenAiCompatible::azure(
-                OpenAiCompatConfig::new("azure", endpoint_base(ep)).with_api_key("azure-k"),
-                "dep",
-                "2024-10-21",
-                None,
+    picoclaw_testkit::conformance::wire_suite(
+        std::sync::Arc::new(picoclaw_testkit::dialect::ChatCompletionsDialect),
+        |ep| {
+            Arc::new(
+                OpenAiCompatible::azure(
+                    OpenAiCompatConfig::new("azure", endpoint_base(ep)).with_api_key("azure-k"),
+                    "dep",
+                    "2024-10-21",
+                    None,
+                )
+                .unwrap(),
             )
-            .unwrap(),
-        )
-    })
+        },
+    )
     .await;
 }

@@ -16,9 +16,10 @@ fn base(ep: &ScriptedEndpoint) -> String {
 
 #[tokio::test]
 async fn passes_the_provider_conformance_suite() {
-    picoclaw_testkit::conformance::provider_suite(|ep| {
-        Arc::new(Gemini::new(GeminiConfig::new(base(ep)).with_api_key(KEY)).unwrap())
-    })
+    picoclaw_testkit::conformance::wire_suite(
+        std::sync::Arc::new(picoclaw_testkit::dialect::GeminiDialect),
+        |ep| Arc::new(Gemini::new(GeminiConfig::new(base(ep)).with_api_key(KEY)).unwrap()),
+    )
     .await;
 }
 

@@ -341,13 +341,16 @@ async fn tool_calls_written_as_text_by_local_models_become_real_calls() {
 
 #[tokio::test]
 async fn passes_the_provider_conformance_suite() {
-    picoclaw_testkit::conformance::provider_suite(|ep| {
-        std::sync::Arc::new(
-            OpenAiCompatible::new(
-                OpenAiCompatConfig::new("openai", ep.base_url()).with_api_key(KEY),
+    picoclaw_testkit::conformance::wire_suite(
+        std::sync::Arc::new(picoclaw_testkit::dialect::ChatCompletionsDialect),
+        |ep| {
+            std::sync::Arc::new(
+                OpenAiCompatible::new(
+                    OpenAiCompatConfig::new("openai", ep.base_url()).with_api_key(KEY),
+                )
+                .unwrap(),
             )
-            .unwrap(),
-        )
-    })
+        },
+    )
     .await;
 }

@@ -8,14 +8,17 @@ use std::sync::Arc;
 
 #[tokio::test]
 async fn passes_the_provider_conformance_suite() {
-    picoclaw_testkit::conformance::provider_suite(|ep| {
-        Arc::new(
-            OpenAiResponses::new(
-                OpenAiCompatConfig::new("codex", ep.base_url()).with_api_key("sk-x"),
+    picoclaw_testkit::conformance::wire_suite(
+        std::sync::Arc::new(picoclaw_testkit::dialect::ResponsesDialect),
+        |ep| {
+            Arc::new(
+                OpenAiResponses::new(
+                    OpenAiCompatConfig::new("codex", ep.base_url()).with_api_key("sk-x"),
+                )
+                .unwrap(),
             )
-            .unwrap(),
-        )
-    })
+        },
+    )
     .await;
 }
 

@@ -2,180 +2,169 @@
 //! shapes (content blocks, `tool_use`, stop reasons, usage, and the streaming events
 //! `message_start` … `message_stop` with `input_json_delta` for tool arguments).
 
-use crate::endpoint::json_response;
-use crate::reply::{Reply, ReplyKind, split_pieces};
-use axum::body::{Body, Bytes};
-use axum::http::{StatusCode, header};
-use axum::response::{IntoResponse, Response};
+use crate::RecordedRequest;
+use crate::dialect::{
+    Answer, Content, Dialect, RenderContext, WireResponse, body_model, body_streams,
+};
+use crate::reply::split_pieces;
 use serde_json::{Value, json};
-use std::sync::atomic::{AtomicU64, Ordering};
 
-pub(crate) fn error_response(status: u16, message: &str) -> Response {
-    let kind = match status {
-        400 => "invalid_request_error",
-        401 => "authentication_error",
-        403 => "permission_error",
-        404 => "not_found_error",
-        413 => "request_too_large",
-        429 => "rate_limit_error",
-        529 => "overloaded_error",
-        _ => "api_error",
-    };
-    let code = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    json_response(
-        code,
-        &json!({"type": "error", "error": {"type": kind, "message": message}}),
-    )
-}
+/// Anthropic's Messages API (`x-api-key`).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct AnthropicDialect;
 
-fn usage(reply: &Reply) -> Value {
-    let u = reply.usage.unwrap_or_default();
+fn usage(answer: &Answer<'_>) -> Value {
+    let u = answer.usage_or_zero();
     json!({"input_tokens": u.prompt_tokens, "output_tokens": u.completion_tokens,
            "cache_read_input_tokens": u.cached_tokens, "cache_creation_input_tokens": 0})
 }
 
-fn tool_blocks(ids: &AtomicU64, calls: &[(String, String)]) -> Vec<(String, String, Value)> {
+/// (id, name, input) per call; `input` is `null` when the arguments are not JSON.
+fn tool_blocks(cx: &RenderContext<'_>, answer: &Answer<'_>) -> Vec<(String, String, Value)> {
+    let Content::ToolCalls(calls) = &answer.content else {
+        return Vec::new();
+    };
     calls
         .iter()
-        .map(|(name, args)| {
-            let id = format!("toolu_{:02}", ids.fetch_add(1, Ordering::Relaxed) + 1);
-            let input = serde_json::from_str(args).unwrap_or(Value::Null);
-            (id, name.clone(), input)
+        .map(|call| {
+            let id = format!("toolu_{:02}", cx.next_id());
+            let input = serde_json::from_str(call.arguments).unwrap_or(Value::Null);
+            (id, call.name.to_owned(), input)
         })
         .collect()
-}
-
-pub(crate) fn plain_response(ids: &AtomicU64, reply: &Reply, model: &str) -> Response {
-    let (content, stop) = match &reply.kind {
-        ReplyKind::Text(text) => (vec![json!({"type": "text", "text": text})], "end_turn"),
-        ReplyKind::ToolCalls(calls) => (
-            tool_blocks(ids, calls)
-                .into_iter()
-                .map(|(id, name, input)| json!({"type": "tool_use", "id": id, "name": name, "input": input}))
-                .collect(),
-            "tool_use",
-        ),
-        ReplyKind::Error { status, message } => return error_response(*status, message),
-        ReplyKind::Raw { status, body } => {
-            return crate::endpoint::raw_response(*status, body);
-        }
-        ReplyKind::Garbage(body) => {
-            return (StatusCode::OK, [(header::CONTENT_TYPE, "application/json")], body.clone())
-                .into_response();
-        }
-        ReplyKind::Truncated(_) | ReplyKind::TruncatedToolCall { .. } => {
-            let text = match &reply.kind {
-                ReplyKind::Truncated(t) => t.clone(),
-                _ => String::new(),
-            };
-            let full = json!({"id": "msg_x", "type": "message", "content": [{"type": "text", "text": text}]})
-                .to_string();
-            let half: String = full.chars().take(full.chars().count() / 2).collect();
-            return (StatusCode::OK, [(header::CONTENT_TYPE, "application/json")], half)
-                .into_response();
-        }
-    };
-    json_response(
-        StatusCode::OK,
-        &json!({"id": "msg_scripted", "type": "message", "role": "assistant", "model": model,
-                "content": content, "stop_reason": stop, "stop_sequence": null,
-                "usage": usage(reply)}),
-    )
 }
 
 fn event(name: &str, data: Value) -> String {
     format!("event: {name}\ndata: {data}\n\n")
 }
 
-pub(crate) fn stream_response(ids: &AtomicU64, reply: &Reply, model: &str) -> Response {
-    let mut events = vec![event(
-        "message_start",
-        json!({"type": "message_start", "message": {"id": "msg_scripted", "type": "message",
-            "role": "assistant", "model": model, "content": [], "stop_reason": null,
-            "usage": {"input_tokens": reply.usage.map_or(0, |u| u.prompt_tokens), "output_tokens": 1}}}),
-    )];
-    events.push(event("ping", json!({"type": "ping"})));
-    let mut finish = Some("end_turn");
-    match &reply.kind {
-        ReplyKind::Text(text) | ReplyKind::Truncated(text) => {
-            events.push(event(
-                "content_block_start",
-                json!({"type": "content_block_start", "index": 0,
-                "content_block": {"type": "text", "text": ""}}),
-            ));
-            for piece in split_pieces(text, 3) {
+impl Dialect for AnthropicDialect {
+    fn name(&self) -> &str {
+        "anthropic"
+    }
+
+    fn serves(&self, request: &RecordedRequest) -> bool {
+        request.path.ends_with("/messages")
+    }
+
+    fn is_streaming(&self, request: &RecordedRequest) -> bool {
+        body_streams(request)
+    }
+
+    fn model(&self, request: &RecordedRequest) -> Option<String> {
+        body_model(request)
+    }
+
+    fn has_key(&self, request: &RecordedRequest, key: &str) -> bool {
+        request.header("x-api-key") == Some(key)
+    }
+
+    fn error(&self, status: u16, message: &str) -> WireResponse {
+        let kind = match status {
+            400 => "invalid_request_error",
+            401 => "authentication_error",
+            403 => "permission_error",
+            404 => "not_found_error",
+            413 => "request_too_large",
+            429 => "rate_limit_error",
+            529 => "overloaded_error",
+            _ => "api_error",
+        };
+        WireResponse::json(
+            status,
+            json!({"type": "error", "error": {"type": kind, "message": message}}),
+        )
+    }
+
+    fn unauthorized(&self) -> WireResponse {
+        self.error(401, "invalid x-api-key")
+    }
+
+    fn garbage_event(&self, body: &str) -> String {
+        format!("event: message_start\ndata: {body}\n\n")
+    }
+
+    fn answer(&self, answer: &Answer<'_>, cx: &RenderContext<'_>) -> Value {
+        let (content, stop) = match &answer.content {
+            Content::Text(text) => (vec![json!({"type": "text", "text": text})], "end_turn"),
+            Content::ToolCalls(_) => (
+                tool_blocks(cx, answer)
+                    .into_iter()
+                    .map(|(id, name, input)| json!({"type": "tool_use", "id": id, "name": name, "input": input}))
+                    .collect(),
+                "tool_use",
+            ),
+        };
+        json!({"id": "msg_scripted", "type": "message", "role": "assistant", "model": cx.model(),
+               "content": content, "stop_reason": stop, "stop_sequence": null,
+               "usage": usage(answer)})
+    }
+
+    fn stream(&self, answer: &Answer<'_>, cut: bool, cx: &RenderContext<'_>) -> Vec<String> {
+        let prompt = answer.usage.map_or(0, |u| u.prompt_tokens);
+        let mut events = vec![event(
+            "message_start",
+            json!({"type": "message_start", "message": {"id": "msg_scripted", "type": "message",
+                "role": "assistant", "model": cx.model(), "content": [], "stop_reason": null,
+                "usage": {"input_tokens": prompt, "output_tokens": 1}}}),
+        )];
+        events.push(event("ping", json!({"type": "ping"})));
+        let stop = match &answer.content {
+            Content::Text(text) => {
                 events.push(event(
-                    "content_block_delta",
-                    json!({"type": "content_block_delta", "index": 0,
-                    "delta": {"type": "text_delta", "text": piece}}),
+                    "content_block_start",
+                    json!({"type": "content_block_start", "index": 0,
+                    "content_block": {"type": "text", "text": ""}}),
                 ));
-            }
-            if matches!(reply.kind, ReplyKind::Truncated(_)) {
-                finish = None;
-            } else {
-                events.push(event(
-                    "content_block_stop",
-                    json!({"type": "content_block_stop", "index": 0}),
-                ));
-            }
-        }
-        ReplyKind::ToolCalls(calls) => {
-            for (index, (id, name, input)) in tool_blocks(ids, calls).into_iter().enumerate() {
-                events.push(event("content_block_start", json!({"type": "content_block_start",
-                    "index": index, "content_block": {"type": "tool_use", "id": id, "name": name, "input": {}}})));
-                let raw = if input.is_null() {
-                    calls[index].1.clone()
-                } else {
-                    input.to_string()
-                };
-                for piece in split_pieces(&raw, 3) {
-                    events.push(event("content_block_delta", json!({"type": "content_block_delta",
-                        "index": index, "delta": {"type": "input_json_delta", "partial_json": piece}})));
+                for piece in split_pieces(text, 3) {
+                    events.push(event(
+                        "content_block_delta",
+                        json!({"type": "content_block_delta", "index": 0,
+                        "delta": {"type": "text_delta", "text": piece}}),
+                    ));
                 }
-                events.push(event(
-                    "content_block_stop",
-                    json!({"type": "content_block_stop", "index": index}),
-                ));
+                if !cut {
+                    events.push(event(
+                        "content_block_stop",
+                        json!({"type": "content_block_stop", "index": 0}),
+                    ));
+                }
+                "end_turn"
             }
-            finish = Some("tool_use");
-        }
-        ReplyKind::TruncatedToolCall { name, partial } => {
-            let id = format!("toolu_{:02}", ids.fetch_add(1, Ordering::Relaxed) + 1);
-            events.push(event("content_block_start", json!({"type": "content_block_start",
-                "index": 0, "content_block": {"type": "tool_use", "id": id, "name": name, "input": {}}})));
+            Content::ToolCalls(calls) => {
+                let blocks = tool_blocks(cx, answer);
+                let last = blocks.len().saturating_sub(1);
+                for (index, (id, name, input)) in blocks.into_iter().enumerate() {
+                    events.push(event("content_block_start", json!({"type": "content_block_start",
+                        "index": index, "content_block": {"type": "tool_use", "id": id, "name": name, "input": {}}})));
+                    let raw = if input.is_null() {
+                        calls[index].arguments.to_owned()
+                    } else {
+                        input.to_string()
+                    };
+                    for piece in split_pieces(&raw, 3) {
+                        events.push(event("content_block_delta", json!({"type": "content_block_delta",
+                            "index": index, "delta": {"type": "input_json_delta", "partial_json": piece}})));
+                    }
+                    if !(cut && index == last) {
+                        events.push(event(
+                            "content_block_stop",
+                            json!({"type": "content_block_stop", "index": index}),
+                        ));
+                    }
+                }
+                "tool_use"
+            }
+        };
+        if !cut {
             events.push(event(
-                "content_block_delta",
-                json!({"type": "content_block_delta",
-                "index": 0, "delta": {"type": "input_json_delta", "partial_json": partial}}),
+                "message_delta",
+                json!({"type": "message_delta",
+                "delta": {"stop_reason": stop, "stop_sequence": null},
+                "usage": {"output_tokens": answer.usage.map_or(0, |u| u.completion_tokens)}}),
             ));
-            finish = None;
+            events.push(event("message_stop", json!({"type": "message_stop"})));
         }
-        ReplyKind::Error { status, message } => return error_response(*status, message),
-        ReplyKind::Raw { status, body } => {
-            return crate::endpoint::raw_response(*status, body);
-        }
-        ReplyKind::Garbage(body) => {
-            events = vec![format!("event: message_start\ndata: {body}\n\n")];
-            finish = None;
-        }
-    }
-    if let Some(stop) = finish {
-        events.push(event(
-            "message_delta",
-            json!({"type": "message_delta",
-            "delta": {"stop_reason": stop, "stop_sequence": null},
-            "usage": {"output_tokens": reply.usage.map_or(0, |u| u.completion_tokens)}}),
-        ));
-        events.push(event("message_stop", json!({"type": "message_stop"})));
-    }
-    let stream = futures::stream::iter(
         events
-            .into_iter()
-            .map(|e| Ok::<_, std::io::Error>(Bytes::from(e))),
-    );
-    Response::builder()
-        .status(StatusCode::OK)
-        .header(header::CONTENT_TYPE, "text/event-stream")
-        .body(Body::from_stream(stream))
-        .unwrap_or_else(|_| error_response(500, "could not build the stream"))
+    }
 }

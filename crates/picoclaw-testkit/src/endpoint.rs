@@ -1,19 +1,23 @@
-//! `ScriptedEndpoint`: a real HTTP server on 127.0.0.1 speaking OpenAI Chat Completions, answering
-//! from a script and recording every request.
+//! `ScriptedEndpoint`: a real HTTP server on 127.0.0.1 answering from a script and recording
+//! every request, in the wire formats of its [`Dialect`]s (by default every built-in one, each
+//! on its own paths: OpenAI Chat Completions, Responses, Anthropic, Gemini).
 //!
 //! The server runs on its own thread with its own runtime, so it keeps answering while a test
 //! blocks on a child process (the real `picoclaw` binary) or uses a single-threaded runtime.
 
-use crate::reply::{Reply, ReplyKind, error_json, split_pieces, usage_json};
+use crate::dialect::{
+    Answer, Content, Dialect, RenderContext, ScriptedCall, WireBody, WireResponse, first_half,
+};
+use crate::reply::{Reply, ReplyKind};
 use axum::Router;
 use axum::body::{Body, Bytes};
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
-use serde_json::{Value, json};
+use serde_json::Value;
 use std::collections::VecDeque;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
 
 /// A request the endpoint received.
@@ -59,15 +63,16 @@ impl RecordedRequest {
     }
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct Inner {
+    dialects: Vec<Arc<dyn Dialect>>,
     script: Mutex<VecDeque<Reply>>,
     requests: Mutex<Vec<RecordedRequest>>,
     api_key: Mutex<Option<String>>,
     next_id: AtomicU64,
 }
 
-/// A scripted OpenAI-compatible server on a random loopback port; it stops when dropped.
+/// A scripted model server on a random loopback port; it stops when dropped.
 #[derive(Debug)]
 pub struct ScriptedEndpoint {
     addr: SocketAddr,
@@ -88,9 +93,24 @@ impl ScriptedEndpoint {
 
     /// Starts an endpoint without needing an async context.
     pub fn spawn(replies: impl IntoIterator<Item = Reply>) -> Self {
+        Self::serve(crate::dialect::builtin(), replies)
+    }
+
+    /// Starts an endpoint that speaks only `dialect` (on every path: requests it does not
+    /// [serve](Dialect::serves) get its 404), answering `replies` in order. A wire format from
+    /// outside testkit is tested this way. Needs no async context.
+    pub fn speaking(dialect: Arc<dyn Dialect>, replies: impl IntoIterator<Item = Reply>) -> Self {
+        Self::serve(vec![dialect], replies)
+    }
+
+    fn serve(dialects: Vec<Arc<dyn Dialect>>, replies: impl IntoIterator<Item = Reply>) -> Self {
+        assert!(!dialects.is_empty(), "an endpoint needs a dialect");
         let inner = Arc::new(Inner {
+            dialects,
             script: Mutex::new(replies.into_iter().collect()),
-            ..Inner::default()
+            requests: Mutex::default(),
+            api_key: Mutex::default(),
+            next_id: AtomicU64::new(0),
         });
         let listener = std::net::TcpListener::bind("127.0.0.1:0")
             .expect("bind a loopback port for the endpoint");
@@ -145,7 +165,8 @@ impl ScriptedEndpoint {
         self.addr
     }
 
-    /// From now on, requests without `Authorization: Bearer <key>` get a 401 in OpenAI's shape.
+    /// From now on, requests without `key` where their dialect expects it (`Authorization:
+    /// Bearer <key>`, `x-api-key`...) get the dialect's answer to a wrong key (a 401).
     pub fn require_api_key(&self, key: &str) {
         *self.inner.api_key.lock().unwrap() = Some(key.to_owned());
     }
@@ -203,322 +224,161 @@ async fn handle(
         requests.len()
     };
 
-    let path = uri.path();
-    // Anthropic's Messages API lives at `/v1/messages`; everything else speaks OpenAI.
-    let anthropic = path.ends_with("/messages");
-    // Gemini's native API: `/v1beta/models/{model}:generateContent` (or `:streamGenerateContent`).
-    let gemini = path.contains(":generateContent") || path.contains(":streamGenerateContent");
-    let responses = path.ends_with("/responses");
+    // The dialect whose paths these are; the first one answers paths nobody serves.
+    let served = inner.dialects.iter().find(|d| d.serves(&recorded));
+    let dialect = Arc::clone(served.unwrap_or(&inner.dialects[0]));
     let required = inner.api_key.lock().unwrap().clone();
-    if let Some(key) = required {
-        let ok = if anthropic {
-            recorded.header("x-api-key") == Some(key.as_str())
-        } else if gemini {
-            recorded.header("x-goog-api-key") == Some(key.as_str())
-        } else if path.contains("/openai/deployments/") {
-            // Azure OpenAI: an `api-key` header, or an Entra ID bearer token.
-            recorded.header("api-key") == Some(key.as_str())
-                || recorded.header("authorization") == Some(format!("Bearer {key}").as_str())
-        } else {
-            recorded.header("authorization") == Some(format!("Bearer {key}").as_str())
-        };
-        if !ok {
-            if anthropic {
-                return crate::anthropic::error_response(401, "invalid x-api-key");
-            }
-            if gemini {
-                return crate::gemini::error_response(
-                    400,
-                    "API key not valid. Please pass a valid API key.",
-                );
-            }
-            return error_response(
-                401,
-                "Incorrect API key provided. You can find your API key in your account settings.",
-            );
-        }
+    if let Some(key) = required
+        && !dialect.has_key(&recorded, &key)
+    {
+        return into_response(dialect.unauthorized(), None);
     }
-
-    if method == Method::GET && path.ends_with("/models") {
-        return json_response(
-            StatusCode::OK,
-            &json!({"object": "list", "data": [{"id": "scripted-model", "object": "model", "owned_by": "picoclaw-testkit"}]}),
+    if let Some(fixed) = dialect.fixed(&recorded) {
+        return into_response(fixed, None);
+    }
+    let path = uri.path();
+    if method != Method::POST || served.is_none() {
+        return into_response(
+            dialect.error(404, &format!("Invalid URL ({method} {path})")),
+            None,
         );
     }
-    if method != Method::POST
-        || !(path.ends_with("/chat/completions") || anthropic || gemini || responses)
-    {
-        return error_response(404, &format!("Invalid URL ({method} {path})"));
-    }
     if !body_json.is_object() {
-        return error_response(400, "We could not parse the JSON body of your request.");
+        return into_response(
+            dialect.error(400, "We could not parse the JSON body of your request."),
+            None,
+        );
     }
 
     let next = Reply::take_for(&mut inner.script.lock().unwrap(), &body_json.to_string());
     let Some(reply) = next else {
-        return error_response(
-            500,
-            &format!("scripted endpoint: the script ran out (no reply for request #{n})"),
+        return into_response(
+            dialect.error(
+                500,
+                &format!("scripted endpoint: the script ran out (no reply for request #{n})"),
+            ),
+            None,
         );
     };
     if let Some(delay) = reply.delay {
         tokio::time::sleep(delay).await;
     }
-    let stream = body_json["stream"].as_bool().unwrap_or(false);
-    let model = body_json["model"]
-        .as_str()
-        .unwrap_or("scripted-model")
-        .to_owned();
-    let id = format!("chatcmpl-{n}");
-    if gemini {
-        let response = if path.contains(":streamGenerateContent") {
-            crate::gemini::stream_response(&reply)
-        } else {
-            crate::gemini::plain_response(&reply)
-        };
-        return with_headers(response, &reply);
-    }
-    if responses {
-        let response = if stream {
-            crate::responses::stream_response(&inner.next_id, &reply, &model)
-        } else {
-            crate::responses::plain_response(&inner.next_id, &reply, &model)
-        };
-        return with_headers(response, &reply);
-    }
-    let mut response = match (anthropic, stream) {
-        (true, true) => crate::anthropic::stream_response(&inner.next_id, &reply, &model),
-        (true, false) => crate::anthropic::plain_response(&inner.next_id, &reply, &model),
-        (false, true) => stream_response(&inner, &reply, &id, &model),
-        (false, false) => plain_response(&inner, &reply, &id, &model),
+    let model = dialect
+        .model(&recorded)
+        .unwrap_or_else(|| "scripted-model".to_owned());
+    let cx = RenderContext {
+        model: &model,
+        request_number: n,
+        ids: &inner.next_id,
     };
+    let mut response = render(
+        dialect.as_ref(),
+        &reply,
+        dialect.is_streaming(&recorded),
+        &cx,
+    );
     for (k, v) in &reply.headers {
-        if let (Ok(name), Ok(value)) = (
-            header::HeaderName::from_bytes(k.as_bytes()),
-            HeaderValue::from_str(v),
-        ) {
-            response.headers_mut().insert(name, value);
-        }
+        response.headers.push((k.clone(), v.clone()));
     }
-    response
+    into_response(response, reply.pace)
 }
 
-/// Adds the reply's scripted headers (`Retry-After`...) to a response.
-fn with_headers(mut response: Response, reply: &Reply) -> Response {
-    for (k, v) in &reply.headers {
-        if let (Ok(name), Ok(value)) = (
-            header::HeaderName::from_bytes(k.as_bytes()),
-            HeaderValue::from_str(v),
-        ) {
-            response.headers_mut().insert(name, value);
-        }
-    }
-    response
-}
-
-pub(crate) fn raw_response(status: u16, body: &Value) -> Response {
-    json_response(
-        StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
-        body,
-    )
-}
-
-pub(crate) fn json_response(status: StatusCode, value: &Value) -> Response {
-    (
-        status,
-        [(header::CONTENT_TYPE, "application/json")],
-        value.to_string(),
-    )
-        .into_response()
-}
-
-fn error_response(status: u16, message: &str) -> Response {
-    let code = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    json_response(code, &error_json(status, message))
-}
-
-fn call_ids(inner: &Inner, count: usize) -> Vec<String> {
-    (0..count)
-        .map(|_| format!("call_{}", inner.next_id.fetch_add(1, Ordering::Relaxed) + 1))
-        .collect()
-}
-
-fn plain_response(inner: &Inner, reply: &Reply, id: &str, model: &str) -> Response {
-    let (message, finish) = match &reply.kind {
-        ReplyKind::Text(text) => (json!({"role": "assistant", "content": text}), "stop"),
-        ReplyKind::ToolCalls(calls) => {
-            let ids = call_ids(inner, calls.len());
-            let calls: Vec<Value> = calls
-                .iter()
-                .zip(ids)
-                .map(|((name, args), id)| {
-                    json!({"id": id, "type": "function", "function": {"name": name, "arguments": args}})
-                })
-                .collect();
-            (
-                json!({"role": "assistant", "content": null, "tool_calls": calls}),
-                "tool_calls",
-            )
-        }
-        ReplyKind::Error { status, message } => return error_response(*status, message),
-        ReplyKind::Raw { status, body } => {
-            return crate::endpoint::raw_response(*status, body);
-        }
-        ReplyKind::Garbage(body) => {
-            return (
-                StatusCode::OK,
-                [(header::CONTENT_TYPE, "application/json")],
-                body.clone(),
-            )
-                .into_response();
-        }
-        ReplyKind::Truncated(_) | ReplyKind::TruncatedToolCall { .. } => {
-            let text = match &reply.kind {
-                ReplyKind::Truncated(t) => t.clone(),
-                _ => String::new(),
-            };
-            let full = json!({"id": id, "object": "chat.completion", "model": model,
-                "choices": [{"index": 0, "message": {"role": "assistant", "content": text}}]})
-            .to_string();
-            let half: String = full.chars().take(full.chars().count() / 2).collect();
-            return (
-                StatusCode::OK,
-                [(header::CONTENT_TYPE, "application/json")],
-                half,
-            )
-                .into_response();
+/// A scripted reply in `dialect`'s wire format: answers through its renderings, and the
+/// failure modes built from them.
+fn render(
+    dialect: &dyn Dialect,
+    reply: &Reply,
+    stream: bool,
+    cx: &RenderContext<'_>,
+) -> WireResponse {
+    let answer = |content| Answer {
+        content,
+        usage: reply.usage,
+    };
+    let complete = |content| {
+        let answer = answer(content);
+        if stream {
+            WireResponse::events(dialect.stream(&answer, false, cx))
+        } else {
+            WireResponse::json(200, dialect.answer(&answer, cx))
         }
     };
-    let mut body = json!({
-        "id": id,
-        "object": "chat.completion",
-        "created": 1_700_000_000,
-        "model": model,
-        "choices": [{"index": 0, "message": message, "finish_reason": finish}],
-    });
-    if let Some(usage) = &reply.usage {
-        body["usage"] = usage_json(usage);
-    }
-    json_response(StatusCode::OK, &body)
-}
-
-fn chunk(id: &str, model: &str, delta: Value, finish: Option<&str>) -> String {
-    let chunk = json!({
-        "id": id,
-        "object": "chat.completion.chunk",
-        "created": 1_700_000_000,
-        "model": model,
-        "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
-    });
-    format!("data: {chunk}\n\n")
-}
-
-fn stream_response(inner: &Inner, reply: &Reply, id: &str, model: &str) -> Response {
-    let mut events: Vec<String> = Vec::new();
-    let mut done = true;
+    let cut = |content| {
+        let answer = answer(content);
+        if stream {
+            WireResponse::events(dialect.stream(&answer, true, cx))
+        } else {
+            let full = dialect.answer(&answer, cx).to_string();
+            WireResponse::text(200, "application/json", first_half(&full))
+        }
+    };
     match &reply.kind {
-        ReplyKind::Text(text) => {
-            events.push(chunk(
-                id,
-                model,
-                json!({"role": "assistant", "content": ""}),
-                None,
-            ));
-            for piece in split_pieces(text, 3) {
-                events.push(chunk(id, model, json!({"content": piece}), None));
+        ReplyKind::Text(text) => complete(Content::Text(text)),
+        ReplyKind::ToolCalls(calls) => complete(Content::ToolCalls(
+            calls
+                .iter()
+                .map(|(name, arguments)| ScriptedCall { name, arguments })
+                .collect(),
+        )),
+        ReplyKind::Error { status, message } => dialect.error(*status, message),
+        ReplyKind::Raw { status, body } => WireResponse::json(*status, body.clone()),
+        ReplyKind::Garbage(body) if stream => {
+            WireResponse::events(vec![dialect.garbage_event(body)])
+        }
+        ReplyKind::Garbage(body) => WireResponse::text(200, "application/json", body.clone()),
+        ReplyKind::Truncated(text) => cut(Content::Text(text)),
+        ReplyKind::TruncatedToolCall { name, partial } if stream => {
+            cut(Content::ToolCalls(vec![ScriptedCall {
+                name,
+                arguments: partial,
+            }]))
+        }
+        ReplyKind::TruncatedToolCall { .. } => cut(Content::Text("")),
+    }
+}
+
+/// Turns a dialect's response into axum's, waiting `pace` before each stream event.
+fn into_response(response: WireResponse, pace: Option<std::time::Duration>) -> Response {
+    let status = StatusCode::from_u16(response.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let mut out = match response.body {
+        WireBody::Json(value) => (
+            status,
+            [(header::CONTENT_TYPE, "application/json")],
+            value.to_string(),
+        )
+            .into_response(),
+        WireBody::Text { content_type, text } => {
+            let mut r = (status, text).into_response();
+            if let Ok(value) = HeaderValue::from_str(&content_type) {
+                r.headers_mut().insert(header::CONTENT_TYPE, value);
             }
-            events.push(chunk(id, model, json!({}), Some("stop")));
+            r
         }
-        ReplyKind::ToolCalls(calls) => {
-            events.push(chunk(
-                id,
-                model,
-                json!({"role": "assistant", "content": null}),
-                None,
-            ));
-            let ids = call_ids(inner, calls.len());
-            for (index, ((name, args), call_id)) in calls.iter().zip(ids).enumerate() {
-                events.push(chunk(
-                    id,
-                    model,
-                    json!({"tool_calls": [{"index": index, "id": call_id, "type": "function",
-                        "function": {"name": name, "arguments": ""}}]}),
-                    None,
-                ));
-                for piece in split_pieces(args, 3) {
-                    events.push(chunk(
-                        id,
-                        model,
-                        json!({"tool_calls": [{"index": index, "function": {"arguments": piece}}]}),
-                        None,
-                    ));
-                }
-            }
-            events.push(chunk(id, model, json!({}), Some("tool_calls")));
+        WireBody::Events(events) => {
+            let stream =
+                futures::StreamExt::then(futures::stream::iter(events), move |e| async move {
+                    if let Some(pause) = pace {
+                        tokio::time::sleep(pause).await;
+                    }
+                    Ok::<_, std::io::Error>(Bytes::from(e))
+                });
+            let mut r = (status, Body::from_stream(stream)).into_response();
+            r.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("text/event-stream"),
+            );
+            r.headers_mut()
+                .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+            r
         }
-        ReplyKind::Error { status, message } => return error_response(*status, message),
-        ReplyKind::Raw { status, body } => {
-            return crate::endpoint::raw_response(*status, body);
-        }
-        ReplyKind::Garbage(body) => {
-            events.push(format!("data: {body}\n\n"));
-            done = false;
-        }
-        ReplyKind::TruncatedToolCall { name, partial } => {
-            events.push(chunk(
-                id,
-                model,
-                json!({"role": "assistant", "content": null}),
-                None,
-            ));
-            let call_id = call_ids(inner, 1).remove(0);
-            events.push(chunk(
-                id,
-                model,
-                json!({"tool_calls": [{"index": 0, "id": call_id, "type": "function",
-                    "function": {"name": name, "arguments": ""}}]}),
-                None,
-            ));
-            events.push(chunk(
-                id,
-                model,
-                json!({"tool_calls": [{"index": 0, "function": {"arguments": partial}}]}),
-                None,
-            ));
-            done = false;
-        }
-        ReplyKind::Truncated(text) => {
-            events.push(chunk(
-                id,
-                model,
-                json!({"role": "assistant", "content": ""}),
-                None,
-            ));
-            for piece in split_pieces(text, 3) {
-                events.push(chunk(id, model, json!({"content": piece}), None));
-            }
-            done = false;
+    };
+    for (k, v) in &response.headers {
+        if let (Ok(name), Ok(value)) = (
+            header::HeaderName::from_bytes(k.as_bytes()),
+            HeaderValue::from_str(v),
+        ) {
+            out.headers_mut().insert(name, value);
         }
     }
-    if done {
-        if let Some(usage) = &reply.usage {
-            let last = json!({"id": id, "object": "chat.completion.chunk", "created": 1_700_000_000,
-                "model": model, "choices": [], "usage": usage_json(usage)});
-            events.push(format!("data: {last}\n\n"));
-        }
-        events.push("data: [DONE]\n\n".to_owned());
-    }
-    let pace = reply.pace;
-    let stream = futures::StreamExt::then(futures::stream::iter(events), move |e| async move {
-        if let Some(pause) = pace {
-            tokio::time::sleep(pause).await;
-        }
-        Ok::<_, std::io::Error>(Bytes::from(e))
-    });
-    Response::builder()
-        .status(StatusCode::OK)
-        .header(header::CONTENT_TYPE, "text/event-stream")
-        .header(header::CACHE_CONTROL, "no-cache")
-        .body(Body::from_stream(stream))
-        .unwrap_or_else(|_| error_response(500, "could not build the stream"))
+    out
 }

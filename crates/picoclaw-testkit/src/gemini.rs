@@ -2,123 +2,118 @@
 //! `:streamGenerateContent?alt=sse`, answered in `GenerateContentResponse` shapes (candidates
 //! with `text` / `functionCall` parts, `finishReason`, `usageMetadata`).
 
-use crate::endpoint::json_response;
-use crate::reply::{Reply, ReplyKind, split_pieces};
-use axum::body::{Body, Bytes};
-use axum::http::{StatusCode, header};
-use axum::response::{IntoResponse, Response};
+use crate::RecordedRequest;
+use crate::dialect::{Answer, Content, Dialect, RenderContext, WireResponse};
+use crate::reply::split_pieces;
 use serde_json::{Value, json};
 
-pub(crate) fn error_response(status: u16, message: &str) -> Response {
-    let kind = match status {
-        400 => "INVALID_ARGUMENT",
-        401 => "UNAUTHENTICATED",
-        403 => "PERMISSION_DENIED",
-        404 => "NOT_FOUND",
-        429 => "RESOURCE_EXHAUSTED",
-        503 => "UNAVAILABLE",
-        _ => "INTERNAL",
-    };
-    let code = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    json_response(
-        code,
-        &json!({"error": {"code": status, "message": message, "status": kind}}),
-    )
-}
+/// Gemini's native `generateContent` API (`x-goog-api-key`; a bad key is a 400).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct GeminiDialect;
 
-fn usage(reply: &Reply) -> Value {
-    let u = reply.usage.unwrap_or_default();
+fn usage(answer: &Answer<'_>) -> Value {
+    let u = answer.usage_or_zero();
     json!({"promptTokenCount": u.prompt_tokens, "candidatesTokenCount": u.completion_tokens,
            "totalTokenCount": u.prompt_tokens + u.completion_tokens})
 }
 
-fn response(parts: Vec<Value>, finish: Option<&str>, reply: &Reply) -> Value {
+fn response(parts: Vec<Value>, finish: Option<&str>, answer: &Answer<'_>) -> Value {
     let mut candidate = json!({"content": {"role": "model", "parts": parts}, "index": 0});
     if let Some(f) = finish {
         candidate["finishReason"] = Value::String(f.to_owned());
     }
-    json!({"candidates": [candidate], "usageMetadata": usage(reply), "modelVersion": "scripted"})
+    json!({"candidates": [candidate], "usageMetadata": usage(answer), "modelVersion": "scripted"})
 }
 
-fn call_parts(calls: &[(String, String)]) -> Vec<Value> {
+fn call_parts(answer: &Answer<'_>) -> Vec<Value> {
+    let Content::ToolCalls(calls) = &answer.content else {
+        return Vec::new();
+    };
     calls
         .iter()
-        .map(|(name, args)| {
-            let args: Value = serde_json::from_str(args).unwrap_or(Value::String(args.clone()));
-            json!({"functionCall": {"name": name, "args": args}})
+        .map(|call| {
+            let args: Value = serde_json::from_str(call.arguments)
+                .unwrap_or_else(|_| Value::String(call.arguments.to_owned()));
+            json!({"functionCall": {"name": call.name, "args": args}})
         })
         .collect()
 }
 
-pub(crate) fn plain_response(reply: &Reply) -> Response {
-    match &reply.kind {
-        ReplyKind::Text(text) => json_response(
-            StatusCode::OK,
-            &response(vec![json!({"text": text})], Some("STOP"), reply),
-        ),
-        ReplyKind::ToolCalls(calls) => json_response(
-            StatusCode::OK,
-            &response(call_parts(calls), Some("STOP"), reply),
-        ),
-        ReplyKind::Error { status, message } => error_response(*status, message),
-        ReplyKind::Raw { status, body } => crate::endpoint::raw_response(*status, body),
-        ReplyKind::Garbage(body) => (
-            StatusCode::OK,
-            [(header::CONTENT_TYPE, "application/json")],
-            body.clone(),
-        )
-            .into_response(),
-        ReplyKind::Truncated(_) | ReplyKind::TruncatedToolCall { .. } => {
-            let full = response(vec![json!({"text": "cut"})], Some("STOP"), reply).to_string();
-            let half: String = full.chars().take(full.chars().count() / 2).collect();
-            (
-                StatusCode::OK,
-                [(header::CONTENT_TYPE, "application/json")],
-                half,
-            )
-                .into_response()
-        }
+impl Dialect for GeminiDialect {
+    fn name(&self) -> &str {
+        "gemini"
     }
-}
 
-pub(crate) fn stream_response(reply: &Reply) -> Response {
-    let data = |v: Value| format!("data: {v}\r\n\r\n");
-    let mut events = Vec::new();
-    match &reply.kind {
-        ReplyKind::Text(text) => {
-            let pieces = split_pieces(text, 3);
-            let last = pieces.len().saturating_sub(1);
-            for (i, piece) in pieces.into_iter().enumerate() {
-                let finish = (i == last).then_some("STOP");
-                events.push(data(response(vec![json!({"text": piece})], finish, reply)));
-            }
-        }
-        ReplyKind::ToolCalls(calls) => {
-            events.push(data(response(call_parts(calls), Some("STOP"), reply)));
-        }
-        ReplyKind::Truncated(text) => {
-            for piece in split_pieces(text, 3) {
-                events.push(data(response(vec![json!({"text": piece})], None, reply)));
-            }
-        }
-        ReplyKind::TruncatedToolCall { .. } => {
-            // Gemini sends function calls whole; a cut stream shows as one unfinished text chunk.
-            events.push(data(response(vec![json!({"text": ""})], None, reply)));
-        }
-        ReplyKind::Error { status, message } => return error_response(*status, message),
-        ReplyKind::Raw { status, body } => {
-            return crate::endpoint::raw_response(*status, body);
-        }
-        ReplyKind::Garbage(body) => events.push(format!("data: {body}\r\n\r\n")),
+    fn serves(&self, request: &RecordedRequest) -> bool {
+        request.path.contains(":generateContent") || request.path.contains(":streamGenerateContent")
     }
-    let stream = futures::stream::iter(
-        events
-            .into_iter()
-            .map(|e| Ok::<_, std::io::Error>(Bytes::from(e))),
-    );
-    Response::builder()
-        .status(StatusCode::OK)
-        .header(header::CONTENT_TYPE, "text/event-stream")
-        .body(Body::from_stream(stream))
-        .unwrap_or_else(|_| error_response(500, "could not build the stream"))
+
+    fn is_streaming(&self, request: &RecordedRequest) -> bool {
+        request.path.contains(":streamGenerateContent")
+    }
+
+    /// `…/models/{model}:generateContent`
+    fn model(&self, request: &RecordedRequest) -> Option<String> {
+        let (before, _) = request.path.rsplit_once(':')?;
+        let (_, model) = before.rsplit_once("/models/")?;
+        Some(model.to_owned())
+    }
+
+    fn has_key(&self, request: &RecordedRequest, key: &str) -> bool {
+        request.header("x-goog-api-key") == Some(key)
+    }
+
+    fn error(&self, status: u16, message: &str) -> WireResponse {
+        let kind = match status {
+            400 => "INVALID_ARGUMENT",
+            401 => "UNAUTHENTICATED",
+            403 => "PERMISSION_DENIED",
+            404 => "NOT_FOUND",
+            429 => "RESOURCE_EXHAUSTED",
+            503 => "UNAVAILABLE",
+            _ => "INTERNAL",
+        };
+        WireResponse::json(
+            status,
+            json!({"error": {"code": status, "message": message, "status": kind}}),
+        )
+    }
+
+    fn unauthorized(&self) -> WireResponse {
+        self.error(400, "API key not valid. Please pass a valid API key.")
+    }
+
+    fn garbage_event(&self, body: &str) -> String {
+        format!("data: {body}\r\n\r\n")
+    }
+
+    fn answer(&self, answer: &Answer<'_>, _cx: &RenderContext<'_>) -> Value {
+        match &answer.content {
+            Content::Text(text) => response(vec![json!({"text": text})], Some("STOP"), answer),
+            Content::ToolCalls(_) => response(call_parts(answer), Some("STOP"), answer),
+        }
+    }
+
+    fn stream(&self, answer: &Answer<'_>, cut: bool, _cx: &RenderContext<'_>) -> Vec<String> {
+        let data = |v: Value| format!("data: {v}\r\n\r\n");
+        match &answer.content {
+            Content::Text(text) => {
+                let pieces = split_pieces(text, 3);
+                let last = pieces.len().saturating_sub(1);
+                pieces
+                    .into_iter()
+                    .enumerate()
+                    .map(|(i, piece)| {
+                        let finish = (i == last && !cut).then_some("STOP");
+                        data(response(vec![json!({"text": piece})], finish, answer))
+                    })
+                    .collect()
+            }
+            // Gemini sends function calls whole; a cut stream shows as one unfinished text chunk.
+            Content::ToolCalls(_) if cut => {
+                vec![data(response(vec![json!({"text": ""})], None, answer))]
+            }
+            Content::ToolCalls(_) => vec![data(response(call_parts(answer), Some("STOP"), answer))],
+        }
+    }
 }

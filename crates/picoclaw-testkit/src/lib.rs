@@ -1,13 +1,16 @@
 //! Test helpers for picoclaw: scripted model answers ([`Reply`]), an in-process
 //! [`ScriptedProvider`], a real OpenAI-compatible HTTP server on 127.0.0.1 ([`ScriptedEndpoint`])
-//! that tests script turn by turn and that records what it received, and [`TempWorkspace`].
+//! that tests script turn by turn and that records what it received (in any wire format: see
+//! [`dialect`]), the provider conformance suites ([`conformance`]), and [`TempWorkspace`].
 //!
 //! Nothing here reaches the internet; everything is deterministic.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod anthropic;
+mod chat_completions;
 pub mod conformance;
+pub mod dialect;
 pub mod discord;
 mod endpoint;
 mod entra;

@@ -1,70 +1,51 @@
 //! The scripted endpoint's OpenAI Responses dialect: `POST /v1/responses`, answered with
 //! `output` items (`message` / `function_call`) and, when streaming, the `response.*` events.
 
-use crate::endpoint::json_response;
-use crate::reply::{Reply, ReplyKind, error_json, split_pieces};
-use axum::body::{Body, Bytes};
-use axum::http::{StatusCode, header};
-use axum::response::{IntoResponse, Response};
+use crate::RecordedRequest;
+use crate::dialect::{
+    Answer, Content, Dialect, RenderContext, WireResponse, body_model, body_streams,
+};
+use crate::reply::{error_json, split_pieces};
 use serde_json::{Value, json};
-use std::sync::atomic::{AtomicU64, Ordering};
 
-fn usage(reply: &Reply) -> Value {
-    let u = reply.usage.unwrap_or_default();
+/// The OpenAI Responses API (bearer token, OpenAI's error shape).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ResponsesDialect;
+
+fn usage(answer: &Answer<'_>) -> Value {
+    let u = answer.usage_or_zero();
     json!({"input_tokens": u.prompt_tokens, "output_tokens": u.completion_tokens,
            "total_tokens": u.prompt_tokens + u.completion_tokens,
            "input_tokens_details": {"cached_tokens": u.cached_tokens}})
 }
 
-fn items(ids: &AtomicU64, reply: &Reply) -> Vec<Value> {
-    match &reply.kind {
-        ReplyKind::Text(text) => vec![json!({"type": "message", "id": "msg_1", "role": "assistant",
+/// The output items; tool calls get ids from `ids` (the same ones for every rendering of the
+/// answer, so the stream's added and done items agree).
+fn items(answer: &Answer<'_>, ids: &[u64]) -> Vec<Value> {
+    match &answer.content {
+        Content::Text(text) => vec![json!({"type": "message", "id": "msg_1", "role": "assistant",
             "status": "completed", "content": [{"type": "output_text", "text": text, "annotations": []}]})],
-        ReplyKind::ToolCalls(calls) => calls
+        Content::ToolCalls(calls) => calls
             .iter()
-            .map(|(name, args)| {
-                let n = ids.fetch_add(1, Ordering::Relaxed) + 1;
+            .zip(ids)
+            .map(|(call, n)| {
                 json!({"type": "function_call", "id": format!("fc_{n}"), "call_id": format!("call_{n}"),
-                       "name": name, "arguments": args, "status": "completed"})
+                       "name": call.name, "arguments": call.arguments, "status": "completed"})
             })
             .collect(),
-        _ => Vec::new(),
     }
 }
 
-fn response(output: Vec<Value>, status: &str, reply: &Reply, model: &str) -> Value {
+fn call_ids(answer: &Answer<'_>, cx: &RenderContext<'_>) -> Vec<u64> {
+    match &answer.content {
+        Content::Text(_) => Vec::new(),
+        Content::ToolCalls(calls) => calls.iter().map(|_| cx.next_id()).collect(),
+    }
+}
+
+fn response(output: Vec<Value>, status: &str, answer: &Answer<'_>, model: &str) -> Value {
     json!({"id": "resp_scripted", "object": "response", "status": status, "model": model,
-           "output": output, "usage": usage(reply)})
-}
-
-pub(crate) fn plain_response(ids: &AtomicU64, reply: &Reply, model: &str) -> Response {
-    match &reply.kind {
-        ReplyKind::Text(_) | ReplyKind::ToolCalls(_) => json_response(
-            StatusCode::OK,
-            &response(items(ids, reply), "completed", reply, model),
-        ),
-        ReplyKind::Error { status, message } => json_response(
-            StatusCode::from_u16(*status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
-            &error_json(*status, message),
-        ),
-        ReplyKind::Raw { status, body } => crate::endpoint::raw_response(*status, body),
-        ReplyKind::Garbage(body) => (
-            StatusCode::OK,
-            [(header::CONTENT_TYPE, "application/json")],
-            body.clone(),
-        )
-            .into_response(),
-        ReplyKind::Truncated(_) | ReplyKind::TruncatedToolCall { .. } => {
-            let full = response(vec![], "completed", reply, model).to_string();
-            let half: String = full.chars().take(full.chars().count() / 2).collect();
-            (
-                StatusCode::OK,
-                [(header::CONTENT_TYPE, "application/json")],
-                half,
-            )
-                .into_response()
-        }
-    }
+           "output": output, "usage": usage(answer)})
 }
 
 fn event(name: &str, mut data: Value, seq: &mut u64) -> String {
@@ -74,103 +55,103 @@ fn event(name: &str, mut data: Value, seq: &mut u64) -> String {
     format!("event: {name}\ndata: {data}\n\n")
 }
 
-pub(crate) fn stream_response(ids: &AtomicU64, reply: &Reply, model: &str) -> Response {
-    let mut seq = 0;
-    let mut events = vec![event(
-        "response.created",
-        json!({"response": response(vec![], "in_progress", reply, model)}),
-        &mut seq,
-    )];
-    let mut complete = true;
-    match &reply.kind {
-        ReplyKind::Text(text) | ReplyKind::Truncated(text) => {
-            events.push(event(
-                "response.output_item.added",
-                json!({"output_index": 0,
-                "item": {"type": "message", "id": "msg_1", "role": "assistant", "content": []}}),
-                &mut seq,
-            ));
-            for piece in split_pieces(text, 3) {
-                events.push(event(
-                    "response.output_text.delta",
-                    json!({"output_index": 0,
-                    "item_id": "msg_1", "content_index": 0, "delta": piece}),
-                    &mut seq,
-                ));
-            }
-            complete = matches!(reply.kind, ReplyKind::Text(_));
-        }
-        ReplyKind::ToolCalls(_) => {
-            for (index, item) in items(ids, reply).into_iter().enumerate() {
-                let mut added = item.clone();
-                added["arguments"] = json!("");
+impl Dialect for ResponsesDialect {
+    fn name(&self) -> &str {
+        "responses"
+    }
+
+    fn serves(&self, request: &RecordedRequest) -> bool {
+        request.path.ends_with("/responses")
+    }
+
+    fn is_streaming(&self, request: &RecordedRequest) -> bool {
+        body_streams(request)
+    }
+
+    fn model(&self, request: &RecordedRequest) -> Option<String> {
+        body_model(request)
+    }
+
+    fn has_key(&self, request: &RecordedRequest, key: &str) -> bool {
+        request.header("authorization") == Some(format!("Bearer {key}").as_str())
+    }
+
+    fn error(&self, status: u16, message: &str) -> WireResponse {
+        WireResponse::json(status, error_json(status, message))
+    }
+
+    fn garbage_event(&self, body: &str) -> String {
+        format!("event: response.created\ndata: {body}\n\n")
+    }
+
+    fn answer(&self, answer: &Answer<'_>, cx: &RenderContext<'_>) -> Value {
+        let ids = call_ids(answer, cx);
+        response(items(answer, &ids), "completed", answer, cx.model())
+    }
+
+    fn stream(&self, answer: &Answer<'_>, cut: bool, cx: &RenderContext<'_>) -> Vec<String> {
+        let mut seq = 0;
+        let mut events = vec![event(
+            "response.created",
+            json!({"response": response(vec![], "in_progress", answer, cx.model())}),
+            &mut seq,
+        )];
+        let ids = call_ids(answer, cx);
+        match &answer.content {
+            Content::Text(text) => {
                 events.push(event(
                     "response.output_item.added",
-                    json!({"output_index": index, "item": added}),
+                    json!({"output_index": 0,
+                    "item": {"type": "message", "id": "msg_1", "role": "assistant", "content": []}}),
                     &mut seq,
                 ));
-                let args = item["arguments"].as_str().unwrap_or_default().to_owned();
-                for piece in split_pieces(&args, 3) {
+                for piece in split_pieces(text, 3) {
                     events.push(event(
-                        "response.function_call_arguments.delta",
-                        json!({"output_index": index,
-                        "item_id": item["id"], "delta": piece}),
+                        "response.output_text.delta",
+                        json!({"output_index": 0,
+                        "item_id": "msg_1", "content_index": 0, "delta": piece}),
                         &mut seq,
                     ));
                 }
-                events.push(event(
-                    "response.output_item.done",
-                    json!({"output_index": index, "item": item}),
-                    &mut seq,
-                ));
+            }
+            Content::ToolCalls(_) => {
+                let all = items(answer, &ids);
+                let last = all.len().saturating_sub(1);
+                for (index, item) in all.into_iter().enumerate() {
+                    let mut added = item.clone();
+                    added["arguments"] = json!("");
+                    events.push(event(
+                        "response.output_item.added",
+                        json!({"output_index": index, "item": added}),
+                        &mut seq,
+                    ));
+                    let args = item["arguments"].as_str().unwrap_or_default().to_owned();
+                    for piece in split_pieces(&args, 3) {
+                        events.push(event(
+                            "response.function_call_arguments.delta",
+                            json!({"output_index": index,
+                            "item_id": item["id"], "delta": piece}),
+                            &mut seq,
+                        ));
+                    }
+                    if !(cut && index == last) {
+                        events.push(event(
+                            "response.output_item.done",
+                            json!({"output_index": index, "item": item}),
+                            &mut seq,
+                        ));
+                    }
+                }
             }
         }
-        ReplyKind::TruncatedToolCall { name, partial } => {
-            events.push(event("response.output_item.added", json!({"output_index": 0,
-                "item": {"type": "function_call", "id": "fc_cut", "call_id": "call_cut", "name": name, "arguments": ""}}), &mut seq));
+        if !cut {
+            let done = response(items(answer, &ids), "completed", answer, cx.model());
             events.push(event(
-                "response.function_call_arguments.delta",
-                json!({"output_index": 0,
-                "item_id": "fc_cut", "delta": partial}),
+                "response.completed",
+                json!({"response": done}),
                 &mut seq,
             ));
-            complete = false;
         }
-        ReplyKind::Error { status, message } => {
-            return json_response(
-                StatusCode::from_u16(*status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
-                &error_json(*status, message),
-            );
-        }
-        ReplyKind::Raw { status, body } => {
-            return crate::endpoint::raw_response(*status, body);
-        }
-        ReplyKind::Garbage(body) => {
-            events = vec![format!("event: response.created\ndata: {body}\n\n")];
-            complete = false;
-        }
-    }
-    if complete {
-        let done = response(items(ids, reply), "completed", reply, model);
-        events.push(event(
-            "response.completed",
-            json!({"response": done}),
-            &mut seq,
-        ));
-    }
-    let stream = futures::stream::iter(
         events
-            .into_iter()
-            .map(|e| Ok::<_, std::io::Error>(Bytes::from(e))),
-    );
-    Response::builder()
-        .status(StatusCode::OK)
-        .header(header::CONTENT_TYPE, "text/event-stream")
-        .body(Body::from_stream(stream))
-        .unwrap_or_else(|_| {
-            json_response(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                &error_json(500, "stream"),
-            )
-        })
+    }
 }
