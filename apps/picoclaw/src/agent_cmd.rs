@@ -35,12 +35,12 @@ pub fn run(
 ) -> anyhow::Result<ExitCode> {
     // Where commands could run unconfined, the provider keys leave the environment block they
     // could read (a re-exec; problems with the config are reported by the build below).
-    if picoclaw_gateway::environ::has_credentials()
+    if crate::environ::has_credentials()
         && let Ok(paths) = crate::wiring::paths(config.clone())
         && let Ok(loaded) = picoclaw_config::load(&paths)
-        && picoclaw_gateway::environ::exposed(&loaded.config)
+        && crate::environ::exposed(&loaded.config)
     {
-        picoclaw_gateway::environ::hide_credentials();
+        crate::environ::hide_credentials();
     }
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()

@@ -1,6 +1,7 @@
 //! `picoclaw gateway`: runs the gateway in the foreground until Ctrl-C or SIGTERM (the same as
 //! the `picoclaw-gateway` binary).
 
+use crate::foreground::{Foreground, LogFormat, run_foreground};
 use crate::wiring;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -15,12 +16,6 @@ pub struct GatewayArgs {
     no_log_file: bool,
 }
 
-#[derive(Debug, Clone, Copy, clap::ValueEnum)]
-enum LogFormat {
-    Text,
-    Json,
-}
-
 pub fn run(
     config: Option<PathBuf>,
     verbose: u8,
@@ -31,15 +26,15 @@ pub fn run(
     let Some((paths, loaded)) = wiring::paths_and_config(config)? else {
         return Ok(ExitCode::from(2));
     };
-    Ok(picoclaw_gateway::run_foreground(
+    Ok(run_foreground(
         loaded.config,
         paths,
         &[],
-        picoclaw_gateway::Foreground::new(
+        Foreground {
             verbose,
-            matches!(args.log_format, LogFormat::Json),
-            !args.no_log_file,
-        )
-        .with_extensions(extensions),
+            json_logs: matches!(args.log_format, LogFormat::Json),
+            log_files: !args.no_log_file,
+            extensions,
+        },
     ))
 }

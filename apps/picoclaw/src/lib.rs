@@ -17,7 +17,10 @@ mod agent_cmd;
 mod audit_cmd;
 mod auth_cmd;
 mod cron_cmd;
+mod environ;
+mod foreground;
 mod gateway_cmd;
+mod gateway_logging;
 mod logging;
 #[cfg(feature = "mcp")]
 mod mcp_cmd;
@@ -30,6 +33,7 @@ mod status_cmd;
 mod usage_cmd;
 mod wiring;
 
+pub use foreground::run_gateway;
 pub use picoclaw_gateway::Extensions;
 
 use clap::{Parser, Subcommand};
@@ -114,7 +118,7 @@ pub fn run(extensions: Extensions) -> ExitCode {
         return ExitCode::SUCCESS;
     }
     // Before any thread: variables hidden by a re-exec (agent, gateway) come back.
-    picoclaw_gateway::environ::restore_hidden();
+    environ::restore_hidden();
     install_crypto_provider();
     // The gateway sets up its own logs (daily files, JSON).
     let own_logs = matches!(cli.command, Command::Gateway(_));

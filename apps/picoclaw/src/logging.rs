@@ -23,7 +23,7 @@ pub fn init(
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
     let (audit, guard) = match audit_dir {
         Some(dir) => {
-            let (layer, guard) = picoclaw_gateway::logging::audit_layer(dir)?;
+            let (layer, guard) = crate::gateway_logging::audit_layer(dir)?;
             (Some(layer), Some(guard))
         }
         None => (None, None),
@@ -54,7 +54,7 @@ pub fn init(
             .with(
                 tracing_subscriber::fmt::layer()
                     .with_target(false)
-                    .with_ansi(picoclaw_gateway::logging::stderr_colour())
+                    .with_ansi(crate::gateway_logging::stderr_colour())
                     .with_writer(std::io::stderr)
                     .with_filter(filter),
             )

@@ -28,13 +28,15 @@ fn layer(name: &str) -> Option<u8> {
 /// Same-layer edges that are allowed, one way only: the gateway is configured by the config
 /// crate (it loads the file, builds providers from it), and the config crate never knows the
 /// gateway; an executable skill's tools and an MCP server's tools are tools (the `Tool` trait,
-/// the sandboxed process helpers), and tools never know skills or MCP.
+/// the sandboxed process helpers), and tools never know skills or MCP; the gateway binary is
+/// picoclaw-cli's `run_gateway` (the process set-up the two binaries share).
 fn same_layer_allowed(from: &str, to: &str) -> bool {
     matches!(
         (from, to),
         ("picoclaw-gateway", "picoclaw-config")
             | ("picoclaw-skills", "picoclaw-tools")
             | ("picoclaw-mcp", "picoclaw-tools")
+            | ("picoclaw-gateway-bin", "picoclaw-cli")
     )
 }
 

@@ -1,6 +1,6 @@
 //! [`Extensions`]: what a build adds to picoclaw — providers (model prefixes and wire
 //! formats), channels (config sections) and tools — handed to the CLI (`picoclaw_cli::run`)
-//! and the gateway ([`crate::run_with`], [`crate::Foreground::with_extensions`]).
+//! and the gateway ([`crate::run_with`], and picoclaw-cli's `run_gateway`).
 //!
 //! ```no_run
 //! use picoclaw_gateway::Extensions;

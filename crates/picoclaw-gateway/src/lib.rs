@@ -4,18 +4,18 @@
 //! `/v1/chat/completions` and `/v1/models` (see [`http`]), always behind a key ([`key`]) and
 //! the access rules of [`access`].
 //!
-//! `picoclaw gateway` and the `picoclaw-gateway` binary both call [`run`].
+//! `picoclaw gateway` and the `picoclaw-gateway` binary both call [`run_with`], from
+//! picoclaw-cli. This library changes no process-wide state: the tokio runtime, the tracing
+//! subscriber, the signal handlers and the TLS crypto provider are the application's.
 
 #![warn(clippy::unwrap_used, clippy::expect_used)]
 
 pub mod access;
 pub mod assemble;
 pub mod dispatcher;
-pub mod environ;
 pub mod extend;
 pub mod http;
 pub mod key;
-pub mod logging;
 pub mod metrics;
 pub mod scheduler;
 
@@ -38,8 +38,9 @@ use std::time::Duration;
 /// Longest one API turn may take (tool loops included) before the request fails.
 pub const DEFAULT_TURN_TIMEOUT: Duration = Duration::from_secs(600);
 
-/// Runs the gateway until `shutdown` completes (see [`shutdown_signal`]). `on_listening` gets the
-/// bound address (the port may be 0 in the config: any free one).
+/// Runs the gateway until `shutdown` completes (an application passes its SIGINT/SIGTERM
+/// handler; a test, a channel it closes). `on_listening` gets the bound address (the port may be
+/// 0 in the config: any free one).
 pub async fn run(
     config: Config,
     paths: Paths,
@@ -259,132 +260,4 @@ pub fn unknown_channel_sections(
             ),
         })
         .collect()
-}
-
-/// How the gateway runs in the foreground (`picoclaw gateway` and the `picoclaw-gateway`
-/// binary share this).
-#[derive(Clone, Debug, Default)]
-#[non_exhaustive]
-pub struct Foreground {
-    /// `-v` count: 0 takes logging.level from the config (else info), 1 debug, 2+ trace.
-    pub verbose: u8,
-    /// Log lines as JSON.
-    pub json_logs: bool,
-    /// Also log to daily files in ~/.picoclaw/logs.
-    pub log_files: bool,
-    /// The providers, channels and tools beyond the built-in ones.
-    pub extensions: Extensions,
-}
-
-impl Foreground {
-    pub fn new(verbose: u8, json_logs: bool, log_files: bool) -> Self {
-        Self {
-            verbose,
-            json_logs,
-            log_files,
-            extensions: Extensions::new(),
-        }
-    }
-
-    /// Runs with `extensions` (a build with providers, channels or tools of its own).
-    pub fn with_extensions(mut self, extensions: Extensions) -> Self {
-        self.extensions = extensions;
-        self
-    }
-}
-
-/// Sets up logging, logs `warnings` (from loading the config), and runs the gateway until
-/// SIGINT or SIGTERM. Exit code 2 for configuration errors, 1 for other failures.
-pub fn run_foreground(
-    config: Config,
-    paths: Paths,
-    warnings: &[String],
-    options: Foreground,
-) -> std::process::ExitCode {
-    use std::process::ExitCode;
-    // Where commands could run unconfined, the provider keys leave the environment block they
-    // could read (a re-exec; the new image restores them first thing in main).
-    if environ::exposed(&config) {
-        environ::hide_credentials();
-    }
-    let level = match options.verbose {
-        0 => logging::level_from_config(&config).unwrap_or_else(|| "info".to_owned()),
-        1 => "debug".to_owned(),
-        _ => "trace".to_owned(),
-    };
-    // The audit trail is written whether or not the ordinary logs go to files.
-    let log = logging::LogOptions::new(
-        level,
-        options.json_logs,
-        options.log_files.then(|| paths.logs_dir()),
-    )
-    .with_audit(paths.logs_dir());
-    let _log_guard = match logging::init(&log) {
-        Ok(guard) => guard,
-        Err(e) => {
-            eprintln!("error: {e:#}");
-            return ExitCode::FAILURE;
-        }
-    };
-    for warning in warnings {
-        tracing::warn!("{warning}");
-    }
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("error: cannot start the async runtime: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    let result = runtime.block_on(async {
-        // Inside the runtime: the signal handlers are installed before anything listens.
-        let shutdown = shutdown_signal();
-        run_with(config, paths, options.extensions, shutdown, |addr| {
-            eprintln!("picoclaw gateway listening on http://{addr} (Ctrl-C stops it)")
-        })
-        .await
-    });
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(SetupError::Config(msg)) => {
-            eprintln!("error: {msg}");
-            ExitCode::from(2)
-        }
-        Err(e) => {
-            eprintln!("error: {e}");
-            ExitCode::FAILURE
-        }
-    }
-}
-
-/// Completes on SIGINT (Ctrl-C) or SIGTERM. The handlers are installed when this is called (it
-/// must be called inside the runtime), so a signal that arrives before the future is first
-/// polled is not lost to the default action.
-pub fn shutdown_signal() -> impl Future<Output = ()> + Send + 'static {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        let term = signal(SignalKind::terminate());
-        let int = signal(SignalKind::interrupt());
-        async move {
-            match (term, int) {
-                (Ok(mut term), Ok(mut int)) => {
-                    tokio::select! {
-                        _ = term.recv() => {},
-                        _ = int.recv() => {},
-                    }
-                }
-                _ => {
-                    let _ = tokio::signal::ctrl_c().await;
-                }
-            }
-        }
-    }
-    #[cfg(not(unix))]
-    async {
-        let _ = tokio::signal::ctrl_c().await;
-    }
 }

@@ -235,8 +235,9 @@ async fn telegram_in_webhook_mode_then_back_to_polling() {
         json!({"telegram": {"enabled": true, "token": TOKEN, "allow_from": ["111"],
             "api_base": tg.api_base(), "webhook_url": hook}}),
     );
+    // Generous: a gateway starting on a loaded 2-core machine can take seconds.
     let wait = |what: &'static str, done: &dyn Fn() -> bool| {
-        for _ in 0..400 {
+        for _ in 0..1200 {
             if done() {
                 return;
             }

@@ -26,7 +26,7 @@ fn hidden(name: &std::ffi::OsStr, value: &std::ffi::OsStr) -> bool {
 
 /// Call first thing in `main`, before any thread starts: in the image started by
 /// [`hide_credentials`], puts the hidden variables back (on the heap). Does nothing otherwise.
-pub fn restore_hidden() {
+pub(crate) fn restore_hidden() {
     if let Some(fd) = std::env::var_os(FD_VAR) {
         RESTORED.store(true, std::sync::atomic::Ordering::Relaxed);
         restore(&fd);
@@ -39,14 +39,14 @@ static RESTORED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::
 
 /// Whether the environment holds anything [`hide_credentials`] would move (cheap: no config
 /// is read for a process that has no credentials in its environment).
-pub fn has_credentials() -> bool {
+pub(crate) fn has_credentials() -> bool {
     std::env::vars_os().any(|(name, value)| hidden(&name, &value))
 }
 
 /// Whether a command the agent starts could read picoclaw's environment block: Landlock is
 /// unavailable, switched off for exec, or an MCP stdio server opts out of its sandbox. (Under
 /// Landlock, a confined process cannot read a process outside its domain.)
-pub fn exposed(config: &picoclaw_config::Config) -> bool {
+pub(crate) fn exposed(config: &picoclaw_config::Config) -> bool {
     if picoclaw_tools::landlock_abi().is_err() || !config.tools.exec.landlock {
         return true;
     }
@@ -61,7 +61,7 @@ pub fn exposed(config: &picoclaw_config::Config) -> bool {
 /// out of its environment block, when there are any; the new image restores them with
 /// [`restore_hidden`]. Returns only when there is nothing to hide or the re-exec failed (said on
 /// stderr). Safe with other threads running: `execve` ends them.
-pub fn hide_credentials() {
+pub(crate) fn hide_credentials() {
     if RESTORED.load(std::sync::atomic::Ordering::Relaxed) {
         return;
     }

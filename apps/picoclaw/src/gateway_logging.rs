@@ -11,7 +11,7 @@ use tracing_subscriber::util::SubscriberInitExt;
 /// Why logging could not be set up. Each message names the folder or step and carries its cause.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
-pub enum LogError {
+pub(crate) enum LogError {
     /// The log folder cannot be made: check its permissions (or log to stderr only).
     #[error("cannot create the log folder {}: {error}", dir.display())]
     Folder { dir: PathBuf, error: std::io::Error },
@@ -29,19 +29,19 @@ pub enum LogError {
 /// How to log.
 #[derive(Clone, Debug)]
 #[non_exhaustive]
-pub struct LogOptions {
+pub(crate) struct LogOptions {
     /// `error`, `warn`, `info`, `debug`, `trace`, or a full filter (`picoclaw_gateway=debug`).
-    pub level: String,
+    pub(crate) level: String,
     /// JSON lines instead of text.
-    pub json: bool,
+    pub(crate) json: bool,
     /// The folder for daily log files; `None` logs to stderr only.
-    pub dir: Option<PathBuf>,
+    pub(crate) dir: Option<PathBuf>,
     /// The folder of the audit trail (`audit.<date>.jsonl`); `None`: no audit file.
-    pub audit_dir: Option<PathBuf>,
+    pub(crate) audit_dir: Option<PathBuf>,
 }
 
 impl LogOptions {
-    pub fn new(level: impl Into<String>, json: bool, dir: Option<PathBuf>) -> Self {
+    pub(crate) fn new(level: impl Into<String>, json: bool, dir: Option<PathBuf>) -> Self {
         Self {
             level: level.into(),
             json,
@@ -51,7 +51,7 @@ impl LogOptions {
     }
 
     /// Writes the audit trail (events with the target `audit`) to `dir`.
-    pub fn with_audit(mut self, dir: PathBuf) -> Self {
+    pub(crate) fn with_audit(mut self, dir: PathBuf) -> Self {
         self.audit_dir = Some(dir);
         self
     }
@@ -60,7 +60,7 @@ impl LogOptions {
 /// The layer that writes audit events (target `audit`: tool calls, refused gateway keys,
 /// pairings, logins) as JSON lines to `dir/audit.<YYYY-MM-DD>.jsonl`, rotated daily, 90 days
 /// kept. Nothing is dropped: when the writer falls behind, the event waits. Keep the guard.
-pub fn audit_layer<S>(
+pub(crate) fn audit_layer<S>(
     dir: &std::path::Path,
 ) -> Result<
     (
@@ -103,7 +103,7 @@ where
 }
 
 /// The `logging.level` of the original PicoClaw's config section, when set.
-pub fn level_from_config(config: &picoclaw_config::Config) -> Option<String> {
+pub(crate) fn level_from_config(config: &picoclaw_config::Config) -> Option<String> {
     config
         .logging
         .as_ref()
@@ -116,7 +116,7 @@ pub fn level_from_config(config: &picoclaw_config::Config) -> Option<String> {
 const LOG_QUEUE_LINES: usize = 4096;
 
 /// Installs the subscriber. Keep the returned guard alive: it flushes the file writer on drop.
-pub fn init(
+pub(crate) fn init(
     opts: &LogOptions,
 ) -> Result<Vec<tracing_appender::non_blocking::WorkerGuard>, LogError> {
     let filter = || {
@@ -185,7 +185,7 @@ pub fn init(
 
 /// Whether log lines on stderr are coloured: only on a terminal, and not when `NO_COLOR` is set
 /// to something (https://no-color.org).
-pub fn stderr_colour() -> bool {
+pub(crate) fn stderr_colour() -> bool {
     use std::io::IsTerminal;
     std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
 }
