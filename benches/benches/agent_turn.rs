@@ -2,6 +2,7 @@
 //! once, so what is measured is context building, the tool loop, and session persistence.
 //!
 //! Run with: cargo bench -p picoclaw-benches --bench agent_turn
+#![allow(clippy::unwrap_used, clippy::expect_used)] // A test panics on what it did not expect.
 
 use picoclaw_core::{Agent, SessionKey};
 use picoclaw_state::{InMemoryStore, SqliteStore, WorkspaceMemory};

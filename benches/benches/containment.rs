@@ -6,6 +6,7 @@
 //! entry).
 //!
 //! Run with: cargo bench -p picoclaw-benches --bench containment
+#![allow(clippy::unwrap_used, clippy::expect_used)] // A test panics on what it did not expect.
 
 use picoclaw_api::SessionKey;
 use picoclaw_tools::{ExecConfig, Sandbox, ToolContext, ToolRegistry, builtin_tools};

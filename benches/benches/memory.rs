@@ -4,6 +4,7 @@
 //! indexing everything from scratch.
 //!
 //! Run with: cargo bench -p picoclaw-benches --bench memory
+#![allow(clippy::unwrap_used, clippy::expect_used)] // A test panics on what it did not expect.
 
 use picoclaw_state::{MemoryStore, SqliteStore, WorkspaceMemory};
 use picoclaw_testkit::TempWorkspace;

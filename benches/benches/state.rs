@@ -3,6 +3,7 @@
 //! number of stored turns.
 //!
 //! Run with: cargo bench -p picoclaw-benches --bench state
+#![allow(clippy::unwrap_used, clippy::expect_used)] // A test panics on what it did not expect.
 
 use picoclaw_api::{ChatMessage, SessionKey};
 use picoclaw_state::{SessionStore, SqliteStore};

@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 #[derive(Debug, clap::Args)]
-pub struct AgentArgs {
+pub(crate) struct AgentArgs {
     /// Send one message, print the answer and exit.
     #[arg(short, long, value_name = "TEXT")]
     message: Option<String>,
@@ -28,7 +28,7 @@ pub struct AgentArgs {
     model: Option<String>,
 }
 
-pub fn run(
+pub(crate) fn run(
     config: Option<PathBuf>,
     extensions: &picoclaw_gateway::Extensions,
     args: AgentArgs,

@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 #[derive(Debug, clap::Args)]
-pub struct AuditArgs {
+pub(crate) struct AuditArgs {
     /// Only events since then: a time back from now (30m, 2h, 7d) or a day (YYYY-MM-DD, UTC).
     #[arg(long, value_name = "WHEN")]
     since: Option<String>,
@@ -36,7 +36,7 @@ fn since(text: &str) -> anyhow::Result<chrono::DateTime<chrono::Utc>> {
     Ok(chrono::Utc::now() - back)
 }
 
-pub fn run(config: Option<PathBuf>, args: AuditArgs) -> anyhow::Result<ExitCode> {
+pub(crate) fn run(config: Option<PathBuf>, args: AuditArgs) -> anyhow::Result<ExitCode> {
     let paths = match wiring::paths(config) {
         Ok(p) => p,
         Err(e) => {

@@ -10,7 +10,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 #[derive(Debug, clap::Args)]
-pub struct AuthArgs {
+pub(crate) struct AuthArgs {
     #[command(subcommand)]
     command: AuthCommand,
 }
@@ -47,7 +47,7 @@ enum AuthCommand {
     },
 }
 
-pub fn run(config: Option<PathBuf>, args: AuthArgs) -> anyhow::Result<ExitCode> {
+pub(crate) fn run(config: Option<PathBuf>, args: AuthArgs) -> anyhow::Result<ExitCode> {
     let paths = match crate::wiring::paths(config) {
         Ok(p) => p,
         Err(e) => {

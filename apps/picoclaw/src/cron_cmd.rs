@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 #[derive(Debug, clap::Args)]
-pub struct CronArgs {
+pub(crate) struct CronArgs {
     #[command(subcommand)]
     command: CronCommand,
 }
@@ -102,7 +102,7 @@ fn schedule_of(
     anyhow::bail!("say when: --in, --at, --every or --cron")
 }
 
-pub fn run(config: Option<PathBuf>, args: CronArgs) -> anyhow::Result<ExitCode> {
+pub(crate) fn run(config: Option<PathBuf>, args: CronArgs) -> anyhow::Result<ExitCode> {
     let Some((paths, loaded)) = wiring::paths_and_config(config)? else {
         return Ok(ExitCode::from(2));
     };

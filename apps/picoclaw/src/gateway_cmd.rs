@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 #[derive(Debug, clap::Args)]
-pub struct GatewayArgs {
+pub(crate) struct GatewayArgs {
     /// Log lines as text or JSON.
     #[arg(long, value_enum, default_value = "text")]
     log_format: LogFormat,
@@ -16,7 +16,7 @@ pub struct GatewayArgs {
     no_log_file: bool,
 }
 
-pub fn run(
+pub(crate) fn run(
     config: Option<PathBuf>,
     verbose: u8,
     extensions: picoclaw_gateway::Extensions,

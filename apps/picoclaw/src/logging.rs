@@ -9,7 +9,7 @@ use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 
 /// Keep the returned guard alive until exit: it flushes the audit trail.
-pub fn init(
+pub(crate) fn init(
     verbose: u8,
     log_file: Option<&Path>,
     audit_dir: Option<&Path>,

@@ -9,7 +9,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 #[derive(Debug, clap::Args)]
-pub struct McpArgs {
+pub(crate) struct McpArgs {
     #[command(subcommand)]
     command: McpCommand,
 }
@@ -58,7 +58,7 @@ fn pairs(items: &[String], what: &str) -> anyhow::Result<serde_json::Map<String,
     Ok(map)
 }
 
-pub fn run(config: Option<PathBuf>, args: McpArgs) -> anyhow::Result<ExitCode> {
+pub(crate) fn run(config: Option<PathBuf>, args: McpArgs) -> anyhow::Result<ExitCode> {
     let Some((paths, loaded)) = crate::wiring::paths_and_config(config)? else {
         return Ok(ExitCode::from(2));
     };

@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 #[derive(Debug, clap::Args)]
-pub struct MemoryArgs {
+pub(crate) struct MemoryArgs {
     #[command(subcommand)]
     command: MemoryCommand,
 }
@@ -38,7 +38,7 @@ enum MemoryCommand {
     },
 }
 
-pub fn run(config: Option<PathBuf>, args: MemoryArgs) -> anyhow::Result<ExitCode> {
+pub(crate) fn run(config: Option<PathBuf>, args: MemoryArgs) -> anyhow::Result<ExitCode> {
     let Some((paths, loaded)) = wiring::paths_and_config(config)? else {
         return Ok(ExitCode::from(2));
     };

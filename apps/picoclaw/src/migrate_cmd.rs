@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 #[derive(Debug, clap::Args)]
-pub struct MigrateArgs {
+pub(crate) struct MigrateArgs {
     /// The original PicoClaw home (default: this home, ~/.picoclaw or $PICOCLAW_HOME).
     #[arg(long, value_name = "DIR")]
     from: Option<PathBuf>,
@@ -78,7 +78,7 @@ fn copy_missing(
     Ok(())
 }
 
-pub fn run(config: Option<PathBuf>, args: MigrateArgs) -> anyhow::Result<ExitCode> {
+pub(crate) fn run(config: Option<PathBuf>, args: MigrateArgs) -> anyhow::Result<ExitCode> {
     let Some((paths, loaded)) = wiring::paths_and_config(config)? else {
         return Ok(ExitCode::from(2));
     };

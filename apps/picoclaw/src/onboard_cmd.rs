@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 #[derive(Debug, clap::Args)]
-pub struct OnboardArgs {
+pub(crate) struct OnboardArgs {
     /// Do not ask anything: keep existing files, fill in what is missing.
     #[arg(long)]
     non_interactive: bool,
@@ -94,7 +94,7 @@ fn ask(question: &str, default: &str) -> anyhow::Result<String> {
     })
 }
 
-pub fn run(config: Option<PathBuf>, args: OnboardArgs) -> anyhow::Result<ExitCode> {
+pub(crate) fn run(config: Option<PathBuf>, args: OnboardArgs) -> anyhow::Result<ExitCode> {
     let paths = match wiring::paths(config) {
         Ok(p) => p,
         Err(SetupError::Config(msg)) => {

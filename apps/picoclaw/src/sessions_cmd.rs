@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 #[derive(Debug, clap::Args)]
-pub struct SessionsArgs {
+pub(crate) struct SessionsArgs {
     #[command(subcommand)]
     command: SessionsCommand,
 }
@@ -48,7 +48,7 @@ enum SessionsCommand {
     },
 }
 
-pub fn run(config: Option<PathBuf>, args: SessionsArgs) -> anyhow::Result<ExitCode> {
+pub(crate) fn run(config: Option<PathBuf>, args: SessionsArgs) -> anyhow::Result<ExitCode> {
     let Some((paths, loaded)) = wiring::paths_and_config(config)? else {
         return Ok(ExitCode::from(2));
     };

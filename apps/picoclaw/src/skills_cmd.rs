@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 #[derive(Debug, clap::Args)]
-pub struct SkillsArgs {
+pub(crate) struct SkillsArgs {
     #[command(subcommand)]
     command: SkillsCommand,
 }
@@ -58,7 +58,7 @@ enum SkillsCommand {
     Revoke { name: String },
 }
 
-pub fn run(config: Option<PathBuf>, args: SkillsArgs) -> anyhow::Result<ExitCode> {
+pub(crate) fn run(config: Option<PathBuf>, args: SkillsArgs) -> anyhow::Result<ExitCode> {
     let Some((paths, loaded)) = crate::wiring::paths_and_config(config)? else {
         return Ok(ExitCode::from(2));
     };

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-pub fn run(
+pub(crate) fn run(
     config: Option<PathBuf>,
     extensions: &picoclaw_gateway::Extensions,
 ) -> anyhow::Result<ExitCode> {

@@ -15,7 +15,7 @@ enum By {
 }
 
 #[derive(Debug, clap::Args)]
-pub struct UsageArgs {
+pub(crate) struct UsageArgs {
     /// Only usage on or after this day (YYYY-MM-DD, UTC).
     #[arg(long, value_name = "DATE")]
     since: Option<String>,
@@ -36,7 +36,7 @@ fn thousands(n: u64) -> String {
     out
 }
 
-pub fn run(config: Option<PathBuf>, args: UsageArgs) -> anyhow::Result<ExitCode> {
+pub(crate) fn run(config: Option<PathBuf>, args: UsageArgs) -> anyhow::Result<ExitCode> {
     if let Some(since) = &args.since
         && chrono::NaiveDate::parse_from_str(since, "%Y-%m-%d").is_err()
     {

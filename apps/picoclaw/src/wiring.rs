@@ -7,7 +7,7 @@ use picoclaw_state::StateBackend;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-pub struct Setup {
+pub(crate) struct Setup {
     pub agent: Agent,
     /// The state database the agent uses (closed by the caller at exit).
     pub store: Arc<dyn StateBackend>,
@@ -17,10 +17,10 @@ pub struct Setup {
 }
 
 /// A configuration problem (one line, exit code 2) or anything else; shared with the gateway.
-pub use picoclaw_gateway::SetupError;
+pub(crate) use picoclaw_gateway::SetupError;
 
 /// Resolves the file locations, honouring `--config`.
-pub fn paths(config: Option<PathBuf>) -> Result<Paths, SetupError> {
+pub(crate) fn paths(config: Option<PathBuf>) -> Result<Paths, SetupError> {
     let paths = Paths::from_env().map_err(|e| SetupError::Config(e.to_string()))?;
     Ok(match config {
         Some(file) => paths.with_config_file(file),
@@ -30,7 +30,7 @@ pub fn paths(config: Option<PathBuf>) -> Result<Paths, SetupError> {
 
 /// Paths and config for a command; `None` after printing a configuration problem (the caller
 /// exits with code 2).
-pub fn paths_and_config(config: Option<PathBuf>) -> anyhow::Result<Option<(Paths, Loaded)>> {
+pub(crate) fn paths_and_config(config: Option<PathBuf>) -> anyhow::Result<Option<(Paths, Loaded)>> {
     let paths = match paths(config) {
         Ok(p) => p,
         Err(SetupError::Config(msg)) => {
@@ -50,7 +50,7 @@ pub fn paths_and_config(config: Option<PathBuf>) -> anyhow::Result<Option<(Paths
 }
 
 /// Loads the config and prints its warnings to stderr.
-pub fn load(paths: &Paths) -> Result<Loaded, SetupError> {
+pub(crate) fn load(paths: &Paths) -> Result<Loaded, SetupError> {
     let loaded = picoclaw_config::load(paths).map_err(|e| SetupError::Config(e.to_string()))?;
     for warning in &loaded.warnings {
         eprintln!("warning: {warning}");
@@ -58,13 +58,13 @@ pub fn load(paths: &Paths) -> Result<Loaded, SetupError> {
     Ok(loaded)
 }
 
-pub use picoclaw_gateway::state_location;
+pub(crate) use picoclaw_gateway::state_location;
 
-pub use picoclaw_gateway::open_state;
+pub(crate) use picoclaw_gateway::open_state;
 
 /// Opens (creating it if needed) the state database for a CLI command. A configuration problem
 /// (a bad `state.url`, an unreachable server) is printed and gives `None`: exit with code 2.
-pub async fn open_store(
+pub(crate) async fn open_store(
     config: &picoclaw_config::Config,
     paths: &Paths,
 ) -> anyhow::Result<Option<Arc<dyn StateBackend>>> {
@@ -80,7 +80,7 @@ pub async fn open_store(
 }
 
 /// The agent the config describes, with the providers and tools of `extensions`.
-pub async fn build(
+pub(crate) async fn build(
     config: Option<PathBuf>,
     extensions: &picoclaw_gateway::Extensions,
     model_override: Option<&str>,

@@ -1,5 +1,6 @@
 //! Architecture invariants (docs/ARCHITECTURE.md): reads `cargo metadata` and fails when a crate
 //! depends on one it may not (an upward edge in the layer table of docs/ARCHITECTURE.md).
+#![allow(clippy::unwrap_used, clippy::expect_used)] // A test panics on what it did not expect.
 
 use serde_json::Value;
 use std::collections::BTreeMap;

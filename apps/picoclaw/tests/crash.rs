@@ -5,7 +5,7 @@
 //!
 //! The kill points come from a seeded generator; `PICOCLAW_CRASH_SEED=<n>` replays a run and
 //! `PICOCLAW_CRASH_TURNS=<n>` runs more turns.
-
+#![allow(clippy::unwrap_used, clippy::expect_used)] // A test panics on what it did not expect.
 #![cfg(unix)]
 
 use picoclaw_core::{ChatMessage, Role, SessionKey, SessionStore};

@@ -2,6 +2,7 @@
 //! what a prompt-injected model would — plants links, FIFOs and hard links with the tools it has,
 //! then asks the file tools to read and write through them — and checks that nothing outside
 //! the workspace was read or changed, and that the turn still ends.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // A test panics on what it did not expect.
 
 use picoclaw_testkit::{Reply, ScriptedEndpoint};
 use serde_json::{Value, json};

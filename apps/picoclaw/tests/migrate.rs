@@ -2,6 +2,7 @@
 //! `.jsonl` sessions with `.meta.json` (truncated history and a summary), a broken file, memory
 //! files, bootstrap files and `cron/jobs.json`. Every turn is kept, nothing is imported twice,
 //! and the imported conversation carries on.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // A test panics on what it did not expect.
 
 use assert_cmd::Command;
 use picoclaw_core::SessionKey;

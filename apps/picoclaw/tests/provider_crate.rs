@@ -4,6 +4,7 @@
 //! dependencies already compiled are reused); its conformance tests pass; its binary — the full
 //! CLI plus echo-upper — runs `onboard`, and with `"model": "echo-upper/x"` `agent -m hello`
 //! prints `HELLO`, streamed: the answer reaches stdout in pieces, a pause apart.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // A test panics on what it did not expect.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};

@@ -17,7 +17,7 @@
 //! thiserror, schemars, chrono and tokio-util (for `CancellationToken`); the package count it
 //! compiles is in docs/PERFORMANCE.md.
 
-#![warn(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+#![warn(missing_docs)]
 
 pub mod auth;
 pub mod channel;

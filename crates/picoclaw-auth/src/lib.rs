@@ -9,8 +9,6 @@
 //! (device code, browser with PKCE, refresh, GitHub Copilot's token exchange), and
 //! [`LoginTokens`], which serves a stored login to providers and renews it before it expires.
 
-#![warn(clippy::unwrap_used, clippy::expect_used)]
-
 mod azure;
 mod oauth;
 mod store;

@@ -1,4 +1,5 @@
 //! The OAuth flows against a loopback OAuth server (testkit `FakeOauth`).
+#![allow(clippy::unwrap_used, clippy::expect_used)] // A test panics on what it did not expect.
 
 use picoclaw_api::Secret;
 use picoclaw_auth::{

@@ -1,5 +1,6 @@
 //! Issue 17, attack 8: a command plants a link where the next download will be saved (or in
 //! place of the media folder); the owner's next photo must not overwrite the link's target.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // A test panics on what it did not expect.
 
 use picoclaw_channels::settings::{ChannelSettings, Common, save_download};
 use std::os::unix::fs::symlink;

@@ -2,8 +2,6 @@
 //! layout (existing files load unchanged), `PICOCLAW_<SECTION>_<KEY>` environment overrides,
 //! validation that names the key and the fix, model resolution, and the files `onboard` writes.
 
-#![warn(clippy::unwrap_used, clippy::expect_used)]
-
 mod error;
 mod factory;
 mod keys;

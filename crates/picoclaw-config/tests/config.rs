@@ -1,4 +1,5 @@
 //! Loading, overrides, validation, model resolution and writing, on real files.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // A test panics on what it did not expect.
 
 use picoclaw_config::{
     ConfigError, Paths, load_with_env, merge_preserving, write_config_atomically,

@@ -5,8 +5,6 @@
 //! enough to build an agent with any [`LlmProvider`], any [`Tool`]s and any [`SessionStore`].
 //! It knows nothing about channels or HTTP servers.
 
-#![warn(clippy::unwrap_used, clippy::expect_used)]
-
 mod agent;
 mod compaction;
 pub mod context;

@@ -1,5 +1,6 @@
 //! The agent loop against a scripted in-process provider: tool rounds, history, limits, errors,
 //! cancellation and persistence.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // A test panics on what it did not expect.
 
 use async_trait::async_trait;
 use picoclaw_core::*;

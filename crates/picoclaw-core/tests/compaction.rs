@@ -1,5 +1,6 @@
 //! Compaction over long conversations: history stays within the budget, the summary is what the
 //! next request carries, and a ContextLength error triggers compaction and one retry.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // A test panics on what it did not expect.
 
 use async_trait::async_trait;
 use picoclaw_core::*;

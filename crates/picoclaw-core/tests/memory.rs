@@ -1,6 +1,7 @@
 //! Long-term memory in the agent loop: the model remembers through `memory_write`, later turns
 //! (in other sessions, after a restart) carry what is relevant, and a huge MEMORY.md does not
 //! grow every request.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // A test panics on what it did not expect.
 
 use picoclaw_core::*;
 use picoclaw_state::SqliteStore;

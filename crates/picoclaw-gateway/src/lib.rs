@@ -8,8 +8,6 @@
 //! picoclaw-cli. This library changes no process-wide state: the tokio runtime, the tracing
 //! subscriber, the signal handlers and the TLS crypto provider are the application's.
 
-#![warn(clippy::unwrap_used, clippy::expect_used)]
-
 pub mod access;
 pub mod assemble;
 pub mod dispatcher;

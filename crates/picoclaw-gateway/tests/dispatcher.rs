@@ -1,5 +1,6 @@
 //! The dispatcher under load and across a restart, with an in-process fake channel and a model
 //! that echoes what it was asked (with a little jitter, so sessions interleave).
+#![allow(clippy::unwrap_used, clippy::expect_used)] // A test panics on what it did not expect.
 
 use async_trait::async_trait;
 use picoclaw_api::{InboundMessage, OutboundMessage};

@@ -3,6 +3,7 @@
 //! message reaches the agent, the model (a prefix of the build's own) calls the build's tool,
 //! which writes in the workspace through the sandbox, and the answer goes back out through the
 //! channel.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // A test panics on what it did not expect.
 
 use async_trait::async_trait;
 use picoclaw_api::{

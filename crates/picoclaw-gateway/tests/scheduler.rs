@@ -1,4 +1,5 @@
 //! Cron and heartbeat with a clock the test moves: no sleeping.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // A test panics on what it did not expect.
 
 use picoclaw_core::{Agent, SessionKey};
 use picoclaw_gateway::scheduler::{Beat, CronRunner, Heartbeat, LAST_CHAT, ManualClock};

@@ -1,5 +1,6 @@
 //! `/webhook/<channel>`: the gateway's mount point for channels that receive through platform
 //! callbacks, served on loopback and driven over real HTTP.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // A test panics on what it did not expect.
 
 use async_trait::async_trait;
 use picoclaw_api::{InboundMessage, OutboundMessage};

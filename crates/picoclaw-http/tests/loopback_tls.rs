@@ -1,6 +1,7 @@
 //! Real HTTPS to a TLS server on loopback with clients from picoclaw-http, in a test binary of
 //! its own where nothing installs rustls' process-wide crypto provider: the clients work
 //! without one, and none of them installs one.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // A test panics on what it did not expect.
 
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};

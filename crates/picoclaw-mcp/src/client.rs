@@ -421,7 +421,7 @@ pub async fn connect(server: &ServerConfig, timeout: Duration) -> Result<Connect
 
 /// A running server shared by its tools: when it dies it is started again in the background,
 /// waiting 1, 2, 4 ... 60 s between attempts; calls meanwhile get a clear error.
-pub struct ServerHandle {
+pub(crate) struct ServerHandle {
     config: ServerConfig,
     connect_timeout: Duration,
     state: tokio::sync::Mutex<ServerState>,

@@ -9,8 +9,6 @@
 //! picoclaw's home (its HOME and caches too), never the workspace, and under Landlock: it may
 //! write only there and in the temporary folder.
 
-#![warn(clippy::unwrap_used, clippy::expect_used)]
-
 mod catalog;
 mod client;
 mod config;

@@ -1,5 +1,6 @@
 //! Fast, in-process: picoclaw's MCP server side (`ToolServer`) and rmcp's client talking over an
 //! in-memory pipe, no Python needed.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // A test panics on what it did not expect.
 #![cfg(feature = "serve")]
 
 use picoclaw_mcp::ToolServer;

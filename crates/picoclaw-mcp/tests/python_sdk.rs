@@ -1,5 +1,6 @@
 //! Interoperability with an MCP implementation we did not write: a server made with the official
 //! MCP Python SDK, over stdio and over streamable HTTP; and the failure cases.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // A test panics on what it did not expect.
 
 use picoclaw_api::SessionKey;
 use picoclaw_mcp::{McpConfig, McpTool, start_all};

@@ -1,4 +1,5 @@
 //! Claude's Messages API over real HTTP against the scripted endpoint's Anthropic dialect.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // A test panics on what it did not expect.
 
 use futures::StreamExt;
 use picoclaw_api::{ChatMessage, FinishReason, ToolSpec};

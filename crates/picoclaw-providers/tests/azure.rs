@@ -1,5 +1,6 @@
 //! Azure OpenAI: the deployment URL with api-version, `max_completion_tokens`, `api-key` or Entra ID
 //! bearer tokens, and Azure's content-filter errors, against the loopback endpoint.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // A test panics on what it did not expect.
 
 use picoclaw_api::ChatMessage;
 use picoclaw_api::{StaticToken, TokenSource};

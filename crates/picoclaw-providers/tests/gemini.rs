@@ -1,5 +1,6 @@
 //! Gemini's native generateContent API over real HTTP against the scripted endpoint's Gemini
 //! dialect.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // A test panics on what it did not expect.
 
 use picoclaw_api::ChatMessage;
 use picoclaw_providers::{ChatRequest, Gemini, GeminiConfig, LlmProvider, ProviderError};

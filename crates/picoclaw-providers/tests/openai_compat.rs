@@ -1,5 +1,6 @@
 //! The OpenAI-compatible provider against a real HTTP server on loopback speaking the vendor's
 //! documented shapes (picoclaw-testkit's ScriptedEndpoint).
+#![allow(clippy::unwrap_used, clippy::expect_used)] // A test panics on what it did not expect.
 
 use futures::StreamExt;
 use picoclaw_api::{ChatMessage, FinishReason, ToolSpec};

@@ -1,4 +1,5 @@
 //! Retries and fallbacks over scripted providers and a real loopback endpoint.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // A test panics on what it did not expect.
 
 use futures::StreamExt;
 use picoclaw_api::ChatMessage;

@@ -1,4 +1,5 @@
 //! The OpenAI Responses API over real HTTP against the scripted endpoint's Responses dialect.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // A test panics on what it did not expect.
 
 use picoclaw_api::{ChatMessage, ToolCall};
 use picoclaw_providers::{ChatRequest, LlmProvider, OpenAiCompatConfig, OpenAiResponses};

@@ -1,6 +1,7 @@
 //! A provider's client speaks real HTTPS (TLS on loopback, its certificate trusted the way an
 //! operator would: `SSL_CERT_FILE`) with no rustls crypto provider installed process-wide, and
 //! installs none. One test in a binary of its own, so nothing else installs one first.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // A test panics on what it did not expect.
 
 use picoclaw_api::ChatMessage;
 use picoclaw_providers::{ChatRequest, LlmProvider, OpenAiCompatConfig, OpenAiCompatible};

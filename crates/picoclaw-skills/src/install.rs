@@ -15,7 +15,7 @@ pub const MAX_ARCHIVE_BYTES: u64 = 20 * 1024 * 1024;
 /// Most bytes a skill may unpack or copy to.
 pub const MAX_SKILL_BYTES: u64 = 50 * 1024 * 1024;
 /// Most files in one skill.
-pub const MAX_SKILL_FILES: usize = 2000;
+pub(crate) const MAX_SKILL_FILES: usize = 2000;
 
 /// How to install.
 #[derive(Clone, Debug)]

@@ -13,8 +13,6 @@
 //!   disclosure: the agent reads a SKILL.md with `read_file` when it needs it).
 //! - [`install`] installs from a folder, git, `owner/repo/path` or an archive URL.
 
-#![warn(clippy::unwrap_used, clippy::expect_used)]
-
 pub mod builtin;
 mod catalog;
 mod error;

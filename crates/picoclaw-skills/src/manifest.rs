@@ -20,10 +20,10 @@ use std::time::Duration;
 use tokio::io::AsyncWriteExt;
 
 /// Longest a tool call may run when the manifest does not say (and the most it may ask for).
-pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
-pub const MAX_TIMEOUT: Duration = Duration::from_secs(300);
+pub(crate) const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
+pub(crate) const MAX_TIMEOUT: Duration = Duration::from_secs(300);
 /// stdout read at most (the result); stderr is cut shorter.
-pub const MAX_OUTPUT_BYTES: usize = 64 * 1024;
+pub(crate) const MAX_OUTPUT_BYTES: usize = 64 * 1024;
 const MAX_STDERR_BYTES: usize = 8 * 1024;
 
 /// Variables an executable skill gets besides the ones its manifest names and the operator

@@ -1,6 +1,7 @@
 //! Skills on real folders: discovery and validation, installation from a git repository made in
 //! the test and from archives served on loopback (hostile ones included), and executable skills
 //! run as real Python programs.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // A test panics on what it did not expect.
 
 use picoclaw_api::SessionKey;
 use picoclaw_skills::{

@@ -13,8 +13,6 @@
 //! With the `test-support` feature, `conformance` holds the behaviour every backend must show;
 //! every backend here runs it in its tests (PostgreSQL against a real server).
 
-#![warn(clippy::unwrap_used, clippy::expect_used)]
-
 mod backend;
 #[cfg(any(test, feature = "test-support"))]
 pub mod conformance;

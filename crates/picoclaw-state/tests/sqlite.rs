@@ -1,5 +1,6 @@
 //! SQLite-specific behaviour: durability across reopen, concurrent writers, schema versioning,
 //! corrupt rows.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // A test panics on what it did not expect.
 
 use picoclaw_api::{ChatMessage, SessionKey};
 use picoclaw_state::{SessionStore, SqliteStore, StateError};

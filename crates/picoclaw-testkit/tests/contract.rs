@@ -1,4 +1,5 @@
 //! The contract suite passes a correct in-process provider and fails each kind of wrong one.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // A test panics on what it did not expect.
 
 use async_trait::async_trait;
 use futures::FutureExt;

@@ -2,6 +2,7 @@
 //! protocol (`POST …/toy/complete`, key in `x-toy-key`, a stream of one JSON object per line)
 //! as a `Dialect` implemented here, and a provider speaking it over HTTP that passes the wire
 //! suite.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // A test panics on what it did not expect.
 
 use async_trait::async_trait;
 use bytes::Bytes;

@@ -1,4 +1,5 @@
 //! The scripted endpoint over real HTTP/1.1 on loopback, spoken to with a plain socket.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // A test panics on what it did not expect.
 
 use picoclaw_testkit::{Reply, ScriptedEndpoint};
 use serde_json::{Value, json};

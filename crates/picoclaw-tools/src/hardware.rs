@@ -15,7 +15,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 /// Most bytes one read or transfer moves.
-pub const MAX_LEN: usize = 256;
+pub(crate) const MAX_LEN: usize = 256;
 
 fn bus_number(bus: &Option<Value>) -> Result<u8, String> {
     let text = match bus {
@@ -333,7 +333,7 @@ mod device {
         rppal::i2c::I2c::with_bus(bus).map_err(|e| format!("cannot open /dev/i2c-{bus}: {e}"))
     }
 
-    pub fn scan(bus: u8) -> Result<Vec<u8>, String> {
+    pub(super) fn scan(bus: u8) -> Result<Vec<u8>, String> {
         let mut i2c = open_i2c(bus)?;
         let mut found = Vec::new();
         for addr in 0x03u16..=0x77 {
@@ -344,7 +344,12 @@ mod device {
         Ok(found)
     }
 
-    pub fn read(bus: u8, addr: u16, register: Option<u8>, len: usize) -> Result<Vec<u8>, String> {
+    pub(super) fn read(
+        bus: u8,
+        addr: u16,
+        register: Option<u8>,
+        len: usize,
+    ) -> Result<Vec<u8>, String> {
         let mut i2c = open_i2c(bus)?;
         i2c.set_slave_address(addr).map_err(|e| e.to_string())?;
         let mut buf = vec![0u8; len];
@@ -357,7 +362,12 @@ mod device {
         Ok(buf)
     }
 
-    pub fn write(bus: u8, addr: u16, register: Option<u8>, data: &[u8]) -> Result<(), String> {
+    pub(super) fn write(
+        bus: u8,
+        addr: u16,
+        register: Option<u8>,
+        data: &[u8],
+    ) -> Result<(), String> {
         let mut i2c = open_i2c(bus)?;
         i2c.set_slave_address(addr).map_err(|e| e.to_string())?;
         let mut frame = Vec::with_capacity(data.len() + 1);
@@ -367,7 +377,13 @@ mod device {
         Ok(())
     }
 
-    pub fn spi(bus: u8, cs: u8, speed: u32, mode: u8, out: &[u8]) -> Result<Vec<u8>, String> {
+    pub(super) fn spi(
+        bus: u8,
+        cs: u8,
+        speed: u32,
+        mode: u8,
+        out: &[u8],
+    ) -> Result<Vec<u8>, String> {
         use rppal::spi::{Bus, Mode, SlaveSelect, Spi};
         let path = format!("/dev/spidev{bus}.{cs}");
         if !std::path::Path::new(&path).exists() {

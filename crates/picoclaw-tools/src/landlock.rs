@@ -369,7 +369,7 @@ pub fn confine_with(cmd: &mut tokio::process::Command, policy: &Policy) -> Resul
 
 /// Drops every capability of the command `cmd` will start, without Landlock (for commands the
 /// operator chose to run unconfined).
-pub fn drop_privileges(cmd: &mut tokio::process::Command) {
+pub(crate) fn drop_privileges(cmd: &mut tokio::process::Command) {
     #[allow(unsafe_code)]
     // SAFETY: the closure runs in the forked child before exec and makes prctl and capset
     // system calls only.

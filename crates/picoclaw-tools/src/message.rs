@@ -21,14 +21,14 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 /// Longest message the tool accepts (channels split long ones further).
-pub const MAX_MESSAGE_CHARS: usize = 16_000;
+pub(crate) const MAX_MESSAGE_CHARS: usize = 16_000;
 
 /// Largest file the tool attaches (Telegram's upload limit for bots; Slack's and Discord's
 /// default limits are lower and are checked by those channels).
-pub const MAX_MEDIA_BYTES: u64 = 50 * 1024 * 1024;
+pub(crate) const MAX_MEDIA_BYTES: u64 = 50 * 1024 * 1024;
 
 /// Most files one message carries.
-pub const MAX_MEDIA_FILES: usize = 10;
+pub(crate) const MAX_MEDIA_FILES: usize = 10;
 
 /// Proactive messages.
 #[derive(Clone)]
@@ -236,7 +236,7 @@ struct Args {
 }
 
 /// Most buttons one message carries (Telegram allows 100; more is never readable).
-pub const MAX_BUTTONS: usize = 12;
+pub(crate) const MAX_BUTTONS: usize = 12;
 
 /// `buttons`: a list of labels (one row), or a list of lists (rows). A label is also what a
 /// press sends back.

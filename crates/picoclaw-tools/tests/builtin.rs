@@ -1,4 +1,5 @@
 //! The built-in tools end to end on a real temporary workspace.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // A test panics on what it did not expect.
 
 use picoclaw_api::SessionKey;
 use picoclaw_tools::{

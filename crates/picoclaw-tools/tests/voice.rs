@@ -1,4 +1,5 @@
 //! Speech to text against a loopback server speaking OpenAI's `/audio/transcriptions`.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // A test panics on what it did not expect.
 
 use axum::Router;
 use axum::http::{HeaderMap, StatusCode};

@@ -2,6 +2,7 @@
 //! `allow_address`, which is also what these tests check the default refuses). A "public" site
 //! is 127.0.0.2, let through one address at a time; "internal" is 127.0.0.1 on the same port,
 //! refused as every internal address is, and it counts every request that reaches it.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // A test panics on what it did not expect.
 
 use axum::Router;
 use axum::http::{HeaderValue, StatusCode, Uri, header};

@@ -1,4 +1,5 @@
 //! `web_search` against loopback fakes of each backend's documented API.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // A test panics on what it did not expect.
 
 use axum::Router;
 use axum::http::{HeaderMap, StatusCode};

@@ -1,5 +1,6 @@
 //! The facade as an embedder uses it: an agent over the OpenAI-compatible provider, a typed
 //! tool, in-memory sessions, against a scripted endpoint on 127.0.0.1.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // A test panics on what it did not expect.
 
 use picoclaw::{
     Agent, InMemoryStore, SessionKey, SessionStore, ToolContext, ToolOutput, TypedTool,

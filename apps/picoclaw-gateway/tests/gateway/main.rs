@@ -1,5 +1,6 @@
 //! End to end: the real `picoclaw-gateway` binary, a scripted OpenAI-compatible model on
 //! 127.0.0.1, and an HTTP client speaking the OpenAI API to the gateway.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // A test panics on what it did not expect.
 
 use picoclaw_testkit::{Reply, ScriptedEndpoint};
 use serde_json::{Value, json};

@@ -1,5 +1,6 @@
 //! End to end: the real `picoclaw` binary against a scripted OpenAI-compatible endpoint on
 //! 127.0.0.1, in a temporary home and workspace.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // A test panics on what it did not expect.
 
 #[allow(unused_imports)]
 use assert_cmd::Command;

@@ -7,21 +7,21 @@ use picoclaw_testkit::ScriptedEndpoint;
 use serde_json::{Value, json};
 use std::path::{Path, PathBuf};
 
-pub const KEY: &str = "sk-test-0123456789abcdef";
+pub(crate) const KEY: &str = "sk-test-0123456789abcdef";
 
 /// A temporary PICOCLAW_HOME with a config pointing at the endpoint.
-pub struct Home {
+pub(crate) struct Home {
     pub dir: tempfile::TempDir,
 }
 
 impl Home {
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Self {
             dir: tempfile::tempdir().unwrap(),
         }
     }
 
-    pub fn with_config(endpoint: &ScriptedEndpoint, extra_defaults: Value) -> Self {
+    pub(crate) fn with_config(endpoint: &ScriptedEndpoint, extra_defaults: Value) -> Self {
         let home = Self::new();
         let mut defaults = json!({
             "model": "openai/test-model",
@@ -37,16 +37,16 @@ impl Home {
         home
     }
 
-    pub fn path(&self) -> &Path {
+    pub(crate) fn path(&self) -> &Path {
         self.dir.path()
     }
 
-    pub fn workspace(&self) -> PathBuf {
+    pub(crate) fn workspace(&self) -> PathBuf {
         self.dir.path().join("workspace")
     }
 
     /// A config whose model has no API key anywhere (logins and stored keys stand in).
-    pub fn keyless(endpoint: &ScriptedEndpoint, model: &str, provider: &str) -> Self {
+    pub(crate) fn keyless(endpoint: &ScriptedEndpoint, model: &str, provider: &str) -> Self {
         let home = Self::new();
         home.write_config(&json!({
             "agents": {"defaults": {"model": model,
@@ -57,12 +57,12 @@ impl Home {
     }
 
     /// The config file as it is now (to change and write back).
-    pub fn config(&self) -> Value {
+    pub(crate) fn config(&self) -> Value {
         serde_json::from_str(&std::fs::read_to_string(self.path().join("config.json")).unwrap())
             .unwrap()
     }
 
-    pub fn write_config(&self, value: &Value) {
+    pub(crate) fn write_config(&self, value: &Value) {
         std::fs::write(
             self.path().join("config.json"),
             serde_json::to_string_pretty(value).unwrap(),
@@ -70,7 +70,7 @@ impl Home {
         .unwrap();
     }
 
-    pub fn cmd(&self) -> Command {
+    pub(crate) fn cmd(&self) -> Command {
         let mut cmd = Command::cargo_bin("picoclaw").unwrap();
         cmd.env("PICOCLAW_HOME", self.path())
             .env_remove("PICOCLAW_CONFIG")
@@ -86,14 +86,14 @@ impl Home {
     }
 }
 
-pub struct Run {
+pub(crate) struct Run {
     pub code: i32,
     pub stdout: String,
     pub stderr: String,
 }
 
 /// Runs the binary off the async runtime so the endpoint keeps serving.
-pub async fn run(mut cmd: Command, args: &[&str]) -> Run {
+pub(crate) async fn run(mut cmd: Command, args: &[&str]) -> Run {
     let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
     tokio::task::spawn_blocking(move || {
         let out = cmd.args(&args).output().unwrap();
@@ -108,7 +108,7 @@ pub async fn run(mut cmd: Command, args: &[&str]) -> Run {
 }
 
 /// The names of the tools a request offered the model.
-pub fn offered_tools(body: &Value) -> Vec<String> {
+pub(crate) fn offered_tools(body: &Value) -> Vec<String> {
     body["tools"]
         .as_array()
         .unwrap()
@@ -117,7 +117,7 @@ pub fn offered_tools(body: &Value) -> Vec<String> {
         .collect()
 }
 
-pub fn tool_messages(body: &Value) -> Vec<String> {
+pub(crate) fn tool_messages(body: &Value) -> Vec<String> {
     body["messages"]
         .as_array()
         .unwrap()
@@ -128,10 +128,10 @@ pub fn tool_messages(body: &Value) -> Vec<String> {
 }
 
 /// `picoclaw gateway` running in the background for a home; stopped when dropped.
-pub struct BackgroundGateway(std::process::Child);
+pub(crate) struct BackgroundGateway(std::process::Child);
 
 impl BackgroundGateway {
-    pub fn start(home: &Home) -> Self {
+    pub(crate) fn start(home: &Home) -> Self {
         let child = std::process::Command::new(assert_cmd::cargo::cargo_bin("picoclaw"))
             .env("PICOCLAW_HOME", home.path())
             .env_remove("PICOCLAW_CONFIG")
@@ -152,7 +152,7 @@ impl Drop for BackgroundGateway {
 }
 
 /// A loopback port nothing listens on (for a gateway `picoclaw status` must find).
-pub fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     l.local_addr().unwrap().port()
 }

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 /// Keeps what it is given; refuses the first `fail` messages (a full journal).
 #[derive(Default)]
-pub struct Kept {
+pub(crate) struct Kept {
     pub messages: Mutex<Vec<InboundMessage>>,
     pub fail: AtomicU32,
 }
@@ -31,7 +31,7 @@ impl Inbox for Kept {
 }
 
 impl Kept {
-    pub fn all(&self) -> Vec<InboundMessage> {
+    pub(crate) fn all(&self) -> Vec<InboundMessage> {
         self.messages.lock().unwrap().clone()
     }
 }
@@ -39,11 +39,11 @@ impl Kept {
 /// rustls' process default, as the binaries install it at startup: Slack's Socket Mode opens
 /// its WebSocket through tokio-tungstenite, which builds its TLS over the process default.
 /// picoclaw's own clients need none.
-pub fn install_crypto() {
+pub(crate) fn install_crypto() {
     let _ = rustls::crypto::ring::default_provider().install_default();
 }
 
-pub async fn wait_kept(inbox: &Kept, n: usize) {
+pub(crate) async fn wait_kept(inbox: &Kept, n: usize) {
     for _ in 0..500 {
         if inbox.all().len() >= n {
             return;
