@@ -34,7 +34,7 @@ fn agent_with(
 ) -> Agent {
     ws.write("AGENTS.md", "Be brief. Prefer tools over guessing.");
     ws.write("USER.md", "Name: Ada. Timezone: UTC.");
-    let sandbox = Arc::new(Sandbox::new(ws.path(), true).expect("sandbox"));
+    let sandbox = Arc::new(Sandbox::new(ws.path()).expect("sandbox"));
     let mut builder = Agent::builder(provider)
         .model("bench-model")
         .workspace(ws.path())

@@ -36,7 +36,7 @@ fn fixture_in(landlock: bool, home_in_tmp: bool) -> Fixture {
         tempfile::tempdir_in(base).expect("home")
     };
     let workspace = home.path().join("workspace");
-    let sandbox = Arc::new(Sandbox::new(&workspace, true).expect("sandbox"));
+    let sandbox = Arc::new(Sandbox::new(&workspace).expect("sandbox"));
     std::fs::create_dir_all(workspace.join("notes")).expect("notes");
     std::fs::write(workspace.join("notes/a.md"), "x".repeat(4096)).expect("file");
     let mut exec = ExecConfig::default();

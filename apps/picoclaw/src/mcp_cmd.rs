@@ -257,9 +257,13 @@ fn serve(
         return Ok(ExitCode::from(2));
     }
     let workspace = config.workspace_path(paths);
+    let sandbox = if config.agents.defaults.restrict_to_workspace {
+        picoclaw_tools::Sandbox::new(&workspace)
+    } else {
+        picoclaw_tools::Sandbox::unrestricted(&workspace)
+    };
     let sandbox =
-        picoclaw_tools::Sandbox::new(&workspace, config.agents.defaults.restrict_to_workspace)
-            .with_context(|| format!("cannot use the workspace {}", workspace.display()))?;
+        sandbox.with_context(|| format!("cannot use the workspace {}", workspace.display()))?;
     let sandbox = std::sync::Arc::new(sandbox);
     let mut all =
         picoclaw_tools::builtin_tools(sandbox, picoclaw_gateway::exec_config(config, paths));

@@ -344,7 +344,10 @@ pub(crate) fn run(config: Option<PathBuf>, args: SkillsArgs) -> anyhow::Result<E
             let wanted = if declared {
                 declared_perms.clone()
             } else {
-                Permissions::new(network, workspace_write, vars)
+                Permissions::none()
+                    .with_network(network)
+                    .with_workspace_write(workspace_write)
+                    .with_env(vars)
             };
             if wanted == Permissions::default() {
                 let all = declared_perms.not_granted(&Permissions::default());
@@ -501,16 +504,17 @@ fn check_grants(settings: &SkillsSettings, catalog: &Catalog) -> bool {
 
 /// The permissions named in `list` (worded as [`Permissions::not_granted`] words them).
 fn asked(list: &[String], declared: &Permissions) -> Permissions {
-    Permissions::new(
-        list.iter().any(|p| p == "network"),
-        list.iter().any(|p| p == "workspace_write"),
-        declared
-            .env
-            .iter()
-            .filter(|v| list.contains(&format!("env {v}")))
-            .cloned()
-            .collect(),
-    )
+    Permissions::none()
+        .with_network(list.iter().any(|p| p == "network"))
+        .with_workspace_write(list.iter().any(|p| p == "workspace_write"))
+        .with_env(
+            declared
+                .env
+                .iter()
+                .filter(|v| list.contains(&format!("env {v}")))
+                .cloned()
+                .collect(),
+        )
 }
 
 /// The command that grants `p` to the skill `name`.

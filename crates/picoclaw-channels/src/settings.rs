@@ -201,7 +201,7 @@ pub async fn save_download(
                 PathBuf::from(&folder),
             ),
         };
-        let target = root.subdir(&sub.to_string_lossy(), true)?;
+        let target = root.create_subdir(&sub.to_string_lossy())?;
         let (stem, ext) = match name.rsplit_once('.') {
             Some((stem, ext)) if !stem.is_empty() => (stem.to_owned(), format!(".{ext}")),
             _ => (name.clone(), String::new()),

@@ -592,12 +592,15 @@ impl WorkspaceDir {
             .map_err(|e| self.error(Path::new(path), e, Follow::Yes))
     }
 
-    /// A handle on a folder beneath this one (created first when `create`), itself confining
-    /// everything beneath it. Its [`root`](Self::root) is the real path the kernel reports.
-    pub fn subdir(&self, path: &str, create: bool) -> Result<WorkspaceDir, FsError> {
-        if create {
-            self.create_dir_all(path)?;
-        }
+    /// [`subdir`](Self::subdir), creating the folder (and its parents) first.
+    pub fn create_subdir(&self, path: &str) -> Result<WorkspaceDir, FsError> {
+        self.create_dir_all(path)?;
+        self.subdir(path)
+    }
+
+    /// A handle on an existing folder beneath this one, itself confining everything beneath
+    /// it. Its [`root`](Self::root) is the real path the kernel reports.
+    pub fn subdir(&self, path: &str) -> Result<WorkspaceDir, FsError> {
         let rel = self.relative(path)?;
         let shown = Path::new(path);
         let dir = self

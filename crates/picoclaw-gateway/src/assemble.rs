@@ -244,7 +244,12 @@ pub async fn assemble(
     // File tools may read (never write) the skills outside the workspace. The global folder is
     // made now so that a skill installed while the gateway runs is readable too.
     let _ = std::fs::create_dir_all(paths.global_skills_dir());
-    let sandbox = Sandbox::new(&workspace, defaults.restrict_to_workspace)
+    let sandbox = if defaults.restrict_to_workspace {
+        Sandbox::new(&workspace)
+    } else {
+        Sandbox::unrestricted(&workspace)
+    };
+    let sandbox = sandbox
         .map_err(|error| SetupError::Workspace {
             path: workspace.clone(),
             error,

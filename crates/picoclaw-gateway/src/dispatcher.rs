@@ -618,7 +618,11 @@ impl Deliverer {
                 }
             };
             let sent = self.sink.send(&msg).await;
-            self.metrics.delivery(sent.is_ok());
+            if sent.is_ok() {
+                self.metrics.delivered();
+            } else {
+                self.metrics.delivery_failed();
+            }
             match sent {
                 Ok(()) => {
                     if let Err(e) = self.store.ack_outbound(record.id, &self.owner).await {

@@ -83,12 +83,14 @@ impl Metrics {
             .fetch_add(completion, Ordering::Relaxed);
     }
 
-    pub fn delivery(&self, ok: bool) {
-        if ok {
-            self.deliveries_ok.fetch_add(1, Ordering::Relaxed);
-        } else {
-            self.deliveries_failed.fetch_add(1, Ordering::Relaxed);
-        }
+    /// Counts one outbound message the channel took.
+    pub fn delivered(&self) {
+        self.deliveries_ok.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts one attempt at an outbound message that failed.
+    pub fn delivery_failed(&self) {
+        self.deliveries_failed.fetch_add(1, Ordering::Relaxed);
     }
 
     /// The Prometheus text exposition; `active_sessions` is the dispatcher's current count.
@@ -178,7 +180,7 @@ mod tests {
         let m = Metrics::default();
         m.turn(Source::Api, true, Duration::from_millis(1500), 2, 100, 20);
         m.turn(Source::Channel, false, Duration::from_millis(10), 0, 0, 0);
-        m.delivery(true);
+        m.delivered();
         let text = m.render(3);
         assert!(
             text.contains("picoclaw_turns_total{source=\"api\",outcome=\"ok\"} 1\n"),

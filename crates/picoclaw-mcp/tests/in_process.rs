@@ -14,7 +14,7 @@ use std::sync::Arc;
 async fn the_server_side_lists_and_calls_picoclaws_tools() {
     let ws = tempfile::tempdir().unwrap();
     std::fs::write(ws.path().join("note.txt"), "in the workspace").unwrap();
-    let sandbox = Arc::new(Sandbox::new(ws.path(), true).unwrap());
+    let sandbox = Arc::new(Sandbox::new(ws.path()).unwrap());
     let mut tools = ToolRegistry::new();
     tools.register(Arc::new(picoclaw_tools::ReadFileTool::new(sandbox.clone())));
     tools.register(Arc::new(picoclaw_tools::ListDirTool::new(sandbox)));

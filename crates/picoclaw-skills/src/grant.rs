@@ -285,7 +285,9 @@ mod tests {
     #[test]
     fn grants_round_trip_through_json() {
         let grant = Grant {
-            permissions: Permissions::new(true, false, vec!["K".into()]),
+            permissions: Permissions::none()
+                .with_network(true)
+                .with_env(vec!["K".into()]),
             dir: Some(PathBuf::from("/h/.picoclaw/skills/x")),
             sha256: Some("ab".repeat(32)),
             files: [("main.py".to_owned(), "cd".repeat(32))].into(),

@@ -46,12 +46,27 @@ pub struct Permissions {
 }
 
 impl Permissions {
-    pub fn new(network: bool, workspace_write: bool, env: Vec<String>) -> Self {
-        Self {
-            network,
-            workspace_write,
-            env,
-        }
+    /// Nothing beyond the base: no network, a read-only workspace, no extra variables.
+    pub fn none() -> Self {
+        Self::default()
+    }
+
+    /// With TCP connections allowed or not.
+    pub fn with_network(mut self, allowed: bool) -> Self {
+        self.network = allowed;
+        self
+    }
+
+    /// With writing in the workspace allowed or not.
+    pub fn with_workspace_write(mut self, allowed: bool) -> Self {
+        self.workspace_write = allowed;
+        self
+    }
+
+    /// With these environment variables passed through.
+    pub fn with_env(mut self, vars: Vec<String>) -> Self {
+        self.env = vars;
+        self
     }
 
     /// What both `self` (declared) and `granted` allow.

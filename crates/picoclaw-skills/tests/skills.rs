@@ -545,7 +545,10 @@ async fn executable_skills_run_as_confined_subprocesses() {
         std::env::set_var("PICO_TEST_SECRET", "s3cret");
         std::env::set_var("PICO_TEST_ALLOWED", "visible");
     }
-    let granted = Permissions::new(true, true, vec!["PICO_TEST_ALLOWED".into()]);
+    let granted = Permissions::none()
+        .with_network(true)
+        .with_workspace_write(true)
+        .with_env(vec!["PICO_TEST_ALLOWED".into()]);
     let tools = tools_of(&dir, &ws, &granted);
     assert_eq!(tools.len(), 8);
 
@@ -611,7 +614,13 @@ async fn permissions_need_the_manifest_and_the_operator() {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
     // Granted: writes in the workspace and connections work.
-    let tools = tools_of(&dir, &ws, &Permissions::new(true, true, vec![]));
+    let tools = tools_of(
+        &dir,
+        &ws,
+        &Permissions::none()
+            .with_network(true)
+            .with_workspace_write(true),
+    );
     let out = call(&tools, "write", json!({"path": ws.join("ok.txt")})).await;
     assert_eq!(out.content, "written", "{out:?}");
     let out = call(&tools, "connect", json!({"port": port})).await;
@@ -667,7 +676,7 @@ async fn a_workspace_skill_never_inherits_a_global_grant() {
         .unwrap();
     let grant = Grant::bind(
         global,
-        Permissions::new(false, false, vec!["PICO_TEST_ALLOWED".into()]),
+        Permissions::none().with_env(vec!["PICO_TEST_ALLOWED".into()]),
     )
     .unwrap();
     // The grant works for the skill it was made for...
@@ -699,7 +708,7 @@ async fn a_changed_global_skill_loses_its_grant_until_granted_again() {
     let load = || picoclaw_skills::Skill::load(&dir, Source::Global, &env).unwrap();
     let grant = Grant::bind(
         &load(),
-        Permissions::new(false, false, vec!["PICO_TEST_ALLOWED".into()]),
+        Permissions::none().with_env(vec!["PICO_TEST_ALLOWED".into()]),
     )
     .unwrap();
     let tools = SkillTool::all(&load(), &r.ws, Some(&grant));

@@ -414,7 +414,7 @@ mod tests {
         std::fs::write(ws.path().join("report.pdf"), b"%PDF").unwrap();
         std::fs::write(outside.path().join("secret.txt"), b"s").unwrap();
         std::fs::create_dir(ws.path().join("dir")).unwrap();
-        let sandbox = Arc::new(Sandbox::new(ws.path(), true).unwrap());
+        let sandbox = Arc::new(Sandbox::new(ws.path()).unwrap());
         let store = Arc::new(InMemoryStore::new());
         let tool = MessageTool::new(store.clone()).with_files(sandbox.clone());
         let ctx = ToolContext::new(SessionKey::new("telegram:42")).with_chat("telegram", "42");
@@ -466,7 +466,7 @@ mod tests {
         let outside = tempfile::tempdir().unwrap();
         std::fs::write(ws.path().join("report.txt"), b"report").unwrap();
         std::fs::write(outside.path().join("config.json"), b"sk-SECRET").unwrap();
-        let sandbox = Arc::new(Sandbox::new(ws.path(), true).unwrap());
+        let sandbox = Arc::new(Sandbox::new(ws.path()).unwrap());
         let store = Arc::new(InMemoryStore::new());
         let tool = MessageTool::new(store.clone())
             .with_files(sandbox)

@@ -100,9 +100,19 @@ pub struct Sandbox {
 }
 
 impl Sandbox {
-    /// Creates the root folder if needed and opens it.
-    pub fn new(root: impl Into<PathBuf>, restrict: bool) -> Result<Self, SandboxError> {
-        let root = root.into();
+    /// Creates the root folder if needed and opens it: file tools are confined to it
+    /// (`tools.restrict_to_workspace: true`, the default).
+    pub fn new(root: impl Into<PathBuf>) -> Result<Self, SandboxError> {
+        Self::open(root.into(), true)
+    }
+
+    /// Like [`new`](Self::new), but file tools may also reach absolute paths outside the
+    /// workspace (`tools.restrict_to_workspace: false`); the protected folders stay closed.
+    pub fn unrestricted(root: impl Into<PathBuf>) -> Result<Self, SandboxError> {
+        Self::open(root.into(), false)
+    }
+
+    fn open(root: PathBuf, restrict: bool) -> Result<Self, SandboxError> {
         let workspace =
             WorkspaceDir::create(&root).map_err(|source| SandboxError::Root { root, source })?;
         Ok(Self {
@@ -287,7 +297,7 @@ mod tests {
         let ws = tempfile::tempdir().unwrap();
         let outside = tempfile::tempdir().unwrap();
         std::fs::write(outside.path().join("secret.txt"), "s3cret").unwrap();
-        let sb = Sandbox::new(ws.path(), true).unwrap();
+        let sb = Sandbox::new(ws.path()).unwrap();
         (ws, outside, sb)
     }
 
@@ -344,7 +354,7 @@ mod tests {
         std::fs::write(home.path().join("config.json"), "{\"key\":1}").unwrap();
         let other = tempfile::tempdir().unwrap();
         std::fs::write(other.path().join("x.txt"), "x").unwrap();
-        let sb = Sandbox::new(&ws, false)
+        let sb = Sandbox::unrestricted(&ws)
             .unwrap()
             .with_protected(home.path());
         assert!(!sb.restricted());
@@ -373,7 +383,7 @@ mod tests {
         std::fs::create_dir_all(home.join("workspace")).unwrap();
         std::fs::write(home.join("config.json"), "sk-SECRET").unwrap();
         std::fs::write(base.path().join("x"), "plain").unwrap();
-        let sb = Sandbox::new(home.join("workspace"), false)
+        let sb = Sandbox::unrestricted(home.join("workspace"))
             .unwrap()
             .with_protected(&home);
         let x = base.path().join("x");
@@ -404,7 +414,7 @@ mod tests {
         std::fs::write(home.join("config.json"), "sk-SECRET").unwrap();
         std::fs::write(ws.path().join("notes.txt"), "mine").unwrap();
         symlink(".picoclaw/config.json", ws.path().join("k")).unwrap();
-        let sb = Sandbox::new(ws.path(), true).unwrap().with_protected(&home);
+        let sb = Sandbox::new(ws.path()).unwrap().with_protected(&home);
         assert_eq!(read(&sb, "notes.txt").unwrap(), b"mine");
         for path in [
             ".picoclaw/config.json",
@@ -426,7 +436,7 @@ mod tests {
             sb.locate("  ", Access::Read),
             Err(SandboxError::Fs(FsError::Empty))
         ));
-        let unrestricted = Sandbox::new(sb.root(), false).unwrap();
+        let unrestricted = Sandbox::unrestricted(sb.root()).unwrap();
         assert!(matches!(
             unrestricted.locate("", Access::Read),
             Err(SandboxError::Fs(FsError::Empty))

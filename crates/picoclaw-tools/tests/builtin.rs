@@ -33,7 +33,7 @@ impl Ws {
     fn with_exec(mut exec: ExecConfig) -> Self {
         let home = tempfile::tempdir().unwrap();
         let dir = home.path().join("workspace");
-        let sandbox = Arc::new(Sandbox::new(&dir, true).unwrap());
+        let sandbox = Arc::new(Sandbox::new(&dir).unwrap());
         // What the gateway passes: picoclaw's home is closed to commands.
         exec.closed_paths.push(home.path().to_path_buf());
         Self {
@@ -472,7 +472,7 @@ async fn a_cancelled_exec_kills_a_grandchild_that_left_the_group() {
 #[tokio::test]
 async fn a_cancelled_exec_kills_its_processes() {
     let dir = tempfile::tempdir().unwrap();
-    let sandbox = Arc::new(Sandbox::new(dir.path(), true).unwrap());
+    let sandbox = Arc::new(Sandbox::new(dir.path()).unwrap());
     let tool = ExecTool::new(sandbox, ExecConfig::default());
     let ctx = ToolContext::new(SessionKey::new("t"));
     let fut = picoclaw_tools::Tool::call(
@@ -489,7 +489,7 @@ async fn a_cancelled_exec_kills_its_processes() {
 fn default_tool_specs_are_small() {
     let dir = tempfile::tempdir().unwrap();
     let tools = builtin_tools(
-        Arc::new(Sandbox::new(dir.path(), true).unwrap()),
+        Arc::new(Sandbox::new(dir.path()).unwrap()),
         ExecConfig::default(),
     );
     let names: Vec<&str> = tools.names().collect();
@@ -508,7 +508,7 @@ fn default_tool_specs_are_small() {
     assert!(size < 3 * 1024, "tool specs are {size} bytes");
     let mut off = ExecConfig::default();
     off.enabled = false;
-    let tools = builtin_tools(Arc::new(Sandbox::new(dir.path(), true).unwrap()), off);
+    let tools = builtin_tools(Arc::new(Sandbox::new(dir.path()).unwrap()), off);
     assert!(tools.get("exec").is_none());
 }
 

@@ -61,7 +61,7 @@ async fn voice_notes_become_text() {
         None,
     )
     .unwrap();
-    let sandbox = Arc::new(Sandbox::new(ws.path(), true).unwrap());
+    let sandbox = Arc::new(Sandbox::new(ws.path()).unwrap());
     let tool = TranscribeTool::new(Transcriber::new(config), sandbox);
     let ctx = ToolContext::new(SessionKey::new("t"));
 
@@ -93,7 +93,7 @@ async fn voice_notes_become_text() {
         SttConfig::from_json(Some(&json!({"api_key": "nope", "api_base": base})), None).unwrap();
     let out = TranscribeTool::new(
         Transcriber::new(wrong),
-        Arc::new(Sandbox::new(ws.path(), true).unwrap()),
+        Arc::new(Sandbox::new(ws.path()).unwrap()),
     )
     .call(&ctx, json!({"path": "note.ogg"}))
     .await;

@@ -167,7 +167,7 @@ impl Tool for ExecTool {
                 // Opened beneath the workspace; the command starts in the folder the kernel
                 // reports for that handle.
                 let opened = match self.sandbox.locate(d, Access::Read) {
-                    Ok(at) => Sandbox::io(move || at.dir.subdir(&at.path, false)).await,
+                    Ok(at) => Sandbox::io(move || at.dir.subdir(&at.path)).await,
                     Err(e) => Err(e),
                 };
                 match opened {
@@ -210,7 +210,7 @@ mod tests {
     #[tokio::test]
     async fn a_ruleset_that_cannot_be_built_means_the_command_is_not_run() {
         let ws = tempfile::tempdir().unwrap();
-        let sandbox = Arc::new(Sandbox::new(ws.path(), true).unwrap());
+        let sandbox = Arc::new(Sandbox::new(ws.path()).unwrap());
         let config = ExecConfig {
             inject_ruleset_error: true,
             ..ExecConfig::default()
