@@ -125,3 +125,8 @@ pub mod tools {
         WebSearchTool, WriteFileTool, builtin_tools,
     };
 }
+
+/// The crate's README, compiled as a doctest so that its example stays true.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;
