@@ -1,7 +1,7 @@
 //! The OpenAI Responses API over real HTTP against the scripted endpoint's Responses dialect.
 
 use picoclaw_api::{ChatMessage, ToolCall};
-use picoclaw_providers::{ChatRequest, LlmProvider, OpenAiCompatConfig, OpenAiResponses};
+use picoclaw_provider_openai::{ChatRequest, LlmProvider, OpenAiCompatConfig, OpenAiResponses};
 use picoclaw_testkit::{Reply, ScriptedEndpoint};
 use serde_json::json;
 use std::sync::Arc;

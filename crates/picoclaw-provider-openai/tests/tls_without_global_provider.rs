@@ -3,7 +3,7 @@
 //! installs none. One test in a binary of its own, so nothing else installs one first.
 
 use picoclaw_api::ChatMessage;
-use picoclaw_providers::{ChatRequest, LlmProvider, OpenAiCompatConfig, OpenAiCompatible};
+use picoclaw_provider_openai::{ChatRequest, LlmProvider, OpenAiCompatConfig, OpenAiCompatible};
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::PrivateKeyDer;
 use std::sync::Arc;

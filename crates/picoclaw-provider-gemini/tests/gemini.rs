@@ -2,7 +2,7 @@
 //! dialect.
 
 use picoclaw_api::ChatMessage;
-use picoclaw_providers::{ChatRequest, Gemini, GeminiConfig, LlmProvider, ProviderError};
+use picoclaw_provider_gemini::{ChatRequest, Gemini, GeminiConfig, LlmProvider, ProviderError};
 use picoclaw_testkit::{Reply, ScriptedEndpoint};
 use serde_json::json;
 use std::sync::Arc;
