@@ -51,6 +51,11 @@ cargo check --locked -p picoclaw
 cargo check --locked -p picoclaw --no-default-features
 # Without ring, the facade needs no C compiler at all (the embedder brings a crypto provider).
 CC=false cargo check --locked -p picoclaw --no-default-features --features openai
+# Each wire family alone (its crate and the registry without the other two; no ring, so these
+# share the build above).
+for family in openai anthropic gemini; do
+  cargo check --locked -p picoclaw-providers --no-default-features --features "$family"
+done
 cargo check --locked -p picoclaw-cli -p picoclaw-gateway-bin
 cargo check --locked -p picoclaw-cli -p picoclaw-gateway-bin --no-default-features
 

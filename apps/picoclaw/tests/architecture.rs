@@ -13,6 +13,11 @@ fn layer(name: &str) -> Option<u8> {
         // leaves beside the vocabulary, so auth (layer 1) and everything above may use them.
         "picoclaw-api" | "picoclaw-fs" | "picoclaw-http" => 0,
         "picoclaw-auth" | "picoclaw-state" => 1,
+        // The model clients, one crate per wire family, over api and http only (see
+        // `forbidden`); the registry (providers, layer 2) enables them by feature.
+        "picoclaw-provider-openai" | "picoclaw-provider-anthropic" | "picoclaw-provider-gemini" => {
+            1
+        }
         "picoclaw-providers" | "picoclaw-tools" | "picoclaw-skills" | "picoclaw-mcp"
         | "picoclaw-channels" => 2,
         "picoclaw-core" => 3,
@@ -29,12 +34,15 @@ fn layer(name: &str) -> Option<u8> {
 /// Same-layer edges that are allowed, one way only: the gateway is configured by the config
 /// crate (it loads the file, builds providers from it), and the config crate never knows the
 /// gateway; an executable skill's tools and an MCP server's tools are tools (the `Tool` trait,
-/// the sandboxed process helpers), and tools never know skills or MCP; the gateway binary is
-/// picoclaw-cli's `run_gateway` (the process set-up the two binaries share).
+/// the sandboxed process helpers), and tools never know skills or MCP; picoclaw-http's
+/// `provider` feature (the helpers every model client shares) speaks picoclaw-api's
+/// `ProviderError`, and picoclaw-api never knows HTTP; the gateway binary is picoclaw-cli's
+/// `run_gateway` (the process set-up the two binaries share).
 fn same_layer_allowed(from: &str, to: &str) -> bool {
     matches!(
         (from, to),
         ("picoclaw-gateway", "picoclaw-config")
+            | ("picoclaw-http", "picoclaw-api")
             | ("picoclaw-skills", "picoclaw-tools")
             | ("picoclaw-mcp", "picoclaw-tools")
             | ("picoclaw-gateway-bin", "picoclaw-cli")
@@ -44,6 +52,15 @@ fn same_layer_allowed(from: &str, to: &str) -> bool {
 /// Edges the layer rule alone would allow but docs/ARCHITECTURE.md forbids.
 fn forbidden(from: &str, to: &str) -> Option<&'static str> {
     match (from, to) {
+        (from, to)
+            if from.starts_with("picoclaw-provider-")
+                && !matches!(to, "picoclaw-api" | "picoclaw-http") =>
+        {
+            Some(
+                "a provider family crate depends on picoclaw-api and picoclaw-http only (it is \
+                 the model for a provider crate from outside the workspace)",
+            )
+        }
         ("picoclaw-tools", "picoclaw-providers") => Some("tools must not depend on providers"),
         ("picoclaw-core", "picoclaw-channels") => Some("the agent core knows nothing of channels"),
         ("picoclaw-channels", "picoclaw-providers" | "picoclaw-tools" | "picoclaw-state") => {
@@ -155,10 +172,37 @@ fn the_api_crate_depends_only_on_its_allowed_list() {
 }
 
 #[test]
+fn the_http_crate_reaches_the_api_crate_only_through_its_provider_feature() {
+    let meta = metadata();
+    let http = meta["packages"]
+        .as_array()
+        .expect("packages")
+        .iter()
+        .find(|p| p["name"] == "picoclaw-http")
+        .expect("picoclaw-http package");
+    for dep in http["dependencies"].as_array().expect("deps") {
+        if dep["kind"].as_str() == Some("dev") || dep["name"] != "picoclaw-api" {
+            continue;
+        }
+        assert_eq!(
+            dep["optional"],
+            Value::Bool(true),
+            "picoclaw-http must stay a leaf without its `provider` feature: picoclaw-api is an \
+             optional dependency of it"
+        );
+    }
+}
+
+#[test]
 fn the_layer_rule_itself_catches_an_upward_edge() {
     // Guard against the check above silently passing: the table must rank these as upward.
     assert!(layer("picoclaw-core") > layer("picoclaw-providers"));
     assert!(layer("picoclaw-api") < layer("picoclaw-state"));
     assert!(forbidden("picoclaw-tools", "picoclaw-providers").is_some());
+    assert!(layer("picoclaw-provider-gemini") < layer("picoclaw-providers"));
+    assert!(forbidden("picoclaw-provider-openai", "picoclaw-auth").is_some());
+    assert!(forbidden("picoclaw-provider-anthropic", "picoclaw-provider-openai").is_some());
+    assert!(forbidden("picoclaw-provider-gemini", "picoclaw-http").is_none());
+    assert!(forbidden("picoclaw-providers", "picoclaw-provider-gemini").is_none());
     assert!(layer("picoclaw-unknown").is_none());
 }

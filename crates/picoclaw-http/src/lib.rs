@@ -25,8 +25,14 @@
 //! A builder from here must not be given reqwest's own TLS settings (`tls_certs_only`,
 //! `tls_backend_rustls`, `tls_danger_accept_invalid_certs`...): they replace or are ignored by
 //! the preconfigured TLS. Choose the trusted roots with [`Roots`] instead.
+//!
+//! With the `provider` feature, the `provider` module holds what every model client shares (the
+//! client built from a base URL, HTTP failures as picoclaw-api's `ProviderError`, SSE answers).
 
 use std::sync::Arc;
+
+#[cfg(feature = "provider")]
+pub mod provider;
 
 pub use rustls::crypto::CryptoProvider;
 pub use rustls::pki_types::CertificateDer;

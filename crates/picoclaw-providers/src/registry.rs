@@ -4,14 +4,20 @@
 //!
 //! The built-in vendors are registered by [`ProviderRegistry::builtin`] exactly as a crate from
 //! outside the workspace registers its own ([`ProviderRegistry::register_wire`] and
-//! [`ProviderRegistry::register`]); nothing else knows their names. The config crate resolves a
-//! model to a [`ProviderSpec`] (base URL, key, timeout, the `providers.<name>` section) and asks
-//! the registry to build it.
+//! [`ProviderRegistry::register`]); nothing else knows their names. The wire formats of a
+//! family are registered only when its cargo feature (`openai`, `anthropic`, `gemini`) is on;
+//! the vendors are always known, so a model of a family compiled out gets an error naming the
+//! feature rather than "unknown provider". The config crate resolves a model to a
+//! [`ProviderSpec`] (base URL, key, timeout, the `providers.<name>` section) and asks the
+//! registry to build it.
 
-use crate::{
-    Anthropic, AnthropicConfig, Gemini, GeminiConfig, LlmProvider, OpenAiCompatConfig,
-    OpenAiCompatible, OpenAiResponses, ProviderError,
-};
+#[cfg(feature = "anthropic")]
+use crate::{Anthropic, AnthropicConfig};
+#[cfg(feature = "gemini")]
+use crate::{Gemini, GeminiConfig};
+use crate::{LlmProvider, ProviderError};
+#[cfg(feature = "openai")]
+use crate::{OpenAiCompatConfig, OpenAiCompatible, OpenAiResponses};
 use picoclaw_api::{Secret, TokenSource};
 use serde::de::DeserializeOwned;
 use std::collections::BTreeMap;
@@ -262,13 +268,19 @@ impl ProviderRegistry {
         Self::default()
     }
 
-    /// The built-in wire formats and vendors.
+    /// The built-in vendors, and the wire formats of the families compiled in (cargo features
+    /// `openai`, `anthropic`, `gemini`).
     pub fn builtin() -> Self {
         let mut r = Self::empty();
-        r.register_wire("openai", build_openai);
-        r.register_wire("responses", build_responses);
-        r.register_wire("azure", build_azure);
+        #[cfg(feature = "openai")]
+        {
+            r.register_wire("openai", build_openai);
+            r.register_wire("responses", build_responses);
+            r.register_wire("azure", build_azure);
+        }
+        #[cfg(feature = "anthropic")]
         r.register_wire("anthropic", build_anthropic);
+        #[cfg(feature = "gemini")]
         r.register_wire("gemini", build_gemini);
         for info in crate::presets::builtin() {
             r.register(info);
@@ -327,17 +339,33 @@ impl ProviderRegistry {
     /// Builds the client `spec` describes with its wire format's factory.
     pub fn build(&self, spec: &ProviderSpec) -> Result<Arc<dyn LlmProvider>, ProviderError> {
         let factory = self.wires.get(&spec.wire).ok_or_else(|| {
-            ProviderError::NotConfigured(format!(
-                "{}: no wire format '{}' in this build (known: {})",
-                spec.provider,
-                spec.wire,
-                self.wires.keys().cloned().collect::<Vec<_>>().join(", ")
-            ))
+            let known = self.wires.keys().cloned().collect::<Vec<_>>().join(", ");
+            ProviderError::NotConfigured(match family_feature(&spec.wire) {
+                Some(feature) => format!(
+                    "{}: the '{}' wire format is not compiled into this build (known: {known});                      build with the cargo feature `{feature}` (of picoclaw-providers, or of                      picoclaw, the library)",
+                    spec.provider, spec.wire
+                ),
+                None => format!(
+                    "{}: no wire format '{}' in this build (known: {known})",
+                    spec.provider, spec.wire
+                ),
+            })
         })?;
         factory.build(spec)
     }
 }
 
+/// The cargo feature of the built-in family that speaks `wire`, if one does.
+fn family_feature(wire: &str) -> Option<&'static str> {
+    match wire {
+        "openai" | "responses" | "azure" => Some("openai"),
+        "anthropic" => Some("anthropic"),
+        "gemini" => Some("gemini"),
+        _ => None,
+    }
+}
+
+#[cfg(feature = "openai")]
 fn openai_config(spec: &ProviderSpec) -> OpenAiCompatConfig {
     let mut cfg = OpenAiCompatConfig::new(spec.provider.clone(), spec.api_base.clone())
         .with_key_hint(spec.key_hint.clone())
@@ -352,6 +380,7 @@ fn openai_config(spec: &ProviderSpec) -> OpenAiCompatConfig {
     cfg
 }
 
+#[cfg(feature = "openai")]
 fn build_openai(spec: &ProviderSpec) -> Result<Arc<dyn LlmProvider>, ProviderError> {
     let p = OpenAiCompatible::new(openai_config(spec))?;
     Ok(Arc::new(match (&spec.api_key, &spec.tokens) {
@@ -360,6 +389,7 @@ fn build_openai(spec: &ProviderSpec) -> Result<Arc<dyn LlmProvider>, ProviderErr
     }))
 }
 
+#[cfg(feature = "openai")]
 fn build_responses(spec: &ProviderSpec) -> Result<Arc<dyn LlmProvider>, ProviderError> {
     let p = OpenAiResponses::new(openai_config(spec))?;
     Ok(Arc::new(match (&spec.api_key, &spec.tokens) {
@@ -368,6 +398,7 @@ fn build_responses(spec: &ProviderSpec) -> Result<Arc<dyn LlmProvider>, Provider
     }))
 }
 
+#[cfg(feature = "openai")]
 /// Azure OpenAI: `deployment` and `api_version` come from the section (config fills them in
 /// from the environment and defaults); without a key, the spec's tokens (Entra ID).
 fn build_azure(spec: &ProviderSpec) -> Result<Arc<dyn LlmProvider>, ProviderError> {
@@ -386,6 +417,7 @@ fn build_azure(spec: &ProviderSpec) -> Result<Arc<dyn LlmProvider>, ProviderErro
     )?))
 }
 
+#[cfg(feature = "anthropic")]
 fn build_anthropic(spec: &ProviderSpec) -> Result<Arc<dyn LlmProvider>, ProviderError> {
     let mut cfg = AnthropicConfig::new(spec.api_base.clone())
         .with_key_hint(spec.key_hint.clone())
@@ -403,6 +435,7 @@ fn build_anthropic(spec: &ProviderSpec) -> Result<Arc<dyn LlmProvider>, Provider
     }))
 }
 
+#[cfg(feature = "gemini")]
 fn build_gemini(spec: &ProviderSpec) -> Result<Arc<dyn LlmProvider>, ProviderError> {
     let mut cfg = GeminiConfig::new(spec.api_base.clone())
         .with_key_hint(spec.key_hint.clone())
@@ -444,9 +477,22 @@ mod tests {
             "codex",
             "deepseek",
             "ollama",
+            "google",
         ] {
             let info = r.provider(name).unwrap_or_else(|| panic!("{name}"));
-            assert!(r.has_wire(&info.wire), "{name}: wire {}", info.wire);
+            let feature = family_feature(&info.wire).unwrap_or_else(|| panic!("{name}"));
+            let compiled = [
+                ("openai", cfg!(feature = "openai")),
+                ("anthropic", cfg!(feature = "anthropic")),
+                ("gemini", cfg!(feature = "gemini")),
+            ]
+            .contains(&(feature, true));
+            assert_eq!(
+                r.has_wire(&info.wire),
+                compiled,
+                "{name}: wire {}",
+                info.wire
+            );
         }
         assert_eq!(
             r.provider("Claude").map(|p| p.name.as_str()),
@@ -475,15 +521,74 @@ mod tests {
 
     #[test]
     fn an_unknown_wire_is_a_clear_error() {
-        let r = ProviderRegistry::builtin();
+        let mut r = ProviderRegistry::builtin();
+        r.register_provider("fixed", |_: &ProviderSpec| {
+            Ok(Arc::new(Fixed) as Arc<dyn LlmProvider>)
+        });
         let Err(e) = r.build(&ProviderSpec::new("mine", "carrier-pigeon", "x", "")) else {
             panic!("built");
         };
         let text = e.to_string();
         assert!(
-            text.contains("carrier-pigeon") && text.contains("anthropic"),
+            text.contains("carrier-pigeon") && text.contains("fixed") && !text.contains("feature"),
             "{text}"
         );
+    }
+
+    /// The registry `builtin` makes when only the openai family is compiled in.
+    fn builtin_with_openai_only() -> ProviderRegistry {
+        let mut r = ProviderRegistry::empty();
+        for wire in ["openai", "responses", "azure"] {
+            r.register_wire(wire, |_: &ProviderSpec| {
+                Ok(Arc::new(Fixed) as Arc<dyn LlmProvider>)
+            });
+        }
+        for info in crate::presets::builtin() {
+            r.register(info);
+        }
+        r
+    }
+
+    fn build_error(r: &ProviderRegistry, provider: &str) -> ProviderError {
+        let info = r.provider(provider).unwrap_or_else(|| panic!("{provider}"));
+        let spec = ProviderSpec::new(&info.name, &info.wire, "some-model", &info.api_base);
+        match r.build(&spec) {
+            Ok(_) => panic!("{provider}: built"),
+            Err(e) => e,
+        }
+    }
+
+    #[test]
+    fn a_vendor_of_a_family_compiled_out_names_the_feature_to_enable() {
+        let r = builtin_with_openai_only();
+        assert!(
+            r.build(&ProviderSpec::new("deepseek", "openai", "x", ""))
+                .is_ok()
+        );
+        for (provider, feature) in [("google", "gemini"), ("anthropic", "anthropic")] {
+            let e = build_error(&r, provider);
+            assert!(matches!(e, ProviderError::NotConfigured(_)), "{e:?}");
+            let text = e.to_string();
+            assert!(
+                text.contains(provider)
+                    && text.contains(&format!("cargo feature `{feature}`"))
+                    && text.contains("not compiled into this build"),
+                "{text}"
+            );
+        }
+        let mut presets_only = ProviderRegistry::empty();
+        for info in crate::presets::builtin() {
+            presets_only.register(info);
+        }
+        let e = build_error(&presets_only, "azure");
+        assert!(e.to_string().contains("cargo feature `openai`"), "{e}");
+    }
+
+    #[cfg(not(feature = "gemini"))]
+    #[test]
+    fn builtin_without_gemini_names_the_gemini_feature() {
+        let e = build_error(&ProviderRegistry::builtin(), "google");
+        assert!(e.to_string().contains("cargo feature `gemini`"), "{e}");
     }
 
     #[test]

@@ -4,10 +4,10 @@
 use futures::StreamExt;
 use picoclaw_api::ChatMessage;
 use picoclaw_providers::{
-    ChatRequest, FallbackChain, LlmProvider, OpenAiCompatConfig, OpenAiCompatible, ProviderError,
-    RetryPolicy, Retrying, Route, StreamEvent,
+    ChatRequest, FallbackChain, LlmProvider, ProviderError, RetryPolicy, Retrying, Route,
+    StreamEvent,
 };
-use picoclaw_testkit::{Reply, ScriptedEndpoint, ScriptedProvider};
+use picoclaw_testkit::{Reply, ScriptedProvider};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -84,8 +84,12 @@ async fn retries_run_out() {
     assert_eq!(inner.requests().len(), 3, "one attempt and two retries");
 }
 
+/// The wrappers over a real client (the OpenAI family's, so with the `openai` feature).
+#[cfg(feature = "openai")]
 #[tokio::test]
 async fn over_http_a_429_then_success_and_a_hung_server_times_out() {
+    use picoclaw_providers::{OpenAiCompatConfig, OpenAiCompatible};
+    use picoclaw_testkit::ScriptedEndpoint;
     let ep = ScriptedEndpoint::start_with([
         Reply::rate_limited(1),
         Reply::text("after the wait"),

@@ -2,10 +2,10 @@
 
 use crate::reply::{Reply, ReplyKind, split_pieces};
 use async_trait::async_trait;
-use picoclaw_api::{ChatMessage, FinishReason, ToolCall};
-use picoclaw_providers::{
+use picoclaw_api::provider::{
     Capabilities, ChatRequest, ChatResponse, ChatStream, LlmProvider, ProviderError, StreamEvent,
 };
+use picoclaw_api::{ChatMessage, FinishReason, ToolCall};
 use std::collections::VecDeque;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};

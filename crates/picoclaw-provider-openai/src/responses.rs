@@ -3,15 +3,14 @@
 //! `function_call_output`s; system text goes in `instructions`. Streams are the `response.*`
 //! events. Requests are stateless (`store: false`): the whole history is sent every time.
 
-use crate::openai::{OpenAiCompatConfig, OpenAiCompatible};
-use crate::wire::preview;
+use crate::chat::{OpenAiCompatConfig, OpenAiCompatible};
 use crate::{
     Capabilities, ChatRequest, ChatResponse, ChatStream, LlmProvider, ProviderError, StreamEvent,
 };
 use async_trait::async_trait;
-use eventsource_stream::Eventsource;
 use futures::StreamExt;
 use picoclaw_api::{ChatMessage, ContentPart, FinishReason, Role, ToolCall, Usage};
+use picoclaw_http::provider::{preview, sse_events};
 use serde_json::{Map, Value, json};
 use std::collections::BTreeMap;
 
@@ -294,9 +293,9 @@ impl LlmProvider for OpenAiResponses {
     async fn stream(&self, req: ChatRequest) -> Result<ChatStream, ProviderError> {
         let response = self.http.post_json(&request_body(&req, true)).await?;
         let name = self.name().to_owned();
-        let events = response.bytes_stream().eventsource();
+        let events = sse_events(response);
         let stream = futures::stream::unfold(
-            (Box::pin(events), Some(EventAssembler::default()), name),
+            (events, Some(EventAssembler::default()), name),
             |(mut events, mut asm, name)| async move {
                 loop {
                     let a = asm.as_mut()?;

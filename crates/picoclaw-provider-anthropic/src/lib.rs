@@ -5,17 +5,23 @@
 //! stable prefix (system prompt and tool definitions) is marked for prompt caching. Streams are
 //! the Messages events (`message_start`, `content_block_*` with `text_delta` /
 //! `input_json_delta`, `message_delta`, `message_stop`).
+//!
+//! This is picoclaw's Anthropic wire family: Anthropic's API and gateways that speak the
+//! Messages API. It depends on picoclaw-api and picoclaw-http only (of picoclaw's crates):
+//! picoclaw-providers registers it behind its `anthropic` feature, the way a provider crate
+//! from outside the workspace registers its own.
 
-use crate::openai::{is_context_length, retry_after, vendor_message};
-use crate::wire::preview;
-use crate::{
+
+use async_trait::async_trait;
+use futures::StreamExt;
+pub use picoclaw_api::provider::{
     Capabilities, ChatRequest, ChatResponse, ChatStream, LlmProvider, ProviderError, StreamEvent,
 };
-use async_trait::async_trait;
-use eventsource_stream::Eventsource;
-use futures::StreamExt;
 use picoclaw_api::{ChatMessage, ContentPart, FinishReason, Role, Secret, ToolCall, Usage};
-use picoclaw_http::CryptoProvider;
+/// The rustls crypto provider type the config takes (`with_crypto_provider`).
+pub use picoclaw_http::CryptoProvider;
+use picoclaw_http::provider::{self as http, preview};
+use reqwest::header::HeaderMap;
 use serde_json::{Map, Value, json};
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -136,26 +142,15 @@ impl Anthropic {
                  https://api.anthropic.com"
             ))
         })?;
-        let mut builder = crate::openai::client_builder(
+        let client = http::build_client(
             NAME,
             base,
             cfg.proxy.as_deref(),
             cfg.crypto_provider.clone(),
-        )?
-        .user_agent(concat!("picoclaw/", env!("CARGO_PKG_VERSION")))
-        .connect_timeout(cfg.connect_timeout)
-        .read_timeout(cfg.request_timeout);
-        if let Some(proxy) = &cfg.proxy {
-            let proxy = reqwest::Proxy::all(proxy).map_err(|e| {
-                ProviderError::NotConfigured(format!(
-                    "anthropic: proxy '{proxy}' is not usable: {e}"
-                ))
-            })?;
-            builder = builder.proxy(proxy);
-        }
-        let client = builder.build().map_err(|e| {
-            ProviderError::NotConfigured(format!("anthropic: cannot build the HTTP client: {e}"))
-        })?;
+            HeaderMap::new(),
+            cfg.connect_timeout,
+            cfg.request_timeout,
+        )?;
         Ok(Self {
             url: format!("{base}/v1/messages"),
             api_key: cfg.api_key,
@@ -165,21 +160,6 @@ impl Anthropic {
             caching: cfg.prompt_caching,
             client,
         })
-    }
-
-    fn transport(&self, err: reqwest::Error) -> ProviderError {
-        if err.is_timeout() {
-            ProviderError::Timeout {
-                provider: NAME.into(),
-                after: self.timeout,
-            }
-        } else {
-            ProviderError::Transport {
-                provider: NAME.into(),
-                url: self.url.clone(),
-                source: Box::new(err.without_url()),
-            }
-        }
     }
 
     async fn send(
@@ -214,52 +194,23 @@ impl Anthropic {
             }
             (None, None) => {}
         }
-        let response = match tokio::time::timeout(self.timeout, request.send()).await {
-            Ok(r) => r.map_err(|e| self.transport(e))?,
-            Err(_) => {
-                return Err(ProviderError::Timeout {
-                    provider: NAME.into(),
-                    after: self.timeout,
-                });
-            }
-        };
+        let response = http::send(NAME, &self.url, self.timeout, request).await?;
         let status = response.status().as_u16();
         if response.status().is_success() {
             return Ok(response);
         }
-        let wait = retry_after(response.headers());
+        let wait = http::retry_after(response.headers());
         let text = response.text().await.unwrap_or_default();
-        let (mut message, code) = vendor_message(&text);
-        if let Some(key) = &self.api_key {
-            message = message.replace(key.expose().as_str(), "[redacted]");
-        }
-        let provider = NAME.to_owned();
-        Err(match status {
-            401 | 403 => ProviderError::Auth {
-                provider,
-                status,
-                message,
-                key_hint: self.key_hint.clone(),
-            },
-            429 => ProviderError::RateLimited {
-                provider,
-                retry_after: wait,
-                message,
-            },
-            400 | 413 if is_context_length(&code, &message) => {
-                ProviderError::ContextLength { provider, message }
-            }
-            400..=499 => ProviderError::InvalidRequest {
-                provider,
-                status,
-                message,
-            },
-            _ => ProviderError::Server {
-                provider,
-                status,
-                message,
-            },
-        })
+        let (message, code) = http::vendor_message(&text);
+        let message = http::redact(&message, self.api_key.as_ref());
+        Err(http::status_error(
+            NAME,
+            status,
+            wait,
+            message,
+            &code,
+            &self.key_hint,
+        ))
     }
 }
 
@@ -587,22 +538,16 @@ impl LlmProvider for Anthropic {
 
     async fn chat(&self, req: ChatRequest) -> Result<ChatResponse, ProviderError> {
         let response = self.send(&req, false).await?;
-        let body = tokio::time::timeout(self.timeout, response.text())
-            .await
-            .map_err(|_elapsed| ProviderError::Timeout {
-                provider: NAME.into(),
-                after: self.timeout,
-            })?
-            .map_err(|e| self.transport(e))?;
+        let body = http::read_body(NAME, &self.url, self.timeout, response).await?;
         parse_message(&body)
     }
 
     async fn stream(&self, req: ChatRequest) -> Result<ChatStream, ProviderError> {
         let response = self.send(&req, true).await?;
         let timeout = self.timeout;
-        let events = response.bytes_stream().eventsource();
+        let events = http::sse_events(response);
         let stream = futures::stream::unfold(
-            (Box::pin(events), Some(MessageAssembler::default())),
+            (events, Some(MessageAssembler::default())),
             move |(mut events, mut asm)| async move {
                 loop {
                     let a = asm.as_mut()?;
@@ -630,20 +575,7 @@ impl LlmProvider for Anthropic {
                             }
                         }
                         Some(Err(e)) => {
-                            let err = match e {
-                                eventsource_stream::EventStreamError::Transport(e)
-                                    if e.is_timeout() =>
-                                {
-                                    ProviderError::Timeout {
-                                        provider: NAME.into(),
-                                        after: timeout,
-                                    }
-                                }
-                                other => ProviderError::response(
-                                    NAME,
-                                    format!("the answer stream broke off: {other}"),
-                                ),
-                            };
+                            let err = http::stream_error(NAME, timeout, e);
                             return Some((Err(err), (events, None)));
                         }
                         None => {

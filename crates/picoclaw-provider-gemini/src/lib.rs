@@ -4,17 +4,23 @@
 //! and `functionCall` parts; tool results are `functionResponse` parts; images are
 //! `inlineData`. Streaming uses `streamGenerateContent?alt=sse`. (The OpenAI-compatible `gemini`
 //! preset stays available for simple use.)
+//!
+//! This is picoclaw's Gemini wire family: the Gemini API of Google AI Studio and servers that
+//! speak `generateContent`. It depends on picoclaw-api and picoclaw-http only (of picoclaw's
+//! crates): picoclaw-providers registers it behind its `gemini` feature, the way a provider
+//! crate from outside the workspace registers its own.
 
-use crate::openai::{is_context_length, retry_after};
-use crate::wire::preview;
-use crate::{
+
+use async_trait::async_trait;
+use futures::StreamExt;
+pub use picoclaw_api::provider::{
     Capabilities, ChatRequest, ChatResponse, ChatStream, LlmProvider, ProviderError, StreamEvent,
 };
-use async_trait::async_trait;
-use eventsource_stream::Eventsource;
-use futures::StreamExt;
 use picoclaw_api::{ChatMessage, ContentPart, FinishReason, Role, Secret, ToolCall, Usage};
-use picoclaw_http::CryptoProvider;
+/// The rustls crypto provider type the config takes (`with_crypto_provider`).
+pub use picoclaw_http::CryptoProvider;
+use picoclaw_http::provider::{self as http, is_context_length, preview};
+use reqwest::header::HeaderMap;
 use serde_json::{Map, Value, json};
 use std::sync::Arc;
 use std::time::Duration;
@@ -106,24 +112,15 @@ impl Gemini {
                  https://generativelanguage.googleapis.com/v1beta"
             ))
         })?;
-        let mut builder = crate::openai::client_builder(
-            "gemini",
+        let client = http::build_client(
+            NAME,
             &base,
             cfg.proxy.as_deref(),
             cfg.crypto_provider.clone(),
-        )?
-        .user_agent(concat!("picoclaw/", env!("CARGO_PKG_VERSION")))
-        .connect_timeout(cfg.connect_timeout)
-        .read_timeout(cfg.request_timeout);
-        if let Some(proxy) = &cfg.proxy {
-            let proxy = reqwest::Proxy::all(proxy).map_err(|e| {
-                ProviderError::NotConfigured(format!("gemini: proxy '{proxy}' is not usable: {e}"))
-            })?;
-            builder = builder.proxy(proxy);
-        }
-        let client = builder.build().map_err(|e| {
-            ProviderError::NotConfigured(format!("gemini: cannot build the HTTP client: {e}"))
-        })?;
+            HeaderMap::new(),
+            cfg.connect_timeout,
+            cfg.request_timeout,
+        )?;
         Ok(Self {
             base,
             api_key: cfg.api_key,
@@ -142,21 +139,6 @@ impl Gemini {
         }
     }
 
-    fn transport(&self, err: reqwest::Error, url: &str) -> ProviderError {
-        if err.is_timeout() {
-            ProviderError::Timeout {
-                provider: NAME.into(),
-                after: self.timeout,
-            }
-        } else {
-            ProviderError::Transport {
-                provider: NAME.into(),
-                url: url.to_owned(),
-                source: Box::new(err.without_url()),
-            }
-        }
-    }
-
     async fn send(
         &self,
         req: &ChatRequest,
@@ -167,64 +149,36 @@ impl Gemini {
         if let Some(key) = &self.api_key {
             request = request.header("x-goog-api-key", key.expose());
         }
-        let response = match tokio::time::timeout(self.timeout, request.send()).await {
-            Ok(r) => r.map_err(|e| self.transport(e, &url))?,
-            Err(_) => {
-                return Err(ProviderError::Timeout {
-                    provider: NAME.into(),
-                    after: self.timeout,
-                });
-            }
-        };
+        let response = http::send(NAME, &url, self.timeout, request).await?;
         if response.status().is_success() {
             return Ok(response);
         }
         let status = response.status().as_u16();
-        let wait = retry_after(response.headers());
+        let wait = http::retry_after(response.headers());
         let text = response.text().await.unwrap_or_default();
         let v: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
-        let mut message = v["error"]["message"]
+        let message = v["error"]["message"]
             .as_str()
             .map_or_else(|| preview(&text, 200), str::to_owned);
-        if let Some(key) = &self.api_key {
-            message = message.replace(key.expose().as_str(), "[redacted]");
-        }
+        let message = http::redact(&message, self.api_key.as_ref());
         let reason = v["error"]["status"].as_str().unwrap_or_default();
-        let provider = NAME.to_owned();
+        // Gemini says a bad key with a 400, and a long prompt in words of its own.
         let bad_key = message.contains("API key not valid") || message.contains("API_KEY_INVALID");
+        let too_long = is_context_length(reason, &message)
+            || message.contains("exceeds the maximum number of tokens");
         Err(match status {
-            401 | 403 => ProviderError::Auth {
-                provider,
-                status,
-                message,
-                key_hint: self.key_hint.clone(),
-            },
             400 if bad_key => ProviderError::Auth {
-                provider,
+                provider: NAME.to_owned(),
                 status,
                 message,
                 key_hint: self.key_hint.clone(),
             },
-            429 => ProviderError::RateLimited {
-                provider,
-                retry_after: wait,
+            400 if too_long => ProviderError::ContextLength {
+                provider: NAME.to_owned(),
                 message,
             },
-            400 if is_context_length(reason, &message)
-                || message.contains("exceeds the maximum number of tokens") =>
-            {
-                ProviderError::ContextLength { provider, message }
-            }
-            400..=499 => ProviderError::InvalidRequest {
-                provider,
-                status,
-                message,
-            },
-            _ => ProviderError::Server {
-                provider,
-                status,
-                message,
-            },
+            // Google's `status` (INVALID_ARGUMENT...) is no code the generic mapping knows.
+            _ => http::status_error(NAME, status, wait, message, "", &self.key_hint),
         })
     }
 }
@@ -469,13 +423,7 @@ impl LlmProvider for Gemini {
     async fn chat(&self, req: ChatRequest) -> Result<ChatResponse, ProviderError> {
         let url = self.url(&req.model, false);
         let response = self.send(&req, false).await?;
-        let body = tokio::time::timeout(self.timeout, response.text())
-            .await
-            .map_err(|_elapsed| ProviderError::Timeout {
-                provider: NAME.into(),
-                after: self.timeout,
-            })?
-            .map_err(|e| self.transport(e, &url))?;
+        let body = http::read_body(NAME, &url, self.timeout, response).await?;
         let mut a = GeminiAssembler::default();
         a.push(&body)?;
         if a.text.is_empty() && a.calls.is_empty() && !a.finished() {
@@ -490,9 +438,9 @@ impl LlmProvider for Gemini {
     async fn stream(&self, req: ChatRequest) -> Result<ChatStream, ProviderError> {
         let response = self.send(&req, true).await?;
         let timeout = self.timeout;
-        let events = response.bytes_stream().eventsource();
+        let events = http::sse_events(response);
         let stream = futures::stream::unfold(
-            (Box::pin(events), Some(GeminiAssembler::default())),
+            (events, Some(GeminiAssembler::default())),
             move |(mut events, mut asm)| async move {
                 loop {
                     let a = asm.as_mut()?;
@@ -513,20 +461,7 @@ impl LlmProvider for Gemini {
                             }
                         }
                         Some(Err(e)) => {
-                            let err = match e {
-                                eventsource_stream::EventStreamError::Transport(e)
-                                    if e.is_timeout() =>
-                                {
-                                    ProviderError::Timeout {
-                                        provider: NAME.into(),
-                                        after: timeout,
-                                    }
-                                }
-                                other => ProviderError::response(
-                                    NAME,
-                                    format!("the answer stream broke off: {other}"),
-                                ),
-                            };
+                            let err = http::stream_error(NAME, timeout, e);
                             return Some((Err(err), (events, None)));
                         }
                         None => {

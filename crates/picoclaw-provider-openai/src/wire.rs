@@ -3,6 +3,7 @@
 
 use crate::{ChatRequest, ChatResponse, ProviderError};
 use picoclaw_api::{ChatMessage, ContentPart, FinishReason, Role, ToolCall, Usage};
+use picoclaw_http::provider::preview;
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 use std::collections::BTreeMap;
@@ -193,18 +194,6 @@ fn content_text(v: Option<Value>) -> String {
             .filter_map(|p| p.get("text").and_then(Value::as_str))
             .collect(),
         _ => String::new(),
-    }
-}
-
-/// At most `max` characters of `s`, for quoting a bad body in an error.
-pub(crate) fn preview(s: &str, max: usize) -> String {
-    let s = s.trim();
-    if s.chars().count() <= max {
-        s.to_owned()
-    } else {
-        let mut out: String = s.chars().take(max).collect();
-        out.push('…');
-        out
     }
 }
 

@@ -3,7 +3,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)] // A test panics on what it did not expect.
 
 use picoclaw_api::ChatMessage;
-use picoclaw_providers::{ChatRequest, Gemini, GeminiConfig, LlmProvider, ProviderError};
+use picoclaw_provider_gemini::{ChatRequest, Gemini, GeminiConfig, LlmProvider, ProviderError};
 use picoclaw_testkit::{Reply, ScriptedEndpoint};
 use serde_json::json;
 use std::sync::Arc;

@@ -4,7 +4,7 @@
 
 use picoclaw_api::ChatMessage;
 use picoclaw_api::{StaticToken, TokenSource};
-use picoclaw_providers::{
+use picoclaw_provider_openai::{
     ChatRequest, LlmProvider, OpenAiCompatConfig, OpenAiCompatible, ProviderError,
 };
 use picoclaw_testkit::{Reply, ScriptedEndpoint};

@@ -4,7 +4,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)] // A test panics on what it did not expect.
 
 use picoclaw_api::ChatMessage;
-use picoclaw_providers::{ChatRequest, LlmProvider, OpenAiCompatConfig, OpenAiCompatible};
+use picoclaw_provider_openai::{ChatRequest, LlmProvider, OpenAiCompatConfig, OpenAiCompatible};
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::PrivateKeyDer;
 use std::sync::Arc;

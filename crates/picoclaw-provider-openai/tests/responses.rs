@@ -2,7 +2,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)] // A test panics on what it did not expect.
 
 use picoclaw_api::{ChatMessage, ToolCall};
-use picoclaw_providers::{ChatRequest, LlmProvider, OpenAiCompatConfig, OpenAiResponses};
+use picoclaw_provider_openai::{ChatRequest, LlmProvider, OpenAiCompatConfig, OpenAiResponses};
 use picoclaw_testkit::{Reply, ScriptedEndpoint};
 use serde_json::json;
 use std::sync::Arc;

@@ -1,34 +1,19 @@
 //! `OpenAiCompatible`: the Chat Completions API as spoken by OpenAI, OpenRouter, DeepSeek, Groq,
 //! Zhipu, Moonshot, Gemini's OpenAI endpoint, vLLM, Ollama and any other compatible server.
 
-use crate::wire::{StreamAssembler, parse_completion, preview, request_body};
+use crate::wire::{StreamAssembler, parse_completion, request_body};
 use crate::{
     Capabilities, ChatRequest, ChatResponse, ChatStream, LlmProvider, ProviderError, StreamEvent,
 };
 use async_trait::async_trait;
-use eventsource_stream::Eventsource;
 use futures::StreamExt;
 use picoclaw_api::Secret;
 use picoclaw_api::TokenSource;
 use picoclaw_http::CryptoProvider;
+use picoclaw_http::provider as http;
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use std::sync::Arc;
 use std::time::Duration;
-
-/// The HTTP client builder for a provider at `base`: TLS over `crypto` (else picoclaw-http's
-/// default provider, never installed process-wide), trusting the platform's certificate
-/// authorities, or none for a plain-HTTP endpoint reached without a proxy (a local model
-/// server, a test's loopback fake: the system's roots, some 150 files, are then never read).
-pub(crate) fn client_builder(
-    provider: &str,
-    base: &str,
-    proxy: Option<&str>,
-    crypto: Option<Arc<CryptoProvider>>,
-) -> Result<reqwest::ClientBuilder, ProviderError> {
-    picoclaw_http::client_builder_for_endpoint(base, proxy, crypto).map_err(|e| {
-        ProviderError::NotConfigured(format!("{provider}: cannot build the HTTP client: {e}"))
-    })
-}
 
 /// How to reach one OpenAI-compatible server.
 #[derive(Clone, Debug)]
@@ -172,28 +157,15 @@ impl OpenAiCompatible {
             })?;
             headers.insert(name, value);
         }
-        let mut builder = client_builder(
+        let client = http::build_client(
             &cfg.name,
             base,
             cfg.proxy.as_deref(),
             cfg.crypto_provider.clone(),
-        )?
-        .user_agent(concat!("picoclaw/", env!("CARGO_PKG_VERSION")))
-        .default_headers(headers)
-        .connect_timeout(cfg.connect_timeout)
-        .read_timeout(cfg.request_timeout);
-        if let Some(proxy) = &cfg.proxy {
-            let proxy = reqwest::Proxy::all(proxy).map_err(|e| {
-                ProviderError::NotConfigured(format!(
-                    "{}: proxy '{proxy}' is not usable: {e}",
-                    cfg.name
-                ))
-            })?;
-            builder = builder.proxy(proxy);
-        }
-        let client = builder.build().map_err(|e| {
-            ProviderError::NotConfigured(format!("{}: cannot build the HTTP client: {e}", cfg.name))
-        })?;
+            headers,
+            cfg.connect_timeout,
+            cfg.request_timeout,
+        )?;
         Ok(Self {
             url: format!("{base}{path}"),
             name: cfg.name,
@@ -264,18 +236,7 @@ impl OpenAiCompatible {
     }
 
     fn transport(&self, err: reqwest::Error) -> ProviderError {
-        if err.is_timeout() {
-            ProviderError::Timeout {
-                provider: self.name.clone(),
-                after: self.timeout,
-            }
-        } else {
-            ProviderError::Transport {
-                provider: self.name.clone(),
-                url: self.url.clone(),
-                source: Box::new(err.without_url()),
-            }
-        }
+        http::transport_error(&self.name, &self.url, self.timeout, err)
     }
 
     async fn send(
@@ -319,65 +280,25 @@ impl OpenAiCompatible {
             }
             (None, _, None) => {}
         }
-        let send = request.send();
         // The whole exchange is bounded for plain calls; for streams only the wait for headers
         // (the body is bounded by the read timeout between chunks).
-        let response = match tokio::time::timeout(self.timeout, send).await {
-            Ok(r) => r.map_err(|e| self.transport(e))?,
-            Err(_) => {
-                return Err(ProviderError::Timeout {
-                    provider: self.name.clone(),
-                    after: self.timeout,
-                });
-            }
-        };
+        let response = http::send(&self.name, &self.url, self.timeout, request).await?;
         let status = response.status();
         if status.is_success() {
             return Ok(response);
         }
-        let retry_after = retry_after(response.headers());
+        let retry_after = http::retry_after(response.headers());
         let text = response.text().await.unwrap_or_default();
-        Err(self.status_error(status.as_u16(), retry_after, &text))
-    }
-
-    fn status_error(
-        &self,
-        status: u16,
-        retry_after: Option<Duration>,
-        body: &str,
-    ) -> ProviderError {
-        let (message, code) = vendor_message(body);
-        let message = self.redact(&message);
-        let provider = self.name.clone();
-        match status {
-            401 | 403 => ProviderError::Auth {
-                provider,
-                status,
-                message,
-                key_hint: self.key_hint.clone(),
-            },
-            429 => ProviderError::RateLimited {
-                provider,
-                retry_after,
-                message,
-            },
-            400 | 413 if is_context_length(&code, &message) => {
-                ProviderError::ContextLength { provider, message }
-            }
-            400 if code == "content_filter" || code == "ResponsibleAIPolicyViolation" => {
-                ProviderError::ContentFiltered { provider, message }
-            }
-            400..=499 => ProviderError::InvalidRequest {
-                provider,
-                status,
-                message,
-            },
-            _ => ProviderError::Server {
-                provider,
-                status,
-                message,
-            },
-        }
+        let (message, code) = http::vendor_message(&text);
+        let message = http::redact(&message, self.api_key.as_ref());
+        Err(http::status_error(
+            &self.name,
+            status.as_u16(),
+            retry_after,
+            message,
+            &code,
+            &self.key_hint,
+        ))
     }
 
     /// Reads a whole answer body within the request timeout.
@@ -385,79 +306,8 @@ impl OpenAiCompatible {
         &self,
         response: reqwest::Response,
     ) -> Result<String, ProviderError> {
-        tokio::time::timeout(self.timeout, response.text())
-            .await
-            .map_err(|_elapsed| ProviderError::Timeout {
-                provider: self.name.clone(),
-                after: self.timeout,
-            })?
-            .map_err(|e| self.transport(e))
+        http::read_body(&self.name, &self.url, self.timeout, response).await
     }
-
-    /// Removes the key from anything a vendor echoes back.
-    fn redact(&self, text: &str) -> String {
-        match &self.api_key {
-            Some(key) if !key.expose().is_empty() => {
-                text.replace(key.expose().as_str(), "[redacted]")
-            }
-            _ => text.to_owned(),
-        }
-    }
-}
-
-pub(crate) fn retry_after(headers: &HeaderMap) -> Option<Duration> {
-    if let Some(ms) = headers
-        .get("retry-after-ms")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse::<f64>().ok())
-    {
-        return Some(Duration::from_secs_f64(ms.max(0.0) / 1000.0));
-    }
-    headers
-        .get(reqwest::header::RETRY_AFTER)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse::<f64>().ok())
-        .map(|s| Duration::from_secs_f64(s.max(0.0)))
-}
-
-/// The vendor's error message and code from an error body (`{"error": {"message", "code"}}`,
-/// `{"error": "..."}`, `{"message": "..."}`), or a preview of the body.
-pub(crate) fn vendor_message(body: &str) -> (String, String) {
-    if let Ok(v) = serde_json::from_str::<serde_json::Value>(body) {
-        let err = v.get("error").unwrap_or(&v);
-        let message = err
-            .get("message")
-            .and_then(|m| m.as_str())
-            .or_else(|| err.as_str())
-            .map(str::to_owned);
-        let code = err
-            .get("code")
-            .map(|c| c.as_str().map_or_else(|| c.to_string(), str::to_owned))
-            .unwrap_or_default();
-        if let Some(message) = message {
-            return (message, code);
-        }
-    }
-    let body = preview(body, 200);
-    (
-        if body.is_empty() {
-            "(empty body)".to_owned()
-        } else {
-            body
-        },
-        String::new(),
-    )
-}
-
-pub(crate) fn is_context_length(code: &str, message: &str) -> bool {
-    let m = message.to_ascii_lowercase();
-    code == "context_length_exceeded"
-        || m.contains("context length")
-        || m.contains("context_length")
-        || m.contains("maximum context")
-        || m.contains("context window")
-        || m.contains("too many tokens")
-        || m.contains("prompt is too long")
 }
 
 #[async_trait]
@@ -499,10 +349,9 @@ impl LlmProvider for OpenAiCompatible {
             events.push(Ok(StreamEvent::Completed(resp)));
             return Ok(Box::pin(futures::stream::iter(events)));
         }
-        let events = response.bytes_stream().eventsource();
         let offered = offered_tools(&req);
         let state = StreamState {
-            events: Box::pin(events),
+            events: http::sse_events(response),
             assembler: Some(StreamAssembler::default()),
             name,
             timeout: self.timeout,
@@ -515,19 +364,8 @@ impl LlmProvider for OpenAiCompatible {
     }
 }
 
-type SseStream = std::pin::Pin<
-    Box<
-        dyn futures::Stream<
-                Item = Result<
-                    eventsource_stream::Event,
-                    eventsource_stream::EventStreamError<reqwest::Error>,
-                >,
-            > + Send,
-    >,
->;
-
 struct StreamState {
-    events: SseStream,
+    events: http::SseEvents,
     /// `None` once the stream has ended (completed or failed).
     assembler: Option<StreamAssembler>,
     name: String,
@@ -621,18 +459,7 @@ async fn next_event(
             }
             Some(Err(e)) => {
                 st.assembler = None;
-                let err = match e {
-                    eventsource_stream::EventStreamError::Transport(e) if e.is_timeout() => {
-                        ProviderError::Timeout {
-                            provider: st.name.clone(),
-                            after: st.timeout,
-                        }
-                    }
-                    other => ProviderError::response(
-                        &st.name,
-                        format!("the answer stream broke off: {other}"),
-                    ),
-                };
+                let err = http::stream_error(&st.name, st.timeout, e);
                 return Some((Err(err), st));
             }
             None => {

@@ -4,7 +4,7 @@
 
 use futures::StreamExt;
 use picoclaw_api::{ChatMessage, FinishReason, ToolSpec};
-use picoclaw_providers::{
+use picoclaw_provider_openai::{
     ChatRequest, LlmProvider, OpenAiCompatConfig, OpenAiCompatible, ProviderError, StreamEvent,
 };
 use picoclaw_testkit::{Reply, ScriptedEndpoint};
@@ -38,7 +38,7 @@ async fn collect(
     p: &OpenAiCompatible,
 ) -> (
     String,
-    Result<picoclaw_providers::ChatResponse, ProviderError>,
+    Result<picoclaw_provider_openai::ChatResponse, ProviderError>,
 ) {
     let mut stream = match p.stream(request()).await {
         Ok(s) => s,

@@ -3,7 +3,7 @@
 
 use futures::StreamExt;
 use picoclaw_api::{ChatMessage, FinishReason, ToolSpec};
-use picoclaw_providers::{
+use picoclaw_provider_anthropic::{
     Anthropic, AnthropicConfig, ChatRequest, ChatResponse, LlmProvider, ProviderError, StreamEvent,
 };
 use picoclaw_testkit::{Reply, ScriptedEndpoint};
