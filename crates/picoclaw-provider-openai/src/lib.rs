@@ -13,7 +13,6 @@
 //! picoclaw-http only (of picoclaw's crates): picoclaw-providers registers it behind its
 //! `openai` feature, the way a provider crate from outside the workspace registers its own.
 
-
 mod chat;
 mod responses;
 mod text_tools;

@@ -615,7 +615,7 @@ async fn sigterm_during_a_slow_turn_exits_within_the_grace_period() {
             .await
     });
     // Let the turn start, then stop the gateway.
-    for _ in 0..100 {
+    for _ in 0..1500 {
         if !endpoint.requests().is_empty() {
             break;
         }

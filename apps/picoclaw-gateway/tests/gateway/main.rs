@@ -1,6 +1,8 @@
 //! End to end: the real `picoclaw-gateway` binary, a scripted OpenAI-compatible model on
 //! 127.0.0.1, and an HTTP client speaking the OpenAI API to the gateway.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // A test panics on what it did not expect.
+// Waits for something to happen poll for up to 30 s: a gateway starting on a loaded 2-core CI
+// machine can take seconds, and a wait that passes returns as soon as it sees the event.
 
 use picoclaw_testkit::{Reply, ScriptedEndpoint};
 use serde_json::{Value, json};

@@ -23,7 +23,7 @@ pub(crate) fn telegram_home(
 /// Waits until the fake Slack has `n` chat.postMessage calls.
 #[cfg(feature = "slack")]
 async fn wait_posts(fake: &picoclaw_testkit::slack::FakeSlack, n: usize) -> Vec<Value> {
-    for _ in 0..400 {
+    for _ in 0..1200 {
         if fake.posts().len() >= n {
             return fake.posts();
         }

@@ -31,7 +31,7 @@ async fn telegram_end_to_end_through_a_loopback_bot_api() {
     wait_sent(&tg, 1).await;
     assert_eq!(tg.sent()[0], (111, "Hello Ada!".to_owned()));
     // The message was marked as read (👀) once it was kept.
-    for _ in 0..100 {
+    for _ in 0..1500 {
         if !tg.reactions().is_empty() {
             break;
         }
@@ -137,7 +137,7 @@ async fn a_message_interrupted_by_sigterm_is_answered_once_after_the_restart() {
 
     let gw = Gateway::start(home.path());
     tg.private_message(111, "ada", "a question that takes long");
-    for _ in 0..200 {
+    for _ in 0..1500 {
         if !endpoint.requests().is_empty() {
             break;
         }
@@ -158,7 +158,7 @@ async fn a_message_interrupted_by_sigterm_is_answered_once_after_the_restart() {
 
     // After the restart the journaled message is answered — once.
     let gw = Gateway::start(home.path());
-    for _ in 0..400 {
+    for _ in 0..1200 {
         if !tg.sent().is_empty() {
             break;
         }
@@ -184,7 +184,7 @@ async fn a_rejected_telegram_token_fails_the_channel_once_and_ready_says_so() {
     );
     let gw = Gateway::start(home.path());
     let mut ready = Value::Null;
-    for _ in 0..100 {
+    for _ in 0..1500 {
         ready = client()
             .get(format!("{}/ready", gw.base))
             .send()
@@ -373,7 +373,7 @@ async fn a_telegram_voice_note_is_saved_transcribed_and_answered() {
 
     let gw = Gateway::start(home.path());
     tg.voice_message(111, "ada", b"OggS-fake-opus-bytes");
-    for _ in 0..400 {
+    for _ in 0..1200 {
         if !tg.sent().is_empty() {
             break;
         }
@@ -402,7 +402,7 @@ async fn a_telegram_voice_note_is_saved_transcribed_and_answered() {
     std::fs::write(&file, config.to_string()).unwrap();
     let gw = Gateway::start(home.path());
     tg.voice_message(111, "ada", b"OggS-second");
-    for _ in 0..400 {
+    for _ in 0..1200 {
         if tg.sent().len() >= 2 {
             break;
         }
@@ -459,10 +459,10 @@ async fn with_nobody_allowed_the_owner_pairs_with_the_code_from_the_log() {
     drop(gw);
 }
 
-/// The one-time pairing code the gateway logged (waiting up to 10 s for it).
+/// The one-time pairing code the gateway logged (waiting up to 30 s for it).
 #[cfg(any(feature = "telegram", feature = "slack"))]
 pub(crate) async fn pairing_code(gw: &Gateway) -> String {
-    for _ in 0..400 {
+    for _ in 0..1200 {
         let code = gw
             .log
             .lock()
@@ -486,7 +486,7 @@ pub(crate) async fn pairing_code(gw: &Gateway) -> String {
 /// Waits until the fake Bot API has received `n` messages from the bot.
 #[cfg(feature = "telegram")]
 pub(crate) async fn wait_sent(tg: &picoclaw_testkit::telegram::FakeBotApi, n: usize) {
-    for _ in 0..400 {
+    for _ in 0..1200 {
         if tg.sent().len() >= n {
             return;
         }
@@ -529,7 +529,7 @@ async fn buttons_go_out_as_an_inline_keyboard_and_presses_come_back() {
     assert_eq!(tg.sent()[2], (111, "Watering now.".to_owned()));
     let last = endpoint.requests().last().unwrap().message_texts();
     assert_eq!(last.last().unwrap(), "Yes");
-    for _ in 0..100 {
+    for _ in 0..1500 {
         if !tg.answered().is_empty() {
             break;
         }
