@@ -11,7 +11,6 @@
 //! picoclaw-providers registers it behind its `anthropic` feature, the way a provider crate
 //! from outside the workspace registers its own.
 
-
 use async_trait::async_trait;
 use futures::StreamExt;
 pub use picoclaw_api::provider::{

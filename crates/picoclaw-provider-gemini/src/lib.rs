@@ -10,7 +10,6 @@
 //! crates): picoclaw-providers registers it behind its `gemini` feature, the way a provider
 //! crate from outside the workspace registers its own.
 
-
 use async_trait::async_trait;
 use futures::StreamExt;
 pub use picoclaw_api::provider::{

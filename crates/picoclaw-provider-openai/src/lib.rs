@@ -13,13 +13,12 @@
 //! picoclaw-http only (of picoclaw's crates): picoclaw-providers registers it behind its
 //! `openai` feature, the way a provider crate from outside the workspace registers its own.
 
-
 mod chat;
 mod responses;
 mod text_tools;
 mod wire;
 
-pub use chat::{OpenAiCompatConfig, OpenAiCompatible};
+pub use chat::{OpenAiCompatConfig, OpenAiCompatible, is_reasoning_model};
 pub use picoclaw_api::provider::{
     Capabilities, ChatRequest, ChatResponse, ChatStream, LlmProvider, ProviderError, StreamEvent,
 };

@@ -14,7 +14,6 @@
 //! outside crate registers its own; a model whose family is compiled out fails to build with a
 //! configuration error naming the feature.
 
-
 pub mod presets;
 pub mod registry;
 mod resilience;
