@@ -429,43 +429,49 @@ impl OpenAiCompatible {
     }
 
     /// Posts the Chat Completions request; a 400 refusing `max_tokens`, `temperature` or
-    /// `top_p` is mended and sent once more, and the mend remembered for the model.
+    /// `top_p` is mended and sent again, and the mend remembered for the model. Each kind of
+    /// refusal is mended once (OpenAI names one refused parameter per answer, so a model that
+    /// takes neither `max_tokens` nor a temperature costs two resends, once).
     async fn send(
         &self,
         req: &ChatRequest,
         stream: bool,
     ) -> Result<reqwest::Response, ProviderError> {
-        let mend = self.mend_for(&req.model);
+        let mut mend = self.mend_for(&req.model);
         let mut body = request_body(req, stream);
         self.shape(&mut body, &req.model, mend);
-        let failure = match self.post_checked(&body).await {
-            Ok(response) => return Ok(response),
-            Err(failure) => failure,
-        };
-        let refused_field = match failure.refusal {
-            Some(Refusal::MaxTokens) => "max_tokens",
-            Some(Refusal::Temperature) => "temperature",
-            Some(Refusal::TopP) => "top_p",
-            None => return Err(failure.error),
-        };
-        let mended = match failure.refusal.and_then(|r| mend.with(r)) {
-            Some(m) if body.get(refused_field).is_some() => m,
-            _ => return Err(failure.error),
-        };
-        tracing::debug!(
-            provider = %self.name,
-            url = %self.url,
-            model = %req.model,
-            refused = refused_field,
-            "the server refused a parameter; resending without it and remembering that for \
-             this model"
-        );
-        self.mends
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .insert(req.model.clone(), mended);
-        self.shape(&mut body, &req.model, mended);
-        self.post_json(&body).await
+        loop {
+            let failure = match self.post_checked(&body).await {
+                Ok(response) => return Ok(response),
+                Err(failure) => failure,
+            };
+            let refused_field = match failure.refusal {
+                Some(Refusal::MaxTokens) => "max_tokens",
+                Some(Refusal::Temperature) => "temperature",
+                Some(Refusal::TopP) => "top_p",
+                None => return Err(failure.error),
+            };
+            // A refusal already mended, or of a parameter this body does not carry, is the
+            // server's last word: no resend.
+            mend = match failure.refusal.and_then(|r| mend.with(r)) {
+                Some(m) if body.get(refused_field).is_some() => m,
+                _ => return Err(failure.error),
+            };
+            tracing::debug!(
+                provider = %self.name,
+                url = %self.url,
+                model = %req.model,
+                refused = refused_field,
+                "the server refused a parameter; resending without it and remembering that for \
+                 this model"
+            );
+            self.mends
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .insert(req.model.clone(), mend);
+            body = request_body(req, stream);
+            self.shape(&mut body, &req.model, mend);
+        }
     }
 
     /// Posts `body`; a non-2xx answer becomes the matching [`ProviderError`].

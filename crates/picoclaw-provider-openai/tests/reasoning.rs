@@ -1,7 +1,7 @@
 //! OpenAI's reasoning models (o1, o3, o4, gpt-5 and later) refuse `max_tokens` and a
 //! temperature other than 1: requests for them go right the first time by the model's name or
-//! `reasoning` in config, and a refusal of a model nobody said reasons is mended, resent once
-//! and remembered. Against a loopback endpoint answering exactly as OpenAI does.
+//! `reasoning` in config, and a refusal of a model nobody said reasons is mended, resent (once
+//! per refused parameter) and remembered. Against a loopback endpoint answering exactly as OpenAI does.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // A test panics on what it did not expect.
 
 use futures::StreamExt;
@@ -276,8 +276,8 @@ async fn another_400_is_not_retried() {
 }
 
 #[tokio::test]
-async fn a_refusal_the_mend_does_not_fix_is_not_retried_again() {
-    // A server that keeps refusing the temperature: one resend, then the error.
+async fn a_model_refusing_both_is_mended_twice_in_one_call_then_remembered() {
+    // OpenAI names one refused parameter per answer: the temperature, then max_tokens.
     let ep = ScriptedEndpoint::start_with([
         temperature_refusal(),
         Reply::raw_json(
@@ -285,11 +285,40 @@ async fn a_refusal_the_mend_does_not_fix_is_not_retried_again() {
             json!({"error": {"message": "Unsupported parameter: 'max_tokens'",
                 "type": "invalid_request_error", "param": "max_tokens", "code": "unsupported_parameter"}}),
         ),
-        Reply::text("never"),
+        Reply::text("first"),
+        Reply::text("second"),
     ])
     .await;
     let p = openai(&ep, |c| c);
+    let r = p.chat(request("custom-model")).await.unwrap();
+    assert_eq!(r.message.text(), "first");
+    assert_eq!(
+        ep.requests().len(),
+        3,
+        "two resends, one per refused parameter"
+    );
+    let r = p.chat(request("custom-model")).await.unwrap();
+    assert_eq!(r.message.text(), "second");
+    let requests = ep.requests();
+    assert_eq!(requests.len(), 4, "both mends remembered");
+    assert!(requests[3].body.get("temperature").is_none());
+    assert!(requests[3].body.get("max_tokens").is_none());
+    assert_eq!(requests[3].body["max_completion_tokens"], 500);
+}
+
+#[tokio::test]
+async fn a_refusal_the_mend_does_not_fix_is_not_retried_again() {
+    // A server that still refuses the temperature once none is sent: one resend, then the error.
+    let refusal = || {
+        Reply::raw_json(
+            400,
+            json!({"error": {"message": "Unsupported value: 'temperature'",
+                "type": "invalid_request_error", "param": "temperature", "code": "unsupported_value"}}),
+        )
+    };
+    let ep = ScriptedEndpoint::start_with([refusal(), refusal(), Reply::text("never")]).await;
+    let p = openai(&ep, |c| c);
     let err = p.chat(request("custom-model")).await.unwrap_err();
-    assert!(err.to_string().contains("max_tokens"), "{err}");
+    assert!(err.to_string().contains("temperature"), "{err}");
     assert_eq!(ep.requests().len(), 2, "only one resend");
 }
