@@ -134,6 +134,10 @@ pub struct Usage {
     /// Prompt tokens served from the provider's cache, when it reports them.
     #[serde(default)]
     pub cached_tokens: u64,
+    /// Completion tokens the model spent reasoning (OpenAI's o-series and gpt-5 family), when
+    /// the vendor reports them; they are part of `completion_tokens`.
+    #[serde(default)]
+    pub reasoning_tokens: u64,
 }
 
 impl Usage {
@@ -144,6 +148,7 @@ impl Usage {
             completion_tokens: completion,
             total_tokens: prompt + completion,
             cached_tokens: 0,
+            reasoning_tokens: 0,
         }
     }
 
@@ -159,12 +164,19 @@ impl Usage {
         self
     }
 
+    /// Completion tokens the model spent reasoning.
+    pub fn with_reasoning(mut self, reasoning: u64) -> Self {
+        self.reasoning_tokens = reasoning;
+        self
+    }
+
     /// Adds another call's usage to this one.
     pub fn add(&mut self, other: &Usage) {
         self.prompt_tokens += other.prompt_tokens;
         self.completion_tokens += other.completion_tokens;
         self.total_tokens += other.total_tokens;
         self.cached_tokens += other.cached_tokens;
+        self.reasoning_tokens += other.reasoning_tokens;
     }
 }
 

@@ -55,7 +55,10 @@ fn spec_for(config: &Config, resolved: &ResolvedModel, timeout: Duration) -> Pro
     .with_key_hint(resolved.key_hint.clone())
     .with_proxy(resolved.proxy.clone())
     .with_timeout(timeout)
-    .with_section(section);
+    .with_section(section)
+    .with_reasoning(resolved.reasoning)
+    .with_reasoning_effort(resolved.reasoning_effort.clone())
+    .with_temperature(resolved.temperature);
     if let Some(info) = config.provider_info(&resolved.provider) {
         for (name, value) in info.headers {
             spec = spec.with_header(name, value);

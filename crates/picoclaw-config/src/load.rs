@@ -84,6 +84,39 @@ fn strip_position(msg: &str) -> String {
     }
 }
 
+/// The keys of a `model_list` entry picoclaw reads.
+const MODEL_ENTRY_KEYS: &[&str] = &[
+    "model_name",
+    "model",
+    "api_base",
+    "api_key",
+    "api_keys",
+    "proxy",
+    "rpm",
+    "fallbacks",
+    "price",
+    "reasoning",
+    "reasoning_effort",
+    "temperature",
+];
+
+/// `model_list` entries keep keys picoclaw does not read (the original's own, round-tripped
+/// as written), so only a key spelt like one it does read is warned about, as a misspelling.
+fn model_list_typos(config: &Config) -> Vec<String> {
+    let mut out = Vec::new();
+    for (i, entry) in config.model_list.iter().enumerate() {
+        for key in entry.extra.keys() {
+            if let Some(want) = crate::keys::closest(MODEL_ENTRY_KEYS, key) {
+                out.push(format!(
+                    "unknown key 'model_list.{i}.{key}' is ignored (did you mean \
+                     'model_list.{i}.{want}'?)"
+                ));
+            }
+        }
+    }
+    out
+}
+
 /// Decodes the config, collecting unknown keys (in every typed section, the channel and tool
 /// sections included) and the original's sections that are kept but not used as warnings.
 fn decode(path: &Path, value: Value) -> Result<(Config, Vec<String>), ConfigError> {
@@ -103,6 +136,11 @@ fn decode(path: &Path, value: Value) -> Result<(Config, Vec<String>), ConfigErro
             msg
         })
         .collect();
+    warnings.extend(
+        model_list_typos(&config)
+            .into_iter()
+            .map(|msg| format!("{}: {msg}", path.display())),
+    );
     // A channel section of another name is a build's own channel or a misspelling: which one
     // only the build knows (picoclaw_gateway::unknown_channel_sections, at status and start).
     warnings.extend(
@@ -339,6 +377,25 @@ pub fn validate(config: &Config) -> (Vec<String>, Vec<String>) {
             errors.push(format!(
                 "model_list[{i}].model is empty; set it to \"protocol/model-id\", e.g. \
                  \"openai/gpt-4o-mini\""
+            ));
+        }
+        if let Some(t) = entry.temperature
+            && !(0.0..=2.0).contains(&t)
+        {
+            errors.push(format!(
+                "model_list[{i}].temperature is {t}; use a value from 0 to 2, or leave it out \
+                 for agents.defaults.temperature"
+            ));
+        }
+        if let Some(effort) = &entry.reasoning_effort
+            && !matches!(
+                effort.trim(),
+                "minimal" | "low" | "medium" | "high" | "none" | "xhigh"
+            )
+        {
+            warnings.push(format!(
+                "model_list[{i}].reasoning_effort is '{effort}'; OpenAI takes low, medium or \
+                 high (minimal, none, xhigh for some models); it is sent as written"
             ));
         }
     }

@@ -213,6 +213,18 @@ pub struct ModelEntry {
     /// Prices for `picoclaw usage` cost estimates.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub price: Option<Price>,
+    /// Whether the model is one of OpenAI's reasoning models (`max_completion_tokens`, no
+    /// temperature): for Azure deployments whose names do not say so. Unset: by the model's
+    /// name (o1, o3, o4, gpt-5 and later).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reasoning: Option<bool>,
+    /// `low`, `medium` or `high`: how hard a reasoning model thinks (OpenAI wires).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reasoning_effort: Option<String>,
+    /// A temperature for this model, in place of `agents.defaults.temperature` (OpenAI wires);
+    /// a reasoning model gets a temperature only when its entry sets one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub temperature: Option<f32>,
     #[serde(flatten)]
     pub extra: Map<String, Value>,
 }

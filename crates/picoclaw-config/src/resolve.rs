@@ -55,6 +55,12 @@ pub struct ResolvedModel {
     pub alternates: Vec<ResolvedModel>,
     /// `model_list[].fallbacks` of this entry (model names or aliases).
     pub fallbacks: Vec<String>,
+    /// `model_list[].reasoning`: a reasoning model whatever its name says (or not).
+    pub reasoning: Option<bool>,
+    /// `model_list[].reasoning_effort`.
+    pub reasoning_effort: Option<String>,
+    /// `model_list[].temperature`: this model's own temperature.
+    pub temperature: Option<f32>,
     /// Set for Azure OpenAI.
     pub azure: Option<AzureSettings>,
     /// The login (`picoclaw auth login`) whose tokens are sent when there is no API key: the
@@ -224,6 +230,9 @@ impl Config {
                 )?;
                 r.rpm = entry.rpm.filter(|n| *n > 0);
                 r.fallbacks.clone_from(&entry.fallbacks);
+                r.reasoning = entry.reasoning;
+                r.reasoning_effort.clone_from(&entry.reasoning_effort);
+                r.temperature = entry.temperature;
                 // Several `api_keys` on one entry take turns like entries sharing the alias.
                 let extra_keys: Vec<_> = entry
                     .api_keys
@@ -475,6 +484,9 @@ impl Config {
             rpm: None,
             alternates: Vec::new(),
             fallbacks: Vec::new(),
+            reasoning: None,
+            reasoning_effort: None,
+            temperature: None,
             azure,
             login,
         })

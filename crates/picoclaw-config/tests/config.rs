@@ -751,3 +751,58 @@ fn a_stored_login_stands_in_for_a_missing_key() {
     assert!(resolved.login.is_none());
     assert_eq!(resolved.api_base, "https://api.openai.com/v1");
 }
+
+#[test]
+fn reasoning_keys_of_model_list_are_known_and_a_typo_is_warned() {
+    let all = warnings_of(&json!({"model_list": [
+        {"model_name": "deep", "model": "azure/my-deployment", "reasoning": true,
+         "reasoning_effort": "high", "temperature": 1.0, "auth_method": "oauth"}]}));
+    assert!(!all.contains("unknown key"), "{all}");
+    assert!(!all.contains("reasoning"), "{all}");
+    let all = warnings_of(&json!({"model_list": [
+        {"model_name": "deep", "model": "openai/o3", "reasoning_efort": "high"}]}));
+    assert!(
+        all.contains("model_list.0.reasoning_efort")
+            && all.contains("did you mean 'model_list.0.reasoning_effort'"),
+        "{all}"
+    );
+    let all = warnings_of(&json!({"model_list": [
+        {"model_name": "deep", "model": "openai/o3", "reasoning_effort": "extreme"}]}));
+    assert!(
+        all.contains("model_list[0].reasoning_effort is 'extreme'"),
+        "{all}"
+    );
+}
+
+#[tokio::test]
+async fn a_model_list_entry_marked_reasoning_reaches_the_azure_client() {
+    use picoclaw_api::ChatMessage;
+    use picoclaw_providers::ChatRequest;
+    use picoclaw_testkit::{Reply, ScriptedEndpoint};
+    let ep = ScriptedEndpoint::start_with([Reply::text("thought about it")]).await;
+    let home = Home::new();
+    home.write_json(&json!({
+    "agents": {"defaults": {"model_name": "deep", "max_retries": 0, "temperature": 0.7}},
+    "model_list": [
+        {"model_name": "deep", "model": "azure/my-deployment", "api_key": "azure-key",
+         "api_base": ep.base_url().trim_end_matches("/v1"),
+         "reasoning": true, "reasoning_effort": "low"}
+    ]}));
+    let config = load_with_env(&home.paths(), &env(&[])).unwrap().config;
+    let built = picoclaw_config::build_agent_provider(&config, &env(&[])).unwrap();
+    assert_eq!(built.primary.reasoning, Some(true));
+    let req = ChatRequest::new("ignored", vec![ChatMessage::user("hi")])
+        .with_max_tokens(Some(64))
+        .with_temperature(Some(0.7));
+    let r = built.provider.chat(req).await.unwrap();
+    assert_eq!(r.message.text(), "thought about it");
+    let sent = &ep.requests()[0];
+    assert_eq!(
+        sent.path,
+        "/openai/deployments/my-deployment/chat/completions"
+    );
+    assert_eq!(sent.body["max_completion_tokens"], 64);
+    assert!(sent.body.get("max_tokens").is_none(), "{}", sent.body);
+    assert!(sent.body.get("temperature").is_none(), "{}", sent.body);
+    assert_eq!(sent.body["reasoning_effort"], "low");
+}

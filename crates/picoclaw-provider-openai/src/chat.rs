@@ -12,7 +12,8 @@ use picoclaw_api::TokenSource;
 use picoclaw_http::CryptoProvider;
 use picoclaw_http::provider as http;
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 /// How to reach one OpenAI-compatible server.
@@ -35,6 +36,15 @@ pub struct OpenAiCompatConfig {
     /// The TLS crypto provider; `None` for picoclaw-http's default (the process default if the
     /// application installed one, else ring with the `ring` feature).
     pub crypto_provider: Option<Arc<CryptoProvider>>,
+    /// Whether the model is one of OpenAI's reasoning models (`max_completion_tokens`, no
+    /// sampling parameters); `None` decides by the model's name (o1, o3, o4, gpt-5 and later).
+    pub reasoning: Option<bool>,
+    /// `low`, `medium` or `high`: sent as `reasoning_effort` (Chat Completions) or
+    /// `reasoning.effort` (Responses).
+    pub reasoning_effort: Option<String>,
+    /// A temperature set for this model in particular: it replaces the request's, and is sent
+    /// even to a reasoning model (which otherwise gets none).
+    pub temperature: Option<f32>,
 }
 
 impl OpenAiCompatConfig {
@@ -50,7 +60,30 @@ impl OpenAiCompatConfig {
             connect_timeout: Duration::from_secs(10),
             extra_headers: Vec::new(),
             crypto_provider: None,
+            reasoning: None,
+            reasoning_effort: None,
+            temperature: None,
         }
+    }
+
+    /// Marks the model as a reasoning model (or not), whatever its name says.
+    pub fn with_reasoning(mut self, reasoning: Option<bool>) -> Self {
+        self.reasoning = reasoning;
+        self
+    }
+
+    /// Sets the reasoning effort (`low`, `medium`, `high`); empty means none.
+    pub fn with_reasoning_effort(mut self, effort: Option<String>) -> Self {
+        self.reasoning_effort = effort
+            .map(|e| e.trim().to_owned())
+            .filter(|e| !e.is_empty());
+        self
+    }
+
+    /// Sets a temperature for this model in particular (see [`Self::temperature`]).
+    pub fn with_temperature(mut self, temperature: Option<f32>) -> Self {
+        self.temperature = temperature;
+        self
     }
 
     /// TLS through `provider` (a pure-Rust or FIPS rustls provider, say) instead of the default.
@@ -110,6 +143,92 @@ pub struct OpenAiCompatible {
     tokens: Option<Arc<dyn TokenSource>>,
     /// `max_tokens`, or `max_completion_tokens` for Azure.
     max_tokens_field: &'static str,
+    /// The configured reasoning settings (see [`OpenAiCompatConfig::reasoning`]).
+    reasoning: Option<bool>,
+    reasoning_effort: Option<String>,
+    temperature: Option<f32>,
+    /// The Azure deployment, whose name may say it is a reasoning model.
+    deployment: Option<String>,
+    /// What refusals taught us, per model (this client has one base URL).
+    mends: Mutex<HashMap<String, Mend>>,
+}
+
+/// Request changes a server asked for by refusing a request (HTTP 400 naming a parameter).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+struct Mend {
+    /// `max_completion_tokens` instead of `max_tokens`.
+    completion_tokens: bool,
+    no_temperature: bool,
+    no_top_p: bool,
+}
+
+/// What a 400 answer refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Refusal {
+    MaxTokens,
+    Temperature,
+    TopP,
+}
+
+impl Mend {
+    /// The mend with `refusal` fixed too; `None` when it already was (no point resending).
+    fn with(self, refusal: Refusal) -> Option<Mend> {
+        let mut m = self;
+        let flag = match refusal {
+            Refusal::MaxTokens => &mut m.completion_tokens,
+            Refusal::Temperature => &mut m.no_temperature,
+            Refusal::TopP => &mut m.no_top_p,
+        };
+        if *flag {
+            return None;
+        }
+        *flag = true;
+        Some(m)
+    }
+}
+
+/// The refused parameter of an OpenAI error body, when it is one a request can do without.
+fn refusal(body: &str) -> Option<Refusal> {
+    let v: serde_json::Value = serde_json::from_str(body).ok()?;
+    let err = v.get("error")?;
+    let param = err.get("param")?.as_str()?;
+    let code = err.get("code")?.as_str()?;
+    match (param, code) {
+        ("max_tokens", "unsupported_parameter") => Some(Refusal::MaxTokens),
+        ("temperature", "unsupported_value" | "unsupported_parameter") => {
+            Some(Refusal::Temperature)
+        }
+        ("top_p", "unsupported_value" | "unsupported_parameter") => Some(Refusal::TopP),
+        _ => None,
+    }
+}
+
+/// Whether `model` is one of OpenAI's reasoning models by its name: o1, o3, o4 (and their
+/// `-mini`, `-pro`, dated... variants) and gpt-5 and later (`gpt-5`, `gpt-5-mini`,
+/// `gpt-5.2-chat`, `gpt-6`); not gpt-4o or gpt-4.1. A vendor prefix (`openai/o3`) is ignored.
+pub fn is_reasoning_model(model: &str) -> bool {
+    let m = model.trim().to_ascii_lowercase();
+    let m = m.rsplit('/').next().unwrap_or_default();
+    if let Some(rest) = m.strip_prefix('o') {
+        let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+        let after = &rest[digits.len()..];
+        return !digits.is_empty()
+            && digits.parse::<u32>().is_ok_and(|n| n >= 1)
+            && (after.is_empty() || after.starts_with('-'));
+    }
+    if let Some(rest) = m.strip_prefix("gpt-") {
+        let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+        let after = &rest[digits.len()..];
+        return digits.parse::<u32>().is_ok_and(|n| n >= 5)
+            && (after.is_empty() || after.starts_with(['-', '.']));
+    }
+    false
+}
+
+/// Why a post failed, with what the server refused when it was a mendable 400.
+pub(crate) struct Failure {
+    pub(crate) error: ProviderError,
+    refusal: Option<Refusal>,
 }
 
 impl std::fmt::Debug for OpenAiCompatible {
@@ -176,6 +295,11 @@ impl OpenAiCompatible {
             key_header: None,
             tokens: None,
             max_tokens_field: "max_tokens",
+            reasoning: cfg.reasoning,
+            reasoning_effort: cfg.reasoning_effort,
+            temperature: cfg.temperature,
+            deployment: None,
+            mends: Mutex::new(HashMap::new()),
         })
     }
 
@@ -227,6 +351,7 @@ impl OpenAiCompatible {
         p.key_header = Some("api-key");
         p.tokens = tokens;
         p.max_tokens_field = "max_completion_tokens";
+        p.deployment = Some(deployment.to_owned());
         Ok(p)
     }
 
@@ -239,12 +364,114 @@ impl OpenAiCompatible {
         http::transport_error(&self.name, &self.url, self.timeout, err)
     }
 
+    /// Whether requests for `model` are shaped for a reasoning model.
+    pub(crate) fn is_reasoning(&self, model: &str) -> bool {
+        self.reasoning.unwrap_or_else(|| {
+            is_reasoning_model(model) || self.deployment.as_deref().is_some_and(is_reasoning_model)
+        })
+    }
+
+    /// The model's own temperature (it replaces the request's), and the reasoning shape: no
+    /// sampling parameters unless the model's own temperature is set, and the effort as
+    /// `effort_key` says (`reasoning_effort`, or `reasoning` for the Responses API).
+    pub(crate) fn shape_sampling(
+        &self,
+        body: &mut serde_json::Value,
+        model: &str,
+        responses: bool,
+    ) {
+        let reasoning = self.is_reasoning(model);
+        let Some(obj) = body.as_object_mut() else {
+            return;
+        };
+        if let Some(t) = self.temperature {
+            let t: f64 = t.to_string().parse().unwrap_or(f64::from(t));
+            obj.insert("temperature".into(), serde_json::json!(t));
+        } else if reasoning {
+            obj.remove("temperature");
+            obj.remove("top_p");
+        }
+        if let Some(effort) = &self.reasoning_effort {
+            if responses {
+                obj.insert("reasoning".into(), serde_json::json!({"effort": effort}));
+            } else {
+                obj.insert("reasoning_effort".into(), serde_json::json!(effort));
+            }
+        }
+    }
+
+    /// A Chat Completions body shaped for `model` and what refusals taught about it.
+    fn shape(&self, body: &mut serde_json::Value, model: &str, mend: Mend) {
+        let reasoning = self.is_reasoning(model);
+        self.shape_sampling(body, model, false);
+        let Some(obj) = body.as_object_mut() else {
+            return;
+        };
+        if (reasoning || mend.completion_tokens)
+            && let Some(max) = obj.remove("max_tokens")
+        {
+            obj.insert("max_completion_tokens".into(), max);
+        }
+        if mend.no_temperature {
+            obj.remove("temperature");
+        }
+        if mend.no_top_p {
+            obj.remove("top_p");
+        }
+    }
+
+    fn mend_for(&self, model: &str) -> Mend {
+        let mends = self
+            .mends
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        mends.get(model).copied().unwrap_or_default()
+    }
+
+    /// Posts the Chat Completions request; a 400 refusing `max_tokens`, `temperature` or
+    /// `top_p` is mended and sent again, and the mend remembered for the model. Each kind of
+    /// refusal is mended once (OpenAI names one refused parameter per answer, so a model that
+    /// takes neither `max_tokens` nor a temperature costs two resends, once).
     async fn send(
         &self,
         req: &ChatRequest,
         stream: bool,
     ) -> Result<reqwest::Response, ProviderError> {
-        self.post_json(&request_body(req, stream)).await
+        let mut mend = self.mend_for(&req.model);
+        let mut body = request_body(req, stream);
+        self.shape(&mut body, &req.model, mend);
+        loop {
+            let failure = match self.post_checked(&body).await {
+                Ok(response) => return Ok(response),
+                Err(failure) => failure,
+            };
+            let refused_field = match failure.refusal {
+                Some(Refusal::MaxTokens) => "max_tokens",
+                Some(Refusal::Temperature) => "temperature",
+                Some(Refusal::TopP) => "top_p",
+                None => return Err(failure.error),
+            };
+            // A refusal already mended, or of a parameter this body does not carry, is the
+            // server's last word: no resend.
+            mend = match failure.refusal.and_then(|r| mend.with(r)) {
+                Some(m) if body.get(refused_field).is_some() => m,
+                _ => return Err(failure.error),
+            };
+            tracing::debug!(
+                provider = %self.name,
+                url = %self.url,
+                model = %req.model,
+                refused = refused_field,
+                "the server refused a parameter; resending without it and remembering that for \
+                 this model"
+            );
+            self.mends
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .insert(req.model.clone(), mend);
+            body = request_body(req, stream);
+            self.shape(&mut body, &req.model, mend);
+        }
     }
 
     /// Posts `body`; a non-2xx answer becomes the matching [`ProviderError`].
@@ -252,6 +479,12 @@ impl OpenAiCompatible {
         &self,
         body: &serde_json::Value,
     ) -> Result<reqwest::Response, ProviderError> {
+        self.post_checked(body).await.map_err(|f| f.error)
+    }
+
+    /// Posts `body`; a non-2xx answer becomes the matching [`ProviderError`], with the refused
+    /// parameter when it was a 400 naming one.
+    async fn post_checked(&self, body: &serde_json::Value) -> Result<reqwest::Response, Failure> {
         let renamed;
         let body = match (self.max_tokens_field, body.get("max_tokens")) {
             ("max_tokens", _) | (_, None) => body,
@@ -265,16 +498,22 @@ impl OpenAiCompatible {
                 &renamed
             }
         };
+        let fail = |error| Failure {
+            error,
+            refusal: None,
+        };
         let mut request = self.client.post(&self.url).json(body);
         match (&self.api_key, self.key_header, &self.tokens) {
             (Some(key), Some(header), _) => request = request.header(header, key.expose()),
             (Some(key), None, _) => request = request.bearer_auth(key.expose()),
             (None, _, Some(tokens)) => {
-                let token = tokens.token().await.map_err(|e| ProviderError::Auth {
-                    provider: self.name.clone(),
-                    status: 401,
-                    message: e.to_string(),
-                    key_hint: self.key_hint.clone(),
+                let token = tokens.token().await.map_err(|e| {
+                    fail(ProviderError::Auth {
+                        provider: self.name.clone(),
+                        status: 401,
+                        message: e.to_string(),
+                        key_hint: self.key_hint.clone(),
+                    })
                 })?;
                 request = request.bearer_auth(token.token.expose());
             }
@@ -282,23 +521,33 @@ impl OpenAiCompatible {
         }
         // The whole exchange is bounded for plain calls; for streams only the wait for headers
         // (the body is bounded by the read timeout between chunks).
-        let response = http::send(&self.name, &self.url, self.timeout, request).await?;
+        let response = http::send(&self.name, &self.url, self.timeout, request)
+            .await
+            .map_err(fail)?;
         let status = response.status();
         if status.is_success() {
             return Ok(response);
         }
         let retry_after = http::retry_after(response.headers());
         let text = response.text().await.unwrap_or_default();
+        let refused = if status.as_u16() == 400 {
+            refusal(&text)
+        } else {
+            None
+        };
         let (message, code) = http::vendor_message(&text);
         let message = http::redact(&message, self.api_key.as_ref());
-        Err(http::status_error(
-            &self.name,
-            status.as_u16(),
-            retry_after,
-            message,
-            &code,
-            &self.key_hint,
-        ))
+        Err(Failure {
+            error: http::status_error(
+                &self.name,
+                status.as_u16(),
+                retry_after,
+                message,
+                &code,
+                &self.key_hint,
+            ),
+            refusal: refused,
+        })
     }
 
     /// Reads a whole answer body within the request timeout.

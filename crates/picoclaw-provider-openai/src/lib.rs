@@ -18,7 +18,7 @@ mod responses;
 mod text_tools;
 mod wire;
 
-pub use chat::{OpenAiCompatConfig, OpenAiCompatible};
+pub use chat::{OpenAiCompatConfig, OpenAiCompatible, is_reasoning_model};
 pub use picoclaw_api::provider::{
     Capabilities, ChatRequest, ChatResponse, ChatStream, LlmProvider, ProviderError, StreamEvent,
 };

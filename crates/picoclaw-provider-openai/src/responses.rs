@@ -33,6 +33,13 @@ impl OpenAiResponses {
         self.http = self.http.with_tokens(tokens);
         self
     }
+
+    /// The body for `req`, with the model's own temperature and reasoning settings.
+    fn body(&self, req: &ChatRequest, stream: bool) -> Value {
+        let mut body = request_body(req, stream);
+        self.http.shape_sampling(&mut body, &req.model, true);
+        body
+    }
 }
 
 fn input_content(parts: &[ContentPart], role: Role) -> Vec<Value> {
@@ -119,6 +126,11 @@ fn usage(v: &Value) -> Option<Usage> {
             .with_total(n("total_tokens").max(n("input_tokens") + n("output_tokens")))
             .with_cached(
                 u["input_tokens_details"]["cached_tokens"]
+                    .as_u64()
+                    .unwrap_or(0),
+            )
+            .with_reasoning(
+                u["output_tokens_details"]["reasoning_tokens"]
                     .as_u64()
                     .unwrap_or(0),
             ),
@@ -276,7 +288,7 @@ impl LlmProvider for OpenAiResponses {
     }
 
     async fn chat(&self, req: ChatRequest) -> Result<ChatResponse, ProviderError> {
-        let body = self.http.post_json(&request_body(&req, false)).await?;
+        let body = self.http.post_json(&self.body(&req, false)).await?;
         let text = self.http.read_body(body).await?;
         let v: Value = serde_json::from_str(&text).map_err(|e| {
             ProviderError::response(
@@ -291,7 +303,7 @@ impl LlmProvider for OpenAiResponses {
     }
 
     async fn stream(&self, req: ChatRequest) -> Result<ChatStream, ProviderError> {
-        let response = self.http.post_json(&request_body(&req, true)).await?;
+        let response = self.http.post_json(&self.body(&req, true)).await?;
         let name = self.name().to_owned();
         let events = sse_events(response);
         let stream = futures::stream::unfold(
@@ -391,11 +403,13 @@ mod tests {
     fn parses_output_items() {
         let v = json!({"status": "incomplete", "incomplete_details": {"reason": "max_output_tokens"},
             "output": [{"type": "reasoning"}, {"type": "message", "content": [{"type": "output_text", "text": "Hi"}]}],
-            "usage": {"input_tokens": 3, "output_tokens": 2, "input_tokens_details": {"cached_tokens": 1}}});
+            "usage": {"input_tokens": 3, "output_tokens": 2, "input_tokens_details": {"cached_tokens": 1},
+                      "output_tokens_details": {"reasoning_tokens": 2}}});
         let r = parse_response("openai", &v).unwrap();
         assert_eq!(r.message.text(), "Hi");
         assert_eq!(r.finish_reason, FinishReason::Length);
         assert_eq!(r.usage.unwrap().cached_tokens, 1);
+        assert_eq!(r.usage.unwrap().reasoning_tokens, 2);
         assert!(
             parse_response(
                 "openai",

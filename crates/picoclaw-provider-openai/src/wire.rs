@@ -112,6 +112,8 @@ struct WireUsage {
     total_tokens: u64,
     #[serde(default)]
     prompt_tokens_details: Option<WireUsageDetails>,
+    #[serde(default)]
+    completion_tokens_details: Option<WireCompletionDetails>,
 }
 
 #[derive(Deserialize)]
@@ -120,10 +122,20 @@ struct WireUsageDetails {
     cached_tokens: u64,
 }
 
+#[derive(Deserialize)]
+struct WireCompletionDetails {
+    #[serde(default)]
+    reasoning_tokens: u64,
+}
+
 impl WireUsage {
     fn into_usage(self) -> Usage {
         let usage = Usage::new(self.prompt_tokens, self.completion_tokens)
-            .with_cached(self.prompt_tokens_details.map_or(0, |d| d.cached_tokens));
+            .with_cached(self.prompt_tokens_details.map_or(0, |d| d.cached_tokens))
+            .with_reasoning(
+                self.completion_tokens_details
+                    .map_or(0, |d| d.reasoning_tokens),
+            );
         if self.total_tokens == 0 {
             usage
         } else {
@@ -444,11 +456,13 @@ mod tests {
             "openai",
             r#"{"choices":[{"message":{"role":"assistant","content":"hi"},"finish_reason":"stop"}],
                "usage":{"prompt_tokens":5,"completion_tokens":2,"total_tokens":7,
-                        "prompt_tokens_details":{"cached_tokens":3}},"model":"gpt-x"}"#,
+                        "prompt_tokens_details":{"cached_tokens":3},
+                        "completion_tokens_details":{"reasoning_tokens":1}},"model":"gpt-x"}"#,
         )
         .unwrap();
         assert_eq!(r.message.text(), "hi");
         assert_eq!(r.usage.unwrap().cached_tokens, 3);
+        assert_eq!(r.usage.unwrap().reasoning_tokens, 1);
         assert_eq!(r.model.as_deref(), Some("gpt-x"));
 
         // Tool calls with finish_reason "stop" (some local servers) and object arguments.

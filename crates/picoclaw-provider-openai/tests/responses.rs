@@ -46,3 +46,29 @@ async fn sends_items_and_instructions() {
         json!({"type": "function_call_output", "call_id": "call_9", "output": "out"})
     );
 }
+
+#[tokio::test]
+async fn reasoning_models_get_the_effort_and_no_temperature() {
+    let ep = ScriptedEndpoint::start_with([Reply::text("ok"), Reply::text("ok")]).await;
+    let p = OpenAiResponses::new(
+        OpenAiCompatConfig::new("codex", ep.base_url())
+            .with_reasoning_effort(Some("medium".into())),
+    )
+    .unwrap();
+    let req = |model: &str| {
+        ChatRequest::new(model, vec![ChatMessage::user("u")])
+            .with_max_tokens(Some(100))
+            .with_temperature(Some(0.7))
+    };
+    p.chat(req("gpt-5-codex")).await.unwrap();
+    p.chat(req("gpt-4.1")).await.unwrap();
+    let sent = ep.requests();
+    assert_eq!(sent[0].body["reasoning"], json!({"effort": "medium"}));
+    assert!(
+        sent[0].body.get("temperature").is_none(),
+        "{}",
+        sent[0].body
+    );
+    assert_eq!(sent[0].body["max_output_tokens"], 100);
+    assert_eq!(sent[1].body["temperature"], 0.7, "not a reasoning model");
+}

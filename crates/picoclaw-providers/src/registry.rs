@@ -129,6 +129,14 @@ pub struct ProviderSpec {
     /// The `providers.<name>` section of config.json as written (`{}` when there is none),
     /// for the factory to read its own settings from ([`ProviderSpec::settings`]).
     pub section: serde_json::Value,
+    /// `model_list[].reasoning`: the model is (or is not) a reasoning model whatever its name
+    /// says; `None` lets the client decide by the name.
+    pub reasoning: Option<bool>,
+    /// `model_list[].reasoning_effort` (`low`, `medium`, `high`).
+    pub reasoning_effort: Option<String>,
+    /// `model_list[].temperature`: a temperature set for this model in particular, sent in
+    /// place of the agent's (and even to a reasoning model).
+    pub temperature: Option<f32>,
 }
 
 impl fmt::Debug for ProviderSpec {
@@ -142,6 +150,9 @@ impl fmt::Debug for ProviderSpec {
             .field("tokens", &self.tokens.as_ref().map(|t| t.describe()))
             .field("proxy", &self.proxy)
             .field("timeout", &self.timeout)
+            .field("reasoning", &self.reasoning)
+            .field("reasoning_effort", &self.reasoning_effort)
+            .field("temperature", &self.temperature)
             .finish_non_exhaustive()
     }
 }
@@ -167,7 +178,28 @@ impl ProviderSpec {
             timeout: Duration::from_secs(120),
             headers: Vec::new(),
             section: serde_json::Value::Object(serde_json::Map::new()),
+            reasoning: None,
+            reasoning_effort: None,
+            temperature: None,
         }
+    }
+
+    /// Marks the model as a reasoning model (or not); `None` decides by its name.
+    pub fn with_reasoning(mut self, reasoning: Option<bool>) -> Self {
+        self.reasoning = reasoning;
+        self
+    }
+
+    /// Sets the reasoning effort (`low`, `medium`, `high`).
+    pub fn with_reasoning_effort(mut self, effort: Option<String>) -> Self {
+        self.reasoning_effort = effort;
+        self
+    }
+
+    /// Sets a temperature for this model in particular.
+    pub fn with_temperature(mut self, temperature: Option<f32>) -> Self {
+        self.temperature = temperature;
+        self
     }
 
     /// Sets the API key.
@@ -370,7 +402,10 @@ fn openai_config(spec: &ProviderSpec) -> OpenAiCompatConfig {
     let mut cfg = OpenAiCompatConfig::new(spec.provider.clone(), spec.api_base.clone())
         .with_key_hint(spec.key_hint.clone())
         .with_proxy(spec.proxy.clone())
-        .with_request_timeout(spec.timeout);
+        .with_request_timeout(spec.timeout)
+        .with_reasoning(spec.reasoning)
+        .with_reasoning_effort(spec.reasoning_effort.clone())
+        .with_temperature(spec.temperature);
     if let Some(key) = &spec.api_key {
         cfg = cfg.with_api_key(key.expose().clone());
     }

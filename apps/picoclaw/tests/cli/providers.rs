@@ -294,3 +294,40 @@ async fn azure_with_a_service_principal_from_the_environment() {
     );
     assert!(!out.stderr.contains("sp-secret-value"));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_openai_reasoning_model_is_asked_right_the_first_time() {
+    // Refuses exactly as OpenAI does what reasoning models do not take.
+    let endpoint = ScriptedEndpoint::start_with([
+        Reply::raw_json(
+            400,
+            json!({"error": {"message": "Unsupported parameter: 'max_tokens' is not supported with this model. Use 'max_completion_tokens' instead.",
+                "type": "invalid_request_error", "param": "max_tokens", "code": "unsupported_parameter"}}),
+        )
+        .when_request_contains("\"max_tokens\""),
+        Reply::raw_json(
+            400,
+            json!({"error": {"message": "Unsupported value: 'temperature' does not support 0.7 with this model. Only the default (1) value is supported.",
+                "type": "invalid_request_error", "param": "temperature", "code": "unsupported_value"}}),
+        )
+        .when_request_contains("\"temperature\""),
+        Reply::text("reasoned hello"),
+    ])
+    .await;
+    let home = Home::new();
+    home.write_config(&json!({
+        "agents": {"defaults": {"model": "openai/o3-mini", "max_retries": 0,
+                                "workspace": home.workspace().display().to_string()}},
+        "providers": {"openai": {"api_key": "sk-e2e", "api_base": endpoint.base_url()}},
+    }));
+    let out = run(home.cmd(), &["agent", "-m", "hi"]).await;
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(out.stdout.contains("reasoned hello"), "{}", out.stdout);
+    let reqs = endpoint.requests();
+    assert_eq!(reqs.len(), 1, "right the first time");
+    let body = &reqs[0].body;
+    assert_eq!(body["model"], "o3-mini");
+    assert!(body.get("max_tokens").is_none(), "{body}");
+    assert!(body.get("temperature").is_none(), "{body}");
+    assert!(body["max_completion_tokens"].as_u64().is_some(), "{body}");
+}
