@@ -12,6 +12,11 @@
 //!     picoclaw_cli::run(Extensions::new().with_provider("echo-upper", echo_upper))
 //! }
 //! ```
+//!
+//! [`run_gateway`] is the `picoclaw-gateway` binary the same way. Both set up what belongs to a
+//! process and not to a library: the TLS crypto provider, the tracing subscriber, the tokio
+//! runtime, the SIGINT/SIGTERM handlers and, where commands could run unconfined, the re-exec
+//! that keeps credentials out of the initial environment block.
 
 mod agent_cmd;
 mod audit_cmd;
