@@ -7,7 +7,9 @@
 //! ```no_run
 //! use picoclaw_cli::Extensions;
 //! # fn echo_upper(_: &picoclaw_providers::ProviderSpec)
-//! #     -> Result<std::sync::Arc<dyn picoclaw_providers::LlmProvider>, picoclaw_providers::ProviderError> { todo!() }
+//! #     -> Result<std::sync::Arc<dyn picoclaw_providers::LlmProvider>, picoclaw_providers::ProviderError> {
+//! #     Err(picoclaw_providers::ProviderError::NotConfigured("see examples/provider-crate".into()))
+//! # }
 //! fn main() -> std::process::ExitCode {
 //!     picoclaw_cli::run(Extensions::new().with_provider("echo-upper", echo_upper))
 //! }

@@ -5,7 +5,9 @@
 //! ```no_run
 //! use picoclaw_gateway::Extensions;
 //! # fn my_factory(_: &picoclaw_providers::ProviderSpec)
-//! #     -> Result<std::sync::Arc<dyn picoclaw_providers::LlmProvider>, picoclaw_providers::ProviderError> { todo!() }
+//! #     -> Result<std::sync::Arc<dyn picoclaw_providers::LlmProvider>, picoclaw_providers::ProviderError> {
+//! #     Err(picoclaw_providers::ProviderError::NotConfigured("see examples/provider-crate".into()))
+//! # }
 //! let ext = Extensions::new().with_provider("echo-upper", my_factory);
 //! # let _ = ext;
 //! ```
