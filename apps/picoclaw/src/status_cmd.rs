@@ -2,7 +2,6 @@
 //! (the gateway's too: status says which file holds it and how to read it).
 
 use crate::wiring::{self, SetupError};
-use std::collections::HashMap;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -60,14 +59,19 @@ pub(crate) fn run(
             crate::wiring::state_location(config, &paths)
         );
     }
-    let env: HashMap<String, String> = std::env::vars().collect();
+    let env = config.env_vars();
     match config.resolve_model(&env) {
         Ok(resolved) => {
             println!("provider:   {}", resolved.provider);
             println!("model:      {}", resolved.model);
             println!("api base:   {}", resolved.api_base);
+            let source = resolved
+                .key_source
+                .as_deref()
+                .map(|s| format!(" (from {s})"))
+                .unwrap_or_default();
             println!(
-                "api key:    {}",
+                "api key:    {}{source}",
                 resolved
                     .api_key
                     .as_ref()
@@ -76,6 +80,14 @@ pub(crate) fn run(
             );
         }
         Err(err) => println!("model:      not usable: {err}"),
+    }
+    for line in credential_lines(config) {
+        println!("{line}");
+    }
+    let env_files = config.environment().files().to_vec();
+    if !env_files.is_empty() {
+        let names: Vec<String> = env_files.iter().map(|p| p.display().to_string()).collect();
+        println!(".env:       {}", names.join(", "));
     }
     let (gateway, ready) = gateway_status(&config.gateway);
     println!("gateway:    {gateway}");
@@ -88,6 +100,54 @@ pub(crate) fn run(
         channels_status(config, extensions.channels(), ready.as_ref())
     );
     Ok(ExitCode::SUCCESS)
+}
+
+/// The channels' secrets that are set, masked, each with where it came from (the config file
+/// unless the environment, a `.env` file or Key Vault gave it).
+fn credential_lines(config: &picoclaw_config::Config) -> Vec<String> {
+    let file = config
+        .source
+        .as_ref()
+        .map(|p| p.display().to_string())
+        .unwrap_or_else(|| "config".to_owned());
+    let ch = &config.channels;
+    let candidates: [(&str, Option<&str>); 5] = [
+        (
+            "channels.telegram.token",
+            ch.telegram.as_ref().and_then(|t| t.token.as_deref()),
+        ),
+        (
+            "channels.discord.token",
+            ch.discord.as_ref().and_then(|d| d.token.as_deref()),
+        ),
+        (
+            "channels.slack.bot_token",
+            ch.slack.as_ref().and_then(|s| s.bot_token.as_deref()),
+        ),
+        (
+            "channels.slack.app_token",
+            ch.slack.as_ref().and_then(|s| s.app_token.as_deref()),
+        ),
+        (
+            "channels.slack.signing_secret",
+            ch.slack.as_ref().and_then(|s| s.signing_secret.as_deref()),
+        ),
+    ];
+    candidates
+        .into_iter()
+        .filter_map(|(key, value)| {
+            let value = value.map(str::trim).filter(|v| !v.is_empty())?;
+            let from = config
+                .origins
+                .get(key)
+                .cloned()
+                .unwrap_or_else(|| file.clone());
+            Some(format!(
+                "credential: {key} = {} (from {from})",
+                picoclaw_api::Secret::new(value.to_owned()).masked()
+            ))
+        })
+        .collect()
 }
 
 /// The enabled channels: their state from a running gateway's `/ready`, or whether this build

@@ -34,6 +34,9 @@ pub enum ConfigError {
     #[error("environment variable {var}: {message}")]
     Env { var: String, message: String },
 
+    #[error("{}: {message}", path.display())]
+    EnvFile { path: PathBuf, message: String },
+
     #[error("invalid configuration in {}:\n  - {}", path.display(), problems.join("\n  - "))]
     Invalid {
         path: PathBuf,

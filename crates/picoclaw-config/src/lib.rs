@@ -2,6 +2,7 @@
 //! layout (existing files load unchanged), `PICOCLAW_<SECTION>_<KEY>` environment overrides,
 //! validation that names the key and the fix, model resolution, and the files `onboard` writes.
 
+mod envfile;
 mod error;
 mod factory;
 mod keys;
@@ -12,15 +13,17 @@ mod paths;
 mod resolve;
 mod write;
 
+pub use envfile::{Environment, VarOrigin};
 pub use error::ConfigError;
 pub use factory::{BuiltProvider, build_agent_provider, build_provider};
 pub use keys::closest as did_you_mean;
-pub use load::{Loaded, load, load_with_env, validate};
+pub use load::{Loaded, VENDOR_VARIABLES, load, load_from, load_with_env, validate};
 pub use model::{
-    AgentDefaults, AgentsConfig, Config, DEFAULT_WORKSPACE, ExecSection, GatewayConfig,
-    HeartbeatConfig, ModelEntry, Price, ProviderConfig, StateConfig, ToolsConfig, home_path,
+    AgentDefaults, AgentsConfig, AzureSection, Config, DEFAULT_WORKSPACE, ExecSection,
+    GatewayConfig, HeartbeatConfig, ModelEntry, Price, ProviderConfig, StateConfig, ToolsConfig,
+    home_path,
 };
-pub use paths::Paths;
+pub use paths::{Paths, shell_quote};
 pub use resolve::{
     AzureSettings, CHATGPT_CODEX_BASE, DEFAULT_AZURE_API_VERSION, FALLBACK_OPENAI_MODEL,
     ResolvedModel, login_name,

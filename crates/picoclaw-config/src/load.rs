@@ -21,14 +21,30 @@ pub struct Loaded {
     pub file_found: bool,
 }
 
-/// Loads the config at `paths.config_file()` with the process environment.
+/// Loads the config at `paths.config_file()` with the process environment and the `.env` files
+/// of the working folder and of picoclaw's home (see [`load_from`]).
 pub fn load(paths: &Paths) -> Result<Loaded, ConfigError> {
     let env: HashMap<String, String> = std::env::vars().collect();
-    load_with_env(paths, &env)
+    let cwd = std::env::current_dir().ok();
+    load_from(paths, &env, cwd.as_deref())
 }
 
-/// [`load`] with the environment given (tests never touch the process environment).
+/// [`load`] with the environment given (tests never touch the process environment); the `.env`
+/// file in picoclaw's home is read, the working folder's is not.
 pub fn load_with_env(paths: &Paths, env: &HashMap<String, String>) -> Result<Loaded, ConfigError> {
+    load_from(paths, env, None)
+}
+
+/// Loads the config with `env` as the process environment, completed by `<cwd>/.env` (when a
+/// working folder is given) and then `<home>/.env`: a variable in the environment always wins
+/// over a `.env` file, and the working folder's file over the home's. A `.env` file inside the
+/// workspace is skipped with a warning; one holding secrets that others can read is an error.
+/// [`Config::environment`] holds the result, for everything that reads variables later.
+pub fn load_from(
+    paths: &Paths,
+    env: &HashMap<String, String>,
+    cwd: Option<&Path>,
+) -> Result<Loaded, ConfigError> {
     let path = paths.config_file();
     let (mut value, file_found) = match std::fs::read_to_string(path) {
         Ok(text) => (parse_json(path, &text)?, true),
@@ -47,9 +63,35 @@ pub fn load_with_env(paths: &Paths, env: &HashMap<String, String>) -> Result<Loa
             message: "the config must be a JSON object ({ ... })".into(),
         });
     }
-    apply_env(&mut value, env)?;
-    let (mut config, mut warnings) = decode(path, value)?;
+    let mut warnings = Vec::new();
+    // The workspace as the file and the real environment place it: a .env file cannot move it.
+    let workspace = {
+        let mut probe = value.clone();
+        apply_env(&mut probe, env, &mut Vec::new())?;
+        let mut c = Config::default();
+        if let Some(ws) = probe["agents"]["defaults"]["workspace"].as_str() {
+            c.agents.defaults.workspace = ws.to_owned();
+        }
+        c.workspace_path(paths)
+    };
+    let mut candidates = Vec::new();
+    if let Some(cwd) = cwd {
+        candidates.push(cwd.join(".env"));
+    }
+    candidates.push(paths.home().join(".env"));
+    let environment = crate::envfile::with_env_files(env, &candidates, &workspace, &mut warnings)?;
+    let mut set_by = Vec::new();
+    apply_env(&mut value, environment.vars(), &mut set_by)?;
+    apply_vendor_env(&mut value, &environment, &mut set_by);
+    let (mut config, decode_warnings) = decode(path, value)?;
+    for (key, var) in set_by {
+        if let Some(origin) = environment.describe(&var) {
+            config.origins.insert(key, origin);
+        }
+    }
+    warnings.extend(decode_warnings);
     config.source = Some(path.to_path_buf());
+    config.environment = Some(std::sync::Arc::new(environment));
     config.auth = Some(picoclaw_auth::AuthStore::new(paths.auth_file()));
     let (problems, notes) = validate(&config);
     warnings.extend(notes);
@@ -247,7 +289,12 @@ fn leaves(v: &Value, prefix: &mut Vec<String>, out: &mut BTreeMap<String, (Vec<S
 
 /// Applies `PICOCLAW_<PATH>` variables: each leaf key of the schema (and of the file) can be set
 /// by its path upper-cased and joined by `_`, parsed as the key's type.
-fn apply_env(value: &mut Value, env: &HashMap<String, String>) -> Result<(), ConfigError> {
+/// Each key set is added to `set_by` with its variable.
+fn apply_env(
+    value: &mut Value,
+    env: &HashMap<String, String>,
+    set_by: &mut Vec<(String, String)>,
+) -> Result<(), ConfigError> {
     if !env.keys().any(|k| k.starts_with("PICOCLAW_")) {
         return Ok(());
     }
@@ -317,8 +364,59 @@ fn apply_env(value: &mut Value, env: &HashMap<String, String>) -> Result<(), Con
             _ => Value::String(raw.clone()),
         };
         set_path(value, path, parsed);
+        set_by.push((path.join("."), var.clone()));
     }
     Ok(())
+}
+
+/// The vendors' own variable names for settings that have a config key, as the architecture's
+/// environment table and the platforms' docs spell them: `(variable, key path)`. Each fills its
+/// key only when the file and the `PICOCLAW_*` variables leave it empty. The model providers'
+/// key variables (`OPENAI_API_KEY`, `ANTHROPIC_API_KEY`, ...) are read where the model is
+/// resolved; the Azure identity variables (`AZURE_CLIENT_ID`, `MANAGED_IDENTITY_CLIENT_ID`...)
+/// by the Azure credential chain.
+pub const VENDOR_VARIABLES: &[(&str, &str)] = &[
+    ("TELEGRAM_BOT_TOKEN", "channels.telegram.token"),
+    ("DISCORD_BOT_TOKEN", "channels.discord.token"),
+    ("SLACK_BOT_TOKEN", "channels.slack.bot_token"),
+    ("SLACK_APP_TOKEN", "channels.slack.app_token"),
+    ("SLACK_SIGNING_SECRET", "channels.slack.signing_secret"),
+    ("AZURE_KEYVAULT_ENDPOINT", "azure.keyvault_endpoint"),
+];
+
+/// Applies [`VENDOR_VARIABLES`] to keys that are empty.
+fn apply_vendor_env(
+    value: &mut Value,
+    env: &crate::Environment,
+    set_by: &mut Vec<(String, String)>,
+) {
+    for (var, key) in VENDOR_VARIABLES {
+        let Some(v) = env.get(var) else { continue };
+        let path: Vec<String> = key.split('.').map(str::to_owned).collect();
+        let mut node = &*value;
+        let mut current = None;
+        for seg in &path {
+            match node.get(seg) {
+                Some(next) => {
+                    node = next;
+                    current = Some(next);
+                }
+                None => {
+                    current = None;
+                    break;
+                }
+            }
+        }
+        let empty = match current {
+            None | Some(Value::Null) => true,
+            Some(Value::String(s)) => s.trim().is_empty(),
+            Some(_) => false,
+        };
+        if empty {
+            set_path(value, &path, Value::String(v.to_owned()));
+            set_by.push(((*key).to_owned(), (*var).to_owned()));
+        }
+    }
 }
 
 fn set_path(root: &mut Value, path: &[String], new: Value) {

@@ -52,6 +52,9 @@ pub struct Config {
     /// The original's routing of chats to named agents (kept, not used).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub bindings: Option<Value>,
+    /// Azure: which credential to use, the user-assigned identity, Key Vault.
+    #[serde(skip_serializing_if = "AzureSection::is_empty")]
+    pub azure: AzureSection,
     /// The file this config was loaded from (set by `load`, never serialized).
     #[serde(skip)]
     pub source: Option<PathBuf>,
@@ -63,6 +66,41 @@ pub struct Config {
     /// embedder or a contributor's binary set its own; never serialized).
     #[serde(skip)]
     pub registry: Option<std::sync::Arc<picoclaw_providers::ProviderRegistry>>,
+    /// The variables read with this config: the process environment and the `.env` files (set
+    /// by `load`; the process environment alone when `None`; never serialized).
+    #[serde(skip)]
+    pub environment: Option<std::sync::Arc<crate::Environment>>,
+    /// Keys whose value did not come from the file, with where it came from
+    /// (`channels.telegram.token` → `environment TELEGRAM_BOT_TOKEN`, a `.env` file, a Key
+    /// Vault reference). Set by `load`; never serialized.
+    #[serde(skip)]
+    pub origins: BTreeMap<String, String>,
+}
+
+/// `azure`: how picoclaw gets Azure Entra ID tokens (Azure OpenAI without a key, Key Vault).
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(default)]
+#[non_exhaustive]
+pub struct AzureSection {
+    /// `chain` (empty, the default: environment → workload identity → managed identity →
+    /// Azure CLI → Azure Developer CLI), or one of `environment`, `workload_identity`,
+    /// `managed_identity`, `cli`, `developer_cli` to use that one alone.
+    pub credential: String,
+    /// A user-assigned managed identity's client id (else `AZURE_OPENAI_MANAGED_IDENTITY_CLIENT_ID`
+    /// or `MANAGED_IDENTITY_CLIENT_ID`).
+    pub managed_identity_client_id: String,
+    /// Replaces `https://<vault-name>.vault.azure.net` for every Key Vault reference (private
+    /// endpoints, sovereign clouds); `AZURE_KEYVAULT_ENDPOINT` when empty.
+    pub keyvault_endpoint: String,
+    /// The scope Key Vault tokens are asked for (default `https://vault.azure.net/.default`).
+    pub keyvault_scope: String,
+}
+
+impl AzureSection {
+    /// Whether nothing is set (the section is then not written).
+    pub fn is_empty(&self) -> bool {
+        self == &Self::default()
+    }
 }
 
 impl Config {
@@ -442,6 +480,23 @@ impl Default for GatewayConfig {
 impl Config {
     /// The workspace folder: the default follows `PICOCLAW_HOME`; `~` is the user's home; a
     /// relative path is relative to picoclaw's home.
+    /// The variables this config was loaded with ([`crate::load`] adds the `.env` files to the
+    /// process environment); the process environment when it was built otherwise.
+    pub fn env_vars(&self) -> std::collections::HashMap<String, String> {
+        match &self.environment {
+            Some(env) => env.vars().clone(),
+            None => std::env::vars().collect(),
+        }
+    }
+
+    /// See [`Config::env_vars`].
+    pub fn environment(&self) -> std::sync::Arc<crate::Environment> {
+        match &self.environment {
+            Some(env) => env.clone(),
+            None => std::sync::Arc::new(crate::Environment::process()),
+        }
+    }
+
     pub fn workspace_path(&self, paths: &Paths) -> PathBuf {
         let ws = self.agents.defaults.workspace.trim();
         if ws.is_empty() || ws == DEFAULT_WORKSPACE {

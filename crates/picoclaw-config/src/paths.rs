@@ -94,3 +94,17 @@ impl Paths {
         self.home.join("skills")
     }
 }
+
+/// `path` as a shell word, quoted only when it needs to be (for commands printed in messages:
+/// `chmod 600 <path>`, `cat <path>`).
+pub fn shell_quote(path: &Path) -> String {
+    let text = path.display().to_string();
+    let plain = text
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || "/._-~+@%:,".contains(c));
+    if plain {
+        text
+    } else {
+        format!("'{}'", text.replace('\'', "'\\''"))
+    }
+}

@@ -44,6 +44,11 @@ pub struct ResolvedModel {
     pub model: String,
     pub api_base: String,
     pub api_key: Option<Secret<String>>,
+    /// Where the key came from, in words (`config.json model_list 'fast'`,
+    /// `environment OPENAI_API_KEY`, `.env /home/me/.picoclaw/.env (OPENAI_API_KEY)`,
+    /// `Key Vault keyvault://vault/secret`, `auth store (picoclaw auth login)`); `None` without
+    /// a key.
+    pub key_source: Option<String>,
     /// Where to set the key, for error messages.
     pub key_hint: String,
     pub proxy: Option<String>,
@@ -377,16 +382,67 @@ impl Config {
                 .map(|v| v.trim().to_owned())
                 .filter(|v| !v.is_empty())
         };
+        let file = self.config_path();
+        let from_config = |key: String| -> String {
+            self.origins
+                .get(&key)
+                .cloned()
+                .unwrap_or_else(|| format!("{} ({key})", file.display()))
+        };
+        let entry_index = entry.and_then(|e| {
+            self.model_list
+                .iter()
+                .position(|m| std::ptr::eq(m, e))
+                .or_else(|| {
+                    self.model_list
+                        .iter()
+                        .position(|m| m.model_name == e.model_name && m.model == e.model)
+                })
+        });
+        let entry_key = |field: &str| match entry_index {
+            Some(i) => format!("model_list.{i}.{field}"),
+            None => format!(
+                "model_list '{}' {field}",
+                entry.map(|e| e.model_name.as_str()).unwrap_or("")
+            ),
+        };
+        let mut key_source = None;
         let api_key = entry
             .and_then(|e| {
                 e.api_keys
                     .iter()
-                    .find(|k| !k.expose().trim().is_empty())
-                    .cloned()
+                    .position(|k| !k.expose().trim().is_empty())
+                    .map(|i| {
+                        key_source = Some(from_config(entry_key(&format!("api_keys.{i}"))));
+                        e.api_keys[i].clone()
+                    })
             })
-            .or_else(|| entry.and_then(|e| non_empty_secret(&e.api_key)))
-            .or_else(|| section.and_then(|s| non_empty_secret(&s.api_key)))
-            .or_else(|| env_get(preset.key_env.as_deref()).map(Secret::new));
+            .or_else(|| {
+                let k = entry.and_then(|e| non_empty_secret(&e.api_key))?;
+                key_source = Some(from_config(entry_key("api_key")));
+                Some(k)
+            })
+            .or_else(|| {
+                let k = section.and_then(|s| non_empty_secret(&s.api_key))?;
+                let name = self
+                    .providers
+                    .keys()
+                    .find(|k| k.eq_ignore_ascii_case(provider))
+                    .cloned()
+                    .unwrap_or_else(|| provider.to_owned());
+                key_source = Some(from_config(format!("providers.{name}.api_key")));
+                Some(k)
+            })
+            .or_else(|| {
+                let var = preset.key_env.as_deref()?;
+                let k = env_get(Some(var)).map(Secret::new)?;
+                key_source = Some(
+                    self.environment()
+                        .describe(var)
+                        .unwrap_or_else(|| format!("environment {var}")),
+                );
+                Some(k)
+            });
         let api_base = entry
             .and_then(|e| non_empty(&e.api_base))
             .or_else(|| section.and_then(|s| non_empty(&s.api_base)))
@@ -418,7 +474,12 @@ impl Config {
             let mi = section
                 .and_then(|s| s.managed_identity_client_id.clone())
                 .filter(|s| !s.trim().is_empty())
-                .or_else(|| env_get(Some("AZURE_OPENAI_MANAGED_IDENTITY_CLIENT_ID")));
+                .or_else(|| {
+                    Some(self.azure.managed_identity_client_id.trim().to_owned())
+                        .filter(|s| !s.is_empty())
+                })
+                .or_else(|| env_get(Some("AZURE_OPENAI_MANAGED_IDENTITY_CLIENT_ID")))
+                .or_else(|| env_get(Some("MANAGED_IDENTITY_CLIENT_ID")));
             if api_key.is_none() {
                 key_hint = format!(
                     "the Azure identity (managed identity, service principal or az login), or \
@@ -477,6 +538,12 @@ impl Config {
             wire: preset.wire.clone(),
             model: model.trim().to_owned(),
             api_base,
+            key_source: match (&api_key, &login) {
+                (Some(_), _) => key_source,
+                (None, Some((_, name))) => Some(format!("auth store ({name} login)")),
+                (None, None) if azure.is_some() => Some("Azure Entra ID".to_owned()),
+                (None, None) => None,
+            },
             api_key,
             key_hint,
             proxy,

@@ -6,7 +6,6 @@ use picoclaw_config::{Config, Paths};
 use picoclaw_core::{Agent, AgentConfig, LlmProvider, ToolRegistry};
 use picoclaw_state::{InMemoryStore, StateBackend, WorkspaceMemory};
 use picoclaw_tools::{ExecConfig, Sandbox, SandboxError, Tool};
-use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -221,7 +220,8 @@ pub async fn assemble(
     paths: &Paths,
     options: AssembleOptions,
 ) -> Result<Assembled, SetupError> {
-    let env: HashMap<String, String> = std::env::vars().collect();
+    // The process environment and the .env files read with the config.
+    let env = config.env_vars();
     let built = picoclaw_config::build_agent_provider(config, &env)
         .map_err(|e| SetupError::Config(e.to_string()))?;
     let provider: Arc<dyn LlmProvider> = built.provider;
@@ -326,7 +326,8 @@ pub async fn assemble(
     // MCP servers' tools (tools.mcp), started together; a broken server is one warning.
     #[cfg(feature = "mcp")]
     if let Some(mcp) = &config.tools.mcp {
-        let env = |k: &str| std::env::var(k).ok();
+        let vars = config.environment();
+        let env = |k: &str| vars.vars().get(k).cloned();
         // Stdio servers run in their own folders under the home, never the workspace.
         match picoclaw_mcp::McpConfig::from_section(mcp, paths.home(), &env) {
             Ok(Some(mcp)) => {

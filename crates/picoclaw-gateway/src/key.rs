@@ -241,15 +241,7 @@ pub fn cat_command(path: &Path) -> String {
 
 /// `path` as a shell word (quoted only when it needs to be).
 fn shell_quoted(path: &Path) -> String {
-    let text = path.display().to_string();
-    let plain = text
-        .chars()
-        .all(|c| c.is_ascii_alphanumeric() || "/._-~+@%:,".contains(c));
-    if plain {
-        text
-    } else {
-        format!("'{}'", text.replace('\'', "'\\''"))
-    }
+    picoclaw_config::shell_quote(path)
 }
 
 #[cfg(test)]

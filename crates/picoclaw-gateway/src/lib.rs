@@ -96,7 +96,7 @@ pub async fn run_with(
         .map_err(|e| SetupError::other("cannot read the listening address", e))?;
 
     // Channel messages: journal → per-session queues → turns → outbox → channels.
-    let env_groq = std::env::var("GROQ_API_KEY").ok();
+    let env_groq = config.environment().get("GROQ_API_KEY").map(str::to_owned);
     let transcriber = picoclaw_tools::SttConfig::from_section(config.stt.as_ref(), env_groq)
         .map(picoclaw_tools::Transcriber::new);
     let channels = Arc::new(channels_from_config(

@@ -231,3 +231,77 @@ async fn status_says_where_the_gateway_key_is_and_masks_it() {
     );
     assert!(!out.stdout.contains("configured-gateway-key-0123456789"));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_dotenv_in_the_working_folder_supplies_the_key_and_never_reaches_commands() {
+    let endpoint = ScriptedEndpoint::start_with([
+        Reply::tool_call(
+            "exec",
+            json!({"command": "echo \"marker=[$DOTENV_MARKER] key=[$OPENAI_API_KEY]\""}),
+        ),
+        Reply::text("done"),
+    ])
+    .await;
+    let home = Home::with_config(&endpoint, json!({}));
+    // No key in the config: it is in the .env of the folder picoclaw is started from.
+    let mut config = home.config();
+    config["providers"]["openai"]
+        .as_object_mut()
+        .unwrap()
+        .remove("api_key");
+    home.write_config(&config);
+    let project = tempfile::tempdir().unwrap();
+    let dotenv = project.path().join(".env");
+    std::fs::write(
+        &dotenv,
+        format!("OPENAI_API_KEY={KEY}\nDOTENV_MARKER=only-for-picoclaw\nTELEGRAM_BOT_TOKEN=123:abcdefghijkl\n"),
+    )
+    .unwrap();
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&dotenv, std::fs::Permissions::from_mode(0o600)).unwrap();
+    }
+    let mut cmd = home.cmd();
+    cmd.current_dir(project.path());
+    let out = run(cmd, &["agent", "-m", "print the env"]).await;
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(
+        endpoint.requests()[0].header("authorization"),
+        Some(format!("Bearer {KEY}").as_str())
+    );
+    // The values stayed picoclaw's: the command's environment has neither.
+    let result = tool_messages(&endpoint.requests()[1].body)[0].clone();
+    assert!(result.contains("marker=[] key=[]"), "{result}");
+    // status says where each credential came from, masked.
+    let mut cmd = home.cmd();
+    cmd.current_dir(project.path());
+    let status = run(cmd, &["status"]).await;
+    assert_eq!(status.code, 0, "{}", status.stderr);
+    let expected = format!("(from .env {} (OPENAI_API_KEY))", dotenv.display());
+    assert!(status.stdout.contains(&expected), "{}", status.stdout);
+    assert!(
+        status.stdout.contains(&format!(
+            "credential: channels.telegram.token = 123:…ijkl (from .env {} (TELEGRAM_BOT_TOKEN))",
+            dotenv.display()
+        )),
+        "{}",
+        status.stdout
+    );
+    assert!(!status.stdout.contains(KEY), "{}", status.stdout);
+    assert!(!status.stdout.contains("abcdefghijkl"), "{}", status.stdout);
+    // Readable by others, it is refused with the fix.
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&dotenv, std::fs::Permissions::from_mode(0o644)).unwrap();
+    }
+    let mut cmd = home.cmd();
+    cmd.current_dir(project.path());
+    let out = run(cmd, &["agent", "-m", "hi"]).await;
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    assert!(
+        out.stderr
+            .contains(&format!("chmod 600 {}", dotenv.display())),
+        "{}",
+        out.stderr
+    );
+}

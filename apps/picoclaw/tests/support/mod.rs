@@ -77,7 +77,12 @@ impl Home {
             .env_remove("RUST_LOG")
             .timeout(std::time::Duration::from_secs(60));
         for (name, _) in std::env::vars() {
-            let provider_var = name.ends_with("_API_KEY") || name.ends_with("_BASE_URL");
+            let provider_var = name.ends_with("_API_KEY")
+                || name.ends_with("_BASE_URL")
+                || name.ends_with("_BOT_TOKEN")
+                || name.ends_with("_APP_TOKEN")
+                || name.starts_with("AZURE_")
+                || name == "MANAGED_IDENTITY_CLIENT_ID";
             if provider_var || name.starts_with("PICOCLAW_") && name != "PICOCLAW_HOME" {
                 cmd.env_remove(name);
             }
