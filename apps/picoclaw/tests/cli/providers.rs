@@ -295,10 +295,10 @@ async fn azure_with_a_service_principal_from_the_environment() {
     assert!(!out.stderr.contains("sp-secret-value"));
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn an_openai_reasoning_model_is_asked_right_the_first_time() {
-    // Refuses exactly as OpenAI does what reasoning models do not take.
-    let endpoint = ScriptedEndpoint::start_with([
+/// A Chat Completions endpoint that refuses exactly as OpenAI (and Azure OpenAI) do what
+/// reasoning models do not take: `max_tokens`, and a temperature other than the default.
+async fn refusing_reasoning_endpoint() -> ScriptedEndpoint {
+    ScriptedEndpoint::start_with([
         Reply::raw_json(
             400,
             json!({"error": {"message": "Unsupported parameter: 'max_tokens' is not supported with this model. Use 'max_completion_tokens' instead.",
@@ -313,21 +313,77 @@ async fn an_openai_reasoning_model_is_asked_right_the_first_time() {
         .when_request_contains("\"temperature\""),
         Reply::text("reasoned hello"),
     ])
-    .await;
+    .await
+}
+
+fn assert_asked_as_a_reasoning_model(body: &Value) {
+    assert!(body.get("max_tokens").is_none(), "{body}");
+    assert!(body.get("temperature").is_none(), "{body}");
+    assert!(body["max_completion_tokens"].as_u64().is_some(), "{body}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn openai_reasoning_models_are_asked_right_the_first_time() {
+    for model in ["o3-mini", "gpt-5"] {
+        let endpoint = refusing_reasoning_endpoint().await;
+        let home = Home::new();
+        home.write_config(&json!({
+            "agents": {"defaults": {"model": format!("openai/{model}"), "max_retries": 0,
+                                    "workspace": home.workspace().display().to_string()}},
+            "providers": {"openai": {"api_key": "sk-e2e", "api_base": endpoint.base_url()}},
+        }));
+        let out = run(home.cmd(), &["agent", "-m", "hi"]).await;
+        assert_eq!(out.code, 0, "{model}: {}", out.stderr);
+        assert!(out.stdout.contains("reasoned hello"), "{}", out.stdout);
+        let reqs = endpoint.requests();
+        assert_eq!(reqs.len(), 1, "{model}: right the first time");
+        assert_eq!(reqs[0].body["model"], model);
+        assert_asked_as_a_reasoning_model(&reqs[0].body);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_azure_reasoning_deployment_answers_marked_or_not() {
+    // Marked in model_list: right the first time, whatever the deployment is called.
+    let endpoint = refusing_reasoning_endpoint().await;
     let home = Home::new();
+    let base = endpoint.base_url().trim_end_matches("/v1").to_owned();
     home.write_config(&json!({
-        "agents": {"defaults": {"model": "openai/o3-mini", "max_retries": 0,
+        "agents": {"defaults": {"model": "thinker", "max_retries": 0,
                                 "workspace": home.workspace().display().to_string()}},
-        "providers": {"openai": {"api_key": "sk-e2e", "api_base": endpoint.base_url()}},
+        "model_list": [{"model_name": "thinker", "model": "azure/prod-deployment-7",
+                        "api_key": "azure-key", "api_base": base, "reasoning": true,
+                        "reasoning_effort": "low"}],
     }));
-    let out = run(home.cmd(), &["agent", "-m", "hi"]).await;
+    let mut cmd = home.cmd();
+    clear_azure_env(&mut cmd);
+    let out = run(cmd, &["agent", "-m", "hi"]).await;
     assert_eq!(out.code, 0, "{}", out.stderr);
     assert!(out.stdout.contains("reasoned hello"), "{}", out.stdout);
     let reqs = endpoint.requests();
     assert_eq!(reqs.len(), 1, "right the first time");
-    let body = &reqs[0].body;
-    assert_eq!(body["model"], "o3-mini");
-    assert!(body.get("max_tokens").is_none(), "{body}");
-    assert!(body.get("temperature").is_none(), "{body}");
-    assert!(body["max_completion_tokens"].as_u64().is_some(), "{body}");
+    assert!(
+        reqs[0].path.contains("/openai/deployments/prod-deployment-7/chat/completions"),
+        "{}",
+        reqs[0].path
+    );
+    assert_asked_as_a_reasoning_model(&reqs[0].body);
+    assert_eq!(reqs[0].body["reasoning_effort"], "low");
+
+    // Not marked: the refusals are mended one by one and the answer still comes.
+    let endpoint = refusing_reasoning_endpoint().await;
+    let home = azure_home(&endpoint, json!({"api_key": "azure-key"}));
+    let mut config = home.config();
+    config["agents"]["defaults"]["model"] = json!("azure/prod-chat");
+    home.write_config(&config);
+    let mut cmd = home.cmd();
+    clear_azure_env(&mut cmd);
+    let out = run(cmd, &["agent", "-m", "hi"]).await;
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(out.stdout.contains("reasoned hello"), "{}", out.stdout);
+    let reqs = endpoint.requests();
+    // Azure is always sent max_completion_tokens; the temperature is refused, then dropped.
+    assert_eq!(reqs.len(), 2, "the temperature refused, then answered");
+    assert!(reqs[0].body.get("temperature").is_some());
+    assert_asked_as_a_reasoning_model(&reqs[1].body);
 }
