@@ -10,11 +10,12 @@
 //! [`LoginTokens`], which serves a stored login to providers and renews it before it expires.
 
 mod azure;
+mod azure_cert;
 mod oauth;
 mod store;
 mod token;
 
-pub use azure::{AzureIdentityConfig, AzureTokenSource, DEFAULT_AZURE_SCOPE};
+pub use azure::{AzureCredentialKind, AzureIdentityConfig, AzureTokenSource, DEFAULT_AZURE_SCOPE};
 pub use oauth::{
     DevicePrompt, LoginTokens, OauthError, OauthProvider, browser_login, copilot_exchange,
     copilot_from_github, device_poll, device_start, renew,
