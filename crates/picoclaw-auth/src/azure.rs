@@ -343,7 +343,6 @@ impl Builder<'_> {
             client_id: Some(client),
             tenant_id: Some(tenant),
             token_file_path: Some(PathBuf::from(file)),
-            ..Default::default()
         };
         Some((name, erased(WorkloadIdentityCredential::new(Some(o)))))
     }

@@ -11,11 +11,13 @@
 
 mod azure;
 mod azure_cert;
+mod keyvault;
 mod oauth;
 mod store;
 mod token;
 
 pub use azure::{AzureCredentialKind, AzureIdentityConfig, AzureTokenSource, DEFAULT_AZURE_SCOPE};
+pub use keyvault::{KEYVAULT_SCOPE, KeyVault, KeyVaultError, KeyVaultReference};
 pub use oauth::{
     DevicePrompt, LoginTokens, OauthError, OauthProvider, browser_login, copilot_exchange,
     copilot_from_github, device_poll, device_start, renew,
