@@ -88,7 +88,7 @@ impl std::str::FromStr for AzureCredentialKind {
 }
 
 /// How to get Azure tokens.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 #[non_exhaustive]
 pub struct AzureIdentityConfig {
     /// `AZURE_OPENAI_SCOPE`; default [`DEFAULT_AZURE_SCOPE`].
@@ -106,6 +106,29 @@ pub struct AzureIdentityConfig {
     pub env: Option<HashMap<String, String>>,
     /// The whole chain (default) or one credential.
     pub credential: AzureCredentialKind,
+}
+
+/// The variables' names only: their values include client secrets.
+impl std::fmt::Debug for AzureIdentityConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut names: Option<Vec<&str>> = self
+            .env
+            .as_ref()
+            .map(|m| m.keys().map(String::as_str).collect());
+        if let Some(n) = names.as_mut() {
+            n.sort_unstable();
+        }
+        f.debug_struct("AzureIdentityConfig")
+            .field("scope", &self.scope)
+            .field(
+                "managed_identity_client_id",
+                &self.managed_identity_client_id,
+            )
+            .field("attempt_timeout", &self.attempt_timeout)
+            .field("env", &names)
+            .field("credential", &self.credential)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Default for AzureIdentityConfig {

@@ -709,3 +709,11 @@ async fn keyvault_without_a_token_lists_what_was_tried() {
     assert!(m.contains("https://vault.azure.net/.default"), "{m}");
     assert!(m.contains("service principal (environment)"), "{m}");
 }
+
+#[test]
+fn config_debug_shows_variable_names_not_values() {
+    let cfg = AzureIdentityConfig::default().with_env(env(&[("AZURE_CLIENT_SECRET", "s3cret")]));
+    let shown = format!("{cfg:?}");
+    assert!(shown.contains("AZURE_CLIENT_SECRET"), "{shown}");
+    assert!(!shown.contains("s3cret"), "{shown}");
+}
