@@ -117,6 +117,19 @@ impl CertificateKey {
                     .map_err(|e| format!("{shown}: the RSA private key is refused: {e}"))?
             }
         };
+        // The leaf is the certificate holding the key's public half (its RSAPublicKey DER sits
+        // whole in the certificate's subjectPublicKeyInfo); tools do not all write it first.
+        let public = key.public().as_ref();
+        let Some(leaf) = chain
+            .iter()
+            .position(|c| c.windows(public.len()).any(|w| w == public))
+        else {
+            return Err(format!(
+                "{shown}: no certificate in the file matches the private key"
+            ));
+        };
+        let leaf = chain.remove(leaf);
+        chain.insert(0, leaf);
         Ok(Self { chain, key })
     }
 

@@ -220,6 +220,57 @@ async fn certificate_chain_is_sent_when_asked_and_pkcs1_keys_work() {
     );
 }
 
+#[tokio::test]
+async fn a_pem_converted_from_pfx_works_and_the_leaf_is_the_keys_certificate() {
+    // `openssl pkcs12 -in client.pfx -out converted.pem -nodes`: bag attributes around the
+    // blocks. Put the chain's other certificate before the leaf: the leaf is still found.
+    let entra = EntraTokenEndpoint::spawn("converted-token");
+    let dir = tempfile::tempdir().unwrap();
+    let pem = dir.path().join("converted.pem");
+    let other = std::fs::read_to_string(data("ec-client.pem")).unwrap();
+    let other_cert = &other[..other.find("-----BEGIN PRIVATE KEY-----").unwrap()];
+    let converted = std::fs::read_to_string(data("converted.pem")).unwrap();
+    std::fs::write(&pem, format!("{other_cert}{converted}")).unwrap();
+    let source = certificate_source(
+        &entra,
+        &pem,
+        &[("AZURE_CLIENT_SEND_CERTIFICATE_CHAIN", "1")],
+    );
+    assert_eq!(
+        source.token().await.unwrap().token.expose(),
+        "converted-token"
+    );
+    let (_, form) = token_form(&entra);
+    let header = b64url_json(form["client_assertion"].split('.').next().unwrap());
+    let leaf = sections(&data("rsa-cert.pem")).remove(0).1;
+    let sha1 = ring::digest::digest(&ring::digest::SHA1_FOR_LEGACY_USE_ONLY, &leaf);
+    assert_eq!(header["x5t"], URL_SAFE_NO_PAD.encode(sha1.as_ref()));
+    let x5c = header["x5c"].as_array().unwrap();
+    assert_eq!(x5c.len(), 2);
+    assert_eq!(x5c[0], STANDARD.encode(&leaf));
+}
+
+#[tokio::test]
+async fn a_certificate_not_matching_the_key_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let pem = dir.path().join("mismatch.pem");
+    let ec = std::fs::read_to_string(data("ec-client.pem")).unwrap();
+    let rsa = std::fs::read_to_string(data("client.pem")).unwrap();
+    let ec_cert = &ec[..ec.find("-----BEGIN PRIVATE KEY-----").unwrap()];
+    let rsa_key = &rsa[rsa.find("-----BEGIN PRIVATE KEY-----").unwrap()..];
+    std::fs::write(&pem, format!("{ec_cert}{rsa_key}")).unwrap();
+    let m = environment_error(&[
+        ("AZURE_TENANT_ID", TENANT),
+        ("AZURE_CLIENT_ID", CLIENT),
+        ("AZURE_CLIENT_CERTIFICATE_PATH", pem.to_str().unwrap()),
+    ])
+    .await;
+    assert!(
+        m.contains("no certificate in the file matches the private key"),
+        "{m}"
+    );
+}
+
 /// The error the pinned environment credential reports for these variables.
 async fn environment_error(vars: &[(&str, &str)]) -> String {
     let source = AzureTokenSource::new(
