@@ -252,7 +252,8 @@ pub enum KeyVaultError {
 pub struct KeyVault {
     tokens: Arc<dyn TokenSource>,
     endpoint: Option<String>,
-    http: Option<reqwest::Client>,
+    /// The caller's client, else the default one, built on first use.
+    http: std::sync::OnceLock<reqwest::Client>,
 }
 
 impl fmt::Debug for KeyVault {
@@ -270,7 +271,7 @@ impl KeyVault {
         Self {
             tokens,
             endpoint: None,
-            http: None,
+            http: std::sync::OnceLock::new(),
         }
     }
 
@@ -285,7 +286,7 @@ impl KeyVault {
 
     /// The HTTP client to use (default: picoclaw's TLS, 10 s to connect, 30 s in all).
     pub fn with_http_client(mut self, client: reqwest::Client) -> Self {
-        self.http = Some(client);
+        self.http = std::sync::OnceLock::from(client);
         self
     }
 
@@ -308,14 +309,13 @@ impl KeyVault {
         }
         url.push_str("?api-version=");
         url.push_str(API_VERSION);
-        let http = match &self.http {
-            Some(c) => c.clone(),
-            None => crate::azure::http_client(
+        let http = self.http.get_or_init(|| {
+            crate::azure::http_client(
                 "key vault",
                 Duration::from_secs(10),
                 Duration::from_secs(30),
-            ),
-        };
+            )
+        });
         let unreachable = |e: reqwest::Error| KeyVaultError::Unreachable {
             reference: reference.clone(),
             url: url.clone(),
