@@ -2,19 +2,24 @@
 //! [`StaticToken`] for plain API keys, [`CachedToken`] (refreshes shortly before expiry), and
 //! [`AzureTokenSource`], which gets Entra ID tokens from `azure_identity` the way Azure hosts
 //! expect: a user-assigned managed identity when a client id is configured, else service
-//! principal (environment) → workload identity → managed identity (App Service / Container Apps
-//! identity endpoint, or IMDS on VMs) → Azure CLI.
+//! principal from the environment (client secret, else a PEM certificate) → workload identity →
+//! managed identity (App Service / Container Apps identity endpoint, or IMDS on VMs) → Azure CLI
+//! → Azure Developer CLI; or one of them, pinned with [`AzureCredentialKind`]. [`KeyVault`]
+//! reads the secrets [`KeyVaultReference`]s name.
 //!
 //! Logins: the [`AuthStore`] (`~/.picoclaw/auth.json`, private to its owner), the OAuth flows
 //! (device code, browser with PKCE, refresh, GitHub Copilot's token exchange), and
 //! [`LoginTokens`], which serves a stored login to providers and renews it before it expires.
 
 mod azure;
+mod azure_cert;
+mod keyvault;
 mod oauth;
 mod store;
 mod token;
 
-pub use azure::{AzureIdentityConfig, AzureTokenSource, DEFAULT_AZURE_SCOPE};
+pub use azure::{AzureCredentialKind, AzureIdentityConfig, AzureTokenSource, DEFAULT_AZURE_SCOPE};
+pub use keyvault::{KEYVAULT_SCOPE, KeyVault, KeyVaultError, KeyVaultReference};
 pub use oauth::{
     DevicePrompt, LoginTokens, OauthError, OauthProvider, browser_login, copilot_exchange,
     copilot_from_github, device_poll, device_start, renew,
