@@ -37,7 +37,7 @@ pub(crate) fn run(
     // could read (a re-exec; problems with the config are reported by the build below).
     if crate::environ::has_credentials()
         && let Ok(paths) = crate::wiring::paths(config.clone())
-        && let Ok(loaded) = picoclaw_config::load(&paths)
+        && let Ok(loaded) = picoclaw_config::load_without_key_vault(&paths)
         && crate::environ::exposed(&loaded.config)
     {
         crate::environ::hide_credentials();

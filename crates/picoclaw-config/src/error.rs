@@ -34,6 +34,10 @@ pub enum ConfigError {
     #[error("environment variable {var}: {message}")]
     Env { var: String, message: String },
 
+    /// A Key Vault reference that is malformed or cannot be read (each names the reference).
+    #[error("Key Vault: {0}")]
+    KeyVault(String),
+
     #[error("{}: {message}", path.display())]
     EnvFile { path: PathBuf, message: String },
 

@@ -75,9 +75,17 @@ fn spec_for(config: &Config, resolved: &ResolvedModel, timeout: Duration) -> Pro
     };
     let tokens = match (&resolved.azure, &api_key) {
         (Some(az), None) if resolved.wire == "azure" => {
-            let identity = AzureIdentityConfig::default()
-                .with_scope(az.scope.clone())
-                .with_managed_identity_client_id(az.managed_identity_client_id.clone());
+            // The chain (or the credential azure.credential pins), with the variables read
+            // with the config (.env files included).
+            let identity = match crate::keyvault::identity(&config.azure, &config.environment()) {
+                Ok(identity) => identity,
+                Err(e) => {
+                    tracing::warn!(error = %e, "azure: using the default credential chain");
+                    AzureIdentityConfig::default().with_env(config.env_vars())
+                }
+            }
+            .with_scope(az.scope.clone())
+            .with_managed_identity_client_id(az.managed_identity_client_id.clone());
             let source: Arc<dyn TokenSource> = Arc::new(AzureTokenSource::new(identity));
             Some(Arc::new(CachedToken::new(source)) as Arc<dyn TokenSource>)
         }
@@ -110,7 +118,25 @@ fn build_one(
     timeout: Duration,
 ) -> Result<Arc<dyn LlmProvider>, ConfigError> {
     let spec = spec_for(config, resolved, timeout);
-    Ok(config.registry().build(&spec)?)
+    let registry = config.registry();
+    let provider = registry.build(&spec)?;
+    // A key read from Key Vault is read again when the vendor refuses it (rotated).
+    if let (Some(vault), Some(path), Some(key)) =
+        (&config.key_vault, &resolved.key_path, &resolved.api_key)
+        && let Some(reference) = vault.reference(path)
+    {
+        let rebuild = Box::new(move |key: Secret<String>| {
+            registry.build(&spec.clone().with_api_key(Some(key)))
+        });
+        return Ok(Arc::new(crate::keyvault::RefreshingKey::new(
+            key.clone(),
+            provider,
+            rebuild,
+            vault.clone(),
+            reference.clone(),
+        )));
+    }
+    Ok(provider)
 }
 
 /// What [`build_agent_provider`] made.

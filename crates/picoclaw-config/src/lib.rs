@@ -6,6 +6,7 @@ mod envfile;
 mod error;
 mod factory;
 mod keys;
+mod keyvault;
 mod load;
 mod model;
 pub mod onboard;
@@ -17,7 +18,10 @@ pub use envfile::{Environment, VarOrigin};
 pub use error::ConfigError;
 pub use factory::{BuiltProvider, build_agent_provider, build_provider};
 pub use keys::closest as did_you_mean;
-pub use load::{Loaded, VENDOR_VARIABLES, load, load_from, load_with_env, validate};
+pub use keyvault::KeyVaultSecrets;
+pub use load::{
+    Loaded, VENDOR_VARIABLES, load, load_from, load_with_env, load_without_key_vault, validate,
+};
 pub use model::{
     AgentDefaults, AgentsConfig, AzureSection, Config, DEFAULT_WORKSPACE, ExecSection,
     GatewayConfig, HeartbeatConfig, ModelEntry, Price, ProviderConfig, StateConfig, ToolsConfig,

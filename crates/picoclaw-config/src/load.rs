@@ -29,6 +29,14 @@ pub fn load(paths: &Paths) -> Result<Loaded, ConfigError> {
     load_from(paths, &env, cwd.as_deref())
 }
 
+/// [`load`] without reading Key Vault: references stay as written. For decisions made before
+/// the real load that need no secret (it costs no network round trip).
+pub fn load_without_key_vault(paths: &Paths) -> Result<Loaded, ConfigError> {
+    let env: HashMap<String, String> = std::env::vars().collect();
+    let cwd = std::env::current_dir().ok();
+    load_inner(paths, &env, cwd.as_deref(), false)
+}
+
 /// [`load`] with the environment given (tests never touch the process environment); the `.env`
 /// file in picoclaw's home is read, the working folder's is not.
 pub fn load_with_env(paths: &Paths, env: &HashMap<String, String>) -> Result<Loaded, ConfigError> {
@@ -44,6 +52,15 @@ pub fn load_from(
     paths: &Paths,
     env: &HashMap<String, String>,
     cwd: Option<&Path>,
+) -> Result<Loaded, ConfigError> {
+    load_inner(paths, env, cwd, true)
+}
+
+fn load_inner(
+    paths: &Paths,
+    env: &HashMap<String, String>,
+    cwd: Option<&Path>,
+    read_key_vault: bool,
 ) -> Result<Loaded, ConfigError> {
     let path = paths.config_file();
     let (mut value, file_found) = match std::fs::read_to_string(path) {
@@ -83,12 +100,22 @@ pub fn load_from(
     let mut set_by = Vec::new();
     apply_env(&mut value, environment.vars(), &mut set_by)?;
     apply_vendor_env(&mut value, &environment, &mut set_by);
+    // Secrets kept in Key Vault are read now, into memory only.
+    let mut references = crate::keyvault::find_references(&value)?;
+    if !read_key_vault {
+        references.clear();
+    }
+    let mut from_vault = Vec::new();
+    let key_vault =
+        crate::keyvault::resolve(&mut value, references, &environment, &mut from_vault)?;
     let (mut config, decode_warnings) = decode(path, value)?;
     for (key, var) in set_by {
         if let Some(origin) = environment.describe(&var) {
             config.origins.insert(key, origin);
         }
     }
+    config.origins.extend(from_vault);
+    config.key_vault = key_vault;
     warnings.extend(decode_warnings);
     config.source = Some(path.to_path_buf());
     config.environment = Some(std::sync::Arc::new(environment));
@@ -419,7 +446,7 @@ fn apply_vendor_env(
     }
 }
 
-fn set_path(root: &mut Value, path: &[String], new: Value) {
+pub(crate) fn set_path(root: &mut Value, path: &[String], new: Value) {
     let mut node = root;
     for seg in &path[..path.len().saturating_sub(1)] {
         if !node.get(seg).is_some_and(Value::is_object) {
@@ -457,6 +484,9 @@ pub fn validate(config: &Config) -> (Vec<String>, Vec<String>) {
     }
     if d.max_tool_iterations == 0 {
         errors.push("agents.defaults.max_tool_iterations is 0; use at least 1 (default 20)".into());
+    }
+    if let Err(e) = crate::keyvault::parse_credential(&config.azure.credential) {
+        errors.push(e);
     }
     if d.request_timeout == 0 {
         errors.push(

@@ -75,6 +75,10 @@ pub struct Config {
     /// Vault reference). Set by `load`; never serialized.
     #[serde(skip)]
     pub origins: BTreeMap<String, String>,
+    /// The Key Vault the config's references were read from (set by `load` when there were
+    /// any; never serialized).
+    #[serde(skip)]
+    pub key_vault: Option<std::sync::Arc<crate::KeyVaultSecrets>>,
 }
 
 /// `azure`: how picoclaw gets Azure Entra ID tokens (Azure OpenAI without a key, Key Vault).

@@ -49,6 +49,9 @@ pub struct ResolvedModel {
     /// `Key Vault keyvault://vault/secret`, `auth store (picoclaw auth login)`); `None` without
     /// a key.
     pub key_source: Option<String>,
+    /// The config key the API key was read from (`providers.openai.api_key`,
+    /// `model_list.0.api_keys.1`), when it came from config.json.
+    pub key_path: Option<String>,
     /// Where to set the key, for error messages.
     pub key_hint: String,
     pub proxy: Option<String>,
@@ -383,11 +386,15 @@ impl Config {
                 .filter(|v| !v.is_empty())
         };
         let file = self.config_path();
+        let key_path = std::cell::RefCell::new(None);
         let from_config = |key: String| -> String {
-            self.origins
+            let origin = self
+                .origins
                 .get(&key)
                 .cloned()
-                .unwrap_or_else(|| format!("{} ({key})", file.display()))
+                .unwrap_or_else(|| format!("{} ({key})", file.display()));
+            *key_path.borrow_mut() = Some(key);
+            origin
         };
         let entry_index = entry.and_then(|e| {
             self.model_list
@@ -538,6 +545,11 @@ impl Config {
             wire: preset.wire.clone(),
             model: model.trim().to_owned(),
             api_base,
+            key_path: if api_key.is_some() {
+                key_path.into_inner()
+            } else {
+                None
+            },
             key_source: match (&api_key, &login) {
                 (Some(_), _) => key_source,
                 (None, Some((_, name))) => Some(format!("auth store ({name} login)")),

@@ -363,7 +363,9 @@ async fn an_azure_reasoning_deployment_answers_marked_or_not() {
     let reqs = endpoint.requests();
     assert_eq!(reqs.len(), 1, "right the first time");
     assert!(
-        reqs[0].path.contains("/openai/deployments/prod-deployment-7/chat/completions"),
+        reqs[0]
+            .path
+            .contains("/openai/deployments/prod-deployment-7/chat/completions"),
         "{}",
         reqs[0].path
     );
@@ -386,4 +388,97 @@ async fn an_azure_reasoning_deployment_answers_marked_or_not() {
     assert_eq!(reqs.len(), 2, "the temperature refused, then answered");
     assert!(reqs[0].body.get("temperature").is_some());
     assert_asked_as_a_reasoning_model(&reqs[1].body);
+}
+
+/// The architecture's App Service setup: a user-assigned identity named by
+/// `MANAGED_IDENTITY_CLIENT_ID` reads the Azure OpenAI key from Key Vault at start.
+#[tokio::test(flavor = "multi_thread")]
+async fn app_service_with_a_user_assigned_identity_and_the_key_in_key_vault() {
+    let identity = picoclaw_testkit::IdentityEndpoint::spawn("eyJ-vault-token", "hdr-secret");
+    let vault = picoclaw_testkit::KeyVaultFake::spawn("eyJ-vault-token");
+    vault.set("azure-openai-key", "kv-azure-key-1");
+    let endpoint =
+        ScriptedEndpoint::start_with([Reply::text("answered with the vault's key")]).await;
+    endpoint.require_api_key("kv-azure-key-1");
+    let home = azure_home(
+        &endpoint,
+        json!({"api_key": "keyvault://picoclaw-kv/azure-openai-key"}),
+    );
+    let app_service = |home: &Home| {
+        let mut cmd = home.cmd();
+        clear_azure_env(&mut cmd);
+        cmd.env("IDENTITY_ENDPOINT", identity.url())
+            .env("IDENTITY_HEADER", "hdr-secret")
+            .env(
+                "MANAGED_IDENTITY_CLIENT_ID",
+                "11111111-2222-3333-4444-555555555555",
+            )
+            .env("AZURE_KEYVAULT_ENDPOINT", vault.url());
+        cmd
+    };
+    let out = run(app_service(&home), &["agent", "-m", "hi"]).await;
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(
+        out.stdout.contains("answered with the vault's key"),
+        "{}",
+        out.stdout
+    );
+    // The vault token was asked for Key Vault's resource, as the user-assigned identity.
+    let asked = identity.requests();
+    assert!(
+        asked
+            .iter()
+            .any(|q| q.contains("resource=https%3A%2F%2Fvault.azure.net")
+                && q.contains("client_id=11111111-2222-3333-4444-555555555555")),
+        "{asked:?}"
+    );
+    let reads = vault.requests();
+    assert_eq!(reads.len(), 1, "read once at start: {reads:?}");
+    assert!(
+        reads[0].starts_with("/secrets/azure-openai-key?api-version="),
+        "{reads:?}"
+    );
+    // The secret never reaches the file, and status names its source, masked.
+    let file = std::fs::read_to_string(home.path().join("config.json")).unwrap();
+    assert!(file.contains("keyvault://picoclaw-kv/azure-openai-key"));
+    assert!(!file.contains("kv-azure-key-1"));
+    let status = run(app_service(&home), &["status"]).await;
+    assert_eq!(status.code, 0, "{}", status.stderr);
+    assert!(
+        status
+            .stdout
+            .contains("(from Key Vault keyvault://picoclaw-kv/azure-openai-key)"),
+        "{}",
+        status.stdout
+    );
+    assert!(
+        !status.stdout.contains("kv-azure-key-1"),
+        "{}",
+        status.stdout
+    );
+
+    // A secret the vault does not have: one error naming the reference, nothing sent.
+    let mut config = home.config();
+    config["providers"]["azure"]["api_key"] = json!("keyvault://picoclaw-kv/no-such-secret");
+    home.write_config(&config);
+    let before = endpoint.requests().len();
+    let out = run(app_service(&home), &["agent", "-m", "hi"]).await;
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    assert!(
+        out.stderr.contains("keyvault://picoclaw-kv/no-such-secret"),
+        "{}",
+        out.stderr
+    );
+    assert!(out.stderr.contains("not found"), "{}", out.stderr);
+    assert_eq!(endpoint.requests().len(), before);
+
+    // App Service's own reference form works the same way.
+    config["providers"]["azure"]["api_key"] = json!(
+        "@Microsoft.KeyVault(SecretUri=https://picoclaw-kv.vault.azure.net/secrets/azure-openai-key/)"
+    );
+    home.write_config(&config);
+    endpoint.push(Reply::text("again"));
+    let out = run(app_service(&home), &["agent", "-m", "hi"]).await;
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(out.stdout.contains("again"), "{}", out.stdout);
 }
