@@ -27,7 +27,16 @@ impl Gateway {
     }
 
     fn start_with(home: &Path, args: &[&str], log: &str) -> Gateway {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_picoclaw-gateway"))
+        Self::start_env(home, args, log, &[])
+    }
+
+    /// [`Gateway::start_with`] with variables added to its environment.
+    fn start_env(home: &Path, args: &[&str], log: &str, vars: &[(&str, String)]) -> Gateway {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_picoclaw-gateway"));
+        for (name, value) in vars {
+            command.env(name, value);
+        }
+        let mut child = command
             .args(args)
             .env("PICOCLAW_HOME", home)
             .env_remove("PICOCLAW_CONFIG")
@@ -143,5 +152,6 @@ async fn complete(
 }
 
 mod api;
+mod azure;
 mod slack;
 mod telegram;
