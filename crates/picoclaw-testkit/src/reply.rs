@@ -213,4 +213,14 @@ mod tests {
         assert!(split_pieces("", 3).is_empty());
         assert_eq!(split_pieces("ab", 5), vec!["a", "b"]);
     }
+
+    #[test]
+    fn reasoning_tokens_are_reported_in_the_completion_details() {
+        let reply = Reply::text("hm").with_usage(10, 30).with_reasoning(20);
+        let json = usage_json(&reply.usage.unwrap_or_default());
+        assert_eq!(json["completion_tokens"], 30);
+        assert_eq!(json["completion_tokens_details"]["reasoning_tokens"], 20);
+        let plain = usage_json(&Usage::new(10, 30));
+        assert!(plain.get("completion_tokens_details").is_none(), "{plain}");
+    }
 }
