@@ -1,9 +1,10 @@
 //! `picoclaw usage`: tokens used per session, model or day, with an estimated cost where
-//! `model_list[].price` is configured.
+//! `model_list[].price` is configured. A REASONING column shows when some row has reasoning
+//! tokens; they are part of the completion tokens, so they are priced there and not again.
 
 use crate::wiring::{self, SetupError};
 use anyhow::Context;
-use picoclaw_core::{GroupBy, UsageStore};
+use picoclaw_core::{GroupBy, ModelUsage, UsageStore};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -93,12 +94,16 @@ pub(crate) fn run(config: Option<PathBuf>, args: UsageArgs) -> anyhow::Result<Ex
     }
     let config = &loaded.config;
     // A row's cost is known when every model in it has a price.
-    let cost = |models: &[(String, u64, u64, u64)]| -> Option<f64> {
-        models.iter().try_fold(0.0, |acc, (m, p, c, k)| {
-            config.price_of(m).map(|price| acc + price.cost(*p, *c, *k))
+    // Reasoning tokens are part of the completion tokens: they are priced there, not again.
+    let cost = |models: &[ModelUsage]| -> Option<f64> {
+        models.iter().try_fold(0.0, |acc, m| {
+            config.price_of(&m.model).map(|price| {
+                acc + price.cost(m.prompt_tokens, m.completion_tokens, m.cached_tokens)
+            })
         })
     };
     let any_price = rows.iter().any(|r| cost(&r.models).is_some());
+    let any_reasoning = rows.iter().any(|r| r.reasoning_tokens > 0);
     let head = match by {
         GroupBy::Session => "SESSION",
         GroupBy::Model => "MODEL",
@@ -115,11 +120,15 @@ pub(crate) fn run(config: Option<PathBuf>, args: UsageArgs) -> anyhow::Result<Ex
         "{head:<width$}  {:>6}  {:>12}  {:>12}  {:>12}",
         "CALLS", "PROMPT", "CACHED", "COMPLETION"
     );
+    if any_reasoning {
+        header.push_str(&format!("  {:>12}", "REASONING"));
+    }
     if any_price {
         header.push_str(&format!("  {:>10}", "COST"));
     }
     println!("{header}");
-    let (mut calls, mut p, mut k, mut c, mut total_cost, mut all_priced) = (0, 0, 0, 0, 0.0, true);
+    let (mut calls, mut p, mut k, mut c, mut reasoning) = (0, 0, 0, 0, 0);
+    let (mut total_cost, mut all_priced) = (0.0, true);
     for r in &rows {
         let mut line = format!(
             "{:<width$}  {:>6}  {:>12}  {:>12}  {:>12}",
@@ -129,6 +138,9 @@ pub(crate) fn run(config: Option<PathBuf>, args: UsageArgs) -> anyhow::Result<Ex
             thousands(r.cached_tokens),
             thousands(r.completion_tokens)
         );
+        if any_reasoning {
+            line.push_str(&format!("  {:>12}", thousands(r.reasoning_tokens)));
+        }
         if any_price {
             match cost(&r.models) {
                 Some(v) => {
@@ -146,6 +158,7 @@ pub(crate) fn run(config: Option<PathBuf>, args: UsageArgs) -> anyhow::Result<Ex
         p += r.prompt_tokens;
         k += r.cached_tokens;
         c += r.completion_tokens;
+        reasoning += r.reasoning_tokens;
     }
     let mut total = format!(
         "{:<width$}  {:>6}  {:>12}  {:>12}  {:>12}",
@@ -155,6 +168,9 @@ pub(crate) fn run(config: Option<PathBuf>, args: UsageArgs) -> anyhow::Result<Ex
         thousands(k),
         thousands(c)
     );
+    if any_reasoning {
+        total.push_str(&format!("  {:>12}", thousands(reasoning)));
+    }
     if any_price {
         let mark = if all_priced { "" } else { "+" };
         total.push_str(&format!("  {total_cost:>9.4}{mark}"));

@@ -24,8 +24,8 @@ pub use picoclaw_providers::{
     Capabilities, ChatRequest, ChatResponse, ChatStream, LlmProvider, ProviderError, StreamEvent,
 };
 pub use picoclaw_state::{
-    GroupBy, InMemoryStore, MemoryHit, MemoryNote, MemoryStore, Remembered, Session, SessionInfo,
-    SessionStore, StateError, UsageRecord, UsageRow, UsageStore, WorkspaceMemory,
+    GroupBy, InMemoryStore, MemoryHit, MemoryNote, MemoryStore, ModelUsage, Remembered, Session,
+    SessionInfo, SessionStore, StateError, UsageRecord, UsageRow, UsageStore, WorkspaceMemory,
 };
 pub use picoclaw_tools::{
     BackgroundResult, LocalResults, Tool, ToolContext, ToolOutput, ToolRegistry, TurnOrigin,

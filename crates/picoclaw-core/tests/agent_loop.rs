@@ -529,3 +529,46 @@ async fn a_turns_origin_reaches_its_tools_and_its_sub_agents() {
         ]
     );
 }
+
+#[tokio::test]
+async fn the_usage_ledger_keeps_the_reasoning_tokens_the_provider_reported() {
+    let provider = Arc::new(ScriptedProvider::new([
+        Reply::tool_call("echo", json!({"text": "hi"}))
+            .with_usage(100, 40)
+            .with_reasoning(30),
+        Reply::text("done").with_usage(150, 8),
+    ]));
+    let store = Arc::new(InMemoryStore::new());
+    let agent = Agent::builder(provider)
+        .model("test-model")
+        .tool(Echo)
+        .session_store(store.clone())
+        .usage_ledger(store.clone(), "openai/test-model")
+        .build()
+        .unwrap();
+    let out = agent
+        .turn(
+            &SessionKey::new("s1"),
+            ChatMessage::user("think, then echo"),
+            TurnOptions::new(),
+            &(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(out.usage.reasoning_tokens, 30);
+
+    let rows = store.summary(None, GroupBy::Session).await.unwrap();
+    assert_eq!(rows.len(), 1);
+    let row = &rows[0];
+    assert_eq!(
+        (
+            row.calls,
+            row.prompt_tokens,
+            row.completion_tokens,
+            row.reasoning_tokens
+        ),
+        (2, 250, 48, 30)
+    );
+    assert_eq!(row.models.len(), 1);
+    assert_eq!(row.models[0].reasoning_tokens, 30);
+}

@@ -454,14 +454,17 @@ impl Dispatcher {
                     .await;
                 let m = &self.config.metrics;
                 match &result {
-                    Ok(o) => m.turn(
-                        crate::metrics::Source::Channel,
-                        true,
-                        started.elapsed(),
-                        o.tool_calls,
-                        o.usage.prompt_tokens,
-                        o.usage.completion_tokens,
-                    ),
+                    Ok(o) => {
+                        m.turn(
+                            crate::metrics::Source::Channel,
+                            true,
+                            started.elapsed(),
+                            o.tool_calls,
+                            o.usage.prompt_tokens,
+                            o.usage.completion_tokens,
+                        );
+                        m.reasoning(o.usage.reasoning_tokens);
+                    }
                     Err(_) => m.turn(
                         crate::metrics::Source::Channel,
                         false,

@@ -520,14 +520,17 @@ fn count_turn(
     >,
 ) {
     match result {
-        Ok(Ok(o)) => m.turn(
-            crate::metrics::Source::Api,
-            true,
-            started.elapsed(),
-            o.tool_calls,
-            o.usage.prompt_tokens,
-            o.usage.completion_tokens,
-        ),
+        Ok(Ok(o)) => {
+            m.turn(
+                crate::metrics::Source::Api,
+                true,
+                started.elapsed(),
+                o.tool_calls,
+                o.usage.prompt_tokens,
+                o.usage.completion_tokens,
+            );
+            m.reasoning(o.usage.reasoning_tokens);
+        }
         _ => m.turn(
             crate::metrics::Source::Api,
             false,

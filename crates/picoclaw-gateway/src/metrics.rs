@@ -51,6 +51,7 @@ pub struct Metrics {
     tool_calls: AtomicU64,
     prompt_tokens: AtomicU64,
     completion_tokens: AtomicU64,
+    reasoning_tokens: AtomicU64,
     deliveries_ok: AtomicU64,
     deliveries_failed: AtomicU64,
 }
@@ -81,6 +82,12 @@ impl Metrics {
         self.prompt_tokens.fetch_add(prompt, Ordering::Relaxed);
         self.completion_tokens
             .fetch_add(completion, Ordering::Relaxed);
+    }
+
+    /// Counts completion tokens a turn's model calls spent reasoning (already counted as
+    /// completion tokens by [`Metrics::turn`]; this is the share of them, not more).
+    pub fn reasoning(&self, tokens: u64) {
+        self.reasoning_tokens.fetch_add(tokens, Ordering::Relaxed);
     }
 
     /// Counts one outbound message the channel took.
@@ -147,6 +154,11 @@ impl Metrics {
                 &self.completion_tokens,
             ),
             (
+                "picoclaw_reasoning_tokens_total",
+                "Completion tokens spent reasoning, as reported (part of the completion tokens).",
+                &self.reasoning_tokens,
+            ),
+            (
                 "picoclaw_deliveries_total",
                 "Replies handed to channels.",
                 &self.deliveries_ok,
@@ -180,6 +192,7 @@ mod tests {
         let m = Metrics::default();
         m.turn(Source::Api, true, Duration::from_millis(1500), 2, 100, 20);
         m.turn(Source::Channel, false, Duration::from_millis(10), 0, 0, 0);
+        m.reasoning(12);
         m.delivered();
         let text = m.render(3);
         assert!(
@@ -190,6 +203,8 @@ mod tests {
         assert!(text.contains("picoclaw_turn_seconds_sum{source=\"api\"} 1.500000\n"));
         assert!(text.contains("picoclaw_tool_calls_total 2\n"));
         assert!(text.contains("picoclaw_prompt_tokens_total 100\n"));
+        assert!(text.contains("picoclaw_completion_tokens_total 20\n"));
+        assert!(text.contains("picoclaw_reasoning_tokens_total 12\n"));
         assert!(text.contains("picoclaw_deliveries_total 1\n"));
         assert!(text.contains("picoclaw_active_sessions 3\n"));
         // Every sample line has a TYPE line for its family.

@@ -41,8 +41,8 @@ pub use in_memory::InMemoryStore;
 pub use memory::query_terms;
 pub use picoclaw_api::state::{
     GroupBy, InboundJournal, InboundRecord, IndexedSource, KvStore, LeaseStore, MemoryHit,
-    MemoryNote, MemoryStore, OutboundRecord, Outbox, Session, SessionInfo, SessionStore,
-    StateError, UsageRecord, UsageRow, UsageStore,
+    MemoryNote, MemoryStore, ModelUsage, OutboundRecord, Outbox, Session, SessionInfo,
+    SessionStore, StateError, UsageRecord, UsageRow, UsageStore,
 };
 #[cfg(feature = "postgres")]
 pub use postgres::PgStore;

@@ -1,7 +1,7 @@
 //! `SqliteStore`: sessions in one SQLite file (WAL), schema managed by versioned
 //! migrations embedded in the binary. One transaction per appended turn.
 
-use crate::{Session, SessionInfo, SessionStore, StateError};
+use crate::{ModelUsage, Session, SessionInfo, SessionStore, StateError};
 use async_trait::async_trait;
 use picoclaw_api::{ChatMessage, SessionKey};
 use sqlx::Row;
@@ -311,11 +311,14 @@ impl SessionStore for SqliteStore {
 }
 
 const USAGE_BY_SESSION: &str = "SELECT session_key, model, COUNT(*), SUM(prompt_tokens), \
-    SUM(completion_tokens), SUM(cached_tokens) FROM usage WHERE day >= ?1 GROUP BY 1, 2";
+    SUM(completion_tokens), SUM(cached_tokens), SUM(reasoning_tokens) FROM usage \
+    WHERE day >= ?1 GROUP BY 1, 2";
 const USAGE_BY_MODEL: &str = "SELECT model, model, COUNT(*), SUM(prompt_tokens), \
-    SUM(completion_tokens), SUM(cached_tokens) FROM usage WHERE day >= ?1 GROUP BY 1, 2";
+    SUM(completion_tokens), SUM(cached_tokens), SUM(reasoning_tokens) FROM usage \
+    WHERE day >= ?1 GROUP BY 1, 2";
 const USAGE_BY_DAY: &str = "SELECT day, model, COUNT(*), SUM(prompt_tokens), \
-    SUM(completion_tokens), SUM(cached_tokens) FROM usage WHERE day >= ?1 GROUP BY 1, 2";
+    SUM(completion_tokens), SUM(cached_tokens), SUM(reasoning_tokens) FROM usage \
+    WHERE day >= ?1 GROUP BY 1, 2";
 
 #[async_trait]
 impl crate::UsageStore for SqliteStore {
@@ -323,7 +326,7 @@ impl crate::UsageStore for SqliteStore {
         let n = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
         sqlx::query(
             "INSERT INTO usage (session_key, model, day, prompt_tokens, completion_tokens, \
-             cached_tokens) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+             cached_tokens, reasoning_tokens) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
         )
         .bind(r.session.as_str())
         .bind(&r.model)
@@ -331,6 +334,7 @@ impl crate::UsageStore for SqliteStore {
         .bind(n(r.usage.prompt_tokens))
         .bind(n(r.usage.completion_tokens))
         .bind(n(r.usage.cached_tokens))
+        .bind(n(r.usage.reasoning_tokens))
         .execute(&self.pool)
         .await
         .map_err(db_err)?;
@@ -362,7 +366,14 @@ impl crate::UsageStore for SqliteStore {
             let p: i64 = row.try_get(3).map_err(db_err)?;
             let c: i64 = row.try_get(4).map_err(db_err)?;
             let k: i64 = row.try_get(5).map_err(db_err)?;
-            parts.push((group, model, u(calls), u(p), u(c), u(k)));
+            let r: i64 = row.try_get(6).map_err(db_err)?;
+            parts.push((
+                group,
+                u(calls),
+                ModelUsage::new(model, u(p), u(c))
+                    .with_cached(u(k))
+                    .with_reasoning(u(r)),
+            ));
         }
         Ok(crate::usage::assemble(parts, by))
     }

@@ -1,24 +1,22 @@
 //! The usage ledger: tokens of every model call, recorded per session, model and day, and
 //! summed for `picoclaw usage`.
 
-use picoclaw_api::state::{GroupBy, UsageRecord, UsageRow};
+use picoclaw_api::state::{GroupBy, ModelUsage, UsageRecord, UsageRow};
 
-/// Builds summary rows from (group, model, calls, prompt, completion, cached) sums.
-pub(crate) fn assemble(
-    parts: Vec<(String, String, u64, u64, u64, u64)>,
-    by: GroupBy,
-) -> Vec<UsageRow> {
+/// Builds summary rows from `(group, calls, the model's sums)` parts, one per group and model.
+pub(crate) fn assemble(parts: Vec<(String, u64, ModelUsage)>, by: GroupBy) -> Vec<UsageRow> {
     use std::collections::BTreeMap;
     let mut groups: BTreeMap<String, UsageRow> = BTreeMap::new();
-    for (group, model, calls, p, c, k) in parts {
+    for (group, calls, m) in parts {
         let row = groups
             .entry(group.clone())
             .or_insert_with(|| UsageRow::new(group));
         row.calls += calls;
-        row.prompt_tokens += p;
-        row.completion_tokens += c;
-        row.cached_tokens += k;
-        row.models.push((model, p, c, k));
+        row.prompt_tokens += m.prompt_tokens;
+        row.completion_tokens += m.completion_tokens;
+        row.cached_tokens += m.cached_tokens;
+        row.reasoning_tokens += m.reasoning_tokens;
+        row.models.push(m);
     }
     let mut rows: Vec<UsageRow> = groups.into_values().collect();
     for row in &mut rows {
@@ -41,7 +39,7 @@ pub(crate) fn summarize<'a>(
     since: Option<&str>,
     by: GroupBy,
 ) -> Vec<UsageRow> {
-    let mut sums: std::collections::BTreeMap<(String, String), (u64, u64, u64, u64)> =
+    let mut sums: std::collections::BTreeMap<(String, String), (u64, ModelUsage)> =
         std::collections::BTreeMap::new();
     for r in records.filter(|r| since.is_none_or(|s| r.day.as_str() >= s)) {
         let group = match by {
@@ -49,15 +47,18 @@ pub(crate) fn summarize<'a>(
             GroupBy::Model => r.model.clone(),
             GroupBy::Day => r.day.clone(),
         };
-        let e = sums.entry((group, r.model.clone())).or_default();
-        e.0 += 1;
-        e.1 += r.usage.prompt_tokens;
-        e.2 += r.usage.completion_tokens;
-        e.3 += r.usage.cached_tokens;
+        let (calls, m) = sums
+            .entry((group, r.model.clone()))
+            .or_insert_with(|| (0, ModelUsage::new(r.model.clone(), 0, 0)));
+        *calls += 1;
+        m.prompt_tokens += r.usage.prompt_tokens;
+        m.completion_tokens += r.usage.completion_tokens;
+        m.cached_tokens += r.usage.cached_tokens;
+        m.reasoning_tokens += r.usage.reasoning_tokens;
     }
     assemble(
         sums.into_iter()
-            .map(|((g, m), (n, p, c, k))| (g, m, n, p, c, k))
+            .map(|((group, _), (calls, m))| (group, calls, m))
             .collect(),
         by,
     )

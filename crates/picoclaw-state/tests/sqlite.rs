@@ -151,3 +151,57 @@ async fn a_sound_file_passes_the_integrity_check() {
         .unwrap();
     assert_eq!(store.integrity_check().await.unwrap(), Vec::<String>::new());
 }
+
+/// A state.db made by the migrations before the usage ledger kept reasoning tokens: it
+/// upgrades when opened, its old rows count no reasoning, and new rows keep theirs.
+#[tokio::test]
+async fn a_ledger_from_before_reasoning_tokens_upgrades() {
+    use picoclaw_state::{GroupBy, UsageRecord, UsageStore};
+    let dir = tempfile::tempdir().unwrap();
+    let old = dir.path().join("migrations");
+    std::fs::create_dir(&old).unwrap();
+    let all = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations");
+    for entry in std::fs::read_dir(&all).unwrap() {
+        let entry = entry.unwrap();
+        let name = entry.file_name().into_string().unwrap();
+        if name.as_str() < "0007" {
+            std::fs::copy(entry.path(), old.join(&name)).unwrap();
+        }
+    }
+    let path = dir.path().join("state.db");
+    {
+        let options = sqlx::sqlite::SqliteConnectOptions::new()
+            .filename(&path)
+            .create_if_missing(true);
+        let pool = sqlx::SqlitePool::connect_with(options).await.unwrap();
+        sqlx::migrate::Migrator::new(old.as_path())
+            .await
+            .unwrap()
+            .run(&pool)
+            .await
+            .unwrap();
+        sqlx::query(
+            "INSERT INTO usage (session_key, model, day, prompt_tokens, completion_tokens, \
+             cached_tokens) VALUES ('cli:old', 'openai/o3', '2026-11-01', 100, 40, 0)",
+        )
+        .execute(&pool)
+        .await
+        .unwrap();
+        pool.close().await;
+    }
+    let store = SqliteStore::open(&path).await.unwrap();
+    let usage = picoclaw_api::Usage::new(10, 30).with_reasoning(25);
+    store
+        .record(
+            &UsageRecord::now(SessionKey::new("cli:old"), "openai/o3", usage).on_day("2026-11-02"),
+        )
+        .await
+        .unwrap();
+    let rows = store.summary(None, GroupBy::Day).await.unwrap();
+    let sums: Vec<(&str, u64, u64)> = rows
+        .iter()
+        .map(|r| (r.group.as_str(), r.completion_tokens, r.reasoning_tokens))
+        .collect();
+    assert_eq!(sums, [("2026-11-02", 30, 25), ("2026-11-01", 40, 0)]);
+    assert_eq!(store.integrity_check().await.unwrap(), Vec::<String>::new());
+}

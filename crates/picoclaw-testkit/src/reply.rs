@@ -142,6 +142,14 @@ impl Reply {
         self
     }
 
+    /// Reports `reasoning` of the completion tokens as spent reasoning
+    /// (`completion_tokens_details.reasoning_tokens`; `output_tokens_details` on the Responses
+    /// API). Call it after [`Reply::with_usage`]; alone, the usage reports only these.
+    pub fn with_reasoning(mut self, reasoning: u64) -> Self {
+        self.usage = Some(self.usage.unwrap_or_default().with_reasoning(reasoning));
+        self
+    }
+
     /// Waits this long before answering (timeouts, cancellation).
     pub fn delayed(mut self, delay: Duration) -> Self {
         self.delay = Some(delay);
@@ -172,11 +180,15 @@ pub(crate) fn split_pieces(s: &str, n: usize) -> Vec<String> {
 }
 
 pub(crate) fn usage_json(usage: &Usage) -> Value {
-    json!({
+    let mut json = json!({
         "prompt_tokens": usage.prompt_tokens,
         "completion_tokens": usage.completion_tokens,
         "total_tokens": usage.total_tokens,
-    })
+    });
+    if usage.reasoning_tokens > 0 {
+        json["completion_tokens_details"] = json!({"reasoning_tokens": usage.reasoning_tokens});
+    }
+    json
 }
 
 pub(crate) fn error_json(status: u16, message: &str) -> Value {
@@ -200,5 +212,15 @@ mod tests {
         assert_eq!(pieces.concat(), "héllo wörld");
         assert!(split_pieces("", 3).is_empty());
         assert_eq!(split_pieces("ab", 5), vec!["a", "b"]);
+    }
+
+    #[test]
+    fn reasoning_tokens_are_reported_in_the_completion_details() {
+        let reply = Reply::text("hm").with_usage(10, 30).with_reasoning(20);
+        let json = usage_json(&reply.usage.unwrap_or_default());
+        assert_eq!(json["completion_tokens"], 30);
+        assert_eq!(json["completion_tokens_details"]["reasoning_tokens"], 20);
+        let plain = usage_json(&Usage::new(10, 30));
+        assert!(plain.get("completion_tokens_details").is_none(), "{plain}");
     }
 }

@@ -16,7 +16,8 @@ fn usage(answer: &Answer<'_>) -> Value {
     let u = answer.usage_or_zero();
     json!({"input_tokens": u.prompt_tokens, "output_tokens": u.completion_tokens,
            "total_tokens": u.prompt_tokens + u.completion_tokens,
-           "input_tokens_details": {"cached_tokens": u.cached_tokens}})
+           "input_tokens_details": {"cached_tokens": u.cached_tokens},
+           "output_tokens_details": {"reasoning_tokens": u.reasoning_tokens}})
 }
 
 /// The output items; tool calls get ids from `ids` (the same ones for every rendering of the

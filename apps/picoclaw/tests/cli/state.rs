@@ -101,6 +101,11 @@ async fn usage_is_recorded_per_call_and_priced_from_the_model_list() {
 
     let out = run(home.cmd(), &["usage"]).await;
     assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(
+        !out.stdout.contains("REASONING"),
+        "no reasoning tokens, no column: {}",
+        out.stdout
+    );
     let model_line = out
         .stdout
         .lines()
@@ -278,6 +283,66 @@ async fn a_bad_state_url_is_a_configuration_error() {
     assert_eq!(out.code, 2, "{}", out.stderr);
     assert!(out.stderr.contains("is not supported"), "{}", out.stderr);
     assert!(endpoint.requests().is_empty(), "nothing was sent");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn usage_shows_reasoning_tokens_within_the_completion_and_prices_them_once() {
+    let endpoint = ScriptedEndpoint::start_with([
+        Reply::text("Thought it over.")
+            .with_usage(1_000, 300)
+            .with_reasoning(200),
+        Reply::text("Quick.").with_usage(200, 20),
+    ])
+    .await;
+    let home = Home::with_config(&endpoint, json!({}));
+    let mut config = home.config();
+    config["model_list"] = json!([{"model_name": "priced", "model": "openai/test-model",
+                                   "price": {"input": 2.5, "output": 10.0}}]);
+    home.write_config(&config);
+    for (session, message) in [("a", "think"), ("b", "quick")] {
+        let out = run(home.cmd(), &["agent", "-s", session, "-m", message]).await;
+        assert_eq!(out.code, 0, "{}", out.stderr);
+    }
+
+    let out = run(home.cmd(), &["usage", "--by", "session"]).await;
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let cells =
+        |line: &str| -> Vec<String> { line.split_whitespace().map(str::to_owned).collect() };
+    let lines: Vec<&str> = out.stdout.lines().collect();
+    assert_eq!(
+        cells(lines[0]),
+        [
+            "SESSION",
+            "CALLS",
+            "PROMPT",
+            "CACHED",
+            "COMPLETION",
+            "REASONING",
+            "COST"
+        ],
+        "{}",
+        out.stdout
+    );
+    // 1 000 prompt and 300 completion tokens (200 of them reasoning) cost
+    // 1000 × 2.5/1M + 300 × 10/1M = 0.0055: the reasoning is priced as completion, once.
+    assert_eq!(
+        cells(lines[1]),
+        ["a", "1", "1,000", "0", "300", "200", "0.0055"],
+        "{}",
+        out.stdout
+    );
+    assert_eq!(
+        cells(lines[2]),
+        ["b", "1", "200", "0", "20", "0", "0.0007"],
+        "{}",
+        out.stdout
+    );
+    assert_eq!(
+        cells(lines[3]),
+        ["TOTAL", "2", "1,200", "0", "320", "200", "0.0062"],
+        "{}",
+        out.stdout
+    );
 }
 
 #[cfg(feature = "postgres")]

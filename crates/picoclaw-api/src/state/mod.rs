@@ -15,4 +15,4 @@ mod usage;
 pub use memory::{IndexedSource, MemoryHit, MemoryNote, MemoryStore};
 pub use runtime::{InboundJournal, InboundRecord, KvStore, LeaseStore, OutboundRecord, Outbox};
 pub use session::{Session, SessionInfo, SessionStore, StateError};
-pub use usage::{GroupBy, UsageRecord, UsageRow, UsageStore};
+pub use usage::{GroupBy, ModelUsage, UsageRecord, UsageRow, UsageStore};

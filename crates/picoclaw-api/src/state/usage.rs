@@ -63,9 +63,11 @@ pub struct UsageRow {
     pub completion_tokens: u64,
     /// Prompt tokens served from the vendor's cache, summed.
     pub cached_tokens: u64,
-    /// The models in the group (for pricing a session or a day), sorted, each as
-    /// `(model, prompt_tokens, completion_tokens, cached_tokens)`.
-    pub models: Vec<(String, u64, u64, u64)>,
+    /// Completion tokens the models spent reasoning, summed. They are part of
+    /// `completion_tokens` (as OpenAI counts them), not in addition to it.
+    pub reasoning_tokens: u64,
+    /// The models in the group (for pricing a session or a day), sorted by model name.
+    pub models: Vec<ModelUsage>,
 }
 
 impl UsageRow {
@@ -77,8 +79,50 @@ impl UsageRow {
             prompt_tokens: 0,
             completion_tokens: 0,
             cached_tokens: 0,
+            reasoning_tokens: 0,
             models: Vec::new(),
         }
+    }
+}
+
+/// One model's share of a [`UsageRow`]: its tokens within the row's group.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+#[non_exhaustive]
+pub struct ModelUsage {
+    /// `provider/model` as recorded.
+    pub model: String,
+    /// Prompt tokens, summed.
+    pub prompt_tokens: u64,
+    /// Completion tokens, summed (reasoning tokens included).
+    pub completion_tokens: u64,
+    /// Prompt tokens served from the vendor's cache, summed.
+    pub cached_tokens: u64,
+    /// Completion tokens spent reasoning, summed; part of `completion_tokens`.
+    pub reasoning_tokens: u64,
+}
+
+impl ModelUsage {
+    /// `model` with `prompt` tokens in and `completion` tokens out, none cached or reasoning.
+    pub fn new(model: impl Into<String>, prompt: u64, completion: u64) -> Self {
+        Self {
+            model: model.into(),
+            prompt_tokens: prompt,
+            completion_tokens: completion,
+            cached_tokens: 0,
+            reasoning_tokens: 0,
+        }
+    }
+
+    /// Prompt tokens served from the vendor's cache.
+    pub fn with_cached(mut self, cached: u64) -> Self {
+        self.cached_tokens = cached;
+        self
+    }
+
+    /// Completion tokens spent reasoning (part of the completion tokens).
+    pub fn with_reasoning(mut self, reasoning: u64) -> Self {
+        self.reasoning_tokens = reasoning;
+        self
     }
 }
 

@@ -378,6 +378,51 @@ mod tests {
         drop_schema(&schema).await;
     }
 
+    /// A database made by the migrations before the usage ledger kept reasoning tokens
+    /// upgrades when opened; its old rows count no reasoning.
+    #[tokio::test]
+    async fn a_ledger_from_before_reasoning_tokens_upgrades() {
+        use crate::{GroupBy, UsageRecord, UsageStore};
+        let (schema, url) = fresh_schema().await;
+        let dir = tempfile::tempdir().unwrap();
+        let all = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations_pg");
+        for entry in std::fs::read_dir(&all).unwrap() {
+            let entry = entry.unwrap();
+            let name = entry.file_name().into_string().unwrap();
+            if name.as_str() < "0003" {
+                std::fs::copy(entry.path(), dir.path().join(&name)).unwrap();
+            }
+        }
+        let pool = PgPool::connect(&url).await.unwrap();
+        Migrator::new(dir.path())
+            .await
+            .unwrap()
+            .run(&pool)
+            .await
+            .unwrap();
+        sqlx::query(
+            "INSERT INTO usage (session_key, model, day, prompt_tokens, completion_tokens, \
+             cached_tokens) VALUES ('cli:old', 'openai/o3', '2026-11-01', 100, 40, 0)",
+        )
+        .execute(&pool)
+        .await
+        .unwrap();
+        pool.close().await;
+
+        let store = PgStore::open(&url).await.unwrap();
+        let usage = picoclaw_api::Usage::new(10, 30).with_reasoning(25);
+        let record = UsageRecord::now(SessionKey::new("cli:old"), "openai/o3", usage);
+        store.record(&record.on_day("2026-11-02")).await.unwrap();
+        let rows = store.summary(None, GroupBy::Day).await.unwrap();
+        let sums: Vec<(&str, u64, u64)> = rows
+            .iter()
+            .map(|r| (r.group.as_str(), r.completion_tokens, r.reasoning_tokens))
+            .collect();
+        assert_eq!(sums, [("2026-11-02", 30, 25), ("2026-11-01", 40, 0)]);
+        store.close().await;
+        drop_schema(&schema).await;
+    }
+
     #[tokio::test]
     async fn a_wrong_password_is_a_clear_error_without_the_password() {
         let url = server_url().replace("picoclaw:picoclaw@", "picoclaw:wrong-secret@");

@@ -1,0 +1,3 @@
+-- The usage ledger keeps the completion tokens each call spent reasoning (part of
+-- completion_tokens, as OpenAI counts them). Rows recorded before this count none.
+ALTER TABLE usage ADD COLUMN reasoning_tokens BIGINT NOT NULL DEFAULT 0;
