@@ -279,3 +279,37 @@ fn a_malformed_dotenv_names_the_file_and_line_never_the_value() {
     assert!(err.contains("line 2"), "{err}");
     assert!(!err.contains("sk-secret-value"), "{err}");
 }
+
+#[test]
+fn key_vault_references_are_checked_and_only_in_secret_keys() {
+    // Malformed: named by its key, with the forms that work.
+    let s = Setup::new(json!({"providers": {"openai": {"api_key": "keyvault://no/"}}}));
+    let err = s.load(&[]).unwrap_err().to_string();
+    assert!(err.contains("providers.openai.api_key"), "{err}");
+    assert!(err.contains("keyvault://"), "{err}");
+    // Without any credential to ask Key Vault with: one error naming the reference and what
+    // was tried, before anything else happens.
+    let s = Setup::new(json!({
+        "azure": {"credential": "environment"},
+        "channels": {"telegram": {"token": "keyvault://picoclaw-kv/telegram-token"}},
+    }));
+    let err = s
+        .load(&[("AZURE_KEYVAULT_ENDPOINT", "http://127.0.0.1:9")])
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("keyvault://picoclaw-kv/telegram-token"),
+        "{err}"
+    );
+    assert!(err.contains("AZURE_TENANT_ID"), "{err}");
+    // A value that is not a secret is never taken for a reference.
+    let s = Setup::new(json!({"agents": {"defaults": {"model": "keyvault://a/b"}}}));
+    let c = s.load(&[]).unwrap().config;
+    assert_eq!(c.agents.defaults.model, "keyvault://a/b");
+    assert!(c.key_vault.is_none());
+    // An unknown credential is a configuration error naming the accepted ones.
+    let s = Setup::new(json!({"azure": {"credential": "browser"}}));
+    let err = s.load(&[]).unwrap_err().to_string();
+    assert!(err.contains("azure.credential"), "{err}");
+    assert!(err.contains("workload_identity"), "{err}");
+}

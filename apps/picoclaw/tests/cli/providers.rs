@@ -482,3 +482,94 @@ async fn app_service_with_a_user_assigned_identity_and_the_key_in_key_vault() {
     assert_eq!(out.code, 0, "{}", out.stderr);
     assert!(out.stdout.contains("again"), "{}", out.stdout);
 }
+
+/// A service principal with a certificate, its variables in `~/.picoclaw/.env` (never in the
+/// process environment), the credential pinned in the `azure` section.
+#[tokio::test(flavor = "multi_thread")]
+async fn azure_with_a_certificate_from_a_dotenv_and_a_pinned_credential() {
+    let entra = picoclaw_testkit::EntraTokenEndpoint::spawn("eyJ-certificate-token");
+    let certs = tempfile::tempdir().unwrap();
+    let ca = certs.path().join("ca.pem");
+    std::fs::write(&ca, entra.ca_pem()).unwrap();
+    let client_pem = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../crates/picoclaw-auth/tests/data/client.pem")
+        .canonicalize()
+        .unwrap();
+    let endpoint = ScriptedEndpoint::start_with([Reply::text("as the certificate")]).await;
+    endpoint.require_api_key("eyJ-certificate-token");
+    let home = azure_home(&endpoint, json!({}));
+    let mut config = home.config();
+    config["azure"] = json!({"credential": "environment"});
+    home.write_config(&config);
+    let dotenv = home.path().join(".env");
+    std::fs::write(
+        &dotenv,
+        format!(
+            "AZURE_TENANT_ID=72f988bf-86f1-41af-91ab-2d7cd011db47\n\
+             AZURE_CLIENT_ID=11111111-2222-3333-4444-555555555555\n\
+             AZURE_CLIENT_CERTIFICATE_PATH={}\n\
+             AZURE_AUTHORITY_HOST={}\n",
+            client_pem.display(),
+            entra.authority_host()
+        ),
+    )
+    .unwrap();
+    let mut cmd = home.cmd();
+    clear_azure_env(&mut cmd);
+    // A managed identity is reachable, but the pinned credential is the only one tried.
+    let identity = picoclaw_testkit::IdentityEndpoint::spawn("eyJ-wrong-identity", "hdr");
+    cmd.env("SSL_CERT_FILE", &ca)
+        .env("IDENTITY_ENDPOINT", identity.url())
+        .env("IDENTITY_HEADER", "hdr")
+        .env("PATH", certs.path());
+    let out = run(cmd, &["agent", "-m", "hi"]).await;
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(out.stdout.contains("as the certificate"), "{}", out.stdout);
+    assert!(
+        identity.requests().is_empty(),
+        "the managed identity was tried"
+    );
+    let (line, form) = &entra.requests()[0];
+    assert!(
+        line.contains("/72f988bf-86f1-41af-91ab-2d7cd011db47/oauth2/v2.0/token"),
+        "{line}"
+    );
+    assert!(
+        form.contains(
+            "client_assertion_type=urn%3Aietf%3Aparams%3Aoauth%3Aclient-assertion-type%3Ajwt-bearer"
+        ),
+        "{form}"
+    );
+    assert!(form.contains("client_assertion=ey"), "{form}");
+
+    // Pinned to the Azure CLI, which is not installed: only that one is named.
+    config["azure"] = json!({"credential": "cli"});
+    home.write_config(&config);
+    let mut cmd = home.cmd();
+    clear_azure_env(&mut cmd);
+    cmd.env("SSL_CERT_FILE", &ca)
+        .env("IDENTITY_ENDPOINT", identity.url())
+        .env("IDENTITY_HEADER", "hdr")
+        .env("PATH", certs.path());
+    let out = run(cmd, &["agent", "-m", "hi"]).await;
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    assert!(
+        out.stderr.contains("tried: Azure CLI (az login)"),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        !out.stderr.contains("managed identity (IDENTITY_ENDPOINT)"),
+        "{}",
+        out.stderr
+    );
+    assert!(!out.stderr.contains("certificate"), "{}", out.stderr);
+
+    // A credential that does not exist is a config error naming the accepted ones.
+    config["azure"] = json!({"credential": "powershell"});
+    home.write_config(&config);
+    let out = run(home.cmd(), &["agent", "-m", "hi"]).await;
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    assert!(out.stderr.contains("azure.credential"), "{}", out.stderr);
+    assert!(out.stderr.contains("managed_identity"), "{}", out.stderr);
+}
