@@ -204,14 +204,17 @@ pub(crate) fn resolve(
     Ok(Some(Arc::new(KeyVaultSecrets { vault, by_key })))
 }
 
+/// Builds the provider again with another key.
+pub(crate) type Rebuild =
+    Box<dyn Fn(Secret<String>) -> Result<Arc<dyn LlmProvider>, ProviderError> + Send + Sync>;
+
 /// A provider whose key came from Key Vault: when the vendor refuses the key (401), the secret
 /// is read again and, if it changed (rotated), the provider is rebuilt with it and the request
 /// sent once more.
 pub(crate) struct RefreshingKey {
     name: String,
     current: RwLock<(Secret<String>, Arc<dyn LlmProvider>)>,
-    rebuild:
-        Box<dyn Fn(Secret<String>) -> Result<Arc<dyn LlmProvider>, ProviderError> + Send + Sync>,
+    rebuild: Rebuild,
     secrets: Arc<KeyVaultSecrets>,
     reference: KeyVaultReference,
     refreshing: tokio::sync::Mutex<()>,
@@ -230,9 +233,7 @@ impl RefreshingKey {
     pub(crate) fn new(
         key: Secret<String>,
         provider: Arc<dyn LlmProvider>,
-        rebuild: Box<
-            dyn Fn(Secret<String>) -> Result<Arc<dyn LlmProvider>, ProviderError> + Send + Sync,
-        >,
+        rebuild: Rebuild,
         secrets: Arc<KeyVaultSecrets>,
         reference: KeyVaultReference,
     ) -> Self {
