@@ -2,6 +2,7 @@
 //! layout (existing files load unchanged), `PICOCLAW_<SECTION>_<KEY>` environment overrides,
 //! validation that names the key and the fix, model resolution, and the files `onboard` writes.
 
+pub mod agents;
 mod envfile;
 mod error;
 mod factory;
@@ -14,6 +15,10 @@ mod paths;
 mod resolve;
 mod write;
 
+pub use agents::{
+    AgentEntry, AgentInfo, AgentModel, AgentTools, Binding, BindingMatch, MAIN_AGENT, PeerMatch, Route,
+    RouteInput, SubagentsEntry,
+};
 pub use envfile::{Environment, VarOrigin};
 pub use error::ConfigError;
 pub use factory::{BuiltProvider, build_agent_provider, build_provider};

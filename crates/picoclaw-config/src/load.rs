@@ -120,7 +120,8 @@ fn load_inner(
     config.source = Some(path.to_path_buf());
     config.environment = Some(std::sync::Arc::new(environment));
     config.auth = Some(picoclaw_auth::AuthStore::new(paths.auth_file()));
-    let (problems, notes) = validate(&config);
+    let (mut problems, notes) = validate(&config);
+    problems.extend(crate::agents::workspace_problems(&config, paths));
     warnings.extend(notes);
     if !problems.is_empty() {
         return Err(ConfigError::Invalid {
@@ -235,17 +236,7 @@ pub(crate) fn ignored_sections(config: &Config) -> Vec<String> {
             Some(_) => true,
         }
     }
-    let sections: [(&Option<Value>, &str); 7] = [
-        (
-            &config.agents.list,
-            "agents.list: several agents are not supported yet; this section is ignored \
-             (agents.defaults applies to every chat)",
-        ),
-        (
-            &config.bindings,
-            "bindings: routing chats to named agents is not supported yet; this section is \
-             ignored",
-        ),
+    let sections: [(&Option<Value>, &str); 5] = [
         (
             &config.devices,
             "devices: device monitoring is not supported yet; this section is ignored",
@@ -488,6 +479,7 @@ pub fn validate(config: &Config) -> (Vec<String>, Vec<String>) {
     if let Err(e) = crate::keyvault::parse_credential(&config.azure.credential) {
         errors.push(e);
     }
+    errors.extend(crate::agents::problems(config));
     if d.request_timeout == 0 {
         errors.push(
             "agents.defaults.request_timeout is 0; use the seconds a model call may take, e.g. 120"

@@ -49,9 +49,9 @@ pub struct Config {
     pub memory: Option<Value>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub logging: Option<Value>,
-    /// The original's routing of chats to named agents (kept, not used).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub bindings: Option<Value>,
+    /// Which agent a chat goes to (the original's bindings; see [`crate::agents`]).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub bindings: Vec<crate::Binding>,
     /// Azure: which credential to use, the user-assigned identity, Key Vault.
     #[serde(skip_serializing_if = "AzureSection::is_empty")]
     pub azure: AzureSection,
@@ -130,9 +130,9 @@ impl Config {
 #[non_exhaustive]
 pub struct AgentsConfig {
     pub defaults: AgentDefaults,
-    /// Named agents (the original's multi-agent list), kept for later.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub list: Option<Value>,
+    /// Several agents in one gateway (the original's multi-agent list; see [`crate::agents`]).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub list: Vec<crate::AgentEntry>,
 }
 
 /// `agents.defaults`.
