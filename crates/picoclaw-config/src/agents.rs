@@ -371,7 +371,10 @@ impl Config {
         {
             return chosen(*i, b, "binding.peer");
         }
-        if let Some(peer) = input.parent_peer.as_ref().filter(|p| !p.1.trim().is_empty())
+        if let Some(peer) = input
+            .parent_peer
+            .as_ref()
+            .filter(|p| !p.1.trim().is_empty())
             && let Some((i, b)) = peer_hit(peer)
         {
             return chosen(*i, b, "binding.peer.parent");
@@ -445,7 +448,9 @@ pub(crate) fn problems(config: &Config) -> Vec<String> {
     for (i, e) in list.iter().enumerate() {
         let id = normalize_id(&e.id);
         if id.is_empty() {
-            out.push(format!("agents.list[{i}] has no id; give it one (\"id\": \"coder\")"));
+            out.push(format!(
+                "agents.list[{i}] has no id; give it one (\"id\": \"coder\")"
+            ));
             continue;
         }
         if id.len() > 64
@@ -459,7 +464,9 @@ pub(crate) fn problems(config: &Config) -> Vec<String> {
             ));
         }
         if seen.contains(&id) {
-            out.push(format!("agents.list[{i}].id '{id}' is used twice; ids must be unique"));
+            out.push(format!(
+                "agents.list[{i}].id '{id}' is used twice; ids must be unique"
+            ));
         }
         seen.push(id);
         if let Some(sub) = &e.subagents {

@@ -16,8 +16,8 @@ mod resolve;
 mod write;
 
 pub use agents::{
-    AgentEntry, AgentInfo, AgentModel, AgentTools, Binding, BindingMatch, MAIN_AGENT, PeerMatch, Route,
-    RouteInput, SubagentsEntry,
+    AgentEntry, AgentInfo, AgentModel, AgentTools, Binding, BindingMatch, MAIN_AGENT, PeerMatch,
+    Route, RouteInput, SubagentsEntry,
 };
 pub use envfile::{Environment, VarOrigin};
 pub use error::ConfigError;

@@ -84,7 +84,11 @@ fn the_originals_layout_loads_and_routes_by_specificity() {
     );
     // Another bot account of the channel falls through to the wildcard.
     assert_eq!(
-        route(RouteInput::new("telegram").peer("user", "7").account("bot-b")),
+        route(
+            RouteInput::new("telegram")
+                .peer("user", "7")
+                .account("bot-b")
+        ),
         ("family".into(), "binding.channel")
     );
     assert_eq!(
@@ -96,7 +100,11 @@ fn the_originals_layout_loads_and_routes_by_specificity() {
         ("coder".into(), "binding.team")
     );
     assert_eq!(
-        route(RouteInput::new("slack").peer("user", "U1").account("bot-two")),
+        route(
+            RouteInput::new("slack")
+                .peer("user", "U1")
+                .account("bot-two")
+        ),
         ("family".into(), "binding.account")
     );
     // Nothing matches: the default agent.
@@ -134,7 +142,10 @@ fn session_keys_keep_the_default_agents_and_prefix_the_others() {
         c.agent_session_key("Coder", "telegram:-100"),
         "agent:coder:telegram:-100"
     );
-    assert_eq!(c.agent_session_key("coder", "api:ada"), "agent:coder:api:ada");
+    assert_eq!(
+        c.agent_session_key("coder", "api:ada"),
+        "agent:coder:api:ada"
+    );
     assert_eq!(c.agent_of_session("agent:coder:telegram:-100"), "coder");
     assert_eq!(c.agent_of_session("telegram:1"), "assistant");
     // A prefix naming no agent is not an agent's.
@@ -144,7 +155,9 @@ fn session_keys_keep_the_default_agents_and_prefix_the_others() {
     assert_eq!(plain.default_agent_id(), "main");
     assert_eq!(plain.agent_session_key("main", "telegram:1"), "telegram:1");
     assert_eq!(
-        plain.route(&RouteInput::new("telegram").peer("user", "1")).agent_id,
+        plain
+            .route(&RouteInput::new("telegram").peer("user", "1"))
+            .agent_id,
         "main"
     );
 }
@@ -166,10 +179,7 @@ fn each_agent_gets_its_own_workspace_and_model() {
     let coder = c.for_agent("coder", &paths).unwrap();
     assert_eq!(coder.agents.defaults.model, "anthropic/claude-sonnet-4");
     let assistant = c.for_agent("assistant", &paths).unwrap();
-    assert_eq!(
-        assistant.agents.defaults.model,
-        "anthropic/claude-opus-4-5"
-    );
+    assert_eq!(assistant.agents.defaults.model, "anthropic/claude-opus-4-5");
     assert_eq!(assistant.agents.defaults.model_fallbacks, ["openai/gpt-4o"]);
     assert!(c.for_agent("nobody", &paths).is_none());
     let tools = c.agent_entry("coder").unwrap().tools.clone().unwrap();

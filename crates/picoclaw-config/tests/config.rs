@@ -239,7 +239,10 @@ fn sections_kept_but_not_used_warn_once_each() {
         assert_eq!(all.matches(section).count(), 1, "{section}: {all}");
     }
     // Several agents and their bindings are acted on now: nothing is said of them.
-    assert!(!all.contains("agents.list") && !all.contains("bindings"), "{all}");
+    assert!(
+        !all.contains("agents.list") && !all.contains("bindings"),
+        "{all}"
+    );
     assert_eq!(all.lines().count(), 2, "{all}");
     assert!(!all.contains("unknown key"), "{all}");
     // Empty or switched off: nothing is ignored, nothing is said.

@@ -180,6 +180,11 @@ pub struct AssembleOptions {
     pub local_results: Option<picoclaw_core::LocalResults>,
     /// Tools beyond the built-in ones (a contributor's build, an embedder).
     pub tools: Vec<crate::extend::ToolFactory>,
+    /// The state database to use instead of opening the one the config names (several agents
+    /// share one).
+    pub store: Option<Arc<dyn StateBackend>>,
+    /// Which tools the agent keeps (`agents.list[].tools`).
+    pub tool_filter: Option<picoclaw_config::AgentTools>,
 }
 
 impl std::fmt::Debug for AssembleOptions {
@@ -188,6 +193,8 @@ impl std::fmt::Debug for AssembleOptions {
             .field("stream", &self.stream)
             .field("local_results", &self.local_results.is_some())
             .field("tool_factories", &self.tools.len())
+            .field("store", &self.store.is_some())
+            .field("tool_filter", &self.tool_filter)
             .finish()
     }
 }
@@ -198,7 +205,21 @@ impl AssembleOptions {
             stream,
             local_results: None,
             tools: Vec::new(),
+            store: None,
+            tool_filter: None,
         }
+    }
+
+    /// See [`AssembleOptions::store`].
+    pub fn with_store(mut self, store: Arc<dyn StateBackend>) -> Self {
+        self.store = Some(store);
+        self
+    }
+
+    /// See [`AssembleOptions::tool_filter`].
+    pub fn with_tool_filter(mut self, filter: picoclaw_config::AgentTools) -> Self {
+        self.tool_filter = Some(filter);
+        self
     }
 
     /// Adds the tools `tools` make to the built-in ones.
@@ -346,9 +367,12 @@ pub async fn assemble(
         }
     }
 
-    let store = open_state(config, paths, true)
-        .await?
-        .ok_or_else(|| SetupError::other("cannot open the state database", "it was not created"))?;
+    let store = match options.store.clone() {
+        Some(store) => store,
+        None => open_state(config, paths, true).await?.ok_or_else(|| {
+            SetupError::other("cannot open the state database", "it was not created")
+        })?,
+    };
     // Scheduling: jobs go to the store; the gateway runs them. At most tools.cron.max_jobs per
     // chat; scheduled turns add none.
     let cron = config
@@ -388,6 +412,16 @@ pub async fn assemble(
         picoclaw_tools::WebFetchConfig::from_section(&web.fetch.clone().unwrap_or_default())
             .map_err(SetupError::Config)?;
     tools.register(Arc::new(picoclaw_tools::WebFetchTool::new(fetch)));
+
+    // agents.list[].tools: only the allowed ones, never the denied ones.
+    if let Some(filter) = &options.tool_filter {
+        let names: Vec<String> = tools.names().map(str::to_owned).collect();
+        for name in names {
+            if !filter.allows(&name) {
+                tools.remove(&name);
+            }
+        }
+    }
 
     let mut agent_cfg = AgentConfig::default();
     agent_cfg.model = resolved.model.clone();

@@ -136,7 +136,7 @@ const MAX_IMAGE_BYTES: u64 = 5 * 1024 * 1024;
 
 /// Routes inbound messages to per-session workers.
 pub struct Dispatcher {
-    agent: Agent,
+    agents: Arc<crate::AgentSet>,
     store: Arc<dyn StateBackend>,
     config: DispatcherConfig,
     queues: Mutex<HashMap<SessionKey, mpsc::Sender<Job>>>,
@@ -176,9 +176,20 @@ fn external_id(msg: &InboundMessage) -> String {
 }
 
 impl Dispatcher {
+    /// A dispatcher for one agent.
     pub fn new(agent: Agent, store: Arc<dyn StateBackend>, config: DispatcherConfig) -> Arc<Self> {
+        let agents = Arc::new(crate::AgentSet::one(agent, store.clone()));
+        Self::with_agents(agents, store, config)
+    }
+
+    /// A dispatcher routing each message to one of `agents` (see [`crate::AgentSet::route`]).
+    pub fn with_agents(
+        agents: Arc<crate::AgentSet>,
+        store: Arc<dyn StateBackend>,
+        config: DispatcherConfig,
+    ) -> Arc<Self> {
         Arc::new(Self {
-            agent,
+            agents,
             store,
             permits: Arc::new(Semaphore::new(config.max_concurrent_turns.max(1))),
             config,
@@ -195,7 +206,11 @@ impl Dispatcher {
 
     /// Journals `msg` and queues it behind its session (waiting while the session's queue is
     /// full). Returns once the message is durable.
-    pub async fn accept(self: &Arc<Self>, msg: InboundMessage) -> Result<Accepted, StateError> {
+    pub async fn accept(self: &Arc<Self>, mut msg: InboundMessage) -> Result<Accepted, StateError> {
+        // The agent the bindings name, and the conversation with it (journaled as routed, so a
+        // restart answers with the same agent).
+        let routed = self.agents.route(&msg);
+        msg.session_key = routed.session_key;
         let payload =
             serde_json::to_string(&msg).map_err(|e| StateError::Invalid(e.to_string()))?;
         let now = picoclaw_state::now_ms();
@@ -218,7 +233,7 @@ impl Dispatcher {
             .store
             .kv_put(
                 crate::scheduler::LAST_CHAT.0,
-                crate::scheduler::LAST_CHAT.1,
+                &self.agents.last_chat_key(&routed.agent_id),
                 &last,
             )
             .await
@@ -419,7 +434,14 @@ impl Dispatcher {
         };
         let text = match msg.content.trim() {
             "/help" => HELP.to_owned(),
-            "/new" => match self.agent.session_store().delete(&msg.session_key).await {
+            "/new" => match self
+                .agents
+                .for_session(msg.session_key.as_str())
+                .agent
+                .session_store()
+                .delete(&msg.session_key)
+                .await
+            {
                 Ok(_) => "Started a new conversation.".to_owned(),
                 Err(e) => format!("Could not clear the conversation: {e}"),
             },
@@ -449,6 +471,8 @@ impl Dispatcher {
                 }
                 let content = self.content_with_media(&msg).await;
                 let result = self
+                    .agents
+                    .for_session(msg.session_key.as_str())
                     .agent
                     .turn(&msg.session_key, ChatMessage::user(content), options, &())
                     .await;

@@ -56,9 +56,34 @@ pub struct ApiState {
     /// Turn, tool and delivery counters for `/metrics` (shared with the dispatcher).
     pub metrics: Arc<crate::metrics::Metrics>,
     pub(crate) next_id: AtomicU64,
+    /// Every agent of the gateway (a request names one with `model: "agent:<id>"` or
+    /// `X-Picoclaw-Agent`; else the default agent, which `agent` and `ephemeral` are).
+    pub agents: Option<Arc<crate::AgentSet>>,
 }
 
 impl ApiState {
+    /// The API of the gateway's agents.
+    pub fn with_agents(
+        agents: Arc<crate::AgentSet>,
+        access: crate::access::Access,
+        turn_timeout: Duration,
+    ) -> Self {
+        let main = agents.default_agent();
+        Self {
+            agent: main.agent.clone(),
+            ephemeral: main.ephemeral.clone(),
+            store: agents.store().clone(),
+            model_label: main.model_label.clone(),
+            access,
+            turn_timeout,
+            dispatcher: None,
+            channels: None,
+            metrics: Arc::default(),
+            next_id: AtomicU64::new(1),
+            agents: Some(agents),
+        }
+    }
+
     pub fn new(
         assembled: &crate::Assembled,
         access: crate::access::Access,
@@ -75,6 +100,41 @@ impl ApiState {
             channels: None,
             metrics: Arc::default(),
             next_id: AtomicU64::new(1),
+            agents: None,
+        }
+    }
+
+    /// The agent a request names: `X-Picoclaw-Agent`, else a `model` of `agent:<id>`, else
+    /// the default one. `(id, agent, ephemeral)`; an unknown id is an error naming the known.
+    fn pick_agent(
+        &self,
+        headers: &HeaderMap,
+        model: Option<&str>,
+    ) -> Result<(Option<String>, picoclaw_core::Agent, picoclaw_core::Agent), String> {
+        let named = match headers.get("x-picoclaw-agent") {
+            Some(v) => Some(
+                v.to_str()
+                    .map_err(|_| "X-Picoclaw-Agent must be plain text".to_owned())?
+                    .trim()
+                    .to_owned(),
+            ),
+            None => model
+                .and_then(|m| m.trim().strip_prefix("agent:"))
+                .map(|id| id.trim().to_owned()),
+        };
+        let Some(id) = named.filter(|id| !id.is_empty()) else {
+            return Ok((None, self.agent.clone(), self.ephemeral.clone()));
+        };
+        let Some(agents) = &self.agents else {
+            return if id == picoclaw_config::MAIN_AGENT {
+                Ok((None, self.agent.clone(), self.ephemeral.clone()))
+            } else {
+                Err(format!("no agent '{id}'; this gateway has one agent, main"))
+            };
+        };
+        match agents.get(&id) {
+            Some(a) => Ok((Some(a.id.clone()), a.agent.clone(), a.ephemeral.clone())),
+            None => Err(format!("no agent '{id}'; known: {}", agents.ids())),
         }
     }
 }
@@ -348,10 +408,19 @@ async fn metrics_text(State(state): State<Arc<ApiState>>) -> Response {
 }
 
 async fn models(State(state): State<Arc<ApiState>>) -> Json<Value> {
-    Json(json!({
-        "object": "list",
-        "data": [{"id": state.model_label, "object": "model", "created": 0, "owned_by": "picoclaw"}],
-    }))
+    let mut data = vec![
+        json!({"id": state.model_label, "object": "model", "created": 0, "owned_by": "picoclaw"}),
+    ];
+    // Each agent is a model a client can pick (`agent:<id>`).
+    if let Some(agents) = &state.agents {
+        for a in agents.agents() {
+            data.push(
+                json!({"id": format!("agent:{}", a.id), "object": "model", "created": 0,
+                             "owned_by": "picoclaw", "name": a.name, "model": a.model_label}),
+            );
+        }
+    }
+    Json(json!({"object": "list", "data": data}))
 }
 
 #[derive(Deserialize)]
@@ -412,6 +481,16 @@ async fn chat_completions(
         Ok(s) => s,
         Err(e) => return api_error(StatusCode::BAD_REQUEST, "invalid_request_error", e),
     };
+    let (agent_id, chosen, chosen_ephemeral) =
+        match state.pick_agent(&headers, request.model.as_deref()) {
+            Ok(picked) => picked,
+            Err(e) => return api_error(StatusCode::NOT_FOUND, "model_not_found", e),
+        };
+    // Another agent's API conversations are its own: `agent:<id>:api:<user>`.
+    let session = match (&agent_id, &state.agents, session) {
+        (Some(id), Some(agents), Some(key)) => Some(agents.session_key(id, key.as_str())),
+        (_, _, session) => session,
+    };
     // Convert the messages; the last must be the user's new one.
     let mut history = Vec::with_capacity(request.messages.len());
     let mut names = std::collections::HashMap::new();
@@ -449,12 +528,15 @@ async fn chat_completions(
         .filter(|m| !m.trim().is_empty())
         .unwrap_or_else(|| state.model_label.clone());
     let (agent, key, ephemeral) = match session {
-        Some(key) => (state.agent.clone(), key, false),
+        Some(key) => (chosen, key, false),
         None => {
             // Stateless: the request's history, in memory for this request only.
             let key = SessionKey::new(format!("stateless:{id}"));
             if !history.is_empty()
-                && let Err(e) = state.ephemeral.session_store().append(&key, &history).await
+                && let Err(e) = chosen_ephemeral
+                    .session_store()
+                    .append(&key, &history)
+                    .await
             {
                 return api_error(
                     StatusCode::INTERNAL_SERVER_ERROR,
@@ -462,7 +544,7 @@ async fn chat_completions(
                     e.to_string(),
                 );
             }
-            (state.ephemeral.clone(), key, true)
+            (chosen_ephemeral, key, true)
         }
     };
     let created = chrono::Utc::now().timestamp();

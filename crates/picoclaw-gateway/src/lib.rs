@@ -9,6 +9,7 @@
 //! subscriber, the signal handlers and the TLS crypto provider are the application's.
 
 pub mod access;
+pub mod agents;
 pub mod assemble;
 pub mod dispatcher;
 pub mod extend;
@@ -17,6 +18,7 @@ pub mod key;
 pub mod metrics;
 pub mod scheduler;
 
+pub use agents::{AgentSet, GatewayAgent, Routed, assemble_agents, route_input};
 pub use assemble::{
     AssembleOptions, Assembled, SetupError, SkillsSettings, assemble, exec_config, open_state,
     state_location,
@@ -72,12 +74,16 @@ pub async fn run_with(
         ),
     }
     let grace = Duration::from_secs(u64::from(config.gateway.shutdown_grace_seconds));
-    let assembled = assemble(
-        &config,
-        &paths,
-        AssembleOptions::streaming(true).with_tools(extensions.tools().to_vec()),
-    )
-    .await?;
+    let agents = Arc::new(
+        assemble_agents(
+            &config,
+            &paths,
+            AssembleOptions::streaming(true).with_tools(extensions.tools().to_vec()),
+        )
+        .await?,
+    );
+    let store = agents.store().clone();
+    let main = agents.default_agent();
     if config.tools.exec.enabled
         && let Err(why) = picoclaw_tools::landlock_abi()
     {
@@ -99,21 +105,23 @@ pub async fn run_with(
     let env_groq = config.environment().get("GROQ_API_KEY").map(str::to_owned);
     let transcriber = picoclaw_tools::SttConfig::from_section(config.stt.as_ref(), env_groq)
         .map(picoclaw_tools::Transcriber::new);
+    // Files that come with messages are saved in the default agent's workspace (and copied
+    // into another agent's when the message goes to it).
     let channels = Arc::new(channels_from_config(
         &config,
         extensions.channels(),
-        &assembled.workspace,
+        &main.workspace,
         paths.home(),
     ));
     // One set of counters for this gateway, shared by the dispatcher and `/metrics`.
     let metrics = Arc::new(metrics::Metrics::default());
-    let dispatcher = Dispatcher::new(
-        assembled.agent.clone(),
-        assembled.store.clone(),
+    let dispatcher = Dispatcher::with_agents(
+        agents.clone(),
+        store.clone(),
         DispatcherConfig::default()
             .metrics(metrics.clone())
             .transcriber(transcriber)
-            .media_root(assembled.workspace.clone())
+            .media_root(main.workspace.clone())
             .typing_to(Arc::new(ChannelSink(channels.clone()))),
     );
     let stop = tokio_util::sync::CancellationToken::new();
@@ -133,32 +141,35 @@ pub async fn run_with(
     let mut channel_tasks =
         channels.start(Arc::new(DispatcherInbox(dispatcher.clone())), stop.clone());
     let clock: Arc<dyn scheduler::Clock> = Arc::new(scheduler::SystemClock);
-    let cron = scheduler::CronRunner::new(
-        assembled.store.clone(),
-        assembled.agent.clone(),
+    let cron = scheduler::CronRunner::with_agents(
+        agents.clone(),
         clock.clone(),
         dispatcher.outbox_ready.clone(),
     );
     channel_tasks.spawn(cron.run(stop.clone()));
     if config.heartbeat.enabled && config.heartbeat.interval > 0 {
-        let heartbeat = scheduler::Heartbeat::new(
-            assembled.agent.clone(),
-            assembled.store.clone(),
-            assembled.workspace.clone(),
-            clock,
-            dispatcher.outbox_ready.clone(),
-        );
-        let every = Duration::from_secs(u64::from(config.heartbeat.interval) * 60);
-        channel_tasks.spawn(heartbeat.run(every, stop.clone()));
+        // Each agent's own heartbeat: its workspace's HEARTBEAT.md, its last chat.
+        for a in agents.agents() {
+            let heartbeat = scheduler::Heartbeat::new(
+                a.agent.clone(),
+                store.clone(),
+                a.workspace.clone(),
+                clock.clone(),
+                dispatcher.outbox_ready.clone(),
+            )
+            .for_agent(&agents, &a.id);
+            let every = Duration::from_secs(u64::from(config.heartbeat.interval) * 60);
+            channel_tasks.spawn(heartbeat.run(every, stop.clone()));
+        }
     }
 
     let access = access::Access::new(key.key, &config.gateway, local);
-    let mut api = http::ApiState::new(&assembled, access, DEFAULT_TURN_TIMEOUT);
+    let mut api = http::ApiState::with_agents(agents.clone(), access, DEFAULT_TURN_TIMEOUT);
     api.metrics = metrics;
     api.dispatcher = Some(dispatcher.clone());
     api.channels = Some(channels.clone());
     let state = Arc::new(api);
-    tracing::info!(%local, model = %assembled.model_label, "gateway listening");
+    tracing::info!(%local, model = %main.model_label, agents = agents.agents().len(), "gateway listening");
     on_listening(local);
     // On the signal: stop taking requests and let the ones in flight finish, but only for the
     // grace period; a turn still running then is cut (its client gets the connection closed).
@@ -191,7 +202,7 @@ pub async fn run_with(
         );
     }
     tracing::info!("gateway stopped");
-    assembled.store.close().await;
+    store.close().await;
     Ok(())
 }
 

@@ -97,7 +97,7 @@ async fn send(
 /// Runs due cron jobs.
 pub struct CronRunner {
     store: Arc<dyn StateBackend>,
-    agent: Agent,
+    agents: Arc<crate::AgentSet>,
     clock: Arc<dyn Clock>,
     outbox_ready: Arc<Notify>,
 }
@@ -115,9 +115,19 @@ impl CronRunner {
         clock: Arc<dyn Clock>,
         outbox_ready: Arc<Notify>,
     ) -> Self {
+        let agents = Arc::new(crate::AgentSet::one(agent, store.clone()));
+        Self::with_agents(agents, clock, outbox_ready)
+    }
+
+    /// Runs each job on the agent whose conversation made it (`agent:<id>:...` keys).
+    pub fn with_agents(
+        agents: Arc<crate::AgentSet>,
+        clock: Arc<dyn Clock>,
+        outbox_ready: Arc<Notify>,
+    ) -> Self {
         Self {
-            store,
-            agent,
+            store: agents.store().clone(),
+            agents,
             clock,
             outbox_ready,
         }
@@ -168,6 +178,8 @@ impl CronRunner {
                 options = options.chat(c.clone(), t.clone());
             }
             let outcome = self
+                .agents
+                .for_session(session.as_str())
                 .agent
                 .turn(&session, ChatMessage::user(prompt), options, &())
                 .await
@@ -249,6 +261,10 @@ pub struct Heartbeat {
     agent: Agent,
     store: Arc<dyn StateBackend>,
     workspace: PathBuf,
+    /// Its conversation (`heartbeat`; `agent:<id>:heartbeat` for another agent).
+    session: SessionKey,
+    /// Where the chat it reports to is noted (see [`LAST_CHAT`]).
+    last_chat: String,
     clock: Arc<dyn Clock>,
     outbox_ready: Arc<Notify>,
 }
@@ -273,9 +289,19 @@ impl Heartbeat {
             agent,
             store,
             workspace,
+            session: SessionKey::new("heartbeat"),
+            last_chat: LAST_CHAT.1.to_owned(),
             clock,
             outbox_ready,
         }
+    }
+
+    /// The heartbeat of agent `id` of `agents` (its conversation and the chat it last heard
+    /// from).
+    pub fn for_agent(mut self, agents: &crate::AgentSet, id: &str) -> Self {
+        self.session = agents.session_key(id, "heartbeat");
+        self.last_chat = agents.last_chat_key(id);
+        self
     }
 
     /// One heartbeat.
@@ -294,7 +320,7 @@ impl Heartbeat {
         let outcome = self
             .agent
             .turn(
-                &SessionKey::new("heartbeat"),
+                &self.session,
                 ChatMessage::user(prompt),
                 TurnOptions::new().origin(TurnOrigin::Heartbeat),
                 &(),
@@ -309,7 +335,7 @@ impl Heartbeat {
         }
         let last = self
             .store
-            .kv_get(LAST_CHAT.0, LAST_CHAT.1)
+            .kv_get(LAST_CHAT.0, &self.last_chat)
             .await
             .map_err(|e| e.to_string())?;
         let Some((channel, chat_id)) = last.as_deref().and_then(|v| v.split_once('\n')) else {
