@@ -249,8 +249,14 @@ impl Inner {
             InboundMessage::new("discord", msg.channel_id.to_string(), user_id, content)
                 .with_metadata("message_id", msg.id.to_string())
                 .with_metadata("username", msg.author.name.clone());
-        if let Some(guild) = msg.guild_id {
-            inbound = inbound.with_metadata("guild_id", guild.to_string());
+        // For bindings: a guild message is its channel's, a direct message the user's.
+        match msg.guild_id {
+            Some(guild) => {
+                inbound = inbound
+                    .with_metadata("guild_id", guild.to_string())
+                    .with_metadata("peer_kind", "channel");
+            }
+            None => inbound = inbound.with_metadata("peer_kind", "user"),
         }
         Some(inbound)
     }

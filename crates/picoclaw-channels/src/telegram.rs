@@ -293,8 +293,17 @@ impl TelegramChannel {
             };
         }
         let chat_id = message.chat.id.0.to_string();
+        // For bindings: a private chat is the user's; a group's or a channel's is the chat's.
+        let peer_kind = if message.chat.is_private() {
+            "user"
+        } else if message.chat.is_channel() {
+            "channel"
+        } else {
+            "group"
+        };
         let mut inbound = InboundMessage::new("telegram", chat_id, user_id, text)
-            .with_metadata("message_id", message.id.0.to_string());
+            .with_metadata("message_id", message.id.0.to_string())
+            .with_metadata("peer_kind", peer_kind);
         if let Some(u) = &from.username {
             inbound = inbound.with_metadata("username", u.clone());
         }

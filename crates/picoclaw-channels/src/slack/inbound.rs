@@ -116,7 +116,12 @@ impl Inner {
         }
         let mut inbound = InboundMessage::new("slack", chat_id.clone(), user, content)
             .with_metadata("message_id", ts)
-            .with_metadata("channel_type", if direct { "im" } else { "channel" });
+            .with_metadata("channel_type", if direct { "im" } else { "channel" })
+            // For bindings: a direct chat is the user's, else the channel's; the workspace.
+            .with_metadata("peer_kind", if direct { "user" } else { "channel" });
+        if let Some(team) = s(event, "team").or_else(|| s(event, "user_team")) {
+            inbound = inbound.with_metadata("team_id", team);
+        }
         if let Some(files) = event.get("files").and_then(Value::as_array)
             && self.config.common.media_dir.is_some()
         {
