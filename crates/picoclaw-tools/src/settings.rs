@@ -113,7 +113,7 @@ pub struct ToggleSection {
     pub enabled: bool,
 }
 
-/// `tools.gpio`: the `gpio` tool (builds with the `hardware` feature; [`crate::GpioTool`]).
+/// `tools.gpio`: the `gpio` tool (`GpioTool`, in builds with the `hardware` feature).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 #[non_exhaustive]

@@ -3,7 +3,8 @@
 //! calls them on the blocking pool.
 //!
 //! A line set by `write` (or `pulse`) stays requested as an output, so it keeps its level after
-//! the call; a line only read or watched is released when the call ends.
+//! the call; a line only read (as it is: its direction unchanged) or watched (as an input) is
+//! released when the call ends.
 
 use super::SLICE;
 use std::collections::HashMap;
@@ -153,8 +154,9 @@ impl Backend for Cdev {
             Some(req) => req.value(pin),
             None => {
                 drop(outputs);
+                // As it is: reading does not turn an output some firmware set into an input.
                 let req = self.request(pin, |b| {
-                    b.as_input();
+                    b.as_is();
                 })?;
                 req.value(pin)
             }
@@ -257,7 +259,8 @@ impl Backend for Rpi {
         if let Some(out) = lock(&self.outputs).get(&pin) {
             return Ok(out.is_set_high());
         }
-        Ok(rpi_pin(pin)?.into_input().is_high())
+        // The pin as it is: reading does not change its mode.
+        Ok(rpi_pin(pin)?.read() == rppal::gpio::Level::High)
     }
 
     fn write(&self, pin: u32, high: bool) -> Result<(), String> {
