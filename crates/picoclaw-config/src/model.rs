@@ -341,6 +341,8 @@ tools_config! {
         i2c: picoclaw_tools::ToggleSection,
         /// The SPI tool (builds with the `hardware` feature).
         spi: picoclaw_tools::ToggleSection,
+        /// The GPIO tool: chip, allowed pins (builds with the `hardware` feature).
+        gpio: picoclaw_tools::GpioSection,
         /// `tools.cron.max_jobs`, read by the `cron` tool (the original's other cron keys are
         /// left alone).
         cron: Value,

@@ -200,7 +200,8 @@ fn unknown_keys_in_tool_sections_and_stt_warn_with_a_suggestion() {
             "mcp": {"servers": {"fs": {"comand": "npx"}}, "max_inline_tool": 3},
             "skills": {"buitin": false},
             "i2c": {"enable": true},
-            "spii": {"enabled": true}
+            "spii": {"enabled": true},
+            "gpio": {"enabled": true, "pin": [17]}
         },
         "stt": {"api_kee": "gsk", "model": "whisper-large-v3"}
     }));
@@ -215,6 +216,7 @@ fn unknown_keys_in_tool_sections_and_stt_warn_with_a_suggestion() {
         ("tools.skills.buitin", "tools.skills.builtin"),
         ("tools.i2c.enable", "tools.i2c.enabled"),
         ("tools.spii", "tools.spi"),
+        ("tools.gpio.pin", "tools.gpio.pins"),
         ("stt.api_kee", "stt.api_key"),
     ] {
         assert!(
@@ -224,7 +226,7 @@ fn unknown_keys_in_tool_sections_and_stt_warn_with_a_suggestion() {
             "{key}: {all}"
         );
     }
-    assert_eq!(all.lines().count(), 8, "{all}");
+    assert_eq!(all.lines().count(), 9, "{all}");
 }
 
 #[test]

@@ -283,7 +283,8 @@ pub async fn assemble(
     let exec_cfg = exec_config(config, paths);
     let sandbox = Arc::new(sandbox);
     let mut tools: ToolRegistry = picoclaw_tools::builtin_tools(sandbox.clone(), exec_cfg);
-    // I2C and SPI, when the build has them and the config enables them (tools.i2c, tools.spi).
+    // I2C, SPI and GPIO, when the build has them and the config enables them (tools.i2c,
+    // tools.spi, tools.gpio).
     #[cfg(feature = "hardware")]
     {
         let on = |t: &Option<picoclaw_tools::ToggleSection>| t.as_ref().is_some_and(|t| t.enabled);
@@ -292,6 +293,16 @@ pub async fn assemble(
         }
         if on(&config.tools.spi) {
             tools.register(Arc::new(picoclaw_tools::SpiTool));
+        }
+        if let Some(gpio) = config.tools.gpio.as_ref().filter(|g| g.enabled) {
+            let tool = picoclaw_tools::GpioTool::from_section(gpio).map_err(SetupError::Config)?;
+            if tool.pins().is_empty() {
+                tracing::warn!(
+                    "tools.gpio is enabled but tools.gpio.pins is empty: the gpio tool refuses \
+                     every pin until the line offsets it may use are listed"
+                );
+            }
+            tools.register(Arc::new(tool));
         }
     }
     // Speech to text, when a key is configured (stt.api_key or GROQ_API_KEY).

@@ -10,6 +10,8 @@ mod cron;
 mod exec;
 mod fs;
 #[cfg(feature = "hardware")]
+mod gpio;
+#[cfg(feature = "hardware")]
 mod hardware;
 #[cfg(target_os = "linux")]
 mod landlock;
@@ -33,6 +35,8 @@ pub use fs::{
     AppendFileTool, EditFileTool, ListDirTool, MAX_READ_BYTES, ReadFileTool, WriteFileTool,
 };
 #[cfg(feature = "hardware")]
+pub use gpio::{GpioTool, MAX_PULSE_MS, MAX_WAIT_MS};
+#[cfg(feature = "hardware")]
 pub use hardware::{I2cTool, SpiTool, i2c_buses};
 #[cfg(target_os = "linux")]
 pub use landlock::{Policy, SYSTEM_READABLE, confine, confine_with, default_closed, landlock_abi};
@@ -40,7 +44,9 @@ pub use memory::{MemorySearchTool, MemoryWriteTool};
 pub use message::MessageTool;
 pub use picoclaw_api::tool::{Tool, ToolContext, ToolOutput, TurnOrigin, Typed, TypedTool};
 pub use sandbox::{Access, Located, Sandbox, SandboxError};
-pub use settings::{FetchSection, SearchBackendSection, SttSection, ToggleSection, WebSection};
+pub use settings::{
+    FetchSection, GpioSection, SearchBackendSection, SttSection, ToggleSection, WebSection,
+};
 pub use subagent::{
     BackgroundResult, LocalResults, SpawnTool, SubagentError, SubagentRunner, SubagentTool,
     Subagents,

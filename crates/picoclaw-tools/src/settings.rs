@@ -1,5 +1,5 @@
-//! The config sections these tools read, typed: `tools.web`, `tools.i2c`, `tools.spi` and
-//! `stt`. The config loader decodes them (naming a misspelt key); the tools build from them
+//! The config sections these tools read, typed: `tools.web`, `tools.i2c`, `tools.spi`,
+//! `tools.gpio` and `stt`. The config loader decodes them (naming a misspelt key); the tools build from them
 //! ([`crate::WebSearchConfig::from_section`], [`crate::WebFetchConfig::from_section`],
 //! [`crate::SttConfig::from_section`]). Keys of the original PicoClaw that picoclaw does not act
 //! on are accepted as they are.
@@ -111,6 +111,34 @@ pub struct FetchSection {
 #[non_exhaustive]
 pub struct ToggleSection {
     pub enabled: bool,
+}
+
+/// `tools.gpio`: the `gpio` tool (`GpioTool`, in builds with the `hardware` feature).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+#[non_exhaustive]
+pub struct GpioSection {
+    /// Offer the tool (default false).
+    pub enabled: bool,
+    /// The GPIO character device (default `/dev/gpiochip0`). Unused by the `rppal` backend.
+    pub chip: String,
+    /// The line offsets on `chip` the model may use. Empty (the default) allows none.
+    pub pins: Vec<u32>,
+    /// `cdev` (default: the Linux GPIO character device, any board) or `rppal` (Raspberry Pi,
+    /// BCM pin numbers).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub backend: Option<String>,
+}
+
+impl Default for GpioSection {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            chip: "/dev/gpiochip0".to_owned(),
+            pins: Vec::new(),
+            backend: None,
+        }
+    }
 }
 
 /// `stt`: speech to text through an OpenAI-compatible `audio/transcriptions` endpoint.
