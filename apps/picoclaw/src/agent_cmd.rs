@@ -19,6 +19,11 @@ pub(crate) struct AgentArgs {
     #[arg(short, long, value_name = "KEY", default_value = "cli:default")]
     session: String,
 
+    /// Talk to this agent of `agents.list` (default: the default agent). Its conversations
+    /// are its own (`agent:<id>:<session>`).
+    #[arg(long, value_name = "ID")]
+    agent: Option<String>,
+
     /// Wait for the whole answer instead of streaming it.
     #[arg(long)]
     no_stream: bool,
@@ -51,16 +56,23 @@ pub(crate) fn run(
         let (results_tx, results_rx) = tokio::sync::mpsc::unbounded_channel();
         let options =
             picoclaw_gateway::AssembleOptions::streaming(!args.no_stream).local_results(results_tx);
-        let setup =
-            match crate::wiring::build(config, extensions, args.model.as_deref(), options).await {
-                Ok(setup) => setup,
-                Err(crate::wiring::SetupError::Config(msg)) => {
-                    eprintln!("error: {msg}");
-                    return Ok(ExitCode::from(2));
-                }
-                Err(err) => return Err(err.into()),
-            };
-        let session = SessionKey::new(args.session);
+        let setup = match crate::wiring::build_for(
+            config,
+            extensions,
+            args.model.as_deref(),
+            args.agent.as_deref(),
+            options,
+        )
+        .await
+        {
+            Ok(setup) => setup,
+            Err(crate::wiring::SetupError::Config(msg)) => {
+                eprintln!("error: {msg}");
+                return Ok(ExitCode::from(2));
+            }
+            Err(err) => return Err(err.into()),
+        };
+        let session = SessionKey::new(setup.session_key(&args.session));
         let store = setup.store.clone();
         let result = match args.message {
             Some(message) => one_shot(&setup.agent, &session, message, results_rx).await,

@@ -21,6 +21,7 @@
 //! that keeps credentials out of the initial environment block.
 
 mod agent_cmd;
+mod agents_cmd;
 mod audit_cmd;
 mod auth_cmd;
 mod cron_cmd;
@@ -102,6 +103,8 @@ enum Command {
     Status,
     /// Tokens used per model, session or day, with costs where prices are configured.
     Usage(usage_cmd::UsageArgs),
+    /// The agents of agents.list and the bindings that route chats to them.
+    Agents(agents_cmd::AgentsArgs),
     /// Print the version.
     Version,
 }
@@ -160,6 +163,7 @@ pub fn run(extensions: Extensions) -> ExitCode {
         Command::Skills(args) => skills_cmd::run(cli.config, args),
         Command::Status => status_cmd::run(cli.config, &extensions),
         Command::Usage(args) => usage_cmd::run(cli.config, args),
+        Command::Agents(args) => agents_cmd::run(cli.config, args),
         Command::Version => Ok(ExitCode::SUCCESS),
     };
     match result {

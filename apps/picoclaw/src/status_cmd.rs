@@ -89,6 +89,25 @@ pub(crate) fn run(
         let names: Vec<String> = env_files.iter().map(|p| p.display().to_string()).collect();
         println!(".env:       {}", names.join(", "));
     }
+    if !config.agents.list.is_empty() {
+        for a in config.agent_infos() {
+            let routed = crate::agents_cmd::bindings_of(config, &a.id);
+            println!(
+                "agent:      {}{} ← {}",
+                a.id,
+                if a.default { " (default)" } else { "" },
+                if routed.is_empty() {
+                    if a.default {
+                        "every chat no binding matches".to_owned()
+                    } else {
+                        "no binding (API: model agent:<id>)".to_owned()
+                    }
+                } else {
+                    routed.join("; ")
+                }
+            );
+        }
+    }
     let (gateway, ready) = gateway_status(&config.gateway);
     println!("gateway:    {gateway}");
     println!(

@@ -14,6 +14,18 @@ pub(crate) struct Setup {
     pub paths: Paths,
     /// `provider/model` for display.
     pub model_label: String,
+    /// The agent of `agents.list` this is (`main` without one).
+    pub agent_id: String,
+    /// The whole config, for the agent's session keys.
+    pub routing: picoclaw_config::Config,
+}
+
+impl Setup {
+    /// The key of conversation `session` with this agent: as given for the default agent,
+    /// `agent:<id>:<session>` for another.
+    pub(crate) fn session_key(&self, session: &str) -> String {
+        self.routing.agent_session_key(&self.agent_id, session)
+    }
 }
 
 /// A configuration problem (one line, exit code 2) or anything else; shared with the gateway.
@@ -79,15 +91,35 @@ pub(crate) async fn open_store(
     }
 }
 
-/// The agent the config describes, with the providers and tools of `extensions`.
-pub(crate) async fn build(
+/// The agent the config describes (agent `agent` of `agents.list`; the default agent when
+/// `None`), with the providers and tools of `extensions`.
+pub(crate) async fn build_for(
     config: Option<PathBuf>,
     extensions: &picoclaw_gateway::Extensions,
     model_override: Option<&str>,
-    options: picoclaw_gateway::AssembleOptions,
+    agent: Option<&str>,
+    mut options: picoclaw_gateway::AssembleOptions,
 ) -> Result<Setup, SetupError> {
     let paths = paths(config)?;
     let Loaded { config, .. } = load(&paths)?;
+    let routing = config.clone();
+    let agent_id = match agent {
+        Some(id) => {
+            if !config.has_agent(id) {
+                let known: Vec<String> = config.agent_infos().into_iter().map(|a| a.id).collect();
+                return Err(SetupError::Config(format!(
+                    "no agent '{id}' in agents.list; known: {}",
+                    known.join(", ")
+                )));
+            }
+            picoclaw_config::agents::normalize_id(id)
+        }
+        None => config.default_agent_id(),
+    };
+    if let Some(tools) = config.agent_entry(&agent_id).and_then(|e| e.tools.clone()) {
+        options = options.with_tool_filter(tools);
+    }
+    let config = config.for_agent(&agent_id, &paths).unwrap_or(config);
     let mut config = config.with_registry(extensions.providers());
     let options = options.with_tools(extensions.tools().to_vec());
     if let Some(model) = model_override {
@@ -100,5 +132,7 @@ pub(crate) async fn build(
         store: assembled.store,
         paths,
         model_label: assembled.model_label,
+        agent_id,
+        routing,
     })
 }

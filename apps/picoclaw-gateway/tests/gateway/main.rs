@@ -151,6 +151,20 @@ async fn complete(
     (status, resp.json().await.unwrap_or(Value::Null))
 }
 
+/// The tool results in a request to the model.
+fn tool_messages(body: &Value) -> Vec<String> {
+    body["messages"]
+        .as_array()
+        .map(|msgs| {
+            msgs.iter()
+                .filter(|m| m["role"] == "tool")
+                .map(|m| m["content"].as_str().unwrap_or_default().to_owned())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+mod agents;
 mod api;
 mod azure;
 mod slack;
