@@ -14,6 +14,7 @@ mod support;
 use support::*;
 
 mod agent;
+mod agents;
 mod auth;
 mod cron;
 mod mcp;
