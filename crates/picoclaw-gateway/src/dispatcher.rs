@@ -372,6 +372,54 @@ impl Dispatcher {
         parts.join("\n")
     }
 
+    /// A message going to an agent whose workspace is not where the channels save files: each
+    /// saved attachment is copied into that agent's workspace (same place under it, read beneath
+    /// the channels' folder, written beneath the agent's) and the message points there, so the
+    /// agent can open it and no agent reads another's workspace.
+    async fn media_for_agent(&self, mut msg: InboundMessage) -> InboundMessage {
+        let (Some(root), false) = (&self.config.media_root, msg.media.is_empty()) else {
+            return msg;
+        };
+        let target = self
+            .agents
+            .for_session(msg.session_key.as_str())
+            .workspace
+            .clone();
+        if target.as_os_str().is_empty() || target.starts_with(root) {
+            return msg;
+        }
+        for media in &mut msg.media {
+            let from = std::path::PathBuf::from(&media.location);
+            let Ok(relative) = from.strip_prefix(root).map(std::path::Path::to_path_buf) else {
+                continue;
+            };
+            let (root, target) = (root.clone(), target.clone());
+            let copied = picoclaw_fs::off_thread(Duration::from_secs(60), move || {
+                let bytes = picoclaw_fs::read_beneath(&root, &from, 50 * 1024 * 1024)?;
+                let dir = picoclaw_fs::WorkspaceDir::create(&target).map_err(|e| {
+                    picoclaw_fs::FsError::Io {
+                        path: target.display().to_string(),
+                        source: e,
+                    }
+                })?;
+                let rel = relative.to_string_lossy().into_owned();
+                if let Some(parent) = relative.parent().filter(|p| !p.as_os_str().is_empty()) {
+                    dir.create_dir_all(&parent.to_string_lossy())?;
+                }
+                dir.write_atomic(&rel, &bytes)?;
+                Ok::<_, picoclaw_fs::FsError>(target.join(relative))
+            })
+            .await;
+            match copied {
+                Ok(path) => media.location = path.display().to_string(),
+                Err(e) => {
+                    tracing::warn!(error = %e, "an attachment could not be handed to its agent");
+                }
+            }
+        }
+        msg
+    }
+
     /// The photos of a message as images for the model (data URLs), up to `MAX_IMAGE_BYTES`
     /// each; larger or unreadable ones stay a mention of where they were saved.
     /// A saved attachment's bytes, read beneath the workspace handle when it lies in the
@@ -469,7 +517,8 @@ impl Dispatcher {
                         }
                     });
                 }
-                let content = self.content_with_media(&msg).await;
+                let handed = self.media_for_agent(msg.clone()).await;
+                let content = self.content_with_media(&handed).await;
                 let result = self
                     .agents
                     .for_session(msg.session_key.as_str())

@@ -20,8 +20,11 @@ fn two_agent_home(endpoint: &ScriptedEndpoint) -> Home {
 #[tokio::test(flavor = "multi_thread")]
 async fn agents_are_listed_shown_and_talked_to_apart() {
     let endpoint = ScriptedEndpoint::start_with([
-        Reply::tool_call("write_file", json!({"path": "mine.txt", "content": "coder's"}))
-            .when_request_contains("coder-model"),
+        Reply::tool_call(
+            "write_file",
+            json!({"path": "mine.txt", "content": "coder's"}),
+        )
+        .when_request_contains("coder-model"),
         Reply::text("written").when_request_contains("coder-model"),
         Reply::text("what file?").when_request_contains("test-model"),
         Reply::text("still here").when_request_contains("coder-model"),
@@ -32,7 +35,12 @@ async fn agents_are_listed_shown_and_talked_to_apart() {
     let list = run(home.cmd(), &["agents", "list"]).await;
     assert_eq!(list.code, 0, "{}", list.stderr);
     let coder_ws = home.path().join("workspace-coder");
-    assert!(list.stdout.contains("home \"Home\" (default): model openai/test-model"), "{}", list.stdout);
+    assert!(
+        list.stdout
+            .contains("home \"Home\" (default): model openai/test-model"),
+        "{}",
+        list.stdout
+    );
     assert!(
         list.stdout.contains(&format!(
             "coder \"Coding Agent\": model openai/coder-model, workspace {}, 1 binding",
@@ -53,7 +61,11 @@ async fn agents_are_listed_shown_and_talked_to_apart() {
     }
     let unknown = run(home.cmd(), &["agents", "show", "nobody"]).await;
     assert_eq!(unknown.code, 2);
-    assert!(unknown.stderr.contains("known: home, coder"), "{}", unknown.stderr);
+    assert!(
+        unknown.stderr.contains("known: home, coder"),
+        "{}",
+        unknown.stderr
+    );
 
     // The coder agent: its model, its workspace.
     let out = run(home.cmd(), &["agent", "--agent", "coder", "-m", "write it"]).await;
@@ -67,7 +79,10 @@ async fn agents_are_listed_shown_and_talked_to_apart() {
     let first = &endpoint.requests()[0];
     assert_eq!(first.body["model"], "coder-model");
     let offered = offered_tools(&first.body);
-    assert!(!offered.iter().any(|t| t.starts_with("web_")), "{offered:?}");
+    assert!(
+        !offered.iter().any(|t| t.starts_with("web_")),
+        "{offered:?}"
+    );
     assert!(offered.contains(&"read_file".to_owned()), "{offered:?}");
 
     // The default agent knows nothing of that conversation.
@@ -77,27 +92,44 @@ async fn agents_are_listed_shown_and_talked_to_apart() {
     assert_eq!(asked.body["model"], "test-model");
     assert!(!asked.message_texts().iter().any(|t| t == "write it"));
     // The coder's conversation is still its own after a restart of the CLI.
-    let out = run(home.cmd(), &["agent", "--agent", "CODER", "-m", "still there?"]).await;
+    let out = run(
+        home.cmd(),
+        &["agent", "--agent", "CODER", "-m", "still there?"],
+    )
+    .await;
     assert_eq!(out.code, 0, "{}", out.stderr);
     let asked = endpoint.requests().last().unwrap().clone();
     assert!(asked.message_texts().iter().any(|t| t == "write it"));
     let sessions = run(home.cmd(), &["sessions", "list"]).await;
-    assert!(sessions.stdout.contains("agent:coder:cli:default"), "{}", sessions.stdout);
+    assert!(
+        sessions.stdout.contains("agent:coder:cli:default"),
+        "{}",
+        sessions.stdout
+    );
 
     // An agent that does not exist is a configuration error naming the known ones.
     let out = run(home.cmd(), &["agent", "--agent", "ghost", "-m", "hi"]).await;
     assert_eq!(out.code, 2, "{}", out.stderr);
-    assert!(out.stderr.contains("no agent 'ghost' in agents.list; known: home, coder"), "{}", out.stderr);
+    assert!(
+        out.stderr
+            .contains("no agent 'ghost' in agents.list; known: home, coder"),
+        "{}",
+        out.stderr
+    );
 
     // status names the agents and what routes to each.
     let status = run(home.cmd(), &["status"]).await;
     assert!(
-        status.stdout.contains("agent:      home (default) ← every chat no binding matches"),
+        status
+            .stdout
+            .contains("agent:      home (default) ← every chat no binding matches"),
         "{}",
         status.stdout
     );
     assert!(
-        status.stdout.contains("agent:      coder ← bindings[0]: slack team T1"),
+        status
+            .stdout
+            .contains("agent:      coder ← bindings[0]: slack team T1"),
         "{}",
         status.stdout
     );

@@ -1,0 +1,106 @@
+//! The dispatcher with several agents: routing by bindings, session keys, attachments handed
+//! to the agent's own workspace.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // A test panics on what it did not expect.
+
+use picoclaw_api::{InboundMessage, MediaKind, MediaRef};
+use picoclaw_config::{Paths, load_with_env};
+use picoclaw_gateway::{AssembleOptions, Dispatcher, DispatcherConfig, assemble_agents};
+use picoclaw_testkit::{Reply, ScriptedEndpoint};
+use serde_json::json;
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_photo_for_another_agent_is_handed_to_its_workspace_and_its_conversation() {
+    let endpoint = ScriptedEndpoint::start_with([
+        Reply::text("home saw it").when_request_contains("model-home"),
+        Reply::text("work saw it").when_request_contains("model-work"),
+    ])
+    .await;
+    let home = tempfile::tempdir().unwrap();
+    let main_ws = home.path().join("workspace");
+    std::fs::write(
+        home.path().join("config.json"),
+        json!({
+            "agents": {
+                "defaults": {"workspace": main_ws.display().to_string(), "model": "openai/x"},
+                "list": [{"id": "home", "model": "openai/model-home"},
+                         {"id": "work", "model": "openai/model-work"}]
+            },
+            "bindings": [{"agent_id": "work",
+                          "match": {"channel": "telegram", "peer": {"kind": "group", "id": "-500"}}}],
+            "providers": {"openai": {"api_key": "sk-test", "api_base": endpoint.base_url()}},
+        })
+        .to_string(),
+    )
+    .unwrap();
+    let paths = Paths::new(home.path(), home.path().join("config.json"));
+    let config = load_with_env(&paths, &HashMap::new()).unwrap().config;
+    let agents = Arc::new(
+        assemble_agents(&config, &paths, AssembleOptions::streaming(false))
+            .await
+            .unwrap(),
+    );
+    assert_eq!(agents.default_agent().id, "home");
+    let store = agents.store().clone();
+    let dispatcher = Dispatcher::with_agents(
+        agents.clone(),
+        store.clone(),
+        DispatcherConfig::default().media_root(main_ws.clone()),
+    );
+    // A channel saved the photo in the default workspace, as channels do.
+    std::fs::create_dir_all(main_ws.join("media/telegram")).unwrap();
+    let photo = main_ws.join("media/telegram/p.jpg");
+    std::fs::write(&photo, b"\xff\xd8\xffjpeg").unwrap();
+    let to_work = InboundMessage::new("telegram", "-500", "111", "look")
+        .with_metadata("message_id", "1")
+        .with_metadata("peer_kind", "group")
+        .with_media(MediaRef::new(MediaKind::Image, photo.display().to_string()));
+    dispatcher.accept(to_work).await.unwrap();
+    let to_home = InboundMessage::new("telegram", "111", "111", "hello")
+        .with_metadata("message_id", "2")
+        .with_metadata("peer_kind", "user");
+    dispatcher.accept(to_home).await.unwrap();
+    for _ in 0..1200 {
+        if endpoint.requests().len() >= 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    let reqs = endpoint.requests();
+    assert_eq!(reqs.len(), 2, "both turns ran");
+    let work = reqs
+        .iter()
+        .find(|r| r.body["model"] == "model-work")
+        .unwrap();
+    let handed = home.path().join("workspace-work/media/telegram/p.jpg");
+    assert_eq!(std::fs::read(&handed).unwrap(), b"\xff\xd8\xffjpeg");
+    let said = work.message_texts().join("\n");
+    assert!(
+        said.contains(&format!("[photo saved at {}]", handed.display())),
+        "{said}"
+    );
+    // The conversations are under each agent's keys.
+    let history = |key: &'static str| {
+        let store = store.clone();
+        async move {
+            store
+                .load(&picoclaw_core::SessionKey::new(key), None)
+                .await
+                .unwrap()
+                .messages
+        }
+    };
+    for _ in 0..400 {
+        if history("agent:work:telegram:-500").await.len() >= 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    let work_history = history("agent:work:telegram:-500").await;
+    assert!(work_history.len() >= 2, "{work_history:?}");
+    let home_history = history("telegram:111").await;
+    assert!(!home_history.is_empty());
+    assert!(home_history.iter().all(|m| !m.text().contains("look")));
+}
