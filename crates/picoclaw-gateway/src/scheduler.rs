@@ -165,7 +165,12 @@ impl CronRunner {
             job.payload.message.clone()
         } else {
             // Its own session, as the original PicoClaw does: the user's history stays clean.
-            let session = SessionKey::new(format!("cron-{}", job.id));
+            // (Another agent's job: in that agent's key space, run by it.)
+            let own = format!("cron-{}", job.id);
+            let session = match &job.payload.agent {
+                Some(agent) => self.agents.session_key(agent, &own),
+                None => SessionKey::new(own),
+            };
             let prompt = format!(
                 "[Scheduled task \"{}\", {}] {}",
                 job.name,

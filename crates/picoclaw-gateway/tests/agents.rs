@@ -104,3 +104,63 @@ async fn a_photo_for_another_agent_is_handed_to_its_workspace_and_its_conversati
     assert!(!home_history.is_empty());
     assert!(home_history.iter().all(|m| !m.text().contains("look")));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_job_made_by_an_agent_runs_on_that_agent_in_its_key_space() {
+    use picoclaw_gateway::scheduler::{Clock, CronRunner, ManualClock};
+    use picoclaw_state::{CronJob, CronPayload, Schedule};
+    let endpoint = ScriptedEndpoint::start_with([
+        Reply::text("work's job done").when_request_contains("model-work")
+    ])
+    .await;
+    let home = tempfile::tempdir().unwrap();
+    std::fs::write(
+        home.path().join("config.json"),
+        json!({
+            "agents": {
+                "defaults": {"workspace": home.path().join("workspace").display().to_string()},
+                "list": [{"id": "home", "model": "openai/model-home"},
+                         {"id": "work", "model": "openai/model-work"}]
+            },
+            "providers": {"openai": {"api_key": "sk-test", "api_base": endpoint.base_url()}},
+        })
+        .to_string(),
+    )
+    .unwrap();
+    let paths = Paths::new(home.path(), home.path().join("config.json"));
+    let config = load_with_env(&paths, &HashMap::new()).unwrap().config;
+    let agents = Arc::new(
+        assemble_agents(&config, &paths, AssembleOptions::streaming(false))
+            .await
+            .unwrap(),
+    );
+    let store = agents.store().clone();
+    let t0 = 1_800_000_000_000;
+    let clock = Arc::new(ManualClock::at(t0));
+    let runner = CronRunner::with_agents(
+        agents.clone(),
+        clock.clone() as Arc<dyn Clock>,
+        Arc::new(tokio::sync::Notify::new()),
+    );
+    let job = CronJob::new(
+        "check the build",
+        Schedule::Every { every_ms: 60_000 },
+        CronPayload::new("check the build")
+            .to("telegram", "-500")
+            .for_agent("work"),
+        t0,
+    )
+    .unwrap();
+    store.put_job(&job).await.unwrap();
+    clock.advance(Duration::from_secs(60));
+    assert_eq!(runner.tick().await.unwrap(), std::slice::from_ref(&job.id));
+    let reqs = endpoint.requests();
+    assert_eq!(reqs.len(), 1);
+    assert_eq!(reqs[0].body["model"], "model-work");
+    let key = format!("agent:work:cron-{}", job.id);
+    let kept = store
+        .load(&picoclaw_core::SessionKey::new(key.as_str()), None)
+        .await
+        .unwrap();
+    assert!(!kept.messages.is_empty(), "the run is kept under {key}");
+}

@@ -268,6 +268,10 @@ pub struct CronPayload {
     /// the original's `jobs.json`.
     #[serde(default, skip_serializing_if = "Option::is_none", rename = "ownerChat")]
     pub owner_chat: Option<String>,
+    /// The agent (of `agents.list`) whose conversation made the job; it runs the job. `None`:
+    /// the default agent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agent: Option<String>,
 }
 
 fn agent_turn() -> String {
@@ -283,7 +287,14 @@ impl CronPayload {
             channel: None,
             to: None,
             owner_chat: None,
+            agent: None,
         }
+    }
+
+    /// Records the agent that runs the job (see [`CronPayload::agent`]).
+    pub fn for_agent(mut self, agent: impl Into<String>) -> Self {
+        self.agent = Some(agent.into());
+        self
     }
 
     /// Records the conversation that created the job (see [`CronPayload::owner_chat`]).

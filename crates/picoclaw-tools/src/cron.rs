@@ -312,6 +312,12 @@ impl CronTool {
             );
         };
         let mut payload = CronPayload::new(message.trim()).owned_by(chat);
+        // Made by another agent than the default (`agent:<id>:...`): that agent runs it.
+        if let Some(rest) = ctx.session_key.as_str().strip_prefix("agent:")
+            && let Some((agent, _)) = rest.split_once(':')
+        {
+            payload = payload.for_agent(agent);
+        }
         if args.deliver.unwrap_or(true) {
             payload = payload.delivered();
         }
@@ -485,6 +491,23 @@ mod tests {
             "{out:?}"
         );
         assert_eq!(store.list_jobs().await.unwrap().len(), 20);
+    }
+
+    #[tokio::test]
+    async fn a_job_made_in_another_agents_conversation_records_that_agent() {
+        let (store, t) = tool();
+        let work = ToolContext::new(SessionKey::new("agent:work:telegram:-500"))
+            .with_chat("telegram", "-500");
+        let made = listed_ids(&t.call(&work, hourly("work's")).await)[0].clone();
+        let job = store.get_job(&made).await.unwrap().unwrap();
+        assert_eq!(job.payload.agent.as_deref(), Some("work"));
+        // The default agent's conversations keep no agent: it runs them.
+        let home = in_chat("telegram", "1");
+        let made = listed_ids(&t.call(&home, hourly("home's")).await)[0].clone();
+        assert_eq!(
+            store.get_job(&made).await.unwrap().unwrap().payload.agent,
+            None
+        );
     }
 
     #[tokio::test]
