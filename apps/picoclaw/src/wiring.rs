@@ -119,6 +119,9 @@ pub(crate) async fn build_for(
     if let Some(tools) = config.agent_entry(&agent_id).and_then(|e| e.tools.clone()) {
         options = options.with_tool_filter(tools);
     }
+    if let Some(skills) = config.agent_entry(&agent_id).and_then(|e| e.skills.clone()) {
+        options = options.with_skills_only(skills);
+    }
     let config = config.for_agent(&agent_id, &paths).unwrap_or(config);
     let mut config = config.with_registry(extensions.providers());
     let options = options.with_tools(extensions.tools().to_vec());

@@ -241,6 +241,9 @@ pub async fn assemble_agents(
         if let Some(tools) = info.entry.as_ref().and_then(|e| e.tools.clone()) {
             opts = opts.with_tool_filter(tools);
         }
+        if let Some(skills) = info.entry.as_ref().and_then(|e| e.skills.clone()) {
+            opts = opts.with_skills_only(skills);
+        }
         let assembled = assemble(&agent_config, paths, opts)
             .await
             .map_err(|e| match e {

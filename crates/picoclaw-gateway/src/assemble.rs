@@ -185,6 +185,8 @@ pub struct AssembleOptions {
     pub store: Option<Arc<dyn StateBackend>>,
     /// Which tools the agent keeps (`agents.list[].tools`).
     pub tool_filter: Option<picoclaw_config::AgentTools>,
+    /// Which skills the agent is offered (`agents.list[].skills`); all when `None`.
+    pub skills_only: Option<Vec<String>>,
 }
 
 impl std::fmt::Debug for AssembleOptions {
@@ -207,7 +209,14 @@ impl AssembleOptions {
             tools: Vec::new(),
             store: None,
             tool_filter: None,
+            skills_only: None,
         }
+    }
+
+    /// See [`AssembleOptions::skills_only`].
+    pub fn with_skills_only(mut self, names: Vec<String>) -> Self {
+        self.skills_only = Some(names);
+        self
     }
 
     /// See [`AssembleOptions::store`].
@@ -334,7 +343,11 @@ pub async fn assemble(
     // and the operator granted to that very skill (tools.skills.permissions.<name>, bound to the
     // global skill's folder and files; a workspace skill never gets it). Built-in tools keep
     // their names.
-    let skills = Arc::new(picoclaw_skills::LiveCatalog::new(skill_roots));
+    let mut catalog = picoclaw_skills::LiveCatalog::new(skill_roots);
+    if let Some(only) = options.skills_only.clone() {
+        catalog = catalog.only(only);
+    }
+    let skills = Arc::new(catalog);
     if skills_cfg.enabled {
         for skill in skills.catalog().skills {
             if skill.manifest.is_none() || !skill.available() {

@@ -165,6 +165,8 @@ fn one_line(text: &str) -> String {
 #[derive(Debug)]
 pub struct LiveCatalog {
     roots: SkillRoots,
+    /// Only these skills (by name), when set (an agent's `skills` list).
+    only: Option<Vec<String>>,
     cache: std::sync::Mutex<Option<(Vec<Stamp>, Option<String>)>>,
 }
 
@@ -174,17 +176,31 @@ impl LiveCatalog {
     pub fn new(roots: SkillRoots) -> Self {
         Self {
             roots,
+            only: None,
             cache: std::sync::Mutex::new(None),
         }
+    }
+
+    /// Offers only the skills named in `names` (the others are neither listed to the model nor
+    /// their tools registered).
+    pub fn only(mut self, names: Vec<String>) -> Self {
+        self.only = Some(names);
+        self
     }
 
     pub fn roots(&self) -> &SkillRoots {
         &self.roots
     }
 
-    /// Reads every skill now (for listings).
+    /// Reads every skill now (for listings), those [`LiveCatalog::only`] allows.
     pub fn catalog(&self) -> Catalog {
-        Catalog::discover(&self.roots, &|k| std::env::var(k).ok())
+        let mut catalog = Catalog::discover(&self.roots, &|k| std::env::var(k).ok());
+        if let Some(only) = &self.only {
+            catalog
+                .skills
+                .retain(|s| only.iter().any(|n| n.trim() == s.name));
+        }
+        catalog
     }
 
     fn fingerprint(&self) -> Vec<Stamp> {

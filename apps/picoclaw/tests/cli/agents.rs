@@ -8,7 +8,8 @@ fn two_agent_home(endpoint: &ScriptedEndpoint) -> Home {
     config["agents"]["list"] = json!([
         {"id": "home", "default": true, "name": "Home"},
         {"id": "coder", "name": "Coding Agent", "model": "openai/coder-model",
-         "tools": {"deny": ["web_*"]}, "subagents": {"allow_agents": ["home"]}}
+         "tools": {"deny": ["web_*"]}, "skills": ["weather"],
+         "subagents": {"allow_agents": ["home"]}}
     ]);
     config["bindings"] = json!([
         {"agent_id": "coder", "match": {"channel": "slack", "team_id": "T1"}}
@@ -54,6 +55,7 @@ async fn agents_are_listed_shown_and_talked_to_apart() {
     for want in [
         "sessions:   agent:coder:<channel>:<chat>",
         "tools:      allow [all], deny [web_*]",
+        "skills:     weather",
         "sub-agents: home",
         "bindings[0]: slack team T1",
     ] {
@@ -85,10 +87,23 @@ async fn agents_are_listed_shown_and_talked_to_apart() {
     );
     assert!(offered.contains(&"read_file".to_owned()), "{offered:?}");
 
-    // The default agent knows nothing of that conversation.
+    // Only the skills it lists are offered to it.
+    let system = first.body["messages"][0]["content"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(system.contains("weather"), "{system}");
+    assert!(!system.contains("summarize"), "{system}");
+
+    // The default agent knows nothing of that conversation, and has every skill.
     let out = run(home.cmd(), &["agent", "-m", "what did you write?"]).await;
     assert_eq!(out.code, 0, "{}", out.stderr);
     let asked = endpoint.requests().last().unwrap().clone();
+    let system = asked.body["messages"][0]["content"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(system.contains("summarize"), "{system}");
     assert_eq!(asked.body["model"], "test-model");
     assert!(!asked.message_texts().iter().any(|t| t == "write it"));
     // The coder's conversation is still its own after a restart of the CLI.
