@@ -16,6 +16,8 @@ pub mod http;
 pub mod key;
 pub mod metrics;
 pub mod scheduler;
+#[cfg(feature = "pico")]
+pub mod socket;
 
 pub use assemble::{
     AssembleOptions, Assembled, SetupError, SkillsSettings, assemble, exec_config, open_state,

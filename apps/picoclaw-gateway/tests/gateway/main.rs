@@ -120,7 +120,12 @@ fn edit_config(home: &std::path::Path, edit: impl FnOnce(&mut Value)) {
 }
 
 /// Replaces the `channels` section of the config in `home`.
-#[cfg(any(feature = "telegram", feature = "slack", feature = "discord"))]
+#[cfg(any(
+    feature = "telegram",
+    feature = "slack",
+    feature = "discord",
+    feature = "pico"
+))]
 fn set_channels(home: &std::path::Path, channels: Value) {
     edit_config(home, |config| config["channels"] = channels);
 }
@@ -153,5 +158,7 @@ async fn complete(
 
 mod api;
 mod azure;
+#[cfg(feature = "pico")]
+mod pico;
 mod slack;
 mod telegram;
