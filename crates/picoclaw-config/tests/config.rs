@@ -206,8 +206,8 @@ fn pico_and_maixcam_sections_are_typed_and_websocket_is_picos_older_name() {
     );
     let config = load_with_env(&home.paths(), &env(&[])).unwrap();
     assert!(config.warnings.is_empty(), "{:?}", config.warnings);
-    assert_eq!(config.channels.enabled(), ["pico"]);
-    let pico = config.channels.pico.as_ref().unwrap();
+    assert_eq!(config.config.channels.enabled(), ["pico"]);
+    let pico = config.config.channels.pico.as_ref().unwrap();
     assert_eq!(pico.max_connections, Some(5));
     assert_eq!(pico.token.as_deref(), Some("t"));
 }
