@@ -125,6 +125,8 @@ impl crate::settings::ChannelSettings for PicoConfig {
 struct Conn {
     sessions: BTreeSet<String>,
     tx: mpsc::Sender<Message>,
+    /// Cancelled when the client reads too slowly for its queue: the connection closes.
+    overflow: CancellationToken,
 }
 
 /// An answer being streamed in a conversation.
@@ -144,7 +146,7 @@ struct Inner {
     next_conn: AtomicU64,
     streams: Mutex<HashMap<String, Streaming>>,
     /// Cancelled when the channel stops: every session closes.
-    stop: Mutex<CancellationToken>,
+    stop: CancellationToken,
 }
 
 /// The Pico protocol channel.
@@ -238,7 +240,7 @@ impl PicoChannel {
                 open: AtomicUsize::new(0),
                 next_conn: AtomicU64::new(1),
                 streams: Mutex::new(HashMap::new()),
-                stop: Mutex::new(CancellationToken::new()),
+                stop: CancellationToken::new(),
             }),
         })
     }
@@ -302,8 +304,12 @@ impl Inner {
         let conns = lock(&self.conns);
         let mut sent = false;
         for conn in conns.values().filter(|c| c.sessions.contains(session)) {
-            // A full queue: the client does not read; its writer notices and closes.
-            sent |= conn.tx.try_send(msg.clone()).is_ok();
+            match conn.tx.try_send(msg.clone()) {
+                Ok(()) => sent = true,
+                // The client does not read: its connection closes (it may reconnect).
+                Err(mpsc::error::TrySendError::Full(_)) => conn.overflow.cancel(),
+                Err(mpsc::error::TrySendError::Closed(_)) => {}
+            }
         }
         sent
     }
@@ -354,16 +360,18 @@ impl SocketSession for Session {
         let ws = WebSocketStream::from_raw_socket(stream, Role::Server, Some(config)).await;
         let (tx, rx) = mpsc::channel(QUEUE);
         let id = inner.next_conn.fetch_add(1, Ordering::Relaxed);
+        let overflow = CancellationToken::new();
         lock(&inner.conns).insert(
             id,
             Conn {
                 sessions: BTreeSet::from([session.clone()]),
                 tx: tx.clone(),
+                overflow: overflow.clone(),
             },
         );
         slot.conn = Some(id);
         tracing::info!(conn = id, session = %session, client = %client, "pico: client connected");
-        let stop = lock(&inner.stop).clone();
+        let stop = inner.stop.clone();
         let conn = Connection {
             inner: inner.clone(),
             id,
@@ -372,7 +380,7 @@ impl SocketSession for Session {
             inbox,
             tx,
         };
-        conn.serve(ws, rx, stop).await;
+        conn.serve(ws, rx, stop, overflow).await;
         tracing::info!(conn = id, "pico: client disconnected");
         drop(slot);
     }
@@ -395,6 +403,7 @@ impl Connection {
         ws: WebSocketStream<Box<dyn SocketStream>>,
         mut rx: mpsc::Receiver<Message>,
         stop: CancellationToken,
+        overflow: CancellationToken,
     ) {
         let config = &self.inner.config;
         let (mut sink, mut frames) = ws.split();
@@ -407,6 +416,11 @@ impl Connection {
             let deadline = last_heard + config.read_timeout;
             tokio::select! {
                 () = stop.cancelled() => {
+                    let _ = tokio::time::timeout(write_timeout, sink.send(Message::Close(None))).await;
+                    return;
+                }
+                () = overflow.cancelled() => {
+                    tracing::info!(conn = self.id, "pico: the client reads too slowly; closing");
                     let _ = tokio::time::timeout(write_timeout, sink.send(Message::Close(None))).await;
                     return;
                 }
@@ -581,11 +595,10 @@ impl Channel for PicoChannel {
     ) -> Result<(), ChannelError> {
         // Connections arrive through the gateway's route (`socket`); this only ends them all
         // when the channel stops.
-        let mine = CancellationToken::new();
-        *lock(&self.inner.stop) = mine.clone();
+        let sessions = self.inner.stop.clone();
         tracing::info!("pico: taking WebSocket connections on {ROUTE}");
         stop.cancelled().await;
-        mine.cancel();
+        sessions.cancel();
         Ok(())
     }
 
