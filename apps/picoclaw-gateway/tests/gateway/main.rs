@@ -124,7 +124,8 @@ fn edit_config(home: &std::path::Path, edit: impl FnOnce(&mut Value)) {
     feature = "telegram",
     feature = "slack",
     feature = "discord",
-    feature = "pico"
+    feature = "pico",
+    feature = "maixcam"
 ))]
 fn set_channels(home: &std::path::Path, channels: Value) {
     edit_config(home, |config| config["channels"] = channels);
@@ -158,6 +159,8 @@ async fn complete(
 
 mod api;
 mod azure;
+#[cfg(feature = "maixcam")]
+mod maixcam;
 #[cfg(feature = "pico")]
 mod pico;
 mod slack;
