@@ -196,3 +196,33 @@ async fn pico_refuses_bad_ids_and_a_full_house_before_the_upgrade() {
         .unwrap_err();
     assert_eq!(full.status, 503);
 }
+
+#[tokio::test]
+async fn pico_closes_a_silent_client_and_shows_typing_while_a_turn_runs() {
+    let ch = channel(json!({"allow_from": ["pico-user"], "read_timeout": 1}));
+    let inbox = Arc::new(Kept::default());
+    let mut client = open(&ch, &inbox, "session_id=t").await;
+    // Typing starts once however often the dispatcher renews it, and stops before the answer.
+    ch.typing("t").await;
+    ch.typing("t").await;
+    ch.send(&OutboundMessage::new("pico", "t", "done"))
+        .await
+        .unwrap();
+    let kinds: Vec<Value> = vec![
+        next(&mut client).await["type"].clone(),
+        next(&mut client).await["type"].clone(),
+        next(&mut client).await["type"].clone(),
+    ];
+    assert_eq!(kinds, ["typing.start", "typing.stop", "message.create"]);
+    // A client that reads nothing (so answers no ping) and says nothing: closed after
+    // read_timeout, its slot given back.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    for _ in 0..200 {
+        if ch.connections() == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(ch.connections(), 0);
+    drop(client);
+}
