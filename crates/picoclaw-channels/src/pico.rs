@@ -17,8 +17,8 @@
 //! turn runs, `error` (`payload.code`, `payload.message`) for what the server refuses.
 //!
 //! A connection's conversation is `pico:<session_id>` (the `session_id` query parameter, else a
-//! random one, told in the first frame); a `message.send` naming another `session_id` joins that
-//! conversation too. The sender is the `client_id` query parameter (default `pico-user`):
+//! random one, named in the answers' frames); a `message.send` naming another `session_id`
+//! joins that conversation too. The sender is the `client_id` query parameter (default `pico-user`):
 //! `allow_from` names the clients that may talk, and pairing with `/pair CODE` works as on the
 //! other channels.
 
