@@ -181,11 +181,10 @@ fn now_ms() -> u64 {
 fn random_id() -> String {
     let mut bytes = [0u8; 16];
     if getrandom::fill(&mut bytes).is_err() {
-        // No system randomness: a clock-based id still keeps sessions apart.
-        return format!(
-            "{:032x}",
-            u128::from(now_ms()) << 20 ^ u128::from(std::process::id())
-        );
+        // No system randomness: the clock and a counter still keep sessions apart.
+        static COUNTER: AtomicU64 = AtomicU64::new(0);
+        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+        return format!("{:016x}{n:016x}", now_ms());
     }
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
