@@ -130,7 +130,7 @@ fn credential_lines(config: &picoclaw_config::Config) -> Vec<String> {
         .map(|p| p.display().to_string())
         .unwrap_or_else(|| "config".to_owned());
     let ch = &config.channels;
-    let candidates: [(&str, Option<&str>); 5] = [
+    let candidates: [(&str, Option<&str>); 6] = [
         (
             "channels.telegram.token",
             ch.telegram.as_ref().and_then(|t| t.token.as_deref()),
@@ -150,6 +150,10 @@ fn credential_lines(config: &picoclaw_config::Config) -> Vec<String> {
         (
             "channels.slack.signing_secret",
             ch.slack.as_ref().and_then(|s| s.signing_secret.as_deref()),
+        ),
+        (
+            "channels.pico.token",
+            ch.pico.as_ref().and_then(|p| p.token.as_deref()),
         ),
     ];
     candidates

@@ -379,6 +379,33 @@ impl WebhookResponse {
     }
 }
 
+/// The byte stream of an HTTP connection the gateway upgraded to a WebSocket (the handshake
+/// is done; frames follow).
+pub trait SocketStream: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send {}
+
+impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send> SocketStream for T {}
+
+/// A WebSocket connection a channel agreed to take (see [`Channel::socket`]).
+#[async_trait]
+pub trait SocketSession: Send {
+    /// The subprotocol the gateway names in its `101` answer (`Sec-WebSocket-Protocol`), when
+    /// the client offered one the channel chose.
+    fn protocol(&self) -> Option<String> {
+        None
+    }
+
+    /// Speaks WebSocket over `stream` until either side closes it or the channel stops.
+    async fn run(self: Box<Self>, stream: Box<dyn SocketStream>);
+}
+
+impl std::fmt::Debug for dyn SocketSession {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SocketSession")
+            .field("protocol", &self.protocol())
+            .finish_non_exhaustive()
+    }
+}
+
 /// A chat platform.
 #[async_trait]
 pub trait Channel: Send + Sync {
@@ -417,5 +444,36 @@ pub trait Channel: Send + Sync {
             404,
             format!("the {} channel takes no webhooks", self.name()),
         )
+    }
+
+    /// Whether this channel takes WebSocket connections on the gateway's `/<name>/ws` route
+    /// (the Pico protocol).
+    fn takes_sockets(&self) -> bool {
+        false
+    }
+
+    /// Decides on a WebSocket upgrade request to `/<name>/ws` before the gateway answers it:
+    /// the channel authenticates the client itself (the gateway's key does not apply there) and
+    /// checks its limits. `Err` is the HTTP answer that refuses the upgrade; `Ok` is the session
+    /// the gateway then runs over the upgraded connection. Messages go to `inbox`.
+    async fn socket(
+        &self,
+        request: WebhookRequest,
+        inbox: Arc<dyn Inbox>,
+    ) -> Result<Box<dyn SocketSession>, WebhookResponse> {
+        let _ = (request, inbox);
+        Err(WebhookResponse::text(
+            404,
+            format!("the {} channel takes no WebSocket connections", self.name()),
+        ))
+    }
+
+    /// Answer text of a turn in `chat_id` as the agent writes it (a delta, in order), for
+    /// channels that show answers as they grow; an empty `delta` says a turn's answer begins
+    /// (what streamed before, say of a cancelled turn, is over). The whole answer still arrives
+    /// through [`Channel::send`] when the turn ends. Called from the turn itself: it must not
+    /// block (queue the text); nothing by default.
+    fn stream_text(&self, chat_id: &str, delta: &str) {
+        let _ = (chat_id, delta);
     }
 }

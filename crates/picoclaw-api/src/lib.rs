@@ -30,7 +30,7 @@ pub mod tool;
 pub use auth::{AccessToken, AuthError, StaticToken, TokenSource};
 pub use channel::{
     Button, Channel, ChannelError, InboundMessage, Inbox, InboxError, MediaKind, MediaRef,
-    OutboundMessage, WebhookRequest, WebhookResponse, buttons_as_text,
+    OutboundMessage, SocketSession, SocketStream, WebhookRequest, WebhookResponse, buttons_as_text,
 };
 pub use message::{ChatMessage, ContentPart, FinishReason, Role, ToolCall, ToolSpec, Usage};
 pub use provider::{

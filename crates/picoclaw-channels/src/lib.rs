@@ -10,6 +10,10 @@ pub mod access;
 #[cfg(feature = "discord")]
 pub mod discord;
 pub mod format;
+#[cfg(feature = "maixcam")]
+pub mod maixcam;
+#[cfg(feature = "pico")]
+pub mod pico;
 pub mod registry;
 pub mod sections;
 pub mod settings;
@@ -18,11 +22,14 @@ pub mod slack;
 #[cfg(feature = "telegram")]
 pub mod telegram;
 
-pub use sections::{ChannelsSection, DiscordSection, SlackSection, TelegramSection};
+pub use sections::{
+    ChannelsSection, DiscordSection, MaixcamSection, PicoSection, SlackSection, TelegramSection,
+};
 
 use async_trait::async_trait;
 pub use picoclaw_api::channel::{
-    Channel, ChannelError, Inbox, InboxError, WebhookRequest, WebhookResponse,
+    Channel, ChannelError, Inbox, InboxError, SocketSession, SocketStream, WebhookRequest,
+    WebhookResponse,
 };
 use picoclaw_api::{InboundMessage, OutboundMessage};
 pub use registry::{ChannelFactory, ChannelRegistry, ChannelSetup};
@@ -302,6 +309,36 @@ impl ChannelManager {
             return WebhookResponse::text(503, "the channels are not started yet; retry later");
         };
         channel.webhook(request, self.inbox_for(name, inbox)).await
+    }
+
+    /// Passes a WebSocket upgrade request to `/<name>/ws` to that channel: `Err` is the HTTP
+    /// answer refusing it (404 when no channel of that name takes sockets, 503 before the
+    /// channels are started), `Ok` the session to run over the upgraded connection.
+    pub async fn socket(
+        &self,
+        name: &str,
+        request: WebhookRequest,
+    ) -> Result<Box<dyn SocketSession>, WebhookResponse> {
+        let Some(channel) = self.channels.get(name).filter(|c| c.takes_sockets()) else {
+            return Err(WebhookResponse::text(
+                404,
+                format!("no channel named '{name}' takes WebSocket connections here"),
+            ));
+        };
+        let Some(inbox) = lock(&self.inbox).clone() else {
+            return Err(WebhookResponse::text(
+                503,
+                "the channels are not started yet; retry later",
+            ));
+        };
+        channel.socket(request, self.inbox_for(name, inbox)).await
+    }
+
+    /// Answer text as the agent writes it, for the channel that shows it as it grows.
+    pub fn stream_text(&self, channel: &str, chat_id: &str, delta: &str) {
+        if let Some(c) = self.channels.get(channel) {
+            c.stream_text(chat_id, delta);
+        }
     }
 
     /// The typing indicator of `chat_id` on `channel` (nothing when no such channel runs).

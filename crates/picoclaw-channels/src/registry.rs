@@ -115,6 +115,19 @@ impl ChannelRegistry {
                 .with_paired_file(&s.paired_file);
             Ok(Arc::new(SlackChannel::new(config)?) as Arc<dyn Channel>)
         });
+        #[cfg(feature = "pico")]
+        r.register("pico", |s: &ChannelSetup| {
+            use crate::pico::{PicoChannel, PicoConfig};
+            use crate::settings::ChannelSettings;
+            let config = PicoConfig::from_json(&s.settings)?.with_paired_file(&s.paired_file);
+            Ok(Arc::new(PicoChannel::new(config)?) as Arc<dyn Channel>)
+        });
+        #[cfg(feature = "maixcam")]
+        r.register("maixcam", |s: &ChannelSetup| {
+            use crate::maixcam::{MaixcamChannel, MaixcamConfig};
+            let config = MaixcamConfig::from_json(&s.settings)?;
+            Ok(Arc::new(MaixcamChannel::new(config)?) as Arc<dyn Channel>)
+        });
         r
     }
 

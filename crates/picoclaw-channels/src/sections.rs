@@ -129,9 +129,56 @@ channel_section! {
     }
 }
 
+channel_section! {
+    /// `channels.pico` (the original's older name, `channels.websocket`, is read too): the
+    /// Pico protocol's WebSocket endpoint `/pico/ws` on the gateway.
+    PicoSection {
+        /// The secret clients present (`Authorization: Bearer`, or the subprotocol
+        /// `token.<value>`, or `?token=` with `allow_token_query`). Required.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        token: Option<String>,
+        /// Take the token from the `token` query parameter too (default false: URLs end up in
+        /// logs).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        allow_token_query: Option<bool>,
+        /// Web page origins allowed to connect (`"*"`: any). Empty: only clients that send no
+        /// `Origin` (scripts, apps; no browser page).
+        #[serde(skip_serializing_if = "Vec::is_empty")]
+        allow_origins: Vec<String>,
+        /// Seconds between WebSocket pings (default 30).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        ping_interval: Option<u64>,
+        /// Seconds without anything from the client (a pong included) before the connection
+        /// is closed (default 60).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        read_timeout: Option<u64>,
+        /// Seconds a write may take before the connection is dropped (default 10).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        write_timeout: Option<u64>,
+        /// Connections open at once (default 100).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        max_connections: Option<u64>,
+        /// The original's streaming settings (picoclaw always streams over this channel).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        streaming: Option<Value>,
+    }
+}
+
+channel_section! {
+    /// `channels.maixcam`: a TCP listener MaixCam boards connect to and send JSON events on.
+    MaixcamSection {
+        /// The address to listen on (default `0.0.0.0`).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        host: Option<String>,
+        /// The port to listen on (default 18790).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        port: Option<u16>,
+    }
+}
+
 /// Declares `ChannelsSection` with the typed channels and the original's other channels.
 macro_rules! channels_section {
-    (typed { $($typed:ident : $ty:ty,)* } original { $($other:ident,)* }) => {
+    (typed { $($(#[$tmeta:meta])* $typed:ident : $ty:ty,)* } original { $($other:ident,)* }) => {
         /// `channels`: the channels picoclaw has, typed, and the original PicoClaw's other
         /// channels, kept as they are (picoclaw does not implement them yet).
         #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -139,6 +186,7 @@ macro_rules! channels_section {
         #[non_exhaustive]
         pub struct ChannelsSection {
             $(
+                $(#[$tmeta])*
                 #[serde(skip_serializing_if = "Option::is_none")]
                 pub $typed: Option<$ty>,
             )*
@@ -200,11 +248,14 @@ channels_section! {
         telegram: TelegramSection,
         discord: DiscordSection,
         slack: SlackSection,
+        /// `channels.pico`; `channels.websocket` is the original's older name of it.
+        #[serde(alias = "websocket")]
+        pico: PicoSection,
+        maixcam: MaixcamSection,
     }
     original {
         whatsapp,
         feishu,
-        maixcam,
         qq,
         dingtalk,
         matrix,
@@ -214,7 +265,6 @@ channels_section! {
         wecom_app,
         wecom_aibot,
         weixin,
-        pico,
         pico_client,
         irc,
     }
@@ -233,6 +283,11 @@ impl ChannelsSection {
                 .as_ref()
                 .and_then(|s| s.session_scope.as_deref()),
             "slack" => self.slack.as_ref().and_then(|s| s.session_scope.as_deref()),
+            "pico" => self.pico.as_ref().and_then(|s| s.session_scope.as_deref()),
+            "maixcam" => self
+                .maixcam
+                .as_ref()
+                .and_then(|s| s.session_scope.as_deref()),
             other => self
                 .others
                 .get(other)

@@ -341,6 +341,7 @@ fn apply_env(
         "telegram": {"token": ""},
         "discord": {"token": ""},
         "slack": {"bot_token": "", "app_token": "", "signing_secret": ""},
+        "pico": {"token": ""},
     });
     leaves(&schema, &mut Vec::new(), &mut targets);
     leaves(value, &mut Vec::new(), &mut targets);

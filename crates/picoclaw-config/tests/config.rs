@@ -182,6 +182,37 @@ fn the_originals_other_channels_and_keys_are_accepted_quietly() {
 }
 
 #[test]
+fn pico_and_maixcam_sections_are_typed_and_websocket_is_picos_older_name() {
+    let all = warnings_of(&json!({"channels": {
+        "pico": {"enabled": true, "token": "t", "allow_origin": ["*"], "ping_interval": 30},
+        "maixcam": {"enabled": false, "host": "0.0.0.0", "prot": 18791, "allow_from": []}
+    }}));
+    for (key, want) in [
+        ("channels.pico.allow_origin", "channels.pico.allow_origins"),
+        ("channels.maixcam.prot", "channels.maixcam.port"),
+    ] {
+        assert!(
+            all.contains(&format!(
+                "unknown key '{key}' is ignored (did you mean '{want}'?)"
+            )),
+            "{key}: {all}"
+        );
+    }
+    let home = Home::new();
+    home.write_json(
+        &json!({"channels": {"websocket": {"enabled": true, "token": "t",
+        "allow_token_query": false, "read_timeout": 60, "write_timeout": 10,
+        "max_connections": 5, "allow_from": ["pico-user"]}}}),
+    );
+    let config = load_with_env(&home.paths(), &env(&[])).unwrap();
+    assert!(config.warnings.is_empty(), "{:?}", config.warnings);
+    assert_eq!(config.config.channels.enabled(), ["pico"]);
+    let pico = config.config.channels.pico.as_ref().unwrap();
+    assert_eq!(pico.max_connections, Some(5));
+    assert_eq!(pico.token.as_deref(), Some("t"));
+}
+
+#[test]
 fn a_wrong_type_in_a_channel_section_names_the_key() {
     let home = Home::new();
     home.write_json(&json!({"channels": {"discord": {"mention_only": "yes"}}}));

@@ -34,7 +34,8 @@ pub struct DispatcherConfig {
     /// Turns voice notes into text before the turn (stt config); without one the agent is told
     /// where the recording was saved.
     pub transcriber: Option<picoclaw_tools::Transcriber>,
-    /// Where "typing…" goes while a turn runs (every [`TYPING_EVERY`]); none: no indicator.
+    /// Where "typing…" goes while a turn runs (every [`TYPING_EVERY`]), and the answer's text as
+    /// it is written ([`OutboundSink::stream_text`]); none: neither.
     pub typing: Option<Arc<dyn OutboundSink>>,
     /// The workspace: attachments the channels saved in it are read beneath its handle (a link
     /// planted there by a command cannot turn a photo into the config file).
@@ -519,11 +520,22 @@ impl Dispatcher {
                 }
                 let handed = self.media_for_agent(msg.clone()).await;
                 let content = self.content_with_media(&handed).await;
+                // The answer's text as it is written, for channels that show it growing.
+                let deltas = StreamTo {
+                    sink: self.config.typing.clone(),
+                    channel: msg.channel.as_str(),
+                    chat: &msg.chat_id,
+                };
                 let result = self
                     .agents
                     .for_session(msg.session_key.as_str())
                     .agent
-                    .turn(&msg.session_key, ChatMessage::user(content), options, &())
+                    .turn(
+                        &msg.session_key,
+                        ChatMessage::user(content),
+                        options,
+                        &deltas,
+                    )
                     .await;
                 let m = &self.config.metrics;
                 match &result {
@@ -580,6 +592,28 @@ impl Dispatcher {
     }
 }
 
+/// Passes a turn's text deltas to the sink's [`OutboundSink::stream_text`].
+struct StreamTo<'a> {
+    sink: Option<Arc<dyn OutboundSink>>,
+    channel: &'a str,
+    chat: &'a str,
+}
+
+impl picoclaw_core::EventSink for StreamTo<'_> {
+    fn event(&self, event: picoclaw_core::AgentEvent) {
+        use picoclaw_core::AgentEvent;
+        let Some(sink) = &self.sink else { return };
+        match event {
+            // An empty delta: a new answer begins (a cancelled one's text is dropped).
+            AgentEvent::ModelCall { iteration: 1 } => sink.stream_text(self.channel, self.chat, ""),
+            AgentEvent::TextDelta(text) if !text.is_empty() => {
+                sink.stream_text(self.channel, self.chat, &text);
+            }
+            _ => {}
+        }
+    }
+}
+
 /// Where delivered messages go: the channels (through the channel manager), or a test double.
 #[async_trait::async_trait]
 pub trait OutboundSink: Send + Sync {
@@ -590,6 +624,12 @@ pub trait OutboundSink: Send + Sync {
     /// Shows "typing…" in a chat while its turn runs (best effort; nothing by default).
     async fn typing(&self, channel: &str, chat_id: &str) {
         let _ = (channel, chat_id);
+    }
+
+    /// Answer text of a running turn as it is written; an empty `delta` when a turn's answer
+    /// begins. Must not block; nothing by default.
+    fn stream_text(&self, channel: &str, chat_id: &str, delta: &str) {
+        let _ = (channel, chat_id, delta);
     }
 }
 
@@ -754,5 +794,9 @@ impl OutboundSink for ChannelSink {
 
     async fn typing(&self, channel: &str, chat_id: &str) {
         self.0.typing(channel, chat_id).await;
+    }
+
+    fn stream_text(&self, channel: &str, chat_id: &str, delta: &str) {
+        self.0.stream_text(channel, chat_id, delta);
     }
 }

@@ -15,6 +15,11 @@
 //! need neither the key nor a known `Host`: orchestrators probe them by the pod's address, and
 //! they show no conversation.
 //!
+//! `GET /pico/ws` (with the `pico` feature) takes the Pico protocol's WebSocket connections
+//! ([`crate::socket`]): the Pico channel authenticates them with `channels.pico.token` and checks
+//! their `Origin` against `channels.pico.allow_origins`; the gateway's key, `Host` and origin
+//! rules do not apply there.
+//!
 //! `/webhook/<channel>` (any method) passes platform callbacks (Slack's Events API, LINE,
 //! Telegram in webhook mode) to the channel of that name, which verifies them itself: the bearer
 //! key does not apply there, since platforms cannot send it, and neither does the `Host` rule,
@@ -150,6 +155,10 @@ pub fn router(state: Arc<ApiState>) -> Router {
         .route("/v1/chat/completions", post(chat_completions))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(state.clone());
+    #[cfg(feature = "pico")]
+    if let Some(channels) = state.channels.clone() {
+        router = router.merge(crate::socket::socket_router(channels));
+    }
     if let Some(webhooks) = webhooks {
         router = router.merge(webhooks);
     }
@@ -209,8 +218,10 @@ pub(crate) fn api_error(status: StatusCode, kind: &str, message: impl Into<Strin
     (status, Json(body)).into_response()
 }
 
-/// What a route asks of a request besides a known `Origin`.
+/// What a route asks of a request.
 struct Rules {
+    /// A known `Origin` (when one is sent); off where the channel checks its own list.
+    origin: bool,
     /// The `Host` must name this gateway.
     host: bool,
     /// The bearer key.
@@ -220,9 +231,20 @@ struct Rules {
 }
 
 fn rules_for(path: &str, metrics_public: bool) -> Rules {
+    if path == "/pico/ws" {
+        // The Pico channel checks its own token and `channels.pico.allow_origins`; clients,
+        // like platforms, may reach the public name.
+        return Rules {
+            origin: false,
+            host: false,
+            key: false,
+            json: false,
+        };
+    }
     if path.starts_with("/webhook/") {
         // The channel checks the platform's signature; platforms reach the public name.
         return Rules {
+            origin: true,
             host: false,
             key: false,
             json: false,
@@ -230,6 +252,7 @@ fn rules_for(path: &str, metrics_public: bool) -> Rules {
     }
     let public = path == "/health" || path == "/ready" || (path == "/metrics" && metrics_public);
     Rules {
+        origin: true,
         host: !public,
         key: !public,
         json: true,
@@ -237,7 +260,8 @@ fn rules_for(path: &str, metrics_public: bool) -> Rules {
 }
 
 /// The access rules every request passes before its handler: a foreign `Origin` (WebSocket
-/// upgrades included) is refused on every route; then, per `rules_for`, the `Host`, the
+/// upgrades included) is refused on every route but `/pico/ws`, whose channel checks
+/// `channels.pico.allow_origins` itself; then, per `rules_for`, the `Host`, the
 /// bearer key, and JSON for requests with a body.
 pub async fn guard(State(state): State<Arc<ApiState>>, request: Request, next: Next) -> Response {
     let headers = request.headers();
@@ -264,7 +288,9 @@ pub async fn guard(State(state): State<Arc<ApiState>>, request: Request, next: N
             ),
         );
     }
-    if let Some(origin) = headers.get(header::ORIGIN) {
+    if rules.origin
+        && let Some(origin) = headers.get(header::ORIGIN)
+    {
         let origin = origin.to_str().unwrap_or("\u{fffd}");
         if !access.origin_allowed(origin, host) {
             tracing::debug!(origin, path, "refused a request from a foreign web page");
@@ -790,7 +816,11 @@ mod tests {
         assert!(rules_for("/metrics", false).key);
         assert!(!rules_for("/metrics", true).key);
         let r = rules_for("/webhook/slack", false);
-        assert!(!r.host && !r.key && !r.json);
+        assert!(r.origin && !r.host && !r.key && !r.json);
+        // The Pico channel checks its token and allow_origins itself.
+        let r = rules_for("/pico/ws", false);
+        assert!(!r.origin && !r.host && !r.key && !r.json);
+        assert!(rules_for("/pico/other", false).origin);
     }
 
     #[test]

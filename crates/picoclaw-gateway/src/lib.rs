@@ -17,6 +17,8 @@ pub mod http;
 pub mod key;
 pub mod metrics;
 pub mod scheduler;
+#[cfg(feature = "pico")]
+pub mod socket;
 
 pub use agents::{AgentSet, GatewayAgent, Routed, assemble_agents, route_input};
 pub use assemble::{

@@ -120,7 +120,13 @@ fn edit_config(home: &std::path::Path, edit: impl FnOnce(&mut Value)) {
 }
 
 /// Replaces the `channels` section of the config in `home`.
-#[cfg(any(feature = "telegram", feature = "slack", feature = "discord"))]
+#[cfg(any(
+    feature = "telegram",
+    feature = "slack",
+    feature = "discord",
+    feature = "pico",
+    feature = "maixcam"
+))]
 fn set_channels(home: &std::path::Path, channels: Value) {
     edit_config(home, |config| config["channels"] = channels);
 }
@@ -167,5 +173,9 @@ fn tool_messages(body: &Value) -> Vec<String> {
 mod agents;
 mod api;
 mod azure;
+#[cfg(feature = "maixcam")]
+mod maixcam;
+#[cfg(feature = "pico")]
+mod pico;
 mod slack;
 mod telegram;
