@@ -165,9 +165,23 @@ fn the_api_crate_depends_only_on_its_allowed_list() {
                     | "schemars"
                     | "chrono"
                     | "tokio-util"
+                    | "tokio"
             ),
             "picoclaw-api must stay IO-free and light (docs/ARCHITECTURE.md), but depends on {name}"
         );
+        // tokio for its AsyncRead/AsyncWrite traits only (an upgraded socket's byte stream):
+        // no runtime, no I/O of its own (tokio-util already brings tokio in).
+        if name == "tokio" {
+            assert_eq!(
+                dep["uses_default_features"], false,
+                "picoclaw-api takes tokio without its default features"
+            );
+            assert!(
+                dep["features"].as_array().is_some_and(Vec::is_empty),
+                "picoclaw-api takes no tokio feature: {}",
+                dep["features"]
+            );
+        }
     }
 }
 

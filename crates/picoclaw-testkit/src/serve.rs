@@ -81,9 +81,11 @@ where
     }
 }
 
-/// Waits up to 10 s for `done` to hold; panics naming `what` otherwise.
+/// Waits up to 30 s for `done` to hold (a gateway starting on a loaded 2-core CI machine can
+/// take seconds; a wait that passes returns as soon as it holds); panics naming `what`
+/// otherwise.
 pub(crate) fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(10);
+    let deadline = Instant::now() + Duration::from_secs(30);
     while !done() {
         assert!(Instant::now() < deadline, "timed out waiting for {what}");
         std::thread::sleep(Duration::from_millis(10));
