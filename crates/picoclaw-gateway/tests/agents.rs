@@ -192,7 +192,12 @@ async fn each_agent_is_built_with_its_own_rate_limits() {
     assert_eq!(limits("open"), picoclaw_core::RateLimits::new(20, 40));
     assert_eq!(limits("strict"), picoclaw_core::RateLimits::new(0, 3));
     assert_eq!(
-        agents.get("strict").unwrap().ephemeral.rate_limiter().limits(),
+        agents
+            .get("strict")
+            .unwrap()
+            .ephemeral
+            .rate_limiter()
+            .limits(),
         picoclaw_core::RateLimits::new(0, 3)
     );
 }
