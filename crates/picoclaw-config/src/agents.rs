@@ -46,6 +46,10 @@ pub struct AgentEntry {
     /// Which tools it has: `allow` (only these, when not empty), then `deny`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tools: Option<AgentTools>,
+    /// Its own rate limits; when present they replace the top-level `rate_limits` whole (a key
+    /// left out is 0, no limit).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rate_limits: Option<crate::RateLimits>,
 }
 
 /// An agent's model: a name, or a primary with fallbacks.
@@ -304,6 +308,9 @@ impl Config {
             c.agents.defaults.model = model.primary().trim().to_owned();
             c.agents.defaults.provider = String::new();
             c.agents.defaults.model_fallbacks = model.fallbacks().to_vec();
+        }
+        if let Some(limits) = entry.rate_limits {
+            c.rate_limits = limits;
         }
         Some(c)
     }

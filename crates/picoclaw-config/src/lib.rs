@@ -29,8 +29,8 @@ pub use load::{
 };
 pub use model::{
     AgentDefaults, AgentsConfig, AzureSection, Config, DEFAULT_WORKSPACE, ExecSection,
-    GatewayConfig, HeartbeatConfig, ModelEntry, Price, ProviderConfig, StateConfig, ToolsConfig,
-    home_path,
+    GatewayConfig, HeartbeatConfig, ModelEntry, Price, ProviderConfig, RateLimits, StateConfig,
+    ToolsConfig, home_path,
 };
 pub use paths::{Paths, shell_quote};
 pub use resolve::{

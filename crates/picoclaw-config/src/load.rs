@@ -236,16 +236,10 @@ pub(crate) fn ignored_sections(config: &Config) -> Vec<String> {
             Some(_) => true,
         }
     }
-    let sections: [(&Option<Value>, &str); 5] = [
+    let sections: [(&Option<Value>, &str); 4] = [
         (
             &config.devices,
             "devices: device monitoring is not supported yet; this section is ignored",
-        ),
-        (
-            &config.rate_limits,
-            "rate_limits: global rate limits are not supported; this section is ignored (limit \
-             a model with model_list[].rpm, a channel's users with \
-             channels.<name>.rate_limit_per_minute)",
         ),
         (
             &config.llm,

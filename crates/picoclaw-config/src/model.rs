@@ -15,6 +15,35 @@ use std::path::PathBuf;
 /// The workspace value written by default; it follows `PICOCLAW_HOME` when that is set.
 pub const DEFAULT_WORKSPACE: &str = "~/.picoclaw/workspace";
 
+/// `rate_limits`, the original PicoClaw's section: how many model requests and tool calls one
+/// conversation (session) may make in any 60 seconds. 0 (the default) means no limit. A call
+/// over a limit waits for the window to free up, up to 30 seconds; a longer wait ends the turn
+/// with an answer naming the limit and when to try again.
+#[derive(Clone, Copy, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(default)]
+#[non_exhaustive]
+pub struct RateLimits {
+    /// Model requests (each call of the model in a turn's tool loop) per minute.
+    pub max_requests_per_minute: u32,
+    /// Tool calls per minute.
+    pub max_tool_calls_per_minute: u32,
+}
+
+impl RateLimits {
+    /// Limits of `requests` model requests and `tool_calls` tool calls per minute (0: none).
+    pub fn new(requests: u32, tool_calls: u32) -> Self {
+        Self {
+            max_requests_per_minute: requests,
+            max_tool_calls_per_minute: tool_calls,
+        }
+    }
+
+    /// Whether neither limit is set.
+    pub fn is_unlimited(&self) -> bool {
+        self.max_requests_per_minute == 0 && self.max_tool_calls_per_minute == 0
+    }
+}
+
 /// The whole config file.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 #[serde(default)]
@@ -35,12 +64,14 @@ pub struct Config {
     /// Speech to text (voice messages, the `transcribe` tool).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub stt: Option<picoclaw_tools::SttSection>,
+    /// Model requests and tool calls each conversation may make per minute (0: no limit); an
+    /// agent's `agents.list[].rate_limits` replaces it for that agent.
+    #[serde(skip_serializing_if = "RateLimits::is_unlimited")]
+    pub rate_limits: RateLimits,
     // Sections of the original PicoClaw that this build does not use yet, kept verbatim (loading
     // warns once about each: see `load::ignored_sections`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub devices: Option<Value>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub rate_limits: Option<Value>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub llm: Option<Value>,
     #[serde(skip_serializing_if = "Option::is_none")]

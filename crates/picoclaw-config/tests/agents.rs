@@ -253,3 +253,26 @@ fn a_misspelt_key_in_an_agent_or_binding_is_named() {
     assert!(all.contains("bindings.0.match.gulid_id"), "{all}");
     assert!(!all.contains("not supported yet"), "{all}");
 }
+
+#[test]
+fn an_agents_rate_limits_replace_the_top_level_ones() {
+    let (c, paths, _h) = load(json!({
+        "rate_limits": {"max_requests_per_minute": 30, "max_tool_calls_per_minute": 60},
+        "agents": {"list": [
+            {"id": "strict", "rate_limits": {"max_tool_calls_per_minute": 5}},
+            {"id": "plain", "default": true}
+        ]}
+    }))
+    .unwrap();
+    let strict = c.for_agent("strict", &paths).unwrap();
+    // The agent's section replaces the top-level one whole: its missing key is 0, no limit.
+    assert_eq!(strict.rate_limits, picoclaw_config::RateLimits::new(0, 5));
+    let plain = c.for_agent("plain", &paths).unwrap();
+    assert_eq!(plain.rate_limits, picoclaw_config::RateLimits::new(30, 60));
+    // Round trip keeps the agent's own section.
+    let back = serde_json::to_value(&c).unwrap();
+    assert_eq!(
+        back["agents"]["list"][0]["rate_limits"]["max_tool_calls_per_minute"],
+        5
+    );
+}

@@ -41,15 +41,11 @@ fn the_original_layout_loads_quietly_and_resolves() {
     home.write(include_str!("fixtures/original.json"));
     let loaded = load_with_env(&home.paths(), &env(&[])).unwrap();
     assert!(loaded.file_found);
-    // Every key is known; the one section kept but not used that holds something says so once
-    // (`devices` is switched off, so nothing is lost by ignoring it).
-    assert_eq!(loaded.warnings.len(), 1, "{:?}", loaded.warnings);
-    assert!(
-        loaded.warnings[0].contains("rate_limits: ") && loaded.warnings[0].contains("ignored"),
-        "{:?}",
-        loaded.warnings
-    );
+    // Every key is known, `rate_limits` is acted on, and `devices` is switched off (nothing is
+    // lost by ignoring it): nothing to say.
+    assert!(loaded.warnings.is_empty(), "{:?}", loaded.warnings);
     let c = &loaded.config;
+    assert_eq!(c.rate_limits, picoclaw_config::RateLimits::new(30, 60));
     assert!(!c.tools.exec.enabled);
     assert_eq!(c.gateway.port, 18790);
     assert!(c.channels.telegram.is_some() && c.channels.line.is_some());
@@ -268,15 +264,15 @@ fn sections_kept_but_not_used_warn_once_each() {
         "bindings": [{"agent_id": "a", "match": {"channel": "telegram"}}],
         "devices": {"enabled": true, "monitor_usb": true}
     }));
-    for section in ["rate_limits: ", "devices: "] {
-        assert_eq!(all.matches(section).count(), 1, "{section}: {all}");
-    }
+    assert_eq!(all.matches("devices: ").count(), 1, "{all}");
+    // rate_limits is enforced now: nothing is said of it.
+    assert!(!all.contains("rate_limits"), "{all}");
     // Several agents and their bindings are acted on now: nothing is said of them.
     assert!(
         !all.contains("agents.list") && !all.contains("bindings"),
         "{all}"
     );
-    assert_eq!(all.lines().count(), 2, "{all}");
+    assert_eq!(all.lines().count(), 1, "{all}");
     assert!(!all.contains("unknown key"), "{all}");
     // Empty or switched off: nothing is ignored, nothing is said.
     let quiet = warnings_of(&json!({"agents": {"list": []}, "devices": {"enabled": false}}));
@@ -843,4 +839,42 @@ async fn a_model_list_entry_marked_reasoning_reaches_the_azure_client() {
     assert!(sent.body.get("max_tokens").is_none(), "{}", sent.body);
     assert!(sent.body.get("temperature").is_none(), "{}", sent.body);
     assert_eq!(sent.body["reasoning_effort"], "low");
+}
+
+#[test]
+fn rate_limits_are_typed_and_a_misspelt_key_is_named() {
+    let all = warnings_of(&json!({
+        "rate_limits": {"max_request_per_minute": 5, "max_tool_calls_per_minute": 2},
+        "agents": {"list": [{"id": "a", "rate_limits": {"max_tool_call_per_minute": 1}}]}
+    }));
+    assert!(
+        all.contains(
+            "unknown key 'rate_limits.max_request_per_minute' is ignored (did you mean \
+             'rate_limits.max_requests_per_minute'?)"
+        ),
+        "{all}"
+    );
+    assert!(
+        all.contains(
+            "'agents.list.0.rate_limits.max_tool_call_per_minute' is ignored (did you mean \
+             'agents.list.0.rate_limits.max_tool_calls_per_minute'?)"
+        ),
+        "{all}"
+    );
+    assert_eq!(all.lines().count(), 2, "{all}");
+    // A wrong type is an error naming the key.
+    let home = Home::new();
+    home.write_json(&json!({"rate_limits": {"max_requests_per_minute": "lots"}}));
+    let err = load_with_env(&home.paths(), &env(&[]))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("rate_limits.max_requests_per_minute"), "{err}");
+    // Nothing set: nothing written back.
+    let c = picoclaw_config::Config::default();
+    assert!(
+        serde_json::to_value(&c)
+            .unwrap()
+            .get("rate_limits")
+            .is_none()
+    );
 }

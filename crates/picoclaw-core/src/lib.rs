@@ -9,12 +9,14 @@ mod agent;
 mod compaction;
 pub mod context;
 mod events;
+mod rate_limit;
 mod tool_loop;
 pub mod transcript;
 
 pub use agent::{Agent, AgentBuilder, AgentConfig, AgentError, TurnEnd, TurnOptions, TurnOutcome};
 pub use context::ContextBuilder;
 pub use events::{AgentEvent, EventLog, EventSink};
+pub use rate_limit::{RateKind, RateLimited, RateLimiter, RateLimits};
 
 pub use picoclaw_api::{
     ChannelId, ChatMessage, ContentPart, FinishReason, Role, Secret, SessionKey, ToolCall,

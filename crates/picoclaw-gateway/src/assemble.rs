@@ -457,6 +457,11 @@ pub async fn assemble(
     agent_cfg.compaction = defaults.compaction;
     agent_cfg.compaction_threshold = defaults.compaction_threshold as usize;
     agent_cfg.memory_budget_tokens = defaults.memory_budget_tokens as usize;
+    // rate_limits (an agent's own, copied over by Config::for_agent): per conversation.
+    agent_cfg.rate_limits = picoclaw_core::RateLimits::new(
+        config.rate_limits.max_requests_per_minute,
+        config.rate_limits.max_tool_calls_per_minute,
+    );
 
     let memory = Arc::new(WorkspaceMemory::new(&workspace, store.clone()));
     let mut builder = Agent::builder(provider.clone());

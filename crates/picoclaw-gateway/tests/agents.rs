@@ -164,3 +164,40 @@ async fn a_job_made_by_an_agent_runs_on_that_agent_in_its_key_space() {
         .unwrap();
     assert!(!kept.messages.is_empty(), "the run is kept under {key}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn each_agent_is_built_with_its_own_rate_limits() {
+    let home = tempfile::tempdir().unwrap();
+    std::fs::write(
+        home.path().join("config.json"),
+        json!({
+            "agents": {
+                "defaults": {"workspace": home.path().join("workspace").display().to_string(),
+                             "model": "openai/x"},
+                "list": [{"id": "open"},
+                         {"id": "strict", "rate_limits": {"max_tool_calls_per_minute": 3}}]
+            },
+            "rate_limits": {"max_requests_per_minute": 20, "max_tool_calls_per_minute": 40},
+            "providers": {"openai": {"api_key": "sk-test", "api_base": "http://127.0.0.1:9"}},
+        })
+        .to_string(),
+    )
+    .unwrap();
+    let paths = Paths::new(home.path(), home.path().join("config.json"));
+    let config = load_with_env(&paths, &HashMap::new()).unwrap().config;
+    let agents = assemble_agents(&config, &paths, AssembleOptions::streaming(false))
+        .await
+        .unwrap();
+    let limits = |id: &str| agents.get(id).unwrap().agent.rate_limiter().limits();
+    assert_eq!(limits("open"), picoclaw_core::RateLimits::new(20, 40));
+    assert_eq!(limits("strict"), picoclaw_core::RateLimits::new(0, 3));
+    assert_eq!(
+        agents
+            .get("strict")
+            .unwrap()
+            .ephemeral
+            .rate_limiter()
+            .limits(),
+        picoclaw_core::RateLimits::new(0, 3)
+    );
+}

@@ -244,6 +244,44 @@ async fn hostile_paths_and_commands_are_refused_and_reported_to_the_model() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn rate_limited_tool_calls_end_the_turn_naming_the_key() {
+    let endpoint = ScriptedEndpoint::start_with([
+        Reply::tool_calls(vec![
+            ("list_dir", json!({"path": "."})),
+            ("list_dir", json!({"path": "."})),
+            ("list_dir", json!({"path": "."})),
+        ]),
+        Reply::text("never sent"),
+    ])
+    .await;
+    let home = Home::with_config(&endpoint, json!({}));
+    home.write_config(&json!({
+        "agents": {"defaults": {"model": "openai/test-model",
+                                "workspace": home.workspace().display().to_string()}},
+        "providers": {"openai": {"api_key": KEY, "api_base": endpoint.base_url()}},
+        "rate_limits": {"max_tool_calls_per_minute": 1}
+    }));
+    let out = run(home.cmd(), &["agent", "-m", "list it three times"]).await;
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    // The second call would wait a minute, more than 30 s: the turn ends at once.
+    assert!(
+        out.stdout.contains(
+            "This conversation reached its limit of 1 tool calls per minute \
+             (rate_limits.max_tool_calls_per_minute); try again in"
+        ),
+        "{}",
+        out.stdout
+    );
+    assert!(!out.stdout.contains("never sent"), "{}", out.stdout);
+    assert_eq!(
+        endpoint.requests().len(),
+        1,
+        "no model call after the limit"
+    );
+    assert_eq!(endpoint.remaining(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn runaway_tool_loop_ends_at_max_tool_iterations() {
     let endpoint = ScriptedEndpoint::start_with([
         Reply::tool_call("list_dir", json!({"path": "."})),

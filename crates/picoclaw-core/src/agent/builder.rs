@@ -137,6 +137,13 @@ impl AgentBuilder {
         self
     }
 
+    /// Limits the model requests and tool calls of each conversation per minute (see
+    /// [`crate::RateLimits`]).
+    pub fn rate_limits(mut self, limits: crate::RateLimits) -> Self {
+        self.config.rate_limits = limits;
+        self
+    }
+
     pub fn streaming(mut self, on: bool) -> Self {
         self.config.stream = on;
         self
@@ -209,6 +216,7 @@ impl AgentBuilder {
                 tools.register(Arc::new(MemoryWriteTool::new(Arc::clone(memory))));
             }
         }
+        let limiter = crate::RateLimiter::new(self.config.rate_limits);
         Ok(Agent {
             inner: Arc::new(Inner {
                 provider: self.provider,
@@ -220,6 +228,7 @@ impl AgentBuilder {
                 usage: self.usage,
                 session_locks: Mutex::new(HashMap::new()),
                 subagents: subagents_handle,
+                limiter,
             }),
         })
     }

@@ -70,6 +70,8 @@ pub struct AgentConfig {
     /// Tokens of long-term memory the system prompt may carry when the agent has a memory
     /// index ([`AgentBuilder::memory`]); 0 leaves memory out of the prompt (the tools stay).
     pub memory_budget_tokens: usize,
+    /// Model requests and tool calls one conversation may make per minute (none by default).
+    pub rate_limits: crate::RateLimits,
 }
 
 impl Default for AgentConfig {
@@ -87,6 +89,7 @@ impl Default for AgentConfig {
             compaction: true,
             compaction_threshold: 0,
             memory_budget_tokens: 2000,
+            rate_limits: crate::RateLimits::default(),
         }
     }
 }
@@ -101,6 +104,9 @@ pub enum TurnEnd {
     MaxIterations,
     /// The answer was cut at `max_tokens`.
     Truncated,
+    /// A rate limit of the conversation was reached and would have needed a wait longer than
+    /// [`crate::RateLimiter::MAX_WAIT`]; the answer says which limit and when to try again.
+    RateLimited,
 }
 
 /// The result of a turn.
@@ -176,6 +182,7 @@ struct Inner {
     usage: Option<(Arc<dyn UsageStore>, String)>,
     session_locks: Mutex<HashMap<SessionKey, Arc<tokio::sync::Mutex<()>>>>,
     subagents: Option<Subagents>,
+    limiter: crate::RateLimiter,
 }
 
 /// A configured agent. Cheap to clone; turns of one session run one at a time, different
@@ -198,6 +205,11 @@ impl std::fmt::Debug for Agent {
 impl Agent {
     pub fn config(&self) -> &AgentConfig {
         &self.inner.config
+    }
+
+    /// The limiter counting this agent's model requests and tool calls per conversation.
+    pub fn rate_limiter(&self) -> &crate::RateLimiter {
+        &self.inner.limiter
     }
 
     pub fn tools(&self) -> &ToolRegistry {

@@ -146,6 +146,14 @@ impl Agent {
                         .and_then(|at| messages.get_mut(at))
                         .map(|m| m.content.extend(options.images.iter().cloned()))
                         .is_some();
+                if let Err(limited) = cancellable(
+                    options,
+                    inner.limiter.acquire(session, crate::RateKind::Requests),
+                )
+                .await?
+                {
+                    return Ok(rate_limited_answer(&limited, &mut turn, events));
+                }
                 let request = ChatRequest::new(cfg.model.clone(), messages)
                     .with_tools(specs.clone())
                     .with_max_tokens(cfg.max_tokens)
@@ -201,9 +209,34 @@ impl Agent {
                 iteration += 1;
                 let calls = assistant.tool_calls.clone();
                 turn.push(assistant);
-                tool_calls += calls.len();
+                // Each call takes a slot of the tool-call limit, in order; a call refused by
+                // it, and every call after it, is not run (the model is told why) and the turn
+                // ends with the limit's answer.
+                let mut admitted = 0usize;
+                let mut refused = None;
+                for _ in &calls {
+                    match cancellable(
+                        options,
+                        inner.limiter.acquire(session, crate::RateKind::ToolCalls),
+                    )
+                    .await
+                    {
+                        Ok(Ok(())) => admitted += 1,
+                        Ok(Err(limited)) => {
+                            refused = Some(limited);
+                            break;
+                        }
+                        Err(e) => {
+                            turn.extend(calls.iter().map(|c| ChatMessage::tool_result(
+                                c.id.clone(), c.name.clone(), "Cancelled by the user before it ran.")));
+                            return Err(e);
+                        }
+                    }
+                }
+                let (run, skipped) = calls.split_at(admitted);
+                tool_calls += run.len();
                 let results = tokio::select! {
-                    results = tool_loop::run_tool_calls(&inner.tools, &tool_ctx, &calls, &loop_cfg, events) => results,
+                    results = tool_loop::run_tool_calls(&inner.tools, &tool_ctx, run, &loop_cfg, events) => results,
                     _ = cancelled(options) => {
                         // Keep the history valid: every call gets an answer.
                         turn.extend(calls.iter().map(|c| ChatMessage::tool_result(
@@ -212,6 +245,16 @@ impl Agent {
                     }
                 };
                 turn.extend(results);
+                if let Some(limited) = refused {
+                    turn.extend(skipped.iter().map(|c| {
+                        ChatMessage::tool_result(
+                            c.id.clone(),
+                            c.name.clone(),
+                            format!("Not run: {}", limited.message()),
+                        )
+                    }));
+                    return Ok(rate_limited_answer(&limited, &mut turn, events));
+                }
                 if iteration >= cfg.max_tool_iterations {
                     let text = format!(
                         "I stopped after {} rounds of tool calls without reaching a final answer \
@@ -375,6 +418,18 @@ impl Agent {
         )
         .into())
     }
+}
+
+/// Ends a turn on a rate limit: the limit's message is the assistant's answer.
+fn rate_limited_answer(
+    limited: &crate::RateLimited,
+    turn: &mut Vec<ChatMessage>,
+    events: &dyn EventSink,
+) -> (String, TurnEnd) {
+    let text = limited.message();
+    events.event(AgentEvent::TextDelta(text.clone()));
+    turn.push(ChatMessage::assistant(text.clone()));
+    (text, TurnEnd::RateLimited)
 }
 
 async fn cancelled(options: &TurnOptions) {
