@@ -122,6 +122,10 @@ pub(crate) async fn build_for(
     if let Some(skills) = config.agent_entry(&agent_id).and_then(|e| e.skills.clone()) {
         options = options.with_skills_only(skills);
     }
+    if !config.agents.list.is_empty() {
+        let default = agent_id == config.default_agent_id();
+        options = options.with_memory_space(agent_id.clone(), default);
+    }
     let config = config.for_agent(&agent_id, &paths).unwrap_or(config);
     let mut config = config.with_registry(extensions.providers());
     let options = options.with_tools(extensions.tools().to_vec());

@@ -237,7 +237,10 @@ pub async fn assemble_agents(
         let Some(agent_config) = config.for_agent(&info.id, paths) else {
             continue;
         };
-        let mut opts = options.clone().with_store(store.clone());
+        let mut opts = options
+            .clone()
+            .with_store(store.clone())
+            .with_memory_space(&info.id, info.default);
         if let Some(tools) = info.entry.as_ref().and_then(|e| e.tools.clone()) {
             opts = opts.with_tool_filter(tools);
         }

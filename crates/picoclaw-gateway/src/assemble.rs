@@ -187,6 +187,9 @@ pub struct AssembleOptions {
     pub tool_filter: Option<picoclaw_config::AgentTools>,
     /// Which skills the agent is offered (`agents.list[].skills`); all when `None`.
     pub skills_only: Option<Vec<String>>,
+    /// With several agents: this agent's id, and whether it is the default one (its memory
+    /// index is kept apart from the others' in the shared database).
+    pub memory_space: Option<(String, bool)>,
 }
 
 impl std::fmt::Debug for AssembleOptions {
@@ -210,7 +213,14 @@ impl AssembleOptions {
             store: None,
             tool_filter: None,
             skills_only: None,
+            memory_space: None,
         }
+    }
+
+    /// See [`AssembleOptions::memory_space`].
+    pub fn with_memory_space(mut self, agent: impl Into<String>, default: bool) -> Self {
+        self.memory_space = Some((agent.into(), default));
+        self
     }
 
     /// See [`AssembleOptions::skills_only`].
@@ -463,7 +473,13 @@ pub async fn assemble(
         config.rate_limits.max_tool_calls_per_minute,
     );
 
-    let memory = Arc::new(WorkspaceMemory::new(&workspace, store.clone()));
+    // With several agents, each indexes and finds only its own notes.
+    let index: Arc<dyn picoclaw_state::MemoryStore> = match &options.memory_space {
+        None => store.clone(),
+        Some((_, true)) => Arc::new(picoclaw_state::MemorySpace::default_agent(store.clone())),
+        Some((id, false)) => Arc::new(picoclaw_state::MemorySpace::agent(store.clone(), id)),
+    };
+    let memory = Arc::new(WorkspaceMemory::new(&workspace, index));
     let mut builder = Agent::builder(provider.clone());
     if let Some(results) = options.local_results {
         builder = builder.local_results(results);

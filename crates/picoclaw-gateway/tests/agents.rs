@@ -201,3 +201,109 @@ async fn each_agent_is_built_with_its_own_rate_limits() {
         picoclaw_core::RateLimits::new(0, 3)
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn each_agent_remembers_and_finds_only_its_own_notes() {
+    use picoclaw_core::{ChatMessage, TurnOptions};
+    // Each agent searches its memory for its own fact and for the other's.
+    let search = |q: &str| json!({"query": q});
+    let endpoint = ScriptedEndpoint::start_with([
+        Reply::tool_calls(vec![
+            ("memory_search", search("spare key blue pot")),
+            ("memory_search", search("deploy password Fridays")),
+        ])
+        .when_request_contains("model-home"),
+        Reply::text("home done").when_request_contains("model-home"),
+        Reply::tool_calls(vec![
+            ("memory_search", search("deploy password Fridays")),
+            ("memory_search", search("spare key blue pot")),
+        ])
+        .when_request_contains("model-work"),
+        Reply::text("work done").when_request_contains("model-work"),
+        // Home again, after work indexed its own MEMORY.md at the same relative path.
+        Reply::tool_calls(vec![("memory_search", search("deploy password Fridays"))])
+            .when_request_contains("model-home"),
+        Reply::text("home again").when_request_contains("model-home"),
+    ])
+    .await;
+    let home = tempfile::tempdir().unwrap();
+    std::fs::write(
+        home.path().join("config.json"),
+        json!({
+            "agents": {
+                "defaults": {"workspace": home.path().join("workspace").display().to_string(),
+                             "memory_budget_tokens": 0},
+                "list": [{"id": "home", "model": "openai/model-home"},
+                         {"id": "work", "model": "openai/model-work"}]
+            },
+            "providers": {"openai": {"api_key": "sk-test", "api_base": endpoint.base_url()}},
+        })
+        .to_string(),
+    )
+    .unwrap();
+    let paths = Paths::new(home.path(), home.path().join("config.json"));
+    let config = load_with_env(&paths, &HashMap::new()).unwrap().config;
+    let agents = assemble_agents(&config, &paths, AssembleOptions::streaming(false))
+        .await
+        .unwrap();
+    // Both keep MEMORY.md at the same place in their own workspaces.
+    for (agent, fact) in [
+        ("home", "the spare key is under the blue pot"),
+        ("work", "the deploy password rotates on Fridays"),
+    ] {
+        let ws = &agents.get(agent).unwrap().workspace;
+        std::fs::create_dir_all(ws.join("memory")).unwrap();
+        std::fs::write(ws.join("memory/MEMORY.md"), format!("- {fact}\n")).unwrap();
+    }
+    for agent in ["home", "work", "home"] {
+        let a = agents.get(agent).unwrap();
+        let key = agents.session_key(agent, "telegram:1");
+        a.agent
+            .turn(
+                &key,
+                ChatMessage::user("what do you remember?"),
+                TurnOptions::new(),
+                &(),
+            )
+            .await
+            .unwrap();
+    }
+    let results = |model: &str| {
+        endpoint
+            .requests()
+            .into_iter()
+            .filter(|r| r.body["model"] == model)
+            .flat_map(|r| {
+                r.body["messages"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .filter(|m| m["role"] == "tool")
+                    .map(|m| m["content"].as_str().unwrap_or_default().to_owned())
+                    .collect::<Vec<_>>()
+            })
+            .collect::<Vec<_>>()
+    };
+    let home_results = results("model-home").join("\n");
+    let work_results = results("model-work").join("\n");
+    // Each finds its own fact, never the other's, even asked for its exact words.
+    assert!(
+        home_results.contains("spare key is under the blue pot"),
+        "{home_results}"
+    );
+    // (The queries are echoed in "no match" answers: look for the facts' other words.)
+    assert!(!home_results.contains("rotates on"), "{home_results}");
+    assert!(
+        home_results.contains("No notes in memory match"),
+        "{home_results}"
+    );
+    assert!(
+        work_results.contains("deploy password rotates"),
+        "{work_results}"
+    );
+    assert!(!work_results.contains("is under the"), "{work_results}");
+    assert!(
+        work_results.contains("No notes in memory match"),
+        "{work_results}"
+    );
+}

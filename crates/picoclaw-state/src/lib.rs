@@ -21,6 +21,7 @@ mod in_memory;
 mod in_memory_runtime;
 pub mod legacy;
 mod memory;
+mod memory_space;
 #[cfg(feature = "postgres")]
 mod postgres;
 #[cfg(feature = "sqlite")]
@@ -39,6 +40,7 @@ pub use cron::{
 };
 pub use in_memory::InMemoryStore;
 pub use memory::query_terms;
+pub use memory_space::MemorySpace;
 pub use picoclaw_api::state::{
     GroupBy, InboundJournal, InboundRecord, IndexedSource, KvStore, LeaseStore, MemoryHit,
     MemoryNote, MemoryStore, ModelUsage, OutboundRecord, Outbox, Session, SessionInfo,
