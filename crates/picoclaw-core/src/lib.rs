@@ -13,7 +13,9 @@ mod rate_limit;
 mod tool_loop;
 pub mod transcript;
 
-pub use agent::{Agent, AgentBuilder, AgentConfig, AgentError, TurnEnd, TurnOptions, TurnOutcome};
+pub use agent::{
+    Agent, AgentBuilder, AgentConfig, AgentError, PeerAgents, TurnEnd, TurnOptions, TurnOutcome,
+};
 pub use context::ContextBuilder;
 pub use events::{AgentEvent, EventLog, EventSink};
 pub use rate_limit::{RateKind, RateLimited, RateLimiter, RateLimits};

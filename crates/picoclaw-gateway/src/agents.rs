@@ -213,16 +213,38 @@ pub fn route_input(msg: &InboundMessage) -> RouteInput {
     input
 }
 
+/// The other agents, for a hand-over (`subagent`/`spawn` with `agent_id`): bound to the set
+/// once every agent is built (each agent needs it while it is built).
+#[derive(Default)]
+struct LatePeers(std::sync::OnceLock<std::sync::Weak<AgentSet>>);
+
+impl picoclaw_core::PeerAgents for LatePeers {
+    fn agent(&self, id: &str) -> Option<Agent> {
+        let set = self.0.get()?.upgrade()?;
+        set.get(id).map(|a| a.agent.clone())
+    }
+
+    fn session_key(&self, id: &str, key: &str) -> SessionKey {
+        match self.0.get().and_then(std::sync::Weak::upgrade) {
+            Some(set) => set.session_key(id, key),
+            None => SessionKey::new(format!("agent:{id}:{key}")),
+        }
+    }
+}
+
 /// Assembles every agent of the config on one state database: `agents.list`, or the one agent
 /// `agents.defaults` describes.
 pub async fn assemble_agents(
     config: &Config,
     paths: &Paths,
     options: AssembleOptions,
-) -> Result<AgentSet, SetupError> {
+) -> Result<Arc<AgentSet>, SetupError> {
     if config.agents.list.is_empty() {
-        return Ok(AgentSet::single(assemble(config, paths, options).await?));
+        return Ok(Arc::new(AgentSet::single(
+            assemble(config, paths, options).await?,
+        )));
     }
+    let peers = Arc::new(LatePeers::default());
     let store = match options.store.clone() {
         Some(store) => store,
         None => open_state(config, paths, true).await?.ok_or_else(|| {
@@ -247,6 +269,13 @@ pub async fn assemble_agents(
         if let Some(skills) = info.entry.as_ref().and_then(|e| e.skills.clone()) {
             opts = opts.with_skills_only(skills);
         }
+        let allowed = info
+            .entry
+            .as_ref()
+            .and_then(|e| e.subagents.as_ref())
+            .map(|s| s.allow_agents.clone())
+            .unwrap_or_default();
+        opts = opts.with_peers(peers.clone(), allowed, info.id.clone());
         let assembled = assemble(&agent_config, paths, opts)
             .await
             .map_err(|e| match e {
@@ -260,9 +289,11 @@ pub async fn assemble_agents(
             &info.id, &info.name, assembled,
         ));
     }
-    Ok(AgentSet {
+    let set = Arc::new(AgentSet {
         routing: Some(config.clone()),
         agents,
         store,
-    })
+    });
+    let _ = peers.0.set(Arc::downgrade(&set));
+    Ok(set)
 }

@@ -190,6 +190,9 @@ pub struct AssembleOptions {
     /// With several agents: this agent's id, and whether it is the default one (its memory
     /// index is kept apart from the others' in the shared database).
     pub memory_space: Option<(String, bool)>,
+    /// With several agents: the others, the ids this one may hand tasks to
+    /// (`subagents.allow_agents`), and its own id.
+    pub peers: Option<(Arc<dyn picoclaw_core::PeerAgents>, Vec<String>, String)>,
 }
 
 impl std::fmt::Debug for AssembleOptions {
@@ -214,7 +217,19 @@ impl AssembleOptions {
             tool_filter: None,
             skills_only: None,
             memory_space: None,
+            peers: None,
         }
+    }
+
+    /// See [`AssembleOptions::peers`].
+    pub fn with_peers(
+        mut self,
+        agents: Arc<dyn picoclaw_core::PeerAgents>,
+        allowed: Vec<String>,
+        me: impl Into<String>,
+    ) -> Self {
+        self.peers = Some((agents, allowed, me.into()));
+        self
     }
 
     /// See [`AssembleOptions::memory_space`].
@@ -486,6 +501,9 @@ pub async fn assemble(
     }
     if skills_cfg.enabled {
         builder = builder.skills(skills.clone());
+    }
+    if let Some((agents, allowed, me)) = options.peers.clone() {
+        builder = builder.peers(agents, allowed, me);
     }
     let agent = builder
         .config(agent_cfg.clone())

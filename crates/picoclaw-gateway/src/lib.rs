@@ -76,14 +76,12 @@ pub async fn run_with(
         ),
     }
     let grace = Duration::from_secs(u64::from(config.gateway.shutdown_grace_seconds));
-    let agents = Arc::new(
-        assemble_agents(
-            &config,
-            &paths,
-            AssembleOptions::streaming(true).with_tools(extensions.tools().to_vec()),
-        )
-        .await?,
-    );
+    let agents = assemble_agents(
+        &config,
+        &paths,
+        AssembleOptions::streaming(true).with_tools(extensions.tools().to_vec()),
+    )
+    .await?;
     let store = agents.store().clone();
     let main = agents.default_agent();
     if config.tools.exec.enabled

@@ -37,11 +37,9 @@ async fn a_photo_for_another_agent_is_handed_to_its_workspace_and_its_conversati
     .unwrap();
     let paths = Paths::new(home.path(), home.path().join("config.json"));
     let config = load_with_env(&paths, &HashMap::new()).unwrap().config;
-    let agents = Arc::new(
-        assemble_agents(&config, &paths, AssembleOptions::streaming(false))
-            .await
-            .unwrap(),
-    );
+    let agents = assemble_agents(&config, &paths, AssembleOptions::streaming(false))
+        .await
+        .unwrap();
     assert_eq!(agents.default_agent().id, "home");
     let store = agents.store().clone();
     let dispatcher = Dispatcher::with_agents(
@@ -129,11 +127,9 @@ async fn a_job_made_by_an_agent_runs_on_that_agent_in_its_key_space() {
     .unwrap();
     let paths = Paths::new(home.path(), home.path().join("config.json"));
     let config = load_with_env(&paths, &HashMap::new()).unwrap().config;
-    let agents = Arc::new(
-        assemble_agents(&config, &paths, AssembleOptions::streaming(false))
-            .await
-            .unwrap(),
-    );
+    let agents = assemble_agents(&config, &paths, AssembleOptions::streaming(false))
+        .await
+        .unwrap();
     let store = agents.store().clone();
     let t0 = 1_800_000_000_000;
     let clock = Arc::new(ManualClock::at(t0));
@@ -305,5 +301,106 @@ async fn each_agent_remembers_and_finds_only_its_own_notes() {
     assert!(
         work_results.contains("No notes in memory match"),
         "{work_results}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_agent_hands_a_task_to_another_only_where_its_allow_list_says() {
+    use picoclaw_core::{ChatMessage, TurnOptions};
+    let endpoint = ScriptedEndpoint::start_with([
+        Reply::tool_call(
+            "subagent",
+            json!({"task": "summarize the build log", "agent_id": "work", "label": "build"}),
+        )
+        .when_request_contains("ask work"),
+        Reply::text("build is green").when_request_contains("summarize the build log"),
+        Reply::text("work says green").when_request_contains("build is green"),
+        Reply::tool_call(
+            "subagent",
+            json!({"task": "read the diary", "agent_id": "home"}),
+        )
+        .when_request_contains("try home"),
+        Reply::text("refused, as it should be").when_request_contains("is not in this agent's"),
+    ])
+    .await;
+    let home = tempfile::tempdir().unwrap();
+    std::fs::write(
+        home.path().join("config.json"),
+        json!({
+            "agents": {
+                "defaults": {"workspace": home.path().join("workspace").display().to_string()},
+                "list": [{"id": "home", "model": "openai/model-home",
+                          "subagents": {"allow_agents": ["work"]}},
+                         {"id": "work", "model": "openai/model-work"}]
+            },
+            "providers": {"openai": {"api_key": "sk-test", "api_base": endpoint.base_url()}},
+        })
+        .to_string(),
+    )
+    .unwrap();
+    let paths = Paths::new(home.path(), home.path().join("config.json"));
+    let config = load_with_env(&paths, &HashMap::new()).unwrap().config;
+    let agents = assemble_agents(&config, &paths, AssembleOptions::streaming(false))
+        .await
+        .unwrap();
+    let turn = |agent: &'static str, text: &'static str| {
+        let agents = agents.clone();
+        async move {
+            let a = agents.get(agent).unwrap();
+            let key = agents.session_key(agent, "telegram:1");
+            a.agent
+                .turn(&key, ChatMessage::user(text), TurnOptions::new(), &())
+                .await
+                .unwrap()
+                .text
+        }
+    };
+    assert_eq!(
+        turn("home", "ask work about the build").await,
+        "work says green"
+    );
+    let reqs = endpoint.requests();
+    let handed = reqs
+        .iter()
+        .find(|r| {
+            r.message_texts()
+                .iter()
+                .any(|t| t == "summarize the build log")
+        })
+        .expect("the task reached the work agent");
+    // On the work agent's model, without the home conversation.
+    assert_eq!(handed.body["model"], "model-work");
+    assert!(
+        !handed
+            .message_texts()
+            .iter()
+            .any(|t| t.contains("ask work about the build")),
+        "{:?}",
+        handed.message_texts()
+    );
+    // The work agent may hand nothing to the home agent.
+    assert_eq!(turn("work", "try home").await, "refused, as it should be");
+    let refused = endpoint
+        .requests()
+        .into_iter()
+        .find(|r| r.body.to_string().contains("is not in this agent's"))
+        .unwrap();
+    let results = refused.body["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|m| m["role"] == "tool")
+        .map(|m| m["content"].as_str().unwrap_or_default().to_owned())
+        .collect::<Vec<_>>()
+        .join("\n");
+    assert!(
+        results.contains("agent 'home' is not in this agent's subagents.allow_agents"),
+        "{results}"
+    );
+    assert!(
+        !endpoint
+            .requests()
+            .iter()
+            .any(|r| r.message_texts().iter().any(|t| t == "read the diary"))
     );
 }

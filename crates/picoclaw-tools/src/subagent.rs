@@ -27,6 +27,21 @@ pub trait SubagentRunner: Send + Sync {
         label: &str,
         parent: &ToolContext,
     ) -> Result<String, SubagentError>;
+
+    /// Hands the task to another agent of the gateway (`agents.list`), when this runner knows
+    /// other agents and may use `agent`. By default there are none.
+    async fn run_on(
+        &self,
+        agent: &str,
+        _task: &str,
+        _label: &str,
+        _parent: &ToolContext,
+    ) -> Result<String, SubagentError> {
+        Err(SubagentError::Other(format!(
+            "there is no agent '{agent}' to hand the task to here (several agents run only in \
+             the gateway, with agents.list)"
+        )))
+    }
 }
 
 /// Why a sub-agent task gave no answer. Its text goes back to the model that asked (after
@@ -83,6 +98,9 @@ struct Args {
     task: String,
     #[serde(default)]
     label: Option<String>,
+    /// Another agent (of `agents.list`) to hand the task to.
+    #[serde(default)]
+    agent_id: Option<String>,
 }
 
 fn label_of(args: &Args) -> String {
@@ -179,20 +197,46 @@ impl Subagents {
         SpawnTool(self.clone())
     }
 
-    async fn run(
-        &self,
-        task: &str,
-        label: &str,
-        ctx: &ToolContext,
-    ) -> Result<String, SubagentError> {
+    async fn run(&self, task: &Task, ctx: &ToolContext) -> Result<String, SubagentError> {
         let _permit = self
             .permits
             .clone()
             .acquire_owned()
             .await
             .map_err(|_| SubagentError::ShutDown)?;
-        self.runner.run(task, label, ctx).await
+        match &task.agent {
+            Some(agent) => {
+                self.runner
+                    .run_on(agent, &task.text, &task.label, ctx)
+                    .await
+            }
+            None => self.runner.run(&task.text, &task.label, ctx).await,
+        }
     }
+
+    /// Runs `task` on this agent's own sub-agent (its model, workspace and tools, without
+    /// sub-agents of its own), within the shared limit: what another agent's hand-over runs.
+    pub async fn run_task(
+        &self,
+        task: &str,
+        label: &str,
+        ctx: &ToolContext,
+    ) -> Result<String, SubagentError> {
+        let task = Task {
+            text: task.to_owned(),
+            label: label.to_owned(),
+            agent: None,
+        };
+        self.run(&task, ctx).await
+    }
+}
+
+/// A task as the model gave it.
+struct Task {
+    text: String,
+    label: String,
+    /// Handed to this other agent.
+    agent: Option<String>,
 }
 
 /// The spec both tools share: `task` and `label`.
@@ -208,20 +252,32 @@ fn task_spec(name: &str, description: &str) -> ToolSpec {
                     "The task, with everything the sub-agent needs to know",
                 ),
                 ("label", "string", "A short name for the task"),
+                (
+                    "agent_id",
+                    "string",
+                    "Another agent to hand the task to (only one this agent's \
+                     subagents.allow_agents lists); omit for a sub-agent of your own",
+                ),
             ],
             &["task"],
         ),
     )
 }
 
-/// The task (trimmed, not empty) and its label, or the error for the model.
-fn task_of(tool: &str, args: Value) -> Result<(String, String), ToolOutput> {
+/// The task (trimmed, not empty), its label and target agent, or the error for the model.
+fn task_of(tool: &str, args: Value) -> Result<Task, ToolOutput> {
     let args: Args = parse(tool, args)?;
     if args.task.trim().is_empty() {
         return Err(ToolOutput::error(format!("{tool}: the task is empty")));
     }
-    let label = label_of(&args);
-    Ok((args.task.trim().to_owned(), label))
+    Ok(Task {
+        label: label_of(&args),
+        text: args.task.trim().to_owned(),
+        agent: args
+            .agent_id
+            .map(|a| a.trim().to_owned())
+            .filter(|a| !a.is_empty()),
+    })
 }
 
 /// `subagent(task, label)`.
@@ -243,11 +299,12 @@ impl Tool for SubagentTool {
     }
 
     async fn call(&self, ctx: &ToolContext, args: Value) -> ToolOutput {
-        let (task, label) = match task_of("subagent", args) {
+        let task = match task_of("subagent", args) {
             Ok(t) => t,
             Err(e) => return e,
         };
-        match self.0.run(&task, &label, ctx).await {
+        let label = task.label.clone();
+        match self.0.run(&task, ctx).await {
             Ok(result) => ToolOutput::ok(format!("Sub-agent \"{label}\" finished:\n{result}")),
             Err(e) => ToolOutput::error(format!("subagent \"{label}\" failed: {e}")),
         }
@@ -317,10 +374,11 @@ impl Tool for SpawnTool {
     }
 
     async fn call(&self, ctx: &ToolContext, args: Value) -> ToolOutput {
-        let (task, label) = match task_of("spawn", args) {
+        let task = match task_of("spawn", args) {
             Ok(t) => t,
             Err(e) => return e,
         };
+        let label = task.label.clone();
         let channel = ctx.channel.clone();
         let local = match (&self.0.local, channel.as_deref()) {
             (Some(tx), Some("cli")) => Some(tx.clone()),
@@ -349,7 +407,7 @@ impl Tool for SpawnTool {
         let pending = Pending::new(&self.0.pending);
         tokio::spawn(async move {
             let _pending = pending;
-            let text = match subagents.run(&task, &label_done, &ctx).await {
+            let text = match subagents.run(&task, &ctx).await {
                 Ok(result) => format!("Background task \"{label_done}\" finished:\n{result}"),
                 Err(e) => format!("Background task \"{label_done}\" failed: {e}"),
             };

@@ -31,6 +31,7 @@ pub struct AgentBuilder {
     memory: Option<Arc<WorkspaceMemory>>,
     subagents: Option<(usize, Option<Arc<dyn Outbox>>)>,
     local_results: Option<LocalResults>,
+    peers: Option<super::subagent::Peers>,
     skills: Option<Arc<picoclaw_skills::LiveCatalog>>,
     workspace: Option<PathBuf>,
     instructions: Option<String>,
@@ -102,6 +103,23 @@ impl AgentBuilder {
     /// its result to the spawning chat through `outbox` (without one, it says it cannot).
     pub fn subagents(mut self, max_concurrent: usize, outbox: Option<Arc<dyn Outbox>>) -> Self {
         self.subagents = Some((max_concurrent, outbox));
+        self
+    }
+
+    /// With [`subagents`](Self::subagents): the `subagent` and `spawn` tools may hand a task to
+    /// another agent (`agent_id`) of `agents`, one of `allowed` (`"*"` for any); `me` is this
+    /// agent's id.
+    pub fn peers(
+        mut self,
+        agents: Arc<dyn super::PeerAgents>,
+        allowed: Vec<String>,
+        me: impl Into<String>,
+    ) -> Self {
+        self.peers = Some(super::subagent::Peers {
+            agents,
+            allowed,
+            me: me.into().to_ascii_lowercase(),
+        });
         self
     }
 
@@ -199,6 +217,7 @@ impl AgentBuilder {
             let runner = Arc::new(ChildRunner {
                 child: child.build()?,
                 next: std::sync::atomic::AtomicU64::new(1),
+                peers: self.peers.clone(),
             });
             let mut subagents = Subagents::new(runner, max_concurrent, outbox);
             if let Some(results) = self.local_results {
@@ -244,6 +263,7 @@ impl Agent {
             memory: None,
             subagents: None,
             local_results: None,
+            peers: None,
             skills: None,
             workspace: None,
             instructions: None,

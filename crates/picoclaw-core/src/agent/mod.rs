@@ -10,6 +10,7 @@ mod subagent;
 mod turn;
 
 pub use builder::AgentBuilder;
+pub use subagent::PeerAgents;
 
 use crate::context::ContextBuilder;
 use picoclaw_api::{ContentPart, SessionKey, Usage};
@@ -214,6 +215,22 @@ impl Agent {
 
     pub fn tools(&self) -> &ToolRegistry {
         &self.inner.tools
+    }
+
+    /// Runs a task another agent handed over, on this agent's own sub-agent (its model,
+    /// workspace and tools, no sub-agents of its own), within its sub-agent limit.
+    pub async fn delegate(
+        &self,
+        task: &str,
+        label: &str,
+        ctx: &picoclaw_tools::ToolContext,
+    ) -> Result<String, picoclaw_tools::SubagentError> {
+        match &self.inner.subagents {
+            Some(subagents) => subagents.run_task(task, label, ctx).await,
+            None => Err(picoclaw_tools::SubagentError::Other(
+                "that agent takes no tasks from other agents (it has no sub-agents)".into(),
+            )),
+        }
     }
 
     /// Spawned background tasks whose result has not been handed over yet.
