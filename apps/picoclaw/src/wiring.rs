@@ -125,6 +125,13 @@ pub(crate) async fn build_for(
     if !config.agents.list.is_empty() {
         let default = agent_id == config.default_agent_id();
         options = options.with_memory_space(agent_id.clone(), default);
+        let others: Vec<PathBuf> = config
+            .agent_infos()
+            .iter()
+            .filter(|other| other.id != agent_id)
+            .map(|other| config.agent_workspace(&other.id, &paths))
+            .collect();
+        options = options.with_closed_paths(others);
     }
     let config = config.for_agent(&agent_id, &paths).unwrap_or(config);
     let mut config = config.with_registry(extensions.providers());

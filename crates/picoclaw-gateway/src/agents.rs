@@ -276,6 +276,14 @@ pub async fn assemble_agents(
             .map(|s| s.allow_agents.clone())
             .unwrap_or_default();
         opts = opts.with_peers(peers.clone(), allowed, info.id.clone());
+        // The other agents' workspaces: never reached by this one's tools.
+        let others: Vec<PathBuf> = config
+            .agent_infos()
+            .iter()
+            .filter(|other| other.id != info.id)
+            .map(|other| config.agent_workspace(&other.id, paths))
+            .collect();
+        opts = opts.with_closed_paths(others);
         let assembled = assemble(&agent_config, paths, opts)
             .await
             .map_err(|e| match e {

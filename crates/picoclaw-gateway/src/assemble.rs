@@ -193,6 +193,10 @@ pub struct AssembleOptions {
     /// With several agents: the others, the ids this one may hand tasks to
     /// (`subagents.allow_agents`), and its own id.
     pub peers: Option<(Arc<dyn picoclaw_core::PeerAgents>, Vec<String>, String)>,
+    /// Folders this agent's tools must never reach (the other agents' workspaces): closed to
+    /// its commands under Landlock and protected from its file tools even when they may leave
+    /// the workspace.
+    pub closed_paths: Vec<PathBuf>,
 }
 
 impl std::fmt::Debug for AssembleOptions {
@@ -218,7 +222,14 @@ impl AssembleOptions {
             skills_only: None,
             memory_space: None,
             peers: None,
+            closed_paths: Vec::new(),
         }
+    }
+
+    /// See [`AssembleOptions::closed_paths`].
+    pub fn with_closed_paths(mut self, paths: Vec<PathBuf>) -> Self {
+        self.closed_paths = paths;
+        self
     }
 
     /// See [`AssembleOptions::peers`].
@@ -314,7 +325,14 @@ pub async fn assemble(
         .with_protected(paths.home())
         .with_protected(paths.config_file())
         .with_protected(paths.auth_file());
-    let exec_cfg = exec_config(config, paths);
+    let sandbox = options
+        .closed_paths
+        .iter()
+        .fold(sandbox, |s, other| s.with_protected(other));
+    let mut exec_cfg = exec_config(config, paths);
+    exec_cfg
+        .closed_paths
+        .extend(options.closed_paths.iter().cloned());
     let sandbox = Arc::new(sandbox);
     let mut tools: ToolRegistry = picoclaw_tools::builtin_tools(sandbox.clone(), exec_cfg);
     // I2C, SPI and GPIO, when the build has them and the config enables them (tools.i2c,

@@ -149,3 +149,51 @@ async fn agents_are_listed_shown_and_talked_to_apart() {
         status.stdout
     );
 }
+
+/// One agent's commands cannot read another agent's workspace, wherever it is (here outside
+/// picoclaw's home, which is closed to commands anyway).
+#[cfg(target_os = "linux")]
+#[tokio::test(flavor = "multi_thread")]
+async fn an_agents_commands_cannot_read_another_agents_workspace() {
+    let elsewhere = tempfile::tempdir().unwrap();
+    let family_ws = elsewhere.path().join("family");
+    std::fs::create_dir_all(&family_ws).unwrap();
+    std::fs::write(family_ws.join("diary.txt"), "family secrets").unwrap();
+    let endpoint = ScriptedEndpoint::start_with([
+        Reply::tool_calls(vec![
+            (
+                "exec",
+                json!({"command": format!("cat {}/diary.txt; echo exit=$?", family_ws.display())}),
+            ),
+            (
+                "read_file",
+                json!({"path": family_ws.join("diary.txt").display().to_string()}),
+            ),
+        ]),
+        Reply::text("tried"),
+    ])
+    .await;
+    let home = Home::with_config(&endpoint, json!({}));
+    let mut config = home.config();
+    config["agents"]["list"] = json!([
+        {"id": "family", "default": true, "workspace": family_ws},
+        {"id": "coder"}
+    ]);
+    home.write_config(&config);
+    let out = run(
+        home.cmd(),
+        &["agent", "--agent", "coder", "-m", "read their diary"],
+    )
+    .await;
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let results = tool_messages(&endpoint.requests()[1].body).join("\n");
+    // The file tools are confined by construction, wherever Landlock is.
+    assert!(!results.contains("family secrets"), "{results}");
+    match picoclaw_tools::landlock_abi() {
+        Ok(_) => assert!(results.contains("Permission denied"), "{results}"),
+        Err(why) if std::env::var("CI").as_deref() == Ok("true") => {
+            panic!("Landlock is required on CI: {why}")
+        }
+        Err(why) => eprintln!("Landlock unavailable ({why}): exec's isolation not checked here"),
+    }
+}
