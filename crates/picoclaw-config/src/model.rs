@@ -15,34 +15,8 @@ use std::path::PathBuf;
 /// The workspace value written by default; it follows `PICOCLAW_HOME` when that is set.
 pub const DEFAULT_WORKSPACE: &str = "~/.picoclaw/workspace";
 
-/// `rate_limits`, the original PicoClaw's section: how many model requests and tool calls one
-/// conversation (session) may make in any 60 seconds. 0 (the default) means no limit. A call
-/// over a limit waits for the window to free up, up to 30 seconds; a longer wait ends the turn
-/// with an answer naming the limit and when to try again.
-#[derive(Clone, Copy, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
-#[serde(default)]
-#[non_exhaustive]
-pub struct RateLimits {
-    /// Model requests (each call of the model in a turn's tool loop) per minute.
-    pub max_requests_per_minute: u32,
-    /// Tool calls per minute.
-    pub max_tool_calls_per_minute: u32,
-}
-
-impl RateLimits {
-    /// Limits of `requests` model requests and `tool_calls` tool calls per minute (0: none).
-    pub fn new(requests: u32, tool_calls: u32) -> Self {
-        Self {
-            max_requests_per_minute: requests,
-            max_tool_calls_per_minute: tool_calls,
-        }
-    }
-
-    /// Whether neither limit is set.
-    pub fn is_unlimited(&self) -> bool {
-        self.max_requests_per_minute == 0 && self.max_tool_calls_per_minute == 0
-    }
-}
+/// `rate_limits`: typed by the crate that enforces it.
+pub use picoclaw_core::RateLimits;
 
 /// The whole config file.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]

@@ -16,8 +16,12 @@ const WINDOW: Duration = Duration::from_secs(60);
 /// Sessions kept before idle ones (nothing in their window) are forgotten.
 const SWEEP_ABOVE: usize = 64;
 
-/// How many calls one conversation may make per minute; 0 means no limit.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+/// How many calls one conversation may make per minute; 0 means no limit. It is also the
+/// config file's `rate_limits` section (the original PicoClaw's keys), and an agent's own
+/// `agents.list[].rate_limits`: a call over a limit waits for the window to free up, up to 30
+/// seconds; a longer wait ends the turn with an answer naming the limit and when to try again.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
 #[non_exhaustive]
 pub struct RateLimits {
     /// Model requests (each provider call of a turn's tool loop) per minute.

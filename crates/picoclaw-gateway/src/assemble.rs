@@ -501,10 +501,7 @@ pub async fn assemble(
     agent_cfg.compaction_threshold = defaults.compaction_threshold as usize;
     agent_cfg.memory_budget_tokens = defaults.memory_budget_tokens as usize;
     // rate_limits (an agent's own, copied over by Config::for_agent): per conversation.
-    agent_cfg.rate_limits = picoclaw_core::RateLimits::new(
-        config.rate_limits.max_requests_per_minute,
-        config.rate_limits.max_tool_calls_per_minute,
-    );
+    agent_cfg.rate_limits = config.rate_limits;
 
     // With several agents, each indexes and finds only its own notes.
     let index: Arc<dyn picoclaw_state::MemoryStore> = match &options.memory_space {
