@@ -11,6 +11,19 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+/// Writes `config` as the config of the home `home`, loads it and assembles its agents.
+async fn agents_of(
+    home: &std::path::Path,
+    config: serde_json::Value,
+) -> Arc<picoclaw_gateway::AgentSet> {
+    std::fs::write(home.join("config.json"), config.to_string()).unwrap();
+    let paths = Paths::new(home, home.join("config.json"));
+    let config = load_with_env(&paths, &HashMap::new()).unwrap().config;
+    assemble_agents(&config, &paths, AssembleOptions::streaming(false))
+        .await
+        .unwrap()
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_photo_for_another_agent_is_handed_to_its_workspace_and_its_conversation() {
     let endpoint = ScriptedEndpoint::start_with([
@@ -20,26 +33,20 @@ async fn a_photo_for_another_agent_is_handed_to_its_workspace_and_its_conversati
     .await;
     let home = tempfile::tempdir().unwrap();
     let main_ws = home.path().join("workspace");
-    std::fs::write(
-        home.path().join("config.json"),
+    let agents = agents_of(
+        home.path(),
         json!({
-            "agents": {
-                "defaults": {"workspace": main_ws.display().to_string(), "model": "openai/x"},
-                "list": [{"id": "home", "model": "openai/model-home"},
-                         {"id": "work", "model": "openai/model-work"}]
-            },
-            "bindings": [{"agent_id": "work",
-                          "match": {"channel": "telegram", "peer": {"kind": "group", "id": "-500"}}}],
-            "providers": {"openai": {"api_key": "sk-test", "api_base": endpoint.base_url()}},
-        })
-        .to_string(),
+        "agents": {
+            "defaults": {"workspace": main_ws.display().to_string(), "model": "openai/x"},
+            "list": [{"id": "home", "model": "openai/model-home"},
+                     {"id": "work", "model": "openai/model-work"}]
+        },
+        "bindings": [{"agent_id": "work",
+                      "match": {"channel": "telegram", "peer": {"kind": "group", "id": "-500"}}}],
+        "providers": {"openai": {"api_key": "sk-test", "api_base": endpoint.base_url()}},
+    }),
     )
-    .unwrap();
-    let paths = Paths::new(home.path(), home.path().join("config.json"));
-    let config = load_with_env(&paths, &HashMap::new()).unwrap().config;
-    let agents = assemble_agents(&config, &paths, AssembleOptions::streaming(false))
-        .await
-        .unwrap();
+    .await;
     assert_eq!(agents.default_agent().id, "home");
     let store = agents.store().clone();
     let dispatcher = Dispatcher::with_agents(
@@ -112,8 +119,8 @@ async fn a_job_made_by_an_agent_runs_on_that_agent_in_its_key_space() {
     ])
     .await;
     let home = tempfile::tempdir().unwrap();
-    std::fs::write(
-        home.path().join("config.json"),
+    let agents = agents_of(
+        home.path(),
         json!({
             "agents": {
                 "defaults": {"workspace": home.path().join("workspace").display().to_string()},
@@ -121,15 +128,9 @@ async fn a_job_made_by_an_agent_runs_on_that_agent_in_its_key_space() {
                          {"id": "work", "model": "openai/model-work"}]
             },
             "providers": {"openai": {"api_key": "sk-test", "api_base": endpoint.base_url()}},
-        })
-        .to_string(),
+        }),
     )
-    .unwrap();
-    let paths = Paths::new(home.path(), home.path().join("config.json"));
-    let config = load_with_env(&paths, &HashMap::new()).unwrap().config;
-    let agents = assemble_agents(&config, &paths, AssembleOptions::streaming(false))
-        .await
-        .unwrap();
+    .await;
     let store = agents.store().clone();
     let t0 = 1_800_000_000_000;
     let clock = Arc::new(ManualClock::at(t0));
@@ -164,8 +165,8 @@ async fn a_job_made_by_an_agent_runs_on_that_agent_in_its_key_space() {
 #[tokio::test(flavor = "multi_thread")]
 async fn each_agent_is_built_with_its_own_rate_limits() {
     let home = tempfile::tempdir().unwrap();
-    std::fs::write(
-        home.path().join("config.json"),
+    let agents = agents_of(
+        home.path(),
         json!({
             "agents": {
                 "defaults": {"workspace": home.path().join("workspace").display().to_string(),
@@ -175,15 +176,9 @@ async fn each_agent_is_built_with_its_own_rate_limits() {
             },
             "rate_limits": {"max_requests_per_minute": 20, "max_tool_calls_per_minute": 40},
             "providers": {"openai": {"api_key": "sk-test", "api_base": "http://127.0.0.1:9"}},
-        })
-        .to_string(),
+        }),
     )
-    .unwrap();
-    let paths = Paths::new(home.path(), home.path().join("config.json"));
-    let config = load_with_env(&paths, &HashMap::new()).unwrap().config;
-    let agents = assemble_agents(&config, &paths, AssembleOptions::streaming(false))
-        .await
-        .unwrap();
+    .await;
     let limits = |id: &str| agents.get(id).unwrap().agent.rate_limiter().limits();
     assert_eq!(limits("open"), picoclaw_core::RateLimits::new(20, 40));
     assert_eq!(limits("strict"), picoclaw_core::RateLimits::new(0, 3));
@@ -223,8 +218,8 @@ async fn each_agent_remembers_and_finds_only_its_own_notes() {
     ])
     .await;
     let home = tempfile::tempdir().unwrap();
-    std::fs::write(
-        home.path().join("config.json"),
+    let agents = agents_of(
+        home.path(),
         json!({
             "agents": {
                 "defaults": {"workspace": home.path().join("workspace").display().to_string(),
@@ -233,15 +228,9 @@ async fn each_agent_remembers_and_finds_only_its_own_notes() {
                          {"id": "work", "model": "openai/model-work"}]
             },
             "providers": {"openai": {"api_key": "sk-test", "api_base": endpoint.base_url()}},
-        })
-        .to_string(),
+        }),
     )
-    .unwrap();
-    let paths = Paths::new(home.path(), home.path().join("config.json"));
-    let config = load_with_env(&paths, &HashMap::new()).unwrap().config;
-    let agents = assemble_agents(&config, &paths, AssembleOptions::streaming(false))
-        .await
-        .unwrap();
+    .await;
     // Both keep MEMORY.md at the same place in their own workspaces.
     for (agent, fact) in [
         ("home", "the spare key is under the blue pot"),
@@ -324,8 +313,8 @@ async fn an_agent_hands_a_task_to_another_only_where_its_allow_list_says() {
     ])
     .await;
     let home = tempfile::tempdir().unwrap();
-    std::fs::write(
-        home.path().join("config.json"),
+    let agents = agents_of(
+        home.path(),
         json!({
             "agents": {
                 "defaults": {"workspace": home.path().join("workspace").display().to_string()},
@@ -334,15 +323,9 @@ async fn an_agent_hands_a_task_to_another_only_where_its_allow_list_says() {
                          {"id": "work", "model": "openai/model-work"}]
             },
             "providers": {"openai": {"api_key": "sk-test", "api_base": endpoint.base_url()}},
-        })
-        .to_string(),
+        }),
     )
-    .unwrap();
-    let paths = Paths::new(home.path(), home.path().join("config.json"));
-    let config = load_with_env(&paths, &HashMap::new()).unwrap().config;
-    let agents = assemble_agents(&config, &paths, AssembleOptions::streaming(false))
-        .await
-        .unwrap();
+    .await;
     let turn = |agent: &'static str, text: &'static str| {
         let agents = agents.clone();
         async move {
