@@ -44,36 +44,16 @@ pub struct KeyVaultFake {
 impl KeyVaultFake {
     /// Serves callers presenting `Authorization: Bearer <bearer>`.
     pub fn spawn(bearer: &str) -> Self {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind loopback");
-        listener
-            .set_nonblocking(true)
-            .expect("non-blocking listener");
-        let addr = listener.local_addr().expect("address");
+        let (listener, addr) = crate::serve::listen();
         let inner = Arc::new(Inner {
             bearer: bearer.to_owned(),
             addr,
             store: Mutex::new(Store::default()),
         });
-        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let app = Router::new()
             .fallback(handle)
             .with_state(Arc::clone(&inner));
-        std::thread::Builder::new()
-            .name("keyvault-fake".into())
-            .spawn(move || {
-                let rt = tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                    .expect("runtime");
-                rt.block_on(async move {
-                    let listener = tokio::net::TcpListener::from_std(listener).expect("listener");
-                    tokio::select! {
-                        _ = axum::serve(listener, app) => {}
-                        _ = rx => {}
-                    }
-                });
-            })
-            .expect("spawn the Key Vault fake");
+        let tx = crate::serve::spawn(listener, app, std::future::pending);
         Self {
             inner,
             shutdown: Some(tx),
