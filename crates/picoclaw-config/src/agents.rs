@@ -287,7 +287,11 @@ impl Config {
     /// Whether `id` is one of this config's agents.
     pub fn has_agent(&self, id: &str) -> bool {
         let id = normalize_id(id);
-        self.agent_infos().iter().any(|a| a.id == id)
+        if self.agents.list.is_empty() {
+            return id == MAIN_AGENT;
+        }
+        // Per message (routing): no copies of the entries.
+        self.agents.list.iter().any(|e| normalize_id(&e.id) == id)
     }
 
     /// The config agent `id` runs with: `agents.defaults` with the entry's workspace and model
