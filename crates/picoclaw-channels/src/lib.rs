@@ -7,13 +7,26 @@
 //! Channels never call providers, tools or state (docs/ARCHITECTURE.md).
 
 pub mod access;
+#[cfg(feature = "dingtalk")]
+pub mod dingtalk;
 #[cfg(feature = "discord")]
 pub mod discord;
+#[cfg(feature = "feishu")]
+pub mod feishu;
 pub mod format;
+pub mod group;
+#[cfg(feature = "line")]
+pub mod line;
+#[cfg(feature = "webhook-listener")]
+pub(crate) mod listener;
 #[cfg(feature = "maixcam")]
 pub mod maixcam;
+#[cfg(feature = "onebot")]
+pub mod onebot;
 #[cfg(feature = "pico")]
 pub mod pico;
+#[cfg(feature = "qq")]
+pub mod qq;
 pub mod registry;
 pub mod sections;
 pub mod settings;
@@ -21,9 +34,17 @@ pub mod settings;
 pub mod slack;
 #[cfg(feature = "telegram")]
 pub mod telegram;
+#[cfg(feature = "wecom")]
+pub mod wecom;
+#[cfg(feature = "whatsapp")]
+pub mod whatsapp;
+#[cfg(feature = "ws-client")]
+pub(crate) mod wsclient;
 
 pub use sections::{
-    ChannelsSection, DiscordSection, MaixcamSection, PicoSection, SlackSection, TelegramSection,
+    ChannelsSection, DingtalkSection, DiscordSection, FeishuSection, LineSection, MaixcamSection,
+    OnebotSection, PicoSection, QqSection, SlackSection, TelegramSection, WecomAppSection,
+    WecomSection, WhatsappSection,
 };
 
 use async_trait::async_trait;

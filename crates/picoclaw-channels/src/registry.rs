@@ -24,6 +24,10 @@ pub struct ChannelSetup {
     pub media_dir: PathBuf,
     /// Where users paired with a one-time code are kept (outside the workspace).
     pub paired_file: PathBuf,
+    /// The gateway's HTTP port, whose `/webhook/<name>` route serves the channel's callbacks:
+    /// a channel with a listener of its own (the original's `webhook_port`) opens one only on
+    /// another port.
+    pub gateway_port: Option<u16>,
 }
 
 impl ChannelSetup {
@@ -36,7 +40,14 @@ impl ChannelSetup {
             workspace: workspace.to_path_buf(),
             media_dir: workspace.join("media").join(name),
             paired_file: home.join("channels").join(format!("{name}-paired.json")),
+            gateway_port: None,
         }
+    }
+
+    /// Says which port the gateway serves `/webhook/<name>` on.
+    pub fn with_gateway_port(mut self, port: u16) -> Self {
+        self.gateway_port = Some(port);
+        self
     }
 
     /// The section as the factory's own settings type; a wrong value is a clear error naming
@@ -128,6 +139,22 @@ impl ChannelRegistry {
             let config = MaixcamConfig::from_json(&s.settings)?;
             Ok(Arc::new(MaixcamChannel::new(config)?) as Arc<dyn Channel>)
         });
+        #[cfg(feature = "whatsapp")]
+        r.register("whatsapp", crate::whatsapp::build);
+        #[cfg(feature = "line")]
+        r.register("line", crate::line::build);
+        #[cfg(feature = "feishu")]
+        r.register("feishu", crate::feishu::build);
+        #[cfg(feature = "dingtalk")]
+        r.register("dingtalk", crate::dingtalk::build);
+        #[cfg(feature = "qq")]
+        r.register("qq", crate::qq::build);
+        #[cfg(feature = "onebot")]
+        r.register("onebot", crate::onebot::build);
+        #[cfg(feature = "wecom")]
+        r.register("wecom", crate::wecom::build);
+        #[cfg(feature = "wecom")]
+        r.register("wecom_app", crate::wecom::build_app);
         r
     }
 

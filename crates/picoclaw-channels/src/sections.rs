@@ -49,7 +49,11 @@ macro_rules! channel_section {
             /// `"chat"` (default) or `"user"`: which messages share one conversation.
             #[serde(skip_serializing_if = "Option::is_none")]
             pub session_scope: Option<String>,
-            /// The original's group settings (not used by picoclaw).
+            /// The original's later layout names the channel's type (its section name).
+            #[serde(rename = "type", skip_serializing_if = "Option::is_none")]
+            pub kind: Option<Value>,
+            /// When groups are answered: `{"mention_only": bool, "prefixes": [...]}` (see
+            /// `crate::group::GroupTrigger`; Telegram, Discord and Slack answer mentions).
             #[serde(skip_serializing_if = "Option::is_none")]
             pub group_trigger: Option<Value>,
             /// The original's typing indicator switch (picoclaw always shows it).
@@ -176,6 +180,234 @@ channel_section! {
     }
 }
 
+channel_section! {
+    /// `channels.whatsapp`: the original's bridge (`bridge_url`) or the WhatsApp Business Cloud
+    /// API (`phone_number_id`); one of the two.
+    WhatsappSection {
+        /// The bridge's WebSocket URL (`ws://localhost:3001`): picoclaw dials it.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        bridge_url: Option<String>,
+        /// The original's built-in WhatsApp client switch: refused (use the bridge or the Cloud
+        /// API).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        use_native: Option<Value>,
+        /// The original's native client's session folder (not used by picoclaw).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        session_store_path: Option<Value>,
+        /// Cloud API: the sending phone number's id.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        phone_number_id: Option<String>,
+        /// Cloud API: a system user's access token.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        access_token: Option<String>,
+        /// Cloud API: the app secret that signs webhooks (`X-Hub-Signature-256`).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        app_secret: Option<String>,
+        /// Cloud API: the token the webhook's GET verification must echo.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        verify_token: Option<String>,
+        /// Cloud API: the Graph API base (default `https://graph.facebook.com`).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        api_base: Option<String>,
+        /// Cloud API: the Graph API version (default `v21.0`).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        api_version: Option<String>,
+    }
+}
+
+channel_section! {
+    /// `channels.line`: the LINE Messaging API.
+    LineSection {
+        /// Checks `X-Line-Signature` on webhooks.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        channel_secret: Option<String>,
+        /// The long-lived channel access token.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        channel_access_token: Option<String>,
+        /// The original's own webhook listener: its address (used when it differs from the
+        /// gateway's).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        webhook_host: Option<String>,
+        /// The original's own webhook listener: its port.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        webhook_port: Option<u16>,
+        /// The original's own webhook listener: its path (default `/webhook/line`).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        webhook_path: Option<String>,
+        /// The Messaging API base (default `https://api.line.me`).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        api_base: Option<String>,
+        /// The content API base for media (default `https://api-data.line.me`; `api_base`
+        /// when only that is set).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        api_data_base: Option<String>,
+    }
+}
+
+channel_section! {
+    /// `channels.feishu`: Feishu, or Lark with `is_lark`.
+    FeishuSection {
+        /// The app's id (`cli_...`).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        app_id: Option<String>,
+        /// The app's secret.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        app_secret: Option<String>,
+        /// Decrypts encrypted events and checks `X-Lark-Signature` (webhook mode).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        encrypt_key: Option<String>,
+        /// The token events carry (webhook mode).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        verification_token: Option<String>,
+        /// `"websocket"` (default: the long connection, no public URL) or `"webhook"`
+        /// (`/webhook/feishu`).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        mode: Option<String>,
+        /// Lark (larksuite.com) rather than Feishu (feishu.cn).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        is_lark: Option<bool>,
+        /// The Open API base (default `https://open.feishu.cn`, or `https://open.larksuite.com`).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        api_base: Option<String>,
+    }
+}
+
+channel_section! {
+    /// `channels.dingtalk`: a DingTalk robot in Stream mode.
+    DingtalkSection {
+        /// The app's Client ID (AppKey).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        client_id: Option<String>,
+        /// The app's Client Secret (AppSecret).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        client_secret: Option<String>,
+        /// The Open API base (default `https://api.dingtalk.com`).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        api_base: Option<String>,
+    }
+}
+
+channel_section! {
+    /// `channels.qq`: a QQ bot of the official bot platform.
+    QqSection {
+        /// The bot's AppID.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        app_id: Option<String>,
+        /// The bot's AppSecret.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        app_secret: Option<String>,
+        /// `"websocket"` (default) or `"webhook"` (`/webhook/qq`, Ed25519-signed).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        mode: Option<String>,
+        /// The OpenAPI base (default `https://api.sgroup.qq.com`).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        api_base: Option<String>,
+        /// The app access token base (default `https://bots.qq.com`).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        auth_base: Option<String>,
+        /// The longest message part (the original's key; default 2000).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        max_message_length: Option<u64>,
+        /// The original's Markdown switch (needs a Markdown-enabled bot).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        send_markdown: Option<bool>,
+    }
+}
+
+channel_section! {
+    /// `channels.onebot`: a OneBot v11 implementation's forward WebSocket.
+    OnebotSection {
+        /// The implementation's WebSocket URL (`ws://127.0.0.1:3001`).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        ws_url: Option<String>,
+        /// Sent as `Authorization: Bearer` when set.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        access_token: Option<String>,
+        /// Seconds between reconnection attempts (the original's key; default 5).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        reconnect_interval: Option<u64>,
+        /// The original's v0.1 group prefixes (`group_trigger.prefixes` in its later layout).
+        #[serde(skip_serializing_if = "Vec::is_empty")]
+        group_trigger_prefix: Vec<String>,
+    }
+}
+
+channel_section! {
+    /// `channels.wecom`: the original's WeCom group bot (`webhook_url`); with `corp_id`, the
+    /// self-built app of `channels.wecom_app`.
+    WecomSection {
+        /// Checks `msg_signature` on callbacks.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        token: Option<String>,
+        /// The 43-character key that decrypts callbacks.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        encoding_aes_key: Option<String>,
+        /// The group bot's webhook (`https://qyapi.weixin.qq.com/cgi-bin/webhook/send?key=...`).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        webhook_url: Option<String>,
+        /// The original's own callback listener: its address.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        webhook_host: Option<String>,
+        /// The original's own callback listener: its port.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        webhook_port: Option<u16>,
+        /// The original's own callback listener: its path.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        webhook_path: Option<String>,
+        /// The original's reply timeout (not used by picoclaw: answers are sent, not returned).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        reply_timeout: Option<Value>,
+        /// Self-built app: the corp id (selects the app layout).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        corp_id: Option<String>,
+        /// Self-built app: the app's secret.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        corp_secret: Option<String>,
+        /// Self-built app: the AgentId (a number or a string of digits).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        agent_id: Option<Value>,
+        /// The API base (default `https://qyapi.weixin.qq.com`).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        api_base: Option<String>,
+    }
+}
+
+channel_section! {
+    /// `channels.wecom_app`: a WeCom self-built app.
+    WecomAppSection {
+        /// The corp id (`ww...`).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        corp_id: Option<String>,
+        /// The app's secret.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        corp_secret: Option<String>,
+        /// The AgentId (a number or a string of digits).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        agent_id: Option<Value>,
+        /// Checks `msg_signature` on callbacks.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        token: Option<String>,
+        /// The 43-character key that decrypts callbacks.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        encoding_aes_key: Option<String>,
+        /// The original's own callback listener: its address.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        webhook_host: Option<String>,
+        /// The original's own callback listener: its port.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        webhook_port: Option<u16>,
+        /// The original's own callback listener: its path.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        webhook_path: Option<String>,
+        /// The original's reply timeout (not used by picoclaw).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        reply_timeout: Option<Value>,
+        /// The API base (default `https://qyapi.weixin.qq.com`).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        api_base: Option<String>,
+    }
+}
+
 /// Declares `ChannelsSection` with the typed channels and the original's other channels.
 macro_rules! channels_section {
     (typed { $($(#[$tmeta:meta])* $typed:ident : $ty:ty,)* } original { $($other:ident,)* }) => {
@@ -252,17 +484,17 @@ channels_section! {
         #[serde(alias = "websocket")]
         pico: PicoSection,
         maixcam: MaixcamSection,
+        whatsapp: WhatsappSection,
+        line: LineSection,
+        feishu: FeishuSection,
+        dingtalk: DingtalkSection,
+        qq: QqSection,
+        onebot: OnebotSection,
+        wecom: WecomSection,
+        wecom_app: WecomAppSection,
     }
     original {
-        whatsapp,
-        feishu,
-        qq,
-        dingtalk,
         matrix,
-        line,
-        onebot,
-        wecom,
-        wecom_app,
         wecom_aibot,
         weixin,
         pico_client,
@@ -273,28 +505,35 @@ channels_section! {
 impl ChannelsSection {
     /// The `session_scope` of channel `name` (`chat` when the channel has no typed section).
     pub fn session_scope(&self, name: &str) -> Result<crate::SessionScope, crate::ChannelError> {
-        let raw = match name {
-            "telegram" => self
-                .telegram
-                .as_ref()
-                .and_then(|s| s.session_scope.as_deref()),
-            "discord" => self
-                .discord
-                .as_ref()
-                .and_then(|s| s.session_scope.as_deref()),
-            "slack" => self.slack.as_ref().and_then(|s| s.session_scope.as_deref()),
-            "pico" => self.pico.as_ref().and_then(|s| s.session_scope.as_deref()),
-            "maixcam" => self
-                .maixcam
-                .as_ref()
-                .and_then(|s| s.session_scope.as_deref()),
-            other => self
-                .others
-                .get(other)
-                .and_then(|v| v.get("session_scope"))
-                .and_then(Value::as_str),
-        };
+        let section = self.section(name);
+        let raw = section
+            .as_ref()
+            .and_then(|v| v.get("session_scope"))
+            .and_then(Value::as_str);
         crate::SessionScope::parse(name, raw)
+    }
+}
+
+/// Reads the original PicoClaw's later channel layout as its first one: in
+/// `{"enabled": true, "type": "line", "allow_from": [...], "settings": {"channel_secret": ...}}`
+/// the keys of `settings` join the section's own (a key written at both levels keeps the outer
+/// value). `channels` is the whole `channels` object; other shapes are left as they are.
+pub fn lift_settings(channels: &mut Value) {
+    let Some(sections) = channels.as_object_mut() else {
+        return;
+    };
+    for section in sections.values_mut() {
+        let Some(fields) = section.as_object_mut() else {
+            continue;
+        };
+        if !matches!(fields.get("settings"), Some(Value::Object(_))) {
+            continue;
+        }
+        if let Some(Value::Object(inner)) = fields.remove("settings") {
+            for (key, value) in inner {
+                fields.entry(key).or_insert(value);
+            }
+        }
     }
 }
 
@@ -325,6 +564,19 @@ mod tests {
         assert_eq!(t.allow_from, ["U1", "42"]);
         assert_eq!(t.api_base.as_deref(), Some("http://bot.local"));
         assert_eq!(c.enabled(), ["telegram", "line"]);
+        let bad = serde_json::from_value::<ChannelsSection>(json!({"discord": {"allow_from": 7}}));
+        assert!(bad.is_err());
+        let mut later = json!({
+            "line": {"enabled": true, "type": "line", "allow_from": ["U1"],
+                     "settings": {"channel_secret": "s", "allow_from": ["ignored"]}},
+            "qq": "not an object"
+        });
+        lift_settings(&mut later);
+        let c: ChannelsSection = serde_json::from_value(later.clone()).unwrap();
+        let line = c.line.as_ref().unwrap();
+        assert_eq!(line.channel_secret.as_deref(), Some("s"));
+        assert_eq!(line.allow_from, ["U1"]);
+        assert_eq!(later["qq"], "not an object");
         let bad = serde_json::from_value::<ChannelsSection>(json!({"discord": {"allow_from": 7}}));
         assert!(bad.unwrap_err().to_string().contains("list of user ids"));
     }

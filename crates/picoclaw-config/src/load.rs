@@ -189,7 +189,10 @@ fn model_list_typos(config: &Config) -> Vec<String> {
 
 /// Decodes the config, collecting unknown keys (in every typed section, the channel and tool
 /// sections included) and the original's sections that are kept but not used as warnings.
-fn decode(path: &Path, value: Value) -> Result<(Config, Vec<String>), ConfigError> {
+fn decode(path: &Path, mut value: Value) -> Result<(Config, Vec<String>), ConfigError> {
+    if let Some(channels) = value.get_mut("channels") {
+        picoclaw_channels::sections::lift_settings(channels);
+    }
     let (config, unknown) =
         crate::keys::decode::<Config>(&value).map_err(|e| ConfigError::Type {
             path: path.to_path_buf(),

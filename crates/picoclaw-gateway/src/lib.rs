@@ -224,7 +224,8 @@ pub fn channels_from_config(
     }
     for name in config.channels.enabled() {
         let settings = config.channels.section(name).unwrap_or_default();
-        let setup = picoclaw_channels::ChannelSetup::new(name, settings, workspace, home);
+        let setup = picoclaw_channels::ChannelSetup::new(name, settings, workspace, home)
+            .with_gateway_port(config.gateway.port);
         let Some(made) = registry.build(&setup) else {
             tracing::warn!(
                 channel = %name,

@@ -1,0 +1,12 @@
+//! The qq channel (being written).
+
+use crate::{Channel, ChannelError, ChannelSetup};
+use std::sync::Arc;
+
+/// Builds `channels.qq` (to be written).
+pub(crate) fn build(setup: &ChannelSetup) -> Result<Arc<dyn Channel>, ChannelError> {
+    Err(ChannelError::Rejected(format!(
+        "channels.{}: not built yet",
+        setup.name
+    )))
+}

@@ -1,0 +1,1 @@
+//! A loopback dingtalk for channel tests (being written).

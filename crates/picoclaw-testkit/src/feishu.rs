@@ -1,0 +1,1 @@
+//! A loopback feishu for channel tests (being written).

@@ -1,0 +1,1 @@
+//! A loopback line for channel tests (being written).

@@ -1,0 +1,1 @@
+//! A loopback onebot for channel tests (being written).

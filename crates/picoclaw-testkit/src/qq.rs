@@ -1,0 +1,1 @@
+//! A loopback qq for channel tests (being written).

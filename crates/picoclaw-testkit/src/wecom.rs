@@ -1,0 +1,1 @@
+//! A loopback wecom for channel tests (being written).

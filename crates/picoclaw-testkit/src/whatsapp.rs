@@ -1,0 +1,1 @@
+//! A loopback whatsapp for channel tests (being written).
