@@ -26,7 +26,7 @@ mod provider;
 pub mod qq;
 mod reply;
 mod responses;
-pub mod serve;
+mod serve;
 pub mod slack;
 pub mod telegram;
 pub mod wecom;
