@@ -36,6 +36,12 @@ trait Dialect {
     fn code_block_close(&self) -> &'static str;
     fn link_open(&self, url: &str) -> String;
     fn link_close(&self) -> &'static str;
+    /// What ends a link to `url` whose text was rendered as `text` (the link's closing mark, or
+    /// for formats without links, the URL after its text).
+    fn link_end(&self, url: &str, text: &str) -> String {
+        let _ = (url, text);
+        self.link_close().to_owned()
+    }
     /// Wraps a rendered block quote.
     fn quote(&self, inner: &str) -> String;
 }
@@ -120,6 +126,105 @@ impl Dialect for SlackMrkdwn {
     }
 }
 
+/// Plain text for platforms without markup (LINE, QQ, OneBot, WeCom's text messages): the marks
+/// go, lists keep bullets and numbers, code keeps its lines, a link becomes `text (url)`.
+struct Plain;
+
+impl Dialect for Plain {
+    fn escape(&self, text: &str) -> String {
+        text.to_owned()
+    }
+    fn bold(&self) -> (&'static str, &'static str) {
+        ("", "")
+    }
+    fn italic(&self) -> (&'static str, &'static str) {
+        ("", "")
+    }
+    fn strike(&self) -> (&'static str, &'static str) {
+        ("", "")
+    }
+    fn inline_code(&self, code: &str) -> String {
+        code.to_owned()
+    }
+    fn code_block_open(&self, _lang: Option<&str>) -> String {
+        String::new()
+    }
+    fn code_block_close(&self) -> &'static str {
+        ""
+    }
+    fn link_open(&self, _url: &str) -> String {
+        String::new()
+    }
+    fn link_close(&self) -> &'static str {
+        ""
+    }
+    fn link_end(&self, url: &str, text: &str) -> String {
+        if text.trim() == url || url.is_empty() {
+            String::new()
+        } else {
+            format!(" ({url})")
+        }
+    }
+    fn quote(&self, inner: &str) -> String {
+        inner
+            .lines()
+            .map(|l| format!("> {l}"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+}
+
+/// WhatsApp's formatting: `*bold*`, `_italic_`, `~struck~`, `` `code` ``, ```` ``` ```` blocks,
+/// `>` quotes; links as `text (url)` (WhatsApp links bare URLs itself).
+struct WhatsApp;
+
+impl Dialect for WhatsApp {
+    fn escape(&self, text: &str) -> String {
+        text.to_owned()
+    }
+    fn bold(&self) -> (&'static str, &'static str) {
+        ("*", "*")
+    }
+    fn italic(&self) -> (&'static str, &'static str) {
+        ("_", "_")
+    }
+    fn strike(&self) -> (&'static str, &'static str) {
+        ("~", "~")
+    }
+    fn inline_code(&self, code: &str) -> String {
+        format!("`{}`", code.replace('`', "'"))
+    }
+    fn code_block_open(&self, _lang: Option<&str>) -> String {
+        "```\n".to_owned()
+    }
+    fn code_block_close(&self) -> &'static str {
+        "\n```"
+    }
+    fn link_open(&self, _url: &str) -> String {
+        String::new()
+    }
+    fn link_close(&self) -> &'static str {
+        ""
+    }
+    fn link_end(&self, url: &str, text: &str) -> String {
+        Plain.link_end(url, text)
+    }
+    fn quote(&self, inner: &str) -> String {
+        Plain.quote(inner)
+    }
+}
+
+/// Markdown → plain text (LINE, QQ, OneBot, WeCom text messages): no marks, links as
+/// `text (url)`.
+pub fn markdown_to_plain(markdown: &str) -> String {
+    render(markdown, &Plain)
+}
+
+/// Markdown → WhatsApp's own formatting (`*bold*`, `_italic_`, `~struck~`, code blocks).
+pub fn markdown_to_whatsapp(markdown: &str) -> String {
+    render(markdown, &WhatsApp)
+}
+
 /// Markdown → Telegram HTML (`parse_mode: HTML`).
 pub fn markdown_to_telegram_html(markdown: &str) -> String {
     render(markdown, &TelegramHtml)
@@ -139,6 +244,8 @@ fn render(markdown: &str, d: &dyn Dialect) -> String {
     // Where each open block quote starts in `out`.
     let mut quotes: Vec<usize> = Vec::new();
     let mut in_code_block = false;
+    // Open links: their URL and where their text starts in `out`.
+    let mut links: Vec<(String, usize)> = Vec::new();
     for event in Parser::new_ext(markdown, options) {
         match event {
             Event::Start(tag) => match tag {
@@ -175,6 +282,7 @@ fn render(markdown: &str, d: &dyn Dialect) -> String {
                 Tag::Strikethrough => out.push_str(d.strike().0),
                 Tag::Link { dest_url, .. } | Tag::Image { dest_url, .. } => {
                     out.push_str(&d.link_open(&dest_url));
+                    links.push((dest_url.to_string(), out.len()));
                 }
                 _ => {}
             },
@@ -212,7 +320,11 @@ fn render(markdown: &str, d: &dyn Dialect) -> String {
                 TagEnd::Emphasis => out.push_str(d.italic().1),
                 TagEnd::Strong => out.push_str(d.bold().1),
                 TagEnd::Strikethrough => out.push_str(d.strike().1),
-                TagEnd::Link | TagEnd::Image => out.push_str(d.link_close()),
+                TagEnd::Link | TagEnd::Image => {
+                    let (url, start) = links.pop().unwrap_or_default();
+                    let end = d.link_end(&url, out.get(start.min(out.len())..).unwrap_or(""));
+                    out.push_str(&end);
+                }
                 TagEnd::TableCell => out.push_str(" | "),
                 TagEnd::TableRow | TagEnd::TableHead => {
                     let trimmed = out.trim_end_matches(" | ").len();
@@ -277,6 +389,26 @@ mod tests {
         assert_eq!(nested, "• a\n  • b\n• c");
         let tasks = markdown_to_telegram_html("- [x] done\n- [ ] todo");
         assert_eq!(tasks, "• ☑ done\n• ☐ todo");
+    }
+
+    #[test]
+    fn common_markdown_becomes_plain_text_and_whatsapp_marks() {
+        let md = "# Title\n\nSome **bold**, *italic*, ~~gone~~ and `x < y`.\n\n\
+                  - one\n- two\n\n```rust\nfn main() {}\n```\n\n\
+                  > quoted\n\n[link](https://example.com/a) and <https://example.com/b>";
+        assert_eq!(
+            markdown_to_plain(md),
+            "Title\n\nSome bold, italic, gone and x < y.\n\n• one\n• two\n\n\
+             fn main() {}\n\n> quoted\n\n\
+             link (https://example.com/a) and https://example.com/b"
+        );
+        assert_eq!(
+            markdown_to_whatsapp(md),
+            "*Title*\n\nSome *bold*, _italic_, ~gone~ and `x < y`.\n\n• one\n• two\n\n\
+             ```\nfn main() {}\n```\n\n> quoted\n\n\
+             link (https://example.com/a) and https://example.com/b"
+        );
+        assert_eq!(markdown_to_plain("<b>raw</b>"), "<b>raw</b>");
     }
 
     #[test]
