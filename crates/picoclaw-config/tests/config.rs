@@ -178,6 +178,75 @@ fn the_originals_other_channels_and_keys_are_accepted_quietly() {
 }
 
 #[test]
+fn the_six_messengers_load_in_both_layouts_of_the_original() {
+    // The original's first layout: flat sections, with its v0.1 group prefix list.
+    let flat = json!({"channels": {
+        "whatsapp": {"enabled": true, "bridge_url": "ws://localhost:3001", "use_native": false,
+                     "session_store_path": "", "allow_from": ["8613800000000"],
+                     "reasoning_channel_id": ""},
+        "line": {"enabled": true, "channel_secret": "s", "channel_access_token": "t",
+                 "webhook_host": "0.0.0.0", "webhook_port": 18791, "webhook_path": "/webhook/line",
+                 "allow_from": ["U1"], "group_trigger": {"mention_only": true},
+                 "typing": {"enabled": true}, "placeholder": {"enabled": false, "text": ""}},
+        "feishu": {"enabled": true, "app_id": "cli_a", "app_secret": "s", "encrypt_key": "",
+                   "verification_token": "", "allow_from": ["ou_1"], "is_lark": false},
+        "dingtalk": {"enabled": true, "client_id": "c", "client_secret": "s", "allow_from": []},
+        "qq": {"enabled": true, "app_id": "1", "app_secret": "s", "allow_from": [],
+               "max_message_length": 2000, "send_markdown": false},
+        "onebot": {"enabled": true, "ws_url": "ws://127.0.0.1:3001", "access_token": "",
+                   "reconnect_interval": 5, "group_trigger_prefix": ["/ai"], "allow_from": [10001]},
+        "wecom": {"enabled": true, "token": "t", "encoding_aes_key": "k",
+                  "webhook_url": "https://qyapi.weixin.qq.com/cgi-bin/webhook/send?key=x",
+                  "webhook_host": "0.0.0.0", "webhook_port": 18793, "webhook_path": "/webhook/wecom",
+                  "reply_timeout": 5, "allow_from": []},
+        "wecom_app": {"enabled": true, "corp_id": "ww1", "corp_secret": "s", "agent_id": 1000002,
+                      "token": "t", "encoding_aes_key": "k", "webhook_host": "0.0.0.0",
+                      "webhook_port": 18792, "webhook_path": "/webhook/wecom-app",
+                      "reply_timeout": 5, "allow_from": ["zhangsan"]}
+    }});
+    assert!(warnings_of(&flat).is_empty(), "{}", warnings_of(&flat));
+    let home = Home::new();
+    home.write_json(&flat);
+    let c = load_with_env(&home.paths(), &env(&[])).unwrap().config;
+    assert_eq!(
+        c.channels.enabled(),
+        ["whatsapp", "line", "feishu", "dingtalk", "qq", "onebot", "wecom", "wecom_app"]
+    );
+    assert_eq!(c.channels.onebot.as_ref().unwrap().allow_from, ["10001"]);
+    assert_eq!(
+        c.channels.onebot.as_ref().unwrap().group_trigger_prefix,
+        ["/ai"]
+    );
+
+    // Its later layout: common keys outside, the platform's inside `settings`, and `type`.
+    let nested = json!({"channels": {
+        "line": {"enabled": true, "type": "line", "allow_from": ["U2"],
+                 "group_trigger": {"mention_only": false, "prefixes": ["!bot"]},
+                 "settings": {"channel_secret": "s2", "channel_access_token": "t2",
+                              "webhook_port": 18791}},
+        "feishu": {"enabled": true, "type": "feishu",
+                   "settings": {"app_id": "cli_b", "app_secret": "s", "is_lark": true}}
+    }});
+    assert!(warnings_of(&nested).is_empty(), "{}", warnings_of(&nested));
+    home.write_json(&nested);
+    let c = load_with_env(&home.paths(), &env(&[])).unwrap().config;
+    let line = c.channels.line.as_ref().unwrap();
+    assert_eq!(line.channel_secret.as_deref(), Some("s2"));
+    assert_eq!(line.webhook_port, Some(18791));
+    assert_eq!(line.allow_from, ["U2"]);
+    assert_eq!(c.channels.feishu.as_ref().unwrap().is_lark, Some(true));
+
+    // A misspelt key inside `settings` is still named, with the closest one.
+    let typo = warnings_of(&json!({"channels": {"line": {"enabled": false,
+        "settings": {"chanel_secret": "s"}}}}));
+    assert!(
+        typo.contains("unknown key 'channels.line.chanel_secret' is ignored (did you mean \
+                       'channels.line.channel_secret'?)"),
+        "{typo}"
+    );
+}
+
+#[test]
 fn pico_and_maixcam_sections_are_typed_and_websocket_is_picos_older_name() {
     let all = warnings_of(&json!({"channels": {
         "pico": {"enabled": true, "token": "t", "allow_origin": ["*"], "ping_interval": 30},

@@ -127,7 +127,7 @@ async fn status_tells_whether_the_gateway_runs() {
         "channels": {
             "slack": {"enabled": true, "bot_token": "xoxb-st", "app_token": "xapp-st",
                       "allow_from": ["U1"], "api_base": slack.api_base()},
-            "line": {"enabled": true},
+            "matrix": {"enabled": true},
             "discord": {"enabled": false},
         },
     }));
@@ -139,7 +139,7 @@ async fn status_tells_whether_the_gateway_runs() {
     );
     assert!(
         out.stdout
-            .contains("channels:   line (not in this build), slack\n"),
+            .contains("channels:   matrix (not in this build), slack\n"),
         "{}",
         out.stdout
     );
@@ -151,7 +151,7 @@ async fn status_tells_whether_the_gateway_runs() {
         if out.stdout.contains("gateway:    running at") && out.stdout.contains("slack (running)") {
             assert!(out.stdout.contains("(ready)"), "{}", out.stdout);
             assert!(
-                out.stdout.contains("line (not in this build)"),
+                out.stdout.contains("matrix (not in this build)"),
                 "{}",
                 out.stdout
             );
