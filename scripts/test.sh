@@ -21,7 +21,7 @@ if [ -z "$deny_bin" ]; then
 fi
 
 # One feature set for every build below (clippy, tests, doctests), so nothing compiles twice:
-# `full` of both binaries — every channel (Telegram, Discord, Slack), MCP, PostgreSQL (its tests
+# `full` of both binaries — every channel (Telegram, Discord, Slack, the messengers), MCP, PostgreSQL (its tests
 # run against a real server on loopback), the I2C/SPI tools (their tests cover validation and
 # the no-hardware paths) and the OS keychain for auth.json's key (its test checks the round
 # trip, or the clear refusal where no keyring exists).
@@ -58,6 +58,10 @@ for family in openai anthropic gemini; do
 done
 cargo check --locked -p picoclaw-cli -p picoclaw-gateway-bin
 cargo check --locked -p picoclaw-cli -p picoclaw-gateway-bin --no-default-features
+# Each messenger is a feature of its own: each compiles alone.
+for channel in whatsapp line feishu dingtalk qq onebot wecom; do
+  cargo check --locked -p picoclaw-channels --features "$channel"
+done
 
 step "cargo doc (library crates, warnings are errors)"
 RUSTDOCFLAGS="-D warnings" cargo doc --locked --no-deps --workspace --lib --features "$FEATURES"
