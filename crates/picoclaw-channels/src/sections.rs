@@ -569,14 +569,14 @@ mod tests {
         let mut later = json!({
             "line": {"enabled": true, "type": "line", "allow_from": ["U1"],
                      "settings": {"channel_secret": "s", "allow_from": ["ignored"]}},
-            "qq": "not an object"
+            "matrix": "not an object"
         });
         lift_settings(&mut later);
         let c: ChannelsSection = serde_json::from_value(later.clone()).unwrap();
         let line = c.line.as_ref().unwrap();
         assert_eq!(line.channel_secret.as_deref(), Some("s"));
         assert_eq!(line.allow_from, ["U1"]);
-        assert_eq!(later["qq"], "not an object");
+        assert_eq!(later["matrix"], "not an object");
         let bad = serde_json::from_value::<ChannelsSection>(json!({"discord": {"allow_from": 7}}));
         assert!(bad.unwrap_err().to_string().contains("list of user ids"));
     }
