@@ -111,7 +111,9 @@ impl LineConfig {
         )?;
         let api_base = crate::settings::checked_api_base(section.api_base.as_deref(), "line")?;
         let data_base = crate::settings::checked_api_base(section.api_data_base.as_deref(), "line")
-            .map_err(|e| ChannelError::Rejected(e.to_string().replace("api_base", "api_data_base")))?;
+            .map_err(|e| {
+                ChannelError::Rejected(e.to_string().replace("api_base", "api_data_base"))
+            })?;
         let api_data_base = data_base
             .or_else(|| api_base.clone())
             .unwrap_or_else(|| DEFAULT_DATA_BASE.to_owned());
@@ -486,8 +488,7 @@ impl Inner {
         let spans: Vec<(usize, usize)> = mentionees
             .iter()
             .filter(|m| {
-                m.get("isSelf").and_then(Value::as_bool) == Some(true)
-                    || s(m, "userId") == Some(me)
+                m.get("isSelf").and_then(Value::as_bool) == Some(true) || s(m, "userId") == Some(me)
             })
             .filter_map(|m| {
                 let index = usize::try_from(m.get("index")?.as_u64()?).ok()?;
@@ -729,8 +730,7 @@ impl Channel for LineChannel {
             return;
         }
         let body = json!({"chatId": chat_id, "loadingSeconds": 20});
-        if let Err((status, reason)) = self.inner.post("/v2/bot/chat/loading/start", &body).await
-        {
+        if let Err((status, reason)) = self.inner.post("/v2/bot/chat/loading/start", &body).await {
             tracing::debug!(status, %reason, "line: loading animation not shown");
         }
     }
@@ -748,7 +748,11 @@ mod tests {
         let sig = "97yD9DBThCSxMpjmqm+xQ+9NWaFJRhdZl0edvC0aPNg=";
         assert!(signature_ok("key", body, sig));
         assert!(!signature_ok("key2", body, sig));
-        assert!(!signature_ok("key", b"The quick brown fox jumps over the lazy cat", sig));
+        assert!(!signature_ok(
+            "key",
+            b"The quick brown fox jumps over the lazy cat",
+            sig
+        ));
         assert!(!signature_ok("key", body, ""));
         assert!(!signature_ok("key", body, "not base64!"));
     }
@@ -777,7 +781,11 @@ mod tests {
         for i in 0..=REPLY_TOKENS_CAP {
             tokens.insert(&i.to_string(), "t");
         }
-        assert_eq!(tokens.take("0", REPLY_TOKEN_TTL), None, "the oldest is pushed out");
+        assert_eq!(
+            tokens.take("0", REPLY_TOKEN_TTL),
+            None,
+            "the oldest is pushed out"
+        );
         assert!(tokens.take("1", REPLY_TOKEN_TTL).is_some());
     }
 
@@ -786,8 +794,11 @@ mod tests {
         let err = |v: Value| LineConfig::from_json(&v, None).unwrap_err().to_string();
         assert!(err(json!({"channel_access_token": "t"})).contains("channels.line.channel_secret"));
         assert!(err(json!({"channel_secret": "s"})).contains("channels.line.channel_access_token"));
-        let c = LineConfig::from_json(&json!({"channel_secret": "s", "channel_access_token": "t"}), None)
-            .unwrap();
+        let c = LineConfig::from_json(
+            &json!({"channel_secret": "s", "channel_access_token": "t"}),
+            None,
+        )
+        .unwrap();
         assert_eq!(c.api_base, DEFAULT_API_BASE);
         assert_eq!(c.api_data_base, DEFAULT_DATA_BASE);
         let c = LineConfig::from_json(

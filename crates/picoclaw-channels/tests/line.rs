@@ -86,18 +86,32 @@ async fn allowed_users_are_delivered_once_and_answered_by_reply_then_push() {
     let run = start_with(&fake, json!({})).await;
 
     let hello = fake.text_event(ADA, "hello there");
-    assert_eq!(run.hook(fake.webhook(std::slice::from_ref(&hello))).await, 200);
+    assert_eq!(
+        run.hook(fake.webhook(std::slice::from_ref(&hello))).await,
+        200
+    );
     // LINE's redelivery keeps the event id: taken once.
-    assert_eq!(run.hook(fake.webhook(&[FakeLine::redelivery(&hello)])).await, 200);
+    assert_eq!(
+        run.hook(fake.webhook(&[FakeLine::redelivery(&hello)]))
+            .await,
+        200
+    );
     // A stranger is ignored (and no pairing: allow_from is set).
-    assert_eq!(run.hook(fake.webhook(&[fake.text_event(EVE, "let me in")])).await, 200);
+    assert_eq!(
+        run.hook(fake.webhook(&[fake.text_event(EVE, "let me in")]))
+            .await,
+        200
+    );
     wait_kept(&run.inbox, 1).await;
     let all = run.inbox.all();
     assert_eq!(all.len(), 1, "{all:?}");
     let m = &all[0];
     assert_eq!((m.chat_id.as_str(), m.sender_id.as_str()), (ADA, ADA));
     assert_eq!(m.content, "hello there");
-    assert_eq!(m.metadata["message_id"], hello["message"]["id"].as_str().unwrap());
+    assert_eq!(
+        m.metadata["message_id"],
+        hello["message"]["id"].as_str().unwrap()
+    );
     assert_eq!(m.session_key.as_str(), format!("line:{ADA}"));
 
     // Seven parts of plain text: five by the reply token, two pushed.
@@ -114,7 +128,10 @@ async fn allowed_users_are_delivered_once_and_answered_by_reply_then_push() {
     assert_eq!(sent[0].api, "reply");
     assert_eq!(sent[0].target, hello["replyToken"].as_str().unwrap());
     assert_eq!(sent[0].messages.len(), 5);
-    assert_eq!((sent[1].api.as_str(), sent[1].target.as_str()), ("push", ADA));
+    assert_eq!(
+        (sent[1].api.as_str(), sent[1].target.as_str()),
+        ("push", ADA)
+    );
     assert_eq!(sent[1].messages.len(), 2);
     let texts: Vec<String> = sent.iter().flat_map(|s| s.texts()).collect();
     assert!(texts[0].starts_with("part 0 x"), "Markdown rendered plain");
@@ -126,7 +143,10 @@ async fn allowed_users_are_delivered_once_and_answered_by_reply_then_push() {
         .await
         .unwrap();
     let last = fake.sent().pop().unwrap();
-    assert_eq!((last.api.as_str(), last.texts()), ("push", vec!["again".to_owned()]));
+    assert_eq!(
+        (last.api.as_str(), last.texts()),
+        ("push", vec!["again".to_owned()])
+    );
 
     run.stop.cancel();
     run.task.await.unwrap().unwrap();
@@ -193,7 +213,10 @@ async fn a_stranger_pairs_with_the_one_time_code() {
     let fake = FakeLine::start(SECRET, TOKEN);
     let run = start_with(&fake, json!({"allow_from": []})).await;
     let code = run.channel.pairing_code().expect("pairing is open");
-    assert_eq!(run.hook(fake.webhook(&[fake.text_event(EVE, "hi")])).await, 200);
+    assert_eq!(
+        run.hook(fake.webhook(&[fake.text_event(EVE, "hi")])).await,
+        200
+    );
     assert_eq!(
         run.hook(fake.webhook(&[fake.text_event(EVE, &format!("/pair {code}"))]))
             .await,
@@ -201,7 +224,11 @@ async fn a_stranger_pairs_with_the_one_time_code() {
     );
     wait(&fake, "the pairing notice", |f| !f.sent().is_empty()).await;
     assert!(fake.sent()[0].texts()[0].starts_with("Paired"));
-    assert_eq!(run.hook(fake.webhook(&[fake.text_event(EVE, "now?")])).await, 200);
+    assert_eq!(
+        run.hook(fake.webhook(&[fake.text_event(EVE, "now?")]))
+            .await,
+        200
+    );
     wait_kept(&run.inbox, 1).await;
     let all = run.inbox.all();
     assert_eq!(all.len(), 1);
@@ -217,7 +244,10 @@ async fn a_refused_delivery_is_not_acknowledged_and_its_redelivery_gets_through(
     let e = fake.text_event(ADA, "keep me");
     assert_eq!(run.hook(fake.webhook(std::slice::from_ref(&e))).await, 500);
     assert!(run.inbox.all().is_empty());
-    assert_eq!(run.hook(fake.webhook(&[FakeLine::redelivery(&e)])).await, 200);
+    assert_eq!(
+        run.hook(fake.webhook(&[FakeLine::redelivery(&e)])).await,
+        200
+    );
     wait_kept(&run.inbox, 1).await;
     assert_eq!(run.inbox.all()[0].content, "keep me");
     run.stop.cancel();
@@ -227,7 +257,10 @@ async fn a_refused_delivery_is_not_acknowledged_and_its_redelivery_gets_through(
 async fn an_expired_reply_token_falls_back_to_push() {
     let fake = FakeLine::start(SECRET, TOKEN);
     let run = start_with(&fake, json!({})).await;
-    assert_eq!(run.hook(fake.webhook(&[fake.text_event(ADA, "hi")])).await, 200);
+    assert_eq!(
+        run.hook(fake.webhook(&[fake.text_event(ADA, "hi")])).await,
+        200
+    );
     wait_kept(&run.inbox, 1).await;
     fake.expire_reply_tokens();
     let m = run.inbox.all()[0].clone();
@@ -237,7 +270,10 @@ async fn an_expired_reply_token_falls_back_to_push() {
         .unwrap();
     let sent = fake.sent();
     assert_eq!(sent.len(), 1);
-    assert_eq!((sent[0].api.as_str(), sent[0].target.as_str()), ("push", ADA));
+    assert_eq!(
+        (sent[0].api.as_str(), sent[0].target.as_str()),
+        ("push", ADA)
+    );
     assert_eq!(sent[0].texts(), ["late answer"]);
     run.stop.cancel();
 }

@@ -81,14 +81,18 @@ async fn bot_info(State(inner): State<Arc<Inner>>, headers: HeaderMap) -> Respon
     if !authorized(&inner, &headers) {
         return line_error(StatusCode::UNAUTHORIZED, UNAUTHORIZED);
     }
-    axum::Json(json!({"userId": BOT_USER_ID, "basicId": "@123abcde", "displayName": "pico",
-                      "chatMode": "bot", "markAsReadMode": "manual"}))
+    axum::Json(
+        json!({"userId": BOT_USER_ID, "basicId": "@123abcde", "displayName": "pico",
+                      "chatMode": "bot", "markAsReadMode": "manual"}),
+    )
     .into_response()
 }
 
 /// Checks what the Messaging API checks of a message array.
 fn check_messages(messages: &Value) -> Result<Vec<Value>, &'static str> {
-    let list = messages.as_array().ok_or("The request body has 1 error(s)")?;
+    let list = messages
+        .as_array()
+        .ok_or("The request body has 1 error(s)")?;
     if list.is_empty() || list.len() > 5 {
         return Err("Size must be between 1 and 5");
     }
@@ -155,9 +159,11 @@ async fn content(
     }
     inner.downloads.lock().unwrap().push(id.clone());
     match inner.content.lock().unwrap().get(&id) {
-        Some((mime, bytes)) => {
-            ([(axum::http::header::CONTENT_TYPE, mime.clone())], bytes.clone()).into_response()
-        }
+        Some((mime, bytes)) => (
+            [(axum::http::header::CONTENT_TYPE, mime.clone())],
+            bytes.clone(),
+        )
+            .into_response(),
         None => line_error(StatusCode::NOT_FOUND, "Not found"),
     }
 }
@@ -199,7 +205,11 @@ impl FakeLine {
     fn event(&self, user: &str, source: Value, message: Value) -> Value {
         let n = self.next();
         let token = format!("rt{n:030}");
-        self.inner.reply_tokens.lock().unwrap().insert(token.clone());
+        self.inner
+            .reply_tokens
+            .lock()
+            .unwrap()
+            .insert(token.clone());
         let mut source = source;
         source["userId"] = json!(user);
         json!({

@@ -50,13 +50,19 @@ fn errcode(code: i64, msg: &str) -> Response {
     axum::Json(json!({"errcode": code, "errmsg": msg})).into_response()
 }
 
-async fn gettoken(State(inner): State<Arc<Inner>>, Query(q): Query<HashMap<String, String>>) -> Response {
+async fn gettoken(
+    State(inner): State<Arc<Inner>>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
     inner.token_calls.fetch_add(1, Ordering::SeqCst);
     if q.get("corpid") != Some(&inner.corp_id) {
         return errcode(40013, "invalid corpid");
     }
     if q.get("corpsecret") != Some(&inner.corp_secret) {
-        return errcode(40001, "invalid credential, access_token is invalid or not latest");
+        return errcode(
+            40001,
+            "invalid credential, access_token is invalid or not latest",
+        );
     }
     let token = format!("tok-{}", inner.next.fetch_add(1, Ordering::SeqCst));
     inner.tokens.lock().unwrap().insert(token.clone());
@@ -91,19 +97,29 @@ async fn message_send(
     axum::Json(json!({"errcode": 0, "errmsg": "ok", "msgid": "m"})).into_response()
 }
 
-async fn media_get(State(inner): State<Arc<Inner>>, Query(q): Query<HashMap<String, String>>) -> Response {
+async fn media_get(
+    State(inner): State<Arc<Inner>>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
     if !token_ok(&inner, &q) {
         return errcode(42001, "access_token expired");
     }
     let id = q.get("media_id").cloned().unwrap_or_default();
     inner.downloads.lock().unwrap().push(id.clone());
     match inner.media.lock().unwrap().get(&id) {
-        Some((mime, bytes)) => ([(axum::http::header::CONTENT_TYPE, mime.clone())], bytes.clone()).into_response(),
+        Some((mime, bytes)) => (
+            [(axum::http::header::CONTENT_TYPE, mime.clone())],
+            bytes.clone(),
+        )
+            .into_response(),
         None => errcode(40007, "invalid media_id"),
     }
 }
 
-async fn webhook_send(State(inner): State<Arc<Inner>>, axum::Json(body): axum::Json<Value>) -> Response {
+async fn webhook_send(
+    State(inner): State<Arc<Inner>>,
+    axum::Json(body): axum::Json<Value>,
+) -> Response {
     if content_too_long(&body) {
         return errcode(40058, "markdown.content exceed max length 4096");
     }
@@ -125,7 +141,11 @@ fn key() -> [u8; 32] {
         &base64::alphabet::STANDARD,
         base64::engine::GeneralPurposeConfig::new().with_decode_allow_trailing_bits(true),
     );
-    engine.decode(format!("{AES_KEY}=")).unwrap().try_into().unwrap()
+    engine
+        .decode(format!("{AES_KEY}="))
+        .unwrap()
+        .try_into()
+        .unwrap()
 }
 
 /// `bytes` padded with PKCS#7 to 32-byte blocks and encrypted as WeCom does.
@@ -134,7 +154,8 @@ fn seal(mut bytes: Vec<u8>) -> Vec<u8> {
     bytes.extend(std::iter::repeat_n(pad as u8, pad));
     let key = key();
     let iv: [u8; 16] = key[..16].try_into().unwrap();
-    cbc::Encryptor::<aes::Aes256>::new(&key.into(), &iv.into()).encrypt_padded_vec_mut::<NoPadding>(&bytes)
+    cbc::Encryptor::<aes::Aes256>::new(&key.into(), &iv.into())
+        .encrypt_padded_vec_mut::<NoPadding>(&bytes)
 }
 
 impl FakeWecom {
@@ -154,7 +175,11 @@ impl FakeWecom {
             .with_state(Arc::clone(&inner));
         let (listener, addr) = crate::serve::listen();
         let shutdown = crate::serve::spawn(listener, app, std::future::pending);
-        Self { addr, inner, _shutdown: shutdown }
+        Self {
+            addr,
+            inner,
+            _shutdown: shutdown,
+        }
     }
 
     /// What goes in `api_base`.
@@ -184,7 +209,10 @@ impl FakeWecom {
     pub fn sign(token: &str, timestamp: &str, nonce: &str, data: &str) -> String {
         let mut parts = [token, timestamp, nonce, data];
         parts.sort_unstable();
-        let digest = ring::digest::digest(&ring::digest::SHA1_FOR_LEGACY_USE_ONLY, parts.concat().as_bytes());
+        let digest = ring::digest::digest(
+            &ring::digest::SHA1_FOR_LEGACY_USE_ONLY,
+            parts.concat().as_bytes(),
+        );
         digest.as_ref().iter().map(|b| format!("{b:02x}")).collect()
     }
 
@@ -204,8 +232,11 @@ impl FakeWecom {
     /// The console's URL check: GET with `echostr` = `echo` encrypted for `receive_id`.
     pub fn url_check(&self, echo: &str, receive_id: &str) -> WebhookRequest {
         let encrypted = Self::encrypt(echo, receive_id);
-        WebhookRequest::new("GET", Vec::new())
-            .with_query(Self::query(TOKEN, &encrypted, &[("echostr", &encrypted)]))
+        WebhookRequest::new("GET", Vec::new()).with_query(Self::query(
+            TOKEN,
+            &encrypted,
+            &[("echostr", &encrypted)],
+        ))
     }
 
     /// An app callback carrying the XML message `xml`, encrypted for the corp and signed.
@@ -241,7 +272,11 @@ impl FakeWecom {
     pub fn app_media(&self, user: &str, kind: &str, mime: &str, bytes: &[u8]) -> String {
         let n = self.next();
         let media_id = format!("MEDIA{n}");
-        self.inner.media.lock().unwrap().insert(media_id.clone(), (mime.to_owned(), bytes.to_vec()));
+        self.inner
+            .media
+            .lock()
+            .unwrap()
+            .insert(media_id.clone(), (mime.to_owned(), bytes.to_vec()));
         let extra = if kind == "image" {
             format!("<PicUrl><![CDATA[http://{}/pic/{n}]]></PicUrl>", self.addr)
         } else {
@@ -274,7 +309,11 @@ impl FakeWecom {
     pub fn bot_image(&self, user: &str, bytes: &[u8]) -> Value {
         let n = self.next();
         let id = format!("img{n}");
-        self.inner.images.lock().unwrap().insert(id.clone(), seal(bytes.to_vec()));
+        self.inner
+            .images
+            .lock()
+            .unwrap()
+            .insert(id.clone(), seal(bytes.to_vec()));
         json!({"msgid": format!("bm{n}"), "aibotid": BOT_ID, "chattype": "single",
                "from": {"userid": user}, "msgtype": "image",
                "image": {"url": format!("http://{}/image/{id}", self.addr)}})

@@ -74,12 +74,10 @@ impl Crypto {
 
     /// AES-256-CBC with the key's first 16 bytes as IV, then WeCom's 32-byte PKCS#7 removed.
     pub(crate) fn decrypt_raw(&self, cipher: &[u8]) -> Result<Vec<u8>, String> {
-        if cipher.is_empty() || cipher.len() % 16 != 0 {
+        if cipher.is_empty() || !cipher.len().is_multiple_of(16) {
             return Err("the ciphertext is not whole AES blocks".into());
         }
-        let iv: [u8; 16] = self.key[..16]
-            .try_into()
-            .map_err(|_| "no IV".to_owned())?;
+        let iv: [u8; 16] = self.key[..16].try_into().map_err(|_| "no IV".to_owned())?;
         let mut plain = cbc::Decryptor::<aes::Aes256>::new(&self.key.into(), &iv.into())
             .decrypt_padded_vec_mut::<NoPadding>(cipher)
             .map_err(|e| format!("cannot decrypt: {e}"))?;

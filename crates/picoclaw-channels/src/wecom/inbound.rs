@@ -76,7 +76,11 @@ fn app_message(plain: &str) -> Result<Option<Incoming>, String> {
     let get = |k: &str| f.get(k).map(|v| v.trim()).filter(|v| !v.is_empty());
     let kind = get("MsgType").unwrap_or_default();
     let (Some(id), Some(user)) = (get("MsgId"), get("FromUserName")) else {
-        tracing::debug!(kind, event = get("Event"), "wecom: callback without a message");
+        tracing::debug!(
+            kind,
+            event = get("Event"),
+            "wecom: callback without a message"
+        );
         return Ok(None);
     };
     let media = |kind: MediaKind, ext: &'static str| {
@@ -153,7 +157,10 @@ fn bot_message(plain: &str) -> Result<Option<Incoming>, String> {
                 .and_then(Value::as_array)
                 .cloned()
                 .unwrap_or_default();
-            let text: Vec<String> = items.iter().filter_map(|i| s(i, &["text", "content"])).collect();
+            let text: Vec<String> = items
+                .iter()
+                .filter_map(|i| s(i, &["text", "content"]))
+                .collect();
             (text.join("\n"), items.iter().find_map(image))
         }
         _ => return Ok(None),
@@ -260,7 +267,9 @@ impl Inner {
         } else {
             m.text.trim().to_owned()
         };
-        if !m.group && let Some(result) = self.access().try_pair(&m.user, &content) {
+        if !m.group
+            && let Some(result) = self.access().try_pair(&m.user, &content)
+        {
             self.notice(
                 &m.chat_id,
                 match result {
@@ -286,9 +295,8 @@ impl Inner {
         let mut inbound = InboundMessage::new(self.name.as_str(), &m.chat_id, &m.user, content)
             .with_metadata("message_id", &m.id)
             .with_metadata("peer_kind", if m.group { "group" } else { "user" });
-        if let Some(at) = m
-            .at
-            .and_then(|t| picoclaw_api::reexports::chrono::DateTime::from_timestamp(t, 0))
+        if let Some(at) =
+            m.at.and_then(|t| picoclaw_api::reexports::chrono::DateTime::from_timestamp(t, 0))
         {
             inbound = inbound.with_timestamp(at);
         }
@@ -297,9 +305,10 @@ impl Inner {
                 Ok(media) => inbound = inbound.with_media(media),
                 Err(e) => {
                     tracing::warn!(channel = %self.name, error = %e, "media not saved");
-                    inbound.content = format!("{}\n[a file could not be downloaded: {e}]", inbound.content)
-                        .trim()
-                        .to_owned();
+                    inbound.content =
+                        format!("{}\n[a file could not be downloaded: {e}]", inbound.content)
+                            .trim()
+                            .to_owned();
                 }
             }
         }
@@ -310,12 +319,21 @@ impl Inner {
     }
 
     /// GETs `request`'s answer, at most [`MAX_MEDIA_BYTES`]; its bytes and content type.
-    async fn fetch(&self, request: reqwest::RequestBuilder) -> Result<(Vec<u8>, Option<String>), String> {
-        let mut response = request.send().await.map_err(|e| format!("download failed: {e}"))?;
+    async fn fetch(
+        &self,
+        request: reqwest::RequestBuilder,
+    ) -> Result<(Vec<u8>, Option<String>), String> {
+        let mut response = request
+            .send()
+            .await
+            .map_err(|e| format!("download failed: {e}"))?;
         if !response.status().is_success() {
             return Err(format!("the download answered {}", response.status()));
         }
-        if response.content_length().is_some_and(|n| n > MAX_MEDIA_BYTES as u64) {
+        if response
+            .content_length()
+            .is_some_and(|n| n > MAX_MEDIA_BYTES as u64)
+        {
             return Err("larger than 16 MiB".into());
         }
         let mime = response
@@ -324,7 +342,11 @@ impl Inner {
             .and_then(|v| v.to_str().ok())
             .map(|v| v.split(';').next().unwrap_or(v).trim().to_owned());
         let mut bytes = Vec::new();
-        while let Some(chunk) = response.chunk().await.map_err(|e| format!("download failed: {e}"))? {
+        while let Some(chunk) = response
+            .chunk()
+            .await
+            .map_err(|e| format!("download failed: {e}"))?
+        {
             if bytes.len() + chunk.len() > MAX_MEDIA_BYTES {
                 return Err("larger than 16 MiB".into());
             }
@@ -339,7 +361,14 @@ impl Inner {
             return Err("no media folder is configured".into());
         }
         let (kind, bytes, mime, ext) = match (media, &self.mode) {
-            (Media::Stored { media_id, kind, ext }, Mode::App(app)) => {
+            (
+                Media::Stored {
+                    media_id,
+                    kind,
+                    ext,
+                },
+                Mode::App(app),
+            ) => {
                 let token = self.token(app, false).await.map_err(|e| e.to_string())?;
                 let url = super::with_query(
                     &format!("{}/cgi-bin/media/get", app.api_base),
@@ -348,8 +377,13 @@ impl Inner {
                 let request = self.http.get(&url);
                 let (bytes, mime) = self.fetch(request).await?;
                 // WeCom answers errors as JSON with status 200.
-                if mime.as_deref() == Some("application/json") || mime.as_deref() == Some("text/plain") {
-                    return Err(format!("media/get refused: {}", String::from_utf8_lossy(&bytes)));
+                if mime.as_deref() == Some("application/json")
+                    || mime.as_deref() == Some("text/plain")
+                {
+                    return Err(format!(
+                        "media/get refused: {}",
+                        String::from_utf8_lossy(&bytes)
+                    ));
                 }
                 (*kind, bytes, mime, *ext)
             }
@@ -359,7 +393,9 @@ impl Inner {
                 let mime = image_mime(&bytes).map(str::to_owned);
                 (MediaKind::Image, bytes, mime, "jpg")
             }
-            (Media::Stored { .. }, Mode::Bot { .. }) => return Err("no media API for the group bot".into()),
+            (Media::Stored { .. }, Mode::Bot { .. }) => {
+                return Err("no media API for the group bot".into());
+            }
         };
         let ext = match mime.as_deref() {
             Some("image/png") => "png",
@@ -391,7 +427,8 @@ mod tests {
         assert_eq!(f["ToUserName"], "ww1");
         assert_eq!(f["AgentID"], "7");
         assert_eq!(f["Content"], "a <b> & c");
-        let bomb = "<?xml version=\"1.0\"?><!DOCTYPE x [<!ENTITY a \"aaaa\">]><xml><C>&a;</C></xml>";
+        let bomb =
+            "<?xml version=\"1.0\"?><!DOCTYPE x [<!ENTITY a \"aaaa\">]><xml><C>&a;</C></xml>";
         assert!(xml_fields(bomb).is_err());
         assert!(xml_fields("<xml><open></xml>").is_err());
         assert!(xml_fields("").is_err());
@@ -400,7 +437,8 @@ mod tests {
     #[test]
     fn envelopes_come_as_xml_or_json() {
         assert_eq!(
-            envelope(b"<xml><ToUserName>ww</ToUserName><Encrypt><![CDATA[abc=]]></Encrypt></xml>").as_deref(),
+            envelope(b"<xml><ToUserName>ww</ToUserName><Encrypt><![CDATA[abc=]]></Encrypt></xml>")
+                .as_deref(),
             Some("abc=")
         );
         assert_eq!(envelope(br#"{"encrypt": "xyz="}"#).as_deref(), Some("xyz="));
@@ -417,10 +455,17 @@ mod tests {
         )
         .unwrap()
         .unwrap();
-        assert_eq!((m.id.as_str(), m.user.as_str(), m.group), ("42", "ada", false));
+        assert_eq!(
+            (m.id.as_str(), m.user.as_str(), m.group),
+            ("42", "ada", false)
+        );
         assert_eq!(
             m.media,
-            Some(Media::Stored { media_id: "M1".into(), kind: MediaKind::Audio, ext: "amr" })
+            Some(Media::Stored {
+                media_id: "M1".into(),
+                kind: MediaKind::Audio,
+                ext: "amr"
+            })
         );
         let event = "<xml><FromUserName>ada</FromUserName><MsgType>event</MsgType>\
                      <Event>enter_agent</Event></xml>";
@@ -432,7 +477,10 @@ mod tests {
         )
         .unwrap()
         .unwrap();
-        assert_eq!((g.chat_id.as_str(), g.text.as_str(), g.group), ("G1", "hi there", true));
+        assert_eq!(
+            (g.chat_id.as_str(), g.text.as_str(), g.group),
+            ("G1", "hi there", true)
+        );
         let own = r#"{"msgid":"m2","aibotid":"B1","chattype":"single","from":{"userid":"B1"},
                       "msgtype":"text","text":{"content":"me"}}"#;
         assert_eq!(bot_message(own).unwrap(), None);

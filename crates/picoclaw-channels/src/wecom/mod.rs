@@ -121,7 +121,9 @@ struct App {
 enum Mode {
     App(App),
     /// The group bot answers through its webhook URL.
-    Bot { webhook_url: String },
+    Bot {
+        webhook_url: String,
+    },
 }
 
 /// A WeCom self-built app or group bot.
@@ -184,7 +186,11 @@ impl WecomChannel {
         let name = setup.name.as_str();
         let keys = Keys::read(name, &setup.settings)?;
         let token = keys.token.clone().ok_or_else(|| {
-            missing(name, "token", "copy the Token from the callback (API receive) settings")
+            missing(
+                name,
+                "token",
+                "copy the Token from the callback (API receive) settings",
+            )
         })?;
         let aes_key = keys.encoding_aes_key.clone().ok_or_else(|| {
             missing(
@@ -193,9 +199,8 @@ impl WecomChannel {
                 "copy the EncodingAESKey from the callback (API receive) settings",
             )
         })?;
-        let crypto = Crypto::new(&token, &aes_key).map_err(|e| {
-            ChannelError::Rejected(format!("channels.{name}.encoding_aes_key {e}"))
-        })?;
+        let crypto = Crypto::new(&token, &aes_key)
+            .map_err(|e| ChannelError::Rejected(format!("channels.{name}.encoding_aes_key {e}")))?;
         let mode = if name == "wecom_app" || keys.corp_id.is_some() {
             Mode::App(Self::app(name, &keys)?)
         } else {
@@ -247,9 +252,10 @@ impl WecomChannel {
             .corp_id
             .clone()
             .ok_or_else(|| missing(name, "corp_id", "copy the CorpID from My Company"))?;
-        let corp_secret = keys.corp_secret.clone().ok_or_else(|| {
-            missing(name, "corp_secret", "copy the app's Secret from its page")
-        })?;
+        let corp_secret = keys
+            .corp_secret
+            .clone()
+            .ok_or_else(|| missing(name, "corp_secret", "copy the app's Secret from its page"))?;
         let agent_id = agent_id(name, keys.agent_id.as_ref())?;
         let api_base = crate::settings::checked_api_base(keys.api_base.as_deref(), name)?
             .unwrap_or_else(|| DEFAULT_API_BASE.to_owned());
@@ -320,7 +326,10 @@ impl Inner {
                 self.name
             )));
         };
-        let lifetime = body.get("expires_in").and_then(Value::as_u64).unwrap_or(7200);
+        let lifetime = body
+            .get("expires_in")
+            .and_then(Value::as_u64)
+            .unwrap_or(7200);
         let until = Instant::now() + Duration::from_secs(lifetime).saturating_sub(TOKEN_MARGIN);
         *cached = Some((token.to_owned(), until));
         Ok(token.to_owned())
@@ -384,18 +393,24 @@ impl Inner {
             Mode::App(app) => self.app_send(app, chat_id, content).await,
             Mode::Bot { webhook_url } => {
                 let body = json!({"msgtype": "markdown", "markdown": {"content": content}});
-                self.post_json(webhook_url, &body).await.map_err(|(code, reason)| {
-                    ChannelError::Platform(format!(
-                        "{}: the group bot's webhook_url answered errcode {code}: {reason}",
-                        self.name
-                    ))
-                })
+                self.post_json(webhook_url, &body)
+                    .await
+                    .map_err(|(code, reason)| {
+                        ChannelError::Platform(format!(
+                            "{}: the group bot's webhook_url answered errcode {code}: {reason}",
+                            self.name
+                        ))
+                    })
             }
         }
     }
 
     /// One callback request: URL verification (GET) or a message (POST).
-    async fn webhook(self: &Arc<Self>, request: WebhookRequest, inbox: &dyn Inbox) -> WebhookResponse {
+    async fn webhook(
+        self: &Arc<Self>,
+        request: WebhookRequest,
+        inbox: &dyn Inbox,
+    ) -> WebhookResponse {
         let query: std::collections::HashMap<String, String> =
             url::form_urlencoded::parse(request.query.as_bytes())
                 .into_owned()
@@ -419,13 +434,21 @@ impl Inner {
     }
 
     /// The console's URL check: the decrypted `echostr`, as plain text.
-    fn verify_url(&self, signature: &str, timestamp: &str, nonce: &str, echo: &str) -> WebhookResponse {
+    fn verify_url(
+        &self,
+        signature: &str,
+        timestamp: &str,
+        nonce: &str,
+        echo: &str,
+    ) -> WebhookResponse {
         if echo.is_empty() || !self.crypto.verify(signature, timestamp, nonce, echo) {
             tracing::warn!(channel = %self.name, "URL check with a bad signature refused");
             return WebhookResponse::text(401, "bad signature");
         }
         match self.open(echo) {
-            Ok(plain) => WebhookResponse::text(200, String::from_utf8_lossy(&plain).trim().to_owned()),
+            Ok(plain) => {
+                WebhookResponse::text(200, String::from_utf8_lossy(&plain).trim().to_owned())
+            }
             Err(response) => response,
         }
     }
@@ -537,9 +560,14 @@ mod tests {
 
     #[test]
     fn agent_ids_are_numbers_or_digits() {
-        assert_eq!(agent_id("wecom_app", Some(&json!(1000002))).unwrap(), 1000002);
+        assert_eq!(
+            agent_id("wecom_app", Some(&json!(1000002))).unwrap(),
+            1000002
+        );
         assert_eq!(agent_id("wecom_app", Some(&json!(" 7 "))).unwrap(), 7);
-        let err = agent_id("wecom_app", Some(&json!("x"))).unwrap_err().to_string();
+        let err = agent_id("wecom_app", Some(&json!("x")))
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("channels.wecom_app.agent_id"));
         assert!(agent_id("wecom", None).is_err());
     }
