@@ -104,21 +104,21 @@ async fn the_app_takes_allowed_users_once_and_answers_in_markdown_parts() {
     assert!(m.metadata["message_id"].starts_with('7'));
     assert_eq!(m.channel.as_str(), "wecom_app");
 
-    // 3000 CJK characters (9000 bytes): parts of at most 4096 bytes, as Markdown.
+    // 3000 CJK characters (9000 bytes): parts of at most 2048 bytes, as Markdown.
     let answer = format!("**Answer**\n\n{}", "字".repeat(3000));
     run.channel
         .send(&OutboundMessage::reply(m, answer))
         .await
         .unwrap();
     let sends = fake.sends();
-    assert!(sends.len() >= 3, "{sends:?}");
+    assert!(sends.len() >= 5, "{sends:?}");
     for s in &sends {
         assert_eq!(
             (s["touser"].as_str(), s["msgtype"].as_str()),
             (Some("ada"), Some("markdown"))
         );
         assert_eq!(s["agentid"], 1000002);
-        assert!(s["markdown"]["content"].as_str().unwrap().len() <= 4096);
+        assert!(s["markdown"]["content"].as_str().unwrap().len() <= 2048);
     }
     assert!(
         sends[0]["markdown"]["content"]

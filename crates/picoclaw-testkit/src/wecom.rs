@@ -1,9 +1,10 @@
 //! A fake WeCom on 127.0.0.1: `gettoken` (errcodes 40013/40001 for a wrong corp id or secret,
 //! tokens that can be expired), `message/send` (errcode 42001 for a stale token, 45002 past
-//! 4096 bytes), `media/get`, the group bot's `webhook/send`, and the bot's encrypted image
-//! URLs; plus callbacks encrypted and signed as WeCom does (AES-256-CBC with the EncodingAESKey,
-//! PKCS#7 to 32 bytes, `msg_signature` = hex SHA-1 of the sorted token, timestamp, nonce and
-//! ciphertext): the app's XML, the group bot's JSON, and the console's URL check.
+//! 2048 bytes), `media/get`, the group bot's `webhook/send` (refused past 4096 bytes), and the
+//! bot's encrypted image URLs; plus callbacks encrypted and signed as WeCom does (AES-256-CBC
+//! with the EncodingAESKey, PKCS#7 to 32 bytes, `msg_signature` = hex SHA-1 of the sorted
+//! token, timestamp, nonce and ciphertext): the app's XML, the group bot's JSON, and the
+//! console's URL check.
 
 use aes::cipher::{BlockEncryptMut, KeyIvInit, block_padding::NoPadding};
 use axum::Router;
@@ -75,11 +76,12 @@ fn token_ok(inner: &Inner, q: &HashMap<String, String>) -> bool {
         .is_some_and(|t| inner.tokens.lock().unwrap().contains(t))
 }
 
-fn content_too_long(body: &Value) -> bool {
+/// Whether the message's content is missing or longer than `max` bytes.
+fn content_too_long(body: &Value, max: usize) -> bool {
     body["markdown"]["content"]
         .as_str()
         .or(body["text"]["content"].as_str())
-        .is_none_or(|c| c.len() > 4096)
+        .is_none_or(|c| c.len() > max)
 }
 
 async fn message_send(
@@ -90,7 +92,7 @@ async fn message_send(
     if !token_ok(&inner, &q) {
         return errcode(42001, "access_token expired");
     }
-    if content_too_long(&body) {
+    if content_too_long(&body, 2048) {
         return errcode(45002, "content size out of limit");
     }
     inner.sends.lock().unwrap().push(body);
@@ -120,7 +122,7 @@ async fn webhook_send(
     State(inner): State<Arc<Inner>>,
     axum::Json(body): axum::Json<Value>,
 ) -> Response {
-    if content_too_long(&body) {
+    if content_too_long(&body, 4096) {
         return errcode(40058, "markdown.content exceed max length 4096");
     }
     inner.bot_posts.lock().unwrap().push(body);

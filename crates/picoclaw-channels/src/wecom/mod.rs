@@ -30,8 +30,10 @@ use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 
-/// The most bytes (UTF-8) of one Markdown message, for both `message/send` and the group bot.
-pub const MAX_CONTENT_BYTES: usize = 4096;
+/// The most bytes (UTF-8) of one Markdown message through the app's `message/send`.
+pub const MAX_APP_BYTES: usize = 2048;
+/// The most bytes (UTF-8) of one Markdown message through the group bot's webhook.
+pub const MAX_BOT_BYTES: usize = 4096;
 /// How long one API call may take.
 const HTTP_TIMEOUT: Duration = Duration::from_secs(30);
 /// A token is renewed this long before WeCom says it expires.
@@ -477,13 +479,13 @@ pub(crate) fn with_query(base: &str, params: &[(&str, &str)]) -> String {
     format!("{base}?{query}")
 }
 
-/// `text` in parts of at most [`MAX_CONTENT_BYTES`] UTF-8 bytes, cut where `split_message`
-/// cuts (paragraphs, lines, spaces; code blocks closed and reopened).
-pub(crate) fn split_bytes(text: &str) -> Vec<String> {
-    let mut max_chars = MAX_CONTENT_BYTES;
+/// `text` in parts of at most `max_bytes` UTF-8 bytes, cut where `split_message` cuts
+/// (paragraphs, lines, spaces; code blocks closed and reopened).
+pub(crate) fn split_bytes(text: &str, max_bytes: usize) -> Vec<String> {
+    let mut max_chars = max_bytes;
     loop {
         let parts = crate::split_message(text, max_chars);
-        if max_chars <= 64 || parts.iter().all(|p| p.len() <= MAX_CONTENT_BYTES) {
+        if max_chars <= 64 || parts.iter().all(|p| p.len() <= max_bytes) {
             return parts;
         }
         max_chars = max_chars * 3 / 4;
@@ -534,7 +536,11 @@ impl Channel for WecomChannel {
         if !msg.buttons.is_empty() {
             text = format!("{text}\n\n{}", picoclaw_api::buttons_as_text(&msg.buttons));
         }
-        for part in split_bytes(&text) {
+        let max_bytes = match self.inner.mode {
+            Mode::App(_) => MAX_APP_BYTES,
+            Mode::Bot { .. } => MAX_BOT_BYTES,
+        };
+        for part in split_bytes(&text, max_bytes) {
             if !part.trim().is_empty() {
                 self.inner.send_part(&msg.chat_id, &part).await?;
             }
@@ -551,11 +557,14 @@ mod tests {
     #[test]
     fn answers_are_split_by_utf8_bytes() {
         let text = "字".repeat(3000);
-        let parts = split_bytes(&text);
+        let parts = split_bytes(&text, MAX_BOT_BYTES);
         assert!(parts.len() >= 3);
-        assert!(parts.iter().all(|p| p.len() <= MAX_CONTENT_BYTES));
+        assert!(parts.iter().all(|p| p.len() <= MAX_BOT_BYTES));
         assert_eq!(parts.concat(), text);
-        assert_eq!(split_bytes("short"), ["short"]);
+        let parts = split_bytes(&text, MAX_APP_BYTES);
+        assert!(parts.len() >= 5);
+        assert!(parts.iter().all(|p| p.len() <= MAX_APP_BYTES));
+        assert_eq!(split_bytes("short", MAX_APP_BYTES), ["short"]);
     }
 
     #[test]
