@@ -820,7 +820,8 @@ impl Inner {
         else {
             return WebhookResponse::text(400, "plain_token and event_ts expected");
         };
-        if !signed && !(plain_field(plain) && plain_field(&ts)) {
+        let trusted = signed || (plain_field(plain) && plain_field(&ts));
+        if !trusted {
             return WebhookResponse::text(401, "unsigned request");
         }
         let signature = self.key.sign(format!("{ts}{plain}").as_bytes());

@@ -159,6 +159,8 @@ async fn session_webhook(
 /// the acknowledgements recorded.
 async fn socket(inner: Arc<Inner>, stream: tokio::net::TcpStream) {
     let tickets = Arc::clone(&inner);
+    // The signature is tungstenite's handshake callback's.
+    #[allow(clippy::result_large_err)]
     let check = move |request: &tokio_tungstenite::tungstenite::handshake::server::Request,
                       response| {
         let query = request.uri().query().unwrap_or_default();
