@@ -289,6 +289,9 @@ async fn a_wrong_app_secret_is_one_line_naming_the_keys() {
     assert!(e.to_string().contains("channels.qq.app_id is empty"), "{e}");
 }
 
+/// Header names and values.
+type Headers = Vec<(String, String)>;
+
 fn request(body: &[u8], headers: &[(String, String)]) -> WebhookRequest {
     let mut r =
         WebhookRequest::new("POST", body.to_vec()).with_header("content-type", "application/json");
@@ -358,12 +361,13 @@ async fn webhooks_are_verified_validated_and_acknowledged() {
     tampered.extend_from_slice(b" ");
     let mut restamped = fake.sign("1760000000", &forged);
     restamped[1].1 = "1760000001".into();
-    for (body, headers) in [
+    let refused: [(&Vec<u8>, Headers); 4] = [
         (&forged, flipped),
         (&tampered, fake.sign("1760000000", &forged)),
         (&forged, restamped),
         (&forged, Vec::new()),
-    ] {
+    ];
+    for (body, headers) in refused {
         let r = run
             .channel
             .webhook(request(body, &headers), Arc::clone(&inbox))
