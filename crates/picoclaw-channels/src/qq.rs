@@ -547,16 +547,18 @@ impl Inner {
                 }
                 Some(OP_DISPATCH) => {
                     worked = true;
-                    if let Some(seq) = payload.get("s").and_then(Value::as_u64) {
-                        resume.seq = Some(seq);
-                    }
                     let kind = s(&payload, "t").unwrap_or_default();
                     if kind == "READY" {
                         resume.session_id = s(&d, "session_id").map(str::to_owned);
                         tracing::info!("qq: gateway session ready");
                     } else if let Err(e) = self.dispatch(kind, &d, inbox).await {
-                        // The gateway does not redeliver: nothing else to do.
-                        tracing::warn!(error = %e, "qq: a message was not kept");
+                        // The sequence number stays before this event: resuming from it has
+                        // the gateway send the event again.
+                        tracing::warn!(error = %e, "qq: a message was not kept; resuming before it");
+                        return Ok(End::Reconnect { worked: false });
+                    }
+                    if let Some(seq) = payload.get("s").and_then(Value::as_u64) {
+                        resume.seq = Some(seq);
                     }
                 }
                 _ => {}

@@ -175,6 +175,19 @@ async fn a_drop_resumes_the_session_and_an_invalid_session_identifies_again() {
         fake.push("C2C_MESSAGE_CREATE", &fake.c2c_message("ADA", "three"))
     });
     wait_kept(&run.inbox, 3).await;
+
+    // A message the inbox refuses: the session is resumed from before it, so that QQ replays it.
+    let resumes = fake.received_op(6).len();
+    run.inbox.fail.store(1, Ordering::SeqCst);
+    let refused = tokio::task::block_in_place(|| {
+        fake.push("C2C_MESSAGE_CREATE", &fake.c2c_message("ADA", "four"))
+    });
+    wait(&fake, "a resume before it", |f| {
+        f.received_op(6).len() > resumes
+    })
+    .await;
+    assert_eq!(fake.received_op(6)[resumes]["d"]["seq"], refused - 1);
+    assert_eq!(run.inbox.all().len(), 3);
     run.stop.cancel();
 }
 
