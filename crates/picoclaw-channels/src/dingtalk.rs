@@ -208,7 +208,11 @@ async fn read_capped(mut response: reqwest::Response, cap: usize) -> Result<Vec<
         return Err(format!("larger than {} MiB", cap >> 20));
     }
     let mut bytes = Vec::new();
-    while let Some(chunk) = response.chunk().await.map_err(|e| e.to_string())? {
+    while let Some(chunk) = response
+        .chunk()
+        .await
+        .map_err(|e| e.without_url().to_string())?
+    {
         if bytes.len() + chunk.len() > cap {
             return Err(format!("larger than {} MiB", cap >> 20));
         }
@@ -305,10 +309,13 @@ impl Inner {
         if let Some(token) = token {
             request = request.header("x-acs-dingtalk-access-token", token);
         }
-        let response = request
-            .send()
-            .await
-            .map_err(|e| ChannelError::Platform(format!("dingtalk: {}: {e}", strip_query(url))))?;
+        let response = request.send().await.map_err(|e| {
+            ChannelError::Platform(format!(
+                "dingtalk: {}: {}",
+                strip_query(url),
+                e.without_url()
+            ))
+        })?;
         let status = response.status().as_u16();
         let raw = read_capped(response, MAX_API_BYTES)
             .await
@@ -639,7 +646,7 @@ impl Inner {
             .get(url)
             .send()
             .await
-            .map_err(|e| format!("download: {e}"))?;
+            .map_err(|e| format!("download: {}", e.without_url()))?;
         if !response.status().is_success() {
             return Err(format!("download answered {}", response.status()));
         }

@@ -247,7 +247,11 @@ async fn read_capped(mut response: reqwest::Response, cap: usize) -> Result<Vec<
         return Err(format!("larger than {} MiB", cap >> 20));
     }
     let mut bytes = Vec::new();
-    while let Some(chunk) = response.chunk().await.map_err(|e| e.to_string())? {
+    while let Some(chunk) = response
+        .chunk()
+        .await
+        .map_err(|e| e.without_url().to_string())?
+    {
         if bytes.len() + chunk.len() > cap {
             return Err(format!("larger than {} MiB", cap >> 20));
         }
@@ -394,7 +398,7 @@ impl Inner {
             .json(&body)
             .send()
             .await
-            .map_err(|e| ChannelError::Platform(format!("qq: {url}: {e}")))?;
+            .map_err(|e| ChannelError::Platform(format!("qq: {url}: {}", e.without_url())))?;
         let status = response.status().as_u16();
         let raw = read_capped(response, MAX_BODY_BYTES)
             .await
@@ -439,7 +443,7 @@ impl Inner {
         let response = request
             .send()
             .await
-            .map_err(|e| ChannelError::Platform(format!("qq {path}: {e}")))?;
+            .map_err(|e| ChannelError::Platform(format!("qq {path}: {}", e.without_url())))?;
         let status = response.status().as_u16();
         let raw = read_capped(response, MAX_BODY_BYTES)
             .await
@@ -729,7 +733,7 @@ impl Inner {
             .get(attachment_url(url))
             .send()
             .await
-            .map_err(|e| format!("download: {e}"))?;
+            .map_err(|e| format!("download: {}", e.without_url()))?;
         if !response.status().is_success() {
             return Err(format!("download answered {}", response.status()));
         }

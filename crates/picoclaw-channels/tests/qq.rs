@@ -300,6 +300,13 @@ async fn a_wrong_app_secret_is_one_line_naming_the_keys() {
     let e =
         QqChannel::from_setup(&setup(&fake, json!({"app_id": ""}), workspace.path())).unwrap_err();
     assert!(e.to_string().contains("channels.qq.app_id is empty"), "{e}");
+    let e = QqChannel::from_setup(&setup(
+        &fake,
+        json!({"auth_base": "ftp://h"}),
+        workspace.path(),
+    ))
+    .unwrap_err();
+    assert!(e.to_string().contains("channels.qq.auth_base"), "{e}");
 }
 
 /// Header names and values.
