@@ -344,8 +344,14 @@ impl FakeDingtalk {
         self.push_frame("SYSTEM", "disconnect", "{}");
     }
 
-    /// Closes every open Stream connection (a network drop).
+    /// Closes every open Stream connection (a network drop), waiting for one if none is open
+    /// yet.
     pub fn drop_connections(&self) {
+        crate::serve::wait_until("a connection to drop", || {
+            let mut sockets = self.inner.sockets.lock().unwrap();
+            sockets.retain(|s| !s.is_closed());
+            !sockets.is_empty()
+        });
         for s in self.inner.sockets.lock().unwrap().drain(..) {
             let _ = s.send(CLOSE.to_owned());
         }
