@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Measures what chat channels cost the gateway at rest: the idle RSS of the `full` gateway
 # binary without channels, then with Telegram (long polling), Discord (Gateway WebSocket) and
-# Slack (Socket Mode) connected to loopback fakes (the testkit's, through `api_base`).
+# Slack (Socket Mode) connected to loopback fakes (the testkit's, through `api_base`), then with
+# the six messengers of channels II connected to theirs (WhatsApp bridge, LINE, Feishu's long
+# connection, DingTalk Stream, the QQ gateway, OneBot, the WeCom app).
 # Usage: bash scripts/perf-channels.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -55,3 +57,18 @@ print(json.dumps({
 PY
 )
 measure "Telegram + Discord + Slack connected" "$channels"
+messengers=$(python3 - "$work/fakes.json" <<'PY'
+import json, sys
+f = json.load(open(sys.argv[1]))
+print(json.dumps({
+  "whatsapp": {"enabled": True, "bridge_url": f["whatsapp"], "allow_from": ["1"]},
+  "line": {"enabled": True, "channel_secret": "line-secret", "channel_access_token": "line-token", "allow_from": ["U1"], "api_base": f["line"]},
+  "feishu": {"enabled": True, "app_id": "cli_perf", "app_secret": "feishu-secret", "allow_from": ["ou_1"], "api_base": f["feishu"]},
+  "dingtalk": {"enabled": True, "client_id": "ding-id", "client_secret": "ding-secret", "allow_from": ["1"], "api_base": f["dingtalk"]},
+  "qq": {"enabled": True, "app_id": "102030", "app_secret": "qq-secret", "allow_from": ["1"], "api_base": f["qq"], "auth_base": f["qq"]},
+  "onebot": {"enabled": True, "ws_url": f["onebot"], "access_token": "onebot-token", "allow_from": ["1"]},
+  "wecom_app": {"enabled": True, "corp_id": "ww-perf", "corp_secret": "wecom-secret", "agent_id": 1000002, "token": "QDG6eK", "encoding_aes_key": "jWmYm7qr5nMoAUwZRjGtBxmz3KA1tkAj3ykkR6q2B2C", "allow_from": ["1"], "api_base": f["wecom"]},
+}))
+PY
+)
+measure "the six messengers connected" "$messengers"
