@@ -5,9 +5,9 @@
 //! gateway's `/webhook/feishu`. Shapes follow Feishu's documentation and official SDKs.
 
 use axum::Router;
-use axum::routing::{get, post};
 use axum::extract::{Path, Query, State};
 use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
 use base64::Engine;
 use futures::{SinkExt, StreamExt};
 use picoclaw_api::channel::WebhookRequest;
@@ -180,7 +180,10 @@ fn record_send(inner: &Inner, kind: &str, target: String, body: &[u8]) -> Respon
         msg_type: msg_type.to_owned(),
         content,
     });
-    answer(200, json!({"code": 0, "msg": "success", "data": {"message_id": id}}))
+    answer(
+        200,
+        json!({"code": 0, "msg": "success", "data": {"message_id": id}}),
+    )
 }
 
 async fn create(
@@ -193,12 +196,18 @@ async fn create(
         return r;
     }
     if query.get("receive_id_type").map(String::as_str) != Some("chat_id") {
-        return answer(400, json!({"code": 99992402, "msg": "field validation failed"}));
+        return answer(
+            400,
+            json!({"code": 99992402, "msg": "field validation failed"}),
+        );
     }
     let v: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
     let chat = v["receive_id"].as_str().unwrap_or_default().to_owned();
     if !chat.starts_with("oc_") {
-        return answer(400, json!({"code": 230002, "msg": "The bot is not in the chat."}));
+        return answer(
+            400,
+            json!({"code": 230002, "msg": "The bot is not in the chat."}),
+        );
     }
     record_send(&inner, "create", chat, &body)
 }
@@ -214,7 +223,10 @@ async fn reply(
     }
     // Messages named om_gone... were recalled.
     if id.starts_with("om_gone") {
-        return answer(400, json!({"code": 230011, "msg": "The message was withdrawn."}));
+        return answer(
+            400,
+            json!({"code": 230011, "msg": "The message was withdrawn."}),
+        );
     }
     record_send(&inner, "reply", id, &body)
 }
@@ -238,7 +250,10 @@ async fn resource(
         return answer(400, json!({"code": 234003, "msg": "File not in msg."}));
     };
     if kind != "image" && kind != "file" {
-        return answer(400, json!({"code": 234001, "msg": "Invalid request param."}));
+        return answer(
+            400,
+            json!({"code": 234001, "msg": "Invalid request param."}),
+        );
     }
     ([(axum::http::header::CONTENT_TYPE, mime)], bytes).into_response()
 }
@@ -469,7 +484,10 @@ impl FakeFeishu {
             .with_header("content-type", "application/json")
             .with_header("x-lark-request-timestamp", ts)
             .with_header("x-lark-request-nonce", nonce)
-            .with_header("x-lark-signature", Self::sign(ts, nonce, key, body.as_bytes()))
+            .with_header(
+                "x-lark-signature",
+                Self::sign(ts, nonce, key, body.as_bytes()),
+            )
     }
 
     /// `base64(iv ‖ AES-256-CBC(sha256(key), iv, PKCS#7(plain)))`, as Feishu encrypts bodies.
