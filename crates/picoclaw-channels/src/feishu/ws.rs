@@ -188,25 +188,18 @@ async fn on_data(
 ) -> Option<Frame> {
     let started = Instant::now();
     let payload = parts.join(&frame)?;
-    match frame.header("type") {
-        Some("event") => {
-            let event: serde_json::Value = match serde_json::from_slice(&payload) {
-                Ok(v) => v,
-                Err(e) => {
-                    // Malformed: acknowledged, or Feishu would send it for ever.
-                    tracing::warn!(error = %e, "feishu: an event that is not JSON was dropped");
-                    serde_json::Value::Null
+    // Card callbacks are not used: acknowledged too, so that Feishu does not retry them.
+    if frame.header("type") == Some("event") {
+        match serde_json::from_slice::<serde_json::Value>(&payload) {
+            Ok(event) => {
+                if let Err(e) = inner.take_event(&event, inbox.as_ref()).await {
+                    tracing::warn!(error = %e, "feishu: event not kept; Feishu will send it again");
+                    return None;
                 }
-            };
-            if !event.is_null()
-                && let Err(e) = inner.take_event(&event, inbox.as_ref()).await
-            {
-                tracing::warn!(error = %e, "feishu: event not kept; Feishu will send it again");
-                return None;
             }
+            // Malformed: acknowledged, or Feishu would send it for ever.
+            Err(e) => tracing::warn!(error = %e, "feishu: an event that is not JSON was dropped"),
         }
-        // Card callbacks are not used: acknowledged so that Feishu does not retry them.
-        _ => {}
     }
     let took = started.elapsed().as_millis().to_string();
     frame.headers.push(("biz_rt".into(), took));
@@ -214,10 +207,13 @@ async fn on_data(
     Some(frame)
 }
 
+/// The parts of one event received so far (by `seq`), and since when.
+type Slots = (Instant, Vec<Option<Vec<u8>>>);
+
 /// Events Feishu sent in several frames (`sum` > 1), by `message_id`, until all parts came.
 #[derive(Default)]
 struct Parts {
-    pending: HashMap<String, (Instant, Vec<Option<Vec<u8>>>)>,
+    pending: HashMap<String, Slots>,
 }
 
 impl Parts {
