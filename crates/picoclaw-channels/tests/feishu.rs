@@ -231,7 +231,8 @@ async fn answers_are_markdown_cards_split_and_the_first_replies() {
     }
     for part in &sent {
         assert_eq!(part.msg_type, "interactive");
-        assert_eq!(part.content["elements"][0]["tag"], "markdown");
+        assert_eq!(part.content["schema"], "2.0");
+        assert_eq!(part.content["body"]["elements"][0]["tag"], "markdown");
         assert!(part.text().chars().count() <= 4000);
     }
     assert!(sent[0].text().starts_with("**Title**"));

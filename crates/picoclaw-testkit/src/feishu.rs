@@ -40,12 +40,18 @@ pub struct Sent {
 }
 
 impl Sent {
-    /// The markdown of an interactive card, or the text of a text message.
+    /// The markdown of an interactive card (JSON 2.0 `body.elements`, or 1.0 `elements`), or
+    /// the text of a text message.
     pub fn text(&self) -> String {
         if self.msg_type == "text" {
             return self.content["text"].as_str().unwrap_or_default().to_owned();
         }
-        self.content["elements"]
+        let elements = if self.content["schema"] == "2.0" {
+            &self.content["body"]["elements"]
+        } else {
+            &self.content["elements"]
+        };
+        elements
             .as_array()
             .into_iter()
             .flatten()

@@ -3,8 +3,8 @@
 //! as event subscriptions on the gateway's `/webhook/feishu` (`mode: "webhook"`: signed,
 //! encrypted, token-checked). Direct messages are answered; in groups, mentions of the bot and
 //! messages starting with a configured prefix. Text, rich text (`post`), images and voice come
-//! in; answers go out as interactive cards whose markdown element renders the agent's Markdown,
-//! split into parts, the first a reply to the message it answers.
+//! in; answers go out as interactive cards (JSON 2.0) whose markdown element renders the agent's
+//! Markdown, split into parts, the first a reply to the message it answers.
 //!
 //! Events are acknowledged (the long connection's frame, the webhook's 200) only once the inbox
 //! kept their message; redeliveries are dropped by event id and message id.
@@ -377,11 +377,13 @@ fn resolve_mentions(text: &str, mentions: &[Value], bot: &str) -> (String, bool)
     (text, mentioned)
 }
 
-/// An answer part as an interactive card with one markdown element.
+/// An answer part as an interactive card (JSON 2.0, as the original sends) with one markdown
+/// element: the card markdown renders the agent's Markdown (code blocks, lists, links).
 fn card(markdown: &str) -> String {
     json!({
+        "schema": "2.0",
         "config": {"wide_screen_mode": true},
-        "elements": [{"tag": "markdown", "content": markdown}]
+        "body": {"elements": [{"tag": "markdown", "content": markdown}]}
     })
     .to_string()
 }
