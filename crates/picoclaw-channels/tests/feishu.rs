@@ -76,6 +76,20 @@ async fn wait(fake: &FakeFeishu, what: &str, done: impl FnMut(&FakeFeishu) -> bo
     tokio::task::block_in_place(|| fake.wait_for(what, done));
 }
 
+/// Waits until a webhook channel has signed in (events are answered 503 before).
+async fn signed_in(channel: &FeishuChannel, inbox: &Arc<dyn Inbox>) {
+    let probe = json!({"schema": "2.0", "header": {"event_type": "drive.file.edit_v1",
+                       "token": picoclaw_testkit::feishu::VERIFICATION_TOKEN}});
+    for _ in 0..500 {
+        let request = FakeFeishu::webhook(&probe, Some(ENCRYPT_KEY));
+        if channel.webhook(request, Arc::clone(inbox)).await.status == 200 {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("the channel did not sign in");
+}
+
 /// Pushes `event` over the long connection and waits for its acknowledgement.
 async fn push_acked(fake: &FakeFeishu, event: &Value, parts: usize) -> String {
     let id = tokio::task::block_in_place(|| fake.push_event(event, parts));
@@ -418,27 +432,7 @@ async fn webhooks_are_verified_decrypted_and_answered_once_kept() {
     .await;
     assert_eq!(r.status, 401);
 
-    // Wait until the channel knows the bot (run signed in).
-    for _ in 0..500 {
-        if fake.token_requests() > 0
-            && run
-                .channel
-                .webhook(
-                    FakeFeishu::webhook(
-                        &json!({"schema": "2.0", "header": {"event_type": "other",
-                "token": picoclaw_testkit::feishu::VERIFICATION_TOKEN}}),
-                        Some(ENCRYPT_KEY),
-                    ),
-                    Arc::clone(&inbox),
-                )
-                .await
-                .status
-                == 200
-        {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    signed_in(&run.channel, &inbox).await;
 
     // A signed, encrypted event: kept, then 200.
     let dm = fake.dm("ou_ada", "via webhook");
@@ -539,5 +533,28 @@ async fn webhooks_with_only_a_verification_token_check_it() {
         .await;
     assert_eq!(get.status, 405);
     assert_eq!(run.inbox.all().len(), 1);
+    run.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn union_ids_are_allowed_too_and_bursts_are_limited() {
+    let fake = FakeFeishu::start(APP_ID, SECRET);
+    // The fake gives user ou_bob the union_id on_ou_bob.
+    let run = start(config(
+        &fake,
+        json!({"allow_from": ["on_ou_bob"], "rate_limit_per_minute": 2}),
+    ));
+    wait(&fake, "a connection", |f| f.connections() == 1).await;
+    for text in ["one", "two", "three", "four"] {
+        push_acked(&fake, &fake.dm("ou_bob", text), 1).await;
+    }
+    // Two kept; the third is refused with one notice, the fourth silently.
+    wait(&fake, "the notice", |f| !f.sent().is_empty()).await;
+    let texts: Vec<String> = run.inbox.all().into_iter().map(|m| m.content).collect();
+    assert_eq!(texts, ["one", "two"]);
+    let sent = fake.sent();
+    assert_eq!(sent.len(), 1, "{sent:?}");
+    assert!(sent[0].text().contains("slow down"));
+    assert_eq!(sent[0].target, "oc_dm_ou_bob");
     run.stop().await;
 }

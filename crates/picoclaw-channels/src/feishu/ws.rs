@@ -61,20 +61,21 @@ pub(crate) async fn run(
     }
 }
 
-/// The pause before reconnection `attempt`: Feishu's `ReconnectInterval` (at least 1 s, at
-/// most 2 min) doubling per failure, plus on the first one a random part of `ReconnectNonce`
-/// so that many clients do not come back at once.
+/// The pause before reconnection `attempt`, as the SDKs do it: the first comes after a second
+/// and a random part of Feishu's `ReconnectNonce` (so that many clients do not come back at
+/// once), later ones after `ReconnectInterval` (1 s to 2 min), doubling per failure.
 fn pause_before(config: &ClientConfig, attempt: u32) -> Duration {
-    let base = Duration::from_secs(config.reconnect_interval.clamp(1, 120));
-    let jitter = if attempt == 1 && config.reconnect_nonce > 0 {
-        let mut b = [0u8; 4];
-        let r = getrandom::fill(&mut b).map_or(0, |()| u32::from_le_bytes(b));
+    if attempt <= 1 {
         let nonce_ms = config.reconnect_nonce.min(120) * 1000;
-        Duration::from_millis(u64::from(r) % nonce_ms)
-    } else {
-        Duration::ZERO
-    };
-    reconnect_delay(base, attempt) + jitter
+        let mut b = [0u8; 8];
+        let jitter = match getrandom::fill(&mut b) {
+            Ok(()) if nonce_ms > 0 => u64::from_le_bytes(b) % nonce_ms,
+            _ => 0,
+        };
+        return Duration::from_secs(1) + Duration::from_millis(jitter);
+    }
+    let base = Duration::from_secs(config.reconnect_interval.clamp(1, 120));
+    reconnect_delay(base, attempt - 1)
 }
 
 /// `service_id` from the connection URL's query: the pings name it.
@@ -316,12 +317,14 @@ mod tests {
             reconnect_nonce: 0,
             ping_interval: 5,
         };
-        assert_eq!(pause_before(&c, 1), Duration::from_secs(2));
-        assert_eq!(pause_before(&c, 2), Duration::from_secs(4));
+        assert_eq!(pause_before(&c, 1), Duration::from_secs(1));
+        assert_eq!(pause_before(&c, 2), Duration::from_secs(2));
+        assert_eq!(pause_before(&c, 3), Duration::from_secs(4));
         let jittered = ClientConfig {
             reconnect_nonce: 3,
             ..c
         };
-        assert!(pause_before(&jittered, 1) < Duration::from_secs(5));
+        let first = pause_before(&jittered, 1);
+        assert!(first >= Duration::from_secs(1) && first < Duration::from_secs(4));
     }
 }
