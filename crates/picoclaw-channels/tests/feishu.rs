@@ -558,3 +558,75 @@ async fn union_ids_are_allowed_too_and_bursts_are_limited() {
     assert_eq!(sent[0].target, "oc_dm_ou_bob");
     run.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn files_the_agent_sends_are_uploaded_and_sent_as_their_kind() {
+    use picoclaw_api::MediaRef;
+    let fake = FakeFeishu::start(APP_ID, SECRET);
+    let run = start(config(&fake, json!({})));
+    wait(&fake, "a connection", |f| f.connections() == 1).await;
+    let dir = tempfile::tempdir().unwrap();
+    let chart = dir.path().join("chart.png");
+    let report = dir.path().join("report.pdf");
+    let voice = dir.path().join("note.opus");
+    std::fs::write(&chart, b"PNG bytes").unwrap();
+    std::fs::write(&report, b"%PDF bytes").unwrap();
+    std::fs::write(&voice, b"OggS opus").unwrap();
+    let mut msg = OutboundMessage::new("feishu", "oc_team", "Here you are.")
+        .with_media(MediaRef::new(MediaKind::Image, chart.display().to_string()))
+        .with_media(MediaRef::new(
+            MediaKind::Document,
+            report.display().to_string(),
+        ))
+        .with_media(MediaRef::new(MediaKind::Audio, voice.display().to_string()))
+        .with_media(
+            MediaRef::new(MediaKind::Document, "https://example.test/big.zip").with_name("big.zip"),
+        );
+    msg.reply_to = Some("om_question".into());
+    run.channel.send(&msg).await.unwrap();
+
+    let uploads = fake.uploads();
+    assert_eq!(uploads.len(), 3, "{uploads:?}");
+    assert_eq!(
+        (
+            uploads[0].kind.as_str(),
+            uploads[0].fields["image_type"].as_str()
+        ),
+        ("image", "message")
+    );
+    assert_eq!(uploads[0].bytes, b"PNG bytes");
+    assert_eq!(uploads[1].fields["file_type"], "pdf");
+    assert_eq!(uploads[1].fields["file_name"], "report.pdf");
+    assert_eq!(uploads[1].bytes, b"%PDF bytes");
+    assert_eq!(uploads[2].fields["file_type"], "opus");
+
+    let sent = fake.sent();
+    let kinds: Vec<(&str, &str)> = sent
+        .iter()
+        .map(|s| (s.kind.as_str(), s.msg_type.as_str()))
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            ("reply", "interactive"),
+            ("create", "image"),
+            ("create", "file"),
+            ("create", "audio")
+        ]
+    );
+    assert!(
+        sent[0]
+            .text()
+            .contains("[big.zip](https://example.test/big.zip)")
+    );
+    assert_eq!(sent[1].content["image_key"], uploads[0].key.as_str());
+    assert_eq!(sent[2].content["file_key"], uploads[1].key.as_str());
+
+    // A file that is not there: a clear error, nothing more sent.
+    let missing = OutboundMessage::new("feishu", "oc_team", "")
+        .with_media(MediaRef::new(MediaKind::Image, "/no/such/file.png"));
+    let e = run.channel.send(&missing).await.unwrap_err();
+    assert!(e.to_string().contains("file.png"), "{e}");
+    assert_eq!(fake.sent().len(), 4);
+    run.stop().await;
+}

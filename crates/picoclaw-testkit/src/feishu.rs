@@ -62,6 +62,21 @@ impl Sent {
     }
 }
 
+/// A file the bot uploaded (`/im/v1/images` or `/im/v1/files`).
+#[derive(Clone, Debug)]
+pub struct Upload {
+    /// `image` or `file`.
+    pub kind: String,
+    /// The key the fake gave it (`img_up...`, `file_up...`).
+    pub key: String,
+    /// The form's text fields (`image_type`, `file_type`, `file_name`).
+    pub fields: HashMap<String, String>,
+    /// The uploaded part's file name.
+    pub name: String,
+    /// Its bytes.
+    pub bytes: Vec<u8>,
+}
+
 /// A data frame the client sent back.
 #[derive(Clone, Debug)]
 pub struct Ack {
@@ -86,6 +101,7 @@ struct Inner {
     sent: Mutex<Vec<Sent>>,
     resources: Mutex<HashMap<String, (Vec<u8>, String)>>,
     downloads: Mutex<Vec<(String, String, String)>>,
+    uploads: Mutex<Vec<Upload>>,
     sockets: Mutex<Vec<mpsc::UnboundedSender<Option<Vec<u8>>>>>,
     pings: Mutex<Vec<i32>>,
     acks: Mutex<Vec<Ack>>,
@@ -264,6 +280,90 @@ async fn resource(
     ([(axum::http::header::CONTENT_TYPE, mime)], bytes).into_response()
 }
 
+/// The parts of a `multipart/form-data` body: (name, file name, bytes).
+fn form_parts(content_type: &str, body: &[u8]) -> Vec<(String, Option<String>, Vec<u8>)> {
+    let Some(boundary) = content_type.split("boundary=").nth(1) else {
+        return Vec::new();
+    };
+    let delimiter = format!("--{}", boundary.trim_matches('"'));
+    let mut parts = Vec::new();
+    let mut rest = body;
+    while let Some(at) = find(rest, delimiter.as_bytes()) {
+        rest = &rest[at + delimiter.len()..];
+        let Some(head_end) = find(rest, b"\r\n\r\n") else {
+            break;
+        };
+        let head = String::from_utf8_lossy(&rest[..head_end]).into_owned();
+        let content = &rest[head_end + 4..];
+        let Some(end) = find(content, delimiter.as_bytes()) else {
+            break;
+        };
+        let value = content[..end.saturating_sub(2)].to_vec();
+        let attr = |key: &str| {
+            head.split(&format!("{key}=\""))
+                .nth(1)
+                .and_then(|v| v.split('"').next())
+                .map(str::to_owned)
+        };
+        if let Some(name) = attr(" name") {
+            parts.push((name, attr("filename"), value));
+        }
+        rest = &content[end..];
+    }
+    parts
+}
+
+fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    haystack.windows(needle.len()).position(|w| w == needle)
+}
+
+async fn upload(
+    State(inner): State<Arc<Inner>>,
+    Path(kind): Path<String>,
+    headers: axum::http::HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
+    if let Some(r) = bad_token(&inner, &headers) {
+        return r;
+    }
+    let content_type = headers
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    let (kind, file_field, key_name) = match kind.as_str() {
+        "images" => ("image", "image", "image_key"),
+        "files" => ("file", "file", "file_key"),
+        _ => return answer(404, json!({"code": 404, "msg": "not found"})),
+    };
+    let mut fields = HashMap::new();
+    let mut file = None;
+    for (name, file_name, value) in form_parts(content_type, &body) {
+        if name == file_field {
+            file = Some((file_name.unwrap_or_default(), value));
+        } else {
+            fields.insert(name, String::from_utf8_lossy(&value).into_owned());
+        }
+    }
+    let Some((name, bytes)) = file else {
+        return answer(
+            400,
+            json!({"code": 234001, "msg": "Invalid request param."}),
+        );
+    };
+    let key = format!("{kind}_up{}", inner.next.fetch_add(1, Ordering::SeqCst));
+    inner.uploads.lock().unwrap().push(Upload {
+        kind: kind.to_owned(),
+        key: key.clone(),
+        fields,
+        name,
+        bytes,
+    });
+    answer(
+        200,
+        json!({"code": 0, "msg": "success", "data": { key_name: key }}),
+    )
+}
+
 /// One long connection: frames pushed by the test go out; pings are answered with pongs;
 /// acknowledgements are recorded.
 async fn socket(inner: Arc<Inner>, stream: tokio::net::TcpStream) {
@@ -339,6 +439,7 @@ impl FakeFeishu {
             .route("/open-apis/bot/v3/info", get(bot_info))
             .route("/callback/ws/endpoint", post(endpoint))
             .route("/open-apis/im/v1/messages", post(create))
+            .route("/open-apis/im/v1/{kind}", post(upload))
             .route("/open-apis/im/v1/messages/{id}/reply", post(reply))
             .route(
                 "/open-apis/im/v1/messages/{id}/resources/{key}",
@@ -560,6 +661,11 @@ impl FakeFeishu {
     /// Every token issued so far stops working (Feishu answers 99991663).
     pub fn revoke_tokens(&self) {
         self.inner.tokens.lock().unwrap().clear();
+    }
+
+    /// Files uploaded for messages, in order.
+    pub fn uploads(&self) -> Vec<Upload> {
+        self.inner.uploads.lock().unwrap().clone()
     }
 
     /// Resource downloads: (message id, key, type).

@@ -201,17 +201,28 @@ impl Api {
         path: &str,
         body: Option<&Value>,
     ) -> Result<Value, ChannelError> {
+        self.call_with(path, || {
+            let request = self.http.request(method.clone(), self.url(path));
+            match body {
+                Some(body) => request.json(body),
+                None => request,
+            }
+        })
+        .await
+    }
+
+    /// [`Api::call`] with a request `make` builds afresh for each attempt (a multipart form
+    /// cannot be sent twice).
+    async fn call_with(
+        &self,
+        path: &str,
+        make: impl Fn() -> reqwest::RequestBuilder,
+    ) -> Result<Value, ChannelError> {
         let mut retried = false;
         loop {
             let token = self.token().await?;
-            let mut request = self
-                .http
-                .request(method.clone(), self.url(path))
-                .bearer_auth(&token);
-            if let Some(body) = body {
-                request = request.json(body);
-            }
-            let response = request
+            let response = make()
+                .bearer_auth(&token)
                 .send()
                 .await
                 .map_err(|e| ChannelError::Platform(format!("feishu {path}: {e}")))?;
@@ -230,6 +241,59 @@ impl Api {
             }
             return Ok(v);
         }
+    }
+
+    /// Uploads a local file for a message: an image (`/im/v1/images`, up to 10 MiB) or another
+    /// file (`/im/v1/files`, up to 30 MiB). Returns the `msg_type` and `content` that send it.
+    pub(crate) async fn upload(
+        &self,
+        path: &std::path::Path,
+        name: &str,
+        image: bool,
+    ) -> Result<(&'static str, String), ChannelError> {
+        let cap: u64 = if image { 10 << 20 } else { 30 << 20 };
+        let size = tokio::fs::metadata(path)
+            .await
+            .map_err(|e| ChannelError::Rejected(format!("cannot read {name}: {e}")))?
+            .len();
+        if size > cap {
+            return Err(ChannelError::Rejected(format!(
+                "{name} is {} MiB; Feishu takes images up to 10 MiB and files up to 30 MiB",
+                size >> 20
+            )));
+        }
+        let bytes = tokio::fs::read(path)
+            .await
+            .map_err(|e| ChannelError::Rejected(format!("cannot read {name}: {e}")))?;
+        let part = || reqwest::multipart::Part::bytes(bytes.clone()).file_name(name.to_owned());
+        if image {
+            let api = "/open-apis/im/v1/images";
+            let v = self
+                .call_with(api, || {
+                    let form = reqwest::multipart::Form::new()
+                        .text("image_type", "message")
+                        .part("image", part());
+                    self.http.post(self.url(api)).multipart(form)
+                })
+                .await?;
+            let key = data_key(&v, "image_key", api)?;
+            return Ok(("image", json!({ "image_key": key }).to_string()));
+        }
+        let file_type = file_type(name);
+        let api = "/open-apis/im/v1/files";
+        let v = self
+            .call_with(api, || {
+                let form = reqwest::multipart::Form::new()
+                    .text("file_type", file_type)
+                    .text("file_name", name.to_owned())
+                    .part("file", part());
+                self.http.post(self.url(api)).multipart(form)
+            })
+            .await?;
+        let key = data_key(&v, "file_key", api)?;
+        // Opus files show as voice messages.
+        let msg_type = if file_type == "opus" { "audio" } else { "file" };
+        Ok((msg_type, json!({ "file_key": key }).to_string()))
     }
 
     /// The bot's open_id (`/open-apis/bot/v3/info`): mentions of it address the bot.
@@ -368,6 +432,33 @@ impl Api {
     }
 }
 
+/// `data.<key>` of an upload's answer.
+fn data_key(v: &Value, key: &str, api: &str) -> Result<String, ChannelError> {
+    v.get("data")
+        .and_then(|d| d.get(key))
+        .and_then(Value::as_str)
+        .filter(|k| !k.is_empty())
+        .map(str::to_owned)
+        .ok_or_else(|| ChannelError::Platform(format!("feishu {api}: no {key} in the answer")))
+}
+
+/// The `file_type` Feishu wants for a file name: its own kinds, else `stream`.
+fn file_type(name: &str) -> &'static str {
+    let ext = name
+        .rsplit_once('.')
+        .map(|(_, e)| e.to_ascii_lowercase())
+        .unwrap_or_default();
+    match ext.as_str() {
+        "opus" => "opus",
+        "mp4" => "mp4",
+        "pdf" => "pdf",
+        "doc" | "docx" => "doc",
+        "xls" | "xlsx" => "xls",
+        "ppt" | "pptx" => "ppt",
+        _ => "stream",
+    }
+}
+
 /// An id put in a URL path: anything but ASCII letters, digits, `_` and `-` escaped.
 fn path_part(id: &str) -> String {
     url::form_urlencoded::byte_serialize(id.as_bytes()).collect()
@@ -408,6 +499,15 @@ mod tests {
             }
         );
         assert_eq!(c.merged(&json!({"PingInterval": 0})).ping_interval, 5);
+    }
+
+    #[test]
+    fn files_get_feishu_s_kinds() {
+        assert_eq!(file_type("Report.PDF"), "pdf");
+        assert_eq!(file_type("a.docx"), "doc");
+        assert_eq!(file_type("voice.opus"), "opus");
+        assert_eq!(file_type("archive.tar.gz"), "stream");
+        assert_eq!(file_type("README"), "stream");
     }
 
     #[test]

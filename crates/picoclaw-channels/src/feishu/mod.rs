@@ -231,6 +231,27 @@ impl FeishuChannel {
     pub fn access(&self) -> &Access {
         self.inner.access()
     }
+
+    /// Sends one message: as a reply to `reply_to` when it names one (taken: later messages go
+    /// to the chat), else to the chat. A reply to a message that is gone (recalled) goes to the
+    /// chat instead.
+    async fn post(
+        &self,
+        chat_id: &str,
+        reply_to: &mut Option<&str>,
+        msg_type: &str,
+        content: &str,
+    ) -> Result<(), ChannelError> {
+        let api = &self.inner.api;
+        let Some(target) = reply_to.take() else {
+            return api.send(chat_id, None, msg_type, content).await;
+        };
+        if let Err(e) = api.send(chat_id, Some(target), msg_type, content).await {
+            tracing::warn!(error = %e, "feishu: reply failed; posting to the chat");
+            api.send(chat_id, None, msg_type, content).await?;
+        }
+        Ok(())
+    }
 }
 
 /// What a message says, once its content is read.
@@ -628,10 +649,15 @@ impl Channel for FeishuChannel {
 
     async fn send(&self, msg: &OutboundMessage) -> Result<(), ChannelError> {
         let mut text = msg.content.clone();
-        // Files cannot be attached by path here: named, so the user knows of them.
+        let mut files = Vec::new();
         for media in &msg.media {
-            let name = media.name.as_deref().unwrap_or(media.location.as_str());
-            text.push_str(&format!("\n\n[file: {name}]"));
+            if media.location.starts_with("https://") || media.location.starts_with("http://") {
+                // A link, not a file here: shown as one.
+                let name = media.name.as_deref().unwrap_or("file");
+                text.push_str(&format!("\n\n[{name}]({})", media.location));
+            } else {
+                files.push(media);
+            }
         }
         if !msg.buttons.is_empty() {
             text.push_str("\n\n");
@@ -639,24 +665,19 @@ impl Channel for FeishuChannel {
         }
         let mut reply_to = msg.reply_to.as_deref().filter(|r| !r.is_empty());
         for part in crate::split_message(&text, MAX_MESSAGE_CHARS) {
-            let content = card(&part);
-            let sent = self
-                .inner
-                .api
-                .send(&msg.chat_id, reply_to, "interactive", &content)
-                .await;
-            if let Err(e) = sent {
-                // The message answered may be gone (recalled): post to the chat instead.
-                if reply_to.is_none() {
-                    return Err(e);
-                }
-                tracing::warn!(error = %e, "feishu: reply failed; posting to the chat");
-                self.inner
-                    .api
-                    .send(&msg.chat_id, None, "interactive", &content)
-                    .await?;
-            }
-            reply_to = None;
+            self.post(&msg.chat_id, &mut reply_to, "interactive", &card(&part))
+                .await?;
+        }
+        for media in files {
+            let path = std::path::Path::new(&media.location);
+            let name = media.name.clone().unwrap_or_else(|| {
+                path.file_name()
+                    .map_or_else(|| "file".to_owned(), |n| n.to_string_lossy().into_owned())
+            });
+            let image = media.kind == MediaKind::Image;
+            let (msg_type, content) = self.inner.api.upload(path, &name, image).await?;
+            self.post(&msg.chat_id, &mut reply_to, msg_type, &content)
+                .await?;
         }
         Ok(())
     }
