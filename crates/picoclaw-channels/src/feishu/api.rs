@@ -374,7 +374,7 @@ impl Api {
             let bytes = read_capped(response, 64 << 10).await.unwrap_or_default();
             let v: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
             return Err(format!(
-                "Feishu answered HTTP {status} (code {}: {}); the app needs the im:resource scope",
+                "Feishu answered HTTP {status} (code {}: {}); the app needs the im:message scope",
                 code_of(&v),
                 msg_of(&v)
             ));
