@@ -738,6 +738,33 @@ mod tests {
     }
 
     #[test]
+    fn the_registry_builds_either_mode() {
+        let registry = crate::ChannelRegistry::builtin();
+        let dir = std::path::Path::new("/tmp/picoclaw-feishu-test");
+        let setup = |v: Value| ChannelSetup::new("feishu", v, dir, dir);
+        let ws = registry
+            .build(&setup(
+                json!({"enabled": true, "app_id": "cli_1", "app_secret": "s"}),
+            ))
+            .unwrap()
+            .unwrap();
+        assert_eq!(ws.name(), "feishu");
+        assert!(!ws.takes_webhooks());
+        let hook = registry
+            .build(&setup(
+                json!({"enabled": true, "app_id": "cli_1", "app_secret": "s",
+                                  "mode": "webhook", "verification_token": "t"}),
+            ))
+            .unwrap()
+            .unwrap();
+        assert!(hook.takes_webhooks());
+        let Some(Err(e)) = registry.build(&setup(json!({"enabled": true, "app_idd": "x"}))) else {
+            panic!("a typo was accepted");
+        };
+        assert!(e.to_string().contains("channels.feishu"), "{e}");
+    }
+
+    #[test]
     fn the_config_names_what_is_missing() {
         let e = FeishuConfig::from_json(&json!({"app_secret": "s"})).unwrap_err();
         assert!(e.to_string().contains("channels.feishu.app_id"), "{e}");
