@@ -123,6 +123,7 @@ async fn the_long_connection_takes_dms_and_mentions_acks_them_and_drops_the_rest
     assert_eq!(kept[0].content, "hello there");
     assert_eq!(kept[0].metadata["message_id"], message_id);
     assert_eq!(kept[0].metadata["chat_type"], "p2p");
+    assert_eq!(kept[0].timestamp.timestamp_millis(), 1_710_000_000_000);
     let ack = fake
         .acks()
         .into_iter()

@@ -573,6 +573,13 @@ impl Inner {
             .with_metadata("chat_type", if direct { "p2p" } else { "group" })
             .with_metadata("peer_kind", if direct { "user" } else { "group" })
             .with_metadata("message_type", message_type);
+        // Feishu's time of the message (milliseconds), not when it reached us.
+        let sent_at = s(message, "create_time")
+            .and_then(|t| t.parse::<i64>().ok())
+            .and_then(picoclaw_api::reexports::chrono::DateTime::from_timestamp_millis);
+        if let Some(at) = sent_at {
+            inbound = inbound.with_timestamp(at);
+        }
         self.attach(&mut inbound, &parsed, message_id, chat_id)
             .await;
         if inbound.content.is_empty() && inbound.media.is_empty() {
