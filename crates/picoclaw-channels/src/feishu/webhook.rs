@@ -68,9 +68,11 @@ pub(crate) async fn handle(
         return refused(413, "the body is too large");
     }
     let config = &inner.config;
-    // Signed (an event, with encrypt_key set): checked before anything else is read. Unsigned:
-    // only a url_verification challenge with the right token may pass, and every failure on
-    // that path answers the same, so that nothing is learnt about the decryption.
+    // `signed`: the request's origin needs no further proof: its signature was checked (before
+    // anything else is read), or no encrypt_key is configured (the token is then the proof).
+    // Unsigned with an encrypt_key: only a url_verification challenge with the right token may
+    // pass, and every failure on that path answers the same, so nothing is learnt about the
+    // decryption.
     let signed = match &config.encrypt_key {
         Some(key) => match request.header("x-lark-signature") {
             Some(given) => {

@@ -92,6 +92,16 @@ fn service_id(url: &str) -> Result<i32, ChannelError> {
         })
 }
 
+/// `e` without the connection URL's query: its ticket and access key stay out of logs.
+fn redacted(e: ChannelError, url: &str) -> ChannelError {
+    let shown = url.split('?').next().unwrap_or_default();
+    match e {
+        ChannelError::Rejected(m) => ChannelError::Rejected(m.replace(url, shown)),
+        ChannelError::Platform(m) => ChannelError::Platform(m.replace(url, shown)),
+        other => other,
+    }
+}
+
 /// One connection, until it drops (`Err`) or `stop` (`Ok`).
 async fn session(
     inner: &Arc<Inner>,
@@ -101,7 +111,9 @@ async fn session(
     config: &mut ClientConfig,
 ) -> Result<(), ChannelError> {
     let service = service_id(url)?;
-    let ws = connect("Feishu's long connection", url, &[]).await?;
+    let ws = connect("Feishu's long connection", url, &[])
+        .await
+        .map_err(|e| redacted(e, url))?;
     tracing::info!("feishu: long connection open");
     let (mut sink, mut stream) = ws.split();
     let mut parts = Parts::default();
@@ -298,6 +310,19 @@ mod tests {
             parts.join(&part("m3", 100, 0, b"x")),
             None,
             "too many parts"
+        );
+    }
+
+    #[test]
+    fn connection_errors_do_not_show_the_ticket() {
+        let url = "wss://msg-frontier.feishu.cn/ws/v2?ticket=secret&service_id=1";
+        let e = redacted(
+            ChannelError::Platform(format!("cannot connect to {url}: refused")),
+            url,
+        );
+        assert_eq!(
+            e.to_string(),
+            "cannot connect to wss://msg-frontier.feishu.cn/ws/v2: refused"
         );
     }
 
