@@ -41,10 +41,30 @@ pub(crate) async fn connect(
         .await
         .map_err(|_| {
             ChannelError::Platform(format!(
-                "{what}: no connection within {}s ({url})",
-                CONNECT_TIMEOUT.as_secs()
+                "{what}: no connection within {}s ({})",
+                CONNECT_TIMEOUT.as_secs(),
+                shown(url)
             ))
         })?
+}
+
+/// `url` as errors and logs show it: without its query and user info, where platforms put
+/// tickets, tokens and access keys (Feishu, DingTalk, a OneBot `?access_token=`).
+pub(crate) fn shown(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut parsed) => {
+            let had_query = parsed.query().is_some();
+            parsed.set_query(None);
+            let _ = parsed.set_username("");
+            let _ = parsed.set_password(None);
+            let mut text = parsed.to_string();
+            if had_query {
+                text.push_str("?…");
+            }
+            text
+        }
+        Err(_) => "(not a URL)".to_owned(),
+    }
 }
 
 async fn connect_inner(
@@ -53,7 +73,8 @@ async fn connect_inner(
     headers: &[(&str, String)],
 ) -> Result<WsStream, ChannelError> {
     let parsed = url::Url::parse(url)
-        .map_err(|e| ChannelError::Rejected(format!("{what}: '{url}' is not a URL: {e}")))?;
+        .map_err(|e| ChannelError::Rejected(format!("{what}: the URL is not valid: {e}")))?;
+    let url = &shown(url);
     let tls = match parsed.scheme() {
         "ws" => false,
         "wss" => true,
@@ -72,7 +93,8 @@ async fn connect_inner(
     let port = parsed
         .port_or_known_default()
         .unwrap_or(if tls { 443 } else { 80 });
-    let mut request = url
+    let mut request = parsed
+        .as_str()
         .into_client_request()
         .map_err(|e| ChannelError::Rejected(format!("{what}: {e}")))?;
     for (name, value) in headers {
@@ -150,6 +172,16 @@ pub(crate) fn reconnect_delay(base: Duration, attempt: u32) -> Duration {
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+
+    #[test]
+    fn urls_in_errors_keep_no_secrets() {
+        assert_eq!(
+            shown("wss://user:pw@msg.example.com/ws?ticket=T&access_key=K"),
+            "wss://msg.example.com/ws?…"
+        );
+        assert_eq!(shown("ws://127.0.0.1:3001/"), "ws://127.0.0.1:3001/");
+        assert_eq!(shown("::"), "(not a URL)");
+    }
 
     #[test]
     fn reconnection_backs_off_to_a_minute() {

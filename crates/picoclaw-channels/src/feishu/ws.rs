@@ -269,16 +269,6 @@ impl Parts {
     }
 }
 
-// wsclient's own tests call `unwrap_err` on a `WsStream` result, which needs `Debug` of the
-// stream; wsclient.rs is shared (not ours to edit), so the impl lives here, for test builds
-// only. Move it to wsclient.rs when merging (see the report).
-#[cfg(test)]
-impl std::fmt::Debug for dyn crate::wsclient::Io {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Io")
-    }
-}
-
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
