@@ -590,6 +590,7 @@ async fn cloud_strangers_pair_and_are_told_so() {
         );
     }
     assert_eq!(contents(&run.inbox), ["now?"]);
+    block(|| fake.wait_for("the notice", |f| !f.messages().is_empty())).await;
     let notices = fake.messages();
     assert_eq!(notices.len(), 1, "{notices:?}");
     assert!(

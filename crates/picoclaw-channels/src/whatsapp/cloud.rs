@@ -256,7 +256,7 @@ impl Cloud {
         let content = match self.shared.gate(from, text, false, false) {
             Gate::Take(text) => text,
             Gate::Notice(notice) => {
-                self.post_text(from, notice, None).await?;
+                self.notice(from, notice);
                 return Ok(());
             }
             Gate::Drop => return Ok(()),
@@ -366,6 +366,22 @@ impl Cloud {
         });
     }
 
+    /// A short text to `to`, best effort and off the webhook's path: the pairing code it may
+    /// answer is used up already, so a failed notice must not make Meta deliver it again.
+    fn notice(&self, to: &str, text: &str) {
+        let request = self
+            .shared
+            .http
+            .post(self.messages_url())
+            .bearer_auth(&self.access_token)
+            .json(&text_payload(to, text, None));
+        tokio::spawn(async move {
+            if let Err(e) = request.send().await {
+                tracing::warn!(error = %e.without_url(), "whatsapp: a notice was not sent");
+            }
+        });
+    }
+
     fn messages_url(&self) -> String {
         format!("{}/{}/messages", self.graph, self.phone_number_id)
     }
@@ -376,11 +392,7 @@ impl Cloud {
         body: &str,
         reply_to: Option<&str>,
     ) -> Result<(), ChannelError> {
-        let mut payload = json!({"messaging_product": "whatsapp", "recipient_type": "individual",
-            "to": to, "type": "text", "text": {"preview_url": false, "body": body}});
-        if let Some(id) = reply_to {
-            payload["context"] = json!({"message_id": id});
-        }
+        let payload = text_payload(to, body, reply_to);
         let response = self
             .shared
             .http
@@ -418,6 +430,16 @@ impl Cloud {
         }
         Ok(())
     }
+}
+
+/// A text message's body for `POST /{phone_number_id}/messages`, quoting `reply_to` if given.
+fn text_payload(to: &str, body: &str, reply_to: Option<&str>) -> Value {
+    let mut payload = json!({"messaging_product": "whatsapp", "recipient_type": "individual",
+        "to": to, "type": "text", "text": {"preview_url": false, "body": body}});
+    if let Some(id) = reply_to {
+        payload["context"] = json!({"message_id": id});
+    }
+    payload
 }
 
 /// Checks `sha256=<hex>` against the HMAC-SHA256 of `body` (ring compares in constant time).
