@@ -41,6 +41,9 @@ const MAX_FILES: usize = 10;
 
 const SEEN_CAP: usize = 2048;
 
+/// Message events read but not yet handled; reading waits when it is full.
+const EVENT_QUEUE: usize = 256;
+
 /// Builds `channels.onebot` (registered in [`crate::ChannelRegistry::builtin`]).
 pub(crate) fn build(setup: &ChannelSetup) -> Result<Arc<dyn Channel>, ChannelError> {
     Ok(Arc::new(OnebotChannel::from_setup(setup)?))
@@ -195,7 +198,11 @@ impl Chat {
 }
 
 impl Inner {
-    async fn run(&self, inbox: &dyn Inbox, stop: &CancellationToken) -> Result<(), ChannelError> {
+    async fn run(
+        self: &Arc<Self>,
+        inbox: &Arc<dyn Inbox>,
+        stop: &CancellationToken,
+    ) -> Result<(), ChannelError> {
         let headers: Vec<(&str, String)> = self
             .access_token
             .iter()
@@ -235,7 +242,25 @@ impl Inner {
         lock(&self.pending).clear();
     }
 
-    async fn session(&self, ws: wsclient::WsStream, inbox: &dyn Inbox, stop: &CancellationToken) {
+    /// One connection. Message events are handled in order by a task of their own, so that
+    /// action responses keep being read while a message is downloaded or kept.
+    async fn session(
+        self: &Arc<Self>,
+        ws: wsclient::WsStream,
+        inbox: &Arc<dyn Inbox>,
+        stop: &CancellationToken,
+    ) {
+        let (events, mut queue) = mpsc::channel::<Value>(EVENT_QUEUE);
+        {
+            let (this, inbox) = (Arc::clone(self), Arc::clone(inbox));
+            tokio::spawn(async move {
+                while let Some(event) = queue.recv().await {
+                    if let Err(e) = this.take(&event, inbox.as_ref()).await {
+                        tracing::warn!(error = %e, "onebot: a message was not kept");
+                    }
+                }
+            });
+        }
         let (mut sink, mut stream) = ws.split();
         let (tx, mut rx) = mpsc::unbounded_channel::<Message>();
         *lock(&self.out) = Some(tx.clone());
@@ -256,7 +281,13 @@ impl Inner {
                     }
                 }
                 incoming = stream.next() => match incoming {
-                    Some(Ok(Message::Text(text))) => self.on_frame(text.as_str(), inbox).await,
+                    Some(Ok(Message::Text(text))) => {
+                        if let Some(event) = self.on_frame(text.as_str())
+                            && events.send(event).await.is_err()
+                        {
+                            return;
+                        }
+                    }
                     Some(Ok(Message::Ping(data))) => { let _ = tx.send(Message::Pong(data)); }
                     Some(Ok(Message::Close(_))) | None => return,
                     Some(Ok(_)) => {}
@@ -269,10 +300,12 @@ impl Inner {
         }
     }
 
-    async fn on_frame(&self, text: &str, inbox: &dyn Inbox) {
+    /// Reads one frame: an action's response goes to its waiter, the bot's id is noted from
+    /// any event; a message event is returned for the event task.
+    fn on_frame(&self, text: &str) -> Option<Value> {
         let Ok(frame) = serde_json::from_str::<Value>(text) else {
             tracing::debug!("onebot: a frame is not JSON; ignored");
-            return;
+            return None;
         };
         // An action's response: it has no post_type.
         if frame.get("post_type").is_none() {
@@ -281,17 +314,12 @@ impl Inner {
             {
                 let _ = waiter.send(frame);
             }
-            return;
+            return None;
         }
         if let Some(me) = id(&frame, "self_id") {
             *lock(&self.self_id) = Some(me);
         }
-        if s(&frame, "post_type") != Some("message") {
-            return;
-        }
-        if let Err(e) = self.take(&frame, inbox).await {
-            tracing::warn!(error = %e, "onebot: a message was not kept");
-        }
+        (s(&frame, "post_type") == Some("message")).then_some(frame)
     }
 
     async fn take(&self, event: &Value, inbox: &dyn Inbox) -> Result<(), ChannelError> {
@@ -691,7 +719,7 @@ impl Channel for OnebotChannel {
         inbox: Arc<dyn Inbox>,
         stop: CancellationToken,
     ) -> Result<(), ChannelError> {
-        self.inner.run(inbox.as_ref(), &stop).await
+        self.inner.run(&inbox, &stop).await
     }
 
     async fn send(&self, msg: &OutboundMessage) -> Result<(), ChannelError> {

@@ -116,7 +116,7 @@ async fn a_wrong_access_token_is_a_clear_error() {
         }
         other => panic!("{other:?}"),
     }
-    assert_eq!(fake.refused(), 1);
+    block(|| fake.wait_for("the refusal", |f| f.refused() == 1)).await;
     assert_eq!(fake.connections(), 0);
 }
 

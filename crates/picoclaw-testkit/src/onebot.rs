@@ -27,7 +27,6 @@ struct Inner {
     sockets: Mutex<Vec<mpsc::UnboundedSender<String>>>,
     actions: Mutex<Vec<Value>>,
     failures: Mutex<Vec<(i64, String)>>,
-    silent: AtomicU64,
     connections: AtomicU64,
     refused: AtomicU64,
     files: Mutex<HashMap<String, (Vec<u8>, String)>>,
@@ -44,22 +43,15 @@ pub struct FakeOnebot {
 }
 
 /// The response to one action, as an implementation answers it.
-fn answer(inner: &Inner, request: &Value) -> Option<Value> {
+fn answer(inner: &Inner, request: &Value) -> Value {
     let echo = request.get("echo").cloned().unwrap_or(Value::Null);
-    if inner
-        .silent
-        .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
-        .is_ok()
-    {
-        return None;
-    }
     let failure = {
         let mut f = inner.failures.lock().unwrap();
         (!f.is_empty()).then(|| f.remove(0))
     };
     if let Some((retcode, wording)) = failure {
-        return Some(json!({"status": "failed", "retcode": retcode, "data": null,
-                           "message": wording, "wording": wording, "echo": echo}));
+        return json!({"status": "failed", "retcode": retcode, "data": null,
+                      "message": wording, "wording": wording, "echo": echo});
     }
     let data = match request["action"].as_str().unwrap_or_default() {
         "send_private_msg" | "send_group_msg" | "send_msg" => {
@@ -67,11 +59,11 @@ fn answer(inner: &Inner, request: &Value) -> Option<Value> {
         }
         "get_login_info" => json!({"user_id": inner.self_id, "nickname": "pico"}),
         _ => {
-            return Some(json!({"status": "failed", "retcode": 1404, "data": null,
-                               "wording": "unknown action", "echo": echo}));
+            return json!({"status": "failed", "retcode": 1404, "data": null,
+                          "wording": "unknown action", "echo": echo});
         }
     };
-    Some(json!({"status": "ok", "retcode": 0, "data": data, "echo": echo}))
+    json!({"status": "ok", "retcode": 0, "data": data, "echo": echo})
 }
 
 // The handshake callback's error type is tungstenite's own.
@@ -130,9 +122,8 @@ async fn socket(inner: Arc<Inner>, stream: tokio::net::TcpStream) {
                         continue;
                     };
                     inner.actions.lock().unwrap().push(request.clone());
-                    if let Some(reply) = answer(&inner, &request)
-                        && tx.send(Message::text(reply.to_string())).await.is_err()
-                    {
+                    let reply = answer(&inner, &request);
+                    if tx.send(Message::text(reply.to_string())).await.is_err() {
                         return;
                     }
                 }
@@ -239,11 +230,6 @@ impl FakeOnebot {
             .lock()
             .unwrap()
             .push((retcode, wording.to_owned()));
-    }
-
-    /// The next `n` actions get no response at all.
-    pub fn ignore_next(&self, n: u64) {
-        self.inner.silent.store(n, Ordering::SeqCst);
     }
 
     /// Accepted WebSocket connections.
