@@ -93,7 +93,6 @@ async fn socket(inner: Arc<Inner>, stream: tokio::net::TcpStream) {
             return;
         }
     };
-    inner.connections.fetch_add(1, Ordering::SeqCst);
     let (mut tx, mut rx) = ws.split();
     let hello = json!({"time": 1733390000, "self_id": inner.self_id, "post_type": "meta_event",
                        "meta_event_type": "lifecycle", "sub_type": "connect"});
@@ -102,6 +101,8 @@ async fn socket(inner: Arc<Inner>, stream: tokio::net::TcpStream) {
     }
     let (out_tx, mut out_rx) = mpsc::unbounded_channel::<String>();
     inner.sockets.lock().unwrap().push(out_tx);
+    // Counted once it can be pushed to and dropped.
+    inner.connections.fetch_add(1, Ordering::SeqCst);
     loop {
         tokio::select! {
             frame = out_rx.recv() => match frame {

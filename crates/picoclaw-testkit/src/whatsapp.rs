@@ -49,10 +49,11 @@ async fn bridge_socket(inner: Arc<BridgeInner>, stream: tokio::net::TcpStream) {
     let Ok(ws) = tokio_tungstenite::accept_async(stream).await else {
         return;
     };
-    inner.connections.fetch_add(1, Ordering::SeqCst);
     let (mut tx, mut rx) = ws.split();
     let (out_tx, mut out_rx) = mpsc::unbounded_channel::<String>();
     inner.sockets.lock().unwrap().push(out_tx);
+    // Counted once it can be pushed to and dropped.
+    inner.connections.fetch_add(1, Ordering::SeqCst);
     loop {
         tokio::select! {
             frame = out_rx.recv() => match frame {
