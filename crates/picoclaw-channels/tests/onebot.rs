@@ -304,3 +304,25 @@ async fn images_and_voice_are_saved_and_strangers_pair() {
     assert!(said.starts_with("Paired"), "{said}");
     run.stop.cancel();
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_rate_limit_drops_bursts_and_says_so_once() {
+    let fake = FakeOnebot::start(Some(TOKEN), BOT);
+    let run = start(settings(&fake, json!({"rate_limit_per_minute": 1})));
+    block(|| {
+        for n in 0..3 {
+            fake.push(&fake.private_message(ADA, json!([text(&format!("burst {n}"))])));
+        }
+    })
+    .await;
+    block(|| fake.wait_for("the slow-down notice", |f| !f.actions().is_empty())).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(contents(&run.inbox), ["burst 0"]);
+    let actions = fake.actions();
+    assert_eq!(actions.len(), 1, "{actions:?}");
+    let said = actions[0]["params"]["message"][0]["data"]["text"]
+        .as_str()
+        .unwrap();
+    assert!(said.contains("slow down"), "{said}");
+    run.stop.cancel();
+}

@@ -324,6 +324,26 @@ async fn bridge_media_urls_are_saved_and_a_refused_message_comes_through_again()
     run.stop.cancel();
 }
 
+#[tokio::test(flavor = "multi_thread")]
+async fn the_bridge_rate_limit_drops_bursts_and_says_so_once() {
+    let fake = FakeBridge::start();
+    let run = start(bridge_settings(&fake, json!({"rate_limit_per_minute": 1})));
+    let jid = format!("{ADA}@s.whatsapp.net");
+    block(|| {
+        for n in 0..3 {
+            fake.push(&fake.message(&jid, &jid, &format!("burst {n}")));
+        }
+    })
+    .await;
+    block(|| fake.wait_for("the slow-down notice", |f| !f.sent().is_empty())).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(contents(&run.inbox), ["burst 0"]);
+    let sent = fake.sent();
+    assert_eq!(sent.len(), 1, "{sent:?}");
+    assert!(sent[0]["content"].as_str().unwrap().contains("slow down"));
+    run.stop.cancel();
+}
+
 fn cloud_settings(fake: &FakeCloud, extra: Value) -> Value {
     let mut v = json!({"enabled": true, "phone_number_id": PHONE_ID, "access_token": TOKEN,
                        "app_secret": SECRET, "verify_token": VERIFY, "api_base": fake.api_base(),
