@@ -92,14 +92,17 @@ impl WhatsappChannel {
             (Some(url), None) => Mode::Bridge(Arc::new(bridge::Bridge::new(url, shared)?)),
             (None, Some(id)) => Mode::Cloud(Arc::new(cloud::Cloud::new(id, &section, shared)?)),
         };
-        Ok(Self { mode })
+        let channel = Self { mode };
+        // Opens pairing (and says how) when nobody is allowed yet.
+        let _ = channel.access();
+        Ok(channel)
     }
 
     /// The access rules (for the one-time pairing code).
     pub fn access(&self) -> &Access {
         match &self.mode {
-            Mode::Bridge(b) => &b.shared.access,
-            Mode::Cloud(c) => &c.shared.access,
+            Mode::Bridge(b) => b.shared.access(),
+            Mode::Cloud(c) => c.shared.access(),
         }
     }
 }
@@ -115,7 +118,8 @@ fn truthy(v: &serde_json::Value) -> bool {
 /// What both modes share.
 pub(crate) struct Shared {
     pub(crate) common: Common,
-    pub(crate) access: Access,
+    /// Made once the settings are known to be good (it prints the pairing code).
+    access: std::sync::OnceLock<Access>,
     pub(crate) group: GroupTrigger,
     pub(crate) seen: Seen,
     pub(crate) http: reqwest::Client,
@@ -133,6 +137,10 @@ pub(crate) enum Gate {
 }
 
 impl Shared {
+    pub(crate) fn access(&self) -> &Access {
+        self.access.get_or_init(|| self.common.access("whatsapp"))
+    }
+
     fn new(setup: &ChannelSetup, section: &crate::WhatsappSection) -> Result<Self, ChannelError> {
         let mut common =
             Common::from_keys(section.allow_from.clone(), section.rate_limit_per_minute);
@@ -145,7 +153,7 @@ impl Shared {
             .build()
             .map_err(|e| ChannelError::Platform(format!("whatsapp: HTTP client: {e}")))?;
         Ok(Self {
-            access: common.access("whatsapp"),
+            access: std::sync::OnceLock::new(),
             common,
             group: GroupTrigger::from_settings(&setup.settings),
             seen: Seen::new(SEEN_CAP),
@@ -164,7 +172,7 @@ impl Shared {
                 None => return Gate::Drop,
             }
         } else {
-            if let Some(result) = self.access.try_pair(&number, text) {
+            if let Some(result) = self.access().try_pair(&number, text) {
                 return Gate::Notice(match result {
                     Pairing::Paired => "Paired: you can talk to me now.",
                     Pairing::Refused => "That code is wrong or was already used.",
@@ -176,7 +184,7 @@ impl Shared {
             tracing::info!(sender = %number, "whatsapp: not on allow_from; ignored");
             return Gate::Drop;
         }
-        match self.access.take(&number) {
+        match self.access().take(&number) {
             Ok(()) => Gate::Take(text),
             Err(true) => Gate::Notice(
                 "You are sending messages faster than I can take them; slow down a little.",
@@ -191,7 +199,7 @@ impl Shared {
         let jid = without_device(sender);
         [sender.to_owned(), jid, number.clone(), format!("+{number}")]
             .iter()
-            .any(|id| self.access.allowed(id, None))
+            .any(|id| self.access().allowed(id, None))
     }
 
     /// GETs `url` (with the bearer token when given), refusing more than [`MAX_MEDIA_BYTES`].
