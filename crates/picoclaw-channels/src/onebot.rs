@@ -1,12 +1,811 @@
-//! The onebot channel (being written).
+//! OneBot v11 (NapCat, Lagrange, go-cqhttp...) over a forward WebSocket: picoclaw dials `ws_url`
+//! (with `Authorization: Bearer <access_token>` when set), takes `message` events and sends
+//! with the `send_private_msg` / `send_group_msg` actions, each answered by the implementation
+//! under the request's `echo`. Reconnects every `reconnect_interval` seconds (default 5),
+//! backing off while the implementation stays away.
+//!
+//! Chats are named `private:<user_id>` and `group:<group_id>`; `send` picks the action from the
+//! prefix. Messages come as segment arrays (preferred) or CQ-code strings (unescaped here).
+//! Groups are answered when an `at` segment names the bot, or on a configured prefix; private
+//! messages always (subject to allow_from on `user_id`, pairing and the rate limit). Images and
+//! voice (`image`, `record` segments with a URL) are downloaded, capped at 16 MiB. Answers are
+//! plain text, split at 4 500 characters, the first part threaded with a `reply` segment.
 
-use crate::{Channel, ChannelError, ChannelSetup};
-use std::sync::Arc;
+use crate::access::{Access, Pairing};
+use crate::group::{GroupTrigger, Seen};
+use crate::settings::Common;
+use crate::wsclient::{self, CloseFrame, Message};
+use crate::{Channel, ChannelError, ChannelSetup, Inbox};
+use async_trait::async_trait;
+use futures::{SinkExt, StreamExt};
+use picoclaw_api::{InboundMessage, MediaKind, MediaRef, OutboundMessage};
+use serde_json::{Value, json};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::{mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
 
-/// Builds `channels.onebot` (to be written).
+/// The longest text sent in one message (QQ takes about 5 000 characters).
+pub const MAX_MESSAGE_CHARS: usize = 4500;
+
+/// How long an action may wait for its response.
+const ACTION_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// The largest image or voice note taken from a user.
+const MAX_MEDIA_BYTES: usize = 16 << 20;
+
+/// Files taken from one message.
+const MAX_FILES: usize = 10;
+
+const SEEN_CAP: usize = 2048;
+
+/// Message events read but not yet handled; reading waits when it is full.
+const EVENT_QUEUE: usize = 256;
+
+/// Builds `channels.onebot` (registered in [`crate::ChannelRegistry::builtin`]).
 pub(crate) fn build(setup: &ChannelSetup) -> Result<Arc<dyn Channel>, ChannelError> {
-    Err(ChannelError::Rejected(format!(
-        "channels.{}: not built yet",
-        setup.name
-    )))
+    Ok(Arc::new(OnebotChannel::from_setup(setup)?))
+}
+
+/// The OneBot v11 channel.
+pub struct OnebotChannel {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for OnebotChannel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OnebotChannel")
+            .field("ws_url", &self.inner.ws_url)
+            .field(
+                "access_token",
+                &self.inner.access_token.as_ref().map(|_| "***"),
+            )
+            .finish_non_exhaustive()
+    }
+}
+
+struct Inner {
+    ws_url: String,
+    access_token: Option<String>,
+    reconnect: Duration,
+    common: Common,
+    access: Access,
+    group: GroupTrigger,
+    seen: Seen,
+    http: reqwest::Client,
+    /// Frames for the live connection's writer; `None` while disconnected.
+    out: Mutex<Option<mpsc::UnboundedSender<Message>>>,
+    /// Actions waiting for their response, by echo.
+    pending: Mutex<HashMap<String, oneshot::Sender<Value>>>,
+    next_echo: AtomicU64,
+    /// The bot's QQ number, from the events' `self_id`.
+    self_id: Mutex<Option<String>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    match m.lock() {
+        Ok(g) => g,
+        Err(p) => p.into_inner(),
+    }
+}
+
+fn s<'a>(v: &'a Value, key: &str) -> Option<&'a str> {
+    v.get(key)
+        .and_then(Value::as_str)
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+}
+
+/// An id OneBot sends as a number (or, in some implementations, a string).
+fn id(v: &Value, key: &str) -> Option<String> {
+    match v.get(key)? {
+        Value::Number(n) => Some(n.to_string()),
+        Value::String(s) if !s.trim().is_empty() => Some(s.trim().to_owned()),
+        _ => None,
+    }
+}
+
+impl OnebotChannel {
+    /// The channel `channels.onebot` describes (`ws_url` required).
+    pub fn from_setup(setup: &ChannelSetup) -> Result<Self, ChannelError> {
+        let section: crate::OnebotSection = setup.settings()?;
+        let ws_url = crate::sections::trimmed(section.ws_url.as_ref()).ok_or_else(|| {
+            ChannelError::Rejected(
+                "channels.onebot.ws_url is empty: put the forward WebSocket address of your \
+                 OneBot implementation there (e.g. ws://127.0.0.1:3001)"
+                    .into(),
+            )
+        })?;
+        let parsed = url::Url::parse(&ws_url).map_err(|e| {
+            ChannelError::Rejected(format!("channels.onebot.ws_url '{ws_url}': {e}"))
+        })?;
+        if !matches!(parsed.scheme(), "ws" | "wss") {
+            return Err(ChannelError::Rejected(format!(
+                "channels.onebot.ws_url '{ws_url}' must be a ws:// or wss:// URL"
+            )));
+        }
+        let mut common =
+            Common::from_keys(section.allow_from.clone(), section.rate_limit_per_minute);
+        common.media_dir = Some(setup.media_dir.clone());
+        common.media_base = Some(setup.workspace.clone());
+        common.paired_file = Some(setup.paired_file.clone());
+        let http = picoclaw_http::client_builder()
+            .map_err(|e| ChannelError::Platform(format!("onebot: HTTP client: {e}")))?
+            .timeout(Duration::from_secs(60))
+            .build()
+            .map_err(|e| ChannelError::Platform(format!("onebot: HTTP client: {e}")))?;
+        Ok(Self {
+            inner: Arc::new(Inner {
+                ws_url,
+                access_token: crate::sections::trimmed(section.access_token.as_ref()),
+                reconnect: Duration::from_secs(section.reconnect_interval.unwrap_or(5).max(1)),
+                access: common.access("onebot"),
+                common,
+                group: GroupTrigger::from_settings(&setup.settings),
+                seen: Seen::new(SEEN_CAP),
+                http,
+                out: Mutex::new(None),
+                pending: Mutex::new(HashMap::new()),
+                next_echo: AtomicU64::new(1),
+                self_id: Mutex::new(None),
+            }),
+        })
+    }
+
+    /// The access rules (for the one-time pairing code).
+    pub fn access(&self) -> &Access {
+        &self.inner.access
+    }
+}
+
+/// A chat id: `private:<user_id>` or `group:<group_id>`.
+#[derive(Debug, PartialEq, Eq)]
+enum Chat {
+    Private(i64),
+    Group(i64),
+}
+
+impl Chat {
+    fn parse(chat_id: &str) -> Result<Self, ChannelError> {
+        let bad = || {
+            ChannelError::Rejected(format!(
+                "onebot: chat '{chat_id}' is not private:<user_id> or group:<group_id>"
+            ))
+        };
+        let (kind, number) = chat_id.split_once(':').ok_or_else(bad)?;
+        let number: i64 = number.trim().parse().map_err(|_| bad())?;
+        match kind {
+            "private" => Ok(Self::Private(number)),
+            "group" => Ok(Self::Group(number)),
+            _ => Err(bad()),
+        }
+    }
+
+    fn action(&self, message: Value) -> (&'static str, Value) {
+        match self {
+            Self::Private(user) => (
+                "send_private_msg",
+                json!({"user_id": user, "message": message}),
+            ),
+            Self::Group(group) => (
+                "send_group_msg",
+                json!({"group_id": group, "message": message}),
+            ),
+        }
+    }
+}
+
+impl Inner {
+    async fn run(
+        self: &Arc<Self>,
+        inbox: &Arc<dyn Inbox>,
+        stop: &CancellationToken,
+    ) -> Result<(), ChannelError> {
+        let headers: Vec<(&str, String)> = self
+            .access_token
+            .iter()
+            .map(|t| ("Authorization", format!("Bearer {t}")))
+            .collect();
+        let mut attempt = 0u32;
+        while !stop.is_cancelled() {
+            match wsclient::connect("the OneBot implementation", &self.ws_url, &headers).await {
+                Ok(ws) => {
+                    tracing::info!(url = %self.ws_url, "onebot: connected");
+                    attempt = 0;
+                    self.session(ws, inbox, stop).await;
+                    self.disconnected();
+                    tracing::warn!("onebot: connection closed");
+                }
+                Err(ChannelError::Rejected(e)) => {
+                    return Err(ChannelError::Rejected(format!(
+                        "channels.onebot.access_token was refused: {e} (it must equal the \
+                         access token set in the OneBot implementation)"
+                    )));
+                }
+                Err(e) => tracing::warn!(error = %e, "onebot: cannot connect"),
+            }
+            attempt = attempt.saturating_add(1);
+            let pause = wsclient::reconnect_delay(self.reconnect, attempt);
+            tokio::select! {
+                () = stop.cancelled() => break,
+                () = tokio::time::sleep(pause) => {}
+            }
+        }
+        Ok(())
+    }
+
+    fn disconnected(&self) {
+        *lock(&self.out) = None;
+        // Waiting actions fail now rather than at their timeout.
+        lock(&self.pending).clear();
+    }
+
+    /// One connection. Message events are handled in order by a task of their own, so that
+    /// action responses keep being read while a message is downloaded or kept.
+    async fn session(
+        self: &Arc<Self>,
+        ws: wsclient::WsStream,
+        inbox: &Arc<dyn Inbox>,
+        stop: &CancellationToken,
+    ) {
+        let (events, mut queue) = mpsc::channel::<Value>(EVENT_QUEUE);
+        {
+            let (this, inbox) = (Arc::clone(self), Arc::clone(inbox));
+            tokio::spawn(async move {
+                while let Some(event) = queue.recv().await {
+                    if let Err(e) = this.take(&event, inbox.as_ref()).await {
+                        tracing::warn!(error = %e, "onebot: a message was not kept");
+                    }
+                }
+            });
+        }
+        let (mut sink, mut stream) = ws.split();
+        let (tx, mut rx) = mpsc::unbounded_channel::<Message>();
+        *lock(&self.out) = Some(tx.clone());
+        loop {
+            tokio::select! {
+                () = stop.cancelled() => {
+                    let bye = CloseFrame {
+                        code: tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode::Normal,
+                        reason: "picoclaw stops".into(),
+                    };
+                    let _ = sink.send(Message::Close(Some(bye))).await;
+                    return;
+                }
+                Some(frame) = rx.recv() => {
+                    if let Err(e) = sink.send(frame).await {
+                        tracing::warn!(error = %e, "onebot: writing failed");
+                        return;
+                    }
+                }
+                incoming = stream.next() => match incoming {
+                    Some(Ok(Message::Text(text))) => {
+                        if let Some(event) = self.on_frame(text.as_str())
+                            && events.send(event).await.is_err()
+                        {
+                            return;
+                        }
+                    }
+                    Some(Ok(Message::Ping(data))) => { let _ = tx.send(Message::Pong(data)); }
+                    Some(Ok(Message::Close(_))) | None => return,
+                    Some(Ok(_)) => {}
+                    Some(Err(e)) => {
+                        tracing::warn!(error = %e, "onebot: connection failed");
+                        return;
+                    }
+                },
+            }
+        }
+    }
+
+    /// Reads one frame: an action's response goes to its waiter, the bot's id is noted from
+    /// any event; a message event is returned for the event task.
+    fn on_frame(&self, text: &str) -> Option<Value> {
+        let Ok(frame) = serde_json::from_str::<Value>(text) else {
+            tracing::debug!("onebot: a frame is not JSON; ignored");
+            return None;
+        };
+        // An action's response: it has no post_type.
+        if frame.get("post_type").is_none() {
+            if let Some(echo) = id(&frame, "echo")
+                && let Some(waiter) = lock(&self.pending).remove(&echo)
+            {
+                let _ = waiter.send(frame);
+            }
+            return None;
+        }
+        if let Some(me) = id(&frame, "self_id") {
+            *lock(&self.self_id) = Some(me);
+        }
+        (s(&frame, "post_type") == Some("message")).then_some(frame)
+    }
+
+    async fn take(&self, event: &Value, inbox: &dyn Inbox) -> Result<(), ChannelError> {
+        let Some(user) = id(event, "user_id") else {
+            return Ok(());
+        };
+        let me = lock(&self.self_id).clone();
+        if me.as_deref() == Some(user.as_str()) {
+            return Ok(());
+        }
+        let (chat, group) = match s(event, "message_type") {
+            Some("private") => (format!("private:{user}"), false),
+            Some("group") => match id(event, "group_id") {
+                Some(g) => (format!("group:{g}"), true),
+                None => return Ok(()),
+            },
+            _ => return Ok(()),
+        };
+        let message_id = id(event, "message_id");
+        let seen_key = message_id.as_ref().map(|m| format!("{chat}/{m}"));
+        if let Some(key) = &seen_key
+            && !self.seen.first(key)
+        {
+            tracing::debug!(key, "onebot: redelivered message dropped");
+            return Ok(());
+        }
+        let result = self
+            .take_new(
+                event,
+                inbox,
+                &user,
+                &chat,
+                group,
+                me.as_deref(),
+                message_id.as_deref(),
+            )
+            .await;
+        if result.is_err()
+            && let Some(key) = &seen_key
+        {
+            self.seen.forget(key);
+        }
+        result
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn take_new(
+        &self,
+        event: &Value,
+        inbox: &dyn Inbox,
+        user: &str,
+        chat: &str,
+        group: bool,
+        me: Option<&str>,
+        message_id: Option<&str>,
+    ) -> Result<(), ChannelError> {
+        let segments = match event.get("message") {
+            Some(Value::Array(items)) => items.clone(),
+            Some(Value::String(text)) => parse_cq(text),
+            _ => parse_cq(s(event, "raw_message").unwrap_or_default()),
+        };
+        let parsed = read_segments(&segments, me);
+        let text = if group {
+            match self.group.admit(&parsed.text, parsed.mentioned) {
+                Some(t) => t,
+                None => return Ok(()),
+            }
+        } else {
+            if let Some(result) = self.access.try_pair(user, &parsed.text) {
+                self.notice(
+                    chat,
+                    match result {
+                        Pairing::Paired => "Paired: you can talk to me now.",
+                        Pairing::Refused => "That code is wrong or was already used.",
+                    },
+                );
+                return Ok(());
+            }
+            parsed.text.trim().to_owned()
+        };
+        if !self.access.allowed(user, None) {
+            tracing::info!(user, "onebot: not on allow_from; ignored");
+            return Ok(());
+        }
+        if let Err(first) = self.access.take(user) {
+            if first {
+                self.notice(
+                    chat,
+                    "You are sending messages faster than I can take them; slow down a little.",
+                );
+            }
+            return Ok(());
+        }
+        let mut msg = InboundMessage::new("onebot", chat, user, text)
+            .with_metadata("peer_kind", if group { "group" } else { "user" });
+        if let Some(m) = message_id {
+            msg = msg.with_metadata("message_id", m);
+        }
+        let sender = event.get("sender");
+        let name = sender.and_then(|x| s(x, "card").or_else(|| s(x, "nickname")));
+        if let Some(name) = name {
+            msg = msg.with_metadata("user_name", name);
+        }
+        if let Some(quoted) = &parsed.reply_to {
+            msg = msg.with_metadata("reply_to", quoted.clone());
+        }
+        for (n, file) in parsed.files.iter().take(MAX_FILES).enumerate() {
+            match self
+                .download(file, chat, message_id.unwrap_or("msg"), n)
+                .await
+            {
+                Ok(media) => msg.media.push(media),
+                Err(e) => {
+                    tracing::warn!(error = %e, "onebot: a file was not downloaded");
+                    msg.content = format!("{}\n[a file could not be downloaded: {e}]", msg.content)
+                        .trim()
+                        .to_owned();
+                }
+            }
+        }
+        if msg.content.is_empty() && msg.media.is_empty() {
+            return Ok(());
+        }
+        inbox.deliver(msg).await?;
+        Ok(())
+    }
+
+    async fn download(
+        &self,
+        file: &FileRef,
+        chat: &str,
+        message_id: &str,
+        n: usize,
+    ) -> Result<MediaRef, String> {
+        let (bytes, mime) = fetch_capped(&self.http, &file.url).await?;
+        let ext = match mime.as_deref().unwrap_or_default() {
+            "image/png" => ".png",
+            "image/gif" => ".gif",
+            "image/webp" => ".webp",
+            m if m.starts_with("image/") => ".jpg",
+            "audio/amr" => ".amr",
+            "audio/mpeg" => ".mp3",
+            "audio/ogg" => ".ogg",
+            "audio/silk" => ".silk",
+            _ if file.kind == MediaKind::Audio => ".amr",
+            _ => "",
+        };
+        let name = format!("{message_id}-{n}{ext}");
+        let path = crate::settings::save_download(&self.common, chat, &name, bytes).await?;
+        let mut media = MediaRef::new(file.kind, path.display().to_string());
+        if let Some(m) = mime {
+            media = media.with_mime(m);
+        }
+        Ok(media)
+    }
+
+    fn notice(&self, chat: &str, text: &str) {
+        let Ok(chat) = Chat::parse(chat) else {
+            return;
+        };
+        let (action, params) = chat.action(json!([{"type": "text", "data": {"text": text}}]));
+        let frame = json!({"action": action, "params": params});
+        if let Some(tx) = lock(&self.out).as_ref() {
+            let _ = tx.send(Message::text(frame.to_string()));
+        }
+    }
+
+    /// Sends an action and waits for its response (matched by `echo`).
+    async fn call(&self, action: &str, params: Value) -> Result<Value, ChannelError> {
+        let echo = format!(
+            "picoclaw-{}",
+            self.next_echo.fetch_add(1, Ordering::Relaxed)
+        );
+        let (tx, rx) = oneshot::channel();
+        lock(&self.pending).insert(echo.clone(), tx);
+        let frame = json!({"action": action, "params": params, "echo": echo});
+        let queued = lock(&self.out)
+            .as_ref()
+            .is_some_and(|out| out.send(Message::text(frame.to_string())).is_ok());
+        if !queued {
+            lock(&self.pending).remove(&echo);
+            return Err(ChannelError::Platform(
+                "onebot: not connected to the OneBot implementation".into(),
+            ));
+        }
+        let response = match tokio::time::timeout(ACTION_TIMEOUT, rx).await {
+            Ok(Ok(r)) => r,
+            Ok(Err(_)) => {
+                return Err(ChannelError::Platform(format!(
+                    "onebot: the connection closed before {action} was answered"
+                )));
+            }
+            Err(_) => {
+                lock(&self.pending).remove(&echo);
+                return Err(ChannelError::Platform(format!(
+                    "onebot: no answer to {action} within {}s",
+                    ACTION_TIMEOUT.as_secs()
+                )));
+            }
+        };
+        action_result(action, response)
+    }
+
+    async fn send(&self, msg: &OutboundMessage) -> Result<(), ChannelError> {
+        let chat = Chat::parse(&msg.chat_id)?;
+        let text = crate::format::markdown_to_plain(&msg.content);
+        for (n, part) in crate::split_message(&text, MAX_MESSAGE_CHARS)
+            .into_iter()
+            .enumerate()
+        {
+            let mut segments = Vec::new();
+            if n == 0
+                && let Some(reply) = &msg.reply_to
+            {
+                segments.push(json!({"type": "reply", "data": {"id": reply}}));
+            }
+            segments.push(json!({"type": "text", "data": {"text": part}}));
+            let (action, params) = chat.action(Value::Array(segments));
+            self.call(action, params).await?;
+        }
+        Ok(())
+    }
+}
+
+/// An action's response: `status: "ok"` (or `"async"`), else an error with its retcode.
+fn action_result(action: &str, response: Value) -> Result<Value, ChannelError> {
+    match s(&response, "status") {
+        Some("ok") | Some("async") => Ok(response),
+        _ => {
+            let retcode = response
+                .get("retcode")
+                .and_then(Value::as_i64)
+                .unwrap_or(-1);
+            let why = s(&response, "wording")
+                .or_else(|| s(&response, "message"))
+                .or_else(|| s(&response, "msg"))
+                .unwrap_or("no reason given");
+            let text = format!("onebot: {action} failed (retcode {retcode}): {why}");
+            // 1400-1404: the request itself is wrong; resending it cannot help.
+            if (1400..=1404).contains(&retcode) {
+                Err(ChannelError::Rejected(text))
+            } else {
+                Err(ChannelError::Platform(text))
+            }
+        }
+    }
+}
+
+/// A file a message carries.
+#[derive(Debug, PartialEq, Eq)]
+struct FileRef {
+    kind: MediaKind,
+    url: String,
+}
+
+/// What a message's segments say.
+#[derive(Debug, Default, PartialEq, Eq)]
+struct Parsed {
+    text: String,
+    mentioned: bool,
+    reply_to: Option<String>,
+    files: Vec<FileRef>,
+}
+
+fn is_web(url: &str) -> bool {
+    url.starts_with("http://") || url.starts_with("https://")
+}
+
+/// Reads segments: text joined, a mention of `me` noted and removed (other mentions kept as
+/// `@name`), the quoted message's id, the files with a downloadable URL.
+fn read_segments(segments: &[Value], me: Option<&str>) -> Parsed {
+    let mut out = Parsed::default();
+    for seg in segments {
+        let data = seg.get("data").cloned().unwrap_or(Value::Null);
+        match s(seg, "type").unwrap_or_default() {
+            "text" => out
+                .text
+                .push_str(data.get("text").and_then(Value::as_str).unwrap_or_default()),
+            "at" => {
+                let qq = id(&data, "qq").unwrap_or_default();
+                if me.is_some_and(|m| m == qq) {
+                    out.mentioned = true;
+                } else if qq == "all" {
+                    out.text.push_str("@all");
+                } else {
+                    let name = s(&data, "name").unwrap_or(&qq);
+                    out.text.push('@');
+                    out.text.push_str(name);
+                }
+            }
+            "reply" => out.reply_to = id(&data, "id"),
+            kind @ ("image" | "record") => {
+                let url = s(&data, "url")
+                    .filter(|u| is_web(u))
+                    .or_else(|| s(&data, "file").filter(|f| is_web(f)));
+                if let Some(url) = url {
+                    out.files.push(FileRef {
+                        kind: if kind == "image" {
+                            MediaKind::Image
+                        } else {
+                            MediaKind::Audio
+                        },
+                        url: url.to_owned(),
+                    });
+                }
+            }
+            _ => {}
+        }
+    }
+    out.text = out.text.trim().to_owned();
+    out
+}
+
+/// GETs `url`, refusing more than [`MAX_MEDIA_BYTES`]; the bytes and their MIME type.
+async fn fetch_capped(
+    http: &reqwest::Client,
+    url: &str,
+) -> Result<(Vec<u8>, Option<String>), String> {
+    let too_big = || format!("the file is larger than {} MiB", MAX_MEDIA_BYTES >> 20);
+    let mut response = http
+        .get(url)
+        .send()
+        .await
+        .map_err(|e| e.without_url().to_string())?;
+    if !response.status().is_success() {
+        return Err(format!("the download answered {}", response.status()));
+    }
+    if response
+        .content_length()
+        .is_some_and(|n| n > MAX_MEDIA_BYTES as u64)
+    {
+        return Err(too_big());
+    }
+    let mime = response
+        .headers()
+        .get(reqwest::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(|v| v.split(';').next().unwrap_or(v).trim().to_owned());
+    let mut bytes = Vec::new();
+    while let Some(chunk) = response
+        .chunk()
+        .await
+        .map_err(|e| e.without_url().to_string())?
+    {
+        if bytes.len() + chunk.len() > MAX_MEDIA_BYTES {
+            return Err(too_big());
+        }
+        bytes.extend_from_slice(&chunk);
+    }
+    Ok((bytes, mime))
+}
+
+/// CQ escaping: `&amp;` `&#91;` `&#93;` everywhere, `&#44;` inside parameters.
+fn cq_unescape(text: &str) -> String {
+    text.replace("&#91;", "[")
+        .replace("&#93;", "]")
+        .replace("&#44;", ",")
+        .replace("&amp;", "&")
+}
+
+/// A CQ-code string (`hi [CQ:at,qq=123] there`) as segments.
+fn parse_cq(text: &str) -> Vec<Value> {
+    let mut segments = Vec::new();
+    let mut rest = text;
+    let push_text = |t: &str, segments: &mut Vec<Value>| {
+        if !t.is_empty() {
+            segments.push(json!({"type": "text", "data": {"text": cq_unescape(t)}}));
+        }
+    };
+    while let Some(start) = rest.find("[CQ:") {
+        let Some(len) = rest[start..].find(']') else {
+            break;
+        };
+        push_text(&rest[..start], &mut segments);
+        let code = &rest[start + 4..start + len];
+        let mut parts = code.split(',');
+        let kind = parts.next().unwrap_or_default();
+        let data: serde_json::Map<String, Value> = parts
+            .filter_map(|p| p.split_once('='))
+            .map(|(k, v)| (k.to_owned(), Value::String(cq_unescape(v))))
+            .collect();
+        segments.push(json!({"type": kind, "data": data}));
+        rest = &rest[start + len + 1..];
+    }
+    push_text(rest, &mut segments);
+    segments
+}
+
+#[async_trait]
+impl Channel for OnebotChannel {
+    fn name(&self) -> &str {
+        "onebot"
+    }
+
+    async fn run(
+        &self,
+        inbox: Arc<dyn Inbox>,
+        stop: CancellationToken,
+    ) -> Result<(), ChannelError> {
+        self.inner.run(&inbox, &stop).await
+    }
+
+    async fn send(&self, msg: &OutboundMessage) -> Result<(), ChannelError> {
+        self.inner.send(msg).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn cq_strings_become_segments_and_are_unescaped() {
+        let segs = parse_cq(
+            "&#91;hi&#93; [CQ:at,qq=10001] a&amp;b [CQ:image,file=x.jpg,url=https://h/p?a=1&amp;b=2&#44;3]",
+        );
+        assert_eq!(segs[0], json!({"type": "text", "data": {"text": "[hi] "}}));
+        assert_eq!(segs[1], json!({"type": "at", "data": {"qq": "10001"}}));
+        assert_eq!(segs[2], json!({"type": "text", "data": {"text": " a&b "}}));
+        assert_eq!(segs[3]["data"]["url"], "https://h/p?a=1&b=2,3");
+        // A broken code stays text.
+        let broken = parse_cq("see [CQ:at,qq=1");
+        assert_eq!(
+            broken,
+            vec![json!({"type": "text", "data": {"text": "see [CQ:at,qq=1"}})]
+        );
+    }
+
+    #[test]
+    fn segments_give_text_mentions_and_files() {
+        let segs = json!([
+            {"type": "reply", "data": {"id": "77"}},
+            {"type": "at", "data": {"qq": "10001"}},
+            {"type": "text", "data": {"text": " hello "}},
+            {"type": "at", "data": {"qq": 42, "name": "Ada"}},
+            {"type": "image", "data": {"file": "abc.image", "url": "https://img/1"}},
+            {"type": "record", "data": {"file": "file:///etc/passwd"}},
+            {"type": "record", "data": {"file": "https://voice/2"}},
+            {"type": "face", "data": {"id": "1"}}
+        ]);
+        let p = read_segments(segs.as_array().unwrap(), Some("10001"));
+        assert!(p.mentioned);
+        assert_eq!(p.text, "hello @Ada");
+        assert_eq!(p.reply_to.as_deref(), Some("77"));
+        assert_eq!(
+            p.files,
+            vec![
+                FileRef {
+                    kind: MediaKind::Image,
+                    url: "https://img/1".into()
+                },
+                FileRef {
+                    kind: MediaKind::Audio,
+                    url: "https://voice/2".into()
+                },
+            ]
+        );
+        assert!(!read_segments(segs.as_array().unwrap(), Some("9")).mentioned);
+    }
+
+    #[test]
+    fn chat_ids_pick_the_action() {
+        assert_eq!(Chat::parse("private:42").unwrap(), Chat::Private(42));
+        assert_eq!(Chat::parse("group:7").unwrap(), Chat::Group(7));
+        assert!(Chat::parse("42").is_err());
+        assert!(Chat::parse("group:x").is_err());
+        let (action, params) = Chat::Group(7).action(json!([]));
+        assert_eq!(action, "send_group_msg");
+        assert_eq!(params["group_id"], 7);
+    }
+
+    #[test]
+    fn failed_actions_say_why() {
+        let ok = json!({"status": "ok", "retcode": 0, "data": {"message_id": 1}, "echo": "e"});
+        assert!(action_result("send_private_msg", ok).is_ok());
+        let failed = json!({"status": "failed", "retcode": 100, "wording": "risk control"});
+        let e = action_result("send_group_msg", failed).unwrap_err();
+        assert!(
+            matches!(e, ChannelError::Platform(ref m) if m.contains("retcode 100") && m.contains("risk control")),
+            "{e}"
+        );
+        let bad = json!({"status": "failed", "retcode": 1400, "msg": "bad params"});
+        assert!(matches!(
+            action_result("x", bad),
+            Err(ChannelError::Rejected(_))
+        ));
+    }
 }

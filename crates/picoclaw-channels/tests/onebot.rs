@@ -1,0 +1,328 @@
+//! The OneBot v11 channel against a loopback implementation (a forward WebSocket server that
+//! checks the access token, pushes events and answers actions by echo).
+#![cfg(feature = "onebot")]
+#![allow(clippy::unwrap_used, clippy::expect_used)] // A test panics on what it did not expect.
+
+mod common;
+
+use common::{Kept, wait_kept};
+
+use picoclaw_api::{MediaKind, OutboundMessage};
+use picoclaw_channels::onebot::OnebotChannel;
+use picoclaw_channels::{Channel, ChannelError, ChannelSetup};
+use picoclaw_testkit::onebot::FakeOnebot;
+use serde_json::{Value, json};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+
+const BOT: i64 = 10001;
+const ADA: i64 = 42;
+const TOKEN: &str = "onebot-token";
+
+struct Running {
+    channel: Arc<OnebotChannel>,
+    inbox: Arc<Kept>,
+    stop: CancellationToken,
+    task: tokio::task::JoinHandle<Result<(), ChannelError>>,
+    _dir: tempfile::TempDir,
+}
+
+fn settings(fake: &FakeOnebot, extra: Value) -> Value {
+    let mut v = json!({"enabled": true, "ws_url": fake.ws_url(), "access_token": TOKEN,
+                       "reconnect_interval": 1, "allow_from": [ADA], "rate_limit_per_minute": 0});
+    for (k, val) in extra.as_object().unwrap() {
+        v[k] = val.clone();
+    }
+    v
+}
+
+fn start(settings: Value) -> Running {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("workspace")).unwrap();
+    let setup = ChannelSetup::new(
+        "onebot",
+        settings,
+        &dir.path().join("workspace"),
+        &dir.path().join("home"),
+    );
+    let channel = Arc::new(OnebotChannel::from_setup(&setup).unwrap());
+    let inbox = Arc::new(Kept::default());
+    let stop = CancellationToken::new();
+    let task = {
+        let (channel, inbox, stop) = (Arc::clone(&channel), Arc::clone(&inbox), stop.clone());
+        tokio::spawn(async move { channel.run(inbox, stop).await })
+    };
+    Running {
+        channel,
+        inbox,
+        stop,
+        task,
+        _dir: dir,
+    }
+}
+
+async fn block<T>(f: impl FnOnce() -> T) -> T {
+    tokio::task::block_in_place(f)
+}
+
+fn text(t: &str) -> Value {
+    json!({"type": "text", "data": {"text": t}})
+}
+
+fn contents(inbox: &Kept) -> Vec<String> {
+    inbox.all().iter().map(|m| m.content.clone()).collect()
+}
+
+/// Sends once the connection is up (the channel registers its writer just after the handshake).
+async fn send_when_connected(run: &Running, msg: &OutboundMessage) -> Result<(), ChannelError> {
+    for _ in 0..200 {
+        match run.channel.send(msg).await {
+            Err(ChannelError::Platform(m)) if m.contains("not connected") => {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            other => return other,
+        }
+    }
+    panic!("never connected");
+}
+
+#[tokio::test]
+async fn a_missing_or_wrong_ws_url_is_refused_at_build() {
+    let dir = tempfile::tempdir().unwrap();
+    for (settings, named) in [
+        (json!({"enabled": true}), "channels.onebot.ws_url"),
+        (json!({"ws_url": "http://127.0.0.1:3001"}), "ws://"),
+    ] {
+        let setup = ChannelSetup::new("onebot", settings, dir.path(), dir.path());
+        let e = OnebotChannel::from_setup(&setup).unwrap_err();
+        assert!(
+            matches!(e, ChannelError::Rejected(ref m) if m.contains(named)),
+            "{e}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_wrong_access_token_is_a_clear_error() {
+    let fake = FakeOnebot::start(Some("the-real-one"), BOT);
+    let run = start(settings(&fake, json!({})));
+    let e = run.task.await.unwrap().unwrap_err();
+    match e {
+        ChannelError::Rejected(m) => {
+            assert!(m.contains("channels.onebot.access_token"), "{m}");
+            assert!(m.contains("401"), "{m}");
+            assert!(!m.contains(TOKEN), "the token is not echoed: {m}");
+        }
+        other => panic!("{other:?}"),
+    }
+    block(|| fake.wait_for("the refusal", |f| f.refused() == 1)).await;
+    assert_eq!(fake.connections(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn private_messages_are_delivered_once_and_the_rest_ignored() {
+    let fake = FakeOnebot::start(Some(TOKEN), BOT);
+    let run = start(settings(&fake, json!({})));
+    let first = fake.private_message(ADA, json!([text("hello [there]")]));
+    let id = first["message_id"].to_string();
+    let mut own = fake.private_message(BOT, json!([text("my own words")]));
+    own["user_id"] = json!(BOT);
+    let mut sent_event = fake.private_message(ADA, json!([text("sent elsewhere")]));
+    sent_event["post_type"] = json!("message_sent");
+    let cq = fake.private_message(ADA, json!("a&amp;b &#91;x&#93; [CQ:face,id=14]"));
+    block(|| {
+        fake.push(&first);
+        fake.push(&first);
+        fake.push(&fake.heartbeat());
+        fake.push(&fake.private_message(43, json!([text("a stranger")])));
+        fake.push(&own);
+        fake.push(&sent_event);
+        fake.push(&json!({"post_type": "message", "message_type": "private", "user_id": [1]}));
+        fake.push(&json!("just a string"));
+        fake.push(&cq);
+    })
+    .await;
+    wait_kept(&run.inbox, 2).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(contents(&run.inbox), ["hello [there]", "a&b [x]"]);
+    let m = &run.inbox.all()[0];
+    assert_eq!(m.chat_id, "private:42");
+    assert_eq!(m.sender_id, "42");
+    assert_eq!(m.metadata["message_id"], id);
+    assert_eq!(m.metadata["user_name"], "Ada");
+    assert!(fake.actions().is_empty(), "{:?}", fake.actions());
+    run.stop.cancel();
+    assert!(run.task.await.unwrap().is_ok());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn groups_need_a_mention_of_the_bot_or_a_prefix() {
+    let fake = FakeOnebot::start(Some(TOKEN), BOT);
+    let run = start(settings(
+        &fake,
+        json!({"group_trigger": {"prefixes": ["/ai"]}}),
+    ));
+    let at = |qq: i64| json!({"type": "at", "data": {"qq": qq.to_string()}});
+    block(|| {
+        fake.push(&fake.group_message(7, ADA, json!([text("chatter")])));
+        fake.push(&fake.group_message(7, ADA, json!([at(555), text(" not you")])));
+        fake.push(&fake.group_message(7, ADA, json!([at(BOT), text(" what time is it?")])));
+        fake.push(&fake.group_message(7, ADA, json!(format!("[CQ:at,qq={BOT}] and now?"))));
+        fake.push(&fake.group_message(7, ADA, json!([text("/ai weather")])));
+        fake.push(&fake.group_message(7, 43, json!([at(BOT), text(" stranger")])));
+    })
+    .await;
+    wait_kept(&run.inbox, 3).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(
+        contents(&run.inbox),
+        ["what time is it?", "and now?", "weather"]
+    );
+    let m = &run.inbox.all()[0];
+    assert_eq!(m.chat_id, "group:7");
+    assert_eq!(m.sender_id, "42");
+    assert_eq!(m.metadata["user_name"], "Ada L.");
+    run.stop.cancel();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn answers_are_plain_split_threaded_and_failures_reported() {
+    let fake = FakeOnebot::start(Some(TOKEN), BOT);
+    let run = start(settings(&fake, json!({})));
+    let mut answer = OutboundMessage::new(
+        "onebot",
+        "private:42",
+        format!("**Sure**: `ls`\n\n{}", "lorem ipsum ".repeat(500)),
+    );
+    answer.reply_to = Some("5001".into());
+    send_when_connected(&run, &answer).await.unwrap();
+    run.channel
+        .send(&OutboundMessage::new("onebot", "group:7", "to the group"))
+        .await
+        .unwrap();
+    let actions = fake.actions();
+    assert_eq!(actions.len(), 3, "{actions:?}");
+    assert_eq!(actions[0]["action"], "send_private_msg");
+    assert_eq!(actions[0]["params"]["user_id"], ADA);
+    assert_eq!(
+        actions[0]["params"]["message"][0],
+        json!({"type": "reply", "data": {"id": "5001"}})
+    );
+    let first = actions[0]["params"]["message"][1]["data"]["text"]
+        .as_str()
+        .unwrap();
+    assert!(first.starts_with("Sure: ls"), "{first}");
+    assert_eq!(actions[1]["params"]["message"][0]["type"], "text");
+    for a in &actions[..2] {
+        let t = a["params"]["message"].as_array().unwrap().last().unwrap()["data"]["text"]
+            .as_str()
+            .unwrap();
+        assert!(t.chars().count() <= 4500);
+    }
+    assert_ne!(actions[0]["echo"], actions[1]["echo"]);
+    assert_eq!(actions[2]["action"], "send_group_msg");
+    assert_eq!(actions[2]["params"]["group_id"], 7);
+
+    fake.fail_next(100, "risk control");
+    let e = run
+        .channel
+        .send(&OutboundMessage::new("onebot", "group:7", "hi"))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(e, ChannelError::Platform(ref m) if m.contains("retcode 100") && m.contains("risk control")),
+        "{e}"
+    );
+    let e = run
+        .channel
+        .send(&OutboundMessage::new("onebot", "42", "hi"))
+        .await
+        .unwrap_err();
+    assert!(matches!(e, ChannelError::Rejected(_)), "{e}");
+    run.stop.cancel();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_channel_reconnects_after_the_implementation_drops_it() {
+    let fake = FakeOnebot::start(Some(TOKEN), BOT);
+    let run = start(settings(&fake, json!({})));
+    block(|| fake.wait_for("the connection", |f| f.connections() == 1)).await;
+    block(|| fake.drop_connections()).await;
+    block(|| fake.wait_for("the second connection", |f| f.connections() == 2)).await;
+    block(|| fake.push(&fake.private_message(ADA, json!([text("still there?")])))).await;
+    wait_kept(&run.inbox, 1).await;
+    send_when_connected(&run, &OutboundMessage::new("onebot", "private:42", "yes"))
+        .await
+        .unwrap();
+    assert_eq!(fake.actions().len(), 1);
+    run.stop.cancel();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn images_and_voice_are_saved_and_strangers_pair() {
+    let fake = FakeOnebot::start(None, BOT);
+    let run = start(settings(
+        &fake,
+        json!({"allow_from": [], "access_token": ""}),
+    ));
+    let code = run.channel.access().pairing_code().unwrap();
+    let image = fake.add_file("a.png", b"\x89PNG pixels", "image/png");
+    let voice = fake.add_file("v.amr", b"#!AMR voice", "audio/amr");
+    block(|| {
+        fake.push(&fake.private_message(ADA, json!([text("hi?")])));
+        fake.push(&fake.private_message(ADA, json!([text(&format!("/pair {code}"))])));
+        fake.push(&fake.private_message(
+            ADA,
+            json!([
+                text("look"),
+                {"type": "image", "data": {"file": "a.image", "url": image}},
+                {"type": "record", "data": {"file": voice}},
+                {"type": "image", "data": {"file": "file:///etc/passwd"}}
+            ]),
+        ));
+    })
+    .await;
+    wait_kept(&run.inbox, 1).await;
+    let m = &run.inbox.all()[0];
+    assert_eq!(m.content, "look");
+    assert_eq!(m.media.len(), 2, "{:?}", m.media);
+    assert_eq!(m.media[0].kind, MediaKind::Image);
+    assert_eq!(m.media[0].mime.as_deref(), Some("image/png"));
+    assert_eq!(
+        std::fs::read(&m.media[0].location).unwrap(),
+        b"\x89PNG pixels"
+    );
+    assert_eq!(m.media[1].kind, MediaKind::Audio);
+    assert_eq!(std::fs::read(&m.media[1].location).unwrap(), b"#!AMR voice");
+    let notices = fake.actions();
+    assert_eq!(notices.len(), 1, "{notices:?}");
+    assert_eq!(notices[0]["action"], "send_private_msg");
+    let said = notices[0]["params"]["message"][0]["data"]["text"]
+        .as_str()
+        .unwrap();
+    assert!(said.starts_with("Paired"), "{said}");
+    run.stop.cancel();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_rate_limit_drops_bursts_and_says_so_once() {
+    let fake = FakeOnebot::start(Some(TOKEN), BOT);
+    let run = start(settings(&fake, json!({"rate_limit_per_minute": 1})));
+    block(|| {
+        for n in 0..3 {
+            fake.push(&fake.private_message(ADA, json!([text(&format!("burst {n}"))])));
+        }
+    })
+    .await;
+    block(|| fake.wait_for("the slow-down notice", |f| !f.actions().is_empty())).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(contents(&run.inbox), ["burst 0"]);
+    let actions = fake.actions();
+    assert_eq!(actions.len(), 1, "{actions:?}");
+    let said = actions[0]["params"]["message"][0]["data"]["text"]
+        .as_str()
+        .unwrap();
+    assert!(said.contains("slow down"), "{said}");
+    run.stop.cancel();
+}
