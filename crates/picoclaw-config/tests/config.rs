@@ -210,7 +210,16 @@ fn the_six_messengers_load_in_both_layouts_of_the_original() {
     let c = load_with_env(&home.paths(), &env(&[])).unwrap().config;
     assert_eq!(
         c.channels.enabled(),
-        ["whatsapp", "line", "feishu", "dingtalk", "qq", "onebot", "wecom", "wecom_app"]
+        [
+            "whatsapp",
+            "line",
+            "feishu",
+            "dingtalk",
+            "qq",
+            "onebot",
+            "wecom",
+            "wecom_app"
+        ]
     );
     assert_eq!(c.channels.onebot.as_ref().unwrap().allow_from, ["10001"]);
     assert_eq!(
@@ -240,8 +249,10 @@ fn the_six_messengers_load_in_both_layouts_of_the_original() {
     let typo = warnings_of(&json!({"channels": {"line": {"enabled": false,
         "settings": {"chanel_secret": "s"}}}}));
     assert!(
-        typo.contains("unknown key 'channels.line.chanel_secret' is ignored (did you mean \
-                       'channels.line.channel_secret'?)"),
+        typo.contains(
+            "unknown key 'channels.line.chanel_secret' is ignored (did you mean \
+                       'channels.line.channel_secret'?)"
+        ),
         "{typo}"
     );
 }

@@ -126,7 +126,8 @@ fn edit_config(home: &std::path::Path, edit: impl FnOnce(&mut Value)) {
     feature = "slack",
     feature = "discord",
     feature = "pico",
-    feature = "maixcam"
+    feature = "maixcam",
+    feature = "line"
 ))]
 fn set_channels(home: &std::path::Path, channels: Value) {
     edit_config(home, |config| config["channels"] = channels);
@@ -176,6 +177,16 @@ mod api;
 mod azure;
 #[cfg(feature = "maixcam")]
 mod maixcam;
+#[cfg(all(
+    feature = "whatsapp",
+    feature = "line",
+    feature = "feishu",
+    feature = "dingtalk",
+    feature = "qq",
+    feature = "onebot",
+    feature = "wecom"
+))]
+mod messengers;
 #[cfg(feature = "pico")]
 mod pico;
 mod slack;
