@@ -818,7 +818,7 @@ impl Channel for DingtalkChannel {
         let mut attempt = 0u32;
         loop {
             let opened = match inner.open().await {
-                Ok(url) => crate::wsclient::connect("DingTalk Stream", &url, &[]).await,
+                Ok(url) => crate::wsclient::connect_ticket("DingTalk Stream", &url, &[]).await,
                 Err(e) => Err(e),
             };
             match opened {

@@ -66,9 +66,13 @@ impl GroupTrigger {
             return None;
         }
         self.prefixes.iter().find_map(|p| {
-            trimmed
-                .strip_prefix(p.as_str())
-                .map(|rest| rest.trim_start().to_owned())
+            let rest = trimmed.strip_prefix(p.as_str())?;
+            // `/ai` must not take "/aircon is broken": a prefix ending in a letter or digit
+            // needs something else after it. Prefixes in scripts written without spaces
+            // ("小助手你好") match as they are.
+            let glued = p.chars().last().is_some_and(|c| c.is_ascii_alphanumeric())
+                && rest.chars().next().is_some_and(|c| c.is_ascii_alphanumeric());
+            (!glued).then(|| rest.trim_start().to_owned())
         })
     }
 }
@@ -139,6 +143,10 @@ mod tests {
             Some("what time")
         );
         assert_eq!(old.admit("chatter", false), None);
+        assert_eq!(old.admit("/aircon is broken", false), None);
+        assert_eq!(old.admit("/ai, hi", false).as_deref(), Some(", hi"));
+        let cjk = GroupTrigger::from_settings(&json!({"group_trigger_prefix": ["小助手"]}));
+        assert_eq!(cjk.admit("小助手你好", false).as_deref(), Some("你好"));
         assert_eq!(old.admit("chatter", true).as_deref(), Some("chatter"));
 
         let later = GroupTrigger::from_settings(

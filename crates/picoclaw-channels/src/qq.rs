@@ -466,7 +466,7 @@ impl Inner {
         let url = s(&gateway, "url").ok_or_else(|| {
             ChannelError::Platform(format!("qq: /gateway named no url: {gateway}"))
         })?;
-        crate::wsclient::connect("the QQ gateway", url, &[]).await
+        crate::wsclient::connect_ticket("the QQ gateway", url, &[]).await
     }
 
     /// Speaks the gateway protocol on one connection until it ends.

@@ -48,6 +48,21 @@ pub(crate) async fn connect(
         })?
 }
 
+/// [`connect`] for a URL the platform handed out with a ticket in it (Feishu, DingTalk, QQ's
+/// gateway): a refused handshake there means the ticket expired, not that the configured
+/// credentials are wrong, so every failure is [`ChannelError::Platform`] (retried with a new
+/// ticket) rather than [`ChannelError::Rejected`].
+pub(crate) async fn connect_ticket(
+    what: &str,
+    url: &str,
+    headers: &[(&str, String)],
+) -> Result<WsStream, ChannelError> {
+    connect(what, url, headers).await.map_err(|e| match e {
+        ChannelError::Rejected(text) => ChannelError::Platform(text),
+        other => other,
+    })
+}
+
 /// `url` as errors and logs show it: without its query and user info, where platforms put
 /// tickets, tokens and access keys (Feishu, DingTalk, a OneBot `?access_token=`).
 pub(crate) fn shown(url: &str) -> String {

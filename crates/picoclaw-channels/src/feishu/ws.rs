@@ -7,7 +7,7 @@
 use super::Inner;
 use super::api::ClientConfig;
 use super::frame::{CONTROL, DATA, Frame};
-use crate::wsclient::{CloseFrame, Message, connect, reconnect_delay};
+use crate::wsclient::{CloseFrame, Message, connect_ticket, reconnect_delay};
 use crate::{ChannelError, Inbox};
 use futures::{SinkExt, StreamExt};
 use std::collections::HashMap;
@@ -111,7 +111,7 @@ async fn session(
     config: &mut ClientConfig,
 ) -> Result<(), ChannelError> {
     let service = service_id(url)?;
-    let ws = connect("Feishu's long connection", url, &[])
+    let ws = connect_ticket("Feishu's long connection", url, &[])
         .await
         .map_err(|e| redacted(e, url))?;
     tracing::info!("feishu: long connection open");
