@@ -114,6 +114,20 @@ impl Seen {
         true
     }
 
+    /// Takes `id` for one delivery attempt: `None` when it was taken before (a redelivery).
+    /// Call it after the sender passed the access checks (a stranger's flood must not push the
+    /// ids of allowed users out). The claim forgets the id again when it is dropped without
+    /// [`Claim::keep`], so a handler that ends early — the inbox refused the message, or the
+    /// future was dropped because the platform gave up on the webhook or the channel stopped —
+    /// lets the platform's redelivery through.
+    pub fn claim(&self, id: &str) -> Option<Claim<'_>> {
+        self.first(id).then(|| Claim {
+            seen: self,
+            id: id.to_owned(),
+            kept: false,
+        })
+    }
+
     /// Forgets `id` (the inbox refused the message: the platform's redelivery must get
     /// through).
     pub fn forget(&self, id: &str) {
@@ -124,6 +138,30 @@ impl Seen {
         let (set, order) = &mut *guard;
         if set.remove(id) {
             order.retain(|x| x != id);
+        }
+    }
+}
+
+/// An id taken by [`Seen::claim`]: forgotten on drop unless kept.
+#[derive(Debug)]
+#[must_use = "a claim dropped at once forgets the id again"]
+pub struct Claim<'a> {
+    seen: &'a Seen,
+    id: String,
+    kept: bool,
+}
+
+impl Claim<'_> {
+    /// The message was delivered: the id stays taken.
+    pub fn keep(mut self) {
+        self.kept = true;
+    }
+}
+
+impl Drop for Claim<'_> {
+    fn drop(&mut self) {
+        if !self.kept {
+            self.seen.forget(&self.id);
         }
     }
 }
@@ -176,5 +214,16 @@ mod tests {
             assert!(seen.first(&i.to_string()));
         }
         assert!(seen.first("a"), "the oldest id is pushed out");
+    }
+
+    #[test]
+    fn a_claim_dropped_unkept_lets_the_redelivery_through() {
+        let seen = Seen::new(16);
+        let claim = seen.claim("m1").unwrap();
+        assert!(seen.claim("m1").is_none(), "taken while the first attempt runs");
+        drop(claim);
+        let again = seen.claim("m1").unwrap();
+        again.keep();
+        assert!(seen.claim("m1").is_none());
     }
 }
