@@ -8,8 +8,17 @@ use std::path::PathBuf;
 use std::sync::Mutex;
 use std::time::Instant;
 
-/// Wrong codes that close the pairing.
-pub const MAX_WRONG_CODES: u32 = 5;
+/// Wrong codes (from everyone together) that close the pairing: 20 guesses of a 6-digit code
+/// succeed with a chance of 2 in 100 000.
+pub const MAX_WRONG_CODES: u32 = 20;
+
+/// Refused `/pair` messages one sender gets an answer to; after that their `/pair` messages are
+/// ignored like any stranger's, so one stranger can neither close the pairing for everyone nor
+/// make the bot answer them without end (each answer costs a platform send).
+pub const MAX_REFUSALS_PER_SENDER: u32 = 3;
+
+/// Senders whose refusals are counted; past this many, a new sender's `/pair` is ignored.
+const COUNTED_SENDERS: usize = 4096;
 
 /// What a `/pair` message did.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -29,6 +38,8 @@ pub struct Access {
     code: Mutex<Option<String>>,
     /// Wrong codes so far; pairing closes after `MAX_WRONG_CODES` (no guessing a 6-digit code).
     wrong: Mutex<u32>,
+    /// Refused `/pair` messages per sender.
+    refusals: Mutex<HashMap<String, u32>>,
     file: Option<PathBuf>,
     per_minute: u32,
     /// user → (tokens left, last refill, warned since it ran out)
@@ -89,6 +100,7 @@ impl Access {
             paired: Mutex::new(paired),
             code: Mutex::new(code),
             wrong: Mutex::new(0),
+            refusals: Mutex::new(HashMap::new()),
             file: paired_file,
             per_minute,
             buckets: Mutex::new(HashMap::new()),
@@ -109,10 +121,33 @@ impl Access {
         listed || lock(&self.paired).contains(user_id)
     }
 
-    /// Handles `/pair CODE` from `user_id`; `None` when `text` is not a pairing message.
+    /// Handles `/pair CODE` from `user_id`; `None` when `text` is not a pairing message, or
+    /// when the sender was refused [`MAX_REFUSALS_PER_SENDER`] times already (the message is
+    /// then the stranger's like any other: ignored).
     pub fn try_pair(&self, user_id: &str, text: &str) -> Option<Pairing> {
         let given = text.trim().strip_prefix("/pair")?.trim();
         let given = given.split_whitespace().next().unwrap_or_default();
+        {
+            let mut refusals = lock(&self.refusals);
+            let counted = refusals.len() < COUNTED_SENDERS || refusals.contains_key(user_id);
+            let n = refusals.entry(user_id.to_owned()).or_insert(0);
+            if !counted || *n >= MAX_REFUSALS_PER_SENDER {
+                if counted {
+                    tracing::debug!(channel = %self.channel, user = user_id, "pairing: sender refused too often; ignored");
+                } else {
+                    refusals.remove(user_id);
+                }
+                return None;
+            }
+        }
+        let outcome = self.pair(user_id, given);
+        if outcome == Pairing::Refused {
+            *lock(&self.refusals).entry(user_id.to_owned()).or_insert(0) += 1;
+        }
+        Some(outcome)
+    }
+
+    fn pair(&self, user_id: &str, given: &str) -> Pairing {
         let mut code = lock(&self.code);
         match code.as_deref() {
             Some(c) if !given.is_empty() && c == given => {
@@ -136,7 +171,7 @@ impl Access {
                 }
                 tracing::warn!(channel = %self.channel, user = user_id, "paired with the one-time code");
                 tracing::trace!(target: "audit", kind = "pairing", channel = %self.channel, user = user_id, outcome = "paired", "pairing");
-                Some(Pairing::Paired)
+                Pairing::Paired
             }
             Some(_) => {
                 let mut wrong = lock(&self.wrong);
@@ -151,9 +186,9 @@ impl Access {
                         self.channel
                     );
                 }
-                Some(Pairing::Refused)
+                Pairing::Refused
             }
-            None => Some(Pairing::Refused),
+            None => Pairing::Refused,
         }
     }
 
@@ -218,15 +253,27 @@ mod tests {
             Some(Pairing::Refused)
         );
         assert!(!access.allowed("43", None));
-        // Guessing closes it.
+        // One guesser is answered a few times, then ignored, and cannot close it alone.
         let guessed = Access::new("telegram", vec![], None, 0);
         let code = guessed.pairing_code().unwrap();
-        for _ in 0..MAX_WRONG_CODES {
+        for _ in 0..MAX_REFUSALS_PER_SENDER {
             assert_eq!(guessed.try_pair("66", "/pair 1"), Some(Pairing::Refused));
         }
-        assert!(guessed.pairing_code().is_none());
+        assert_eq!(guessed.try_pair("66", "/pair 1"), None);
+        assert_eq!(guessed.try_pair("66", &format!("/pair {code}")), None);
+        assert!(guessed.pairing_code().is_some());
+        // Many guessers together close it.
+        let mut sender = 100;
+        while guessed.pairing_code().is_some() {
+            assert_eq!(
+                guessed.try_pair(&sender.to_string(), "/pair 1"),
+                Some(Pairing::Refused)
+            );
+            sender += 1;
+        }
+        assert_eq!(sender - 100 + MAX_REFUSALS_PER_SENDER, MAX_WRONG_CODES);
         assert_eq!(
-            guessed.try_pair("66", &format!("/pair {code}")),
+            guessed.try_pair("7", &format!("/pair {code}")),
             Some(Pairing::Refused)
         );
         // Kept across restarts, and no new code is opened then.

@@ -71,7 +71,10 @@ impl GroupTrigger {
             // needs something else after it. Prefixes in scripts written without spaces
             // ("小助手你好") match as they are.
             let glued = p.chars().last().is_some_and(|c| c.is_ascii_alphanumeric())
-                && rest.chars().next().is_some_and(|c| c.is_ascii_alphanumeric());
+                && rest
+                    .chars()
+                    .next()
+                    .is_some_and(|c| c.is_ascii_alphanumeric());
             (!glued).then(|| rest.trim_start().to_owned())
         })
     }
@@ -220,7 +223,10 @@ mod tests {
     fn a_claim_dropped_unkept_lets_the_redelivery_through() {
         let seen = Seen::new(16);
         let claim = seen.claim("m1").unwrap();
-        assert!(seen.claim("m1").is_none(), "taken while the first attempt runs");
+        assert!(
+            seen.claim("m1").is_none(),
+            "taken while the first attempt runs"
+        );
         drop(claim);
         let again = seen.claim("m1").unwrap();
         again.keep();

@@ -1,8 +1,9 @@
 //! A webhook listener of a channel's own, for the original PicoClaw's `webhook_host`,
 //! `webhook_port` and `webhook_path` (LINE, WeCom): when the port differs from the gateway's,
 //! the channel serves its callbacks there too, exactly as on the gateway's `/webhook/<name>`
-//! (the same handler, so the same signature checks). Plain HTTP/1.1, bodies up to 1 MiB;
-//! other paths get 404.
+//! (the same handler, so the same signature checks). Plain HTTP/1.1, one request per
+//! connection, bodies up to 1 MiB, headers within 10 s, each connection done within a minute,
+//! at most 256 connections at once (more wait in the kernel's backlog); other paths get 404.
 
 use crate::ChannelError;
 use bytes::Bytes;
@@ -22,6 +23,19 @@ const MAX_BODY: usize = 1 << 20;
 
 /// Longest a request may take to arrive and be answered.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Longest a client may take to send the request line and headers (shorter in unit tests).
+const HEADER_TIMEOUT: Duration = if cfg!(test) {
+    Duration::from_millis(300)
+} else {
+    Duration::from_secs(10)
+};
+
+/// Longest a connection may stay open, whatever it does.
+const CONNECTION_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Connections served at once.
+const MAX_CONNECTIONS: usize = 256;
 
 /// What answers one callback.
 pub(crate) type Handler = Arc<
@@ -83,7 +97,17 @@ pub(crate) async fn serve(
     })?;
     tracing::info!(%channel, %addr, %path, "webhook listener of the channel's own");
     let path: Arc<str> = path.into();
+    let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
     loop {
+        // A free slot first: a flood of idle connections waits in the backlog instead of
+        // taking every file descriptor of the gateway.
+        let slot = tokio::select! {
+            () = stop.cancelled() => return Ok(()),
+            slot = Arc::clone(&slots).acquire_owned() => match slot {
+                Ok(slot) => slot,
+                Err(_) => return Ok(()),
+            },
+        };
         let (tcp, _peer) = tokio::select! {
             () = stop.cancelled() => return Ok(()),
             accepted = listener.accept() => match accepted {
@@ -99,15 +123,19 @@ pub(crate) async fn serve(
         let path = Arc::clone(&path);
         let stop = stop.clone();
         tokio::spawn(async move {
+            let _slot = slot;
             let service = hyper::service::service_fn(move |req: Request<Incoming>| {
                 let handler = Arc::clone(&handler);
                 let path = Arc::clone(&path);
                 async move { Ok::<_, std::convert::Infallible>(answer(req, &path, handler).await) }
             });
             let conn = hyper::server::conn::http1::Builder::new()
+                .timer(hyper_util::rt::TokioTimer::new())
+                .header_read_timeout(HEADER_TIMEOUT)
+                .keep_alive(false)
                 .serve_connection(hyper_util::rt::TokioIo::new(tcp), service);
             tokio::select! {
-                _ = conn => {}
+                _ = tokio::time::timeout(CONNECTION_TIMEOUT, conn) => {}
                 () = stop.cancelled() => {}
             }
         });
@@ -161,6 +189,61 @@ fn reply(r: WebhookResponse) -> Response<Full<Bytes>> {
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    /// A listener on a free loopback port answering `/hook` with 200 "ok".
+    async fn listening() -> (SocketAddr, CancellationToken) {
+        let free = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = free.local_addr().unwrap();
+        drop(free);
+        let stop = CancellationToken::new();
+        let handler: Handler = Arc::new(|_req| {
+            Box::pin(async { WebhookResponse::text(200, "ok") })
+                as Pin<Box<dyn Future<Output = WebhookResponse> + Send>>
+        });
+        let s = stop.clone();
+        tokio::spawn(async move { serve("line", addr, "/hook".into(), handler, s).await });
+        for _ in 0..200 {
+            if tokio::net::TcpStream::connect(addr).await.is_ok() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        (addr, stop)
+    }
+
+    async fn request(addr: SocketAddr, raw: &str) -> String {
+        let mut tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+        tcp.write_all(raw.as_bytes()).await.unwrap();
+        let mut out = String::new();
+        tcp.read_to_string(&mut out).await.unwrap();
+        out
+    }
+
+    #[tokio::test]
+    async fn a_client_that_never_finishes_its_headers_is_cut_off() {
+        let (addr, stop) = listening().await;
+        let mut slow = tokio::net::TcpStream::connect(addr).await.unwrap();
+        slow.write_all(b"POST /hook HTTP/1.1\r\nHost: x\r\n")
+            .await
+            .unwrap();
+        let mut buf = Vec::new();
+        // The server gives up on the headers and closes the connection.
+        let read = tokio::time::timeout(Duration::from_secs(20), slow.read_to_end(&mut buf)).await;
+        assert!(
+            read.is_ok(),
+            "the half-sent request was still open after 20 s"
+        );
+        let ok = request(
+            addr,
+            "POST /hook HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n",
+        )
+        .await;
+        assert!(ok.starts_with("HTTP/1.1 200"), "{ok}");
+        let other = request(addr, "GET /other HTTP/1.1\r\nHost: x\r\n\r\n").await;
+        assert!(other.starts_with("HTTP/1.1 404"), "{other}");
+        stop.cancel();
+    }
 
     #[test]
     fn the_own_listener_is_used_only_off_the_gateways_port() {
