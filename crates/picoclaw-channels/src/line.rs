@@ -12,7 +12,7 @@
 //! on a configured prefix; 1:1 chats always, subject to `allow_from` (LINE user ids `U...`).
 
 use crate::access::{Access, Pairing};
-use crate::group::{GroupTrigger, Seen};
+use crate::group::{Claim, GroupTrigger, Seen};
 use crate::settings::{ChannelSettings, Common};
 use crate::{Channel, ChannelError, ChannelSetup, Inbox, WebhookRequest, WebhookResponse};
 use async_trait::async_trait;
@@ -254,7 +254,9 @@ impl LineChannel {
             .map_err(|e| ChannelError::Platform(format!("line: {e}")))?
             .timeout(HTTP_TIMEOUT)
             .build()
-            .map_err(|e| ChannelError::Platform(format!("line: HTTP client: {e}")))?;
+            .map_err(|e| {
+                ChannelError::Platform(format!("line: HTTP client: {}", e.without_url()))
+            })?;
         Ok(Self {
             inner: Arc::new(Inner {
                 config,
@@ -292,7 +294,9 @@ impl Inner {
             .bearer_auth(&self.config.channel_access_token)
             .send()
             .await
-            .map_err(|e| ChannelError::Platform(format!("line: GET /v2/bot/info: {e}")))?;
+            .map_err(|e| {
+                ChannelError::Platform(format!("line: GET /v2/bot/info: {}", e.without_url()))
+            })?;
         let status = response.status();
         let body: Value = response.json().await.unwrap_or(Value::Null);
         if matches!(status.as_u16(), 401 | 403) {
@@ -351,7 +355,7 @@ impl Inner {
         for event in &events {
             if let Err(e) = self.take_event(event, &me, inbox).await {
                 tracing::warn!(error = %e, "line: a message was not kept; LINE may redeliver");
-                return WebhookResponse::text(500, format!("not kept: {e}"));
+                return WebhookResponse::text(500, "not kept, retry");
             }
         }
         WebhookResponse::text(200, "")
@@ -377,18 +381,13 @@ impl Inner {
         if user == me {
             return Ok(());
         }
-        let event_id = s(event, "webhookEventId").unwrap_or(message_id);
-        if !self.seen.first(event_id) {
-            tracing::debug!(event_id, "line: redelivered event dropped");
-            return Ok(());
-        }
         match self.admit(event, &message, &source, user, me).await {
-            Some(inbound) => {
+            Some((inbound, claim)) => {
                 let reply_token = s(event, "replyToken").map(str::to_owned);
-                if let Err(e) = inbox.deliver(inbound).await {
-                    self.seen.forget(event_id);
-                    return Err(e);
-                }
+                // On an error (or when LINE gives up on the webhook and this future is
+                // dropped) the claim is dropped unkept: the redelivery gets through.
+                inbox.deliver(inbound).await?;
+                claim.keep();
                 if let Some(token) = reply_token {
                     lock(&self.replies).insert(message_id, &token);
                 }
@@ -398,8 +397,9 @@ impl Inner {
         }
     }
 
-    /// The inbox message for a message event, or `None` when it is not for the agent (a group
-    /// line without mention or prefix, a stranger, a pairing attempt, a sticker...).
+    /// The inbox message for a message event and the claim on its event id, or `None` when it
+    /// is not for the agent (a group line without mention or prefix, a stranger, a pairing
+    /// attempt, a sticker...) or was taken before (LINE's redelivery keeps `webhookEventId`).
     async fn admit(
         &self,
         event: &Value,
@@ -407,7 +407,7 @@ impl Inner {
         source: &Value,
         user: &str,
         me: &str,
-    ) -> Option<InboundMessage> {
+    ) -> Option<(InboundMessage, Claim<'_>)> {
         let message_id = s(message, "id")?;
         let chat_kind = s(source, "type").unwrap_or("user");
         let direct = chat_kind == "user";
@@ -442,6 +442,12 @@ impl Inner {
             tracing::info!(user, "line: not on allow_from; ignored");
             return None;
         }
+        // Taken only now: a stranger's flood must not push the ids of allowed users out.
+        let event_id = s(event, "webhookEventId").unwrap_or(message_id);
+        let Some(claim) = self.seen.claim(event_id) else {
+            tracing::debug!(event_id, "line: redelivered event dropped");
+            return None;
+        };
         if let Err(first) = self.access().take(user) {
             if first {
                 self.notice(
@@ -469,11 +475,16 @@ impl Inner {
                 Ok(media) => inbound = inbound.with_media(media),
                 Err(e) => {
                     tracing::warn!(error = %e, "line: media not saved");
-                    inbound.content = format!("[a {msg_type} could not be downloaded: {e}]");
+                    // The agent gets a neutral note, never the transport's error text.
+                    inbound.content = if kind == MediaKind::Image {
+                        "[an image could not be downloaded]".to_owned()
+                    } else {
+                        "[a voice message could not be downloaded]".to_owned()
+                    };
                 }
             }
         }
-        Some(inbound)
+        Some((inbound, claim))
     }
 
     /// The text of a text message without the bot's mentions, and whether it was mentioned.
@@ -523,7 +534,7 @@ impl Inner {
             .bearer_auth(&self.config.channel_access_token)
             .send()
             .await
-            .map_err(|e| format!("download failed: {e}"))?;
+            .map_err(|e| format!("download failed: {}", e.without_url()))?;
         if !response.status().is_success() {
             return Err(format!("the content API answered {}", response.status()));
         }
@@ -542,7 +553,7 @@ impl Inner {
         while let Some(chunk) = response
             .chunk()
             .await
-            .map_err(|e| format!("download failed: {e}"))?
+            .map_err(|e| format!("download failed: {}", e.without_url()))?
         {
             if bytes.len() + chunk.len() > MAX_MEDIA_BYTES {
                 return Err("larger than 16 MiB".into());
@@ -587,7 +598,7 @@ impl Inner {
             .json(body)
             .send()
             .await
-            .map_err(|e| (0, e.to_string()))?;
+            .map_err(|e| (0, e.without_url().to_string()))?;
         let status = response.status();
         if status.is_success() {
             return Ok(());

@@ -242,7 +242,14 @@ async fn a_refused_delivery_is_not_acknowledged_and_its_redelivery_gets_through(
     let run = start_with(&fake, json!({})).await;
     run.inbox.fail.store(1, Ordering::SeqCst);
     let e = fake.text_event(ADA, "keep me");
-    assert_eq!(run.hook(fake.webhook(std::slice::from_ref(&e))).await, 500);
+    let inbox: Arc<dyn Inbox> = run.inbox.clone();
+    let refused = run
+        .channel
+        .webhook(fake.webhook(std::slice::from_ref(&e)), inbox)
+        .await;
+    assert_eq!(refused.status, 500);
+    // A fixed text: the inbox's error ("journal full") stays in the log.
+    assert_eq!(String::from_utf8_lossy(&refused.body), "not kept, retry");
     assert!(run.inbox.all().is_empty());
     assert_eq!(
         run.hook(fake.webhook(&[FakeLine::redelivery(&e)])).await,
@@ -359,4 +366,77 @@ async fn the_own_listener_takes_signed_requests() {
     assert_eq!(run.inbox.all()[0].content, "via port");
     run.stop.cancel();
     run.task.await.unwrap().unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_webhook_given_up_during_a_slow_download_lets_the_redelivery_through() {
+    let fake = FakeLine::start(SECRET, TOKEN);
+    let run = start_with(&fake, json!({})).await;
+    fake.stall_downloads(true);
+    let e = fake.media_event(ADA, "image", "image/png", b"\x89PNG slow");
+    // The gateway drops the handler when its webhook timeout passes.
+    let inbox: Arc<dyn Inbox> = run.inbox.clone();
+    let cut = tokio::time::timeout(
+        std::time::Duration::from_millis(300),
+        run.channel
+            .webhook(fake.webhook(std::slice::from_ref(&e)), inbox),
+    )
+    .await;
+    assert!(cut.is_err(), "the download was meant to stall");
+    assert_eq!(fake.downloads().len(), 1);
+    assert!(run.inbox.all().is_empty());
+    fake.stall_downloads(false);
+    assert_eq!(
+        run.hook(fake.webhook(&[FakeLine::redelivery(&e)])).await,
+        200
+    );
+    wait_kept(&run.inbox, 1).await;
+    let all = run.inbox.all();
+    assert_eq!(all.len(), 1);
+    assert_eq!(all[0].media.len(), 1, "{all:?}");
+    // Kept now: a further redelivery is dropped.
+    assert_eq!(
+        run.hook(fake.webhook(&[FakeLine::redelivery(&e)])).await,
+        200
+    );
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    assert_eq!(run.inbox.all().len(), 1);
+    run.stop.cancel();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_strangers_flood_does_not_push_out_the_ids_already_taken() {
+    let fake = FakeLine::start(SECRET, TOKEN);
+    let run = start_with(&fake, json!({})).await;
+    let e = fake.text_event(ADA, "only once");
+    assert_eq!(run.hook(fake.webhook(std::slice::from_ref(&e))).await, 200);
+    wait_kept(&run.inbox, 1).await;
+    // More strangers' events than the ids remembered (4096).
+    for _ in 0..5 {
+        let spam: Vec<Value> = (0..1000).map(|_| fake.text_event(EVE, "spam")).collect();
+        assert_eq!(run.hook(fake.webhook(&spam)).await, 200);
+    }
+    assert_eq!(
+        run.hook(fake.webhook(&[FakeLine::redelivery(&e)])).await,
+        200
+    );
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    let all = run.inbox.all();
+    assert_eq!(all.len(), 1, "the redelivery was taken again: {all:?}");
+    run.stop.cancel();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_failed_download_reaches_the_agent_as_a_neutral_note() {
+    let fake = FakeLine::start(SECRET, TOKEN);
+    let run = start_with(&fake, json!({})).await;
+    let mut e = fake.media_event(ADA, "image", "image/png", b"\x89PNG");
+    // Content the fake does not have: the content API answers 404.
+    e["message"]["id"] = json!("999999999");
+    assert_eq!(run.hook(fake.webhook(&[e])).await, 200);
+    wait_kept(&run.inbox, 1).await;
+    let m = &run.inbox.all()[0];
+    assert_eq!(m.content, "[an image could not be downloaded]");
+    assert!(m.media.is_empty());
+    run.stop.cancel();
 }

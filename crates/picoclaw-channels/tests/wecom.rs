@@ -267,7 +267,12 @@ async fn a_stranger_pairs_and_a_refused_delivery_is_retried() {
 
     run.inbox.fail.store(1, Ordering::SeqCst);
     let now = fake.app_callback(&fake.app_text("eve", "now?"));
-    assert_eq!(run.hook(now.clone()).await.status, 500);
+    let refused = run.hook(now.clone()).await;
+    // A fixed text: the inbox's error ("journal full") stays in the log.
+    assert_eq!(
+        (refused.status, body(&refused).as_str()),
+        (500, "not kept, retry")
+    );
     assert_eq!(run.hook(now).await.status, 200);
     wait_kept(&run.inbox, 1).await;
     let all = run.inbox.all();
@@ -398,5 +403,118 @@ async fn the_group_bots_encrypted_images_are_decrypted_and_saved() {
         (MediaKind::Image, Some("image/png"))
     );
     assert_eq!(std::fs::read(&media.location).unwrap(), png);
+    run.stop.cancel();
+}
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn secrets_stay_out_of_failed_downloads_sends_and_errors() {
+    let fake = FakeWecom::start(CORP, SECRET);
+    let run = start("wecom_app", app_settings(&fake, json!({}))).await;
+    wait(&fake, "the start's token", |f| f.token_calls() == 1).await;
+    fake.reset_connections(true);
+    // media/get?access_token=... fails: the agent gets a neutral note.
+    let image = fake.app_callback(&fake.app_media("ada", "image", "image/png", b"\x89PNG"));
+    assert_eq!(run.hook(image).await.status, 200);
+    wait_kept(&run.inbox, 1).await;
+    let m = run.inbox.all()[0].clone();
+    assert_eq!(m.content, "[a file could not be downloaded]");
+    assert!(m.media.is_empty());
+    // message/send?access_token=... fails: the error does not show the token.
+    let err = run
+        .channel
+        .send(&OutboundMessage::reply(&m, "answer"))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, ChannelError::Platform(_)), "{err:?}");
+    let text = err.to_string();
+    assert!(
+        !text.contains("tok-") && !text.contains("access_token"),
+        "{text}"
+    );
+    run.stop.cancel();
+
+    // gettoken?corpsecret=... fails at the start: the error does not show the secret.
+    let again = start("wecom_app", app_settings(&fake, json!({}))).await;
+    let err = again.task.await.unwrap().unwrap_err();
+    assert!(matches!(err, ChannelError::Platform(_)), "{err:?}");
+    let text = err.to_string();
+    assert!(
+        !text.contains(SECRET) && !text.contains("corpsecret"),
+        "{text}"
+    );
+
+    // The group bot's webhook_url?key=... fails: the error does not show the key.
+    let bot = start("wecom", bot_settings(&fake)).await;
+    let err = bot
+        .channel
+        .send(&OutboundMessage::reply(&m, "answer"))
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(!err.contains("fake-key") && !err.contains("key="), "{err}");
+    bot.stop.cancel();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_callback_given_up_during_a_slow_download_lets_the_retry_through() {
+    let fake = FakeWecom::start(CORP, SECRET);
+    let run = start("wecom_app", app_settings(&fake, json!({}))).await;
+    wait(&fake, "the start's token", |f| f.token_calls() == 1).await;
+    fake.stall_downloads(true);
+    let callback = fake.app_callback(&fake.app_media("ada", "image", "image/png", b"\x89PNG slow"));
+    // The gateway drops the handler when its webhook timeout passes.
+    let inbox: Arc<dyn Inbox> = run.inbox.clone();
+    let cut = tokio::time::timeout(
+        std::time::Duration::from_millis(300),
+        run.channel.webhook(callback.clone(), inbox),
+    )
+    .await;
+    assert!(cut.is_err(), "the download was meant to stall");
+    assert_eq!(fake.downloads().len(), 1);
+    fake.stall_downloads(false);
+    assert_eq!(run.hook(callback.clone()).await.status, 200);
+    wait_kept(&run.inbox, 1).await;
+    let all = run.inbox.all();
+    assert_eq!(all.len(), 1);
+    assert_eq!(all[0].media.len(), 1, "{all:?}");
+    // Kept now: a further retry is dropped.
+    assert_eq!(run.hook(callback).await.status, 200);
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    assert_eq!(run.inbox.all().len(), 1);
+    run.stop.cancel();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn callbacks_signed_more_than_an_hour_away_are_refused_as_replays() {
+    let fake = FakeWecom::start(CORP, SECRET);
+    let run = start("wecom_app", app_settings(&fake, json!({}))).await;
+    wait(&fake, "the start's token", |f| f.token_calls() == 1).await;
+    let now = unix_now();
+    let xml = fake.app_text("ada", "captured");
+    for ts in [
+        (now - 3 * 3600).to_string(),
+        (now + 3 * 3600).to_string(),
+        "1700000000".to_owned(),
+        "soon".to_owned(),
+    ] {
+        let r = run.hook(fake.app_callback_at(&xml, &ts)).await;
+        assert_eq!(r.status, 403, "timestamp {ts}");
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    assert!(run.inbox.all().is_empty());
+    // A few minutes of clock skew pass.
+    let r = run
+        .hook(fake.app_callback_at(&xml, &(now - 300).to_string()))
+        .await;
+    assert_eq!((r.status, body(&r).as_str()), (200, "success"));
+    wait_kept(&run.inbox, 1).await;
+    assert_eq!(run.inbox.all()[0].content, "captured");
     run.stop.cancel();
 }

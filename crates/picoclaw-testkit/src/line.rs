@@ -15,7 +15,7 @@ use serde_json::{Value, json};
 use std::collections::{HashMap, HashSet};
 use std::io::{Read, Write};
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 /// The bot's user id.
@@ -52,6 +52,8 @@ struct Inner {
     content: Mutex<HashMap<String, (String, Vec<u8>)>>,
     downloads: Mutex<Vec<String>>,
     next: AtomicU64,
+    /// Content downloads hold their answer back until this is cleared.
+    stall: AtomicBool,
 }
 
 /// A fake LINE platform; stops when dropped.
@@ -158,6 +160,9 @@ async fn content(
         return line_error(StatusCode::UNAUTHORIZED, UNAUTHORIZED);
     }
     inner.downloads.lock().unwrap().push(id.clone());
+    while inner.stall.load(Ordering::SeqCst) {
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
     match inner.content.lock().unwrap().get(&id) {
         Some((mime, bytes)) => (
             [(axum::http::header::CONTENT_TYPE, mime.clone())],
@@ -328,6 +333,11 @@ impl FakeLine {
     /// Message ids whose content was downloaded.
     pub fn downloads(&self) -> Vec<String> {
         self.inner.downloads.lock().unwrap().clone()
+    }
+
+    /// While `on`, content downloads hold their answer back (a slow download).
+    pub fn stall_downloads(&self, on: bool) {
+        self.inner.stall.store(on, Ordering::SeqCst);
     }
 
     /// Makes every reply token issued so far invalid (used, or expired).

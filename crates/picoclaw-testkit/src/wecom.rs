@@ -15,7 +15,7 @@ use picoclaw_api::WebhookRequest;
 use serde_json::{Value, json};
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 /// The callback token the fake signs with.
@@ -37,6 +37,18 @@ struct Inner {
     images: Mutex<HashMap<String, Vec<u8>>>,
     downloads: Mutex<Vec<String>>,
     next: AtomicU64,
+    /// Every API call has its connection closed without an answer.
+    reset: AtomicBool,
+    /// `media/get` holds its answer back until this is cleared.
+    stall: AtomicBool,
+}
+
+/// Ends the connection without an answer (a reset, from the client's side), when asked to. The
+/// handler's task unwinds without running the panic hook, so nothing is printed.
+fn maybe_reset(inner: &Inner) {
+    if inner.reset.load(Ordering::SeqCst) {
+        std::panic::resume_unwind(Box::new("the fake WeCom resets the connection"));
+    }
 }
 
 /// A fake WeCom; stops when dropped.
@@ -56,6 +68,7 @@ async fn gettoken(
     Query(q): Query<HashMap<String, String>>,
 ) -> Response {
     inner.token_calls.fetch_add(1, Ordering::SeqCst);
+    maybe_reset(&inner);
     if q.get("corpid") != Some(&inner.corp_id) {
         return errcode(40013, "invalid corpid");
     }
@@ -89,6 +102,7 @@ async fn message_send(
     Query(q): Query<HashMap<String, String>>,
     axum::Json(body): axum::Json<Value>,
 ) -> Response {
+    maybe_reset(&inner);
     if !token_ok(&inner, &q) {
         return errcode(42001, "access_token expired");
     }
@@ -103,11 +117,15 @@ async fn media_get(
     State(inner): State<Arc<Inner>>,
     Query(q): Query<HashMap<String, String>>,
 ) -> Response {
+    maybe_reset(&inner);
     if !token_ok(&inner, &q) {
         return errcode(42001, "access_token expired");
     }
     let id = q.get("media_id").cloned().unwrap_or_default();
     inner.downloads.lock().unwrap().push(id.clone());
+    while inner.stall.load(Ordering::SeqCst) {
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
     match inner.media.lock().unwrap().get(&id) {
         Some((mime, bytes)) => (
             [(axum::http::header::CONTENT_TYPE, mime.clone())],
@@ -122,6 +140,7 @@ async fn webhook_send(
     State(inner): State<Arc<Inner>>,
     axum::Json(body): axum::Json<Value>,
 ) -> Response {
+    maybe_reset(&inner);
     if content_too_long(&body, 4096) {
         return errcode(40058, "markdown.content exceed max length 4096");
     }
@@ -218,9 +237,19 @@ impl FakeWecom {
         digest.as_ref().iter().map(|b| format!("{b:02x}")).collect()
     }
 
-    /// The query string of a callback whose encrypted text is `data`, signed with `token`.
+    /// The query string of a callback whose encrypted text is `data`, signed with `token`, at
+    /// the current time.
     pub fn query(token: &str, data: &str, extra: &[(&str, &str)]) -> String {
-        let (ts, nonce) = ("1700000000", "nonce42");
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
+        Self::query_at(token, data, &now.to_string(), extra)
+    }
+
+    /// [`FakeWecom::query`] with the signed `timestamp` given (Unix seconds, as WeCom sends it).
+    pub fn query_at(token: &str, data: &str, ts: &str, extra: &[(&str, &str)]) -> String {
+        let nonce = "nonce42";
         let mut q = url::form_urlencoded::Serializer::new(String::new());
         q.append_pair("msg_signature", &Self::sign(token, ts, nonce, data))
             .append_pair("timestamp", ts)
@@ -245,6 +274,14 @@ impl FakeWecom {
     pub fn app_callback(&self, xml: &str) -> WebhookRequest {
         let encrypted = Self::encrypt(xml, &self.inner.corp_id);
         Self::signed_xml(TOKEN, &encrypted, &self.inner.corp_id)
+    }
+
+    /// [`FakeWecom::app_callback`] signed with the `timestamp` given (Unix seconds).
+    pub fn app_callback_at(&self, xml: &str, timestamp: &str) -> WebhookRequest {
+        let encrypted = Self::encrypt(xml, &self.inner.corp_id);
+        let mut request = Self::signed_xml(TOKEN, &encrypted, &self.inner.corp_id);
+        request.query = Self::query_at(TOKEN, &encrypted, timestamp, &[]);
+        request
     }
 
     /// A POST with the XML envelope of `encrypted`, signed with `token`.
@@ -363,6 +400,17 @@ impl FakeWecom {
     /// Media ids and image ids downloaded.
     pub fn downloads(&self) -> Vec<String> {
         self.inner.downloads.lock().unwrap().clone()
+    }
+
+    /// While `on`, every API call (`gettoken`, `message/send`, `media/get`, the bot's
+    /// `webhook/send`) has its connection closed without an answer.
+    pub fn reset_connections(&self, on: bool) {
+        self.inner.reset.store(on, Ordering::SeqCst);
+    }
+
+    /// While `on`, `media/get` holds its answer back (a slow download).
+    pub fn stall_downloads(&self, on: bool) {
+        self.inner.stall.store(on, Ordering::SeqCst);
     }
 
     /// Makes every token issued so far stale (WeCom answers 42001 until a new one is taken).

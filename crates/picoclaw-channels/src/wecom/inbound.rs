@@ -4,6 +4,7 @@
 
 use super::{Inner, Mode};
 use crate::access::Pairing;
+use crate::group::Claim;
 use crate::{Inbox, WebhookResponse};
 use picoclaw_api::{InboundMessage, MediaKind, MediaRef};
 use serde_json::Value;
@@ -211,6 +212,9 @@ impl Inner {
             tracing::warn!(channel = %self.name, "callback with a bad signature refused");
             return WebhookResponse::text(401, "bad signature");
         }
+        if let Err(response) = self.fresh(timestamp) {
+            return response;
+        }
         let plain = match self.open(&encrypted) {
             Ok(p) => String::from_utf8_lossy(&p).into_owned(),
             Err(response) => return response,
@@ -231,20 +235,19 @@ impl Inner {
                 return WebhookResponse::text(400, "message not understood");
             }
         };
-        if !self.seen.first(&incoming.id) {
-            tracing::debug!(channel = %self.name, id = %incoming.id, "retried callback dropped");
-            return ok();
-        }
-        let id = incoming.id.clone();
-        let Some(message) = self.admit(incoming).await else {
+        let Some((message, claim)) = self.admit(incoming).await else {
             return ok();
         };
+        // On an error (or when this future is dropped because WeCom gave up on the callback)
+        // the claim is dropped unkept: WeCom's retry gets through.
         match inbox.deliver(message).await {
-            Ok(()) => ok(),
+            Ok(()) => {
+                claim.keep();
+                ok()
+            }
             Err(e) => {
-                self.seen.forget(&id);
                 tracing::warn!(channel = %self.name, error = %e, "message not kept; WeCom retries");
-                WebhookResponse::text(500, format!("not kept: {e}"))
+                WebhookResponse::text(500, "not kept, retry")
             }
         }
     }
@@ -259,8 +262,9 @@ impl Inner {
         });
     }
 
-    /// The inbox message, or `None` when it is not for the agent.
-    async fn admit(self: &Arc<Self>, m: Incoming) -> Option<InboundMessage> {
+    /// The inbox message and the claim on its id, or `None` when it is not for the agent or
+    /// was taken before (WeCom's retries keep the id).
+    async fn admit(self: &Arc<Self>, m: Incoming) -> Option<(InboundMessage, Claim<'_>)> {
         let content = if m.group {
             // The bot receives group messages only when mentioned.
             self.trigger.admit(&m.text, true)?
@@ -283,6 +287,11 @@ impl Inner {
             tracing::info!(channel = %self.name, user = %m.user, "not on allow_from; ignored");
             return None;
         }
+        // Taken only now: a stranger's flood must not push the ids of allowed users out.
+        let Some(claim) = self.seen.claim(&m.id) else {
+            tracing::debug!(channel = %self.name, id = %m.id, "retried callback dropped");
+            return None;
+        };
         if let Err(first) = self.access().take(&m.user) {
             if first {
                 self.notice(
@@ -305,8 +314,9 @@ impl Inner {
                 Ok(media) => inbound = inbound.with_media(media),
                 Err(e) => {
                     tracing::warn!(channel = %self.name, error = %e, "media not saved");
+                    // The agent gets a neutral note, never the transport's error text.
                     inbound.content =
-                        format!("{}\n[a file could not be downloaded: {e}]", inbound.content)
+                        format!("{}\n[a file could not be downloaded]", inbound.content)
                             .trim()
                             .to_owned();
                 }
@@ -315,7 +325,7 @@ impl Inner {
         if inbound.content.is_empty() && inbound.media.is_empty() {
             return None;
         }
-        Some(inbound)
+        Some((inbound, claim))
     }
 
     /// GETs `request`'s answer, at most [`MAX_MEDIA_BYTES`]; its bytes and content type.
@@ -326,7 +336,7 @@ impl Inner {
         let mut response = request
             .send()
             .await
-            .map_err(|e| format!("download failed: {e}"))?;
+            .map_err(|e| format!("download failed: {}", e.without_url()))?;
         if !response.status().is_success() {
             return Err(format!("the download answered {}", response.status()));
         }
@@ -345,7 +355,7 @@ impl Inner {
         while let Some(chunk) = response
             .chunk()
             .await
-            .map_err(|e| format!("download failed: {e}"))?
+            .map_err(|e| format!("download failed: {}", e.without_url()))?
         {
             if bytes.len() + chunk.len() > MAX_MEDIA_BYTES {
                 return Err("larger than 16 MiB".into());

@@ -40,6 +40,8 @@ const HTTP_TIMEOUT: Duration = Duration::from_secs(30);
 const TOKEN_MARGIN: Duration = Duration::from_secs(300);
 /// `message/send` errcodes that mean the access token is no longer good.
 const STALE_TOKEN: [i64; 3] = [40001, 40014, 42001];
+/// How far a callback's signed `timestamp` may be from now.
+const MAX_SKEW: Duration = Duration::from_secs(3600);
 
 const DEFAULT_API_BASE: &str = "https://qyapi.weixin.qq.com";
 
@@ -233,7 +235,9 @@ impl WecomChannel {
             .map_err(|e| ChannelError::Platform(format!("{name}: {e}")))?
             .timeout(HTTP_TIMEOUT)
             .build()
-            .map_err(|e| ChannelError::Platform(format!("{name}: HTTP client: {e}")))?;
+            .map_err(|e| {
+                ChannelError::Platform(format!("{name}: HTTP client: {}", e.without_url()))
+            })?;
         Ok(Self {
             inner: Arc::new(Inner {
                 name: name.to_owned(),
@@ -294,14 +298,16 @@ impl Inner {
             &format!("{}/cgi-bin/gettoken", app.api_base),
             &[("corpid", &app.corp_id), ("corpsecret", &app.corp_secret)],
         );
-        let response = self
-            .http
-            .get(&url)
-            .send()
-            .await
-            .map_err(|e| ChannelError::Platform(format!("{}: gettoken: {e}", self.name)))?;
+        // The URL carries corpsecret: reqwest's errors are shown without it.
+        let response = self.http.get(&url).send().await.map_err(|e| {
+            ChannelError::Platform(format!("{}: gettoken: {}", self.name, e.without_url()))
+        })?;
         let body: Value = response.json().await.map_err(|e| {
-            ChannelError::Platform(format!("{}: gettoken answered no JSON: {e}", self.name))
+            ChannelError::Platform(format!(
+                "{}: gettoken answered no JSON: {}",
+                self.name,
+                e.without_url()
+            ))
         })?;
         let code = body.get("errcode").and_then(Value::as_i64).unwrap_or(0);
         let reason = body.get("errmsg").and_then(Value::as_str).unwrap_or("");
@@ -337,7 +343,8 @@ impl Inner {
         Ok(token.to_owned())
     }
 
-    /// POSTs `body` to an API that answers `{errcode, errmsg}`; the errcode when not 0.
+    /// POSTs `body` to an API that answers `{errcode, errmsg}`; the errcode when not 0. The
+    /// URL carries a secret (`access_token=`, the group bot's `key=`): errors never show it.
     async fn post_json(&self, url: &str, body: &Value) -> Result<(), (i64, String)> {
         let response = self
             .http
@@ -345,12 +352,12 @@ impl Inner {
             .json(body)
             .send()
             .await
-            .map_err(|e| (-1, e.to_string()))?;
+            .map_err(|e| (-1, e.without_url().to_string()))?;
         let status = response.status();
         let answer: Value = response
             .json()
             .await
-            .map_err(|e| (-1, format!("HTTP {status}, no JSON: {e}")))?;
+            .map_err(|e| (-1, format!("HTTP {status}, no JSON: {}", e.without_url())))?;
         match answer.get("errcode").and_then(Value::as_i64).unwrap_or(0) {
             0 => Ok(()),
             code => Err((
@@ -447,12 +454,32 @@ impl Inner {
             tracing::warn!(channel = %self.name, "URL check with a bad signature refused");
             return WebhookResponse::text(401, "bad signature");
         }
+        if let Err(response) = self.fresh(timestamp) {
+            return response;
+        }
         match self.open(echo) {
             Ok(plain) => {
                 WebhookResponse::text(200, String::from_utf8_lossy(&plain).trim().to_owned())
             }
             Err(response) => response,
         }
+    }
+
+    /// Refuses a signed request whose `timestamp` is more than [`MAX_SKEW`] from now: a
+    /// captured callback cannot be replayed later (after a restart the seen ids are gone).
+    pub(crate) fn fresh(&self, timestamp: &str) -> Result<(), WebhookResponse> {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let fresh = timestamp
+            .trim()
+            .parse::<u64>()
+            .is_ok_and(|t| t.abs_diff(now) <= MAX_SKEW.as_secs());
+        if fresh {
+            return Ok(());
+        }
+        tracing::warn!(channel = %self.name, timestamp, "callback with a stale or bad timestamp refused (a replay?)");
+        Err(WebhookResponse::text(403, "stale timestamp"))
     }
 
     /// Decrypts an envelope and checks its receive id (the app's corp id; the bot's is empty).
