@@ -241,14 +241,22 @@ async fn send<S>(sink: &mut S, frame: &Frame) -> Result<(), ChannelError>
 where
     S: futures::Sink<Message, Error = tokio_tungstenite::tungstenite::Error> + Unpin,
 {
-    match tokio::time::timeout(WRITE_WAIT, sink.send(Message::binary(frame.encode()))).await {
+    send_within(sink, frame, WRITE_WAIT).await
+}
+
+/// Writes one frame; a write still pending after `wait` is an error (the peer stopped reading).
+async fn send_within<S>(sink: &mut S, frame: &Frame, wait: Duration) -> Result<(), ChannelError>
+where
+    S: futures::Sink<Message, Error = tokio_tungstenite::tungstenite::Error> + Unpin,
+{
+    match tokio::time::timeout(wait, sink.send(Message::binary(frame.encode()))).await {
         Ok(Ok(())) => Ok(()),
         Ok(Err(e)) => Err(ChannelError::Platform(format!(
             "feishu: long connection: {e}"
         ))),
         Err(_) => Err(ChannelError::Platform(format!(
-            "feishu: long connection: a write took more than {} s",
-            WRITE_WAIT.as_secs()
+            "feishu: long connection: a write took more than {} ms",
+            wait.as_millis()
         ))),
     }
 }
@@ -504,6 +512,45 @@ mod tests {
             join(&mut parts, &first, 2, 1, b"end"),
             Joined::Whole(_)
         ));
+    }
+
+    /// A sink whose peer never reads: every write stays pending.
+    struct Stuck;
+
+    impl futures::Sink<Message> for Stuck {
+        type Error = tokio_tungstenite::tungstenite::Error;
+        fn poll_ready(
+            self: std::pin::Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<Result<(), Self::Error>> {
+            std::task::Poll::Pending
+        }
+        fn start_send(self: std::pin::Pin<&mut Self>, _: Message) -> Result<(), Self::Error> {
+            Ok(())
+        }
+        fn poll_flush(
+            self: std::pin::Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<Result<(), Self::Error>> {
+            std::task::Poll::Pending
+        }
+        fn poll_close(
+            self: std::pin::Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<Result<(), Self::Error>> {
+            std::task::Poll::Pending
+        }
+    }
+
+    #[tokio::test]
+    async fn a_write_the_peer_never_takes_ends_in_an_error() {
+        let started = Instant::now();
+        let e = send_within(&mut Stuck, &Frame::ping(1), Duration::from_millis(50))
+            .await
+            .unwrap_err();
+        assert!(matches!(e, ChannelError::Platform(_)), "{e:?}");
+        assert!(e.to_string().contains("write took more than"), "{e}");
+        assert!(started.elapsed() < Duration::from_secs(5));
     }
 
     #[test]
