@@ -499,41 +499,240 @@ async fn webhooks_are_verified_decrypted_and_answered_once_kept() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn webhooks_with_only_a_verification_token_check_it() {
+async fn webhook_mode_needs_an_encrypt_key_a_token_alone_is_refused() {
     use picoclaw_channels::WebhookRequest;
     let fake = FakeFeishu::start(APP_ID, SECRET);
+    let v = json!({"app_id": APP_ID, "app_secret": SECRET, "mode": "webhook",
+                   "verification_token": picoclaw_testkit::feishu::VERIFICATION_TOKEN,
+                   "api_base": fake.api_base()});
+    let Err(ChannelError::Rejected(e)) = FeishuConfig::from_json(&v) else {
+        panic!("webhook mode without encrypt_key was accepted");
+    };
+    assert!(e.contains("channels.feishu.encrypt_key"), "{e}");
+    assert!(!e.contains('\n'), "{e}");
     let mut config = webhook_config(&fake, json!({}));
     config.encrypt_key = None;
-    let run = start(config);
+    assert!(matches!(
+        FeishuChannel::new(config),
+        Err(ChannelError::Rejected(_))
+    ));
+
+    // With the key, anything but POST is refused.
+    let run = start(webhook_config(&fake, json!({})));
     let inbox: Arc<dyn Inbox> = run.inbox.clone();
-    let dm = fake.dm("ou_ada", "plain and tokened");
-    let mut status = 0;
-    for _ in 0..500 {
-        status = run
-            .channel
-            .webhook(FakeFeishu::webhook(&dm, None), Arc::clone(&inbox))
-            .await
-            .status;
-        if status != 503 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    assert_eq!(status, 200);
-    wait_kept(&run.inbox, 1).await;
-    let mut wrong = fake.dm("ou_ada", "no");
-    wrong["header"]["token"] = json!("guess");
-    let r = run
-        .channel
-        .webhook(FakeFeishu::webhook(&wrong, None), Arc::clone(&inbox))
-        .await;
-    assert_eq!(r.status, 403);
     let get = run
         .channel
         .webhook(WebhookRequest::new("GET", ""), Arc::clone(&inbox))
         .await;
     assert_eq!(get.status, 405);
-    assert_eq!(run.inbox.all().len(), 1);
+    run.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn signed_webhooks_more_than_an_hour_old_or_ahead_are_refused() {
+    let fake = FakeFeishu::start(APP_ID, SECRET);
+    let run = start(webhook_config(&fake, json!({})));
+    let inbox: Arc<dyn Inbox> = run.inbox.clone();
+    signed_in(&run.channel, &inbox).await;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let dm = fake.dm("ou_ada", "replayed");
+    for ts in [
+        (now - 7200).to_string(),
+        (now + 7200).to_string(),
+        String::new(),
+        "yesterday".to_owned(),
+    ] {
+        let request = FakeFeishu::webhook_at(&dm, ENCRYPT_KEY, &ts);
+        let r = run.channel.webhook(request, Arc::clone(&inbox)).await;
+        assert_eq!(r.status, 403, "timestamp {ts:?}");
+    }
+    assert!(run.inbox.all().is_empty());
+    // Within the hour: taken.
+    let request = FakeFeishu::webhook_at(&dm, ENCRYPT_KEY, &(now - 600).to_string());
+    assert_eq!(
+        run.channel
+            .webhook(request, Arc::clone(&inbox))
+            .await
+            .status,
+        200
+    );
+    wait_kept(&run.inbox, 1).await;
+    run.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_webhook_handler_dropped_midway_lets_the_redelivery_through() {
+    let fake = FakeFeishu::start(APP_ID, SECRET);
+    let dir = tempfile::tempdir().unwrap();
+    let run = start(
+        webhook_config(&fake, json!({}))
+            .with_media_dir(dir.path().join("media"))
+            .with_media_base(dir.path()),
+    );
+    let inbox: Arc<dyn Inbox> = run.inbox.clone();
+    signed_in(&run.channel, &inbox).await;
+    fake.add_resource("img_slow", b"\x89PNG slow", "image/png");
+    fake.stall("img_slow");
+    let image = fake.message_event(
+        "ou_ada",
+        "oc_dm_ou_ada",
+        "p2p",
+        "image",
+        &json!({"image_key": "img_slow"}),
+        &[],
+    );
+    // Feishu gives up on the request (the gateway drops the handler's future).
+    let first = tokio::time::timeout(
+        Duration::from_millis(300),
+        run.channel.webhook(
+            FakeFeishu::webhook(&image, Some(ENCRYPT_KEY)),
+            Arc::clone(&inbox),
+        ),
+    )
+    .await;
+    assert!(first.is_err(), "the download should have stalled");
+    assert!(run.inbox.all().is_empty());
+    // Its redelivery is taken, not dropped as seen.
+    fake.release("img_slow");
+    let again = run
+        .channel
+        .webhook(
+            FakeFeishu::webhook(&image, Some(ENCRYPT_KEY)),
+            Arc::clone(&inbox),
+        )
+        .await;
+    assert_eq!(again.status, 200);
+    wait_kept(&run.inbox, 1).await;
+    assert_eq!(run.inbox.all()[0].media.len(), 1);
+    run.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_throttled_start_is_transient_and_a_bad_secret_is_not() {
+    // Feishu's rate limit on the token: Platform (the manager restarts the channel).
+    let fake = FakeFeishu::start(APP_ID, SECRET);
+    fake.fail_token_requests(&[99_991_400]);
+    let run = start(config(&fake, json!({})));
+    let result = tokio::time::timeout(Duration::from_secs(10), run.task)
+        .await
+        .unwrap()
+        .unwrap();
+    let Err(ChannelError::Platform(e)) = result else {
+        panic!("{result:?}");
+    };
+    assert!(e.contains("99991400"), "{e}");
+    // The next start gets through.
+    let run = start(config(&fake, json!({})));
+    wait(&fake, "a connection", |f| f.connections() == 1).await;
+    run.stop().await;
+
+    let fake = FakeFeishu::start(APP_ID, SECRET);
+    let mut bad = config(&fake, json!({}));
+    bad.app_id = "cli_other".into();
+    let result = tokio::time::timeout(Duration::from_secs(10), start(bad).task)
+        .await
+        .unwrap()
+        .unwrap();
+    let Err(ChannelError::Rejected(e)) = result else {
+        panic!("{result:?}");
+    };
+    assert!(e.contains("10003"), "{e}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn messages_of_unknown_chat_types_are_dropped_not_taken_as_dms() {
+    let fake = FakeFeishu::start(APP_ID, SECRET);
+    let run = start(config(&fake, json!({"allow_from": []})));
+    wait(&fake, "a connection", |f| f.connections() == 1).await;
+    let code = run.channel.access().pairing_code().unwrap();
+    let pair = |chat_type: Option<&str>| {
+        let mut e = fake.dm("ou_eve", &format!("/pair {code}"));
+        match chat_type {
+            Some(t) => e["event"]["message"]["chat_type"] = json!(t),
+            None => {
+                e["event"]["message"]
+                    .as_object_mut()
+                    .unwrap()
+                    .remove("chat_type");
+            }
+        }
+        e
+    };
+    // Neither a missing nor an unknown chat type pairs (or reaches the inbox).
+    push_acked(&fake, &pair(None), 1).await;
+    push_acked(&fake, &pair(Some("private")), 1).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(fake.sent().is_empty(), "{:?}", fake.sent());
+    // A p2p chat does.
+    push_acked(&fake, &pair(Some("p2p")), 1).await;
+    wait(&fake, "the welcome", |f| f.sent().len() == 1).await;
+    assert!(fake.sent()[0].text().starts_with("Paired"));
+    // Once allowed: a message of an unknown chat type is still dropped.
+    let mut odd = fake.dm("ou_eve", "where am I?");
+    odd["event"]["message"]["chat_type"] = json!("private");
+    push_acked(&fake, &odd, 1).await;
+    push_acked(&fake, &fake.dm("ou_eve", "here"), 1).await;
+    wait_kept(&run.inbox, 1).await;
+    let texts: Vec<String> = run.inbox.all().into_iter().map(|m| m.content).collect();
+    assert_eq!(texts, ["here"]);
+    run.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_connection_that_stops_answering_pings_is_dialled_again() {
+    let fake = FakeFeishu::start(APP_ID, SECRET);
+    let run = start(config(&fake, json!({})));
+    wait(&fake, "a connection", |f| f.connections() == 1).await;
+    // The fake's PingInterval is 1 s: three silent seconds end the connection.
+    tokio::task::block_in_place(|| fake.go_silent());
+    wait(&fake, "a second connection", |f| f.connections() == 2).await;
+    push_acked(&fake, &fake.dm("ou_ada", "back?"), 1).await;
+    wait_kept(&run.inbox, 1).await;
+    run.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn pings_go_on_while_an_event_is_handled_slowly() {
+    let fake = FakeFeishu::start(APP_ID, SECRET);
+    let dir = tempfile::tempdir().unwrap();
+    let run = start(
+        config(&fake, json!({}))
+            .with_media_dir(dir.path().join("media"))
+            .with_media_base(dir.path()),
+    );
+    wait(&fake, "a connection", |f| f.connections() == 1).await;
+    fake.add_resource("img_slow", b"\x89PNG slow", "image/png");
+    fake.stall("img_slow");
+    let image = fake.message_event(
+        "ou_ada",
+        "oc_dm_ou_ada",
+        "p2p",
+        "image",
+        &json!({"image_key": "img_slow"}),
+        &[],
+    );
+    let frame = tokio::task::block_in_place(|| fake.push_event(&image, 1));
+    let before = fake.pings().len();
+    // The download hangs for longer than three ping intervals: pings go on meanwhile, and a
+    // message after it is taken in order once it is done.
+    tokio::time::sleep(Duration::from_millis(3500)).await;
+    assert!(fake.pings().len() >= before + 2, "pings stopped");
+    assert_eq!(fake.connections(), 1, "the connection was dropped");
+    assert!(!fake.acks().iter().any(|a| a.message_id == frame));
+    let next = tokio::task::block_in_place(|| fake.push_event(&fake.dm("ou_ada", "after"), 1));
+    fake.release("img_slow");
+    wait(&fake, "both acks", |f| {
+        let acks = f.acks();
+        acks.iter().any(|a| a.message_id == frame) && acks.iter().any(|a| a.message_id == next)
+    })
+    .await;
+    let all = run.inbox.all();
+    assert_eq!(all.len(), 2);
+    assert_eq!(all[0].media.len(), 1);
+    assert_eq!(all[1].content, "after");
     run.stop().await;
 }
 

@@ -106,6 +106,12 @@ struct Inner {
     pings: Mutex<Vec<i32>>,
     acks: Mutex<Vec<Ack>>,
     next: AtomicU64,
+    /// Codes the next token requests are answered with (front first), instead of a token.
+    token_failures: Mutex<Vec<i64>>,
+    /// Resource keys whose download hangs until released.
+    stalled: Mutex<Vec<String>>,
+    /// The number of the connection (1, 2...) that stopped answering (0: none).
+    silent: AtomicU64,
 }
 
 /// A fake Feishu; stops when dropped.
@@ -149,6 +155,16 @@ async fn tenant_token(State(inner): State<Arc<Inner>>, body: axum::body::Bytes) 
     }
     if v["app_secret"] != inner.app_secret.as_str() {
         return answer(400, json!({"code": 10014, "msg": "app secret invalid"}));
+    }
+    let failure = {
+        let mut failures = inner.token_failures.lock().unwrap();
+        (!failures.is_empty()).then(|| failures.remove(0))
+    };
+    if let Some(code) = failure {
+        return answer(
+            400,
+            json!({"code": code, "msg": "request trigger frequency limit"}),
+        );
     }
     let token = format!("t-{}", inner.next.fetch_add(1, Ordering::SeqCst));
     inner.tokens.lock().unwrap().push(token.clone());
@@ -263,6 +279,9 @@ async fn resource(
         return r;
     }
     let kind = query.get("type").cloned().unwrap_or_default();
+    while inner.stalled.lock().unwrap().contains(&key) {
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
     inner
         .downloads
         .lock()
@@ -370,7 +389,7 @@ async fn socket(inner: Arc<Inner>, stream: tokio::net::TcpStream) {
     let Ok(ws) = tokio_tungstenite::accept_async(stream).await else {
         return;
     };
-    inner.connections.fetch_add(1, Ordering::SeqCst);
+    let number = inner.connections.fetch_add(1, Ordering::SeqCst) + 1;
     let (mut tx, mut rx) = ws.split();
     let (out_tx, mut out_rx) = mpsc::unbounded_channel::<Option<Vec<u8>>>();
     inner.sockets.lock().unwrap().push(out_tx);
@@ -388,6 +407,8 @@ async fn socket(inner: Arc<Inner>, stream: tokio::net::TcpStream) {
                 }
             },
             incoming = rx.next() => match incoming {
+                // A silent connection reads on but answers nothing (a peer gone away).
+                Some(Ok(_)) if inner.silent.load(Ordering::SeqCst) == number => {}
                 Some(Ok(Message::Binary(bytes))) => {
                     let Some(frame) = pb::Frame::decode(&bytes) else { continue };
                     if frame.method == 0 && frame.header("type") == Some("ping") {
@@ -571,6 +592,33 @@ impl FakeFeishu {
         );
     }
 
+    /// The next token requests are answered with these codes (HTTP 400), one each, instead of
+    /// a token: 99991400 is Feishu's rate limit.
+    pub fn fail_token_requests(&self, codes: &[i64]) {
+        self.inner
+            .token_failures
+            .lock()
+            .unwrap()
+            .extend_from_slice(codes);
+    }
+
+    /// Downloads of resource `key` hang until [`FakeFeishu::release`].
+    pub fn stall(&self, key: &str) {
+        self.inner.stalled.lock().unwrap().push(key.to_owned());
+    }
+
+    /// Lets the stalled downloads of `key` finish.
+    pub fn release(&self, key: &str) {
+        self.inner.stalled.lock().unwrap().retain(|k| k != key);
+    }
+
+    /// The newest long connection stops answering (no pongs, no acks recorded) while it stays
+    /// open, as a peer gone away without closing does.
+    pub fn go_silent(&self) {
+        let newest = self.inner.connections.load(Ordering::SeqCst);
+        self.inner.silent.store(newest, Ordering::SeqCst);
+    }
+
     /// Closes every long connection.
     pub fn drop_connections(&self) {
         for s in self.inner.sockets.lock().unwrap().drain(..) {
@@ -585,8 +633,18 @@ impl FakeFeishu {
             return WebhookRequest::new("POST", event.to_string())
                 .with_header("content-type", "application/json");
         };
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
+        Self::webhook_at(event, key, &now.to_string())
+    }
+
+    /// [`FakeFeishu::webhook`] encrypted and signed with `key` at `timestamp` (seconds; Feishu
+    /// sends the time of the request).
+    pub fn webhook_at(event: &Value, key: &str, timestamp: &str) -> WebhookRequest {
         let body = json!({"encrypt": Self::encrypt(key, event.to_string().as_bytes())}).to_string();
-        let (ts, nonce) = ("1710000000", "nonce-1");
+        let (ts, nonce) = (timestamp, "nonce-1");
         WebhookRequest::new("POST", body.clone())
             .with_header("content-type", "application/json")
             .with_header("x-lark-request-timestamp", ts)

@@ -9,6 +9,16 @@ use std::time::{Duration, Instant};
 /// Codes Feishu answers for a token it no longer takes (invalid, expired).
 const TOKEN_INVALID: [i64; 3] = [99_991_661, 99_991_663, 99_991_668];
 
+/// Codes of the tenant token endpoint for credentials Feishu refuses: 10003 (no such app id),
+/// 10014 (wrong app secret). Anything else (10016 throttling, 99991400 rate limits, internal
+/// errors) may pass on its own: the channel is restarted.
+const BAD_CREDENTIALS: [i64; 2] = [10_003, 10_014];
+
+/// Codes of `/callback/ws/endpoint` for an app Feishu refuses (403 forbidden, 514 the
+/// credentials failed). The connection limit (1000040350), busy (1) and internal errors may
+/// pass: the connection is retried.
+const ENDPOINT_REFUSED: [i64; 2] = [403, 514];
+
 /// The largest file taken from a user (16 MiB).
 pub(crate) const MAX_DOWNLOAD_BYTES: usize = 16 << 20;
 
@@ -103,7 +113,9 @@ impl Api {
             .timeout(Duration::from_secs(60))
             .connect_timeout(Duration::from_secs(15))
             .build()
-            .map_err(|e| ChannelError::Platform(format!("feishu: HTTP client: {e}")))?;
+            .map_err(|e| {
+                ChannelError::Platform(format!("feishu: HTTP client: {}", e.without_url()))
+            })?;
         Ok(Self {
             base,
             app_id,
@@ -161,20 +173,20 @@ impl Api {
             .json(&json!({"app_id": self.app_id, "app_secret": self.app_secret}))
             .send()
             .await
-            .map_err(|e| ChannelError::Platform(format!("feishu {what}: {e}")))?;
+            .map_err(|e| ChannelError::Platform(format!("feishu {what}: {}", e.without_url())))?;
         let (status, v) = Self::json(what, response).await?;
         let code = code_of(&v);
-        if status >= 500 {
-            return Err(ChannelError::Platform(format!(
-                "feishu {what}: HTTP {status} (code {code}: {})",
-                msg_of(&v)
-            )));
-        }
-        if code != 0 {
+        if BAD_CREDENTIALS.contains(&code) || status == 401 || status == 403 {
             return Err(ChannelError::Rejected(format!(
                 "channels.feishu.app_id / channels.feishu.app_secret were refused by Feishu \
                  (code {code}: {}): copy both from the app's Credentials & Basic Info page \
                  (docs/channels/feishu.md)",
+                msg_of(&v)
+            )));
+        }
+        if code != 0 || status >= 400 {
+            return Err(ChannelError::Platform(format!(
+                "feishu {what}: HTTP {status} (code {code}: {})",
                 msg_of(&v)
             )));
         }
@@ -221,11 +233,9 @@ impl Api {
         let mut retried = false;
         loop {
             let token = self.token().await?;
-            let response = make()
-                .bearer_auth(&token)
-                .send()
-                .await
-                .map_err(|e| ChannelError::Platform(format!("feishu {path}: {e}")))?;
+            let response = make().bearer_auth(&token).send().await.map_err(|e| {
+                ChannelError::Platform(format!("feishu {path}: {}", e.without_url()))
+            })?;
             let (status, v) = Self::json(path, response).await?;
             let code = code_of(&v);
             if TOKEN_INVALID.contains(&code) && !retried {
@@ -362,7 +372,7 @@ impl Api {
             .bearer_auth(&token)
             .send()
             .await
-            .map_err(|e| format!("download failed: {e}"))?;
+            .map_err(|e| format!("download failed: {}", e.without_url()))?;
         let status = response.status();
         let mime = response
             .headers()
@@ -393,27 +403,22 @@ impl Api {
             .json(&json!({"AppID": self.app_id, "AppSecret": self.app_secret}))
             .send()
             .await
-            .map_err(|e| ChannelError::Platform(format!("feishu {what}: {e}")))?;
+            .map_err(|e| ChannelError::Platform(format!("feishu {what}: {}", e.without_url())))?;
         let (status, v) = Self::json(what, response).await?;
         let code = code_of(&v);
-        // 1 (busy) and 1000040343 (internal) are Feishu's own trouble; other codes (403, 514,
-        // the connection limit 1000040350) need the app fixed.
-        match code {
-            0 if status < 400 => {}
-            0 | 1 | 1_000_040_343 => {
-                return Err(ChannelError::Platform(format!(
-                    "feishu {what}: HTTP {status}, code {code}: {}",
-                    msg_of(&v)
-                )));
-            }
-            _ => {
-                return Err(ChannelError::Rejected(format!(
-                    "Feishu refused the long connection for channels.feishu.app_id (code \
-                     {code}: {}): check the app's credentials, that it is a custom app, and that \
-                     Events & Callbacks use \"Receive events through persistent connection\"",
-                    msg_of(&v)
-                )));
-            }
+        if ENDPOINT_REFUSED.contains(&code) || status == 401 || status == 403 {
+            return Err(ChannelError::Rejected(format!(
+                "Feishu refused the long connection for channels.feishu.app_id (code {code}: \
+                 {}): check the app's credentials, that it is a custom app, and that Events & \
+                 Callbacks use \"Receive events through persistent connection\"",
+                msg_of(&v)
+            )));
+        }
+        if code != 0 || status >= 400 {
+            return Err(ChannelError::Platform(format!(
+                "feishu {what}: HTTP {status}, code {code}: {}",
+                msg_of(&v)
+            )));
         }
         let data = v.get("data").cloned().unwrap_or(Value::Null);
         let url = data
@@ -473,7 +478,7 @@ async fn read_capped(mut response: reqwest::Response, cap: usize) -> Result<Vec<
     while let Some(chunk) = response
         .chunk()
         .await
-        .map_err(|e| format!("reading the answer: {e}"))?
+        .map_err(|e| format!("reading the answer: {}", e.without_url()))?
     {
         if out.len() + chunk.len() > cap {
             return Err(format!("the answer is larger than {} KiB", cap >> 10));

@@ -7,6 +7,10 @@ pub(crate) const CONTROL: i32 = 0;
 /// `method` of a data frame (event, card).
 pub(crate) const DATA: i32 = 1;
 
+/// The most headers one frame may carry (Feishu's carry about ten). Without a cap, a 16 MiB
+/// frame of empty headers (two bytes each) would become millions of string pairs.
+pub(crate) const MAX_HEADERS: usize = 64;
+
 /// One `pbbp2.Frame`.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub(crate) struct Frame {
@@ -75,7 +79,12 @@ impl Frame {
                 // int32 on the wire: the low 32 bits of the (sign-extended) varint.
                 (3, 0) => frame.service = r.varint()? as u32 as i32,
                 (4, 0) => frame.method = r.varint()? as u32 as i32,
-                (5, 2) => frame.headers.push(decode_header(r.bytes()?)?),
+                (5, 2) => {
+                    if frame.headers.len() >= MAX_HEADERS {
+                        return Err(format!("more than {MAX_HEADERS} headers"));
+                    }
+                    frame.headers.push(decode_header(r.bytes()?)?);
+                }
                 (6, 2) => frame.payload_encoding = text(r.bytes()?)?,
                 (7, 2) => frame.payload_type = text(r.bytes()?)?,
                 (8, 2) => frame.payload = Some(r.bytes()?.to_vec()),
@@ -221,6 +230,23 @@ mod tests {
         bytes.extend_from_slice(&[0x78, 0x01, 0x81, 0x01, 0, 0, 0, 0, 0, 0, 0, 0]);
         bytes.extend_from_slice(&[0x8a, 0x01, 0x02, 0xff, 0xff, 0x95, 0x01, 1, 2, 3, 4]);
         assert_eq!(Frame::decode(&bytes).unwrap(), frame);
+    }
+
+    #[test]
+    fn frames_of_too_many_headers_are_refused() {
+        let mut frame = Frame::ping(1);
+        frame.headers = (0..MAX_HEADERS)
+            .map(|n| (n.to_string(), String::new()))
+            .collect();
+        assert_eq!(Frame::decode(&frame.encode()).unwrap(), frame);
+        frame.headers.push(("one".into(), "more".into()));
+        let e = Frame::decode(&frame.encode()).unwrap_err();
+        assert!(e.contains("headers"), "{e}");
+        // Empty headers (two bytes each), as many as a large frame holds: refused.
+        let flood: Vec<u8> = std::iter::repeat_n([0x2a, 0x00], 100_000)
+            .flatten()
+            .collect();
+        assert!(Frame::decode(&flood).is_err());
     }
 
     #[test]

@@ -102,6 +102,18 @@ fn missing(key: &str, how: &str) -> ChannelError {
     ))
 }
 
+/// Webhook mode without an `encrypt_key`: events would be neither signed nor encrypted, and
+/// the verification token they carry in the clear proves nothing.
+fn webhook_needs_encrypt_key() -> ChannelError {
+    ChannelError::Rejected(
+        "channels.feishu.encrypt_key is empty: webhook mode needs it, or anyone who finds \
+         /webhook/feishu could post events (without it they are neither signed nor encrypted); \
+         copy the Encrypt Key from the developer console, Events & Callbacks → Encryption \
+         Strategy (docs/channels/feishu.md)"
+            .into(),
+    )
+}
+
 impl FeishuConfig {
     /// Reads `channels.feishu` ([`crate::FeishuSection`]'s keys) from JSON.
     pub fn from_json(value: &Value) -> Result<Self, ChannelError> {
@@ -137,13 +149,8 @@ impl FeishuConfig {
         };
         let encrypt_key = text(&section.encrypt_key);
         let verification_token = text(&section.verification_token);
-        if mode == FeishuMode::Webhook && encrypt_key.is_none() && verification_token.is_none() {
-            return Err(ChannelError::Rejected(
-                "channels.feishu in webhook mode needs encrypt_key (signed, encrypted events) or \
-                 verification_token, from Events & Callbacks → Encryption Strategy: without \
-                 them anyone could post events"
-                    .into(),
-            ));
+        if mode == FeishuMode::Webhook && encrypt_key.is_none() {
+            return Err(webhook_needs_encrypt_key());
         }
         let default_base = if section.is_lark.unwrap_or(false) {
             LARK_API_BASE
@@ -211,6 +218,9 @@ fn s<'a>(v: &'a Value, key: &str) -> Option<&'a str> {
 impl FeishuChannel {
     /// The channel of `config`; nothing is contacted before `run`.
     pub fn new(config: FeishuConfig) -> Result<Self, ChannelError> {
+        if config.mode == FeishuMode::Webhook && config.encrypt_key.is_none() {
+            return Err(webhook_needs_encrypt_key());
+        }
         let api = api::Api::new(
             config.api_base.clone(),
             config.app_id.clone(),
@@ -475,30 +485,6 @@ impl Inner {
             return Ok(());
         };
         let event_id = s(header, "event_id").unwrap_or(message_id);
-        if !self.seen.first(event_id) {
-            tracing::debug!(event_id, "feishu: redelivered event dropped");
-            return Ok(());
-        }
-        let result = self
-            .take_message(message, sender, ids, open_id, message_id, chat_id, inbox)
-            .await;
-        if result.is_err() {
-            self.seen.forget(event_id);
-        }
-        result
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    async fn take_message(
-        self: &Arc<Self>,
-        message: &Value,
-        sender: &Value,
-        ids: &Value,
-        open_id: &str,
-        message_id: &str,
-        chat_id: &str,
-        inbox: &dyn Inbox,
-    ) -> Result<(), ChannelError> {
         let Some(bot) = self.bot() else {
             return Err(ChannelError::Platform("not signed in to Feishu yet".into()));
         };
@@ -506,31 +492,16 @@ impl Inner {
         if s(sender, "sender_type") == Some("app") || open_id == bot {
             return Ok(());
         }
-        // The same message under another event id.
-        if !self.seen.first(&format!("msg:{message_id}")) {
-            return Ok(());
-        }
-        let result = self
-            .admit(message, ids, open_id, message_id, chat_id, &bot, inbox)
-            .await;
-        if result.is_err() {
-            self.seen.forget(&format!("msg:{message_id}"));
-        }
-        result
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    async fn admit(
-        self: &Arc<Self>,
-        message: &Value,
-        ids: &Value,
-        open_id: &str,
-        message_id: &str,
-        chat_id: &str,
-        bot: &str,
-        inbox: &dyn Inbox,
-    ) -> Result<(), ChannelError> {
-        let direct = s(message, "chat_type") != Some("group");
+        // Only the two kinds of chat Feishu documents; a missing or unknown kind is neither
+        // answered as a DM (no group trigger, pairing) nor guessed to be a group.
+        let direct = match s(message, "chat_type") {
+            Some("p2p") => true,
+            Some("group" | "topic_group") => false,
+            other => {
+                tracing::info!(chat_type = ?other, "feishu: a message of an unknown chat type dropped");
+                return Ok(());
+            }
+        };
         let message_type = s(message, "message_type").unwrap_or_default();
         let parsed = parse_content(message_type, s(message, "content").unwrap_or("{}"));
         let mentions = message
@@ -538,7 +509,7 @@ impl Inner {
             .and_then(Value::as_array)
             .cloned()
             .unwrap_or_default();
-        let (text, mentioned) = resolve_mentions(&parsed.text, &mentions, bot);
+        let (text, mentioned) = resolve_mentions(&parsed.text, &mentions, &bot);
         let content = if direct {
             text
         } else {
@@ -559,6 +530,16 @@ impl Inner {
             tracing::info!(open_id, "feishu: not on allow_from; ignored");
             return Ok(());
         }
+        // Redeliveries are dropped by event id and by message id (the same message under
+        // another event id). The claims are given up unless the inbox kept the message: a
+        // refusal or a handler dropped midway lets Feishu's redelivery through.
+        let Some(event_claim) = self.seen.claim(event_id) else {
+            tracing::debug!(event_id, "feishu: redelivered event dropped");
+            return Ok(());
+        };
+        let Some(message_claim) = self.seen.claim(&format!("msg:{message_id}")) else {
+            return Ok(());
+        };
         if let Err(first) = self.access().take(open_id) {
             if first {
                 self.notice(
@@ -586,6 +567,8 @@ impl Inner {
             return Ok(());
         }
         inbox.deliver(inbound).await?;
+        event_claim.keep();
+        message_claim.keep();
         Ok(())
     }
 
@@ -620,9 +603,10 @@ impl Inner {
                     inbound.media.push(media);
                 }
                 Err(e) => {
+                    // The reason goes to the log; the agent gets a neutral note.
                     tracing::warn!(error = %e, "feishu: a file could not be saved");
                     inbound.content =
-                        format!("{}\n[a file could not be downloaded: {e}]", inbound.content)
+                        format!("{}\n[a file could not be downloaded]", inbound.content)
                             .trim()
                             .to_owned();
                 }
@@ -760,7 +744,7 @@ mod tests {
         let hook = registry
             .build(&setup(
                 json!({"enabled": true, "app_id": "cli_1", "app_secret": "s",
-                                  "mode": "webhook", "verification_token": "t"}),
+                                  "mode": "webhook", "encrypt_key": "k"}),
             ))
             .unwrap()
             .unwrap();
@@ -780,7 +764,20 @@ mod tests {
         let e =
             FeishuConfig::from_json(&json!({"app_id": "a", "app_secret": "s", "mode": "webhook"}))
                 .unwrap_err();
-        assert!(e.to_string().contains("encrypt_key"), "{e}");
+        assert!(e.to_string().contains("channels.feishu.encrypt_key"), "{e}");
+        // A verification token alone is no authentication: refused too, on one line.
+        let e = FeishuConfig::from_json(&json!({"app_id": "a", "app_secret": "s",
+                                                "mode": "webhook", "verification_token": "t"}))
+        .unwrap_err();
+        assert!(matches!(e, ChannelError::Rejected(_)), "{e:?}");
+        assert!(e.to_string().contains("channels.feishu.encrypt_key"), "{e}");
+        assert!(e.to_string().contains("Encryption Strategy"), "{e}");
+        assert!(!e.to_string().contains('\n'));
+        let mut built = FeishuConfig::from_json(&json!({"app_id": "a", "app_secret": "s",
+                                                        "mode": "webhook", "encrypt_key": "k"}))
+        .unwrap();
+        built.encrypt_key = None;
+        assert!(FeishuChannel::new(built).is_err(), "new() checks it too");
         let lark =
             FeishuConfig::from_json(&json!({"app_id": "a", "app_secret": "s", "is_lark": true}))
                 .unwrap();

@@ -2,7 +2,9 @@
 //! an `encrypt_key`, Feishu encrypts bodies (`{"encrypt": base64(iv ‖ AES-256-CBC(...))}`, the
 //! key the SHA-256 of `encrypt_key`) and signs events (`X-Lark-Signature`: hex SHA-256 of
 //! timestamp + nonce + encrypt_key + body); the signature is checked, in constant time, before
-//! the body is read. The verification token events carry is checked too (in constant time).
+//! the body is read; its `X-Lark-Request-Timestamp` must be within an hour of now (a replayed
+//! request is refused). The verification token events carry is checked too (in constant time).
+//! An `encrypt_key` is required: the token alone, sent in the clear, proves nothing.
 //! `url_verification` challenges are answered after their token is checked.
 
 use super::Inner;
@@ -46,6 +48,23 @@ pub(crate) fn decrypt(key: &str, encrypted: &str) -> Result<Vec<u8>, String> {
         .map_err(|_| "bad padding (a wrong encrypt_key?)".to_owned())
 }
 
+/// Signed requests older or newer than this are refused (a captured request replayed later).
+const REPLAY_WINDOW_SECS: i64 = 3600;
+
+fn now_secs() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+}
+
+/// Whether `X-Lark-Request-Timestamp` (seconds) is within the replay window of `now`.
+fn recent(timestamp: &str, now: i64) -> bool {
+    timestamp
+        .trim()
+        .parse::<i64>()
+        .is_ok_and(|ts| now.abs_diff(ts) <= REPLAY_WINDOW_SECS.unsigned_abs())
+}
+
 fn same(a: &str, b: &str) -> bool {
     a.as_bytes().ct_eq(b.as_bytes()).into()
 }
@@ -68,26 +87,29 @@ pub(crate) async fn handle(
         return refused(413, "the body is too large");
     }
     let config = &inner.config;
-    // `signed`: the request's origin needs no further proof: its signature was checked (before
-    // anything else is read), or no encrypt_key is configured (the token is then the proof).
-    // Unsigned with an encrypt_key: only a url_verification challenge with the right token may
-    // pass, and every failure on that path answers the same, so nothing is learnt about the
-    // decryption.
-    let signed = match &config.encrypt_key {
-        Some(key) => match request.header("x-lark-signature") {
-            Some(given) => {
-                let ts = request
-                    .header("x-lark-request-timestamp")
-                    .unwrap_or_default();
-                let nonce = request.header("x-lark-request-nonce").unwrap_or_default();
-                if !same(&signature(ts, nonce, key, &request.body), given.trim()) {
-                    return refused(401, "bad signature");
-                }
-                true
+    // Webhook mode is only built with an encrypt_key (`FeishuChannel::new` refuses it without):
+    // the verification token alone, sent in the clear, authenticates nothing.
+    let Some(key) = config.encrypt_key.as_deref() else {
+        return refused(401, "channels.feishu.encrypt_key is not set");
+    };
+    // `signed`: the signature was checked (before anything else is read), and its timestamp is
+    // recent. Unsigned: only a url_verification challenge with the right token may pass, and
+    // every failure on that path answers the same, so nothing is learnt about the decryption.
+    let signed = match request.header("x-lark-signature") {
+        Some(given) => {
+            let ts = request
+                .header("x-lark-request-timestamp")
+                .unwrap_or_default();
+            let nonce = request.header("x-lark-request-nonce").unwrap_or_default();
+            if !same(&signature(ts, nonce, key, &request.body), given.trim()) {
+                return refused(401, "bad signature");
             }
-            None => false,
-        },
-        None => true,
+            if !recent(ts, now_secs()) {
+                return refused(403, "the request timestamp is more than an hour off");
+            }
+            true
+        }
+        None => false,
     };
     let unverified = || refused(401, "unsigned request is not a valid url_verification");
     let Ok(outer) = serde_json::from_slice::<Value>(&request.body) else {
@@ -97,24 +119,15 @@ pub(crate) async fn handle(
             unverified()
         };
     };
-    let body = match (
-        outer.get("encrypt").and_then(Value::as_str),
-        &config.encrypt_key,
-    ) {
-        (Some(encrypted), Some(key)) => {
+    let body = match outer.get("encrypt").and_then(Value::as_str) {
+        Some(encrypted) => {
             match decrypt(key, encrypted).map(|b| serde_json::from_slice::<Value>(&b)) {
                 Ok(Ok(v)) => v,
                 _ if signed => return refused(400, "the body cannot be decrypted"),
                 _ => return unverified(),
             }
         }
-        (Some(_), None) => {
-            return refused(
-                400,
-                "the body is encrypted but channels.feishu.encrypt_key is not set",
-            );
-        }
-        (None, _) => outer,
+        None => outer,
     };
     let token = body
         .get("header")
@@ -169,6 +182,19 @@ mod tests {
         assert!(decrypt("other key", "P37w+VZImNgPEO1RBhJ6RtKl7n6zymIbEG1pReEzghk=").is_err());
         assert!(decrypt("test key", "not base64!").is_err());
         assert!(decrypt("test key", "AAAA").is_err());
+    }
+
+    #[test]
+    fn only_timestamps_within_an_hour_are_recent() {
+        let now = 1_800_000_000;
+        assert!(recent("1800000000", now));
+        assert!(recent("1799996400", now));
+        assert!(recent(" 1800003600", now));
+        assert!(!recent("1799996399", now));
+        assert!(!recent("1800003601", now));
+        assert!(!recent("", now));
+        assert!(!recent("soon", now));
+        assert!(!recent("-9223372036854775808", now));
     }
 
     #[test]
