@@ -311,7 +311,9 @@ impl DingtalkChannel {
             .map_err(|e| ChannelError::Platform(format!("dingtalk: HTTP client: {e}")))?
             .timeout(Duration::from_secs(30))
             .build()
-            .map_err(|e| ChannelError::Platform(format!("dingtalk: HTTP client: {e}")))?;
+            .map_err(|e| {
+                ChannelError::Platform(format!("dingtalk: HTTP client: {}", e.without_url()))
+            })?;
         Ok(Self {
             inner: Arc::new(Inner {
                 access: config.common.access("dingtalk"),

@@ -404,7 +404,7 @@ impl QqChannel {
             .map_err(|e| ChannelError::Platform(format!("qq: HTTP client: {e}")))?
             .timeout(Duration::from_secs(30))
             .build()
-            .map_err(|e| ChannelError::Platform(format!("qq: HTTP client: {e}")))?;
+            .map_err(|e| ChannelError::Platform(format!("qq: HTTP client: {}", e.without_url())))?;
         Ok(Self {
             inner: Arc::new(Inner {
                 access: config.common.access("qq"),
