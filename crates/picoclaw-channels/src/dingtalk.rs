@@ -13,7 +13,7 @@
 //! loopback fake; plain `http://` is then accepted.
 
 use crate::access::{Access, Pairing};
-use crate::group::{GroupTrigger, Seen};
+use crate::group::{Claim, GroupTrigger, Seen};
 use crate::settings::Common;
 use crate::wsclient::{CloseFrame, Message, WsStream};
 use crate::{Channel, ChannelError, ChannelSetup, Inbox, InboxError, split_message};
@@ -58,6 +58,18 @@ const PING_EVERY: Duration = Duration::from_secs(30);
 
 /// The first pause before reconnecting; it doubles per failed attempt up to a minute.
 const RECONNECT_BASE: Duration = Duration::from_millis(500);
+
+/// A connection that lasted this long worked: the backoff starts over after it. A shorter one
+/// (a server that accepts, pings and drops) keeps doubling the pause.
+const STABLE_AFTER: Duration = Duration::from_secs(60);
+
+/// The longest a frame written to the socket (an acknowledgement, a ping, the close frame) may
+/// take; a peer that stops reading ends the connection instead of holding `run`.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The error codes DingTalk answers wrong app credentials with (besides HTTP 401/403); any
+/// other refusal (429 throttling, 5xx...) is retried.
+const BAD_CREDENTIAL_CODES: &[&str] = &["invalidClientIdOrSecret", "InvalidAuthentication"];
 
 /// `channels.dingtalk`, checked.
 #[derive(Clone)]
@@ -237,11 +249,35 @@ fn goodbye() -> CloseFrame {
 /// What a session ended with.
 enum End {
     Stopped,
-    /// The socket dropped or DingTalk asked for a new connection; `worked` says whether it
-    /// carried frames (the backoff starts over then).
-    Reconnect {
-        worked: bool,
-    },
+    /// The socket dropped or DingTalk asked for a new connection.
+    Reconnect,
+}
+
+/// The reconnection attempt after a connection that lasted `lasted`: counting starts over
+/// after a connection that held for [`STABLE_AFTER`], else the pause keeps growing.
+fn attempt_after(attempt: u32, lasted: Duration) -> u32 {
+    if lasted >= STABLE_AFTER { 0 } else { attempt }
+}
+
+/// Whether an answer refusing a call (`status`, JSON `value`) says the app's credentials are
+/// wrong: what retrying cannot fix.
+fn bad_credentials(status: u16, value: &Value) -> bool {
+    matches!(status, 401 | 403)
+        || (400..500).contains(&status)
+            && s(value, "code").is_some_and(|code| BAD_CREDENTIAL_CODES.contains(&code))
+}
+
+/// Writes `message`, bounded by [`WRITE_TIMEOUT`]; `false` when the connection is done.
+async fn write(ws: &mut WsStream, message: Message) -> bool {
+    matches!(
+        tokio::time::timeout(WRITE_TIMEOUT, ws.send(message)).await,
+        Ok(Ok(()))
+    )
+}
+
+/// Closes the connection, bounded by [`WRITE_TIMEOUT`].
+async fn close(ws: &mut WsStream, frame: Option<CloseFrame>) {
+    let _ = tokio::time::timeout(WRITE_TIMEOUT, ws.close(frame)).await;
 }
 
 /// The DingTalk channel.
@@ -255,7 +291,8 @@ struct Inner {
     access: Access,
     seen: Seen,
     sessions: Mutex<Sessions>,
-    token: Mutex<Option<(String, Instant)>>,
+    /// Held across a renewal, so that concurrent sends at expiry make one token request.
+    token: tokio::sync::Mutex<Option<(String, Instant)>>,
 }
 
 impl std::fmt::Debug for DingtalkChannel {
@@ -274,7 +311,9 @@ impl DingtalkChannel {
             .map_err(|e| ChannelError::Platform(format!("dingtalk: HTTP client: {e}")))?
             .timeout(Duration::from_secs(30))
             .build()
-            .map_err(|e| ChannelError::Platform(format!("dingtalk: HTTP client: {e}")))?;
+            .map_err(|e| {
+                ChannelError::Platform(format!("dingtalk: HTTP client: {}", e.without_url()))
+            })?;
         Ok(Self {
             inner: Arc::new(Inner {
                 access: config.common.access("dingtalk"),
@@ -282,7 +321,7 @@ impl DingtalkChannel {
                 http,
                 seen: Seen::new(4096),
                 sessions: Mutex::new(Sessions::default()),
-                token: Mutex::new(None),
+                token: tokio::sync::Mutex::new(None),
             }),
         })
     }
@@ -340,10 +379,16 @@ impl Inner {
         let (status, value, raw) = self
             .post(&self.url("/v1.0/gateway/connections/open"), None, &body)
             .await?;
-        if (400..500).contains(&status) {
+        if bad_credentials(status, &value) {
             return Err(ChannelError::Rejected(format!(
                 "channels.dingtalk.client_id / client_secret were refused by DingTalk ({status}): \
                  {}",
+                excerpt(&raw)
+            )));
+        }
+        if !(200..300).contains(&status) {
+            return Err(ChannelError::Platform(format!(
+                "dingtalk: connections/open answered {status}: {}",
                 excerpt(&raw)
             )));
         }
@@ -356,18 +401,20 @@ impl Inner {
         socket_url(endpoint, ticket)
     }
 
-    /// The app access token, cached until five minutes before it expires.
+    /// The app access token, cached until five minutes before it expires. The cache stays
+    /// locked during a renewal: the sends waiting on it find the new token (one request).
     async fn token(&self) -> Result<String, ChannelError> {
-        if let Some((token, until)) = lock(&self.token).clone()
-            && Instant::now() < until
+        let mut cached = self.token.lock().await;
+        if let Some((token, until)) = cached.as_ref()
+            && Instant::now() < *until
         {
-            return Ok(token);
+            return Ok(token.clone());
         }
         let body = json!({"appKey": self.config.client_id, "appSecret": self.config.client_secret});
         let (status, value, raw) = self
             .post(&self.url("/v1.0/oauth2/accessToken"), None, &body)
             .await?;
-        if (400..500).contains(&status) {
+        if bad_credentials(status, &value) {
             return Err(ChannelError::Rejected(format!(
                 "channels.dingtalk.client_id / client_secret were refused by DingTalk's token \
                  endpoint ({status}): {}",
@@ -387,7 +434,7 @@ impl Inner {
                 .unwrap_or(7200),
         );
         let until = Instant::now() + lifetime.saturating_sub(TOKEN_MARGIN);
-        *lock(&self.token) = Some((token.to_owned(), until));
+        *cached = Some((token.to_owned(), until));
         Ok(token.to_owned())
     }
 
@@ -396,7 +443,11 @@ impl Inner {
         let token = self.token().await?;
         let (status, value, raw) = self.post(&self.url(path), Some(&token), body).await?;
         if status == 401 {
-            *lock(&self.token) = None;
+            // Dropped unless a concurrent call already renewed it.
+            let mut cached = self.token.lock().await;
+            if cached.as_ref().is_some_and(|(t, _)| *t == token) {
+                *cached = None;
+            }
         }
         if !(200..300).contains(&status) {
             return Err(ChannelError::Platform(format!(
@@ -409,49 +460,53 @@ impl Inner {
 
     /// Speaks the Stream protocol on one connection until it ends.
     async fn session(&self, mut ws: WsStream, inbox: &dyn Inbox, stop: &CancellationToken) -> End {
-        let mut worked = false;
         let mut last_heard = Instant::now();
         let mut ping = tokio::time::interval(PING_EVERY);
+        ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         ping.tick().await;
         loop {
             let frame = tokio::select! {
                 () = stop.cancelled() => {
-                    let _ = ws.close(Some(goodbye())).await;
+                    close(&mut ws, Some(goodbye())).await;
                     return End::Stopped;
                 }
                 _ = ping.tick() => {
                     if last_heard.elapsed() > SILENCE_LIMIT {
                         tracing::warn!("dingtalk: the stream went silent; reconnecting");
-                        return End::Reconnect { worked };
+                        return End::Reconnect;
                     }
-                    if ws.send(Message::Ping(Vec::new().into())).await.is_err() {
-                        return End::Reconnect { worked };
+                    if !write(&mut ws, Message::Ping(Vec::new().into())).await {
+                        return End::Reconnect;
                     }
                     continue;
                 }
                 frame = ws.next() => frame,
             };
-            last_heard = Instant::now();
             let text = match frame {
                 Some(Ok(Message::Text(text))) => text,
-                Some(Ok(Message::Close(_))) | None => return End::Reconnect { worked },
-                Some(Ok(_)) => continue,
+                Some(Ok(Message::Close(_))) | None => return End::Reconnect,
+                Some(Ok(_)) => {
+                    last_heard = Instant::now();
+                    continue;
+                }
                 Some(Err(e)) => {
                     tracing::warn!(error = %e, "dingtalk: the stream failed; reconnecting");
-                    return End::Reconnect { worked };
+                    return End::Reconnect;
                 }
             };
-            worked = true;
             let (answer, disconnect) = self.on_frame(text.as_str(), inbox).await;
+            // Stamped after the frame was handled: the time spent on it (downloads, a slow
+            // inbox) is ours, not the server's silence.
+            last_heard = Instant::now();
             if let Some(answer) = answer
-                && ws.send(Message::Text(answer.into())).await.is_err()
+                && !write(&mut ws, Message::Text(answer.into())).await
             {
-                return End::Reconnect { worked };
+                return End::Reconnect;
             }
             if disconnect {
                 tracing::info!("dingtalk: the server asked for a new connection");
-                let _ = ws.close(None).await;
-                return End::Reconnect { worked };
+                close(&mut ws, None).await;
+                return End::Reconnect;
             }
         }
     }
@@ -502,23 +557,6 @@ impl Inner {
         let Some(msg_id) = s(message, "msgId") else {
             return Ok(());
         };
-        if !self.seen.first(msg_id) {
-            tracing::debug!(msg_id, "dingtalk: redelivered message dropped");
-            return Ok(());
-        }
-        let result = self.take_new(message, msg_id, inbox).await;
-        if result.is_err() {
-            self.seen.forget(msg_id);
-        }
-        result
-    }
-
-    async fn take_new(
-        &self,
-        message: &Value,
-        msg_id: &str,
-        inbox: &dyn Inbox,
-    ) -> Result<(), InboxError> {
         let sender_id = s(message, "senderId");
         let Some(sender) = s(message, "senderStaffId").or(sender_id) else {
             return Ok(());
@@ -563,6 +601,12 @@ impl Inner {
             tracing::info!(sender, "dingtalk: not on allow_from; ignored");
             return Ok(());
         }
+        // Claimed only now (a stranger's flood must not push allowed ids out); forgotten
+        // again unless the inbox kept the message, so that a redelivery gets through.
+        let Some(claim) = self.seen.claim(msg_id) else {
+            tracing::debug!(msg_id, "dingtalk: redelivered message dropped");
+            return Ok(());
+        };
         if let Err(first) = self.access.take(sender) {
             if first {
                 self.notice(
@@ -590,7 +634,7 @@ impl Inner {
                 Err(e) => {
                     tracing::warn!(error = %e, "dingtalk: a file could not be saved");
                     inbound.content =
-                        format!("{}\n[a file could not be downloaded: {e}]", inbound.content)
+                        format!("{}\n[a file could not be downloaded]", inbound.content)
                             .trim()
                             .to_owned();
                 }
@@ -599,7 +643,7 @@ impl Inner {
         if inbound.content.is_empty() && inbound.media.is_empty() {
             return Ok(());
         }
-        inbox.deliver(inbound).await
+        deliver(inbox, inbound, claim).await
     }
 
     fn remember_session(&self, message: &Value, msg_id: &str, chat_id: &str) {
@@ -736,6 +780,17 @@ impl Inner {
     }
 }
 
+/// Hands `inbound` to the inbox; the id stays taken only when it was kept.
+async fn deliver(
+    inbox: &dyn Inbox,
+    inbound: InboundMessage,
+    claim: Claim<'_>,
+) -> Result<(), InboxError> {
+    inbox.deliver(inbound).await?;
+    claim.keep();
+    Ok(())
+}
+
 /// A URL without its query (session webhooks carry their credential there).
 fn strip_query(url: &str) -> &str {
     url.split('?').next().unwrap_or(url)
@@ -824,10 +879,10 @@ impl Channel for DingtalkChannel {
             match opened {
                 Ok(ws) => {
                     tracing::info!("dingtalk: Stream mode connected");
+                    let began = Instant::now();
                     match inner.session(ws, inbox.as_ref(), &stop).await {
                         End::Stopped => return Ok(()),
-                        End::Reconnect { worked } if worked => attempt = 0,
-                        End::Reconnect { .. } => {}
+                        End::Reconnect => attempt = attempt_after(attempt, began.elapsed()),
                     }
                 }
                 Err(e @ ChannelError::Rejected(_)) => return Err(e),
@@ -928,6 +983,31 @@ mod tests {
             ("look here".into(), vec![(MediaKind::Image, "d3".into())])
         );
         assert_eq!(content(&json!({"msgtype": 5})), (String::new(), Vec::new()));
+    }
+
+    #[test]
+    fn only_a_connection_that_held_resets_the_backoff() {
+        assert_eq!(attempt_after(5, Duration::from_millis(300)), 5);
+        assert_eq!(attempt_after(5, STABLE_AFTER - Duration::from_secs(1)), 5);
+        assert_eq!(attempt_after(5, STABLE_AFTER), 0);
+    }
+
+    #[test]
+    fn only_refused_credentials_are_final() {
+        let none = Value::Null;
+        assert!(bad_credentials(401, &none));
+        assert!(bad_credentials(403, &none));
+        assert!(bad_credentials(
+            400,
+            &json!({"code": "invalidClientIdOrSecret"})
+        ));
+        assert!(!bad_credentials(429, &json!({"code": "Throttling"})));
+        assert!(!bad_credentials(400, &json!({"code": "Throttling.Api"})));
+        assert!(!bad_credentials(503, &none));
+        assert!(!bad_credentials(
+            200,
+            &json!({"code": "invalidClientIdOrSecret"})
+        ));
     }
 
     #[test]

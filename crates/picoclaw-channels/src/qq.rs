@@ -14,7 +14,7 @@
 //! the token endpoint at a test's loopback fake.
 
 use crate::access::{Access, Pairing};
-use crate::group::{GroupTrigger, Seen};
+use crate::group::{Claim, GroupTrigger, Seen};
 use crate::settings::Common;
 use crate::wsclient::{CloseFrame, Message, WsStream};
 use crate::{
@@ -28,7 +28,7 @@ use ring::signature::{ED25519, Ed25519KeyPair, KeyPair, UnparsedPublicKey};
 use serde_json::{Value, json};
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tokio_util::sync::CancellationToken;
 
 /// The OpenAPI of QQ bots.
@@ -50,6 +50,15 @@ const TOKEN_MARGIN: Duration = Duration::from_secs(60);
 const SEQ_CAP: usize = 1024;
 /// The first pause before reconnecting; it doubles per failed attempt up to a minute.
 const RECONNECT_BASE: Duration = Duration::from_millis(500);
+/// The longest a frame written to the gateway (a heartbeat, Identify/Resume, the close frame)
+/// may take; a peer that stops reading ends the connection instead of holding `run`.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
+/// A signed callback whose `X-Signature-Timestamp` is further than this from now is refused
+/// (a recorded callback cannot be replayed later).
+const REPLAY_WINDOW_SECS: u64 = 3600;
+/// The codes QQ's token endpoint answers wrong app credentials with (with HTTP 200); other
+/// codes (throttling, internal errors) are retried.
+const BAD_CREDENTIAL_CODES: &[i64] = &[100016];
 
 /// Gateway opcodes.
 const OP_DISPATCH: u64 = 0;
@@ -241,6 +250,39 @@ fn plain_field(text: &str) -> bool {
     !text.is_empty() && text.len() <= 128 && text.chars().all(|c| c.is_ascii_alphanumeric())
 }
 
+/// Whether a signed callback's timestamp (seconds since the epoch) is within the replay window
+/// of `now` (seconds since the epoch).
+fn fresh(timestamp: &str, now: u64) -> bool {
+    timestamp
+        .trim()
+        .parse::<u64>()
+        .is_ok_and(|ts| ts.abs_diff(now) <= REPLAY_WINDOW_SECS)
+}
+
+fn now_secs() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// Whether the token endpoint's answer (`status`, JSON `value`) says the app's credentials are
+/// wrong: what retrying cannot fix.
+fn bad_credentials(status: u16, value: &Value) -> bool {
+    matches!(status, 401 | 403)
+        || value
+            .get("code")
+            .and_then(Value::as_i64)
+            .is_some_and(|code| BAD_CREDENTIAL_CODES.contains(&code))
+}
+
+/// Writes `message`, bounded by [`WRITE_TIMEOUT`]; `false` when the connection is done.
+async fn write(ws: &mut WsStream, message: Message) -> bool {
+    matches!(
+        tokio::time::timeout(WRITE_TIMEOUT, ws.send(message)).await,
+        Ok(Ok(()))
+    )
+}
+
 /// Reads at most `cap` bytes of a response body.
 async fn read_capped(mut response: reqwest::Response, cap: usize) -> Result<Vec<u8>, String> {
     if response.content_length().is_some_and(|n| n > cap as u64) {
@@ -337,7 +379,8 @@ struct Inner {
     access: Access,
     seen: Seen,
     seqs: Mutex<Seqs>,
-    token: Mutex<Option<(String, Instant)>>,
+    /// Held across a renewal, so that concurrent calls at expiry make one token request.
+    token: tokio::sync::Mutex<Option<(String, Instant)>>,
 }
 
 impl std::fmt::Debug for QqChannel {
@@ -361,7 +404,7 @@ impl QqChannel {
             .map_err(|e| ChannelError::Platform(format!("qq: HTTP client: {e}")))?
             .timeout(Duration::from_secs(30))
             .build()
-            .map_err(|e| ChannelError::Platform(format!("qq: HTTP client: {e}")))?;
+            .map_err(|e| ChannelError::Platform(format!("qq: HTTP client: {}", e.without_url())))?;
         Ok(Self {
             inner: Arc::new(Inner {
                 access: config.common.access("qq"),
@@ -370,7 +413,7 @@ impl QqChannel {
                 key,
                 seen: Seen::new(4096),
                 seqs: Mutex::new(Seqs::default()),
-                token: Mutex::new(None),
+                token: tokio::sync::Mutex::new(None),
             }),
         })
     }
@@ -383,12 +426,14 @@ impl QqChannel {
 
 impl Inner {
     /// The app access token, cached until a minute before it expires. Refused credentials are
-    /// a one-line `Rejected` naming the keys.
+    /// a one-line `Rejected` naming the keys; throttling and outages are `Platform`. The cache
+    /// stays locked during a renewal: the calls waiting on it find the new token.
     async fn token(&self) -> Result<String, ChannelError> {
-        if let Some((token, until)) = lock(&self.token).clone()
-            && Instant::now() < until
+        let mut cached = self.token.lock().await;
+        if let Some((token, until)) = cached.as_ref()
+            && Instant::now() < *until
         {
-            return Ok(token);
+            return Ok(token.clone());
         }
         let url = format!("{}/app/getAppAccessToken", self.config.auth_base);
         let body = json!({"appId": self.config.app_id, "clientSecret": self.config.app_secret});
@@ -405,22 +450,23 @@ impl Inner {
             .map_err(|e| ChannelError::Platform(format!("qq: {url}: {e}")))?;
         let value: Value = serde_json::from_slice(&raw).unwrap_or(Value::Null);
         let Some(token) = s(&value, "access_token") else {
-            let refused = (400..500).contains(&status) || value.get("code").is_some();
-            let text = format!(
-                "channels.qq.app_id / app_secret were refused by QQ ({status}): {}",
-                excerpt(&raw)
-            );
-            return Err(if refused {
-                ChannelError::Rejected(text)
+            return Err(if bad_credentials(status, &value) {
+                ChannelError::Rejected(format!(
+                    "channels.qq.app_id / app_secret were refused by QQ ({status}): {}",
+                    excerpt(&raw)
+                ))
             } else {
-                ChannelError::Platform(text)
+                ChannelError::Platform(format!(
+                    "qq: the token endpoint answered {status} without a token: {}",
+                    excerpt(&raw)
+                ))
             });
         };
         let lifetime = number_or_string(value.get("expires_in"))
             .and_then(|n| n.parse::<u64>().ok())
             .unwrap_or(7200);
         let until = Instant::now() + Duration::from_secs(lifetime).saturating_sub(TOKEN_MARGIN);
-        *lock(&self.token) = Some((token.to_owned(), until));
+        *cached = Some((token.to_owned(), until));
         Ok(token.to_owned())
     }
 
@@ -449,7 +495,7 @@ impl Inner {
             .await
             .map_err(|e| ChannelError::Platform(format!("qq {path}: {e}")))?;
         if status == 401 {
-            *lock(&self.token) = None;
+            self.forget_token(Some(&token)).await;
         }
         if !(200..300).contains(&status) {
             return Err(ChannelError::Platform(format!(
@@ -458,6 +504,15 @@ impl Inner {
             )));
         }
         Ok(serde_json::from_slice(&raw).unwrap_or(Value::Null))
+    }
+
+    /// Drops the cached token (`used`: only if it is still that one, not one a concurrent call
+    /// renewed meanwhile).
+    async fn forget_token(&self, used: Option<&str>) {
+        let mut cached = self.token.lock().await;
+        if used.is_none_or(|used| cached.as_ref().is_some_and(|(t, _)| t == used)) {
+            *cached = None;
+        }
     }
 
     /// Opens the gateway WebSocket.
@@ -479,23 +534,31 @@ impl Inner {
     ) -> Result<End, ChannelError> {
         let mut worked = false;
         // Heartbeats start with the server's Hello, at the interval it names.
-        let mut beat = tokio::time::interval(Duration::from_secs(3600));
+        let mut period = Duration::from_secs(3600);
+        let mut beat = tokio::time::interval(period);
         let mut beating = false;
         let mut acked = true;
+        // When the last heartbeat went out, and whether we were busy with an event when the
+        // next one came due: its ack may then sit unread in the socket, which is no sign of a
+        // dead connection.
+        let mut beat_sent = tokio::time::Instant::now();
+        let mut excused = false;
         loop {
             let frame = tokio::select! {
                 () = stop.cancelled() => {
-                    let _ = ws.close(Some(goodbye())).await;
+                    let _ = tokio::time::timeout(WRITE_TIMEOUT, ws.close(Some(goodbye()))).await;
                     return Ok(End::Stopped);
                 }
                 _ = beat.tick(), if beating => {
-                    if !acked {
+                    if !acked && !excused {
                         tracing::warn!("qq: no heartbeat ack; reconnecting");
                         return Ok(End::Reconnect { worked });
                     }
                     acked = false;
+                    excused = false;
+                    beat_sent = tokio::time::Instant::now();
                     let frame = json!({"op": OP_HEARTBEAT, "d": resume.seq});
-                    if ws.send(Message::Text(frame.to_string().into())).await.is_err() {
+                    if !write(&mut ws, Message::Text(frame.to_string().into())).await {
                         return Ok(End::Reconnect { worked });
                     }
                     continue;
@@ -506,7 +569,7 @@ impl Inner {
                 Some(Ok(Message::Text(text))) => text,
                 Some(Ok(Message::Close(close))) => {
                     let code = close.as_ref().map(|c| u16::from(c.code)).unwrap_or(0);
-                    return self.closed(code, resume, worked);
+                    return self.closed(code, resume, worked).await;
                 }
                 None => return Ok(End::Reconnect { worked }),
                 Some(Ok(_)) => continue,
@@ -527,15 +590,22 @@ impl Inner {
                         .and_then(Value::as_u64)
                         .unwrap_or(41_250)
                         .clamp(50, 300_000);
-                    let period = Duration::from_millis(ms);
+                    period = Duration::from_millis(ms);
                     beat = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+                    // After a busy stretch one heartbeat goes out, not a burst of them.
+                    beat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
                     beating = true;
-                    let hello = self.hello(resume).await?;
-                    if ws
-                        .send(Message::Text(hello.to_string().into()))
-                        .await
-                        .is_err()
-                    {
+                    beat_sent = tokio::time::Instant::now();
+                    // A token that cannot be had now (QQ throttles, an outage) is retried on a
+                    // new connection that resumes this session: events in the gap are replayed.
+                    let hello = match self.hello(resume).await {
+                        Ok(hello) => hello,
+                        Err(e) => {
+                            tracing::warn!(error = %e, "qq: no token for the gateway; reconnecting");
+                            return Ok(End::Reconnect { worked: false });
+                        }
+                    };
+                    if !write(&mut ws, Message::Text(hello.to_string().into())).await {
                         return Ok(End::Reconnect { worked });
                     }
                 }
@@ -555,11 +625,17 @@ impl Inner {
                     if kind == "READY" {
                         resume.session_id = s(&d, "session_id").map(str::to_owned);
                         tracing::info!("qq: gateway session ready");
-                    } else if let Err(e) = self.dispatch(kind, &d, inbox).await {
-                        // The sequence number stays before this event: resuming from it has
-                        // the gateway send the event again.
-                        tracing::warn!(error = %e, "qq: a message was not kept; resuming before it");
-                        return Ok(End::Reconnect { worked: false });
+                    } else {
+                        let handled = self.dispatch(kind, &d, inbox).await;
+                        if beating && tokio::time::Instant::now() >= beat_sent + period {
+                            excused = true;
+                        }
+                        if let Err(e) = handled {
+                            // The sequence number stays before this event: resuming from it
+                            // has the gateway send the event again.
+                            tracing::warn!(error = %e, "qq: a message was not kept; resuming before it");
+                            return Ok(End::Reconnect { worked: false });
+                        }
                     }
                     if let Some(seq) = payload.get("s").and_then(Value::as_u64) {
                         resume.seq = Some(seq);
@@ -585,7 +661,12 @@ impl Inner {
 
     /// A close frame from the gateway: some codes mean a fix in the config, others a new
     /// session or token.
-    fn closed(&self, code: u16, resume: &mut Resume, worked: bool) -> Result<End, ChannelError> {
+    async fn closed(
+        &self,
+        code: u16,
+        resume: &mut Resume,
+        worked: bool,
+    ) -> Result<End, ChannelError> {
         match code {
             4914 => Err(ChannelError::Rejected(
                 "qq: the bot is offline or in the sandbox only (gateway close 4914): publish it, \
@@ -596,7 +677,7 @@ impl Inner {
                 "qq: the bot was banned (gateway close 4915)".into(),
             )),
             4004 => {
-                *lock(&self.token) = None;
+                self.forget_token(None).await;
                 Ok(End::Reconnect { worked })
             }
             4006 | 4007 | 4009 => {
@@ -617,24 +698,6 @@ impl Inner {
         let Some(msg_id) = s(d, "id") else {
             return Ok(());
         };
-        if !self.seen.first(msg_id) {
-            tracing::debug!(msg_id, "qq: redelivered message dropped");
-            return Ok(());
-        }
-        let result = self.take(group, d, msg_id, inbox).await;
-        if result.is_err() {
-            self.seen.forget(msg_id);
-        }
-        result
-    }
-
-    async fn take(
-        &self,
-        group: bool,
-        d: &Value,
-        msg_id: &str,
-        inbox: &dyn Inbox,
-    ) -> Result<(), InboxError> {
         let author = d.get("author").cloned().unwrap_or(Value::Null);
         if author.get("bot").and_then(Value::as_bool) == Some(true) {
             return Ok(());
@@ -674,6 +737,13 @@ impl Inner {
             tracing::info!(sender, "qq: not on allow_from; ignored");
             return Ok(());
         }
+        // Claimed only now (a stranger's flood must not push allowed ids out); forgotten again
+        // unless the inbox kept the message — also when this future is dropped midway (QQ gave
+        // up on the webhook, the channel stopped) — so that the redelivery gets through.
+        let Some(claim) = self.seen.claim(msg_id) else {
+            tracing::debug!(msg_id, "qq: redelivered message dropped");
+            return Ok(());
+        };
         if let Err(first) = self.access.take(sender) {
             if first {
                 self.notice(
@@ -708,7 +778,7 @@ impl Inner {
                 Err(e) => {
                     tracing::warn!(error = %e, "qq: a file could not be saved");
                     inbound.content =
-                        format!("{}\n[a file could not be downloaded: {e}]", inbound.content)
+                        format!("{}\n[a file could not be downloaded]", inbound.content)
                             .trim()
                             .to_owned();
                 }
@@ -717,7 +787,7 @@ impl Inner {
         if inbound.content.is_empty() && inbound.media.is_empty() {
             return Ok(());
         }
-        inbox.deliver(inbound).await
+        deliver(inbox, inbound, claim).await
     }
 
     async fn download(
@@ -797,6 +867,13 @@ impl Inner {
                     tracing::warn!("qq webhook: bad signature; refused");
                     return WebhookResponse::text(401, "bad signature");
                 }
+                if !fresh(timestamp, now_secs()) {
+                    tracing::warn!(
+                        timestamp,
+                        "qq webhook: signed too long ago (a replay?); refused"
+                    );
+                    return WebhookResponse::text(401, "stale timestamp");
+                }
                 true
             }
             _ => false,
@@ -812,7 +889,10 @@ impl Inner {
                 let kind = s(&payload, "t").unwrap_or_default();
                 match self.dispatch(kind, &d, inbox).await {
                     Ok(()) => WebhookResponse::json(&json!({"op": OP_CALLBACK_ACK, "d": 0})),
-                    Err(e) => WebhookResponse::text(503, format!("not kept: {e}")),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "qq webhook: a message was not kept; QQ retries");
+                        WebhookResponse::text(503, "not kept, retry")
+                    }
                 }
             }
             _ => WebhookResponse::json(&json!({"op": OP_CALLBACK_ACK, "d": 0})),
@@ -846,6 +926,17 @@ impl Inner {
             .verify(&message, &signature)
             .is_ok()
     }
+}
+
+/// Hands `inbound` to the inbox; the id stays taken only when it was kept.
+async fn deliver(
+    inbox: &dyn Inbox,
+    inbound: InboundMessage,
+    claim: Claim<'_>,
+) -> Result<(), InboxError> {
+    inbox.deliver(inbound).await?;
+    claim.keep();
+    Ok(())
 }
 
 #[async_trait]
@@ -1014,5 +1105,37 @@ mod tests {
         assert!(plain_field("Arq0D5A61EgUu4OxUvOp"));
         assert!(!plain_field("{\"op\":0}"));
         assert!(!plain_field(""));
+        assert!(!plain_field("a b"));
+        assert!(!plain_field("a\"b"));
+        assert!(!plain_field(&"a".repeat(129)));
+    }
+
+    #[test]
+    fn signed_callbacks_hold_for_an_hour_either_way() {
+        let now = 1_800_000_000;
+        assert!(fresh("1800000000", now));
+        assert!(fresh("1799996400", now));
+        assert!(fresh("1800003600", now));
+        assert!(!fresh("1799996399", now));
+        assert!(!fresh("1800003601", now));
+        assert!(!fresh("soon", now));
+        assert!(!fresh("-5", now));
+    }
+
+    #[test]
+    fn only_refused_credentials_are_final() {
+        assert!(bad_credentials(
+            200,
+            &json!({"code": 100016, "message": "invalid appid or secret"})
+        ));
+        assert!(bad_credentials(401, &Value::Null));
+        assert!(bad_credentials(403, &Value::Null));
+        assert!(!bad_credentials(429, &Value::Null));
+        assert!(!bad_credentials(
+            200,
+            &json!({"code": 100017, "message": "rate limited"})
+        ));
+        assert!(!bad_credentials(500, &json!({"code": 11298})));
+        assert!(!bad_credentials(400, &Value::Null));
     }
 }

@@ -386,3 +386,75 @@ async fn a_stranger_pairs_with_the_one_time_code() {
     assert!(run.channel.pairing_code().is_none());
     run.stop.cancel();
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn throttling_is_retried_and_only_refused_credentials_are_final() {
+    let fake = FakeDingtalk::start(ID, SECRET);
+    let throttled = json!({"code": "Throttling", "message": "too many requests"});
+    // connections/open throttled twice at start: retried, not a final error.
+    fake.fail_next_open(429, throttled.clone());
+    fake.fail_next_open(503, json!({"code": "ServiceUnavailable"}));
+    let run = start(&fake, json!({})).await;
+    wait(&fake, "a connection after the refusals", |f| {
+        f.opens().len() == 1
+    })
+    .await;
+    assert!(
+        !run.task.is_finished(),
+        "a throttled open ended the channel"
+    );
+    push_acked(&fake, &fake.direct_message("ada", "through", 5400)).await;
+    assert_eq!(run.inbox.all().len(), 1);
+
+    // The token endpoint throttles: a temporary error; a refused secret: final.
+    fake.fail_next_token(429, throttled);
+    // A group without a live session webhook: the robot API, with a token.
+    let send = OutboundMessage::new("dingtalk", "group:cidTeam", "hello");
+    let e = run.channel.send(&send).await.unwrap_err();
+    assert!(matches!(e, ChannelError::Platform(_)), "{e}");
+    fake.fail_next_token(
+        400,
+        json!({"code": "invalidClientIdOrSecret", "message": "invalid appKey or appSecret"}),
+    );
+    let e = run.channel.send(&send).await.unwrap_err();
+    assert!(matches!(e, ChannelError::Rejected(_)), "{e}");
+    run.channel.send(&send).await.unwrap();
+    run.stop.cancel();
+    assert!(run.task.await.unwrap().is_ok());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn concurrent_sends_at_expiry_make_one_token_request() {
+    let fake = FakeDingtalk::start(ID, SECRET);
+    let workspace = tempfile::tempdir().unwrap();
+    let channel =
+        Arc::new(DingtalkChannel::from_setup(&setup(&fake, json!({}), workspace.path())).unwrap());
+    // A token that is due for renewal at once.
+    fake.set_token_lifetime(60);
+    channel
+        .send(&OutboundMessage::new("dingtalk", "user:ada", "first"))
+        .await
+        .unwrap();
+    assert_eq!(fake.token_requests(), 1);
+    fake.set_token_lifetime(7200);
+    fake.set_token_delay_ms(300);
+    let sends: Vec<_> = (0..5)
+        .map(|i| {
+            let channel = Arc::clone(&channel);
+            tokio::spawn(async move {
+                channel
+                    .send(&OutboundMessage::new(
+                        "dingtalk",
+                        "user:ada",
+                        format!("part {i}"),
+                    ))
+                    .await
+            })
+        })
+        .collect();
+    for send in sends {
+        send.await.unwrap().unwrap();
+    }
+    assert_eq!(fake.token_requests(), 2, "one renewal for five sends");
+    assert_eq!(fake.api_calls().len(), 6);
+}

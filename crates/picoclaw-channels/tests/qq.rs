@@ -312,6 +312,15 @@ async fn a_wrong_app_secret_is_one_line_naming_the_keys() {
 /// Header names and values.
 type Headers = Vec<(String, String)>;
 
+/// Seconds since the epoch, `offset` from now, as QQ's `X-Signature-Timestamp`.
+fn stamp(offset: i64) -> String {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    (now + offset).to_string()
+}
+
 fn request(body: &[u8], headers: &[(String, String)]) -> WebhookRequest {
     let mut r =
         WebhookRequest::new("POST", body.to_vec()).with_header("content-type", "application/json");
@@ -335,7 +344,7 @@ async fn webhooks_are_verified_validated_and_acknowledged() {
     let r = run
         .channel
         .webhook(
-            request(check.as_bytes(), &fake.sign("1725442341", check.as_bytes())),
+            request(check.as_bytes(), &fake.sign(&stamp(0), check.as_bytes())),
             Arc::clone(&inbox),
         )
         .await;
@@ -356,7 +365,7 @@ async fn webhooks_are_verified_validated_and_acknowledged() {
         let r = run
             .channel
             .webhook(
-                request(&body, &fake.sign("1760000000", &body)),
+                request(&body, &fake.sign(&stamp(0), &body)),
                 Arc::clone(&inbox),
             )
             .await;
@@ -370,7 +379,8 @@ async fn webhooks_are_verified_validated_and_acknowledged() {
 
     // Forged, tampered, unsigned: refused, nothing kept.
     let forged = fake.callback("C2C_MESSAGE_CREATE", &fake.c2c_message("ADA", "forged"));
-    let mut flipped = fake.sign("1760000000", &forged);
+    let now = stamp(0);
+    let mut flipped = fake.sign(&now, &forged);
     let first = if flipped[0].1.starts_with('0') {
         "1"
     } else {
@@ -379,13 +389,18 @@ async fn webhooks_are_verified_validated_and_acknowledged() {
     flipped[0].1.replace_range(0..1, first);
     let mut tampered = forged.clone();
     tampered.extend_from_slice(b" ");
-    let mut restamped = fake.sign("1760000000", &forged);
-    restamped[1].1 = "1760000001".into();
-    let refused: [(&Vec<u8>, Headers); 4] = [
+    let mut restamped = fake.sign(&now, &forged);
+    restamped[1].1 = stamp(1);
+    // Signed, but more than an hour ago or ahead: a replay.
+    let stale = fake.sign(&stamp(-3601), &forged);
+    let ahead = fake.sign(&stamp(3601), &forged);
+    let refused: [(&Vec<u8>, Headers); 6] = [
         (&forged, flipped),
-        (&tampered, fake.sign("1760000000", &forged)),
+        (&tampered, fake.sign(&now, &forged)),
         (&forged, restamped),
         (&forged, Vec::new()),
+        (&forged, stale),
+        (&forged, ahead),
     ];
     for (body, headers) in refused {
         let r = run
@@ -403,6 +418,28 @@ async fn webhooks_are_verified_validated_and_acknowledged() {
         .webhook(request(oracle.as_bytes(), &[]), Arc::clone(&inbox))
         .await;
     assert_eq!(r.status, 401);
+    // Unsigned validation fields must be plain letters and digits: no JSON, quotes, spaces.
+    for (plain, ts) in [
+        ("{\"op\":0}", "1760000000"),
+        ("Arq0D5A61\"EgUu4", "1760000000"),
+        ("Arq0D5A61 EgUu4", "1760000000"),
+        ("Arq0D5A61EgUu4", "1760000000 "),
+        ("Arq0D5A61EgUu4", "{1760000000}"),
+    ] {
+        let check = json!({"op": 13, "d": {"plain_token": plain, "event_ts": ts}}).to_string();
+        let r = run
+            .channel
+            .webhook(request(check.as_bytes(), &[]), Arc::clone(&inbox))
+            .await;
+        assert_eq!(r.status, 401, "{plain:?} {ts:?}");
+    }
+    let plain = json!({"op": 13, "d": {"plain_token": "Arq0D5A61EgUu4", "event_ts": "1760000000"}})
+        .to_string();
+    let r = run
+        .channel
+        .webhook(request(plain.as_bytes(), &[]), Arc::clone(&inbox))
+        .await;
+    assert_eq!(r.status, 200);
     assert_eq!(contents(&run), ["via webhook"]);
 
     // A refused delivery is answered 503 (QQ retries) and the retry gets through.
@@ -411,15 +448,16 @@ async fn webhooks_are_verified_validated_and_acknowledged() {
     let r = run
         .channel
         .webhook(
-            request(&body, &fake.sign("1760000003", &body)),
+            request(&body, &fake.sign(&stamp(0), &body)),
             Arc::clone(&inbox),
         )
         .await;
     assert_eq!(r.status, 503);
+    assert_eq!(r.body, b"not kept, retry", "no internal error text");
     let r = run
         .channel
         .webhook(
-            request(&body, &fake.sign("1760000004", &body)),
+            request(&body, &fake.sign(&stamp(1), &body)),
             Arc::clone(&inbox),
         )
         .await;
@@ -483,4 +521,151 @@ async fn a_stranger_pairs_with_the_one_time_code() {
     wait_kept(&run.inbox, 1).await;
     assert_eq!(run.inbox.all()[0].content, "now?");
     run.stop.cancel();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_webhook_handler_dropped_midway_lets_the_redelivery_through() {
+    let fake = FakeQq::start(APP, SECRET);
+    let run = start(&fake, json!({"mode": "webhook"})).await;
+    let inbox: Arc<dyn Inbox> = run.inbox.clone();
+    // QQ gives up on a callback whose attachment takes too long (the handler future dropped).
+    fake.set_file_delay_ms(3000);
+    let body = fake.callback(
+        "C2C_MESSAGE_CREATE",
+        &fake.c2c_attachment("ADA", "image/png", b"\x89PNG slow"),
+    );
+    let first = tokio::time::timeout(
+        std::time::Duration::from_millis(300),
+        run.channel.webhook(
+            request(&body, &fake.sign(&stamp(0), &body)),
+            Arc::clone(&inbox),
+        ),
+    )
+    .await;
+    assert!(first.is_err(), "the download was expected to stall");
+    fake.set_file_delay_ms(0);
+    let r = run
+        .channel
+        .webhook(
+            request(&body, &fake.sign(&stamp(0), &body)),
+            Arc::clone(&inbox),
+        )
+        .await;
+    assert_eq!(r.status, 200);
+    let all = run.inbox.all();
+    assert_eq!(all.len(), 1, "the redelivery was dropped as seen");
+    assert_eq!(
+        std::fs::read(&all[0].media[0].location).unwrap(),
+        b"\x89PNG slow"
+    );
+    run.stop.cancel();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_slow_event_does_not_cost_the_connection() {
+    let fake = FakeQq::start(APP, SECRET);
+    fake.set_heartbeat_ms(100);
+    let run = start(&fake, json!({})).await;
+    ready(&fake).await;
+    wait(&fake, "heartbeats", |f| f.received_op(1).len() >= 2).await;
+    // The download keeps the read loop busy for six heartbeat intervals.
+    fake.set_file_delay_ms(600);
+    let slow = fake.c2c_attachment("ADA", "image/png", b"\x89PNG");
+    tokio::task::block_in_place(|| fake.push("C2C_MESSAGE_CREATE", &slow));
+    wait_kept(&run.inbox, 1).await;
+    let beats = fake.received_op(1).len();
+    wait(&fake, "heartbeats after it", |f| {
+        f.received_op(1).len() >= beats + 3
+    })
+    .await;
+    assert_eq!(fake.received_op(2).len(), 1, "identified again");
+    assert!(
+        fake.received_op(6).is_empty(),
+        "reconnected after a slow event"
+    );
+    run.stop.cancel();
+    assert!(run.task.await.unwrap().is_ok());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_token_failure_at_hello_resumes_the_session() {
+    let fake = FakeQq::start(APP, SECRET);
+    // Shorter than the renewal margin: every call fetches a token.
+    fake.set_token_lifetime(30);
+    let run = start(&fake, json!({})).await;
+    ready(&fake).await;
+    // After the drop: /gateway gets a token, Resume does not (QQ throttles once).
+    fake.plan_tokens(vec![
+        None,
+        Some((429, json!({"code": 429, "message": "rate limited"}))),
+    ]);
+    tokio::task::block_in_place(|| fake.drop_connections());
+    wait(&fake, "a resume", |f| !f.received_op(6).is_empty()).await;
+    assert!(!run.task.is_finished(), "the channel ended");
+    let resume = &fake.received_op(6)[0]["d"];
+    assert!(
+        resume["session_id"]
+            .as_str()
+            .unwrap()
+            .starts_with("session-")
+    );
+    assert_eq!(
+        fake.received_op(2).len(),
+        1,
+        "a new session lost the old one's events"
+    );
+    run.stop.cancel();
+    assert!(run.task.await.unwrap().is_ok());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn throttling_at_start_is_temporary() {
+    let fake = FakeQq::start(APP, SECRET);
+    let workspace = tempfile::tempdir().unwrap();
+    let channel = QqChannel::from_setup(&setup(&fake, json!({}), workspace.path())).unwrap();
+    for failure in [
+        (429, json!({"code": 429, "message": "rate limited"})),
+        (200, json!({"code": 100017, "message": "rate limited"})),
+        (500, json!({"code": 500, "message": "internal error"})),
+    ] {
+        fake.plan_tokens(vec![Some(failure.clone())]);
+        let e = channel
+            .run(Arc::new(Kept::default()), CancellationToken::new())
+            .await
+            .unwrap_err();
+        assert!(matches!(e, ChannelError::Platform(_)), "{failure:?}: {e}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn concurrent_sends_at_expiry_make_one_token_request() {
+    let fake = FakeQq::start(APP, SECRET);
+    let workspace = tempfile::tempdir().unwrap();
+    let channel = Arc::new(
+        QqChannel::from_setup(&setup(&fake, json!({"mode": "webhook"}), workspace.path())).unwrap(),
+    );
+    // A token that is due for renewal at once.
+    fake.set_token_lifetime(30);
+    channel
+        .send(&OutboundMessage::new("qq", "user:ADA", "first"))
+        .await
+        .unwrap();
+    assert_eq!(fake.token_requests(), 1);
+    fake.set_token_lifetime(7200);
+    fake.set_token_delay_ms(300);
+    let sends: Vec<_> = (0..5)
+        .map(|i| {
+            let channel = Arc::clone(&channel);
+            tokio::spawn(async move {
+                channel
+                    .send(&OutboundMessage::new("qq", "user:ADA", format!("part {i}")))
+                    .await
+            })
+        })
+        .collect();
+    for send in sends {
+        send.await.unwrap().unwrap();
+    }
+    assert_eq!(fake.token_requests(), 2, "one renewal for five sends");
+    assert_eq!(fake.posts().len(), 6);
 }

@@ -12,7 +12,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use futures::{SinkExt, StreamExt};
 use serde_json::{Value, json};
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -41,6 +41,22 @@ struct Inner {
     acks: Mutex<Vec<Value>>,
     sockets: Mutex<Vec<mpsc::UnboundedSender<String>>>,
     next: AtomicU64,
+    open_failures: Mutex<VecDeque<(u16, Value)>>,
+    token_failures: Mutex<VecDeque<(u16, Value)>>,
+    token_delay_ms: AtomicU64,
+    token_requests: AtomicU64,
+}
+
+/// The next queued failure, as a response.
+fn queued_failure(queue: &Mutex<VecDeque<(u16, Value)>>) -> Option<Response> {
+    let (status, body) = queue.lock().unwrap().pop_front()?;
+    Some(
+        (
+            StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+            axum::Json(body),
+        )
+            .into_response(),
+    )
 }
 
 /// A fake DingTalk; stops when dropped.
@@ -60,6 +76,9 @@ fn error(status: StatusCode, code: &str, message: &str) -> Response {
 }
 
 async fn open(State(inner): State<Arc<Inner>>, axum::Json(body): axum::Json<Value>) -> Response {
+    if let Some(failure) = queued_failure(&inner.open_failures) {
+        return failure;
+    }
     if body["clientId"] != inner.client_id.as_str()
         || body["clientSecret"] != inner.client_secret.as_str()
     {
@@ -83,6 +102,14 @@ async fn access_token(
     State(inner): State<Arc<Inner>>,
     axum::Json(body): axum::Json<Value>,
 ) -> Response {
+    inner.token_requests.fetch_add(1, Ordering::SeqCst);
+    let delay = inner.token_delay_ms.load(Ordering::SeqCst);
+    if delay > 0 {
+        tokio::time::sleep(std::time::Duration::from_millis(delay)).await;
+    }
+    if let Some(failure) = queued_failure(&inner.token_failures) {
+        return failure;
+    }
     if body["appKey"] != inner.client_id.as_str()
         || body["appSecret"] != inner.client_secret.as_str()
     {
@@ -253,6 +280,35 @@ impl FakeDingtalk {
     /// Access tokens issued from now on last `secs` seconds.
     pub fn set_token_lifetime(&self, secs: u64) {
         self.inner.token_lifetime.store(secs, Ordering::SeqCst);
+    }
+
+    /// The next `connections/open` call is answered `status` with the JSON `body` (queued:
+    /// call it again for the call after).
+    pub fn fail_next_open(&self, status: u16, body: Value) {
+        self.inner
+            .open_failures
+            .lock()
+            .unwrap()
+            .push_back((status, body));
+    }
+
+    /// The next access token request is answered `status` with the JSON `body` (queued).
+    pub fn fail_next_token(&self, status: u16, body: Value) {
+        self.inner
+            .token_failures
+            .lock()
+            .unwrap()
+            .push_back((status, body));
+    }
+
+    /// The token endpoint answers after `ms` milliseconds from now on.
+    pub fn set_token_delay_ms(&self, ms: u64) {
+        self.inner.token_delay_ms.store(ms, Ordering::SeqCst);
+    }
+
+    /// Access token requests received, refused ones included.
+    pub fn token_requests(&self) -> u64 {
+        self.inner.token_requests.load(Ordering::SeqCst)
     }
 
     fn next(&self) -> u64 {

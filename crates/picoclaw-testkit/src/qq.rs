@@ -12,7 +12,7 @@ use axum::response::{IntoResponse, Response};
 use futures::{SinkExt, StreamExt};
 use ring::signature::{Ed25519KeyPair, KeyPair};
 use serde_json::{Value, json};
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -40,6 +40,11 @@ struct Inner {
     sockets: Mutex<Vec<mpsc::UnboundedSender<String>>>,
     seq: AtomicU64,
     next: AtomicU64,
+    /// Per coming token request: `None` answers it, `Some` fails it with (status, body).
+    token_plan: Mutex<VecDeque<Option<(u16, Value)>>>,
+    token_delay_ms: AtomicU64,
+    token_requests: AtomicU64,
+    file_delay_ms: AtomicU64,
 }
 
 impl Inner {
@@ -73,6 +78,18 @@ async fn access_token(
     State(inner): State<Arc<Inner>>,
     axum::Json(body): axum::Json<Value>,
 ) -> Response {
+    inner.token_requests.fetch_add(1, Ordering::SeqCst);
+    let delay = inner.token_delay_ms.load(Ordering::SeqCst);
+    if delay > 0 {
+        tokio::time::sleep(std::time::Duration::from_millis(delay)).await;
+    }
+    if let Some(Some((status, body))) = inner.token_plan.lock().unwrap().pop_front() {
+        return (
+            StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+            axum::Json(body),
+        )
+            .into_response();
+    }
     if body["appId"] != inner.app_id.as_str() || body["clientSecret"] != inner.app_secret.as_str() {
         // QQ answers a wrong secret with 200 and an error code.
         return axum::Json(json!({"code": 100016, "message": "invalid appid or secret"}))
@@ -117,6 +134,10 @@ async fn message(
 }
 
 async fn file(State(inner): State<Arc<Inner>>, Path(name): Path<String>) -> Response {
+    let delay = inner.file_delay_ms.load(Ordering::SeqCst);
+    if delay > 0 {
+        tokio::time::sleep(std::time::Duration::from_millis(delay)).await;
+    }
     match inner.files.lock().unwrap().get(&name) {
         Some(bytes) => bytes.clone().into_response(),
         None => StatusCode::NOT_FOUND.into_response(),
@@ -244,6 +265,27 @@ impl FakeQq {
     /// The heartbeat interval new connections are told in Hello.
     pub fn set_heartbeat_ms(&self, ms: u64) {
         self.inner.heartbeat_ms.store(ms, Ordering::SeqCst);
+    }
+
+    /// Plans the coming token requests: one entry per request, `None` answered as usual,
+    /// `Some((status, body))` answered with that instead; later requests are answered.
+    pub fn plan_tokens(&self, plan: Vec<Option<(u16, Value)>>) {
+        *self.inner.token_plan.lock().unwrap() = plan.into();
+    }
+
+    /// The token endpoint answers after `ms` milliseconds from now on.
+    pub fn set_token_delay_ms(&self, ms: u64) {
+        self.inner.token_delay_ms.store(ms, Ordering::SeqCst);
+    }
+
+    /// Access token requests received, refused ones included.
+    pub fn token_requests(&self) -> u64 {
+        self.inner.token_requests.load(Ordering::SeqCst)
+    }
+
+    /// File downloads answer after `ms` milliseconds from now on (a slow attachment).
+    pub fn set_file_delay_ms(&self, ms: u64) {
+        self.inner.file_delay_ms.store(ms, Ordering::SeqCst);
     }
 
     fn next(&self) -> u64 {
