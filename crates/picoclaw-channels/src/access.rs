@@ -29,6 +29,26 @@ pub enum Pairing {
     Refused,
 }
 
+/// The answer to a `/pair` message with the right code.
+pub const PAIRED_TEXT: &str = "Paired: you can talk to me now.";
+/// The answer to a `/pair` message with a wrong or used code.
+pub const REFUSED_TEXT: &str = "That code is wrong or was already used.";
+/// The answer to the first message over the rate limit.
+pub const SLOW_DOWN_TEXT: &str =
+    "You are sending messages faster than I can take them; slow down a little.";
+
+/// What the access rules say about one message ([`Access::admit`]).
+#[derive(Debug)]
+pub enum Admission<C> {
+    /// Hand it to the inbox, and keep the claim once the inbox took it.
+    Deliver(C),
+    /// Answer the sender with this text (a pairing result, the first refusal over the rate
+    /// limit) and take the message no further.
+    Answer(&'static str),
+    /// Drop it without a word: a stranger, a redelivery, a sender still over the limit.
+    Ignore,
+}
+
 /// A channel's access rules.
 #[derive(Debug)]
 pub struct Access {
@@ -192,6 +212,40 @@ impl Access {
         }
     }
 
+    /// The rules for one message, in their order: in a direct chat a `/pair CODE` message
+    /// pairs (answered); a sender none of whose `ids` is allowed is ignored; `claim` takes the
+    /// message's platform id(s) — only now, so that a stranger's flood cannot push out the ids
+    /// already taken — and `None` from it (a redelivery) is ignored; then the rate limit, counted
+    /// on the first id.
+    pub fn admit<C>(
+        &self,
+        ids: &[&str],
+        direct: bool,
+        text: &str,
+        claim: impl FnOnce() -> Option<C>,
+    ) -> Admission<C> {
+        let sender = ids.first().copied().unwrap_or_default();
+        if direct && let Some(result) = self.try_pair(sender, text) {
+            return Admission::Answer(match result {
+                Pairing::Paired => PAIRED_TEXT,
+                Pairing::Refused => REFUSED_TEXT,
+            });
+        }
+        if !ids.iter().any(|id| self.allowed(id, None)) {
+            tracing::info!(channel = %self.channel, sender, "not on allow_from; ignored");
+            return Admission::Ignore;
+        }
+        let Some(claimed) = claim() else {
+            tracing::debug!(channel = %self.channel, sender, "redelivered message dropped");
+            return Admission::Ignore;
+        };
+        match self.take(sender) {
+            Ok(()) => Admission::Deliver(claimed),
+            Err(true) => Admission::Answer(SLOW_DOWN_TEXT),
+            Err(false) => Admission::Ignore,
+        }
+    }
+
     /// Takes one message from the user's allowance: `Ok(())`, or `Err(first)` when over the
     /// limit (`first`: this is the first refusal since the allowance ran out, worth a reply).
     pub fn take(&self, user_id: &str) -> Result<(), bool> {
@@ -280,6 +334,49 @@ mod tests {
         let again = Access::new("telegram", vec![], Some(file), 0);
         assert!(again.allowed("42", None));
         assert!(again.pairing_code().is_none());
+    }
+
+    #[test]
+    fn admission_pairs_then_allows_then_claims_then_limits() {
+        let access = Access::new("line", vec![], None, 1);
+        let code = access.pairing_code().unwrap();
+        let pair = format!("/pair {code}");
+        let never = || -> Option<()> { panic!("claimed for a stranger") };
+        assert!(matches!(
+            access.admit(&["U9"], true, "hi", never),
+            Admission::Ignore
+        ));
+        // In a group, a pairing message is a stranger's message like any other.
+        assert!(matches!(
+            access.admit(&["U1"], false, &pair, never),
+            Admission::Ignore
+        ));
+        assert!(matches!(
+            access.admit(&["U1"], true, &pair, never),
+            Admission::Answer(PAIRED_TEXT)
+        ));
+        assert!(matches!(
+            access.admit(&["U1"], true, "hi", || Some(7)),
+            Admission::Deliver(7)
+        ));
+        assert!(matches!(
+            access.admit(&["U1"], true, "again", || None::<()>),
+            Admission::Ignore
+        ));
+        assert!(matches!(
+            access.admit(&["U1"], true, "fast", || Some(())),
+            Admission::Answer(SLOW_DOWN_TEXT)
+        ));
+        assert!(matches!(
+            access.admit(&["U1"], true, "faster", || Some(())),
+            Admission::Ignore
+        ));
+        // Any of a sender's ids may be the allowed one.
+        let listed = Access::new("feishu", vec!["on_1".into()], None, 0);
+        assert!(matches!(
+            listed.admit(&["ou_1", "on_1"], false, "hi", || Some(())),
+            Admission::Deliver(())
+        ));
     }
 
     #[test]

@@ -12,7 +12,7 @@
 //! `api_base` points the Open API (and through `connections/open`, the WebSocket) at a test's
 //! loopback fake; plain `http://` is then accepted.
 
-use crate::access::{Access, Pairing};
+use crate::access::{Access, Admission};
 use crate::group::{Claim, GroupTrigger, Seen};
 use crate::settings::Common;
 use crate::wsclient::{CloseFrame, Message, WsStream};
@@ -587,37 +587,20 @@ impl Inner {
         } else {
             text.trim().to_owned()
         };
-        if !group && let Some(result) = self.access.try_pair(sender, &text) {
-            let notice = match result {
-                Pairing::Paired => "Paired: you can talk to me now.",
-                Pairing::Refused => "That code is wrong or was already used.",
-            };
-            self.notice(&chat_id, msg_id, notice).await;
-            return Ok(());
-        }
-        let allowed = self.access.allowed(sender, None)
-            || sender_id.is_some_and(|id| self.access.allowed(id, None));
-        if !allowed {
-            tracing::info!(sender, "dingtalk: not on allow_from; ignored");
-            return Ok(());
-        }
-        // Claimed only now (a stranger's flood must not push allowed ids out); forgotten
-        // again unless the inbox kept the message, so that a redelivery gets through.
-        let Some(claim) = self.seen.claim(msg_id) else {
-            tracing::debug!(msg_id, "dingtalk: redelivered message dropped");
-            return Ok(());
-        };
-        if let Err(first) = self.access.take(sender) {
-            if first {
-                self.notice(
-                    &chat_id,
-                    msg_id,
-                    "You are sending messages faster than I can take them; slow down a little.",
-                )
-                .await;
+        let ids: Vec<&str> = std::iter::once(sender).chain(sender_id).collect();
+        // Claimed only after the access checks (a stranger's flood must not push allowed ids
+        // out); forgotten again unless the inbox kept the message, so a redelivery gets through.
+        let claim = match self
+            .access
+            .admit(&ids, !group, &text, || self.seen.claim(msg_id))
+        {
+            Admission::Deliver(claim) => claim,
+            Admission::Answer(notice) => {
+                self.notice(&chat_id, msg_id, notice).await;
+                return Ok(());
             }
-            return Ok(());
-        }
+            Admission::Ignore => return Ok(()),
+        };
         let mut inbound = InboundMessage::new("dingtalk", chat_id, sender, text)
             .with_metadata("message_id", msg_id)
             .with_metadata("peer_kind", if group { "group" } else { "user" });

@@ -11,7 +11,7 @@
 //! Groups and rooms are answered when the bot is mentioned (the mention is cut from the text) or
 //! on a configured prefix; 1:1 chats always, subject to `allow_from` (LINE user ids `U...`).
 
-use crate::access::{Access, Pairing};
+use crate::access::{Access, Admission};
 use crate::group::{Claim, GroupTrigger, Seen};
 use crate::settings::{ChannelSettings, Common};
 use crate::{Channel, ChannelError, ChannelSetup, Inbox, WebhookRequest, WebhookResponse};
@@ -430,35 +430,18 @@ impl Inner {
             self.config.trigger.admit(&text, mentioned)?
         };
         let reply_token = s(event, "replyToken");
-        if direct && let Some(result) = self.access().try_pair(user, &content) {
-            let notice = match result {
-                Pairing::Paired => "Paired: you can talk to me now.",
-                Pairing::Refused => "That code is wrong or was already used.",
-            };
-            self.notice(reply_token, user, notice).await;
-            return None;
-        }
-        if !self.access().allowed(user, None) {
-            tracing::info!(user, "line: not on allow_from; ignored");
-            return None;
-        }
-        // Taken only now: a stranger's flood must not push the ids of allowed users out.
         let event_id = s(event, "webhookEventId").unwrap_or(message_id);
-        let Some(claim) = self.seen.claim(event_id) else {
-            tracing::debug!(event_id, "line: redelivered event dropped");
-            return None;
-        };
-        if let Err(first) = self.access().take(user) {
-            if first {
-                self.notice(
-                    reply_token,
-                    chat_id,
-                    "You are sending messages faster than I can take them; slow down a little.",
-                )
-                .await;
+        let claim = match self
+            .access()
+            .admit(&[user], direct, &content, || self.seen.claim(event_id))
+        {
+            Admission::Deliver(claim) => claim,
+            Admission::Answer(text) => {
+                self.notice(reply_token, chat_id, text).await;
+                return None;
             }
-            return None;
-        }
+            Admission::Ignore => return None,
+        };
         let mut inbound = InboundMessage::new("line", chat_id, user, content)
             .with_metadata("message_id", message_id)
             .with_metadata("peer_kind", if direct { "user" } else { "group" })

@@ -13,7 +13,7 @@
 //! `api_base` and `auth_base` point the OpenAPI (and through `/gateway`, the WebSocket) and
 //! the token endpoint at a test's loopback fake.
 
-use crate::access::{Access, Pairing};
+use crate::access::{Access, Admission};
 use crate::group::{Claim, GroupTrigger, Seen};
 use crate::settings::Common;
 use crate::wsclient::{CloseFrame, Message, WsStream};
@@ -725,36 +725,21 @@ impl Inner {
         } else {
             text
         };
-        if !group && let Some(result) = self.access.try_pair(sender, &text) {
-            let notice = match result {
-                Pairing::Paired => "Paired: you can talk to me now.",
-                Pairing::Refused => "That code is wrong or was already used.",
-            };
-            self.notice(&chat_id, msg_id, notice).await;
-            return Ok(());
-        }
-        if !self.access.allowed(sender, None) {
-            tracing::info!(sender, "qq: not on allow_from; ignored");
-            return Ok(());
-        }
-        // Claimed only now (a stranger's flood must not push allowed ids out); forgotten again
-        // unless the inbox kept the message — also when this future is dropped midway (QQ gave
-        // up on the webhook, the channel stopped) — so that the redelivery gets through.
-        let Some(claim) = self.seen.claim(msg_id) else {
-            tracing::debug!(msg_id, "qq: redelivered message dropped");
-            return Ok(());
-        };
-        if let Err(first) = self.access.take(sender) {
-            if first {
-                self.notice(
-                    &chat_id,
-                    msg_id,
-                    "You are sending messages faster than I can take them; slow down a little.",
-                )
-                .await;
+        // Claimed only after the access checks (a stranger's flood must not push allowed ids
+        // out); forgotten again unless the inbox kept the message — also when this future is
+        // dropped midway (QQ gave up on the webhook, the channel stopped) — so that the
+        // redelivery gets through.
+        let claim = match self
+            .access
+            .admit(&[sender], !group, &text, || self.seen.claim(msg_id))
+        {
+            Admission::Deliver(claim) => claim,
+            Admission::Answer(notice) => {
+                self.notice(&chat_id, msg_id, notice).await;
+                return Ok(());
             }
-            return Ok(());
-        }
+            Admission::Ignore => return Ok(()),
+        };
         let mut inbound = InboundMessage::new("qq", chat_id, sender, text)
             .with_metadata("message_id", msg_id)
             .with_metadata("peer_kind", if group { "group" } else { "user" });

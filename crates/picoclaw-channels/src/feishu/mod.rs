@@ -19,7 +19,7 @@ mod frame;
 mod webhook;
 mod ws;
 
-use crate::access::{Access, Pairing};
+use crate::access::{Access, Admission};
 use crate::group::{GroupTrigger, Seen};
 use crate::settings::{ChannelSettings, Common};
 use crate::{Channel, ChannelError, ChannelSetup, Inbox, WebhookRequest, WebhookResponse};
@@ -440,14 +440,12 @@ impl Inner {
         Ok(())
     }
 
-    /// Whether the sender (any of their ids) is on allow_from or paired.
-    fn allowed(&self, ids: &Value, open_id: &str) -> bool {
-        let access = self.access();
-        access.allowed(open_id, None)
-            || ["user_id", "union_id"]
-                .iter()
-                .filter_map(|k| s(ids, k))
-                .any(|id| access.allowed(id, None))
+    /// The sender's ids allow_from may name: the open_id first (it pairs and counts for the
+    /// rate limit), then the user_id and union_id Feishu gives.
+    fn sender_ids<'a>(&self, ids: &'a Value, open_id: &'a str) -> Vec<&'a str> {
+        std::iter::once(open_id)
+            .chain(["user_id", "union_id"].iter().filter_map(|k| s(ids, k)))
+            .collect()
     }
 
     /// A short text to a chat (pairing, rate limit), in the background.
@@ -518,37 +516,23 @@ impl Inner {
                 None => return Ok(()),
             }
         };
-        if direct && let Some(result) = self.access().try_pair(open_id, &content) {
-            let reply = match result {
-                Pairing::Paired => "Paired: you can talk to me now.",
-                Pairing::Refused => "That code is wrong or was already used.",
-            };
-            self.notice(chat_id, reply);
-            return Ok(());
-        }
-        if !self.allowed(ids, open_id) {
-            tracing::info!(open_id, "feishu: not on allow_from; ignored");
-            return Ok(());
-        }
         // Redeliveries are dropped by event id and by message id (the same message under
         // another event id). The claims are given up unless the inbox kept the message: a
         // refusal or a handler dropped midway lets Feishu's redelivery through.
-        let Some(event_claim) = self.seen.claim(event_id) else {
-            tracing::debug!(event_id, "feishu: redelivered event dropped");
-            return Ok(());
-        };
-        let Some(message_claim) = self.seen.claim(&format!("msg:{message_id}")) else {
-            return Ok(());
-        };
-        if let Err(first) = self.access().take(open_id) {
-            if first {
-                self.notice(
-                    chat_id,
-                    "You are sending messages faster than I can take them; slow down a little.",
-                );
-            }
-            return Ok(());
-        }
+        let message_key = format!("msg:{message_id}");
+        let (event_claim, message_claim) =
+            match self
+                .access()
+                .admit(&self.sender_ids(ids, open_id), direct, &content, || {
+                    Some((self.seen.claim(event_id)?, self.seen.claim(&message_key)?))
+                }) {
+                Admission::Deliver(claims) => claims,
+                Admission::Answer(text) => {
+                    self.notice(chat_id, text);
+                    return Ok(());
+                }
+                Admission::Ignore => return Ok(()),
+            };
         let mut inbound = InboundMessage::new("feishu", chat_id, open_id, content)
             .with_metadata("message_id", message_id)
             .with_metadata("chat_type", if direct { "p2p" } else { "group" })

@@ -3,7 +3,7 @@
 //! images and voice notes they carry.
 
 use super::{Inner, Mode};
-use crate::access::Pairing;
+use crate::access::Admission;
 use crate::group::Claim;
 use crate::{Inbox, WebhookResponse};
 use picoclaw_api::{InboundMessage, MediaKind, MediaRef};
@@ -271,36 +271,17 @@ impl Inner {
         } else {
             m.text.trim().to_owned()
         };
-        if !m.group
-            && let Some(result) = self.access().try_pair(&m.user, &content)
+        let claim = match self
+            .access()
+            .admit(&[&m.user], !m.group, &content, || self.seen.claim(&m.id))
         {
-            self.notice(
-                &m.chat_id,
-                match result {
-                    Pairing::Paired => "Paired: you can talk to me now.",
-                    Pairing::Refused => "That code is wrong or was already used.",
-                },
-            );
-            return None;
-        }
-        if !self.access().allowed(&m.user, None) {
-            tracing::info!(channel = %self.name, user = %m.user, "not on allow_from; ignored");
-            return None;
-        }
-        // Taken only now: a stranger's flood must not push the ids of allowed users out.
-        let Some(claim) = self.seen.claim(&m.id) else {
-            tracing::debug!(channel = %self.name, id = %m.id, "retried callback dropped");
-            return None;
-        };
-        if let Err(first) = self.access().take(&m.user) {
-            if first {
-                self.notice(
-                    &m.chat_id,
-                    "You are sending messages faster than I can take them; slow down a little.",
-                );
+            Admission::Deliver(claim) => claim,
+            Admission::Answer(text) => {
+                self.notice(&m.chat_id, text);
+                return None;
             }
-            return None;
-        }
+            Admission::Ignore => return None,
+        };
         let mut inbound = InboundMessage::new(self.name.as_str(), &m.chat_id, &m.user, content)
             .with_metadata("message_id", &m.id)
             .with_metadata("peer_kind", if m.group { "group" } else { "user" });
