@@ -154,7 +154,9 @@ impl OnebotChannel {
             .map_err(|e| ChannelError::Platform(format!("onebot: HTTP client: {e}")))?
             .timeout(Duration::from_secs(60))
             .build()
-            .map_err(|e| ChannelError::Platform(format!("onebot: HTTP client: {e}")))?;
+            .map_err(|e| {
+                ChannelError::Platform(format!("onebot: HTTP client: {}", e.without_url()))
+            })?;
         Ok(Self {
             inner: Arc::new(Inner {
                 ws_url,

@@ -826,3 +826,68 @@ async fn a_cloud_webhook_cut_short_lets_the_redelivery_through() {
     assert_eq!(run.inbox.all().len(), 1);
     run.stop.cancel();
 }
+
+/// An inbox that holds every delivery until it is let through.
+struct Gated {
+    open: tokio::sync::Semaphore,
+    entered: std::sync::atomic::AtomicUsize,
+    kept: std::sync::Mutex<Vec<picoclaw_api::InboundMessage>>,
+}
+
+#[async_trait::async_trait]
+impl Inbox for Gated {
+    async fn deliver(
+        &self,
+        msg: picoclaw_api::InboundMessage,
+    ) -> Result<(), picoclaw_api::InboxError> {
+        self.entered.fetch_add(1, Ordering::SeqCst);
+        self.open.acquire().await.unwrap().forget();
+        self.kept.lock().unwrap().push(msg);
+        Ok(())
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn bridge_answers_go_out_while_a_message_is_kept_and_stop_cuts_it_short() {
+    let fake = FakeBridge::start();
+    let (channel, _dir) = channel(bridge_settings(&fake, json!({})));
+    let channel = Arc::new(channel.unwrap());
+    let inbox = Arc::new(Gated {
+        open: tokio::sync::Semaphore::new(0),
+        entered: std::sync::atomic::AtomicUsize::new(0),
+        kept: std::sync::Mutex::new(Vec::new()),
+    });
+    let stop = CancellationToken::new();
+    let task = {
+        let (channel, inbox, stop) = (Arc::clone(&channel), Arc::clone(&inbox), stop.clone());
+        tokio::spawn(async move { channel.run(inbox, stop).await })
+    };
+    let jid = format!("{ADA}@s.whatsapp.net");
+    block(|| fake.push(&fake.message(&jid, &jid, "slow to keep"))).await;
+    for _ in 0..1000 {
+        if inbox.entered.load(Ordering::SeqCst) == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(inbox.entered.load(Ordering::SeqCst), 1);
+    // The message is stuck in the inbox; an answer to an earlier one still goes out.
+    tokio::time::timeout(
+        Duration::from_secs(5),
+        channel.send(&OutboundMessage::new("whatsapp", &jid, "meanwhile")),
+    )
+    .await
+    .expect("the answer waited for the message being kept")
+    .unwrap();
+    block(|| fake.wait_for("the answer", |f| f.sent().len() == 1)).await;
+    // The channel stops: the handler waiting on the inbox is cut short.
+    stop.cancel();
+    tokio::time::timeout(Duration::from_secs(15), task)
+        .await
+        .expect("run returns after stop")
+        .unwrap()
+        .unwrap();
+    inbox.open.add_permits(10);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(inbox.kept.lock().unwrap().is_empty());
+}

@@ -39,6 +39,10 @@ pub(super) const SILENCE_LIMIT: Duration = Duration::from_secs(90);
 /// connection.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// Frames from the bridge read but not yet handled; frames beyond it are dropped (the reader
+/// never waits, so answers keep being written and pings sent while a message is handled).
+const FRAME_QUEUE: usize = 256;
+
 /// A frame for the connection's writer; `written` hears when it went out.
 struct Outgoing {
     frame: Message,
@@ -116,7 +120,7 @@ impl Bridge {
                 Ok(ws) => {
                     tracing::info!(url = %wsclient::shown(&self.url), "whatsapp: bridge connected");
                     attempt = 0;
-                    self.session(ws, inbox.as_ref(), &stop).await;
+                    Arc::clone(&self).session(ws, &inbox, &stop).await;
                     *lock(&self.out) = None;
                     tracing::warn!("whatsapp: bridge connection closed");
                 }
@@ -142,10 +146,43 @@ impl Bridge {
         WRITE_TIMEOUT.min(self.keepalive.1)
     }
 
-    /// One connection: frames from the bridge are handled in order; answers are written as
-    /// `send` queues them, each write bounded; the bridge is pinged, and a connection that
-    /// stays silent too long is given up.
-    async fn session(&self, ws: wsclient::WsStream, inbox: &dyn Inbox, stop: &CancellationToken) {
+    /// One connection. Frames from the bridge are handled in order by a task of their own, so
+    /// that answers keep being written while a message is downloaded or kept; that task ends
+    /// with the connection (its queue finished first, or cut short when the channel stops).
+    async fn session(
+        self: Arc<Self>,
+        ws: wsclient::WsStream,
+        inbox: &Arc<dyn Inbox>,
+        stop: &CancellationToken,
+    ) {
+        let (frames, mut queue) = mpsc::channel::<String>(FRAME_QUEUE);
+        let mut handler = {
+            let (this, inbox) = (Arc::clone(&self), Arc::clone(inbox));
+            tokio::spawn(async move {
+                while let Some(text) = queue.recv().await {
+                    this.on_frame(&text, inbox.as_ref()).await;
+                }
+            })
+        };
+        self.connection(ws, frames, stop).await;
+        *lock(&self.out) = None;
+        tokio::select! {
+            _ = &mut handler => {}
+            () = stop.cancelled() => {
+                handler.abort();
+                let _ = handler.await;
+            }
+        }
+    }
+
+    /// Reads and writes one connection: answers are written as `send` queues them, each write
+    /// bounded; the bridge is pinged, and a connection that stays silent too long is given up.
+    async fn connection(
+        &self,
+        ws: wsclient::WsStream,
+        frames: mpsc::Sender<String>,
+        stop: &CancellationToken,
+    ) {
         let (mut sink, mut stream) = ws.split();
         let (tx, mut rx) = mpsc::unbounded_channel::<Outgoing>();
         *lock(&self.out) = Some(tx.clone());
@@ -211,9 +248,14 @@ impl Bridge {
                     heard = Instant::now();
                     match incoming {
                         Some(Ok(Message::Text(text))) => {
-                            self.on_frame(text.as_str(), inbox).await;
-                            // Busy here (a download, the journal) is not the bridge's silence.
-                            heard = Instant::now();
+                            match frames.try_send(text.as_str().to_owned()) {
+                                Ok(()) => {}
+                                Err(mpsc::error::TrySendError::Full(_)) => tracing::warn!(
+                                    "whatsapp: {FRAME_QUEUE} frames from the bridge are waiting; \
+                                     this one was dropped"
+                                ),
+                                Err(mpsc::error::TrySendError::Closed(_)) => return,
+                            }
                         }
                         Some(Ok(Message::Ping(data))) => {
                             let _ = tx.send(Outgoing { frame: Message::Pong(data), written: None });

@@ -165,7 +165,9 @@ impl Shared {
             .map_err(|e| ChannelError::Platform(format!("whatsapp: HTTP client: {e}")))?
             .timeout(Duration::from_secs(60))
             .build()
-            .map_err(|e| ChannelError::Platform(format!("whatsapp: HTTP client: {e}")))?;
+            .map_err(|e| {
+                ChannelError::Platform(format!("whatsapp: HTTP client: {}", e.without_url()))
+            })?;
         Ok(Self {
             access: std::sync::OnceLock::new(),
             common,
