@@ -433,9 +433,14 @@ impl Bridge {
 
     /// Sends each part and waits until it was written to the bridge's connection.
     pub(super) async fn send(&self, msg: &OutboundMessage) -> Result<(), ChannelError> {
-        if chat_kind(&msg.chat_id) == ChatKind::Other {
+        // A reply to status@broadcast would be posted as a Status; broadcast lists and
+        // newsletters are not conversations either. (A bare number is left to the bridge.)
+        if matches!(
+            msg.chat_id.rsplit_once('@').map(|(_, server)| server),
+            Some("broadcast" | "newsletter")
+        ) {
             return Err(ChannelError::Rejected(format!(
-                "whatsapp: '{}' is not a person or a group; nothing is posted there",
+                "whatsapp: '{}' is a status, broadcast or newsletter chat; nothing is posted there",
                 msg.chat_id
             )));
         }
