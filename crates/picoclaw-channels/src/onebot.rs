@@ -2,7 +2,11 @@
 //! (with `Authorization: Bearer <access_token>` when set), takes `message` events and sends
 //! with the `send_private_msg` / `send_group_msg` actions, each answered by the implementation
 //! under the request's `echo`. Reconnects every `reconnect_interval` seconds (default 5),
-//! backing off while the implementation stays away.
+//! backing off while the implementation stays away. The connection is pinged every 30 s and
+//! given up after 90 s without hearing anything (a peer gone without a FIN); every write is
+//! bounded by 10 s. Action responses are read while messages are handled: message events wait
+//! in a queue of their own, and when that is full, further events are dropped (and logged)
+//! rather than stalling the reader.
 //!
 //! Chats are named `private:<user_id>` and `group:<group_id>`; `send` picks the action from the
 //! prefix. Messages come as segment arrays (preferred) or CQ-code strings (unescaped here).
@@ -25,6 +29,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 /// The longest text sent in one message (QQ takes about 5 000 characters).
@@ -41,8 +46,19 @@ const MAX_FILES: usize = 10;
 
 const SEEN_CAP: usize = 2048;
 
-/// Message events read but not yet handled; reading waits when it is full.
+/// Message events read but not yet handled; events beyond it are dropped (the reader never
+/// waits, so action responses keep coming in).
 const EVENT_QUEUE: usize = 256;
+
+/// How often the implementation is pinged.
+const PING_EVERY: Duration = Duration::from_secs(30);
+
+/// How long the implementation may stay silent (no frame, no pong, no heartbeat) before the
+/// channel dials again.
+const SILENCE_LIMIT: Duration = Duration::from_secs(90);
+
+/// The longest one write (or the close frame) may take.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Builds `channels.onebot` (registered in [`crate::ChannelRegistry::builtin`]).
 pub(crate) fn build(setup: &ChannelSetup) -> Result<Arc<dyn Channel>, ChannelError> {
@@ -57,7 +73,7 @@ pub struct OnebotChannel {
 impl std::fmt::Debug for OnebotChannel {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("OnebotChannel")
-            .field("ws_url", &self.inner.ws_url)
+            .field("ws_url", &wsclient::shown(&self.inner.ws_url))
             .field(
                 "access_token",
                 &self.inner.access_token.as_ref().map(|_| "***"),
@@ -70,6 +86,8 @@ struct Inner {
     ws_url: String,
     access_token: Option<String>,
     reconnect: Duration,
+    /// How often to ping, and how long a silence ends the connection.
+    keepalive: (Duration, Duration),
     common: Common,
     access: Access,
     group: GroupTrigger,
@@ -119,11 +137,12 @@ impl OnebotChannel {
             )
         })?;
         let parsed = url::Url::parse(&ws_url).map_err(|e| {
-            ChannelError::Rejected(format!("channels.onebot.ws_url '{ws_url}': {e}"))
+            ChannelError::Rejected(format!("channels.onebot.ws_url is not a URL: {e}"))
         })?;
         if !matches!(parsed.scheme(), "ws" | "wss") {
             return Err(ChannelError::Rejected(format!(
-                "channels.onebot.ws_url '{ws_url}' must be a ws:// or wss:// URL"
+                "channels.onebot.ws_url '{}' must be a ws:// or wss:// URL",
+                wsclient::shown(&ws_url)
             )));
         }
         let mut common =
@@ -135,12 +154,15 @@ impl OnebotChannel {
             .map_err(|e| ChannelError::Platform(format!("onebot: HTTP client: {e}")))?
             .timeout(Duration::from_secs(60))
             .build()
-            .map_err(|e| ChannelError::Platform(format!("onebot: HTTP client: {e}")))?;
+            .map_err(|e| {
+                ChannelError::Platform(format!("onebot: HTTP client: {}", e.without_url()))
+            })?;
         Ok(Self {
             inner: Arc::new(Inner {
                 ws_url,
                 access_token: crate::sections::trimmed(section.access_token.as_ref()),
                 reconnect: Duration::from_secs(section.reconnect_interval.unwrap_or(5).max(1)),
+                keepalive: (PING_EVERY, SILENCE_LIMIT),
                 access: common.access("onebot"),
                 common,
                 group: GroupTrigger::from_settings(&setup.settings),
@@ -157,6 +179,18 @@ impl OnebotChannel {
     /// The access rules (for the one-time pairing code).
     pub fn access(&self) -> &Access {
         &self.inner.access
+    }
+
+    /// Ping every `ping`, and dial again after `silence` without hearing from the
+    /// implementation (30 s and 90 s unless changed here; writes are bounded by the smaller of
+    /// 10 s and `silence`). For tests, which cannot wait minutes; call it before `run`.
+    #[doc(hidden)]
+    #[must_use]
+    pub fn with_keepalive(mut self, ping: Duration, silence: Duration) -> Self {
+        if let Some(inner) = Arc::get_mut(&mut self.inner) {
+            inner.keepalive = (ping.max(Duration::from_millis(10)), silence);
+        }
+        self
     }
 }
 
@@ -212,7 +246,7 @@ impl Inner {
         while !stop.is_cancelled() {
             match wsclient::connect("the OneBot implementation", &self.ws_url, &headers).await {
                 Ok(ws) => {
-                    tracing::info!(url = %self.ws_url, "onebot: connected");
+                    tracing::info!(url = %wsclient::shown(&self.ws_url), "onebot: connected");
                     attempt = 0;
                     self.session(ws, inbox, stop).await;
                     self.disconnected();
@@ -243,7 +277,9 @@ impl Inner {
     }
 
     /// One connection. Message events are handled in order by a task of their own, so that
-    /// action responses keep being read while a message is downloaded or kept.
+    /// action responses keep being read while a message is downloaded or kept; the task ends
+    /// with the session (its queue finished, or cut short when the channel stops), so that no
+    /// two connections' events are handled at once.
     async fn session(
         self: &Arc<Self>,
         ws: wsclient::WsStream,
@@ -251,7 +287,7 @@ impl Inner {
         stop: &CancellationToken,
     ) {
         let (events, mut queue) = mpsc::channel::<Value>(EVENT_QUEUE);
-        {
+        let mut handler = {
             let (this, inbox) = (Arc::clone(self), Arc::clone(inbox));
             tokio::spawn(async move {
                 while let Some(event) = queue.recv().await {
@@ -259,11 +295,42 @@ impl Inner {
                         tracing::warn!(error = %e, "onebot: a message was not kept");
                     }
                 }
-            });
+            })
+        };
+        self.connection(ws, events, stop).await;
+        // Answers fail at once from here on, not at their timeout.
+        self.disconnected();
+        // The reader is done: the queue closes, and what is in it is handled before the next
+        // connection's events, unless the channel stops.
+        tokio::select! {
+            _ = &mut handler => {}
+            () = stop.cancelled() => {
+                handler.abort();
+                let _ = handler.await;
+            }
         }
+    }
+
+    fn write_timeout(&self) -> Duration {
+        WRITE_TIMEOUT.min(self.keepalive.1)
+    }
+
+    /// Reads and writes one connection until it closes, fails, stays silent too long or the
+    /// channel stops.
+    async fn connection(
+        &self,
+        ws: wsclient::WsStream,
+        events: mpsc::Sender<Value>,
+        stop: &CancellationToken,
+    ) {
         let (mut sink, mut stream) = ws.split();
         let (tx, mut rx) = mpsc::unbounded_channel::<Message>();
         *lock(&self.out) = Some(tx.clone());
+        let (ping_every, silence) = self.keepalive;
+        let write_timeout = self.write_timeout();
+        let mut ping = tokio::time::interval_at(Instant::now() + ping_every, ping_every);
+        ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut heard = Instant::now();
         loop {
             tokio::select! {
                 () = stop.cancelled() => {
@@ -271,31 +338,70 @@ impl Inner {
                         code: tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode::Normal,
                         reason: "picoclaw stops".into(),
                     };
-                    let _ = sink.send(Message::Close(Some(bye))).await;
+                    let _ = tokio::time::timeout(write_timeout, sink.send(Message::Close(Some(bye)))).await;
                     return;
                 }
                 Some(frame) = rx.recv() => {
-                    if let Err(e) = sink.send(frame).await {
-                        tracing::warn!(error = %e, "onebot: writing failed");
-                        return;
-                    }
-                }
-                incoming = stream.next() => match incoming {
-                    Some(Ok(Message::Text(text))) => {
-                        if let Some(event) = self.on_frame(text.as_str())
-                            && events.send(event).await.is_err()
-                        {
+                    match tokio::time::timeout(write_timeout, sink.send(frame)).await {
+                        Ok(Ok(())) => {}
+                        Ok(Err(e)) => {
+                            tracing::warn!(error = %e, "onebot: writing failed");
+                            return;
+                        }
+                        Err(_) => {
+                            tracing::warn!(
+                                "onebot: the implementation took no frame within {}s; reconnecting",
+                                write_timeout.as_secs_f32()
+                            );
                             return;
                         }
                     }
-                    Some(Ok(Message::Ping(data))) => { let _ = tx.send(Message::Pong(data)); }
-                    Some(Ok(Message::Close(_))) | None => return,
-                    Some(Ok(_)) => {}
-                    Some(Err(e)) => {
-                        tracing::warn!(error = %e, "onebot: connection failed");
+                }
+                _ = ping.tick() => {
+                    if heard.elapsed() >= silence {
+                        tracing::warn!(
+                            "onebot: nothing heard for {}s; reconnecting",
+                            silence.as_secs_f32()
+                        );
                         return;
                     }
-                },
+                    let sent = tokio::time::timeout(
+                        write_timeout,
+                        sink.send(Message::Ping(Vec::new().into())),
+                    )
+                    .await;
+                    if !matches!(sent, Ok(Ok(()))) {
+                        tracing::warn!("onebot: pinging failed; reconnecting");
+                        return;
+                    }
+                }
+                incoming = stream.next() => {
+                    heard = Instant::now();
+                    match incoming {
+                        Some(Ok(Message::Text(text))) => {
+                            if let Some(event) = self.on_frame(text.as_str()) {
+                                match events.try_send(event) {
+                                    Ok(()) => {}
+                                    Err(mpsc::error::TrySendError::Full(event)) => {
+                                        tracing::warn!(
+                                            message_id = ?id(&event, "message_id"),
+                                            "onebot: {EVENT_QUEUE} messages are waiting; this one \
+                                             was dropped"
+                                        );
+                                    }
+                                    Err(mpsc::error::TrySendError::Closed(_)) => return,
+                                }
+                            }
+                        }
+                        Some(Ok(Message::Ping(data))) => { let _ = tx.send(Message::Pong(data)); }
+                        Some(Ok(Message::Close(_))) | None => return,
+                        Some(Ok(_)) => {}
+                        Some(Err(e)) => {
+                            tracing::warn!(error = %e, "onebot: connection failed");
+                            return;
+                        }
+                    }
+                }
             }
         }
     }
@@ -339,30 +445,16 @@ impl Inner {
             _ => return Ok(()),
         };
         let message_id = id(event, "message_id");
-        let seen_key = message_id.as_ref().map(|m| format!("{chat}/{m}"));
-        if let Some(key) = &seen_key
-            && !self.seen.first(key)
-        {
-            tracing::debug!(key, "onebot: redelivered message dropped");
-            return Ok(());
-        }
-        let result = self
-            .take_new(
-                event,
-                inbox,
-                &user,
-                &chat,
-                group,
-                me.as_deref(),
-                message_id.as_deref(),
-            )
-            .await;
-        if result.is_err()
-            && let Some(key) = &seen_key
-        {
-            self.seen.forget(key);
-        }
-        result
+        self.take_new(
+            event,
+            inbox,
+            &user,
+            &chat,
+            group,
+            me.as_deref(),
+            message_id.as_deref(),
+        )
+        .await
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -404,6 +496,18 @@ impl Inner {
             tracing::info!(user, "onebot: not on allow_from; ignored");
             return Ok(());
         }
+        // Claimed after the access checks; kept only once the inbox took the message.
+        let key = message_id.map(|m| format!("{chat}/{m}"));
+        let claim = match &key {
+            Some(key) => match self.seen.claim(key) {
+                Some(claim) => Some(claim),
+                None => {
+                    tracing::debug!(key, "onebot: redelivered message dropped");
+                    return Ok(());
+                }
+            },
+            None => None,
+        };
         if let Err(first) = self.access.take(user) {
             if first {
                 self.notice(
@@ -434,7 +538,7 @@ impl Inner {
                 Ok(media) => msg.media.push(media),
                 Err(e) => {
                     tracing::warn!(error = %e, "onebot: a file was not downloaded");
-                    msg.content = format!("{}\n[a file could not be downloaded: {e}]", msg.content)
+                    msg.content = format!("{}\n[a file could not be downloaded]", msg.content)
                         .trim()
                         .to_owned();
                 }
@@ -444,6 +548,9 @@ impl Inner {
             return Ok(());
         }
         inbox.deliver(msg).await?;
+        if let Some(claim) = claim {
+            claim.keep();
+        }
         Ok(())
     }
 

@@ -326,3 +326,194 @@ async fn the_rate_limit_drops_bursts_and_says_so_once() {
     assert!(said.contains("slow down"), "{said}");
     run.stop.cancel();
 }
+
+/// An inbox that holds every delivery until it is let through.
+struct Gated {
+    open: tokio::sync::Semaphore,
+    entered: std::sync::atomic::AtomicUsize,
+    kept: std::sync::Mutex<Vec<picoclaw_api::InboundMessage>>,
+}
+
+#[async_trait::async_trait]
+impl picoclaw_channels::Inbox for Gated {
+    async fn deliver(
+        &self,
+        msg: picoclaw_api::InboundMessage,
+    ) -> Result<(), picoclaw_api::InboxError> {
+        self.entered
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        self.open.acquire().await.unwrap().forget();
+        self.kept.lock().unwrap().push(msg);
+        Ok(())
+    }
+}
+
+impl Gated {
+    fn new() -> Self {
+        Self {
+            open: tokio::sync::Semaphore::new(0),
+            entered: std::sync::atomic::AtomicUsize::new(0),
+            kept: std::sync::Mutex::new(Vec::new()),
+        }
+    }
+    fn entered(&self) -> usize {
+        self.entered.load(std::sync::atomic::Ordering::SeqCst)
+    }
+    fn kept(&self) -> usize {
+        self.kept.lock().unwrap().len()
+    }
+}
+
+struct Tuned {
+    channel: Arc<OnebotChannel>,
+    stop: CancellationToken,
+    task: tokio::task::JoinHandle<Result<(), ChannelError>>,
+    _dir: tempfile::TempDir,
+}
+
+fn start_tuned(
+    settings: Value,
+    inbox: Arc<dyn picoclaw_channels::Inbox>,
+    keepalive: Option<(Duration, Duration)>,
+) -> Tuned {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("workspace")).unwrap();
+    let setup = ChannelSetup::new(
+        "onebot",
+        settings,
+        &dir.path().join("workspace"),
+        &dir.path().join("home"),
+    );
+    let mut channel = OnebotChannel::from_setup(&setup).unwrap();
+    if let Some((ping, silence)) = keepalive {
+        channel = channel.with_keepalive(ping, silence);
+    }
+    let channel = Arc::new(channel);
+    let stop = CancellationToken::new();
+    let task = {
+        let (channel, stop) = (Arc::clone(&channel), stop.clone());
+        tokio::spawn(async move { channel.run(inbox, stop).await })
+    };
+    Tuned {
+        channel,
+        stop,
+        task,
+        _dir: dir,
+    }
+}
+
+async fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
+    for _ in 0..1000 {
+        if done() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("timed out waiting for {what}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_silent_implementation_is_given_up_and_dialled_again() {
+    let fake = FakeOnebot::start(Some(TOKEN), BOT);
+    let inbox = Arc::new(Kept::default());
+    let run = start_tuned(
+        settings(&fake, json!({})),
+        inbox.clone(),
+        Some((Duration::from_millis(50), Duration::from_millis(400))),
+    );
+    block(|| fake.wait_for("the connection", |f| f.connections() >= 1)).await;
+    let before = fake.connections();
+    // An implementation that answers the pings keeps its connection.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(fake.connections(), before, "a live connection was dropped");
+    // Its host vanishes without a FIN: nothing is heard any more.
+    block(|| fake.stall_connections()).await;
+    block(|| fake.wait_for("the next connection", |f| f.connections() == before + 1)).await;
+    block(|| fake.push(&fake.private_message(ADA, json!([text("back again")])))).await;
+    wait_kept(&inbox, 1).await;
+    run.stop.cancel();
+    tokio::time::timeout(Duration::from_secs(15), run.task)
+        .await
+        .expect("run returns after stop")
+        .unwrap()
+        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn answers_go_out_while_the_event_queue_is_full() {
+    let fake = FakeOnebot::start(Some(TOKEN), BOT);
+    let inbox = Arc::new(Gated::new());
+    let run = start_tuned(settings(&fake, json!({})), inbox.clone(), None);
+    block(|| fake.wait_for("the connection", |f| f.connections() == 1)).await;
+    // The first message is stuck in the inbox; 300 more fill the queue behind it.
+    block(|| {
+        for n in 0..301 {
+            fake.push(&fake.private_message(ADA, json!([text(&format!("m{n}"))])));
+        }
+    })
+    .await;
+    wait_until("the first delivery", || inbox.entered() == 1).await;
+    // An answer's response must still be read (well before the 15 s action timeout).
+    let sent = tokio::time::timeout(
+        Duration::from_secs(5),
+        run.channel
+            .send(&OutboundMessage::new("onebot", "private:42", "still here")),
+    )
+    .await
+    .expect("the answer waited on the full event queue");
+    sent.unwrap();
+    inbox.open.add_permits(1000);
+    // What fit in the queue is kept; the overflow was dropped, not the reader stalled.
+    // The one in the inbox and the 256 queued behind it.
+    wait_until("the queued messages", || inbox.kept() >= 257).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(inbox.kept(), 257);
+    run.stop.cancel();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn nothing_is_delivered_after_the_channel_stopped() {
+    let fake = FakeOnebot::start(Some(TOKEN), BOT);
+    let inbox = Arc::new(Gated::new());
+    let run = start_tuned(settings(&fake, json!({})), inbox.clone(), None);
+    block(|| {
+        fake.push(&fake.private_message(ADA, json!([text("one")])));
+        fake.push(&fake.private_message(ADA, json!([text("two")])));
+    })
+    .await;
+    wait_until("the first delivery", || inbox.entered() == 1).await;
+    run.stop.cancel();
+    tokio::time::timeout(Duration::from_secs(15), run.task)
+        .await
+        .expect("run returns after stop")
+        .unwrap()
+        .unwrap();
+    // The inbox opens after the stop: the handler that was waiting on it is gone.
+    inbox.open.add_permits(10);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(inbox.kept(), 0);
+    assert_eq!(inbox.entered(), 1);
+}
+
+#[tokio::test]
+async fn the_access_token_in_ws_url_is_never_shown() {
+    let dir = tempfile::tempdir().unwrap();
+    let good = ChannelSetup::new(
+        "onebot",
+        json!({"ws_url": "ws://127.0.0.1:3001/?access_token=s3cret"}),
+        dir.path(),
+        dir.path(),
+    );
+    let channel = OnebotChannel::from_setup(&good).unwrap();
+    let shown = format!("{channel:?}");
+    assert!(!shown.contains("s3cret"), "{shown}");
+    assert!(shown.contains("127.0.0.1:3001"), "{shown}");
+    let bad = ChannelSetup::new(
+        "onebot",
+        json!({"ws_url": "http://127.0.0.1:3001/?access_token=s3cret"}),
+        dir.path(),
+        dir.path(),
+    );
+    let e = OnebotChannel::from_setup(&bad).unwrap_err();
+    assert!(!e.to_string().contains("s3cret"), "{e}");
+}

@@ -621,3 +621,273 @@ async fn cloud_strangers_pair_and_are_told_so() {
     );
     run.stop.cancel();
 }
+
+fn start_with_keepalive(settings: Value, ping: Duration, silence: Duration) -> Running {
+    let (channel, dir) = channel(settings);
+    let channel = Arc::new(channel.unwrap().with_keepalive(ping, silence));
+    let inbox = Arc::new(Kept::default());
+    let stop = CancellationToken::new();
+    let task = {
+        let (channel, inbox, stop) = (Arc::clone(&channel), Arc::clone(&inbox), stop.clone());
+        tokio::spawn(async move { channel.run(inbox, stop).await })
+    };
+    Running {
+        channel,
+        inbox,
+        stop,
+        task,
+        _dir: dir,
+    }
+}
+
+/// Sends until the channel's writer is registered (it is, a moment after the handshake).
+async fn send_when_connected(run: &Running, msg: &OutboundMessage) {
+    for _ in 0..200 {
+        match run.channel.send(msg).await {
+            Err(ChannelError::Platform(m)) if m.contains("not connected") => {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            other => return other.unwrap(),
+        }
+    }
+    panic!("never connected");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_send_the_bridge_never_read_is_an_error_not_a_success() {
+    let fake = FakeBridge::start();
+    // Pings too rare to matter here; writes are bounded by 2 s.
+    let run = start_with_keepalive(
+        bridge_settings(&fake, json!({})),
+        Duration::from_secs(600),
+        Duration::from_secs(2),
+    );
+    let jid = format!("{ADA}@s.whatsapp.net");
+    send_when_connected(&run, &OutboundMessage::new("whatsapp", &jid, "hi")).await;
+    block(|| fake.wait_for("the first answer", |f| f.sent().len() == 1)).await;
+    // The bridge stops reading: once the socket buffers are full, a write cannot finish, and
+    // the answer waiting on it must not be reported as sent.
+    block(|| fake.stall_connections()).await;
+    let part = "x".repeat(4000);
+    let mut failure = None;
+    for n in 0..10_000 {
+        match run
+            .channel
+            .send(&OutboundMessage::new("whatsapp", &jid, part.clone()))
+            .await
+        {
+            Ok(()) => {}
+            Err(e) => {
+                failure = Some((n, e));
+                break;
+            }
+        }
+    }
+    let (n, e) = failure.expect("40 MB were 'sent' to a bridge that reads nothing");
+    assert!(n > 0, "the first answers fit in the socket buffers");
+    assert!(
+        matches!(e, ChannelError::Platform(ref m) if m.contains("ended before the answer was written")),
+        "{e}"
+    );
+    // The channel dials again.
+    block(|| fake.wait_for("the second connection", |f| f.connections() == 2)).await;
+    run.stop.cancel();
+    tokio::time::timeout(Duration::from_secs(15), run.task)
+        .await
+        .expect("run returns after stop")
+        .unwrap()
+        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_silent_bridge_is_given_up_and_dialled_again() {
+    let fake = FakeBridge::start();
+    let run = start_with_keepalive(
+        bridge_settings(&fake, json!({})),
+        Duration::from_millis(50),
+        Duration::from_millis(400),
+    );
+    block(|| fake.wait_for("the connection", |f| f.connections() == 1)).await;
+    // A bridge that answers the pings keeps its connection.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(fake.connections(), 1, "a live bridge was dropped");
+    // Its host vanishes without a FIN: nothing is heard any more.
+    block(|| fake.stall_connections()).await;
+    block(|| fake.wait_for("the second connection", |f| f.connections() == 2)).await;
+    let jid = format!("{ADA}@s.whatsapp.net");
+    block(|| fake.push(&fake.message(&jid, &jid, "back again"))).await;
+    wait_kept(&run.inbox, 1).await;
+    run.stop.cancel();
+    tokio::time::timeout(Duration::from_secs(15), run.task)
+        .await
+        .expect("run returns after stop")
+        .unwrap()
+        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn bridge_status_broadcast_and_newsletter_chats_are_never_answered() {
+    let fake = FakeBridge::start();
+    let lid = "123456789012345@lid";
+    let run = start(bridge_settings(
+        &fake,
+        json!({"allow_from": [format!("+{ADA}"), lid]}),
+    ));
+    let ada = format!("{ADA}@s.whatsapp.net");
+    block(|| {
+        fake.push(&fake.message(&ada, "status@broadcast", "my status"));
+        fake.push(&fake.message(&ada, "1733390000@broadcast", "to my list"));
+        fake.push(&fake.message(&ada, "120363000000000000@newsletter", "news"));
+        fake.push(&fake.message(lid, lid, "from a lid"));
+    })
+    .await;
+    wait_kept(&run.inbox, 1).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(contents(&run.inbox), ["from a lid"]);
+    assert_eq!(run.inbox.all()[0].metadata["peer_kind"], "user");
+    let e = run
+        .channel
+        .send(&OutboundMessage::new("whatsapp", "status@broadcast", "hi"))
+        .await
+        .unwrap_err();
+    assert!(matches!(e, ChannelError::Rejected(_)), "{e}");
+    assert!(fake.sent().is_empty(), "{:?}", fake.sent());
+    run.stop.cancel();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn cloud_changes_for_another_or_no_phone_number_id_are_ignored() {
+    let fake = FakeCloud::start(TOKEN, SECRET, PHONE_ID);
+    let run = start(cloud_settings(&fake, json!({})));
+    let inbox: Arc<dyn Inbox> = run.inbox.clone();
+    for metadata in [
+        json!({"display_phone_number": "15550100"}),
+        json!({"display_phone_number": "15550100", "phone_number_id": "999"}),
+        Value::Null,
+    ] {
+        let body: Value =
+            serde_json::from_str(&fake.notification("Ada", &[fake.text(ADA, "not ours")])).unwrap();
+        let mut body = body;
+        let value = &mut body["entry"][0]["changes"][0]["value"];
+        if metadata.is_null() {
+            value.as_object_mut().unwrap().remove("metadata");
+        } else {
+            value["metadata"] = metadata;
+        }
+        let r = run
+            .channel
+            .webhook(post(&fake, &body.to_string()), Arc::clone(&inbox))
+            .await;
+        assert_eq!(r.status, 200, "{r:?}");
+    }
+    assert!(run.inbox.all().is_empty(), "{:?}", contents(&run.inbox));
+    // Ours is taken.
+    let body = fake.notification("Ada", &[fake.text(ADA, "ours")]);
+    let r = run.channel.webhook(post(&fake, &body), inbox).await;
+    assert_eq!(r.status, 200, "{r:?}");
+    assert_eq!(contents(&run.inbox), ["ours"]);
+    run.stop.cancel();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_cloud_webhook_cut_short_lets_the_redelivery_through() {
+    let fake = FakeCloud::start(TOKEN, SECRET, PHONE_ID);
+    let run = start(cloud_settings(&fake, json!({})));
+    let inbox: Arc<dyn Inbox> = run.inbox.clone();
+    let photo = fake.add_media(b"\x89PNG picture", "image/png");
+    let image = fake.media_message(ADA, "image", &photo, "image/png");
+    let body = fake.notification("Ada", &[image]);
+    // The download hangs; the gateway (or Meta) gives up on the request: the handler is
+    // dropped midway.
+    fake.stall_downloads(true);
+    let cut = tokio::time::timeout(
+        Duration::from_secs(2),
+        run.channel.webhook(post(&fake, &body), Arc::clone(&inbox)),
+    )
+    .await;
+    assert!(cut.is_err(), "the stalled download was not waited for");
+    block(|| fake.wait_for("the stalled download", |f| !f.downloads().is_empty())).await;
+    fake.stall_downloads(false);
+    // Meta delivers the request again: it is kept now.
+    let r = run
+        .channel
+        .webhook(post(&fake, &body), Arc::clone(&inbox))
+        .await;
+    assert_eq!(r.status, 200, "{r:?}");
+    let all = run.inbox.all();
+    assert_eq!(all.len(), 1, "{all:?}");
+    assert_eq!(
+        std::fs::read(&all[0].media[0].location).unwrap(),
+        b"\x89PNG picture"
+    );
+    // And a third delivery is a redelivery.
+    let r = run.channel.webhook(post(&fake, &body), inbox).await;
+    assert_eq!(r.status, 200, "{r:?}");
+    assert_eq!(run.inbox.all().len(), 1);
+    run.stop.cancel();
+}
+
+/// An inbox that holds every delivery until it is let through.
+struct Gated {
+    open: tokio::sync::Semaphore,
+    entered: std::sync::atomic::AtomicUsize,
+    kept: std::sync::Mutex<Vec<picoclaw_api::InboundMessage>>,
+}
+
+#[async_trait::async_trait]
+impl Inbox for Gated {
+    async fn deliver(
+        &self,
+        msg: picoclaw_api::InboundMessage,
+    ) -> Result<(), picoclaw_api::InboxError> {
+        self.entered.fetch_add(1, Ordering::SeqCst);
+        self.open.acquire().await.unwrap().forget();
+        self.kept.lock().unwrap().push(msg);
+        Ok(())
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn bridge_answers_go_out_while_a_message_is_kept_and_stop_cuts_it_short() {
+    let fake = FakeBridge::start();
+    let (channel, _dir) = channel(bridge_settings(&fake, json!({})));
+    let channel = Arc::new(channel.unwrap());
+    let inbox = Arc::new(Gated {
+        open: tokio::sync::Semaphore::new(0),
+        entered: std::sync::atomic::AtomicUsize::new(0),
+        kept: std::sync::Mutex::new(Vec::new()),
+    });
+    let stop = CancellationToken::new();
+    let task = {
+        let (channel, inbox, stop) = (Arc::clone(&channel), Arc::clone(&inbox), stop.clone());
+        tokio::spawn(async move { channel.run(inbox, stop).await })
+    };
+    let jid = format!("{ADA}@s.whatsapp.net");
+    block(|| fake.push(&fake.message(&jid, &jid, "slow to keep"))).await;
+    for _ in 0..1000 {
+        if inbox.entered.load(Ordering::SeqCst) == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(inbox.entered.load(Ordering::SeqCst), 1);
+    // The message is stuck in the inbox; an answer to an earlier one still goes out.
+    tokio::time::timeout(
+        Duration::from_secs(5),
+        channel.send(&OutboundMessage::new("whatsapp", &jid, "meanwhile")),
+    )
+    .await
+    .expect("the answer waited for the message being kept")
+    .unwrap();
+    block(|| fake.wait_for("the answer", |f| f.sent().len() == 1)).await;
+    // The channel stops: the handler waiting on the inbox is cut short.
+    stop.cancel();
+    tokio::time::timeout(Duration::from_secs(15), task)
+        .await
+        .expect("run returns after stop")
+        .unwrap()
+        .unwrap();
+    inbox.open.add_permits(10);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(inbox.kept.lock().unwrap().is_empty());
+}

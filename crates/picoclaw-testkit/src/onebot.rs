@@ -19,6 +19,8 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request, Response as Ws};
 
 const CLOSE: &str = "\u{0}close";
+/// Tells a connection to stop reading and writing, as a peer that vanished without closing.
+const STALL: &str = "\u{0}stall";
 
 #[derive(Debug, Default)]
 struct Inner {
@@ -108,6 +110,12 @@ async fn socket(inner: Arc<Inner>, stream: tokio::net::TcpStream) {
             frame = out_rx.recv() => match frame {
                 Some(f) if f == CLOSE => {
                     let _ = tx.close().await;
+                    return;
+                }
+                Some(f) if f == STALL => {
+                    // Holds the socket open and never touches it again: no reads, no pongs.
+                    let _held = (tx, rx);
+                    std::future::pending::<()>().await;
                     return;
                 }
                 Some(f) => {
@@ -247,6 +255,14 @@ impl FakeOnebot {
     pub fn drop_connections(&self) {
         for s in self.inner.sockets.lock().unwrap().drain(..) {
             let _ = s.send(CLOSE.to_owned());
+        }
+    }
+
+    /// Makes every client connection go silent without closing it (a implementation whose host
+    /// vanished): nothing is read or written on it any more, pings go unanswered.
+    pub fn stall_connections(&self) {
+        for s in self.inner.sockets.lock().unwrap().drain(..) {
+            let _ = s.send(STALL.to_owned());
         }
     }
 

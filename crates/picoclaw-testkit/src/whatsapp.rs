@@ -44,6 +44,8 @@ pub struct FakeBridge {
 }
 
 const CLOSE: &str = "\u{0}close";
+/// Tells a connection to stop reading and writing, as a peer that vanished without closing.
+const STALL: &str = "\u{0}stall";
 
 async fn bridge_socket(inner: Arc<BridgeInner>, stream: tokio::net::TcpStream) {
     let Ok(ws) = tokio_tungstenite::accept_async(stream).await else {
@@ -59,6 +61,12 @@ async fn bridge_socket(inner: Arc<BridgeInner>, stream: tokio::net::TcpStream) {
             frame = out_rx.recv() => match frame {
                 Some(f) if f == CLOSE => {
                     let _ = tx.close().await;
+                    return;
+                }
+                Some(f) if f == STALL => {
+                    // Holds the socket open and never touches it again: no reads, no pongs.
+                    let _held = (tx, rx);
+                    std::future::pending::<()>().await;
                     return;
                 }
                 Some(f) => {
@@ -165,6 +173,14 @@ impl FakeBridge {
         }
     }
 
+    /// Makes every client connection go silent without closing it (a bridge whose host
+    /// vanished): nothing is read or written on it any more, pings go unanswered.
+    pub fn stall_connections(&self) {
+        for s in self.inner.sockets.lock().unwrap().drain(..) {
+            let _ = s.send(STALL.to_owned());
+        }
+    }
+
     /// Waits up to 30 s for `done` to hold.
     pub fn wait_for(&self, what: &str, mut done: impl FnMut(&Self) -> bool) {
         crate::serve::wait_until(what, || done(self));
@@ -192,6 +208,8 @@ struct CloudInner {
     reads: Mutex<Vec<String>>,
     downloads: Mutex<Vec<Option<String>>>,
     fail_sends: Mutex<Vec<(u16, Value)>>,
+    /// While set, media downloads wait before answering.
+    stall_downloads: std::sync::atomic::AtomicBool,
     next: AtomicU64,
 }
 
@@ -310,6 +328,9 @@ async fn media_file(
 ) -> Response {
     let token = bearer(&headers);
     inner.downloads.lock().unwrap().push(token.clone());
+    while inner.stall_downloads.load(Ordering::SeqCst) {
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
     if token.as_deref() != Some(inner.access_token.as_str()) {
         return bad_token();
     }
@@ -440,6 +461,11 @@ impl FakeCloud {
     /// The bearer tokens media downloads came with.
     pub fn downloads(&self) -> Vec<Option<String>> {
         self.inner.downloads.lock().unwrap().clone()
+    }
+
+    /// While `stalled`, media downloads hang (a slow CDN) until it is cleared.
+    pub fn stall_downloads(&self, stalled: bool) {
+        self.inner.stall_downloads.store(stalled, Ordering::SeqCst);
     }
 
     /// The next send is answered `status` with the Graph API error `code` and `message`.

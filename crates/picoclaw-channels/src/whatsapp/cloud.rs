@@ -184,10 +184,12 @@ impl Cloud {
             .filter(|c| s(c, "field") == Some("messages"))
             .filter_map(|c| c.get("value"));
         for value in values {
-            // One app may serve several numbers: only ours is answered here.
+            // One app may serve several numbers: only ours is answered here (a value that
+            // does not say which number it is for is not ours either).
             let metadata = value.get("metadata");
             let number_id = metadata.and_then(|m| s(m, "phone_number_id"));
-            if number_id.is_some_and(|id| id != self.phone_number_id) {
+            if number_id != Some(self.phone_number_id.as_str()) {
+                tracing::debug!("whatsapp webhook: a change for another phone_number_id; ignored");
                 continue;
             }
             let own = metadata
@@ -221,25 +223,6 @@ impl Cloud {
         if own.is_some_and(|n| n == super::bare_number(from)) {
             return Ok(());
         }
-        if !self.shared.seen.first(id) {
-            tracing::debug!(id, "whatsapp: redelivered message dropped");
-            return Ok(());
-        }
-        let result = self.take_new(value, message, id, from, inbox).await;
-        if result.is_err() {
-            self.shared.seen.forget(id);
-        }
-        result
-    }
-
-    async fn take_new(
-        &self,
-        value: &Value,
-        message: &Value,
-        id: &str,
-        from: &str,
-        inbox: &dyn Inbox,
-    ) -> Result<(), ChannelError> {
         let kind = s(message, "type").unwrap_or_default();
         let part = message.get(kind);
         let text = match kind {
@@ -253,8 +236,11 @@ impl Cloud {
             _ => part.and_then(|p| s(p, "caption")),
         }
         .unwrap_or_default();
-        let content = match self.shared.gate(from, text, false, false) {
-            Gate::Take(text) => text,
+        // The id is claimed once the sender passed the access checks; the claim is kept only
+        // when the inbox took the message, so a handler that ends early (Meta gave up on the
+        // request, the inbox refused) lets Meta's redelivery through.
+        let (content, claim) = match self.shared.gate(from, text, false, false, Some(id)) {
+            Gate::Take(text, claim) => (text, claim),
             Gate::Notice(notice) => {
                 self.notice(from, notice);
                 return Ok(());
@@ -287,10 +273,9 @@ impl Cloud {
                 Ok(media) => msg.media.push(media),
                 Err(e) => {
                     tracing::warn!(error = %e, "whatsapp: a file was not downloaded");
-                    msg.content =
-                        format!("{}\n[a {kind} could not be downloaded: {e}]", msg.content)
-                            .trim()
-                            .to_owned();
+                    msg.content = format!("{}\n[a {kind} could not be downloaded]", msg.content)
+                        .trim()
+                        .to_owned();
                 }
             }
         }
@@ -298,6 +283,9 @@ impl Cloud {
             return Ok(());
         }
         inbox.deliver(msg).await?;
+        if let Some(claim) = claim {
+            claim.keep();
+        }
         self.mark_read(id);
         Ok(())
     }

@@ -13,7 +13,7 @@ mod bridge;
 mod cloud;
 
 use crate::access::{Access, Pairing};
-use crate::group::{GroupTrigger, Seen};
+use crate::group::{Claim, GroupTrigger, Seen};
 use crate::settings::Common;
 use crate::{Channel, ChannelError, ChannelSetup, Inbox, WebhookRequest, WebhookResponse};
 use async_trait::async_trait;
@@ -98,6 +98,20 @@ impl WhatsappChannel {
         Ok(channel)
     }
 
+    /// Bridge mode: ping every `ping`, and dial again after `silence` without hearing from the
+    /// bridge (30 s and 90 s unless changed here; writes are bounded by the smaller of 10 s and
+    /// `silence`). For tests, which cannot wait minutes; call it before `run`.
+    #[doc(hidden)]
+    #[must_use]
+    pub fn with_keepalive(mut self, ping: Duration, silence: Duration) -> Self {
+        if let Mode::Bridge(b) = &mut self.mode
+            && let Some(b) = Arc::get_mut(b)
+        {
+            b.keepalive = (ping.max(Duration::from_millis(10)), silence);
+        }
+        self
+    }
+
     /// The access rules (for the one-time pairing code).
     pub fn access(&self) -> &Access {
         match &self.mode {
@@ -126,13 +140,13 @@ pub(crate) struct Shared {
 }
 
 /// What to do with a message after the access and group rules.
-#[derive(Debug, PartialEq, Eq)]
-pub(crate) enum Gate {
-    /// Hand this text to the agent.
-    Take(String),
+#[derive(Debug)]
+pub(crate) enum Gate<'a> {
+    /// Hand this text to the agent; keep the claim on its id once the inbox took it.
+    Take(String, Option<Claim<'a>>),
     /// Answer the sender with this notice, hand nothing on.
     Notice(&'static str),
-    /// Drop silently.
+    /// Drop silently (not allowed, not for the bot, or a redelivery).
     Drop,
 }
 
@@ -151,7 +165,9 @@ impl Shared {
             .map_err(|e| ChannelError::Platform(format!("whatsapp: HTTP client: {e}")))?
             .timeout(Duration::from_secs(60))
             .build()
-            .map_err(|e| ChannelError::Platform(format!("whatsapp: HTTP client: {e}")))?;
+            .map_err(|e| {
+                ChannelError::Platform(format!("whatsapp: HTTP client: {}", e.without_url()))
+            })?;
         Ok(Self {
             access: std::sync::OnceLock::new(),
             common,
@@ -163,8 +179,17 @@ impl Shared {
 
     /// The access and group rules for a message from `sender` (a JID or a wa_id) with `text`:
     /// groups need a prefix (or a mention, where the transport knows of one); direct chats may
-    /// pair; then allow_from and the rate limit.
-    pub(crate) fn gate(&self, sender: &str, text: &str, group: bool, mentioned: bool) -> Gate {
+    /// pair; then allow_from; then the message's `id` is claimed (a redelivery is dropped here,
+    /// after the access checks, so strangers cannot push allowed users' ids out); then the rate
+    /// limit.
+    pub(crate) fn gate(
+        &self,
+        sender: &str,
+        text: &str,
+        group: bool,
+        mentioned: bool,
+        id: Option<&str>,
+    ) -> Gate<'_> {
         let number = bare_number(sender);
         let text = if group {
             match self.group.admit(text, mentioned) {
@@ -184,8 +209,18 @@ impl Shared {
             tracing::info!(sender = %number, "whatsapp: not on allow_from; ignored");
             return Gate::Drop;
         }
+        let claim = match id {
+            Some(id) => match self.seen.claim(id) {
+                Some(claim) => Some(claim),
+                None => {
+                    tracing::debug!(id, "whatsapp: redelivered message dropped");
+                    return Gate::Drop;
+                }
+            },
+            None => None,
+        };
         match self.access().take(&number) {
-            Ok(()) => Gate::Take(text),
+            Ok(()) => Gate::Take(text, claim),
             Err(true) => Gate::Notice(
                 "You are sending messages faster than I can take them; slow down a little.",
             ),
