@@ -15,7 +15,7 @@
 //! voice (`image`, `record` segments with a URL) are downloaded, capped at 16 MiB. Answers are
 //! plain text, split at 4 500 characters, the first part threaded with a `reply` segment.
 
-use crate::access::{Access, Pairing};
+use crate::access::{Access, Admission};
 use crate::group::{GroupTrigger, Seen};
 use crate::settings::Common;
 use crate::wsclient::{self, CloseFrame, Message};
@@ -480,43 +480,22 @@ impl Inner {
                 None => return Ok(()),
             }
         } else {
-            if let Some(result) = self.access.try_pair(user, &parsed.text) {
-                self.notice(
-                    chat,
-                    match result {
-                        Pairing::Paired => "Paired: you can talk to me now.",
-                        Pairing::Refused => "That code is wrong or was already used.",
-                    },
-                );
-                return Ok(());
-            }
             parsed.text.trim().to_owned()
         };
-        if !self.access.allowed(user, None) {
-            tracing::info!(user, "onebot: not on allow_from; ignored");
-            return Ok(());
-        }
         // Claimed after the access checks; kept only once the inbox took the message.
         let key = message_id.map(|m| format!("{chat}/{m}"));
-        let claim = match &key {
-            Some(key) => match self.seen.claim(key) {
-                Some(claim) => Some(claim),
-                None => {
-                    tracing::debug!(key, "onebot: redelivered message dropped");
-                    return Ok(());
-                }
-            },
-            None => None,
+        let claim = || match &key {
+            Some(key) => self.seen.claim(key).map(Some),
+            None => Some(None),
         };
-        if let Err(first) = self.access.take(user) {
-            if first {
-                self.notice(
-                    chat,
-                    "You are sending messages faster than I can take them; slow down a little.",
-                );
+        let claim = match self.access.admit(&[user], !group, &text, claim) {
+            Admission::Deliver(claim) => claim,
+            Admission::Answer(notice) => {
+                self.notice(chat, notice);
+                return Ok(());
             }
-            return Ok(());
-        }
+            Admission::Ignore => return Ok(()),
+        };
         let mut msg = InboundMessage::new("onebot", chat, user, text)
             .with_metadata("peer_kind", if group { "group" } else { "user" });
         if let Some(m) = message_id {

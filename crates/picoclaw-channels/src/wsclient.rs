@@ -52,6 +52,10 @@ pub(crate) async fn connect(
 /// gateway): a refused handshake there means the ticket expired, not that the configured
 /// credentials are wrong, so every failure is [`ChannelError::Platform`] (retried with a new
 /// ticket) rather than [`ChannelError::Rejected`].
+#[cfg_attr(
+    not(any(feature = "feishu", feature = "dingtalk", feature = "qq")),
+    allow(dead_code)
+)]
 pub(crate) async fn connect_ticket(
     what: &str,
     url: &str,

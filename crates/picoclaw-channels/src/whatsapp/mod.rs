@@ -12,7 +12,7 @@
 mod bridge;
 mod cloud;
 
-use crate::access::{Access, Pairing};
+use crate::access::{Access, Admission};
 use crate::group::{Claim, GroupTrigger, Seen};
 use crate::settings::Common;
 use crate::{Channel, ChannelError, ChannelSetup, Inbox, WebhookRequest, WebhookResponse};
@@ -197,44 +197,22 @@ impl Shared {
                 None => return Gate::Drop,
             }
         } else {
-            if let Some(result) = self.access().try_pair(&number, text) {
-                return Gate::Notice(match result {
-                    Pairing::Paired => "Paired: you can talk to me now.",
-                    Pairing::Refused => "That code is wrong or was already used.",
-                });
-            }
             text.trim().to_owned()
         };
-        if !self.allowed(sender) {
-            tracing::info!(sender = %number, "whatsapp: not on allow_from; ignored");
-            return Gate::Drop;
-        }
-        let claim = match id {
-            Some(id) => match self.seen.claim(id) {
-                Some(claim) => Some(claim),
-                None => {
-                    tracing::debug!(id, "whatsapp: redelivered message dropped");
-                    return Gate::Drop;
-                }
-            },
-            None => None,
-        };
-        match self.access().take(&number) {
-            Ok(()) => Gate::Take(text, claim),
-            Err(true) => Gate::Notice(
-                "You are sending messages faster than I can take them; slow down a little.",
-            ),
-            Err(false) => Gate::Drop,
-        }
-    }
-
-    /// allow_from holds JIDs, bare numbers or numbers with `+`; any of them lets the sender in.
-    fn allowed(&self, sender: &str) -> bool {
-        let number = bare_number(sender);
+        // allow_from holds JIDs, bare numbers or numbers with `+`; any of them lets the sender
+        // in. The bare number pairs and counts for the rate limit.
         let jid = without_device(sender);
-        [sender.to_owned(), jid, number.clone(), format!("+{number}")]
-            .iter()
-            .any(|id| self.access().allowed(id, None))
+        let plus = format!("+{number}");
+        let ids = [number.as_str(), sender, jid.as_str(), plus.as_str()];
+        let claim = || match id {
+            Some(id) => self.seen.claim(id).map(Some),
+            None => Some(None),
+        };
+        match self.access().admit(&ids, !group, &text, claim) {
+            Admission::Deliver(claim) => Gate::Take(text, claim),
+            Admission::Answer(notice) => Gate::Notice(notice),
+            Admission::Ignore => Gate::Drop,
+        }
     }
 
     /// GETs `url` (with the bearer token when given), refusing more than [`MAX_MEDIA_BYTES`].
