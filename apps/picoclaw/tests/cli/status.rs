@@ -119,6 +119,7 @@ async fn status_tells_whether_the_gateway_runs() {
     let home = Home::new();
     let port = free_port();
     let slack = picoclaw_testkit::slack::FakeSlack::start("xoxb-st", "xapp-st");
+    let line = picoclaw_testkit::line::FakeLine::start("line-st", "line-token-st");
     home.write_config(&json!({
         "agents": {"defaults": {"model": "openai/test-model",
             "workspace": home.workspace().display().to_string()}},
@@ -129,6 +130,8 @@ async fn status_tells_whether_the_gateway_runs() {
                       "allow_from": ["U1"], "api_base": slack.api_base()},
             "matrix": {"enabled": true},
             "discord": {"enabled": false},
+            "line": {"enabled": true, "channel_secret": "line-st",
+                     "channel_access_token": "line-token-st", "api_base": line.api_base()},
         },
     }));
     let out = run(home.cmd(), &["status"]).await;
@@ -139,7 +142,7 @@ async fn status_tells_whether_the_gateway_runs() {
     );
     assert!(
         out.stdout
-            .contains("channels:   matrix (not in this build), slack\n"),
+            .contains("channels:   line, matrix (not in this build), slack\n"),
         "{}",
         out.stdout
     );
@@ -148,7 +151,10 @@ async fn status_tells_whether_the_gateway_runs() {
     let mut running = false;
     for _ in 0..200 {
         let out = run(home.cmd(), &["status"]).await;
-        if out.stdout.contains("gateway:    running at") && out.stdout.contains("slack (running)") {
+        if out.stdout.contains("gateway:    running at")
+            && out.stdout.contains("slack (running)")
+            && out.stdout.contains("line (running)")
+        {
             assert!(out.stdout.contains("(ready)"), "{}", out.stdout);
             assert!(
                 out.stdout.contains("matrix (not in this build)"),
