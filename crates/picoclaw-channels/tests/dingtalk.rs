@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{Kept, wait_kept};
+use common::{Kept, merged, wait_kept};
 
 use picoclaw_api::{MediaKind, OutboundMessage};
 use picoclaw_channels::dingtalk::DingtalkChannel;
@@ -19,41 +19,25 @@ use tokio_util::sync::CancellationToken;
 const ID: &str = "dingclient";
 const SECRET: &str = "dingsecret";
 
-struct Running {
-    channel: Arc<DingtalkChannel>,
-    inbox: Arc<Kept>,
-    stop: CancellationToken,
-    task: tokio::task::JoinHandle<Result<(), ChannelError>>,
-    workspace: tempfile::TempDir,
-}
+/// A running channel; `dir` is its workspace.
+type Running = common::Running<DingtalkChannel>;
 
 fn setup(fake: &FakeDingtalk, extra: Value, workspace: &std::path::Path) -> ChannelSetup {
-    let mut v = json!({"enabled": true, "client_id": ID, "client_secret": SECRET,
-                       "allow_from": ["ada"], "api_base": fake.api_base(),
-                       "rate_limit_per_minute": 0});
-    for (k, val) in extra.as_object().unwrap() {
-        v[k] = val.clone();
-    }
-    ChannelSetup::new("dingtalk", v, workspace, &workspace.join("home"))
+    let v = json!({"enabled": true, "client_id": ID, "client_secret": SECRET,
+                   "allow_from": ["ada"], "api_base": fake.api_base(),
+                   "rate_limit_per_minute": 0});
+    ChannelSetup::new(
+        "dingtalk",
+        merged(v, extra),
+        workspace,
+        &workspace.join("home"),
+    )
 }
 
 async fn start(fake: &FakeDingtalk, extra: Value) -> Running {
     let workspace = tempfile::tempdir().unwrap();
-    let channel =
-        Arc::new(DingtalkChannel::from_setup(&setup(fake, extra, workspace.path())).unwrap());
-    let inbox = Arc::new(Kept::default());
-    let stop = CancellationToken::new();
-    let task = {
-        let (channel, inbox, stop) = (Arc::clone(&channel), Arc::clone(&inbox), stop.clone());
-        tokio::spawn(async move { channel.run(inbox, stop).await })
-    };
-    Running {
-        channel,
-        inbox,
-        stop,
-        task,
-        workspace,
-    }
+    let channel = DingtalkChannel::from_setup(&setup(fake, extra, workspace.path())).unwrap();
+    common::run(channel, workspace)
 }
 
 async fn wait(fake: &FakeDingtalk, what: &str, done: impl FnMut(&FakeDingtalk) -> bool + Send) {
@@ -322,7 +306,7 @@ async fn pictures_and_voice_notes_are_saved() {
     assert!(
         picture
             .location
-            .starts_with(run.workspace.path().to_str().unwrap())
+            .starts_with(run.dir.path().to_str().unwrap())
     );
     assert_eq!(
         std::fs::read(&picture.location).unwrap(),

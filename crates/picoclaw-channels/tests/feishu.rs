@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{Kept, wait_kept};
+use common::{merged, wait_kept};
 
 use picoclaw_api::{MediaKind, OutboundMessage};
 use picoclaw_channels::feishu::{FeishuChannel, FeishuConfig};
@@ -16,36 +16,25 @@ use serde_json::{Value, json};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
-use tokio_util::sync::CancellationToken;
 
 const APP_ID: &str = "cli_test";
 const SECRET: &str = "app-secret";
 const ENCRYPT_KEY: &str = "encrypt-key";
 
 fn config(fake: &FakeFeishu, extra: Value) -> FeishuConfig {
-    let mut v = json!({"app_id": APP_ID, "app_secret": SECRET, "allow_from": ["ou_ada"],
-                       "api_base": fake.api_base(), "rate_limit_per_minute": 0});
-    for (k, val) in extra.as_object().unwrap() {
-        v[k] = val.clone();
-    }
-    FeishuConfig::from_json(&v).unwrap()
+    let v = json!({"app_id": APP_ID, "app_secret": SECRET, "allow_from": ["ou_ada"],
+                   "api_base": fake.api_base(), "rate_limit_per_minute": 0});
+    FeishuConfig::from_json(&merged(v, extra)).unwrap()
 }
 
 fn webhook_config(fake: &FakeFeishu, extra: Value) -> FeishuConfig {
-    let mut v = json!({"mode": "webhook", "encrypt_key": ENCRYPT_KEY,
-                       "verification_token": picoclaw_testkit::feishu::VERIFICATION_TOKEN});
-    for (k, val) in extra.as_object().unwrap() {
-        v[k] = val.clone();
-    }
-    config(fake, v)
+    let v = json!({"mode": "webhook", "encrypt_key": ENCRYPT_KEY,
+                   "verification_token": picoclaw_testkit::feishu::VERIFICATION_TOKEN});
+    config(fake, merged(v, extra))
 }
 
-struct Running {
-    channel: Arc<FeishuChannel>,
-    inbox: Arc<Kept>,
-    stop: CancellationToken,
-    task: tokio::task::JoinHandle<Result<(), ChannelError>>,
-}
+/// A running channel: it has no directory.
+type Running = common::Running<FeishuChannel, ()>;
 
 impl Running {
     async fn stop(self) {
@@ -56,19 +45,7 @@ impl Running {
 }
 
 fn start(config: FeishuConfig) -> Running {
-    let channel = Arc::new(FeishuChannel::new(config).unwrap());
-    let inbox = Arc::new(Kept::default());
-    let stop = CancellationToken::new();
-    let task = {
-        let (channel, inbox, stop) = (Arc::clone(&channel), Arc::clone(&inbox), stop.clone());
-        tokio::spawn(async move { channel.run(inbox, stop).await })
-    };
-    Running {
-        channel,
-        inbox,
-        stop,
-        task,
-    }
+    common::run(FeishuChannel::new(config).unwrap(), ())
 }
 
 /// Blocks the test's thread while the channel (on the runtime's other threads) works.

@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{Kept, wait_kept};
+use common::{Kept, merged, wait_kept};
 
 use picoclaw_api::{MediaKind, OutboundMessage};
 use picoclaw_channels::line::LineChannel;
@@ -21,13 +21,7 @@ const ADA: &str = "Uada0000000000000000000000000000";
 const EVE: &str = "Ueve0000000000000000000000000000";
 const GROUP: &str = "Cgroup00000000000000000000000000";
 
-struct Running {
-    channel: Arc<LineChannel>,
-    inbox: Arc<Kept>,
-    stop: CancellationToken,
-    task: tokio::task::JoinHandle<Result<(), ChannelError>>,
-    _dir: tempfile::TempDir,
-}
+type Running = common::Running<LineChannel>;
 
 impl Running {
     async fn hook(&self, request: WebhookRequest) -> u16 {
@@ -37,32 +31,22 @@ impl Running {
 }
 
 fn setup(fake: &FakeLine, extra: Value, dir: &std::path::Path) -> ChannelSetup {
-    let mut v = json!({"enabled": true, "channel_secret": SECRET, "channel_access_token": TOKEN,
-                       "allow_from": [ADA], "api_base": fake.api_base(),
-                       "rate_limit_per_minute": 0});
-    for (k, val) in extra.as_object().unwrap() {
-        v[k] = val.clone();
-    }
+    let v = json!({"enabled": true, "channel_secret": SECRET, "channel_access_token": TOKEN,
+                   "allow_from": [ADA], "api_base": fake.api_base(),
+                   "rate_limit_per_minute": 0});
     std::fs::create_dir_all(dir.join("workspace")).unwrap();
-    ChannelSetup::new("line", v, &dir.join("workspace"), &dir.join("home"))
+    ChannelSetup::new(
+        "line",
+        merged(v, extra),
+        &dir.join("workspace"),
+        &dir.join("home"),
+    )
 }
 
 async fn start_with(fake: &FakeLine, extra: Value) -> Running {
     let dir = tempfile::tempdir().unwrap();
-    let channel = Arc::new(LineChannel::from_setup(&setup(fake, extra, dir.path())).unwrap());
-    let inbox = Arc::new(Kept::default());
-    let stop = CancellationToken::new();
-    let task = {
-        let (channel, inbox, stop) = (Arc::clone(&channel), Arc::clone(&inbox), stop.clone());
-        tokio::spawn(async move { channel.run(inbox, stop).await })
-    };
-    let run = Running {
-        channel,
-        inbox,
-        stop,
-        task,
-        _dir: dir,
-    };
+    let channel = LineChannel::from_setup(&setup(fake, extra, dir.path())).unwrap();
+    let run = common::run(channel, dir);
     // Signed in once a webhook with an event is no longer answered 503.
     for _ in 0..500 {
         let probe = run

@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{Kept, wait_kept};
+use common::{Kept, block, contents, merged, wait_kept};
 
 use picoclaw_api::{MediaKind, OutboundMessage};
 use picoclaw_channels::onebot::OnebotChannel;
@@ -20,24 +20,16 @@ const BOT: i64 = 10001;
 const ADA: i64 = 42;
 const TOKEN: &str = "onebot-token";
 
-struct Running {
-    channel: Arc<OnebotChannel>,
-    inbox: Arc<Kept>,
-    stop: CancellationToken,
-    task: tokio::task::JoinHandle<Result<(), ChannelError>>,
-    _dir: tempfile::TempDir,
-}
+type Running = common::Running<OnebotChannel>;
 
 fn settings(fake: &FakeOnebot, extra: Value) -> Value {
-    let mut v = json!({"enabled": true, "ws_url": fake.ws_url(), "access_token": TOKEN,
-                       "reconnect_interval": 1, "allow_from": [ADA], "rate_limit_per_minute": 0});
-    for (k, val) in extra.as_object().unwrap() {
-        v[k] = val.clone();
-    }
-    v
+    let v = json!({"enabled": true, "ws_url": fake.ws_url(), "access_token": TOKEN,
+                   "reconnect_interval": 1, "allow_from": [ADA], "rate_limit_per_minute": 0});
+    merged(v, extra)
 }
 
-fn start(settings: Value) -> Running {
+/// The channel, built in a temporary directory that must outlive it.
+fn channel(settings: Value) -> (OnebotChannel, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
     std::fs::create_dir(dir.path().join("workspace")).unwrap();
     let setup = ChannelSetup::new(
@@ -46,32 +38,16 @@ fn start(settings: Value) -> Running {
         &dir.path().join("workspace"),
         &dir.path().join("home"),
     );
-    let channel = Arc::new(OnebotChannel::from_setup(&setup).unwrap());
-    let inbox = Arc::new(Kept::default());
-    let stop = CancellationToken::new();
-    let task = {
-        let (channel, inbox, stop) = (Arc::clone(&channel), Arc::clone(&inbox), stop.clone());
-        tokio::spawn(async move { channel.run(inbox, stop).await })
-    };
-    Running {
-        channel,
-        inbox,
-        stop,
-        task,
-        _dir: dir,
-    }
+    (OnebotChannel::from_setup(&setup).unwrap(), dir)
 }
 
-async fn block<T>(f: impl FnOnce() -> T) -> T {
-    tokio::task::block_in_place(f)
+fn start(settings: Value) -> Running {
+    let (channel, dir) = channel(settings);
+    common::run(channel, dir)
 }
 
 fn text(t: &str) -> Value {
     json!({"type": "text", "data": {"text": t}})
-}
-
-fn contents(inbox: &Kept) -> Vec<String> {
-    inbox.all().iter().map(|m| m.content.clone()).collect()
 }
 
 /// Sends once the connection is up (the channel registers its writer just after the handshake).
@@ -376,15 +352,7 @@ fn start_tuned(
     inbox: Arc<dyn picoclaw_channels::Inbox>,
     keepalive: Option<(Duration, Duration)>,
 ) -> Tuned {
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::create_dir(dir.path().join("workspace")).unwrap();
-    let setup = ChannelSetup::new(
-        "onebot",
-        settings,
-        &dir.path().join("workspace"),
-        &dir.path().join("home"),
-    );
-    let mut channel = OnebotChannel::from_setup(&setup).unwrap();
+    let (mut channel, dir) = channel(settings);
     if let Some((ping, silence)) = keepalive {
         channel = channel.with_keepalive(ping, silence);
     }

@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{Kept, wait_kept};
+use common::{Kept, merged, wait_kept};
 
 use picoclaw_api::{MediaKind, OutboundMessage};
 use picoclaw_channels::qq::QqChannel;
@@ -19,40 +19,20 @@ use tokio_util::sync::CancellationToken;
 const APP: &str = "102030";
 const SECRET: &str = "DG5g3B4j9X2KOErG";
 
-struct Running {
-    channel: Arc<QqChannel>,
-    inbox: Arc<Kept>,
-    stop: CancellationToken,
-    task: tokio::task::JoinHandle<Result<(), ChannelError>>,
-    workspace: tempfile::TempDir,
-}
+/// A running channel; `dir` is its workspace.
+type Running = common::Running<QqChannel>;
 
 fn setup(fake: &FakeQq, extra: Value, workspace: &std::path::Path) -> ChannelSetup {
-    let mut v = json!({"enabled": true, "app_id": APP, "app_secret": SECRET,
-                       "allow_from": ["ADA"], "api_base": fake.api_base(),
-                       "auth_base": fake.api_base(), "rate_limit_per_minute": 0});
-    for (k, val) in extra.as_object().unwrap() {
-        v[k] = val.clone();
-    }
-    ChannelSetup::new("qq", v, workspace, &workspace.join("home"))
+    let v = json!({"enabled": true, "app_id": APP, "app_secret": SECRET,
+                   "allow_from": ["ADA"], "api_base": fake.api_base(),
+                   "auth_base": fake.api_base(), "rate_limit_per_minute": 0});
+    ChannelSetup::new("qq", merged(v, extra), workspace, &workspace.join("home"))
 }
 
 async fn start(fake: &FakeQq, extra: Value) -> Running {
     let workspace = tempfile::tempdir().unwrap();
-    let channel = Arc::new(QqChannel::from_setup(&setup(fake, extra, workspace.path())).unwrap());
-    let inbox = Arc::new(Kept::default());
-    let stop = CancellationToken::new();
-    let task = {
-        let (channel, inbox, stop) = (Arc::clone(&channel), Arc::clone(&inbox), stop.clone());
-        tokio::spawn(async move { channel.run(inbox, stop).await })
-    };
-    Running {
-        channel,
-        inbox,
-        stop,
-        task,
-        workspace,
-    }
+    let channel = QqChannel::from_setup(&setup(fake, extra, workspace.path())).unwrap();
+    common::run(channel, workspace)
 }
 
 async fn wait(fake: &FakeQq, what: &str, done: impl FnMut(&FakeQq) -> bool + Send) {
@@ -87,13 +67,11 @@ async fn push_then_mark(fake: &FakeQq, run: &Running, t: &str, d: &Value) {
     panic!("the marker was not kept: {:?}", run.inbox.all());
 }
 
+/// What was kept, without the markers.
 fn contents(run: &Running) -> Vec<String> {
-    run.inbox
-        .all()
-        .into_iter()
-        .map(|m| m.content)
-        .filter(|c| c != "mark")
-        .collect()
+    let mut all = common::contents(&run.inbox);
+    all.retain(|c| c != "mark");
+    all
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -483,7 +461,7 @@ async fn images_and_voice_attachments_are_saved() {
     assert!(
         picture
             .location
-            .starts_with(run.workspace.path().to_str().unwrap())
+            .starts_with(run.dir.path().to_str().unwrap())
     );
     assert_eq!(std::fs::read(&picture.location).unwrap(), b"\x89PNG qq");
     assert_eq!(all[1].media[0].kind, MediaKind::Audio);

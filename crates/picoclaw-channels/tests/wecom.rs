@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{Kept, wait_kept};
+use common::{merged, wait_kept};
 
 use picoclaw_api::{MediaKind, OutboundMessage};
 use picoclaw_channels::wecom::WecomChannel;
@@ -16,18 +16,11 @@ use picoclaw_testkit::wecom::{AES_KEY, BOT_ID, FakeWecom, TOKEN};
 use serde_json::{Value, json};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use tokio_util::sync::CancellationToken;
 
 const CORP: &str = "ww5823bf96d3bd56c7";
 const SECRET: &str = "app-secret";
 
-struct Running {
-    channel: Arc<WecomChannel>,
-    inbox: Arc<Kept>,
-    stop: CancellationToken,
-    task: tokio::task::JoinHandle<Result<(), ChannelError>>,
-    _dir: tempfile::TempDir,
-}
+type Running = common::Running<WecomChannel>;
 
 impl Running {
     async fn hook(&self, request: WebhookRequest) -> WebhookResponse {
@@ -37,14 +30,11 @@ impl Running {
 }
 
 fn app_settings(fake: &FakeWecom, extra: Value) -> Value {
-    let mut v = json!({"enabled": true, "corp_id": CORP, "corp_secret": SECRET,
-                       "agent_id": 1000002, "token": TOKEN, "encoding_aes_key": AES_KEY,
-                       "api_base": fake.api_base(), "allow_from": ["ada"],
-                       "rate_limit_per_minute": 0});
-    for (k, val) in extra.as_object().unwrap() {
-        v[k] = val.clone();
-    }
-    v
+    let v = json!({"enabled": true, "corp_id": CORP, "corp_secret": SECRET,
+                   "agent_id": 1000002, "token": TOKEN, "encoding_aes_key": AES_KEY,
+                   "api_base": fake.api_base(), "allow_from": ["ada"],
+                   "rate_limit_per_minute": 0});
+    merged(v, extra)
 }
 
 fn setup(name: &str, settings: Value, dir: &std::path::Path) -> ChannelSetup {
@@ -54,20 +44,8 @@ fn setup(name: &str, settings: Value, dir: &std::path::Path) -> ChannelSetup {
 
 async fn start(name: &str, settings: Value) -> Running {
     let dir = tempfile::tempdir().unwrap();
-    let channel = Arc::new(WecomChannel::from_setup(&setup(name, settings, dir.path())).unwrap());
-    let inbox = Arc::new(Kept::default());
-    let stop = CancellationToken::new();
-    let task = {
-        let (channel, inbox, stop) = (Arc::clone(&channel), Arc::clone(&inbox), stop.clone());
-        tokio::spawn(async move { channel.run(inbox, stop).await })
-    };
-    Running {
-        channel,
-        inbox,
-        stop,
-        task,
-        _dir: dir,
-    }
+    let channel = WecomChannel::from_setup(&setup(name, settings, dir.path())).unwrap();
+    common::run(channel, dir)
 }
 
 async fn wait(fake: &FakeWecom, what: &str, done: impl FnMut(&FakeWecom) -> bool + Send) {

@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{Kept, wait_kept};
+use common::{block, contents, merged, wait_kept};
 
 use picoclaw_api::{MediaKind, OutboundMessage};
 use picoclaw_channels::whatsapp::WhatsappChannel;
@@ -23,13 +23,7 @@ const SECRET: &str = "app-secret";
 const VERIFY: &str = "verify-me";
 const PHONE_ID: &str = "106540352242922";
 
-struct Running {
-    channel: Arc<WhatsappChannel>,
-    inbox: Arc<Kept>,
-    stop: CancellationToken,
-    task: tokio::task::JoinHandle<Result<(), ChannelError>>,
-    _dir: tempfile::TempDir,
-}
+type Running = common::Running<WhatsappChannel>;
 
 fn channel(settings: Value) -> (Result<WhatsappChannel, ChannelError>, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
@@ -45,37 +39,13 @@ fn channel(settings: Value) -> (Result<WhatsappChannel, ChannelError>, tempfile:
 
 fn start(settings: Value) -> Running {
     let (channel, dir) = channel(settings);
-    let channel = Arc::new(channel.unwrap());
-    let inbox = Arc::new(Kept::default());
-    let stop = CancellationToken::new();
-    let task = {
-        let (channel, inbox, stop) = (Arc::clone(&channel), Arc::clone(&inbox), stop.clone());
-        tokio::spawn(async move { channel.run(inbox, stop).await })
-    };
-    Running {
-        channel,
-        inbox,
-        stop,
-        task,
-        _dir: dir,
-    }
-}
-
-async fn block<T>(f: impl FnOnce() -> T) -> T {
-    tokio::task::block_in_place(f)
-}
-
-fn contents(inbox: &Kept) -> Vec<String> {
-    inbox.all().iter().map(|m| m.content.clone()).collect()
+    common::run(channel.unwrap(), dir)
 }
 
 fn bridge_settings(fake: &FakeBridge, extra: Value) -> Value {
-    let mut v = json!({"enabled": true, "bridge_url": fake.ws_url(), "allow_from": [format!("+{ADA}")],
-                       "rate_limit_per_minute": 0});
-    for (k, val) in extra.as_object().unwrap() {
-        v[k] = val.clone();
-    }
-    v
+    let v = json!({"enabled": true, "bridge_url": fake.ws_url(), "allow_from": [format!("+{ADA}")],
+                   "rate_limit_per_minute": 0});
+    merged(v, extra)
 }
 
 #[tokio::test]
@@ -345,13 +315,10 @@ async fn the_bridge_rate_limit_drops_bursts_and_says_so_once() {
 }
 
 fn cloud_settings(fake: &FakeCloud, extra: Value) -> Value {
-    let mut v = json!({"enabled": true, "phone_number_id": PHONE_ID, "access_token": TOKEN,
-                       "app_secret": SECRET, "verify_token": VERIFY, "api_base": fake.api_base(),
-                       "allow_from": [ADA], "rate_limit_per_minute": 0});
-    for (k, val) in extra.as_object().unwrap() {
-        v[k] = val.clone();
-    }
-    v
+    let v = json!({"enabled": true, "phone_number_id": PHONE_ID, "access_token": TOKEN,
+                   "app_secret": SECRET, "verify_token": VERIFY, "api_base": fake.api_base(),
+                   "allow_from": [ADA], "rate_limit_per_minute": 0});
+    merged(v, extra)
 }
 
 fn post(fake: &FakeCloud, body: &str) -> WebhookRequest {
@@ -624,20 +591,7 @@ async fn cloud_strangers_pair_and_are_told_so() {
 
 fn start_with_keepalive(settings: Value, ping: Duration, silence: Duration) -> Running {
     let (channel, dir) = channel(settings);
-    let channel = Arc::new(channel.unwrap().with_keepalive(ping, silence));
-    let inbox = Arc::new(Kept::default());
-    let stop = CancellationToken::new();
-    let task = {
-        let (channel, inbox, stop) = (Arc::clone(&channel), Arc::clone(&inbox), stop.clone());
-        tokio::spawn(async move { channel.run(inbox, stop).await })
-    };
-    Running {
-        channel,
-        inbox,
-        stop,
-        task,
-        _dir: dir,
-    }
+    common::run(channel.unwrap().with_keepalive(ping, silence), dir)
 }
 
 /// Sends until the channel's writer is registered (it is, a moment after the handshake).

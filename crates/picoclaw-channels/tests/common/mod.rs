@@ -1,12 +1,15 @@
-//! What the channel tests share: an inbox that records (and can refuse) messages.
+//! What the channel tests share: an inbox that records (and can refuse) messages, and a
+//! running channel with its inbox, stop token, task and (temporary) directory.
 #![allow(dead_code, clippy::unwrap_used)]
 
 use async_trait::async_trait;
 use picoclaw_api::InboundMessage;
-use picoclaw_channels::Inbox;
-use std::sync::Mutex;
+use picoclaw_channels::{Channel, ChannelError, Inbox};
+use serde_json::Value;
 use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
+use tokio_util::sync::CancellationToken;
 
 /// Keeps what it is given; refuses the first `fail` messages (a full journal).
 #[derive(Default)]
@@ -51,4 +54,51 @@ pub(crate) async fn wait_kept(inbox: &Kept, n: usize) {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     panic!("expected {n} messages, have {:?}", inbox.all());
+}
+
+/// What the messages kept so far say.
+pub(crate) fn contents(inbox: &Kept) -> Vec<String> {
+    inbox.all().iter().map(|m| m.content.clone()).collect()
+}
+
+/// `base` with each of `extra`'s keys set over it.
+pub(crate) fn merged(mut base: Value, extra: Value) -> Value {
+    for (k, val) in extra.as_object().unwrap() {
+        base[k] = val.clone();
+    }
+    base
+}
+
+/// Blocks the test's thread (a fake's calls are blocking) while the channel, on the
+/// runtime's other threads, works.
+pub(crate) async fn block<T>(f: impl FnOnce() -> T) -> T {
+    tokio::task::block_in_place(f)
+}
+
+/// A channel running on its own task: what `run` started. `dir` is what must live as long as
+/// the channel (its temporary workspace, or `()` for a channel that has none).
+pub(crate) struct Running<C, D = tempfile::TempDir> {
+    pub channel: Arc<C>,
+    pub inbox: Arc<Kept>,
+    pub stop: CancellationToken,
+    pub task: tokio::task::JoinHandle<Result<(), ChannelError>>,
+    pub dir: D,
+}
+
+/// Spawns `channel.run` with a fresh inbox and stop token.
+pub(crate) fn run<C: Channel + 'static, D>(channel: C, dir: D) -> Running<C, D> {
+    let channel = Arc::new(channel);
+    let inbox = Arc::new(Kept::default());
+    let stop = CancellationToken::new();
+    let task = {
+        let (channel, inbox, stop) = (Arc::clone(&channel), Arc::clone(&inbox), stop.clone());
+        tokio::spawn(async move { channel.run(inbox, stop).await })
+    };
+    Running {
+        channel,
+        inbox,
+        stop,
+        task,
+        dir,
+    }
 }
