@@ -72,3 +72,8 @@ print(json.dumps({
 PY
 )
 measure "the six messengers connected" "$messengers"
+# Each messenger alone (what it holds at rest on its own).
+for name in whatsapp line feishu dingtalk qq onebot wecom_app; do
+  one=$(python3 -c 'import json,sys; m=json.loads(sys.argv[1]); print(json.dumps({sys.argv[2]: m[sys.argv[2]]}))' "$messengers" "$name")
+  measure "$name alone" "$one"
+done

@@ -431,11 +431,13 @@ async fn answers_go_out_while_the_event_queue_is_full() {
     .expect("the answer waited on the full event queue");
     sent.unwrap();
     inbox.open.add_permits(1000);
-    // What fit in the queue is kept; the overflow was dropped, not the reader stalled.
-    // The one in the inbox and the 256 queued behind it.
+    // What fit in the queue is kept; the overflow was dropped, not the reader stalled: at
+    // least the one in the inbox and the 256 queued behind it, and not all 301 (how many more
+    // than 257 fit depends on when the handler took the first one from the queue).
     wait_until("the queued messages", || inbox.kept() >= 257).await;
     tokio::time::sleep(Duration::from_millis(200)).await;
-    assert_eq!(inbox.kept(), 257);
+    let kept = inbox.kept();
+    assert!((257..301).contains(&kept), "kept {kept} of 301");
     run.stop.cancel();
 }
 
