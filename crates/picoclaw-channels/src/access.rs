@@ -162,7 +162,19 @@ impl Access {
         }
         let outcome = self.pair(user_id, given);
         if outcome == Pairing::Refused {
-            *lock(&self.refusals).entry(user_id.to_owned()).or_insert(0) += 1;
+            let mut refusals = lock(&self.refusals);
+            let n = refusals.entry(user_id.to_owned()).or_insert(0);
+            *n += 1;
+            if *n == MAX_REFUSALS_PER_SENDER {
+                tracing::warn!(
+                    channel = %self.channel,
+                    user = user_id,
+                    "pairing: {MAX_REFUSALS_PER_SENDER} refused attempts; this sender's /pair \
+                     messages are ignored until the gateway restarts (or add the id to \
+                     channels.{}.allow_from)",
+                    self.channel
+                );
+            }
         }
         Some(outcome)
     }

@@ -329,7 +329,18 @@ impl ChannelManager {
         let Some(inbox) = lock(&self.inbox).clone() else {
             return WebhookResponse::text(503, "the channels are not started yet; retry later");
         };
-        channel.webhook(request, self.inbox_for(name, inbox)).await
+        // The handler runs to its end even when the platform hangs up or the route's time
+        // limit fires: cut off between taking a message id and handing the message to the
+        // inbox, it would lose the message, since the platform's retry meanwhile was answered
+        // "already taken".
+        let (channel, inbox) = (Arc::clone(channel), self.inbox_for(name, inbox));
+        match tokio::spawn(async move { channel.webhook(request, inbox).await }).await {
+            Ok(response) => response,
+            Err(e) => {
+                tracing::error!(channel = %name, error = %e, "a webhook handler failed");
+                WebhookResponse::text(500, "the channel failed; retry later")
+            }
+        }
     }
 
     /// Passes a WebSocket upgrade request to `/<name>/ws` to that channel: `Err` is the HTTP
@@ -488,6 +499,69 @@ mod tests {
         async fn send(&self, _msg: &OutboundMessage) -> Result<(), ChannelError> {
             Ok(())
         }
+    }
+
+    /// Takes webhooks slowly: the message reaches the inbox 300 ms after the request.
+    struct SlowHook;
+
+    #[async_trait]
+    impl Channel for SlowHook {
+        fn name(&self) -> &str {
+            "slow"
+        }
+        async fn run(
+            &self,
+            _inbox: Arc<dyn Inbox>,
+            stop: CancellationToken,
+        ) -> Result<(), ChannelError> {
+            stop.cancelled().await;
+            Ok(())
+        }
+        async fn send(&self, _msg: &OutboundMessage) -> Result<(), ChannelError> {
+            Ok(())
+        }
+        fn takes_webhooks(&self) -> bool {
+            true
+        }
+        async fn webhook(
+            &self,
+            _request: WebhookRequest,
+            inbox: Arc<dyn Inbox>,
+        ) -> WebhookResponse {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            match inbox
+                .deliver(InboundMessage::new("slow", "c", "u", "late"))
+                .await
+            {
+                Ok(()) => WebhookResponse::text(200, "ok"),
+                Err(_) => WebhookResponse::text(503, "retry"),
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn a_webhook_the_platform_gave_up_on_still_reaches_the_inbox() {
+        let mut manager = ChannelManager::new();
+        manager.add(Arc::new(SlowHook));
+        let inbox = Arc::new(Collect(Mutex::new(Vec::new())));
+        let stop = CancellationToken::new();
+        let mut tasks = manager.start(inbox.clone(), stop.clone());
+        // The platform (or the route's time limit) stops waiting long before the handler ends.
+        let cut = tokio::time::timeout(
+            Duration::from_millis(50),
+            manager.webhook("slow", WebhookRequest::new("POST", "{}")),
+        )
+        .await;
+        assert!(cut.is_err());
+        for _ in 0..200 {
+            if !lock(&inbox.0).is_empty() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert_eq!(*lock(&inbox.0), ["late"]);
+        stop.cancel();
+        while tasks.join_next().await.is_some() {}
     }
 
     struct Keys(Mutex<Vec<(String, String)>>);

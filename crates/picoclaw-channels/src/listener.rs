@@ -2,7 +2,7 @@
 //! `webhook_port` and `webhook_path` (LINE, WeCom): when the port differs from the gateway's,
 //! the channel serves its callbacks there too, exactly as on the gateway's `/webhook/<name>`
 //! (the same handler, so the same signature checks). Plain HTTP/1.1, one request per
-//! connection, bodies up to 1 MiB, headers within 10 s, each connection done within a minute,
+//! connection, bodies up to 1 MiB, headers within 10 s, each connection done within 90 s,
 //! at most 256 connections at once (more wait in the kernel's backlog); other paths get 404.
 
 use crate::ChannelError;
@@ -31,8 +31,9 @@ const HEADER_TIMEOUT: Duration = if cfg!(test) {
     Duration::from_secs(10)
 };
 
-/// Longest a connection may stay open, whatever it does.
-const CONNECTION_TIMEOUT: Duration = Duration::from_secs(60);
+/// Longest a connection may stay open, whatever it does (more than the header, body and
+/// handler limits together).
+const CONNECTION_TIMEOUT: Duration = Duration::from_secs(90);
 
 /// Connections served at once.
 const MAX_CONNECTIONS: usize = 256;
@@ -167,8 +168,14 @@ async fn answer(req: Request<Incoming>, path: &str, handler: Handler) -> Respons
     for (name, value) in headers {
         request = request.with_header(&name, value);
     }
-    match tokio::time::timeout(REQUEST_TIMEOUT, handler(request)).await {
-        Ok(response) => reply(response),
+    // Spawned, so the handler runs to its end even when the client hangs up or the limit
+    // fires (see `ChannelManager::webhook`).
+    match tokio::time::timeout(REQUEST_TIMEOUT, tokio::spawn(handler(request))).await {
+        Ok(Ok(response)) => reply(response),
+        Ok(Err(_)) => reply(WebhookResponse::text(
+            500,
+            "the channel failed; retry later",
+        )),
         Err(_) => reply(WebhookResponse::text(503, "the channel took too long")),
     }
 }

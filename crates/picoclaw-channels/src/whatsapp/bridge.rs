@@ -70,7 +70,17 @@ enum ChatKind {
 fn chat_kind(jid: &str) -> ChatKind {
     match jid.rsplit_once('@').map(|(_, server)| server) {
         Some("g.us") => ChatKind::Group,
-        Some("s.whatsapp.net" | "lid") => ChatKind::Direct,
+        // `c.us` is how whatsapp-web.js based bridges name people.
+        Some("s.whatsapp.net" | "lid" | "c.us") => ChatKind::Direct,
+        // A bare number, from bridges that send no JID.
+        None if !jid.is_empty()
+            && jid
+                .trim_start_matches('+')
+                .chars()
+                .all(|c| c.is_ascii_digit()) =>
+        {
+            ChatKind::Direct
+        }
         _ => ChatKind::Other,
     }
 }
@@ -483,6 +493,10 @@ mod tests {
         assert_eq!(chat_kind("status@broadcast"), ChatKind::Other);
         assert_eq!(chat_kind("1234567@broadcast"), ChatKind::Other);
         assert_eq!(chat_kind("120363000000000000@newsletter"), ChatKind::Other);
-        assert_eq!(chat_kind("491701234567"), ChatKind::Other);
+        assert_eq!(chat_kind("491701234567@c.us"), ChatKind::Direct);
+        assert_eq!(chat_kind("491701234567"), ChatKind::Direct);
+        assert_eq!(chat_kind("+491701234567"), ChatKind::Direct);
+        assert_eq!(chat_kind("status"), ChatKind::Other);
+        assert_eq!(chat_kind(""), ChatKind::Other);
     }
 }
