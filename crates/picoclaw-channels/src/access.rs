@@ -3,6 +3,7 @@
 //! `/pair CODE` to the bot adds the sender, kept in a file outside the workspace), and a
 //! per-user rate limit.
 
+use crate::lock;
 use std::collections::{BTreeSet, HashMap};
 use std::path::PathBuf;
 use std::sync::Mutex;
@@ -64,13 +65,6 @@ pub struct Access {
     per_minute: u32,
     /// user → (tokens left, last refill, warned since it ran out)
     buckets: Mutex<HashMap<String, (f64, Instant, bool)>>,
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    match m.lock() {
-        Ok(g) => g,
-        Err(p) => p.into_inner(),
-    }
 }
 
 /// Six random digits.

@@ -14,6 +14,8 @@
 
 use crate::access::{Access, Admission};
 use crate::group::{Claim, GroupTrigger, Seen};
+use crate::json_str as s;
+use crate::lock;
 use crate::settings::Common;
 use crate::wsclient::{CloseFrame, Message, WsStream};
 use crate::{Channel, ChannelError, ChannelSetup, Inbox, InboxError, split_message};
@@ -129,17 +131,6 @@ impl Config {
 /// Builds `channels.dingtalk`.
 pub(crate) fn build(setup: &ChannelSetup) -> Result<Arc<dyn Channel>, ChannelError> {
     Ok(Arc::new(DingtalkChannel::from_setup(setup)?))
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    match m.lock() {
-        Ok(g) => g,
-        Err(p) => p.into_inner(),
-    }
-}
-
-fn s<'a>(v: &'a Value, key: &str) -> Option<&'a str> {
-    v.get(key).and_then(Value::as_str).filter(|s| !s.is_empty())
 }
 
 fn now_ms() -> u64 {

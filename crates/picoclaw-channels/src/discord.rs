@@ -14,6 +14,7 @@
 //! a few times, then logged as lost. Messages reach the inbox in Discord's order (serenity hands
 //! events over in parallel tasks; a worker puts them back in order).
 
+use crate::lock;
 use crate::{Channel, ChannelError, Inbox, split_message};
 use async_trait::async_trait;
 use picoclaw_api::{InboundMessage, MediaKind, MediaRef, OutboundMessage};
@@ -119,13 +120,6 @@ impl std::fmt::Debug for DiscordChannel {
             .field("api_base", &self.inner.config.api_base)
             .field("mention_only", &self.inner.config.mention_only)
             .finish_non_exhaustive()
-    }
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    match m.lock() {
-        Ok(g) => g,
-        Err(p) => p.into_inner(),
     }
 }
 

@@ -209,11 +209,30 @@ impl std::fmt::Debug for ChannelManager {
     }
 }
 
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+/// Locks `m`, taking the data of a poisoned lock as it is (a panic elsewhere must not stop a
+/// channel).
+pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     match m.lock() {
         Ok(g) => g,
         Err(p) => p.into_inner(),
     }
+}
+
+/// The string at `key` of a JSON object, when it is there and not empty.
+#[cfg_attr(
+    not(any(
+        feature = "slack",
+        feature = "line",
+        feature = "feishu",
+        feature = "dingtalk",
+        feature = "qq"
+    )),
+    allow(dead_code)
+)]
+pub(crate) fn json_str<'a>(v: &'a serde_json::Value, key: &str) -> Option<&'a str> {
+    v.get(key)
+        .and_then(serde_json::Value::as_str)
+        .filter(|s| !s.is_empty())
 }
 
 impl ChannelManager {

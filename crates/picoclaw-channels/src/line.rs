@@ -13,6 +13,8 @@
 
 use crate::access::{Access, Admission};
 use crate::group::{Claim, GroupTrigger, Seen};
+use crate::json_str as s;
+use crate::lock;
 use crate::settings::{ChannelSettings, Common};
 use crate::{Channel, ChannelError, ChannelSetup, Inbox, WebhookRequest, WebhookResponse};
 use async_trait::async_trait;
@@ -193,17 +195,6 @@ impl ReplyTokens {
         self.order.retain(|id| id != message_id);
         (at.elapsed() < ttl).then_some(token)
     }
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    match m.lock() {
-        Ok(g) => g,
-        Err(p) => p.into_inner(),
-    }
-}
-
-fn s<'a>(v: &'a Value, key: &str) -> Option<&'a str> {
-    v.get(key).and_then(Value::as_str).filter(|s| !s.is_empty())
 }
 
 /// The LINE channel.

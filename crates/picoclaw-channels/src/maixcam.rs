@@ -15,6 +15,7 @@
 //! Who may connect: `allow_from` lists the boards' IP addresses (`"*"`: any); a connection from
 //! another address is closed at once. An empty list is an error at start: a camera cannot pair.
 
+use crate::lock;
 use crate::{Channel, ChannelError, Inbox};
 use async_trait::async_trait;
 use picoclaw_api::{InboundMessage, OutboundMessage};
@@ -134,13 +135,6 @@ impl std::fmt::Debug for MaixcamChannel {
         f.debug_struct("MaixcamChannel")
             .field("config", &self.shared.config)
             .finish_non_exhaustive()
-    }
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    match m.lock() {
-        Ok(g) => g,
-        Err(p) => p.into_inner(),
     }
 }
 

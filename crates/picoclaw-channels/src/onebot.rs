@@ -17,6 +17,7 @@
 
 use crate::access::{Access, Admission};
 use crate::group::{GroupTrigger, Seen};
+use crate::lock;
 use crate::settings::Common;
 use crate::wsclient::{self, CloseFrame, Message};
 use crate::{Channel, ChannelError, ChannelSetup, Inbox};
@@ -100,13 +101,6 @@ struct Inner {
     next_echo: AtomicU64,
     /// The bot's QQ number, from the events' `self_id`.
     self_id: Mutex<Option<String>>,
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    match m.lock() {
-        Ok(g) => g,
-        Err(p) => p.into_inner(),
-    }
 }
 
 fn s<'a>(v: &'a Value, key: &str) -> Option<&'a str> {

@@ -23,6 +23,7 @@
 //! other channels.
 
 use crate::access::{Access, Pairing};
+use crate::lock;
 use crate::settings::Common;
 use crate::{Channel, ChannelError, Inbox, SocketSession, SocketStream};
 use crate::{WebhookRequest, WebhookResponse};
@@ -160,13 +161,6 @@ impl std::fmt::Debug for PicoChannel {
             .field("open", &self.inner.open.load(Ordering::Relaxed))
             .field("max_connections", &self.inner.config.max_connections)
             .finish_non_exhaustive()
-    }
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    match m.lock() {
-        Ok(g) => g,
-        Err(p) => p.into_inner(),
     }
 }
 

@@ -21,6 +21,8 @@ mod ws;
 
 use crate::access::{Access, Admission};
 use crate::group::{GroupTrigger, Seen};
+use crate::json_str as s;
+use crate::lock;
 use crate::settings::{ChannelSettings, Common};
 use crate::{Channel, ChannelError, ChannelSetup, Inbox, WebhookRequest, WebhookResponse};
 use async_trait::async_trait;
@@ -202,17 +204,6 @@ pub(crate) struct Inner {
     bot: Mutex<Option<String>>,
     access: OnceLock<Access>,
     seen: Seen,
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    match m.lock() {
-        Ok(g) => g,
-        Err(p) => p.into_inner(),
-    }
-}
-
-fn s<'a>(v: &'a Value, key: &str) -> Option<&'a str> {
-    v.get(key).and_then(Value::as_str).filter(|s| !s.is_empty())
 }
 
 impl FeishuChannel {

@@ -22,6 +22,8 @@
 mod inbound;
 mod outbound;
 
+use crate::json_str as s;
+use crate::lock;
 use crate::{Channel, ChannelError, Inbox, WebhookRequest, WebhookResponse, split_message};
 use async_trait::async_trait;
 use inbound::{SocketState, on_command, on_error, on_interaction, on_push};
@@ -147,13 +149,6 @@ impl Recent {
     }
 }
 
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    match m.lock() {
-        Ok(g) => g,
-        Err(p) => p.into_inner(),
-    }
-}
-
 /// The Slack channel.
 pub struct SlackChannel {
     inner: Arc<Inner>,
@@ -182,10 +177,6 @@ impl std::fmt::Debug for SlackChannel {
             .field("events_api", &self.inner.verifier.is_some())
             .finish_non_exhaustive()
     }
-}
-
-fn s<'a>(v: &'a Value, key: &str) -> Option<&'a str> {
-    v.get(key).and_then(Value::as_str).filter(|s| !s.is_empty())
 }
 
 impl SlackChannel {

@@ -12,6 +12,7 @@
 //! connection that died without a FIN); every write is bounded by 10 s.
 
 use super::{Gate, Shared, render};
+use crate::lock;
 use crate::wsclient::{self, CloseFrame, Message};
 use crate::{ChannelError, Inbox};
 use futures::{SinkExt, StreamExt};
@@ -82,13 +83,6 @@ fn chat_kind(jid: &str) -> ChatKind {
             ChatKind::Direct
         }
         _ => ChatKind::Other,
-    }
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    match m.lock() {
-        Ok(g) => g,
-        Err(p) => p.into_inner(),
     }
 }
 
