@@ -17,6 +17,7 @@ use crate::group::{Claim, GroupTrigger, Seen};
 use crate::json_str as s;
 use crate::lock;
 use crate::settings::Common;
+use crate::settings::read_capped;
 use crate::wsclient::{CloseFrame, Message, WsStream};
 use crate::{Channel, ChannelError, ChannelSetup, Inbox, InboxError, split_message};
 use async_trait::async_trait;
@@ -203,25 +204,6 @@ fn socket_url(endpoint: &str, ticket: &str) -> Result<String, ChannelError> {
     })?;
     url.query_pairs_mut().append_pair("ticket", ticket);
     Ok(url.into())
-}
-
-/// Reads at most `cap` bytes of a response body.
-async fn read_capped(mut response: reqwest::Response, cap: usize) -> Result<Vec<u8>, String> {
-    if response.content_length().is_some_and(|n| n > cap as u64) {
-        return Err(format!("larger than {} MiB", cap >> 20));
-    }
-    let mut bytes = Vec::new();
-    while let Some(chunk) = response
-        .chunk()
-        .await
-        .map_err(|e| e.without_url().to_string())?
-    {
-        if bytes.len() + chunk.len() > cap {
-            return Err(format!("larger than {} MiB", cap >> 20));
-        }
-        bytes.extend_from_slice(&chunk);
-    }
-    Ok(bytes)
 }
 
 /// The first 200 characters of an error body, for a log line.

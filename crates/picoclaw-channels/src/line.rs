@@ -502,7 +502,7 @@ impl Inner {
             "{}/v2/bot/message/{message_id}/content",
             self.config.api_data_base
         );
-        let mut response = self
+        let response = self
             .http
             .get(&url)
             .bearer_auth(&self.config.channel_access_token)
@@ -512,28 +512,8 @@ impl Inner {
         if !response.status().is_success() {
             return Err(format!("the content API answered {}", response.status()));
         }
-        if response
-            .content_length()
-            .is_some_and(|n| n > MAX_MEDIA_BYTES as u64)
-        {
-            return Err("larger than 16 MiB".into());
-        }
-        let mime = response
-            .headers()
-            .get(reqwest::header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned);
-        let mut bytes = Vec::new();
-        while let Some(chunk) = response
-            .chunk()
-            .await
-            .map_err(|e| format!("download failed: {}", e.without_url()))?
-        {
-            if bytes.len() + chunk.len() > MAX_MEDIA_BYTES {
-                return Err("larger than 16 MiB".into());
-            }
-            bytes.extend_from_slice(&chunk);
-        }
+        let mime = crate::settings::mime_of(&response);
+        let bytes = crate::settings::read_capped(response, MAX_MEDIA_BYTES).await?;
         let ext = match mime.as_deref() {
             Some("image/png") => "png",
             Some("image/gif") => "gif",

@@ -718,8 +718,7 @@ async fn fetch_capped(
     http: &reqwest::Client,
     url: &str,
 ) -> Result<(Vec<u8>, Option<String>), String> {
-    let too_big = || format!("the file is larger than {} MiB", MAX_MEDIA_BYTES >> 20);
-    let mut response = http
+    let response = http
         .get(url)
         .send()
         .await
@@ -727,29 +726,11 @@ async fn fetch_capped(
     if !response.status().is_success() {
         return Err(format!("the download answered {}", response.status()));
     }
-    if response
-        .content_length()
-        .is_some_and(|n| n > MAX_MEDIA_BYTES as u64)
-    {
-        return Err(too_big());
-    }
-    let mime = response
-        .headers()
-        .get(reqwest::header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .map(|v| v.split(';').next().unwrap_or(v).trim().to_owned());
-    let mut bytes = Vec::new();
-    while let Some(chunk) = response
-        .chunk()
-        .await
-        .map_err(|e| e.without_url().to_string())?
-    {
-        if bytes.len() + chunk.len() > MAX_MEDIA_BYTES {
-            return Err(too_big());
-        }
-        bytes.extend_from_slice(&chunk);
-    }
-    Ok((bytes, mime))
+    let mime = crate::settings::mime_of(&response);
+    Ok((
+        crate::settings::read_capped(response, MAX_MEDIA_BYTES).await?,
+        mime,
+    ))
 }
 
 /// CQ escaping: `&amp;` `&#91;` `&#93;` everywhere, `&#44;` inside parameters.

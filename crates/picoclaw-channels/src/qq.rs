@@ -18,6 +18,7 @@ use crate::group::{Claim, GroupTrigger, Seen};
 use crate::json_str as s;
 use crate::lock;
 use crate::settings::Common;
+use crate::settings::read_capped;
 use crate::wsclient::{CloseFrame, Message, WsStream};
 use crate::{
     Channel, ChannelError, ChannelSetup, Inbox, InboxError, WebhookRequest, WebhookResponse,
@@ -272,25 +273,6 @@ async fn write(ws: &mut WsStream, message: Message) -> bool {
         tokio::time::timeout(WRITE_TIMEOUT, ws.send(message)).await,
         Ok(Ok(()))
     )
-}
-
-/// Reads at most `cap` bytes of a response body.
-async fn read_capped(mut response: reqwest::Response, cap: usize) -> Result<Vec<u8>, String> {
-    if response.content_length().is_some_and(|n| n > cap as u64) {
-        return Err(format!("larger than {} MiB", cap >> 20));
-    }
-    let mut bytes = Vec::new();
-    while let Some(chunk) = response
-        .chunk()
-        .await
-        .map_err(|e| e.without_url().to_string())?
-    {
-        if bytes.len() + chunk.len() > cap {
-            return Err(format!("larger than {} MiB", cap >> 20));
-        }
-        bytes.extend_from_slice(&chunk);
-    }
-    Ok(bytes)
 }
 
 fn excerpt(body: &[u8]) -> String {

@@ -138,6 +138,46 @@ pub fn rate_limit(value: &Value) -> u32 {
         .map_or(20, |n| n.min(u64::from(u32::MAX)) as u32)
 }
 
+/// The body of `response`, refused when it is longer than `cap` bytes (by its Content-Length
+/// first, then as it arrives, so a lying header cannot make it read more). Errors carry no URL.
+#[cfg(feature = "http-client")]
+pub(crate) async fn read_capped(
+    mut response: reqwest::Response,
+    cap: usize,
+) -> Result<Vec<u8>, String> {
+    let too_big = || format!("larger than {} MiB", cap >> 20);
+    if response.content_length().is_some_and(|n| n > cap as u64) {
+        return Err(too_big());
+    }
+    let mut bytes = Vec::new();
+    while let Some(chunk) = response
+        .chunk()
+        .await
+        .map_err(|e| format!("download failed: {}", e.without_url()))?
+    {
+        if bytes.len() + chunk.len() > cap {
+            return Err(too_big());
+        }
+        bytes.extend_from_slice(&chunk);
+    }
+    Ok(bytes)
+}
+
+/// The MIME type `response` names, without its parameters (`image/jpeg`).
+#[cfg(any(
+    feature = "whatsapp",
+    feature = "onebot",
+    feature = "line",
+    feature = "wecom"
+))]
+pub(crate) fn mime_of(response: &reqwest::Response) -> Option<String> {
+    response
+        .headers()
+        .get(reqwest::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(|v| v.split(';').next().unwrap_or(v).trim().to_owned())
+}
+
 /// The last component of a file name a user sent, with anything a path could abuse replaced
 /// by `_` (no separators, no leading dots).
 pub fn safe_file_name(name: &str) -> String {

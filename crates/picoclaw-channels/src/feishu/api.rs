@@ -3,6 +3,7 @@
 //! replying, message resources (what users send), and the long connection's endpoint.
 
 use crate::ChannelError;
+use crate::settings::read_capped;
 use serde_json::{Value, json};
 use std::time::{Duration, Instant};
 
@@ -467,25 +468,6 @@ fn file_type(name: &str) -> &'static str {
 /// An id put in a URL path: anything but ASCII letters, digits, `_` and `-` escaped.
 fn path_part(id: &str) -> String {
     url::form_urlencoded::byte_serialize(id.as_bytes()).collect()
-}
-
-/// The body of `response`, refused when longer than `cap`.
-async fn read_capped(mut response: reqwest::Response, cap: usize) -> Result<Vec<u8>, String> {
-    if response.content_length().is_some_and(|n| n > cap as u64) {
-        return Err(format!("the file is larger than {} MiB", cap >> 20));
-    }
-    let mut out = Vec::new();
-    while let Some(chunk) = response
-        .chunk()
-        .await
-        .map_err(|e| format!("reading the answer: {}", e.without_url()))?
-    {
-        if out.len() + chunk.len() > cap {
-            return Err(format!("the answer is larger than {} KiB", cap >> 10));
-        }
-        out.extend_from_slice(&chunk);
-    }
-    Ok(out)
 }
 
 #[cfg(test)]

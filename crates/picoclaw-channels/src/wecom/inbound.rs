@@ -314,36 +314,18 @@ impl Inner {
         &self,
         request: reqwest::RequestBuilder,
     ) -> Result<(Vec<u8>, Option<String>), String> {
-        let mut response = request
+        let response = request
             .send()
             .await
             .map_err(|e| format!("download failed: {}", e.without_url()))?;
         if !response.status().is_success() {
             return Err(format!("the download answered {}", response.status()));
         }
-        if response
-            .content_length()
-            .is_some_and(|n| n > MAX_MEDIA_BYTES as u64)
-        {
-            return Err("larger than 16 MiB".into());
-        }
-        let mime = response
-            .headers()
-            .get(reqwest::header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .map(|v| v.split(';').next().unwrap_or(v).trim().to_owned());
-        let mut bytes = Vec::new();
-        while let Some(chunk) = response
-            .chunk()
-            .await
-            .map_err(|e| format!("download failed: {}", e.without_url()))?
-        {
-            if bytes.len() + chunk.len() > MAX_MEDIA_BYTES {
-                return Err("larger than 16 MiB".into());
-            }
-            bytes.extend_from_slice(&chunk);
-        }
-        Ok((bytes, mime))
+        let mime = crate::settings::mime_of(&response);
+        Ok((
+            crate::settings::read_capped(response, MAX_MEDIA_BYTES).await?,
+            mime,
+        ))
     }
 
     /// Downloads a message's file and saves it in the media folder.

@@ -237,33 +237,15 @@ pub(crate) async fn fetch_capped(
     if let Some(token) = bearer {
         request = request.bearer_auth(token);
     }
-    let mut response = request
+    let response = request
         .send()
         .await
         .map_err(|e| e.without_url().to_string())?;
     if !response.status().is_success() {
         return Err(format!("the download answered {}", response.status()));
     }
-    if response.content_length().is_some_and(|n| n > cap as u64) {
-        return Err(format!("the file is larger than {} MiB", cap >> 20));
-    }
-    let mime = response
-        .headers()
-        .get(reqwest::header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .map(|v| v.split(';').next().unwrap_or(v).trim().to_owned());
-    let mut bytes = Vec::new();
-    while let Some(chunk) = response
-        .chunk()
-        .await
-        .map_err(|e| e.without_url().to_string())?
-    {
-        if bytes.len() + chunk.len() > cap {
-            return Err(format!("the file is larger than {} MiB", cap >> 20));
-        }
-        bytes.extend_from_slice(&chunk);
-    }
-    Ok((bytes, mime))
+    let mime = crate::settings::mime_of(&response);
+    Ok((crate::settings::read_capped(response, cap).await?, mime))
 }
 
 /// The phone number of a JID or wa_id: `+4915..`, `4915..@s.whatsapp.net` and
