@@ -49,6 +49,16 @@ pub(crate) fn run_foreground(
         options.log_files.then(|| paths.logs_dir()),
     )
     .with_audit(paths.logs_dir());
+    // The dashboard's Logs page shows the last lines.
+    #[cfg(feature = "web")]
+    let (log, options) = {
+        let ring = std::sync::Arc::new(picoclaw_gateway::web::LogRing::default());
+        let mut log = log;
+        log.ring = Some(ring.clone());
+        let mut options = options;
+        options.extensions = options.extensions.with_logs(ring);
+        (log, options)
+    };
     let _log_guard = match logging::init(&log) {
         Ok(guard) => guard,
         Err(e) => {

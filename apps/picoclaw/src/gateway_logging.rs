@@ -38,6 +38,9 @@ pub(crate) struct LogOptions {
     pub(crate) dir: Option<PathBuf>,
     /// The folder of the audit trail (`audit.<date>.jsonl`); `None`: no audit file.
     pub(crate) audit_dir: Option<PathBuf>,
+    /// Recent lines for the dashboard's Logs page (text, whatever `json` says).
+    #[cfg(feature = "web")]
+    pub(crate) ring: Option<std::sync::Arc<picoclaw_gateway::web::LogRing>>,
 }
 
 impl LogOptions {
@@ -47,6 +50,8 @@ impl LogOptions {
             json,
             dir,
             audit_dir: None,
+            #[cfg(feature = "web")]
+            ring: None,
         }
     }
 
@@ -151,7 +156,17 @@ pub(crate) fn init(
         }
         None => None,
     };
-    let registry = tracing_subscriber::registry().with(audit);
+    #[cfg(feature = "web")]
+    let ring = opts.ring.clone().map(|ring| {
+        tracing_subscriber::fmt::layer()
+            .with_target(false)
+            .with_ansi(false)
+            .with_writer(move || ring.writer())
+            .with_filter(filter())
+    });
+    #[cfg(not(feature = "web"))]
+    let ring: Option<tracing_subscriber::layer::Identity> = None;
+    let registry = tracing_subscriber::registry().with(audit).with(ring);
     let result = if opts.json {
         let stderr = tracing_subscriber::fmt::layer()
             .json()

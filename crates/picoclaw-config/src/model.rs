@@ -472,6 +472,8 @@ pub struct GatewayConfig {
     pub allowed_hosts: Vec<String>,
     /// Serve `/metrics` without the API key (for a Prometheus scraper that cannot send one).
     pub metrics_public: bool,
+    /// Serve the web dashboard at `/` (builds with the `web` feature; docs/dashboard.md).
+    pub dashboard: bool,
 }
 
 impl Default for GatewayConfig {
@@ -484,6 +486,7 @@ impl Default for GatewayConfig {
             allowed_origins: Vec::new(),
             allowed_hosts: Vec::new(),
             metrics_public: false,
+            dashboard: true,
         }
     }
 }

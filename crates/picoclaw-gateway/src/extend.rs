@@ -42,6 +42,9 @@ pub struct Extensions {
     providers: ProviderRegistry,
     channels: ChannelRegistry,
     tools: Vec<ToolFactory>,
+    /// Where the application's logger keeps recent lines (the dashboard's Logs page).
+    #[cfg(feature = "web")]
+    logs: Option<Arc<crate::web::LogRing>>,
 }
 
 impl Default for Extensions {
@@ -67,6 +70,8 @@ impl Extensions {
             providers: ProviderRegistry::builtin(),
             channels: ChannelRegistry::builtin(),
             tools: Vec::new(),
+            #[cfg(feature = "web")]
+            logs: None,
         }
     }
 
@@ -122,6 +127,20 @@ impl Extensions {
     /// The channel registry.
     pub fn channels(&self) -> &ChannelRegistry {
         &self.channels
+    }
+
+    /// The ring the application's logger writes recent lines into, shown on the dashboard's
+    /// Logs page (the gateway installs no logger itself).
+    #[cfg(feature = "web")]
+    pub fn with_logs(mut self, ring: Arc<crate::web::LogRing>) -> Self {
+        self.logs = Some(ring);
+        self
+    }
+
+    /// The log ring given to [`Extensions::with_logs`].
+    #[cfg(feature = "web")]
+    pub fn logs(&self) -> Option<&Arc<crate::web::LogRing>> {
+        self.logs.as_ref()
     }
 
     /// The factories of the extra tools.

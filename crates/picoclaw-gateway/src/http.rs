@@ -64,6 +64,9 @@ pub struct ApiState {
     /// Every agent of the gateway (a request names one with `model: "agent:<id>"` or
     /// `X-Picoclaw-Agent`; else the default agent, which `agent` and `ephemeral` are).
     pub agents: Option<Arc<crate::AgentSet>>,
+    /// The web dashboard (with the `web` feature), when the gateway serves it.
+    #[cfg(feature = "web")]
+    pub dashboard: Option<Arc<crate::web::Dashboard>>,
 }
 
 impl ApiState {
@@ -86,6 +89,8 @@ impl ApiState {
             metrics: Arc::default(),
             next_id: AtomicU64::new(1),
             agents: Some(agents),
+            #[cfg(feature = "web")]
+            dashboard: None,
         }
     }
 
@@ -106,6 +111,8 @@ impl ApiState {
             metrics: Arc::default(),
             next_id: AtomicU64::new(1),
             agents: None,
+            #[cfg(feature = "web")]
+            dashboard: None,
         }
     }
 
@@ -161,6 +168,10 @@ pub fn router(state: Arc<ApiState>) -> Router {
     }
     if let Some(webhooks) = webhooks {
         router = router.merge(webhooks);
+    }
+    #[cfg(feature = "web")]
+    if let Some(dashboard) = state.dashboard.clone() {
+        router = router.merge(crate::web::router(state.clone(), dashboard));
     }
     // `layer` (not `route_layer`): unknown paths and the fallback are guarded too.
     router.layer(axum::middleware::from_fn_with_state(state, guard))
@@ -230,7 +241,7 @@ struct Rules {
     json: bool,
 }
 
-fn rules_for(path: &str, metrics_public: bool) -> Rules {
+fn rules_for(path: &str, metrics_public: bool, dashboard: bool) -> Rules {
     if path == "/pico/ws" {
         // The Pico channel checks its own token and `channels.pico.allow_origins`; clients,
         // like platforms, may reach the public name.
@@ -246,6 +257,16 @@ fn rules_for(path: &str, metrics_public: bool) -> Rules {
         return Rules {
             origin: true,
             host: false,
+            key: false,
+            json: false,
+        };
+    }
+    if dashboard && is_dashboard_path(path) {
+        // The dashboard checks its session cookie and CSRF token itself, and takes forms; a
+        // foreign Origin and a foreign Host are refused here as everywhere.
+        return Rules {
+            origin: true,
+            host: true,
             key: false,
             json: false,
         };
@@ -267,7 +288,11 @@ pub async fn guard(State(state): State<Arc<ApiState>>, request: Request, next: N
     let headers = request.headers();
     let path = request.uri().path();
     let access = &state.access;
-    let rules = rules_for(path, access.metrics_public);
+    #[cfg(feature = "web")]
+    let dashboard = state.dashboard.is_some();
+    #[cfg(not(feature = "web"))]
+    let dashboard = false;
+    let rules = rules_for(path, access.metrics_public, dashboard);
     let host = headers
         .get(header::HOST)
         .map(|h| h.to_str().unwrap_or("\u{fffd}"))
@@ -348,6 +373,11 @@ pub async fn guard(State(state): State<Arc<ApiState>>, request: Request, next: N
         );
     }
     next.run(request).await
+}
+
+/// Whether a path is the dashboard's (`/`, `/ui`, `/ui/...`).
+fn is_dashboard_path(path: &str) -> bool {
+    path == "/" || path == "/ui" || path.starts_with("/ui/")
 }
 
 /// A POST, PUT or PATCH that carries a body.
@@ -805,22 +835,30 @@ mod tests {
 
     #[test]
     fn rules_per_route() {
-        let r = rules_for("/v1/chat/completions", false);
+        let r = rules_for("/v1/chat/completions", false, true);
         assert!(r.host && r.key && r.json);
-        let r = rules_for("/nowhere", false);
+        let r = rules_for("/nowhere", false, true);
         assert!(r.host && r.key && r.json);
         for public in ["/health", "/ready"] {
-            let r = rules_for(public, false);
+            let r = rules_for(public, false, true);
             assert!(!r.host && !r.key, "{public}");
         }
-        assert!(rules_for("/metrics", false).key);
-        assert!(!rules_for("/metrics", true).key);
-        let r = rules_for("/webhook/slack", false);
+        assert!(rules_for("/metrics", false, true).key);
+        assert!(!rules_for("/metrics", true, true).key);
+        let r = rules_for("/webhook/slack", false, true);
         assert!(r.origin && !r.host && !r.key && !r.json);
         // The Pico channel checks its token and allow_origins itself.
-        let r = rules_for("/pico/ws", false);
+        let r = rules_for("/pico/ws", false, true);
         assert!(!r.origin && !r.host && !r.key && !r.json);
-        assert!(rules_for("/pico/other", false).origin);
+        assert!(rules_for("/pico/other", false, true).origin);
+        // The dashboard: its own session check instead of the bearer key, but the Host and
+        // Origin rules still apply; without the dashboard, its paths need the key.
+        for path in ["/", "/ui", "/ui/chat", "/ui/login"] {
+            let r = rules_for(path, false, true);
+            assert!(r.origin && r.host && !r.key && !r.json, "{path}");
+            assert!(rules_for(path, false, false).key, "{path}");
+        }
+        assert!(rules_for("/uix", false, true).key);
     }
 
     #[test]

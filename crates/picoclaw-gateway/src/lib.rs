@@ -19,6 +19,8 @@ pub mod metrics;
 pub mod scheduler;
 #[cfg(feature = "pico")]
 pub mod socket;
+#[cfg(feature = "web")]
+pub mod web;
 
 pub use agents::{AgentSet, GatewayAgent, Routed, assemble_agents, route_input};
 pub use assemble::{
@@ -61,6 +63,8 @@ pub async fn run_with(
     on_listening: impl FnOnce(SocketAddr),
 ) -> Result<(), SetupError> {
     let config = config.with_registry(extensions.providers());
+    #[cfg(feature = "web")]
+    let shared_config = Arc::new(config.clone());
     // Never keyless: the configured key, else the key file (made now if this is the first start).
     let key = key::gateway_key(&config, &paths).map_err(|e| SetupError::Config(e.to_string()))?;
     match &key.source {
@@ -168,14 +172,26 @@ pub async fn run_with(
     api.metrics = metrics;
     api.dispatcher = Some(dispatcher.clone());
     api.channels = Some(channels.clone());
+    #[cfg(feature = "web")]
+    if config.gateway.dashboard {
+        api.dashboard = Some(Arc::new(web::Dashboard::new(
+            shared_config,
+            paths.clone(),
+            extensions.logs().cloned(),
+        )));
+    }
     let state = Arc::new(api);
     tracing::info!(%local, model = %main.model_label, agents = agents.agents().len(), "gateway listening");
     on_listening(local);
     // On the signal: stop taking requests and let the ones in flight finish, but only for the
     // grace period; a turn still running then is cut (its client gets the connection closed).
     let signalled = tokio_util::sync::CancellationToken::new();
-    let server = axum::serve(listener, http::router(state))
-        .with_graceful_shutdown(signalled.clone().cancelled_owned());
+    // With the client's address: the dashboard limits wrong keys per address.
+    let server = axum::serve(
+        listener,
+        http::router(state).into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(signalled.clone().cancelled_owned());
     let mut server = std::pin::pin!(server.into_future());
     tokio::select! {
         result = &mut server => result.map_err(|e| SetupError::other("the HTTP server failed", e))?,
