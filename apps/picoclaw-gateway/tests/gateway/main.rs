@@ -175,6 +175,7 @@ fn tool_messages(body: &Value) -> Vec<String> {
 mod agents;
 mod api;
 mod azure;
+mod dashboard;
 #[cfg(feature = "maixcam")]
 mod maixcam;
 #[cfg(all(
