@@ -37,6 +37,15 @@ if [ -z "${PICOCLAW_TEST_MCP_PYTHON:-}" ]; then
 fi
 export PICOCLAW_TEST_MCP_PYTHON
 
+if [ ! -x /usr/bin/chromium ] || [ ! -x /usr/bin/chromedriver ]; then
+  # The dashboard's browser tests (apps/picoclaw/tests/dashboard.rs) drive a real headless
+  # Chromium through ChromeDriver: Debian's packages.
+  step "Chromium and ChromeDriver for the dashboard's browser tests (Debian packages)"
+  SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+  $SUDO env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+  $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver
+fi
+
 step "cargo fmt --check"
 cargo fmt --all -- --check
 

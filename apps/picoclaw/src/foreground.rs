@@ -79,11 +79,20 @@ pub(crate) fn run_foreground(
             return ExitCode::FAILURE;
         }
     };
+    #[cfg(feature = "web")]
+    let dashboard = config.gateway.dashboard;
+    #[cfg(not(feature = "web"))]
+    let dashboard = false;
     let result = runtime.block_on(async {
         // Inside the runtime: the signal handlers are installed before anything listens.
         let shutdown = shutdown_signal();
         picoclaw_gateway::run_with(config, paths, options.extensions, shutdown, |addr| {
-            eprintln!("picoclaw gateway listening on http://{addr} (Ctrl-C stops it)")
+            eprintln!("picoclaw gateway listening on http://{addr} (Ctrl-C stops it)");
+            if dashboard {
+                eprintln!(
+                    "dashboard: http://{addr}/ (log in with the gateway's key; docs/dashboard.md)"
+                );
+            }
         })
         .await
     });

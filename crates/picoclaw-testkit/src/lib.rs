@@ -8,6 +8,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod anthropic;
+pub mod browser;
 mod chat_completions;
 pub mod conformance;
 pub mod dialect;

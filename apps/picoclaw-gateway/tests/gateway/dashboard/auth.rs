@@ -13,7 +13,11 @@ async fn the_dashboard_needs_the_key_once_then_its_cookie() {
     let http = plain_client();
 
     // Without a session, pages send the browser to the login page, other requests are refused.
-    let resp = http.get(format!("{}/ui/jobs", gw.base)).send().await.unwrap();
+    let resp = http
+        .get(format!("{}/ui/jobs", gw.base))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.status().as_u16(), 303);
     assert_eq!(
         resp.headers()["location"].to_str().unwrap(),
@@ -153,7 +157,10 @@ async fn wrong_keys_pause_logging_in() {
 #[tokio::test]
 async fn the_dashboard_can_be_switched_off() {
     let endpoint = ScriptedEndpoint::start().await;
-    let home = home_with(&endpoint, json!({"port": 0, "api_key": KEY, "dashboard": false}));
+    let home = home_with(
+        &endpoint,
+        json!({"port": 0, "api_key": KEY, "dashboard": false}),
+    );
     let gw = Gateway::start(home.path());
     let resp = plain_client()
         .get(format!("{}/ui/login", gw.base))
