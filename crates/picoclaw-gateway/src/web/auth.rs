@@ -31,6 +31,8 @@ pub const MAX_SESSIONS: usize = 32;
 pub const MAX_FAILURES_PER_ADDRESS: u32 = 5;
 /// Wrong keys from everyone together per window.
 pub const MAX_FAILURES: u32 = 30;
+/// Largest login form (a key and a path): nobody without a session sends more.
+pub const MAX_LOGIN_BODY_BYTES: usize = 4 * 1024;
 /// The window of the login limits.
 pub const FAILURE_WINDOW: Duration = Duration::from_secs(10 * 60);
 

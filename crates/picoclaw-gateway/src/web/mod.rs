@@ -173,7 +173,13 @@ pub fn router(api: Arc<ApiState>, dash: Arc<Dashboard>) -> Router {
         ));
     Router::new()
         .route("/", get(|| async { Redirect::to(Page::Chat.path()) }))
-        .route("/ui/login", get(auth::login_page).post(auth::login))
+        // Before a session, bodies are small: a key and where to go.
+        .route(
+            "/ui/login",
+            get(auth::login_page)
+                .post(auth::login)
+                .layer(DefaultBodyLimit::max(auth::MAX_LOGIN_BODY_BYTES)),
+        )
         .route("/ui/assets/{name}", get(asset))
         .merge(pages)
         .fallback_service(Router::new().fallback(not_found))

@@ -36,6 +36,15 @@ async fn the_dashboard_needs_the_key_once_then_its_cookie() {
     assert_eq!(resp.status().as_u16(), 401);
     assert!(resp.headers().get("set-cookie").is_none());
     assert!(resp.text().await.unwrap().contains("not the gateway"));
+    // Without a session, nobody may send more than a login form.
+    let resp = http
+        .post(format!("{}/ui/login", gw.base))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(format!("key={}", "k".repeat(64 * 1024)))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 413);
 
     // The right key: a cookie the script cannot read and other sites do not send.
     let resp = http
