@@ -373,11 +373,9 @@ pub(super) fn history(messages: &[ChatMessage]) -> Markup {
                         (tool_details(&call.name, &call.arguments, result.map(|r| r.text())))
                     }
                 },
-                Role::Tool => {
-                    // Results whose call is not in the loaded messages (cut by the limit).
-                    @if !m.tool_call_id.as_deref().is_some_and(|id| calls.contains(id)) {
-                        (tool_details(m.name.as_deref().unwrap_or("tool"), "", Some(m.text())))
-                    }
+                // Results whose call is not in the loaded messages (cut by the limit).
+                Role::Tool if !m.tool_call_id.as_deref().is_some_and(|id| calls.contains(id)) => {
+                    (tool_details(m.name.as_deref().unwrap_or("tool"), "", Some(m.text())))
                 },
                 _ => {},
             }
@@ -770,7 +768,7 @@ mod tests {
     #[test]
     fn names_cannot_climb() {
         assert_eq!(safe_name("../../etc/passwd"), "passwd");
-        assert_eq!(safe_name("rapport été.pdf"), "rapport____.pdf");
+        assert_eq!(safe_name("rapport été.pdf"), "rapport__t_.pdf");
         assert_eq!(safe_name(".."), "file");
         assert_eq!(image_mime("a.PNG"), Some("image/png"));
         assert_eq!(image_mime("a.txt"), None);
