@@ -236,6 +236,11 @@ const ASSETS: &[(&str, &str, &str)] = &[
         include_str!("assets/app.js"),
     ),
     ("icon.svg", "image/svg+xml", include_str!("assets/icon.svg")),
+    (
+        "chat.js",
+        "text/javascript; charset=utf-8",
+        include_str!("assets/chat.js"),
+    ),
 ];
 
 async fn asset(axum::extract::Path(name): axum::extract::Path<String>) -> Response {
