@@ -136,8 +136,8 @@ fn cron_list(home: &Path) -> String {
 async fn an_operator_uses_the_dashboard_in_a_real_browser() {
     // The model's answer streams in three parts, a second apart, and carries HTML that must
     // stay text.
-    let answer = "Here is **bold** advice. <script>window.__pwned = 1</script> \
-                  <img src=x onerror=\"window.__pwned = 2\"> Water them weekly.";
+    let answer = "Here is **bold** advice. <script>window.pwned = 1</script> \
+                  <img src=x onerror=\"window.pwned = 2\"> Water them weekly.";
     let endpoint =
         ScriptedEndpoint::start_with([Reply::text(answer).paced(Duration::from_millis(1200))])
             .await;
@@ -199,15 +199,16 @@ async fn an_operator_uses_the_dashboard_in_a_real_browser() {
         .await;
     browser
         .wait_until(
-            "the whole answer",
+            "the whole answer, and the turn's end",
             "const b = document.querySelector('#chat-log .msg.assistant:last-child'); \
-             return !!b && b.textContent.includes('weekly');",
+             return !!b && b.textContent.includes('weekly') && \
+                document.getElementById('chat-form').getAttribute('aria-busy') === 'false';",
         )
         .await;
     let bubble = browser.find("#chat-log .msg.assistant:last-child").await;
     let text = browser.text(&bubble).await;
     assert!(
-        text.contains("<script>window.__pwned = 1</script>"),
+        text.contains("<script>window.pwned = 1</script>"),
         "{text}"
     );
     assert!(text.contains("<img src=x"), "{text}");
@@ -215,7 +216,7 @@ async fn an_operator_uses_the_dashboard_in_a_real_browser() {
         .execute(
             "const b = document.querySelector('#chat-log .msg.assistant:last-child'); \
              return [b.querySelectorAll('script, img, iframe').length, \
-                     (b.querySelector('strong') || {}).textContent, window.__pwned === undefined];",
+                     (b.querySelector('strong') || {}).textContent, window.pwned === undefined];",
             json!([]),
         )
         .await;
