@@ -56,23 +56,54 @@ pub fn load_from(
     load_inner(paths, env, cwd, true)
 }
 
+/// Loads `value` as if it were the content of the config file at `paths.config_file()` (errors
+/// name that file), with `env` as the environment and `<home>/.env` (as [`load_with_env`]),
+/// without reading Key Vault: references stay as written. The same decoding, environment
+/// overrides and validation as [`load`], for checking an edit before it is written (the
+/// dashboard's Settings page).
+pub fn load_value(
+    paths: &Paths,
+    value: Value,
+    env: &HashMap<String, String>,
+) -> Result<Loaded, ConfigError> {
+    load_parsed(paths, value, true, env, None, false)
+}
+
+/// The config file as JSON, as written (no environment, no Key Vault): `None` when there is no
+/// file.
+pub fn read_config_json(path: &Path) -> Result<Option<Value>, ConfigError> {
+    match std::fs::read_to_string(path) {
+        Ok(text) => parse_json(path, &text).map(Some),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(source) => Err(ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        }),
+    }
+}
+
 fn load_inner(
     paths: &Paths,
     env: &HashMap<String, String>,
     cwd: Option<&Path>,
     read_key_vault: bool,
 ) -> Result<Loaded, ConfigError> {
-    let path = paths.config_file();
-    let (mut value, file_found) = match std::fs::read_to_string(path) {
-        Ok(text) => (parse_json(path, &text)?, true),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => (Value::Object(Map::new()), false),
-        Err(source) => {
-            return Err(ConfigError::Read {
-                path: path.to_path_buf(),
-                source,
-            });
-        }
+    let (value, file_found) = match read_config_json(paths.config_file())? {
+        Some(value) => (value, true),
+        None => (Value::Object(Map::new()), false),
     };
+    load_parsed(paths, value, file_found, env, cwd, read_key_vault)
+}
+
+fn load_parsed(
+    paths: &Paths,
+    mut value: Value,
+    file_found: bool,
+    env: &HashMap<String, String>,
+    cwd: Option<&Path>,
+    read_key_vault: bool,
+) -> Result<Loaded, ConfigError> {
+    let path = paths.config_file();
     if !value.is_object() {
         return Err(ConfigError::Type {
             path: path.to_path_buf(),

@@ -228,6 +228,11 @@ const ASSETS: &[(&str, &str, &str)] = &[
         include_str!("assets/app.js"),
     ),
     ("icon.svg", "image/svg+xml", include_str!("assets/icon.svg")),
+    (
+        "logs.js",
+        "text/javascript; charset=utf-8",
+        include_str!("assets/logs.js"),
+    ),
 ];
 
 async fn asset(axum::extract::Path(name): axum::extract::Path<String>) -> Response {
