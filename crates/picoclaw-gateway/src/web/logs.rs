@@ -285,8 +285,7 @@ mod page {
             // Lines the filter leaves out are passed over while waiting.
             after = next;
             if tokio::time::timeout_at(deadline, changed).await.is_err() {
-                return axum::Json(serde_json::json!({"lines": [], "next": after}))
-                    .into_response();
+                return axum::Json(serde_json::json!({"lines": [], "next": after})).into_response();
             }
         }
     }
@@ -298,7 +297,9 @@ mod page {
     ) -> Response {
         let checked = filter.check();
         let (level, q) = checked.clone().unwrap_or((None, String::new()));
-        let selected = level.map(|l| LEVELS[l].to_ascii_lowercase()).unwrap_or_default();
+        let selected = level
+            .map(|l| LEVELS[l].to_ascii_lowercase())
+            .unwrap_or_default();
         let body = html! {
             h1 { (Page::Logs.title()) }
             @if let Err(e) = &checked {

@@ -142,17 +142,22 @@ struct Row {
 fn rows(config: &Config, file: Option<&Value>) -> Vec<Row> {
     let value = serde_json::to_value(config).unwrap_or(Value::Null);
     let mut out = Vec::new();
-    flatten(&value, &mut Vec::new(), false, &mut |path, leaf, secret_by_name| {
-        let key = path.join(".");
-        let source = Source::of(config, file, &key);
-        let secret_origin = match &source {
-            Source::Vault(_) => true,
-            Source::Env(o) => picoclaw_tools::is_secret_env(origin_var(o)),
-            _ => false,
-        };
-        let value = shown(leaf, secret_by_name || secret_origin);
-        out.push(Row { key, value, source });
-    });
+    flatten(
+        &value,
+        &mut Vec::new(),
+        false,
+        &mut |path, leaf, secret_by_name| {
+            let key = path.join(".");
+            let source = Source::of(config, file, &key);
+            let secret_origin = match &source {
+                Source::Vault(_) => true,
+                Source::Env(o) => picoclaw_tools::is_secret_env(origin_var(o)),
+                _ => false,
+            };
+            let value = shown(leaf, secret_by_name || secret_origin);
+            out.push(Row { key, value, source });
+        },
+    );
     out
 }
 
@@ -706,7 +711,10 @@ mod tests {
     #[test]
     fn origins_name_their_variable() {
         assert_eq!(set_by("environment PICOCLAW_X"), "set by $PICOCLAW_X");
-        assert_eq!(origin_var(".env /h/.env (TELEGRAM_BOT_TOKEN)"), "TELEGRAM_BOT_TOKEN");
+        assert_eq!(
+            origin_var(".env /h/.env (TELEGRAM_BOT_TOKEN)"),
+            "TELEGRAM_BOT_TOKEN"
+        );
         assert_eq!(origin_var("environment OPENAI_API_KEY"), "OPENAI_API_KEY");
     }
 

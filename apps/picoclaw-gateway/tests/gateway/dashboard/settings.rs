@@ -13,7 +13,9 @@ const VAULT_SECRET: &str = "kv-secret-from-the-vault-42";
 
 /// The `version` the Settings form carries.
 fn version_of(page: &str) -> String {
-    let at = page.find("name=\"version\" value=\"").expect("a version field");
+    let at = page
+        .find("name=\"version\" value=\"")
+        .expect("a version field");
     let rest = &page[at + "name=\"version\" value=\"".len()..];
     rest[..rest.find('"').unwrap()].to_owned()
 }
@@ -116,8 +118,14 @@ async fn settings_show_secrets_masked_with_their_sources_and_save_only_the_edite
     let field_at = page.find("id=\"settings-heartbeat-interval\"").unwrap();
     let field = &page[page[..field_at].rfind('<').unwrap()..];
     let field = &field[..field.find('>').unwrap()];
-    assert!(field.contains("disabled") && !field.contains("name="), "{field}");
-    assert!(!page.contains("settings-restart-notice"), "nothing to restart for yet");
+    assert!(
+        field.contains("disabled") && !field.contains("name="),
+        "{field}"
+    );
+    assert!(
+        !page.contains("settings-restart-notice"),
+        "nothing to restart for yet"
+    );
 
     // Change the model and switch Telegram on; the interval (the environment's) is not sent.
     let (status, location) = dash
@@ -136,10 +144,7 @@ async fn settings_show_secrets_masked_with_their_sources_and_save_only_the_edite
     let path = home.path().join("config.json");
     assert_eq!(
         notice_of(&page),
-        format!(
-            "Saved to {}. Restart the gateway to apply.",
-            path.display()
-        )
+        format!("Saved to {}. Restart the gateway to apply.", path.display())
     );
     assert!(page.contains("id=\"settings-restart-notice\""), "{page}");
 
