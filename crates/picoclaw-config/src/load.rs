@@ -597,6 +597,40 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_value_is_loaded_as_the_file_would_be_without_reading_key_vault() {
+        let home = std::env::temp_dir().join(format!("picoclaw-load-value-{}", std::process::id()));
+        let paths = Paths::new(&home, home.join("config.json"));
+        let env = HashMap::from([("PICOCLAW_HEARTBEAT_INTERVAL".to_owned(), "45".to_owned())]);
+        let value = serde_json::json!({
+            "agents": {"defaults": {"workspace": home.join("ws").display().to_string()}},
+            "providers": {"openai": {"api_key": "keyvault://vault/openai-key"}},
+        });
+        let loaded = load_value(&paths, value, &env).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(loaded.config.heartbeat.interval, 45);
+        assert_eq!(
+            loaded.config.origins["heartbeat.interval"],
+            "environment PICOCLAW_HEARTBEAT_INTERVAL"
+        );
+        let key = loaded.config.providers["openai"]
+            .api_key
+            .as_ref()
+            .map(|k| k.expose().clone());
+        assert_eq!(key.as_deref(), Some("keyvault://vault/openai-key"));
+        assert_eq!(loaded.config.source.as_deref(), Some(paths.config_file()));
+
+        let bad = serde_json::json!({"heartbeat": {"interval": "abc"}});
+        let err = load_value(&paths, bad, &HashMap::new())
+            .map(|_| ())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with(&paths.config_file().display().to_string())
+                && err.contains("heartbeat.interval"),
+            "{err}"
+        );
+    }
+
+    #[test]
     fn origins_are_scheme_host_and_port() {
         for ok in [
             "https://app.example.com",
