@@ -25,7 +25,8 @@ pub use factory::{BuiltProvider, build_agent_provider, build_provider};
 pub use keys::closest as did_you_mean;
 pub use keyvault::KeyVaultSecrets;
 pub use load::{
-    Loaded, VENDOR_VARIABLES, load, load_from, load_with_env, load_without_key_vault, validate,
+    Loaded, VENDOR_VARIABLES, load, load_from, load_value, load_with_env, load_without_key_vault,
+    read_config_json, validate,
 };
 pub use model::{
     AgentDefaults, AgentsConfig, AzureSection, Config, DEFAULT_WORKSPACE, ExecSection,

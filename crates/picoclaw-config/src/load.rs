@@ -56,23 +56,54 @@ pub fn load_from(
     load_inner(paths, env, cwd, true)
 }
 
+/// Loads `value` as if it were the content of the config file at `paths.config_file()` (errors
+/// name that file), with `env` as the environment and `<home>/.env` (as [`load_with_env`]),
+/// without reading Key Vault: references stay as written. The same decoding, environment
+/// overrides and validation as [`load`], for checking an edit before it is written (the
+/// dashboard's Settings page).
+pub fn load_value(
+    paths: &Paths,
+    value: Value,
+    env: &HashMap<String, String>,
+) -> Result<Loaded, ConfigError> {
+    load_parsed(paths, value, true, env, None, false)
+}
+
+/// The config file as JSON, as written (no environment, no Key Vault): `None` when there is no
+/// file.
+pub fn read_config_json(path: &Path) -> Result<Option<Value>, ConfigError> {
+    match std::fs::read_to_string(path) {
+        Ok(text) => parse_json(path, &text).map(Some),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(source) => Err(ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        }),
+    }
+}
+
 fn load_inner(
     paths: &Paths,
     env: &HashMap<String, String>,
     cwd: Option<&Path>,
     read_key_vault: bool,
 ) -> Result<Loaded, ConfigError> {
-    let path = paths.config_file();
-    let (mut value, file_found) = match std::fs::read_to_string(path) {
-        Ok(text) => (parse_json(path, &text)?, true),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => (Value::Object(Map::new()), false),
-        Err(source) => {
-            return Err(ConfigError::Read {
-                path: path.to_path_buf(),
-                source,
-            });
-        }
+    let (value, file_found) = match read_config_json(paths.config_file())? {
+        Some(value) => (value, true),
+        None => (Value::Object(Map::new()), false),
     };
+    load_parsed(paths, value, file_found, env, cwd, read_key_vault)
+}
+
+fn load_parsed(
+    paths: &Paths,
+    mut value: Value,
+    file_found: bool,
+    env: &HashMap<String, String>,
+    cwd: Option<&Path>,
+    read_key_vault: bool,
+) -> Result<Loaded, ConfigError> {
+    let path = paths.config_file();
     if !value.is_object() {
         return Err(ConfigError::Type {
             path: path.to_path_buf(),
@@ -564,6 +595,40 @@ fn looks_like_origin(origin: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_value_is_loaded_as_the_file_would_be_without_reading_key_vault() {
+        let home = std::env::temp_dir().join(format!("picoclaw-load-value-{}", std::process::id()));
+        let paths = Paths::new(&home, home.join("config.json"));
+        let env = HashMap::from([("PICOCLAW_HEARTBEAT_INTERVAL".to_owned(), "45".to_owned())]);
+        let value = serde_json::json!({
+            "agents": {"defaults": {"workspace": home.join("ws").display().to_string()}},
+            "providers": {"openai": {"api_key": "keyvault://vault/openai-key"}},
+        });
+        let loaded = load_value(&paths, value, &env).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(loaded.config.heartbeat.interval, 45);
+        assert_eq!(
+            loaded.config.origins["heartbeat.interval"],
+            "environment PICOCLAW_HEARTBEAT_INTERVAL"
+        );
+        let key = loaded.config.providers["openai"]
+            .api_key
+            .as_ref()
+            .map(|k| k.expose().clone());
+        assert_eq!(key.as_deref(), Some("keyvault://vault/openai-key"));
+        assert_eq!(loaded.config.source.as_deref(), Some(paths.config_file()));
+
+        let bad = serde_json::json!({"heartbeat": {"interval": "abc"}});
+        let err = load_value(&paths, bad, &HashMap::new())
+            .map(|_| ())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with(&paths.config_file().display().to_string())
+                && err.contains("heartbeat.interval"),
+            "{err}"
+        );
+    }
 
     #[test]
     fn origins_are_scheme_host_and_port() {

@@ -115,3 +115,4 @@ impl Dash {
 
 mod auth;
 mod chat;
+mod settings;
