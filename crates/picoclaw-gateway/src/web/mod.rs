@@ -240,6 +240,8 @@ const ASSETS: &[(&str, &str, &str)] = &[
         "chat.js",
         "text/javascript; charset=utf-8",
         include_str!("assets/chat.js"),
+    ),
+    (
         "logs.js",
         "text/javascript; charset=utf-8",
         include_str!("assets/logs.js"),
