@@ -431,9 +431,7 @@ pub fn parse_schedule(
                 .and_local_timezone(chrono::Local)
                 .earliest()
                 .ok_or_else(|| {
-                    format!(
-                        "--at '{value}' does not exist in the local time zone (a clock change)"
-                    )
+                    format!("--at '{value}' does not exist in the local time zone (a clock change)")
                 })?;
             Ok(Schedule::At {
                 at_ms: local.timestamp_millis(),
