@@ -739,6 +739,62 @@ mod tests {
     }
 
     #[test]
+    fn schedules_and_jobs_are_read_as_picoclaw_cron_add_reads_them() {
+        let now = ms("2026-11-29T12:00:00Z");
+        assert_eq!(
+            parse_schedule("in", " 1h 30m ", None, now),
+            Ok(Schedule::At {
+                at_ms: now + 5_400_000
+            })
+        );
+        assert_eq!(
+            parse_schedule("every", "1d", Some("Europe/Lisbon"), now),
+            Ok(Schedule::Every {
+                every_ms: 86_400_000
+            })
+        );
+        assert_eq!(
+            parse_schedule("cron", "0 9 * * *", Some("UTC"), now),
+            Ok(Schedule::Cron {
+                expr: "0 9 * * *".into(),
+                tz: Some("UTC".into())
+            })
+        );
+        assert!(
+            matches!(parse_schedule("at", "2026-12-01 09:00", None, now),
+            Ok(Schedule::At { at_ms }) if at_ms > now)
+        );
+        let err = |kind: &str, value: &str| parse_schedule(kind, value, None, now).unwrap_err();
+        assert!(err("in", "soon").starts_with("--in 'soon' is not a duration; write it like"));
+        assert!(err("every", "often").starts_with("--every 'often' is not a duration"));
+        assert!(err("at", "tomorrow").starts_with("--at 'tomorrow' is not a time"));
+        assert_eq!(err("", ""), "say when: --in, --at, --every or --cron");
+
+        let job = |to: Option<&str>, agent: bool| {
+            NewJob {
+                message: "  Water the plants ".into(),
+                agent,
+                to: to.map(str::to_owned),
+                name: None,
+            }
+            .build(Schedule::Every { every_ms: 60_000 }, now)
+        };
+        let reminder = job(Some("telegram:42"), false).unwrap();
+        assert_eq!(reminder.name, "Water the plants");
+        assert!(reminder.payload.deliver);
+        assert_eq!(reminder.payload.to.as_deref(), Some("42"));
+        assert!(!job(None, true).unwrap().payload.deliver);
+        assert_eq!(
+            job(Some("telegram"), false).unwrap_err(),
+            "--to 'telegram' must be CHANNEL:CHAT, such as telegram:123456"
+        );
+        assert_eq!(
+            parse_target(":42"),
+            Err("--to ':42' must be CHANNEL:CHAT, such as telegram:123456".into())
+        );
+    }
+
+    #[test]
     fn new_jobs_get_distinct_ids_and_a_first_run() {
         let now = ms("2026-11-29T12:00:00Z");
         let a = CronJob::new(
