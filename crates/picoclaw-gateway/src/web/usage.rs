@@ -317,7 +317,7 @@ fn x_labels(days: &[&UsageRow], slot: f64) -> Markup {
 fn day_chart(days: &[UsageRow]) -> Markup {
     let shown = chart_days(days);
     let most = shown.iter().copied().max_by_key(|r| tokens(r));
-    let top = nice_ceiling(most.map_or(0, |r| tokens(r)) as f64);
+    let top = nice_ceiling(most.map_or(0, tokens) as f64);
     let plot_w = W - LEFT - RIGHT;
     let plot_h = H - TOP_PAD - BOTTOM;
     let slot = plot_w / shown.len().max(1) as f64;
