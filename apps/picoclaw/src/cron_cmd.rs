@@ -4,7 +4,7 @@
 
 use crate::wiring;
 use anyhow::Context;
-use picoclaw_state::{CronJob, CronPayload, CronStore, Schedule, now_ms};
+use picoclaw_state::{CronStore, NewJob, now_ms};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -56,50 +56,18 @@ enum CronCommand {
     Disable { id: String },
 }
 
-fn duration_ms(text: &str, what: &str) -> anyhow::Result<i64> {
-    let d = humantime::parse_duration(text.trim()).with_context(|| {
-        format!("{what} '{text}' is not a duration; write it like 10m, 2h or 1h 30m")
-    })?;
-    Ok(i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-}
-
-fn schedule_of(
+/// The one `--in`/`--at`/`--every`/`--cron` given (clap allows at most one), as the shared
+/// parser's kind and value.
+fn when_of(
     in_: Option<String>,
     at: Option<String>,
     every: Option<String>,
     cron: Option<String>,
-    tz: Option<String>,
-    now: i64,
-) -> anyhow::Result<Schedule> {
-    if let Some(d) = in_ {
-        return Ok(Schedule::At {
-            at_ms: now + duration_ms(&d, "--in")?,
-        });
-    }
-    if let Some(t) = at {
-        let naive = chrono::NaiveDateTime::parse_from_str(t.trim(), "%Y-%m-%d %H:%M")
-            .with_context(|| {
-                format!("--at '{t}' is not a time; write it as \"YYYY-MM-DD HH:MM\" (local time)")
-            })?;
-        let local = naive
-            .and_local_timezone(chrono::Local)
-            .earliest()
-            .with_context(|| {
-                format!("--at '{t}' does not exist in the local time zone (a clock change)")
-            })?;
-        return Ok(Schedule::At {
-            at_ms: local.timestamp_millis(),
-        });
-    }
-    if let Some(d) = every {
-        return Ok(Schedule::Every {
-            every_ms: duration_ms(&d, "--every")?,
-        });
-    }
-    if let Some(expr) = cron {
-        return Ok(Schedule::Cron { expr, tz });
-    }
-    anyhow::bail!("say when: --in, --at, --every or --cron")
+) -> (&'static str, String) {
+    [("in", in_), ("at", at), ("every", every), ("cron", cron)]
+        .into_iter()
+        .find_map(|(kind, value)| value.map(|v| (kind, v)))
+        .unwrap_or(("", String::new()))
 }
 
 pub(crate) fn run(config: Option<PathBuf>, args: CronArgs) -> anyhow::Result<ExitCode> {
@@ -152,42 +120,28 @@ pub(crate) fn run(config: Option<PathBuf>, args: CronArgs) -> anyhow::Result<Exi
                 name,
             } => {
                 let now = now_ms();
-                let schedule = match schedule_of(in_, at, every, cron, tz, now) {
-                    Ok(s) => s,
-                    Err(e) => {
-                        eprintln!("error: {e:#}");
-                        return Ok(ExitCode::from(2));
-                    }
-                };
-                let mut payload = CronPayload::new(message.trim());
-                if !agent {
-                    payload = payload.delivered();
-                }
-                if let Some(to) = to {
-                    let Some((channel, chat)) = to
-                        .split_once(':')
-                        .filter(|(c, t)| !c.is_empty() && !t.is_empty())
-                    else {
-                        eprintln!(
-                            "error: --to '{to}' must be CHANNEL:CHAT, such as telegram:123456"
-                        );
-                        return Ok(ExitCode::from(2));
-                    };
-                    payload = payload.to(channel, chat);
-                }
-                let name = name.unwrap_or_else(|| message.trim().chars().take(30).collect());
-                match CronJob::new(name, schedule, payload, now) {
+                let (kind, value) = when_of(in_, at, every, cron);
+                let job = picoclaw_state::parse_schedule(kind, &value, tz.as_deref(), now)
+                    .and_then(|schedule| {
+                        NewJob {
+                            message,
+                            agent,
+                            to,
+                            name,
+                        }
+                        .build(schedule, now)
+                    });
+                match job {
                     Ok(job) => {
                         store.put_job(&job).await?;
                         println!("{}", job.id);
                         eprintln!("scheduled: {}", picoclaw_tools::describe_job(&job));
                         ExitCode::SUCCESS
                     }
-                    Err(picoclaw_state::StateError::Invalid(msg)) => {
+                    Err(msg) => {
                         eprintln!("error: {msg}");
                         ExitCode::from(2)
                     }
-                    Err(e) => return Err(e.into()),
                 }
             }
             CronCommand::Remove { id } => {

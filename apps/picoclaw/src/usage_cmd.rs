@@ -93,15 +93,8 @@ pub(crate) fn run(config: Option<PathBuf>, args: UsageArgs) -> anyhow::Result<Ex
         return Ok(ExitCode::SUCCESS);
     }
     let config = &loaded.config;
-    // A row's cost is known when every model in it has a price.
-    // Reasoning tokens are part of the completion tokens: they are priced there, not again.
-    let cost = |models: &[ModelUsage]| -> Option<f64> {
-        models.iter().try_fold(0.0, |acc, m| {
-            config.price_of(&m.model).map(|price| {
-                acc + price.cost(m.prompt_tokens, m.completion_tokens, m.cached_tokens)
-            })
-        })
-    };
+    // The rule the dashboard's Usage page uses too (Config::cost_of).
+    let cost = |models: &[ModelUsage]| config.cost_of(models);
     let any_price = rows.iter().any(|r| cost(&r.models).is_some());
     let any_reasoning = rows.iter().any(|r| r.reasoning_tokens > 0);
     let head = match by {

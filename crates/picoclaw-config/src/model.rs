@@ -308,6 +308,18 @@ impl Config {
             .find(|e| e.model.trim() == model && e.price.is_some())
             .and_then(|e| e.price)
     }
+
+    /// The cost of a usage row's calls (`picoclaw usage` and the dashboard's Usage page): known
+    /// only when every model in it has a `model_list` price, so a total never silently leaves
+    /// a model out. Reasoning tokens are part of the completion tokens: they are priced there,
+    /// not again.
+    pub fn cost_of(&self, models: &[picoclaw_api::state::ModelUsage]) -> Option<f64> {
+        models.iter().try_fold(0.0, |acc, m| {
+            self.price_of(&m.model).map(|price| {
+                acc + price.cost(m.prompt_tokens, m.completion_tokens, m.cached_tokens)
+            })
+        })
+    }
 }
 
 /// Declares `ToolsConfig`: the typed tool sections, and the original PicoClaw's tool keys that
@@ -537,5 +549,42 @@ pub fn home_path(raw: &str, paths: &Paths) -> PathBuf {
         p
     } else {
         paths.home().join(p)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use picoclaw_api::state::ModelUsage;
+
+    fn priced() -> Config {
+        serde_json::from_value(serde_json::json!({"model_list": [
+            {"model_name": "big", "model": "openai/big",
+             "price": {"input": 2.0, "output": 8.0, "cached_input": 0.5}},
+            {"model_name": "small", "model": "openai/small", "price": {"input": 1.0, "output": 1.0}},
+            {"model_name": "free", "model": "openai/unpriced"}
+        ]}))
+        .unwrap()
+    }
+
+    #[test]
+    fn a_rows_cost_needs_every_models_price_and_prices_reasoning_once() {
+        let config = priced();
+        // 1M prompt tokens of which 400k cached, 100k completion of which 60k reasoning:
+        // 600k × 2 + 400k × 0.5 + 100k × 8 (per million) = 1.2 + 0.2 + 0.8.
+        let big = ModelUsage::new("openai/big", 1_000_000, 100_000)
+            .with_cached(400_000)
+            .with_reasoning(60_000);
+        let cost = config.cost_of(std::slice::from_ref(&big)).unwrap();
+        assert!((cost - 2.2).abs() < 1e-9, "{cost}");
+        // Two priced models add up; no cached price means the input price.
+        let small = ModelUsage::new("openai/small", 500_000, 500_000).with_cached(100_000);
+        let both = config.cost_of(&[big.clone(), small]).unwrap();
+        assert!((both - 3.2).abs() < 1e-9, "{both}");
+        // One model without a price: the row's cost is unknown, not the priced part.
+        let unpriced = ModelUsage::new("openai/unpriced", 10, 10);
+        assert_eq!(config.cost_of(&[big, unpriced]), None);
+        // No calls cost nothing.
+        assert_eq!(config.cost_of(&[]), Some(0.0));
     }
 }

@@ -399,6 +399,107 @@ impl CronJob {
     }
 }
 
+/// The ways to say when a job runs, as `picoclaw cron add` takes them (`--in`, `--at`,
+/// `--every`, `--cron`) and the dashboard's form offers them.
+pub const SCHEDULE_KINDS: [&str; 4] = ["in", "at", "every", "cron"];
+
+/// A schedule from what a person typed (`picoclaw cron add` and the dashboard share it, so
+/// they accept and refuse the same things with the same words): `kind` is one of
+/// [`SCHEDULE_KINDS`]; `in` and `every` take a duration (`10m`, `2h`, `1h 30m`), `at` a local
+/// time (`YYYY-MM-DD HH:MM`, in the machine's time zone), `cron` an expression in time zone `tz`
+/// (an IANA name; UTC when absent). `now_ms` is when `in` counts from. The error says what is
+/// wrong and how to write it.
+pub fn parse_schedule(
+    kind: &str,
+    value: &str,
+    tz: Option<&str>,
+    now_ms: i64,
+) -> Result<Schedule, String> {
+    match kind {
+        "in" => Ok(Schedule::At {
+            at_ms: now_ms.saturating_add(duration_ms(value, "--in")?),
+        }),
+        "at" => {
+            let naive = chrono::NaiveDateTime::parse_from_str(value.trim(), "%Y-%m-%d %H:%M")
+                .map_err(|e| {
+                    format!(
+                        "--at '{value}' is not a time; write it as \"YYYY-MM-DD HH:MM\" \
+                         (local time): {e}"
+                    )
+                })?;
+            let local = naive
+                .and_local_timezone(chrono::Local)
+                .earliest()
+                .ok_or_else(|| {
+                    format!("--at '{value}' does not exist in the local time zone (a clock change)")
+                })?;
+            Ok(Schedule::At {
+                at_ms: local.timestamp_millis(),
+            })
+        }
+        "every" => Ok(Schedule::Every {
+            every_ms: duration_ms(value, "--every")?,
+        }),
+        "cron" => Ok(Schedule::Cron {
+            expr: value.to_owned(),
+            tz: tz.map(str::to_owned),
+        }),
+        _ => Err("say when: --in, --at, --every or --cron".to_owned()),
+    }
+}
+
+fn duration_ms(text: &str, what: &str) -> Result<i64, String> {
+    let d = humantime::parse_duration(text.trim()).map_err(|e| {
+        format!("{what} '{text}' is not a duration; write it like 10m, 2h or 1h 30m: {e}")
+    })?;
+    Ok(i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+/// Where a job's result goes, from `CHANNEL:CHAT` (`telegram:123456`).
+pub fn parse_target(to: &str) -> Result<(String, String), String> {
+    to.split_once(':')
+        .filter(|(c, t)| !c.is_empty() && !t.is_empty())
+        .map(|(c, t)| (c.to_owned(), t.to_owned()))
+        .ok_or_else(|| format!("--to '{to}' must be CHANNEL:CHAT, such as telegram:123456"))
+}
+
+/// A job the owner adds (`picoclaw cron add`, the dashboard's Scheduled jobs page).
+#[derive(Clone, Debug, Default)]
+pub struct NewJob {
+    /// The reminder text, or (with `agent`) the task for the agent.
+    pub message: String,
+    /// Give the message to the agent as a task instead of sending it as it is.
+    pub agent: bool,
+    /// Where the result goes: `CHANNEL:CHAT`.
+    pub to: Option<String>,
+    /// A name for listings (default: the start of the message).
+    pub name: Option<String>,
+}
+
+impl NewJob {
+    /// The job, running on `schedule` (from [`parse_schedule`]), first run computed from
+    /// `now_ms`. Refuses a bad target, an empty message, an invalid schedule and a past time,
+    /// saying which.
+    pub fn build(self, schedule: Schedule, now_ms: i64) -> Result<CronJob, String> {
+        let message = self.message.trim();
+        let mut payload = CronPayload::new(message);
+        if !self.agent {
+            payload = payload.delivered();
+        }
+        if let Some(to) = &self.to {
+            let (channel, chat) = parse_target(to)?;
+            payload = payload.to(channel, chat);
+        }
+        let name = self
+            .name
+            .unwrap_or_else(|| message.chars().take(30).collect());
+        CronJob::new(name, schedule, payload, now_ms).map_err(|e| match e {
+            StateError::Invalid(msg) => msg,
+            other => other.to_string(),
+        })
+    }
+}
+
 /// 16 hex digits from the OS random source (the original's id shape).
 pub fn new_job_id() -> String {
     let mut bytes = [0u8; 8];
@@ -635,6 +736,62 @@ mod tests {
         // Ten minutes down: the next run is the next slot after now, not ten runs at once.
         assert_eq!(s.following(1_000_000, 1_600_000), Some(1_660_000));
         assert_eq!(Schedule::At { at_ms: 5 }.following(5, 6), None);
+    }
+
+    #[test]
+    fn schedules_and_jobs_are_read_as_picoclaw_cron_add_reads_them() {
+        let now = ms("2026-11-29T12:00:00Z");
+        assert_eq!(
+            parse_schedule("in", " 1h 30m ", None, now),
+            Ok(Schedule::At {
+                at_ms: now + 5_400_000
+            })
+        );
+        assert_eq!(
+            parse_schedule("every", "1d", Some("Europe/Lisbon"), now),
+            Ok(Schedule::Every {
+                every_ms: 86_400_000
+            })
+        );
+        assert_eq!(
+            parse_schedule("cron", "0 9 * * *", Some("UTC"), now),
+            Ok(Schedule::Cron {
+                expr: "0 9 * * *".into(),
+                tz: Some("UTC".into())
+            })
+        );
+        assert!(
+            matches!(parse_schedule("at", "2026-12-01 09:00", None, now),
+            Ok(Schedule::At { at_ms }) if at_ms > now)
+        );
+        let err = |kind: &str, value: &str| parse_schedule(kind, value, None, now).unwrap_err();
+        assert!(err("in", "soon").starts_with("--in 'soon' is not a duration; write it like"));
+        assert!(err("every", "often").starts_with("--every 'often' is not a duration"));
+        assert!(err("at", "tomorrow").starts_with("--at 'tomorrow' is not a time"));
+        assert_eq!(err("", ""), "say when: --in, --at, --every or --cron");
+
+        let job = |to: Option<&str>, agent: bool| {
+            NewJob {
+                message: "  Water the plants ".into(),
+                agent,
+                to: to.map(str::to_owned),
+                name: None,
+            }
+            .build(Schedule::Every { every_ms: 60_000 }, now)
+        };
+        let reminder = job(Some("telegram:42"), false).unwrap();
+        assert_eq!(reminder.name, "Water the plants");
+        assert!(reminder.payload.deliver);
+        assert_eq!(reminder.payload.to.as_deref(), Some("42"));
+        assert!(!job(None, true).unwrap().payload.deliver);
+        assert_eq!(
+            job(Some("telegram"), false).unwrap_err(),
+            "--to 'telegram' must be CHANNEL:CHAT, such as telegram:123456"
+        );
+        assert_eq!(
+            parse_target(":42"),
+            Err("--to ':42' must be CHANNEL:CHAT, such as telegram:123456".into())
+        );
     }
 
     #[test]

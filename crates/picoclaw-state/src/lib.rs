@@ -36,7 +36,8 @@ mod workspace_memory;
 pub use backend::{StateBackend, open_state, redact_url};
 pub use chrono::NaiveDate;
 pub use cron::{
-    CronJob, CronJobState, CronPayload, CronStore, MIN_EVERY_MS, Schedule, new_job_id, now_ms,
+    CronJob, CronJobState, CronPayload, CronStore, MIN_EVERY_MS, NewJob, SCHEDULE_KINDS, Schedule,
+    new_job_id, now_ms, parse_schedule, parse_target,
 };
 pub use in_memory::InMemoryStore;
 pub use memory::query_terms;

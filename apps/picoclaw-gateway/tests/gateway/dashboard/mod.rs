@@ -116,3 +116,4 @@ impl Dash {
 mod auth;
 mod chat;
 mod settings;
+mod usage;
