@@ -114,3 +114,4 @@ impl Dash {
 }
 
 mod auth;
+mod ops;
