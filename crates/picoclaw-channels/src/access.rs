@@ -477,8 +477,8 @@ mod tests {
         assert!(!control.forget("2").unwrap());
         assert!(!access.allowed("2", None));
         assert!(paired_in_file(&file).is_empty());
-        // Gone with the channel.
-        drop(access);
+        // Gone with the channel (once the operator's handle is dropped too).
+        drop((control, access));
         assert!(PairingControl::of_file(&file).is_none());
     }
 
