@@ -251,6 +251,7 @@ async fn renew(
 
 #[derive(Deserialize)]
 struct RemoveForm {
+    #[serde(default)]
     user: String,
 }
 
@@ -260,12 +261,14 @@ async fn remove_paired(
     Path(name): Path<String>,
     axum::Form(form): axum::Form<RemoveForm>,
 ) -> Response {
-    let result = pairing_of(&web, &name).and_then(|p| match p.forget(&form.user) {
-        Ok(true) => Ok(format!(
-            "{} was removed from {name}'s paired users.",
-            form.user
-        )),
-        Ok(false) => Err(format!("{} is not a paired user of {name}", form.user)),
+    let user = form.user.trim();
+    if user.is_empty() {
+        let why = "say which paired user to remove".to_owned();
+        return back_to(&web, &ctx, Page::Channels.path(), Err(why));
+    }
+    let result = pairing_of(&web, &name).and_then(|p| match p.forget(user) {
+        Ok(true) => Ok(format!("{user} was removed from {name}'s paired users.")),
+        Ok(false) => Err(format!("{user} is not a paired user of {name}")),
         Err(e) => Err(format!(
             "cannot write {name}'s paired users ({e}); check the permissions of picoclaw's \
              channels folder"

@@ -145,6 +145,13 @@ async fn channels_show_state_pairing_last_messages_and_the_ones_not_running() {
     )
     .await;
     assert!(page.contains("999 is not a paired user"), "{page}");
+    let page = after(
+        &dash,
+        dash.post_form("/ui/channels/telegram/paired/remove", &[])
+            .await,
+    )
+    .await;
+    assert!(page.contains("say which paired user"), "{page}");
     let file = home.path().join("channels/telegram-paired.json");
     assert!(std::fs::read_to_string(&file).unwrap().contains("555"));
 
