@@ -4,9 +4,9 @@
 //! per-user rate limit.
 
 use crate::lock;
-use std::collections::{BTreeSet, HashMap};
-use std::path::PathBuf;
-use std::sync::Mutex;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::Instant;
 
 /// Wrong codes (from everyone together) that close the pairing: 20 guesses of a 6-digit code
@@ -55,6 +55,17 @@ pub enum Admission<C> {
 pub struct Access {
     channel: String,
     allow_from: Vec<String>,
+    /// The pairing (code, paired users), shared with [`PairingControl`].
+    pairing: Arc<PairingState>,
+    per_minute: u32,
+    /// user → (tokens left, last refill, warned since it ran out)
+    buckets: Mutex<HashMap<String, (f64, Instant, bool)>>,
+}
+
+/// What pairing keeps: the open code, the wrong codes, the paired users and their file.
+#[derive(Debug)]
+struct PairingState {
+    channel: String,
     paired: Mutex<BTreeSet<String>>,
     code: Mutex<Option<String>>,
     /// Wrong codes so far; pairing closes after `MAX_WRONG_CODES` (no guessing a 6-digit code).
@@ -62,9 +73,95 @@ pub struct Access {
     /// Refused `/pair` messages per sender.
     refusals: Mutex<HashMap<String, u32>>,
     file: Option<PathBuf>,
-    per_minute: u32,
-    /// user → (tokens left, last refill, warned since it ran out)
-    buckets: Mutex<HashMap<String, (f64, Instant, bool)>>,
+}
+
+impl PairingState {
+    /// Writes the paired users to the file (when there is one).
+    fn save(&self, paired: &BTreeSet<String>) -> std::io::Result<()> {
+        let Some(file) = &self.file else {
+            return Ok(());
+        };
+        if let Some(parent) = file.parent() {
+            std::fs::create_dir_all(parent)?;
+        }
+        let text = serde_json::to_string(paired).map_err(std::io::Error::other)?;
+        std::fs::write(file, text)
+    }
+}
+
+/// The pairings of the channels running in this process, by the file that keeps their paired
+/// users (which names the channel and picoclaw's home): how the dashboard reaches the pairing
+/// of a channel it did not build.
+static LIVE: Mutex<BTreeMap<PathBuf, Weak<PairingState>>> = Mutex::new(BTreeMap::new());
+
+/// The pairing of a running channel, for an operator: its code, a new code, the paired users.
+#[derive(Clone, Debug)]
+pub struct PairingControl(Arc<PairingState>);
+
+impl PairingControl {
+    /// The pairing of the running channel whose paired users `paired_file` keeps (see
+    /// `ChannelSetup::paired_file`); `None` when no such channel has made its access rules (not
+    /// running, not started yet, or without pairing).
+    pub fn of_file(paired_file: &Path) -> Option<Self> {
+        lock(&LIVE)
+            .get(paired_file)
+            .and_then(Weak::upgrade)
+            .map(Self)
+    }
+
+    /// The one-time code a user sends (`/pair CODE`), while pairing is open.
+    pub fn code(&self) -> Option<String> {
+        lock(&self.0.code).clone()
+    }
+
+    /// Whether pairing was closed after [`MAX_WRONG_CODES`] wrong codes.
+    pub fn closed(&self) -> bool {
+        *lock(&self.0.wrong) >= MAX_WRONG_CODES
+    }
+
+    /// Opens pairing with a new one-time code (the old one stops working, the wrong-code count
+    /// starts again). `None` when the system has no randomness to make one.
+    pub fn renew(&self) -> Option<String> {
+        let code = Some(one_time_code()).filter(|c| !c.is_empty())?;
+        *lock(&self.0.code) = Some(code.clone());
+        *lock(&self.0.wrong) = 0;
+        lock(&self.0.refusals).clear();
+        tracing::warn!(channel = %self.0.channel, "a new pairing code was made (the old one no longer works)");
+        tracing::trace!(target: "audit", kind = "pairing", channel = %self.0.channel, outcome = "renewed", "pairing");
+        Some(code)
+    }
+
+    /// The users paired with a code.
+    pub fn paired(&self) -> Vec<String> {
+        lock(&self.0.paired).iter().cloned().collect()
+    }
+
+    /// Forgets a paired user (they must pair again, or be in `allow_from`): `Ok(false)` when
+    /// they were not paired. The file is written before this returns.
+    pub fn forget(&self, user_id: &str) -> std::io::Result<bool> {
+        let mut paired = lock(&self.0.paired);
+        if !paired.remove(user_id) {
+            return Ok(false);
+        }
+        if let Err(e) = self.0.save(&paired) {
+            paired.insert(user_id.to_owned());
+            return Err(e);
+        }
+        tracing::warn!(channel = %self.0.channel, user = user_id, "a paired user was removed");
+        tracing::trace!(target: "audit", kind = "pairing", channel = %self.0.channel, user = user_id, outcome = "removed", "pairing");
+        Ok(true)
+    }
+}
+
+/// The users a pairing file keeps (for a channel that is not running); empty when there is none.
+pub fn paired_in_file(paired_file: &Path) -> Vec<String> {
+    read_paired(Some(paired_file)).into_iter().collect()
+}
+
+fn read_paired(file: Option<&Path>) -> BTreeSet<String> {
+    file.and_then(|f| std::fs::read_to_string(f).ok())
+        .and_then(|t| serde_json::from_str(&t).ok())
+        .unwrap_or_default()
 }
 
 /// Six random digits.
@@ -86,11 +183,7 @@ impl Access {
         paired_file: Option<PathBuf>,
         per_minute: u32,
     ) -> Self {
-        let paired: BTreeSet<String> = paired_file
-            .as_ref()
-            .and_then(|f| std::fs::read_to_string(f).ok())
-            .and_then(|t| serde_json::from_str(&t).ok())
-            .unwrap_or_default();
+        let paired = read_paired(paired_file.as_deref());
         let code = (allow_from.is_empty() && paired.is_empty())
             .then(one_time_code)
             .filter(|c| !c.is_empty());
@@ -108,14 +201,23 @@ impl Access {
                  (once), or put your user id in channels.{channel}.allow_from"
             );
         }
-        Self {
+        let pairing = Arc::new(PairingState {
             channel: channel.to_owned(),
-            allow_from,
             paired: Mutex::new(paired),
             code: Mutex::new(code),
             wrong: Mutex::new(0),
             refusals: Mutex::new(HashMap::new()),
             file: paired_file,
+        });
+        if let Some(file) = &pairing.file {
+            let mut live = lock(&LIVE);
+            live.retain(|_, state| state.strong_count() > 0);
+            live.insert(file.clone(), Arc::downgrade(&pairing));
+        }
+        Self {
+            channel: channel.to_owned(),
+            allow_from,
+            pairing,
             per_minute,
             buckets: Mutex::new(HashMap::new()),
         }
@@ -123,7 +225,17 @@ impl Access {
 
     /// The one-time pairing code, while pairing is open (for tests and `status`).
     pub fn pairing_code(&self) -> Option<String> {
-        lock(&self.code).clone()
+        lock(&self.pairing.code).clone()
+    }
+
+    /// The pairing, for an operator (the dashboard).
+    pub fn pairing(&self) -> PairingControl {
+        PairingControl(Arc::clone(&self.pairing))
+    }
+
+    /// `allow_from` as configured.
+    pub fn allow_from(&self) -> &[String] {
+        &self.allow_from
     }
 
     /// Whether the user (by id, or username without `@`, case-insensitive) may talk to the bot.
@@ -132,7 +244,7 @@ impl Access {
             let a = a.trim_start_matches('@');
             a == user_id || username.is_some_and(|u| u.eq_ignore_ascii_case(a))
         });
-        listed || lock(&self.paired).contains(user_id)
+        listed || lock(&self.pairing.paired).contains(user_id)
     }
 
     /// Handles `/pair CODE` from `user_id`; `None` when `text` is not a pairing message, or
@@ -142,7 +254,7 @@ impl Access {
         let given = text.trim().strip_prefix("/pair")?.trim();
         let given = given.split_whitespace().next().unwrap_or_default();
         {
-            let mut refusals = lock(&self.refusals);
+            let mut refusals = lock(&self.pairing.refusals);
             let counted = refusals.len() < COUNTED_SENDERS || refusals.contains_key(user_id);
             let n = refusals.entry(user_id.to_owned()).or_insert(0);
             if !counted || *n >= MAX_REFUSALS_PER_SENDER {
@@ -156,7 +268,7 @@ impl Access {
         }
         let outcome = self.pair(user_id, given);
         if outcome == Pairing::Refused {
-            let mut refusals = lock(&self.refusals);
+            let mut refusals = lock(&self.pairing.refusals);
             let n = refusals.entry(user_id.to_owned()).or_insert(0);
             *n += 1;
             if *n == MAX_REFUSALS_PER_SENDER {
@@ -174,41 +286,31 @@ impl Access {
     }
 
     fn pair(&self, user_id: &str, given: &str) -> Pairing {
-        let mut code = lock(&self.code);
+        let mut code = lock(&self.pairing.code);
         match code.as_deref() {
             Some(c) if !given.is_empty() && c == given => {
                 *code = None;
-                let mut paired = lock(&self.paired);
+                let mut paired = lock(&self.pairing.paired);
                 paired.insert(user_id.to_owned());
-                if let Some(file) = &self.file {
-                    let saved = file
-                        .parent()
-                        .map(std::fs::create_dir_all)
-                        .transpose()
-                        .and_then(|_| {
-                            std::fs::write(
-                                file,
-                                serde_json::to_string(&*paired).unwrap_or_default(),
-                            )
-                        });
-                    if let Err(e) = saved {
-                        tracing::warn!(file = %file.display(), error = %e, "cannot keep the pairing; it lasts until the restart");
-                    }
+                if let Err(e) = self.pairing.save(&paired) {
+                    let file = self.pairing.file.as_deref().unwrap_or(Path::new(""));
+                    tracing::warn!(file = %file.display(), error = %e, "cannot keep the pairing; it lasts until the restart");
                 }
                 tracing::warn!(channel = %self.channel, user = user_id, "paired with the one-time code");
                 tracing::trace!(target: "audit", kind = "pairing", channel = %self.channel, user = user_id, outcome = "paired", "pairing");
                 Pairing::Paired
             }
             Some(_) => {
-                let mut wrong = lock(&self.wrong);
+                let mut wrong = lock(&self.pairing.wrong);
                 *wrong += 1;
                 tracing::warn!(channel = %self.channel, user = user_id, attempt = *wrong, "a wrong pairing code");
                 tracing::trace!(target: "audit", kind = "pairing", channel = %self.channel, user = user_id, outcome = "wrong_code", attempt = *wrong, "pairing");
                 if *wrong >= MAX_WRONG_CODES {
                     *code = None;
                     tracing::warn!(
-                        "{}: pairing closed after {MAX_WRONG_CODES} wrong codes; restart the \
-                         gateway for a new code, or use allow_from",
+                        "{}: pairing closed after {MAX_WRONG_CODES} wrong codes; make a new code on \
+                         the dashboard's Channels page (or restart the gateway), or use \
+                         allow_from",
                         self.channel
                     );
                 }
@@ -340,6 +442,44 @@ mod tests {
         let again = Access::new("telegram", vec![], Some(file), 0);
         assert!(again.allowed("42", None));
         assert!(again.pairing_code().is_none());
+    }
+
+    #[test]
+    fn an_operator_renews_the_code_and_forgets_a_paired_user() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("channels/x-paired.json");
+        let access = Access::new("x", vec![], Some(file.clone()), 0);
+        let control = PairingControl::of_file(&file).unwrap();
+        let old = control.code().unwrap();
+        assert_eq!(access.pairing_code(), Some(old.clone()));
+        // Closed after too many wrong codes; a new code opens it again.
+        for n in 0..MAX_WRONG_CODES {
+            access.try_pair(&format!("g{n}"), "/pair 1");
+        }
+        assert!(control.closed() && control.code().is_none());
+        let new = control.renew().unwrap();
+        assert!(!control.closed());
+        assert_eq!(access.pairing_code(), Some(new.clone()));
+        if old != new {
+            assert_eq!(
+                access.try_pair("1", &format!("/pair {old}")),
+                Some(Pairing::Refused)
+            );
+        }
+        assert_eq!(
+            access.try_pair("2", &format!("/pair {new}")),
+            Some(Pairing::Paired)
+        );
+        assert_eq!(control.paired(), ["2"]);
+        assert_eq!(paired_in_file(&file), ["2"]);
+        // Forgotten: no longer allowed, and gone from the file.
+        assert!(control.forget("2").unwrap());
+        assert!(!control.forget("2").unwrap());
+        assert!(!access.allowed("2", None));
+        assert!(paired_in_file(&file).is_empty());
+        // Gone with the channel (once the operator's handle is dropped too).
+        drop((control, access));
+        assert!(PairingControl::of_file(&file).is_none());
     }
 
     #[test]

@@ -188,6 +188,77 @@ pub fn restart_backoff(attempt: u32) -> Duration {
     Duration::from_secs(1u64 << attempt.saturating_sub(1).min(6)).min(Duration::from_secs(60))
 }
 
+/// A message a channel received or sent, as the dashboard shows it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct LastMessage {
+    /// When (milliseconds since the epoch).
+    pub at_ms: i64,
+    pub chat_id: String,
+    /// The first [`PREVIEW_CHARS`] characters of the text.
+    pub preview: String,
+}
+
+/// Characters of a message kept in [`LastMessage::preview`].
+pub const PREVIEW_CHARS: usize = 80;
+
+impl LastMessage {
+    /// Overwrites this record in place (its buffers are reused: no allocation once they are
+    /// big enough).
+    fn set(&mut self, chat_id: &str, text: &str) {
+        self.at_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
+        self.chat_id.clear();
+        self.chat_id.push_str(chat_id);
+        self.preview.clear();
+        self.preview.extend(text.chars().take(PREVIEW_CHARS));
+    }
+}
+
+/// The last message a channel received (handed to the inbox) and the last it sent.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Activity {
+    pub received: Option<LastMessage>,
+    pub sent: Option<LastMessage>,
+}
+
+type ActivityLog = Arc<Mutex<BTreeMap<String, Activity>>>;
+
+fn note(log: &ActivityLog, channel: &str, sent: bool, chat_id: &str, text: &str) {
+    let mut log = lock(log);
+    // A name is allocated only for a channel's first message.
+    if log.get(channel).is_none() {
+        log.insert(channel.to_owned(), Activity::default());
+    }
+    let Some(activity) = log.get_mut(channel) else {
+        return;
+    };
+    let slot = if sent {
+        &mut activity.sent
+    } else {
+        &mut activity.received
+    };
+    slot.get_or_insert_with(LastMessage::default)
+        .set(chat_id, text);
+}
+
+/// Notes each message a channel hands on in the manager's activity log.
+struct Recorded {
+    channel: String,
+    log: ActivityLog,
+    inner: Arc<dyn Inbox>,
+}
+
+#[async_trait]
+impl Inbox for Recorded {
+    async fn deliver(&self, msg: InboundMessage) -> Result<(), picoclaw_api::InboxError> {
+        note(&self.log, &self.channel, false, &msg.chat_id, &msg.content);
+        self.inner.deliver(msg).await
+    }
+}
+
 /// Runs channels and routes replies to them.
 #[derive(Default)]
 pub struct ChannelManager {
@@ -197,8 +268,13 @@ pub struct ChannelManager {
     states: Arc<Mutex<BTreeMap<String, ChannelState>>>,
     /// Pause before a restart; `restart_backoff` unless a test shortens it.
     backoff: Option<fn(u32) -> Duration>,
-    /// Where webhook requests' messages go, once the channels are started.
-    inbox: Mutex<Option<Arc<dyn Inbox>>>,
+    /// Where each channel's webhook requests' messages go, once the channels are started.
+    inboxes: Mutex<Option<BTreeMap<String, Arc<dyn Inbox>>>>,
+    /// The last message each channel received and sent.
+    activity: ActivityLog,
+    /// Channels the config enables that are not here, and why (not in this build, bad
+    /// settings).
+    not_started: Vec<(String, String)>,
 }
 
 impl std::fmt::Debug for ChannelManager {
@@ -258,13 +334,40 @@ impl ChannelManager {
         }
     }
 
-    /// The inbox channel `name` hands its messages to.
+    /// The inbox channel `name` hands its messages to (made once, when the channels start).
     fn inbox_for(&self, name: &str, inbox: Arc<dyn Inbox>) -> Arc<dyn Inbox> {
-        if self.per_user.contains(name) {
+        let inbox: Arc<dyn Inbox> = if self.per_user.contains(name) {
             Arc::new(PerUser(inbox))
         } else {
             inbox
-        }
+        };
+        Arc::new(Recorded {
+            channel: name.to_owned(),
+            log: self.activity.clone(),
+            inner: inbox,
+        })
+    }
+
+    /// The started inbox of channel `name`.
+    fn started_inbox(&self, name: &str) -> Option<Arc<dyn Inbox>> {
+        lock(&self.inboxes).as_ref()?.get(name).cloned()
+    }
+
+    /// Notes a channel the config enables that could not be added (not in this build, bad
+    /// settings), for the dashboard.
+    pub fn note_not_started(&mut self, name: &str, why: impl Into<String>) {
+        self.not_started.retain(|(n, _)| n != name);
+        self.not_started.push((name.to_owned(), why.into()));
+    }
+
+    /// The channels the config enables that are not running from the start, and why.
+    pub fn not_started(&self) -> &[(String, String)] {
+        &self.not_started
+    }
+
+    /// The last message each channel received and sent (channels without any are absent).
+    pub fn activity(&self) -> BTreeMap<String, Activity> {
+        lock(&self.activity).clone()
     }
 
     /// Uses another restart backoff (tests).
@@ -291,12 +394,19 @@ impl ChannelManager {
         inbox: Arc<dyn Inbox>,
         stop: CancellationToken,
     ) -> tokio::task::JoinSet<()> {
-        *lock(&self.inbox) = Some(inbox.clone());
+        let inboxes: BTreeMap<String, Arc<dyn Inbox>> = self
+            .channels
+            .keys()
+            .map(|name| (name.clone(), self.inbox_for(name, inbox.clone())))
+            .collect();
+        *lock(&self.inboxes) = Some(inboxes.clone());
         let mut set = tokio::task::JoinSet::new();
         let backoff = self.backoff.unwrap_or(restart_backoff);
         for (name, channel) in &self.channels {
             let (name, channel) = (name.clone(), Arc::clone(channel));
-            let inbox = self.inbox_for(&name, inbox.clone());
+            let Some(inbox) = inboxes.get(&name).cloned() else {
+                continue;
+            };
             let (stop, states) = (stop.clone(), self.states.clone());
             set.spawn(async move {
                 let mut attempt = 0u32;
@@ -345,14 +455,14 @@ impl ChannelManager {
                 format!("no channel named '{name}' takes webhooks here"),
             );
         };
-        let Some(inbox) = lock(&self.inbox).clone() else {
+        let Some(inbox) = self.started_inbox(name) else {
             return WebhookResponse::text(503, "the channels are not started yet; retry later");
         };
         // The handler runs to its end even when the platform hangs up or the route's time
         // limit fires: cut off between taking a message id and handing the message to the
         // inbox, it would lose the message, since the platform's retry meanwhile was answered
         // "already taken".
-        let (channel, inbox) = (Arc::clone(channel), self.inbox_for(name, inbox));
+        let channel = Arc::clone(channel);
         match tokio::spawn(async move { channel.webhook(request, inbox).await }).await {
             Ok(response) => response,
             Err(e) => {
@@ -376,13 +486,13 @@ impl ChannelManager {
                 format!("no channel named '{name}' takes WebSocket connections here"),
             ));
         };
-        let Some(inbox) = lock(&self.inbox).clone() else {
+        let Some(inbox) = self.started_inbox(name) else {
             return Err(WebhookResponse::text(
                 503,
                 "the channels are not started yet; retry later",
             ));
         };
-        channel.socket(request, self.inbox_for(name, inbox)).await
+        channel.socket(request, inbox).await
     }
 
     /// Answer text as the agent writes it, for the channel that shows it as it grows.
@@ -402,7 +512,17 @@ impl ChannelManager {
     /// Sends `msg` through the channel it names.
     pub async fn send(&self, msg: &OutboundMessage) -> Result<(), ChannelError> {
         match self.channels.get(msg.channel.as_str()) {
-            Some(channel) => channel.send(msg).await,
+            Some(channel) => {
+                channel.send(msg).await?;
+                note(
+                    &self.activity,
+                    msg.channel.as_str(),
+                    true,
+                    &msg.chat_id,
+                    &msg.content,
+                );
+                Ok(())
+            }
             None => Err(ChannelError::Unknown(msg.channel.as_str().to_owned())),
         }
     }
@@ -615,6 +735,22 @@ mod tests {
             assert_eq!(keys, expected);
             // Answers still go to the chat the message came from.
             assert_eq!(got[1].1, "group");
+            // The last message received is noted (the one after the last one sent).
+            let seen = manager.activity()["two"].clone();
+            let received = seen.received.unwrap();
+            assert_eq!(
+                (received.chat_id.as_str(), received.preview.as_str()),
+                ("group", "group")
+            );
+            assert!(received.at_ms > 0 && seen.sent.is_none());
+            let long = "x".repeat(200);
+            manager
+                .send(&OutboundMessage::new("two", "dm", long.as_str()))
+                .await
+                .unwrap();
+            let sent = manager.activity()["two"].sent.clone().unwrap();
+            assert_eq!(sent.chat_id, "dm");
+            assert_eq!(sent.preview, "x".repeat(PREVIEW_CHARS));
             stop.cancel();
             while tasks.join_next().await.is_some() {}
         }

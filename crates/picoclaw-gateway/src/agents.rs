@@ -25,6 +25,8 @@ pub struct GatewayAgent {
     pub workspace: PathBuf,
     /// `provider/model`, for display.
     pub model_label: String,
+    /// Its skills, MCP servers, tools and memory, for the dashboard.
+    pub report: crate::AssemblyReport,
 }
 
 impl GatewayAgent {
@@ -36,6 +38,7 @@ impl GatewayAgent {
             ephemeral: a.ephemeral,
             workspace: a.workspace,
             model_label: a.model_label,
+            report: a.report,
         }
     }
 }
@@ -68,6 +71,7 @@ impl AgentSet {
             store,
             model_label,
             workspace,
+            report,
         } = assembled;
         Self {
             routing: None,
@@ -79,6 +83,7 @@ impl AgentSet {
                 ephemeral,
                 workspace,
                 model_label,
+                report,
             }],
         }
     }
@@ -95,6 +100,7 @@ impl AgentSet {
                 agent,
                 workspace: PathBuf::new(),
                 model_label: String::new(),
+                report: crate::AssemblyReport::default(),
             }],
         }
     }

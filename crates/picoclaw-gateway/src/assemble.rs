@@ -64,6 +64,32 @@ pub struct Assembled {
     /// `provider/model`, for display.
     pub model_label: String,
     pub workspace: PathBuf,
+    /// What assembly found (skills, MCP servers, tools), for the dashboard.
+    pub report: AssemblyReport,
+}
+
+/// What [`assemble`] put together, and what it could not use (logged, and kept here for the
+/// dashboard).
+#[derive(Clone, Debug, Default)]
+#[non_exhaustive]
+pub struct AssemblyReport {
+    /// The agent's skills (read again at each look), when `tools.skills` is enabled.
+    pub skills: Option<Arc<picoclaw_skills::LiveCatalog>>,
+    /// `tools.mcp`'s servers, in the order of the config.
+    pub mcp: Vec<McpServerStatus>,
+    /// The names of the agent's tools.
+    pub tools: Vec<String>,
+    /// The agent's long-term memory (`memory/MEMORY.md`, the daily notes, their index).
+    pub memory: Option<Arc<WorkspaceMemory>>,
+}
+
+/// One MCP server of `tools.mcp` at assembly.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct McpServerStatus {
+    pub name: String,
+    /// Connected with this many tools, or why not.
+    pub result: Result<usize, String>,
 }
 
 /// Where state is kept, for display: the file, or the URL without its password.
@@ -412,6 +438,8 @@ pub async fn assemble(
     }
 
     // MCP servers' tools (tools.mcp), started together; a broken server is one warning.
+    #[allow(unused_mut)] // without the mcp feature
+    let mut mcp_status: Vec<McpServerStatus> = Vec::new();
     #[cfg(feature = "mcp")]
     if let Some(mcp) = &config.tools.mcp {
         let vars = config.environment();
@@ -420,6 +448,24 @@ pub async fn assemble(
         match picoclaw_mcp::McpConfig::from_section(mcp, paths.home(), &env) {
             Ok(Some(mcp)) => {
                 let started = picoclaw_mcp::start_all(&mcp).await;
+                mcp_status = mcp
+                    .servers
+                    .iter()
+                    .map(|server| McpServerStatus {
+                        name: server.name.clone(),
+                        result: match started.servers.iter().find(|(n, _)| *n == server.name) {
+                            Some((_, tools)) => Ok(*tools),
+                            None => Err(started
+                                .failed
+                                .iter()
+                                .find(|(n, _)| *n == server.name)
+                                .map_or_else(
+                                    || "not started".to_owned(),
+                                    |(_, why)| why.to_string(),
+                                )),
+                        },
+                    })
+                    .collect();
                 for tool in picoclaw_mcp::registry_tools(started.tools, mcp.max_inline_tools) {
                     let name = tool.spec().name;
                     if tools.get(&name).is_some() {
@@ -490,6 +536,7 @@ pub async fn assemble(
         }
     }
 
+    let tool_names: Vec<String> = tools.names().map(str::to_owned).collect();
     let mut agent_cfg = AgentConfig::default();
     agent_cfg.model = resolved.model.clone();
     agent_cfg.max_tokens = Some(defaults.max_tokens);
@@ -535,15 +582,22 @@ pub async fn assemble(
         .tools(tools)
         .session_store(Arc::new(InMemoryStore::new()))
         .usage_ledger(store.clone(), model_label.clone())
-        .memory(memory)
+        .memory(memory.clone())
         .workspace(&workspace)
         .build()
         .map_err(|e| SetupError::Config(e.to_string()))?;
+    let report = AssemblyReport {
+        skills: skills_cfg.enabled.then_some(skills),
+        mcp: mcp_status,
+        tools: tool_names,
+        memory: Some(memory),
+    };
     Ok(Assembled {
         agent,
         ephemeral,
         store,
         model_label,
         workspace,
+        report,
     })
 }

@@ -24,8 +24,8 @@ pub mod web;
 
 pub use agents::{AgentSet, GatewayAgent, Routed, assemble_agents, route_input};
 pub use assemble::{
-    AssembleOptions, Assembled, SetupError, SkillsSettings, assemble, exec_config, open_state,
-    state_location,
+    AssembleOptions, Assembled, AssemblyReport, McpServerStatus, SetupError, SkillsSettings,
+    assemble, exec_config, open_state, state_location,
 };
 pub use dispatcher::{
     Accepted, ChannelSink, Deliverer, DeliveryError, Dispatcher, DispatcherConfig, DispatcherInbox,
@@ -243,17 +243,19 @@ pub fn channels_from_config(
         let setup = picoclaw_channels::ChannelSetup::new(name, settings, workspace, home)
             .with_gateway_port(config.gateway.port);
         let Some(made) = registry.build(&setup) else {
-            tracing::warn!(
-                channel = %name,
+            let why = format!(
                 "channels.{name} is enabled, but this build has no {name} channel; its messages \
                  are not received"
             );
+            tracing::warn!(channel = %name, "{why}");
+            manager.note_not_started(name, why);
             continue;
         };
         match (made, config.channels.session_scope(name)) {
             (Ok(channel), Ok(scope)) => manager.add_scoped(channel, scope),
             (Err(e), _) | (_, Err(e)) => {
                 tracing::warn!(channel = %name, error = %e, "channel not started");
+                manager.note_not_started(name, e.to_string());
             }
         }
     }

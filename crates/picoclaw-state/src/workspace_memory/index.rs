@@ -65,6 +65,19 @@ impl WorkspaceMemory {
         Ok(report)
     }
 
+    /// The Markdown files under `memory/` (relative to the workspace, sorted): MEMORY.md and the
+    /// daily notes.
+    pub async fn files(&self) -> Vec<String> {
+        let workspace = self.workspace.clone();
+        let mut files: Vec<String> = off_thread(move || Ok(find_memory_files(&workspace)))
+            .await
+            .unwrap_or_default()
+            .into_keys()
+            .collect();
+        files.sort();
+        files
+    }
+
     async fn forget(&self, source: &str) -> Result<(), StateError> {
         self.store.remove_source(source).await?;
         if let Some(known) = lock(&self.known).as_mut() {

@@ -148,6 +148,16 @@ impl WorkspaceMemory {
         self.workspace.join(daily_source(date))
     }
 
+    /// MEMORY.md's text (its first MiB), read beneath the workspace; empty when there is none.
+    pub async fn long_term_text(&self) -> Result<String, StateError> {
+        let path = self.long_term_path();
+        match self.read_capped(&path).await {
+            Ok(text) => Ok(text),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(String::new()),
+            Err(e) => Err(io_err(&path)(e)),
+        }
+    }
+
     /// Appends `fact` to MEMORY.md as a list item, unless the file already holds it (compared
     /// ignoring case, spacing, list markers and final punctuation; a note that contains the
     /// fact counts as holding it).
@@ -303,6 +313,8 @@ mod tests {
             text,
             "# Long-term Memory\n\n- The user likes green tea\n- Sister is Ana lives in Porto\n"
         );
+        assert_eq!(mem.long_term_text().await.unwrap(), text);
+        assert_eq!(mem.files().await, ["memory/MEMORY.md"]);
         // Searchable at once.
         let hits = mem.search("Porto", 5).await.unwrap();
         assert_eq!(hits.len(), 1);

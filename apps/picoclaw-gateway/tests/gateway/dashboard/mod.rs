@@ -117,3 +117,4 @@ mod auth;
 mod chat;
 mod settings;
 mod usage;
+mod ops;
