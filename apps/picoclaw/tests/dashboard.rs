@@ -207,10 +207,7 @@ async fn an_operator_uses_the_dashboard_in_a_real_browser() {
         .await;
     let bubble = browser.find("#chat-log .msg.assistant:last-child").await;
     let text = browser.text(&bubble).await;
-    assert!(
-        text.contains("<script>window.pwned = 1</script>"),
-        "{text}"
-    );
+    assert!(text.contains("<script>window.pwned = 1</script>"), "{text}");
     assert!(text.contains("<img src=x"), "{text}");
     let strong = browser
         .execute(

@@ -1,6 +1,7 @@
 //! Slack (Socket Mode, Events API, pairing) and all three channels in one gateway.
 
 use super::*;
+#[cfg_attr(not(feature = "slack"), allow(unused_imports))]
 use crate::telegram::{pairing_code, wait_sent};
 
 /// A home whose gateway listens on a free loopback port and runs Telegram against `tg`.

@@ -115,6 +115,6 @@ impl Dash {
 
 mod auth;
 mod chat;
+mod ops;
 mod settings;
 mod usage;
-mod ops;
