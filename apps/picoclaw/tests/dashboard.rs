@@ -138,9 +138,17 @@ async fn an_operator_uses_the_dashboard_in_a_real_browser() {
     // stay text.
     let answer = "Here is **bold** advice. <script>window.pwned = 1</script> \
                   <img src=x onerror=\"window.pwned = 2\"> Water them weekly.";
-    let endpoint =
-        ScriptedEndpoint::start_with([Reply::text(answer).paced(Duration::from_millis(1200))])
-            .await;
+    // The second answer is Markdown that once sent the renderer into an endless loop (an
+    // indented first list item, a heading after spaces) or past the stack (deep quotes).
+    let tricky = format!(
+        "Intro\n  - indented\n # Spaced heading\n{} deep\n\nthe end",
+        ">".repeat(3000)
+    );
+    let endpoint = ScriptedEndpoint::start_with([
+        Reply::text(answer).paced(Duration::from_millis(1200)),
+        Reply::text(tricky),
+    ])
+    .await;
     let home = tempfile::tempdir().unwrap();
     let config = json!({
         "agents": {"defaults": {"model": "openai/test-model",

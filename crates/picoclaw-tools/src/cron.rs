@@ -321,9 +321,10 @@ impl CronTool {
         if args.deliver.unwrap_or(true) {
             payload = payload.delivered();
         }
-        // The CLI and the API answer in place; a job made there has no chat to go back to.
+        // The CLI, the API and the dashboard answer in place; a job made there has no chat to
+        // go back to.
         let target = match (&ctx.channel, &ctx.chat_id) {
-            (Some(c), Some(t)) if !matches!(c.as_str(), "cli" | "api") => {
+            (Some(c), Some(t)) if !crate::answers_in_place(c) => {
                 payload = payload.to(c.clone(), t.clone());
                 Some(format!("{c}:{t}"))
             }

@@ -53,6 +53,12 @@ pub use subagent::{
 };
 pub use tool::ToolRegistry;
 pub use voice::{MAX_AUDIO_BYTES, SttConfig, TranscribeTool, Transcriber};
+/// Whether a conversation on `channel` gets the agent's answer in place (the terminal, the HTTP
+/// API, the dashboard's chat): there is no chat to send a message or a later result to.
+pub fn answers_in_place(channel: &str) -> bool {
+    matches!(channel, "cli" | "api" | "web")
+}
+
 pub use web_fetch::{HostResolver, WebFetchConfig, WebFetchTool, forbidden_ip};
 pub use web_search::{
     SearchBackend, SearchResult, WebSearchConfig, WebSearchTool, parse_duckduckgo,

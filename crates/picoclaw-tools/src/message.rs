@@ -332,7 +332,7 @@ impl Tool for MessageTool {
                  channel and chat_id",
             );
         };
-        if matches!(channel.as_str(), "cli" | "api") {
+        if crate::answers_in_place(&channel) {
             return ToolOutput::error(format!(
                 "message: the {channel} conversation gets your answer directly; just answer"
             ));
@@ -528,9 +528,12 @@ mod tests {
         let cli = ToolContext::new(SessionKey::new("cli:default")).with_chat("cli", "default");
         let bare = ToolContext::new(SessionKey::new("x"));
         let chat = ToolContext::new(SessionKey::new("telegram:1")).with_chat("telegram", "1");
+        // The dashboard's chat answers in place too: no "web" channel to queue a message for.
+        let web = ToolContext::new(SessionKey::new("web:ab12")).with_chat("web", "ab12");
         for (ctx, args, want) in [
             (&bare, json!({"content": "hi"}), "no chat to send to"),
             (&cli, json!({"content": "hi"}), "answer directly"),
+            (&web, json!({"content": "hi"}), "answer directly"),
             (&chat, json!({"content": "  "}), "empty"),
             (
                 &chat,

@@ -386,7 +386,7 @@ impl Tool for SpawnTool {
         };
         let delivery = match (local, &self.0.outbox, channel, ctx.chat_id.clone()) {
             (Some(tx), ..) => Delivery::Local(tx),
-            (None, _, Some(channel), _) if matches!(channel.as_str(), "cli" | "api") => {
+            (None, _, Some(channel), _) if crate::answers_in_place(&channel) => {
                 return ToolOutput::error(format!(
                     "spawn: the {channel} conversation cannot receive a result later; use subagent"
                 ));

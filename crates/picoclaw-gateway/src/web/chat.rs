@@ -421,9 +421,19 @@ struct Attachment {
 static RUNNING: Mutex<Option<HashSet<(usize, String)>>> = Mutex::new(None);
 
 /// A conversation's turn slot, given back when dropped.
-struct Slot((usize, String));
+pub(super) struct Slot((usize, String));
 
 impl Slot {
+    /// Whether a turn of `key` is running now.
+    pub(super) fn busy(web: &Web, key: &SessionKey) -> bool {
+        let entry = (Arc::as_ptr(&web.api) as usize, key.as_str().to_owned());
+        RUNNING
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .as_ref()
+            .is_some_and(|set| set.contains(&entry))
+    }
+
     fn claim(web: &Web, key: &SessionKey) -> Option<Slot> {
         let entry = (Arc::as_ptr(&web.api) as usize, key.as_str().to_owned());
         let mut running = RUNNING
@@ -624,7 +634,11 @@ async fn send(State(web): State<Web>, body: Bytes) -> Response {
                     );
                 }
             };
-        tracing::debug!(file = %saved.display(), kind = %attachment.kind, "saved a dashboard attachment");
+        tracing::debug!(
+            file = %saved.display(),
+            kind = %attachment.kind.chars().filter(|c| !c.is_control()).take(100).collect::<String>(),
+            "saved a dashboard attachment"
+        );
         // The notes the channels write for their files (see the dispatcher).
         let note = match image {
             Some(url) => {
@@ -656,7 +670,6 @@ fn stream_turn(
     let timeout = web.api.turn_timeout;
     let metrics = web.api.metrics.clone();
     tokio::spawn(async move {
-        let _slot = slot;
         let sink = Events(tx);
         let options = TurnOptions::new()
             .cancel_with(cancel)
@@ -710,6 +723,9 @@ fn stream_turn(
                 event("error", &json!({"message": message}))
             }
         };
+        // The conversation is free before the browser hears the end, so a send that follows at
+        // once is not refused as a second turn.
+        drop(slot);
         let _ = sink.0.send(last);
     });
     let body = futures::stream::poll_fn(move |cx| {

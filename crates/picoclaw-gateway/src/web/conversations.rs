@@ -436,6 +436,17 @@ async fn clear(
             )),
         );
     }
+    if super::chat::Slot::busy(&web, &key) {
+        return back_to(
+            &web,
+            &ctx,
+            back,
+            Err(
+                "An answer is being written in this conversation; cancel it or wait, then clear."
+                    .to_owned(),
+            ),
+        );
+    }
     match web.api.store.delete(&key).await {
         Ok(true) => back_to(
             &web,

@@ -14,7 +14,9 @@
 
   // ---- Markdown: a small, safe subset. ----
   const SAFE_LINK = /^(https?:|mailto:)/i;
-  const INLINE = /(`+)([\s\S]*?[^`])\1(?!`)|\*\*([\s\S]+?)\*\*|__([\s\S]+?)__|\*([^*\s](?:[\s\S]*?[^*\s])?)\*|(?<![A-Za-z0-9])_([^_\s](?:[\s\S]*?[^_\s])?)_(?![A-Za-z0-9])|\[([^\]\n]+)\]\(([^)\s]+)\)|(https?:\/\/[^\s<>()]+[^\s<>().,;:!?'"])/;
+  // Spans stay within a line (the renderer passes one line at a time) and are bounded, so a
+  // long answer is never scanned quadratically.
+  const INLINE = /(`+)([^\n]{0,2000}?[^`\n])\1(?!`)|\*\*([^\n]{1,2000}?)\*\*|__([^\n]{1,2000}?)__|\*([^*\s](?:[^\n]{0,2000}?[^*\s])?)\*|(?<![A-Za-z0-9])_([^_\s](?:[^\n]{0,2000}?[^_\s])?)_(?![A-Za-z0-9])|\[([^\]\n]{1,300})\]\(([^)\s]{1,2000})\)|(https?:\/\/[^\s<>()]{1,2000}[^\s<>().,;:!?'"])/;
 
   const inline = (text, parent) => {
     let rest = text;
@@ -41,11 +43,20 @@
   };
 
   const LIST = /^(\s*)([-*+]|\d{1,9}[.)])\s+(.*)$/;
-  const render = (source) => {
+  // Past this length an answer is shown as plain text (rendering it again at every delta would
+  // cost more than it shows).
+  const MAX_RENDERED = 50000;
+  // Deeper quotes are shown as text.
+  const MAX_QUOTE_DEPTH = 8;
+  const render = (source, depth = 0) => {
     const out = document.createDocumentFragment();
     const lines = source.replace(/\r\n?/g, "\n").split("\n");
     let i = 0;
+    let last = -1;
     while (i < lines.length) {
+      // Every pass moves on: a line no rule takes is shown as text.
+      if (i === last) { out.append(el("p", null, lines[i])); i++; continue; }
+      last = i;
       const line = lines[i];
       const fence = line.match(/^\s*(```+|~~~+)\s*([\w+-]*)/);
       if (fence) {
@@ -61,7 +72,7 @@
         continue;
       }
       if (!line.trim()) { i++; continue; }
-      const heading = line.match(/^(#{1,6})\s+(.*?)\s*#*\s*$/);
+      const heading = line.match(/^\s*(#{1,6})\s+(.*?)\s*#*\s*$/);
       if (heading) {
         const h = el(`h${Math.min(6, heading[1].length + 2)}`);
         inline(heading[2], h);
@@ -73,7 +84,8 @@
         const quoted = [];
         while (i < lines.length && /^\s*>/.test(lines[i])) quoted.push(lines[i++].replace(/^\s*> ?/, ""));
         const q = el("blockquote");
-        q.append(render(quoted.join("\n")));
+        if (depth >= MAX_QUOTE_DEPTH) q.append(el("p", null, quoted.join("\n")));
+        else q.append(render(quoted.join("\n"), depth + 1));
         out.append(q);
         continue;
       }
@@ -86,7 +98,7 @@
         let li = null;
         while (i < lines.length) {
           const m = lines[i].match(LIST);
-          if (m && m[1].length < 2) {
+          if (m && (m[1].length < 2 || !li)) {
             if (/\d/.test(m[2]) !== ordered) break;
             li = el("li");
             inline(m[3], li);
@@ -115,8 +127,16 @@
   };
 
   const renderInto = (node, text) => {
-    node.replaceChildren(render(text));
-    node.classList.add("rendered");
+    try {
+      if (text.length > MAX_RENDERED) throw new Error("too long to render");
+      node.replaceChildren(render(text));
+      node.classList.add("rendered");
+    } catch {
+      // Whatever went wrong, the text is still shown, as text.
+      node.textContent = text;
+      node.classList.remove("rendered");
+      node.classList.add("plain");
+    }
   };
 
   document.querySelectorAll(".md[data-md]").forEach((node) => renderInto(node, node.textContent));
