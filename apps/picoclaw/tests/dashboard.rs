@@ -145,8 +145,10 @@ async fn an_operator_uses_the_dashboard_in_a_real_browser() {
         ">".repeat(3000)
     );
     let endpoint = ScriptedEndpoint::start_with([
-        Reply::text(answer).paced(Duration::from_millis(1200)),
-        Reply::text(tricky),
+        Reply::text(answer)
+            .paced(Duration::from_millis(1200))
+            .with_usage(1_250, 180),
+        Reply::text(tricky).with_usage(1_460, 95),
     ])
     .await;
     let home = tempfile::tempdir().unwrap();
@@ -157,6 +159,8 @@ async fn an_operator_uses_the_dashboard_in_a_real_browser() {
         "providers": {"openai": {"api_key": "sk-test", "api_base": endpoint.base_url()}},
         "gateway": {"host": "127.0.0.1", "port": 0, "api_key": KEY},
         "heartbeat": {"enabled": false, "interval": 30},
+        "model_list": [{"model_name": "test", "model": "openai/test-model",
+            "price": {"input": 2.5, "output": 10.0}}],
         "x_custom": {"keep": [1, 2, 3]},
     });
     std::fs::write(home.path().join("config.json"), config.to_string()).unwrap();
@@ -230,7 +234,6 @@ async fn an_operator_uses_the_dashboard_in_a_real_browser() {
         json!([0, "bold", true]),
         "Markdown rendered, HTML not"
     );
-    shoot(&browser, "chat", "desktop").await;
 
     // The conversation is listed.
     browser.goto(&format!("{base}/ui/conversations")).await;
