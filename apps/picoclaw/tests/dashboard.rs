@@ -234,6 +234,19 @@ async fn an_operator_uses_the_dashboard_in_a_real_browser() {
         json!([0, "bold", true]),
         "Markdown rendered, HTML not"
     );
+    shoot(&browser, "chat", "desktop").await;
+    let input = browser.find("#chat-input").await;
+    browser
+        .type_text(&input, "Show me some tricky Markdown\u{e007}")
+        .await;
+    browser
+        .wait_until(
+            "the tricky answer, rendered, and the page still responding",
+            "const b = document.querySelectorAll('#chat-log .msg.assistant'); \
+             return b.length === 2 && b[1].textContent.includes('the end') && \
+                document.getElementById('chat-form').getAttribute('aria-busy') === 'false';",
+        )
+        .await;
 
     // The conversation is listed.
     browser.goto(&format!("{base}/ui/conversations")).await;
