@@ -85,7 +85,15 @@ impl PairingState {
             std::fs::create_dir_all(parent)?;
         }
         let text = serde_json::to_string(paired).map_err(std::io::Error::other)?;
-        std::fs::write(file, text)
+        // Complete or not at all: a crash mid-write must not lose every pairing.
+        let tmp = file.with_extension(format!("json.{}.tmp", std::process::id()));
+        {
+            use std::io::Write;
+            let mut f = std::fs::File::create(&tmp)?;
+            f.write_all(text.as_bytes())?;
+            f.sync_all()?;
+        }
+        std::fs::rename(&tmp, file)
     }
 }
 

@@ -26,7 +26,7 @@ pub use keys::closest as did_you_mean;
 pub use keyvault::KeyVaultSecrets;
 pub use load::{
     Loaded, VENDOR_VARIABLES, load, load_from, load_value, load_with_env, load_without_key_vault,
-    read_config_json, validate,
+    parse_config_json, read_config_json, validate,
 };
 pub use model::{
     AgentDefaults, AgentsConfig, AzureSection, Config, DEFAULT_WORKSPACE, ExecSection,

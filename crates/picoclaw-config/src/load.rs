@@ -82,6 +82,12 @@ pub fn read_config_json(path: &Path) -> Result<Option<Value>, ConfigError> {
     }
 }
 
+/// Parses the text of a config file (as [`read_config_json`] does), for a caller that read the
+/// bytes itself; errors name `path`.
+pub fn parse_config_json(path: &Path, text: &str) -> Result<Value, ConfigError> {
+    parse_json(path, text)
+}
+
 fn load_inner(
     paths: &Paths,
     env: &HashMap<String, String>,

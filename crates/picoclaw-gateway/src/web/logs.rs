@@ -270,6 +270,21 @@ mod page {
             Ok(f) => f,
             Err(e) => return json_error(StatusCode::BAD_REQUEST, e),
         };
+        // At most this many requests wait for lines at once; past that, a request waits a
+        // moment and answers empty (the page asks again), so open tabs cannot pile up waiters.
+        static WAITERS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(16);
+        let _permit = if filter.wait {
+            match WAITERS.try_acquire() {
+                Ok(p) => Some(p),
+                Err(_) => {
+                    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+                    return axum::Json(serde_json::json!({"lines": [], "next": filter.after}))
+                        .into_response();
+                }
+            }
+        } else {
+            None
+        };
         let deadline = tokio::time::Instant::now() + WAIT;
         let mut after = filter.after;
         loop {

@@ -72,10 +72,20 @@ async fn show(
                 .map_err(|e| format!("the search failed: {e}")),
         )
     };
-    let text = match memory.long_term_text().await {
+    let mut text = match memory.long_term_text().await {
         Ok(t) => t,
         Err(e) => return failure(&ctx, Page::Memory, "cannot read memory/MEMORY.md", e),
     };
+    // The agent can grow MEMORY.md: the page shows its start.
+    const SHOWN_BYTES: usize = 64 * 1024;
+    if text.len() > SHOWN_BYTES {
+        let mut cut = SHOWN_BYTES;
+        while !text.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        text.truncate(cut);
+        text.push_str("\n… (the rest of MEMORY.md is not shown here; search finds it)");
+    }
     let files: Vec<String> = memory
         .files()
         .await

@@ -82,7 +82,7 @@ pub struct Web {
 }
 
 /// The logged-in browser a request comes from (put in the request's extensions by
-/// [`auth::require_session`]).
+/// `auth::require_session`).
 #[derive(Clone, Debug)]
 pub struct Ctx {
     /// The session's CSRF token, for the forms and scripts of the page.

@@ -115,6 +115,8 @@ fn lookup<'a>(value: &'a Value, parts: &[&str]) -> Option<&'a Value> {
 
 /// Whether a key's name says it holds a secret (`api_key`, `token`, `app_secret`,
 /// `encrypt_key`, `encoding_aes_key`, `password`...).
+/// Everything under `headers` (`Authorization`, `Cookie`), `env` and `args` (an MCP server's
+/// `GITHUB_PAT`, `--api-key sk-...`) is masked too: those hold credentials under any name.
 fn secret_name(key: &str) -> bool {
     let k = key.to_ascii_lowercase();
     [
@@ -125,9 +127,14 @@ fn secret_name(key: &str) -> bool {
         "passwd",
         "credential",
         "aes",
+        "auth",
+        "cookie",
+        "bearer",
     ]
     .iter()
     .any(|w| k.contains(w))
+        || matches!(k.as_str(), "headers" | "env" | "args" | "environment")
+        || picoclaw_tools::is_secret_env(key)
 }
 
 /// One setting of the running config, as shown.
@@ -245,9 +252,13 @@ fn read_file(path: &Path) -> Result<FileNow, String> {
         Err(e) => return Err(format!("cannot read {}: {e}", path.display())),
     };
     let version = version_of(bytes.as_deref());
+    // The bytes fingerprinted are the bytes parsed (a second read could see another edit).
     let json = match bytes {
         None => None,
-        Some(_) => picoclaw_config::read_config_json(path).map_err(|e| e.to_string())?,
+        Some(b) => Some(
+            picoclaw_config::parse_config_json(path, &String::from_utf8_lossy(&b))
+                .map_err(|e| e.to_string())?,
+        ),
     };
     Ok(FileNow { json, version })
 }
@@ -410,6 +421,8 @@ async fn show(State(web): State<Web>, axum::Extension(ctx): axum::Extension<Ctx>
         form #settings-form method="post" action=(Page::Settings.path()) {
             (csrf_field(&ctx))
             input type="hidden" name="version" value=(file.version);
+            // The checkboxes below are on this form: a missing one means "off".
+            input type="hidden" name="switches" value="1";
             (field_model(&current.model, locked.get("agents.defaults.model"), &models))
             fieldset {
                 legend { "Heartbeat" }
@@ -518,7 +531,14 @@ async fn save(
     axum::Extension(ctx): axum::Extension<Ctx>,
     axum::Form(fields): axum::Form<Vec<(String, String)>>,
 ) -> Response {
-    let result = apply(&web, &fields);
+    // One save at a time: the check that the file is unchanged and the write go together.
+    static SAVING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let result = {
+        let _one = SAVING
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        apply(&web, &fields)
+    };
     back_to(&web, &ctx, Page::Settings.path(), result)
 }
 
@@ -543,6 +563,15 @@ fn apply(web: &Web, fields: &[(String, String)]) -> Result<String, String> {
             path.display()
         ));
     }
+    if now.json.as_ref().is_some_and(|j| !j.is_object()) {
+        return Err(format!(
+            "Not saved: {} is not a JSON object; fix the file by hand first",
+            path.display()
+        ));
+    }
+    // The switches: a form without its marker (not this page's) changes none of them, since
+    // a missing checkbox would read as "off".
+    let switches = field(fields, "switches").is_some();
     let config = &web.dash.config;
     let before = Common::of_file(now.json.as_ref());
     let names: Vec<String> = before.channels.iter().map(|(n, _)| n.clone()).collect();
@@ -552,13 +581,13 @@ fn apply(web: &Web, fields: &[(String, String)]) -> Result<String, String> {
         .clone()
         .unwrap_or_else(|| Value::Object(Map::new()));
     let mut changed: Vec<String> = Vec::new();
-    let mut set = |key: &str, new: Value, old: &Value, changed: &mut Vec<String>| {
-        if locked.contains_key(key) || &new == old {
+    let mut set = |parts: &[&str], new: Value, old: &Value, changed: &mut Vec<String>| {
+        let key = parts.join(".");
+        if locked.contains_key(&key) || &new == old {
             return;
         }
-        let parts: Vec<&str> = key.split('.').collect();
-        set_path(&mut edited, &parts, new);
-        changed.push(key.to_owned());
+        set_path(&mut edited, parts, new);
+        changed.push(key);
     };
 
     if let Some(model) = field(fields, "model") {
@@ -572,19 +601,21 @@ fn apply(web: &Web, fields: &[(String, String)]) -> Result<String, String> {
             return Err("Not saved: the model name has control characters".to_owned());
         }
         set(
-            "agents.defaults.model",
+            &["agents", "defaults", "model"],
             Value::String(model.to_owned()),
             &Value::String(before.model.clone()),
             &mut changed,
         );
     }
-    let heartbeat = field(fields, "heartbeat").is_some();
-    set(
-        "heartbeat.enabled",
-        Value::Bool(heartbeat),
-        &Value::Bool(before.heartbeat),
-        &mut changed,
-    );
+    if switches {
+        let heartbeat = field(fields, "heartbeat").is_some();
+        set(
+            &["heartbeat", "enabled"],
+            Value::Bool(heartbeat),
+            &Value::Bool(before.heartbeat),
+            &mut changed,
+        );
+    }
     let mut interval_edit = None;
     if let Some(raw) = field(fields, "heartbeat_interval") {
         let raw = raw.trim();
@@ -601,12 +632,17 @@ fn apply(web: &Web, fields: &[(String, String)]) -> Result<String, String> {
             .map(Value::from)
             .unwrap_or_else(|_| Value::String(raw.to_owned()));
         interval_edit = new.as_i64();
-        set("heartbeat.interval", new, &before.interval, &mut changed);
+        set(
+            &["heartbeat", "interval"],
+            new,
+            &before.interval,
+            &mut changed,
+        );
     }
-    for (name, was) in &before.channels {
+    for (name, was) in before.channels.iter().filter(|_| switches) {
         let on = field(fields, &format!("channel.{name}")).is_some();
         set(
-            &format!("channels.{name}.enabled"),
+            &["channels", name.as_str(), "enabled"],
             Value::Bool(on),
             &Value::Bool(*was),
             &mut changed,
@@ -653,12 +689,20 @@ fn set_path(root: &mut Value, parts: &[&str], new: Value) {
     };
     let mut node = root;
     for part in parents {
-        if !node.get(*part).is_some_and(Value::is_object) {
-            node[*part] = Value::Object(Map::new());
+        let Value::Object(map) = node else {
+            return;
+        };
+        let child = map
+            .entry((*part).to_owned())
+            .or_insert_with(|| Value::Object(Map::new()));
+        if !child.is_object() {
+            *child = Value::Object(Map::new());
         }
-        node = &mut node[*part];
+        node = child;
     }
-    node[*last] = new;
+    if let Value::Object(map) = node {
+        map.insert((*last).to_owned(), new);
+    }
 }
 
 #[cfg(test)]
@@ -671,6 +715,9 @@ mod tests {
         assert!(secret_name("api_key") && secret_name("encoding_aes_key"));
         assert!(secret_name("app_secret") && secret_name("bot_token"));
         assert!(!secret_name("model") && !secret_name("api_base"));
+        for whole in ["headers", "env", "args", "Authorization", "GITHUB_PAT"] {
+            assert!(secret_name(whole), "{whole}");
+        }
         assert_eq!(shown(&json!("sk-0123456789abcdef"), true), "sk-0…cdef");
         assert_eq!(shown(&json!("short"), true), "****");
         assert_eq!(
