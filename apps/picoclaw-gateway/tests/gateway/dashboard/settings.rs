@@ -133,6 +133,7 @@ async fn settings_show_secrets_masked_with_their_sources_and_save_only_the_edite
             "/ui/settings",
             &[
                 ("version", &version_of(&page)),
+                ("switches", "1"),
                 ("model", "fast"),
                 ("heartbeat", "on"),
                 ("channel.telegram", "on"),
@@ -219,6 +220,7 @@ async fn settings_refuse_bad_values_and_stale_forms_leaving_the_file_as_it_was()
     for (fields, why) in cases {
         let mut fields = fields.to_vec();
         fields.push(("version", &version));
+        fields.push(("switches", "1"));
         let (status, location) = dash.post_form("/ui/settings", &fields).await;
         assert_eq!((status, location.as_str()), (303, "/ui/settings"));
         let (_, page) = dash.get("/ui/settings").await;
@@ -236,6 +238,7 @@ async fn settings_refuse_bad_values_and_stale_forms_leaving_the_file_as_it_was()
             "/ui/settings",
             &[
                 ("version", &version),
+                ("switches", "1"),
                 ("model", "openai/test-model"),
                 ("heartbeat", "on"),
                 ("heartbeat_interval", "30"),
@@ -259,6 +262,7 @@ async fn settings_refuse_bad_values_and_stale_forms_leaving_the_file_as_it_was()
         "/ui/settings",
         &[
             ("version", &version),
+            ("switches", "1"),
             ("model", "openai/other-model"),
             ("heartbeat", "on"),
             ("heartbeat_interval", "30"),
@@ -279,6 +283,7 @@ async fn settings_refuse_bad_values_and_stale_forms_leaving_the_file_as_it_was()
         "/ui/settings",
         &[
             ("version", &version),
+            ("switches", "1"),
             ("model", "openai/other-model"),
             ("heartbeat", "on"),
             ("heartbeat_interval", "30"),
@@ -291,6 +296,22 @@ async fn settings_refuse_bad_values_and_stale_forms_leaving_the_file_as_it_was()
     assert_eq!(config["channels"]["discord"]["enabled"], true);
     assert_eq!(config["channels"]["discord"]["token"], DISCORD_TOKEN);
     assert_eq!(config["x_other_edit"], 1);
+
+    // A form without the switches' marker (not the page's own) turns nothing off: a missing
+    // checkbox would read as "off".
+    let (_, page) = dash.get("/ui/settings").await;
+    dash.post_form(
+        "/ui/settings",
+        &[
+            ("version", &version_of(&page)),
+            ("model", "openai/third-model"),
+        ],
+    )
+    .await;
+    let config = read_config(home.path());
+    assert_eq!(config["agents"]["defaults"]["model"], "openai/third-model");
+    assert_eq!(config["channels"]["discord"]["enabled"], true);
+    assert_ne!(config["heartbeat"]["enabled"], false, "not switched off");
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -384,6 +405,7 @@ async fn logs_show_the_gateways_lines_after_a_number_and_by_level() {
         "/ui/settings",
         &[
             ("version", &version_of(&page)),
+            ("switches", "1"),
             ("model", "openai/other-model"),
             ("heartbeat", "on"),
             ("heartbeat_interval", "30"),
