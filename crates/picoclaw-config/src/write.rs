@@ -240,7 +240,10 @@ mod order_tests {
         value["agents"]["defaults"]["added"] = json!(true);
         value["heartbeat"] = json!({"interval": 30, "enabled": false});
         let text = pretty_keeping_order(&value, Some(before)).unwrap();
-        let at = |needle: &str| text.find(needle).unwrap_or_else(|| panic!("{needle} in {text}"));
+        let at = |needle: &str| {
+            text.find(needle)
+                .unwrap_or_else(|| panic!("{needle} in {text}"))
+        };
         assert!(at("\"gateway\"") < at("\"x_custom\"") && at("\"x_custom\"") < at("\"agents\""));
         assert!(at("\"port\"") < at("\"host\""));
         assert!(at("\"zeta\"") < at("\"alpha\"") && at("\"b\"") < at("\"a\""));
