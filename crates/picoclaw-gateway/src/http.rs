@@ -649,7 +649,7 @@ async fn chat_completions(
     }
 }
 
-fn count_turn(
+pub(crate) fn count_turn(
     m: &crate::metrics::Metrics,
     started: std::time::Instant,
     result: &Result<

@@ -683,17 +683,10 @@ fn stream_turn(
                 .turn(&target.key, ChatMessage::user(content), options, &sink),
         )
         .await;
+        // Counted as the API's turns are (the dashboard is a client of the same agent).
+        crate::http::count_turn(&metrics, started, &result);
         let last = match &result {
             Ok(Ok(o)) => {
-                metrics.turn(
-                    crate::metrics::Source::Api,
-                    true,
-                    started.elapsed(),
-                    o.tool_calls,
-                    o.usage.prompt_tokens,
-                    o.usage.completion_tokens,
-                );
-                metrics.reasoning(o.usage.reasoning_tokens);
                 let finish = match o.end {
                     picoclaw_core::TurnEnd::Truncated => "length",
                     picoclaw_core::TurnEnd::MaxIterations => "max_iterations",
@@ -708,14 +701,6 @@ fn stream_turn(
                 )
             }
             other => {
-                metrics.turn(
-                    crate::metrics::Source::Api,
-                    false,
-                    started.elapsed(),
-                    0,
-                    0,
-                    0,
-                );
                 let message = match other {
                     Ok(Err(e)) => e.to_string(),
                     _ => "the agent did not finish within the gateway's turn timeout".to_owned(),

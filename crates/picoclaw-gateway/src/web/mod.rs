@@ -269,22 +269,34 @@ pub fn asset_url(name: &str) -> String {
     format!("/ui/assets/{name}?v={}", env!("CARGO_PKG_VERSION"))
 }
 
+/// A page's head: CSP-clean (no inline script or style); with a session's CSRF token, the
+/// token for the scripts and the common script.
+fn head(title: &str, csrf: Option<&str>) -> Markup {
+    html! {
+        head {
+            meta charset="utf-8";
+            meta name="viewport" content="width=device-width, initial-scale=1";
+            meta name="color-scheme" content="light dark";
+            @if let Some(csrf) = csrf {
+                meta name="csrf-token" content=(csrf);
+            }
+            title { (title) " · picoclaw" }
+            link rel="icon" href=(asset_url("icon.svg"));
+            link rel="stylesheet" href=(asset_url("app.css"));
+            @if csrf.is_some() {
+                script src=(asset_url("app.js")) defer {}
+            }
+        }
+    }
+}
+
 /// The page around `body`: the head (CSP-clean: no inline script or style), the navigation with
 /// `current` marked, the logout button.
 pub fn layout(ctx: &Ctx, current: Page, body: Markup) -> Response {
     let markup = html! {
         (DOCTYPE)
         html lang="en" {
-            head {
-                meta charset="utf-8";
-                meta name="viewport" content="width=device-width, initial-scale=1";
-                meta name="color-scheme" content="light dark";
-                meta name="csrf-token" content=(ctx.csrf);
-                title { (current.title()) " · picoclaw" }
-                link rel="icon" href=(asset_url("icon.svg"));
-                link rel="stylesheet" href=(asset_url("app.css"));
-                script src=(asset_url("app.js")) defer {}
-            }
+            (head(current.title(), Some(&ctx.csrf)))
             body data-page=(current.path()) {
                 a.skip href="#main" { "Skip to content" }
                 header.top {
@@ -324,14 +336,7 @@ pub fn bare_page(title: &str, body: Markup) -> Markup {
     html! {
         (DOCTYPE)
         html lang="en" {
-            head {
-                meta charset="utf-8";
-                meta name="viewport" content="width=device-width, initial-scale=1";
-                meta name="color-scheme" content="light dark";
-                title { (title) " · picoclaw" }
-                link rel="icon" href=(asset_url("icon.svg"));
-                link rel="stylesheet" href=(asset_url("app.css"));
-            }
+            (head(title, None))
             body.bare {
                 main #main { (body) }
             }
