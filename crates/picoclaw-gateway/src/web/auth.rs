@@ -56,7 +56,7 @@ struct Failures {
 
 /// The logged-in browsers, and the count of wrong keys.
 #[derive(Debug, Default)]
-pub struct Sessions {
+pub(crate) struct Sessions {
     live: Mutex<Vec<Session>>,
     failures: Mutex<Failures>,
 }
@@ -134,8 +134,9 @@ impl Sessions {
         lock(&self.live).retain(|s| !same(s.token.expose(), token));
     }
 
-    /// How many sessions are open (for tests and the status of the Settings page).
-    pub fn open_count(&self) -> usize {
+    /// How many sessions are open.
+    #[cfg(test)]
+    fn open_count(&self) -> usize {
         let now = Instant::now();
         lock(&self.live).iter().filter(|s| s.expires > now).count()
     }

@@ -53,13 +53,11 @@ pub const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; 
 pub struct Dashboard {
     /// The config the gateway runs with (the Settings page shows it; edits go to the file and
     /// apply at the next start).
-    pub config: Arc<Config>,
-    pub paths: Paths,
-    pub sessions: auth::Sessions,
+    pub(crate) config: Arc<Config>,
+    pub(crate) paths: Paths,
+    pub(crate) sessions: auth::Sessions,
     /// The gateway's recent log lines, when the application captures them.
-    pub logs: Option<Arc<LogRing>>,
-    /// When this gateway started (milliseconds since the epoch).
-    pub started_ms: i64,
+    pub(crate) logs: Option<Arc<LogRing>>,
 }
 
 impl Dashboard {
@@ -69,33 +67,32 @@ impl Dashboard {
             paths,
             sessions: auth::Sessions::default(),
             logs,
-            started_ms: picoclaw_state::now_ms(),
         }
     }
 }
 
 /// What every dashboard handler gets: the API's state and the dashboard's.
 #[derive(Clone, Debug)]
-pub struct Web {
-    pub api: Arc<ApiState>,
-    pub dash: Arc<Dashboard>,
+pub(crate) struct Web {
+    pub(crate) api: Arc<ApiState>,
+    pub(crate) dash: Arc<Dashboard>,
 }
 
 /// The logged-in browser a request comes from (put in the request's extensions by
 /// `auth::require_session`).
 #[derive(Clone, Debug)]
-pub struct Ctx {
+pub(crate) struct Ctx {
     /// The session's CSRF token, for the forms and scripts of the page.
-    pub csrf: String,
+    pub(crate) csrf: String,
     /// The session's cookie value (to leave a notice for the next page).
     session: picoclaw_api::Secret<String>,
     /// What the previous request (a form) left to say, shown by [`layout`] above the page.
-    pub notice: Option<Notice>,
+    pub(crate) notice: Option<Notice>,
 }
 
 /// The pages, in the order of the navigation.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Page {
+pub(crate) enum Page {
     Chat,
     Conversations,
     Usage,
@@ -108,7 +105,7 @@ pub enum Page {
 }
 
 impl Page {
-    pub const ALL: [Page; 9] = [
+    pub(crate) const ALL: [Page; 9] = [
         Page::Chat,
         Page::Conversations,
         Page::Usage,
@@ -120,7 +117,7 @@ impl Page {
         Page::Logs,
     ];
 
-    pub fn path(self) -> &'static str {
+    pub(crate) fn path(self) -> &'static str {
         match self {
             Page::Chat => "/ui/chat",
             Page::Conversations => "/ui/conversations",
@@ -134,7 +131,7 @@ impl Page {
         }
     }
 
-    pub fn title(self) -> &'static str {
+    pub(crate) fn title(self) -> &'static str {
         match self {
             Page::Chat => "Chat",
             Page::Conversations => "Conversations",
@@ -265,7 +262,7 @@ async fn asset(axum::extract::Path(name): axum::extract::Path<String>) -> Respon
 }
 
 /// The asset URLs carry the version, so a new binary's assets are fetched again.
-pub fn asset_url(name: &str) -> String {
+pub(crate) fn asset_url(name: &str) -> String {
     format!("/ui/assets/{name}?v={}", env!("CARGO_PKG_VERSION"))
 }
 
@@ -292,7 +289,7 @@ fn head(title: &str, csrf: Option<&str>) -> Markup {
 
 /// The page around `body`: the head (CSP-clean: no inline script or style), the navigation with
 /// `current` marked, the logout button.
-pub fn layout(ctx: &Ctx, current: Page, body: Markup) -> Response {
+pub(crate) fn layout(ctx: &Ctx, current: Page, body: Markup) -> Response {
     let markup = html! {
         (DOCTYPE)
         html lang="en" {
@@ -332,7 +329,7 @@ pub fn layout(ctx: &Ctx, current: Page, body: Markup) -> Response {
 }
 
 /// A page without the navigation (the login page).
-pub fn bare_page(title: &str, body: Markup) -> Markup {
+pub(crate) fn bare_page(title: &str, body: Markup) -> Markup {
     html! {
         (DOCTYPE)
         html lang="en" {
@@ -344,7 +341,7 @@ pub fn bare_page(title: &str, body: Markup) -> Markup {
     }
 }
 
-pub fn html_response(markup: Markup) -> Response {
+pub(crate) fn html_response(markup: Markup) -> Response {
     (
         [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
         markup.into_string(),
@@ -353,20 +350,20 @@ pub fn html_response(markup: Markup) -> Response {
 }
 
 /// The hidden form field that carries the CSRF token.
-pub fn csrf_field(ctx: &Ctx) -> Markup {
+pub(crate) fn csrf_field(ctx: &Ctx) -> Markup {
     html! { input type="hidden" name="csrf" value=(ctx.csrf); }
 }
 
 /// A notice above a page's content: what the last action did, or why it was refused. Kept in
 /// the session (never in the URL, where a link could put any text on the page) and shown once.
 #[derive(Clone, Debug)]
-pub enum Notice {
+pub(crate) enum Notice {
     Ok(String),
     Error(String),
 }
 
 impl Notice {
-    pub fn render(&self) -> Markup {
+    pub(crate) fn render(&self) -> Markup {
         html! {
             @match self {
                 Notice::Ok(text) => p.notice.ok role="status" { (text) },
@@ -378,7 +375,12 @@ impl Notice {
 
 /// After a form: back to `path` with a notice shown once there (post/redirect/get, so a reload
 /// sends nothing again).
-pub fn back_to(web: &Web, ctx: &Ctx, path: &str, result: Result<String, String>) -> Response {
+pub(crate) fn back_to(
+    web: &Web,
+    ctx: &Ctx,
+    path: &str,
+    result: Result<String, String>,
+) -> Response {
     let notice = match result {
         Ok(t) => Notice::Ok(t.chars().take(500).collect()),
         Err(t) => Notice::Error(t.chars().take(1000).collect()),
@@ -388,7 +390,7 @@ pub fn back_to(web: &Web, ctx: &Ctx, path: &str, result: Result<String, String>)
 }
 
 /// Percent-encodes a query value (everything but unreserved characters).
-pub fn encode_query(text: &str) -> String {
+pub(crate) fn encode_query(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     for b in text.bytes() {
         if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
@@ -401,14 +403,19 @@ pub fn encode_query(text: &str) -> String {
 }
 
 /// A time in milliseconds since the epoch as `YYYY-MM-DD HH:MM UTC`.
-pub fn when(ms: i64) -> String {
+pub(crate) fn when(ms: i64) -> String {
     chrono::DateTime::from_timestamp_millis(ms)
         .map(|t| t.format("%Y-%m-%d %H:%M UTC").to_string())
         .unwrap_or_else(|| "-".to_owned())
 }
 
 /// An error shown in place of a page's content.
-pub fn failure(ctx: &Ctx, page: Page, what: &str, error: impl std::fmt::Display) -> Response {
+pub(crate) fn failure(
+    ctx: &Ctx,
+    page: Page,
+    what: &str,
+    error: impl std::fmt::Display,
+) -> Response {
     let body = html! {
         h1 { (page.title()) }
         p.notice.error role="alert" { (what) ": " (error.to_string()) }
@@ -419,7 +426,7 @@ pub fn failure(ctx: &Ctx, page: Page, what: &str, error: impl std::fmt::Display)
 }
 
 /// A JSON error for the scripts' requests.
-pub fn json_error(status: StatusCode, message: impl Into<String>) -> Response {
+pub(crate) fn json_error(status: StatusCode, message: impl Into<String>) -> Response {
     (
         status,
         axum::Json(serde_json::json!({"error": message.into()})),
