@@ -452,7 +452,7 @@ impl Default for HeartbeatConfig {
 }
 
 /// `state`: the database.
-#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(default)]
 #[non_exhaustive]
 pub struct StateConfig {
@@ -460,6 +460,20 @@ pub struct StateConfig {
     /// `postgres://user:password@host/database` for PostgreSQL (several gateway instances; the
     /// build needs the `postgres` feature). `PICOCLAW_STATE_URL` overrides it.
     pub url: String,
+    /// A conversation's turn holds the lease `session:<key>` in the database, renewed every
+    /// third of this while it runs: instances sharing the database never run two turns of one
+    /// conversation at once, and when an instance dies its conversations wait at most this long
+    /// for another (at least 1).
+    pub session_lease_seconds: u32,
+}
+
+impl Default for StateConfig {
+    fn default() -> Self {
+        Self {
+            url: String::new(),
+            session_lease_seconds: 30,
+        }
+    }
 }
 
 /// `gateway`.
@@ -486,6 +500,10 @@ pub struct GatewayConfig {
     pub metrics_public: bool,
     /// Serve the web dashboard at `/` (builds with the `web` feature; docs/dashboard.md).
     pub dashboard: bool,
+    /// Turns running at once in this instance, whatever started them (API, dashboard,
+    /// channels, cron, heartbeat); the others wait their turn in arrival order. A sub-agent
+    /// runs within its parent's turn. At least 1.
+    pub max_concurrent_turns: u32,
 }
 
 impl Default for GatewayConfig {
@@ -499,6 +517,7 @@ impl Default for GatewayConfig {
             allowed_hosts: Vec::new(),
             metrics_public: false,
             dashboard: true,
+            max_concurrent_turns: 16,
         }
     }
 }

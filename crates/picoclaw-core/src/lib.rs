@@ -14,7 +14,8 @@ mod tool_loop;
 pub mod transcript;
 
 pub use agent::{
-    Agent, AgentBuilder, AgentConfig, AgentError, PeerAgents, TurnEnd, TurnOptions, TurnOutcome,
+    Agent, AgentBuilder, AgentConfig, AgentError, DEFAULT_LEASE_TTL, PeerAgents, SessionGuard,
+    SessionLeases, TurnEnd, TurnOptions, TurnOutcome,
 };
 pub use context::ContextBuilder;
 pub use events::{AgentEvent, EventLog, EventSink};

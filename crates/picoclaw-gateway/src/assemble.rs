@@ -196,6 +196,29 @@ pub fn exec_config(config: &Config, paths: &Paths) -> ExecConfig {
     exec_cfg
 }
 
+/// This process's name in the state database's leases and claims: the host, the process id
+/// and 64 random bits, made once per process (two instances never share one, even in
+/// containers where every process id is 1).
+pub fn instance_id() -> &'static str {
+    static ID: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    ID.get_or_init(|| {
+        let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .ok()
+            .map(|h| h.trim().to_owned())
+            .filter(|h| !h.is_empty())
+            .unwrap_or_else(|| "host".to_owned());
+        let mut bytes = [0u8; 8];
+        // Without randomness, the time in nanoseconds tells instances apart.
+        let random = match getrandom::fill(&mut bytes) {
+            Ok(()) => u64::from_le_bytes(bytes),
+            Err(_) => std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos() as u64),
+        };
+        format!("{host}-{}-{random:016x}", std::process::id())
+    })
+}
+
 /// Options of [`assemble`].
 #[derive(Clone, Default)]
 #[non_exhaustive]
@@ -223,6 +246,9 @@ pub struct AssembleOptions {
     /// its commands under Landlock and protected from its file tools even when they may leave
     /// the workspace.
     pub closed_paths: Vec<PathBuf>,
+    /// Turns running at once, shared by every agent of this process (`gateway.max_concurrent_turns`);
+    /// unbounded when `None`.
+    pub turn_permits: Option<Arc<tokio::sync::Semaphore>>,
 }
 
 impl std::fmt::Debug for AssembleOptions {
@@ -233,6 +259,10 @@ impl std::fmt::Debug for AssembleOptions {
             .field("tool_factories", &self.tools.len())
             .field("store", &self.store.is_some())
             .field("tool_filter", &self.tool_filter)
+            .field(
+                "turn_permits",
+                &self.turn_permits.as_ref().map(|p| p.available_permits()),
+            )
             .finish()
     }
 }
@@ -249,7 +279,14 @@ impl AssembleOptions {
             memory_space: None,
             peers: None,
             closed_paths: Vec::new(),
+            turn_permits: None,
         }
+    }
+
+    /// See [`AssembleOptions::turn_permits`].
+    pub fn with_turn_permits(mut self, permits: Arc<tokio::sync::Semaphore>) -> Self {
+        self.turn_permits = Some(permits);
+        self
     }
 
     /// See [`AssembleOptions::closed_paths`].
@@ -567,6 +604,14 @@ pub async fn assemble(
     if let Some((agents, allowed, me)) = options.peers.clone() {
         builder = builder.peers(agents, allowed, me);
     }
+    if let Some(permits) = &options.turn_permits {
+        builder = builder.turn_permits(permits.clone());
+    }
+    // Every turn of a conversation holds its lease in the state database, so processes
+    // sharing it (gateway instances, a `picoclaw agent` beside a gateway) take turns.
+    let leases = picoclaw_core::SessionLeases::new(store.clone(), instance_id()).ttl(
+        Duration::from_secs(u64::from(config.state.session_lease_seconds.max(1))),
+    );
     let agent = builder
         .config(agent_cfg.clone())
         .tools(tools.clone())
@@ -574,6 +619,7 @@ pub async fn assemble(
         .usage_ledger(store.clone(), model_label.clone())
         .memory(memory.clone())
         .subagents(4, Some(store.clone()))
+        .session_leases(leases)
         .workspace(&workspace)
         .build()
         .map_err(|e| SetupError::Config(e.to_string()))?;

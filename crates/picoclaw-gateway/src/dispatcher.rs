@@ -142,6 +142,8 @@ pub struct Dispatcher {
     config: DispatcherConfig,
     queues: Mutex<HashMap<SessionKey, mpsc::Sender<Job>>>,
     running: Mutex<HashMap<SessionKey, CancellationToken>>,
+    /// Journal ids queued or being processed here (a sweep does not queue them twice).
+    queued: Mutex<std::collections::HashSet<i64>>,
     permits: Arc<Semaphore>,
     /// Woken when the outbox has something new.
     pub outbox_ready: Arc<Notify>,
@@ -196,6 +198,7 @@ impl Dispatcher {
             config,
             queues: Mutex::new(HashMap::new()),
             running: Mutex::new(HashMap::new()),
+            queued: Mutex::new(std::collections::HashSet::new()),
             outbox_ready: Arc::new(Notify::new()),
         })
     }
@@ -260,9 +263,18 @@ impl Dispatcher {
 
     /// Queues what the journal holds unprocessed (after a crash or restart). Returns how many.
     pub async fn recover(self: &Arc<Self>) -> Result<usize, StateError> {
+        self.recover_before(i64::MAX).await
+    }
+
+    /// Queues what the journal holds unprocessed, received before `before_ms` and not queued
+    /// here already. Returns how many.
+    async fn recover_before(self: &Arc<Self>, before_ms: i64) -> Result<usize, StateError> {
         let pending = self.store.unprocessed(100_000).await?;
         let mut n = 0;
         for record in pending {
+            if record.received_at_ms >= before_ms || lock(&self.queued).contains(&record.id) {
+                continue;
+            }
             match serde_json::from_str::<InboundMessage>(&record.payload) {
                 Ok(msg) => {
                     self.enqueue(record.id, msg).await;
@@ -274,16 +286,35 @@ impl Dispatcher {
                 }
             }
         }
-        if n > 0 {
-            tracing::info!(
-                messages = n,
-                "re-queued messages received before the restart"
-            );
-        }
         Ok(n)
     }
 
+    /// Every `every`, queues the messages that have waited unprocessed longer than that and
+    /// are not queued here (until `stop`): what another instance sharing the journal left
+    /// when it died, and what this one could not hold (the database was away).
+    pub async fn sweep(self: Arc<Self>, every: Duration, stop: CancellationToken) {
+        let age = i64::try_from(every.as_millis()).unwrap_or(i64::MAX);
+        loop {
+            tokio::select! {
+                () = tokio::time::sleep(every) => {}
+                () = stop.cancelled() => return,
+            }
+            match self
+                .recover_before(picoclaw_state::now_ms().saturating_sub(age))
+                .await
+            {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(
+                    messages = n,
+                    "queued messages left unanswered (by an instance that stopped, or after an error)"
+                ),
+                Err(e) => tracing::warn!(error = %e, "could not read the inbound journal"),
+            }
+        }
+    }
+
     async fn enqueue(self: &Arc<Self>, id: i64, msg: InboundMessage) {
+        lock(&self.queued).insert(id);
         let mut job = (id, msg);
         loop {
             let sender = {
@@ -481,16 +512,39 @@ impl Dispatcher {
             Ok(p) => p,
             Err(_) => return,
         };
+        // The conversation, held by this instance (its lease, when the state is shared) from
+        // the check below until the answer is stored: another instance sharing the journal
+        // may have answered the message meanwhile (it recovers what an instance that died
+        // left), and must not start on it while we do.
+        let agent = self
+            .agents
+            .for_session(msg.session_key.as_str())
+            .agent
+            .clone();
+        let guard = match agent.hold_session(&msg.session_key).await {
+            Ok(guard) => guard,
+            Err(e) => {
+                tracing::warn!(id, session = %msg.session_key, error = %e, "could not hold the conversation; the message is redone later");
+                self.forget(id);
+                return;
+            }
+        };
+        match self.store.is_unprocessed(id).await {
+            Ok(true) => {}
+            Ok(false) => {
+                tracing::debug!(id, "already answered (by another instance)");
+                self.forget(id);
+                return;
+            }
+            Err(e) => {
+                tracing::warn!(id, error = %e, "could not read the inbound journal; the message is redone later");
+                self.forget(id);
+                return;
+            }
+        }
         let text = match msg.content.trim() {
             "/help" => HELP.to_owned(),
-            "/new" => match self
-                .agents
-                .for_session(msg.session_key.as_str())
-                .agent
-                .session_store()
-                .delete(&msg.session_key)
-                .await
-            {
+            "/new" => match agent.session_store().delete(&msg.session_key).await {
                 Ok(_) => "Started a new conversation.".to_owned(),
                 Err(e) => format!("Could not clear the conversation: {e}"),
             },
@@ -526,16 +580,8 @@ impl Dispatcher {
                     channel: msg.channel.as_str(),
                     chat: &msg.chat_id,
                 };
-                let result = self
-                    .agents
-                    .for_session(msg.session_key.as_str())
-                    .agent
-                    .turn(
-                        &msg.session_key,
-                        ChatMessage::user(content),
-                        options,
-                        &deltas,
-                    )
+                let result = agent
+                    .turn_held(&guard, ChatMessage::user(content), options, &deltas)
                     .await;
                 let m = &self.config.metrics;
                 match &result {
@@ -573,6 +619,13 @@ impl Dispatcher {
         if let Err(e) = self.finish(id, &msg, &text).await {
             tracing::error!(id, error = %e, "could not store the answer; the message will be redone after a restart");
         }
+        guard.release().await;
+        self.forget(id);
+    }
+
+    /// The message left this instance's queues.
+    fn forget(&self, id: i64) {
+        lock(&self.queued).remove(&id);
     }
 
     /// Marks the message processed and puts its answer (if any) in the outbox, atomically.
@@ -663,6 +716,8 @@ pub struct Deliverer {
     metrics: Arc<crate::metrics::Metrics>,
     /// Attempts before a message is given up.
     pub max_attempts: u32,
+    /// The channels whose messages this instance claims; all when `None`.
+    only: Option<Vec<String>>,
 }
 
 impl std::fmt::Debug for Deliverer {
@@ -686,7 +741,16 @@ impl Deliverer {
             ready: dispatcher.outbox_ready.clone(),
             metrics: dispatcher.config.metrics.clone(),
             max_attempts: 6,
+            only: None,
         }
+    }
+
+    /// Claims messages for these channels only, leaving the others to the instances sharing
+    /// the state database that run them (without it, a message for a channel this instance
+    /// does not run fails here until it is given up).
+    pub fn only_channels(mut self, names: Vec<String>) -> Self {
+        self.only = Some(names);
+        self
     }
 
     /// Delivers until `stop` is cancelled, then once more (flushing what is ready).
@@ -710,11 +774,19 @@ impl Deliverer {
     /// One pass: what is due now. Returns how many were handed out.
     pub async fn deliver_due(&self) -> usize {
         let now = picoclaw_state::now_ms();
-        let batch = match self
-            .store
-            .claim_outbound(&self.owner, now, 30_000, 64)
-            .await
-        {
+        let claimed = match &self.only {
+            Some(channels) => {
+                self.store
+                    .claim_outbound_on(&self.owner, now, 30_000, 64, channels)
+                    .await
+            }
+            None => {
+                self.store
+                    .claim_outbound(&self.owner, now, 30_000, 64)
+                    .await
+            }
+        };
+        let batch = match claimed {
             Ok(b) => b,
             Err(e) => {
                 tracing::warn!(error = %e, "cannot read the outbox");

@@ -25,7 +25,7 @@ pub mod web;
 pub use agents::{AgentSet, GatewayAgent, Routed, assemble_agents, route_input};
 pub use assemble::{
     AssembleOptions, Assembled, AssemblyReport, McpServerStatus, SetupError, SkillsSettings,
-    assemble, exec_config, open_state, state_location,
+    assemble, exec_config, instance_id, open_state, state_location,
 };
 pub use dispatcher::{
     Accepted, ChannelSink, Deliverer, DeliveryError, Dispatcher, DispatcherConfig, DispatcherInbox,
@@ -80,10 +80,14 @@ pub async fn run_with(
         ),
     }
     let grace = Duration::from_secs(u64::from(config.gateway.shutdown_grace_seconds));
+    // Turns at once, whatever starts them; the rest wait in arrival order.
+    let max_turns = config.gateway.max_concurrent_turns.max(1) as usize;
     let agents = assemble_agents(
         &config,
         &paths,
-        AssembleOptions::streaming(true).with_tools(extensions.tools().to_vec()),
+        AssembleOptions::streaming(true)
+            .with_tools(extensions.tools().to_vec())
+            .with_turn_permits(Arc::new(tokio::sync::Semaphore::new(max_turns))),
     )
     .await?;
     let store = agents.store().clone();
@@ -123,17 +127,29 @@ pub async fn run_with(
         agents.clone(),
         store.clone(),
         DispatcherConfig::default()
+            .max_concurrent_turns(max_turns)
             .metrics(metrics.clone())
             .transcriber(transcriber)
             .media_root(main.workspace.clone())
             .typing_to(Arc::new(ChannelSink(channels.clone()))),
     );
     let stop = tokio_util::sync::CancellationToken::new();
-    let owner = format!("gw-{}-{}", std::process::id(), picoclaw_state::now_ms());
-    let deliverer = tokio::spawn(
-        Deliverer::new(&dispatcher, Arc::new(ChannelSink(channels.clone())), owner)
-            .run(stop.clone()),
+    let mut deliverer = Deliverer::new(
+        &dispatcher,
+        Arc::new(ChannelSink(channels.clone())),
+        assemble::instance_id(),
     );
+    if shared_state(&config) {
+        // Other instances share the outbox: take only what this one can send.
+        deliverer = deliverer.only_channels(
+            channels
+                .states()
+                .into_iter()
+                .map(|(name, _)| name)
+                .collect(),
+        );
+    }
+    let deliverer = tokio::spawn(deliverer.run(stop.clone()));
     match dispatcher.recover().await {
         Ok(0) => {}
         Ok(n) => tracing::info!(
@@ -144,6 +160,9 @@ pub async fn run_with(
     }
     let mut channel_tasks =
         channels.start(Arc::new(DispatcherInbox(dispatcher.clone())), stop.clone());
+    // What another instance sharing the journal received and left unanswered when it stopped.
+    let lease = Duration::from_secs(u64::from(config.state.session_lease_seconds.max(1)));
+    channel_tasks.spawn(dispatcher.clone().sweep(lease, stop.clone()));
     let clock: Arc<dyn scheduler::Clock> = Arc::new(scheduler::SystemClock);
     let cron = scheduler::CronRunner::with_agents(
         agents.clone(),
@@ -220,6 +239,12 @@ pub async fn run_with(
     tracing::info!("gateway stopped");
     store.close().await;
     Ok(())
+}
+
+/// Whether the state database is meant for several instances (PostgreSQL).
+fn shared_state(config: &Config) -> bool {
+    let url = config.state.url.trim();
+    url.starts_with("postgres://") || url.starts_with("postgresql://")
 }
 
 /// The channels the config enables and `registry` can make. An enabled channel this build

@@ -365,12 +365,40 @@ impl Heartbeat {
         })
     }
 
-    /// Beats every `interval` until `stop`.
+    /// Whether this instance beats now: the lease `heartbeat:<session>` is taken for nine
+    /// tenths of `interval` and not given back, so instances sharing the state database beat
+    /// once per interval between them (and another takes over when one stops).
+    pub async fn claim(&self, interval: Duration) -> bool {
+        let ttl = i64::try_from(interval.as_millis() / 10 * 9).unwrap_or(i64::MAX);
+        let name = format!("heartbeat:{}", self.session);
+        match self
+            .store
+            .try_lease(
+                &name,
+                crate::assemble::instance_id(),
+                self.clock.now_ms(),
+                ttl.max(1),
+            )
+            .await
+        {
+            Ok(claimed) => claimed,
+            Err(e) => {
+                tracing::warn!(error = %e, "heartbeat skipped: the state database did not answer");
+                false
+            }
+        }
+    }
+
+    /// Beats every `interval` until `stop` (when [`claim`](Self::claim) says so).
     pub async fn run(self, interval: Duration, stop: CancellationToken) {
         loop {
             tokio::select! {
                 () = tokio::time::sleep(interval) => {}
                 () = stop.cancelled() => break,
+            }
+            if !self.claim(interval).await {
+                tracing::debug!("heartbeat: another instance beat this interval");
+                continue;
             }
             match self.beat().await {
                 Ok(beat) => tracing::debug!(?beat, "heartbeat"),

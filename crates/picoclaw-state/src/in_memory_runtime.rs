@@ -232,6 +232,13 @@ impl InboundJournal for InMemoryStore {
             .collect())
     }
 
+    async fn is_unprocessed(&self, id: i64) -> Result<bool, StateError> {
+        Ok(relock(&self.runtime)
+            .inbound
+            .iter()
+            .any(|(r, done)| r.id == id && done.is_none()))
+    }
+
     async fn prune_inbound(&self, before_ms: i64) -> Result<u64, StateError> {
         let mut state = relock(&self.runtime);
         let before = state.inbound.len();
@@ -276,25 +283,20 @@ impl Outbox for InMemoryStore {
         lease_ms: i64,
         limit: usize,
     ) -> Result<Vec<OutboundRecord>, StateError> {
-        let mut state = relock(&self.runtime);
-        let mut out = Vec::new();
-        // Only the oldest undelivered message of each chat may go (per-chat order).
-        let mut seen = std::collections::HashSet::new();
-        for o in state.outbox.iter_mut() {
-            if out.len() == limit {
-                break;
-            }
-            if o.dead || !seen.insert((o.record.channel.clone(), o.record.chat_id.clone())) {
-                continue;
-            }
-            let free = o.lease.as_ref().is_none_or(|(_, until)| *until <= now_ms);
-            if o.due_at <= now_ms && free {
-                o.lease = Some((owner.to_owned(), now_ms + lease_ms));
-                o.record.attempts += 1;
-                out.push(o.record.clone());
-            }
-        }
-        Ok(out)
+        Ok(self.claim_where(owner, now_ms, lease_ms, limit, |_| true))
+    }
+
+    async fn claim_outbound_on(
+        &self,
+        owner: &str,
+        now_ms: i64,
+        lease_ms: i64,
+        limit: usize,
+        channels: &[String],
+    ) -> Result<Vec<OutboundRecord>, StateError> {
+        Ok(self.claim_where(owner, now_ms, lease_ms, limit, |c| {
+            channels.iter().any(|x| x == c)
+        }))
     }
 
     async fn ack_outbound(&self, id: i64, owner: &str) -> Result<bool, StateError> {
@@ -368,6 +370,41 @@ impl LeaseStore for InMemoryStore {
             state.leases.remove(name);
         }
         Ok(())
+    }
+}
+
+impl InMemoryStore {
+    /// Claims due messages whose channel `wanted` takes.
+    fn claim_where(
+        &self,
+        owner: &str,
+        now_ms: i64,
+        lease_ms: i64,
+        limit: usize,
+        wanted: impl Fn(&str) -> bool,
+    ) -> Vec<OutboundRecord> {
+        let mut state = relock(&self.runtime);
+        let mut out = Vec::new();
+        // Only the oldest undelivered message of each chat may go (per-chat order).
+        let mut seen = std::collections::HashSet::new();
+        for o in state.outbox.iter_mut() {
+            if out.len() == limit {
+                break;
+            }
+            if o.dead
+                || !wanted(&o.record.channel)
+                || !seen.insert((o.record.channel.clone(), o.record.chat_id.clone()))
+            {
+                continue;
+            }
+            let free = o.lease.as_ref().is_none_or(|(_, until)| *until <= now_ms);
+            if o.due_at <= now_ms && free {
+                o.lease = Some((owner.to_owned(), now_ms + lease_ms));
+                o.record.attempts += 1;
+                out.push(o.record.clone());
+            }
+        }
+        out
     }
 }
 

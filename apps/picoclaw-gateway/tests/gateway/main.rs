@@ -176,6 +176,8 @@ mod agents;
 mod api;
 mod azure;
 mod dashboard;
+#[cfg(feature = "postgres")]
+mod instances;
 #[cfg(feature = "maixcam")]
 mod maixcam;
 #[cfg(all(

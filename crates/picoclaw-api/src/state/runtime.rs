@@ -94,6 +94,18 @@ pub trait InboundJournal: Send + Sync {
     /// Journaled messages not yet processed, oldest first (after a crash: what to redo).
     async fn unprocessed(&self, limit: usize) -> Result<Vec<InboundRecord>, StateError>;
 
+    /// Whether message `id` is journaled and not yet processed: checked under the session's
+    /// lease before its turn, since another instance sharing the journal may have answered it
+    /// meanwhile. The default reads [`unprocessed`](Self::unprocessed); backends answer it with
+    /// one lookup.
+    async fn is_unprocessed(&self, id: i64) -> Result<bool, StateError> {
+        Ok(self
+            .unprocessed(usize::MAX)
+            .await?
+            .iter()
+            .any(|r| r.id == id))
+    }
+
     /// Forgets processed messages received before `before_ms` (redeliveries older than that
     /// are no longer recognised). Returns how many went.
     async fn prune_inbound(&self, before_ms: i64) -> Result<u64, StateError>;
@@ -161,6 +173,22 @@ pub trait Outbox: Send + Sync {
         lease_ms: i64,
         limit: usize,
     ) -> Result<Vec<OutboundRecord>, StateError>;
+
+    /// [`claim_outbound`](Self::claim_outbound) of messages for `channels` only: an instance
+    /// claims what it can deliver, and leaves messages for channels it does not run to the
+    /// instances that do. The default ignores `channels` (a backend that cannot filter hands
+    /// out every message, as `claim_outbound` does).
+    async fn claim_outbound_on(
+        &self,
+        owner: &str,
+        now_ms: i64,
+        lease_ms: i64,
+        limit: usize,
+        channels: &[String],
+    ) -> Result<Vec<OutboundRecord>, StateError> {
+        let _ = channels;
+        self.claim_outbound(owner, now_ms, lease_ms, limit).await
+    }
 
     /// Delivered: the message leaves the outbox. Returns false when `owner` no longer held it
     /// (its lease ran out and another instance took it).

@@ -35,6 +35,8 @@ pub struct AgentBuilder {
     skills: Option<Arc<picoclaw_skills::LiveCatalog>>,
     workspace: Option<PathBuf>,
     instructions: Option<String>,
+    leases: Option<super::SessionLeases>,
+    permits: Option<Arc<tokio::sync::Semaphore>>,
     config: AgentConfig,
 }
 
@@ -150,6 +152,22 @@ impl AgentBuilder {
         self
     }
 
+    /// Takes the lease `session:<key>` for every turn (and its sub-agents' turns), so that
+    /// instances sharing the state database never run turns of one conversation at once
+    /// (see [`SessionLeases`](super::SessionLeases)).
+    pub fn session_leases(mut self, leases: super::SessionLeases) -> Self {
+        self.leases = Some(leases);
+        self
+    }
+
+    /// At most as many turns as `permits` has run at once; the others wait their turn, first
+    /// come first served. Share one semaphore between agents to bound them together.
+    /// Sub-agents' turns run within their parent's and take none.
+    pub fn turn_permits(mut self, permits: Arc<tokio::sync::Semaphore>) -> Self {
+        self.permits = Some(permits);
+        self
+    }
+
     pub fn max_tool_iterations(mut self, n: usize) -> Self {
         self.config.max_tool_iterations = n;
         self
@@ -214,6 +232,9 @@ impl AgentBuilder {
             if let Some(skills) = &self.skills {
                 child = child.skills(skills.clone());
             }
+            if let Some(leases) = &self.leases {
+                child = child.session_leases(leases.clone());
+            }
             let runner = Arc::new(ChildRunner {
                 child: child.build()?,
                 next: std::sync::atomic::AtomicU64::new(1),
@@ -246,6 +267,8 @@ impl AgentBuilder {
                 config: self.config,
                 usage: self.usage,
                 session_locks: Mutex::new(HashMap::new()),
+                leases: self.leases,
+                permits: self.permits,
                 subagents: subagents_handle,
                 limiter,
             }),
@@ -267,6 +290,8 @@ impl Agent {
             skills: None,
             workspace: None,
             instructions: None,
+            leases: None,
+            permits: None,
             config: AgentConfig::default(),
         }
     }

@@ -6,10 +6,12 @@
 //! calls, tools, compaction, persistence), and `subagent` runs sub-agent tasks on a child agent.
 
 mod builder;
+mod hold;
 mod subagent;
 mod turn;
 
 pub use builder::AgentBuilder;
+pub use hold::{DEFAULT_LEASE_TTL, SessionGuard, SessionLeases};
 pub use subagent::PeerAgents;
 
 use crate::context::ContextBuilder;
@@ -182,6 +184,11 @@ struct Inner {
     config: AgentConfig,
     usage: Option<(Arc<dyn UsageStore>, String)>,
     session_locks: Mutex<HashMap<SessionKey, Arc<tokio::sync::Mutex<()>>>>,
+    /// The `session:<key>` leases, when other instances share the state.
+    leases: Option<SessionLeases>,
+    /// Turns running at once, when bounded (top-level turns only: a sub-agent runs inside its
+    /// parent's turn, and waiting for a permit there could wait forever).
+    permits: Option<Arc<tokio::sync::Semaphore>>,
     subagents: Option<Subagents>,
     limiter: crate::RateLimiter,
 }

@@ -1,4 +1,4 @@
-//! Running a turn: the per-session lock, then load history → build context → call the model →
+//! Running a turn: the session held (see `hold`), then load history → build context → call the model →
 //! run the tools it asks for → repeat until a final answer → persist the turn (compacting the
 //! session when it grows past its budget).
 
@@ -25,7 +25,9 @@ impl Agent {
         .await
     }
 
-    /// Runs one turn for `message` in `session`, reporting progress to `events`.
+    /// Runs one turn for `message` in `session`, reporting progress to `events`: holds the
+    /// session first ([`Agent::hold_session`]: one turn of it at a time, across instances when
+    /// the agent has session leases), then runs the turn and lets the session go.
     pub async fn turn(
         &self,
         session: &SessionKey,
@@ -35,36 +37,33 @@ impl Agent {
     ) -> Result<TurnOutcome, AgentError> {
         let span = tracing::info_span!("turn", session = %session);
         async {
-            let lock = self.session_lock(session);
-            let _guard = lock.lock().await;
+            let guard = cancellable(&options, self.hold_session(session)).await??;
             let result = self.run_turn(session, message, &options, events).await;
-            drop(_guard);
-            self.release_session_lock(session, lock);
+            guard.release().await;
             result
         }
         .instrument(span)
         .await
     }
 
-    fn session_lock(&self, key: &SessionKey) -> Arc<tokio::sync::Mutex<()>> {
-        let mut locks = match self.inner.session_locks.lock() {
-            Ok(g) => g,
-            Err(p) => p.into_inner(),
-        };
-        locks.entry(key.clone()).or_default().clone()
-    }
-
-    fn release_session_lock(&self, key: &SessionKey, lock: Arc<tokio::sync::Mutex<()>>) {
-        let mut locks = match self.inner.session_locks.lock() {
-            Ok(g) => g,
-            Err(p) => p.into_inner(),
-        };
-        drop(lock);
-        // Only the map holds it now: nobody is waiting, so the entry can go (idle sessions cost
-        // no memory).
-        if locks.get(key).is_some_and(|l| Arc::strong_count(l) == 1) {
-            locks.remove(key);
+    /// Runs one turn in the session `guard` holds (see [`Agent::hold_session`]).
+    pub async fn turn_held(
+        &self,
+        guard: &super::SessionGuard,
+        message: ChatMessage,
+        options: TurnOptions,
+        events: &dyn EventSink,
+    ) -> Result<TurnOutcome, AgentError> {
+        let session = guard.session();
+        if !guard.is_of(self) {
+            return Err(AgentError::Setup(
+                "turn_held: the session is held by another agent".into(),
+            ));
         }
+        let span = tracing::info_span!("turn", session = %session);
+        self.run_turn(session, message, &options, events)
+            .instrument(span)
+            .await
     }
 
     async fn run_turn(

@@ -116,7 +116,14 @@ async fn journal(store: &impl crate::InboundJournal) {
     assert_eq!(pending[0].payload, "{\"text\":\"hi\"}");
     assert_eq!(pending[0].session_key, "telegram:42");
     assert_eq!(pending[0].received_at_ms, 1000);
+    assert!(store.is_unprocessed(a).await.unwrap());
     store.mark_processed(a).await.unwrap();
+    assert!(!store.is_unprocessed(a).await.unwrap());
+    assert!(store.is_unprocessed(b).await.unwrap());
+    assert!(
+        !store.is_unprocessed(b + 1000).await.unwrap(),
+        "an unknown id is not pending"
+    );
     let pending = store.unprocessed(10).await.unwrap();
     assert_eq!(pending.len(), 1);
     assert_eq!(pending[0].id, b);
@@ -136,8 +143,20 @@ async fn outbox(store: &impl crate::Outbox) {
         .enqueue_outbound("telegram", "43", "{\"text\":\"two\"}", t)
         .await
         .unwrap();
+    // An instance without the channel claims nothing of it.
+    let elsewhere = ["slack".to_owned(), "discord".to_owned()];
+    assert!(
+        store
+            .claim_outbound_on("gw-c", t, 30_000, 10, &elsewhere)
+            .await
+            .unwrap()
+            .is_empty()
+    );
     // One claimer gets them, in order; while leased nobody else does.
-    let got = store.claim_outbound("gw-a", t, 30_000, 10).await.unwrap();
+    let got = store
+        .claim_outbound_on("gw-a", t, 30_000, 10, &["telegram".to_owned()])
+        .await
+        .unwrap();
     assert_eq!(
         got.iter().map(|r| r.id).collect::<Vec<_>>(),
         [first, second]

@@ -147,6 +147,16 @@ impl InboundJournal for PgStore {
             .collect()
     }
 
+    async fn is_unprocessed(&self, id: i64) -> Result<bool, StateError> {
+        let row =
+            sqlx::query("SELECT 1 FROM inbound_journal WHERE id = $1 AND processed_at IS NULL")
+                .bind(id)
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(db_err)?;
+        Ok(row.is_some())
+    }
+
     async fn prune_inbound(&self, before_ms: i64) -> Result<u64, StateError> {
         let done = sqlx::query(
             "DELETE FROM inbound_journal WHERE processed_at IS NOT NULL AND received_at < $1",
@@ -200,29 +210,20 @@ impl Outbox for PgStore {
         lease_ms: i64,
         n: usize,
     ) -> Result<Vec<OutboundRecord>, StateError> {
-        // SKIP LOCKED: a row another instance is claiming right now is left to it.
-        let rows = sqlx::query(
-            "UPDATE outbox SET lease_owner = $1, lease_until = $2 + $3, attempts = attempts + 1 \
-             WHERE id IN (SELECT id FROM outbox o WHERE NOT dead AND due_at <= $2 \
-             AND (lease_until IS NULL OR lease_until <= $2) \
-             AND NOT EXISTS (SELECT 1 FROM outbox p WHERE p.channel = o.channel \
-             AND p.chat_id = o.chat_id AND p.id < o.id AND NOT p.dead) \
-             ORDER BY id LIMIT $4 FOR UPDATE SKIP LOCKED) \
-             RETURNING id, channel, chat_id, payload, attempts, last_error",
-        )
-        .bind(owner)
-        .bind(now_ms)
-        .bind(lease_ms)
-        .bind(limit(n))
-        .fetch_all(&self.pool)
-        .await
-        .map_err(db_err)?;
-        let mut out = rows
-            .iter()
-            .map(outbound_from_row)
-            .collect::<Result<Vec<_>, _>>()?;
-        out.sort_by_key(|r| r.id);
-        Ok(out)
+        self.claim_outbound_filtered(owner, now_ms, lease_ms, n, None)
+            .await
+    }
+
+    async fn claim_outbound_on(
+        &self,
+        owner: &str,
+        now_ms: i64,
+        lease_ms: i64,
+        n: usize,
+        channels: &[String],
+    ) -> Result<Vec<OutboundRecord>, StateError> {
+        self.claim_outbound_filtered(owner, now_ms, lease_ms, n, Some(channels))
+            .await
     }
 
     async fn ack_outbound(&self, id: i64, owner: &str) -> Result<bool, StateError> {
@@ -303,5 +304,43 @@ impl LeaseStore for PgStore {
             .await
             .map_err(db_err)?;
         Ok(())
+    }
+}
+
+impl PgStore {
+    /// Claims due messages, of `channels` only when given (see `Outbox::claim_outbound_on`).
+    async fn claim_outbound_filtered(
+        &self,
+        owner: &str,
+        now_ms: i64,
+        lease_ms: i64,
+        n: usize,
+        channels: Option<&[String]>,
+    ) -> Result<Vec<OutboundRecord>, StateError> {
+        // SKIP LOCKED: a row another instance is claiming right now is left to it.
+        let rows = sqlx::query(
+            "UPDATE outbox SET lease_owner = $1, lease_until = $2 + $3, attempts = attempts + 1 \
+             WHERE id IN (SELECT id FROM outbox o WHERE NOT dead AND due_at <= $2 \
+             AND (lease_until IS NULL OR lease_until <= $2) \
+             AND ($5::text[] IS NULL OR o.channel = ANY($5)) \
+             AND NOT EXISTS (SELECT 1 FROM outbox p WHERE p.channel = o.channel \
+             AND p.chat_id = o.chat_id AND p.id < o.id AND NOT p.dead) \
+             ORDER BY id LIMIT $4 FOR UPDATE SKIP LOCKED) \
+             RETURNING id, channel, chat_id, payload, attempts, last_error",
+        )
+        .bind(owner)
+        .bind(now_ms)
+        .bind(lease_ms)
+        .bind(limit(n))
+        .bind(channels.map(<[String]>::to_vec))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_err)?;
+        let mut out = rows
+            .iter()
+            .map(outbound_from_row)
+            .collect::<Result<Vec<_>, _>>()?;
+        out.sort_by_key(|r| r.id);
+        Ok(out)
     }
 }
