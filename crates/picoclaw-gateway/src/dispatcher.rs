@@ -872,3 +872,48 @@ impl OutboundSink for ChannelSink {
         self.0.stream_text(channel, chat_id, delta);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use picoclaw_state::InMemoryStore;
+
+    /// Records what it was handed.
+    #[derive(Default)]
+    struct Sent(Mutex<Vec<String>>);
+
+    #[async_trait::async_trait]
+    impl OutboundSink for Sent {
+        async fn send(&self, msg: &OutboundMessage) -> Result<(), DeliveryError> {
+            lock(&self.0).push(format!("{}:{}", msg.channel.as_str(), msg.content));
+            Ok(())
+        }
+    }
+
+    #[tokio::test]
+    async fn a_deliverer_for_some_channels_leaves_the_others_replies_to_other_instances() {
+        let store: Arc<dyn StateBackend> = Arc::new(InMemoryStore::new());
+        let agent = Agent::builder(Arc::new(picoclaw_testkit::ScriptedProvider::new([])))
+            .model("m")
+            .build()
+            .unwrap();
+        let dispatcher = Dispatcher::new(agent, store.clone(), DispatcherConfig::default());
+        let now = picoclaw_state::now_ms();
+        for (channel, text) in [("telegram", "to telegram"), ("slack", "to slack")] {
+            let payload = serde_json::to_string(&OutboundMessage::new(channel, "1", text)).unwrap();
+            store
+                .enqueue_outbound(channel, "1", &payload, now)
+                .await
+                .unwrap();
+        }
+        // This instance runs Slack only: the Telegram reply stays for the instance with it.
+        let slack = Arc::new(Sent::default());
+        let d = Deliverer::new(&dispatcher, slack.clone(), "b").only_channels(vec!["slack".into()]);
+        assert_eq!(d.deliver_due().await, 1);
+        assert_eq!(*lock(&slack.0), ["slack:to slack"]);
+        let waiting = store.claim_outbound("a", now, 30_000, 10).await.unwrap();
+        assert_eq!(waiting.len(), 1);
+        assert_eq!(waiting[0].channel, "telegram");
+        assert_eq!(waiting[0].attempts, 1, "not counted as a failed attempt");
+    }
+}

@@ -272,6 +272,8 @@ pub struct Heartbeat {
     last_chat: String,
     clock: Arc<dyn Clock>,
     outbox_ready: Arc<Notify>,
+    /// Who claims the beats (this process, see [`crate::instance_id`]).
+    owner: String,
 }
 
 impl std::fmt::Debug for Heartbeat {
@@ -298,7 +300,14 @@ impl Heartbeat {
             last_chat: LAST_CHAT.1.to_owned(),
             clock,
             outbox_ready,
+            owner: crate::assemble::instance_id().to_owned(),
         }
+    }
+
+    /// Claims beats as `owner` instead of this process's [`crate::instance_id`].
+    pub fn owner(mut self, owner: impl Into<String>) -> Self {
+        self.owner = owner.into();
+        self
     }
 
     /// The heartbeat of agent `id` of `agents` (its conversation and the chat it last heard
@@ -373,12 +382,7 @@ impl Heartbeat {
         let name = format!("heartbeat:{}", self.session);
         match self
             .store
-            .try_lease(
-                &name,
-                crate::assemble::instance_id(),
-                self.clock.now_ms(),
-                ttl.max(1),
-            )
+            .try_lease(&name, &self.owner, self.clock.now_ms(), ttl.max(1))
             .await
         {
             Ok(claimed) => claimed,

@@ -441,3 +441,33 @@ async fn a_heartbeat_turn_cannot_add_cron_jobs() {
         "{results:?}"
     );
 }
+
+#[tokio::test]
+async fn two_instances_beat_once_per_interval_between_them() {
+    let (_dir, store) = store().await;
+    let clock = Arc::new(ManualClock::at(T0));
+    let beat = |owner: &str| {
+        Heartbeat::new(
+            agent(Arc::new(ScriptedProvider::new([])), store.clone()),
+            store.clone(),
+            std::path::PathBuf::from("/nonexistent"),
+            clock.clone(),
+            Arc::new(Notify::new()),
+        )
+        .owner(owner)
+    };
+    let (a, b) = (beat("a"), beat("b"));
+    let every = Duration::from_secs(30 * 60);
+    assert!(a.claim(every).await, "the first instance beats");
+    assert!(
+        !b.claim(every).await,
+        "the second skips the interval the first beat"
+    );
+    clock.advance(Duration::from_secs(20 * 60));
+    assert!(!b.claim(every).await);
+    // Nine tenths of the interval after the beat the claim is over: whoever ticks next beats
+    // (so when the first instance is gone, the second takes over).
+    clock.advance(Duration::from_secs(7 * 60 + 1));
+    assert!(b.claim(every).await);
+    assert!(!a.claim(every).await);
+}
