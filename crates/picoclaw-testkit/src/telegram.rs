@@ -226,9 +226,14 @@ async fn handle(
             let pending = |inner: &Inner| -> Vec<Value> {
                 inner.updates.lock().unwrap().clone()
             };
+            // Listening before looking: an update pushed between the look and the wait would
+            // otherwise hold the poll for its whole timeout.
+            let arrived = inner.arrived.notified();
+            tokio::pin!(arrived);
+            arrived.as_mut().enable();
             let mut found = pending(&inner);
             if found.is_empty() && timeout > 0 {
-                let _ = tokio::time::timeout(Duration::from_secs(timeout), inner.arrived.notified()).await;
+                let _ = tokio::time::timeout(Duration::from_secs(timeout), arrived).await;
                 found = pending(&inner);
             }
             ok(Value::Array(found))
