@@ -252,6 +252,8 @@ async fn bridge_strangers_pair_with_the_one_time_code() {
     .await;
     wait_kept(&run.inbox, 1).await;
     assert_eq!(contents(&run.inbox), ["now?"]);
+    // The notices are queued for the connection's writer, not waited for: maybe not out yet.
+    block(|| fake.wait_for("the two notices", |f| f.sent().len() >= 2)).await;
     let notices: Vec<String> = fake
         .sent()
         .iter()
