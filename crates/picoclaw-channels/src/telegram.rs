@@ -25,6 +25,9 @@ use tokio_util::sync::CancellationToken;
 /// Telegram's longest message.
 pub const MAX_MESSAGE_CHARS: usize = 4096;
 
+/// How much longer than a long poll's `timeout` the HTTP client waits for its answer.
+const POLL_MARGIN: Duration = Duration::from_secs(15);
+
 /// The largest file the Bot API lets a bot download.
 const MAX_DOWNLOAD_BYTES: u64 = 20 * 1024 * 1024;
 
@@ -160,7 +163,16 @@ fn platform(e: RequestError) -> ChannelError {
 
 impl TelegramChannel {
     pub fn new(config: TelegramConfig) -> Result<Self, ChannelError> {
-        let mut bot = teloxide::Bot::new(config.token.clone());
+        // teloxide's default client gives up on any request after 17 s, while Telegram holds a
+        // quiet getUpdates for its whole `timeout` (30 s): every quiet poll would fail and the
+        // channel restart. The client waits for the poll, and a little more.
+        let client = teloxide::net::default_reqwest_settings()
+            .timeout(Duration::from_secs(u64::from(config.poll_timeout)) + POLL_MARGIN)
+            .build()
+            .map_err(|e| {
+                ChannelError::Platform(format!("telegram: cannot make an HTTP client: {e}"))
+            })?;
+        let mut bot = teloxide::Bot::with_client(config.token.clone(), client);
         if let Some(base) = &config.api_base {
             let url = url::Url::parse(base).map_err(|e| {
                 ChannelError::Rejected(format!(

@@ -119,8 +119,8 @@ async fn private_messages_are_delivered_once_and_the_rest_ignored() {
         fake.push(&cq);
     })
     .await;
+    // Events are handled in order: once the last one is kept, the others were dealt with.
     wait_kept(&run.inbox, 2).await;
-    tokio::time::sleep(Duration::from_millis(200)).await;
     assert_eq!(contents(&run.inbox), ["hello [there]", "a&b [x]"]);
     let m = &run.inbox.all()[0];
     assert_eq!(m.chat_id, "private:42");
@@ -147,13 +147,14 @@ async fn groups_need_a_mention_of_the_bot_or_a_prefix() {
         fake.push(&fake.group_message(7, ADA, json!(format!("[CQ:at,qq={BOT}] and now?"))));
         fake.push(&fake.group_message(7, ADA, json!([text("/ai weather")])));
         fake.push(&fake.group_message(7, 43, json!([at(BOT), text(" stranger")])));
+        // Events are handled in order: once this one is kept, the others were dealt with.
+        fake.push(&fake.group_message(7, ADA, json!([text("/ai the last")])));
     })
     .await;
-    wait_kept(&run.inbox, 3).await;
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    wait_kept(&run.inbox, 4).await;
     assert_eq!(
         contents(&run.inbox),
-        ["what time is it?", "and now?", "weather"]
+        ["what time is it?", "and now?", "weather", "the last"]
     );
     let m = &run.inbox.all()[0];
     assert_eq!(m.chat_id, "group:7");

@@ -28,6 +28,8 @@ struct Inner {
     actions: Mutex<Vec<(i64, String)>>,
     /// getUpdates offsets as the client sent them (what it confirmed).
     offsets: Mutex<Vec<i64>>,
+    /// The longest a getUpdates with nothing to return is held (its `timeout`, at most this).
+    longest_poll: Mutex<Duration>,
     /// The next N sendMessage calls get a 429 with this retry_after.
     rate_limit: Mutex<Option<(u32, u64)>>,
     arrived: Notify,
@@ -215,7 +217,8 @@ async fn handle(
             .into_response(),
         "getupdates" => {
             let offset = args["offset"].as_i64().unwrap_or(0);
-            let timeout = args["timeout"].as_u64().unwrap_or(0).min(2);
+            let longest = *inner.longest_poll.lock().unwrap();
+            let timeout = Duration::from_secs(args["timeout"].as_u64().unwrap_or(0)).min(longest);
             inner.offsets.lock().unwrap().push(offset);
             // Confirmed updates are forgotten, as Telegram does.
             inner
@@ -226,9 +229,14 @@ async fn handle(
             let pending = |inner: &Inner| -> Vec<Value> {
                 inner.updates.lock().unwrap().clone()
             };
+            // Listening before looking: an update pushed between the look and the wait would
+            // otherwise hold the poll for its whole timeout.
+            let arrived = inner.arrived.notified();
+            tokio::pin!(arrived);
+            arrived.as_mut().enable();
             let mut found = pending(&inner);
-            if found.is_empty() && timeout > 0 {
-                let _ = tokio::time::timeout(Duration::from_secs(timeout), inner.arrived.notified()).await;
+            if found.is_empty() && !timeout.is_zero() {
+                let _ = tokio::time::timeout(timeout, arrived).await;
                 found = pending(&inner);
             }
             ok(Value::Array(found))
@@ -406,6 +414,8 @@ impl FakeBotApi {
             ..Inner::default()
         });
         *inner.next_update.lock().unwrap() = 1000;
+        // Short polls keep tests quick; `hold_polls_up_to` gives Telegram's real behaviour.
+        *inner.longest_poll.lock().unwrap() = Duration::from_secs(2);
         let (listener, addr) = crate::serve::listen();
         let app = Router::new()
             .route("/{bot}/{method}", axum::routing::post(handle).get(handle))
@@ -588,6 +598,12 @@ impl FakeBotApi {
     /// Offsets the client polled with.
     pub fn offsets(&self) -> Vec<i64> {
         self.inner.offsets.lock().unwrap().clone()
+    }
+
+    /// A getUpdates with nothing to return is held for its whole `timeout`, up to `longest`
+    /// (2 s unless this is called), as Telegram holds it.
+    pub fn hold_polls_up_to(&self, longest: Duration) {
+        *self.inner.longest_poll.lock().unwrap() = longest;
     }
 
     /// The next `times` sendMessage calls answer 429 with `retry_after` seconds.

@@ -23,7 +23,7 @@ async fn maixcam_an_event_becomes_a_turn_and_the_answer_goes_back_to_the_board()
     );
     let _gw = Gateway::start(home.path());
     let mut board = None;
-    for _ in 0..400 {
+    for _ in 0..1200 {
         if let Ok(stream) = tokio::net::TcpStream::connect(("127.0.0.1", port)).await {
             board = Some(stream);
             break;

@@ -98,7 +98,7 @@ async fn pico_refuses_without_the_token_a_foreign_origin_and_past_max_connection
     drop(first);
     drop(second);
     let mut again = None;
-    for _ in 0..200 {
+    for _ in 0..1200 {
         if let Ok(socket) = connect(&gw, "", &[BEARER]).await {
             again = Some(socket);
             break;

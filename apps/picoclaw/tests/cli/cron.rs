@@ -168,7 +168,7 @@ async fn a_cron_started_turn_cannot_add_cron_jobs_and_the_tool_sees_only_its_cha
         "{refused}"
     );
     // Let the run finish (its result recorded, the one-shot removed) before stopping.
-    for _ in 0..100 {
+    for _ in 0..600 {
         let out = run(home.cmd(), &["cron", "list"]).await;
         if !out.stdout.contains("Look for news") {
             break;

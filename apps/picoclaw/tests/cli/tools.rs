@@ -277,7 +277,7 @@ async fn a_message_sent_from_the_cli_is_delivered_by_the_gateway_once() {
     // The gateway delivers what the CLI queued.
     let gateway = BackgroundGateway::start(&home);
     let mut delivered = false;
-    for _ in 0..400 {
+    for _ in 0..1200 {
         if tg.files().len() == 2 {
             delivered = true;
             break;

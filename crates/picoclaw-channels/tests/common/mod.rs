@@ -46,8 +46,9 @@ pub(crate) fn install_crypto() {
     let _ = rustls::crypto::ring::default_provider().install_default();
 }
 
+/// Waits up to 30 s (a loaded 2-core machine) until `inbox` holds `n` messages.
 pub(crate) async fn wait_kept(inbox: &Kept, n: usize) {
-    for _ in 0..500 {
+    for _ in 0..3000 {
         if inbox.all().len() >= n {
             return;
         }
