@@ -148,6 +148,18 @@ pub async fn run_with(
                 .map(|(name, _)| name)
                 .collect(),
         );
+    } else {
+        // The only instance: what the previous process was sending when it stopped (sent or
+        // not, unacknowledged) goes again now, rather than after its lease, so that chat's
+        // later replies do not wait behind it.
+        match store.release_outbound_leases().await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(
+                replies = n,
+                "sending again the replies being delivered when the gateway stopped"
+            ),
+            Err(e) => tracing::warn!(error = %e, "cannot read the outbox"),
+        }
     }
     let deliverer = tokio::spawn(deliverer.run(stop.clone()));
     match dispatcher.recover().await {

@@ -299,6 +299,16 @@ impl Outbox for InMemoryStore {
         }))
     }
 
+    async fn release_outbound_leases(&self) -> Result<u64, StateError> {
+        let mut state = relock(&self.runtime);
+        let mut n = 0;
+        for o in state.outbox.iter_mut().filter(|o| o.lease.is_some()) {
+            o.lease = None;
+            n += 1;
+        }
+        Ok(n)
+    }
+
     async fn ack_outbound(&self, id: i64, owner: &str) -> Result<bool, StateError> {
         let mut state = relock(&self.runtime);
         let before = state.outbox.len();

@@ -176,6 +176,8 @@ mod agents;
 mod api;
 mod azure;
 mod dashboard;
+#[cfg(feature = "telegram")]
+mod faults;
 #[cfg(feature = "postgres")]
 mod instances;
 #[cfg(feature = "maixcam")]
@@ -190,6 +192,7 @@ mod maixcam;
     feature = "wecom"
 ))]
 mod messengers;
+mod model;
 #[cfg(feature = "pico")]
 mod pico;
 mod slack;

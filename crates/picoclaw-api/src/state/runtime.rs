@@ -190,6 +190,15 @@ pub trait Outbox: Send + Sync {
         self.claim_outbound(owner, now_ms, lease_ms, limit).await
     }
 
+    /// Ends every delivery lease at once, whoever holds it; returns how many there were. For
+    /// a gateway starting on a database no other live instance delivers from (SQLite): what
+    /// the previous process claimed and did not acknowledge (it died mid-delivery) is due
+    /// again now instead of after its lease, and a chat's later replies do not wait behind it.
+    /// The default does nothing (leases then run out by themselves).
+    async fn release_outbound_leases(&self) -> Result<u64, StateError> {
+        Ok(0)
+    }
+
     /// Delivered: the message leaves the outbox. Returns false when `owner` no longer held it
     /// (its lease ran out and another instance took it).
     async fn ack_outbound(&self, id: i64, owner: &str) -> Result<bool, StateError>;

@@ -170,6 +170,11 @@ async fn outbox(store: &impl crate::Outbox) {
             .unwrap()
             .is_empty()
     );
+    // A restarted single instance ends every lease: held messages are claimable at once.
+    assert_eq!(store.release_outbound_leases().await.unwrap(), 2);
+    let again = store.claim_outbound("gw-a", t, 30_000, 10).await.unwrap();
+    assert_eq!(again.len(), 2);
+    assert_eq!(again[0].attempts, 2);
     // Delivered: gone. Acknowledging what one no longer holds says so.
     assert!(store.ack_outbound(first, "gw-a").await.unwrap());
     assert!(!store.ack_outbound(first, "gw-a").await.unwrap());
@@ -180,7 +185,7 @@ async fn outbox(store: &impl crate::Outbox) {
         .unwrap();
     assert_eq!(retaken.len(), 1);
     assert_eq!(retaken[0].id, second);
-    assert_eq!(retaken[0].attempts, 2);
+    assert_eq!(retaken[0].attempts, 3);
     assert!(!store.ack_outbound(second, "gw-a").await.unwrap());
     // Failure with a retry time: due again then, with the error kept.
     store

@@ -226,6 +226,16 @@ impl Outbox for PgStore {
             .await
     }
 
+    async fn release_outbound_leases(&self) -> Result<u64, StateError> {
+        let done = sqlx::query(
+            "UPDATE outbox SET lease_owner = NULL, lease_until = NULL WHERE lease_owner IS NOT NULL",
+        )
+        .execute(&self.pool)
+        .await
+        .map_err(db_err)?;
+        Ok(done.rows_affected())
+    }
+
     async fn ack_outbound(&self, id: i64, owner: &str) -> Result<bool, StateError> {
         let done = sqlx::query("DELETE FROM outbox WHERE id = $1 AND lease_owner = $2")
             .bind(id)
