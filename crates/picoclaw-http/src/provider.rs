@@ -76,10 +76,39 @@ pub fn transport_error(
         ProviderError::Transport {
             provider: provider.to_owned(),
             url: url.to_owned(),
-            source: Box::new(err.without_url()),
+            source: Box::new(WithCauses::of(&err.without_url())),
         }
     }
 }
+
+/// An error's message followed by its causes' ("error sending request: connection closed
+/// before message completed"): reqwest's own message names only the step that failed.
+#[derive(Debug)]
+struct WithCauses(String);
+
+impl WithCauses {
+    fn of(err: &dyn std::error::Error) -> Self {
+        let mut text = err.to_string();
+        let mut cause = err.source();
+        while let Some(c) = cause {
+            let more = c.to_string();
+            if !text.contains(&more) {
+                text.push_str(": ");
+                text.push_str(&more);
+            }
+            cause = c.source();
+        }
+        Self(text)
+    }
+}
+
+impl std::fmt::Display for WithCauses {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for WithCauses {}
 
 /// Sends `request` (to `url`) and waits at most `timeout` for the answer's headers; the body is
 /// left to the caller (a stream's is bounded by the client's read timeout between chunks).

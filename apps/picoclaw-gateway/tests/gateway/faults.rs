@@ -6,6 +6,7 @@
 use super::*;
 use crate::model::Model;
 use picoclaw_testkit::telegram::FakeBotApi;
+use std::sync::Arc;
 
 /// xorshift64*: small, seeded, enough to spread the kill points.
 struct Rng(u64);
@@ -209,5 +210,152 @@ async fn a_locked_state_database_delays_answers_loses_nothing_and_recovers() {
         1,
         "{got:?}"
     );
+    drop(gw);
+}
+
+/// How the hand-rolled model below treats a connection.
+const RESET: u8 = 0;
+const HANG_MID_STREAM: u8 = 1;
+const ANSWER: u8 = 2;
+
+/// An OpenAI-compatible model over raw TCP that can misbehave: reset every connection (an RST
+/// after reading the request), send one chunk of a streamed answer and then nothing, or answer.
+async fn unreliable_model(mode: Arc<std::sync::atomic::AtomicU8>) -> String {
+    use std::sync::atomic::Ordering;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut sock, _)) = listener.accept().await else {
+                return;
+            };
+            let mode = mode.clone();
+            tokio::spawn(async move {
+                // The request: headers, then Content-Length bytes of body.
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 4096];
+                let body_start = loop {
+                    let Ok(n) = sock.read(&mut chunk).await else {
+                        return;
+                    };
+                    if n == 0 {
+                        return;
+                    }
+                    buf.extend_from_slice(&chunk[..n]);
+                    if let Some(at) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                        break at + 4;
+                    }
+                };
+                let head = String::from_utf8_lossy(&buf[..body_start]).to_ascii_lowercase();
+                let length: usize = head
+                    .lines()
+                    .find_map(|l| l.strip_prefix("content-length:"))
+                    .and_then(|v| v.trim().parse().ok())
+                    .unwrap_or(0);
+                while buf.len() < body_start + length {
+                    let Ok(n) = sock.read(&mut chunk).await else {
+                        return;
+                    };
+                    if n == 0 {
+                        return;
+                    }
+                    buf.extend_from_slice(&chunk[..n]);
+                }
+                let chunk = |content: &str| {
+                    format!(
+                        "data: {}\n\n",
+                        json!({"id": "c", "object": "chat.completion.chunk", "created": 0,
+                            "model": "m", "choices": [{"index": 0,
+                            "delta": {"content": content}, "finish_reason": null}]})
+                    )
+                };
+                let head = "HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\nconnection: close\r\n\r\n";
+                match mode.load(Ordering::SeqCst) {
+                    RESET => {
+                        // SO_LINGER 0: the close is a reset (RST), not an orderly end (it
+                        // does not block with a zero linger).
+                        #[allow(deprecated)]
+                        let _ = sock.set_linger(Some(Duration::ZERO));
+                        drop(sock);
+                    }
+                    HANG_MID_STREAM => {
+                        let _ = sock.write_all(head.as_bytes()).await;
+                        let _ = sock.write_all(chunk("Half an ans").as_bytes()).await;
+                        tokio::time::sleep(Duration::from_secs(120)).await;
+                    }
+                    _ => {
+                        let done = json!({"id": "c", "object": "chat.completion.chunk",
+                            "created": 0, "model": "m", "choices": [{"index": 0, "delta": {},
+                            "finish_reason": "stop"}]});
+                        let body = format!(
+                            "{head}{}data: {done}\n\ndata: [DONE]\n\n",
+                            chunk("Back to normal.")
+                        );
+                        let _ = sock.write_all(body.as_bytes()).await;
+                    }
+                }
+            });
+        }
+    });
+    format!("http://{addr}/v1")
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_model_that_resets_or_hangs_mid_stream_gets_a_clear_error_and_the_gateway_goes_on() {
+    use std::sync::atomic::{AtomicU8, Ordering};
+    let mode = Arc::new(AtomicU8::new(RESET));
+    let base = unreliable_model(mode.clone()).await;
+    let home = tempfile::tempdir().unwrap();
+    let config = json!({
+        "agents": {"defaults": {"model": "openai/test-model", "request_timeout": 3,
+            "workspace": home.path().join("workspace").display().to_string()}},
+        "providers": {"openai": {"api_key": "sk-test", "api_base": base}},
+        "gateway": {"host": "127.0.0.1", "port": 0, "api_key": KEY},
+        "heartbeat": {"enabled": false},
+    });
+    std::fs::write(home.path().join("config.json"), config.to_string()).unwrap();
+    let gw = Gateway::start(home.path());
+    let ask = |text: &'static str| {
+        let gw_base = gw.base.clone();
+        async move {
+            let started = std::time::Instant::now();
+            let resp = client()
+                .post(format!("{gw_base}/v1/chat/completions"))
+                .bearer_auth(KEY)
+                .header("X-Session-Key", "faults")
+                .json(&json!({"messages": [{"role": "user", "content": text}]}))
+                .send()
+                .await
+                .unwrap();
+            let status = resp.status().as_u16();
+            let body = resp.text().await.unwrap();
+            (status, body, started.elapsed())
+        }
+    };
+
+    // Every connection reset: an error that says the model could not be reached.
+    let (status, body, _) = ask("first").await;
+    assert!(status >= 500, "{status} {body}");
+    let lower = body.to_lowercase();
+    assert!(
+        lower.contains("connect") || lower.contains("reset") || lower.contains("closed"),
+        "{body}"
+    );
+    // One chunk, then silence: cut after request_timeout (3 s), not after the 10-minute turn
+    // limit, with an error that says so.
+    mode.store(HANG_MID_STREAM, Ordering::SeqCst);
+    let (status, body, took) = ask("second").await;
+    assert!(status >= 500, "{status} {body}");
+    assert!(body.contains("did not answer within 3s"), "{body}");
+    assert!(
+        took < Duration::from_secs(60),
+        "the hung stream held the request {took:?}"
+    );
+    // The model is back: so is the gateway, with the conversation intact.
+    mode.store(ANSWER, Ordering::SeqCst);
+    let (status, body, _) = ask("third").await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("Back to normal."), "{body}");
     drop(gw);
 }
