@@ -161,6 +161,31 @@ fn platform(e: RequestError) -> ChannelError {
     ChannelError::Platform(format!("telegram: {e}"))
 }
 
+/// Whether Telegram refused a request for good (a bad request, a chat the bot may not write
+/// to, a wrong token): retrying it will not help. An error teloxide does not know, whose text
+/// is not one of those refusals, is Telegram failing (`500 Internal Server Error`, `502 Bad
+/// Gateway` in its JSON shape) and worth another try.
+fn refused(api: &teloxide::ApiError) -> bool {
+    match api {
+        teloxide::ApiError::Unknown(text) => {
+            ["Bad Request", "Forbidden", "Unauthorized", "Not Found"]
+                .iter()
+                .any(|refusal| text.starts_with(refusal))
+        }
+        _ => true,
+    }
+}
+
+/// A failed send as the deliverer must treat it: refused for good, or worth another try.
+fn send_error(e: RequestError) -> ChannelError {
+    match e {
+        RequestError::Api(api) if refused(&api) => {
+            ChannelError::Rejected(format!("telegram: {api}"))
+        }
+        other => platform(other),
+    }
+}
+
 impl TelegramChannel {
     pub fn new(config: TelegramConfig) -> Result<Self, ChannelError> {
         // teloxide's default client gives up on any request after 17 s, while Telegram holds a
@@ -601,10 +626,6 @@ impl Channel for TelegramChannel {
         let chat: i64 = msg.chat_id.parse().map_err(|_| {
             ChannelError::Rejected(format!("'{}' is not a Telegram chat id", msg.chat_id))
         })?;
-        let rejected = |e: RequestError| match e {
-            RequestError::Api(api) => ChannelError::Rejected(format!("telegram: {api}")),
-            other => platform(other),
-        };
         // A file that is gone will not come back: refuse before sending any part.
         if let Some(missing) = msg.media.iter().find(|m| {
             !m.location.starts_with("https://")
@@ -626,13 +647,13 @@ impl Channel for TelegramChannel {
                 let markup = (i == last && !msg.buttons.is_empty()).then(|| keyboard(&msg.buttons));
                 self.send_formatted(ChatId(chat), part, markup)
                     .await
-                    .map_err(rejected)?;
+                    .map_err(send_error)?;
             }
         }
         for media in &msg.media {
             self.send_file(ChatId(chat), media)
                 .await
-                .map_err(rejected)?;
+                .map_err(send_error)?;
         }
         Ok(())
     }
@@ -681,7 +702,8 @@ impl TelegramChannel {
                 })
                 .await;
             match sent {
-                Err(RequestError::Api(api)) => {
+                // Only a refusal (HTML it cannot parse): Telegram failing is not the HTML's fault.
+                Err(RequestError::Api(api)) if refused(&api) => {
                     tracing::warn!(error = %api, "telegram refused the formatted message; sending it as plain text");
                 }
                 other => return other,
@@ -731,6 +753,26 @@ impl TelegramChannel {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn telegram_failing_is_retried_and_a_refusal_is_not() {
+        use teloxide::ApiError;
+        for failing in ["Bad Gateway", "Internal Server Error", "Gateway Timeout"] {
+            assert!(!refused(&ApiError::Unknown(failing.into())), "{failing}");
+        }
+        for refusal in [
+            "Bad Request: message text is empty",
+            "Forbidden: bot was kicked from the group chat",
+            "Unauthorized",
+        ] {
+            assert!(refused(&ApiError::Unknown(refusal.into())), "{refusal}");
+        }
+        assert!(refused(&ApiError::BotBlocked));
+        assert!(matches!(
+            send_error(RequestError::Api(ApiError::Unknown("Bad Gateway".into()))),
+            ChannelError::Platform(_)
+        ));
+    }
     use serde_json::json;
 
     #[test]

@@ -706,8 +706,19 @@ impl DeliveryError {
     }
 }
 
+/// The wait before delivery attempt `attempts + 1`: 1 s, 2 s, 4 s ... doubling up to 5 minutes.
+fn retry_delay_ms(attempts: u32) -> i64 {
+    (1_000i64 << attempts.saturating_sub(1).min(20)).min(300_000)
+}
+
+/// Delivery attempts before a reply is given up: with [`retry_delay_ms`], a platform that
+/// fails (5xx, 429, the network) for about an hour loses nothing.
+pub const MAX_DELIVERY_ATTEMPTS: u32 = 21;
+
 /// Delivers the outbox: claims messages under a lease, sends them, acknowledges or schedules a
-/// retry (1 s, 2 s, 4 s ... up to `max_attempts`, then the message is kept as dead).
+/// retry (1 s, 2 s, 4 s ... up to 5 minutes apart, [`MAX_DELIVERY_ATTEMPTS`] in all, a little over an
+/// hour; then the message is kept as dead). A message the platform refused for good is not
+/// retried.
 pub struct Deliverer {
     store: Arc<dyn StateBackend>,
     sink: Arc<dyn OutboundSink>,
@@ -740,7 +751,7 @@ impl Deliverer {
             owner: owner.into(),
             ready: dispatcher.outbox_ready.clone(),
             metrics: dispatcher.config.metrics.clone(),
-            max_attempts: 6,
+            max_attempts: MAX_DELIVERY_ATTEMPTS,
             only: None,
         }
     }
@@ -820,10 +831,8 @@ impl Deliverer {
                 Err(error) => {
                     let retryable = error.is_retryable();
                     let error = error.to_string();
-                    let retry = (retryable && record.attempts < self.max_attempts).then(|| {
-                        let backoff = 1_000i64 << record.attempts.saturating_sub(1).min(10);
-                        picoclaw_state::now_ms() + backoff
-                    });
+                    let retry = (retryable && record.attempts < self.max_attempts)
+                        .then(|| picoclaw_state::now_ms() + retry_delay_ms(record.attempts));
                     tracing::warn!(id = record.id, attempts = record.attempts, %error, "delivery failed");
                     let _ = self
                         .store
@@ -888,6 +897,18 @@ mod tests {
             lock(&self.0).push(format!("{}:{}", msg.channel.as_str(), msg.content));
             Ok(())
         }
+    }
+
+    #[test]
+    fn replies_are_retried_for_about_an_hour_before_they_are_given_up() {
+        let waits: Vec<i64> = (1..MAX_DELIVERY_ATTEMPTS).map(retry_delay_ms).collect();
+        assert_eq!(&waits[..4], [1_000, 2_000, 4_000, 8_000]);
+        assert!(waits.iter().all(|w| *w <= 300_000));
+        let total: i64 = waits.iter().sum();
+        assert!(
+            (3_600_000..5_400_000).contains(&total),
+            "a platform down for an hour must not lose replies; the retries span {total} ms"
+        );
     }
 
     #[tokio::test]

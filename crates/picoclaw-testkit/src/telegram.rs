@@ -32,6 +32,8 @@ struct Inner {
     longest_poll: Mutex<Duration>,
     /// The next N sendMessage calls get a 429 with this retry_after.
     rate_limit: Mutex<Option<(u32, u64)>>,
+    /// The next N sendMessage calls get a 502 (the Bot API down).
+    outage: Mutex<u32>,
     arrived: Notify,
     /// `setWebhook`: where updates are POSTed instead of waiting for `getUpdates`.
     webhook: Mutex<Option<(String, Option<String>)>>,
@@ -252,6 +254,20 @@ async fn handle(
                     _ => None,
                 }
             };
+            let down = {
+                let mut outage = inner.outage.lock().unwrap();
+                let down = *outage > 0;
+                *outage = outage.saturating_sub(1);
+                down
+            };
+            if down {
+                return (
+                    axum::http::StatusCode::BAD_GATEWAY,
+                    axum::Json(json!({"ok": false, "error_code": 502,
+                        "description": "Bad Gateway"})),
+                )
+                    .into_response();
+            }
             if let Some(secs) = limited {
                 {
                     return (
@@ -609,6 +625,16 @@ impl FakeBotApi {
     /// The next `times` sendMessage calls answer 429 with `retry_after` seconds.
     pub fn rate_limit_sends(&self, times: u32, retry_after: u64) {
         *self.inner.rate_limit.lock().unwrap() = Some((times, retry_after));
+    }
+
+    /// The next `times` sendMessage calls answer 502 Bad Gateway.
+    pub fn fail_sends(&self, times: u32) {
+        *self.inner.outage.lock().unwrap() = times;
+    }
+
+    /// How many of the failing sendMessage answers (502) are still to come.
+    pub fn failing_sends_left(&self) -> u32 {
+        *self.inner.outage.lock().unwrap()
     }
 }
 

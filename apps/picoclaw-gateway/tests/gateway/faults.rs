@@ -359,3 +359,32 @@ async fn a_model_that_resets_or_hangs_mid_stream_gets_a_clear_error_and_the_gate
     assert!(body.contains("Back to normal."), "{body}");
     drop(gw);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_bot_api_down_for_a_while_delays_answers_and_loses_none() {
+    let tg = FakeBotApi::start(TOKEN);
+    let model = Model::start().await;
+    let home = telegram_home(&model, &tg);
+    let gw = Gateway::start(home.path());
+    // The Bot API answers the next two sends with 502 Bad Gateway (teloxide waits 10 s after
+    // a server error before it returns it): the reply is not taken for a refusal, nor sent
+    // again as plain text; it is tried again after 1 s, then 2 s (the schedule goes on
+    // doubling up to 5 minutes, for a little over an hour), then sent.
+    tg.fail_sends(2);
+    tg.private_message(111, "ada", "during the outage");
+    tg.private_message(111, "ada", "also during the outage");
+    wait_until("the outage to be over", 60, || tg.failing_sends_left() == 0).await;
+    wait_until("both answers", 60, || answers(&tg).len() == 2).await;
+    // In order, each once, and the gateway took new messages all along.
+    assert_eq!(
+        answers(&tg),
+        [
+            (111, "during the outage".to_owned()),
+            (111, "also during the outage".to_owned())
+        ]
+    );
+    tg.private_message(111, "ada", "after the outage");
+    wait_until("the answer after", 60, || answers(&tg).len() == 3).await;
+    assert_eq!(answers(&tg)[2].1, "after the outage");
+    drop(gw);
+}
