@@ -471,3 +471,76 @@ async fn two_instances_beat_once_per_interval_between_them() {
     assert!(b.claim(every).await);
     assert!(!a.claim(every).await);
 }
+
+#[tokio::test]
+async fn the_clock_jumping_back_and_forth_never_runs_a_job_twice() {
+    let (_dir, store) = store().await;
+    let clock = Arc::new(ManualClock::at(T0));
+    let runner = CronRunner::new(
+        store.clone(),
+        agent(Arc::new(ScriptedProvider::new([])), store.clone()),
+        clock.clone(),
+        Arc::new(Notify::new()),
+    );
+    let hourly = CronJob::new(
+        "water",
+        Schedule::Every {
+            every_ms: 3_600_000,
+        },
+        CronPayload::new("Water the plants")
+            .delivered()
+            .to("telegram", "42"),
+        T0,
+    )
+    .unwrap();
+    let once = CronJob::new(
+        "call",
+        Schedule::At {
+            at_ms: T0 + 1_800_000,
+        },
+        CronPayload::new("Call the bank")
+            .delivered()
+            .to("telegram", "42"),
+        T0,
+    )
+    .unwrap();
+    store.put_job(&hourly).await.unwrap();
+    store.put_job(&once).await.unwrap();
+    clock.advance(Duration::from_secs(3600));
+    assert_eq!(runner.tick().await.unwrap().len(), 2, "both due");
+    // NTP steps the clock two hours back: nothing runs again, not the hourly job's last run
+    // and not the one-shot reminder.
+    clock.set(T0 - 3_600_000);
+    for _ in 0..3 {
+        assert!(runner.tick().await.unwrap().is_empty());
+        clock.advance(Duration::from_secs(1800));
+    }
+    // Back at the time of the last run: still nothing; then the next hour runs, once.
+    clock.set(T0 + 3_600_000);
+    assert!(runner.tick().await.unwrap().is_empty());
+    clock.set(T0 + 2 * 3_600_000);
+    assert_eq!(
+        runner.tick().await.unwrap(),
+        std::slice::from_ref(&hourly.id)
+    );
+    assert!(runner.tick().await.unwrap().is_empty());
+    // A jump a day ahead: one run for the missed ones, then the rhythm from there.
+    clock.advance(Duration::from_secs(24 * 3600));
+    assert_eq!(runner.tick().await.unwrap().len(), 1);
+    assert!(runner.tick().await.unwrap().is_empty());
+    let mut texts: Vec<String> = delivered(&*store, clock.now())
+        .await
+        .into_iter()
+        .map(|(_, text)| text)
+        .collect();
+    texts.sort();
+    assert_eq!(
+        texts,
+        [
+            "Call the bank",
+            "Water the plants",
+            "Water the plants",
+            "Water the plants"
+        ]
+    );
+}
