@@ -182,6 +182,7 @@ async fn a_locked_state_database_delays_answers_loses_nothing_and_recovers() {
     )
     .await;
     let text = body.to_string();
+    eprintln!("the API during the lock: {status} {text}");
     if status == 200 {
         // The lock ended before the turn's write (a slow machine): then it must be whole.
         assert!(text.contains("api during the lock"), "{text}");
