@@ -389,3 +389,166 @@ async fn the_bot_api_down_for_a_while_delays_answers_and_loses_none() {
     assert_eq!(answers(&tg)[2].1, "after the outage");
     drop(gw);
 }
+
+/// A tmpfs of `size_kib` mounted on a fresh folder (needs root, as CI runs; unmounted on drop).
+struct Tmpfs(std::path::PathBuf);
+
+impl Tmpfs {
+    fn mount(size_kib: u64) -> Tmpfs {
+        let dir = tempfile::tempdir().unwrap().keep();
+        let status = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size_kib}k"), "tmpfs"])
+            .arg(&dir)
+            .status()
+            .expect("mount runs");
+        assert!(
+            status.success(),
+            "mounting a small tmpfs for the disk-full test needs root (CAP_SYS_ADMIN), as \
+             scripts/test.sh has in CI; run the test as root"
+        );
+        Tmpfs(dir)
+    }
+
+    /// Writes a file until the disk is full.
+    fn fill(&self) -> std::path::PathBuf {
+        use std::io::Write;
+        let path = self.0.join("filler");
+        let mut f = std::fs::File::create(&path).unwrap();
+        let block = vec![0u8; 4096];
+        while f.write_all(&block).and_then(|()| f.flush()).is_ok() {}
+        path
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+        let _ = std::fs::remove_dir(&self.0);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_full_disk_fails_the_turn_clearly_keeps_what_was_stored_and_recovers() {
+    let endpoint = ScriptedEndpoint::start_with([
+        Reply::text("Hello."),
+        Reply::tool_call(
+            "memory_write",
+            json!({"content": "The user's sister is Ana"}),
+        ),
+        Reply::text("Noted."),
+        // With the disk full: the memory write fails, the model says so, the turn cannot be
+        // stored.
+        Reply::tool_call(
+            "memory_write",
+            json!({"content": "The user's brother is Bo"}),
+        )
+        .delayed(Duration::from_millis(1500)),
+        Reply::text("I could not write that down."),
+        Reply::text("Back."),
+    ])
+    .await;
+    let disk = Tmpfs::mount(8 * 1024);
+    let home = disk.0.join("home");
+    std::fs::create_dir_all(&home).unwrap();
+    let config = json!({
+        "agents": {"defaults": {"model": "openai/test-model",
+            "workspace": home.join("workspace").display().to_string()}},
+        "providers": {"openai": {"api_key": "sk-test", "api_base": endpoint.base_url()}},
+        "gateway": {"host": "127.0.0.1", "port": 0, "api_key": KEY},
+        "heartbeat": {"enabled": false},
+    });
+    std::fs::write(home.join("config.json"), config.to_string()).unwrap();
+    let gw = Gateway::start(&home);
+    let c = client();
+    let say = |text: &str| {
+        complete(
+            &c,
+            &gw,
+            Some("disk"),
+            json!({"messages": [{"role": "user", "content": text}]}),
+        )
+    };
+    assert_eq!(say("hello").await.0, 200);
+    assert_eq!(say("remember my sister").await.0, 200);
+    let memory = home.join("workspace/memory/MEMORY.md");
+    let before = std::fs::read_to_string(&memory).unwrap();
+    assert!(before.contains("sister is Ana"), "{before}");
+
+    // The disk full before a turn: it fails at its first write (the conversation's lease),
+    // before the model is asked, with an error that says why.
+    let filler = disk.fill();
+    let (status, body) = say("while the disk is full").await;
+    eprintln!("with the disk full: {status} {body}");
+    assert_eq!(status, 500, "{body}");
+    let message = body["error"]["message"].as_str().unwrap_or_default();
+    assert!(message.contains("disk is full"), "{body}");
+    assert_eq!(
+        endpoint.requests().len(),
+        3,
+        "the model was asked for a turn that cannot be kept"
+    );
+    std::fs::remove_file(&filler).unwrap();
+
+    // The disk fills up during a turn, while the model is thinking: the memory write fails
+    // and says why, and the turn cannot be stored.
+    let during = tokio::spawn({
+        let (c, base) = (c.clone(), gw.base.clone());
+        async move {
+            let resp = c
+                .post(format!("{base}/v1/chat/completions"))
+                .bearer_auth(KEY)
+                .header("X-Session-Key", "disk")
+                .json(&json!({"messages": [{"role": "user", "content": "remember my brother"}]}))
+                .send()
+                .await
+                .unwrap();
+            (resp.status().as_u16(), resp.json::<Value>().await.unwrap())
+        }
+    });
+    for _ in 0..1200 {
+        if endpoint.requests().len() == 4 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let filler = disk.fill();
+    let (status, body) = during.await.unwrap();
+    eprintln!("the disk filled during the turn: {status} {body}");
+    assert_eq!(status, 500, "{body}");
+    // The memory file is never cut short. The write either found room (SQLite gives back the
+    // journal space of the write it failed), or it failed and said why — the fact may then be
+    // in MEMORY.md already (the file is written first, atomically; its index failed and catches
+    // up at the next sync), never half of it.
+    let asked = endpoint.requests();
+    let tool_result = tool_messages(&asked[4].body).pop().unwrap_or_default();
+    let after = std::fs::read_to_string(&memory).unwrap();
+    let with_bo = format!("{before}- The user's brother is Bo\n");
+    assert!(after == before || after == with_bo, "{after:?}");
+    if tool_result.contains("Remembered") {
+        assert_eq!(after, with_bo);
+    } else {
+        assert!(
+            tool_result.contains("No space left") || tool_result.contains("full"),
+            "{tool_result}"
+        );
+    }
+    eprintln!("the memory write with the disk full: {tool_result}");
+
+    // Space again: the gateway goes on by itself, with the conversation as it was stored.
+    std::fs::remove_file(filler).unwrap();
+    let (status, body) = say("are you back?").await;
+    assert_eq!(status, 200, "{body}");
+    let history = endpoint.requests().last().unwrap().message_texts();
+    assert!(
+        history.iter().any(|m| m == "remember my sister"),
+        "{history:?}"
+    );
+    for lost in ["while the disk is full", "remember my brother"] {
+        assert!(
+            !history.iter().any(|m| m == lost),
+            "a turn that could not be stored is not half there: {history:?}"
+        );
+    }
+    drop(gw);
+    drop(disk);
+}
