@@ -552,3 +552,180 @@ async fn a_full_disk_fails_the_turn_clearly_keeps_what_was_stored_and_recovers()
     drop(gw);
     drop(disk);
 }
+
+/// A PostgreSQL server of this test's own (Debian's binaries, run as the `postgres` user, as
+/// scripts/postgres.sh installs them), so that it can be stopped and started under a running
+/// gateway without touching the server the other tests share.
+#[cfg(feature = "postgres")]
+struct OwnPostgres {
+    bin: std::path::PathBuf,
+    data: std::path::PathBuf,
+    port: u16,
+}
+
+#[cfg(feature = "postgres")]
+impl OwnPostgres {
+    fn as_postgres(&self, tool: &str, args: &[&str]) -> std::process::Output {
+        Command::new("runuser")
+            .args(["-u", "postgres", "--"])
+            .arg(self.bin.join(tool))
+            .args(args)
+            .output()
+            .expect("runuser runs")
+    }
+
+    fn start() -> OwnPostgres {
+        let bin = std::fs::read_dir("/usr/lib/postgresql")
+            .ok()
+            .and_then(|versions| {
+                versions
+                    .filter_map(Result::ok)
+                    .map(|v| v.path().join("bin"))
+                    .filter(|b| b.join("initdb").exists())
+                    .max()
+            })
+            .expect(
+                "PostgreSQL's binaries are not in /usr/lib/postgresql: run `bash \
+                 scripts/postgres.sh` (it installs Debian's postgresql package)",
+            );
+        let data = tempfile::tempdir().unwrap().keep();
+        let status = Command::new("chown")
+            .args(["postgres:postgres"])
+            .arg(&data)
+            .status()
+            .unwrap();
+        assert!(
+            status.success(),
+            "this test runs its own PostgreSQL as the postgres user and needs root for it"
+        );
+        let port = {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            l.local_addr().unwrap().port()
+        };
+        let pg = OwnPostgres { bin, data, port };
+        let dir = pg.data.display().to_string();
+        let out = pg.as_postgres("initdb", &["-D", &dir, "-A", "trust", "-U", "postgres"]);
+        assert!(
+            out.status.success(),
+            "initdb: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        pg.up();
+        pg
+    }
+
+    fn up(&self) {
+        let dir = self.data.display().to_string();
+        let options = format!("-p {} -k {dir} -c listen_addresses=127.0.0.1", self.port);
+        let out = self.as_postgres(
+            "pg_ctl",
+            &[
+                "-D",
+                &dir,
+                "-o",
+                &options,
+                "-l",
+                &format!("{dir}/log"),
+                "-w",
+                "start",
+            ],
+        );
+        assert!(
+            out.status.success(),
+            "pg_ctl start: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    fn down(&self) {
+        let dir = self.data.display().to_string();
+        let out = self.as_postgres("pg_ctl", &["-D", &dir, "-m", "fast", "-w", "stop"]);
+        assert!(
+            out.status.success(),
+            "pg_ctl stop: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    fn url(&self) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
+    }
+}
+
+#[cfg(feature = "postgres")]
+impl Drop for OwnPostgres {
+    fn drop(&mut self) {
+        let dir = self.data.display().to_string();
+        let _ = self.as_postgres("pg_ctl", &["-D", &dir, "-m", "immediate", "stop"]);
+        let _ = std::fs::remove_dir_all(&self.data);
+    }
+}
+
+#[cfg(feature = "postgres")]
+#[tokio::test(flavor = "multi_thread")]
+async fn postgresql_restarted_under_a_running_gateway_delays_answers_and_loses_none() {
+    let pg = OwnPostgres::start();
+    let tg = FakeBotApi::start(TOKEN);
+    let model = Model::start().await;
+    let home = telegram_home(&model, &tg);
+    edit_config(home.path(), |c| c["state"] = json!({"url": pg.url()}));
+    let gw = Gateway::start(home.path());
+    tg.private_message(111, "ada", "before the restart");
+    wait_until("the first answer", 60, || answers(&tg).len() == 1).await;
+
+    // The database goes away (a restart, a failover): a message then is not acknowledged to
+    // Telegram, so it comes again; an API request gets a clear error.
+    pg.down();
+    tg.private_message(112, "bob", "while the database is down");
+    let (status, body) = complete(
+        &client(),
+        &gw,
+        Some("pg"),
+        json!({"messages": [{"role": "user", "content": "api while down"}]}),
+    )
+    .await;
+    eprintln!("the API with the database down: {status} {body}");
+    assert!(status >= 500, "{status} {body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("could not save or load the conversation")),
+        "{body}"
+    );
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    pg.up();
+
+    // Back: the gateway reconnects by itself, the message is answered once, the API works.
+    wait_until(
+        "the answer to the message sent while the database was down",
+        90,
+        || {
+            answers(&tg)
+                .iter()
+                .any(|(_, t)| t == "while the database is down")
+        },
+    )
+    .await;
+    let (status, body) = complete(
+        &client(),
+        &gw,
+        Some("pg"),
+        json!({"messages": [{"role": "user", "content": "api after"}]}),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    tg.private_message(112, "bob", "and after");
+    wait_until("the answer after", 60, || {
+        answers(&tg).iter().any(|(_, t)| t == "and after")
+    })
+    .await;
+    let got = answers(&tg);
+    assert_eq!(
+        got.iter()
+            .filter(|(_, t)| t == "while the database is down")
+            .count(),
+        1,
+        "{got:?}"
+    );
+    drop(gw);
+}
