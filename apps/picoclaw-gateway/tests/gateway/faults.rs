@@ -91,7 +91,7 @@ async fn sigkill_at_random_points_across_a_hundred_messages_loses_none() {
             sent += 1;
         }
         tokio::time::sleep(Duration::from_millis(rng.next() % 400)).await;
-        if rng.next() % 3 != 0 {
+        if !rng.next().is_multiple_of(3) {
             drop(gw); // SIGKILL, then wait for it
             kills += 1;
             gw = Gateway::start(home.path());
