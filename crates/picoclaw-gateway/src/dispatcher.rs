@@ -711,7 +711,8 @@ fn retry_delay_ms(attempts: u32) -> i64 {
     (1_000i64 << attempts.saturating_sub(1).min(20)).min(300_000)
 }
 
-/// Delivery attempts before a reply is given up: with [`retry_delay_ms`], a platform that
+/// Delivery attempts before a reply is given up: with the waits between them (1 s doubling up
+/// to 5 minutes), a platform that
 /// fails (5xx, 429, the network) for about an hour loses nothing.
 pub const MAX_DELIVERY_ATTEMPTS: u32 = 21;
 
