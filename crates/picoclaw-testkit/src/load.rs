@@ -456,14 +456,21 @@ impl Gateway {
             log,
         };
         let Ok(addr) = rx.recv_timeout(Duration::from_secs(60)) else {
+            let status = match gateway.child.try_wait() {
+                Ok(Some(status)) => format!("it ended ({status})"),
+                _ => "it did not start listening within 60 s".to_owned(),
+            };
             return Err(fail(format!(
-                "the gateway did not start listening within 60 s; its last lines:\n{}",
+                "{}: {status}; its last lines:\n{}",
+                options.gateway.display(),
                 gateway.log.lock().unwrap().join("\n")
             )));
         };
         gateway.base = format!("http://{addr}");
         if !options.wrapper.is_empty() {
-            gateway.pid = find_gateway(gateway.child.id()).ok_or_else(|| {
+            let exe = std::fs::canonicalize(&options.gateway)
+                .map_err(|e| fail(format!("{}: {e}", options.gateway.display())))?;
+            gateway.pid = find_process(gateway.child.id(), &exe).ok_or_else(|| {
                 fail("no picoclaw-gateway process beneath the wrapper".to_owned())
             })?;
         }
@@ -505,16 +512,11 @@ impl Drop for Gateway {
     }
 }
 
-/// The `picoclaw-gateway` process among `root` and its descendants.
-fn find_gateway(root: u32) -> Option<u32> {
+/// The process running `exe` among `root` and its descendants.
+fn find_process(root: u32, exe: &Path) -> Option<u32> {
     let mut queue = vec![root];
     while let Some(pid) = queue.pop() {
-        let exe = std::fs::read_link(format!("/proc/{pid}/exe")).ok();
-        if exe
-            .as_deref()
-            .and_then(Path::file_name)
-            .is_some_and(|n| n.to_string_lossy().starts_with("picoclaw-gateway"))
-        {
+        if std::fs::read_link(format!("/proc/{pid}/exe")).is_ok_and(|e| e == exe) {
             return Some(pid);
         }
         let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
