@@ -27,6 +27,9 @@ const FIRST_CHAT: i64 = 500_000;
 /// Probes (one extra turn per conversation that reads its whole history back) run this many
 /// at a time.
 const PROBES_AT_ONCE: usize = 64;
+/// The API clients' keep-alive pool (see `run`).
+const CLIENT_IDLE_CONNECTIONS: usize = 100;
+const CLIENT_IDLE_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long the driver waits after the last answer for an answer sent twice.
 const SETTLE: Duration = Duration::from_secs(2);
 
@@ -886,8 +889,12 @@ pub async fn run(options: LoadOptions) -> Result<LoadReport, LoadError> {
         .collect();
     let samplers: Vec<Sampler> = gateways.iter().map(|g| Sampler::start(g.pid)).collect();
 
+    // Clients as OpenAI's SDKs keep them (httpx's limits: 100 idle connections, 5 s), so the
+    // gateway's memory after a burst is not the driver's idle connections.
     let client = picoclaw_http::client_builder_for_endpoint("http://127.0.0.1", None, None)
         .map_err(|e| fail(format!("no HTTP client: {e}")))?
+        .pool_max_idle_per_host(CLIENT_IDLE_CONNECTIONS)
+        .pool_idle_timeout(CLIENT_IDLE_TIMEOUT)
         .build()
         .map_err(|e| fail(format!("no HTTP client: {e}")))?;
     let tg_answers = Arc::new(Mutex::new(HashMap::new()));
