@@ -22,8 +22,10 @@ use std::time::{Duration, Instant};
 /// The gateway key the driver configures and sends.
 pub const GATEWAY_KEY: &str = "load-test-key-0123456789abcdef";
 const BOT_TOKEN: &str = "4242:LOAD-token";
-/// The first Telegram user (and private chat) id; the others follow.
-const FIRST_CHAT: i64 = 500_000;
+/// Telegram chats of one run get ids from `FIRST_CHAT + run × CHATS_PER_RUN` on: a chat's
+/// conversation is keyed by its id, and runs on one PostgreSQL database must not meet.
+const FIRST_CHAT: i64 = 1_000_000;
+const CHATS_PER_RUN: i64 = 100_000;
 /// Probes (one extra turn per conversation that reads its whole history back) run this many
 /// at a time.
 const PROBES_AT_ONCE: usize = 64;
@@ -802,14 +804,17 @@ pub async fn run(options: LoadOptions) -> Result<LoadReport, LoadError> {
     }
     let started = Instant::now();
     // Conversations of different runs (on one PostgreSQL database) never meet.
-    let run_id = format!(
-        "r{}x{}",
-        std::process::id(),
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_millis() % 1_000_000)
-            .unwrap_or(0)
-    );
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis())
+        .unwrap_or(0);
+    let run_id = format!("r{}x{}", std::process::id(), now % 1_000_000);
+    let first_chat = FIRST_CHAT + CHATS_PER_RUN * i64::try_from(now % 1_000_000_000).unwrap_or(0);
+    if (options.chats * options.bursts) as i64 > CHATS_PER_RUN / 2 {
+        return Err(fail(
+            "too many Telegram chats for one run (chats × bursts ≤ 50 000)",
+        ));
+    }
 
     let log = Arc::new(Mutex::new(ModelLog::default()));
     let endpoint = {
@@ -850,7 +855,7 @@ pub async fn run(options: LoadOptions) -> Result<LoadReport, LoadError> {
     .to_owned();
     let all_chats = options.chats * options.bursts;
     let allow: Vec<String> = (0..all_chats)
-        .map(|i| (FIRST_CHAT + i as i64).to_string())
+        .map(|i| (first_chat + i as i64).to_string())
         .collect();
 
     let mut gateways = Vec::new();
@@ -938,7 +943,7 @@ pub async fn run(options: LoadOptions) -> Result<LoadReport, LoadError> {
             })
             .chain((0..options.chats).map(|g| Conversation {
                 name: format!("{run_id} b{} g{g}", burst + 1),
-                chat: Some(FIRST_CHAT + (burst * options.chats + g) as i64),
+                chat: Some(first_chat + (burst * options.chats + g) as i64),
             }))
             .collect();
         let before: Vec<ProcSample> = gateways.iter().map(Gateway::sample).collect();
