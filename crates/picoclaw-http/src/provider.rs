@@ -31,9 +31,21 @@ pub fn client_builder(
     })
 }
 
+/// Idle keep-alive connections a model client keeps per host. reqwest keeps every one by
+/// default: after a burst of 200 concurrent turns a gateway held 200 idle connections to the
+/// model, each with its buffers, and they pinned freed memory in the allocator's heap
+/// (docs/PERFORMANCE.md, "2026-12-05, under load"). 32 keeps the connections a steady load
+/// reuses, so it does not pay a new TLS handshake per call.
+pub const POOL_MAX_IDLE_PER_HOST: usize = 32;
+
+/// How long an idle connection to the model is kept (reqwest's default: 90 s). Below a
+/// minute, so a gateway is back near its idle memory within a minute of a burst.
+pub const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(20);
+
 /// The HTTP client of a provider at `base` ([`client_builder`]): picoclaw's user agent,
 /// `headers` on every request, the connect timeout, `read_timeout` between two reads of an
-/// answer, and the proxy if there is one. Fails with a configuration error on a bad proxy.
+/// answer, at most [`POOL_MAX_IDLE_PER_HOST`] idle connections kept [`POOL_IDLE_TIMEOUT`],
+/// and the proxy if there is one. Fails with a configuration error on a bad proxy.
 pub fn build_client(
     provider: &str,
     base: &str,
@@ -47,7 +59,9 @@ pub fn build_client(
         .user_agent(USER_AGENT)
         .default_headers(headers)
         .connect_timeout(connect_timeout)
-        .read_timeout(read_timeout);
+        .read_timeout(read_timeout)
+        .pool_max_idle_per_host(POOL_MAX_IDLE_PER_HOST)
+        .pool_idle_timeout(POOL_IDLE_TIMEOUT);
     if let Some(proxy) = proxy {
         let proxy = reqwest::Proxy::all(proxy).map_err(|e| {
             ProviderError::NotConfigured(format!("{provider}: proxy '{proxy}' is not usable: {e}"))
@@ -295,6 +309,84 @@ pub fn stream_error(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A loopback HTTP/1.1 server answering every request with a small 200 after `delay`,
+    /// keeping connections alive; the count of connections open right now.
+    async fn counting_server(delay: Duration) -> (String, Arc<std::sync::atomic::AtomicUsize>) {
+        use std::sync::atomic::Ordering;
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/v1/x", listener.local_addr().unwrap());
+        let open = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let count = Arc::clone(&open);
+        tokio::spawn(async move {
+            while let Ok((mut socket, _)) = listener.accept().await {
+                let open = Arc::clone(&count);
+                open.fetch_add(1, Ordering::SeqCst);
+                tokio::spawn(async move {
+                    let mut buf = vec![0u8; 4096];
+                    let mut seen = Vec::new();
+                    loop {
+                        match socket.read(&mut buf).await {
+                            Ok(0) | Err(_) => break,
+                            Ok(n) => seen.extend_from_slice(&buf[..n]),
+                        }
+                        // One request per head (the client sends no body).
+                        while let Some(end) = seen.windows(4).position(|w| w == b"\r\n\r\n") {
+                            seen.drain(..end + 4);
+                            tokio::time::sleep(delay).await;
+                            let answer = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok";
+                            if socket.write_all(answer).await.is_err() {
+                                break;
+                            }
+                        }
+                    }
+                    open.fetch_sub(1, Ordering::SeqCst);
+                });
+            }
+        });
+        (url, open)
+    }
+
+    #[tokio::test]
+    async fn a_burst_leaves_at_most_the_pool_limit_of_idle_connections() {
+        use std::sync::atomic::Ordering;
+        let (url, open) = counting_server(Duration::from_millis(200)).await;
+        let client = build_client(
+            "p",
+            &url,
+            None,
+            Some(Arc::new(rustls::crypto::ring::default_provider())),
+            HeaderMap::new(),
+            Duration::from_secs(5),
+            Duration::from_secs(5),
+        )
+        .unwrap();
+        let burst = POOL_MAX_IDLE_PER_HOST + 20;
+        let calls: Vec<_> = (0..burst)
+            .map(|_| {
+                let (client, url) = (client.clone(), url.clone());
+                tokio::spawn(async move { client.get(url).send().await.unwrap().text().await })
+            })
+            .collect();
+        for call in calls {
+            assert_eq!(call.await.unwrap().unwrap(), "ok");
+        }
+        // The connections beyond the limit are closed once their answers are read.
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while open.load(Ordering::SeqCst) > POOL_MAX_IDLE_PER_HOST {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{} connections still open after a burst of {burst}",
+                open.load(Ordering::SeqCst)
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert!(
+            open.load(Ordering::SeqCst) > 0,
+            "the pool keeps some for reuse"
+        );
+    }
 
     #[test]
     fn previews_are_cut_by_characters() {

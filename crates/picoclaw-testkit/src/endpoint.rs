@@ -70,6 +70,19 @@ struct Inner {
     requests: Mutex<Vec<RecordedRequest>>,
     api_key: Mutex<Option<String>>,
     next_id: AtomicU64,
+    /// Answers what the script does not, without recording (see [`ScriptedEndpoint::responding`]).
+    responder: Option<Responder>,
+}
+
+/// A function from a request body to its reply.
+type RespondFn = dyn Fn(&Value) -> Reply + Send + Sync;
+
+struct Responder(Box<RespondFn>);
+
+impl std::fmt::Debug for Responder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Responder")
+    }
 }
 
 /// A scripted model server on a random loopback port; it stops when dropped.
@@ -103,7 +116,27 @@ impl ScriptedEndpoint {
         Self::serve(vec![dialect], replies)
     }
 
+    /// Starts an endpoint (every built-in dialect) that answers every request with
+    /// `respond(body)`, for as many requests as come: a load test's model, which may also
+    /// check what each request carries. Requests are not recorded ([`ScriptedEndpoint::requests`]
+    /// stays empty), so memory stays flat however long it runs. Needs no async context.
+    pub fn responding(respond: impl Fn(&Value) -> Reply + Send + Sync + 'static) -> Self {
+        Self::serve_with(
+            crate::dialect::builtin(),
+            [],
+            Some(Responder(Box::new(respond))),
+        )
+    }
+
     fn serve(dialects: Vec<Arc<dyn Dialect>>, replies: impl IntoIterator<Item = Reply>) -> Self {
+        Self::serve_with(dialects, replies, None)
+    }
+
+    fn serve_with(
+        dialects: Vec<Arc<dyn Dialect>>,
+        replies: impl IntoIterator<Item = Reply>,
+        responder: Option<Responder>,
+    ) -> Self {
         assert!(!dialects.is_empty(), "an endpoint needs a dialect");
         let inner = Arc::new(Inner {
             dialects,
@@ -111,6 +144,7 @@ impl ScriptedEndpoint {
             requests: Mutex::default(),
             api_key: Mutex::default(),
             next_id: AtomicU64::new(0),
+            responder,
         });
         let listener = std::net::TcpListener::bind("127.0.0.1:0")
             .expect("bind a loopback port for the endpoint");
@@ -218,7 +252,9 @@ async fn handle(
             .collect(),
         body: body_json.clone(),
     };
-    let n = {
+    let n = if inner.responder.is_some() {
+        usize::try_from(inner.next_id.load(std::sync::atomic::Ordering::Relaxed)).unwrap_or(0) + 1
+    } else {
         let mut requests = inner.requests.lock().unwrap();
         requests.push(recorded.clone());
         requests.len()
@@ -250,7 +286,8 @@ async fn handle(
         );
     }
 
-    let next = Reply::take_for(&mut inner.script.lock().unwrap(), &body_json.to_string());
+    let scripted = Reply::take_for(&mut inner.script.lock().unwrap(), &body_json.to_string());
+    let next = scripted.or_else(|| inner.responder.as_ref().map(|r| (r.0)(&body_json)));
     let Some(reply) = next else {
         return into_response(
             dialect.error(

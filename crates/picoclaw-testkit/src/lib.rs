@@ -21,6 +21,7 @@ mod gemini;
 mod identity;
 mod keyvault;
 pub mod line;
+pub mod load;
 pub mod oauth;
 pub mod onebot;
 mod provider;

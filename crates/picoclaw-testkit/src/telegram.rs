@@ -24,6 +24,8 @@ struct Inner {
     next_update: Mutex<i64>,
     next_message: Mutex<i64>,
     sent: Mutex<Vec<(i64, String)>>,
+    /// When each message of `sent` arrived, in the same order.
+    sent_at: Mutex<Vec<std::time::Instant>>,
     files: Mutex<Vec<SentFile>>,
     actions: Mutex<Vec<(i64, String)>>,
     /// getUpdates offsets as the client sent them (what it confirmed).
@@ -294,7 +296,12 @@ async fn handle(
                         .into_response();
                 }
             }
-            inner.sent.lock().unwrap().push((chat, text.clone()));
+            {
+                // Both under one lock order (sent, then sent_at), so the two stay aligned.
+                let mut sent = inner.sent.lock().unwrap();
+                sent.push((chat, text.clone()));
+                inner.sent_at.lock().unwrap().push(std::time::Instant::now());
+            }
             inner.parse_modes.lock().unwrap().push(mode);
             let markup = match &args["reply_markup"] {
                 Value::String(s) => serde_json::from_str(s).unwrap_or(Value::Null),
@@ -578,6 +585,18 @@ impl FakeBotApi {
     /// Every message the bot sent: (chat id, text).
     pub fn sent(&self) -> Vec<(i64, String)> {
         self.inner.sent.lock().unwrap().clone()
+    }
+
+    /// The messages the bot sent after the first `skip`: (chat id, text, when it arrived).
+    /// A load test follows the answers this way without copying them all again.
+    pub fn sent_since(&self, skip: usize) -> Vec<(i64, String, std::time::Instant)> {
+        let sent = self.inner.sent.lock().unwrap();
+        let at = self.inner.sent_at.lock().unwrap();
+        sent.iter()
+            .zip(at.iter())
+            .skip(skip)
+            .map(|((chat, text), at)| (*chat, text.clone(), *at))
+            .collect()
     }
 
     /// The `parse_mode` of every sent message, in the order of [`FakeBotApi::sent`].
