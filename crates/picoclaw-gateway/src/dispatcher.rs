@@ -712,8 +712,7 @@ fn retry_delay_ms(attempts: u32) -> i64 {
 }
 
 /// Delivery attempts before a reply is given up: with the waits between them (1 s doubling up
-/// to 5 minutes), a platform that
-/// fails (5xx, 429, the network) for about an hour loses nothing.
+/// to 5 minutes), a platform that fails (5xx, 429, the network) for an hour loses nothing.
 pub const MAX_DELIVERY_ATTEMPTS: u32 = 21;
 
 /// Delivers the outbox: claims messages under a lease, sends them, acknowledges or schedules a

@@ -84,6 +84,14 @@ impl Metrics {
             .fetch_add(completion, Ordering::Relaxed);
     }
 
+    /// Turns counted so far, ended well or not.
+    pub fn turns_total(&self) -> u64 {
+        self.turns
+            .iter()
+            .map(|s| s.ok.load(Ordering::Relaxed) + s.error.load(Ordering::Relaxed))
+            .sum()
+    }
+
     /// Counts completion tokens a turn's model calls spent reasoning (already counted as
     /// completion tokens by [`Metrics::turn`]; this is the share of them, not more).
     pub fn reasoning(&self, tokens: u64) {
