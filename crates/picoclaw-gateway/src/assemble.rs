@@ -249,6 +249,10 @@ pub struct AssembleOptions {
     /// Turns running at once, shared by every agent of this process (`gateway.max_concurrent_turns`);
     /// unbounded when `None`.
     pub turn_permits: Option<Arc<tokio::sync::Semaphore>>,
+    /// Every turn holds its conversation's lease in the state database under this owner name
+    /// (`state.session_lease_seconds`), so that processes sharing the database take turns; no
+    /// leases when `None` (the CLI: one process, one turn).
+    pub lease_owner: Option<String>,
 }
 
 impl std::fmt::Debug for AssembleOptions {
@@ -280,7 +284,14 @@ impl AssembleOptions {
             peers: None,
             closed_paths: Vec::new(),
             turn_permits: None,
+            lease_owner: None,
         }
+    }
+
+    /// See [`AssembleOptions::lease_owner`].
+    pub fn with_session_leases(mut self, owner: impl Into<String>) -> Self {
+        self.lease_owner = Some(owner.into());
+        self
     }
 
     /// See [`AssembleOptions::turn_permits`].
@@ -607,11 +618,13 @@ pub async fn assemble(
     if let Some(permits) = &options.turn_permits {
         builder = builder.turn_permits(permits.clone());
     }
-    // Every turn of a conversation holds its lease in the state database, so processes
-    // sharing it (gateway instances, a `picoclaw agent` beside a gateway) take turns.
-    let leases = picoclaw_core::SessionLeases::new(store.clone(), instance_id()).ttl(
-        Duration::from_secs(u64::from(config.state.session_lease_seconds.max(1))),
-    );
+    // Every turn of a conversation holds its lease in the state database, so gateway
+    // instances sharing it take turns.
+    if let Some(owner) = &options.lease_owner {
+        let ttl = Duration::from_secs(u64::from(config.state.session_lease_seconds.max(1)));
+        builder = builder
+            .session_leases(picoclaw_core::SessionLeases::new(store.clone(), owner).ttl(ttl));
+    }
     let agent = builder
         .config(agent_cfg.clone())
         .tools(tools.clone())
@@ -619,7 +632,6 @@ pub async fn assemble(
         .usage_ledger(store.clone(), model_label.clone())
         .memory(memory.clone())
         .subagents(4, Some(store.clone()))
-        .session_leases(leases)
         .workspace(&workspace)
         .build()
         .map_err(|e| SetupError::Config(e.to_string()))?;

@@ -83,12 +83,22 @@ pub async fn run_with(
     // Turns at once, whatever starts them; the rest wait in arrival order.
     let max_turns = config.gateway.max_concurrent_turns.max(1) as usize;
     let permits = Arc::new(tokio::sync::Semaphore::new(max_turns));
+    // Whose the conversations' leases are: with several instances, this process's; on a
+    // database of its own, the same name from one start to the next, so that what a gateway
+    // that died was answering is taken up at once by the next start instead of after the
+    // lease's time to live.
+    let owner = if shared_state(&config) {
+        assemble::instance_id().to_owned()
+    } else {
+        "the-only-gateway".to_owned()
+    };
     let agents = assemble_agents(
         &config,
         &paths,
         AssembleOptions::streaming(true)
             .with_tools(extensions.tools().to_vec())
-            .with_turn_permits(permits.clone()),
+            .with_turn_permits(permits.clone())
+            .with_session_leases(owner.clone()),
     )
     .await?;
     let store = agents.store().clone();
@@ -199,7 +209,8 @@ pub async fn run_with(
                 clock.clone(),
                 dispatcher.outbox_ready.clone(),
             )
-            .for_agent(&agents, &a.id);
+            .for_agent(&agents, &a.id)
+            .owner(owner.clone());
             let every = Duration::from_secs(u64::from(config.heartbeat.interval) * 60);
             channel_tasks.spawn(heartbeat.run(every, stop.clone()));
         }
