@@ -14,6 +14,9 @@ pub mod discord;
 #[cfg(feature = "feishu")]
 pub mod feishu;
 pub mod format;
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod group;
 #[cfg(feature = "line")]
 pub mod line;
