@@ -7,12 +7,13 @@
 # Usage: bash scripts/fuzz.sh [target...]          every target (or the ones named), 60 s each
 #        FUZZ_SECONDS=600 bash scripts/fuzz.sh mcp  a long local run of one target
 # Environment: FUZZ_SECONDS (default 60), FUZZ_JOBS (default: the number of cores),
-# CARGO_TARGET_DIR (default ~/.cache/picoclaw-fuzz-target: never the normal build's, whose
-# artefacts are not instrumented), FUZZ_WORK (where the corpus copies, logs and crash inputs go;
-# default a new temp folder, kept after a failure).
+# FUZZ_TARGET_DIR (the instrumented build's target folder, default ~/.cache/picoclaw-fuzz-target;
+# CARGO_TARGET_DIR is not read: the normal build's folder must never get instrumented
+# artefacts), FUZZ_WORK (where the corpus copies, logs and crash inputs go; default a new temp
+# folder, kept after a failure).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/picoclaw-fuzz-target}"
+export CARGO_TARGET_DIR="${FUZZ_TARGET_DIR:-$HOME/.cache/picoclaw-fuzz-target}"
 export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
 CARGO_FUZZ_VERSION=0.13.2
 FUZZ_SECONDS="${FUZZ_SECONDS:-60}"

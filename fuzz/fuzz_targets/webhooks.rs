@@ -3,8 +3,8 @@
 //! (notifications and the subscription check), Slack's Events API (events, slash commands,
 //! interactions), Telegram, QQ (Ed25519), Feishu (signed, AES-encrypted events), WeCom
 //! (signed, AES-encrypted XML callbacks and the URL check)), and OneBot's CQ-code strings. The
-//! first byte picks the channel (`% 11`; 10 is OneBot), the second says whether the request is
-//! signed as the platform signs it; the rest is the body (the plaintext event for Feishu and
+//! first byte picks the channel (`% 11`; 10 is OneBot), the second holds flags (bit 0 set: not signed
+//! as the platform signs; bit 1: a variant, Slack's forms or QQ without signature headers); the rest is the body (the plaintext event for Feishu and
 //! WeCom, which the harness encrypts; the query for WhatsApp's subscription check). Property:
 //! an unsigned request never brings a message into the inbox.
 #![no_main]
@@ -48,11 +48,11 @@ fuzz_target!(|data: &[u8]| {
         return;
     }
     let w = world();
-    let signed = flags % 2 == 0;
+    let signed = flags & 1 == 0;
     let query = String::from_utf8_lossy(body).into_owned();
     let before = w.hooks.delivered();
     let status =
-        w.rt.block_on(w.hooks.webhook(*which, signed, &query, body.to_vec()));
+        w.rt.block_on(w.hooks.webhook(*which, *flags, &query, body.to_vec()));
     assert!((200..600).contains(&status), "status {status}");
     // A request the platform did not sign never brings a message in.
     if !signed {

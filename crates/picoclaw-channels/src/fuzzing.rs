@@ -143,12 +143,14 @@ impl Webhooks {
     }
 
     /// One request with `body` to the channel `which` picks (LINE, WhatsApp Cloud, Slack's
-    /// Events API, Telegram, QQ, Feishu, WeCom): signed as the platform signs when `sign`, else
-    /// carrying a signature made from the body's first bytes. Feishu's and WeCom's signed
+    /// Events API, Telegram, QQ, Feishu, WeCom): signed as the platform signs when bit 0 of
+    /// `flags` is clear, else carrying a signature made from the body's first bytes (bit 1: a
+    /// form for Slack, no signature headers at all for QQ). Feishu's and WeCom's signed
     /// bodies are encrypted first, as the platforms do (`body` is then the plaintext event);
     /// unsigned, `body` is what is posted. `query` is the URL's query (WhatsApp's
     /// subscription check). Returns the HTTP status.
-    pub async fn webhook(&self, which: u8, sign: bool, query: &str, body: Vec<u8>) -> u16 {
+    pub async fn webhook(&self, which: u8, flags: u8, query: &str, body: Vec<u8>) -> u16 {
+        let (sign, variant) = (flags & 1 == 0, flags & 2 != 0);
         let forged = hex(body.get(..8).unwrap_or_default());
         let inbox: Arc<dyn Inbox> = self.inbox.clone();
         let mut request = WebhookRequest::new("POST", body.clone());
@@ -188,8 +190,7 @@ impl Webhooks {
                     forged
                 };
                 // Slash commands and interactions come as forms, events as JSON.
-                let form = body.first().is_some_and(|b| b % 2 == 1);
-                let content_type = if form {
+                let content_type = if variant {
                     "application/x-www-form-urlencoded"
                 } else {
                     "application/json"
@@ -212,7 +213,7 @@ impl Webhooks {
                     request
                         .with_header("x-signature-ed25519", signature)
                         .with_header("x-signature-timestamp", ts)
-                } else if body.first().is_some_and(|b| b % 2 == 1) {
+                } else if variant {
                     // Unsigned: only the callback URL check may pass.
                     request
                 } else {
