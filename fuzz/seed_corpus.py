@@ -176,13 +176,15 @@ def zip_of(files):
     b = io.BytesIO()
     with zipfile.ZipFile(b, "w", zipfile.ZIP_DEFLATED) as z:
         for name, data in files:
-            z.writestr(name, data)
+            info = zipfile.ZipInfo(name, date_time=(2024, 1, 1, 0, 0, 0))
+            info.compress_type = zipfile.ZIP_DEFLATED
+            z.writestr(info, data)
     return b.getvalue()
 
 
 def tgz_of(files):
     b = io.BytesIO()
-    with tarfile.open(fileobj=b, mode="w:gz", format=tarfile.USTAR_FORMAT) as t:
+    with tarfile.open(fileobj=b, mode="w", format=tarfile.USTAR_FORMAT) as t:
         for name, data in files:
             if data is None:
                 info = tarfile.TarInfo(name)
@@ -195,9 +197,8 @@ def tgz_of(files):
             info.mtime = 1700000000
             info.mode = 0o644
             t.addfile(info, io.BytesIO(data))
-    # Fixed gzip header time, so the seed is the same on every run.
-    raw = b.getvalue()
-    return raw[:4] + b"\x00\x00\x00\x00" + raw[8:]
+    # A fixed gzip header time, so the seed is the same on every run.
+    return gzip.compress(b.getvalue(), mtime=0)
 
 
 files = [("SKILL.md", skill_md.encode()), ("scripts/run.sh", b"#!/bin/sh\necho hi\n")]
