@@ -336,5 +336,6 @@ put("fs_paths", b"\x05a/b/new\x00\x08a/b/new\x00\x0a@WS@/z/y\x00\x0bz")
 # ---- inputs that crashed a target once (docs/fuzzing.md, "Found and fixed"), kept as seeds
 put("markdown", bytes.fromhex("1102e57274da6628617b0a606060") + b"\x00" * 15 + b"b>")
 put("fs_paths", b"\x0aclosed/d")
+put("markdown", b"\x00*e.om\x01> a\n> >\nb\n\n**e.om/b>>")
 
 print("seeded", sum(len(os.listdir(os.path.join(ROOT, d))) for d in os.listdir(ROOT)), "files")
