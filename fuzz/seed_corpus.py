@@ -337,5 +337,6 @@ put("fs_paths", b"\x05a/b/new\x00\x08a/b/new\x00\x0a@WS@/z/y\x00\x0bz")
 put("markdown", bytes.fromhex("1102e57274da6628617b0a606060") + b"\x00" * 15 + b"b>")
 put("fs_paths", b"\x0aclosed/d")
 put("markdown", b"\x00*e.om\x01> a\n> >\nb\n\n**e.om/b>>")
+put("providers", b"l\xef\xbb\xbf")
 
 print("seeded", sum(len(os.listdir(os.path.join(ROOT, d))) for d in os.listdir(ROOT)), "files")
