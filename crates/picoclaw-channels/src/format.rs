@@ -293,8 +293,8 @@ fn render(markdown: &str, d: &dyn Dialect) -> String {
                     out.push_str("\n\n");
                 }
                 TagEnd::BlockQuote(_) => {
-                    trim_end_newlines(&mut out);
                     let start = quotes.pop().unwrap_or(0).min(out.len());
+                    trim_end_newlines(&mut out, start);
                     let quoted = d.quote(&out[start..]);
                     out.truncate(start);
                     out.push_str(&quoted);
@@ -302,19 +302,19 @@ fn render(markdown: &str, d: &dyn Dialect) -> String {
                 }
                 TagEnd::CodeBlock => {
                     in_code_block = false;
-                    trim_end_newlines(&mut out);
+                    trim_end_newlines(&mut out, quoted_from(&quotes));
                     out.push_str(d.code_block_close());
                     out.push_str("\n\n");
                 }
                 TagEnd::List(_) => {
                     lists.pop();
                     if lists.is_empty() {
-                        trim_end_newlines(&mut out);
+                        trim_end_newlines(&mut out, quoted_from(&quotes));
                         out.push_str("\n\n");
                     }
                 }
                 TagEnd::Item => {
-                    trim_end_newlines(&mut out);
+                    trim_end_newlines(&mut out, quoted_from(&quotes));
                     out.push('\n');
                 }
                 TagEnd::Emphasis => out.push_str(d.italic().1),
@@ -328,7 +328,7 @@ fn render(markdown: &str, d: &dyn Dialect) -> String {
                 TagEnd::TableCell => out.push_str(" | "),
                 TagEnd::TableRow | TagEnd::TableHead => {
                     let trimmed = out.trim_end_matches(" | ").len();
-                    out.truncate(trimmed);
+                    out.truncate(trimmed.max(quoted_from(&quotes)));
                     out.push('\n');
                 }
                 TagEnd::Table => out.push('\n'),
@@ -346,18 +346,44 @@ fn render(markdown: &str, d: &dyn Dialect) -> String {
             _ => {}
         }
     }
-    trim_end_newlines(&mut out);
+    trim_end_newlines(&mut out, 0);
     out
 }
 
-fn trim_end_newlines(out: &mut String) {
+/// Where the innermost open block quote starts in the output (0 outside quotes): trimming the
+/// end never goes below it, or the quote's start would point into text written after it.
+fn quoted_from(quotes: &[usize]) -> usize {
+    quotes.last().copied().unwrap_or(0)
+}
+
+/// Removes the newlines at the end of `out`, but none before byte `floor`.
+fn trim_end_newlines(out: &mut String, floor: usize) {
     let trimmed = out.trim_end_matches('\n').len();
-    out.truncate(trimmed);
+    out.truncate(trimmed.max(floor.min(out.len())));
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Found by the `markdown` fuzz target (docs/fuzzing.md): an empty quote nested in another
+    /// trimmed the newline before them, so the outer quote's start pointed into the inner
+    /// quote's tag and cut it in two (`<b<blockquote>lockquote>`): Telegram refuses such HTML.
+    #[test]
+    fn nested_empty_quotes_keep_their_tags_whole() {
+        let crash = "*e.om\u{1}> a\n> >\nb\n\n**e.om/b>>";
+        let html = markdown_to_telegram_html(crash);
+        assert!(!html.contains("<b<"), "{html}");
+        assert_eq!(
+            html.matches("<blockquote>").count(),
+            html.matches("</blockquote>").count(),
+            "{html}"
+        );
+        assert_eq!(
+            markdown_to_telegram_html("a\n> >\nb"),
+            "a\n\n<blockquote><blockquote></blockquote></blockquote>\n\nb"
+        );
+    }
 
     #[test]
     fn common_markdown_becomes_telegram_html() {

@@ -14,6 +14,9 @@ pub mod discord;
 #[cfg(feature = "feishu")]
 pub mod feishu;
 pub mod format;
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod group;
 #[cfg(feature = "line")]
 pub mod line;
@@ -174,6 +177,11 @@ pub fn split_message(text: &str, max: usize) -> Vec<String> {
                 .unwrap_or_default();
             part.push_str("\n```");
             reopen = format!("```{lang}\n");
+            // A long info string would fill the next part with the reopening fence alone, and
+            // the text would never get shorter: the language is kept only while it is short.
+            if reopen.len() * 2 > window {
+                reopen = "```\n".to_owned();
+            }
         } else {
             reopen.clear();
         }
@@ -611,6 +619,37 @@ mod tests {
             assert!(p.chars().count() <= 300);
         }
         assert!(parts[1].starts_with("```rust\n"), "{:?}", parts[1]);
+    }
+
+    /// Found by the `markdown` fuzz target (docs/fuzzing.md): a fence whose info string is
+    /// longer than half a part was reopened in every part, filling it, and the split never
+    /// ended.
+    #[test]
+    fn a_long_code_block_language_does_not_stop_the_split() {
+        // The split looped for ever: it runs on a thread of its own, so that the test fails.
+        let split = |text: String, max: usize| {
+            let (tx, rx) = std::sync::mpsc::channel();
+            std::thread::spawn(move || tx.send(split_message(&text, max)));
+            rx.recv_timeout(Duration::from_secs(10))
+                .expect("split_message did not end")
+        };
+        // The fuzzer's input (its invalid UTF-8 replaced, as the target reads it): a fence
+        // with 15 NUL characters for a language, and a limit of 2 (16, the smallest kept).
+        let crash = format!("\u{2}\u{fffd}rt\u{fffd}f(a{{\n```{}b>", "\0".repeat(15));
+        let parts = split(crash, 2);
+        assert!(parts.iter().all(|p| p.chars().count() <= 16), "{parts:?}");
+        let lang = "x".repeat(3000);
+        let code = "let y = 1;\n".repeat(600);
+        let text = format!("```{lang}\n{code}```");
+        let parts = split(text, 4096);
+        assert!(parts.len() > 1);
+        for p in &parts {
+            assert!(p.chars().count() <= 4096);
+            assert_eq!(p.matches("```").count() % 2, 0, "unbalanced fences");
+        }
+        // A short language is still carried over.
+        let text = format!("```rust\n{code}```");
+        assert!(split(text, 500)[1].starts_with("```rust\n"));
     }
 
     /// Hands over two messages of one user from two chats.

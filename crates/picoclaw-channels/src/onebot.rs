@@ -742,7 +742,7 @@ fn cq_unescape(text: &str) -> String {
 }
 
 /// A CQ-code string (`hi [CQ:at,qq=123] there`) as segments.
-fn parse_cq(text: &str) -> Vec<Value> {
+pub(crate) fn parse_cq(text: &str) -> Vec<Value> {
     let mut segments = Vec::new();
     let mut rest = text;
     let push_text = |t: &str, segments: &mut Vec<Value>| {

@@ -365,6 +365,12 @@ impl std::fmt::Debug for QqChannel {
 }
 
 impl QqChannel {
+    /// `X-Signature-Ed25519` of `timestamp + body`, as QQ signs (for the fuzz targets).
+    #[cfg(feature = "fuzzing")]
+    pub(crate) fn sign_for_fuzzing(&self, timestamp: &str, body: &[u8]) -> String {
+        self.inner.sign_for_fuzzing(timestamp, body)
+    }
+
     /// The channel `channels.qq` describes; missing or wrong keys are a clear error.
     pub fn from_setup(setup: &ChannelSetup) -> Result<Self, ChannelError> {
         let config = Config::from_setup(setup)?;
@@ -870,6 +876,14 @@ impl Inner {
         }
         let signature = self.key.sign(format!("{ts}{plain}").as_bytes());
         WebhookResponse::json(&json!({"plain_token": plain, "signature": hex(signature.as_ref())}))
+    }
+
+    /// `X-Signature-Ed25519` of `timestamp + body`, as QQ signs (for the fuzz targets).
+    #[cfg(feature = "fuzzing")]
+    pub(crate) fn sign_for_fuzzing(&self, timestamp: &str, body: &[u8]) -> String {
+        let mut message = timestamp.as_bytes().to_vec();
+        message.extend_from_slice(body);
+        hex(self.key.sign(&message).as_ref())
     }
 
     /// Checks `X-Signature-Ed25519` over `timestamp + body` with the app's public key.

@@ -122,9 +122,9 @@ impl crate::settings::ChannelSettings for TelegramConfig {
 
 /// The bot's own identity, from `getMe`.
 #[derive(Clone, Debug)]
-struct Me {
-    username: String,
-    id: teloxide::types::UserId,
+pub(crate) struct Me {
+    pub(crate) username: String,
+    pub(crate) id: teloxide::types::UserId,
 }
 
 /// The Telegram channel.
@@ -132,7 +132,7 @@ pub struct TelegramChannel {
     bot: teloxide::Bot,
     config: TelegramConfig,
     /// Known once `run` has called `getMe`; webhook requests before that are answered 503.
-    me: std::sync::Mutex<Option<Me>>,
+    pub(crate) me: std::sync::Mutex<Option<Me>>,
     /// What Telegram must send in `X-Telegram-Bot-Api-Secret-Token` (webhook mode).
     webhook_secret: String,
     /// allow_from, pairing, rate limit. Made when the channel starts (the pairing code is

@@ -411,9 +411,14 @@ impl WorkspaceDir {
             parent
         };
         // Creating may fail because something already has the name (a link, maybe one leading
-        // out): opening the folder then says what is wrong, or finds it usable after all.
+        // out): opening the folder then says what is wrong, or finds it usable after all. A
+        // folder in a closed one is refused before it is made.
         let created = if create && parent != Path::new(".") {
-            self.dir.create_dir_all(parent)
+            match self.create_dirs(path, parent) {
+                Err(MkdirError::Closed(e)) => return Err(e),
+                Err(MkdirError::Io(e)) => Err(e),
+                Ok(()) => Ok(()),
+            }
         } else {
             Ok(())
         };
@@ -584,12 +589,58 @@ impl WorkspaceDir {
         Ok(out)
     }
 
-    /// Creates a folder and its parents beneath the root.
+    /// Creates a folder and its parents beneath the root; none inside a closed folder.
     pub fn create_dir_all(&self, path: &str) -> Result<(), FsError> {
         let rel = self.relative(path)?;
-        self.dir
-            .create_dir_all(&rel)
-            .map_err(|e| self.error(Path::new(path), e, Follow::Yes))
+        self.create_dirs(path, &rel).map_err(|e| match e {
+            MkdirError::Closed(e) => e,
+            MkdirError::Io(e) => self.error(Path::new(path), e, Follow::Yes),
+        })
+    }
+
+    /// Creates `rel` and its missing parents one at a time, each checked before it is made: the
+    /// path it would have (its parent's real path, from the opened parent) must not be in a
+    /// closed folder. Existing folders are only passed through, as when opening.
+    fn create_dirs(&self, shown: &str, rel: &Path) -> Result<(), MkdirError> {
+        let mut prefix = PathBuf::new();
+        for component in rel.components() {
+            let parent = if prefix.as_os_str().is_empty() {
+                PathBuf::from(".")
+            } else {
+                prefix.clone()
+            };
+            prefix.push(component);
+            let Component::Normal(name) = component else {
+                continue; // `..`, `.` or the root: nothing to create; the kernel resolves it.
+            };
+            match self.dir.open_dir(&prefix) {
+                Ok(_) => continue,
+                Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(MkdirError::Io(e)),
+                Err(_) => {}
+            }
+            let parent_dir = self.dir.open_dir(&parent).map_err(MkdirError::Io)?;
+            // Unknowable (no /proc) counts as closed, as in `check_closed`.
+            if !self.closed.is_empty()
+                && fd_path(&parent_dir).is_none_or(|real| self.is_closed(&real.join(name)))
+            {
+                return Err(MkdirError::Closed(FsError::Escapes {
+                    path: shown.to_owned(),
+                    root: self.root.clone(),
+                }));
+            }
+            match parent_dir.create_dir(name) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+                Err(e) => return Err(MkdirError::Io(e)),
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether the real path `real` lies in a closed folder (and not in a reopened one).
+    fn is_closed(&self, real: &Path) -> bool {
+        self.closed.iter().any(|c| real.starts_with(c))
+            && !self.reopened.iter().any(|o| real.starts_with(o))
     }
 
     /// [`subdir`](Self::subdir), creating the folder (and its parents) first.
@@ -661,6 +712,12 @@ fn read_whole(opened: OpenedFile, shown: &str, max: u64) -> Result<Vec<u8>, FsEr
 }
 
 /// The path the kernel has for an open folder (`/proc/self/fd/N`), where /proc is mounted.
+/// Why creating folders failed: a closed folder was in the way, or the system said no.
+enum MkdirError {
+    Closed(FsError),
+    Io(io::Error),
+}
+
 fn fd_path(dir: &Dir) -> Option<PathBuf> {
     use std::os::fd::AsRawFd;
     std::fs::read_link(format!("/proc/self/fd/{}", dir.as_raw_fd()))

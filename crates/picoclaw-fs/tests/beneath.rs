@@ -337,3 +337,57 @@ async fn blocking_work_runs_off_the_async_workers_with_a_limit() {
     let r = picoclaw_fs::off_thread(std::time::Duration::from_secs(5), || Ok(7)).await;
     assert_eq!(r.unwrap(), 7);
 }
+
+/// Found by the `fs_paths` fuzz target (docs/fuzzing.md): folders were created inside a closed
+/// folder (picoclaw's home beneath the workspace) before any check, by `create_dir_all` and by
+/// the writes that create missing parents.
+#[test]
+fn no_folder_is_created_inside_a_closed_folder() {
+    let s = setup();
+    let closed = s.ws.path().join("home");
+    std::fs::create_dir_all(closed.join("workspace")).unwrap();
+    std::fs::write(closed.join("auth.json"), "{}").unwrap();
+    let real = |p: &Path| p.canonicalize().unwrap();
+    let dir = WorkspaceDir::open(s.ws.path())
+        .unwrap()
+        .with_closed([real(&closed)], [real(&closed.join("workspace"))]);
+    s.link("home", "h");
+    let names = || {
+        let mut n: Vec<_> = std::fs::read_dir(&closed)
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        n.sort();
+        n
+    };
+    let before = names();
+    refused(dir.create_dir_all("home/d"));
+    refused(dir.create_dir_all("home/d/e"));
+    refused(dir.create_dir_all("h/d"));
+    refused(dir.create_dir_all("sub/../home/d"));
+    refused(dir.write_atomic("home/d/x", b"x"));
+    refused(dir.append("h/d/x", b"x"));
+    refused(dir.create_new("home/d/x"));
+    refused(dir.create_subdir("home/d"));
+    assert_eq!(names(), before, "nothing new appeared in the closed folder");
+    // The reopened part and the rest of the workspace still take new folders.
+    dir.create_dir_all("home/workspace/notes/2026").unwrap();
+    dir.write_atomic("home/workspace/a/b.txt", b"ok").unwrap();
+    dir.create_dir_all("notes/x/../y").unwrap();
+    assert!(s.ws.path().join("notes/y").is_dir());
+    assert!(closed.join("workspace/notes/2026").is_dir());
+}
+
+/// A closed folder that does not exist yet is not created either.
+#[test]
+fn a_missing_closed_folder_is_not_created() {
+    let s = setup();
+    let root = s.ws.path().canonicalize().unwrap();
+    let dir = WorkspaceDir::open(&root)
+        .unwrap()
+        .with_closed([root.join("home")], []);
+    refused(dir.create_dir_all("home"));
+    refused(dir.write_atomic("home/x", b"x"));
+    assert!(!root.join("home").exists());
+    s.assert_secret_intact();
+}

@@ -272,7 +272,7 @@ type Client = RunningService<RoleClient, Listener>;
 
 /// Whether a (cleaned) input schema is one providers accept for a function: an object schema
 /// whose `properties`, when present, is an object of schemas.
-fn check_schema(schema: &Value) -> Result<(), String> {
+pub(crate) fn check_schema(schema: &Value) -> Result<(), String> {
     if schema.get("type").and_then(Value::as_str) != Some("object") {
         return Err(format!(
             "its type is {}, not \"object\"",
@@ -565,24 +565,30 @@ impl McpTool {
             }
             Ok(Ok(r)) => r,
         };
-        let value = serde_json::to_value(&result).unwrap_or(Value::Null);
-        let mut text = render(&value);
-        if text.len() > MAX_RESULT_BYTES {
-            let mut cut = MAX_RESULT_BYTES;
-            while !text.is_char_boundary(cut) {
-                cut -= 1;
-            }
-            let total = text.len();
-            text.truncate(cut);
-            text.push_str(&format!(
-                "\n[... result cut: {cut} of {total} bytes shown ...]"
-            ));
+        result_text(&result)
+    }
+}
+
+/// A tool call's result as the model gets it: its text, cut at [`MAX_RESULT_BYTES`], or the
+/// error the server reported.
+pub(crate) fn result_text(result: &rmcp::model::CallToolResult) -> Result<String, CallError> {
+    let value = serde_json::to_value(result).unwrap_or(Value::Null);
+    let mut text = render(&value);
+    if text.len() > MAX_RESULT_BYTES {
+        let mut cut = MAX_RESULT_BYTES;
+        while !text.is_char_boundary(cut) {
+            cut -= 1;
         }
-        if result.is_error == Some(true) {
-            Err(CallError::Reported(text))
-        } else {
-            Ok(text)
-        }
+        let total = text.len();
+        text.truncate(cut);
+        text.push_str(&format!(
+            "\n[... result cut: {cut} of {total} bytes shown ...]"
+        ));
+    }
+    if result.is_error == Some(true) {
+        Err(CallError::Reported(text))
+    } else {
+        Ok(text)
     }
 }
 

@@ -13,6 +13,9 @@ mod catalog;
 mod client;
 mod config;
 mod error;
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing;
 mod http;
 #[cfg(feature = "serve")]
 mod server;

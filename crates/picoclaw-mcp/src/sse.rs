@@ -2,7 +2,6 @@
 //! `GET url` opens an event stream whose first `endpoint` event names where to POST messages;
 //! the server's messages arrive as `message` events on the stream.
 
-use eventsource_stream::Eventsource;
 use futures::StreamExt;
 use rmcp::service::{RoleClient, RxJsonRpcMessage, TxJsonRpcMessage};
 use std::collections::BTreeMap;
@@ -40,7 +39,7 @@ pub(crate) async fn open(
     if !response.status().is_success() {
         return Err(format!("{url} answered HTTP {}", response.status()));
     }
-    let mut events = response.bytes_stream().eventsource();
+    let mut events = picoclaw_http::provider::sse_events_from(Box::pin(response.bytes_stream()));
     // The first event names the endpoint to POST to (relative to the stream's URL).
     let endpoint = loop {
         match events.next().await {

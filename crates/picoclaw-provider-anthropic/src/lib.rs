@@ -543,64 +543,70 @@ impl LlmProvider for Anthropic {
 
     async fn stream(&self, req: ChatRequest) -> Result<ChatStream, ProviderError> {
         let response = self.send(&req, true).await?;
-        let timeout = self.timeout;
-        let events = http::sse_events(response);
-        let stream = futures::stream::unfold(
-            (events, Some(MessageAssembler::default())),
-            move |(mut events, mut asm)| async move {
-                loop {
-                    let a = asm.as_mut()?;
-                    match events.next().await {
-                        Some(Ok(ev)) => {
-                            if ev.data.trim().is_empty() {
-                                continue;
-                            }
-                            match a.push(&ev.data) {
-                                Ok(Some(delta)) => {
-                                    return Some((
-                                        Ok(StreamEvent::TextDelta(delta)),
-                                        (events, asm),
-                                    ));
-                                }
-                                Ok(None) if a.stopped => {
-                                    let done = asm.take()?;
-                                    return Some((
-                                        Ok(StreamEvent::Completed(done.into_response())),
-                                        (events, asm),
-                                    ));
-                                }
-                                Ok(None) => continue,
-                                Err(e) => return Some((Err(e), (events, None))),
-                            }
+        Ok(answer_stream(self.timeout, response))
+    }
+}
+
+/// The events of a streamed answer in `response`; `timeout` is the read timeout (for the error
+/// of a server that went silent).
+pub(crate) fn answer_stream(timeout: Duration, response: reqwest::Response) -> ChatStream {
+    let events = http::sse_events(response);
+    let stream = futures::stream::unfold(
+        (events, Some(MessageAssembler::default())),
+        move |(mut events, mut asm)| async move {
+            loop {
+                let a = asm.as_mut()?;
+                match events.next().await {
+                    Some(Ok(ev)) => {
+                        if ev.data.trim().is_empty() {
+                            continue;
                         }
-                        Some(Err(e)) => {
-                            let err = http::stream_error(NAME, timeout, e);
-                            return Some((Err(err), (events, None)));
-                        }
-                        None => {
-                            let done = asm.take()?;
-                            if done.complete() {
+                        match a.push(&ev.data) {
+                            Ok(Some(delta)) => {
+                                return Some((Ok(StreamEvent::TextDelta(delta)), (events, asm)));
+                            }
+                            Ok(None) if a.stopped => {
+                                let done = asm.take()?;
                                 return Some((
                                     Ok(StreamEvent::Completed(done.into_response())),
-                                    (events, None),
+                                    (events, asm),
                                 ));
                             }
+                            Ok(None) => continue,
+                            Err(e) => return Some((Err(e), (events, None))),
+                        }
+                    }
+                    Some(Err(e)) => {
+                        let err = http::stream_error(NAME, timeout, e);
+                        return Some((Err(err), (events, None)));
+                    }
+                    None => {
+                        let done = asm.take()?;
+                        if done.complete() {
                             return Some((
-                                Err(ProviderError::response(
-                                    NAME,
-                                    "the answer stream ended before the answer was complete \
-                                     (truncated: no message_stop)",
-                                )),
+                                Ok(StreamEvent::Completed(done.into_response())),
                                 (events, None),
                             ));
                         }
+                        return Some((
+                            Err(ProviderError::response(
+                                NAME,
+                                "the answer stream ended before the answer was complete \
+                                 (truncated: no message_stop)",
+                            )),
+                            (events, None),
+                        ));
                     }
                 }
-            },
-        );
-        Ok(Box::pin(stream))
-    }
+            }
+        },
+    );
+    Box::pin(stream)
 }
+
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing;
 
 #[cfg(test)]
 mod tests {

@@ -423,70 +423,81 @@ impl LlmProvider for Gemini {
         let url = self.url(&req.model, false);
         let response = self.send(&req, false).await?;
         let body = http::read_body(NAME, &url, self.timeout, response).await?;
-        let mut a = GeminiAssembler::default();
-        a.push(&body)?;
-        if a.text.is_empty() && a.calls.is_empty() && !a.finished() {
-            return Err(ProviderError::response(
-                NAME,
-                format!("the response has no candidates: {}", preview(&body, 200)),
-            ));
-        }
-        Ok(a.into_response())
+        parse_answer(&body)
     }
 
     async fn stream(&self, req: ChatRequest) -> Result<ChatStream, ProviderError> {
         let response = self.send(&req, true).await?;
-        let timeout = self.timeout;
-        let events = http::sse_events(response);
-        let stream = futures::stream::unfold(
-            (events, Some(GeminiAssembler::default())),
-            move |(mut events, mut asm)| async move {
-                loop {
-                    let a = asm.as_mut()?;
-                    match events.next().await {
-                        Some(Ok(ev)) => {
-                            if ev.data.trim().is_empty() {
-                                continue;
-                            }
-                            match a.push(&ev.data) {
-                                Ok(Some(delta)) => {
-                                    return Some((
-                                        Ok(StreamEvent::TextDelta(delta)),
-                                        (events, asm),
-                                    ));
-                                }
-                                Ok(None) => continue,
-                                Err(e) => return Some((Err(e), (events, None))),
-                            }
+        Ok(answer_stream(self.timeout, response))
+    }
+}
+
+/// A whole (not streamed) `generateContent` answer.
+pub(crate) fn parse_answer(body: &str) -> Result<ChatResponse, ProviderError> {
+    let mut a = GeminiAssembler::default();
+    a.push(body)?;
+    if a.text.is_empty() && a.calls.is_empty() && !a.finished() {
+        return Err(ProviderError::response(
+            NAME,
+            format!("the response has no candidates: {}", preview(body, 200)),
+        ));
+    }
+    Ok(a.into_response())
+}
+
+/// The events of a streamed answer in `response`; `timeout` is the read timeout (for the error
+/// of a server that went silent).
+pub(crate) fn answer_stream(timeout: Duration, response: reqwest::Response) -> ChatStream {
+    let events = http::sse_events(response);
+    let stream = futures::stream::unfold(
+        (events, Some(GeminiAssembler::default())),
+        move |(mut events, mut asm)| async move {
+            loop {
+                let a = asm.as_mut()?;
+                match events.next().await {
+                    Some(Ok(ev)) => {
+                        if ev.data.trim().is_empty() {
+                            continue;
                         }
-                        Some(Err(e)) => {
-                            let err = http::stream_error(NAME, timeout, e);
-                            return Some((Err(err), (events, None)));
-                        }
-                        None => {
-                            let done = asm.take()?;
-                            if done.finished() {
-                                return Some((
-                                    Ok(StreamEvent::Completed(done.into_response())),
-                                    (events, None),
-                                ));
+                        match a.push(&ev.data) {
+                            Ok(Some(delta)) => {
+                                return Some((Ok(StreamEvent::TextDelta(delta)), (events, asm)));
                             }
+                            Ok(None) => continue,
+                            Err(e) => return Some((Err(e), (events, None))),
+                        }
+                    }
+                    Some(Err(e)) => {
+                        let err = http::stream_error(NAME, timeout, e);
+                        return Some((Err(err), (events, None)));
+                    }
+                    None => {
+                        let done = asm.take()?;
+                        if done.finished() {
                             return Some((
-                                Err(ProviderError::response(
-                                    NAME,
-                                    "the answer stream ended before the answer was complete \
-                                     (truncated: no finishReason)",
-                                )),
+                                Ok(StreamEvent::Completed(done.into_response())),
                                 (events, None),
                             ));
                         }
+                        return Some((
+                            Err(ProviderError::response(
+                                NAME,
+                                "the answer stream ended before the answer was complete \
+                                 (truncated: no finishReason)",
+                            )),
+                            (events, None),
+                        ));
                     }
                 }
-            },
-        );
-        Ok(Box::pin(stream))
-    }
+            }
+        },
+    );
+    Box::pin(stream)
 }
+
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing;
 
 #[cfg(test)]
 mod tests {

@@ -579,38 +579,56 @@ impl LlmProvider for OpenAiCompatible {
 
     async fn stream(&self, req: ChatRequest) -> Result<ChatStream, ProviderError> {
         let response = self.send(&req, true).await?;
-        let name = self.name.clone();
-        let is_sse = response
-            .headers()
-            .get(reqwest::header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|ct| ct.contains("text/event-stream"));
-        if !is_sse {
-            // The server ignored `stream: true` and answered in one piece.
-            let body = response.text().await.map_err(|e| self.transport(e))?;
-            let mut resp = parse_completion(&name, &body)?;
-            convert_text_tool_calls(&mut resp, &offered_tools(&req));
-            let text = resp.message.text();
-            let mut events = Vec::with_capacity(2);
-            if !text.is_empty() {
-                events.push(Ok(StreamEvent::TextDelta(text)));
-            }
-            events.push(Ok(StreamEvent::Completed(resp)));
-            return Ok(Box::pin(futures::stream::iter(events)));
-        }
-        let offered = offered_tools(&req);
-        let state = StreamState {
-            events: http::sse_events(response),
-            assembler: Some(StreamAssembler::default()),
-            name,
-            timeout: self.timeout,
-            holding: !offered.is_empty(),
-            offered,
-            held: String::new(),
-            queued: std::collections::VecDeque::new(),
-        };
-        Ok(Box::pin(futures::stream::unfold(state, next_event)))
+        answer_stream(
+            self.name.clone(),
+            self.timeout,
+            response,
+            offered_tools(&req),
+            |e| self.transport(e),
+        )
+        .await
     }
+}
+
+/// The streamed answer in `response`: SSE chunks assembled, or the whole answer when the server
+/// ignored `stream: true`. `offered` are the tools of the request (for tool calls written as
+/// text); `transport` maps a failure to read a one-piece answer.
+pub(crate) async fn answer_stream(
+    name: String,
+    timeout: Duration,
+    response: reqwest::Response,
+    offered: Vec<String>,
+    transport: impl FnOnce(reqwest::Error) -> ProviderError,
+) -> Result<ChatStream, ProviderError> {
+    let is_sse = response
+        .headers()
+        .get(reqwest::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|ct| ct.contains("text/event-stream"));
+    if !is_sse {
+        // The server ignored `stream: true` and answered in one piece.
+        let body = response.text().await.map_err(transport)?;
+        let mut resp = parse_completion(&name, &body)?;
+        convert_text_tool_calls(&mut resp, &offered);
+        let text = resp.message.text();
+        let mut events = Vec::with_capacity(2);
+        if !text.is_empty() {
+            events.push(Ok(StreamEvent::TextDelta(text)));
+        }
+        events.push(Ok(StreamEvent::Completed(resp)));
+        return Ok(Box::pin(futures::stream::iter(events)));
+    }
+    let state = StreamState {
+        events: http::sse_events(response),
+        assembler: Some(StreamAssembler::default()),
+        name,
+        timeout,
+        holding: !offered.is_empty(),
+        offered,
+        held: String::new(),
+        queued: std::collections::VecDeque::new(),
+    };
+    Ok(Box::pin(futures::stream::unfold(state, next_event)))
 }
 
 struct StreamState {
@@ -633,7 +651,7 @@ fn offered_tools(req: &ChatRequest) -> Vec<String> {
 }
 
 /// Turns a tool call the model wrote as text into a real one (see `text_tools`).
-fn convert_text_tool_calls(resp: &mut ChatResponse, offered: &[String]) {
+pub(crate) fn convert_text_tool_calls(resp: &mut ChatResponse, offered: &[String]) {
     if offered.is_empty() || !resp.message.tool_calls.is_empty() {
         return;
     }

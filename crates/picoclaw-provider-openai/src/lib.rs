@@ -14,6 +14,9 @@
 //! `openai` feature, the way a provider crate from outside the workspace registers its own.
 
 mod chat;
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing;
 mod responses;
 mod text_tools;
 mod wire;

@@ -201,6 +201,17 @@ pub(crate) fn parse_response(provider: &str, v: &Value) -> Result<ChatResponse, 
         .with_model(v["model"].as_str().map(str::to_owned)))
 }
 
+/// A whole (not streamed) Responses API answer.
+pub(crate) fn parse_body(provider: &str, text: &str) -> Result<ChatResponse, ProviderError> {
+    let v: Value = serde_json::from_str(text).map_err(|e| {
+        ProviderError::response(
+            provider,
+            format!("not a Responses API response ({e}): {}", preview(text, 200)),
+        )
+    })?;
+    parse_response(provider, &v)
+}
+
 /// Follows `response.*` stream events.
 #[derive(Default)]
 pub(crate) struct EventAssembler {
@@ -290,67 +301,62 @@ impl LlmProvider for OpenAiResponses {
     async fn chat(&self, req: ChatRequest) -> Result<ChatResponse, ProviderError> {
         let body = self.http.post_json(&self.body(&req, false)).await?;
         let text = self.http.read_body(body).await?;
-        let v: Value = serde_json::from_str(&text).map_err(|e| {
-            ProviderError::response(
-                self.name(),
-                format!(
-                    "not a Responses API response ({e}): {}",
-                    preview(&text, 200)
-                ),
-            )
-        })?;
-        parse_response(self.name(), &v)
+        parse_body(self.name(), &text)
     }
 
     async fn stream(&self, req: ChatRequest) -> Result<ChatStream, ProviderError> {
         let response = self.http.post_json(&self.body(&req, true)).await?;
-        let name = self.name().to_owned();
-        let events = sse_events(response);
-        let stream = futures::stream::unfold(
-            (events, Some(EventAssembler::default()), name),
-            |(mut events, mut asm, name)| async move {
-                loop {
-                    let a = asm.as_mut()?;
-                    if let Some(done) = a.done.take() {
-                        return Some((Ok(StreamEvent::Completed(done)), (events, None, name)));
+        Ok(answer_stream(self.name().to_owned(), response))
+    }
+}
+
+/// The `response.*` events of a streamed answer in `response`.
+pub(crate) fn answer_stream(name: String, response: reqwest::Response) -> ChatStream {
+    let events = sse_events(response);
+    let stream = futures::stream::unfold(
+        (events, Some(EventAssembler::default()), name),
+        |(mut events, mut asm, name)| async move {
+            loop {
+                let a = asm.as_mut()?;
+                if let Some(done) = a.done.take() {
+                    return Some((Ok(StreamEvent::Completed(done)), (events, None, name)));
+                }
+                match events.next().await {
+                    Some(Ok(ev)) => {
+                        if ev.data.trim().is_empty() {
+                            continue;
+                        }
+                        match a.push(&name, &ev.data) {
+                            Ok(Some(delta)) => {
+                                return Some((
+                                    Ok(StreamEvent::TextDelta(delta)),
+                                    (events, asm, name),
+                                ));
+                            }
+                            Ok(None) => continue,
+                            Err(e) => return Some((Err(e), (events, None, name))),
+                        }
                     }
-                    match events.next().await {
-                        Some(Ok(ev)) => {
-                            if ev.data.trim().is_empty() {
-                                continue;
-                            }
-                            match a.push(&name, &ev.data) {
-                                Ok(Some(delta)) => {
-                                    return Some((
-                                        Ok(StreamEvent::TextDelta(delta)),
-                                        (events, asm, name),
-                                    ));
-                                }
-                                Ok(None) => continue,
-                                Err(e) => return Some((Err(e), (events, None, name))),
-                            }
-                        }
-                        Some(Err(e)) => {
-                            let err = ProviderError::response(
-                                &name,
-                                format!("the answer stream broke off: {e}"),
-                            );
-                            return Some((Err(err), (events, None, name)));
-                        }
-                        None => {
-                            let err = ProviderError::response(
-                                &name,
-                                "the answer stream ended before the answer was complete \
-                                 (truncated: no response.completed)",
-                            );
-                            return Some((Err(err), (events, None, name)));
-                        }
+                    Some(Err(e)) => {
+                        let err = ProviderError::response(
+                            &name,
+                            format!("the answer stream broke off: {e}"),
+                        );
+                        return Some((Err(err), (events, None, name)));
+                    }
+                    None => {
+                        let err = ProviderError::response(
+                            &name,
+                            "the answer stream ended before the answer was complete \
+                             (truncated: no response.completed)",
+                        );
+                        return Some((Err(err), (events, None, name)));
                     }
                 }
-            },
-        );
-        Ok(Box::pin(stream))
-    }
+            }
+        },
+    );
+    Box::pin(stream)
 }
 
 #[cfg(test)]

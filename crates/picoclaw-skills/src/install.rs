@@ -372,7 +372,7 @@ fn count(budget: &mut (u64, usize), size: u64) -> Result<(), String> {
 
 /// Unpacks a `.tar.gz` into `into`: regular files and folders only, every path relative and
 /// inside; links, devices and `..` entries refuse the whole archive.
-fn extract_tar_gz(bytes: &[u8], into: &Path) -> Result<(), String> {
+pub(crate) fn extract_tar_gz(bytes: &[u8], into: &Path) -> Result<(), String> {
     let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(bytes));
     let mut budget = (0u64, 0usize);
     let entries = archive
@@ -423,7 +423,7 @@ fn extract_tar_gz(bytes: &[u8], into: &Path) -> Result<(), String> {
 }
 
 /// Unpacks a `.zip` into `into`, with the same rules as [`extract_tar_gz`].
-fn extract_zip(bytes: &[u8], into: &Path) -> Result<(), String> {
+pub(crate) fn extract_zip(bytes: &[u8], into: &Path) -> Result<(), String> {
     let mut archive = zip::ZipArchive::new(std::io::Cursor::new(bytes))
         .map_err(|e| format!("not a .zip archive: {e}"))?;
     let mut budget = (0u64, 0usize);

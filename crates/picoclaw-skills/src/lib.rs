@@ -16,6 +16,9 @@
 pub mod builtin;
 mod catalog;
 mod error;
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing;
 mod grant;
 mod install;
 mod manifest;

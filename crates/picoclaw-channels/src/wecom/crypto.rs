@@ -111,7 +111,7 @@ impl Crypto {
     }
 
     /// The encrypted text of `message` for `receive_id` (the unit tests' round trip).
-    #[cfg(test)]
+    #[cfg(any(test, feature = "fuzzing"))]
     pub(crate) fn encrypt(&self, message: &[u8], receive_id: &str) -> String {
         use aes::cipher::BlockEncryptMut;
         let mut plain = b"0123456789abcdef".to_vec();

@@ -135,6 +135,23 @@ pub struct WecomChannel {
     inner: Arc<Inner>,
 }
 
+impl WecomChannel {
+    /// A callback's `Encrypt` field for `message` and its `msg_signature`, as WeCom makes them
+    /// (for the fuzz targets).
+    #[cfg(feature = "fuzzing")]
+    pub(crate) fn seal_for_fuzzing(
+        &self,
+        message: &[u8],
+        receive_id: &str,
+        timestamp: &str,
+        nonce: &str,
+    ) -> (String, String) {
+        let encrypted = self.inner.crypto.encrypt(message, receive_id);
+        let signature = self.inner.crypto.signature(timestamp, nonce, &encrypted);
+        (encrypted, signature)
+    }
+}
+
 impl std::fmt::Debug for WecomChannel {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let mode = match &self.inner.mode {
