@@ -46,20 +46,21 @@ impl RecordedRequest {
     pub fn message_texts(&self) -> Vec<String> {
         self.body["messages"]
             .as_array()
-            .map(|msgs| {
-                msgs.iter()
-                    .map(|m| match &m["content"] {
-                        Value::String(s) => s.clone(),
-                        Value::Array(parts) => parts
-                            .iter()
-                            .filter_map(|p| p["text"].as_str())
-                            .collect::<Vec<_>>()
-                            .join(""),
-                        _ => String::new(),
-                    })
-                    .collect()
-            })
+            .map(|msgs| msgs.iter().map(content_text).collect())
             .unwrap_or_default()
+    }
+}
+
+/// A Chat Completions message's text: its `content` string, or its text parts joined.
+pub(crate) fn content_text(message: &Value) -> String {
+    match &message["content"] {
+        Value::String(s) => s.clone(),
+        Value::Array(parts) => parts
+            .iter()
+            .filter_map(|p| p["text"].as_str())
+            .collect::<Vec<_>>()
+            .join(""),
+        _ => String::new(),
     }
 }
 

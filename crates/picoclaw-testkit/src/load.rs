@@ -590,15 +590,7 @@ fn conversation_texts(body: &Value) -> Vec<String> {
         .map(|msgs| {
             msgs.iter()
                 .filter(|m| m["role"] == "user" || m["role"] == "assistant")
-                .map(|m| match &m["content"] {
-                    Value::String(s) => s.clone(),
-                    Value::Array(parts) => parts
-                        .iter()
-                        .filter_map(|p| p["text"].as_str())
-                        .collect::<Vec<_>>()
-                        .join(""),
-                    _ => String::new(),
-                })
+                .map(crate::endpoint::content_text)
                 .collect()
         })
         .unwrap_or_default()
