@@ -508,10 +508,6 @@ impl Dispatcher {
     }
 
     async fn process(&self, (id, msg): Job) {
-        let _permit = match Arc::clone(&self.permits).acquire_owned().await {
-            Ok(p) => p,
-            Err(_) => return,
-        };
         // The conversation, held by this instance (its lease, when the state is shared) from
         // the check below until the answer is stored: another instance sharing the journal
         // may have answered the message meanwhile (it recovers what an instance that died
@@ -525,6 +521,15 @@ impl Dispatcher {
             Ok(guard) => guard,
             Err(e) => {
                 tracing::warn!(id, session = %msg.session_key, error = %e, "could not hold the conversation; the message is redone later");
+                self.forget(id);
+                return;
+            }
+        };
+        // A turn slot only once the conversation is ours: a message waiting for another
+        // instance's turn of its conversation takes none.
+        let _permit = match Arc::clone(&self.permits).acquire_owned().await {
+            Ok(p) => p,
+            Err(_) => {
                 self.forget(id);
                 return;
             }

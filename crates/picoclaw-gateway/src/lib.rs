@@ -302,7 +302,8 @@ pub(crate) async fn trim_when_idle(
         quiet_for += 1;
         if dirty && quiet_for >= QUIET {
             dirty = false;
-            release_free_memory();
+            // It walks the whole heap under the allocator's locks: off the async workers.
+            let _ = tokio::task::spawn_blocking(release_free_memory).await;
         }
     }
 }

@@ -109,7 +109,7 @@ impl SessionLeases {
         }
         let stop = CancellationToken::new();
         let lost = Arc::new(AtomicBool::new(false));
-        tokio::spawn(renew(
+        let renewing = tokio::spawn(renew(
             self.clone(),
             name.clone(),
             stop.clone(),
@@ -120,6 +120,7 @@ impl SessionLeases {
             name,
             stop,
             lost,
+            renewing: Some(renewing),
         })
     }
 }
@@ -159,11 +160,17 @@ struct HeldLease {
     name: String,
     stop: CancellationToken,
     lost: Arc<AtomicBool>,
+    /// The renewing task: waited for before the release, so that a renewal already on its way
+    /// to the database cannot take the lease again after it was given back.
+    renewing: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl HeldLease {
-    async fn release(self) {
+    async fn release(mut self) {
         self.stop.cancel();
+        if let Some(renewing) = self.renewing.take() {
+            let _ = renewing.await;
+        }
         if let Err(e) = self
             .leases
             .store
@@ -219,11 +226,24 @@ impl SessionGuard {
         Arc::ptr_eq(&self.agent.inner, &agent.inner)
     }
 
-    /// Gives the lease up now (waiting for the store), then the local lock.
+    /// Gives the lease up now (waiting for the store), then the local lock. The release runs
+    /// to its end even when the caller stops waiting for it (a request's timeout), and the
+    /// local lock is let go only after it, so that the next turn here never has its lease
+    /// given back from under it.
     pub async fn release(mut self) {
-        if let Some(lease) = self.lease.take() {
-            lease.release().await;
-        }
+        let (Some(lease), Ok(rt)) = (self.lease.take(), tokio::runtime::Handle::try_current())
+        else {
+            return;
+        };
+        let local = self.local.take();
+        let (agent, session) = (self.agent.clone(), self.session.clone());
+        let _ = rt
+            .spawn(async move {
+                lease.release().await;
+                drop(local);
+                forget_idle_lock(&agent, &session);
+            })
+            .await;
     }
 }
 
