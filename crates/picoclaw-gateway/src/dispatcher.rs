@@ -621,7 +621,14 @@ impl Dispatcher {
                 }
             }
         };
-        if let Err(e) = self.finish(id, &msg, &text).await {
+        // This process stalled past the lease and another instance took the conversation: it
+        // may have answered the message meanwhile, and a second answer must not go out.
+        if guard.lease_lost() && matches!(self.store.is_unprocessed(id).await, Ok(false)) {
+            tracing::warn!(
+                id,
+                "another instance answered this message while this one stalled; this answer is dropped"
+            );
+        } else if let Err(e) = self.finish(id, &msg, &text).await {
             tracing::error!(id, error = %e, "could not store the answer; the message will be redone after a restart");
         }
         guard.release().await;

@@ -34,7 +34,6 @@ pub struct SessionLeases {
     store: Arc<dyn LeaseStore>,
     owner: Arc<str>,
     ttl: Duration,
-    now_ms: fn() -> i64,
 }
 
 impl std::fmt::Debug for SessionLeases {
@@ -54,19 +53,12 @@ impl SessionLeases {
             store,
             owner: owner.into().into(),
             ttl: DEFAULT_LEASE_TTL,
-            now_ms: picoclaw_state::now_ms,
         }
     }
 
     /// How long a lease lasts without renewal (at least one second).
     pub fn ttl(mut self, ttl: Duration) -> Self {
         self.ttl = ttl.max(Duration::from_secs(1));
-        self
-    }
-
-    /// The clock leases are taken by (milliseconds since the epoch; the system's by default).
-    pub fn clock(mut self, now_ms: fn() -> i64) -> Self {
-        self.now_ms = now_ms;
         self
     }
 
@@ -86,7 +78,7 @@ impl SessionLeases {
     async fn try_take(&self, name: &str) -> Result<bool, AgentError> {
         Ok(self
             .store
-            .try_lease(name, &self.owner, (self.now_ms)(), self.ttl_ms())
+            .try_lease(name, &self.owner, picoclaw_state::now_ms(), self.ttl_ms())
             .await?)
     }
 
