@@ -10,7 +10,10 @@ FROM rust:1.95.0-bookworm AS build
 WORKDIR /src
 COPY . .
 # The release build with every channel (Telegram, Discord, Slack), MCP, PostgreSQL, I2C/SPI and
-# the keychain: the `full` feature of both binaries, the set CI compiles and tests.
+# the keychain: the `full` feature of both binaries, the set CI compiles and tests. Relative
+# relocations packed (DT_RELR: 1.2 MiB less per binary; binutils >= 2.38 links it and
+# glibc >= 2.36 loads it, as bookworm and distroless debian12 have).
+ENV RUSTFLAGS="-C link-arg=-Wl,-z,pack-relative-relocs"
 RUN cargo build --release --locked -p picoclaw-cli -p picoclaw-gateway-bin \
       --features picoclaw-cli/full,picoclaw-gateway-bin/full \
  && install -m 0755 target/release/picoclaw target/release/picoclaw-gateway /usr/local/bin/

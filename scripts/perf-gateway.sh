@@ -31,7 +31,7 @@ sleep 1
 key=$(cat "$PICOCLAW_HOME/gateway.key")   # made by the gateway at its first start
 rss() { awk '/VmRSS/ {print $2}' "/proc/$gw/status"; }
 echo "## idle gateway (no channels, heartbeat off)"
-echo "binary: $(stat -c %s "$bin") bytes; idle RSS: $(rss) KiB"
+echo "binary: $(stat -c %s "$bin") bytes; idle RSS: $(rss) KiB, of it anonymous: $(awk '/RssAnon/ {print $2}' "/proc/$gw/status") KiB"
 
 cat > "$work/post.lua" <<LUA
 wrk.method = "POST"

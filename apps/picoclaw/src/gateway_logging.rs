@@ -3,7 +3,6 @@
 //! else `info`.
 
 use std::path::PathBuf;
-use tracing_subscriber::EnvFilter;
 use tracing_subscriber::Layer as _;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
@@ -124,11 +123,8 @@ const LOG_QUEUE_LINES: usize = 4096;
 pub(crate) fn init(
     opts: &LogOptions,
 ) -> Result<Vec<tracing_appender::non_blocking::WorkerGuard>, LogError> {
-    let filter = || {
-        EnvFilter::try_from_default_env()
-            .or_else(|_| EnvFilter::try_new(&opts.level))
-            .unwrap_or_else(|_| EnvFilter::new("info"))
-    };
+    let targets = crate::logging::level_filter(&opts.level);
+    let filter = || targets.clone();
     let (file_writer, guard) = match &opts.dir {
         Some(dir) => {
             std::fs::create_dir_all(dir).map_err(|error| LogError::Folder {

@@ -224,6 +224,7 @@ pub(crate) fn run(config: Option<PathBuf>, args: McpArgs) -> anyhow::Result<Exit
 }
 
 /// The tools `mcp serve` may offer, by name (`tools.mcp.serve.tools`).
+#[cfg(feature = "mcp-server")]
 const SERVABLE: &[&str] = &[
     "read_file",
     "list_dir",
@@ -235,6 +236,20 @@ const SERVABLE: &[&str] = &[
     "web_search",
 ];
 
+/// Without the `mcp-server` feature: says how to get a build that has it (exit code 2).
+#[cfg(not(feature = "mcp-server"))]
+fn serve(
+    _config: &picoclaw_config::Config,
+    _paths: &picoclaw_config::Paths,
+) -> anyhow::Result<ExitCode> {
+    eprintln!(
+        "error: this build of picoclaw has no MCP server side; build it with \
+         `--features mcp-server` (the `full` feature has it) to offer its tools over MCP"
+    );
+    Ok(ExitCode::from(2))
+}
+
+#[cfg(feature = "mcp-server")]
 fn serve(
     config: &picoclaw_config::Config,
     paths: &picoclaw_config::Paths,

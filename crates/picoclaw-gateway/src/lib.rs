@@ -274,8 +274,10 @@ pub async fn run_with(
 /// Gives the memory freed after a burst of turns back to the system: glibc's allocator keeps
 /// the heap it grew (fragmented across its arenas) until asked. Once no turn has run for a few
 /// seconds after some did, `malloc_trim` returns the free pages (measured: after 200
-/// concurrent conversations, 71 MiB of anonymous memory down to 8 MiB). Other C libraries
-/// (musl) give memory back by themselves; there this does nothing.
+/// concurrent conversations, 71 MiB of anonymous memory down to 8 MiB), and once more after
+/// the state database's pool has closed the connections the burst opened (SQLite's pool drops
+/// an idle connection within 40 s, and with it up to 2 MiB of page cache). Other C libraries (musl)
+/// give memory back by themselves; there this does nothing.
 pub(crate) async fn trim_when_idle(
     permits: Arc<tokio::sync::Semaphore>,
     max_turns: usize,
@@ -283,7 +285,8 @@ pub(crate) async fn trim_when_idle(
     stop: tokio_util::sync::CancellationToken,
 ) {
     const CHECK: Duration = Duration::from_secs(1);
-    const QUIET: u32 = 5;
+    /// Seconds of quiet after which to trim: soon, and once the pool has closed idle connections.
+    const TRIM_AT: [u32; 2] = [5, 45];
     let mut quiet_for = 0u32;
     let mut dirty = false;
     let mut turns = metrics.turns_total();
@@ -299,11 +302,16 @@ pub(crate) async fn trim_when_idle(
             quiet_for = 0;
             continue;
         }
+        if !dirty {
+            continue;
+        }
         quiet_for += 1;
-        if dirty && quiet_for >= QUIET {
-            dirty = false;
+        if TRIM_AT.contains(&quiet_for) {
             // It walks the whole heap under the allocator's locks: off the async workers.
             let _ = tokio::task::spawn_blocking(release_free_memory).await;
+        }
+        if quiet_for >= TRIM_AT[TRIM_AT.len() - 1] {
+            dirty = false;
         }
     }
 }

@@ -559,3 +559,39 @@ async fn a_provider_defined_in_config_alone_answers() {
         out.stderr
     );
 }
+
+#[tokio::test]
+async fn rust_log_filters_by_target_and_a_bad_one_is_named() {
+    let endpoint = ScriptedEndpoint::start_with([Reply::text("one"), Reply::text("two")]).await;
+    let home = Home::with_config(&endpoint, json!({}));
+    let run = |rust_log: &str| {
+        std::process::Command::new(assert_cmd::cargo::cargo_bin("picoclaw"))
+            .env("PICOCLAW_HOME", home.path())
+            .env_remove("PICOCLAW_CONFIG")
+            .env("RUST_LOG", rust_log)
+            .args(["agent", "-m", "hello"])
+            .output()
+            .unwrap()
+    };
+    // One crate's debug lines (sqlx's statements), nobody else's.
+    let out = run("sqlx=debug,error");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("DEBUG"), "no debug lines: {stderr}");
+    for line in stderr.lines().filter(|l| l.contains("DEBUG")) {
+        assert!(
+            line.contains("db.statement"),
+            "a line of another target: {line}"
+        );
+    }
+    // A filter that does not parse is named, the default used, the turn still answered.
+    let out = run("picoclaw_core=loud");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("RUST_LOG=\"picoclaw_core=loud\" is not a log filter"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("DEBUG"), "{stderr}");
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "two");
+}
