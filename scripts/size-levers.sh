@@ -4,7 +4,8 @@
 # unstripped so that `cargo bloat` can read the same binaries, and prints each one's size
 # after `strip` (what the profile's `strip = true` gives). The packed-relocation build uses its
 # own target directory (RUSTFLAGS change every crate's fingerprint).
-# Usage: bash scripts/size-levers.sh [OUT_DIR]   (about 4 minutes per line on 2 cores, warm)
+# Usage: bash scripts/size-levers.sh [OUT_DIR]   (about 4 minutes per line on 2 cores, warm;
+# the packed build is cold the first time). A line whose build fails is reported, the rest run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/picoclaw-target}"
@@ -15,17 +16,18 @@ printf '%-12s %12s %9s  %s\n' build bytes MiB features
 one() { # name package binary [cargo args...]
   local name=$1 pkg=$2 bin=$3
   shift 3
-  cargo build --release --locked -q -p "$pkg" "$@" >"$out/$name.log" 2>&1 || {
+  if ! cargo build --release --locked -q -p "$pkg" "$@" >"$out/$name.log" 2>&1; then
     echo "$name: build failed, see $out/$name.log" >&2
-    return 1
-  }
-  local dir="${TARGET_DIR_OVERRIDE:-$CARGO_TARGET_DIR}"
-  cp "$dir/release/$bin" "$out/$name"
+    failed=$((failed + 1))
+    return 0
+  fi
+  cp "$CARGO_TARGET_DIR/release/$bin" "$out/$name"
   strip -o "$out/$name.stripped" "$out/$name"
   local bytes
   bytes=$(stat -c %s "$out/$name.stripped")
-  printf '%-12s %12d %9.2f  %s\n' "$name" "$bytes" "$(echo "$bytes / 1048576" | bc -l)" "${*:-default}"
+  printf '%-12s %12d %9.2f  %s\n' "$name" "$bytes" "$(awk "BEGIN {print $bytes / 1048576}")" "${*:-default}"
 }
+failed=0
 one default picoclaw-cli picoclaw
 one gateway picoclaw-gateway-bin picoclaw-gateway
 one -discord picoclaw-cli picoclaw --no-default-features --features telegram,slack,pico,mcp,web
@@ -37,7 +39,7 @@ one +mcp-server picoclaw-cli picoclaw --features mcp-server
 one none picoclaw-cli picoclaw --no-default-features
 one full picoclaw-cli picoclaw --features full
 # Packed relative relocations (DT_RELR): binutils >= 2.38 to link, glibc >= 2.36 to run.
-relr_dir="$CARGO_TARGET_DIR-relr"
-TARGET_DIR_OVERRIDE="$relr_dir" CARGO_TARGET_DIR="$relr_dir" \
-  RUSTFLAGS="-C link-arg=-Wl,-z,pack-relative-relocs" one default+relr picoclaw-cli picoclaw
+CARGO_TARGET_DIR="$CARGO_TARGET_DIR-relr" RUSTFLAGS="-C link-arg=-Wl,-z,pack-relative-relocs" \
+  one default+relr picoclaw-cli picoclaw
 echo "binaries in $out"
+exit $((failed > 0))

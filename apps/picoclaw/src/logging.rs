@@ -12,21 +12,44 @@ use tracing_subscriber::util::SubscriberInitExt;
 /// `target=level` pairs, comma-separated (`warn`, `picoclaw_core=debug,info`); a target is a
 /// module path prefix. (tracing-subscriber's `Targets`: span and field filters are not
 /// supported; `EnvFilter`'s regex engine cost the binary about 0.3 MiB.) A `RUST_LOG` that does
-/// not parse is named on stderr and `default` is used.
+/// not parse, or asks for a span or field filter, is named on stderr and `default` is used.
 pub(crate) fn level_filter(default: &str) -> Targets {
     if let Ok(spec) = std::env::var("RUST_LOG")
         && !spec.trim().is_empty()
     {
-        match spec.parse::<Targets>() {
+        match parse_filter(&spec) {
             Ok(filter) => return filter,
-            Err(e) => {
-                eprintln!("warning: RUST_LOG={spec:?} is not a log filter ({e}); using {default}")
+            Err(why) => {
+                eprintln!("warning: RUST_LOG={spec:?} is not a log filter ({why}); using {default}")
             }
         }
     }
-    default.parse().unwrap_or_else(|_| {
+    parse_filter(default).unwrap_or_else(|_| {
         Targets::new().with_default(tracing_subscriber::filter::LevelFilter::INFO)
     })
+}
+
+/// `Targets` from a `RUST_LOG`-style string. Empty directives are skipped (a trailing comma);
+/// span and field filters (`[span]`, `{field}`) are refused rather than taken for a target
+/// name that matches nothing.
+fn parse_filter(spec: &str) -> Result<Targets, String> {
+    let directives: Vec<&str> = spec
+        .split(',')
+        .map(str::trim)
+        .filter(|d| !d.is_empty())
+        .collect();
+    if let Some(d) = directives
+        .iter()
+        .find(|d| d.contains(['[', ']', '{', '}']) || d.contains(char::is_whitespace))
+    {
+        return Err(format!(
+            "'{d}': span and field filters are not supported, only levels and target=level"
+        ));
+    }
+    directives
+        .join(",")
+        .parse::<Targets>()
+        .map_err(|e| e.to_string())
 }
 
 /// Keep the returned guard alive until exit: it flushes the audit trail.

@@ -562,7 +562,13 @@ async fn a_provider_defined_in_config_alone_answers() {
 
 #[tokio::test]
 async fn rust_log_filters_by_target_and_a_bad_one_is_named() {
-    let endpoint = ScriptedEndpoint::start_with([Reply::text("one"), Reply::text("two")]).await;
+    let endpoint = ScriptedEndpoint::start_with([
+        Reply::text("one"),
+        Reply::text("two"),
+        Reply::text("three"),
+        Reply::text("four"),
+    ])
+    .await;
     let home = Home::with_config(&endpoint, json!({}));
     let run = |rust_log: &str| {
         std::process::Command::new(assert_cmd::cargo::cargo_bin("picoclaw"))
@@ -584,14 +590,27 @@ async fn rust_log_filters_by_target_and_a_bad_one_is_named() {
             "a line of another target: {line}"
         );
     }
-    // A filter that does not parse is named, the default used, the turn still answered.
-    let out = run("picoclaw_core=loud");
+    // The control: debug for everyone shows more than sqlx's statements (the turn's own lines).
+    let out = run("debug,");
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stderr}");
     assert!(
-        stderr.contains("RUST_LOG=\"picoclaw_core=loud\" is not a log filter"),
-        "{stderr}"
+        stderr
+            .lines()
+            .any(|l| l.contains("DEBUG") && !l.contains("db.statement")),
+        "no debug line but sqlx's: {stderr}"
     );
-    assert!(!stderr.contains("DEBUG"), "{stderr}");
-    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "two");
+    // A filter that does not parse, or a span filter, is named, the default used, the turn
+    // still answered.
+    for (bad, answer) in [("picoclaw_core=loud", "three"), ("[turn]=debug", "four")] {
+        let out = run(bad);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{stderr}");
+        assert!(
+            stderr.contains(&format!("RUST_LOG={bad:?} is not a log filter")),
+            "{stderr}"
+        );
+        assert!(!stderr.contains("DEBUG"), "{stderr}");
+        assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), answer);
+    }
 }

@@ -82,7 +82,7 @@ async fn an_mcp_server_is_added_tested_and_its_tool_called_in_a_turn() {
     assert_eq!(out.code, 1);
 }
 
-#[cfg(feature = "mcp")]
+#[cfg(feature = "mcp-server")]
 #[tokio::test(flavor = "multi_thread")]
 async fn picoclaw_mcp_serve_is_driven_by_the_python_sdk_client() {
     let python = mcp_python();
