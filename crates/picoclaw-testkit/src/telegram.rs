@@ -503,21 +503,30 @@ impl FakeBotApi {
         text: &str,
         reply: Option<Value>,
     ) -> i64 {
+        self.enqueue(|update_id| {
+            let mut message = json!({"message_id": update_id, "date": 1_800_000_000,
+                "chat": chat, "from": user(user_id, username, false), "text": text});
+            if let Some(r) = reply {
+                message["reply_to_message"] = r;
+            }
+            json!({"update_id": update_id, "message": message})
+        })
+    }
+
+    /// Numbers the update `build` makes and queues it, under one lock: ids reach `getUpdates`
+    /// in increasing order, as Telegram's do (with two locks, a message pushed concurrently
+    /// could land behind a later id, and the client's next offset dropped it).
+    fn enqueue(&self, build: impl FnOnce(i64) -> Value) -> i64 {
         let update_id = {
-            let mut n = self.inner.next_update.lock().unwrap();
-            *n += 1;
-            *n
+            let mut updates = self.inner.updates.lock().unwrap();
+            let update_id = {
+                let mut n = self.inner.next_update.lock().unwrap();
+                *n += 1;
+                *n
+            };
+            updates.push(build(update_id));
+            update_id
         };
-        let mut message = json!({"message_id": update_id, "date": 1_800_000_000, "chat": chat,
-            "from": user(user_id, username, false), "text": text});
-        if let Some(r) = reply {
-            message["reply_to_message"] = r;
-        }
-        self.inner
-            .updates
-            .lock()
-            .unwrap()
-            .push(json!({"update_id": update_id, "message": message}));
         self.inner.arrived.notify_waiters();
         update_id
     }
@@ -540,46 +549,33 @@ impl FakeBotApi {
     /// A user presses an inline button whose callback data is `data`, under a bot message in
     /// their private chat.
     pub fn press_button(&self, user_id: i64, username: &str, data: &str) -> i64 {
-        let update_id = {
-            let mut n = self.inner.next_update.lock().unwrap();
-            *n += 1;
-            *n
-        };
         let message = json!({"message_id": 1, "date": 1_800_000_000,
             "chat": {"id": user_id, "type": "private", "first_name": username},
             "from": user(BOT_ID, BOT_USERNAME, true), "text": "(the bot's message)"});
-        self.inner.updates.lock().unwrap().push(json!({"update_id": update_id,
-            "callback_query": {"id": format!("cbq-{update_id}"), "from": user(user_id, username, false),
-                "message": message, "chat_instance": "ci", "data": data}}));
-        self.inner.arrived.notify_waiters();
-        update_id
+        self.enqueue(|update_id| {
+            json!({"update_id": update_id,
+                "callback_query": {"id": format!("cbq-{update_id}"),
+                    "from": user(user_id, username, false),
+                    "message": message, "chat_instance": "ci", "data": data}})
+        })
     }
 
     /// A user sends a voice note (`bytes`, OGG/Opus in real life) in a private chat.
     pub fn voice_message(&self, user_id: i64, username: &str, bytes: &[u8]) -> i64 {
-        let update_id = {
-            let mut n = self.inner.next_update.lock().unwrap();
-            *n += 1;
-            *n
-        };
-        let file_id = format!("voice-{update_id}");
-        self.inner
-            .files_in
-            .lock()
-            .unwrap()
-            .insert(file_id.clone(), bytes.to_vec());
-        let message = json!({"message_id": update_id, "date": 1_800_000_000,
-            "chat": {"id": user_id, "type": "private", "first_name": username},
-            "from": user(user_id, username, false),
-            "voice": {"file_id": file_id, "file_unique_id": format!("u-{update_id}"),
-                      "duration": 2, "mime_type": "audio/ogg", "file_size": bytes.len()}});
-        self.inner
-            .updates
-            .lock()
-            .unwrap()
-            .push(json!({"update_id": update_id, "message": message}));
-        self.inner.arrived.notify_waiters();
-        update_id
+        self.enqueue(|update_id| {
+            let file_id = format!("voice-{update_id}");
+            self.inner
+                .files_in
+                .lock()
+                .unwrap()
+                .insert(file_id.clone(), bytes.to_vec());
+            let message = json!({"message_id": update_id, "date": 1_800_000_000,
+                "chat": {"id": user_id, "type": "private", "first_name": username},
+                "from": user(user_id, username, false),
+                "voice": {"file_id": file_id, "file_unique_id": format!("u-{update_id}"),
+                          "duration": 2, "mime_type": "audio/ogg", "file_size": bytes.len()}});
+            json!({"update_id": update_id, "message": message})
+        })
     }
 
     /// Every message the bot sent: (chat id, text).
