@@ -276,8 +276,8 @@ pub async fn run_with(
 /// seconds after some did, `malloc_trim` returns the free pages (measured: after 200
 /// concurrent conversations, 71 MiB of anonymous memory down to 8 MiB), and once more after
 /// the state database's pool has closed the connections the burst opened (SQLite's pool drops
-/// an idle connection within 40 s, and with it up to 2 MiB of page cache). Other C libraries (musl)
-/// give memory back by themselves; there this does nothing.
+/// an idle connection within 40 s, and with it up to 2 MiB of page cache). Other C libraries
+/// (musl) give memory back by themselves; there this does nothing.
 pub(crate) async fn trim_when_idle(
     permits: Arc<tokio::sync::Semaphore>,
     max_turns: usize,
