@@ -67,11 +67,21 @@ for family in openai anthropic gemini; do
   cargo check --locked -p picoclaw-providers --no-default-features --features "$family"
 done
 cargo check --locked -p picoclaw-cli -p picoclaw-gateway-bin
-cargo check --locked -p picoclaw-cli -p picoclaw-gateway-bin --no-default-features
+cargo check --locked -p picoclaw-gateway-bin --no-default-features
 # Each messenger is a feature of its own: each compiles alone.
 for channel in whatsapp line feishu dingtalk qq onebot wecom; do
   cargo check --locked -p picoclaw-channels --features "$channel"
 done
+
+step "the minimal build (clippy, then built: its tests below run it)"
+# `picoclaw` with the CLI, the OpenAI-compatible provider, the file tools and SQLite only
+# (docs/PERFORMANCE.md, "Budgets"). apps/picoclaw/tests/cli/minimal.rs runs this binary: it is
+# copied out, since the tests' own build replaces target/debug/picoclaw.
+cargo clippy --locked -p picoclaw-cli --no-default-features --features minimal -- -D warnings
+cargo build --locked -p picoclaw-cli --no-default-features --features minimal
+mkdir -p "$CARGO_TARGET_DIR/minimal"
+cp "$CARGO_TARGET_DIR/debug/picoclaw" "$CARGO_TARGET_DIR/minimal/picoclaw"
+export PICOCLAW_MINIMAL_BIN="$CARGO_TARGET_DIR/minimal/picoclaw"
 
 step "cargo doc (library crates, warnings are errors)"
 RUSTDOCFLAGS="-D warnings" cargo doc --locked --no-deps --workspace --lib --features "$FEATURES"

@@ -136,6 +136,11 @@ pub(crate) fn run(config: Option<PathBuf>, args: CronArgs) -> anyhow::Result<Exi
                         store.put_job(&job).await?;
                         println!("{}", job.id);
                         eprintln!("scheduled: {}", picoclaw_tools::describe_job(&job));
+                        #[cfg(not(feature = "gateway"))]
+                        eprintln!(
+                            "note: this build has no gateway (the `gateway` feature): the job \
+                             runs when a `picoclaw gateway` on this state database does"
+                        );
                         ExitCode::SUCCESS
                     }
                     Err(msg) => {

@@ -4,7 +4,9 @@
 
 use std::path::PathBuf;
 use tracing_subscriber::Layer as _;
+#[cfg(feature = "gateway")]
 use tracing_subscriber::layer::SubscriberExt;
+#[cfg(feature = "gateway")]
 use tracing_subscriber::util::SubscriberInitExt;
 
 /// Why logging could not be set up. Each message names the folder or step and carries its cause.
@@ -22,12 +24,14 @@ pub(crate) enum LogError {
     },
     /// A logger is already installed in this process.
     #[error("cannot install the logger: {0}")]
+    #[cfg(feature = "gateway")]
     Install(tracing_subscriber::util::TryInitError),
 }
 
 /// How to log.
 #[derive(Clone, Debug)]
 #[non_exhaustive]
+#[cfg(feature = "gateway")]
 pub(crate) struct LogOptions {
     /// `error`, `warn`, `info`, `debug`, `trace`, or a full filter (`picoclaw_gateway=debug`).
     pub(crate) level: String,
@@ -42,6 +46,7 @@ pub(crate) struct LogOptions {
     pub(crate) ring: Option<std::sync::Arc<picoclaw_gateway::web::LogRing>>,
 }
 
+#[cfg(feature = "gateway")]
 impl LogOptions {
     pub(crate) fn new(level: impl Into<String>, json: bool, dir: Option<PathBuf>) -> Self {
         Self {
@@ -107,6 +112,7 @@ where
 }
 
 /// The `logging.level` of the original PicoClaw's config section, when set.
+#[cfg(feature = "gateway")]
 pub(crate) fn level_from_config(config: &picoclaw_config::Config) -> Option<String> {
     config
         .logging
@@ -120,6 +126,7 @@ pub(crate) fn level_from_config(config: &picoclaw_config::Config) -> Option<Stri
 const LOG_QUEUE_LINES: usize = 4096;
 
 /// Installs the subscriber. Keep the returned guard alive: it flushes the file writer on drop.
+#[cfg(feature = "gateway")]
 pub(crate) fn init(
     opts: &LogOptions,
 ) -> Result<Vec<tracing_appender::non_blocking::WorkerGuard>, LogError> {

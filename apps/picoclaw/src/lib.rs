@@ -26,7 +26,9 @@ mod audit_cmd;
 mod auth_cmd;
 mod cron_cmd;
 mod environ;
+#[cfg(feature = "gateway")]
 mod foreground;
+#[cfg(feature = "gateway")]
 mod gateway_cmd;
 mod gateway_logging;
 mod logging;
@@ -41,6 +43,7 @@ mod status_cmd;
 mod usage_cmd;
 mod wiring;
 
+#[cfg(feature = "gateway")]
 pub use foreground::run_gateway;
 pub use picoclaw_gateway::Extensions;
 
@@ -87,6 +90,7 @@ enum Command {
     /// Scheduled jobs the gateway runs: list, add, remove, enable, disable.
     Cron(cron_cmd::CronArgs),
     /// Run the always-on gateway (HTTP API, OpenAI-compatible) in the foreground.
+    #[cfg(feature = "gateway")]
     Gateway(gateway_cmd::GatewayArgs),
     /// List, show, export or clear stored conversations.
     Sessions(sessions_cmd::SessionsArgs),
@@ -131,7 +135,10 @@ pub fn run(extensions: Extensions) -> ExitCode {
     environ::restore_hidden();
     install_crypto_provider();
     // The gateway sets up its own logs (daily files, JSON).
+    #[cfg(feature = "gateway")]
     let own_logs = matches!(cli.command, Command::Gateway(_));
+    #[cfg(not(feature = "gateway"))]
+    let own_logs = false;
     // Commands that run tools or sign in leave an audit trail in ~/.picoclaw/logs.
     let audit_dir = matches!(cli.command, Command::Agent(_) | Command::Auth(_))
         .then(|| picoclaw_config::Paths::from_env().ok())
@@ -154,6 +161,7 @@ pub fn run(extensions: Extensions) -> ExitCode {
         Command::Audit(args) => audit_cmd::run(cli.config, args),
         Command::Auth(args) => auth_cmd::run(cli.config, args),
         Command::Cron(args) => cron_cmd::run(cli.config, args),
+        #[cfg(feature = "gateway")]
         Command::Gateway(args) => gateway_cmd::run(cli.config, cli.verbose, extensions, args),
         Command::Sessions(args) => sessions_cmd::run(cli.config, args),
         Command::Memory(args) => memory_cmd::run(cli.config, args),

@@ -33,6 +33,7 @@ pub(crate) fn run(
         Err(e) => return Err(e.into()),
     };
     let config = &loaded.config.clone().with_registry(extensions.providers());
+    #[cfg(feature = "gateway")]
     for warning in picoclaw_gateway::unknown_channel_sections(config, extensions.channels()) {
         eprintln!("warning: {warning}");
     }
@@ -108,15 +109,23 @@ pub(crate) fn run(
             );
         }
     }
-    let (gateway, ready) = gateway_status(&config.gateway);
-    println!("gateway:    {gateway}");
+    #[cfg(feature = "gateway")]
+    {
+        let (gateway, ready) = gateway_status(&config.gateway);
+        println!("gateway:    {gateway}");
+        println!(
+            "gateway key: {}",
+            picoclaw_gateway::key::describe(config, &paths)
+        );
+        println!(
+            "channels:   {}",
+            channels_status(config, extensions.channels(), ready.as_ref())
+        );
+    }
+    #[cfg(not(feature = "gateway"))]
     println!(
-        "gateway key: {}",
-        picoclaw_gateway::key::describe(config, &paths)
-    );
-    println!(
-        "channels:   {}",
-        channels_status(config, extensions.channels(), ready.as_ref())
+        "gateway:    not in this build (built without the `gateway` feature: no \
+         `picoclaw gateway`, no channels)"
     );
     Ok(ExitCode::SUCCESS)
 }
@@ -175,6 +184,7 @@ fn credential_lines(config: &picoclaw_config::Config) -> Vec<String> {
 
 /// The enabled channels: their state from a running gateway's `/ready`, or whether this build
 /// has them.
+#[cfg(feature = "gateway")]
 fn channels_status(
     config: &picoclaw_config::Config,
     channels: &picoclaw_channels::ChannelRegistry,
@@ -262,6 +272,7 @@ fn exec_isolation(config: &picoclaw_config::Config) -> String {
 
 /// Whether a gateway answers on the configured address, how ready it says it is, and its
 /// `/ready` body when it answered.
+#[cfg(feature = "gateway")]
 fn gateway_status(gw: &picoclaw_config::GatewayConfig) -> (String, Option<serde_json::Value>) {
     use std::io::{Read, Write};
     let host = match gw.host.trim() {

@@ -1,10 +1,15 @@
 //! Azure Entra ID tokens through `azure_identity`, in the order Azure hosts expect.
 
+#[cfg(feature = "azure")]
 use crate::azure_cert::{CertificateAssertion, CertificateKey};
 use async_trait::async_trait;
+#[cfg(feature = "azure")]
 use azure_core::cloud::{CloudConfiguration, CustomConfiguration};
+#[cfg(feature = "azure")]
 use azure_core::credentials::TokenCredential;
+#[cfg(feature = "azure")]
 use azure_core::http::{ClientOptions, Transport};
+#[cfg(feature = "azure")]
 use azure_identity::{
     AzureCliCredential, AzureDeveloperCliCredential, ClientAssertionCredential,
     ClientAssertionCredentialOptions, ClientSecretCredential, ClientSecretCredentialOptions,
@@ -13,9 +18,13 @@ use azure_identity::{
 };
 use picoclaw_api::auth::{AccessToken, AuthError, TokenSource};
 use std::collections::HashMap;
+#[cfg(feature = "azure")]
 use std::path::PathBuf;
+#[cfg(feature = "azure")]
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
+#[cfg(feature = "azure")]
+use std::time::SystemTime;
 
 /// The scope Azure OpenAI tokens are issued for.
 pub const DEFAULT_AZURE_SCOPE: &str = "https://cognitiveservices.azure.com/.default";
@@ -178,6 +187,7 @@ impl AzureIdentityConfig {
     }
 
     /// A non-blank variable from [`Self::env`], else from the process environment.
+    #[cfg(feature = "azure")]
     fn var(&self, name: &str) -> Option<String> {
         match &self.env {
             Some(map) => map.get(name).cloned(),
@@ -187,12 +197,22 @@ impl AzureIdentityConfig {
     }
 }
 
+#[cfg(feature = "azure")]
 type Credential = Result<Arc<dyn TokenCredential>, String>;
+/// A build without the `azure` feature has no credential to offer: each is the reason.
+#[cfg(not(feature = "azure"))]
+type Credential = Result<std::convert::Infallible, String>;
+
+/// What a build without the `azure` feature says where a token was wanted.
+#[cfg(not(feature = "azure"))]
+pub(crate) const NOT_BUILT: &str = "this build of picoclaw has no Azure Entra ID sign-in (built \
+    without the `azure` feature); use an API key, or a build with the feature (the default)";
 
 /// Entra ID tokens from the first credential that works.
 pub struct AzureTokenSource {
     scope: String,
     chain: Vec<(String, Credential)>,
+    #[cfg_attr(not(feature = "azure"), allow(dead_code))]
     attempt_timeout: Duration,
 }
 
@@ -235,15 +255,18 @@ pub(crate) fn http_client(what: &str, connect: Duration, total: Duration) -> req
         .unwrap_or_else(|| panic!("{what}: cannot build an HTTP client: {err}"))
 }
 
+#[cfg(feature = "azure")]
 fn erased<T: TokenCredential + 'static>(c: azure_core::Result<Arc<T>>) -> Credential {
     c.map(|c| c as Arc<dyn TokenCredential>)
         .map_err(|e| e.to_string())
 }
 
 /// Entra ID's public-cloud authority, when `AZURE_AUTHORITY_HOST` is not set.
+#[cfg(feature = "azure")]
 const PUBLIC_AUTHORITY: &str = "https://login.microsoftonline.com";
 
 /// Builds each credential from the config and its variables.
+#[cfg(feature = "azure")]
 struct Builder<'a> {
     cfg: &'a AzureIdentityConfig,
     http: reqwest::Client,
@@ -252,6 +275,7 @@ struct Builder<'a> {
     authority: String,
 }
 
+#[cfg(feature = "azure")]
 impl Builder<'_> {
     fn client_options(&self) -> ClientOptions {
         ClientOptions {
@@ -417,6 +441,7 @@ impl AzureTokenSource {
     /// `IDENTITY_ENDPOINT`, `MANAGED_IDENTITY_CLIENT_ID`, `AZURE_AUTHORITY_HOST`. A credential that
     /// cannot be built (a missing variable, an unreadable certificate) stays in the chain and is
     /// reported with the others when no token could be had.
+    #[cfg(feature = "azure")]
     pub fn new(cfg: AzureIdentityConfig) -> Self {
         // One HTTP client for every credential (ours, so TLS and timeouts are picoclaw's; the
         // TLS provider is picoclaw-http's, never installed process-wide).
@@ -469,6 +494,16 @@ impl AzureTokenSource {
         }
     }
 
+    /// Without the `azure` feature: a source whose every request fails, saying why.
+    #[cfg(not(feature = "azure"))]
+    pub fn new(cfg: AzureIdentityConfig) -> Self {
+        Self {
+            scope: cfg.scope,
+            chain: vec![(cfg.credential.to_string(), Err(NOT_BUILT.to_owned()))],
+            attempt_timeout: cfg.attempt_timeout,
+        }
+    }
+
     /// The credentials that will be tried, in order.
     pub fn chain(&self) -> Vec<&str> {
         self.chain.iter().map(|(n, _)| n.as_str()).collect()
@@ -491,8 +526,13 @@ impl TokenSource for AzureTokenSource {
                     continue;
                 }
             };
+            #[cfg(not(feature = "azure"))]
+            match *credential {}
+            #[cfg(feature = "azure")]
             let scopes = [self.scope.as_str()];
+            #[cfg(feature = "azure")]
             let attempt = credential.get_token(&scopes, None);
+            #[cfg(feature = "azure")]
             match tokio::time::timeout(self.attempt_timeout, attempt).await {
                 Ok(Ok(t)) => {
                     tracing::debug!(credential = %name, "azure token acquired");
@@ -515,6 +555,7 @@ impl TokenSource for AzureTokenSource {
     }
 }
 
+#[cfg(feature = "azure")]
 fn one_line(s: &str) -> String {
     let flat: String = s.split_whitespace().collect::<Vec<_>>().join(" ");
     if flat.chars().count() > 300 {

@@ -12,6 +12,7 @@
 //! [`LoginTokens`], which serves a stored login to providers and renews it before it expires.
 
 mod azure;
+#[cfg(feature = "azure")]
 mod azure_cert;
 mod keyvault;
 mod oauth;

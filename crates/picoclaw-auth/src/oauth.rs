@@ -106,6 +106,12 @@ pub enum OauthError {
     /// The provider has no browser login: use the device login instead.
     #[error("{provider} has no browser login; use --device")]
     NoBrowserLogin { provider: String },
+    /// This build has no browser login (built without picoclaw-auth's `browser-login` feature):
+    /// use the device login.
+    #[error(
+        "this build of picoclaw has no browser login (built without the `browser-login` feature); use --device"
+    )]
+    BrowserLoginNotBuilt,
     /// The loopback port for the browser's redirect is taken or refused: use the device login.
     #[error("cannot listen on 127.0.0.1:{port} for the login redirect ({error}); use --device")]
     Listen { port: u16, error: std::io::Error },
@@ -359,6 +365,7 @@ pub async fn device_poll(
 }
 
 /// A PKCE verifier and its S256 challenge.
+#[cfg(feature = "browser-login")]
 fn pkce() -> Result<(String, String), String> {
     use ring::rand::SecureRandom;
     let mut bytes = [0u8; 32];
@@ -371,6 +378,7 @@ fn pkce() -> Result<(String, String), String> {
     Ok((verifier, challenge))
 }
 
+#[cfg(feature = "browser-login")]
 fn random_state() -> Result<String, String> {
     use ring::rand::SecureRandom;
     let mut bytes = [0u8; 16];
@@ -383,6 +391,7 @@ fn random_state() -> Result<String, String> {
 /// Browser login: listens on a loopback port, hands `show_url` the authorization URL (to print
 /// or open), waits for the redirect, checks its `state`, and exchanges the code with the PKCE
 /// verifier. Gives up after `timeout`.
+#[cfg(feature = "browser-login")]
 pub async fn browser_login(
     provider: &OauthProvider,
     show_url: impl FnOnce(&str),
@@ -482,6 +491,16 @@ pub async fn browser_login(
     .await;
     server.abort();
     result
+}
+
+/// Without the `browser-login` feature: refuses, pointing at the device login.
+#[cfg(not(feature = "browser-login"))]
+pub async fn browser_login(
+    _provider: &OauthProvider,
+    _show_url: impl FnOnce(&str),
+    _timeout: Duration,
+) -> Result<OauthCredential, OauthError> {
+    Err(OauthError::BrowserLoginNotBuilt)
 }
 
 /// Renews a credential: a refresh-token grant, or for Copilot a new exchange of the GitHub

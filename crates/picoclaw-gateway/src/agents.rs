@@ -182,12 +182,15 @@ impl AgentSet {
     /// heartbeat reports there.
     pub fn last_chat_key(&self, id: &str) -> String {
         if picoclaw_config::agents::normalize_id(id) == self.default_agent().id {
-            crate::scheduler::LAST_CHAT.1.to_owned()
+            LAST_CHAT.1.to_owned()
         } else {
-            format!("{}:{}", crate::scheduler::LAST_CHAT.1, id)
+            format!("{}:{}", LAST_CHAT.1, id)
         }
     }
 }
+
+/// The key/value slot where the dispatcher notes the chat the user last wrote from.
+pub const LAST_CHAT: (&str, &str) = ("gateway", "last_chat");
 
 /// What routing looks at in a channel message: the channel, the peer (`peer_kind` metadata
 /// from the channel: `user` in a direct chat, else `group` or `channel`; a chat whose id is its

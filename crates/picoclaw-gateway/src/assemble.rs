@@ -553,26 +553,10 @@ pub async fn assemble(
             .with_files(sandbox.clone())
             .with_snapshots(paths.home().join("media-out")),
     ));
-    // Searching the web: the backend tools.web enables; without a tools.web section,
-    // DuckDuckGo (no key needed), as the original's default config has it.
-    let web = config
-        .tools
-        .web
-        .clone()
-        .unwrap_or_else(picoclaw_tools::WebSection::default_search);
-    match picoclaw_tools::WebSearchConfig::from_section(&web) {
-        Some(Ok(search)) => {
-            tools.register(Arc::new(picoclaw_tools::WebSearchTool::new(search)));
-        }
-        Some(Err(msg)) => return Err(SetupError::Config(msg)),
-        None => {}
-    }
-    // Reading the web: public addresses only, unless tools.web.fetch.allow_private says otherwise;
-    // no proxy but tools.web.fetch.proxy.
-    let fetch =
-        picoclaw_tools::WebFetchConfig::from_section(&web.fetch.clone().unwrap_or_default())
-            .map_err(SetupError::Config)?;
-    tools.register(Arc::new(picoclaw_tools::WebFetchTool::new(fetch)));
+    #[cfg(feature = "web-tools")]
+    register_web_tools(config, &mut tools)?;
+    #[cfg(not(feature = "web-tools"))]
+    tracing::debug!("web_search and web_fetch are not in this build (the `web-tools` feature)");
 
     // agents.list[].tools: only the allowed ones, never the denied ones.
     if let Some(filter) = &options.tool_filter {
@@ -658,4 +642,30 @@ pub async fn assemble(
         workspace,
         report,
     })
+}
+
+/// `web_search` (the backend tools.web enables) and `web_fetch`.
+#[cfg(feature = "web-tools")]
+fn register_web_tools(config: &Config, tools: &mut ToolRegistry) -> Result<(), SetupError> {
+    // Searching the web: the backend tools.web enables; without a tools.web section,
+    // DuckDuckGo (no key needed), as the original's default config has it.
+    let web = config
+        .tools
+        .web
+        .clone()
+        .unwrap_or_else(picoclaw_tools::WebSection::default_search);
+    match picoclaw_tools::WebSearchConfig::from_section(&web) {
+        Some(Ok(search)) => {
+            tools.register(Arc::new(picoclaw_tools::WebSearchTool::new(search)));
+        }
+        Some(Err(msg)) => return Err(SetupError::Config(msg)),
+        None => {}
+    }
+    // Reading the web: public addresses only, unless tools.web.fetch.allow_private says otherwise;
+    // no proxy but tools.web.fetch.proxy.
+    let fetch =
+        picoclaw_tools::WebFetchConfig::from_section(&web.fetch.clone().unwrap_or_default())
+            .map_err(SetupError::Config)?;
+    tools.register(Arc::new(picoclaw_tools::WebFetchTool::new(fetch)));
+    Ok(())
 }

@@ -8,14 +8,20 @@
 //! picoclaw-cli. This library changes no process-wide state: the tokio runtime, the tracing
 //! subscriber, the signal handlers and the TLS crypto provider are the application's.
 
+#[cfg(feature = "server")]
 pub mod access;
 pub mod agents;
 pub mod assemble;
+#[cfg(feature = "server")]
 pub mod dispatcher;
 pub mod extend;
+#[cfg(feature = "server")]
 pub mod http;
+#[cfg(feature = "server")]
 pub mod key;
+#[cfg(feature = "server")]
 pub mod metrics;
+#[cfg(feature = "server")]
 pub mod scheduler;
 #[cfg(feature = "pico")]
 pub mod socket;
@@ -27,15 +33,20 @@ pub use assemble::{
     AssembleOptions, Assembled, AssemblyReport, McpServerStatus, SetupError, SkillsSettings,
     assemble, exec_config, instance_id, open_state, state_location,
 };
+#[cfg(feature = "server")]
 pub use dispatcher::{
     Accepted, ChannelSink, Deliverer, DeliveryError, Dispatcher, DispatcherConfig, DispatcherInbox,
     OutboundSink,
 };
 pub use extend::{Extensions, ToolFactory, ToolSetup};
 
+#[cfg(feature = "server")]
 use picoclaw_config::{Config, Paths};
+#[cfg(feature = "server")]
 use std::future::Future;
+#[cfg(feature = "server")]
 use std::net::SocketAddr;
+#[cfg(feature = "server")]
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -45,6 +56,7 @@ pub const DEFAULT_TURN_TIMEOUT: Duration = Duration::from_secs(600);
 /// Runs the gateway until `shutdown` completes (an application passes its SIGINT/SIGTERM
 /// handler; a test, a channel it closes). `on_listening` gets the bound address (the port may be
 /// 0 in the config: any free one).
+#[cfg(feature = "server")]
 pub async fn run(
     config: Config,
     paths: Paths,
@@ -55,6 +67,7 @@ pub async fn run(
 }
 
 /// [`run`] with the providers, channels and tools of `extensions`.
+#[cfg(feature = "server")]
 pub async fn run_with(
     config: Config,
     paths: Paths,
@@ -278,6 +291,7 @@ pub async fn run_with(
 /// the state database's pool has closed the connections the burst opened (SQLite's pool drops
 /// an idle connection within 40 s, and with it up to 2 MiB of page cache). Other C libraries
 /// (musl) give memory back by themselves; there this does nothing.
+#[cfg(feature = "server")]
 pub(crate) async fn trim_when_idle(
     permits: Arc<tokio::sync::Semaphore>,
     max_turns: usize,
@@ -316,7 +330,7 @@ pub(crate) async fn trim_when_idle(
     }
 }
 
-#[cfg(all(target_os = "linux", target_env = "gnu"))]
+#[cfg(all(feature = "server", target_os = "linux", target_env = "gnu"))]
 #[allow(unsafe_code)]
 fn release_free_memory() {
     // SAFETY: malloc_trim takes a plain integer, touches only the allocator's own free lists
@@ -328,10 +342,11 @@ fn release_free_memory() {
     );
 }
 
-#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+#[cfg(all(feature = "server", not(all(target_os = "linux", target_env = "gnu"))))]
 fn release_free_memory() {}
 
 /// Whether the state database is meant for several instances (PostgreSQL).
+#[cfg(feature = "server")]
 fn shared_state(config: &Config) -> bool {
     let url = config.state.url.trim();
     url.starts_with("postgres://") || url.starts_with("postgresql://")
@@ -343,6 +358,7 @@ fn shared_state(config: &Config) -> bool {
 /// Files that come in with messages are saved under `workspace/media/<channel>/`.
 /// Users paired with a one-time code are kept under `home/channels/` (outside the workspace,
 /// which the agent can write).
+#[cfg(feature = "server")]
 pub fn channels_from_config(
     config: &Config,
     registry: &picoclaw_channels::ChannelRegistry,
@@ -380,6 +396,7 @@ pub fn channels_from_config(
 /// One warning for each `channels.<name>` section that no channel of this build (`registry`)
 /// takes: a misspelling (with the closest name) or a channel of another build. Its settings are
 /// ignored.
+#[cfg(feature = "server")]
 pub fn unknown_channel_sections(
     config: &Config,
     registry: &picoclaw_channels::ChannelRegistry,

@@ -71,8 +71,7 @@ impl Clock for ManualClock {
     }
 }
 
-/// The key/value slot where the dispatcher notes the chat the user last wrote from.
-pub const LAST_CHAT: (&str, &str) = ("gateway", "last_chat");
+pub use crate::agents::LAST_CHAT;
 
 /// What the answer of a heartbeat with nothing to report is.
 pub const HEARTBEAT_OK: &str = "HEARTBEAT_OK";

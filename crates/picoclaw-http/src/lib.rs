@@ -104,7 +104,8 @@ pub fn default_crypto_provider() -> Result<Arc<CryptoProvider>, HttpError> {
 }
 
 /// A TLS client configuration over `provider` trusting `roots`: TLS 1.2 and 1.3, SNI, ALPN
-/// `h2` then `http/1.1` (what reqwest offers with its `http2` feature).
+/// `h2` then `http/1.1` (what reqwest offers with its `http2` feature; `http/1.1` alone without
+/// this crate's `http2` feature).
 pub fn tls_config(
     provider: Arc<CryptoProvider>,
     roots: Roots,
@@ -133,7 +134,11 @@ pub fn tls_config(
         }
     };
     let mut config = builder.with_no_client_auth();
-    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    #[cfg(feature = "http2")]
+    let alpn = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    #[cfg(not(feature = "http2"))]
+    let alpn = vec![b"http/1.1".to_vec()];
+    config.alpn_protocols = alpn;
     Ok(config)
 }
 

@@ -374,7 +374,9 @@ impl ProviderRegistry {
             let known = self.wires.keys().cloned().collect::<Vec<_>>().join(", ");
             ProviderError::NotConfigured(match family_feature(&spec.wire) {
                 Some(feature) => format!(
-                    "{}: the '{}' wire format is not compiled into this build (known: {known});                      build with the cargo feature `{feature}` (of picoclaw-providers, or of                      picoclaw, the library)",
+                    "{}: the '{}' wire format is not compiled into this build (known: {known}); \
+                     build with the cargo feature `{feature}` (of picoclaw-cli, \
+                     picoclaw-providers, or picoclaw, the library)",
                     spec.provider, spec.wire
                 ),
                 None => format!(

@@ -23,7 +23,9 @@ mod settings;
 mod subagent;
 mod tool;
 mod voice;
+#[cfg(feature = "web")]
 mod web_fetch;
+#[cfg(feature = "web")]
 mod web_search;
 
 pub use cron::{CronConfig, CronTool, describe_job, job_chat};
@@ -59,7 +61,9 @@ pub fn answers_in_place(channel: &str) -> bool {
     matches!(channel, "cli" | "api" | "web")
 }
 
+#[cfg(feature = "web")]
 pub use web_fetch::{HostResolver, WebFetchConfig, WebFetchTool, forbidden_ip};
+#[cfg(feature = "web")]
 pub use web_search::{
     SearchBackend, SearchResult, WebSearchConfig, WebSearchTool, parse_duckduckgo,
 };

@@ -18,6 +18,7 @@ mod agents;
 mod auth;
 mod cron;
 mod mcp;
+mod minimal;
 mod providers;
 mod skills;
 mod state;

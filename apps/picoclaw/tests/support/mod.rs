@@ -71,7 +71,15 @@ impl Home {
     }
 
     pub(crate) fn cmd(&self) -> Command {
-        let mut cmd = Command::cargo_bin("picoclaw").unwrap();
+        self.cmd_of(Command::cargo_bin("picoclaw").unwrap())
+    }
+
+    /// `bin` (another build of picoclaw) run in this home, as [`Home::cmd`] runs this one.
+    pub(crate) fn cmd_with(&self, bin: &Path) -> Command {
+        self.cmd_of(Command::new(bin))
+    }
+
+    fn cmd_of(&self, mut cmd: Command) -> Command {
         cmd.env("PICOCLAW_HOME", self.path())
             .env_remove("PICOCLAW_CONFIG")
             .env_remove("RUST_LOG")
