@@ -17,18 +17,6 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-/// xorshift64*: small, seeded, good enough to spread kill points.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-}
-
 /// Replies for many turns: a tool call (a slow command or a file write), then a slowly streamed
 /// answer. Whatever a killed process consumed, later turns still get well-formed replies.
 fn script(turns: usize) -> Vec<Reply> {
@@ -121,7 +109,7 @@ fn sigkill_at_random_points_never_leaves_a_half_turn() {
         .and_then(|v| v.parse().ok())
         .unwrap_or(0x5eed_cafe);
     eprintln!("crash test: {turns} turns, seed {seed} (PICOCLAW_CRASH_SEED to replay)");
-    let mut rng = Rng(seed | 1);
+    let mut rng = picoclaw_testkit::SeededRng::new(seed | 1);
     let endpoint = ScriptedEndpoint::spawn(script(turns));
     let home = tempfile::tempdir().unwrap();
     write_config(home.path(), &endpoint);
@@ -147,7 +135,7 @@ fn sigkill_at_random_points_never_leaves_a_half_turn() {
             .spawn()
             .unwrap();
         // Anywhere from before the first request to after the last write.
-        let kill_at = Duration::from_millis(rng.next() % 600);
+        let kill_at = Duration::from_millis(rng.next_u64() % 600);
         let started = Instant::now();
         let status = loop {
             if let Some(status) = child.try_wait().unwrap() {

@@ -18,8 +18,9 @@ pub struct ChatRequest {
     pub model: String,
     /// The whole conversation, oldest message first.
     pub messages: Vec<ChatMessage>,
-    /// The tools the model may call; empty for none.
-    pub tools: Vec<ToolSpec>,
+    /// The tools the model may call; empty for none. Shared: an agent builds its tools' specs
+    /// once, and every model call of every turn hands on the same list.
+    pub tools: Arc<[ToolSpec]>,
     /// The most tokens the answer may have; `None` leaves it to the vendor's default.
     pub max_tokens: Option<u32>,
     /// Sampling temperature; `None` leaves it to the vendor's default.
@@ -36,9 +37,10 @@ impl ChatRequest {
         }
     }
 
-    /// Sets the tools the model may call.
-    pub fn with_tools(mut self, tools: Vec<ToolSpec>) -> Self {
-        self.tools = tools;
+    /// Sets the tools the model may call (a `Vec<ToolSpec>`, or a list shared with other
+    /// requests).
+    pub fn with_tools(mut self, tools: impl Into<Arc<[ToolSpec]>>) -> Self {
+        self.tools = tools.into();
         self
     }
 

@@ -100,7 +100,9 @@ impl ToolOutput {
 /// Something the model can call.
 #[async_trait]
 pub trait Tool: Send + Sync {
-    /// Name, description and JSON schema of the parameters, as sent to the model.
+    /// Name, description and JSON schema of the parameters, as sent to the model. An agent reads
+    /// it once, when it is built, and sends that to the model on every call: a tool whose
+    /// spec changes is registered in a new agent.
     fn spec(&self) -> ToolSpec;
 
     /// Runs the tool. `args` is the parsed JSON object the model sent.

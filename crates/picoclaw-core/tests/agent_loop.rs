@@ -572,3 +572,62 @@ async fn the_usage_ledger_keeps_the_reasoning_tokens_the_provider_reported() {
     assert_eq!(row.models.len(), 1);
     assert_eq!(row.models[0].reasoning_tokens, 30);
 }
+
+/// Counts how often its spec is asked for.
+struct CountedSpec(Arc<AtomicUsize>);
+
+#[async_trait]
+impl Tool for CountedSpec {
+    fn spec(&self) -> ToolSpec {
+        self.0.fetch_add(1, Ordering::SeqCst);
+        ToolSpec::new("counted", "Counts.", json!({"type": "object"}))
+    }
+    async fn call(&self, _ctx: &ToolContext, _args: serde_json::Value) -> ToolOutput {
+        ToolOutput::ok("counted")
+    }
+}
+
+#[tokio::test]
+async fn tool_specs_are_built_once_per_agent_and_shared_by_every_model_call() {
+    let provider = Arc::new(ScriptedProvider::new([
+        Reply::tool_call("counted", json!({})),
+        Reply::text("one"),
+        Reply::tool_call("counted", json!({})),
+        Reply::text("two"),
+    ]));
+    let asked = Arc::new(AtomicUsize::new(0));
+    let agent = Agent::builder(provider.clone())
+        .model("test-model")
+        .tool(CountedSpec(asked.clone()))
+        .build()
+        .unwrap();
+    // Read when the tool is registered (its name) and when the agent is built, not after.
+    let built = asked.load(Ordering::SeqCst);
+    assert_eq!(built, 2);
+    for message in ["first", "second"] {
+        agent
+            .turn(
+                &SessionKey::new("s"),
+                ChatMessage::user(message),
+                TurnOptions::new(),
+                &EventLog::new(),
+            )
+            .await
+            .unwrap();
+    }
+    // Four model calls, no new spec: every request carries the list built with the agent.
+    assert_eq!(asked.load(Ordering::SeqCst), built);
+    let requests = provider.requests();
+    assert_eq!(requests.len(), 4);
+    assert!(
+        requests
+            .iter()
+            .all(|r| r.tools.len() == 1 && r.tools[0].name == "counted")
+    );
+    assert!(
+        requests
+            .windows(2)
+            .all(|w| Arc::ptr_eq(&w[0].tools, &w[1].tools)),
+        "every request shares one list"
+    );
+}

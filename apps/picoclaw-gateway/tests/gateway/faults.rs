@@ -8,18 +8,6 @@ use crate::model::Model;
 use picoclaw_testkit::telegram::FakeBotApi;
 use std::sync::Arc;
 
-/// xorshift64*: small, seeded, enough to spread the kill points.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-}
-
 const TOKEN: &str = "4242:FAULTS-token";
 const USERS: [i64; 5] = [111, 112, 113, 114, 115];
 
@@ -71,7 +59,7 @@ async fn sigkill_at_random_points_across_a_hundred_messages_loses_none() {
         .and_then(|s| s.parse().ok())
         .unwrap_or(0x9e37_79b9_7f4a_7c15_u64);
     eprintln!("seed {seed} (PICOCLAW_CRASH_SEED replays it)");
-    let mut rng = Rng(seed);
+    let mut rng = picoclaw_testkit::SeededRng::new(seed);
     let tg = FakeBotApi::start(TOKEN);
     let model = Model::start().await;
     let home = telegram_home(&model, &tg);
@@ -82,7 +70,7 @@ async fn sigkill_at_random_points_across_a_hundred_messages_loses_none() {
     while sent < MESSAGES {
         // A few messages from the five users, then (two times in three) SIGKILL at a random
         // point: while polling, journaling, waiting for the model, storing, delivering.
-        for _ in 0..=(rng.next() % 5) {
+        for _ in 0..=(rng.next_u64() % 5) {
             if sent == MESSAGES {
                 break;
             }
@@ -90,8 +78,8 @@ async fn sigkill_at_random_points_across_a_hundred_messages_loses_none() {
             tg.private_message(user, "user", &format!("m{sent} of {user}"));
             sent += 1;
         }
-        tokio::time::sleep(Duration::from_millis(rng.next() % 400)).await;
-        if !rng.next().is_multiple_of(3) {
+        tokio::time::sleep(Duration::from_millis(rng.next_u64() % 400)).await;
+        if !rng.next_u64().is_multiple_of(3) {
             drop(gw); // SIGKILL, then wait for it
             kills += 1;
             gw = Gateway::start(home.path());

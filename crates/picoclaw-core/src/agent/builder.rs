@@ -257,10 +257,12 @@ impl AgentBuilder {
             }
         }
         let limiter = crate::RateLimiter::new(self.config.rate_limits);
+        let tool_specs = tools.specs().into();
         Ok(Agent {
             inner: Arc::new(Inner {
                 provider: self.provider,
                 tools,
+                tool_specs,
                 memory: self.memory,
                 store: self.store.unwrap_or_else(|| Arc::new(InMemoryStore::new())),
                 context,

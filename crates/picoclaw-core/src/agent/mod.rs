@@ -178,6 +178,8 @@ impl TurnOptions {
 struct Inner {
     provider: Arc<dyn LlmProvider>,
     tools: ToolRegistry,
+    /// The tools' specs, built once: every model call shares them.
+    tool_specs: Arc<[picoclaw_api::ToolSpec]>,
     memory: Option<Arc<WorkspaceMemory>>,
     store: Arc<dyn SessionStore>,
     context: ContextBuilder,

@@ -116,7 +116,7 @@ impl Agent {
         let mut model_calls = 0usize;
         let mut tool_calls = 0usize;
         let mut served_by: Option<String> = None;
-        let specs = inner.tools.specs();
+        let specs = Arc::clone(&inner.tool_specs);
         let mut tool_ctx = ToolContext::new(session.clone()).with_origin(options.origin);
         if let (Some(ch), Some(chat)) = (&options.channel, &options.chat_id) {
             tool_ctx = tool_ctx.with_chat(ch.clone(), chat.clone());
@@ -154,7 +154,7 @@ impl Agent {
                     return Ok(rate_limited_answer(&limited, &mut turn, events));
                 }
                 let request = ChatRequest::new(cfg.model.clone(), messages)
-                    .with_tools(specs.clone())
+                    .with_tools(Arc::clone(&specs))
                     .with_max_tokens(cfg.max_tokens)
                     .with_temperature(cfg.temperature);
                 model_calls += 1;
