@@ -81,7 +81,7 @@ cargo clippy --locked -p picoclaw-cli --no-default-features --features minimal -
 cargo build --locked -p picoclaw-cli --no-default-features --features minimal
 mkdir -p "$CARGO_TARGET_DIR/minimal"
 cp "$CARGO_TARGET_DIR/debug/picoclaw" "$CARGO_TARGET_DIR/minimal/picoclaw"
-export PICOCLAW_MINIMAL_BIN="$CARGO_TARGET_DIR/minimal/picoclaw"
+export PICOCLAW_MINIMAL_BIN="$(cd "$CARGO_TARGET_DIR" && pwd)/minimal/picoclaw"
 
 step "cargo doc (library crates, warnings are errors)"
 RUSTDOCFLAGS="-D warnings" cargo doc --locked --no-deps --workspace --lib --features "$FEATURES"

@@ -229,7 +229,7 @@ mod tests {
         ));
     }
 
-    #[cfg(feature = "ring")]
+    #[cfg(all(feature = "ring", feature = "http2"))]
     #[test]
     fn configs_offer_h2_and_http1() {
         let provider = Arc::new(rustls::crypto::ring::default_provider());
@@ -238,5 +238,14 @@ mod tests {
             config.alpn_protocols,
             [b"h2".to_vec(), b"http/1.1".to_vec()]
         );
+    }
+
+    /// Without HTTP/2 in reqwest, TLS must not offer it: a server taking h2 would get HTTP/1.1.
+    #[cfg(all(feature = "ring", not(feature = "http2")))]
+    #[test]
+    fn without_http2_configs_offer_http1_only() {
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let config = tls_config(provider, Roots::Only(Vec::new())).unwrap();
+        assert_eq!(config.alpn_protocols, [b"http/1.1".to_vec()]);
     }
 }
