@@ -1,6 +1,7 @@
 //! Credentials: the [`TokenSource`] trait providers take their bearer tokens from, a
 //! [`StaticToken`] for plain API keys, [`CachedToken`] (refreshes shortly before expiry), and
-//! [`AzureTokenSource`], which gets Entra ID tokens from `azure_identity` the way Azure hosts
+//! [`AzureTokenSource`], which gets Entra ID tokens from `azure_identity` (the `azure` feature,
+//! on by default; without it the source refuses every request, saying so) the way Azure hosts
 //! expect: a user-assigned managed identity when a client id is configured, else service
 //! principal from the environment (client secret, else a PEM certificate) → workload identity →
 //! managed identity (App Service / Container Apps identity endpoint, or IMDS on VMs) → Azure CLI
