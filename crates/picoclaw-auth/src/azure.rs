@@ -526,26 +526,27 @@ impl TokenSource for AzureTokenSource {
                     continue;
                 }
             };
+            // Without the `azure` feature no credential exists (every entry is its reason).
             #[cfg(not(feature = "azure"))]
             match *credential {}
             #[cfg(feature = "azure")]
-            let scopes = [self.scope.as_str()];
-            #[cfg(feature = "azure")]
-            let attempt = credential.get_token(&scopes, None);
-            #[cfg(feature = "azure")]
-            match tokio::time::timeout(self.attempt_timeout, attempt).await {
-                Ok(Ok(t)) => {
-                    tracing::debug!(credential = %name, "azure token acquired");
-                    return Ok(AccessToken::new(
-                        t.token.secret().to_owned(),
-                        Some(SystemTime::from(t.expires_on)),
-                    ));
+            {
+                let scopes = [self.scope.as_str()];
+                let attempt = credential.get_token(&scopes, None);
+                match tokio::time::timeout(self.attempt_timeout, attempt).await {
+                    Ok(Ok(t)) => {
+                        tracing::debug!(credential = %name, "azure token acquired");
+                        return Ok(AccessToken::new(
+                            t.token.secret().to_owned(),
+                            Some(SystemTime::from(t.expires_on)),
+                        ));
+                    }
+                    Ok(Err(e)) => tried.push((name.clone(), one_line(&e.to_string()))),
+                    Err(_) => tried.push((
+                        name.clone(),
+                        format!("no answer within {}s", self.attempt_timeout.as_secs()),
+                    )),
                 }
-                Ok(Err(e)) => tried.push((name.clone(), one_line(&e.to_string()))),
-                Err(_) => tried.push((
-                    name.clone(),
-                    format!("no answer within {}s", self.attempt_timeout.as_secs()),
-                )),
             }
         }
         Err(AuthError::NoCredential {
